@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // System libraries: a module map and a shim header, nothing else.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+
+        // Wire format of MQTT 3.1 / 3.1.1 / 5.0. No I/O: imports NIOCore only.
+        .target(name: "MQTTCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // Pure broker rules: sessions, QoS flows, subscriptions, retained messages, wills.
+        .target(name: "SluiceBroker", dependencies: ["MQTTCore"]),
+        // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
+        .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
+        // gateway.conf lexer and validation into Sendable structs.
+        .target(name: "SluiceConfig"),
+        // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
+        .target(name: "SluiceStore", dependencies: ["CLMDB"]),
+        // The only module with sockets: listeners, thin handlers, services.
+        .target(
+            name: "SluiceServer",
+            dependencies: [
+                "MQTTCore", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceServer", "SluiceConfig", "SluiceStore", "MQTTCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(
+            name: "MQTTCoreTests",
+            dependencies: ["MQTTCore", .product(name: "NIOTestUtils", package: "swift-nio")]
+        ),
+        .testTarget(name: "SluiceBrokerTests", dependencies: ["SluiceBroker", "MQTTCore"]),
+        .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
+        .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// SluiceBridge: placeholder until the module lands.

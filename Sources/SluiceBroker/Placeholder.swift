@@ -1,0 +1,1 @@
+// SluiceBroker: placeholder until the module lands.

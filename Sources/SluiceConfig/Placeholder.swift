@@ -1,0 +1,1 @@
+// SluiceConfig: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// SluiceServer: placeholder until the module lands.

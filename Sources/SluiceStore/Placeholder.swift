@@ -1,0 +1,1 @@
+// SluiceStore: placeholder until the module lands.

@@ -1,0 +1,4 @@
+import Testing
+@testable import MQTTCore
+
+@Test func moduleLinks() {}

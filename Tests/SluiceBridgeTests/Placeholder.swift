@@ -1,0 +1,4 @@
+import Testing
+@testable import SluiceBridge
+
+@Test func moduleLinks() {}

@@ -1,0 +1,4 @@
+import Testing
+@testable import SluiceBroker
+
+@Test func moduleLinks() {}

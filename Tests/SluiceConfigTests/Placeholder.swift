@@ -1,0 +1,4 @@
+import Testing
+@testable import SluiceConfig
+
+@Test func moduleLinks() {}

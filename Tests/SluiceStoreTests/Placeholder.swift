@@ -1,0 +1,4 @@
+import Testing
+@testable import SluiceStore
+
+@Test func moduleLinks() {}
