@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // System libraries: a module map and a shim header, nothing else.
@@ -20,7 +21,10 @@ let package = Package(
         // Wire format of MQTT 3.1 / 3.1.1 / 5.0. No I/O: imports NIOCore only.
         .target(name: "MQTTCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         // Pure broker rules: sessions, QoS flows, subscriptions, retained messages, wills.
-        .target(name: "SluiceBroker", dependencies: ["MQTTCore"]),
+        .target(
+            name: "SluiceBroker",
+            dependencies: ["MQTTCore", .product(name: "DequeModule", package: "swift-collections")]
+        ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
         // gateway.conf lexer and validation into Sendable structs.

@@ -1,0 +1,42 @@
+// Note on topic matching (MQTT 5 §4.7, same rules in 3.1.1):
+// - Levels are separated by "/"; empty levels are real levels ("a//b" has three).
+// - "+" matches exactly one level, "#" matches the parent level and any number of children
+//   ("sport/#" matches "sport") [MQTT-4.7.1-2].
+// - A filter starting with a wildcard never matches a topic starting with "$" [MQTT-4.7.2-1].
+// - "$share/GROUP/FILTER" is a shared subscription to FILTER; matching uses FILTER.
+
+extension Topic {
+    /// Whether `topic` (a valid topic name) matches `filter` (a valid, non-shared topic filter).
+    public static func matches(filter: String, topic: String) -> Bool {
+        var filterLevels = filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)[...]
+        var topicLevels = topic.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)[...]
+        if topic.utf8.first == UInt8(ascii: "$"), let first = filterLevels.first,
+            first.elementsEqual("+".utf8) || first.elementsEqual("#".utf8)
+        {
+            return false
+        }
+        while let level = filterLevels.popFirst() {
+            if level.elementsEqual("#".utf8) { return true }
+            guard let topicLevel = topicLevels.popFirst() else { return false }
+            if level.elementsEqual("+".utf8) { continue }
+            if !level.elementsEqual(topicLevel) { return false }
+        }
+        return topicLevels.isEmpty
+    }
+
+    /// Splits `$share/GROUP/FILTER` into its group and filter; nil for an ordinary filter.
+    public static func sharedSubscription(_ filter: String) -> (group: String, filter: String)? {
+        guard filter.hasPrefix("$share/") else { return nil }
+        let rest = filter.dropFirst("$share/".count)
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        let group = rest[..<slash]
+        let inner = rest[rest.index(after: slash)...]
+        guard !group.isEmpty, !inner.isEmpty else { return nil }
+        return (String(group), String(inner))
+    }
+
+    /// True when the filter contains a wildcard level.
+    public static func hasWildcard(_ filter: String) -> Bool {
+        filter.utf8.contains(UInt8(ascii: "+")) || filter.utf8.contains(UInt8(ascii: "#"))
+    }
+}

@@ -1,0 +1,736 @@
+import DequeModule
+import MQTTCore
+
+// Note on the broker core:
+// - It is a pure state machine: no sockets, no clock, no threads. Its owner feeds it events
+//   (`connect`, `receive`, `closed`, `tick`, `persisted`, `publish`) with the current time and
+//   carries out the returned actions in order.
+// - Sessions outlive connections; a connection belongs to at most one session.
+// - Durability: a QoS 1/2 PUBLISH matching a durable filter yields `.persist`; the PUBACK/PUBREC
+//   is produced only by the `persisted` event for that token (the durability contract).
+// - Protocol violations close the connection, with a DISCONNECT reason code for MQTT 5
+//   [MQTT-4.13.1-1]; 3.1/3.1.1 connections are simply closed.
+
+/// The broker rules as a value: sessions, subscriptions, retained messages, QoS flows, wills.
+public struct Broker: Sendable {
+    public var settings: BrokerSettings
+    public var accessPolicy: (any AccessPolicy)?
+    public private(set) var stats = BrokerStats()
+
+    private var sessions: [String: Session] = [:]
+    private var connections: [ConnectionID: ClientConnection] = [:]
+    private var subscriptions = SubscriptionTree()
+    private var retained: [String: Message] = [:]
+    private var pendingAcks: [UInt64: PendingAck] = [:]
+    private var nextToken: UInt64 = 1
+    private var assignedIDCounter: UInt64 = 0
+    private var actions: [BrokerAction] = []
+
+    private struct PendingAck {
+        var connection: ConnectionID
+        var packetID: UInt16
+        var qos: QoS
+    }
+
+    public init(settings: BrokerSettings = BrokerSettings()) {
+        self.settings = settings
+    }
+
+    // MARK: Observers
+
+    public var connectedClientCount: Int { connections.count }
+    public var sessionCount: Int { sessions.count }
+    public var retainedCount: Int { retained.count }
+    public var subscriptionCount: Int { subscriptions.count }
+    public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
+    public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+    /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
+    public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
+    public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }
+
+    private mutating func takeActions() -> [BrokerAction] {
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    // MARK: Events
+
+    /// A decoded CONNECT on a new connection. Authentication has already been done by the caller.
+    public mutating func connect(_ connection: ConnectionID, _ packet: ConnectPacket, now: BrokerTime) -> [BrokerAction] {
+        handleConnect(connection, packet, now: now)
+        return takeActions()
+    }
+
+    /// Any packet after CONNECT.
+    public mutating func receive(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
+        guard var client = connections[connection] else {
+            // Not (or no longer) connected: only a CONNECT is acceptable [MQTT-3.1.0-1].
+            if case .connect(let connect) = packet {
+                handleConnect(connection, connect, now: now)
+            } else {
+                actions.append(.close(connection, nil))
+            }
+            return takeActions()
+        }
+        client.lastActivity = now
+        connections[connection] = client
+        stats.messagesReceived += 1
+        switch packet {
+        case .publish(let publish): handlePublish(publish, from: connection, now: now)
+        case .pubAck(let ack): handlePubAck(ack, from: connection, now: now)
+        case .pubRec(let rec): handlePubRec(rec, from: connection, now: now)
+        case .pubRel(let rel): handlePubRel(rel, from: connection)
+        case .pubComp(let comp): handlePubComp(comp, from: connection, now: now)
+        case .subscribe(let subscribe): handleSubscribe(subscribe, from: connection, now: now)
+        case .unsubscribe(let unsubscribe): handleUnsubscribe(unsubscribe, from: connection)
+        case .pingReq: send(.pingResp, to: connection)
+        case .disconnect(let disconnect): handleDisconnect(disconnect, from: connection, now: now)
+        case .connect:
+            // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+            protocolViolation(connection, .protocolError, "second CONNECT", now: now)
+        case .auth:
+            protocolViolation(connection, .protocolError, "AUTH without an authentication method", now: now)
+        case .connAck, .subAck, .unsubAck, .pingResp:
+            protocolViolation(connection, .protocolError, "server-to-client packet from a client", now: now)
+        }
+        return takeActions()
+    }
+
+    /// The connection's socket closed (by the peer, by us, or by an error).
+    public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
+        detach(connection, now: now)
+        return takeActions()
+    }
+
+    /// Time passed: keep-alive enforcement, will delays, session and message expiry.
+    public mutating func tick(now: BrokerTime) -> [BrokerAction] {
+        for (id, client) in connections where client.keepAlive > 0 {
+            // The server disconnects after one and a half keep-alive periods of silence [MQTT-3.1.2-22].
+            if now > client.lastActivity + BrokerTime(client.keepAlive) * 1500 {
+                close(id, reason: .keepAliveTimeout)
+                detach(id, now: now)
+            }
+        }
+        for (clientID, session) in sessions where !session.isConnected {
+            if let will = session.delayedWill, will.dueAt <= now {
+                sessions[clientID]?.delayedWill = nil
+                route(will.message, now: now)
+            }
+            if let expiresAt = session.expiresAt(), expiresAt <= now {
+                endSession(clientID, now: now)
+            }
+        }
+        return takeActions()
+    }
+
+    /// The durable append for `token` committed (`accepted`) or was refused by the queue bound.
+    public mutating func persisted(token: UInt64, accepted: Bool, now: BrokerTime) -> [BrokerAction] {
+        guard let pending = pendingAcks.removeValue(forKey: token) else { return [] }
+        if !accepted { stats.drop(.durableQueueRejected) }
+        guard var client = connections[pending.connection] else { return [] }
+        client.inboundUnacknowledged -= pending.qos == .atLeastOnce ? 1 : 0
+        connections[pending.connection] = client
+        // MQTT 5 publishers learn that the queue is full (0x97); 3.1.1 has no way to say so.
+        let code: ReasonCode = accepted || client.version < .v5 ? .success : .quotaExceeded
+        let ack = PubAckPacket(packetIdentifier: pending.packetID, reasonCode: code)
+        send(pending.qos == .atLeastOnce ? .pubAck(ack) : .pubRec(ack), to: pending.connection)
+        if pending.qos == .exactlyOnce && !accepted && client.version >= .v5 {
+            // A failed PUBREC ends the QoS 2 flow [MQTT-4.3.3-4].
+            sessions[client.clientID]?.inboundQoS2.remove(pending.packetID)
+            connections[pending.connection]?.inboundUnacknowledged -= 1
+        }
+        return takeActions()
+    }
+
+    /// A message from inside the gateway (a bridge `in` rule, `$SYS`, LoRaWAN events).
+    public mutating func publish(_ message: Message, now: BrokerTime) -> [BrokerAction] {
+        if message.retain { storeRetained(message) }
+        route(message, now: now)
+        return takeActions()
+    }
+
+    // MARK: CONNECT
+
+    private mutating func handleConnect(_ connection: ConnectionID, _ packet: ConnectPacket, now: BrokerTime) {
+        let version = packet.protocolVersion
+        func refuse(_ code: ReasonCode) {
+            send(.connAck(ConnAckPacket(sessionPresent: false, reasonCode: code)), to: connection)
+            actions.append(.close(connection, nil))
+        }
+        if packet.properties.authenticationMethod != nil {
+            return refuse(.badAuthenticationMethod)  // no enhanced authentication methods are offered
+        }
+        if let will = packet.will, will.retain && !settings.retainAvailable {
+            return refuse(.retainNotSupported)
+        }
+        var clientID = packet.clientIdentifier
+        var assigned: String? = nil
+        if clientID.isEmpty {
+            // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-8].
+            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) {
+                return refuse(.clientIdentifierNotValid)
+            }
+            assignedIDCounter += 1
+            clientID = "sluice-\(connection.rawValue)-\(assignedIDCounter)"
+            assigned = clientID
+        }
+        if let will = packet.will, let policy = accessPolicy,
+            !policy.mayPublish(clientID: clientID, username: packet.username, topic: will.topic)
+        {
+            return refuse(.notAuthorized)
+        }
+
+        let isTakeover = sessions[clientID]?.connection != nil
+        if let limit = settings.maxConnections, !isTakeover, connections.count >= limit {
+            return refuse(.quotaExceeded)
+        }
+        // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3].
+        if let existing = sessions[clientID]?.connection {
+            close(existing, reason: .sessionTakenOver)
+            detach(existing, now: now, takenOverWithCleanStart: packet.cleanStart)
+        }
+
+        let expiry: UInt32
+        if version >= .v5 {
+            expiry = packet.properties.sessionExpiryInterval ?? 0
+        } else {
+            expiry = packet.cleanStart ? 0 : (settings.persistentClientExpiration ?? UInt32.max)
+        }
+        var sessionPresent = false
+        if packet.cleanStart || sessions[clientID]?.expiresAt().map({ $0 <= now }) == true {
+            if sessions[clientID] != nil { endSession(clientID, now: now, publishWill: false) }
+        } else if sessions[clientID] != nil {
+            sessionPresent = true
+        }
+        var session = sessions[clientID] ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
+        session.connection = connection
+        session.protocolVersion = version
+        session.expiryInterval = expiry
+        session.disconnectedAt = nil
+        session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
+        sessions[clientID] = session
+
+        var keepAlive = packet.keepAlive
+        var serverKeepAlive: UInt16? = nil
+        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
+            keepAlive = settings.maxKeepalive
+            serverKeepAlive = keepAlive
+        }
+        connections[connection] = ClientConnection(
+            clientID: clientID,
+            username: packet.username,
+            version: version,
+            keepAlive: keepAlive,
+            lastActivity: now,
+            receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
+            maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
+            topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
+            will: packet.will
+        )
+        stats.connectionsTotal += 1
+        stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
+
+        var properties = Properties()
+        if version >= .v5 {
+            if settings.receiveMaximum < 65535 { properties.receiveMaximum = UInt16(settings.receiveMaximum) }
+            if settings.maximumPacketSize < 268_435_460 {
+                properties.maximumPacketSize = UInt32(settings.maximumPacketSize)
+            }
+            properties.topicAliasMaximum = settings.topicAliasMaximum
+            if !settings.retainAvailable { properties.retainAvailable = 0 }
+            properties.assignedClientIdentifier = assigned
+            properties.serverKeepAlive = serverKeepAlive
+        }
+        send(.connAck(ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: properties)), to: connection)
+
+        if sessionPresent { resume(clientID, now: now) }
+    }
+
+    /// Sends again what the client had not acknowledged, then what was queued [MQTT-4.4.0-1].
+    private mutating func resume(_ clientID: String, now: BrokerTime) {
+        guard let session = sessions[clientID], let connection = session.connection else { return }
+        for outgoing in session.inflight {
+            switch outgoing.state {
+            case .awaitingPubAck, .awaitingPubRec:
+                sendPublish(outgoing.delivery, packetID: outgoing.packetID, dup: true, to: connection, now: now)
+            case .awaitingPubComp:
+                send(.pubRel(PubAckPacket(packetIdentifier: outgoing.packetID)), to: connection)
+            }
+        }
+        pump(clientID, now: now)
+    }
+
+    // MARK: PUBLISH from a client
+
+    private mutating func handlePublish(_ packet: PublishPacket, from connection: ConnectionID, now: BrokerTime) {
+        guard var client = connections[connection] else { return }
+        stats.publishReceived += 1
+        var topic = packet.topic
+        if client.version >= .v5, let alias = packet.properties.topicAlias {
+            guard alias != 0, alias <= settings.topicAliasMaximum else {
+                return protocolViolation(connection, .topicAliasInvalid, "topic alias \(alias) out of range", now: now)
+            }
+            if topic.isEmpty {
+                guard let known = client.inboundAliases[alias] else {
+                    return protocolViolation(connection, .protocolError, "unknown topic alias \(alias)", now: now)
+                }
+                topic = known
+            } else {
+                client.inboundAliases[alias] = topic
+            }
+        }
+        if topic.isEmpty {
+            return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
+        }
+        if packet.retain && !settings.retainAvailable {
+            return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
+        }
+        if packet.qos != .atMostOnce && client.version >= .v5 {
+            // Our Receive Maximum bounds the client's unacknowledged QoS 1/2 publishes [MQTT-3.3.4-9].
+            if client.inboundUnacknowledged >= settings.receiveMaximum {
+                return protocolViolation(connection, .receiveMaximumExceeded, "receive maximum exceeded", now: now)
+            }
+        }
+        connections[connection] = client
+        guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
+
+        if packet.qos == .exactlyOnce {
+            if sessions[client.clientID]?.inboundQoS2.contains(packetID) == true {
+                // A resent QoS 2 PUBLISH we already have: acknowledge again, deliver once [MQTT-4.3.3-9].
+                send(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
+                return
+            }
+            sessions[client.clientID]?.inboundQoS2.insert(packetID)
+            connections[connection]?.inboundUnacknowledged += 1
+        }
+
+        let allowed =
+            !topic.hasPrefix("$SYS/")
+            && accessPolicy.map { $0.mayPublish(clientID: client.clientID, username: client.username, topic: topic) }
+                ?? true
+        if !allowed {
+            stats.drop(.notAuthorized)
+            // MQTT 5 says 0x87; 3.1.1 acknowledges and drops, as Mosquitto does.
+            let code: ReasonCode = client.version >= .v5 ? .notAuthorized : .success
+            acknowledge(packet.qos, packetID, code, to: connection)
+            return
+        }
+
+        var properties = packet.properties
+        properties.topicAlias = nil
+        properties.subscriptionIdentifiers = []
+        var expiresAt: BrokerTime? = nil
+        if let expiry = properties.messageExpiryInterval {
+            expiresAt = now + BrokerTime(expiry) * 1000
+        }
+        let message = Message(
+            topic: topic,
+            payload: packet.payload,
+            qos: packet.qos,
+            retain: packet.retain,
+            properties: properties,
+            expiresAt: expiresAt,
+            origin: client.clientID
+        )
+        if message.retain { storeRetained(message) }
+        route(message, now: now)
+
+        if isDurable(topic) {
+            let token = nextToken
+            nextToken += 1
+            actions.append(.persist(token: token, message: message))
+            if packet.qos != .atMostOnce {
+                pendingAcks[token] = PendingAck(connection: connection, packetID: packetID, qos: packet.qos)
+                if packet.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
+                return
+            }
+        }
+        acknowledge(packet.qos, packetID, .success, to: connection)
+    }
+
+    private mutating func acknowledge(_ qos: QoS, _ packetID: UInt16, _ code: ReasonCode, to connection: ConnectionID) {
+        switch qos {
+        case .atMostOnce: break
+        case .atLeastOnce: send(.pubAck(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
+        case .exactlyOnce: send(.pubRec(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
+        }
+    }
+
+    private func isDurable(_ topic: String) -> Bool {
+        settings.durableFilters.contains { Topic.matches(filter: $0, topic: topic) }
+    }
+
+    private mutating func storeRetained(_ message: Message) {
+        if message.payload.readableBytes == 0 {
+            retained[message.topic] = nil  // an empty retained message clears the topic [MQTT-3.3.1-6]
+        } else {
+            var kept = message
+            kept.retain = true
+            retained[message.topic] = kept
+        }
+    }
+
+    // MARK: Acknowledgements from a client
+
+    private mutating func handlePubAck(_ ack: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
+        guard let clientID = connections[connection]?.clientID,
+            let index = sessions[clientID]?.inflight.firstIndex(where: {
+                $0.packetID == ack.packetIdentifier && $0.state == .awaitingPubAck
+            })
+        else { return }
+        sessions[clientID]?.inflight.remove(at: index)
+        pump(clientID, now: now)
+    }
+
+    private mutating func handlePubRec(_ rec: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
+        guard let client = connections[connection] else { return }
+        guard
+            let index = sessions[client.clientID]?.inflight.firstIndex(where: {
+                $0.packetID == rec.packetIdentifier && $0.state == .awaitingPubRec
+            })
+        else {
+            let code: ReasonCode = client.version >= .v5 ? .packetIdentifierNotFound : .success
+            send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier, reasonCode: code)), to: connection)
+            return
+        }
+        if rec.reasonCode.isFailure {
+            // The receiver refused the message: the flow ends here [MQTT-4.3.3-4].
+            sessions[client.clientID]?.inflight.remove(at: index)
+            pump(client.clientID, now: now)
+            return
+        }
+        sessions[client.clientID]?.inflight[index].state = .awaitingPubComp
+        send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier)), to: connection)
+    }
+
+    private mutating func handlePubRel(_ rel: PubAckPacket, from connection: ConnectionID) {
+        guard let client = connections[connection] else { return }
+        var code = ReasonCode.success
+        if sessions[client.clientID]?.inboundQoS2.remove(rel.packetIdentifier) != nil {
+            connections[connection]?.inboundUnacknowledged -= 1
+        } else if client.version >= .v5 {
+            code = .packetIdentifierNotFound
+        }
+        send(.pubComp(PubAckPacket(packetIdentifier: rel.packetIdentifier, reasonCode: code)), to: connection)
+    }
+
+    private mutating func handlePubComp(_ comp: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
+        guard let clientID = connections[connection]?.clientID,
+            let index = sessions[clientID]?.inflight.firstIndex(where: {
+                $0.packetID == comp.packetIdentifier && $0.state == .awaitingPubComp
+            })
+        else { return }
+        sessions[clientID]?.inflight.remove(at: index)
+        pump(clientID, now: now)
+    }
+
+    // MARK: SUBSCRIBE / UNSUBSCRIBE
+
+    private mutating func handleSubscribe(_ packet: SubscribePacket, from connection: ConnectionID, now: BrokerTime) {
+        guard let client = connections[connection] else { return }
+        let identifier = packet.properties.subscriptionIdentifiers.first
+        var codes: [ReasonCode] = []
+        var retainedToSend: [(filter: String, subscription: Subscription)] = []
+        for request in packet.subscriptions {
+            if let policy = accessPolicy,
+                !policy.maySubscribe(clientID: client.clientID, username: client.username, filter: request.filter)
+            {
+                codes.append(client.version >= .v5 ? .notAuthorized : .unspecifiedError)
+                continue
+            }
+            let subscription = Subscription(options: request.options, identifier: identifier)
+            let existed = subscriptions.insert(filter: request.filter, clientID: client.clientID, subscription: subscription)
+            sessions[client.clientID]?.subscriptions[request.filter] = subscription
+            codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
+            let isShared = Topic.sharedSubscription(request.filter) != nil
+            switch request.options.retainHandling {
+            case .sendOnSubscribe where !isShared, .sendOnSubscribeIfNew where !existed && !isShared:
+                retainedToSend.append((request.filter, subscription))
+            default:
+                break
+            }
+        }
+        send(.subAck(SubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+        // Retained messages follow the SUBACK [MQTT-3.3.1-9].
+        for (filter, subscription) in retainedToSend {
+            for (topic, message) in retained.sorted(by: { $0.key < $1.key })
+            where Topic.matches(filter: filter, topic: topic) {
+                if let expiresAt = message.expiresAt, expiresAt <= now {
+                    retained[topic] = nil
+                    continue
+                }
+                guard mayReceive(client.clientID, username: client.username, topic: topic) else { continue }
+                let delivery = Delivery(
+                    message: message,
+                    qos: min(message.qos, subscription.options.qos),
+                    retain: true,
+                    subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? []
+                )
+                enqueue(delivery, for: client.clientID, now: now)
+            }
+        }
+    }
+
+    private mutating func handleUnsubscribe(_ packet: UnsubscribePacket, from connection: ConnectionID) {
+        guard let clientID = connections[connection]?.clientID else { return }
+        let codes: [ReasonCode] = packet.filters.map { filter in
+            sessions[clientID]?.subscriptions[filter] = nil
+            return subscriptions.remove(filter: filter, clientID: clientID) ? .success : .noSubscriptionExisted
+        }
+        send(.unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+    }
+
+    // MARK: DISCONNECT and connection loss
+
+    private mutating func handleDisconnect(_ packet: DisconnectPacket, from connection: ConnectionID, now: BrokerTime) {
+        guard var client = connections[connection] else { return }
+        if let newExpiry = packet.properties.sessionExpiryInterval, let session = sessions[client.clientID] {
+            // A session that was to end at disconnect cannot be made persistent now [MQTT-3.14.2-2].
+            if session.expiryInterval == 0 && newExpiry != 0 {
+                return protocolViolation(connection, .protocolError, "session expiry raised from 0 at DISCONNECT", now: now)
+            }
+            sessions[client.clientID]?.expiryInterval = newExpiry
+        }
+        // DISCONNECT with 0x04 asks for the will to be sent all the same [MQTT-3.14.4-3].
+        client.disconnectedCleanly = packet.reasonCode != .disconnectWithWillMessage
+        connections[connection] = client
+        actions.append(.close(connection, nil))
+        detach(connection, now: now)
+    }
+
+    /// Unbinds a connection from its session: the will, session expiry at 0, bookkeeping.
+    private mutating func detach(_ connection: ConnectionID, now: BrokerTime, takenOverWithCleanStart: Bool = false) {
+        guard let client = connections.removeValue(forKey: connection) else { return }
+        pendingAcks = pendingAcks.filter { $0.value.connection != connection }
+        guard var session = sessions[client.clientID], session.connection == connection else { return }
+        session.connection = nil
+        session.disconnectedAt = now
+        sessions[client.clientID] = session
+        if !client.disconnectedCleanly, let will = client.will {
+            let message = willMessage(will, origin: client.clientID, now: now)
+            let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
+            if delay == 0 || session.expiryInterval == 0 || takenOverWithCleanStart {
+                route(message, now: now)
+                if message.retain { storeRetained(message) }
+            } else {
+                sessions[client.clientID]?.delayedWill = (message, now + delay)
+            }
+        }
+        if session.expiryInterval == 0 { endSession(client.clientID, now: now) }
+    }
+
+    private func willMessage(_ will: Will, origin: String, now: BrokerTime) -> Message {
+        var properties = will.properties
+        properties.willDelayInterval = nil
+        return Message(
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: properties,
+            expiresAt: properties.messageExpiryInterval.map { now + BrokerTime($0) * 1000 },
+            origin: origin
+        )
+    }
+
+    /// Removes a session and its subscriptions; a delayed will is sent now if the session ends first.
+    private mutating func endSession(_ clientID: String, now: BrokerTime, publishWill: Bool = true) {
+        guard let session = sessions.removeValue(forKey: clientID) else { return }
+        for filter in session.subscriptions.keys {
+            subscriptions.remove(filter: filter, clientID: clientID)
+        }
+        if publishWill, let will = session.delayedWill {
+            if will.message.retain { storeRetained(will.message) }
+            route(will.message, now: now)
+        }
+    }
+
+    private mutating func protocolViolation(
+        _ connection: ConnectionID,
+        _ code: ReasonCode,
+        _ reason: String,
+        now: BrokerTime
+    ) {
+        close(connection, reason: code, reasonString: reason)
+        detach(connection, now: now)
+    }
+
+    private mutating func close(_ connection: ConnectionID, reason: ReasonCode, reasonString: String? = nil) {
+        guard let client = connections[connection] else { return }
+        if client.version >= .v5 {
+            var properties = Properties()
+            properties.reasonString = reasonString
+            actions.append(.close(connection, DisconnectPacket(reasonCode: reason, properties: properties)))
+        } else {
+            actions.append(.close(connection, nil))
+        }
+    }
+
+    // MARK: Routing and delivery
+
+    private func mayReceive(_ clientID: String, username: String?, topic: String) -> Bool {
+        accessPolicy?.mayReceive(clientID: clientID, username: username, topic: topic) ?? true
+    }
+
+    /// Delivers a message to every matching subscription: one copy per client, at the highest
+    /// granted QoS of its matching subscriptions [MQTT-3.3.5-1], with all their identifiers.
+    private mutating func route(_ message: Message, now: BrokerTime) {
+        let match = subscriptions.match(topic: message.topic)
+        if match.subscribers.count == 1, let only = match.subscribers.first {
+            deliver(message, to: only.clientID, subscriptions: [only.subscription], now: now)
+        } else if !match.subscribers.isEmpty {
+            var byClient: [String: [Subscription]] = [:]
+            for entry in match.subscribers { byClient[entry.clientID, default: []].append(entry.subscription) }
+            for (clientID, matched) in byClient { deliver(message, to: clientID, subscriptions: matched, now: now) }
+        }
+        for shared in match.sharedGroups {
+            let sessions = self.sessions
+            let picked = subscriptions.nextSharedMember(node: shared.node, group: shared.group) {
+                sessions[$0]?.isConnected == true
+            }
+            if let picked { deliver(message, to: picked.clientID, subscriptions: [picked.subscription], now: now) }
+        }
+    }
+
+    private mutating func deliver(_ message: Message, to clientID: String, subscriptions matched: [Subscription], now: BrokerTime) {
+        var qos = QoS.atMostOnce
+        var retainAsPublished = false
+        var identifiers: [UInt32] = []
+        var any = false
+        for subscription in matched {
+            if subscription.options.noLocal && message.origin == clientID { continue }  // [MQTT-3.8.3-3]
+            any = true
+            qos = max(qos, subscription.options.qos)
+            retainAsPublished = retainAsPublished || subscription.options.retainAsPublished
+            if let identifier = subscription.identifier { identifiers.append(identifier) }
+        }
+        guard any else { return }
+        if accessPolicy != nil {
+            let username = sessions[clientID]?.connection.flatMap { connections[$0]?.username }
+            guard mayReceive(clientID, username: username, topic: message.topic) else {
+                stats.drop(.notAuthorized)
+                return
+            }
+        }
+        let delivery = Delivery(
+            message: message,
+            qos: min(message.qos, qos),
+            // Live messages carry retain=0 unless the subscription asks otherwise [MQTT-3.3.1-12].
+            retain: retainAsPublished && message.retain,
+            subscriptionIdentifiers: identifiers
+        )
+        enqueue(delivery, for: clientID, now: now)
+    }
+
+    /// Sends at once when the window allows, otherwise queues within the client's bounds.
+    private mutating func enqueue(_ delivery: Delivery, for clientID: String, now: BrokerTime) {
+        guard var session = sessions[clientID] else { return }
+        if let connection = session.connection {
+            if delivery.qos == .atMostOnce {
+                sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
+                return
+            }
+            if session.queue.isEmpty && session.inflight.count < window(for: connection) {
+                let packetID = session.nextPacketID()
+                if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
+                    session.inflight.append(
+                        Outgoing(packetID: packetID, delivery: delivery, state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
+                    )
+                }
+                sessions[clientID] = session
+                return
+            }
+        } else if delivery.qos == .atMostOnce && !settings.queueQoS0Messages {
+            return
+        }
+        let size = delivery.message.payload.readableBytes
+        if (settings.maxQueuedMessages > 0 && session.queue.count >= settings.maxQueuedMessages)
+            || (settings.maxQueuedBytes > 0 && session.queuedBytes + size > settings.maxQueuedBytes)
+        {
+            stats.drop(.queueFull)
+            return
+        }
+        session.queue.append(delivery)
+        session.queuedBytes += size
+        sessions[clientID] = session
+    }
+
+    /// Moves queued messages into the in-flight window while there is room.
+    private mutating func pump(_ clientID: String, now: BrokerTime) {
+        guard var session = sessions[clientID], let connection = session.connection else { return }
+        let window = window(for: connection)
+        while session.inflight.count < window, let delivery = session.queue.popFirst() {
+            session.queuedBytes -= delivery.message.payload.readableBytes
+            if delivery.qos == .atMostOnce {
+                sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
+                continue
+            }
+            let packetID = session.nextPacketID()
+            if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
+                session.inflight.append(
+                    Outgoing(packetID: packetID, delivery: delivery, state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
+                )
+            }
+        }
+        sessions[clientID] = session
+    }
+
+    private func window(for connection: ConnectionID) -> Int {
+        min(connections[connection]?.receiveMaximum ?? 65535, settings.receiveMaximum)
+    }
+
+    /// Builds and sends one PUBLISH; false when it was dropped (expired, or too large for the client).
+    @discardableResult
+    private mutating func sendPublish(
+        _ delivery: Delivery,
+        packetID: UInt16?,
+        dup: Bool,
+        to connection: ConnectionID,
+        now: BrokerTime
+    ) -> Bool {
+        guard var client = connections[connection] else { return false }
+        var properties = delivery.message.properties
+        if let expiresAt = delivery.message.expiresAt {
+            guard expiresAt > now else {
+                stats.drop(.expired)
+                return false
+            }
+            // The forwarded expiry is the time that remains [MQTT-3.3.2-6].
+            properties.messageExpiryInterval = UInt32((expiresAt - now + 999) / 1000)
+        }
+        properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
+        var packet = PublishPacket(
+            topic: delivery.message.topic,
+            payload: delivery.message.payload,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            dup: dup,
+            packetIdentifier: packetID,
+            properties: properties
+        )
+        if client.version >= .v5 && MQTTCodec.encodedSize(.publish(packet), version: client.version) > client.maximumPacketSize {
+            // Never send more than the client accepts: drop it for this client only [MQTT-3.1.2-25].
+            stats.drop(.tooLargeForClient)
+            return false
+        }
+        if client.topicAliasMaximum > 0 {
+            if let alias = client.outgoingAliases[packet.topic] {
+                packet.properties.topicAlias = alias
+                packet.topic = ""
+            } else if client.outgoingAliases.count < Int(client.topicAliasMaximum) {
+                let alias = UInt16(client.outgoingAliases.count + 1)
+                client.outgoingAliases[packet.topic] = alias
+                packet.properties.topicAlias = alias
+                connections[connection] = client
+            }
+        }
+        stats.publishSent += 1
+        send(.publish(packet), to: connection)
+        return true
+    }
+
+    private mutating func send(_ packet: Packet, to connection: ConnectionID) {
+        stats.messagesSent += 1
+        actions.append(.send(connection, packet))
+    }
+}

@@ -1,0 +1,113 @@
+import MQTTCore
+
+/// Monotonic broker time in milliseconds. The broker never reads a clock: every event carries `now`.
+public typealias BrokerTime = UInt64
+
+/// Identifies one network connection (one socket) to the broker core.
+public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public var description: String { "#\(rawValue)" }
+}
+
+/// Broker limits and features, with Mosquitto's defaults.
+public struct BrokerSettings: Sendable {
+    /// Keep alives above this are lowered (MQTT 5: Server Keep Alive in CONNACK).
+    public var maxKeepalive: UInt16 = 65535
+    /// Outgoing QoS 1/2 window per client, and the Receive Maximum we announce (0 = 65535).
+    public var maxInflightMessages: Int = 20
+    /// Messages queued per client beyond the in-flight window (0 = unlimited).
+    public var maxQueuedMessages: Int = 1000
+    /// Payload bytes queued per client beyond the in-flight window (0 = unlimited).
+    public var maxQueuedBytes: Int = 0
+    /// Connected clients at most (nil = unlimited); further CONNECTs get 0x97 Quota exceeded.
+    public var maxConnections: Int? = nil
+    /// Largest packet accepted from clients; announced as Maximum Packet Size (MQTT 5).
+    public var maximumPacketSize: Int = 268_435_460
+    public var retainAvailable = true
+    /// Topic aliases a client may use towards us.
+    public var topicAliasMaximum: UInt16 = 10
+    /// Expiry for persistent 3.1/3.1.1 sessions, in seconds (nil = never, as in Mosquitto).
+    public var persistentClientExpiration: UInt32? = nil
+    /// Whether QoS 0 messages are queued for offline persistent sessions (Mosquitto: false).
+    public var queueQoS0Messages = false
+    /// Topic filters whose messages must be on disk before a QoS 1/2 publisher is acknowledged
+    /// (the bridges' `out` rules). Matching messages produce `BrokerAction.persist`.
+    public var durableFilters: [String] = []
+
+    public init() {}
+
+    var receiveMaximum: Int { maxInflightMessages == 0 ? 65535 : min(maxInflightMessages, 65535) }
+}
+
+/// An application message as the broker routes it.
+public struct Message: Sendable, Hashable {
+    public var topic: String
+    public var payload: ByteBuffer
+    public var qos: QoS
+    public var retain: Bool
+    /// Properties passed through to subscribers (never topic alias or subscription identifiers).
+    public var properties: Properties
+    /// When the message expires (from Message Expiry Interval), in broker time.
+    public var expiresAt: BrokerTime?
+    /// The publishing client, for no-local subscriptions; nil for broker-internal messages.
+    public var origin: String?
+
+    public init(
+        topic: String,
+        payload: ByteBuffer,
+        qos: QoS,
+        retain: Bool = false,
+        properties: Properties = .none,
+        expiresAt: BrokerTime? = nil,
+        origin: String? = nil
+    ) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.expiresAt = expiresAt
+        self.origin = origin
+    }
+}
+
+/// Why a message was not delivered somewhere; counted in `BrokerStats`.
+public enum DropReason: String, Sendable, CaseIterable {
+    case queueFull = "queue_full"
+    case expired = "expired"
+    case tooLargeForClient = "too_large_for_client"
+    case notAuthorized = "not_authorized"
+    case durableQueueRejected = "durable_queue_rejected"
+}
+
+/// Counters for `$SYS` and metrics.
+public struct BrokerStats: Sendable, Equatable {
+    public var messagesReceived = 0
+    public var messagesSent = 0
+    public var publishReceived = 0
+    public var publishSent = 0
+    public var dropped: [DropReason: Int] = [:]
+    public var clientsMaximum = 0
+    public var connectionsTotal = 0
+
+    mutating func drop(_ reason: DropReason, count: Int = 1) { dropped[reason, default: 0] += count }
+}
+
+/// Decides what authenticated clients may do (the ACL). `username` is nil for anonymous clients.
+public protocol AccessPolicy: Sendable {
+    func mayPublish(clientID: String, username: String?, topic: String) -> Bool
+    func maySubscribe(clientID: String, username: String?, filter: String) -> Bool
+    func mayReceive(clientID: String, username: String?, topic: String) -> Bool
+}
+
+/// What the broker core asks its owner to do. Every event returns a list of these.
+public enum BrokerAction: Sendable {
+    /// Write a packet to a connection.
+    case send(ConnectionID, Packet)
+    /// Close a connection, sending a DISCONNECT first when one is given (MQTT 5 only).
+    case close(ConnectionID, DisconnectPacket?)
+    /// Append the message to the durable queues, then answer with `Broker.persisted(token:accepted:now:)`.
+    /// The publisher's PUBACK/PUBREC waits for that answer.
+    case persist(token: UInt64, message: Message)
+}

@@ -1,0 +1,82 @@
+import DequeModule
+import MQTTCore
+
+/// A message on its way to one subscriber: the QoS and retain flag it is delivered with.
+struct Delivery: Sendable {
+    var message: Message
+    var qos: QoS
+    var retain: Bool
+    var subscriptionIdentifiers: [UInt32]
+}
+
+/// An outgoing QoS 1/2 message awaiting the client's acknowledgement.
+struct Outgoing: Sendable {
+    enum State: Sendable { case awaitingPubAck, awaitingPubRec, awaitingPubComp }
+    var packetID: UInt16
+    var delivery: Delivery
+    var state: State
+}
+
+/// MQTT session state: what survives the network connection (MQTT 5 §4.1).
+struct Session: Sendable {
+    let clientID: String
+    var connection: ConnectionID?
+    var protocolVersion: ProtocolVersion
+    /// Seconds; `UInt32.max` never expires.
+    var expiryInterval: UInt32
+    var disconnectedAt: BrokerTime?
+    var subscriptions: [String: Subscription] = [:]
+    /// In send order, so redelivery on reconnect keeps it [MQTT-4.6.0-1].
+    var inflight: [Outgoing] = []
+    /// Waiting for room in the in-flight window, or for the client to come back.
+    var queue: Deque<Delivery> = []
+    var queuedBytes = 0
+    /// QoS 2 packet identifiers received and not yet released by PUBREL.
+    var inboundQoS2: Set<UInt16> = []
+    var lastPacketID: UInt16 = 0
+    /// A will waiting for its delay to pass (MQTT 5 will delay interval).
+    var delayedWill: (message: Message, dueAt: BrokerTime)?
+
+    init(clientID: String, protocolVersion: ProtocolVersion, expiryInterval: UInt32) {
+        self.clientID = clientID
+        self.protocolVersion = protocolVersion
+        self.expiryInterval = expiryInterval
+    }
+
+    var isConnected: Bool { connection != nil }
+
+    func expiresAt() -> BrokerTime? {
+        guard let disconnectedAt, expiryInterval != UInt32.max else { return nil }
+        return disconnectedAt + BrokerTime(expiryInterval) * 1000
+    }
+
+    /// The next free packet identifier (1...65535, skipping ones in flight) [MQTT-2.2.1-3].
+    mutating func nextPacketID() -> UInt16 {
+        repeat {
+            lastPacketID = lastPacketID == UInt16.max ? 1 : lastPacketID + 1
+        } while inflight.contains(where: { $0.packetID == lastPacketID })
+        return lastPacketID
+    }
+}
+
+/// Per-connection state that ends with the socket.
+struct ClientConnection: Sendable {
+    let clientID: String
+    let username: String?
+    let version: ProtocolVersion
+    /// Effective keep alive in seconds (0 = none).
+    var keepAlive: UInt16
+    var lastActivity: BrokerTime
+    /// The client's Receive Maximum: our outgoing window towards it.
+    var receiveMaximum: Int
+    /// The client's Maximum Packet Size.
+    var maximumPacketSize: Int
+    var topicAliasMaximum: UInt16
+    var outgoingAliases: [String: UInt16] = [:]
+    var inboundAliases: [UInt16: String] = [:]
+    /// QoS 1 publishes whose PUBACK waits for the disk, and QoS 2 ones awaiting PUBREL.
+    var inboundUnacknowledged = 0
+    var will: Will?
+    /// Set once DISCONNECT arrived: the will is then not sent (unless reason 0x04).
+    var disconnectedCleanly = false
+}

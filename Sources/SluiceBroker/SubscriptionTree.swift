@@ -1,0 +1,179 @@
+import MQTTCore
+
+/// One client's subscription to one filter.
+public struct Subscription: Sendable, Hashable {
+    public var options: SubscriptionOptions
+    /// MQTT 5 subscription identifier (3.8.2.1.2), delivered back with matching messages.
+    public var identifier: UInt32?
+
+    public init(options: SubscriptionOptions, identifier: UInt32? = nil) {
+        self.options = options
+        self.identifier = identifier
+    }
+}
+
+/// Subscribers of one `$share/GROUP/FILTER`: each message goes to one member, in turn.
+struct SharedGroup: Sendable {
+    var members: [String: Subscription] = [:]
+    var order: [String] = []
+    var next = 0
+
+    mutating func add(_ clientID: String, _ subscription: Subscription) {
+        if members.updateValue(subscription, forKey: clientID) == nil { order.append(clientID) }
+    }
+
+    mutating func remove(_ clientID: String) {
+        guard members.removeValue(forKey: clientID) != nil else { return }
+        order.removeAll { $0 == clientID }
+    }
+}
+
+/// A trie over topic levels. Nodes live in an array so the whole tree is a value and
+/// mutations are in place (no reference types inside the broker state).
+///
+/// Note on `$` topics: a wildcard in the first level never matches a topic whose first level
+/// starts with `$` [MQTT-4.7.2-1], so matching skips the `+` and `#` children of the root then.
+struct SubscriptionTree: Sendable {
+    struct Node: Sendable {
+        var children: [Substring: Int] = [:]
+        var subscribers: [String: Subscription] = [:]
+        var shared: [String: SharedGroup] = [:]
+    }
+
+    private(set) var nodes: [Node] = [Node()]
+    private(set) var count = 0
+
+    /// A match: ordinary subscribers, and per shared group the group's state.
+    struct Match {
+        var subscribers: [(clientID: String, subscription: Subscription)] = []
+        var sharedGroups: [(node: Int, group: String)] = []
+    }
+
+    private mutating func node(for filter: String) -> Int {
+        var index = 0
+        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+            if let child = nodes[index].children[level] {
+                index = child
+            } else {
+                nodes.append(Node())
+                let child = nodes.count - 1
+                nodes[index].children[level] = child
+                index = child
+            }
+        }
+        return index
+    }
+
+    private func existingNode(for filter: String) -> Int? {
+        var index = 0
+        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+            guard let child = nodes[index].children[level] else { return nil }
+            index = child
+        }
+        return index
+    }
+
+    /// Adds or replaces; returns true when the subscription already existed [MQTT-3.8.4-3].
+    @discardableResult
+    mutating func insert(filter: String, clientID: String, subscription: Subscription) -> Bool {
+        if let shared = Topic.sharedSubscription(filter) {
+            let index = node(for: shared.filter)
+            let existed = nodes[index].shared[shared.group]?.members[clientID] != nil
+            nodes[index].shared[shared.group, default: SharedGroup()].add(clientID, subscription)
+            if !existed { count += 1 }
+            return existed
+        }
+        let index = node(for: filter)
+        let existed = nodes[index].subscribers.updateValue(subscription, forKey: clientID) != nil
+        if !existed { count += 1 }
+        return existed
+    }
+
+    /// Returns true when a subscription was removed.
+    @discardableResult
+    mutating func remove(filter: String, clientID: String) -> Bool {
+        if let shared = Topic.sharedSubscription(filter) {
+            guard let index = existingNode(for: shared.filter),
+                nodes[index].shared[shared.group]?.members[clientID] != nil
+            else { return false }
+            nodes[index].shared[shared.group]?.remove(clientID)
+            if nodes[index].shared[shared.group]?.members.isEmpty == true {
+                nodes[index].shared[shared.group] = nil
+            }
+            count -= 1
+            return true
+        }
+        guard let index = existingNode(for: filter),
+            nodes[index].subscribers.removeValue(forKey: clientID) != nil
+        else { return false }
+        count -= 1
+        return true
+    }
+
+    func match(topic: String) -> Match {
+        var result = Match()
+        let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        let isDollar = topic.utf8.first == UInt8(ascii: "$")
+        collect(node: 0, levels: levels[...], isRoot: true, isDollar: isDollar, into: &result)
+        return result
+    }
+
+    private func collect(
+        node index: Int,
+        levels: ArraySlice<Substring>,
+        isRoot: Bool,
+        isDollar: Bool,
+        into result: inout Match
+    ) {
+        let node = nodes[index]
+        let wildcardsAllowed = !(isRoot && isDollar)
+        if wildcardsAllowed, let hash = node.children["#"] {
+            // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
+            add(node: hash, into: &result)
+        }
+        guard let level = levels.first else {
+            add(node: index, into: &result)
+            return
+        }
+        let rest = levels.dropFirst()
+        if let exact = node.children[level] {
+            collect(node: exact, levels: rest, isRoot: false, isDollar: isDollar, into: &result)
+        }
+        if wildcardsAllowed, let plus = node.children["+"] {
+            collect(node: plus, levels: rest, isRoot: false, isDollar: isDollar, into: &result)
+        }
+    }
+
+    private func add(node index: Int, into result: inout Match) {
+        for (clientID, subscription) in nodes[index].subscribers {
+            result.subscribers.append((clientID, subscription))
+        }
+        for group in nodes[index].shared.keys {
+            result.sharedGroups.append((index, group))
+        }
+    }
+
+    /// Picks the next member of a shared group (round robin), preferring members for which
+    /// `isEligible` is true (connected ones); returns nil when the group is gone.
+    mutating func nextSharedMember(
+        node index: Int,
+        group: String,
+        isEligible: (String) -> Bool
+    ) -> (clientID: String, subscription: Subscription)? {
+        guard let state = nodes[index].shared[group], !state.order.isEmpty else { return nil }
+        let count = state.order.count
+        var chosen: Int? = nil
+        for offset in 0..<count {
+            let candidate = (state.next + offset) % count
+            if isEligible(state.order[candidate]) {
+                chosen = candidate
+                break
+            }
+        }
+        let pick = chosen ?? state.next % count
+        nodes[index].shared[group]?.next = pick + 1
+        let clientID = state.order[pick]
+        guard let subscription = state.members[clientID] else { return nil }
+        return (clientID, subscription)
+    }
+}

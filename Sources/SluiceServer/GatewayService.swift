@@ -1,0 +1,89 @@
+import Logging
+import MQTTCore
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SluiceBroker
+import SluiceConfig
+
+/// The whole gateway as one service: the broker host, its listeners and the bridges.
+/// Started by `sluice run` inside a `ServiceGroup` that turns SIGTERM/SIGINT into a graceful shutdown.
+public final class GatewayService: Service, Sendable {
+    public let config: GatewayConfig
+    private let logger: Logger
+
+    public init(config: GatewayConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
+        var channels: [any Channel] = []
+        do {
+            for listener in config.listeners {
+                channels.append(try await bind(listener, host: host, group: group))
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            host.tick()
+        }
+
+        try? await gracefulShutdown()
+
+        logger.info("shutting down")
+        ticker.cancel()
+        for channel in channels { try? await channel.close() }
+        try? await host.loop.submit { host.shutdown() }.get()
+        try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    private func bind(_ listener: Listener, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {
+        let address = listener.address ?? "0.0.0.0"
+        let maximumPacketSize = BrokerSettings(config).maximumPacketSize
+        let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
+        let logger = self.logger
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        MQTTConnectionHandler(
+                            host: host,
+                            maximumPacketSize: maximumPacketSize,
+                            connectTimeout: connectTimeout,
+                            logger: logger
+                        )
+                    )
+                }
+            }
+            .bind(host: address, port: listener.port)
+            .get()
+        logger.info("listening", metadata: ["address": "\(address)", "port": "\(channel.localAddress?.port ?? listener.port)"])
+        return channel
+    }
+}
+
+extension BrokerSettings {
+    /// The broker's limits from gateway.conf, with Mosquitto's meaning.
+    init(_ config: GatewayConfig) {
+        self.init()
+        maxKeepalive = config.maxKeepalive
+        maxInflightMessages = config.maxInflightMessages
+        maxQueuedMessages = config.maxQueuedMessages
+        maxQueuedBytes = config.maxQueuedBytes
+        if config.messageSizeLimit > 0 { maximumPacketSize = config.messageSizeLimit }
+        maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
+        retainAvailable = config.retainAvailable
+    }
+}

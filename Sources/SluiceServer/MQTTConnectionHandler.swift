@@ -1,0 +1,182 @@
+import Logging
+import MQTTCore
+import NIOCore
+import SluiceBroker
+
+/// How a batch of outgoing packets ends.
+enum CloseRequest: Sendable {
+    /// Close after the packets.
+    case silently
+    /// Send this DISCONNECT (MQTT 5 clients only), then close.
+    case after(DisconnectPacket)
+}
+
+/// What the broker host holds for a connection: a way to hand packets to its event loop.
+struct ConnectionHandle: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<MQTTConnectionHandler>
+    let remoteAddress: String
+
+    func deliver(_ packets: [Packet], close: CloseRequest?) {
+        if channel.eventLoop.inEventLoop {
+            handler.value.write(packets, close: close)
+        } else {
+            let handler = self.handler
+            channel.eventLoop.execute { handler.value.write(packets, close: close) }
+        }
+    }
+}
+
+/// Frames and decodes bytes into packets, hands them to the broker host, and writes what the
+/// host sends back. It holds no broker rules: only framing, the connect timeout, and the
+/// spec's reaction to undecodable input.
+final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let host: BrokerHost
+    private let id: ConnectionID
+    private let maximumPacketSize: Int
+    private let connectTimeout: TimeAmount
+    private let logger: Logger
+    private var version: ProtocolVersion?
+    private var cumulation: ByteBuffer?
+    private var context: ChannelHandlerContext?
+    private var connectTimer: Scheduled<Void>?
+    private var closing = false
+    private var droppedForSlowReader = 0
+
+    init(host: BrokerHost, maximumPacketSize: Int, connectTimeout: TimeAmount, logger: Logger) {
+        self.host = host
+        self.id = host.makeConnectionID()
+        self.maximumPacketSize = maximumPacketSize
+        self.connectTimeout = connectTimeout
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        connectTimer = context.eventLoop.scheduleTask(in: connectTimeout) { [logger] in
+            logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+            loopBoundContext.value.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectTimer?.cancel()
+        closing = true
+        let host = self.host
+        let id = self.id
+        host.loop.execute { host.closed(id) }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        var input = unwrapInboundIn(data)
+        if cumulation == nil {
+            cumulation = input
+        } else {
+            cumulation!.writeBuffer(&input)
+        }
+        var packets: [Packet] = []
+        var connect: ConnectPacket? = nil
+        do {
+            while var buffer = cumulation, let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) {
+                cumulation = buffer
+                let packet = try MQTTCodec.decode(frame, version: version)
+                if version == nil, case .connect(let first) = packet {
+                    version = first.protocolVersion
+                    connectTimer?.cancel()
+                    connect = first
+                } else {
+                    packets.append(packet)
+                }
+            }
+            if cumulation?.readableBytes == 0 { cumulation = nil }
+            dispatch(connect: connect, packets: packets, context: context)
+        } catch {
+            dispatch(connect: connect, packets: packets, context: context)
+            reject(error as? MQTTError ?? .malformed("\(error)"), context: context)
+        }
+    }
+
+    private func dispatch(connect: ConnectPacket?, packets: [Packet], context: ChannelHandlerContext) {
+        guard connect != nil || !packets.isEmpty else { return }
+        let host = self.host
+        let id = self.id
+        if let connect {
+            let handle = ConnectionHandle(
+                channel: context.channel,
+                handler: NIOLoopBound(self, eventLoop: context.eventLoop),
+                remoteAddress: context.remoteAddress.map { "\($0)" } ?? "?"
+            )
+            host.loop.execute {
+                host.connect(id, connect, handle: handle)
+                if !packets.isEmpty { host.receive(id, packets) }
+            }
+        } else {
+            host.loop.execute { host.receive(id, packets) }
+        }
+    }
+
+    /// The spec's reaction to input that cannot be decoded [MQTT-4.13.1-1].
+    private func reject(_ error: MQTTError, context: ChannelHandlerContext) {
+        logger.notice(
+            "closing connection after bad input",
+            metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"]
+        )
+        cumulation = nil
+        switch version {
+        case nil where error.code == .unsupportedProtocolVersion:
+            // Answer in 3.1.1 framing, which every version can read: return code 0x01 [MQTT-3.1.2-2].
+            write([.connAck(ConnAckPacket(reasonCode: .unsupportedProtocolVersion))], close: .silently, as: .v3_1_1)
+        case .v5?:
+            var properties = Properties()
+            properties.reasonString = error.message
+            write([], close: .after(DisconnectPacket(reasonCode: error.code, properties: properties)))
+        default:
+            write([], close: .silently)
+        }
+    }
+
+    /// Encodes and writes packets from the broker host in one flush; optionally closes after.
+    func write(_ packets: [Packet], close: CloseRequest?, as forcedVersion: ProtocolVersion? = nil) {
+        guard let context, !closing, let version = forcedVersion ?? version else {
+            if let context, close != nil { context.close(promise: nil) }
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        let writable = context.channel.isWritable
+        for packet in packets {
+            // A reader that stops reading must not make us buffer without bound: QoS 0 messages
+            // are dropped while the socket is backed up; QoS 1/2 are bounded by the in-flight window.
+            if !writable, case .publish(let publish) = packet, publish.qos == .atMostOnce {
+                droppedForSlowReader += 1
+                continue
+            }
+            MQTTCodec.encode(packet, version: version, into: &buffer)
+        }
+        if case .after(let disconnect)? = close, version >= .v5 {
+            MQTTCodec.encode(.disconnect(disconnect), version: version, into: &buffer)
+        }
+        if buffer.readableBytes > 0 {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+        if close != nil {
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}

@@ -1,1 +1,0 @@
-// SluiceServer: placeholder until the module lands.

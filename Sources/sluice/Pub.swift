@@ -1,0 +1,76 @@
+import ArgumentParser
+import MQTTCore
+import SluiceServer
+
+struct Pub: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish messages (like mosquitto_pub).",
+        helpNames: [.long]
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(name: .customShort("t"), help: "Topic to publish to.")
+    var topic: String
+
+    @Option(name: .customShort("m"), help: "Message payload.")
+    var message: String?
+
+    @Flag(name: .customShort("l"), help: "Send one message per line read from stdin.")
+    var lines = false
+
+    @Flag(name: .customShort("n"), help: "Send a zero-length message.")
+    var nullMessage = false
+
+    @Flag(name: .customShort("r"), help: "Set the retain flag.")
+    var retain = false
+
+    @Option(name: .customLong("repeat"), help: "Send the message this many times.")
+    var count = 1
+
+    func validate() throws {
+        let sources = [message != nil, lines, nullMessage].filter { $0 }.count
+        guard sources == 1 else { throw ValidationError("give exactly one of -m MESSAGE, -l or -n") }
+        guard count >= 1 else { throw ValidationError("--repeat must be at least 1") }
+    }
+
+    func run() async throws {
+        let qos = try client.qualityOfService()
+        let connect = try client.connectPacket(prefix: "sluice-pub")
+        try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) { _, inbound, outbound in
+            var packetID: UInt16 = 0
+            func send(_ payload: [UInt8]) async throws {
+                var publish = PublishPacket(topic: topic, payload: ByteBuffer(bytes: payload), qos: qos, retain: retain)
+                if qos != .atMostOnce {
+                    packetID = packetID == UInt16.max ? 1 : packetID + 1
+                    publish.packetIdentifier = packetID
+                }
+                try await outbound.write(.publish(publish))
+                // Wait for each acknowledgement: simple, ordered, and enough for a test client.
+                guard qos != .atMostOnce else { return }
+                while let packet = try await inbound.next() {
+                    switch packet {
+                    case .pubAck(let ack) where ack.packetIdentifier == packetID:
+                        if ack.reasonCode.isFailure { throw MQTTClient.ClientError.refused(ack.reasonCode) }
+                        return
+                    case .pubRec(let rec) where rec.packetIdentifier == packetID:
+                        if rec.reasonCode.isFailure { throw MQTTClient.ClientError.refused(rec.reasonCode) }
+                        try await outbound.write(.pubRel(PubAckPacket(packetIdentifier: packetID)))
+                    case .pubComp(let comp) where comp.packetIdentifier == packetID:
+                        return
+                    default:
+                        continue
+                    }
+                }
+                throw MQTTClient.ClientError.closed
+            }
+            if lines {
+                while let line = readLine() { try await send(Array(line.utf8)) }
+            } else {
+                let payload = nullMessage ? [] : Array((message ?? "").utf8)
+                for _ in 0..<count { try await send(payload) }
+            }
+            try await outbound.write(.disconnect(DisconnectPacket()))
+        }
+    }
+}

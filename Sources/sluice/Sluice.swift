@@ -1,0 +1,21 @@
+import ArgumentParser
+
+@main
+struct Sluice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "MQTT edge gateway: a local broker plus durable store-and-forward bridges.",
+        version: SluiceVersion.current,
+        subcommands: [Run.self, Check.self, Pub.self, Sub.self, Version.self],
+        defaultSubcommand: nil
+    )
+}
+
+enum SluiceVersion {
+    static let current = "0.1.0"
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+    func run() { print("sluice \(SluiceVersion.current)") }
+}

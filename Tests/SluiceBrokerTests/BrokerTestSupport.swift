@@ -1,0 +1,118 @@
+import MQTTCore
+import Testing
+
+@testable import SluiceBroker
+
+/// Actions compared in tests only (the library keeps them non-Equatable on purpose).
+enum Seen: Equatable {
+    case send(ConnectionID, Packet)
+    case close(ConnectionID, DisconnectPacket?)
+    case persist(UInt64, String)
+
+    init(_ action: BrokerAction) {
+        switch action {
+        case .send(let id, let packet): self = .send(id, packet)
+        case .close(let id, let disconnect): self = .close(id, disconnect)
+        case .persist(let token, let message): self = .persist(token, message.topic)
+        }
+    }
+}
+
+/// A broker plus a hand-driven clock; each call returns what the broker did, as `Seen` values.
+struct Harness {
+    var broker: Broker
+    var now: BrokerTime = 1_000
+
+    init(_ configure: (inout BrokerSettings) -> Void = { _ in }) {
+        var settings = BrokerSettings()
+        configure(&settings)
+        broker = Broker(settings: settings)
+    }
+
+    @discardableResult
+    mutating func connect(
+        _ id: UInt64,
+        _ clientID: String,
+        version: ProtocolVersion = .v5,
+        clean: Bool = true,
+        keepAlive: UInt16 = 60,
+        will: Will? = nil,
+        properties: Properties = .none
+    ) -> [Seen] {
+        let packet = ConnectPacket(
+            protocolVersion: version,
+            clientIdentifier: clientID,
+            cleanStart: clean,
+            keepAlive: keepAlive,
+            will: will,
+            properties: properties
+        )
+        return broker.connect(ConnectionID(id), packet, now: now).map(Seen.init)
+    }
+
+    @discardableResult
+    mutating func receive(_ packet: Packet, from id: UInt64) -> [Seen] {
+        broker.receive(packet, from: ConnectionID(id), now: now).map(Seen.init)
+    }
+
+    @discardableResult
+    mutating func closed(_ id: UInt64) -> [Seen] {
+        broker.closed(ConnectionID(id), now: now).map(Seen.init)
+    }
+
+    @discardableResult
+    mutating func advance(seconds: Double) -> [Seen] {
+        now += BrokerTime(seconds * 1000)
+        return broker.tick(now: now).map(Seen.init)
+    }
+
+    @discardableResult
+    mutating func subscribe(_ id: UInt64, _ filter: String, qos: QoS = .atLeastOnce, options: (inout SubscriptionOptions) -> Void = { _ in }, identifier: UInt32? = nil) -> [Seen] {
+        var subscriptionOptions = SubscriptionOptions(qos: qos)
+        options(&subscriptionOptions)
+        var properties = Properties()
+        if let identifier { properties.subscriptionIdentifiers = [identifier] }
+        return receive(
+            .subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: [TopicSubscription(filter: filter, options: subscriptionOptions)], properties: properties)),
+            from: id
+        )
+    }
+
+    @discardableResult
+    mutating func publish(_ id: UInt64, _ topic: String, _ payload: String, qos: QoS = .atMostOnce, packetID: UInt16? = nil, retain: Bool = false, properties: Properties = .none) -> [Seen] {
+        receive(
+            .publish(
+                PublishPacket(topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, packetIdentifier: qos == .atMostOnce ? nil : (packetID ?? 1), properties: properties)
+            ),
+            from: id
+        )
+    }
+}
+
+extension Array where Element == Seen {
+    /// The PUBLISH packets sent to one connection.
+    func publishes(to id: UInt64) -> [PublishPacket] {
+        compactMap {
+            if case .send(let target, .publish(let publish)) = $0, target == ConnectionID(id) { return publish }
+            return nil
+        }
+    }
+
+    func packets(to id: UInt64) -> [Packet] {
+        compactMap {
+            if case .send(let target, let packet) = $0, target == ConnectionID(id) { return packet }
+            return nil
+        }
+    }
+
+    func closes(_ id: UInt64) -> DisconnectPacket?? {
+        for seen in self {
+            if case .close(let target, let disconnect) = seen, target == ConnectionID(id) { return .some(disconnect) }
+        }
+        return nil
+    }
+}
+
+extension PublishPacket {
+    var text: String { String(buffer: payload) }
+}
