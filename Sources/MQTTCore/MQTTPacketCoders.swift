@@ -1,0 +1,56 @@
+import NIOCore
+
+/// NIO decoder: frames and decodes MQTT packets. When `version` starts nil (a server before CONNECT)
+/// only CONNECT is accepted, and the version is learned from it.
+///
+/// Errors are `MQTTError`s carrying the reason code to report (0x81 malformed, 0x82 protocol error,
+/// 0x95 packet too large, 0x84 unsupported protocol version...). A packet larger than
+/// `maximumPacketSize` is rejected from its fixed header, before its body is buffered.
+public struct MQTTPacketDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = Packet
+
+    /// The negotiated protocol version; nil until CONNECT has been decoded.
+    public var version: ProtocolVersion?
+    /// The largest whole packet (fixed header included) accepted.
+    public var maximumPacketSize: Int
+
+    public init(version: ProtocolVersion? = nil, maximumPacketSize: Int = 268_435_460) {
+        self.version = version
+        self.maximumPacketSize = maximumPacketSize
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) else {
+            return .needMoreData
+        }
+        let packet = try MQTTCodec.decode(frame, version: version)
+        if version == nil, case .connect(let connect) = packet {
+            version = connect.protocolVersion
+        }
+        context.fireChannelRead(Self.wrapInboundOut(packet))
+        return .continue
+    }
+
+    public mutating func decodeLast(
+        context: ChannelHandlerContext,
+        buffer: inout ByteBuffer,
+        seenEOF: Bool
+    ) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// NIO encoder: writes packets for one protocol version.
+public struct MQTTPacketEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = Packet
+
+    public var version: ProtocolVersion
+
+    public init(version: ProtocolVersion) {
+        self.version = version
+    }
+
+    public func encode(data: Packet, out: inout ByteBuffer) throws {
+        MQTTCodec.encode(data, version: version, into: &out)
+    }
+}
