@@ -24,17 +24,6 @@ extension Topic {
         return topicLevels.isEmpty
     }
 
-    /// Splits `$share/GROUP/FILTER` into its group and filter; nil for an ordinary filter.
-    public static func sharedSubscription(_ filter: String) -> (group: String, filter: String)? {
-        guard filter.hasPrefix("$share/") else { return nil }
-        let rest = filter.dropFirst("$share/".count)
-        guard let slash = rest.firstIndex(of: "/") else { return nil }
-        let group = rest[..<slash]
-        let inner = rest[rest.index(after: slash)...]
-        guard !group.isEmpty, !inner.isEmpty else { return nil }
-        return (String(group), String(inner))
-    }
-
     /// True when the filter contains a wildcard level.
     public static func hasWildcard(_ filter: String) -> Bool {
         filter.utf8.contains(UInt8(ascii: "+")) || filter.utf8.contains(UInt8(ascii: "#"))

@@ -77,9 +77,10 @@ struct SubscriptionTree: Sendable {
     @discardableResult
     mutating func insert(filter: String, clientID: String, subscription: Subscription) -> Bool {
         if let shared = Topic.sharedSubscription(filter) {
-            let index = node(for: shared.filter)
-            let existed = nodes[index].shared[shared.group]?.members[clientID] != nil
-            nodes[index].shared[shared.group, default: SharedGroup()].add(clientID, subscription)
+            let index = node(for: String(shared.filter))
+            let group = String(shared.group)
+            let existed = nodes[index].shared[group]?.members[clientID] != nil
+            nodes[index].shared[group, default: SharedGroup()].add(clientID, subscription)
             if !existed { count += 1 }
             return existed
         }
@@ -93,12 +94,13 @@ struct SubscriptionTree: Sendable {
     @discardableResult
     mutating func remove(filter: String, clientID: String) -> Bool {
         if let shared = Topic.sharedSubscription(filter) {
-            guard let index = existingNode(for: shared.filter),
-                nodes[index].shared[shared.group]?.members[clientID] != nil
+            let group = String(shared.group)
+            guard let index = existingNode(for: String(shared.filter)),
+                nodes[index].shared[group]?.members[clientID] != nil
             else { return false }
-            nodes[index].shared[shared.group]?.remove(clientID)
-            if nodes[index].shared[shared.group]?.members.isEmpty == true {
-                nodes[index].shared[shared.group] = nil
+            nodes[index].shared[group]?.remove(clientID)
+            if nodes[index].shared[group]?.members.isEmpty == true {
+                nodes[index].shared[group] = nil
             }
             count -= 1
             return true

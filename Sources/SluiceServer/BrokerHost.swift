@@ -45,7 +45,7 @@ final class BrokerHost: @unchecked Sendable {
             logger.info(
                 "client connected",
                 metadata: [
-                    "client": "\(packet.clientIdentifier)", "remote": "\(handle.remoteAddress)",
+                    "client": "\(core.clientID(of: id) ?? packet.clientIdentifier)", "remote": "\(handle.remoteAddress)",
                     "protocol": "\(packet.protocolVersion)", "clean": "\(packet.cleanStart)",
                     "keepalive": "\(packet.keepAlive)",
                 ]

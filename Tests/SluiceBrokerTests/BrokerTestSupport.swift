@@ -19,7 +19,7 @@ enum Seen: Equatable {
 }
 
 /// A broker plus a hand-driven clock; each call returns what the broker did, as `Seen` values.
-struct Harness {
+final class Harness {
     var broker: Broker
     var now: BrokerTime = 1_000
 
@@ -30,7 +30,7 @@ struct Harness {
     }
 
     @discardableResult
-    mutating func connect(
+    func connect(
         _ id: UInt64,
         _ clientID: String,
         version: ProtocolVersion = .v5,
@@ -51,23 +51,23 @@ struct Harness {
     }
 
     @discardableResult
-    mutating func receive(_ packet: Packet, from id: UInt64) -> [Seen] {
+    func receive(_ packet: Packet, from id: UInt64) -> [Seen] {
         broker.receive(packet, from: ConnectionID(id), now: now).map(Seen.init)
     }
 
     @discardableResult
-    mutating func closed(_ id: UInt64) -> [Seen] {
+    func closed(_ id: UInt64) -> [Seen] {
         broker.closed(ConnectionID(id), now: now).map(Seen.init)
     }
 
     @discardableResult
-    mutating func advance(seconds: Double) -> [Seen] {
+    func advance(seconds: Double) -> [Seen] {
         now += BrokerTime(seconds * 1000)
         return broker.tick(now: now).map(Seen.init)
     }
 
     @discardableResult
-    mutating func subscribe(_ id: UInt64, _ filter: String, qos: QoS = .atLeastOnce, options: (inout SubscriptionOptions) -> Void = { _ in }, identifier: UInt32? = nil) -> [Seen] {
+    func subscribe(_ id: UInt64, _ filter: String, qos: QoS = .atLeastOnce, options: (inout SubscriptionOptions) -> Void = { _ in }, identifier: UInt32? = nil) -> [Seen] {
         var subscriptionOptions = SubscriptionOptions(qos: qos)
         options(&subscriptionOptions)
         var properties = Properties()
@@ -79,7 +79,7 @@ struct Harness {
     }
 
     @discardableResult
-    mutating func publish(_ id: UInt64, _ topic: String, _ payload: String, qos: QoS = .atMostOnce, packetID: UInt16? = nil, retain: Bool = false, properties: Properties = .none) -> [Seen] {
+    func publish(_ id: UInt64, _ topic: String, _ payload: String, qos: QoS = .atMostOnce, packetID: UInt16? = nil, retain: Bool = false, properties: Properties = .none) -> [Seen] {
         receive(
             .publish(
                 PublishPacket(topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, packetIdentifier: qos == .atMostOnce ? nil : (packetID ?? 1), properties: properties)
