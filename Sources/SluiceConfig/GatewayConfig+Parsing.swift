@@ -63,7 +63,10 @@ private struct Builder {
             try apply(&config, d)
         case .listener(let apply):
             guard !listeners.isEmpty else {
-                throw d.error(.listenerKeyOutsideListener, "this key belongs to a listener: write a 'listener PORT' line first")
+                throw d.error(
+                    .listenerKeyOutsideListener,
+                    "this key belongs to a listener: write a 'listener PORT' line first"
+                )
             }
             try apply(&listeners[listeners.count - 1], d)
         case .listenerOrGlobal(let listener, let global):
@@ -74,7 +77,10 @@ private struct Builder {
             }
         case .bridge(let apply):
             guard !bridges.isEmpty else {
-                throw d.error(.bridgeKeyOutsideConnection, "this key belongs to a bridge: write a 'connection NAME' line first")
+                throw d.error(
+                    .bridgeKeyOutsideConnection,
+                    "this key belongs to a bridge: write a 'connection NAME' line first"
+                )
             }
             try apply(&bridges[bridges.count - 1].bridge, d)
         case .bridgeDefault(let apply):
@@ -96,7 +102,8 @@ private struct Builder {
         let port = try Directive.int(words[0], 0...65535, d)
         let listener = Listener(port: port, address: words.count == 2 ? words[1] : nil)
         if port != 0,
-            let earlier = listeners.first(where: { $0.listener.port == port && $0.listener.address == listener.address })
+            let earlier = listeners.first(where: { $0.listener.port == port && $0.listener.address == listener.address }
+            )
         {
             throw d.error(
                 .duplicateListener,

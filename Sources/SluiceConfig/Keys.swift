@@ -35,7 +35,9 @@ enum KeyRule: Sendable {
         "debug", "error", "warning", "notice", "information", "subscribe", "unsubscribe", "websockets", "all",
         "none",
     ]
-    static let lorawanRegions = ["eu868", "us915", "as923", "au915", "cn470", "in865", "kr920", "ru864", "eu433", "cn779"]
+    static let lorawanRegions = [
+        "eu868", "us915", "as923", "au915", "cn470", "in865", "kr920", "ru864", "eu433", "cn779",
+    ]
 
     static let table: [String: KeyRule] = [
         // Sections.
@@ -48,7 +50,10 @@ enum KeyRule: Sendable {
         "acl_file": .global { c, d throws(ConfigError) in c.aclFile = try d.existingPath() },
         "per_listener_settings": .global { _, d throws(ConfigError) in
             if try d.bool() {
-                throw d.error(.unsupportedKey, "per_listener_settings true is not supported: security settings are global")
+                throw d.error(
+                    .unsupportedKey,
+                    "per_listener_settings true is not supported: security settings are global"
+                )
             }
         },
 
@@ -141,7 +146,8 @@ enum KeyRule: Sendable {
         },
         "try_private": .bridge { b, d throws(ConfigError) in b.tryPrivate = try d.bool() },
         "round_robin": .bridge { b, d throws(ConfigError) in b.roundRobin = try d.bool() },
-        "bridge_max_packet_size": .bridge { b, d throws(ConfigError) in b.maxPacketSize = try d.int(0...protocolMaximum) },
+        "bridge_max_packet_size": .bridge { b, d throws(ConfigError) in b.maxPacketSize = try d.int(0...protocolMaximum)
+        },
         "bridge_cafile": .bridge { b, d throws(ConfigError) in b.bridgeCAFile = try d.existingPath() },
         "bridge_capath": .bridge { b, d throws(ConfigError) in b.bridgeCAPath = try d.existingPath(directory: true) },
         "bridge_certfile": .bridge { b, d throws(ConfigError) in b.bridgeCertFile = try d.existingPath() },
@@ -150,9 +156,11 @@ enum KeyRule: Sendable {
         "bridge_tls_version": .bridge { b, d throws(ConfigError) in b.bridgeTLSVersion = try d.word(tlsVersions) },
 
         // Per bridge, or top-level defaults for every bridge (Sluice additions).
-        "queue_max_messages": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxMessages = try d.int(0...Int.max) },
+        "queue_max_messages": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxMessages = try d.int(0...Int.max)
+        },
         "queue_max_bytes": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxBytes = try d.byteSize(0...Int.max) },
-        "queue_max_age": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxAge = try d.duration(zeroIsNone: true) },
+        "queue_max_age": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxAge = try d.duration(zeroIsNone: true)
+        },
         "queue_overflow": .bridgeDefault { b, d throws(ConfigError) in
             b.queueOverflow = try d.word(["drop_oldest": .dropOldest, "reject_new": .rejectNew])
         },
@@ -217,7 +225,10 @@ struct ListenerDraft: Sendable {
         tls.tlsVersion = tlsVersion ?? tls.tlsVersion
         tls.ciphers = ciphers
         if tls.requireCertificate && caFile == nil && caPath == nil {
-            throw directive.error(.incompleteSection, "require_certificate true needs cafile or capath in this listener")
+            throw directive.error(
+                .incompleteSection,
+                "require_certificate true needs cafile or capath in this listener"
+            )
         }
         result.tls = tls
         return result
@@ -228,7 +239,10 @@ extension BridgeConfig {
     /// Characters allowed in a `connection` name: it is part of `$SYS` topics and store keys.
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
-            && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) }
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
+            }
     }
 
     mutating func addAddresses(_ directive: Directive) throws(ConfigError) {

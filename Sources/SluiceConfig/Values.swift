@@ -78,14 +78,18 @@ extension Directive {
         }
         let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
         guard !overflow, range.contains(bytes) else {
-            throw error(.badValue, "expected a size from \(Self.sizeText(range.lowerBound)) to \(Self.sizeText(range.upperBound)), got '\(word)'")
+            throw error(
+                .badValue,
+                "expected a size from \(Self.sizeText(range.lowerBound)) to \(Self.sizeText(range.upperBound)), got '\(word)'"
+            )
         }
         return bytes
     }
 
     private static func sizeText(_ bytes: Int) -> String {
         if bytes == Int.max { return "any" }
-        for (unit, size) in [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] where bytes >= size && bytes % size == 0 {
+        for (unit, size) in [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] where bytes >= size && bytes % size == 0
+        {
             return "\(bytes / size)\(unit)"
         }
         return "\(bytes) bytes"

@@ -35,7 +35,10 @@ import Testing
         // (repeated keys such as log_type share one comment).
         let above = index > 0 ? lines[index - 1] : ""
         let key = line.split(separator: " ").first ?? ""
-        #expect(above.hasPrefix("#") || above.hasPrefix(key + " "), "line \(index + 1) '\(line)' has no comment above it")
+        #expect(
+            above.hasPrefix("#") || above.hasPrefix(key + " "),
+            "line \(index + 1) '\(line)' has no comment above it"
+        )
     }
 }
 
@@ -62,7 +65,10 @@ import Testing
     try withTemporaryDirectory { dir in
         try write("\nmax_keepalive -5\n", to: dir + "/limits.conf")
         let error = try #require(parseError("include_dir \(dir)"))
-        #expect(error.description == "\(dir)/limits.conf:2: key 'max_keepalive': expected a whole number from 0 to 65535, got '-5'")
+        #expect(
+            error.description
+                == "\(dir)/limits.conf:2: key 'max_keepalive': expected a whole number from 0 to 65535, got '-5'"
+        )
     }
 }
 
@@ -75,7 +81,15 @@ import Testing
 }
 
 @Test func loadingAMissingFileNamesIt() throws {
-    #expect(throws: ConfigError(.unreadableFile, file: "/nonexistent/gateway.conf", line: nil, key: nil, "cannot read the file: no such file")) {
+    #expect(
+        throws: ConfigError(
+            .unreadableFile,
+            file: "/nonexistent/gateway.conf",
+            line: nil,
+            key: nil,
+            "cannot read the file: no such file"
+        )
+    ) {
         try GatewayConfig.load(path: "/nonexistent/gateway.conf")
     }
 }

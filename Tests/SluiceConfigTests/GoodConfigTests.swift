@@ -101,7 +101,13 @@ let goodCases: [GoodCase] = [
             BridgeTopic(pattern: "sensors/#", direction: .out, qos: 1, localPrefix: "", remotePrefix: "gateway1/"),
             BridgeTopic(pattern: "commands/#", direction: .in, qos: 2, localPrefix: "", remotePrefix: "gateway1/"),
             BridgeTopic(pattern: "x/+/y", direction: .both),
-            BridgeTopic(pattern: "", direction: .both, qos: 1, localPrefix: "local/state", remotePrefix: "remote/state"),
+            BridgeTopic(
+                pattern: "",
+                direction: .both,
+                qos: 1,
+                localPrefix: "local/state",
+                remotePrefix: "remote/state"
+            ),
         ]
         bridge.remoteClientID = "gw1"
         bridge.remoteUsername = "user name"
