@@ -147,3 +147,11 @@ private struct Builder {
         return result
     }
 }
+
+extension GatewayConfig {
+    /// The Mosquitto keys gateway.conf accepts and ignores, each with why that is harmless on a
+    /// gateway (so `sluice check` can say what it skipped).
+    public static let ignoredKeys: [String: String] = KeyRule.table.compactMapValues { rule in
+        if case .ignored(let reason) = rule { reason } else { nil }
+    }
+}

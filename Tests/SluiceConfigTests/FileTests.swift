@@ -164,3 +164,28 @@ import Testing
         #expect(pathIsDirectory.kind == .missingFile)
     }
 }
+
+@Test func theExamplesDisabledLinesParseOnceEnabled() throws {
+    try withTemporaryDirectory { dir in
+        for name in ["server.crt", "server.key", "ca.crt", "central-ca.crt", "gateway1.crt", "gateway1.key"] {
+            try write("x\n", to: "\(dir)/\(name)")
+        }
+        let example = try String(contentsOfFile: repositoryRoot + "/gateway.conf.example", encoding: .utf8)
+        let enabled =
+            example
+            .split(separator: "\n", omittingEmptySubsequences: false)
+            .map { line in line.hasPrefix("#") && !line.hasPrefix("# ") && line != "#" ? line.dropFirst() : line }
+            .joined(separator: "\n")
+            .replacingOccurrences(of: "/etc/sluice/tls", with: dir)
+        let config = try parse(enabled)
+        #expect(config.listeners.count == 2)
+        #expect(config.listeners.last?.tls?.certFile == "\(dir)/server.crt")
+        #expect(config.bridges.first?.usesTLS == true)
+    }
+}
+
+@Test func ignoredKeysAreListedWithAReason() {
+    #expect(GatewayConfig.ignoredKeys["pid_file"] != nil)
+    #expect(GatewayConfig.ignoredKeys["allow_anonymous"] == nil)
+    #expect(GatewayConfig.ignoredKeys.values.allSatisfy { !$0.isEmpty })
+}
