@@ -85,6 +85,7 @@ private struct Builder {
             try apply(&bridges[bridges.count - 1].bridge, d)
         case .bridgeDefault(let apply):
             if section == .bridge {
+                // Applied now so errors come in file order; `finish` replays it over the top-level defaults.
                 try apply(&bridges[bridges.count - 1].bridge, d)
                 bridges[bridges.count - 1].queueOverrides.append(d)
             } else {
