@@ -1,0 +1,279 @@
+// Note on the key table: every key Sluice accepts is in `KeyRule.table`, with the section it
+// belongs to and the one function that reads its value. A key that is not there is an error,
+// so this table is the full list of what gateway.conf understands. Keys Mosquitto has and that
+// are harmless to ignore on a gateway are listed too (`.ignored`, with the reason), as are keys
+// Sluice refuses with a pointer to what to write instead (`.unsupported`).
+
+/// How one key is read.
+enum KeyRule: Sendable {
+    typealias Apply<Target> = @Sendable (inout Target, Directive) throws(ConfigError) -> Void
+
+    /// A top-level option, valid anywhere in the file (as in Mosquitto).
+    case global(Apply<GatewayConfig>)
+    /// Applies to the last `listener`; an error before the first.
+    case listener(Apply<ListenerDraft>)
+    /// Applies to the last `connection`; an error before the first.
+    case bridge(Apply<BridgeConfig>)
+    /// Sluice's queue options: a default for every bridge at top level, an override inside a
+    /// `connection` section (when the most recent section line is a `connection`).
+    case bridgeDefault(Apply<BridgeConfig>)
+    /// `max_connections`: the last listener's when the most recent section line is a `listener`,
+    /// else the global value.
+    case listenerOrGlobal(listener: Apply<ListenerDraft>, global: Apply<GatewayConfig>)
+    /// `listener` and `connection`, handled by the builder.
+    case section
+    /// Accepted and ignored; the string says why that is harmless.
+    case ignored(String)
+    /// Known but refused; the string says what to write instead.
+    case unsupported(String)
+
+    static let protocolMaximum = 268_435_455
+    static let tlsVersions: KeyValuePairs<String, String> = [
+        "tlsv1.3": "tlsv1.3", "tlsv1.2": "tlsv1.2", "tlsv1.1": "tlsv1.1",
+    ]
+    static let logTypes = [
+        "debug", "error", "warning", "notice", "information", "subscribe", "unsubscribe", "websockets", "all",
+        "none",
+    ]
+    static let lorawanRegions = [
+        "eu868", "us915", "as923", "au915", "cn470", "in865", "kr920", "ru864", "eu433", "cn779",
+    ]
+
+    static let table: [String: KeyRule] = [
+        // Sections.
+        "listener": .section,
+        "connection": .section,
+
+        // Security.
+        "allow_anonymous": .global { c, d throws(ConfigError) in c.allowAnonymous = try d.bool() },
+        "password_file": .global { c, d throws(ConfigError) in c.passwordFile = try d.existingPath() },
+        "acl_file": .global { c, d throws(ConfigError) in c.aclFile = try d.existingPath() },
+        "per_listener_settings": .global { _, d throws(ConfigError) in
+            if try d.bool() {
+                throw d.error(
+                    .unsupportedKey,
+                    "per_listener_settings true is not supported: security settings are global"
+                )
+            }
+        },
+
+        // Limits.
+        "max_keepalive": .global { c, d throws(ConfigError) in c.maxKeepalive = UInt16(try d.int(0...65535)) },
+        "max_inflight_messages": .global { c, d throws(ConfigError) in c.maxInflightMessages = try d.int(0...65535) },
+        "max_queued_messages": .global { c, d throws(ConfigError) in c.maxQueuedMessages = try d.int(0...Int.max) },
+        "max_queued_bytes": .global { c, d throws(ConfigError) in c.maxQueuedBytes = try d.int(0...Int.max) },
+        "message_size_limit": .global { c, d throws(ConfigError) in
+            c.messageSizeLimit = try d.int(0...protocolMaximum)
+        },
+        "max_packet_size": .global { c, d throws(ConfigError) in c.messageSizeLimit = try d.int(0...protocolMaximum) },
+        "max_connections": .listenerOrGlobal(
+            listener: { l, d throws(ConfigError) in l.listener.maxConnections = try d.int(-1...Int.max) },
+            global: { c, d throws(ConfigError) in c.maxConnections = try d.int(-1...Int.max) }
+        ),
+        "connect_timeout": .global { c, d throws(ConfigError) in c.connectTimeout = try d.int(1...3600) },
+
+        // Persistence, logging, $SYS.
+        "persistence": .global { c, d throws(ConfigError) in c.persistence = try d.bool() },
+        "persistence_location": .global { c, d throws(ConfigError) in c.persistenceLocation = try d.singleString() },
+        "store_max_size": .global { c, d throws(ConfigError) in
+            c.storeMapSizeMax = try d.byteSize((1 << 20)...Int.max)
+        },
+        "persistent_client_expiration": .global { c, d throws(ConfigError) in
+            c.persistentClientExpiration = try d.duration()
+        },
+        "log_type": .global { c, d throws(ConfigError) in
+            let word = try d.singleToken()
+            guard logTypes.contains(word) else {
+                throw d.error(.badValue, "expected one of \(logTypes.joined(separator: ", ")), got '\(word)'")
+            }
+            if !c.logTypes.contains(word) { c.logTypes.append(word) }
+        },
+        "sys_interval": .global { c, d throws(ConfigError) in c.sysInterval = try d.int(0...65535) },
+        "retain_available": .global { c, d throws(ConfigError) in c.retainAvailable = try d.bool() },
+
+        // Sluice's own listeners.
+        "metrics_listener": .global { c, d throws(ConfigError) in
+            c.metricsListener = try d.portAndAddress(defaultHost: "127.0.0.1")
+        },
+        "lorawan_udp_listener": .global { c, d throws(ConfigError) in
+            c.lorawanUDPListener = try d.portAndAddress(defaultHost: "127.0.0.1")
+        },
+        "lorawan_region": .global { c, d throws(ConfigError) in
+            let word = try d.singleToken().lowercased()
+            guard lorawanRegions.contains(word) else {
+                throw d.error(.badValue, "expected one of \(lorawanRegions.joined(separator: ", ")), got '\(d.rest)'")
+            }
+            c.lorawanRegion = word
+        },
+
+        // Per listener.
+        "protocol": .listener { l, d throws(ConfigError) in
+            l.listener.protocolKind = try d.word(["mqtt": .mqtt, "websockets": .websockets])
+        },
+        "cafile": .listener { l, d throws(ConfigError) in l.caFile = try d.existingPath() },
+        "capath": .listener { l, d throws(ConfigError) in l.caPath = try d.existingPath(directory: true) },
+        "certfile": .listener { l, d throws(ConfigError) in l.certFile = try d.existingPath() },
+        "keyfile": .listener { l, d throws(ConfigError) in l.keyFile = try d.existingPath() },
+        "require_certificate": .listener { l, d throws(ConfigError) in l.requireCertificate = try d.bool() },
+        "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
+        "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
+        "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
+
+        // Per bridge (Mosquitto's meaning).
+        "address": .bridge { b, d throws(ConfigError) in try b.addAddresses(d) },
+        "addresses": .bridge { b, d throws(ConfigError) in try b.addAddresses(d) },
+        "topic": .bridge { b, d throws(ConfigError) in b.topics.append(try BridgeTopic(parsing: d)) },
+        "remote_clientid": .bridge { b, d throws(ConfigError) in b.remoteClientID = try d.singleString() },
+        "clientid": .bridge { b, d throws(ConfigError) in b.remoteClientID = try d.singleString() },
+        "remote_username": .bridge { b, d throws(ConfigError) in b.remoteUsername = try d.singleString() },
+        "remote_password": .bridge { b, d throws(ConfigError) in b.remotePassword = try d.singleString() },
+        "bridge_protocol_version": .bridge { b, d throws(ConfigError) in
+            b.protocolVersion = try d.word(["mqttv31": .v31, "mqttv311": .v311, "mqttv50": .v5])
+        },
+        "cleansession": .bridge { b, d throws(ConfigError) in b.cleanSession = try d.bool() },
+        "keepalive_interval": .bridge { b, d throws(ConfigError) in b.keepaliveInterval = try d.int(5...65535) },
+        "restart_timeout": .bridge { b, d throws(ConfigError) in
+            let words = try d.tokens(min: 1, max: 2)
+            let base = try Directive.int(words[0], 1...86_400, d)
+            let cap = words.count == 2 ? try Directive.int(words[1], base...86_400, d) : base
+            b.restartTimeout = RestartTimeout(base: base, cap: cap)
+        },
+        "notifications": .bridge { b, d throws(ConfigError) in b.notifications = try d.bool() },
+        "notification_topic": .bridge { b, d throws(ConfigError) in
+            let topic = try d.singleToken()
+            if let problem = TopicSyntax.nameProblem(topic) { throw d.error(.badValue, "\(problem), got '\(topic)'") }
+            b.notificationTopic = topic
+        },
+        "try_private": .bridge { b, d throws(ConfigError) in b.tryPrivate = try d.bool() },
+        "round_robin": .bridge { b, d throws(ConfigError) in b.roundRobin = try d.bool() },
+        "bridge_max_packet_size": .bridge { b, d throws(ConfigError) in b.maxPacketSize = try d.int(0...protocolMaximum)
+        },
+        "bridge_cafile": .bridge { b, d throws(ConfigError) in b.bridgeCAFile = try d.existingPath() },
+        "bridge_capath": .bridge { b, d throws(ConfigError) in b.bridgeCAPath = try d.existingPath(directory: true) },
+        "bridge_certfile": .bridge { b, d throws(ConfigError) in b.bridgeCertFile = try d.existingPath() },
+        "bridge_keyfile": .bridge { b, d throws(ConfigError) in b.bridgeKeyFile = try d.existingPath() },
+        "bridge_insecure": .bridge { b, d throws(ConfigError) in b.bridgeInsecure = try d.bool() },
+        "bridge_tls_version": .bridge { b, d throws(ConfigError) in b.bridgeTLSVersion = try d.word(tlsVersions) },
+
+        // Per bridge, or top-level defaults for every bridge (Sluice additions).
+        "queue_max_messages": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxMessages = try d.int(0...Int.max)
+        },
+        "queue_max_bytes": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxBytes = try d.byteSize(0...Int.max) },
+        "queue_max_age": .bridgeDefault { b, d throws(ConfigError) in b.queueMaxAge = try d.duration(zeroIsNone: true)
+        },
+        "queue_overflow": .bridgeDefault { b, d throws(ConfigError) in
+            b.queueOverflow = try d.word(["drop_oldest": .dropOldest, "reject_new": .rejectNew])
+        },
+        "bridge_max_inflight": .bridgeDefault { b, d throws(ConfigError) in b.maxInflight = try d.int(1...65535) },
+        "bridge_progress_timeout": .bridgeDefault { b, d throws(ConfigError) in
+            b.progressTimeout = try d.int(1...3600)
+        },
+
+        // Mosquitto keys accepted and ignored: harmless on a gateway.
+        "pid_file": .ignored("systemd tracks the process"),
+        "user": .ignored("the systemd unit chooses the user"),
+        "log_dest": .ignored("Sluice logs to stderr, which systemd sends to the journal"),
+        "log_timestamp": .ignored("the journal stamps every line"),
+        "log_timestamp_format": .ignored("the journal stamps every line"),
+        "connection_messages": .ignored("connections are always logged at notice"),
+        "autosave_interval": .ignored("LMDB commits every change; there is no periodic save"),
+        "autosave_on_changes": .ignored("LMDB commits every change; there is no periodic save"),
+        "persistence_file": .ignored("the LMDB store's file name is fixed inside persistence_location"),
+        "allow_duplicate_messages": .ignored("deprecated no-op in Mosquitto 2"),
+        "set_tcp_nodelay": .ignored("Sluice always sets TCP_NODELAY"),
+        "start_type": .ignored("bridges always start automatically"),
+        "local_clientid": .ignored("the bridge publishes into the broker directly, without a local client"),
+
+        // Mosquitto keys refused, with what to write instead.
+        "port": .unsupported("the default listener is not supported: write 'listener PORT [ADDRESS]'"),
+        "bind_address": .unsupported("the default listener is not supported: write 'listener PORT ADDRESS'"),
+    ]
+}
+
+/// A `listener` section while it is being read.
+struct ListenerDraft: Sendable {
+    var listener: Listener
+    var directive: Directive
+    var caFile: String?
+    var caPath: String?
+    var certFile: String?
+    var keyFile: String?
+    var requireCertificate: Bool?
+    var useIdentityAsUsername: Bool?
+    var tlsVersion: String?
+    var ciphers: String?
+
+    /// The listener with its TLS settings validated.
+    func validated() throws(ConfigError) -> Listener {
+        var result = listener
+        let anyTLS =
+            caFile != nil || caPath != nil || certFile != nil || keyFile != nil || requireCertificate != nil
+            || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
+        guard anyTLS else { return result }
+        guard let certFile, let keyFile else {
+            let missing = [certFile == nil ? "certfile" : nil, keyFile == nil ? "keyfile" : nil].compactMap { $0 }
+            throw directive.error(
+                .incompleteSection,
+                "this listener has TLS options but no \(missing.joined(separator: " or ")); TLS needs both certfile and keyfile"
+            )
+        }
+        var tls = TLSSettings(certFile: certFile, keyFile: keyFile)
+        tls.caFile = caFile
+        tls.caPath = caPath
+        tls.requireCertificate = requireCertificate ?? false
+        tls.useIdentityAsUsername = useIdentityAsUsername ?? false
+        tls.tlsVersion = tlsVersion ?? tls.tlsVersion
+        tls.ciphers = ciphers
+        if tls.requireCertificate && caFile == nil && caPath == nil {
+            throw directive.error(
+                .incompleteSection,
+                "require_certificate true needs cafile or capath in this listener"
+            )
+        }
+        result.tls = tls
+        return result
+    }
+}
+
+extension BridgeConfig {
+    /// Characters allowed in a `connection` name: it is part of `$SYS` topics and store keys.
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
+            }
+    }
+
+    mutating func addAddresses(_ directive: Directive) throws(ConfigError) {
+        guard !directive.values.isEmpty else { throw directive.error(.missingValue, "a value is required") }
+        for word in directive.values {
+            addresses.append(try directive.hostPort(word, defaultPort: 1883))
+        }
+    }
+
+    /// Copies the Sluice queue options from `defaults` (the top-level values).
+    mutating func adoptQueueSettings(from defaults: BridgeConfig) {
+        queueMaxMessages = defaults.queueMaxMessages
+        queueMaxBytes = defaults.queueMaxBytes
+        queueMaxAge = defaults.queueMaxAge
+        queueOverflow = defaults.queueOverflow
+        maxInflight = defaults.maxInflight
+        progressTimeout = defaults.progressTimeout
+    }
+
+    /// Checks that need the whole section.
+    func validate(at directive: Directive) throws(ConfigError) {
+        if addresses.isEmpty { throw directive.error(.incompleteSection, "bridge '\(name)' has no address line") }
+        if topics.isEmpty { throw directive.error(.incompleteSection, "bridge '\(name)' has no topic line") }
+        if (bridgeCertFile == nil) != (bridgeKeyFile == nil) {
+            throw directive.error(.incompleteSection, "bridge '\(name)' needs both bridge_certfile and bridge_keyfile")
+        }
+        if !usesTLS && (bridgeCertFile != nil || bridgeInsecure) {
+            throw directive.error(
+                .incompleteSection,
+                "bridge '\(name)' sets TLS options but neither bridge_cafile nor bridge_capath"
+            )
+        }
+    }
+}

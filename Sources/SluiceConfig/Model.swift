@@ -1,0 +1,291 @@
+// The validated configuration: plain Sendable values with documented defaults.
+// Nothing here reads files; `GatewayConfig.parse`/`load` build these from gateway.conf.
+
+/// A host and a port, as written in `address`, `metrics_listener` and `lorawan_udp_listener`.
+public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// Host name or IP address, without IPv6 brackets.
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port`, with IPv6 addresses in brackets (`[::1]:1883`).
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// TLS settings of a listener (Mosquitto's `cafile`, `capath`, `certfile`, `keyfile`, …).
+/// Present on a `Listener` only when its section names a certificate.
+public struct TLSSettings: Sendable, Equatable {
+    /// `cafile`: CA certificates for client certificates. Default: none.
+    public var caFile: String?
+    /// `capath`: directory of CA certificates. Default: none.
+    public var caPath: String?
+    /// `certfile`: the server certificate (PEM). Required for TLS.
+    public var certFile: String
+    /// `keyfile`: the server key (PEM). Required for TLS.
+    public var keyFile: String
+    /// `require_certificate`: clients must present a certificate signed by `cafile`/`capath`. Default false.
+    public var requireCertificate: Bool = false
+    /// `use_identity_as_username`: the certificate's CN becomes the username. Default false.
+    public var useIdentityAsUsername: Bool = false
+    /// `tls_version`: the lowest TLS version accepted: `tlsv1.3`, `tlsv1.2` or `tlsv1.1`. Default `tlsv1.2`.
+    public var tlsVersion: String = "tlsv1.2"
+    /// `ciphers`: OpenSSL cipher list for TLS ≤ 1.2. Default: the library's.
+    public var ciphers: String?
+
+    public init(certFile: String, keyFile: String) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+}
+
+/// One `listener PORT [ADDRESS]` section.
+public struct Listener: Sendable, Equatable {
+    public enum ProtocolKind: String, Sendable, Equatable {
+        case mqtt
+        case websockets
+    }
+
+    /// TCP port; 0 asks the operating system for a free port (useful in tests).
+    public var port: Int
+    /// Address to bind; nil binds all interfaces (as Mosquitto does for `listener 1883`).
+    public var address: String?
+    /// `protocol mqtt|websockets`. Default mqtt.
+    public var protocolKind: ProtocolKind = .mqtt
+    /// TLS settings, nil for plain TCP.
+    public var tls: TLSSettings?
+    /// `max_connections` written in this listener's section; nil means the global value applies.
+    public var maxConnections: Int?
+
+    public init(port: Int, address: String? = nil) {
+        self.port = port
+        self.address = address
+    }
+
+    /// True when the listener binds only a loopback address (127.x.x.x, ::1, localhost).
+    public var isLoopbackOnly: Bool {
+        guard let address else { return false }
+        let lowered = address.lowercased()
+        return lowered == "localhost" || lowered == "::1" || lowered == "[::1]" || lowered.hasPrefix("127.")
+    }
+}
+
+/// One `topic` line of a bridge, with Mosquitto's meaning:
+/// `topic PATTERN [[[out|in|both] QOS] LOCAL_PREFIX REMOTE_PREFIX]`.
+///
+/// Locally the rule matches `localPrefix + pattern`; remotely `remotePrefix + pattern`. An empty
+/// pattern means the prefixes are the full topics.
+public struct BridgeTopic: Sendable, Equatable {
+    public enum Direction: String, Sendable, Equatable {
+        /// Remote → local.
+        case `in`
+        /// Local → remote (through the durable queue).
+        case out
+        /// Both ways.
+        case both
+    }
+
+    /// A topic filter (`+`/`#` allowed), or "" when the prefixes are the full topics.
+    public var pattern: String
+    /// Default `out`.
+    public var direction: Direction = .out
+    /// 0…2, default 0.
+    public var qos: Int = 0
+    /// Default "".
+    public var localPrefix: String = ""
+    /// Default "".
+    public var remotePrefix: String = ""
+
+    public init(
+        pattern: String,
+        direction: Direction = .out,
+        qos: Int = 0,
+        localPrefix: String = "",
+        remotePrefix: String = ""
+    ) {
+        self.pattern = pattern
+        self.direction = direction
+        self.qos = qos
+        self.localPrefix = localPrefix
+        self.remotePrefix = remotePrefix
+    }
+
+    /// The filter as seen on the local broker.
+    public var localTopic: String { localPrefix + pattern }
+    /// The filter as seen on the remote broker.
+    public var remoteTopic: String { remotePrefix + pattern }
+}
+
+/// `restart_timeout BASE [CAP]`: with a cap, reconnect waits back off from BASE to CAP seconds;
+/// with one value the wait is constant.
+public struct RestartTimeout: Sendable, Equatable {
+    public var base: Int
+    public var cap: Int
+
+    public init(base: Int, cap: Int) {
+        self.base = base
+        self.cap = cap
+    }
+}
+
+/// One `connection NAME` section: a bridge to a central broker.
+public struct BridgeConfig: Sendable, Equatable {
+    public enum ProtocolVersion: String, Sendable, Equatable {
+        case v31 = "mqttv31"
+        case v311 = "mqttv311"
+        case v5 = "mqttv50"
+    }
+
+    /// What happens when a queue bound is reached (`queue_overflow`).
+    public enum QueueOverflow: String, Sendable, Equatable {
+        /// Drop the oldest queued message (newest telemetry wins). Default.
+        case dropOldest = "drop_oldest"
+        /// Refuse the new message (MQTT 5 publishers get PUBACK 0x97 Quota exceeded).
+        case rejectNew = "reject_new"
+    }
+
+    /// From `connection NAME`: letters, digits, `.`, `_`, `-`.
+    public var name: String
+    /// `address`/`addresses host[:port] …`, in failover order; default port 1883.
+    public var addresses: [HostPort] = []
+    /// `topic` lines in order.
+    public var topics: [BridgeTopic] = []
+    /// `remote_clientid` (alias `clientid`). Default: nil (the bridge derives one from host name and NAME).
+    public var remoteClientID: String?
+    /// `remote_username`. Default none.
+    public var remoteUsername: String?
+    /// `remote_password`. Default none.
+    public var remotePassword: String?
+    /// `bridge_protocol_version mqttv31|mqttv311|mqttv50`. Default mqttv311.
+    public var protocolVersion: ProtocolVersion = .v311
+    /// `cleansession`. Default false (the central broker keeps the bridge's session).
+    public var cleanSession: Bool = false
+    /// `keepalive_interval` seconds, 5…65535. Default 60.
+    public var keepaliveInterval: Int = 60
+    /// `restart_timeout BASE [CAP]`. Default 5 30.
+    public var restartTimeout = RestartTimeout(base: 5, cap: 30)
+    /// `notifications`: publish the link state (retained 1/0). Default true.
+    public var notifications: Bool = true
+    /// `notification_topic`. Default nil, meaning `$SYS/broker/connection/NAME/state`.
+    public var notificationTopic: String?
+    /// `try_private`: announce as a bridge (protocol version | 0x80). Default true.
+    public var tryPrivate: Bool = true
+    /// `round_robin`: after a failure move on to the next address rather than back to the first. Default false.
+    public var roundRobin: Bool = false
+    /// `bridge_max_packet_size` bytes, 0 = no limit beyond the protocol's. Default 0.
+    public var maxPacketSize: Int = 0
+    /// `bridge_cafile`: TLS towards the central broker is used when this or `bridge_capath` is set.
+    public var bridgeCAFile: String?
+    /// `bridge_capath`.
+    public var bridgeCAPath: String?
+    /// `bridge_certfile`: client certificate. Needs `bridge_keyfile`.
+    public var bridgeCertFile: String?
+    /// `bridge_keyfile`: client key. Needs `bridge_certfile`.
+    public var bridgeKeyFile: String?
+    /// `bridge_insecure`: skip host name verification. Default false.
+    public var bridgeInsecure: Bool = false
+    /// `bridge_tls_version`: lowest TLS version, `tlsv1.3`/`tlsv1.2`/`tlsv1.1`. Default `tlsv1.2`.
+    public var bridgeTLSVersion: String = "tlsv1.2"
+
+    // Sluice additions; each may also be written at top level as a default for every bridge.
+
+    /// `queue_max_messages`, 0 = no count bound. Default 1,000,000.
+    public var queueMaxMessages: Int = 1_000_000
+    /// `queue_max_bytes` (suffixes KB/MB/GB), 0 = no byte bound. Default 512 MiB.
+    public var queueMaxBytes: Int = 512 * 1024 * 1024
+    /// `queue_max_age` (`7d`, `12h`…, `0` = none). Default nil: no age bound.
+    public var queueMaxAge: Duration?
+    /// `queue_overflow drop_oldest|reject_new`. Default drop_oldest.
+    public var queueOverflow: QueueOverflow = .dropOldest
+    /// `bridge_max_inflight`: QoS 1 messages in flight to the central broker, 1…65535. Default 100.
+    public var maxInflight: Int = 100
+    /// `bridge_progress_timeout` seconds: a link with messages in flight and no PUBACK for this long is
+    /// reconnected. Default 30.
+    public var progressTimeout: Int = 30
+
+    public init(name: String) {
+        self.name = name
+    }
+
+    /// `notificationTopic`, or Mosquitto's default `$SYS/broker/connection/NAME/state`.
+    public var effectiveNotificationTopic: String { notificationTopic ?? "$SYS/broker/connection/\(name)/state" }
+
+    /// True when the link to the central broker uses TLS (`bridge_cafile` or `bridge_capath` set).
+    public var usesTLS: Bool { bridgeCAFile != nil || bridgeCAPath != nil }
+}
+
+/// The whole of gateway.conf, validated. Every property documents its key and default.
+public struct GatewayConfig: Sendable, Equatable {
+    /// The listener used when the file configures none: 127.0.0.1:1883 (Mosquitto 2's secure default).
+    public static let defaultListener = Listener(port: 1883, address: "127.0.0.1")
+
+    /// Mosquitto's default `log_type` set.
+    public static let defaultLogTypes = ["error", "warning", "notice", "information"]
+
+    /// The configuration used when there is no file: one listener on 127.0.0.1:1883, everything else default.
+    public static let `default` = GatewayConfig()
+
+    /// `listener PORT [ADDRESS]` sections. When none are configured: `[127.0.0.1:1883]`.
+    public var listeners: [Listener] = [GatewayConfig.defaultListener]
+    /// `allow_anonymous`; nil when not written (see `effectiveAllowAnonymous`).
+    public var allowAnonymous: Bool?
+    /// `password_file`: Mosquitto password file (`mosquitto_passwd` format). Default none.
+    public var passwordFile: String?
+    /// `acl_file`: Mosquitto ACL file. Default none (everyone may use every topic).
+    public var aclFile: String?
+    /// `max_keepalive`: the largest keep-alive a client may ask for, seconds. Default 65535.
+    public var maxKeepalive: UInt16 = 65535
+    /// `max_inflight_messages`: outgoing QoS 1/2 messages in flight per client, 0 = unlimited. Default 20.
+    public var maxInflightMessages: Int = 20
+    /// `max_queued_messages`: messages queued per client beyond the in-flight ones, 0 = unlimited. Default 1000.
+    public var maxQueuedMessages: Int = 1000
+    /// `max_queued_bytes`: bytes queued per client, 0 = unlimited. Default 0.
+    public var maxQueuedBytes: Int = 0
+    /// `message_size_limit` (same setting as `max_packet_size`): 0 = the protocol maximum 268,435,455. Default 0.
+    public var messageSizeLimit: Int = 0
+    /// `max_connections` outside any listener section: -1 = unlimited. Default -1.
+    public var maxConnections: Int = -1
+    /// `persistence`: keep retained messages and persistent sessions across restarts. Default false.
+    public var persistence: Bool = false
+    /// `persistence_location`: directory of the LMDB store. Default `/var/lib/sluice/`.
+    public var persistenceLocation: String = "/var/lib/sluice/"
+    /// `log_type` lines (accumulate): debug, error, warning, notice, information, subscribe,
+    /// unsubscribe, websockets, all, none. Default error, warning, notice, information.
+    public var logTypes: [String] = GatewayConfig.defaultLogTypes
+    /// `sys_interval`: seconds between `$SYS` updates, 0 = none. Default 10.
+    public var sysInterval: Int = 10
+    /// `retain_available`. Default true.
+    public var retainAvailable: Bool = true
+    /// `persistent_client_expiration` (`1h`, `2d`, `1w`, `1m` = 30 days, `1y` = 365 days). Default nil: never.
+    public var persistentClientExpiration: Duration?
+    /// `connect_timeout` (Sluice addition): seconds a new connection has to send CONNECT. Default 10.
+    public var connectTimeout: Int = 10
+    /// `metrics_listener PORT [ADDRESS]` (Sluice addition): HTTP metrics and health. Address default
+    /// 127.0.0.1. Default nil: off.
+    public var metricsListener: HostPort?
+    /// `lorawan_udp_listener PORT [ADDRESS]` (Sluice addition): Semtech UDP packet forwarder. Address
+    /// default 127.0.0.1. Default nil: off.
+    public var lorawanUDPListener: HostPort?
+    /// `lorawan_region` (Sluice addition): eu868, us915, as923, au915, cn470, in865, kr920, ru864, eu433,
+    /// cn779. Default eu868.
+    public var lorawanRegion: String = "eu868"
+    /// `store_max_size` (Sluice addition): LMDB map size in bytes (suffixes KB/MB/GB, 1024-based),
+    /// at least 1 MB. Default 1 GiB.
+    public var storeMapSizeMax: Int = 1 << 30
+    /// `connection` sections in file order.
+    public var bridges: [BridgeConfig] = []
+
+    public init() {}
+
+    /// `allowAnonymous` if written; otherwise Mosquitto 2's rule: anonymous clients are allowed only when
+    /// every listener binds a loopback address.
+    public var effectiveAllowAnonymous: Bool {
+        allowAnonymous ?? listeners.allSatisfy(\.isLoopbackOnly)
+    }
+
+    /// `messageSizeLimit` with 0 resolved to the protocol maximum.
+    public var effectiveMessageSizeLimit: Int { messageSizeLimit == 0 ? 268_435_455 : messageSizeLimit }
+}

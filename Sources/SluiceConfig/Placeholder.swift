@@ -1,1 +1,0 @@
-// SluiceConfig: placeholder until the module lands.

@@ -1,4 +1,0 @@
-import Testing
-@testable import SluiceConfig
-
-@Test func moduleLinks() {}
