@@ -17,7 +17,30 @@ public final class GatewayService: Service, Sendable {
         self.logger = logger
     }
 
+    /// Options this build parses but cannot honour yet. Starting anyway would silently weaken
+    /// security (password and ACL files, TLS) or mislead, so `run` refuses with this list.
+    public static func unsupportedOptions(in config: GatewayConfig) -> [String] {
+        var found: [String] = []
+        if config.passwordFile != nil { found.append("password_file") }
+        if config.aclFile != nil { found.append("acl_file") }
+        if config.listeners.contains(where: { $0.tls != nil }) { found.append("listener TLS (certfile/keyfile)") }
+        if config.listeners.contains(where: { $0.protocolKind == .websockets }) { found.append("protocol websockets") }
+        if config.metricsListener != nil { found.append("metrics_listener") }
+        if config.lorawanUDPListener != nil { found.append("lorawan_udp_listener") }
+        if config.bridges.contains(where: \.usesTLS) { found.append("bridge TLS (bridge_cafile/capath)") }
+        return found
+    }
+
+    public struct UnsupportedOptions: Error, CustomStringConvertible {
+        public var options: [String]
+        public var description: String {
+            "this build of sluice does not support: \(options.joined(separator: ", ")); remove them from the configuration"
+        }
+    }
+
     public func run() async throws {
+        let unsupported = Self.unsupportedOptions(in: config)
+        guard unsupported.isEmpty else { throw UnsupportedOptions(options: unsupported) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
         var channels: [any Channel] = []

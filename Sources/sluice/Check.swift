@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceConfig
+import SluiceServer
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Validate a configuration file without starting.")
@@ -10,9 +11,11 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let parsed = try GatewayConfig.load(path: config)
+            let unsupported = GatewayService.unsupportedOptions(in: parsed)
+            if !unsupported.isEmpty { throw GatewayService.UnsupportedOptions(options: unsupported) }
             print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
         } catch {
-            throw ValidationError("\(error)")
+            throw failure("\(error)")
         }
     }
 }

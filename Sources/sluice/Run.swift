@@ -19,7 +19,7 @@ struct Run: AsyncParsableCommand {
             do {
                 gatewayConfig = try GatewayConfig.load(path: config)
             } catch {
-                throw ValidationError("\(error)")
+                throw failure("\(error)")
             }
         } else {
             gatewayConfig = .default

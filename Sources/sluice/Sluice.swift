@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -18,4 +19,11 @@ enum SluiceVersion {
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the version.")
     func run() { print("sluice \(SluiceVersion.current)") }
+}
+
+/// Prints `message` to stderr as `sluice: message` and returns the exit code to throw, so that
+/// configuration errors read as one clear line rather than a usage screen.
+func failure(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("sluice: \(message)\n".utf8))
+    return ExitCode.failure
 }
