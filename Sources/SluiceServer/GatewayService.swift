@@ -33,6 +33,7 @@ public final class GatewayService: Service, Sendable {
 
     public struct UnsupportedOptions: Error, CustomStringConvertible {
         public var options: [String]
+        public init(options: [String]) { self.options = options }
         public var description: String {
             "this build of sluice does not support: \(options.joined(separator: ", ")); remove them from the configuration"
         }
