@@ -1,0 +1,312 @@
+import Foundation
+import Logging
+import MQTTCore
+import NIOCore
+import NIOPosix
+import SluiceBridge
+import SluiceBroker
+import SluiceConfig
+import SluiceStore
+
+/// Drives one bridge: carries out what the pure `BridgeLink` asks (connect, send, fetch from the
+/// durable queue, remove acknowledged messages, publish `in` messages locally, back off) and feeds
+/// it what happens on the socket. All state lives on `loop`.
+final class BridgeRunner: @unchecked Sendable {
+    let name: String
+    let rules: BridgeRules
+    let limits: QueueLimits
+    private let loop: any EventLoop
+    private let addresses: [HostPort]
+    private let store: Store
+    private let host: BrokerHost
+    private let logger: Logger
+    private let localNotificationTopic: String?
+    private var link: BridgeLink<ContinuousClock.Instant>
+    private var channel: (any Channel)?
+    private var ticker: RepeatedTask?
+    private var reconnect: Scheduled<Void>?
+    private var stopped = false
+
+    init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
+        self.name = config.name
+        self.loop = loop
+        self.addresses = config.addresses
+        self.store = store
+        self.host = host
+        var logger = logger
+        logger[metadataKey: "bridge"] = "\(config.name)"
+        self.logger = logger
+        self.rules = BridgeRules(
+            try config.topics.map { topic in
+                try TopicRule(
+                    pattern: topic.pattern,
+                    direction: BridgeDirection(topic.direction),
+                    qos: QoS(rawValue: UInt8(topic.qos)) ?? .atMostOnce,
+                    localPrefix: topic.localPrefix,
+                    remotePrefix: topic.remotePrefix
+                )
+            }
+        )
+        self.limits = QueueLimits(
+            maxMessages: config.queueMaxMessages == 0 ? .max : config.queueMaxMessages,
+            maxBytes: config.queueMaxBytes == 0 ? .max : config.queueMaxBytes,
+            maxAge: config.queueMaxAge.map { UInt64($0.components.seconds) * 1000 },
+            policy: config.queueOverflow == .rejectNew ? .rejectNew : .dropOldest
+        )
+        self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic : nil
+        let version: ProtocolVersion =
+            switch config.protocolVersion {
+            case .v31: .v3_1
+            case .v311: .v3_1_1
+            case .v5: .v5
+            }
+        let configuration = BridgeLinkConfiguration(
+            name: config.name,
+            addressCount: config.addresses.count,
+            roundRobin: config.roundRobin,
+            protocolVersion: version,
+            clientIdentifier: config.remoteClientID ?? "\(ProcessInfo.processInfo.hostName).\(config.name)",
+            cleanSession: config.cleanSession,
+            keepAliveSeconds: UInt16(clamping: config.keepaliveInterval),
+            username: config.remoteUsername,
+            password: config.remotePassword.map { Array($0.utf8) },
+            notificationTopic: config.notifications ? config.effectiveNotificationTopic : nil,
+            tryPrivate: config.tryPrivate,
+            maxInflight: config.maxInflight,
+            rules: rules,
+            maxPacketSize: config.maxPacketSize > 0 ? UInt32(config.maxPacketSize) : nil,
+            restartBase: .seconds(config.restartTimeout.base),
+            restartCap: .seconds(config.restartTimeout.cap),
+            connectTimeout: .seconds(max(5, config.keepaliveInterval)),
+            progressTimeout: .seconds(config.progressTimeout)
+        )
+        self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
+    }
+
+    /// The queued form of a local message that matched an `out` rule (topic already remapped).
+    func queuedMessage(for message: SluiceBroker.Message) -> QueuedMessage? {
+        guard let mapping = rules.outbound(forLocal: message.topic) else { return nil }
+        var properties = message.properties
+        properties.messageExpiryInterval = nil  // the queue's own age bound governs queued messages
+        return QueuedMessage(
+            topic: mapping.topic,
+            payload: Array(message.payload.readableBytesView),
+            qos: mapping.qos.rawValue,
+            retain: message.retain,
+            properties: properties.storageBytes(),
+            enqueuedAt: Store.wallClockMilliseconds()
+        )
+    }
+
+    // MARK: Lifecycle (any thread)
+
+    func start() {
+        loop.execute {
+            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+                self.run(self.link.tick(now: .now))
+            }
+            self.run(self.link.start())
+        }
+    }
+
+    /// New messages were committed to this bridge's queue.
+    func queueHasMore() {
+        loop.execute { self.run(self.link.queueHasMore()) }
+    }
+
+    func stop() -> EventLoopFuture<Void> {
+        loop.submit {
+            self.stopped = true
+            self.ticker?.cancel()
+            self.reconnect?.cancel()
+            self.run(self.link.stop())
+            self.channel?.close(promise: nil)
+        }
+    }
+
+    var isConnected: EventLoopFuture<Bool> { loop.submit { self.link.isConnected } }
+
+    // MARK: Actions (on `loop`)
+
+    private func run(_ actions: [BridgeAction]) {
+        var pending: [BridgeAction] = actions[...].reversed()
+        var wrote = false
+        while let action = pending.popLast() {
+            var next: [BridgeAction] = []
+            switch action {
+            case .connect(let index):
+                open(addresses[index % addresses.count])
+            case .sendConnect(let connect, let bridgeBit):
+                write(.connect(connect), bridgeBit: bridgeBit)
+                wrote = true
+            case .send(let packet):
+                write(packet)
+                wrote = true
+            case .fetch(let after, let limit):
+                next = link.fetched(fetch(after: after, limit: limit))
+            case .remove(let seqs):
+                store.remove(queue: name, seqs: seqs) { [logger] result in
+                    if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
+                }
+            case .publishLocally(let publish):
+                let message = SluiceBroker.Message(
+                    topic: publish.topic,
+                    payload: publish.payload,
+                    qos: publish.qos,
+                    retain: publish.retain,
+                    properties: publish.properties
+                )
+                let host = self.host
+                host.loop.execute { host.publish(message) }
+            case .close(let reason):
+                logger.notice("closing bridge connection: \(reason)")
+                channel?.close(promise: nil)
+            case .scheduleReconnect(let delay):
+                guard !stopped else { break }
+                logger.info("reconnecting in \(delay)")
+                reconnect = loop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)) {
+                    self.run(self.link.reconnectTimerFired())
+                }
+            case .stateChanged(let connected):
+                logger.info(connected ? "bridge connected" : "bridge disconnected")
+                if let topic = localNotificationTopic {
+                    let message = SluiceBroker.Message(
+                        topic: topic,
+                        payload: ByteBuffer(string: connected ? "1" : "0"),
+                        qos: .atLeastOnce,
+                        retain: true
+                    )
+                    let host = self.host
+                    host.loop.execute { host.publish(message) }
+                }
+            case .log(let level, let text):
+                switch level {
+                case .debug: logger.debug("\(text)")
+                case .info: logger.info("\(text)")
+                case .warning: logger.warning("\(text)")
+                case .error: logger.error("\(text)")
+                }
+            }
+            pending.append(contentsOf: next.reversed())
+        }
+        if wrote { channel?.flush() }
+    }
+
+    private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
+        do {
+            return try store.read(queue: name, after: after, limit: limit).map { stored in
+                let message = stored.message
+                return QueuedItem(
+                    seq: stored.seq,
+                    message: PublishPacket(
+                        topic: message.topic,
+                        payload: ByteBuffer(bytes: message.payload),
+                        qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
+                        retain: message.retain,
+                        properties: (try? Properties(storageBytes: message.properties)) ?? .none
+                    )
+                )
+            }
+        } catch {
+            logger.error("reading the queue failed: \(error)")
+            return []
+        }
+    }
+
+    private func write(_ packet: Packet, bridgeBit: Bool = false) {
+        guard let channel else { return }
+        var buffer = channel.allocator.buffer(capacity: 128)
+        MQTTCodec.encode(packet, version: link.configuration.protocolVersion, into: &buffer)
+        if bridgeBit, case .connect = packet {
+            // Mosquitto's bridge bit: protocol level | 0x80, after the fixed header and "MQTT".
+            var levelIndex = buffer.readerIndex + 1
+            while let byte: UInt8 = buffer.getInteger(at: levelIndex), byte & 0x80 != 0 { levelIndex += 1 }
+            levelIndex += 1 + 6  // past the last length byte, then the length-prefixed "MQTT"
+            if let level: UInt8 = buffer.getInteger(at: levelIndex) { buffer.setInteger(level | 0x80, at: levelIndex) }
+        }
+        channel.write(buffer, promise: nil)
+    }
+
+    private func open(_ address: HostPort) {
+        logger.info("connecting to \(address)")
+        let handler = BridgeInboundHandler(runner: self, version: link.configuration.protocolVersion)
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: address.host, port: address.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    self.channel = channel
+                    self.run(self.link.connected())
+                case .failure(let error):
+                    self.logger.warning("cannot connect to \(address): \(error)")
+                    self.run(self.link.connectionClosed(error: error))
+                }
+            }
+    }
+
+    fileprivate func received(_ packet: Packet) {
+        run(link.received(packet))
+    }
+
+    fileprivate func closed(_ channel: any Channel, error: (any Error)?) {
+        guard channel === self.channel else { return }
+        self.channel = nil
+        run(link.connectionClosed(error: error))
+    }
+}
+
+/// Frames and decodes what the remote broker sends and hands it to the runner.
+private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private let runner: BridgeRunner
+    private let version: ProtocolVersion
+    private var cumulation: ByteBuffer?
+    private var error: (any Error)?
+
+    init(runner: BridgeRunner, version: ProtocolVersion) {
+        self.runner = runner
+        self.version = version
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var input = unwrapInboundIn(data)
+        if cumulation == nil { cumulation = input } else { cumulation!.writeBuffer(&input) }
+        do {
+            while var buffer = cumulation, let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: 268_435_460) {
+                cumulation = buffer
+                runner.received(try MQTTCodec.decode(frame, version: version))
+            }
+            if cumulation?.readableBytes == 0 { cumulation = nil }
+        } catch {
+            self.error = error
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        runner.closed(context.channel, error: error)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.error = error
+        context.close(promise: nil)
+    }
+}
+
+extension BridgeDirection {
+    init(_ direction: BridgeTopic.Direction) {
+        switch direction {
+        case .in: self = .in
+        case .out: self = .out
+        case .both: self = .both
+        }
+    }
+}
