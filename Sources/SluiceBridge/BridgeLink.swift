@@ -36,6 +36,10 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
         var keepAlive: Duration?
         var sessionPresent: Bool
         var retainAvailable: Bool
+        /// False when the remote's CONNACK says Maximum QoS 0: everything goes at QoS 0.
+        var remoteAllowsQoS1: Bool
+        /// The smaller of `bridge_max_packet_size` and the remote's Maximum Packet Size.
+        var maxPacketSize: Int?
         /// packet id → queue seq, for QoS 1 messages sent and not yet acknowledged.
         var inflight: [UInt16: UInt64] = [:]
         /// The highest seq sent (or passed over) on this connection; fetches continue after it.
@@ -211,11 +215,26 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
             var stoppedEarly = false
             for item in items {
                 if let cursor = online.cursor, item.seq <= cursor { continue }  // already sent here
-                if item.message.qos == .atMostOnce {
-                    var message = item.message
+                var message = item.message
+                message.properties = message.properties.forOutgoingPublish
+                message.dup = false
+                if !online.retainAvailable { message.retain = false }
+                let atMostOnce = message.qos == .atMostOnce || !online.remoteAllowsQoS1
+                message.qos = atMostOnce ? .atMostOnce : .atLeastOnce
+                message.packetIdentifier = atMostOnce ? nil : 1  // any id: two bytes for the size check
+                if let maximum = online.maxPacketSize,
+                    case let size = PublishSize.encodedSize(message, version: configuration.protocolVersion), size > maximum
+                {
+                    // [MQTT-3.1.2-25]: discard, as if sent; retrying would block the queue forever.
+                    statistics.rejected += 1
+                    actions.append(
+                        .log(.warning, "bridge \(configuration.name): queued message \(item.seq) on '\(message.topic)' is \(size) bytes, over the maximum packet size \(maximum); dropping it"))
+                    removable.append(item.seq)
+                    online.cursor = item.seq
+                    continue
+                }
+                if atMostOnce {
                     message.packetIdentifier = nil
-                    message.dup = false
-                    if !online.retainAvailable { message.retain = false }
                     send(.publish(message), &online, &actions)
                     statistics.published += 1
                     statistics.sentAtMostOnce += 1
@@ -227,15 +246,11 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
                     stoppedEarly = true
                     break
                 }
-                var message = item.message
-                message.qos = .atLeastOnce
-                if !online.retainAvailable { message.retain = false }
                 if online.sessionPresent, let id = resendIds[item.seq], !online.inUse(id) {
                     message.packetIdentifier = id
                     message.dup = true
                 } else {
                     message.packetIdentifier = online.allocatePacketId()
-                    message.dup = false
                 }
                 resendIds[item.seq] = nil
                 if online.inflight.isEmpty { online.lastProgress = now }
@@ -245,7 +260,7 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
                 statistics.published += 1
             }
             if !removable.isEmpty {
-                actions.append(.remove(seqs: removable))  // QoS 0: written, so done
+                actions.append(.remove(seqs: removable))  // QoS 0 written, or too large: done
             }
             online.drained = !stoppedEarly && items.count < online.lastFetchLimit && !online.moreSignalled
             online.moreSignalled = false
@@ -440,6 +455,8 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
             keepAlive: keepAliveSeconds == 0 ? nil : .seconds(Int(keepAliveSeconds)),
             sessionPresent: sessionPresent,
             retainAvailable: connAck.properties.retainAvailable != 0,
+            remoteAllowsQoS1: connAck.properties.maximumQoS != 0,
+            maxPacketSize: [configuration.maxPacketSize, connAck.properties.maximumPacketSize].compactMap { $0.map(Int.init) }.min(),
             lastSent: now,
             lastReceived: now,
             lastProgress: now
@@ -448,6 +465,10 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
         var actions: [BridgeAction] = [
             .log(.info, "bridge \(configuration.name): connected to address \(attempt.addressIndex), window \(window)")
         ]
+        if connAck.properties.maximumQoS == 0 {
+            actions.append(
+                .log(.warning, "bridge \(configuration.name): the remote accepts QoS 0 only: queued messages are sent at QoS 0 and removed once written"))
+        }
         if !reportedConnected {
             reportedConnected = true
             actions.append(.stateChanged(connected: true))
@@ -512,6 +533,10 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
             return nil
 
         case .publish(let publish):
+            if publish.properties.topicAlias != nil {
+                // The link's CONNECT allows no topic aliases [MQTT-3.3.2-9].
+                return .protocolError("topic alias from the remote, none allowed")
+            }
             handleInbound(publish, &online, &actions)
             return nil
 

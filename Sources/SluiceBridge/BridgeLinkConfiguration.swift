@@ -28,6 +28,9 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
     /// The in-flight window (Sluice's own option); the remote's Receive Maximum caps it.
     public var maxInflight: Int
     public var rules: BridgeRules
+    /// `bridge_max_packet_size`: larger queued messages are dropped (and counted as rejected), not sent.
+    /// The remote's MQTT 5 Maximum Packet Size applies as well.
+    public var maxPacketSize: UInt32?
     /// `restart_timeout BASE CAP`.
     public var restartBase: Duration
     public var restartCap: Duration
@@ -53,6 +56,7 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
         tryPrivate: Bool = true,
         maxInflight: Int = 100,
         rules: BridgeRules,
+        maxPacketSize: UInt32? = nil,
         restartBase: Duration = .seconds(5),
         restartCap: Duration = .seconds(30),
         connectTimeout: Duration = .seconds(30),
@@ -73,6 +77,7 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
         self.tryPrivate = tryPrivate
         self.maxInflight = maxInflight
         self.rules = rules
+        self.maxPacketSize = maxPacketSize
         self.restartBase = restartBase
         self.restartCap = restartCap
         self.connectTimeout = connectTimeout

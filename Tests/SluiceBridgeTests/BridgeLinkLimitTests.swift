@@ -1,0 +1,76 @@
+import MQTTCore
+import Testing
+
+@testable import SluiceBridge
+
+@Suite struct BridgeLinkLimitTests {
+    @Test func oversizeMessagesAreDroppedNotRetried() {
+        // "r/t" + "m1": 1 + 1 + (2 + 3 + 2 + 2) = 11 bytes in 3.1.1.
+        #expect(PublishSize.encodedSize(sent1(), version: .v3_1_1) == 11)
+        var c = config(maxInflight: 3)
+        c.maxPacketSize = 11
+        var h = Harness(c)
+        _ = h.connect()
+        var big = item(2)
+        big.message.payload = .init(string: String(repeating: "x", count: 100))
+        let actions = h.link.fetched([item(1), big, item(3)])
+        #expect(actions.withoutLogs == [sent(1, id: 1), sent(3, id: 2), .remove(seqs: [2]), .fetch(after: 3, limit: 1)])
+        #expect(actions.logs.contains { $0.contains("queued message 2") && $0.contains("maximum packet size 11") })
+        #expect(h.link.statistics.rejected == 1)
+    }
+
+    @Test func remoteMaximumPacketSizeCountsMQTT5Properties() {
+        var h = Harness(config(version: .v5, maxInflight: 3))
+        var properties = Properties()
+        properties.maximumPacketSize = 12  // 11 + one byte of empty properties length
+        _ = h.connect(ConnAckPacket(properties: properties))
+        var withProperty = item(2)
+        withProperty.message.properties.contentType = "x"
+        #expect(h.link.fetched([item(1), withProperty]).withoutLogs == [sent(1, id: 1), .remove(seqs: [2])])  // short answer: drained
+    }
+
+    @Test func outgoingPublishCarriesOnlyClientProperties() {
+        var h = Harness(config(version: .v5))
+        _ = h.connect()
+        var queued = item(1)
+        queued.message.properties.subscriptionIdentifiers = [3]
+        queued.message.properties.topicAlias = 4
+        queued.message.properties.userProperties = [UserProperty("site", "a")]
+        queued.message.packetIdentifier = 999
+        queued.message.dup = true
+        var expected = message(1)
+        expected.properties.userProperties = [UserProperty("site", "a")]
+        expected.packetIdentifier = 1
+        #expect(h.link.fetched([queued]) == [.send(.publish(expected))])
+    }
+
+    @Test func remoteThatAllowsOnlyQoS0GetsQoS0() {
+        var h = Harness(config(version: .v5))
+        var properties = Properties()
+        properties.maximumQoS = 0
+        properties.retainAvailable = 0
+        let connected = h.connect(ConnAckPacket(properties: properties))
+        #expect(connected.logs.contains { $0.contains("QoS 0 only") })
+        var retained = item(1)
+        retained.message.retain = true
+        #expect(h.link.fetched([retained]) == [.send(.publish(message(1, qos: .atMostOnce))), .remove(seqs: [1])])
+    }
+
+    @Test func topicAliasFromTheRemoteIsAProtocolError() {
+        var h = Harness(config(version: .v5))
+        _ = h.connect()
+        var p = PublishPacket(topic: "", payload: .init(string: "x"), qos: .atMostOnce)
+        p.properties.topicAlias = 1
+        let actions = h.link.received(.publish(p))
+        guard case .close(.protocolError) = actions.first else {
+            Issue.record("expected a protocol error close, got \(actions)")
+            return
+        }
+    }
+
+    private func sent1() -> PublishPacket {
+        var p = message(1)
+        p.packetIdentifier = 1
+        return p
+    }
+}
