@@ -22,7 +22,19 @@ import MQTTCore
 ///
 /// Generic over the instant type so tests drive time by hand (`ContinuousClock.Instant` in production).
 /// Every event returns the actions to run, in order; the machine does no I/O.
-public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Duration {
+///
+/// What the I/O layer must honour:
+/// - Run each event's actions in order (e.g. `.publishLocally` before the PUBACK that follows it,
+///   `.send` of a QoS 0 message before its `.remove`).
+/// - Answer every `.fetch(after:limit:)` exactly once with `fetched(_:)`, in the order asked, with
+///   messages of seq > `after` in ascending seq order; a fetch must see every `.remove` issued before it.
+/// - After `.connect`, call `connected()` or `connectionClosed(error:)`; after `.close`, call
+///   `connectionClosed(error:)` once the channel is closed; after `.scheduleReconnect(after:)`, call
+///   `reconnectTimerFired()` when the delay has passed (cancel the timer on shutdown).
+/// - Call `tick(now:)` about once a second (timers have the tick's granularity); call `queueHasMore()`
+///   after new messages for this bridge are committed.
+/// - Encode `.sendConnect(_, bridgeProtocolBit: true)` with protocol level 0x80 | level.
+public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
     private struct Attempt {
         var addressIndex: Int
         var startedAt: Instant?
@@ -96,7 +108,7 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
     public let configuration: BridgeLinkConfiguration
     private var state: State = .idle
     private var backoff: Backoff
-    private var random: any RandomNumberGenerator
+    private var random: any RandomNumberGenerator & Sendable
     private var now: Instant?
     /// Fetches asked on connections that have closed; their answers are dropped.
     private var staleFetches = 0
@@ -110,7 +122,7 @@ public struct BridgeLink<Instant: InstantProtocol> where Instant.Duration == Dur
     /// The largest window: leaves packet identifiers for SUBSCRIBE and the notification.
     public static var maximumWindow: Int { 65_000 }
 
-    public init(configuration: BridgeLinkConfiguration, random: some RandomNumberGenerator) {
+    public init(configuration: BridgeLinkConfiguration, random: some RandomNumberGenerator & Sendable) {
         self.configuration = configuration
         self.backoff = Backoff(base: configuration.restartBase, cap: configuration.restartCap)
         self.random = random
