@@ -225,6 +225,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             online.fetchOutstanding = false
             var removable: [UInt64] = []
             var stoppedEarly = false
+            if online.cursor == nil && !resendIds.isEmpty {
+                // The first answer from the head: older seqs are gone from the queue (dropped by its bounds).
+                let head = items.first?.seq ?? UInt64.max
+                resendIds = resendIds.filter { $0.key >= head }
+            }
             for item in items {
                 if let cursor = online.cursor, item.seq <= cursor { continue }  // already sent here
                 var message = item.message

@@ -74,3 +74,36 @@ import Testing
         return p
     }
 }
+
+@Suite struct BridgeLinkEdgeTests {
+    @Test func offlineEventsAreHarmless() {
+        var h = Harness(config())
+        #expect(h.link.queueHasMore() == [])
+        #expect(h.link.received(puback(1)).withoutLogs == [])
+        #expect(h.link.fetched([item(1)]).withoutLogs == [])
+        #expect(h.link.reconnectTimerFired() == [])
+        #expect(h.link.connectionClosed() == [])
+        #expect(h.advance(.seconds(100)) == [])
+    }
+
+    @Test func staleFetchAnsweredWhileWaitingIsDropped() {
+        var h = Harness(config(maxInflight: 2))
+        _ = h.connect()  // fetch(nil, 2) is out
+        _ = h.link.connectionClosed()
+        #expect(h.link.fetched(items(1...2)) == [])  // answer arrives while waiting to reconnect
+        _ = h.link.reconnectTimerFired()
+        _ = h.link.connected()
+        #expect(h.link.received(.connAck(ConnAckPacket())).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 2)])
+        #expect(h.link.fetched(items(1...2)) == [sent(1, id: 1), sent(2, id: 2)])
+    }
+
+    @Test func bothRuleSubscribesRemotelyAndMapsBothWays() throws {
+        let rules = BridgeRules([try TopicRule(pattern: "sync/#", direction: .both, qos: .atMostOnce, localPrefix: "l/", remotePrefix: "r/")])
+        #expect(rules.outbound(forLocal: "l/sync/a")?.topic == "r/sync/a")
+        var h = Harness(config(rules: rules))
+        let actions = h.connect().withoutLogs
+        #expect(actions.contains(.send(.subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: [TopicSubscription(filter: "r/sync/#", options: SubscriptionOptions(qos: .atMostOnce))]))))) // 3.1.1: no no-local
+        let remote = PublishPacket(topic: "r/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true)
+        #expect(h.link.received(.publish(remote)) == [.publishLocally(PublishPacket(topic: "l/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true))])
+    }
+}
