@@ -178,7 +178,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             guard case .connAck(let connAck) = packet else {
                 return close(
                     Closing(addressIndex: attempt.addressIndex, established: false),
-                    .protocolError("expected CONNACK, got \(packet.type)"))
+                    .protocolError("expected CONNACK, got \(packet.type)")
+                )
             }
             if connAck.reasonCode.isFailure {
                 statistics.failedAttempts += 1
@@ -186,11 +187,16 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 if attempt.usedBridgeBit && connAck.reasonCode == .unsupportedProtocolVersion {
                     bridgeBitRejected = true
                     actions.append(
-                        .log(.warning, "bridge \(configuration.name): remote refused the bridge protocol bit (try_private); retrying without it"))
+                        .log(
+                            .warning,
+                            "bridge \(configuration.name): remote refused the bridge protocol bit (try_private); retrying without it"
+                        )
+                    )
                 }
                 let reason = BridgeCloseReason.connAckRefused(connAck.reasonCode)
                 actions.append(
-                    .log(.error, "bridge \(configuration.name): address \(attempt.addressIndex): \(reason)"))
+                    .log(.error, "bridge \(configuration.name): address \(attempt.addressIndex): \(reason)")
+                )
                 return actions + close(Closing(addressIndex: attempt.addressIndex, established: false), reason)
             }
             return goOnline(attempt, connAck)
@@ -240,12 +246,17 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 message.qos = atMostOnce ? .atMostOnce : .atLeastOnce
                 message.packetIdentifier = atMostOnce ? nil : 1  // any id: two bytes for the size check
                 if let maximum = online.maxPacketSize,
-                    case let size = PublishSize.encodedSize(message, version: configuration.protocolVersion), size > maximum
+                    case let size = PublishSize.encodedSize(message, version: configuration.protocolVersion),
+                    size > maximum
                 {
                     // [MQTT-3.1.2-25]: discard, as if sent; retrying would block the queue forever.
                     statistics.rejected += 1
                     actions.append(
-                        .log(.warning, "bridge \(configuration.name): queued message \(item.seq) on '\(message.topic)' is \(size) bytes, over the maximum packet size \(maximum); dropping it"))
+                        .log(
+                            .warning,
+                            "bridge \(configuration.name): queued message \(item.seq) on '\(message.topic)' is \(size) bytes, over the maximum packet size \(maximum); dropping it"
+                        )
+                    )
                     removable.append(item.seq)
                     online.cursor = item.seq
                     continue
@@ -319,12 +330,20 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         switch state {
         case .connecting(let attempt), .awaitingConnAck(let attempt):
             statistics.failedAttempts += 1
-            return [.log(.warning, "bridge \(configuration.name): connection to address \(attempt.addressIndex) failed\(cause)")]
+            return [
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): connection to address \(attempt.addressIndex) failed\(cause)"
+                )
+            ]
                 + reconnect(after: Closing(addressIndex: attempt.addressIndex, established: false))
         case .online(let online):
             state = .modifying
             var actions: [BridgeAction] = [
-                .log(.warning, "bridge \(configuration.name): connection to address \(online.addressIndex) lost\(cause)")
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): connection to address \(online.addressIndex) lost\(cause)"
+                )
             ]
             actions += leaveOnline(online)
             return actions + reconnect(after: Closing(addressIndex: online.addressIndex, established: true))
@@ -358,7 +377,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             var actions: [BridgeAction] = []
             if let topic = configuration.notificationTopic {
                 // A normal DISCONNECT discards the will, so say "0" ourselves.
-                send(.publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true)), &online, &actions)
+                send(
+                    .publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true)),
+                    &online,
+                    &actions
+                )
             }
             send(.disconnect(DisconnectPacket()), &online, &actions)
             actions += leaveOnline(online)
@@ -404,7 +427,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 online.stable = true
                 backoff.reset()
             }
-            if let keepAlive = online.keepAlive, let lastReceived = online.lastReceived, let lastSent = online.lastSent {
+            if let keepAlive = online.keepAlive, let lastReceived = online.lastReceived, let lastSent = online.lastSent
+            {
                 let silence = lastReceived.duration(to: now)
                 if silence >= keepAlive * 1.5 {
                     return [.log(.warning, "bridge \(configuration.name): nothing received for \(silence), closing")]
@@ -419,7 +443,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 let lastProgress = online.lastProgress, lastProgress.duration(to: now) >= timeout
             {
                 return actions
-                    + [.log(.warning, "bridge \(configuration.name): \(online.inflight.count) messages in flight and no PUBACK for \(timeout), reconnecting")]
+                    + [
+                        .log(
+                            .warning,
+                            "bridge \(configuration.name): \(online.inflight.count) messages in flight and no PUBACK for \(timeout), reconnecting"
+                        )
+                    ]
                     + closeOnline(online, .progressStalled)
             }
             state = .online(online)
@@ -460,7 +489,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     private mutating func goOnline(_ attempt: Attempt, _ connAck: ConnAckPacket) -> [BridgeAction] {
         var receiveMaximum = Int(connAck.properties.receiveMaximum ?? UInt16.max)
-        if receiveMaximum == 0 { receiveMaximum = Int(UInt16.max) }  // 0 is a protocol error [MQTT-3.2.2.3.3]; be lenient
+        // 0 is a protocol error [MQTT-3.2.2.3.3]; be lenient.
+        if receiveMaximum == 0 { receiveMaximum = Int(UInt16.max) }
         let window = max(1, min(configuration.maxInflight, receiveMaximum, Self.maximumWindow))
         let keepAliveSeconds = connAck.properties.serverKeepAlive ?? configuration.keepAliveSeconds
         let sessionPresent = connAck.sessionPresent && !configuration.cleanSession
@@ -473,7 +503,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             sessionPresent: sessionPresent,
             retainAvailable: connAck.properties.retainAvailable != 0,
             remoteAllowsQoS1: connAck.properties.maximumQoS != 0,
-            maxPacketSize: [configuration.maxPacketSize, connAck.properties.maximumPacketSize].compactMap { $0.map(Int.init) }.min(),
+            maxPacketSize: [configuration.maxPacketSize, connAck.properties.maximumPacketSize].compactMap {
+                $0.map(Int.init)
+            }.min(),
             lastSent: now,
             lastReceived: now,
             lastProgress: now
@@ -484,7 +516,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         ]
         if connAck.properties.maximumQoS == 0 {
             actions.append(
-                .log(.warning, "bridge \(configuration.name): the remote accepts QoS 0 only: queued messages are sent at QoS 0 and removed once written"))
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): the remote accepts QoS 0 only: queued messages are sent at QoS 0 and removed once written"
+                )
+            )
         }
         if !reportedConnected {
             reportedConnected = true
@@ -500,7 +536,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             let id = online.allocatePacketId()
             online.notificationId = id
             let notification = PublishPacket(
-                topic: topic, payload: .init(string: "1"), qos: .atLeastOnce, retain: true, packetIdentifier: id)
+                topic: topic,
+                payload: .init(string: "1"),
+                qos: .atLeastOnce,
+                retain: true,
+                packetIdentifier: id
+            )
             send(.publish(notification), &online, &actions)
         }
         topUp(&online, &actions)
@@ -510,7 +551,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     /// Handles a packet while online; returns a close reason when the connection must end.
     private mutating func handleOnline(
-        _ packet: Packet, _ online: inout Online, _ actions: inout [BridgeAction]
+        _ packet: Packet,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
     ) -> BridgeCloseReason? {
         switch packet {
         case .pubAck(let ack):
@@ -520,14 +563,20 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 return nil
             }
             guard let seq = online.inflight.removeValue(forKey: id) else {
-                actions.append(.log(.warning, "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored"))
+                actions.append(
+                    .log(.warning, "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored")
+                )
                 return nil
             }
             online.lastProgress = now
             if ack.reasonCode.isFailure {
                 statistics.rejected += 1
                 actions.append(
-                    .log(.warning, "bridge \(configuration.name): remote rejected queued message \(seq) with reason \(ack.reasonCode) (\(ReasonCode.name(ack.reasonCode))); dropping it"))
+                    .log(
+                        .warning,
+                        "bridge \(configuration.name): remote rejected queued message \(seq) with reason \(ack.reasonCode) (\(ReasonCode.name(ack.reasonCode))); dropping it"
+                    )
+                )
             } else {
                 statistics.acknowledged += 1
             }
@@ -537,7 +586,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
         case .subAck(let subAck):
             guard subAck.packetIdentifier == online.subscribeId else {
-                actions.append(.log(.warning, "bridge \(configuration.name): SUBACK for unknown packet id \(subAck.packetIdentifier) ignored"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "bridge \(configuration.name): SUBACK for unknown packet id \(subAck.packetIdentifier) ignored"
+                    )
+                )
                 return nil
             }
             online.subscribeId = nil
@@ -545,7 +599,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             for (index, code) in subAck.reasonCodes.enumerated() where code.isFailure {
                 let filter = index < subscriptions.count ? subscriptions[index].filter : "#\(index)"
                 actions.append(
-                    .log(.error, "bridge \(configuration.name): remote refused subscription '\(filter)' with reason \(code) (\(ReasonCode.name(code)))"))
+                    .log(
+                        .error,
+                        "bridge \(configuration.name): remote refused subscription '\(filter)' with reason \(code) (\(ReasonCode.name(code)))"
+                    )
+                )
             }
             return nil
 
@@ -570,7 +628,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
         case .disconnect(let disconnect):
             actions.append(
-                .log(.warning, "bridge \(configuration.name): remote disconnected: reason \(disconnect.reasonCode) (\(ReasonCode.name(disconnect.reasonCode)))\(disconnect.properties.reasonString.map { ": \($0)" } ?? "")"))
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): remote disconnected: reason \(disconnect.reasonCode) (\(ReasonCode.name(disconnect.reasonCode)))\(disconnect.properties.reasonString.map { ": \($0)" } ?? "")"
+                )
+            )
             return .remoteDisconnected(disconnect.reasonCode)
 
         case .unsubAck:
@@ -581,9 +643,14 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         }
     }
 
-    private mutating func handleInbound(_ publish: PublishPacket, _ online: inout Online, _ actions: inout [BridgeAction]) {
+    private mutating func handleInbound(
+        _ publish: PublishPacket,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) {
         statistics.received += 1
-        let duplicateQoS2 = publish.qos == .exactlyOnce && publish.packetIdentifier.map { online.incomingQoS2.contains($0) } == true
+        let duplicateQoS2 =
+            publish.qos == .exactlyOnce && publish.packetIdentifier.map { online.incomingQoS2.contains($0) } == true
         if !duplicateQoS2 {
             if let mapping = configuration.rules.inbound(forRemote: publish.topic) {
                 var local = publish
@@ -596,7 +663,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 local.properties.subscriptionIdentifiers = []
                 actions.append(.publishLocally(local))
             } else {
-                actions.append(.log(.warning, "bridge \(configuration.name): remote message on '\(publish.topic)' matches no in rule; dropped"))
+                actions.append(
+                    .log(
+                        .warning,
+                        "bridge \(configuration.name): remote message on '\(publish.topic)' matches no in rule; dropped"
+                    )
+                )
             }
         }
         guard let id = publish.packetIdentifier else { return }

@@ -65,7 +65,10 @@ public struct TopicRule: Sendable, Hashable {
         for (name, prefix) in [("local prefix", localPrefix), ("remote prefix", remotePrefix)] {
             if prefix.utf8.contains(UInt8(ascii: "+")) || prefix.utf8.contains(UInt8(ascii: "#")) {
                 throw TopicRuleError(
-                    .wildcardInPrefix, input: prefix, "bridge topic \(name) '\(prefix)' must not contain '+' or '#'")
+                    .wildcardInPrefix,
+                    input: prefix,
+                    "bridge topic \(name) '\(prefix)' must not contain '+' or '#'"
+                )
             }
             if prefix.utf8.contains(0) {
                 throw TopicRuleError(.invalidPrefix, input: prefix, "bridge topic \(name) '\(prefix)' contains NUL")
@@ -74,7 +77,8 @@ public struct TopicRule: Sendable, Hashable {
         if pattern.isEmpty {
             if localPrefix.isEmpty || remotePrefix.isEmpty {
                 throw TopicRuleError(
-                    .emptyPatternNeedsBothPrefixes, input: pattern,
+                    .emptyPatternNeedsBothPrefixes,
+                    input: pattern,
                     "bridge topic pattern \"\" needs both a local and a remote prefix (got '\(localPrefix)' and '\(remotePrefix)')"
                 )
             }
@@ -84,8 +88,10 @@ public struct TopicRule: Sendable, Hashable {
         for filter in [localPrefix + pattern, remotePrefix + pattern] {
             if let problem = TopicFilter.problem(inFilter: filter) {
                 throw TopicRuleError(
-                    .invalidCombinedFilter, input: filter,
-                    "bridge topic '\(pattern)' with prefix gives the invalid filter '\(filter)': \(problem)")
+                    .invalidCombinedFilter,
+                    input: filter,
+                    "bridge topic '\(pattern)' with prefix gives the invalid filter '\(filter)': \(problem)"
+                )
             }
         }
         self.pattern = pattern
@@ -166,7 +172,11 @@ public struct BridgeRules: Sendable, Hashable {
     public func outbound(forLocal topic: String) -> TopicMapping? {
         for (index, rule) in rules.enumerated() where rule.direction.isOutbound {
             if let remote = rule.remoteTopic(forLocal: topic) {
-                return TopicMapping(topic: remote, qos: rule.qos == .atMostOnce ? .atMostOnce : .atLeastOnce, ruleIndex: index)
+                return TopicMapping(
+                    topic: remote,
+                    qos: rule.qos == .atMostOnce ? .atMostOnce : .atLeastOnce,
+                    ruleIndex: index
+                )
             }
         }
         return nil

@@ -14,7 +14,9 @@ import Testing
         var big = item(2)
         big.message.payload = .init(string: String(repeating: "x", count: 100))
         let actions = h.link.fetched([item(1), big, item(3)])
-        #expect(actions.withoutLogs == [sent(1, id: 1), sent(3, id: 2), .remove(seqs: [2]), .fetch(after: 3, limit: 1)])
+        #expect(
+            actions.withoutLogs == [sent(1, id: 1), sent(3, id: 2), .remove(seqs: [2]), .fetch(after: 3, limit: 1)]
+        )
         #expect(actions.logs.contains { $0.contains("queued message 2") && $0.contains("maximum packet size 11") })
         #expect(h.link.statistics.rejected == 1)
     }
@@ -26,7 +28,8 @@ import Testing
         _ = h.connect(ConnAckPacket(properties: properties))
         var withProperty = item(2)
         withProperty.message.properties.contentType = "x"
-        #expect(h.link.fetched([item(1), withProperty]).withoutLogs == [sent(1, id: 1), .remove(seqs: [2])])  // short answer: drained
+        // A short answer: drained, so no further fetch.
+        #expect(h.link.fetched([item(1), withProperty]).withoutLogs == [sent(1, id: 1), .remove(seqs: [2])])
     }
 
     @Test func outgoingPublishCarriesOnlyClientProperties() {
@@ -93,17 +96,42 @@ import Testing
         #expect(h.link.fetched(items(1...2)) == [])  // answer arrives while waiting to reconnect
         _ = h.link.reconnectTimerFired()
         _ = h.link.connected()
-        #expect(h.link.received(.connAck(ConnAckPacket())).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 2)])
+        #expect(
+            h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 2),
+            ]
+        )
         #expect(h.link.fetched(items(1...2)) == [sent(1, id: 1), sent(2, id: 2)])
     }
 
     @Test func bothRuleSubscribesRemotelyAndMapsBothWays() throws {
-        let rules = BridgeRules([try TopicRule(pattern: "sync/#", direction: .both, qos: .atMostOnce, localPrefix: "l/", remotePrefix: "r/")])
+        let rules = BridgeRules([
+            try TopicRule(pattern: "sync/#", direction: .both, qos: .atMostOnce, localPrefix: "l/", remotePrefix: "r/")
+        ])
         #expect(rules.outbound(forLocal: "l/sync/a")?.topic == "r/sync/a")
         var h = Harness(config(rules: rules))
         let actions = h.connect().withoutLogs
-        #expect(actions.contains(.send(.subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: [TopicSubscription(filter: "r/sync/#", options: SubscriptionOptions(qos: .atMostOnce))]))))) // 3.1.1: no no-local
+        #expect(
+            actions.contains(
+                .send(
+                    .subscribe(
+                        SubscribePacket(
+                            packetIdentifier: 1,
+                            subscriptions: [
+                                TopicSubscription(filter: "r/sync/#", options: SubscriptionOptions(qos: .atMostOnce))
+                            ]
+                        )
+                    )
+                )
+            )
+        )  // 3.1.1: no no-local
         let remote = PublishPacket(topic: "r/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true)
-        #expect(h.link.received(.publish(remote)) == [.publishLocally(PublishPacket(topic: "l/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true))])
+        #expect(
+            h.link.received(.publish(remote)) == [
+                .publishLocally(
+                    PublishPacket(topic: "l/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true)
+                )
+            ]
+        )
     }
 }

@@ -10,16 +10,32 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var h = Harness(config(keepAlive: 30, notificationTopic: notification, tryPrivate: true))
         #expect(h.link.start() == [.connect(addressIndex: 0)])
         let expected = ConnectPacket(
-            protocolVersion: .v3_1_1, clientIdentifier: "gw-1", cleanStart: true, keepAlive: 30, username: "gw",
+            protocolVersion: .v3_1_1,
+            clientIdentifier: "gw-1",
+            cleanStart: true,
+            keepAlive: 30,
+            username: "gw",
             password: Array("secret".utf8),
-            will: Will(topic: notification, payload: .init(string: "0"), qos: .atLeastOnce, retain: true))
+            will: Will(topic: notification, payload: .init(string: "0"), qos: .atLeastOnce, retain: true)
+        )
         #expect(h.link.connected() == [.sendConnect(expected, bridgeProtocolBit: true)])
         #expect(
             h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
                 .stateChanged(connected: true),
-                .send(.publish(PublishPacket(topic: notification, payload: .init(string: "1"), qos: .atLeastOnce, retain: true, packetIdentifier: 1))),
+                .send(
+                    .publish(
+                        PublishPacket(
+                            topic: notification,
+                            payload: .init(string: "1"),
+                            qos: .atLeastOnce,
+                            retain: true,
+                            packetIdentifier: 1
+                        )
+                    )
+                ),
                 .fetch(after: nil, limit: 3),
-            ])
+            ]
+        )
         // The notification's PUBACK is not a queue message.
         #expect(h.link.received(puback(1)) == [])
         #expect(h.link.isConnected)
@@ -31,8 +47,14 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var properties = Properties()
         properties.sessionExpiryInterval = UInt32.max
         let expected = ConnectPacket(
-            protocolVersion: .v5, clientIdentifier: "gw-1", cleanStart: false, keepAlive: 0, username: "gw",
-            password: Array("secret".utf8), properties: properties)
+            protocolVersion: .v5,
+            clientIdentifier: "gw-1",
+            cleanStart: false,
+            keepAlive: 0,
+            username: "gw",
+            password: Array("secret".utf8),
+            properties: properties
+        )
         #expect(h.link.connected() == [.sendConnect(expected, bridgeProtocolBit: false)])
     }
 
@@ -40,7 +62,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var h = Harness(config(tryPrivate: true))
         _ = h.link.start()
         guard case .sendConnect(_, true) = h.link.connected().first else { Issue.record("no bridge bit"); return }
-        #expect(h.link.received(.connAck(ConnAckPacket(reasonCode: .unsupportedProtocolVersion))).withoutLogs == [.close(.connAckRefused(.unsupportedProtocolVersion))])
+        #expect(
+            h.link.received(.connAck(ConnAckPacket(reasonCode: .unsupportedProtocolVersion))).withoutLogs == [
+                .close(.connAckRefused(.unsupportedProtocolVersion))
+            ]
+        )
         _ = h.link.connectionClosed()
         #expect(h.link.reconnectTimerFired() == [.connect(addressIndex: 0)])
         guard case .sendConnect(_, false) = h.link.connected().first else { Issue.record("bridge bit again"); return }
@@ -161,7 +187,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var h = Harness(config(version: .v5, maxInflight: 10))
         var properties = Properties()
         properties.receiveMaximum = 2
-        #expect(h.connect(ConnAckPacket(properties: properties)).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 2)])
+        #expect(
+            h.connect(ConnAckPacket(properties: properties)).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 2),
+            ]
+        )
         #expect(h.link.fetched(items(1...2)) == [sent(1, id: 1), sent(2, id: 2)])
         // A store that returns more than asked does not overflow the window.
         #expect(h.link.received(puback(1)) == [.remove(seqs: [1]), .fetch(after: 2, limit: 1)])
@@ -178,7 +208,8 @@ private let notification = "$SYS/broker/connection/gw-1/state"
             h.link.fetched([item(1, qos: .atMostOnce), item(2), item(3, qos: .atMostOnce)]) == [
                 .send(.publish(zero1)), sent(2, id: 1), .send(.publish(zero3)), .remove(seqs: [1, 3]),
                 .fetch(after: 3, limit: 2),
-            ])
+            ]
+        )
         #expect(h.link.statistics.sentAtMostOnce == 2)
     }
 
@@ -234,7 +265,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         #expect(closed.scheduledDelay != nil)
         #expect(h.link.reconnectTimerFired() == [.connect(addressIndex: 0)])
         _ = h.link.connected()
-        #expect(h.link.received(.connAck(ConnAckPacket())).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 3)])
+        #expect(
+            h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 3),
+            ]
+        )
         #expect(h.link.fetched([item(4)]) == [])  // the old connection's answer is dropped
         // Everything not acked goes again, in order, with fresh ids (clean session: no DUP).
         #expect(h.link.fetched(items(2...4)) == [sent(2, id: 1), sent(3, id: 2), sent(4, id: 3)])
@@ -250,8 +285,16 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         _ = h.link.connectionClosed()
         _ = h.link.reconnectTimerFired()
         _ = h.link.connected()
-        #expect(h.link.received(.connAck(ConnAckPacket(sessionPresent: true))).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 3)])
-        #expect(h.link.fetched([item(1), item(3), item(4)]) == [sent(1, id: 1, dup: true), sent(3, id: 3, dup: true), sent(4, id: 2)])
+        #expect(
+            h.link.received(.connAck(ConnAckPacket(sessionPresent: true))).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 3),
+            ]
+        )
+        #expect(
+            h.link.fetched([item(1), item(3), item(4)]) == [
+                sent(1, id: 1, dup: true), sent(3, id: 3, dup: true), sent(4, id: 2),
+            ]
+        )
     }
 
     @Test func sessionNotPresentMeansFreshIdsWithoutDup() {
@@ -276,7 +319,8 @@ private let notification = "$SYS/broker/connection/gw-1/state"
                 .send(.disconnect(DisconnectPacket())),
                 .stateChanged(connected: false),
                 .close(.stopped),
-            ])
+            ]
+        )
         #expect(h.link.connectionClosed() == [])
         #expect(h.link.reconnectTimerFired() == [])
         #expect(h.link.start().withoutLogs == [])
@@ -285,7 +329,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
     @Test func remoteDisconnectAndProtocolErrorsClose() {
         var h = Harness(config())
         _ = h.connect()
-        #expect(h.link.received(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown))).withoutLogs == [.close(.remoteDisconnected(.serverShuttingDown)), .stateChanged(connected: false)])
+        #expect(
+            h.link.received(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown))).withoutLogs == [
+                .close(.remoteDisconnected(.serverShuttingDown)), .stateChanged(connected: false),
+            ]
+        )
         _ = h.link.connectionClosed()
         _ = h.link.reconnectTimerFired()
         _ = h.connect()
@@ -308,7 +356,8 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         #expect(h.link.received(.pingResp) == [])  // t = 12
         #expect(h.advance(.seconds(8)) == [.send(.pingReq)])  // t = 20: nothing sent for 10 s
         #expect(h.advance(.seconds(3)) == [])  // no answer yet, t = 23
-        #expect(h.advance(.seconds(4)).withoutLogs == [.close(.keepAliveTimeout), .stateChanged(connected: false)])  // t = 27: 15 s silent
+        // t = 27: 15 s silent.
+        #expect(h.advance(.seconds(4)).withoutLogs == [.close(.keepAliveTimeout), .stateChanged(connected: false)])
         #expect(h.link.connectionClosed().scheduledDelay != nil)
     }
 
@@ -334,7 +383,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         _ = h.link.connectionClosed()
         _ = h.link.reconnectTimerFired()
         _ = h.link.connected()
-        #expect(h.link.received(.connAck(ConnAckPacket())).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 2)])
+        #expect(
+            h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 2),
+            ]
+        )
         #expect(h.link.fetched([item(2)]) == [sent(2, id: 1)])
     }
 
@@ -350,8 +403,20 @@ private let notification = "$SYS/broker/connection/gw-1/state"
 @Suite struct BridgeLinkInboundTests {
     private func rules() -> BridgeRules {
         BridgeRules([
-            try! TopicRule(pattern: "#", direction: .out, qos: .atLeastOnce, localPrefix: "sensors/", remotePrefix: "site1/"),
-            try! TopicRule(pattern: "cmd/#", direction: .in, qos: .atLeastOnce, localPrefix: "devices/", remotePrefix: "gw1/"),
+            try! TopicRule(
+                pattern: "#",
+                direction: .out,
+                qos: .atLeastOnce,
+                localPrefix: "sensors/",
+                remotePrefix: "site1/"
+            ),
+            try! TopicRule(
+                pattern: "cmd/#",
+                direction: .in,
+                qos: .atLeastOnce,
+                localPrefix: "devices/",
+                remotePrefix: "gw1/"
+            ),
         ])
     }
 
@@ -359,8 +424,18 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var h = Harness(config(version: .v5, rules: rules()))
         let subscribe = SubscribePacket(
             packetIdentifier: 1,
-            subscriptions: [TopicSubscription(filter: "gw1/cmd/#", options: SubscriptionOptions(qos: .atLeastOnce, noLocal: true, retainAsPublished: true))])
-        #expect(h.connect().withoutLogs == [.stateChanged(connected: true), .send(.subscribe(subscribe)), .fetch(after: nil, limit: 3)])
+            subscriptions: [
+                TopicSubscription(
+                    filter: "gw1/cmd/#",
+                    options: SubscriptionOptions(qos: .atLeastOnce, noLocal: true, retainAsPublished: true)
+                )
+            ]
+        )
+        #expect(
+            h.connect().withoutLogs == [
+                .stateChanged(connected: true), .send(.subscribe(subscribe)), .fetch(after: nil, limit: 3),
+            ]
+        )
         #expect(h.link.received(.subAck(SubAckPacket(packetIdentifier: 1, reasonCodes: [.grantedQoS1]))) == [])
     }
 
@@ -378,33 +453,66 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var properties = Properties()
         properties.subscriptionIdentifiers = [4]
         properties.userProperties = [UserProperty("k", "v")]
-        let remote = PublishPacket(topic: "gw1/cmd/valve", payload: .init(string: "open"), qos: .atLeastOnce, packetIdentifier: 7, properties: properties)
+        let remote = PublishPacket(
+            topic: "gw1/cmd/valve",
+            payload: .init(string: "open"),
+            qos: .atLeastOnce,
+            packetIdentifier: 7,
+            properties: properties
+        )
         var localProperties = Properties()
         localProperties.userProperties = [UserProperty("k", "v")]
         #expect(
             h.link.received(.publish(remote)) == [
-                .publishLocally(PublishPacket(topic: "devices/cmd/valve", payload: .init(string: "open"), qos: .atLeastOnce, properties: localProperties)),
+                .publishLocally(
+                    PublishPacket(
+                        topic: "devices/cmd/valve",
+                        payload: .init(string: "open"),
+                        qos: .atLeastOnce,
+                        properties: localProperties
+                    )
+                ),
                 .send(.pubAck(PubAckPacket(packetIdentifier: 7))),
-            ])
+            ]
+        )
         #expect(h.link.statistics.received == 1)
     }
 
     @Test func qos2FromTheRemoteIsDeliveredOnce() {
         var h = Harness(config(rules: rules()))
         _ = h.connect()
-        let remote = PublishPacket(topic: "gw1/cmd/x", payload: .init(string: "1"), qos: .exactlyOnce, packetIdentifier: 8)
-        let local = PublishPacket(topic: "devices/cmd/x", payload: .init(string: "1"), qos: .atLeastOnce)  // capped at the rule's QoS
-        #expect(h.link.received(.publish(remote)) == [.publishLocally(local), .send(.pubRec(PubAckPacket(packetIdentifier: 8)))])
+        let remote = PublishPacket(
+            topic: "gw1/cmd/x",
+            payload: .init(string: "1"),
+            qos: .exactlyOnce,
+            packetIdentifier: 8
+        )
+        // Capped at the rule's QoS.
+        let local = PublishPacket(topic: "devices/cmd/x", payload: .init(string: "1"), qos: .atLeastOnce)
+        #expect(
+            h.link.received(.publish(remote)) == [
+                .publishLocally(local), .send(.pubRec(PubAckPacket(packetIdentifier: 8))),
+            ]
+        )
         var again = remote
         again.dup = true
         #expect(h.link.received(.publish(again)) == [.send(.pubRec(PubAckPacket(packetIdentifier: 8)))])
-        #expect(h.link.received(.pubRel(PubAckPacket(packetIdentifier: 8))) == [.send(.pubComp(PubAckPacket(packetIdentifier: 8)))])
+        #expect(
+            h.link.received(.pubRel(PubAckPacket(packetIdentifier: 8))) == [
+                .send(.pubComp(PubAckPacket(packetIdentifier: 8)))
+            ]
+        )
     }
 
     @Test func unmatchedRemotePublishIsAckedAndDropped() {
         var h = Harness(config(rules: rules()))
         _ = h.connect()
-        let remote = PublishPacket(topic: "elsewhere/x", payload: .init(string: "1"), qos: .atLeastOnce, packetIdentifier: 9)
+        let remote = PublishPacket(
+            topic: "elsewhere/x",
+            payload: .init(string: "1"),
+            qos: .atLeastOnce,
+            packetIdentifier: 9
+        )
         let actions = h.link.received(.publish(remote))
         #expect(actions.withoutLogs == [.send(.pubAck(PubAckPacket(packetIdentifier: 9)))])
         #expect(actions.logs.contains { $0.contains("elsewhere/x") })

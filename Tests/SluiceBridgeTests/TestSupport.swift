@@ -63,7 +63,15 @@ func puback(_ id: UInt16, _ code: ReasonCode = .success) -> Packet {
 }
 
 func outRules() -> BridgeRules {
-    BridgeRules([try! TopicRule(pattern: "#", direction: .out, qos: .atLeastOnce, localPrefix: "sensors/", remotePrefix: "site1/")])
+    BridgeRules([
+        try! TopicRule(
+            pattern: "#",
+            direction: .out,
+            qos: .atLeastOnce,
+            localPrefix: "sensors/",
+            remotePrefix: "site1/"
+        )
+    ])
 }
 
 func config(
@@ -79,12 +87,25 @@ func config(
     progressTimeout: Duration? = nil
 ) -> BridgeLinkConfiguration {
     BridgeLinkConfiguration(
-        name: "cloud", addressCount: addresses, roundRobin: roundRobin, protocolVersion: version,
-        clientIdentifier: "gw-1", cleanSession: cleanSession, keepAliveSeconds: keepAlive,
-        username: "gw", password: Array("secret".utf8), notificationTopic: notificationTopic,
-        tryPrivate: tryPrivate, maxInflight: maxInflight, rules: rules,
-        restartBase: .seconds(1), restartCap: .seconds(30), connectTimeout: .seconds(10),
-        progressTimeout: progressTimeout, stablePeriod: .seconds(60))
+        name: "cloud",
+        addressCount: addresses,
+        roundRobin: roundRobin,
+        protocolVersion: version,
+        clientIdentifier: "gw-1",
+        cleanSession: cleanSession,
+        keepAliveSeconds: keepAlive,
+        username: "gw",
+        password: Array("secret".utf8),
+        notificationTopic: notificationTopic,
+        tryPrivate: tryPrivate,
+        maxInflight: maxInflight,
+        rules: rules,
+        restartBase: .seconds(1),
+        restartCap: .seconds(30),
+        connectTimeout: .seconds(10),
+        progressTimeout: progressTimeout,
+        stablePeriod: .seconds(60)
+    )
 }
 
 /// A link plus a hand-driven clock.

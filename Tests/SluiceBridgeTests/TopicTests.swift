@@ -16,8 +16,12 @@ import Testing
     }
 
     @Test func validation() {
-        for valid in ["#", "+", "a/+/b", "a/#", "/", "+/#", "a//b"] { #expect(TopicFilter.isValidFilter(valid), "\(valid)") }
-        for invalid in ["", "a#", "a/#/b", "a+", "+a/b", "a/b\0"] { #expect(!TopicFilter.isValidFilter(invalid), "\(invalid)") }
+        for valid in ["#", "+", "a/+/b", "a/#", "/", "+/#", "a//b"] {
+            #expect(TopicFilter.isValidFilter(valid), "\(valid)")
+        }
+        for invalid in ["", "a#", "a/#/b", "a+", "+a/b", "a/b\0"] {
+            #expect(!TopicFilter.isValidFilter(invalid), "\(invalid)")
+        }
         #expect(TopicFilter.isValidTopicName("a/b"))
         #expect(!TopicFilter.isValidTopicName("a/+"))
         #expect(!TopicFilter.isValidTopicName(""))
@@ -39,8 +43,21 @@ import Testing
         ("", .out, "local/state", "remote/gw1/state", "local/state/x", nil),
         ("#", .both, "a/", "b/", "a/x", "b/x"),
     ])
-    func outboundRemap(pattern: String, direction: BridgeDirection, local: String, remote: String, topic: String, expected: String?) throws {
-        let rule = try TopicRule(pattern: pattern, direction: direction, qos: .atLeastOnce, localPrefix: local, remotePrefix: remote)
+    func outboundRemap(
+        pattern: String,
+        direction: BridgeDirection,
+        local: String,
+        remote: String,
+        topic: String,
+        expected: String?
+    ) throws {
+        let rule = try TopicRule(
+            pattern: pattern,
+            direction: direction,
+            qos: .atLeastOnce,
+            localPrefix: local,
+            remotePrefix: remote
+        )
         #expect(rule.remoteTopic(forLocal: topic) == expected)
         if let expected {
             // and back again
@@ -49,19 +66,37 @@ import Testing
     }
 
     @Test func inboundRemapAndFilters() throws {
-        let rule = try TopicRule(pattern: "cmd/#", direction: .in, qos: .atLeastOnce, localPrefix: "devices/", remotePrefix: "gw1/")
+        let rule = try TopicRule(
+            pattern: "cmd/#",
+            direction: .in,
+            qos: .atLeastOnce,
+            localPrefix: "devices/",
+            remotePrefix: "gw1/"
+        )
         #expect(rule.localFilter == "devices/cmd/#")
         #expect(rule.remoteFilter == "gw1/cmd/#")
         #expect(rule.localTopic(forRemote: "gw1/cmd/valve/open") == "devices/cmd/valve/open")
         #expect(rule.localTopic(forRemote: "gw2/cmd/valve") == nil)
-        let whole = try TopicRule(pattern: "", direction: .in, qos: .atMostOnce, localPrefix: "l/x", remotePrefix: "r/y")
+        let whole = try TopicRule(
+            pattern: "",
+            direction: .in,
+            qos: .atMostOnce,
+            localPrefix: "l/x",
+            remotePrefix: "r/y"
+        )
         #expect(whole.localFilter == "l/x")
         #expect(whole.remoteFilter == "r/y")
         #expect(whole.localTopic(forRemote: "r/y") == "l/x")
     }
 
     @Test func validationErrorsNameTheInput() {
-        #expect(throws: TopicRuleError(.wildcardInPrefix, input: "a/+/", "bridge topic local prefix 'a/+/' must not contain '+' or '#'")) {
+        #expect(
+            throws: TopicRuleError(
+                .wildcardInPrefix,
+                input: "a/+/",
+                "bridge topic local prefix 'a/+/' must not contain '+' or '#'"
+            )
+        ) {
             try TopicRule(pattern: "#", localPrefix: "a/+/")
         }
         do {
@@ -96,12 +131,21 @@ import Testing
 
     @Test func bridgeRulesFirstMatchWinsAndDirections() throws {
         let rules = BridgeRules([
-            try TopicRule(pattern: "alarm/#", direction: .out, qos: .atLeastOnce, localPrefix: "s/", remotePrefix: "urgent/"),
+            try TopicRule(
+                pattern: "alarm/#",
+                direction: .out,
+                qos: .atLeastOnce,
+                localPrefix: "s/",
+                remotePrefix: "urgent/"
+            ),
             try TopicRule(pattern: "#", direction: .out, qos: .atMostOnce, localPrefix: "s/", remotePrefix: "bulk/"),
             try TopicRule(pattern: "cmd/#", direction: .in, qos: .exactlyOnce, localPrefix: "d/", remotePrefix: "c/"),
             try TopicRule(pattern: "sync/#", direction: .both, qos: .exactlyOnce, localPrefix: "", remotePrefix: "gw/"),
         ])
-        #expect(rules.outbound(forLocal: "s/alarm/fire") == TopicMapping(topic: "urgent/alarm/fire", qos: .atLeastOnce, ruleIndex: 0))
+        #expect(
+            rules.outbound(forLocal: "s/alarm/fire")
+                == TopicMapping(topic: "urgent/alarm/fire", qos: .atLeastOnce, ruleIndex: 0)
+        )
         #expect(rules.outbound(forLocal: "s/temp") == TopicMapping(topic: "bulk/temp", qos: .atMostOnce, ruleIndex: 1))
         #expect(rules.outbound(forLocal: "d/cmd/x") == nil)  // in rules never go out
         #expect(rules.outbound(forLocal: "sync/a") == TopicMapping(topic: "gw/sync/a", qos: .atLeastOnce, ruleIndex: 3))
