@@ -63,7 +63,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         /// The last fetch came back short: nothing more until `queueHasMore()`.
         var drained = false
         var nextPacketId: UInt16 = 1
-        var subscribeId: UInt16? = nil
+        /// SUBSCRIBE packet id → its filters, until the SUBACK.
+        var pendingSubscribes: [UInt16: [String]] = [:]
+        var pendingUnsubscribes: Set<UInt16> = []
         var notificationId: UInt16? = nil
         /// Inbound QoS 2 ids between PUBREC and PUBREL.
         var incomingQoS2: Set<UInt16> = []
@@ -74,7 +76,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var stable = false
 
         func inUse(_ id: UInt16) -> Bool {
-            inflight[id] != nil || subscribeId == id || notificationId == id
+            inflight[id] != nil || pendingSubscribes[id] != nil || pendingUnsubscribes.contains(id)
+                || notificationId == id
         }
 
         mutating func allocatePacketId() -> UInt16 {
@@ -105,7 +108,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         case modifying
     }
 
-    public let configuration: BridgeLinkConfiguration
+    public private(set) var configuration: BridgeLinkConfiguration
     private var state: State = .idle
     private var backoff: Backoff
     private var random: any RandomNumberGenerator & Sendable
@@ -401,6 +404,34 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         }
     }
 
+    /// New topic rules (SIGHUP). While connected, the remote subscriptions follow: UNSUBSCRIBE for filters
+    /// no longer wanted, SUBSCRIBE for new ones or ones whose QoS changed. Outbound remapping happens
+    /// when messages are queued, so messages already queued keep the topic they were queued with.
+    public mutating func updateRules(_ rules: BridgeRules) -> [BridgeAction] {
+        let noLocal = configuration.protocolVersion == .v5
+        let old = configuration.rules.remoteSubscriptions(noLocal: noLocal)
+        configuration.rules = rules
+        switch state {
+        case .online(var online):
+            state = .modifying
+            var actions: [BridgeAction] = []
+            let new = rules.remoteSubscriptions(noLocal: noLocal)
+            let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } }
+            if !removed.isEmpty {
+                let id = online.allocatePacketId()
+                online.pendingUnsubscribes.insert(id)
+                send(.unsubscribe(UnsubscribePacket(packetIdentifier: id, filters: removed)), &online, &actions)
+            }
+            subscribe(new.filter { !old.contains($0) }, &online, &actions)
+            state = .online(online)
+            return actions
+        case .idle, .connecting, .awaitingConnAck, .closing, .waitingToReconnect, .stopped:
+            return []  // the next CONNACK subscribes with the new rules
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
     /// Time passes. Drives connect timeout, keep-alive, the progress watchdog and backoff reset.
     public mutating func tick(now: Instant) -> [BridgeAction] {
         self.now = now
@@ -527,11 +558,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             actions.append(.stateChanged(connected: true))
         }
         let subscriptions = configuration.rules.remoteSubscriptions(noLocal: configuration.protocolVersion == .v5)
-        if !subscriptions.isEmpty {
-            let id = online.allocatePacketId()
-            online.subscribeId = id
-            send(.subscribe(SubscribePacket(packetIdentifier: id, subscriptions: subscriptions)), &online, &actions)
-        }
+        subscribe(subscriptions, &online, &actions)
         if let topic = configuration.notificationTopic {
             let id = online.allocatePacketId()
             online.notificationId = id
@@ -585,7 +612,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             return nil
 
         case .subAck(let subAck):
-            guard subAck.packetIdentifier == online.subscribeId else {
+            guard let filters = online.pendingSubscribes.removeValue(forKey: subAck.packetIdentifier) else {
                 actions.append(
                     .log(
                         .warning,
@@ -594,10 +621,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
                 return nil
             }
-            online.subscribeId = nil
-            let subscriptions = configuration.rules.remoteSubscriptions(noLocal: false)
             for (index, code) in subAck.reasonCodes.enumerated() where code.isFailure {
-                let filter = index < subscriptions.count ? subscriptions[index].filter : "#\(index)"
+                let filter = index < filters.count ? filters[index] : "#\(index)"
                 actions.append(
                     .log(
                         .error,
@@ -635,8 +660,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             )
             return .remoteDisconnected(disconnect.reasonCode)
 
-        case .unsubAck:
-            return nil  // the link never unsubscribes; harmless
+        case .unsubAck(let unsubAck):
+            online.pendingUnsubscribes.remove(unsubAck.packetIdentifier)
+            return nil
 
         case .connect, .connAck, .pubRec, .pubComp, .subscribe, .unsubscribe, .pingReq, .auth:
             return .protocolError("unexpected \(packet.type) from the remote")
@@ -681,6 +707,17 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             online.incomingQoS2.insert(id)
             send(.pubRec(PubAckPacket(packetIdentifier: id)), &online, &actions)
         }
+    }
+
+    private mutating func subscribe(
+        _ subscriptions: [TopicSubscription],
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) {
+        guard !subscriptions.isEmpty else { return }
+        let id = online.allocatePacketId()
+        online.pendingSubscribes[id] = subscriptions.map(\.filter)
+        send(.subscribe(SubscribePacket(packetIdentifier: id, subscriptions: subscriptions)), &online, &actions)
     }
 
     private mutating func send(_ packet: Packet, _ online: inout Online, _ actions: inout [BridgeAction]) {

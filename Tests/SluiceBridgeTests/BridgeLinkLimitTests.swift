@@ -135,3 +135,54 @@ import Testing
         )
     }
 }
+
+@Suite struct BridgeLinkReloadTests {
+    @Test func reloadedRulesUnsubscribeAndSubscribeTheDifference() throws {
+        let before = BridgeRules([
+            try TopicRule(pattern: "cmd/#", direction: .in, qos: .atLeastOnce, localPrefix: "d/", remotePrefix: "gw1/"),
+            try TopicRule(pattern: "cfg/#", direction: .in, qos: .atLeastOnce, localPrefix: "d/", remotePrefix: "gw1/"),
+        ])
+        let after = BridgeRules([
+            try TopicRule(pattern: "cmd/#", direction: .in, qos: .atLeastOnce, localPrefix: "d/", remotePrefix: "gw1/"),
+            try TopicRule(pattern: "ota/#", direction: .in, qos: .atMostOnce, localPrefix: "d/", remotePrefix: "gw1/"),
+        ])
+        var h = Harness(config(rules: before))
+        _ = h.connect()
+        _ = h.link.fetched([])
+        // The first SUBACK is still pending (id 1), so the reload uses ids 2 and 3.
+        #expect(
+            h.link.updateRules(after) == [
+                .send(.unsubscribe(UnsubscribePacket(packetIdentifier: 2, filters: ["gw1/cfg/#"]))),
+                .send(
+                    .subscribe(
+                        SubscribePacket(
+                            packetIdentifier: 3,
+                            subscriptions: [
+                                TopicSubscription(filter: "gw1/ota/#", options: SubscriptionOptions(qos: .atMostOnce))
+                            ]
+                        )
+                    )
+                ),
+            ]
+        )
+        #expect(h.link.received(.unsubAck(UnsubAckPacket(packetIdentifier: 2))) == [])
+        let refused = h.link.received(.subAck(SubAckPacket(packetIdentifier: 3, reasonCodes: [.unspecifiedError])))
+        #expect(refused.logs.contains { $0.contains("gw1/ota/#") })
+        #expect(
+            h.link.received(.subAck(SubAckPacket(packetIdentifier: 1, reasonCodes: [.grantedQoS1, .grantedQoS1]))) == []
+        )
+        // Inbound mapping follows the new rules at once.
+        let remote = PublishPacket(topic: "gw1/cfg/x", payload: .init(string: "1"))
+        #expect(h.link.received(.publish(remote)).withoutLogs == [])
+        // And a reconnect subscribes to the new set only.
+        _ = h.link.connectionClosed()
+        _ = h.link.reconnectTimerFired()
+        _ = h.link.connected()
+        let actions = h.link.received(.connAck(ConnAckPacket()))
+        guard case .send(.subscribe(let s)) = actions.withoutLogs.dropFirst().first else {
+            Issue.record("no SUBSCRIBE in \(actions)")
+            return
+        }
+        #expect(s.subscriptions.map(\.filter) == ["gw1/cmd/#", "gw1/ota/#"])
+    }
+}
