@@ -1,0 +1,114 @@
+import MQTTCore
+
+/// One message taken from the bridge's durable queue, in FIFO (`seq`) order.
+///
+/// The payload is a NIOCore `ByteBuffer`, which this module cannot name (it depends on `MQTTCore`
+/// only, and `MQTTCore` does not re-export NIOCore), so the item carries a ready `PublishPacket`:
+/// `message.topic` is already remapped to the remote topic, `message.qos` is the QoS to use on the
+/// remote (0 = fire-and-forget; 1 or 2 are both sent at QoS 1), and `retain`/`properties`/`payload`
+/// are passed through. `message.packetIdentifier` and `message.dup` are ignored: the link sets them.
+public struct QueuedItem: Sendable, Hashable {
+    public var seq: UInt64
+    public var message: PublishPacket
+
+    public init(seq: UInt64, message: PublishPacket) {
+        self.seq = seq
+        self.message = message
+    }
+}
+
+/// Why the link asks to close the connection.
+public enum BridgeCloseReason: Sendable, Hashable, CustomStringConvertible {
+    /// No CONNACK (or no TCP/TLS connection) within `connectTimeout`.
+    case connectTimeout
+    /// The remote refused the CONNECT (0x86 bad user name or password, 0x87 not authorized...).
+    case connAckRefused(ReasonCode)
+    /// Nothing received within 1.5 × keep-alive.
+    case keepAliveTimeout
+    /// Messages were in flight and no PUBACK came within `progressTimeout`.
+    case progressStalled
+    /// The remote broke the protocol (unexpected packet...).
+    case protocolError(String)
+    /// The remote sent DISCONNECT (MQTT 5) with this reason.
+    case remoteDisconnected(ReasonCode)
+    /// `stop()` was called.
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .connectTimeout: "connect timeout"
+        case .connAckRefused(let code): "CONNACK refused with reason \(code) (\(ReasonCode.name(code)))"
+        case .keepAliveTimeout: "keep-alive timeout"
+        case .progressStalled: "no PUBACK within the progress timeout"
+        case .protocolError(let message): "protocol error: \(message)"
+        case .remoteDisconnected(let code): "remote sent DISCONNECT with reason \(code) (\(ReasonCode.name(code)))"
+        case .stopped: "bridge stopped"
+        }
+    }
+}
+
+public enum BridgeLogLevel: Sendable, Hashable {
+    case debug, info, warning, error
+}
+
+/// What the I/O layer must do. Actions of one event are to be run in order.
+public enum BridgeAction: Sendable, Hashable {
+    /// Open TCP (and TLS) to `addresses[addressIndex]`; then call `connected()` or `connectionClosed(error:)`.
+    case connect(addressIndex: Int)
+    /// Send this CONNECT. When `bridgeProtocolBit` is true (3.1.1 with `try_private`), the codec must
+    /// write the protocol level byte with the bridge bit set (0x80 | level, e.g. 0x84): the packet model's
+    /// `ProtocolVersion` cannot express it.
+    case sendConnect(ConnectPacket, bridgeProtocolBit: Bool)
+    /// Write one packet to the remote.
+    case send(Packet)
+    /// Ask the queue for up to `limit` messages with seq > `after` (nil: from the head), in seq order;
+    /// answer with `fetched(_:)`, exactly once per fetch, in the order the fetches were asked.
+    case fetch(after: UInt64?, limit: Int)
+    /// Delete these messages from the queue: the remote acknowledged them (or they were QoS 0 and written).
+    case remove(seqs: [UInt64])
+    /// Publish this message on the local broker (an `in` rule; topic already mapped).
+    case publishLocally(PublishPacket)
+    /// Close the connection; then call `connectionClosed(error:)`.
+    case close(BridgeCloseReason)
+    /// Wait, then call `reconnectTimerFired()`.
+    case scheduleReconnect(after: Duration)
+    /// The link went up or down: publish the local notification (retained "1"/"0") if configured.
+    case stateChanged(connected: Bool)
+    case log(BridgeLogLevel, String)
+}
+
+extension ReasonCode {
+    /// A readable name for logs.
+    static func name(_ code: ReasonCode) -> String {
+        switch code.rawValue {
+        case 0x00: "success"
+        case 0x80: "unspecified error"
+        case 0x81: "malformed packet"
+        case 0x82: "protocol error"
+        case 0x83: "implementation specific error"
+        case 0x84: "unsupported protocol version"
+        case 0x85: "client identifier not valid"
+        case 0x86: "bad user name or password"
+        case 0x87: "not authorized"
+        case 0x88: "server unavailable"
+        case 0x89: "server busy"
+        case 0x8A: "banned"
+        case 0x8B: "server shutting down"
+        case 0x8C: "bad authentication method"
+        case 0x8D: "keep alive timeout"
+        case 0x8E: "session taken over"
+        case 0x90: "topic name invalid"
+        case 0x93: "receive maximum exceeded"
+        case 0x95: "packet too large"
+        case 0x97: "quota exceeded"
+        case 0x98: "administrative action"
+        case 0x99: "payload format invalid"
+        case 0x9A: "retain not supported"
+        case 0x9B: "QoS not supported"
+        case 0x9C: "use another server"
+        case 0x9D: "server moved"
+        case 0x9F: "connection rate exceeded"
+        default: "reason \(code)"
+        }
+    }
+}

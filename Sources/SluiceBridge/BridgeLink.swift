@@ -1,0 +1,769 @@
+import MQTTCore
+
+// Note on the bridge link (the durability contract, seen from the link):
+// - Messages leave the queue only through `.remove(seqs:)`, and for QoS 1 that action is produced
+//   only by the remote's PUBACK for the packet that carried them. A failure PUBACK (>= 0x80) also
+//   removes the message (counted as rejected, logged): retrying a refused message forever would
+//   block the queue.
+// - Sending is a window: up to min(maxInflight, remote Receive Maximum) QoS 1 PUBLISHes in flight,
+//   sent in seq order. Each PUBACK frees a slot and tops the window up with `.fetch(after:limit:)`
+//   from the highest seq sent on this connection.
+// - On every new connection the link fetches from the queue head (`after: nil`): whatever was not
+//   acknowledged is sent again, in order (at-least-once; duplicates bounded by the window). When the
+//   remote kept the session (persistent session, session present), such messages go out with DUP
+//   set and their previous packet identifiers [MQTT-4.4.0-1].
+// - Fetches are answered in order, exactly once each. A fetch asked on a connection that has since
+//   closed is discarded when its answer arrives, so the new connection's order is never mixed up.
+// - Time comes only from `tick(now:)`: packets are stamped with the latest tick, so timers have the
+//   tick's granularity (the I/O layer ticks about once a second).
+
+/// The bridge link state machine: one connection to a remote broker, with failover, backoff,
+/// keep-alive, the in-flight window over the durable queue and `in` rules.
+///
+/// Generic over the instant type so tests drive time by hand (`ContinuousClock.Instant` in production).
+/// Every event returns the actions to run, in order; the machine does no I/O.
+///
+/// What the I/O layer must honour:
+/// - Run each event's actions in order (e.g. `.publishLocally` before the PUBACK that follows it,
+///   `.send` of a QoS 0 message before its `.remove`).
+/// - Answer every `.fetch(after:limit:)` exactly once with `fetched(_:)`, in the order asked, with
+///   messages of seq > `after` in ascending seq order; a fetch must see every `.remove` issued before it.
+/// - After `.connect`, call `connected()` or `connectionClosed(error:)`; after `.close`, call
+///   `connectionClosed(error:)` once the channel is closed; after `.scheduleReconnect(after:)`, call
+///   `reconnectTimerFired()` when the delay has passed (cancel the timer on shutdown).
+/// - Call `tick(now:)` about once a second (timers have the tick's granularity); call `queueHasMore()`
+///   after new messages for this bridge are committed.
+/// - Encode `.sendConnect(_, bridgeProtocolBit: true)` with protocol level 0x80 | level.
+public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
+    private struct Attempt {
+        var addressIndex: Int
+        var startedAt: Instant?
+        var usedBridgeBit: Bool = false
+    }
+
+    private struct Online {
+        var addressIndex: Int
+        var since: Instant?
+        var window: Int
+        var keepAlive: Duration?
+        var sessionPresent: Bool
+        var retainAvailable: Bool
+        /// False when the remote's CONNACK says Maximum QoS 0: everything goes at QoS 0.
+        var remoteAllowsQoS1: Bool
+        /// The smaller of `bridge_max_packet_size` and the remote's Maximum Packet Size.
+        var maxPacketSize: Int?
+        /// packet id → queue seq, for QoS 1 messages sent and not yet acknowledged.
+        var inflight: [UInt16: UInt64] = [:]
+        /// The highest seq sent (or passed over) on this connection; fetches continue after it.
+        var cursor: UInt64? = nil
+        var fetchOutstanding = false
+        var lastFetchLimit = 0
+        /// `queueHasMore()` arrived while a fetch was outstanding.
+        var moreSignalled = false
+        /// The last fetch came back short: nothing more until `queueHasMore()`.
+        var drained = false
+        var nextPacketId: UInt16 = 1
+        /// SUBSCRIBE packet id → its filters, until the SUBACK.
+        var pendingSubscribes: [UInt16: [String]] = [:]
+        var pendingUnsubscribes: Set<UInt16> = []
+        var notificationId: UInt16? = nil
+        /// Inbound QoS 2 ids between PUBREC and PUBREL.
+        var incomingQoS2: Set<UInt16> = []
+        var lastSent: Instant?
+        var lastReceived: Instant?
+        var lastProgress: Instant?
+        var pingOutstanding = false
+        var stable = false
+
+        func inUse(_ id: UInt16) -> Bool {
+            inflight[id] != nil || pendingSubscribes[id] != nil || pendingUnsubscribes.contains(id)
+                || notificationId == id
+        }
+
+        mutating func allocatePacketId() -> UInt16 {
+            // The window is capped below 65535, so a free id always exists.
+            while true {
+                let id = nextPacketId
+                nextPacketId = nextPacketId == UInt16.max ? 1 : nextPacketId + 1  // never 0 [MQTT-2.2.1-3]
+                if !inUse(id) { return id }
+            }
+        }
+    }
+
+    private struct Closing {
+        var addressIndex: Int
+        /// The connection had reached a successful CONNACK.
+        var established: Bool
+    }
+
+    private enum State {
+        case idle
+        case connecting(Attempt)
+        case awaitingConnAck(Attempt)
+        case online(Online)
+        case closing(Closing)
+        case waitingToReconnect(addressIndex: Int)
+        case stopped
+        /// Only while an event handler has taken the online state out to mutate it in place.
+        case modifying
+    }
+
+    public private(set) var configuration: BridgeLinkConfiguration
+    private var state: State = .idle
+    private var backoff: Backoff
+    private var random: any RandomNumberGenerator & Sendable
+    private var now: Instant?
+    /// Fetches asked on connections that have closed; their answers are dropped.
+    private var staleFetches = 0
+    /// seq → packet id of messages in flight when a connection dropped, for DUP resends.
+    private var resendIds: [UInt64: UInt16] = [:]
+    /// The remote refused the bridge protocol bit once: stop asking.
+    private var bridgeBitRejected = false
+    private var reportedConnected = false
+    public private(set) var statistics = BridgeLinkStatistics()
+
+    /// The largest window: leaves packet identifiers for SUBSCRIBE and the notification.
+    public static var maximumWindow: Int { 65_000 }
+
+    public init(configuration: BridgeLinkConfiguration, random: some RandomNumberGenerator & Sendable) {
+        self.configuration = configuration
+        self.backoff = Backoff(base: configuration.restartBase, cap: configuration.restartCap)
+        self.random = random
+    }
+
+    /// True between a successful CONNACK and the end of that connection.
+    public var isConnected: Bool {
+        if case .online = state { return true }
+        return false
+    }
+
+    /// Messages sent and not yet acknowledged on the current connection.
+    public var inflightCount: Int {
+        if case .online(let online) = state { return online.inflight.count }
+        return 0
+    }
+
+    // MARK: - Events
+
+    /// Start connecting, to the first address.
+    public mutating func start() -> [BridgeAction] {
+        switch state {
+        case .idle:
+            state = .connecting(Attempt(addressIndex: 0, startedAt: now))
+            return [.connect(addressIndex: 0)]
+        case .connecting, .awaitingConnAck, .online, .closing, .waitingToReconnect, .stopped:
+            return [.log(.debug, "bridge \(configuration.name): start ignored, already started")]
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// The TCP (and TLS) connection is up: send CONNECT.
+    public mutating func connected() -> [BridgeAction] {
+        switch state {
+        case .connecting(var attempt):
+            let bridgeBit = configuration.tryPrivate && configuration.protocolVersion != .v5 && !bridgeBitRejected
+            attempt.usedBridgeBit = bridgeBit
+            attempt.startedAt = now
+            state = .awaitingConnAck(attempt)
+            return [.sendConnect(makeConnect(), bridgeProtocolBit: bridgeBit)]
+        case .idle, .awaitingConnAck, .online, .closing, .waitingToReconnect, .stopped:
+            return [.log(.warning, "bridge \(configuration.name): unexpected connected() event ignored")]
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// A packet from the remote.
+    public mutating func received(_ packet: Packet) -> [BridgeAction] {
+        switch state {
+        case .awaitingConnAck(let attempt):
+            guard case .connAck(let connAck) = packet else {
+                return close(
+                    Closing(addressIndex: attempt.addressIndex, established: false),
+                    .protocolError("expected CONNACK, got \(packet.type)")
+                )
+            }
+            if connAck.reasonCode.isFailure {
+                statistics.failedAttempts += 1
+                var actions: [BridgeAction] = []
+                if attempt.usedBridgeBit && connAck.reasonCode == .unsupportedProtocolVersion {
+                    bridgeBitRejected = true
+                    actions.append(
+                        .log(
+                            .warning,
+                            "bridge \(configuration.name): remote refused the bridge protocol bit (try_private); retrying without it"
+                        )
+                    )
+                }
+                let reason = BridgeCloseReason.connAckRefused(connAck.reasonCode)
+                actions.append(
+                    .log(.error, "bridge \(configuration.name): address \(attempt.addressIndex): \(reason)")
+                )
+                return actions + close(Closing(addressIndex: attempt.addressIndex, established: false), reason)
+            }
+            return goOnline(attempt, connAck)
+
+        case .online(var online):
+            state = .modifying
+            online.lastReceived = now
+            var actions: [BridgeAction] = []
+            if let reason = handleOnline(packet, &online, &actions) {
+                return actions + closeOnline(online, reason)
+            }
+            state = .online(online)
+            return actions
+
+        case .idle, .connecting, .closing, .waitingToReconnect, .stopped:
+            return [.log(.debug, "bridge \(configuration.name): \(packet.type) ignored while not connected")]
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// The answer to the oldest outstanding `.fetch`.
+    public mutating func fetched(_ items: [QueuedItem]) -> [BridgeAction] {
+        if staleFetches > 0 {
+            staleFetches -= 1
+            return []
+        }
+        switch state {
+        case .online(var online) where online.fetchOutstanding:
+            state = .modifying
+            var actions: [BridgeAction] = []
+            online.fetchOutstanding = false
+            var removable: [UInt64] = []
+            var stoppedEarly = false
+            if online.cursor == nil && !resendIds.isEmpty {
+                // The first answer from the head: older seqs are gone from the queue (dropped by its bounds).
+                let head = items.first?.seq ?? UInt64.max
+                resendIds = resendIds.filter { $0.key >= head }
+            }
+            for item in items {
+                if let cursor = online.cursor, item.seq <= cursor { continue }  // already sent here
+                var message = item.message
+                message.properties = message.properties.forOutgoingPublish
+                message.dup = false
+                if !online.retainAvailable { message.retain = false }
+                let atMostOnce = message.qos == .atMostOnce || !online.remoteAllowsQoS1
+                message.qos = atMostOnce ? .atMostOnce : .atLeastOnce
+                message.packetIdentifier = atMostOnce ? nil : 1  // any id: two bytes for the size check
+                if let maximum = online.maxPacketSize,
+                    case let size = PublishSize.encodedSize(message, version: configuration.protocolVersion),
+                    size > maximum
+                {
+                    // [MQTT-3.1.2-25]: discard, as if sent; retrying would block the queue forever.
+                    statistics.rejected += 1
+                    actions.append(
+                        .log(
+                            .warning,
+                            "bridge \(configuration.name): queued message \(item.seq) on '\(message.topic)' is \(size) bytes, over the maximum packet size \(maximum); dropping it"
+                        )
+                    )
+                    removable.append(item.seq)
+                    online.cursor = item.seq
+                    continue
+                }
+                if atMostOnce {
+                    message.packetIdentifier = nil
+                    send(.publish(message), &online, &actions)
+                    statistics.published += 1
+                    statistics.sentAtMostOnce += 1
+                    removable.append(item.seq)
+                    online.cursor = item.seq
+                    continue
+                }
+                guard online.inflight.count < online.window else {
+                    stoppedEarly = true
+                    break
+                }
+                if online.sessionPresent, let id = resendIds[item.seq], !online.inUse(id) {
+                    message.packetIdentifier = id
+                    message.dup = true
+                } else {
+                    message.packetIdentifier = online.allocatePacketId()
+                }
+                resendIds[item.seq] = nil
+                if online.inflight.isEmpty { online.lastProgress = now }
+                online.inflight[message.packetIdentifier!] = item.seq
+                online.cursor = item.seq
+                send(.publish(message), &online, &actions)
+                statistics.published += 1
+            }
+            if !removable.isEmpty {
+                actions.append(.remove(seqs: removable))  // QoS 0 written, or too large: done
+            }
+            online.drained = !stoppedEarly && items.count < online.lastFetchLimit && !online.moreSignalled
+            online.moreSignalled = false
+            topUp(&online, &actions)
+            state = .online(online)
+            return actions
+
+        case .online, .idle, .connecting, .awaitingConnAck, .closing, .waitingToReconnect, .stopped:
+            return [.log(.warning, "bridge \(configuration.name): fetched() without an outstanding fetch ignored")]
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// New messages were appended to the queue.
+    public mutating func queueHasMore() -> [BridgeAction] {
+        switch state {
+        case .online(var online):
+            state = .modifying
+            var actions: [BridgeAction] = []
+            if online.fetchOutstanding {
+                online.moreSignalled = true
+            } else {
+                online.drained = false
+                topUp(&online, &actions)
+            }
+            state = .online(online)
+            return actions
+        case .idle, .connecting, .awaitingConnAck, .closing, .waitingToReconnect, .stopped:
+            return []  // the next connection fetches from the head anyway
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// The connection closed (or the connect attempt failed), whoever closed it.
+    public mutating func connectionClosed(error: (any Error)? = nil) -> [BridgeAction] {
+        let cause = error.map { ": \($0)" } ?? ""
+        switch state {
+        case .connecting(let attempt), .awaitingConnAck(let attempt):
+            statistics.failedAttempts += 1
+            return [
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): connection to address \(attempt.addressIndex) failed\(cause)"
+                )
+            ]
+                + reconnect(after: Closing(addressIndex: attempt.addressIndex, established: false))
+        case .online(let online):
+            state = .modifying
+            var actions: [BridgeAction] = [
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): connection to address \(online.addressIndex) lost\(cause)"
+                )
+            ]
+            actions += leaveOnline(online)
+            return actions + reconnect(after: Closing(addressIndex: online.addressIndex, established: true))
+        case .closing(let closing):
+            return reconnect(after: closing)
+        case .idle, .waitingToReconnect, .stopped:
+            return []
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// The delay of `.scheduleReconnect` has passed.
+    public mutating func reconnectTimerFired() -> [BridgeAction] {
+        switch state {
+        case .waitingToReconnect(let index):
+            state = .connecting(Attempt(addressIndex: index, startedAt: now))
+            return [.connect(addressIndex: index)]
+        case .idle, .connecting, .awaitingConnAck, .online, .closing, .stopped:
+            return []
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// Shut down: publish the remote notification "0", DISCONNECT, close; no reconnect afterwards.
+    public mutating func stop() -> [BridgeAction] {
+        switch state {
+        case .online(var online):
+            state = .modifying
+            var actions: [BridgeAction] = []
+            if let topic = configuration.notificationTopic {
+                // A normal DISCONNECT discards the will, so say "0" ourselves.
+                send(
+                    .publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true)),
+                    &online,
+                    &actions
+                )
+            }
+            send(.disconnect(DisconnectPacket()), &online, &actions)
+            actions += leaveOnline(online)
+            actions.append(.close(.stopped))
+            state = .stopped
+            return actions
+        case .connecting, .awaitingConnAck:
+            state = .stopped
+            return [.close(.stopped)]
+        case .idle, .closing, .waitingToReconnect:
+            state = .stopped
+            return []
+        case .stopped:
+            return []
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// New topic rules (SIGHUP). While connected, the remote subscriptions follow: UNSUBSCRIBE for filters
+    /// no longer wanted, SUBSCRIBE for new ones or ones whose QoS changed. Outbound remapping happens
+    /// when messages are queued, so messages already queued keep the topic they were queued with.
+    public mutating func updateRules(_ rules: BridgeRules) -> [BridgeAction] {
+        let noLocal = configuration.protocolVersion == .v5
+        let old = configuration.rules.remoteSubscriptions(noLocal: noLocal)
+        configuration.rules = rules
+        switch state {
+        case .online(var online):
+            state = .modifying
+            var actions: [BridgeAction] = []
+            let new = rules.remoteSubscriptions(noLocal: noLocal)
+            let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } }
+            if !removed.isEmpty {
+                let id = online.allocatePacketId()
+                online.pendingUnsubscribes.insert(id)
+                send(.unsubscribe(UnsubscribePacket(packetIdentifier: id, filters: removed)), &online, &actions)
+            }
+            subscribe(new.filter { !old.contains($0) }, &online, &actions)
+            state = .online(online)
+            return actions
+        case .idle, .connecting, .awaitingConnAck, .closing, .waitingToReconnect, .stopped:
+            return []  // the next CONNACK subscribes with the new rules
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    /// Time passes. Drives connect timeout, keep-alive, the progress watchdog and backoff reset.
+    public mutating func tick(now: Instant) -> [BridgeAction] {
+        self.now = now
+        switch state {
+        case .connecting(var attempt), .awaitingConnAck(var attempt):
+            guard let started = attempt.startedAt else {
+                attempt.startedAt = now
+                if case .connecting = state { state = .connecting(attempt) } else { state = .awaitingConnAck(attempt) }
+                return []
+            }
+            guard started.duration(to: now) >= configuration.connectTimeout else { return [] }
+            statistics.failedAttempts += 1
+            return [.log(.warning, "bridge \(configuration.name): address \(attempt.addressIndex): connect timeout")]
+                + close(Closing(addressIndex: attempt.addressIndex, established: false), .connectTimeout)
+
+        case .online(var online):
+            state = .modifying
+            var actions: [BridgeAction] = []
+            if online.since == nil { online.since = now }
+            if online.lastSent == nil { online.lastSent = now }
+            if online.lastReceived == nil { online.lastReceived = now }
+            if online.lastProgress == nil { online.lastProgress = now }
+            if !online.stable, let since = online.since, since.duration(to: now) >= configuration.stablePeriod {
+                online.stable = true
+                backoff.reset()
+            }
+            if let keepAlive = online.keepAlive, let lastReceived = online.lastReceived, let lastSent = online.lastSent
+            {
+                let silence = lastReceived.duration(to: now)
+                if silence >= keepAlive * 1.5 {
+                    return [.log(.warning, "bridge \(configuration.name): nothing received for \(silence), closing")]
+                        + closeOnline(online, .keepAliveTimeout)
+                }
+                if !online.pingOutstanding && (lastSent.duration(to: now) >= keepAlive || silence >= keepAlive) {
+                    online.pingOutstanding = true
+                    send(.pingReq, &online, &actions)
+                }
+            }
+            if let timeout = configuration.progressTimeout, !online.inflight.isEmpty,
+                let lastProgress = online.lastProgress, lastProgress.duration(to: now) >= timeout
+            {
+                return actions
+                    + [
+                        .log(
+                            .warning,
+                            "bridge \(configuration.name): \(online.inflight.count) messages in flight and no PUBACK for \(timeout), reconnecting"
+                        )
+                    ]
+                    + closeOnline(online, .progressStalled)
+            }
+            state = .online(online)
+            return actions
+
+        case .idle, .closing, .waitingToReconnect, .stopped:
+            return []
+        case .modifying:
+            preconditionFailure("BridgeLink re-entered while modifying")
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func makeConnect() -> ConnectPacket {
+        var properties = Properties()
+        if configuration.protocolVersion == .v5 {
+            if let expiry = configuration.sessionExpiryInterval {
+                properties.sessionExpiryInterval = expiry
+            } else if !configuration.cleanSession {
+                properties.sessionExpiryInterval = UInt32.max
+            }
+        }
+        let will = configuration.notificationTopic.map {
+            Will(topic: $0, payload: .init(string: "0"), qos: .atLeastOnce, retain: true)
+        }
+        return ConnectPacket(
+            protocolVersion: configuration.protocolVersion,
+            clientIdentifier: configuration.clientIdentifier,
+            cleanStart: configuration.cleanSession,
+            keepAlive: configuration.keepAliveSeconds,
+            username: configuration.username,
+            password: configuration.password,
+            will: will,
+            properties: properties
+        )
+    }
+
+    private mutating func goOnline(_ attempt: Attempt, _ connAck: ConnAckPacket) -> [BridgeAction] {
+        var receiveMaximum = Int(connAck.properties.receiveMaximum ?? UInt16.max)
+        // 0 is a protocol error [MQTT-3.2.2.3.3]; be lenient.
+        if receiveMaximum == 0 { receiveMaximum = Int(UInt16.max) }
+        let window = max(1, min(configuration.maxInflight, receiveMaximum, Self.maximumWindow))
+        let keepAliveSeconds = connAck.properties.serverKeepAlive ?? configuration.keepAliveSeconds
+        let sessionPresent = connAck.sessionPresent && !configuration.cleanSession
+        if !sessionPresent { resendIds.removeAll() }
+        var online = Online(
+            addressIndex: attempt.addressIndex,
+            since: now,
+            window: window,
+            keepAlive: keepAliveSeconds == 0 ? nil : .seconds(Int(keepAliveSeconds)),
+            sessionPresent: sessionPresent,
+            retainAvailable: connAck.properties.retainAvailable != 0,
+            remoteAllowsQoS1: connAck.properties.maximumQoS != 0,
+            maxPacketSize: [configuration.maxPacketSize, connAck.properties.maximumPacketSize].compactMap {
+                $0.map(Int.init)
+            }.min(),
+            lastSent: now,
+            lastReceived: now,
+            lastProgress: now
+        )
+        statistics.connections += 1
+        var actions: [BridgeAction] = [
+            .log(.info, "bridge \(configuration.name): connected to address \(attempt.addressIndex), window \(window)")
+        ]
+        if connAck.properties.maximumQoS == 0 {
+            actions.append(
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): the remote accepts QoS 0 only: queued messages are sent at QoS 0 and removed once written"
+                )
+            )
+        }
+        if !reportedConnected {
+            reportedConnected = true
+            actions.append(.stateChanged(connected: true))
+        }
+        let subscriptions = configuration.rules.remoteSubscriptions(noLocal: configuration.protocolVersion == .v5)
+        subscribe(subscriptions, &online, &actions)
+        if let topic = configuration.notificationTopic {
+            let id = online.allocatePacketId()
+            online.notificationId = id
+            let notification = PublishPacket(
+                topic: topic,
+                payload: .init(string: "1"),
+                qos: .atLeastOnce,
+                retain: true,
+                packetIdentifier: id
+            )
+            send(.publish(notification), &online, &actions)
+        }
+        topUp(&online, &actions)
+        state = .online(online)
+        return actions
+    }
+
+    /// Handles a packet while online; returns a close reason when the connection must end.
+    private mutating func handleOnline(
+        _ packet: Packet,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) -> BridgeCloseReason? {
+        switch packet {
+        case .pubAck(let ack):
+            let id = ack.packetIdentifier
+            if id == online.notificationId {
+                online.notificationId = nil
+                return nil
+            }
+            guard let seq = online.inflight.removeValue(forKey: id) else {
+                actions.append(
+                    .log(.warning, "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored")
+                )
+                return nil
+            }
+            online.lastProgress = now
+            if ack.reasonCode.isFailure {
+                statistics.rejected += 1
+                actions.append(
+                    .log(
+                        .warning,
+                        "bridge \(configuration.name): remote rejected queued message \(seq) with reason \(ack.reasonCode) (\(ReasonCode.name(ack.reasonCode))); dropping it"
+                    )
+                )
+            } else {
+                statistics.acknowledged += 1
+            }
+            actions.append(.remove(seqs: [seq]))
+            topUp(&online, &actions)
+            return nil
+
+        case .subAck(let subAck):
+            guard let filters = online.pendingSubscribes.removeValue(forKey: subAck.packetIdentifier) else {
+                actions.append(
+                    .log(
+                        .warning,
+                        "bridge \(configuration.name): SUBACK for unknown packet id \(subAck.packetIdentifier) ignored"
+                    )
+                )
+                return nil
+            }
+            for (index, code) in subAck.reasonCodes.enumerated() where code.isFailure {
+                let filter = index < filters.count ? filters[index] : "#\(index)"
+                actions.append(
+                    .log(
+                        .error,
+                        "bridge \(configuration.name): remote refused subscription '\(filter)' with reason \(code) (\(ReasonCode.name(code)))"
+                    )
+                )
+            }
+            return nil
+
+        case .publish(let publish):
+            if publish.properties.topicAlias != nil {
+                // The link's CONNECT allows no topic aliases [MQTT-3.3.2-9].
+                return .protocolError("topic alias from the remote, none allowed")
+            }
+            handleInbound(publish, &online, &actions)
+            return nil
+
+        case .pubRel(let rel):
+            let known = online.incomingQoS2.remove(rel.packetIdentifier) != nil
+            let code: ReasonCode =
+                known || configuration.protocolVersion != .v5 ? .success : .packetIdentifierNotFound
+            send(.pubComp(PubAckPacket(packetIdentifier: rel.packetIdentifier, reasonCode: code)), &online, &actions)
+            return nil
+
+        case .pingResp:
+            online.pingOutstanding = false
+            return nil
+
+        case .disconnect(let disconnect):
+            actions.append(
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): remote disconnected: reason \(disconnect.reasonCode) (\(ReasonCode.name(disconnect.reasonCode)))\(disconnect.properties.reasonString.map { ": \($0)" } ?? "")"
+                )
+            )
+            return .remoteDisconnected(disconnect.reasonCode)
+
+        case .unsubAck(let unsubAck):
+            online.pendingUnsubscribes.remove(unsubAck.packetIdentifier)
+            return nil
+
+        case .connect, .connAck, .pubRec, .pubComp, .subscribe, .unsubscribe, .pingReq, .auth:
+            return .protocolError("unexpected \(packet.type) from the remote")
+        }
+    }
+
+    private mutating func handleInbound(
+        _ publish: PublishPacket,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) {
+        statistics.received += 1
+        let duplicateQoS2 =
+            publish.qos == .exactlyOnce && publish.packetIdentifier.map { online.incomingQoS2.contains($0) } == true
+        if !duplicateQoS2 {
+            if let mapping = configuration.rules.inbound(forRemote: publish.topic) {
+                var local = publish
+                local.topic = mapping.topic
+                local.qos = min(publish.qos, mapping.qos)
+                local.dup = false
+                local.packetIdentifier = nil
+                // Per-connection properties do not travel.
+                local.properties.topicAlias = nil
+                local.properties.subscriptionIdentifiers = []
+                actions.append(.publishLocally(local))
+            } else {
+                actions.append(
+                    .log(
+                        .warning,
+                        "bridge \(configuration.name): remote message on '\(publish.topic)' matches no in rule; dropped"
+                    )
+                )
+            }
+        }
+        guard let id = publish.packetIdentifier else { return }
+        switch publish.qos {
+        case .atMostOnce:
+            break
+        case .atLeastOnce:
+            send(.pubAck(PubAckPacket(packetIdentifier: id)), &online, &actions)
+        case .exactlyOnce:
+            online.incomingQoS2.insert(id)
+            send(.pubRec(PubAckPacket(packetIdentifier: id)), &online, &actions)
+        }
+    }
+
+    private mutating func subscribe(
+        _ subscriptions: [TopicSubscription],
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) {
+        guard !subscriptions.isEmpty else { return }
+        let id = online.allocatePacketId()
+        online.pendingSubscribes[id] = subscriptions.map(\.filter)
+        send(.subscribe(SubscribePacket(packetIdentifier: id, subscriptions: subscriptions)), &online, &actions)
+    }
+
+    private mutating func send(_ packet: Packet, _ online: inout Online, _ actions: inout [BridgeAction]) {
+        online.lastSent = now
+        actions.append(.send(packet))
+    }
+
+    /// Fill the window: fetch what it has room for, unless a fetch is out or the queue is drained.
+    private func topUp(_ online: inout Online, _ actions: inout [BridgeAction]) {
+        let free = online.window - online.inflight.count
+        guard free > 0, !online.fetchOutstanding, !online.drained else { return }
+        online.fetchOutstanding = true
+        online.lastFetchLimit = free
+        actions.append(.fetch(after: online.cursor, limit: free))
+    }
+
+    /// Bookkeeping when an online connection ends, however it ends.
+    private mutating func leaveOnline(_ online: Online) -> [BridgeAction] {
+        if online.fetchOutstanding { staleFetches += 1 }
+        for (id, seq) in online.inflight { resendIds[seq] = id }
+        guard reportedConnected else { return [] }
+        reportedConnected = false
+        return [.stateChanged(connected: false)]
+    }
+
+    private mutating func closeOnline(_ online: Online, _ reason: BridgeCloseReason) -> [BridgeAction] {
+        let actions = leaveOnline(online)
+        return close(Closing(addressIndex: online.addressIndex, established: true), reason) + actions
+    }
+
+    private mutating func close(_ closing: Closing, _ reason: BridgeCloseReason) -> [BridgeAction] {
+        state = .closing(closing)
+        return [.close(reason)]
+    }
+
+    /// Pick the next address (Mosquitto's `round_robin`) and wait out the backoff.
+    private mutating func reconnect(after closing: Closing) -> [BridgeAction] {
+        let count = configuration.addressCount
+        let next: Int
+        if configuration.roundRobin || !closing.established {
+            next = (closing.addressIndex + 1) % count
+        } else {
+            next = 0  // back to the primary after a connection that worked
+        }
+        let delay = backoff.next(using: &random)
+        state = .waitingToReconnect(addressIndex: next)
+        return [.scheduleReconnect(after: delay)]
+    }
+}

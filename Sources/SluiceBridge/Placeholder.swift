@@ -1,1 +1,0 @@
-// SluiceBridge: placeholder until the module lands.

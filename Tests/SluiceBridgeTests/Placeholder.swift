@@ -1,4 +1,0 @@
-import Testing
-@testable import SluiceBridge
-
-@Test func moduleLinks() {}
