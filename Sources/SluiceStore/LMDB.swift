@@ -128,6 +128,29 @@ public final class LMDBEnvironment: @unchecked Sendable {
         refreshMapSize()
     }
 
+    /// Pages still allocatable at the current map size: never-used pages beyond the high-water mark plus
+    /// pages on LMDB's free list (database 0), and the total pages of the map.
+    func spacePages() throws(StoreError) -> (available: Int, total: Int) {
+        try read { txn throws(StoreError) in
+            var stat = MDB_stat()
+            try check(mdb_env_stat(env, &stat), "mdb_env_stat")
+            var info = MDB_envinfo()
+            try check(mdb_env_info(env, &info), "mdb_env_info")
+            let pageSize = max(1, Int(stat.ms_psize))
+            let total = info.me_mapsize / pageSize
+            var free = 0
+            try txn.withCursor(LMDBDatabase(dbi: 0)) { cursor throws(StoreError) in
+                // Each free-list record is an ID list: a count word then that many page numbers.
+                var entry = try cursor.first()
+                while let current = entry {
+                    free += max(0, current.value.count / MemoryLayout<Int>.size - 1)
+                    entry = try cursor.next()
+                }
+            }
+            return (max(0, total - info.me_last_pgno - 1) + free, total)
+        }
+    }
+
     private func refreshMapSize() {
         var info = MDB_envinfo()
         mdb_env_info(env, &info)

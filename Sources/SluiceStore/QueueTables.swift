@@ -192,12 +192,16 @@ final class WriteContext {
     let dbs: Databases
     /// Milliseconds since the epoch, sampled once per transaction.
     var now: UInt64
+    /// The map is at its ceiling and free pages are down to the reserve: appends apply their policy with
+    /// reason `.storeFull`, table puts fail, and operations that free space still run.
+    let lowSpace: Bool
     private var metas: [String: QueueMeta] = [:]
 
-    init(txn: Transaction, dbs: Databases, now: UInt64) {
+    init(txn: Transaction, dbs: Databases, now: UInt64, lowSpace: Bool = false) {
         self.txn = txn
         self.dbs = dbs
         self.now = now
+        self.lowSpace = lowSpace
     }
 
     func meta(_ queue: String) throws(StoreError) -> QueueMeta {
@@ -235,14 +239,23 @@ final class WriteContext {
                 refusal = .maxMessages
             } else if size > maxBytes {
                 refusal = .maxBytes  // could never fit, whatever the policy
+            } else if lowSpace && limits.policy == .rejectNew {
+                refusal = .storeFull
             } else {
+                if lowSpace {
+                    // Make room at the page level: drop at least as many bytes as the new record adds.
+                    var freed: UInt64 = 0
+                    while freed < size, let dropped = try dropHead(prefix, &meta, reason: .storeFull) {
+                        freed += dropped
+                    }
+                }
                 while meta.count + 1 > maxMessages || meta.bytes + size > maxBytes {
                     let reason: DropReason = meta.count + 1 > maxMessages ? .maxMessages : .maxBytes
                     if limits.policy == .rejectNew {
                         refusal = reason
                         break
                     }
-                    if try dropOldest(prefix, &meta, count: 1, reason: reason) == 0 {
+                    if try dropHead(prefix, &meta, reason: reason) == nil {
                         refusal = reason  // bookkeeping says full but nothing to drop: refuse, don't loop
                         break
                     }
@@ -265,6 +278,21 @@ final class WriteContext {
 
     private func isExpired(_ enqueuedAt: UInt64, maxAge: UInt64) -> Bool {
         now > maxAge && enqueuedAt < now - maxAge
+    }
+
+    /// Deletes the record at the head of the queue; returns its size, or nil if the queue is empty.
+    func dropHead(_ prefix: [UInt8], _ meta: inout QueueMeta, reason: DropReason) throws(StoreError) -> UInt64? {
+        let size = try txn.withCursor(dbs.queues) { cursor throws(StoreError) -> UInt64? in
+            guard let head = try cursor.seek(atLeast: prefix), head.key.hasPrefix(prefix) else { return nil }
+            let size = UInt64(head.value.count)
+            try cursor.deleteCurrent()
+            return size
+        }
+        guard let size else { return nil }
+        meta.count = meta.count > 0 ? meta.count - 1 : 0
+        meta.bytes = meta.bytes >= size ? meta.bytes - size : 0
+        meta.dropped[reason] += 1
+        return size
     }
 
     /// Deletes up to `count` records from the head of the queue; returns how many were deleted.
@@ -362,6 +390,9 @@ final class WriteContext {
     // MARK: Tables
 
     func put(_ table: String, _ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
+        guard !lowSpace else {
+            throw StoreError(code: .storeFull, message: "store full: the map is at its ceiling, only deletions run")
+        }
         try txn.put(dbs.tables, Keys.tablePrefix(table) + key, value)
     }
 

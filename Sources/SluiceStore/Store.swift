@@ -400,7 +400,7 @@ final class WriteOperation<R: Sendable>: PendingWrite {
     let body: (WriteContext) throws(StoreError) -> R
     /// A custom fallback (appends apply their policy at the map's ceiling).
     var alone: ((Writer) -> Result<R, StoreError>)?
-    private var staged: R?
+    private var staged: Result<R, StoreError>?
 
     init(
         weight: Int,
@@ -413,12 +413,16 @@ final class WriteOperation<R: Sendable>: PendingWrite {
     }
 
     func apply(_ context: WriteContext) throws(StoreError) {
-        staged = try body(context)
+        do {
+            staged = .success(try body(context))
+        } catch where error.code == .storeFull {
+            // Refused by the store's own rules before touching LMDB: the transaction is still good.
+            staged = .failure(error)
+        }
     }
 
     func finish() {
-        guard let staged else { return completion(.failure(StoreError.invalid("operation finished unapplied"))) }
-        completion(.success(staged))
+        completion(staged ?? .failure(StoreError.invalid("operation finished unapplied")))
     }
 
     func fail(_ error: StoreError) {
@@ -449,6 +453,8 @@ final class Writer: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private var transactions = 0
     private var operations = 0
+    /// Writer-thread only: see `WriteContext.lowSpace`. Updated after every commit at the ceiling.
+    private var lowSpace = false
 
     init(environment: LMDBEnvironment, dbs: Databases, maxBatchBytes: Int, clock: @escaping @Sendable () -> UInt64) {
         self.environment = environment
@@ -535,10 +541,11 @@ final class Writer: @unchecked Sendable {
                 let now = clock()
                 let dbs = self.dbs
                 try environment.write { txn throws(StoreError) in
-                    let context = WriteContext(txn: txn, dbs: dbs, now: now)
+                    let context = WriteContext(txn: txn, dbs: dbs, now: now, lowSpace: lowSpace)
                     for operation in batch { try operation.apply(context) }
                     try context.flush()
                 }
+                updateLowSpace()
                 count(transactions: 1, operations: batch.count)
                 for operation in batch { operation.finish() }
                 return
@@ -556,6 +563,18 @@ final class Writer: @unchecked Sendable {
         }
     }
 
+    /// Once the map is at its ceiling, keeps a reserve of free pages (1/32 of the map, at least 16 pages) for
+    /// the operations that free space: LMDB copies pages on write, so even a delete needs free pages, and a
+    /// map filled to the last page could not be emptied.
+    private func updateLowSpace() {
+        guard environment.mapSize >= environment.maxMapSize else {
+            lowSpace = false
+            return
+        }
+        guard let space = try? environment.spacePages() else { return }
+        lowSpace = space.available < max(16, space.total / 32)
+    }
+
     /// Runs `body` in its own write transaction, growing the map as needed. At the ceiling it fails with
     /// `.storeFull`.
     func runSingle<R>(_ body: (WriteContext) throws(StoreError) -> R) -> Result<R, StoreError> {
@@ -563,12 +582,14 @@ final class Writer: @unchecked Sendable {
             do {
                 let now = clock()
                 let dbs = self.dbs
+                let lowSpace = self.lowSpace
                 let value = try environment.write { txn throws(StoreError) -> R in
-                    let context = WriteContext(txn: txn, dbs: dbs, now: now)
+                    let context = WriteContext(txn: txn, dbs: dbs, now: now, lowSpace: lowSpace)
                     let value = try body(context)
                     try context.flush()
                     return value
                 }
+                updateLowSpace()
                 return .success(value)
             } catch {
                 if error.code == .lmdb(.mapFull), (try? environment.grow()) == true { continue }
