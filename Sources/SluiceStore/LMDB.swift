@@ -51,6 +51,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
         self.maxMapSize = ceiling
         self.resizeLock = .allocate(capacity: 1)
         pthread_rwlock_init(resizeLock, nil)
+        // Free reader slots left by processes that died inside a read transaction (kill -9 of a CLI):
+        // a stale slot would pin old pages and make the map grow.
+        var dead: Int32 = 0
+        mdb_reader_check(env, &dead)
         var info = MDB_envinfo()
         mdb_env_info(env, &info)
         // An existing file larger than the requested map makes LMDB use the file's size.

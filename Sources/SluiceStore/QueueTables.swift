@@ -196,6 +196,8 @@ final class WriteContext {
     /// reason `.storeFull`, table puts fail, and operations that free space still run.
     let lowSpace: Bool
     private var metas: [String: QueueMeta] = [:]
+    /// Metadata as loaded, to report what this transaction dropped and rejected.
+    private var loaded: [String: QueueMeta] = [:]
 
     init(txn: Transaction, dbs: Databases, now: UInt64, lowSpace: Bool = false) {
         self.txn = txn
@@ -208,14 +210,34 @@ final class WriteContext {
         if let cached = metas[queue] { return cached }
         let meta = try txn.queueMeta(queue, dbs)
         metas[queue] = meta
+        loaded[queue] = meta
         return meta
     }
 
     /// Writes the cached metadata back. Called once, just before the commit.
     func flush() throws(StoreError) {
-        for (queue, meta) in metas {
+        for (queue, meta) in metas where meta != loaded[queue] {
             try txn.put(dbs.meta, Keys.metaKey(queue), meta.encode())
         }
+    }
+
+    /// Drops and rejections made in this transaction, to report once it has committed.
+    func events() -> [StoreEvent] {
+        var events: [StoreEvent] = []
+        for (queue, meta) in metas.sorted(by: { $0.key < $1.key }) {
+            let before = loaded[queue] ?? QueueMeta()
+            for reason in DropReason.allCases {
+                if meta.dropped[reason] > before.dropped[reason] {
+                    events.append(.dropped(queue: queue, reason: reason, count: meta.dropped[reason] - before.dropped[reason]))
+                }
+                if meta.rejected[reason] > before.rejected[reason] {
+                    events.append(
+                        .rejected(queue: queue, reason: reason, count: meta.rejected[reason] - before.rejected[reason])
+                    )
+                }
+            }
+        }
+        return events
     }
 
     func append(_ queue: String, _ messages: [QueuedMessage], _ limits: QueueLimits) throws(StoreError) -> [AppendResult] {

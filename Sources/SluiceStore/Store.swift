@@ -51,12 +51,15 @@ public final class Store: Sendable {
     ///   - maxMapSize: the ceiling for growth; beyond it appends follow their queue's policy.
     ///   - maxBatchBytes: a write transaction takes pending operations up to about this much payload.
     ///   - clock: milliseconds since the epoch, for `maxAge`; injectable for tests.
+    ///   - onEvent: told, on the writer thread after the commit, about drops, rejections, map growth and the
+    ///     free-page reserve (for metrics and rate-limited warnings). Must be quick.
     public init(
         path: String,
         initialMapSize: Int = 64 << 20,
         maxMapSize: Int = 1 << 30,
         maxBatchBytes: Int = 32 << 20,
-        clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds
+        clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
+        onEvent: (@Sendable (StoreEvent) -> Void)? = nil
     ) throws(StoreError) {
         self.path = path
         let environment = try LMDBEnvironment.shared(path: path, mapSize: initialMapSize, maxMapSize: maxMapSize)
@@ -83,7 +86,8 @@ public final class Store: Sendable {
                 environment: environment,
                 dbs: dbs,
                 maxBatchBytes: maxBatchBytes,
-                clock: clock
+                clock: clock,
+                onEvent: onEvent
             )
         } catch {
             environment.release()
@@ -381,6 +385,18 @@ extension WriteContext {
     }
 }
 
+/// Something the gateway should count or log (at a rate-limited warning), reported after the commit.
+public enum StoreEvent: Sendable, Hashable {
+    /// Messages removed from `queue` without delivery.
+    case dropped(queue: String, reason: DropReason, count: UInt64)
+    /// Messages refused at append.
+    case rejected(queue: String, reason: DropReason, count: UInt64)
+    /// The map was enlarged (bytes).
+    case mapGrew(from: Int, to: Int)
+    /// The map is at its ceiling and free pages fell to the reserve (true) or recovered (false).
+    case lowSpace(Bool)
+}
+
 // MARK: - The writer thread
 
 /// A write operation waiting for the writer. `apply` runs inside the shared batch transaction and stages
@@ -443,6 +459,7 @@ final class Writer: @unchecked Sendable {
     private let dbs: Databases
     private let maxBatchBytes: Int
     private let clock: @Sendable () -> UInt64
+    private let onEvent: (@Sendable (StoreEvent) -> Void)?
 
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -456,11 +473,31 @@ final class Writer: @unchecked Sendable {
     /// Writer-thread only: see `WriteContext.lowSpace`. Updated after every commit at the ceiling.
     private var lowSpace = false
 
-    init(environment: LMDBEnvironment, dbs: Databases, maxBatchBytes: Int, clock: @escaping @Sendable () -> UInt64) {
+    init(
+        environment: LMDBEnvironment,
+        dbs: Databases,
+        maxBatchBytes: Int,
+        clock: @escaping @Sendable () -> UInt64,
+        onEvent: (@Sendable (StoreEvent) -> Void)?
+    ) {
         self.environment = environment
         self.dbs = dbs
         self.maxBatchBytes = maxBatchBytes
         self.clock = clock
+        self.onEvent = onEvent
+    }
+
+    private func emit(_ events: [StoreEvent]) {
+        guard let onEvent else { return }
+        for event in events { onEvent(event) }
+    }
+
+    /// Grows the map, reporting it. False at the ceiling.
+    private func grow() -> Bool {
+        let before = environment.mapSize
+        guard (try? environment.grow()) == true else { return false }
+        emit([.mapGrew(from: before, to: environment.mapSize)])
+        return true
     }
 
     func start() {
@@ -509,6 +546,7 @@ final class Writer: @unchecked Sendable {
             while pending.isEmpty && !closing { condition.wait() }
             if pending.isEmpty && closing {
                 running = false
+                thread = nil  // breaks the writer → thread → block → writer cycle
                 condition.unlock()
                 stopped.signal()
                 return
@@ -540,19 +578,21 @@ final class Writer: @unchecked Sendable {
             do {
                 let now = clock()
                 let dbs = self.dbs
-                try environment.write { txn throws(StoreError) in
+                let events = try environment.write { txn throws(StoreError) in
                     let context = WriteContext(txn: txn, dbs: dbs, now: now, lowSpace: lowSpace)
                     for operation in batch { try operation.apply(context) }
                     try context.flush()
+                    return context.events()
                 }
                 updateLowSpace()
                 count(transactions: 1, operations: batch.count)
                 for operation in batch { operation.finish() }
+                emit(events)
                 return
             } catch {
                 failure = error
             }
-            if failure.code == .lmdb(.mapFull), (try? environment.grow()) == true { continue }
+            if failure.code == .lmdb(.mapFull), grow() { continue }
             break
         }
         // The batch could not commit: the map is at its ceiling, the disk is full, or one operation failed.
@@ -572,7 +612,9 @@ final class Writer: @unchecked Sendable {
             return
         }
         guard let space = try? environment.spacePages() else { return }
-        lowSpace = space.available < max(16, space.total / 32)
+        let now = space.available < max(16, space.total / 32)
+        if now != lowSpace { emit([.lowSpace(now)]) }
+        lowSpace = now
     }
 
     /// Runs `body` in its own write transaction, growing the map as needed. At the ceiling it fails with
@@ -583,16 +625,17 @@ final class Writer: @unchecked Sendable {
                 let now = clock()
                 let dbs = self.dbs
                 let lowSpace = self.lowSpace
-                let value = try environment.write { txn throws(StoreError) -> R in
+                let (value, events) = try environment.write { txn throws(StoreError) -> (R, [StoreEvent]) in
                     let context = WriteContext(txn: txn, dbs: dbs, now: now, lowSpace: lowSpace)
                     let value = try body(context)
                     try context.flush()
-                    return value
+                    return (value, context.events())
                 }
                 updateLowSpace()
+                emit(events)
                 return .success(value)
             } catch {
-                if error.code == .lmdb(.mapFull), (try? environment.grow()) == true { continue }
+                if error.code == .lmdb(.mapFull), grow() { continue }
                 if error.isOutOfSpace {
                     return .failure(
                         StoreError(

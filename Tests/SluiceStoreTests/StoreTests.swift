@@ -277,8 +277,69 @@ import Testing
     }
 }
 
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [StoreEvent] = []
+    func record(_ event: StoreEvent) { lock.withLock { storage.append(event) } }
+    var events: [StoreEvent] { lock.withLock { storage } }
+}
+
+@Suite struct EventTests {
+    @Test func dropsRejectionsAndGrowthAreReported() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let log = EventLog()
+        let store = try Store(path: dir.storePath, initialMapSize: 64 << 10, maxMapSize: 1 << 20, onEvent: log.record)
+        defer { store.close() }
+        _ = try await store.append(
+            queue: "q", messages: (1...5).map { message($0) }, limits: QueueLimits(maxMessages: 3, policy: .dropOldest))
+        _ = try await store.append(
+            queue: "q", messages: [message(6)], limits: QueueLimits(maxMessages: 3, policy: .rejectNew))
+        #expect(log.events == [
+            .dropped(queue: "q", reason: .maxMessages, count: 2),
+            .rejected(queue: "q", reason: .maxMessages, count: 1),
+        ])
+        _ = try await store.append(
+            queue: "big", messages: (1...200).map { message($0, payloadSize: 1_000) }, limits: .unlimited)
+        #expect(log.events.contains { if case .mapGrew = $0 { true } else { false } })
+    }
+}
+
 /// Durable appends per second, printed, not asserted (a shared 2-core machine).
 @Suite(.serialized) struct ThroughputTests {
+    /// Closed loop: 200 publishers, each waiting for its commit before the next append (QoS 1 publishers
+    /// waiting for PUBACK). This is what bounds a gateway's durable rate.
+    @Test func durableAppendsPerSecondClosedLoop() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath)
+        defer { store.close() }
+        let publishers = 200
+        let perPublisher = 500
+        let payload = Array(repeating: UInt8(0x42), count: 64)
+        let start = DispatchTime.now()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for p in 0..<publishers {
+                group.addTask {
+                    for i in 0..<perPublisher {
+                        let m = QueuedMessage(topic: "site/\(p)/sensor", payload: payload, qos: 1, enqueuedAt: UInt64(i))
+                        _ = try await store.append(queue: "bench", messages: [m], limits: .unlimited)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let n = publishers * perPublisher
+        #expect(try store.stats(queue: "bench").depth == UInt64(n))
+        print(
+            "durable appends, closed loop (\(publishers) publishers waiting for each commit): \(n) in "
+                + "\(String(format: "%.2f", seconds)) s = \(Int(Double(n) / seconds)) appends/s, "
+                + "\(store.transactionsCommitted) commits (\(n / max(1, store.transactionsCommitted)) per commit, "
+                + "\(String(format: "%.2f", seconds * 1000 / Double(max(1, store.transactionsCommitted)))) ms per commit)"
+        )
+    }
+
     @Test func durableAppendsPerSecond() throws {
         let dir = try TempDir()
         defer { dir.remove() }
