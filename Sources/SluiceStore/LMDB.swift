@@ -244,7 +244,10 @@ public struct Transaction {
     public func put(_ db: LMDBDatabase, _ key: [UInt8], _ value: [UInt8], flags: Int32 = 0) throws(StoreError) {
         let rc = key.withUnsafeBytes { keyBytes in
             value.withUnsafeBytes { valueBytes in
-                var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+                var k = MDB_val(
+                    mv_size: keyBytes.count,
+                    mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress)
+                )
                 var v = MDB_val(
                     mv_size: valueBytes.count,
                     mv_data: UnsafeMutableRawPointer(mutating: valueBytes.baseAddress)
@@ -298,8 +301,10 @@ public struct Cursor {
         }
         if rc == MDB_NOTFOUND { return nil }
         try check(rc, "mdb_cursor_get")
-        return (UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
-                UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        return (
+            UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
+            UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
+        )
     }
 
     public func first() throws(StoreError) -> Entry? { try op(MDB_FIRST) }

@@ -228,7 +228,9 @@ final class WriteContext {
             let before = loaded[queue] ?? QueueMeta()
             for reason in DropReason.allCases {
                 if meta.dropped[reason] > before.dropped[reason] {
-                    events.append(.dropped(queue: queue, reason: reason, count: meta.dropped[reason] - before.dropped[reason]))
+                    events.append(
+                        .dropped(queue: queue, reason: reason, count: meta.dropped[reason] - before.dropped[reason])
+                    )
                 }
                 if meta.rejected[reason] > before.rejected[reason] {
                     events.append(
@@ -240,7 +242,9 @@ final class WriteContext {
         return events
     }
 
-    func append(_ queue: String, _ messages: [QueuedMessage], _ limits: QueueLimits) throws(StoreError) -> [AppendResult] {
+    func append(_ queue: String, _ messages: [QueuedMessage], _ limits: QueueLimits) throws(StoreError)
+        -> [AppendResult]
+    {
         var meta = try meta(queue)
         defer { metas[queue] = meta }
         let prefix = Keys.queuePrefix(queue)
@@ -318,7 +322,9 @@ final class WriteContext {
     }
 
     /// Deletes up to `count` records from the head of the queue; returns how many were deleted.
-    func dropOldest(_ prefix: [UInt8], _ meta: inout QueueMeta, count: Int, reason: DropReason) throws(StoreError) -> Int {
+    func dropOldest(_ prefix: [UInt8], _ meta: inout QueueMeta, count: Int, reason: DropReason) throws(StoreError)
+        -> Int
+    {
         var dropped = 0
         try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
             var entry = try cursor.seek(atLeast: prefix)

@@ -76,16 +76,22 @@ enum RecordCodec {
         guard version == 1 else { throw StoreError.corrupt("unknown queue record version \(version)") }
         guard let flags = reader.readByte(), let qos = reader.readByte(), let enqueuedAt = reader.readUInt64()
         else { throw StoreError.corrupt("truncated queue record header") }
-        guard flags & ~1 == 0 else { throw StoreError.corrupt("unknown flags 0x\(String(flags, radix: 16)) in queue record") }
+        guard flags & ~1 == 0 else {
+            throw StoreError.corrupt("unknown flags 0x\(String(flags, radix: 16)) in queue record")
+        }
         guard qos <= 2 else { throw StoreError.corrupt("invalid qos \(qos) in queue record") }
-        guard let topicBytes = reader.readLengthPrefixed() else { throw StoreError.corrupt("truncated topic in queue record") }
+        guard let topicBytes = reader.readLengthPrefixed() else {
+            throw StoreError.corrupt("truncated topic in queue record")
+        }
         guard let topic = String(validating: topicBytes, as: UTF8.self) else {
             throw StoreError.corrupt("topic in queue record is not UTF-8")
         }
         guard let properties = reader.readLengthPrefixed() else {
             throw StoreError.corrupt("truncated properties in queue record")
         }
-        guard let payload = reader.readLengthPrefixed() else { throw StoreError.corrupt("truncated payload in queue record") }
+        guard let payload = reader.readLengthPrefixed() else {
+            throw StoreError.corrupt("truncated payload in queue record")
+        }
         guard reader.isAtEnd else { throw StoreError.corrupt("\(reader.remaining) trailing bytes in queue record") }
         return QueuedMessage(
             topic: topic,

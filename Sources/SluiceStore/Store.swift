@@ -10,10 +10,14 @@
 // - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
-//   At the ceiling (or on ENOSPC) the batch is re-run one operation per transaction; an append then
-//   applies its policy to the overflow: drop_oldest commits the deletion of the oldest records (freed
-//   pages are reusable only after that commit) and retries, reject_new rejects with `.storeFull`.
-//   Nothing traps; other operations fail with `StoreError.Code.storeFull`.
+//   At the ceiling LMDB needs free pages even to delete (copy-on-write), so the writer keeps a reserve
+//   (1/32 of the map, at least 16 pages, counted from the free list after each commit). Inside the
+//   reserve, appends apply their policy with reason `.storeFull` in their own transaction (drop_oldest
+//   drops at least as many bytes as it adds; reject_new rejects), table puts fail with `.storeFull`,
+//   and removes, purges, deletes and expiry still run. If a transaction still hits MDB_MAP_FULL (or
+//   ENOSPC), the batch is re-run one operation per transaction: drop_oldest commits the deletion of the
+//   oldest records (freed pages are reusable only after their commit) and retries, reject_new rejects.
+//   Nothing traps.
 // - Read transactions run on the caller's thread. MDB_NOTLS: without it LMDB ties reader slots to OS
 //   threads, so a second read on one thread fails with MDB_BAD_RSLOT, and Swift concurrency moves tasks
 //   between threads anyway. Growing the map needs all of this process's transactions to be finished;
@@ -138,7 +142,8 @@ public final class Store: Sendable {
             return completion(.failure(error))
         }
         let weight = messages.reduce(0) { $0 + 64 + $1.payload.count + $1.topic.utf8.count + $1.properties.count }
-        let operation = WriteOperation<[AppendResult]>(weight: weight, completion: completion) { context throws(StoreError) in
+        let operation = WriteOperation<[AppendResult]>(weight: weight, completion: completion) {
+            context throws(StoreError) in
             try context.append(queue, messages, limits)
         }
         operation.alone = { writer in writer.appendAtCeiling(queue, messages, limits) }
@@ -187,7 +192,8 @@ public final class Store: Sendable {
 
     /// Removes the given sequence numbers (after the central broker's PUBACK). Unknown ones are ignored, so
     /// removing twice is harmless. The completion gets the number actually removed.
-    public func remove(queue: String, seqs: [UInt64], completion: @escaping @Sendable (Result<Int, StoreError>) -> Void) {
+    public func remove(queue: String, seqs: [UInt64], completion: @escaping @Sendable (Result<Int, StoreError>) -> Void)
+    {
         submit(weight: 16 * seqs.count, queue: queue, completion: completion) { context throws(StoreError) in
             try context.remove(queue, seqs)
         }
@@ -282,7 +288,8 @@ public final class Store: Sendable {
     ) {
         do { try Keys.validate(table: table, key: key) } catch { return completion(.failure(error)) }
         writer.submit(
-            WriteOperation<Void>(weight: key.count + value.count + 16, completion: completion) { context throws(StoreError) in
+            WriteOperation<Void>(weight: key.count + value.count + 16, completion: completion) {
+                context throws(StoreError) in
                 try context.put(table, key, value)
             }
         )
@@ -294,7 +301,8 @@ public final class Store: Sendable {
     }
 
     /// Deletes `key` from `table`; the completion says whether it existed.
-    public func delete(table: String, key: [UInt8], completion: @escaping @Sendable (Result<Bool, StoreError>) -> Void) {
+    public func delete(table: String, key: [UInt8], completion: @escaping @Sendable (Result<Bool, StoreError>) -> Void)
+    {
         do { try Keys.validate(table: table, key: key) } catch { return completion(.failure(error)) }
         writer.submit(
             WriteOperation<Bool>(weight: key.count + 16, completion: completion) { context throws(StoreError) in
@@ -431,7 +439,7 @@ final class WriteOperation<R: Sendable>: PendingWrite {
     func apply(_ context: WriteContext) throws(StoreError) {
         do {
             staged = .success(try body(context))
-        } catch where error.code == .storeFull {
+        } catch  where error.code == .storeFull {
             // Refused by the store's own rules before touching LMDB: the transaction is still good.
             staged = .failure(error)
         }
@@ -640,7 +648,8 @@ final class Writer: @unchecked Sendable {
                     return .failure(
                         StoreError(
                             code: .storeFull,
-                            message: "store full at \(environment.mapSize) bytes (ceiling \(environment.maxMapSize)): \(error.message)"
+                            message:
+                                "store full at \(environment.mapSize) bytes (ceiling \(environment.maxMapSize)): \(error.message)"
                         )
                     )
                 }

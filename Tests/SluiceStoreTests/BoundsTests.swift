@@ -81,7 +81,9 @@ import Testing
             let limits = QueueLimits(maxBytes: 3 * size + size / 2, policy: .rejectNew)
             let results = try await store.append(queue: "q", messages: (1...5).map { message($0) }, limits: limits)
             #expect(
-                results == [.stored(seq: 1), .stored(seq: 2), .stored(seq: 3), .rejected(.maxBytes), .rejected(.maxBytes)]
+                results == [
+                    .stored(seq: 1), .stored(seq: 2), .stored(seq: 3), .rejected(.maxBytes), .rejected(.maxBytes),
+                ]
             )
             let stats = try store.stats(queue: "q")
             #expect(stats.depth == 3)
@@ -98,7 +100,9 @@ import Testing
             let limits = QueueLimits(maxAge: 1_000, policy: policy)
             let first = try await store.append(
                 queue: "q",
-                messages: [message(1, enqueuedAt: 9_500), message(2, enqueuedAt: 9_800), message(3, enqueuedAt: 8_000)],
+                messages: [
+                    message(1, enqueuedAt: 9_500), message(2, enqueuedAt: 9_800), message(3, enqueuedAt: 8_000),
+                ],
                 limits: limits
             )
             // Already older than maxAge when it arrives: refused under either policy.

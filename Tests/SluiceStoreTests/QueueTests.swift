@@ -120,9 +120,11 @@ import Testing
         #expect(try await cli.purge(queue: "bridge") == 3)
         cli.close()
         #expect(try gateway.stats(queue: "bridge").depth == 0)
-        #expect(try await gateway.append(queue: "bridge", messages: [message(5)], limits: .unlimited) == [
-            .stored(seq: 5)
-        ])
+        #expect(
+            try await gateway.append(queue: "bridge", messages: [message(5)], limits: .unlimited) == [
+                .stored(seq: 5)
+            ]
+        )
     }
 
     @Test func writesAfterCloseFailWithClosed() async throws {
@@ -147,7 +149,8 @@ import Testing
         defer { store.close() }
         var bad = message(1)
         bad.qos = 3
-        for (queue, messages) in [("", [message(1)]), (String(repeating: "x", count: 256), [message(1)]), ("q", [bad])] {
+        for (queue, messages) in [("", [message(1)]), (String(repeating: "x", count: 256), [message(1)]), ("q", [bad])]
+        {
             do {
                 _ = try await store.append(queue: queue, messages: messages, limits: .unlimited)
                 Issue.record("expected invalidArgument")

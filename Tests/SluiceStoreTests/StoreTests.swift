@@ -42,7 +42,9 @@ import Testing
         #expect(all.last?.seq == lastSeq)
         #expect(all.first.map { $0.seq > 1 } == true)
         #expect(stored > rejected)
-        print("map ceiling, drop_oldest: stored \(stored), rejected \(rejected), kept \(stats.depth), dropped \(stats.dropped[.storeFull])")
+        print(
+            "map ceiling, drop_oldest: stored \(stored), rejected \(rejected), kept \(stats.depth), dropped \(stats.dropped[.storeFull])"
+        )
     }
 
     @Test func rejectNewAtTheCeilingThenRoomAfterRemove() async throws {
@@ -72,7 +74,11 @@ import Testing
         var tableError: StoreError?
         for i in 0..<50 {
             do {
-                try await store.put(table: "sessions", key: Array("client-\(i)".utf8), value: Array(repeating: 7, count: 1_500))
+                try await store.put(
+                    table: "sessions",
+                    key: Array("client-\(i)".utf8),
+                    value: Array(repeating: 7, count: 1_500)
+                )
             } catch {
                 tableError = error
                 break
@@ -85,7 +91,11 @@ import Testing
         _ = try await store.deleteAll(table: "sessions")
         var storedAgain = false
         for i in 0..<3 {
-            let results = try await store.append(queue: "q", messages: [message(i)], limits: QueueLimits(policy: .rejectNew))
+            let results = try await store.append(
+                queue: "q",
+                messages: [message(i)],
+                limits: QueueLimits(policy: .rejectNew)
+            )
             storedAgain = storedAgain || results[0].seq != nil
         }
         #expect(storedAgain)
@@ -97,8 +107,14 @@ import Testing
         let messages = [
             message(1),
             QueuedMessage(topic: "", payload: [], qos: 0, retain: false, properties: [], enqueuedAt: 0),
-            QueuedMessage(topic: "ü/∑/😀", payload: Array(repeating: 0xFF, count: 70_000), qos: 2, retain: true,
-                          properties: [1, 2, 3], enqueuedAt: .max),
+            QueuedMessage(
+                topic: "ü/∑/😀",
+                payload: Array(repeating: 0xFF, count: 70_000),
+                qos: 2,
+                retain: true,
+                properties: [1, 2, 3],
+                enqueuedAt: .max
+            ),
         ]
         for m in messages {
             let bytes = RecordCodec.encode(m)
@@ -292,15 +308,26 @@ final class EventLog: @unchecked Sendable {
         let store = try Store(path: dir.storePath, initialMapSize: 64 << 10, maxMapSize: 1 << 20, onEvent: log.record)
         defer { store.close() }
         _ = try await store.append(
-            queue: "q", messages: (1...5).map { message($0) }, limits: QueueLimits(maxMessages: 3, policy: .dropOldest))
+            queue: "q",
+            messages: (1...5).map { message($0) },
+            limits: QueueLimits(maxMessages: 3, policy: .dropOldest)
+        )
         _ = try await store.append(
-            queue: "q", messages: [message(6)], limits: QueueLimits(maxMessages: 3, policy: .rejectNew))
-        #expect(log.events == [
-            .dropped(queue: "q", reason: .maxMessages, count: 2),
-            .rejected(queue: "q", reason: .maxMessages, count: 1),
-        ])
+            queue: "q",
+            messages: [message(6)],
+            limits: QueueLimits(maxMessages: 3, policy: .rejectNew)
+        )
+        #expect(
+            log.events == [
+                .dropped(queue: "q", reason: .maxMessages, count: 2),
+                .rejected(queue: "q", reason: .maxMessages, count: 1),
+            ]
+        )
         _ = try await store.append(
-            queue: "big", messages: (1...200).map { message($0, payloadSize: 1_000) }, limits: .unlimited)
+            queue: "big",
+            messages: (1...200).map { message($0, payloadSize: 1_000) },
+            limits: .unlimited
+        )
         #expect(log.events.contains { if case .mapGrew = $0 { true } else { false } })
     }
 }
@@ -322,7 +349,12 @@ final class EventLog: @unchecked Sendable {
             for p in 0..<publishers {
                 group.addTask {
                     for i in 0..<perPublisher {
-                        let m = QueuedMessage(topic: "site/\(p)/sensor", payload: payload, qos: 1, enqueuedAt: UInt64(i))
+                        let m = QueuedMessage(
+                            topic: "site/\(p)/sensor",
+                            payload: payload,
+                            qos: 1,
+                            enqueuedAt: UInt64(i)
+                        )
                         _ = try await store.append(queue: "bench", messages: [m], limits: .unlimited)
                     }
                 }
@@ -351,7 +383,12 @@ final class EventLog: @unchecked Sendable {
         let start = DispatchTime.now()
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
             for i in stride(from: worker, to: n, by: 8) {
-                let m = QueuedMessage(topic: "site/7/sensor/\(i % 100)", payload: payload, qos: 1, enqueuedAt: UInt64(i))
+                let m = QueuedMessage(
+                    topic: "site/7/sensor/\(i % 100)",
+                    payload: payload,
+                    qos: 1,
+                    enqueuedAt: UInt64(i)
+                )
                 store.append(queue: "bench", messages: [m], limits: .unlimited, completion: counter.record)
             }
         }
