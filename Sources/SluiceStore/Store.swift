@@ -11,12 +11,13 @@
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
 //   At the ceiling LMDB needs free pages even to delete (copy-on-write), so the writer keeps a reserve
-//   (1/32 of the map, at least 16 pages, counted from the free list after each commit). Inside the
-//   reserve, appends apply their policy with reason `.storeFull` in their own transaction (drop_oldest
-//   drops at least as many bytes as it adds; reject_new rejects), table puts fail with `.storeFull`,
-//   and removes, purges, deletes and expiry still run. If a transaction still hits MDB_MAP_FULL (or
-//   ENOSPC), the batch is re-run one operation per transaction: drop_oldest commits the deletion of the
-//   oldest records (freed pages are reusable only after their commit) and retries, reject_new rejects.
+//   (1/32 of the map, at least 16 pages but at most 1/4 of it), counted from the free list after each
+//   commit. Inside the reserve, appends apply their policy with reason `.storeFull` in the append's
+//   transaction (drop_oldest drops at least as many bytes as it adds; reject_new rejects), table puts
+//   fail with `.storeFull`, and removes, purges, deletes and expiry still run. If a transaction still
+//   hits MDB_MAP_FULL (or ENOSPC), the batch is re-run one operation per transaction: drop_oldest
+//   commits the deletion of the oldest records (freed pages are reusable only after their commit) and
+//   retries, reject_new rejects.
 //   Nothing traps.
 // - Read transactions run on the caller's thread. MDB_NOTLS: without it LMDB ties reader slots to OS
 //   threads, so a second read on one thread fails with MDB_BAD_RSLOT, and Swift concurrency moves tasks
@@ -611,7 +612,8 @@ final class Writer: @unchecked Sendable {
         }
     }
 
-    /// Once the map is at its ceiling, keeps a reserve of free pages (1/32 of the map, at least 16 pages) for
+    /// Once the map is at its ceiling, keeps a reserve of free pages (1/32 of the map, at least 16 pages, at
+    /// most 1/4 of the map) for
     /// the operations that free space: LMDB copies pages on write, so even a delete needs free pages, and a
     /// map filled to the last page could not be emptied.
     private func updateLowSpace() {
@@ -620,7 +622,7 @@ final class Writer: @unchecked Sendable {
             return
         }
         guard let space = try? environment.spacePages() else { return }
-        let now = space.available < max(16, space.total / 32)
+        let now = space.available < min(space.total / 4, max(16, space.total / 32))
         if now != lowSpace { emit([.lowSpace(now)]) }
         lowSpace = now
     }

@@ -160,3 +160,41 @@ import Testing
         }
     }
 }
+
+@Suite struct SecondProcessTests {
+    /// Another process (mdb_load from lmdb-utils) writes more than this process's map holds; the store
+    /// adopts the grown map (MDB_MAP_RESIZED) and keeps reading and writing.
+    @Test func adoptsAMapGrownByAnotherProcess() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mdb_load") else { return }
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath, initialMapSize: 64 << 10, maxMapSize: 128 << 10)
+        defer { store.close() }
+        _ = try await store.append(queue: "q", messages: [message(1)], limits: .unlimited)
+        let before = store.mapSize
+
+        // A dump of 600 entries of 1 KB for table "bulk" (keys carry the store's table prefix), loaded
+        // by another process with a 4 MiB map.
+        let prefix = [UInt8(4)] + Array("bulk".utf8)
+        let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
+        var dump = "VERSION=3\nformat=bytevalue\ntype=btree\nmapsize=4194304\nHEADER=END\n"
+        for i in 0..<600 {
+            dump += " \(hex(prefix + Array(String(format: "k%04d", i).utf8)))\n"
+            dump += " \(hex(Array(repeating: UInt8(i & 0xFF), count: 1_000)))\n"
+        }
+        dump += "DATA=END\n"
+        let dumpPath = dir.url.appendingPathComponent("bulk.dump").path
+        try dump.write(toFile: dumpPath, atomically: true, encoding: .utf8)
+        let load = try runTool("/usr/bin/mdb_load", ["-n", "-s", "tables", "-f", dumpPath, dir.storePath])
+        #expect(load.status == 0, "\(load.output)")
+
+        let rows = try store.scan(table: "bulk")
+        #expect(rows.count == 600)
+        #expect(rows.last?.value == Array(repeating: UInt8(599 & 0xFF), count: 1_000))
+        #expect(store.mapSize > before)
+        #expect(try await store.append(queue: "q", messages: [message(2)], limits: .unlimited) == [.stored(seq: 2)])
+        let stats = try store.stats(queue: "q")
+        let seqs = try store.read(queue: "q", after: nil, limit: 10).map(\.seq)
+        #expect(stats.depth == 2, "\(stats) \(seqs)")
+    }
+}
