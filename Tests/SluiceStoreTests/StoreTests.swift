@@ -173,6 +173,25 @@ import Testing
         #expect(try store.read(queue: "q", after: nil, limit: 10).map(\.seq) == [1, 3])
     }
 
+    @Test func damagedMetadataIsRebuiltFromTheRecords() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath)
+        defer { store.close() }
+        _ = try await store.append(queue: "q", messages: (1...4).map { message($0) }, limits: .unlimited)
+        try await store.remove(queue: "q", seqs: [4])
+        let environment = try LMDBEnvironment.shared(path: dir.storePath, mapSize: 1 << 20, maxMapSize: 1 << 20)
+        defer { environment.release() }
+        let meta = try environment.openDatabase("meta")
+        try environment.write { txn throws(StoreError) in try txn.put(meta, Keys.metaKey("q"), [9, 9, 9]) }
+        let stats = try store.stats(queue: "q")
+        #expect(stats.depth == 3)
+        #expect(stats.bytes == UInt64((1...3).map { RecordCodec.encode(message($0)).count }.reduce(0, +)))
+        // The sequence continues after the last key (seq 4 was removed, so 4 may be reused: nothing
+        // references it any more).
+        #expect(try await store.append(queue: "q", messages: [message(5)], limits: .unlimited) == [.stored(seq: 4)])
+    }
+
     @Test func lmdbErrorsCarryTheCMessage() {
         #expect(LMDBResultCode.mapFull.message.contains("MDB_MAP_FULL"))
         #expect(LMDBResultCode.notFound.message.contains("MDB_NOTFOUND"))
@@ -251,6 +270,31 @@ import Testing
         #expect(store.transactionsCommitted < n)
         #expect(try store.stats(queue: "q").depth == UInt64(n))
         print("group commit: \(n) appends in \(store.transactionsCommitted) transactions")
+    }
+
+    /// Bounds hold across operations that share one transaction.
+    @Test func boundsHoldAcrossABatch() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath)
+        defer { store.close() }
+        let counter = CompletionCounter<[AppendResult]>(expected: 1_000)
+        DispatchQueue.concurrentPerform(iterations: 1_000) { i in
+            store.append(
+                queue: "q",
+                messages: [message(i)],
+                limits: QueueLimits(maxMessages: 100, policy: .rejectNew),
+                completion: counter.record
+            )
+        }
+        counter.wait()
+        let results = counter.results.flatMap { $0 }
+        #expect(results.filter { $0.seq != nil }.count == 100)
+        #expect(results.filter { $0 == .rejected(.maxMessages) }.count == 900)
+        let stats = try store.stats(queue: "q")
+        #expect(stats.depth == 100)
+        #expect(stats.rejected[.maxMessages] == 900)
+        #expect(try store.read(queue: "q", after: nil, limit: 1_000).map(\.seq) == Array(1...100))
     }
 
     @Test func completionRunsOnlyAfterCommit() throws {
