@@ -1,1 +1,0 @@
-// SluiceStore: placeholder until the module lands.

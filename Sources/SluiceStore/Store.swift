@@ -1,0 +1,700 @@
+// Note on durability in SluiceStore.
+//
+// - One dedicated OS thread (the writer) runs every write transaction, start to commit, with a
+//   synchronous body: LMDB write transactions belong to the thread that began them, and an event loop
+//   must never block on fdatasync. Callers on any thread submit operations with a completion.
+// - Group commit: the writer takes ALL pending operations (up to `maxBatchBytes` of payload), applies
+//   them in one write transaction, commits (LMDB's default sync mode: fdatasync before returning), and
+//   only then calls the completions, in submission order. A completion with `.success` therefore means
+//   "on disk": the caller may send PUBACK. No completion ever runs before `mdb_txn_commit` succeeded.
+// - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
+//   queue never exceeds them, not even for a moment another process could observe.
+// - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
+//   At the ceiling LMDB needs free pages even to delete (copy-on-write), so the writer keeps a reserve
+//   (1/32 of the map, at least 16 pages but at most 1/4 of it), counted from the free list after each
+//   commit. Inside the reserve, appends apply their policy with reason `.storeFull` in the append's
+//   transaction (drop_oldest drops at least as many bytes as it adds; reject_new rejects), table puts
+//   fail with `.storeFull`, and removes, purges, deletes and expiry still run. If a transaction still
+//   hits MDB_MAP_FULL (or ENOSPC), the batch is re-run one operation per transaction: drop_oldest
+//   commits the deletion of the oldest records (freed pages are reusable only after their commit) and
+//   retries, reject_new rejects.
+//   Nothing traps.
+// - Read transactions run on the caller's thread. MDB_NOTLS: without it LMDB ties reader slots to OS
+//   threads, so a second read on one thread fails with MDB_BAD_RSLOT, and Swift concurrency moves tasks
+//   between threads anyway. Growing the map needs all of this process's transactions to be finished;
+//   a readers-writer lock in `LMDBEnvironment` provides that.
+// - Another process (`sluice queue stats`) may open the same file and read or write: LMDB locks across
+//   processes, counters and byte totals live in the `meta` database, and a map grown by the other
+//   process is adopted on MDB_MAP_RESIZED. Within one process a file is opened once and shared.
+//
+// Record formats are versioned (a leading version byte; see `RecordCodec` and `QueueMeta`). The whole
+// store carries `"format" = 1` in `meta`; opening a file with another format fails with `.corruptRecord`
+// rather than misreading it. Decoding a damaged record throws, it never traps.
+
+import CLMDB
+import Foundation
+
+/// The durable LMDB store of Sluice: bridge queues and key/value tables for broker persistence.
+///
+/// All writes go through one writer thread with group commit; completions run on that thread, after the
+/// commit, and must be quick and must not wait for another write of this store. Reads (`read`, `stats`,
+/// `scan`, `get`, `queueNames`) run on the calling thread.
+public final class Store: Sendable {
+    /// The layout version stored under `"format"` in the `meta` database.
+    public static let formatVersion: UInt8 = 1
+
+    /// The file path of the LMDB environment (a single file, `MDB_NOSUBDIR`; LMDB adds `PATH-lock`).
+    public let path: String
+    private let environment: LMDBEnvironment
+    private let dbs: Databases
+    private let writer: Writer
+
+    /// Opens or creates the store at `path`.
+    ///
+    /// - Parameters:
+    ///   - initialMapSize: the first map size; the file is sparse, so this costs nothing until used.
+    ///   - maxMapSize: the ceiling for growth; beyond it appends follow their queue's policy.
+    ///   - maxBatchBytes: a write transaction takes pending operations up to about this much payload.
+    ///   - clock: milliseconds since the epoch, for `maxAge`; injectable for tests.
+    ///   - onEvent: told, on the writer thread after the commit, about drops, rejections, map growth and the
+    ///     free-page reserve (for metrics and rate-limited warnings). Must be quick.
+    public init(
+        path: String,
+        initialMapSize: Int = 64 << 20,
+        maxMapSize: Int = 1 << 30,
+        maxBatchBytes: Int = 32 << 20,
+        clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
+        onEvent: (@Sendable (StoreEvent) -> Void)? = nil
+    ) throws(StoreError) {
+        self.path = path
+        let environment = try LMDBEnvironment.shared(path: path, mapSize: initialMapSize, maxMapSize: maxMapSize)
+        do {
+            let dbs = try environment.write { txn throws(StoreError) -> Databases in
+                func open(_ name: String) throws(StoreError) -> LMDBDatabase {
+                    var dbi: MDB_dbi = 0
+                    try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name))")
+                    return LMDBDatabase(dbi: dbi)
+                }
+                let dbs = Databases(meta: try open("meta"), queues: try open("queues"), tables: try open("tables"))
+                if let format = try txn.get(dbs.meta, Keys.format) {
+                    guard format == [Store.formatVersion] else {
+                        throw StoreError.corrupt("\(path) has store format \(format), this build reads [1]")
+                    }
+                } else {
+                    try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                }
+                return dbs
+            }
+            self.environment = environment
+            self.dbs = dbs
+            self.writer = Writer(
+                environment: environment,
+                dbs: dbs,
+                maxBatchBytes: maxBatchBytes,
+                clock: clock,
+                onEvent: onEvent
+            )
+        } catch {
+            environment.release()
+            throw error
+        }
+        writer.start()
+    }
+
+    deinit {
+        writer.close()
+        environment.release()
+    }
+
+    /// Finishes every pending write, then stops the writer thread. Later writes fail with `.closed`.
+    /// Idempotent. Reads keep working until the store is deallocated.
+    public func close() {
+        writer.close()
+    }
+
+    /// The wall clock in milliseconds since the Unix epoch.
+    @Sendable public static func wallClockMilliseconds() -> UInt64 {
+        UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+    }
+
+    /// The current LMDB map size in bytes (grows by doubling up to the ceiling).
+    public var mapSize: Int { environment.mapSize }
+
+    /// Write transactions committed by this store's writer (for tests and metrics: compare with
+    /// `operationsCommitted` to see group commit at work).
+    public var transactionsCommitted: Int { writer.counters().transactions }
+    /// Write operations whose completion reported success.
+    public var operationsCommitted: Int { writer.counters().operations }
+
+    // MARK: - Queues
+
+    /// Appends `messages` to `queue` in order, applying `limits` in the same transaction. The completion runs
+    /// after the commit, with one result per message: `.stored(seq:)` or `.rejected(reason)`.
+    public func append(
+        queue: String,
+        messages: [QueuedMessage],
+        limits: QueueLimits,
+        completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void
+    ) {
+        do {
+            try Keys.validate(queue: queue)
+            for message in messages { try Keys.validate(message: message) }
+        } catch {
+            return completion(.failure(error))
+        }
+        let weight = messages.reduce(0) { $0 + 64 + $1.payload.count + $1.topic.utf8.count + $1.properties.count }
+        let operation = WriteOperation<[AppendResult]>(weight: weight, completion: completion) {
+            context throws(StoreError) in
+            try context.append(queue, messages, limits)
+        }
+        operation.alone = { writer in writer.appendAtCeiling(queue, messages, limits) }
+        writer.submit(operation)
+    }
+
+    /// Appends and waits for the commit. See `append(queue:messages:limits:completion:)`.
+    public func append(queue: String, messages: [QueuedMessage], limits: QueueLimits) async throws(StoreError)
+        -> [AppendResult]
+    {
+        try await awaitResult { append(queue: queue, messages: messages, limits: limits, completion: $0) }
+    }
+
+    /// Up to `limit` messages of `queue` in FIFO order, starting after sequence number `after` (from the head
+    /// when nil). Runs a read transaction on the calling thread. Throws `.corruptRecord` naming the sequence
+    /// number if a record does not decode.
+    public func read(queue: String, after: UInt64?, limit: Int) throws(StoreError) -> [StoredMessage] {
+        try Keys.validate(queue: queue)
+        guard limit > 0 else { return [] }
+        let start: UInt64
+        if let after {
+            guard after < .max else { return [] }
+            start = after + 1
+        } else {
+            start = 0
+        }
+        let prefix = Keys.queuePrefix(queue)
+        let dbs = self.dbs
+        return try environment.read { txn throws(StoreError) in
+            try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
+                var out: [StoredMessage] = []
+                var entry = try cursor.seek(atLeast: Keys.queueKey(prefix, start))
+                while out.count < limit, let current = entry, current.key.hasPrefix(prefix) {
+                    let seq = current.key.trailingSequence
+                    do throws(StoreError) {
+                        out.append(StoredMessage(seq: seq, message: try RecordCodec.decode(current.value)))
+                    } catch {
+                        throw StoreError.corrupt("queue \(queue) seq \(seq): \(error.message)")
+                    }
+                    entry = try cursor.next()
+                }
+                return out
+            }
+        }
+    }
+
+    /// Removes the given sequence numbers (after the central broker's PUBACK). Unknown ones are ignored, so
+    /// removing twice is harmless. The completion gets the number actually removed.
+    public func remove(queue: String, seqs: [UInt64], completion: @escaping @Sendable (Result<Int, StoreError>) -> Void)
+    {
+        submit(weight: 16 * seqs.count, queue: queue, completion: completion) { context throws(StoreError) in
+            try context.remove(queue, seqs)
+        }
+    }
+
+    /// Removes and waits for the commit; returns the number removed.
+    @discardableResult
+    public func remove(queue: String, seqs: [UInt64]) async throws(StoreError) -> Int {
+        try await awaitResult { remove(queue: queue, seqs: seqs, completion: $0) }
+    }
+
+    /// Deletes every message of `queue` (counters and the sequence number are kept).
+    public func purge(queue: String, completion: @escaping @Sendable (Result<Int, StoreError>) -> Void) {
+        submit(weight: 0, queue: queue, completion: completion) { context throws(StoreError) in
+            try context.purge(queue)
+        }
+    }
+
+    /// Purges and waits for the commit; returns the number of messages deleted.
+    @discardableResult
+    public func purge(queue: String) async throws(StoreError) -> Int {
+        try await awaitResult { purge(queue: queue, completion: $0) }
+    }
+
+    /// Drops messages at the head of `queue` whose `enqueuedAt` is more than `maxAge` ms before `now`
+    /// (counted as dropped `.maxAge`). `now` defaults to the store's clock.
+    public func expire(
+        queue: String,
+        maxAge: UInt64,
+        now: UInt64? = nil,
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void
+    ) {
+        submit(weight: 0, queue: queue, completion: completion) { context throws(StoreError) in
+            try context.expire(queue, maxAge: maxAge, now: now)
+        }
+    }
+
+    /// Expires and waits for the commit; returns the number of messages dropped.
+    @discardableResult
+    public func expire(queue: String, maxAge: UInt64, now: UInt64? = nil) async throws(StoreError) -> Int {
+        try await awaitResult { expire(queue: queue, maxAge: maxAge, now: now, completion: $0) }
+    }
+
+    /// The persisted state of `queue` (all zero for a queue never used). Works from another process.
+    public func stats(queue: String) throws(StoreError) -> QueueStats {
+        try Keys.validate(queue: queue)
+        let dbs = self.dbs
+        return try environment.read { txn throws(StoreError) in
+            let meta = try txn.queueMeta(queue, dbs)
+            return QueueStats(
+                depth: meta.count,
+                bytes: meta.bytes,
+                oldestEnqueuedAt: try txn.oldestEnqueuedAt(queue, dbs),
+                nextSeq: meta.nextSeq,
+                dropped: meta.dropped,
+                rejected: meta.rejected
+            )
+        }
+    }
+
+    /// Names of every queue that has ever been written, sorted by their UTF-8 bytes.
+    public func queueNames() throws(StoreError) -> [String] {
+        let dbs = self.dbs
+        return try environment.read { txn throws(StoreError) in
+            try txn.withCursor(dbs.meta) { cursor throws(StoreError) in
+                var names: [String] = []
+                var entry = try cursor.seek(atLeast: Keys.metaPrefix)
+                while let current = entry, current.key.hasPrefix(Keys.metaPrefix) {
+                    let name = current.key[Keys.metaPrefix.count...]
+                    guard let string = String(validating: name, as: UTF8.self) else {
+                        throw StoreError.corrupt("queue name in metadata is not UTF-8")
+                    }
+                    names.append(string)
+                    entry = try cursor.next()
+                }
+                return names
+            }
+        }
+    }
+
+    // MARK: - Key/value tables (retained messages, sessions)
+
+    /// Longest key accepted by `table` (LMDB's 511-byte key limit minus the table prefix).
+    public static func maxKeyLength(table: String) -> Int { Keys.maxKeySize - 1 - table.utf8.count }
+
+    /// Stores `value` under `key` in `table`, replacing any previous value.
+    public func put(
+        table: String,
+        key: [UInt8],
+        value: [UInt8],
+        completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) {
+        do { try Keys.validate(table: table, key: key) } catch { return completion(.failure(error)) }
+        writer.submit(
+            WriteOperation<Void>(weight: key.count + value.count + 16, completion: completion) {
+                context throws(StoreError) in
+                try context.put(table, key, value)
+            }
+        )
+    }
+
+    /// Puts and waits for the commit.
+    public func put(table: String, key: [UInt8], value: [UInt8]) async throws(StoreError) {
+        try await awaitResult { put(table: table, key: key, value: value, completion: $0) }
+    }
+
+    /// Deletes `key` from `table`; the completion says whether it existed.
+    public func delete(table: String, key: [UInt8], completion: @escaping @Sendable (Result<Bool, StoreError>) -> Void)
+    {
+        do { try Keys.validate(table: table, key: key) } catch { return completion(.failure(error)) }
+        writer.submit(
+            WriteOperation<Bool>(weight: key.count + 16, completion: completion) { context throws(StoreError) in
+                try context.delete(table, key)
+            }
+        )
+    }
+
+    /// Deletes and waits for the commit; returns whether the key existed.
+    @discardableResult
+    public func delete(table: String, key: [UInt8]) async throws(StoreError) -> Bool {
+        try await awaitResult { delete(table: table, key: key, completion: $0) }
+    }
+
+    /// Deletes every entry of `table`; the completion gets how many.
+    public func deleteAll(table: String, completion: @escaping @Sendable (Result<Int, StoreError>) -> Void) {
+        do { try Keys.validate(table: table) } catch { return completion(.failure(error)) }
+        writer.submit(
+            WriteOperation<Int>(weight: 0, completion: completion) { context throws(StoreError) in
+                try context.deleteAll(table)
+            }
+        )
+    }
+
+    /// Deletes every entry of `table` and waits for the commit; returns how many.
+    @discardableResult
+    public func deleteAll(table: String) async throws(StoreError) -> Int {
+        try await awaitResult { deleteAll(table: table, completion: $0) }
+    }
+
+    /// Every entry of `table`, ordered by key bytes, copied out of the map.
+    public func scan(table: String) throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
+        try Keys.validate(table: table)
+        let prefix = Keys.tablePrefix(table)
+        let dbs = self.dbs
+        return try environment.read { txn throws(StoreError) in
+            try txn.withCursor(dbs.tables) { cursor throws(StoreError) in
+                var out: [(key: [UInt8], value: [UInt8])] = []
+                var entry = try cursor.seek(atLeast: prefix)
+                while let current = entry, current.key.hasPrefix(prefix) {
+                    out.append((Array(current.key[prefix.count...]), Array(current.value)))
+                    entry = try cursor.next()
+                }
+                return out
+            }
+        }
+    }
+
+    /// The value of `key` in `table`, or nil.
+    public func get(table: String, key: [UInt8]) throws(StoreError) -> [UInt8]? {
+        try Keys.validate(table: table, key: key)
+        let dbs = self.dbs
+        return try environment.read { txn throws(StoreError) in
+            try txn.get(dbs.tables, Keys.tablePrefix(table) + key)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func submit<R: Sendable>(
+        weight: Int,
+        queue: String,
+        completion: @escaping @Sendable (Result<R, StoreError>) -> Void,
+        _ body: @escaping (WriteContext) throws(StoreError) -> R
+    ) {
+        do { try Keys.validate(queue: queue) } catch { return completion(.failure(error)) }
+        writer.submit(WriteOperation<R>(weight: weight, completion: completion, body))
+    }
+
+    private func awaitResult<R: Sendable>(
+        _ submit: (@escaping @Sendable (Result<R, StoreError>) -> Void) -> Void
+    ) async throws(StoreError) -> R {
+        let result: Result<R, StoreError> = await withCheckedContinuation { continuation in
+            submit { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+}
+
+extension WriteContext {
+    func expire(_ queue: String, maxAge: UInt64, now: UInt64?) throws(StoreError) -> Int {
+        guard let now else { return try expire(queue, maxAge: maxAge) }
+        // An explicit `now` (tests, or a caller with its own clock) applies to this operation only.
+        let saved = self.now
+        self.now = now
+        defer { self.now = saved }
+        return try expire(queue, maxAge: maxAge)
+    }
+}
+
+/// Something the gateway should count or log (at a rate-limited warning), reported after the commit.
+public enum StoreEvent: Sendable, Hashable {
+    /// Messages removed from `queue` without delivery.
+    case dropped(queue: String, reason: DropReason, count: UInt64)
+    /// Messages refused at append.
+    case rejected(queue: String, reason: DropReason, count: UInt64)
+    /// The map was enlarged (bytes).
+    case mapGrew(from: Int, to: Int)
+    /// The map is at its ceiling and free pages fell to the reserve (true) or recovered (false).
+    case lowSpace(Bool)
+}
+
+// MARK: - The writer thread
+
+/// A write operation waiting for the writer. `apply` runs inside the shared batch transaction and stages
+/// its result; `finish` hands it to the caller after the commit. `runAlone` is the fallback when the
+/// batch could not commit: the operation runs in a transaction of its own.
+protocol PendingWrite: AnyObject {
+    var weight: Int { get }
+    func apply(_ context: WriteContext) throws(StoreError)
+    func finish()
+    func fail(_ error: StoreError)
+    func runAlone(_ writer: Writer) -> Bool
+}
+
+final class WriteOperation<R: Sendable>: PendingWrite {
+    let weight: Int
+    let completion: @Sendable (Result<R, StoreError>) -> Void
+    let body: (WriteContext) throws(StoreError) -> R
+    /// A custom fallback (appends apply their policy at the map's ceiling).
+    var alone: ((Writer) -> Result<R, StoreError>)?
+    private var staged: Result<R, StoreError>?
+
+    init(
+        weight: Int,
+        completion: @escaping @Sendable (Result<R, StoreError>) -> Void,
+        _ body: @escaping (WriteContext) throws(StoreError) -> R
+    ) {
+        self.weight = weight
+        self.completion = completion
+        self.body = body
+    }
+
+    func apply(_ context: WriteContext) throws(StoreError) {
+        do {
+            staged = .success(try body(context))
+        } catch  where error.code == .storeFull {
+            // Refused by the store's own rules before touching LMDB: the transaction is still good.
+            staged = .failure(error)
+        }
+    }
+
+    func finish() {
+        completion(staged ?? .failure(StoreError.invalid("operation finished unapplied")))
+    }
+
+    func fail(_ error: StoreError) {
+        completion(.failure(error))
+    }
+
+    func runAlone(_ writer: Writer) -> Bool {
+        let result = alone?(writer) ?? writer.runSingle(body)
+        completion(result)
+        if case .success = result { return true }
+        return false
+    }
+}
+
+/// Owns the writer thread, the queue of pending operations, and every write transaction.
+final class Writer: @unchecked Sendable {
+    private let environment: LMDBEnvironment
+    private let dbs: Databases
+    private let maxBatchBytes: Int
+    private let clock: @Sendable () -> UInt64
+    private let onEvent: (@Sendable (StoreEvent) -> Void)?
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var pending: [PendingWrite] = []
+    private var closing = false
+    private var running = false
+    private var thread: Thread?
+    private let stopped = DispatchSemaphore(value: 0)
+    private var transactions = 0
+    private var operations = 0
+    /// Writer-thread only: see `WriteContext.lowSpace`. Updated after every commit at the ceiling.
+    private var lowSpace = false
+
+    init(
+        environment: LMDBEnvironment,
+        dbs: Databases,
+        maxBatchBytes: Int,
+        clock: @escaping @Sendable () -> UInt64,
+        onEvent: (@Sendable (StoreEvent) -> Void)?
+    ) {
+        self.environment = environment
+        self.dbs = dbs
+        self.maxBatchBytes = maxBatchBytes
+        self.clock = clock
+        self.onEvent = onEvent
+    }
+
+    private func emit(_ events: [StoreEvent]) {
+        guard let onEvent else { return }
+        for event in events { onEvent(event) }
+    }
+
+    /// Grows the map, reporting it. False at the ceiling.
+    private func grow() -> Bool {
+        let before = environment.mapSize
+        guard (try? environment.grow()) == true else { return false }
+        emit([.mapGrew(from: before, to: environment.mapSize)])
+        return true
+    }
+
+    func start() {
+        let thread = Thread { [self] in self.run() }
+        thread.name = "sluice-store-writer"
+        condition.withLock {
+            self.thread = thread
+            running = true
+        }
+        thread.start()
+    }
+
+    func counters() -> (transactions: Int, operations: Int) {
+        condition.withLock { (transactions, operations) }
+    }
+
+    /// Queues an operation; completes it at once with `.closed` after `close()`.
+    func submit(_ operation: PendingWrite) {
+        condition.lock()
+        if closing {
+            condition.unlock()
+            operation.fail(StoreError.closedError)
+            return
+        }
+        pending.append(operation)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Lets the writer drain what is pending, then stops it and waits for it (unless called from it).
+    func close() {
+        condition.lock()
+        let wasRunning = running && !closing
+        closing = true
+        condition.signal()
+        let isWriterThread = thread.map { Thread.current === $0 } ?? false
+        condition.unlock()
+        if wasRunning && !isWriterThread {
+            stopped.wait()
+        }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !closing { condition.wait() }
+            if pending.isEmpty && closing {
+                running = false
+                thread = nil  // breaks the writer → thread → block → writer cycle
+                condition.unlock()
+                stopped.signal()
+                return
+            }
+            // Group commit: everything pending, up to about maxBatchBytes of payload (always at least one).
+            var take = 0
+            var bytes = 0
+            while take < pending.count && (take == 0 || bytes + pending[take].weight <= maxBatchBytes) {
+                bytes += pending[take].weight
+                take += 1
+            }
+            let batch = Array(pending.prefix(take))
+            pending.removeFirst(take)
+            condition.unlock()
+            runBatch(batch)
+        }
+    }
+
+    private func count(transactions: Int, operations: Int) {
+        condition.withLock {
+            self.transactions += transactions
+            self.operations += operations
+        }
+    }
+
+    private func runBatch(_ batch: [PendingWrite]) {
+        var failure: StoreError
+        while true {
+            do {
+                let now = clock()
+                let dbs = self.dbs
+                let events = try environment.write { txn throws(StoreError) in
+                    let context = WriteContext(txn: txn, dbs: dbs, now: now, lowSpace: lowSpace)
+                    for operation in batch { try operation.apply(context) }
+                    try context.flush()
+                    return context.events()
+                }
+                updateLowSpace()
+                count(transactions: 1, operations: batch.count)
+                for operation in batch { operation.finish() }
+                emit(events)
+                return
+            } catch {
+                failure = error
+            }
+            if failure.code == .lmdb(.mapFull), grow() { continue }
+            break
+        }
+        // The batch could not commit: the map is at its ceiling, the disk is full, or one operation failed.
+        // Run each operation in a transaction of its own so that one failure does not fail the others.
+        _ = failure
+        for operation in batch where operation.runAlone(self) {
+            count(transactions: 1, operations: 1)
+        }
+    }
+
+    /// Once the map is at its ceiling, keeps a reserve of free pages (1/32 of the map, at least 16 pages, at
+    /// most 1/4 of the map) for
+    /// the operations that free space: LMDB copies pages on write, so even a delete needs free pages, and a
+    /// map filled to the last page could not be emptied.
+    private func updateLowSpace() {
+        guard environment.mapSize >= environment.maxMapSize else {
+            lowSpace = false
+            return
+        }
+        guard let space = try? environment.spacePages() else { return }
+        let now = space.available < min(space.total / 4, max(16, space.total / 32))
+        if now != lowSpace { emit([.lowSpace(now)]) }
+        lowSpace = now
+    }
+
+    /// Runs `body` in its own write transaction, growing the map as needed. At the ceiling it fails with
+    /// `.storeFull`.
+    func runSingle<R>(_ body: (WriteContext) throws(StoreError) -> R) -> Result<R, StoreError> {
+        while true {
+            do {
+                let now = clock()
+                let dbs = self.dbs
+                let lowSpace = self.lowSpace
+                let (value, events) = try environment.write { txn throws(StoreError) -> (R, [StoreEvent]) in
+                    let context = WriteContext(txn: txn, dbs: dbs, now: now, lowSpace: lowSpace)
+                    let value = try body(context)
+                    try context.flush()
+                    return (value, context.events())
+                }
+                updateLowSpace()
+                emit(events)
+                return .success(value)
+            } catch {
+                if error.code == .lmdb(.mapFull), grow() { continue }
+                if error.isOutOfSpace {
+                    return .failure(
+                        StoreError(
+                            code: .storeFull,
+                            message:
+                                "store full at \(environment.mapSize) bytes (ceiling \(environment.maxMapSize)): \(error.message)"
+                        )
+                    )
+                }
+                return .failure(error)
+            }
+        }
+    }
+
+    /// An append that could not commit with its batch: message by message, each in its own transaction,
+    /// applying the queue's policy to a full store. drop_oldest commits the deletion of the oldest records
+    /// (doubling how many each round) and retries; reject_new, or an empty queue, rejects with `.storeFull`.
+    func appendAtCeiling(_ queue: String, _ messages: [QueuedMessage], _ limits: QueueLimits) -> Result<
+        [AppendResult], StoreError
+    > {
+        var results: [AppendResult] = []
+        for message in messages {
+            var round = 0
+            while true {
+                switch runSingle({ context throws(StoreError) in try context.append(queue, [message], limits) }) {
+                case .success(let result):
+                    results.append(contentsOf: result)
+                case .failure(let error) where error.code == .storeFull:
+                    var made = 0
+                    if limits.policy == .dropOldest, round < 40 {
+                        let count = 1 << min(round, 16)
+                        made =
+                            (try? runSingle({ context throws(StoreError) in
+                                try context.dropOldest(queue, count: count, reason: .storeFull)
+                            }).get()) ?? 0
+                    }
+                    if made > 0 {
+                        round += 1
+                        continue
+                    }
+                    // Best effort: counting may itself fail on a full map.
+                    _ = runSingle { context throws(StoreError) in try context.countRejected(queue, .storeFull) }
+                    results.append(.rejected(.storeFull))
+                case .failure(let error):
+                    return .failure(error)
+                }
+                break
+            }
+        }
+        return .success(results)
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import SluiceStore
-
-@Test func moduleLinks() {}
