@@ -1,10 +1,13 @@
+import Foundation
 import Logging
 import MQTTCore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SluiceBroker
 import SluiceConfig
+import SluiceStore
 
 /// The whole gateway as one service: the broker host, its listeners and the bridges.
 /// Started by `sluice run` inside a `ServiceGroup` that turns SIGTERM/SIGINT into a graceful shutdown.
@@ -45,15 +48,27 @@ public final class GatewayService: Service, Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
         var channels: [any Channel] = []
+        var bridges: [BridgeRunner] = []
+        var store: Store? = nil
         do {
+            if !config.bridges.isEmpty {
+                let opened = try openStore()
+                store = opened
+                bridges = try config.bridges.map {
+                    try BridgeRunner(config: $0, loop: group.next(), store: opened, host: host, logger: logger)
+                }
+                connectDurableQueues(host: host, store: opened, bridges: bridges)
+            }
             for listener in config.listeners {
                 channels.append(try await bind(listener, host: host, group: group))
             }
         } catch {
             for channel in channels { try? await channel.close() }
+            store?.close()
             try? await group.shutdownGracefully()
             throw error
         }
+        for bridge in bridges { bridge.start() }
         let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             host.tick()
         }
@@ -63,10 +78,67 @@ public final class GatewayService: Service, Sendable {
         logger.info("shutting down")
         ticker.cancel()
         for channel in channels { try? await channel.close() }
+        for bridge in bridges { try? await bridge.stop().get() }
         try? await host.loop.submit { host.shutdown() }.get()
+        store?.close()  // finishes pending group commits
         try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
         try? await group.shutdownGracefully()
         logger.info("stopped")
+    }
+
+    /// The LMDB store under `persistence_location`, created if missing.
+    private func openStore() throws -> Store {
+        let directory = config.persistenceLocation
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent("sluice.db")
+        let logger = self.logger
+        let store = try Store(path: path, maxMapSize: config.storeMapSizeMax, onEvent: { event in
+            switch event {
+            case .dropped(let queue, let reason, let count):
+                logger.warning("bridge queue full: dropped \(count) message(s)", metadata: ["bridge": "\(queue)", "reason": "\(reason)"])
+            case .rejected(let queue, let reason, let count):
+                logger.warning("bridge queue full: rejected \(count) message(s)", metadata: ["bridge": "\(queue)", "reason": "\(reason)"])
+            case .mapGrew(let from, let to):
+                logger.info("store grew from \(from) to \(to) bytes")
+            case .lowSpace(let low):
+                logger.log(level: low ? .warning : .info, low ? "store is nearly full" : "store has room again")
+            }
+        })
+        logger.info("store opened", metadata: ["path": "\(path)"])
+        return store
+    }
+
+    /// Local messages matching a bridge's `out` rules go to that bridge's queue; the publisher's
+    /// PUBACK waits until every queue holding the message has committed it.
+    private func connectDurableQueues(host: BrokerHost, store: Store, bridges: [BridgeRunner]) {
+        host.setDurableFilters(bridges.flatMap { $0.rules.rules.filter(\.direction.isOutbound).map(\.localFilter) })
+        let logger = self.logger
+        host.durableSink = { token, message in
+            let targets = bridges.compactMap { bridge in bridge.queuedMessage(for: message).map { (bridge, $0) } }
+            guard !targets.isEmpty else {
+                host.loop.execute { host.persisted(token: token, accepted: true) }
+                return
+            }
+            let outstanding = NIOLockedValueBox((count: targets.count, accepted: true))
+            for (bridge, queued) in targets {
+                store.append(queue: bridge.name, messages: [queued], limits: bridge.limits) { result in
+                    var stored = false
+                    switch result {
+                    case .success(let results): stored = results.first?.seq != nil
+                    case .failure(let error): logger.error("queueing for bridge \(bridge.name) failed: \(error)")
+                    }
+                    if stored { bridge.queueHasMore() }
+                    let finished = outstanding.withLockedValue { state -> Bool? in
+                        state.count -= 1
+                        state.accepted = state.accepted && stored
+                        return state.count == 0 ? state.accepted : nil
+                    }
+                    if let accepted = finished {
+                        host.loop.execute { host.persisted(token: token, accepted: accepted) }
+                    }
+                }
+            }
+        }
     }
 
     private func bind(_ listener: Listener, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {

@@ -103,7 +103,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             dispatch(connect: connect, packets: packets, context: context)
         } catch {
             dispatch(connect: connect, packets: packets, context: context)
-            reject(error as? MQTTError ?? .malformed("\(error)"), context: context)
+            reject(error, context: context)
         }
     }
 
