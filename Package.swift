@@ -5,7 +5,8 @@ let package = Package(
     name: "sluice",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "sluice", targets: ["sluice"])
+        .executable(name: "sluice", targets: ["sluice"]),
+        .executable(name: "sluice-bench", targets: ["SluiceBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -48,6 +49,16 @@ let package = Package(
                 "SluiceServer", "SluiceConfig", "SluiceStore", "MQTTCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Benchmark program (not part of the test suite): Sluice against Mosquitto in one run.
+        .executableTarget(
+            name: "SluiceBench",
+            dependencies: [
+                "MQTTCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 

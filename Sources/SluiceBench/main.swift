@@ -1,0 +1,2 @@
+// sluice-bench: placeholder until the benchmark lands.
+print("sluice-bench")
