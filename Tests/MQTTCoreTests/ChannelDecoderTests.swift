@@ -15,7 +15,7 @@ struct ChannelDecoderTests {
         properties.subscriptionIdentifiers = [3]
         properties.topicAlias = 2
         let p = version == .v5 ? properties : .none
-        let big = ByteBuffer(repeating: 0x5A, count: 20_000)  // three-byte remaining length
+        let big = ByteBuffer(repeating: 0x5A, count: 300)  // two-byte remaining length
         var packets: [Packet] = [
             .connect(ConnectPacket(protocolVersion: version, clientIdentifier: "verifier", username: "u", password: [1])),
             .connAck(ConnAckPacket(sessionPresent: version >= .v3_1_1, reasonCode: .success)),
