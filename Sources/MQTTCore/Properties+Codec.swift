@@ -50,25 +50,56 @@ public enum PropertyContext: Sendable, Hashable, CaseIterable {
         switch self {
         case .connect:
             Self.mask(
-                .sessionExpiryInterval, .authenticationMethod, .authenticationData, .requestProblemInformation,
-                .requestResponseInformation, .receiveMaximum, .topicAliasMaximum, .userProperty, .maximumPacketSize
+                .sessionExpiryInterval,
+                .authenticationMethod,
+                .authenticationData,
+                .requestProblemInformation,
+                .requestResponseInformation,
+                .receiveMaximum,
+                .topicAliasMaximum,
+                .userProperty,
+                .maximumPacketSize
             )
         case .will:
             Self.mask(
-                .payloadFormatIndicator, .messageExpiryInterval, .contentType, .responseTopic, .correlationData,
-                .willDelayInterval, .userProperty
+                .payloadFormatIndicator,
+                .messageExpiryInterval,
+                .contentType,
+                .responseTopic,
+                .correlationData,
+                .willDelayInterval,
+                .userProperty
             )
         case .connAck:
             Self.mask(
-                .sessionExpiryInterval, .assignedClientIdentifier, .serverKeepAlive, .authenticationMethod,
-                .authenticationData, .responseInformation, .serverReference, .reasonString, .receiveMaximum,
-                .topicAliasMaximum, .maximumQoS, .retainAvailable, .userProperty, .maximumPacketSize,
-                .wildcardSubscriptionAvailable, .subscriptionIdentifierAvailable, .sharedSubscriptionAvailable
+                .sessionExpiryInterval,
+                .assignedClientIdentifier,
+                .serverKeepAlive,
+                .authenticationMethod,
+                .authenticationData,
+                .responseInformation,
+                .serverReference,
+                .reasonString,
+                .receiveMaximum,
+                .topicAliasMaximum,
+                .maximumQoS,
+                .retainAvailable,
+                .userProperty,
+                .maximumPacketSize,
+                .wildcardSubscriptionAvailable,
+                .subscriptionIdentifierAvailable,
+                .sharedSubscriptionAvailable
             )
         case .publish:
             Self.mask(
-                .payloadFormatIndicator, .messageExpiryInterval, .contentType, .responseTopic, .correlationData,
-                .subscriptionIdentifier, .topicAlias, .userProperty
+                .payloadFormatIndicator,
+                .messageExpiryInterval,
+                .contentType,
+                .responseTopic,
+                .correlationData,
+                .subscriptionIdentifier,
+                .topicAlias,
+                .userProperty
             )
         case .pubAck, .subAck, .unsubAck: Self.mask(.reasonString, .userProperty)
         case .subscribe: Self.mask(.subscriptionIdentifier, .userProperty)

@@ -17,15 +17,32 @@ struct ChannelDecoderTests {
         let p = version == .v5 ? properties : .none
         let big = ByteBuffer(repeating: 0x5A, count: 300)  // two-byte remaining length
         var packets: [Packet] = [
-            .connect(ConnectPacket(protocolVersion: version, clientIdentifier: "verifier", username: "u", password: [1])),
+            .connect(
+                ConnectPacket(protocolVersion: version, clientIdentifier: "verifier", username: "u", password: [1])
+            ),
             .connAck(ConnAckPacket(sessionPresent: version >= .v3_1_1, reasonCode: .success)),
             .publish(PublishPacket(topic: "a/b", payload: payload("hello"), properties: p.filtered(for: .publish))),
-            .publish(PublishPacket(topic: "a/b", payload: big, qos: .exactlyOnce, retain: true, dup: true, packetIdentifier: 9)),
+            .publish(
+                PublishPacket(
+                    topic: "a/b",
+                    payload: big,
+                    qos: .exactlyOnce,
+                    retain: true,
+                    dup: true,
+                    packetIdentifier: 9
+                )
+            ),
             .pubAck(PubAckPacket(packetIdentifier: 1)),
             .pubRec(PubAckPacket(packetIdentifier: 2)),
             .pubRel(PubAckPacket(packetIdentifier: 3)),
             .pubComp(PubAckPacket(packetIdentifier: 4)),
-            .subscribe(SubscribePacket(packetIdentifier: 5, subscriptions: [TopicSubscription(filter: "a/+", options: SubscriptionOptions(qos: .atLeastOnce))], properties: p.filtered(for: .subscribe))),
+            .subscribe(
+                SubscribePacket(
+                    packetIdentifier: 5,
+                    subscriptions: [TopicSubscription(filter: "a/+", options: SubscriptionOptions(qos: .atLeastOnce))],
+                    properties: p.filtered(for: .subscribe)
+                )
+            ),
             .subAck(SubAckPacket(packetIdentifier: 5, reasonCodes: [.grantedQoS1])),
             .unsubscribe(UnsubscribePacket(packetIdentifier: 6, filters: ["a/+"])),
             .unsubAck(UnsubAckPacket(packetIdentifier: 6, reasonCodes: version == .v5 ? [.success] : [])),
@@ -34,8 +51,18 @@ struct ChannelDecoderTests {
             .disconnect(DisconnectPacket()),
         ]
         if version == .v5 {
-            packets.append(.pubAck(PubAckPacket(packetIdentifier: 7, reasonCode: .noMatchingSubscribers, properties: p.filtered(for: .pubAck))))
-            packets.append(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown, properties: p.filtered(for: .disconnect))))
+            packets.append(
+                .pubAck(
+                    PubAckPacket(
+                        packetIdentifier: 7,
+                        reasonCode: .noMatchingSubscribers,
+                        properties: p.filtered(for: .pubAck)
+                    )
+                )
+            )
+            packets.append(
+                .disconnect(DisconnectPacket(reasonCode: .serverShuttingDown, properties: p.filtered(for: .disconnect)))
+            )
             packets.append(.auth(AuthPacket(reasonCode: .continueAuthentication, properties: p.filtered(for: .auth))))
         }
         return packets
@@ -57,7 +84,12 @@ struct ChannelDecoderTests {
         let connect = Packet.connect(ConnectPacket(protocolVersion: version, clientIdentifier: "c"))
         MQTTCodec.encode(connect, version: version, into: &input)
         // SUBSCRIBE has a property length in 5.0 only: it decodes only with the learned version.
-        let subscribe = Packet.subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: [TopicSubscription(filter: "x", options: SubscriptionOptions(qos: .atMostOnce))]))
+        let subscribe = Packet.subscribe(
+            SubscribePacket(
+                packetIdentifier: 1,
+                subscriptions: [TopicSubscription(filter: "x", options: SubscriptionOptions(qos: .atMostOnce))]
+            )
+        )
         MQTTCodec.encode(subscribe, version: version, into: &input)
         try channel.writeInbound(input)
         #expect(try channel.readInbound(as: Packet.self) == connect)
@@ -78,7 +110,9 @@ struct ChannelDecoderTests {
     }
 
     @Test func decoderRejectsOversizePacketFromItsHeader() {
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MQTTPacketDecoder(version: .v5, maximumPacketSize: 100)))
+        let channel = EmbeddedChannel(
+            handler: ByteToMessageHandler(MQTTPacketDecoder(version: .v5, maximumPacketSize: 100))
+        )
         defer { _ = try? channel.finish() }
         do {
             // Only the fixed header of a 16 KB packet arrives.

@@ -11,9 +11,17 @@ struct ConnectTests {
     }
 
     @Test func protocolNamesAndLevels() throws {
-        #expect(try decode(connect(name: "MQIsdp", level: 3), nil) == .connect(ConnectPacket(protocolVersion: .v3_1, clientIdentifier: "c")))
-        #expect(try decode(connect(level: 4), nil) == .connect(ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: "c")))
-        #expect(try decode(connect(level: 5), nil) == .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "c")))
+        #expect(
+            try decode(connect(name: "MQIsdp", level: 3), nil)
+                == .connect(ConnectPacket(protocolVersion: .v3_1, clientIdentifier: "c"))
+        )
+        #expect(
+            try decode(connect(level: 4), nil)
+                == .connect(ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: "c"))
+        )
+        #expect(
+            try decode(connect(level: 5), nil) == .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "c"))
+        )
     }
 
     @Test(arguments: ["MQTX", "mqtt", "", "MQIsdpX", "MQ"])
@@ -21,7 +29,10 @@ struct ConnectTests {
         expectDecodeError(.protocolError, connect(name: name, level: 4), nil)
     }
 
-    @Test(arguments: [("MQTT", 3), ("MQTT", 6), ("MQTT", 0), ("MQTT", 0x84), ("MQIsdp", 4), ("MQIsdp", 5)] as [(String, UInt8)])
+    @Test(
+        arguments: [("MQTT", 3), ("MQTT", 6), ("MQTT", 0), ("MQTT", 0x84), ("MQIsdp", 4), ("MQIsdp", 5)]
+            as [(String, UInt8)]
+    )
     func unknownLevelIsUnsupportedProtocolVersion(name: String, level: UInt8) {
         // [MQTT-3.1.2-2]: the server answers CONNACK 0x01 / 0x84.
         expectDecodeError(.unsupportedProtocolVersion, connect(name: name, level: level), nil)
@@ -30,26 +41,57 @@ struct ConnectTests {
     @Test(arguments: [3, 4, 5] as [UInt8])
     func reservedConnectFlagIsMalformed(level: UInt8) {
         // [MQTT-3.1.2-3]
-        expectDecodeError(.malformedPacket, connect(name: level == 3 ? "MQIsdp" : "MQTT", level: level, flags: 0x03), nil)
+        expectDecodeError(
+            .malformedPacket,
+            connect(name: level == 3 ? "MQIsdp" : "MQTT", level: level, flags: 0x03),
+            nil
+        )
     }
 
     @Test(arguments: [3, 4, 5] as [UInt8])
     func willFlagRules(level: UInt8) throws {
         let name = level == 3 ? "MQIsdp" : "MQTT"
         // Will QoS or retain without the will flag [MQTT-3.1.2-11] [MQTT-3.1.2-13].
-        expectDecodeError(.malformedPacket, connect(name: name, level: level, flags: 0x02 | 0x08), nil, "will QoS 1 without will")
-        expectDecodeError(.malformedPacket, connect(name: name, level: level, flags: 0x02 | 0x10), nil, "will QoS 2 without will")
-        expectDecodeError(.malformedPacket, connect(name: name, level: level, flags: 0x02 | 0x20), nil, "will retain without will")
+        expectDecodeError(
+            .malformedPacket,
+            connect(name: name, level: level, flags: 0x02 | 0x08),
+            nil,
+            "will QoS 1 without will"
+        )
+        expectDecodeError(
+            .malformedPacket,
+            connect(name: name, level: level, flags: 0x02 | 0x10),
+            nil,
+            "will QoS 2 without will"
+        )
+        expectDecodeError(
+            .malformedPacket,
+            connect(name: name, level: level, flags: 0x02 | 0x20),
+            nil,
+            "will retain without will"
+        )
         // Will QoS 3 [MQTT-3.1.2-12].
         let willPayload = str("c") + (level == 5 ? [0] : []) + str("will/topic") + [0, 2, 0x68, 0x69]
-        expectDecodeError(.malformedPacket, connect(name: name, level: level, flags: 0x02 | 0x04 | 0x18, payload: willPayload), nil)
+        expectDecodeError(
+            .malformedPacket,
+            connect(name: name, level: level, flags: 0x02 | 0x04 | 0x18, payload: willPayload),
+            nil
+        )
         // A valid will.
-        guard case .connect(let packet) = try decode(connect(name: name, level: level, flags: 0x02 | 0x04 | 0x10 | 0x20, payload: willPayload), nil)
+        guard
+            case .connect(let packet) = try decode(
+                connect(name: name, level: level, flags: 0x02 | 0x04 | 0x10 | 0x20, payload: willPayload),
+                nil
+            )
         else { Issue.record("not CONNECT"); return }
         #expect(packet.will == Will(topic: "will/topic", payload: payload("hi"), qos: .exactlyOnce, retain: true))
         // A will topic is a topic name: no wildcards.
         let badTopic = str("c") + (level == 5 ? [0] : []) + str("will/#") + [0, 0]
-        expectDecodeError(.topicNameInvalid, connect(name: name, level: level, flags: 0x02 | 0x04, payload: badTopic), nil)
+        expectDecodeError(
+            .topicNameInvalid,
+            connect(name: name, level: level, flags: 0x02 | 0x04, payload: badTopic),
+            nil
+        )
         // The will flag promises a will: a payload without it is truncated.
         expectDecodeError(.malformedPacket, connect(name: name, level: level, flags: 0x02 | 0x04), nil)
     }
@@ -58,7 +100,11 @@ struct ConnectTests {
         let withPassword = str("c") + [0, 2, 1, 2]
         // [MQTT-3.1.2-22] malformed in 3.1.1 (and 3.1)...
         expectDecodeError(.malformedPacket, connect(level: 4, flags: 0x02 | 0x40, payload: withPassword), nil)
-        expectDecodeError(.malformedPacket, connect(name: "MQIsdp", level: 3, flags: 0x02 | 0x40, payload: withPassword), nil)
+        expectDecodeError(
+            .malformedPacket,
+            connect(name: "MQIsdp", level: 3, flags: 0x02 | 0x40, payload: withPassword),
+            nil
+        )
         // ...allowed in 5.0.
         guard case .connect(let packet) = try decode(connect(level: 5, flags: 0x02 | 0x40, payload: withPassword), nil)
         else { Issue.record("not CONNECT"); return }
@@ -76,7 +122,11 @@ struct ConnectTests {
 
     @Test(arguments: [3, 4, 5] as [UInt8])
     func emptyClientIdentifierIsAllowed(level: UInt8) throws {
-        guard case .connect(let packet) = try decode(connect(name: level == 3 ? "MQIsdp" : "MQTT", level: level, payload: str("")), nil)
+        guard
+            case .connect(let packet) = try decode(
+                connect(name: level == 3 ? "MQIsdp" : "MQTT", level: level, payload: str("")),
+                nil
+            )
         else { Issue.record("not CONNECT"); return }
         #expect(packet.clientIdentifier == "")
     }
@@ -96,7 +146,9 @@ struct ConnectTests {
 
     @Test func connectDecodesWithAVersionKnownToo() throws {
         // A second CONNECT is the broker's protocol error to report [MQTT-3.1.0-2]; the codec decodes it.
-        #expect(try decode(connect(level: 5), .v5) == .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "c")))
+        #expect(
+            try decode(connect(level: 5), .v5) == .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "c"))
+        )
     }
 
     @Test func connectProperties() throws {
@@ -133,7 +185,9 @@ struct ConnectTests {
     }
 
     @Test func connAckV5KeepsTheReasonCode() throws {
-        #expect(try decode([0x20, 3, 0, 0x8C, 0], .v5) == .connAck(ConnAckPacket(reasonCode: .badAuthenticationMethod)))
+        #expect(
+            try decode([0x20, 3, 0, 0x8C, 0], .v5) == .connAck(ConnAckPacket(reasonCode: .badAuthenticationMethod))
+        )
         #expect(try decode([0x20, 3, 1, 0x00, 0], .v5) == .connAck(ConnAckPacket(sessionPresent: true)))
     }
 }

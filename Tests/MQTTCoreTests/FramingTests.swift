@@ -6,7 +6,9 @@ import Testing
 @Suite("Framing and data types")
 struct FramingTests {
     @Test func shortInputReturnsNilAndRewinds() throws {
-        let whole = Array(encode(.publish(PublishPacket(topic: "a/b", payload: payload("hello"))), .v3_1_1).readableBytesView)
+        let whole = Array(
+            encode(.publish(PublishPacket(topic: "a/b", payload: payload("hello"))), .v3_1_1).readableBytesView
+        )
         for cut in 0..<whole.count {
             var input = buffer(Array(whole[..<cut]))
             let readerIndex = input.readerIndex
@@ -43,7 +45,9 @@ struct FramingTests {
         var input = buffer(bytes)
         expectError(.malformedPacket) { () throws(MQTTError) in _ = try input.readMQTTVariableByteInteger("test") }
         var frame = buffer([0x30] + bytes + [UInt8](repeating: 0, count: 10))
-        expectError(.malformedPacket) { () throws(MQTTError) in _ = try MQTTCodec.readFrame(from: &frame, maximumPacketSize: .max) }
+        expectError(.malformedPacket) { () throws(MQTTError) in
+            _ = try MQTTCodec.readFrame(from: &frame, maximumPacketSize: .max)
+        }
     }
 
     @Test func fiveByteVariableByteIntegerIsMalformed() throws {
@@ -51,7 +55,9 @@ struct FramingTests {
         expectError(.malformedPacket) { () throws(MQTTError) in _ = try input.readMQTTVariableByteInteger("test") }
         // Detected from the four length bytes alone, without waiting for a fifth.
         var frame = buffer([0x30, 0x80, 0x80, 0x80, 0x80])
-        expectError(.malformedPacket) { () throws(MQTTError) in _ = try MQTTCodec.readFrame(from: &frame, maximumPacketSize: .max) }
+        expectError(.malformedPacket) { () throws(MQTTError) in
+            _ = try MQTTCodec.readFrame(from: &frame, maximumPacketSize: .max)
+        }
         var incomplete = buffer([0x30, 0x80, 0x80, 0x80])
         #expect(try MQTTCodec.readFrame(from: &incomplete, maximumPacketSize: .max) == nil)
     }
@@ -71,7 +77,9 @@ struct FramingTests {
         var exact = buffer([0x30, 100])
         #expect(try MQTTCodec.readFrame(from: &exact, maximumPacketSize: 102) == nil)  // fits, needs body
         var over = buffer([0x30, 101])
-        expectError(.packetTooLarge) { () throws(MQTTError) in _ = try MQTTCodec.readFrame(from: &over, maximumPacketSize: 102) }
+        expectError(.packetTooLarge) { () throws(MQTTError) in
+            _ = try MQTTCodec.readFrame(from: &over, maximumPacketSize: 102)
+        }
     }
 
     @Test func maximumPacketSizeThroughTheChannelDecoder() {
@@ -183,7 +191,9 @@ struct FramingTests {
             expectDecodeError(.malformedPacket, packetBytes(0xF1, []), .v5)
         }
         // CONNECT flags are checked in every version.
-        let connect = Array(encode(.connect(ConnectPacket(protocolVersion: version, clientIdentifier: "c")), version).readableBytesView)
+        let connect = Array(
+            encode(.connect(ConnectPacket(protocolVersion: version, clientIdentifier: "c")), version).readableBytesView
+        )
         var badConnect = connect
         badConnect[0] |= 0x01
         expectDecodeError(.malformedPacket, badConnect, nil)
@@ -204,7 +214,9 @@ struct FramingTests {
         ]
         // A 3.x UNSUBACK is the identifier only (in 5.0 a trailing byte would be one more reason code).
         if version < .v5 { packets.append(.unsubAck(UnsubAckPacket(packetIdentifier: 1))) }
-        if version == .v5 { packets.append(.auth(AuthPacket(reasonCode: .continueAuthentication, properties: allProperties))) }
+        if version == .v5 {
+            packets.append(.auth(AuthPacket(reasonCode: .continueAuthentication, properties: allProperties)))
+        }
         for packet in packets {
             var bytes = Array(encode(packet, version).readableBytesView)
             // Grow the remaining length by one (all these fit in a one-byte length) and append a byte.

@@ -14,7 +14,9 @@ struct FuzzTests {
         var count = 0
         while true {
             do {
-                guard let frame = try MQTTCodec.readFrame(from: &input, maximumPacketSize: maximumPacketSize) else { return count }
+                guard let frame = try MQTTCodec.readFrame(from: &input, maximumPacketSize: maximumPacketSize) else {
+                    return count
+                }
                 let packet = try MQTTCodec.decode(frame, version: version)
                 if version == nil, case .connect(let c) = packet { version = c.protocolVersion }
                 // Whatever decodes must encode again without trapping.
@@ -35,7 +37,9 @@ struct FuzzTests {
             // Give most inputs a plausible fixed header so the body parsers get exercised.
             if length >= 2, Bool.random(using: &rng) {
                 bytes[1] = UInt8(length - 2)
-                if Bool.random(using: &rng) { bytes[0] = UInt8.random(in: 1...15, using: &rng) << 4 | (bytes[0] & 0x0F) }
+                if Bool.random(using: &rng) {
+                    bytes[0] = UInt8.random(in: 1...15, using: &rng) << 4 | (bytes[0] & 0x0F)
+                }
             }
             feed(bytes, version: version)
         }
@@ -44,17 +48,38 @@ struct FuzzTests {
     @Test(arguments: allVersions)
     func mutatedValidPackets(version: ProtocolVersion) {
         var rng = SplitMix64(seed: 0xF00D + UInt64(version.rawValue))
-        let corpus = ChannelDecoderTests.representative(version).filter {
-            if case .publish(let p) = $0 { return p.payload.readableBytes < 1000 }
-            return true
-        } + [
-            .connect(ConnectPacket(
-                protocolVersion: version, clientIdentifier: "c", username: "u", password: [1],
-                will: Will(topic: "w", payload: payload("x"), qos: .atLeastOnce, retain: true, properties: allProperties),
-                properties: allProperties)),
-            .connAck(ConnAckPacket(properties: allProperties)),
-            .publish(PublishPacket(topic: "t", payload: payload("p"), qos: .atLeastOnce, packetIdentifier: 1, properties: allProperties)),
-        ]
+        let corpus =
+            ChannelDecoderTests.representative(version).filter {
+                if case .publish(let p) = $0 { return p.payload.readableBytes < 1000 }
+                return true
+            } + [
+                .connect(
+                    ConnectPacket(
+                        protocolVersion: version,
+                        clientIdentifier: "c",
+                        username: "u",
+                        password: [1],
+                        will: Will(
+                            topic: "w",
+                            payload: payload("x"),
+                            qos: .atLeastOnce,
+                            retain: true,
+                            properties: allProperties
+                        ),
+                        properties: allProperties
+                    )
+                ),
+                .connAck(ConnAckPacket(properties: allProperties)),
+                .publish(
+                    PublishPacket(
+                        topic: "t",
+                        payload: payload("p"),
+                        qos: .atLeastOnce,
+                        packetIdentifier: 1,
+                        properties: allProperties
+                    )
+                ),
+            ]
         let encoded = corpus.map { Array(encode($0, version).readableBytesView) }
         var decodedSomething = 0
         for _ in 0..<3000 {

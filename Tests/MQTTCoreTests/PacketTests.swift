@@ -84,7 +84,10 @@ struct PacketTests {
         #expect(four == three)
         var expected = Properties()
         expected.reasonString = "x"
-        #expect(withReason.acknowledgement == PubAckPacket(packetIdentifier: 9, reasonCode: .noMatchingSubscribers, properties: expected))
+        #expect(
+            withReason.acknowledgement
+                == PubAckPacket(packetIdentifier: 9, reasonCode: .noMatchingSubscribers, properties: expected)
+        )
         expectDecodeError(.malformedPacket, packetBytes(firstByte, [0]), .v5)
         expectDecodeError(.protocolError, packetBytes(firstByte, [0, 0]), .v5)
         expectDecodeError(.malformedPacket, packetBytes(firstByte, [0, 9, 0x92, 5, 0x1F]), .v5)
@@ -106,7 +109,12 @@ struct PacketTests {
         expectDecodeError(.malformedPacket, packetBytes(0x82, [0, 1] + p + str("a") + [3]), version)
         // Invalid filters.
         for filter in ["a/#/b", "a+", "#/", "$share/g", "$share//a", ""] {
-            expectDecodeError(.topicFilterInvalid, packetBytes(0x82, [0, 1] + p + str(filter) + [0]), version, "\(filter)")
+            expectDecodeError(
+                .topicFilterInvalid,
+                packetBytes(0x82, [0, 1] + p + str(filter) + [0]),
+                version,
+                "\(filter)"
+            )
         }
         if version == .v5 {
             // Bits 6–7 reserved [MQTT-3.8.3-5]; retain handling 3 malformed.
@@ -117,7 +125,15 @@ struct PacketTests {
             expectDecodeError(.protocolError, packetBytes(0x82, [0, 1, 0] + str("$share/g/a") + [0x04]), version)
             guard case .subscribe(let s) = try decode(packetBytes(0x82, [0, 1, 0] + str("a") + [0x2E]), version)
             else { Issue.record("not SUBSCRIBE"); return }
-            #expect(s.subscriptions[0].options == SubscriptionOptions(qos: .exactlyOnce, noLocal: true, retainAsPublished: true, retainHandling: .doNotSend))
+            #expect(
+                s.subscriptions[0].options
+                    == SubscriptionOptions(
+                        qos: .exactlyOnce,
+                        noLocal: true,
+                        retainAsPublished: true,
+                        retainHandling: .doNotSend
+                    )
+            )
         } else {
             // [MQTT-3-8.3-4] (3.1.1) upper six bits reserved.
             for bit: UInt8 in [0x04, 0x08, 0x10, 0x20, 0x40, 0x80] {
@@ -136,13 +152,19 @@ struct PacketTests {
         expectDecodeError(.protocolError, packetBytes(0x90, [0, 1] + p), version)  // no codes
         expectDecodeError(.protocolError, packetBytes(0x90, [0, 0] + p + [0]), version)
         if version == .v5 {
-            #expect(try decode(packetBytes(0x90, [0, 1, 0, 0x97]), version) == .subAck(SubAckPacket(packetIdentifier: 1, reasonCodes: [.quotaExceeded])))
+            #expect(
+                try decode(packetBytes(0x90, [0, 1, 0, 0x97]), version)
+                    == .subAck(SubAckPacket(packetIdentifier: 1, reasonCodes: [.quotaExceeded]))
+            )
         } else {
             // [MQTT-3.9.3-2] only 0, 1, 2, 0x80.
             for code: UInt8 in [3, 0x81, 0x87, 0xFF] {
                 expectDecodeError(.malformedPacket, packetBytes(0x90, [0, 1, code]), version)
             }
-            #expect(try decode(packetBytes(0x90, [0, 1, 0x80, 2]), version) == .subAck(SubAckPacket(packetIdentifier: 1, reasonCodes: [.unspecifiedError, .grantedQoS2])))
+            #expect(
+                try decode(packetBytes(0x90, [0, 1, 0x80, 2]), version)
+                    == .subAck(SubAckPacket(packetIdentifier: 1, reasonCodes: [.unspecifiedError, .grantedQoS2]))
+            )
         }
     }
 
@@ -162,12 +184,19 @@ struct PacketTests {
         if version == .v5 {
             expectDecodeError(.protocolError, packetBytes(0xB0, [0, 1, 0]), version)  // no reason codes
             expectDecodeError(.malformedPacket, packetBytes(0xB0, [0, 1]), version)  // no property length
-            #expect(try decode(packetBytes(0xB0, [0, 1, 0, 0x11, 0]), version) == .unsubAck(UnsubAckPacket(packetIdentifier: 1, reasonCodes: [.noSubscriptionExisted, .success])))
+            #expect(
+                try decode(packetBytes(0xB0, [0, 1, 0, 0x11, 0]), version)
+                    == .unsubAck(UnsubAckPacket(packetIdentifier: 1, reasonCodes: [.noSubscriptionExisted, .success]))
+            )
         } else {
             expectDecodeError(.malformedPacket, packetBytes(0xB0, [0, 1, 0]), version)
             expectDecodeError(.malformedPacket, packetBytes(0xB0, [0]), version)
         }
-        expectDecodeError(.protocolError, packetBytes(0xB0, [0, 0] + props(version) + (version == .v5 ? [0] : [])), version)
+        expectDecodeError(
+            .protocolError,
+            packetBytes(0xB0, [0, 0] + props(version) + (version == .v5 ? [0] : [])),
+            version
+        )
     }
 
     // MARK: PINGREQ, PINGRESP, DISCONNECT, AUTH

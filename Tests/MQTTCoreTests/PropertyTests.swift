@@ -78,7 +78,9 @@ struct PropertyTests {
                     _ = try decodeList(bytes, context)
                 } else {
                     // A property the packet may not carry: malformed (0x81).
-                    expectError(.malformedPacket, "\(id) in \(context)") { () throws(MQTTError) in _ = try decodeList(bytes, context) }
+                    expectError(.malformedPacket, "\(id) in \(context)") { () throws(MQTTError) in
+                        _ = try decodeList(bytes, context)
+                    }
                 }
             }
         }
@@ -110,17 +112,27 @@ struct PropertyTests {
 
     @Test func repeatedPropertiesKeepOrder() throws {
         let bytes = [0x26] + str("a") + str("1") + [0x26] + str("b") + str("2") + [0x26] + str("a") + str("3")
-        #expect(try decodeList(bytes, .publish).userProperties == [UserProperty("a", "1"), UserProperty("b", "2"), UserProperty("a", "3")])
+        #expect(
+            try decodeList(bytes, .publish).userProperties == [
+                UserProperty("a", "1"), UserProperty("b", "2"), UserProperty("a", "3"),
+            ]
+        )
         #expect(try decodeList([0x0B, 5, 0x0B, 0x80, 0x01], .publish).subscriptionIdentifiers == [5, 128])
     }
 
     @Test func zeroValuesThatAreProtocolErrors() throws {
         for context in [PropertyContext.publish, .subscribe] {
-            expectError(.protocolError, "subscription identifier 0") { () throws(MQTTError) in _ = try decodeList([0x0B, 0], context) }
+            expectError(.protocolError, "subscription identifier 0") { () throws(MQTTError) in
+                _ = try decodeList([0x0B, 0], context)
+            }
         }
         for context in [PropertyContext.connect, .connAck] {
-            expectError(.protocolError, "receive maximum 0") { () throws(MQTTError) in _ = try decodeList([0x21, 0, 0], context) }
-            expectError(.protocolError, "maximum packet size 0") { () throws(MQTTError) in _ = try decodeList([0x27, 0, 0, 0, 0], context) }
+            expectError(.protocolError, "receive maximum 0") { () throws(MQTTError) in
+                _ = try decodeList([0x21, 0, 0], context)
+            }
+            expectError(.protocolError, "maximum packet size 0") { () throws(MQTTError) in
+                _ = try decodeList([0x27, 0, 0, 0, 0], context)
+            }
         }
         // Topic alias 0 is decoded; the broker reports it as 0x94.
         #expect(try decodeList([0x23, 0, 0], .publish).topicAlias == 0)
@@ -128,7 +140,9 @@ struct PropertyTests {
 
     @Test func subscriptionIdentifierLimits() throws {
         #expect(try decodeList([0x0B, 0xFF, 0xFF, 0xFF, 0x7F], .subscribe).subscriptionIdentifiers == [268_435_455])
-        expectError(.malformedPacket) { () throws(MQTTError) in _ = try decodeList([0x0B, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], .subscribe) }
+        expectError(.malformedPacket) { () throws(MQTTError) in
+            _ = try decodeList([0x0B, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], .subscribe)
+        }
         expectError(.malformedPacket) { () throws(MQTTError) in _ = try decodeList([0x0B, 0x80, 0x00], .subscribe) }
     }
 
@@ -140,7 +154,9 @@ struct PropertyTests {
             (.sharedSubscriptionAvailable, .connAck),
         ]
         for (id, context) in flags {
-            expectError(.protocolError, "\(id) = 2") { () throws(MQTTError) in _ = try decodeList([id.rawValue, 2], context) }
+            expectError(.protocolError, "\(id) = 2") { () throws(MQTTError) in
+                _ = try decodeList([id.rawValue, 2], context)
+            }
         }
     }
 
@@ -153,7 +169,9 @@ struct PropertyTests {
     @Test func truncatedAndOverlongLists() {
         // Property length beyond the packet.
         var tooLong = buffer([10, 0x23, 0, 1])
-        expectError(.malformedPacket) { () throws(MQTTError) in _ = try Properties.decode(from: &tooLong, context: .publish) }
+        expectError(.malformedPacket) { () throws(MQTTError) in
+            _ = try Properties.decode(from: &tooLong, context: .publish)
+        }
         // A value cut short inside the list.
         for id in PropertyIdentifier.allCases {
             let bytes = [id.rawValue] + Self.value(id)
@@ -166,27 +184,58 @@ struct PropertyTests {
         }
         // A missing property length.
         var empty = ByteBuffer()
-        expectError(.malformedPacket) { () throws(MQTTError) in _ = try Properties.decode(from: &empty, context: .publish) }
+        expectError(.malformedPacket) { () throws(MQTTError) in
+            _ = try Properties.decode(from: &empty, context: .publish)
+        }
         // Strings inside properties are validated.
         expectError(.malformedPacket) { () throws(MQTTError) in _ = try decodeList([0x1F, 0, 1, 0], .pubAck) }
-        expectError(.malformedPacket) { () throws(MQTTError) in _ = try decodeList([0x26, 0, 1, 0x41, 0, 1, 0xFF], .pubAck) }
+        expectError(.malformedPacket) { () throws(MQTTError) in
+            _ = try decodeList([0x26, 0, 1, 0x41, 0, 1, 0xFF], .pubAck)
+        }
     }
 
     @Test func propertiesInPackets() throws {
         // A property not allowed in that packet, inside a whole packet.
-        expectDecodeError(.malformedPacket, packetBytes(0x30, str("t") + [2, 0x1F] + [0]), .v5, "reason string in PUBLISH")
+        expectDecodeError(
+            .malformedPacket,
+            packetBytes(0x30, str("t") + [2, 0x1F] + [0]),
+            .v5,
+            "reason string in PUBLISH"
+        )
         expectDecodeError(.malformedPacket, packetBytes(0x40, [0, 1, 0, 3, 0x23, 0, 1]), .v5, "topic alias in PUBACK")
-        expectDecodeError(.malformedPacket, packetBytes(0x82, [0, 1, 2, 0x1F, 0] + str("a") + [0]), .v5, "reason string in SUBSCRIBE")
-        expectDecodeError(.malformedPacket, packetBytes(0xA2, [0, 1, 2, 0x0B, 1] + str("a")), .v5, "subscription id in UNSUBSCRIBE")
-        expectDecodeError(.protocolError, packetBytes(0x82, [0, 1, 4, 0x0B, 1, 0x0B, 2] + str("a") + [0]), .v5, "two subscription ids in SUBSCRIBE")
-        expectDecodeError(.malformedPacket, packetBytes(0xE0, [0, 2, 0x11, 0]), .v5, "truncated property in DISCONNECT")
+        expectDecodeError(
+            .malformedPacket,
+            packetBytes(0x82, [0, 1, 2, 0x1F, 0] + str("a") + [0]),
+            .v5,
+            "reason string in SUBSCRIBE"
+        )
+        expectDecodeError(
+            .malformedPacket,
+            packetBytes(0xA2, [0, 1, 2, 0x0B, 1] + str("a")),
+            .v5,
+            "subscription id in UNSUBSCRIBE"
+        )
+        expectDecodeError(
+            .protocolError,
+            packetBytes(0x82, [0, 1, 4, 0x0B, 1, 0x0B, 2] + str("a") + [0]),
+            .v5,
+            "two subscription ids in SUBSCRIBE"
+        )
+        expectDecodeError(
+            .malformedPacket,
+            packetBytes(0xE0, [0, 2, 0x11, 0]),
+            .v5,
+            "truncated property in DISCONNECT"
+        )
         expectDecodeError(.malformedPacket, packetBytes(0xF0, [0x18, 2, 0x01, 1]), .v5, "payload format in AUTH")
     }
 
     @Test func encoderWritesOnlyAllowedProperties() throws {
         // allProperties carries everything; each packet gets only its own.
         let publish = PublishPacket(topic: "t", payload: ByteBuffer(), properties: allProperties)
-        guard case .publish(let decoded) = try decode(encode(.publish(publish), .v5), .v5) else { Issue.record("not PUBLISH"); return }
+        guard case .publish(let decoded) = try decode(encode(.publish(publish), .v5), .v5) else {
+            Issue.record("not PUBLISH"); return
+        }
         #expect(decoded.properties.reasonString == nil)
         #expect(decoded.properties.topicAlias == 5)
         #expect(decoded.properties.subscriptionIdentifiers == [7, 268_435_455])

@@ -7,7 +7,9 @@ import Testing
 /// version lacks (properties, reason codes before 5.0) come back empty.
 @Suite("Round trips")
 struct RoundTripTests {
-    func roundTrip(_ packet: Packet, _ version: ProtocolVersion, decodeVersion: ProtocolVersion?? = .none) throws -> Packet {
+    func roundTrip(_ packet: Packet, _ version: ProtocolVersion, decodeVersion: ProtocolVersion?? = .none) throws
+        -> Packet
+    {
         let bytes = encode(packet, version)
         let decoded = try decode(bytes, decodeVersion ?? version)
         // Re-encoding the decoded packet gives the same bytes.
@@ -130,7 +132,12 @@ struct RoundTripTests {
         // Empty payload, and a large one (multi-byte remaining length).
         let empty = PublishPacket(topic: "a", payload: ByteBuffer())
         #expect(try roundTrip(.publish(empty), version) == .publish(empty))
-        let big = PublishPacket(topic: "a/b", payload: ByteBuffer(repeating: 0xAB, count: 3_000_000), qos: .atLeastOnce, packetIdentifier: 1)
+        let big = PublishPacket(
+            topic: "a/b",
+            payload: ByteBuffer(repeating: 0xAB, count: 3_000_000),
+            qos: .atLeastOnce,
+            packetIdentifier: 1
+        )
         #expect(try roundTrip(.publish(big), version) == .publish(big))
     }
 
@@ -171,7 +178,11 @@ struct RoundTripTests {
             #expect(encode(make(plain), version).readableBytes == 4)  // remaining length 2
 
             let reasonOnly = PubAckPacket(packetIdentifier: 77, reasonCode: .noMatchingSubscribers)
-            let withProperties = PubAckPacket(packetIdentifier: 65535, reasonCode: .quotaExceeded, properties: allProperties)
+            let withProperties = PubAckPacket(
+                packetIdentifier: 65535,
+                reasonCode: .quotaExceeded,
+                properties: allProperties
+            )
             if version == .v5 {
                 #expect(encode(make(reasonOnly), version).readableBytes == 5)  // remaining length 3
                 #expect(try roundTrip(make(reasonOnly), version) == make(reasonOnly))
@@ -185,7 +196,9 @@ struct RoundTripTests {
                 #expect(try roundTrip(make(withProperties), version) == make(PubAckPacket(packetIdentifier: 65535)))
             }
         }
-        #expect(Array(encode(.pubRel(PubAckPacket(packetIdentifier: 1)), version).readableBytesView) == [0x62, 2, 0, 1])
+        #expect(
+            Array(encode(.pubRel(PubAckPacket(packetIdentifier: 1)), version).readableBytesView) == [0x62, 2, 0, 1]
+        )
     }
 
     @Test(arguments: allVersions)
@@ -194,7 +207,12 @@ struct RoundTripTests {
             TopicSubscription(filter: "a/+/c", options: SubscriptionOptions(qos: .atMostOnce)),
             TopicSubscription(
                 filter: "sensors/#",
-                options: SubscriptionOptions(qos: .exactlyOnce, noLocal: true, retainAsPublished: true, retainHandling: .doNotSend)
+                options: SubscriptionOptions(
+                    qos: .exactlyOnce,
+                    noLocal: true,
+                    retainAsPublished: true,
+                    retainHandling: .doNotSend
+                )
             ),
             TopicSubscription(
                 filter: "$share/group/x/y",
@@ -208,26 +226,39 @@ struct RoundTripTests {
             #expect(expected.properties.subscriptionIdentifiers == [7])  // once only in SUBSCRIBE
         } else {
             expected.properties = .none
-            expected.subscriptions = subscriptions.map { TopicSubscription(filter: $0.filter, options: SubscriptionOptions(qos: $0.options.qos)) }
+            expected.subscriptions = subscriptions.map {
+                TopicSubscription(filter: $0.filter, options: SubscriptionOptions(qos: $0.options.qos))
+            }
         }
         #expect(try roundTrip(.subscribe(packet), version) == .subscribe(expected))
     }
 
     @Test(arguments: allVersions)
     func subAck(version: ProtocolVersion) throws {
-        let codes: [ReasonCode] = [.grantedQoS0, .grantedQoS1, .grantedQoS2, .unspecifiedError, .notAuthorized, .topicFilterInvalid]
+        let codes: [ReasonCode] = [
+            .grantedQoS0, .grantedQoS1, .grantedQoS2, .unspecifiedError, .notAuthorized, .topicFilterInvalid,
+        ]
         let packet = SubAckPacket(packetIdentifier: 10, reasonCodes: codes, properties: allProperties)
         let expected =
             version == .v5
             ? SubAckPacket(packetIdentifier: 10, reasonCodes: codes, properties: allProperties.filtered(for: .subAck))
             // 3.x: every failure is 0x80.
-            : SubAckPacket(packetIdentifier: 10, reasonCodes: [.grantedQoS0, .grantedQoS1, .grantedQoS2, .unspecifiedError, .unspecifiedError, .unspecifiedError])
+            : SubAckPacket(
+                packetIdentifier: 10,
+                reasonCodes: [
+                    .grantedQoS0, .grantedQoS1, .grantedQoS2, .unspecifiedError, .unspecifiedError, .unspecifiedError,
+                ]
+            )
         #expect(try roundTrip(.subAck(packet), version) == .subAck(expected))
     }
 
     @Test(arguments: allVersions)
     func unsubscribe(version: ProtocolVersion) throws {
-        let packet = UnsubscribePacket(packetIdentifier: 3, filters: ["a/b", "#", "$share/g/+"], properties: allProperties)
+        let packet = UnsubscribePacket(
+            packetIdentifier: 3,
+            filters: ["a/b", "#", "$share/g/+"],
+            properties: allProperties
+        )
         var expected = packet
         expected.properties = version == .v5 ? allProperties.filtered(for: .unsubscribe) : .none
         #expect(try roundTrip(.unsubscribe(packet), version) == .unsubscribe(expected))
@@ -235,10 +266,18 @@ struct RoundTripTests {
 
     @Test(arguments: allVersions)
     func unsubAck(version: ProtocolVersion) throws {
-        let packet = UnsubAckPacket(packetIdentifier: 3, reasonCodes: [.success, .noSubscriptionExisted, .notAuthorized], properties: allProperties)
+        let packet = UnsubAckPacket(
+            packetIdentifier: 3,
+            reasonCodes: [.success, .noSubscriptionExisted, .notAuthorized],
+            properties: allProperties
+        )
         let expected =
             version == .v5
-            ? UnsubAckPacket(packetIdentifier: 3, reasonCodes: packet.reasonCodes, properties: allProperties.filtered(for: .unsubAck))
+            ? UnsubAckPacket(
+                packetIdentifier: 3,
+                reasonCodes: packet.reasonCodes,
+                properties: allProperties.filtered(for: .unsubAck)
+            )
             : UnsubAckPacket(packetIdentifier: 3)
         #expect(try roundTrip(.unsubAck(packet), version) == .unsubAck(expected))
     }
@@ -258,7 +297,15 @@ struct RoundTripTests {
         let full = DisconnectPacket(reasonCode: .disconnectWithWillMessage, properties: allProperties)
         let reasonOnly = DisconnectPacket(reasonCode: .serverShuttingDown)
         if version == .v5 {
-            #expect(try roundTrip(.disconnect(full), version) == .disconnect(DisconnectPacket(reasonCode: .disconnectWithWillMessage, properties: allProperties.filtered(for: .disconnect))))
+            #expect(
+                try roundTrip(.disconnect(full), version)
+                    == .disconnect(
+                        DisconnectPacket(
+                            reasonCode: .disconnectWithWillMessage,
+                            properties: allProperties.filtered(for: .disconnect)
+                        )
+                    )
+            )
             #expect(Array(encode(.disconnect(reasonOnly), version).readableBytesView) == [0xE0, 1, 0x8B])
             #expect(try roundTrip(.disconnect(reasonOnly), version) == .disconnect(reasonOnly))
         } else {
@@ -270,7 +317,12 @@ struct RoundTripTests {
         #expect(try roundTrip(.auth(AuthPacket()), .v5) == .auth(AuthPacket()))
         #expect(Array(encode(.auth(AuthPacket()), .v5).readableBytesView) == [0xF0, 0])
         let full = AuthPacket(reasonCode: .continueAuthentication, properties: allProperties)
-        #expect(try roundTrip(.auth(full), .v5) == .auth(AuthPacket(reasonCode: .continueAuthentication, properties: allProperties.filtered(for: .auth))))
+        #expect(
+            try roundTrip(.auth(full), .v5)
+                == .auth(
+                    AuthPacket(reasonCode: .continueAuthentication, properties: allProperties.filtered(for: .auth))
+                )
+        )
         let reasonOnly = AuthPacket(reasonCode: .reAuthenticate)
         #expect(try roundTrip(.auth(reasonOnly), .v5) == .auth(reasonOnly))
         // AUTH does not exist before 5.0: nothing is written.
@@ -309,7 +361,9 @@ extension Properties {
         p.contentType = other.contentType ?? p.contentType
         p.responseTopic = other.responseTopic ?? p.responseTopic
         p.correlationData = other.correlationData ?? p.correlationData
-        if other.subscriptionIdentifiers.count > p.subscriptionIdentifiers.count { p.subscriptionIdentifiers = other.subscriptionIdentifiers }
+        if other.subscriptionIdentifiers.count > p.subscriptionIdentifiers.count {
+            p.subscriptionIdentifiers = other.subscriptionIdentifiers
+        }
         p.sessionExpiryInterval = other.sessionExpiryInterval ?? p.sessionExpiryInterval
         p.assignedClientIdentifier = other.assignedClientIdentifier ?? p.assignedClientIdentifier
         p.serverKeepAlive = other.serverKeepAlive ?? p.serverKeepAlive

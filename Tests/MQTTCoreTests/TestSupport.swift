@@ -61,7 +61,10 @@ func expectError(
 ) -> MQTTError? {
     do {
         try body()
-        Issue.record("expected error \(code), nothing thrown. \(comment?.description ?? "")", sourceLocation: sourceLocation)
+        Issue.record(
+            "expected error \(code), nothing thrown. \(comment?.description ?? "")",
+            sourceLocation: sourceLocation
+        )
         return nil
     } catch {
         #expect(error.code == code, "\(error) \(comment?.description ?? "")", sourceLocation: sourceLocation)

@@ -7,7 +7,9 @@ struct TopicTests {
     static let longest = String(repeating: "a", count: 65_535)
     static let tooLong = String(repeating: "a", count: 65_536)
 
-    @Test(arguments: ["a", "a/b/c", "/", "//", "/a", "a/", "$SYS/broker/uptime", "sport/tennis/player1", "ü/✓/𝄞", " ", longest])
+    @Test(arguments: [
+        "a", "a/b/c", "/", "//", "/a", "a/", "$SYS/broker/uptime", "sport/tennis/player1", "ü/✓/𝄞", " ", longest,
+    ])
     func validNames(name: String) throws {
         try Topic.validateName(name)
     }
