@@ -133,6 +133,18 @@ public enum MQTTCodec {
         return packet
     }
 
+    /// Frames and decodes one packet from the front of `buffer`: `readFrame` then `decode`. Returns nil
+    /// (reader index unchanged) when more bytes are needed. After a decoding error the reader index is
+    /// past the bad packet; the connection is to be closed anyway.
+    public static func decodePacket(
+        from buffer: inout ByteBuffer,
+        version: ProtocolVersion?,
+        maximumPacketSize: Int = MQTTCodec.maximumPacketSize
+    ) throws(MQTTError) -> Packet? {
+        guard let frame = try readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) else { return nil }
+        return try decode(frame, version: version)
+    }
+
     /// Frame, decode the slice, require it empty: leftover bytes are a malformed packet.
     @inline(__always)
     private static func requireEmpty(_ body: ByteBuffer, _ type: PacketType) throws(MQTTError) {

@@ -217,6 +217,10 @@ extension Properties {
             seen |= bit
             try properties.decodeValue(of: id, from: &list, context: context)
         }
+        // [MQTT-3.1.2.11.10] (and 3.2.2.3.18, 3.15.2.2.3) Authentication Data needs an Authentication Method.
+        if properties.authenticationData != nil && properties.authenticationMethod == nil {
+            throw .protocolError("\(context.name): authentication data without an authentication method")
+        }
         return properties
     }
 

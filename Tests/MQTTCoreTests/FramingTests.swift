@@ -22,6 +22,16 @@ struct FramingTests {
         #expect(input.readableBytes == 1)  // the next packet's first byte stays
     }
 
+    @Test func decodePacketFramesAndDecodes() throws {
+        var input = encode(.pingReq, .v5)
+        input.writeBytes([0xD0])
+        #expect(try MQTTCodec.decodePacket(from: &input, version: .v5) == .pingReq)
+        #expect(try MQTTCodec.decodePacket(from: &input, version: .v5) == nil)
+        #expect(input.readableBytes == 1)
+        input.writeBytes([0])
+        #expect(try MQTTCodec.decodePacket(from: &input, version: .v5) == .pingResp)
+    }
+
     @Test(arguments: [
         ([0x00] as [UInt8], 0), ([0x7F], 127), ([0x80, 0x01], 128), ([0xFF, 0x7F], 16_383),
         ([0x80, 0x80, 0x01], 16_384), ([0xFF, 0xFF, 0x7F], 2_097_151), ([0x80, 0x80, 0x80, 0x01], 2_097_152),

@@ -75,7 +75,9 @@ struct PropertyTests {
                 #expect(context.allows(id) == allowedIn.contains(context), "\(id) in \(context)")
                 let bytes = [id.rawValue] + Self.value(id)
                 if allowedIn.contains(context) {
-                    _ = try decodeList(bytes, context)
+                    // Authentication data needs a method beside it.
+                    let method: [UInt8] = id == .authenticationData ? [0x15] + str("m") : []
+                    _ = try decodeList(method + bytes, context)
                 } else {
                     // A property the packet may not carry: malformed (0x81).
                     expectError(.malformedPacket, "\(id) in \(context)") { () throws(MQTTError) in
@@ -108,6 +110,14 @@ struct PropertyTests {
                 }
             }
         }
+    }
+
+    @Test(arguments: [PropertyContext.connect, .connAck, .auth])
+    func authenticationDataNeedsAMethod(context: PropertyContext) throws {
+        // [MQTT-3.1.2.11.10]
+        expectError(.protocolError) { () throws(MQTTError) in _ = try decodeList([0x16, 0, 1, 7], context) }
+        let both = try decodeList([0x16, 0, 1, 7, 0x15] + str("m"), context)
+        #expect(both.authenticationData == [7] && both.authenticationMethod == "m")
     }
 
     @Test func repeatedPropertiesKeepOrder() throws {
