@@ -171,7 +171,9 @@ extension ConnAckPacket {
         // 3.1 has no session present flag: the whole byte is reserved and ignored there.
         if version >= .v3_1_1 {
             // [MQTT-3.2.2-1] bits 7-1 are reserved.
-            guard flags & 0xFE == 0 else { throw .malformed("CONNACK reserved acknowledge flags are set [MQTT-3.2.2-1]") }
+            guard flags & 0xFE == 0 else {
+                throw .malformed("CONNACK reserved acknowledge flags are set [MQTT-3.2.2-1]")
+            }
         }
         let sessionPresent = version >= .v3_1_1 && flags & 0x01 != 0
         switch version {

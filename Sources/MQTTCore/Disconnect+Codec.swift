@@ -7,7 +7,9 @@ import NIOCore
 extension DisconnectPacket {
     static func decode(from body: inout ByteBuffer, version: ProtocolVersion) throws(MQTTError) -> DisconnectPacket {
         guard version == .v5 else {
-            guard body.readableBytes == 0 else { throw .malformed("DISCONNECT with remaining length \(body.readableBytes)") }
+            guard body.readableBytes == 0 else {
+                throw .malformed("DISCONNECT with remaining length \(body.readableBytes)")
+            }
             return DisconnectPacket()
         }
         let (reasonCode, properties) = try decodeReasonAndProperties(from: &body, context: .disconnect)

@@ -38,7 +38,8 @@ public enum MQTTCodec {
     /// non-minimal form [MQTT-1.5.5-1]), and `.packetTooLarge` when the whole packet (fixed header
     /// plus remaining length) exceeds `maximumPacketSize`: that is checked on the fixed header alone,
     /// before the body is buffered.
-    public static func readFrame(from buffer: inout ByteBuffer, maximumPacketSize: Int) throws(MQTTError) -> MQTTFrame? {
+    public static func readFrame(from buffer: inout ByteBuffer, maximumPacketSize: Int) throws(MQTTError) -> MQTTFrame?
+    {
         let start = buffer.readerIndex
         guard let firstByte = buffer.getInteger(at: start, as: UInt8.self) else { return nil }
         var remainingLength = 0
@@ -118,7 +119,9 @@ public enum MQTTCodec {
             packet = .unsubAck(try UnsubAckPacket.decode(from: &body, version: version))
         case .pingReq, .pingResp:
             // [MQTT-3.12.1] / [MQTT-3.13.1]: no variable header, no payload.
-            guard body.readableBytes == 0 else { throw .malformed("\(type) with remaining length \(body.readableBytes)") }
+            guard body.readableBytes == 0 else {
+                throw .malformed("\(type) with remaining length \(body.readableBytes)")
+            }
             packet = type == .pingReq ? .pingReq : .pingResp
         case .disconnect:
             packet = .disconnect(try DisconnectPacket.decode(from: &body, version: version))
@@ -128,6 +131,18 @@ public enum MQTTCodec {
         }
         try requireEmpty(body, type)
         return packet
+    }
+
+    /// Frames and decodes one packet from the front of `buffer`: `readFrame` then `decode`. Returns nil
+    /// (reader index unchanged) when more bytes are needed. After a decoding error the reader index is
+    /// past the bad packet; the connection is to be closed anyway.
+    public static func decodePacket(
+        from buffer: inout ByteBuffer,
+        version: ProtocolVersion?,
+        maximumPacketSize: Int = MQTTCodec.maximumPacketSize
+    ) throws(MQTTError) -> Packet? {
+        guard let frame = try readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) else { return nil }
+        return try decode(frame, version: version)
     }
 
     /// Frame, decode the slice, require it empty: leftover bytes are a malformed packet.
@@ -142,7 +157,9 @@ public enum MQTTCodec {
     /// flags, every other packet 0; anything else is malformed [MQTT-2.1.3-1]. MQTT 3.1 (MQIsdp) used
     /// these bits as DUP/QoS/RETAIN on every packet and did not require values, so, as Mosquitto does,
     /// they are not checked for 3.1 (CONNECT excepted: the version is not known before it).
-    private static func checkReservedFlags(_ type: PacketType, _ flags: UInt8, version: ProtocolVersion?) throws(MQTTError) {
+    private static func checkReservedFlags(_ type: PacketType, _ flags: UInt8, version: ProtocolVersion?)
+        throws(MQTTError)
+    {
         let expected: UInt8
         switch type {
         case .publish: return

@@ -50,25 +50,56 @@ public enum PropertyContext: Sendable, Hashable, CaseIterable {
         switch self {
         case .connect:
             Self.mask(
-                .sessionExpiryInterval, .authenticationMethod, .authenticationData, .requestProblemInformation,
-                .requestResponseInformation, .receiveMaximum, .topicAliasMaximum, .userProperty, .maximumPacketSize
+                .sessionExpiryInterval,
+                .authenticationMethod,
+                .authenticationData,
+                .requestProblemInformation,
+                .requestResponseInformation,
+                .receiveMaximum,
+                .topicAliasMaximum,
+                .userProperty,
+                .maximumPacketSize
             )
         case .will:
             Self.mask(
-                .payloadFormatIndicator, .messageExpiryInterval, .contentType, .responseTopic, .correlationData,
-                .willDelayInterval, .userProperty
+                .payloadFormatIndicator,
+                .messageExpiryInterval,
+                .contentType,
+                .responseTopic,
+                .correlationData,
+                .willDelayInterval,
+                .userProperty
             )
         case .connAck:
             Self.mask(
-                .sessionExpiryInterval, .assignedClientIdentifier, .serverKeepAlive, .authenticationMethod,
-                .authenticationData, .responseInformation, .serverReference, .reasonString, .receiveMaximum,
-                .topicAliasMaximum, .maximumQoS, .retainAvailable, .userProperty, .maximumPacketSize,
-                .wildcardSubscriptionAvailable, .subscriptionIdentifierAvailable, .sharedSubscriptionAvailable
+                .sessionExpiryInterval,
+                .assignedClientIdentifier,
+                .serverKeepAlive,
+                .authenticationMethod,
+                .authenticationData,
+                .responseInformation,
+                .serverReference,
+                .reasonString,
+                .receiveMaximum,
+                .topicAliasMaximum,
+                .maximumQoS,
+                .retainAvailable,
+                .userProperty,
+                .maximumPacketSize,
+                .wildcardSubscriptionAvailable,
+                .subscriptionIdentifierAvailable,
+                .sharedSubscriptionAvailable
             )
         case .publish:
             Self.mask(
-                .payloadFormatIndicator, .messageExpiryInterval, .contentType, .responseTopic, .correlationData,
-                .subscriptionIdentifier, .topicAlias, .userProperty
+                .payloadFormatIndicator,
+                .messageExpiryInterval,
+                .contentType,
+                .responseTopic,
+                .correlationData,
+                .subscriptionIdentifier,
+                .topicAlias,
+                .userProperty
             )
         case .pubAck, .subAck, .unsubAck: Self.mask(.reasonString, .userProperty)
         case .subscribe: Self.mask(.subscriptionIdentifier, .userProperty)
@@ -185,6 +216,10 @@ extension Properties {
             }
             seen |= bit
             try properties.decodeValue(of: id, from: &list, context: context)
+        }
+        // [MQTT-3.1.2.11.10] (and 3.2.2.3.18, 3.15.2.2.3) Authentication Data needs an Authentication Method.
+        if properties.authenticationData != nil && properties.authenticationMethod == nil {
+            throw .protocolError("\(context.name): authentication data without an authentication method")
         }
         return properties
     }

@@ -4,7 +4,9 @@ import NIOCore
 // The payload stays a slice of the received buffer: no copy on the hot path.
 
 extension PublishPacket {
-    static func decode(from body: inout ByteBuffer, flags: UInt8, version: ProtocolVersion) throws(MQTTError) -> PublishPacket {
+    static func decode(from body: inout ByteBuffer, flags: UInt8, version: ProtocolVersion) throws(MQTTError)
+        -> PublishPacket
+    {
         // [MQTT-3.3.1-4] QoS 3 is malformed.
         guard let qos = QoS(rawValue: (flags >> 1) & 0x03) else { throw .malformed("PUBLISH QoS 3 [MQTT-3.3.1-4]") }
         let dup = flags & 0b1000 != 0
@@ -58,7 +60,9 @@ extension PublishPacket {
 }
 
 extension PubAckPacket {
-    static func decode(from body: inout ByteBuffer, type: PacketType, version: ProtocolVersion) throws(MQTTError) -> PubAckPacket {
+    static func decode(from body: inout ByteBuffer, type: PacketType, version: ProtocolVersion) throws(MQTTError)
+        -> PubAckPacket
+    {
         let identifier = try body.readMQTTUInt16("packet identifier")
         // [MQTT-2.2.1-3] acknowledgements carry the (non-zero) identifier of what they acknowledge.
         guard identifier != 0 else { throw .protocolError("\(type) packet identifier 0 [MQTT-2.2.1-3]") }

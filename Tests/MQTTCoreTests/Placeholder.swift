@@ -1,4 +1,0 @@
-import Testing
-@testable import MQTTCore
-
-@Test func moduleLinks() {}
