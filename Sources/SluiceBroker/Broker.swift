@@ -17,10 +17,12 @@ public struct Broker: Sendable {
     public var accessPolicy: (any AccessPolicy)?
     public private(set) var stats = BrokerStats()
 
-    private var sessions: [String: Session] = [:]
+    var sessions = SessionTable()
     private var connections: [ConnectionID: ClientConnection] = [:]
-    private var subscriptions = SubscriptionTree()
-    private var retained: [String: Message] = [:]
+    var subscriptions = SubscriptionTree()
+    var retained: [String: Message] = [:]
+    /// Retained topics changed since the last `takeChanges()` (for persistence).
+    var dirtyRetained: Set<String> = []
     private var pendingAcks: [UInt64: PendingAck] = [:]
     private var nextToken: UInt64 = 1
     private var assignedIDCounter: UInt64 = 0
@@ -111,7 +113,7 @@ public struct Broker: Sendable {
                 detach(id, now: now)
             }
         }
-        for (clientID, session) in sessions where !session.isConnected {
+        for (clientID, session) in sessions.all where !session.isConnected {
             if let will = session.delayedWill, will.dueAt <= now {
                 sessions[clientID]?.delayedWill = nil
                 route(will.message, now: now)
@@ -202,7 +204,9 @@ public struct Broker: Sendable {
         } else if sessions[clientID] != nil {
             sessionPresent = true
         }
-        var session = sessions[clientID] ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
+        var session =
+            sessions.removeValue(forKey: clientID)
+            ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
         session.connection = connection
         session.protocolVersion = version
         session.expiryInterval = expiry
@@ -363,10 +367,12 @@ public struct Broker: Sendable {
     private mutating func storeRetained(_ message: Message) {
         if message.payload.readableBytes == 0 {
             retained[message.topic] = nil  // an empty retained message clears the topic [MQTT-3.3.1-6]
+            dirtyRetained.insert(message.topic)
         } else {
             var kept = message
             kept.retain = true
             retained[message.topic] = kept
+            dirtyRetained.insert(message.topic)
         }
     }
 
@@ -457,6 +463,7 @@ public struct Broker: Sendable {
             where Topic.matches(filter: filter, topic: topic) {
                 if let expiresAt = message.expiresAt, expiresAt <= now {
                     retained[topic] = nil
+                    dirtyRetained.insert(topic)
                     continue
                 }
                 guard mayReceive(client.clientID, username: client.username, topic: topic) else { continue }
@@ -502,10 +509,9 @@ public struct Broker: Sendable {
     private mutating func detach(_ connection: ConnectionID, now: BrokerTime, takenOverWithCleanStart: Bool = false) {
         guard let client = connections.removeValue(forKey: connection) else { return }
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
-        guard var session = sessions[client.clientID], session.connection == connection else { return }
-        session.connection = nil
-        session.disconnectedAt = now
-        sessions[client.clientID] = session
+        guard let session = sessions[client.clientID], session.connection == connection else { return }
+        sessions[client.clientID]?.connection = nil
+        sessions[client.clientID]?.disconnectedAt = now
         if !client.disconnectedCleanly, let will = client.will {
             let message = willMessage(will, origin: client.clientID, now: now)
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
@@ -624,7 +630,9 @@ public struct Broker: Sendable {
 
     /// Sends at once when the window allows, otherwise queues within the client's bounds.
     private mutating func enqueue(_ delivery: Delivery, for clientID: String, now: BrokerTime) {
-        guard var session = sessions[clientID] else { return }
+        // Taken out and put back so the queue is mutated in place, never copied.
+        guard var session = sessions.removeValue(forKey: clientID) else { return }
+        defer { sessions[clientID] = session }
         if let connection = session.connection {
             if delivery.qos == .atMostOnce {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
@@ -637,7 +645,6 @@ public struct Broker: Sendable {
                         Outgoing(packetID: packetID, delivery: delivery, state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
                     )
                 }
-                sessions[clientID] = session
                 return
             }
         } else if delivery.qos == .atMostOnce && !settings.queueQoS0Messages {
@@ -652,12 +659,14 @@ public struct Broker: Sendable {
         }
         session.queue.append(delivery)
         session.queuedBytes += size
-        sessions[clientID] = session
     }
 
     /// Moves queued messages into the in-flight window while there is room.
     private mutating func pump(_ clientID: String, now: BrokerTime) {
-        guard var session = sessions[clientID], let connection = session.connection else { return }
+        guard let connection = sessions[clientID]?.connection, var session = sessions.removeValue(forKey: clientID) else {
+            return
+        }
+        defer { sessions[clientID] = session }
         let window = window(for: connection)
         while session.inflight.count < window, let delivery = session.queue.popFirst() {
             session.queuedBytes -= delivery.message.payload.readableBytes
@@ -672,7 +681,6 @@ public struct Broker: Sendable {
                 )
             }
         }
-        sessions[clientID] = session
     }
 
     private func window(for connection: ConnectionID) -> Int {

@@ -80,3 +80,30 @@ struct ClientConnection: Sendable {
     /// Set once DISCONNECT arrived: the will is then not sent (unless reason 0x04).
     var disconnectedCleanly = false
 }
+
+/// The sessions by client identifier. Every write through it marks the session changed, so
+/// persistence can save exactly what changed; `_modify` keeps mutations in place.
+struct SessionTable: Sendable {
+    private(set) var all: [String: Session] = [:]
+    private(set) var changed: Set<String> = []
+
+    subscript(clientID: String) -> Session? {
+        get { all[clientID] }
+        _modify {
+            changed.insert(clientID)
+            yield &all[clientID]
+        }
+    }
+
+    mutating func removeValue(forKey clientID: String) -> Session? {
+        changed.insert(clientID)
+        return all.removeValue(forKey: clientID)
+    }
+
+    var count: Int { all.count }
+
+    mutating func takeChanged() -> Set<String> {
+        defer { changed.removeAll(keepingCapacity: true) }
+        return changed
+    }
+}

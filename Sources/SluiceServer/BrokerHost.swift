@@ -3,6 +3,7 @@ import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceBroker
+import SluiceStore
 
 /// The one serial owner of the broker core. Every method runs on `loop`; connections on other
 /// loops hop here with their decoded packets, and packets for them hop back in batches. No lock
@@ -72,6 +73,69 @@ final class BrokerHost: @unchecked Sendable {
 
     func tick() {
         run(core.tick(now: now))
+        savePersistentState()
+    }
+
+    // MARK: Persistence (`persistence true`)
+
+    private var persistence: Store?
+    /// Keys saved so far, so a session that was never saved costs no delete.
+    private var savedSessions: Set<String> = []
+    private var savedRetained: Set<String> = []
+    private static let sessionsTable = "sessions"
+    private static let retainedTable = "retained"
+
+    /// Wall-clock minus broker time, in milliseconds: how deadlines are stored.
+    private var wallClockOffset: Int64 { Int64(Store.wallClockMilliseconds()) - Int64(now) }
+
+    /// Loads retained messages and persistent sessions, then saves changes from now on.
+    func enablePersistence(_ store: Store) throws {
+        loop.preconditionInEventLoop()
+        let sessions = try store.scan(table: Self.sessionsTable)
+        let retained = try store.scan(table: Self.retainedTable)
+        savedSessions = Set(sessions.map { String(decoding: $0.key, as: UTF8.self) })
+        savedRetained = Set(retained.map { String(decoding: $0.key, as: UTF8.self) })
+        let problems = core.restore(
+            sessions: sessions.map(\.value),
+            retained: retained.map(\.value),
+            wallClockOffset: wallClockOffset,
+            now: now
+        )
+        for problem in problems { logger.error("skipped a damaged persisted record: \(problem)") }
+        logger.info("restored \(sessions.count) session(s) and \(retained.count) retained message(s)")
+        persistence = store
+    }
+
+    /// Writes what changed since the last save; the store's writer commits it in one group.
+    func savePersistentState() {
+        guard let store = persistence else { return }
+        let changes = core.takeChanges(wallClockOffset: wallClockOffset)
+        let logger = self.logger
+        let report: @Sendable (Result<Void, StoreError>) -> Void = { result in
+            if case .failure(let error) = result { logger.error("saving broker state failed: \(error)") }
+        }
+        for (clientID, record) in changes.sessions {
+            save(store, Self.sessionsTable, clientID, record, saved: &savedSessions, report)
+        }
+        for (topic, record) in changes.retained {
+            save(store, Self.retainedTable, topic, record, saved: &savedRetained, report)
+        }
+    }
+
+    private func save(
+        _ store: Store,
+        _ table: String,
+        _ key: String,
+        _ record: [UInt8]?,
+        saved: inout Set<String>,
+        _ report: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) {
+        if let record {
+            saved.insert(key)
+            store.put(table: table, key: Array(key.utf8), value: record) { report($0) }
+        } else if saved.remove(key) != nil {
+            store.delete(table: table, key: Array(key.utf8)) { report($0.map { _ in () }) }
+        }
     }
 
     func persisted(token: UInt64, accepted: Bool) {
@@ -101,6 +165,7 @@ final class BrokerHost: @unchecked Sendable {
     /// Tells every client the server is going away (MQTT 5: 0x8B) and closes them.
     func shutdown() {
         loop.preconditionInEventLoop()
+        savePersistentState()
         for (_, handle) in connections {
             handle.deliver([], close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
         }

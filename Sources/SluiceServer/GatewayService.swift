@@ -51,13 +51,16 @@ public final class GatewayService: Service, Sendable {
         var bridges: [BridgeRunner] = []
         var store: Store? = nil
         do {
-            if !config.bridges.isEmpty {
+            if !config.bridges.isEmpty || config.persistence {
                 let opened = try openStore()
                 store = opened
                 bridges = try config.bridges.map {
                     try BridgeRunner(config: $0, loop: group.next(), store: opened, host: host, logger: logger)
                 }
                 connectDurableQueues(host: host, store: opened, bridges: bridges)
+                if config.persistence {
+                    try await host.loop.submit { try host.enablePersistence(opened) }.get()
+                }
             }
             for listener in config.listeners {
                 channels.append(try await bind(listener, host: host, group: group))
@@ -79,7 +82,7 @@ public final class GatewayService: Service, Sendable {
         ticker.cancel()
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
-        try? await host.loop.submit { host.shutdown() }.get()
+        try? await host.loop.submit { host.shutdown() }.get()  // also saves the last changes
         store?.close()  // finishes pending group commits
         try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
         try? await group.shutdownGracefully()
