@@ -76,6 +76,40 @@ final class BrokerHost: @unchecked Sendable {
         savePersistentState()
     }
 
+    // MARK: $SYS
+
+    /// Publishes Mosquitto's `$SYS/broker/...` topics (retained), as Mosquitto does every `sys_interval`.
+    func publishSystemTopics(version: String, bridges: [(name: String, connected: Bool)]) {
+        loop.preconditionInEventLoop()
+        let stats = core.stats
+        var values: [(String, String)] = [
+            ("version", "sluice \(version)"),
+            ("uptime", "\(now / 1000) seconds"),
+            ("clients/connected", "\(core.connectedClientCount)"),
+            ("clients/active", "\(core.connectedClientCount)"),
+            ("clients/total", "\(core.sessionCount)"),
+            ("clients/disconnected", "\(core.sessionCount - core.connectedClientCount)"),
+            ("clients/inactive", "\(core.sessionCount - core.connectedClientCount)"),
+            ("clients/maximum", "\(stats.clientsMaximum)"),
+            ("messages/received", "\(stats.messagesReceived)"),
+            ("messages/sent", "\(stats.messagesSent)"),
+            ("publish/messages/received", "\(stats.publishReceived)"),
+            ("publish/messages/sent", "\(stats.publishSent)"),
+            ("publish/messages/dropped", "\(stats.dropped.values.reduce(0, +))"),
+            ("retained messages/count", "\(core.retainedCount)"),
+            ("subscriptions/count", "\(core.subscriptionCount)"),
+        ]
+        for bridge in bridges {
+            values.append(("connection/\(bridge.name)/state", bridge.connected ? "1" : "0"))
+        }
+        var actions: [BrokerAction] = []
+        for (name, value) in values {
+            let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce, retain: true)
+            actions += core.publish(message, now: now)
+        }
+        run(actions)
+    }
+
     // MARK: Persistence (`persistence true`)
 
     private var persistence: Store?

@@ -75,11 +75,13 @@ public final class GatewayService: Service, Sendable {
         let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             host.tick()
         }
+        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges) : nil
 
         try? await gracefulShutdown()
 
         logger.info("shutting down")
         ticker.cancel()
+        sysTicker?.cancel()
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
         try? await host.loop.submit { host.shutdown() }.get()  // also saves the last changes
@@ -88,6 +90,18 @@ public final class GatewayService: Service, Sendable {
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }
+
+    private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner]) -> RepeatedTask {
+        host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) { _ in
+            let states = bridges.map { bridge in bridge.isConnected.map { (name: bridge.name, connected: $0) } }
+            return EventLoopFuture.whenAllSucceed(states, on: host.loop).map { states in
+                host.publishSystemTopics(version: GatewayService.version, bridges: states)
+            }
+        }
+    }
+
+    /// The version `sluice version` and `$SYS/broker/version` report.
+    public static let version = "0.1.0"
 
     /// The LMDB store under `persistence_location`, created if missing.
     private func openStore() throws -> Store {

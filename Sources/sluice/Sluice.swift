@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceServer
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -13,7 +14,7 @@ struct Sluice: AsyncParsableCommand {
 }
 
 enum SluiceVersion {
-    static let current = "0.1.0"
+    static let current = GatewayService.version
 }
 
 struct Version: ParsableCommand {
