@@ -365,6 +365,8 @@ public struct Broker: Sendable {
     }
 
     private mutating func storeRetained(_ message: Message) {
+        // `$SYS` state is regenerated every interval: not worth saving.
+        defer { if message.topic.hasPrefix("$SYS/") { dirtyRetained.remove(message.topic) } }
         if message.payload.readableBytes == 0 {
             retained[message.topic] = nil  // an empty retained message clears the topic [MQTT-3.3.1-6]
             dirtyRetained.insert(message.topic)
