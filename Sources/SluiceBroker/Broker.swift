@@ -19,6 +19,7 @@ public struct Broker: Sendable {
 
     var sessions = SessionTable()
     private var connections: [ConnectionID: ClientConnection] = [:]
+    private var connectionsPerListener: [Int: Int] = [:]
     var subscriptions = SubscriptionTree()
     var retained: [String: Message] = [:]
     /// Retained topics changed since the last `takeChanges()` (for persistence).
@@ -58,8 +59,13 @@ public struct Broker: Sendable {
     // MARK: Events
 
     /// A decoded CONNECT on a new connection. Authentication has already been done by the caller.
-    public mutating func connect(_ connection: ConnectionID, _ packet: ConnectPacket, now: BrokerTime) -> [BrokerAction] {
-        handleConnect(connection, packet, now: now)
+    public mutating func connect(
+        _ connection: ConnectionID,
+        _ packet: ConnectPacket,
+        listener: Int = 0,
+        now: BrokerTime
+    ) -> [BrokerAction] {
+        handleConnect(connection, packet, listener: listener, now: now)
         return takeActions()
     }
 
@@ -68,7 +74,7 @@ public struct Broker: Sendable {
         guard var client = connections[connection] else {
             // Not (or no longer) connected: only a CONNECT is acceptable [MQTT-3.1.0-1].
             if case .connect(let connect) = packet {
-                handleConnect(connection, connect, now: now)
+                handleConnect(connection, connect, listener: 0, now: now)
             } else {
                 actions.append(.close(connection, nil))
             }
@@ -153,7 +159,7 @@ public struct Broker: Sendable {
 
     // MARK: CONNECT
 
-    private mutating func handleConnect(_ connection: ConnectionID, _ packet: ConnectPacket, now: BrokerTime) {
+    private mutating func handleConnect(_ connection: ConnectionID, _ packet: ConnectPacket, listener: Int, now: BrokerTime) {
         let version = packet.protocolVersion
         func refuse(_ code: ReasonCode) {
             send(.connAck(ConnAckPacket(sessionPresent: false, reasonCode: code)), to: connection)
@@ -183,8 +189,11 @@ public struct Broker: Sendable {
         }
 
         let isTakeover = sessions[clientID]?.connection != nil
-        if let limit = settings.maxConnections, !isTakeover, connections.count >= limit {
-            return refuse(.quotaExceeded)
+        if !isTakeover {
+            if let limit = settings.maxConnections, connections.count >= limit { return refuse(.quotaExceeded) }
+            if let limit = settings.listenerConnectionLimits[listener], connectionsPerListener[listener, default: 0] >= limit {
+                return refuse(.quotaExceeded)
+            }
         }
         // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3].
         if let existing = sessions[clientID]?.connection {
@@ -224,6 +233,7 @@ public struct Broker: Sendable {
             clientID: clientID,
             username: packet.username,
             version: version,
+            listener: listener,
             keepAlive: keepAlive,
             lastActivity: now,
             receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
@@ -231,6 +241,7 @@ public struct Broker: Sendable {
             topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
             will: packet.will
         )
+        connectionsPerListener[listener, default: 0] += 1
         stats.connectionsTotal += 1
         stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
 
@@ -510,6 +521,7 @@ public struct Broker: Sendable {
     /// Unbinds a connection from its session: the will, session expiry at 0, bookkeeping.
     private mutating func detach(_ connection: ConnectionID, now: BrokerTime, takenOverWithCleanStart: Bool = false) {
         guard let client = connections.removeValue(forKey: connection) else { return }
+        connectionsPerListener[client.listener, default: 1] -= 1
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
         sessions[client.clientID]?.connection = nil

@@ -22,6 +22,8 @@ public struct BrokerSettings: Sendable {
     public var maxQueuedBytes: Int = 0
     /// Connected clients at most (nil = unlimited); further CONNECTs get 0x97 Quota exceeded.
     public var maxConnections: Int? = nil
+    /// Per-listener limits (Mosquitto's `max_connections` inside a `listener` section), by listener index.
+    public var listenerConnectionLimits: [Int: Int] = [:]
     /// Largest packet accepted from clients; announced as Maximum Packet Size (MQTT 5).
     public var maximumPacketSize: Int = 268_435_460
     public var retainAvailable = true

@@ -64,6 +64,8 @@ struct ClientConnection: Sendable {
     let clientID: String
     let username: String?
     let version: ProtocolVersion
+    /// Which listener accepted the connection (for per-listener limits).
+    let listener: Int
     /// Effective keep alive in seconds (0 = none).
     var keepAlive: UInt16
     var lastActivity: BrokerTime

@@ -41,7 +41,7 @@ final class BrokerHost: @unchecked Sendable {
     func connect(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         loop.preconditionInEventLoop()
         connections[id] = handle
-        let actions = core.connect(id, packet, now: now)
+        let actions = core.connect(id, packet, listener: handle.listener, now: now)
         if core.isConnected(id) {
             logger.info(
                 "client connected",

@@ -62,8 +62,8 @@ public final class GatewayService: Service, Sendable {
                     try await host.loop.submit { try host.enablePersistence(opened) }.get()
                 }
             }
-            for listener in config.listeners {
-                channels.append(try await bind(listener, host: host, group: group))
+            for (index, listener) in config.listeners.enumerated() {
+                channels.append(try await bind(listener, index: index, host: host, group: group))
             }
         } catch {
             for channel in channels { try? await channel.close() }
@@ -158,7 +158,7 @@ public final class GatewayService: Service, Sendable {
         }
     }
 
-    private func bind(_ listener: Listener, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {
+    private func bind(_ listener: Listener, index: Int, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {
         let address = listener.address ?? "0.0.0.0"
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
@@ -173,6 +173,7 @@ public final class GatewayService: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         MQTTConnectionHandler(
                             host: host,
+                            listener: index,
                             maximumPacketSize: maximumPacketSize,
                             connectTimeout: connectTimeout,
                             logger: logger
@@ -197,6 +198,9 @@ extension BrokerSettings {
         maxQueuedBytes = config.maxQueuedBytes
         if config.messageSizeLimit > 0 { maximumPacketSize = config.messageSizeLimit }
         maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
+        for (index, listener) in config.listeners.enumerated() {
+            if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
+        }
         retainAvailable = config.retainAvailable
     }
 }

@@ -16,6 +16,8 @@ struct ConnectionHandle: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<MQTTConnectionHandler>
     let remoteAddress: String
+    /// Index of the listener that accepted the connection.
+    let listener: Int
 
     func deliver(_ packets: [Packet], close: CloseRequest?) {
         if channel.eventLoop.inEventLoop {
@@ -36,6 +38,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     private let host: BrokerHost
     private let id: ConnectionID
+    private let listener: Int
     private let maximumPacketSize: Int
     private let connectTimeout: TimeAmount
     private let logger: Logger
@@ -46,8 +49,9 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var closing = false
     private var droppedForSlowReader = 0
 
-    init(host: BrokerHost, maximumPacketSize: Int, connectTimeout: TimeAmount, logger: Logger) {
+    init(host: BrokerHost, listener: Int, maximumPacketSize: Int, connectTimeout: TimeAmount, logger: Logger) {
         self.host = host
+        self.listener = listener
         self.id = host.makeConnectionID()
         self.maximumPacketSize = maximumPacketSize
         self.connectTimeout = connectTimeout
@@ -115,7 +119,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             let handle = ConnectionHandle(
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-                remoteAddress: context.remoteAddress.map { "\($0)" } ?? "?"
+                remoteAddress: context.remoteAddress.map { "\($0)" } ?? "?",
+                listener: listener
             )
             host.loop.execute {
                 host.connect(id, connect, handle: handle)
