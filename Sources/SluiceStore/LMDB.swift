@@ -29,6 +29,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public var mapSize: Int { sizeLock.withLock { _mapSize } }
 
     /// Opens (creating if needed) the environment file at `path`.
+    ///
+    /// Opens a new handle every time: never open one file twice in a process this way (use `Store`, which
+    /// shares one environment per file).
     public init(path: String, mapSize: Int, maxMapSize: Int, maxDatabases: Int = 8) throws(StoreError) {
         var envPointer: OpaquePointer?
         try check(mdb_env_create(&envPointer), "mdb_env_create")

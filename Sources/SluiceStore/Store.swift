@@ -440,8 +440,10 @@ final class WriteOperation<R: Sendable>: PendingWrite {
     func apply(_ context: WriteContext) throws(StoreError) {
         do {
             staged = .success(try body(context))
-        } catch  where error.code == .storeFull {
-            // Refused by the store's own rules before touching LMDB: the transaction is still good.
+        } catch {
+            // `.storeFull` is refused by the store's own rules before touching LMDB: the transaction is still
+            // good. Anything else came from LMDB and aborts the transaction.
+            guard error.code == .storeFull else { throw error }
             staged = .failure(error)
         }
     }
@@ -476,7 +478,6 @@ final class Writer: @unchecked Sendable {
     private var closing = false
     private var running = false
     private var thread: Thread?
-    private let stopped = DispatchSemaphore(value: 0)
     private var transactions = 0
     private var operations = 0
     /// Writer-thread only: see `WriteContext.lowSpace`. Updated after every commit at the ceiling.
@@ -536,17 +537,16 @@ final class Writer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Lets the writer drain what is pending, then stops it and waits for it (unless called from it).
+    /// Lets the writer drain what is pending, then stops it; every caller but the writer itself (a completion
+    /// may close the store) waits until it has stopped.
     func close() {
         condition.lock()
-        let wasRunning = running && !closing
+        defer { condition.unlock() }
         closing = true
-        condition.signal()
+        condition.broadcast()
         let isWriterThread = thread.map { Thread.current === $0 } ?? false
-        condition.unlock()
-        if wasRunning && !isWriterThread {
-            stopped.wait()
-        }
+        guard !isWriterThread else { return }
+        while running { condition.wait() }
     }
 
     private func run() {
@@ -556,8 +556,8 @@ final class Writer: @unchecked Sendable {
             if pending.isEmpty && closing {
                 running = false
                 thread = nil  // breaks the writer → thread → block → writer cycle
+                condition.broadcast()
                 condition.unlock()
-                stopped.signal()
                 return
             }
             // Group commit: everything pending, up to about maxBatchBytes of payload (always at least one).

@@ -318,6 +318,24 @@ import Testing
         #expect(counter.results.allSatisfy { $0 })
     }
 
+    @Test func closingFromACompletionDoesNotDeadlock() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath)
+        let first = CompletionCounter<[AppendResult]>(expected: 1)
+        store.append(queue: "q", messages: [message(1)], limits: .unlimited) { result in
+            store.close()  // on the writer thread
+            first.record(result)
+        }
+        first.wait()
+        let second = CompletionCounter<[AppendResult]>(expected: 1)
+        store.append(queue: "q", messages: [message(2)], limits: .unlimited, completion: second.record)
+        second.wait()
+        #expect(first.results == [[.stored(seq: 1)]])
+        #expect(second.failures.map(\.code) == [.closed])
+        store.close()  // idempotent
+    }
+
     @Test func closeFinishesPendingWrites() throws {
         let dir = try TempDir()
         defer { dir.remove() }
