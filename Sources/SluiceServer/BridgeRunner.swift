@@ -104,6 +104,7 @@ final class BridgeRunner: @unchecked Sendable {
         loop.execute {
             self.ticker = self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
                 self.run(self.link.tick(now: .now))
+                self.expireOldMessages()
             }
             self.run(self.link.start())
         }
@@ -125,6 +126,17 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     var isConnected: EventLoopFuture<Bool> { loop.submit { self.link.isConnected } }
+
+    private var lastExpiry = ContinuousClock.now
+
+    /// Applies `queue_max_age` even when nothing new is appended (appends apply it too).
+    private func expireOldMessages() {
+        guard let maxAge = limits.maxAge, ContinuousClock.now - lastExpiry > .seconds(10) else { return }
+        lastExpiry = .now
+        store.expire(queue: name, maxAge: maxAge) { [logger] result in
+            if case .failure(let error) = result { logger.error("expiring old messages failed: \(error)") }
+        }
+    }
 
     // MARK: Actions (on `loop`)
 
