@@ -14,10 +14,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // System libraries: a module map and a shim header, nothing else.
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CLibcrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Wire format of MQTT 3.1 / 3.1.1 / 5.0. No I/O: imports NIOCore only.
         .target(name: "MQTTCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
@@ -28,6 +30,8 @@ let package = Package(
         ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
+        // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
+        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "SluiceBroker"]),
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig"),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
@@ -36,8 +40,9 @@ let package = Package(
         .target(
             name: "SluiceServer",
             dependencies: [
-                "MQTTCore", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
+                "MQTTCore", "SluiceAuth", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -69,6 +74,7 @@ let package = Package(
         .testTarget(name: "SluiceBrokerTests", dependencies: ["SluiceBroker", "MQTTCore"]),
         .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
+        .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth"]),
         .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),
     ]
 )

@@ -1,0 +1,1 @@
+// SluiceAuth: placeholder until the module lands.

@@ -1,0 +1,4 @@
+import Testing
+@testable import SluiceAuth
+
+@Test func moduleLinks() {}
