@@ -26,6 +26,8 @@ final class BridgeRunner: @unchecked Sendable {
     private var ticker: RepeatedTask?
     private var reconnect: Scheduled<Void>?
     private var stopped = false
+    /// Messages acknowledged by the remote whose removal from the queue has not committed yet.
+    private var unremoved = 0
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
         self.name = config.name
@@ -155,10 +157,17 @@ final class BridgeRunner: @unchecked Sendable {
                 write(packet)
                 wrote = true
             case .fetch(let after, let limit):
-                next = link.fetched(fetch(after: after, limit: limit))
+                // Acknowledged messages whose removal has not committed yet count against the
+                // window: after a crash they are sent again, and duplicates must stay within it.
+                next = link.fetched(fetch(after: after, limit: max(0, limit - unremoved)))
             case .remove(let seqs):
+                unremoved += seqs.count
                 store.remove(queue: name, seqs: seqs) { [logger] result in
                     if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
+                    self.loop.execute {
+                        self.unremoved -= seqs.count
+                        self.run(self.link.queueHasMore())
+                    }
                 }
             case .publishLocally(let publish):
                 let message = SluiceBroker.Message(
@@ -205,6 +214,7 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
+        guard limit > 0 else { return [] }
         do {
             return try store.read(queue: name, after: after, limit: limit).map { stored in
                 let message = stored.message
@@ -243,7 +253,7 @@ final class BridgeRunner: @unchecked Sendable {
         logger.info("connecting to \(address)")
         let handler = BridgeInboundHandler(runner: self, version: link.configuration.protocolVersion)
         ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
