@@ -176,7 +176,8 @@ class Central(Proc):
                  "persistence true",
                  f"persistence_location {workdir}/",
                  "autosave_interval 1",
-                 "log_type all",
+                 "log_type error", "log_type warning", "log_type notice",
+                 "log_type information",
                  "log_dest stderr"]
         if users:
             pw = workdir / "passwd"
