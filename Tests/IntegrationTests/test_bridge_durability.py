@@ -86,3 +86,18 @@ def test_central_restart_mid_drain(bridge_env):
     ctx = f"central stopped after {at_stop} distinct arrived; complete: {arrived}\n{env.logs()}"
     assert at_stop < n, "drain finished before the central stopped; the test proved nothing\n" + ctx
     assert_delivery(counter, list(range(1, n + 1)), max_duplicates=WINDOW, context=ctx)
+
+
+def test_graceful_restart_with_backlog(bridge_env):
+    env = bridge_env
+    n = 2_000
+    central, counter, gw = start_link(env, max_inflight=WINDOW)
+    central.stop()
+    publish_numbered(gw.port, "sensors/term", 1, n)
+    gw.stop()  # SIGTERM: nothing was in flight, so nothing may be sent twice
+    gw.start()
+    central.start()
+    arrived = counter.wait_distinct(n, 60)
+    counter.settle(1.0)
+    assert_delivery(counter, list(range(1, n + 1)), max_duplicates=0,
+                    context=f"complete: {arrived}\n{env.logs()}")
