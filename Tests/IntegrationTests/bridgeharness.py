@@ -476,11 +476,26 @@ class Delivery:
                 first.append(n)
         return [(a, b) for a, b in zip(first, first[1:]) if b <= a]
 
+    def duplicate_ranges(self) -> list[tuple[int, int]]:
+        """Runs of consecutive sequence numbers that arrived more than once."""
+        counts: dict[int, int] = {}
+        for n in self.got:
+            counts[n] = counts.get(n, 0) + 1
+        dups = sorted(n for n, k in counts.items() if k > 1)
+        runs: list[tuple[int, int]] = []
+        for n in dups:
+            if runs and n == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], n)
+            else:
+                runs.append((n, n))
+        return runs
+
     def summary(self) -> str:
         m = self.missing
         return (f"expected {len(self.expected)} distinct, got {len(self.got)} messages "
                 f"({len(set(self.got))} distinct); missing {len(m)} (first {m[:10]}); "
-                f"unexpected {self.unexpected[:10]}; duplicates {self.duplicates}; "
+                f"unexpected {self.unexpected[:10]}; duplicates {self.duplicates} "
+                f"(runs {self.duplicate_ranges()[:10]}); "
                 f"order breaks {len(self.order_breaks)} (first {self.order_breaks[:5]})")
 
 
