@@ -131,6 +131,8 @@ class Proc:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         p = self.proc
         if p is not None and p.poll() is None:
+            if sig != signal.SIGKILL:
+                os.kill(p.pid, signal.SIGCONT)  # in case a test paused it
             p.send_signal(sig)
             try:
                 p.wait(timeout=timeout)
@@ -144,6 +146,15 @@ class Proc:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets open but answers nothing."""
+        assert self.alive()
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -5,6 +5,7 @@ kept (duplicates ignored)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from bridgeharness import (BridgeSpec, bridge_env, assert_delivery, mosq_pub_lines,  # noqa: F401
@@ -100,4 +101,31 @@ def test_graceful_restart_with_backlog(bridge_env):
     arrived = counter.wait_distinct(n, 60)
     counter.settle(1.0)
     assert_delivery(counter, list(range(1, n + 1)), max_duplicates=0,
+                    context=f"complete: {arrived}\n{env.logs()}")
+
+
+def test_live_traffic_during_drain_keeps_fifo(bridge_env):
+    """Live messages published while a backlog drains come after it, nothing lost or doubled."""
+    env = bridge_env
+    backlog, live = 4_000, 1_000
+    central, counter, gw = start_link(env, max_inflight=WINDOW)
+    central.stop()
+    publish_numbered(gw.port, "sensors/live", 1, backlog)
+    central.start()
+    errors: list[BaseException] = []
+
+    def live_publisher():
+        try:
+            for start in range(backlog + 1, backlog + live + 1, 100):
+                publish_numbered(gw.port, "sensors/live", start, start + 99, timeout=60)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    t = threading.Thread(target=live_publisher, daemon=True)
+    t.start()
+    t.join(90)
+    assert not t.is_alive() and not errors, f"live publisher: {errors}\n{env.logs()}"
+    arrived = counter.wait_distinct(backlog + live, 60)
+    counter.settle(1.0)
+    assert_delivery(counter, list(range(1, backlog + live + 1)), max_duplicates=0,
                     context=f"complete: {arrived}\n{env.logs()}")

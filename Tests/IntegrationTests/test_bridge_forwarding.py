@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bridgeharness import (BridgeSpec, bridge_env, free_port, publish_numbered,  # noqa: F401
                            assert_delivery, start_link, uid, wait_until)
 
 
-def test_prefix_remapping_out_in_both(bridge_env):
+@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv50"])
+def test_prefix_remapping_out_in_both(bridge_env, protocol):
     env = bridge_env
     central = env.central().start()
     remote = env.client(central.port, uid("remote"))
     remote.subscribe("#", 1)
     spec = BridgeSpec([central.port], topics=['sensors/# out 1 "" gw1/',
                                               'cmd/# in 1 "" gw1/',
-                                              'both/# both 1 loc/ rem/'])
+                                              'both/# both 1 loc/ rem/'],
+                      extra=[f"bridge_protocol_version {protocol}"])
     gw = env.gateway([spec]).start()
     gw.wait_connected()
     local = env.client(gw.port, uid("local"))
@@ -128,3 +132,35 @@ def test_notifications_local_state(bridge_env):
     gw.wait_connected(before, timeout=15)
     assert wait_until(lambda: watcher.messages()[-1][1] == b"1", 5), \
         f"no '1' again after reconnect: {watcher.messages()}\n{env.logs()}"
+
+
+def test_notification_when_central_goes_silent(bridge_env):
+    """The central stops answering but keeps the TCP connection open (SIGSTOP): only the
+    keep-alive (keepalive_interval 5) can notice. "0" must come within 1.5 x keep-alive plus
+    slack, and the bridge must reconnect once the central answers again."""
+    env = bridge_env
+    central, counter, gw = start_link(env)
+    state_topic = "$SYS/broker/connection/central/state"
+    watcher = env.client(gw.port, uid("watch"))
+    watcher.subscribe(state_topic, 1)
+    assert wait_until(lambda: any(p == b"1" for _t, p, _d, _r in watcher.messages()), 5), \
+        f"no retained '1' while connected: {watcher.messages()}\n{env.logs()}"
+    before = gw.connected_count()
+    t0 = time.monotonic()
+    central.pause()
+    try:
+        went_down = wait_until(lambda: watcher.messages()[-1][1] == b"0", 15)
+        took = time.monotonic() - t0
+    finally:
+        central.resume()
+    assert went_down, (f"no '0' within 15s of the central going silent (keepalive 5): "
+                       f"{watcher.messages()}\n{env.logs()}")
+    assert took >= 4, f"'0' after {took:.1f}s although the central only went silent"
+    gw.wait_connected(before, timeout=20)
+    assert wait_until(lambda: watcher.messages()[-1][1] == b"1", 5), \
+        f"no '1' again after the central answered again: {watcher.messages()}\n{env.logs()}"
+    # and the link works again
+    publish_numbered(gw.port, "sensors/silent", 1, 50)
+    counter.wait_distinct(50, 15)
+    counter.settle(0.5)
+    assert_delivery(counter, list(range(1, 51)), max_duplicates=0, context=env.logs())
