@@ -24,7 +24,7 @@ def test_prefix_remapping_out_in_both(bridge_env, protocol):
     gw.wait_connected()
     local = env.client(gw.port, uid("local"))
     local.subscribe("#", 1)
-    time.sleep(0.5)  # the bridge's SUBSCRIBE for the in/both rules reaches the central
+    time.sleep(1.0)  # the bridge's SUBSCRIBE for the in/both rules reaches the central
 
     # out: QoS 0 and QoS 1 local publishers; remote topic gets the remote prefix.
     q0 = env.client(gw.port, uid("q0"))
