@@ -316,6 +316,7 @@ def test_install_run_remove_purge(deb):
         assert not user_exists("sluice")
         assert not group_exists("sluice")
         assert not os.path.lexists(WANTS_LINK)
+        assert not os.path.lexists("/etc/systemd/system/sluice.service"), "purge must unmask the unit"
     finally:
         if process is not None:
             if process.poll() is None:
