@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# build-deb.sh: build the Sluice Debian package, packaging/out/sluice_VERSION_ARCH.deb.
+#
+#   packaging/build-deb.sh                      # release build (6-10 min), strip, stage, pack
+#   SLUICE_SKIP_BUILD=1 packaging/build-deb.sh  # reuse the binary of an earlier release build
+#
+# Environment (all optional):
+#   SLUICE_BUILD_DIR    SwiftPM scratch path of the release build (default: .build-release)
+#   SLUICE_SKIP_BUILD=1 do not run swift build; use $SLUICE_BUILD_DIR/release/sluice
+#   SLUICE_BINARY=PATH  package this sluice binary instead (implies SLUICE_SKIP_BUILD=1)
+#   VERSION             package version (default: from `sluice version`, e.g. 0.1.0)
+#   DEB_REVISION        Debian revision, giving VERSION-DEB_REVISION (default: none, native)
+#   SLUICE_MAINTAINER   Maintainer field (default: Sluice Maintainers <sluice@example.org>)
+#   SLUICE_OUT_DIR      output folder (default: packaging/out)
+#
+# The binary is built with the static Swift stdlib, no rpath and full RELRO
+# (swift build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now),
+# then stripped. Depends comes from dpkg-shlibdeps (+ adduser for the maintainer scripts).
+# The shipped /etc/sluice/gateway.conf is validated with the built binary's `sluice check`.
+# Needs: swift, dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip. Run as any user
+# (dpkg-deb --root-owner-group makes every file root:root). The last line printed is the
+# path of the .deb.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+
+build_dir="${SLUICE_BUILD_DIR:-.build-release}"
+out_dir="${SLUICE_OUT_DIR:-$here/out}"
+maintainer="${SLUICE_MAINTAINER:-Sluice Maintainers <sluice@example.org>}"
+arch="$(dpkg --print-architecture)"
+
+log() { printf 'build-deb: %s\n' "$*" >&2; }
+
+if [ -n "${SLUICE_BINARY:-}" ]; then
+    binary="$SLUICE_BINARY"
+else
+    if [ "${SLUICE_SKIP_BUILD:-0}" != "1" ]; then
+        log "swift build -c release (static Swift stdlib) into $build_dir"
+        swift build -c release --static-swift-stdlib --disable-local-rpath \
+            -Xlinker -z -Xlinker now --product sluice --scratch-path "$build_dir" >&2
+    fi
+    binary="$build_dir/release/sluice"
+fi
+[ -x "$binary" ] || { log "no binary at $binary (build first or unset SLUICE_SKIP_BUILD)"; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+stage="$work/stage"
+umask 022
+
+# Reproducible timestamps: the last commit's time when this is a git checkout.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    SOURCE_DATE_EPOCH="$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)"
+fi
+export SOURCE_DATE_EPOCH
+
+# /usr/bin/sluice, stripped.
+install -D -m 0755 "$binary" "$stage/usr/bin/sluice"
+strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/sluice"
+
+upstream_version="${VERSION:-$("$stage/usr/bin/sluice" version | awk '{print $NF}')}"
+case "$upstream_version" in
+    [0-9]*) ;;
+    *) log "cannot tell the version (got '$upstream_version'); set VERSION"; exit 1 ;;
+esac
+version="$upstream_version${DEB_REVISION:+-$DEB_REVISION}"
+log "version $version, architecture $arch"
+
+# /etc/sluice/gateway.conf (conffile), checked by the binary being packaged.
+install -D -m 0644 "$here/gateway.conf" "$stage/etc/sluice/gateway.conf"
+log "$("$stage/usr/bin/sluice" check -c "$stage/etc/sluice/gateway.conf")"
+
+# The systemd unit.
+install -D -m 0644 "$here/sluice.service" "$stage/lib/systemd/system/sluice.service"
+
+# Man page.
+install -d -m 0755 "$stage/usr/share/man/man1"
+sed "s/@VERSION@/$upstream_version/" "$here/sluice.1" | gzip -9n > "$stage/usr/share/man/man1/sluice.1.gz"
+
+# Documentation: copyright, changelog, the fully documented example configuration.
+doc="$stage/usr/share/doc/sluice"
+install -D -m 0644 "$here/debian/copyright" "$doc/copyright"
+install -D -m 0644 "$root/gateway.conf.example" "$doc/examples/gateway.conf.example"
+if [ -n "${DEB_REVISION:-}" ]; then changelog_name=changelog.Debian.gz; else changelog_name=changelog.gz; fi
+{
+    printf 'sluice (%s) unstable; urgency=medium\n\n' "$version"
+    printf '  * Release %s.\n\n' "$upstream_version"
+    printf ' -- %s  %s\n' "$maintainer" "$(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")"
+} | gzip -9n > "$doc/$changelog_name"
+chmod 0644 "$doc/$changelog_name" "$stage/usr/share/man/man1/sluice.1.gz"
+
+# Depends: shared libraries of the binary (dpkg-shlibdeps needs a debian/control nearby).
+mkdir -p "$work/shlibdeps/debian"
+printf 'Source: sluice\n\nPackage: sluice\nArchitecture: any\n' > "$work/shlibdeps/debian/control"
+shlibs="$(cd "$work/shlibdeps" && dpkg-shlibdeps -O -e"$stage/usr/bin/sluice" 2>"$work/shlibdeps.err" \
+    | sed -n 's/^shlibs:Depends=//p')" || { cat "$work/shlibdeps.err" >&2; exit 1; }
+[ -n "$shlibs" ] || { log "dpkg-shlibdeps found no dependencies"; cat "$work/shlibdeps.err" >&2; exit 1; }
+depends="$shlibs, adduser"
+log "Depends: $depends"
+
+# DEBIAN/: control, conffiles, maintainer scripts, md5sums.
+install -d -m 0755 "$stage/DEBIAN"
+installed_size="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@MAINTAINER@/$maintainer/" \
+    -e "s/@INSTALLED_SIZE@/$installed_size/" -e "s/@DEPENDS@/$depends/" \
+    "$here/debian/control.in" > "$stage/DEBIAN/control"
+printf '/etc/sluice/gateway.conf\n' > "$stage/DEBIAN/conffiles"
+for script in postinst prerm postrm; do
+    install -m 0755 "$here/debian/$script" "$stage/DEBIAN/$script"
+done
+(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
+    | xargs -0 md5sum) > "$stage/DEBIAN/md5sums"
+chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"
+
+mkdir -p "$out_dir"
+deb="$out_dir/sluice_${version}_${arch}.deb"
+dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >&2
+log "built $deb ($(du -h "$deb" | cut -f1))"
+echo "$deb"
