@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MQTTCore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SluiceBridge
@@ -13,7 +14,10 @@ import SluiceStore
 /// it what happens on the socket. All state lives on `loop`.
 final class BridgeRunner: @unchecked Sendable {
     let name: String
-    let rules: BridgeRules
+    /// Read by the broker loop when queueing, replaced on SIGHUP: the lock is per bridge and
+    /// uncontended in practice.
+    private let outboundRules: NIOLockedValueBox<BridgeRules>
+    var rules: BridgeRules { outboundRules.withLockedValue { $0 } }
     let limits: QueueLimits
     private let loop: any EventLoop
     private let addresses: [HostPort]
@@ -38,17 +42,8 @@ final class BridgeRunner: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "bridge"] = "\(config.name)"
         self.logger = logger
-        self.rules = BridgeRules(
-            try config.topics.map { topic in
-                try TopicRule(
-                    pattern: topic.pattern,
-                    direction: BridgeDirection(topic.direction),
-                    qos: QoS(rawValue: UInt8(topic.qos)) ?? .atMostOnce,
-                    localPrefix: topic.localPrefix,
-                    remotePrefix: topic.remotePrefix
-                )
-            }
-        )
+        let rules = try Self.rules(from: config)
+        self.outboundRules = NIOLockedValueBox(rules)
         self.limits = QueueLimits(
             maxMessages: config.queueMaxMessages == 0 ? .max : config.queueMaxMessages,
             maxBytes: config.queueMaxBytes == 0 ? .max : config.queueMaxBytes,
@@ -87,7 +82,7 @@ final class BridgeRunner: @unchecked Sendable {
 
     /// The queued form of a local message that matched an `out` rule (topic already remapped).
     func queuedMessage(for message: SluiceBroker.Message) -> QueuedMessage? {
-        guard let mapping = rules.outbound(forLocal: message.topic) else { return nil }
+        guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
         var properties = message.properties
         properties.messageExpiryInterval = nil  // the queue's own age bound governs queued messages
         return QueuedMessage(
@@ -98,6 +93,26 @@ final class BridgeRunner: @unchecked Sendable {
             properties: properties.storageBytes(),
             enqueuedAt: Store.wallClockMilliseconds()
         )
+    }
+
+    static func rules(from config: BridgeConfig) throws -> BridgeRules {
+        BridgeRules(
+            try config.topics.map { topic in
+                try TopicRule(
+                    pattern: topic.pattern,
+                    direction: BridgeDirection(topic.direction),
+                    qos: QoS(rawValue: UInt8(topic.qos)) ?? .atMostOnce,
+                    localPrefix: topic.localPrefix,
+                    remotePrefix: topic.remotePrefix
+                )
+            }
+        )
+    }
+
+    /// SIGHUP: new topic rules; remote subscriptions follow while connected.
+    func updateRules(_ rules: BridgeRules) {
+        outboundRules.withLockedValue { $0 = rules }
+        loop.execute { self.run(self.link.updateRules(rules)) }
     }
 
     // MARK: Lifecycle (any thread)

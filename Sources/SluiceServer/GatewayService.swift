@@ -5,18 +5,23 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import SluiceBridge
 import SluiceBroker
 import SluiceConfig
 import SluiceStore
+import UnixSignals
 
 /// The whole gateway as one service: the broker host, its listeners and the bridges.
 /// Started by `sluice run` inside a `ServiceGroup` that turns SIGTERM/SIGINT into a graceful shutdown.
 public final class GatewayService: Service, Sendable {
     public let config: GatewayConfig
+    /// Where `config` came from; SIGHUP reads it again.
+    private let configPath: String?
     private let logger: Logger
 
-    public init(config: GatewayConfig, logger: Logger) {
+    public init(config: GatewayConfig, configPath: String?, logger: Logger) {
         self.config = config
+        self.configPath = configPath
         self.logger = logger
     }
 
@@ -72,6 +77,18 @@ public final class GatewayService: Service, Sendable {
             throw error
         }
         for bridge in bridges { bridge.start() }
+        _ = SystemdNotifier.notify("READY=1")
+        let watchdog = SystemdNotifier.watchdogInterval.map { interval in
+            // Pinged from the broker's own loop, so a stuck broker stops the pings.
+            host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(Int64(interval.components.seconds) * 500_000_000)) { _ in
+                _ = SystemdNotifier.notify("WATCHDOG=1")
+            }
+        }
+        let reloader = Task { [bridges] in
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                reload(host: host, bridges: bridges)
+            }
+        }
         let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             host.tick()
         }
@@ -80,6 +97,9 @@ public final class GatewayService: Service, Sendable {
         try? await gracefulShutdown()
 
         logger.info("shutting down")
+        _ = SystemdNotifier.notify("STOPPING=1")
+        reloader.cancel()
+        watchdog?.cancel()
         ticker.cancel()
         sysTicker?.cancel()
         for channel in channels { try? await channel.close() }
@@ -89,6 +109,31 @@ public final class GatewayService: Service, Sendable {
         try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
         try? await group.shutdownGracefully()
         logger.info("stopped")
+    }
+
+    /// SIGHUP: read the configuration again and apply what can change without dropping clients
+    /// (bridge topic rules). A broken file keeps the running configuration and says why.
+    private func reload(host: BrokerHost, bridges: [BridgeRunner]) {
+        guard let configPath else {
+            logger.notice("SIGHUP: running without a configuration file, nothing to reload")
+            return
+        }
+        _ = SystemdNotifier.notify("RELOADING=1")
+        defer { _ = SystemdNotifier.notify("READY=1") }
+        do {
+            let fresh = try GatewayConfig.load(path: configPath)
+            var rules: [(BridgeRunner, BridgeRules)] = []
+            for bridge in bridges {
+                guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
+                rules.append((bridge, try BridgeRunner.rules(from: section)))
+            }
+            for (bridge, newRules) in rules { bridge.updateRules(newRules) }
+            let filters = rules.flatMap { $0.1.rules.filter(\.direction.isOutbound).map(\.localFilter) }
+            host.loop.execute { host.setDurableFilters(filters) }
+            logger.notice("configuration reloaded: bridge topic rules applied; other changes take effect at restart")
+        } catch {
+            logger.error("reload failed, keeping the running configuration: \(error)")
+        }
     }
 
     private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner]) -> RepeatedTask {

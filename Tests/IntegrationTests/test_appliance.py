@@ -1,0 +1,117 @@
+"""systemd integration of the running binary: sd_notify READY/WATCHDOG/STOPPING, SIGHUP reload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent.parent
+SLUICE_BIN = Path(os.environ.get("SLUICE_BIN", str(REPO / ".build" / "debug" / "sluice")))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    yield path, sock
+    sock.close()
+
+
+def receive_all(sock, seconds: float) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            continue
+    return got
+
+
+def start(conf: Path, env: dict, log: Path) -> subprocess.Popen:
+    if not SLUICE_BIN.exists():
+        pytest.fail(f"sluice binary not found at {SLUICE_BIN}; build it first", pytrace=False)
+    return subprocess.Popen([str(SLUICE_BIN), "run", "-c", str(conf)], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, env={**os.environ, **env})
+
+
+def test_sd_notify_ready_watchdog_and_stopping(tmp_path, notify_socket):
+    path, sock = notify_socket
+    port = free_port()
+    conf = tmp_path / "gw.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    log = tmp_path / "sluice.log"
+    proc = start(conf, {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}, log)
+    try:
+        messages = receive_all(sock, 2.5)
+        assert "READY=1" in messages, (messages, log.read_text())
+        # WATCHDOG_USEC=1s: pings every 0.5 s from the broker loop.
+        assert messages.count("WATCHDOG=1") >= 3, messages
+        # READY comes after the listener is bound: a client can connect at once.
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+        assert "STOPPING=1" in receive_all(sock, 0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sighup_reloads_bridge_rules_and_keeps_running_on_a_broken_file(tmp_path):
+    port, central = free_port(), free_port()
+    conf = tmp_path / "gw.conf"
+    base = (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {tmp_path}/data/\n"
+            f"connection central\naddress 127.0.0.1:{central}\nrestart_timeout 1 2\n")
+    conf.write_text(base + "topic a/# out 1\n")
+    log = tmp_path / "sluice.log"
+    proc = start(conf, {}, log)
+    try:
+        wait_for(lambda: "listening" in log.read_text(), 10, "listening")
+        conf.write_text(base + "topic a/# out 1\ntopic b/# out 1\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in log.read_text(), 5, "reload")
+        # b/x now matches an out rule: it lands in the durable queue.
+        subprocess.run(["mosquitto_pub", "-p", str(port), "-t", "b/x", "-m", "1", "-q", "1"], check=True, timeout=10)
+        stats = subprocess.run([str(SLUICE_BIN), "queue", "stats", "-c", str(conf), "central"],
+                               capture_output=True, text=True, timeout=10)
+        assert "depth=1" in stats.stdout, stats
+        conf.write_text(base + "topic a/# sideways 1\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in log.read_text(), 5, "reload failure")
+        assert "gw.conf:7" in log.read_text()
+        assert proc.poll() is None, "a broken reload must not stop the gateway"
+        subprocess.run(["mosquitto_pub", "-p", str(port), "-t", "a/x", "-m", "2", "-q", "1"], check=True, timeout=10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
