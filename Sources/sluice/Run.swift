@@ -10,8 +10,8 @@ struct Run: AsyncParsableCommand {
     @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf. Without one: a broker on 127.0.0.1:1883 only.")
     var config: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: from log_type, else info).")
+    var logLevel: Logger.Level?
 
     func run() async throws {
         let gatewayConfig: GatewayConfig
@@ -24,11 +24,8 @@ struct Run: AsyncParsableCommand {
         } else {
             gatewayConfig = .default
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        let level = logLevel ?? gatewayConfig.logLevel
+        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, level: level) }
         let logger = Logger(label: "sluice")
         if config == nil {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
@@ -46,3 +43,19 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension GatewayConfig {
+    /// Mosquitto's `log_type` words as a swift-log level: the most verbose type asked for.
+    var logLevel: Logger.Level {
+        let types = Set(logTypes)
+        if types.contains("all") || types.contains("debug") { return .debug }
+        if types.contains("information") || types.contains("notice") || types.contains("subscribe")
+            || types.contains("unsubscribe")
+        {
+            return .info
+        }
+        if types.contains("warning") { return .warning }
+        if types.contains("error") { return .error }
+        return types.contains("none") ? .critical : .info
+    }
+}
