@@ -377,6 +377,8 @@ class PahoClient:
 
     def close(self):
         try:
+            if self.c.is_connected():
+                self.c.disconnect()  # also wakes the loop thread at once
             self.c.loop_stop()
             sock = self.c.socket()
             if sock is not None:
