@@ -92,3 +92,16 @@ def test_line_mode_numbered_messages_in_order(broker, mosq_sub, version, qos):
     assert len(lines) == n, f"received {len(lines)} of {n}: {err}"
     assert [int(x) for x in lines] == list(range(n))
     assert rc == 0
+
+
+def test_sys_topics_published_and_hidden_from_hash(start_broker):
+    """$SYS/broker/... topics (Mosquitto's names) are published, and '#' does not see them."""
+    from conftest import SubProcess
+    b = start_broker("sys_interval 1")
+    sys_sub = SubProcess(b, "$SYS/broker/#", "-v", count=5, wait_s=4)
+    hash_sub = SubProcess(b, "#", "-v", count=1, wait_s=3)
+    sys_lines, rc, err = sys_sub.result()
+    hash_lines, _, _ = hash_sub.result()
+    assert len(sys_lines) == 5, err
+    assert all(l.startswith("$SYS/broker/") for l in sys_lines), sys_lines
+    assert hash_lines == [], hash_lines

@@ -186,3 +186,30 @@ def test_session_present_flag(raw, version):
     ack = c.connect(cid, clean=True)
     # [MQTT-3.2.2-1]: clean session/start 1 => session present 0.
     assert ack.reason == 0 and ack.session_present is False
+
+
+def test_retained_and_persistent_session_survive_restart(broker, paho_client):
+    """With `persistence true`, a restart keeps retained messages, persistent sessions and
+    their queued QoS 1 messages (what MQTT says a broker keeps)."""
+    cid = uid("restart")
+    topic = f"sess/{uid()}"
+    sub = paho_client(cid, clean=False)
+    sub.subscribe(topic, qos=1)
+    sub.disconnect()
+    pub = paho_client()
+    pub.publish(f"{topic}/retained", b"kept-across-restart", qos=1, retain=True)
+    for i in range(5):
+        pub.publish(topic, f"r{i}".encode(), qos=1)
+    pub.disconnect()
+    broker.restart()
+    again = paho_client(cid, clean=False, connect=False)
+    again.connect()
+    assert again.session_present
+    again.collector.wait_for(5, 5)
+    assert again.collector.settle(0.3) and again.collector.payloads() == [
+        f"r{i}".encode() for i in range(5)]
+    late = paho_client()
+    late.subscribe(f"{topic}/#", qos=1)
+    msgs = late.collector.wait_for(1, 3)
+    assert [(m.topic, m.payload, bool(m.retain)) for m in msgs] == [
+        (f"{topic}/retained", b"kept-across-restart", True)]
