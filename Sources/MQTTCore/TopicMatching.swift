@@ -28,4 +28,14 @@ extension Topic {
     public static func hasWildcard(_ filter: String) -> Bool {
         filter.utf8.contains(UInt8(ascii: "+")) || filter.utf8.contains(UInt8(ascii: "#"))
     }
+
+    /// Why `filter` is not a valid topic filter, or nil when it is (for messages naming the input).
+    public static func filterProblem(_ filter: String) -> String? {
+        do {
+            try validateFilter(filter)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
 }

@@ -82,11 +82,11 @@ public struct TopicRule: Sendable, Hashable {
                     "bridge topic pattern \"\" needs both a local and a remote prefix (got '\(localPrefix)' and '\(remotePrefix)')"
                 )
             }
-        } else if let problem = TopicFilter.problem(inFilter: pattern) {
+        } else if let problem = Topic.filterProblem(pattern) {
             throw TopicRuleError(.invalidPattern, input: pattern, "bridge topic pattern '\(pattern)': \(problem)")
         }
         for filter in [localPrefix + pattern, remotePrefix + pattern] {
-            if let problem = TopicFilter.problem(inFilter: filter) {
+            if let problem = Topic.filterProblem(filter) {
                 throw TopicRuleError(
                     .invalidCombinedFilter,
                     input: filter,
@@ -118,7 +118,7 @@ public struct TopicRule: Sendable, Hashable {
     }
 
     private static func remap(_ topic: String, filter: String, from: String, to: String) -> String? {
-        guard TopicFilter.matches(filter: filter, topic: topic) else { return nil }
+        guard Topic.matches(filter: filter, topic: topic) else { return nil }
         let result: String
         if topic.utf8.starts(with: from.utf8) {
             // The prefix is valid UTF-8 matched byte-wise, so the cut falls on a scalar boundary.
@@ -129,7 +129,7 @@ public struct TopicRule: Sendable, Hashable {
         } else {
             return nil
         }
-        return TopicFilter.isValidTopicName(result) ? result : nil
+        return (try? Topic.validateName(result)) != nil ? result : nil
     }
 }
 

@@ -35,7 +35,7 @@ struct SharedGroup: Sendable {
 /// starts with `$` [MQTT-4.7.2-1], so matching skips the `+` and `#` children of the root then.
 struct SubscriptionTree: Sendable {
     struct Node: Sendable {
-        var children: [Substring: Int] = [:]
+        var children: [TopicLevel: Int] = [:]
         var subscribers: [String: Subscription] = [:]
         var shared: [String: SharedGroup] = [:]
     }
@@ -52,12 +52,12 @@ struct SubscriptionTree: Sendable {
     private mutating func node(for filter: String) -> Int {
         var index = 0
         for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
-            if let child = nodes[index].children[level] {
+            if let child = nodes[index].children[TopicLevel(level)] {
                 index = child
             } else {
                 nodes.append(Node())
                 let child = nodes.count - 1
-                nodes[index].children[level] = child
+                nodes[index].children[TopicLevel(level)] = child
                 index = child
             }
         }
@@ -67,7 +67,7 @@ struct SubscriptionTree: Sendable {
     private func existingNode(for filter: String) -> Int? {
         var index = 0
         for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let child = nodes[index].children[level] else { return nil }
+            guard let child = nodes[index].children[TopicLevel(level)] else { return nil }
             index = child
         }
         return index
@@ -129,7 +129,7 @@ struct SubscriptionTree: Sendable {
     ) {
         let node = nodes[index]
         let wildcardsAllowed = !(isRoot && isDollar)
-        if wildcardsAllowed, let hash = node.children["#"] {
+        if wildcardsAllowed, let hash = node.children[TopicLevel.hash] {
             // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
             add(node: hash, into: &result)
         }
@@ -138,10 +138,10 @@ struct SubscriptionTree: Sendable {
             return
         }
         let rest = levels.dropFirst()
-        if let exact = node.children[level] {
+        if let exact = node.children[TopicLevel(level)] {
             collect(node: exact, levels: rest, isRoot: false, isDollar: isDollar, into: &result)
         }
-        if wildcardsAllowed, let plus = node.children["+"] {
+        if wildcardsAllowed, let plus = node.children[TopicLevel.plus] {
             collect(node: plus, levels: rest, isRoot: false, isDollar: isDollar, into: &result)
         }
     }
@@ -177,5 +177,23 @@ struct SubscriptionTree: Sendable {
         let clientID = state.order[pick]
         guard let subscription = state.members[clientID] else { return nil }
         return (clientID, subscription)
+    }
+}
+
+/// A topic level compared byte for byte: MQTT topics are not Unicode-normalised [MQTT-4.7.3-4],
+/// while Swift's String equality is canonical equivalence ("é" == "e\u{301}").
+struct TopicLevel: Hashable, Sendable {
+    let text: Substring
+
+    init(_ text: Substring) { self.text = text }
+
+    static let plus = TopicLevel("+")
+    static let hash = TopicLevel("#")
+
+    static func == (lhs: TopicLevel, rhs: TopicLevel) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        let hashed = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if hashed == nil { for byte in text.utf8 { hasher.combine(byte) } }
     }
 }

@@ -546,3 +546,13 @@ func reason(_ text: String) -> Properties {
         #expect(tree.match(topic: "a/b").subscribers.isEmpty)
     }
 }
+
+@Suite struct TopicBytesTests {
+    /// Topics are compared byte for byte, never Unicode-normalised [MQTT-4.7.3-4].
+    @Test func canonicallyEquivalentTopicsAreDifferentTopics() {
+        var tree = SubscriptionTree()
+        tree.insert(filter: "caf\u{E9}", clientID: "c", subscription: Subscription(options: SubscriptionOptions(qos: .atMostOnce)))
+        #expect(tree.match(topic: "cafe\u{301}").subscribers.isEmpty)
+        #expect(tree.match(topic: "caf\u{E9}").subscribers.count == 1)
+    }
+}
