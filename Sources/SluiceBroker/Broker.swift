@@ -69,6 +69,18 @@ public struct Broker: Sendable {
         return takeActions()
     }
 
+    /// Authentication failed before the broker rules were consulted: CONNACK with `reason`
+    /// (0x86 bad user name or password, 0x87 not authorized; the codec maps them for 3.1.1), then close.
+    public mutating func refuseConnect(_ connection: ConnectionID, reason: ReasonCode) -> [BrokerAction] {
+        refuse(connection, reason)
+        return takeActions()
+    }
+
+    private mutating func refuse(_ connection: ConnectionID, _ reason: ReasonCode) {
+        send(.connAck(ConnAckPacket(sessionPresent: false, reasonCode: reason)), to: connection)
+        actions.append(.close(connection, nil))
+    }
+
     /// Any packet after CONNECT.
     public mutating func receive(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
         guard var client = connections[connection] else {
@@ -161,10 +173,7 @@ public struct Broker: Sendable {
 
     private mutating func handleConnect(_ connection: ConnectionID, _ packet: ConnectPacket, listener: Int, now: BrokerTime) {
         let version = packet.protocolVersion
-        func refuse(_ code: ReasonCode) {
-            send(.connAck(ConnAckPacket(sessionPresent: false, reasonCode: code)), to: connection)
-            actions.append(.close(connection, nil))
-        }
+        func refuse(_ code: ReasonCode) { self.refuse(connection, code) }
         if packet.properties.authenticationMethod != nil {
             return refuse(.badAuthenticationMethod)  // no enhanced authentication methods are offered
         }
