@@ -73,7 +73,7 @@ struct FlowResult {
 /// N publishers → M subscribers on one topic. Every subscriber receives every message.
 /// `perPublisher` messages each; returns counts and the first-publish → last-receive span.
 func runFlow(
-    ctx: BenchContext, port: Int, publishers: Int, subscribers: Int, qos: QoS, payload: Int,
+    ctx: BenchContext, port: Int, subscriberPort: Int? = nil, publishers: Int, subscribers: Int, qos: QoS, payload: Int,
     perPublisher: Int, window: Int = 100, rate: Double = 0, recordLatency: Bool = false,
     stallTimeout: Double = 5, hardTimeout: Double
 ) async throws -> FlowResult {
@@ -84,7 +84,7 @@ func runFlow(
     let topic = "bench/t\(tag)"
     var subs: [BenchConnection] = []
     for i in 0..<subscribers {
-        let (ch, conn) = try await Net.connect(group: group, port: port, clientID: "bs\(tag)-\(i)").get()
+        let (ch, conn) = try await Net.connect(group: group, port: subscriberPort ?? port, clientID: "bs\(tag)-\(i)").get()
         channels.append(ch)
         try await conn.loop.flatSubmit { conn.subscribe(topic, qos: qos) }.get()
         subs.append(conn)
@@ -100,7 +100,6 @@ func runFlow(
         try await s.loop.submit {
             s.expected = expectedPerSub
             s.recordLatency = recordLatency
-            if recordLatency { }
         }.get()
     }
     var result = FlowResult(expected: expectedPerSub * subscribers)
