@@ -112,7 +112,9 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
         let centralPort = central.port
         defer {
             central.stop(removeDir: false)
-            try? FileManager.default.removeItem(atPath: centralDir)
+            if ProcessInfo.processInfo.environment["SLUICE_BENCH_KEEP"] == nil {
+                try? FileManager.default.removeItem(atPath: centralDir)
+            }
         }
         let edge = try await BrokerProcess.start(
             kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
@@ -180,7 +182,9 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
             out.generatorCPU = m.gen
             out.brokerCPU = m.broker
             out.wall = m.wall
-            if first > start {
+            if received < count {
+                out.note = "incomplete drain; edge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())"
+            } else if first > start {
                 out.note = String(format: "first message at the central %.2f s after its restart began", Double(first - start) / 1e9)
             }
             return out

@@ -39,10 +39,10 @@ final class BrokerProcess: @unchecked Sendable {
     let kind: BrokerKind
     let port: Int
     let dir: String
-    let process: Process
-    var pid: Int32 { process.processIdentifier }
+    let process: ChildProcess
+    var pid: Int32 { process.pid }
 
-    private init(kind: BrokerKind, port: Int, dir: String, process: Process) {
+    private init(kind: BrokerKind, port: Int, dir: String, process: ChildProcess) {
         self.kind = kind
         self.port = port
         self.dir = dir
@@ -71,28 +71,23 @@ final class BrokerProcess: @unchecked Sendable {
         lines += extraConfig
         let confPath = dir + "/broker.conf"
         try (lines.joined(separator: "\n") + "\n").write(toFile: confPath, atomically: true, encoding: .utf8)
-        let p = Process()
+        let executable: String
+        let arguments: [String]
         switch kind {
         case .mosquitto:
-            p.executableURL = URL(fileURLWithPath: mosquittoPath())
-            p.arguments = ["-c", confPath]
+            executable = mosquittoPath()
+            arguments = ["-c", confPath]
         case .sluice:
-            p.executableURL = URL(fileURLWithPath: sluicePath)
-            p.arguments = ["run", "-c", confPath, "--log-level", "warning"]
+            executable = sluicePath
+            arguments = ["run", "-c", confPath, "--log-level", "warning"]
         }
-        let logPath = dir + "/broker.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)
-        p.standardOutput = log
-        p.standardError = log
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let p = try ChildProcess.spawn(executable, arguments, logPath: dir + "/broker.log")
         let broker = BrokerProcess(kind: kind, port: port, dir: dir, process: p)
         // Wait (bounded) until it accepts connections.
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
             if !p.isRunning {
-                throw BenchError("\(kind.rawValue) exited at start (status \(p.terminationStatus)); log:\n\(broker.logTail())")
+                throw BenchError("\(kind.rawValue) exited at start; log:\n\(broker.logTail())")
             }
             if await Net.canConnect(group: group, port: port) { return broker }
             try await Task.sleep(nanoseconds: 50_000_000)
@@ -143,11 +138,12 @@ final class BrokerProcess: @unchecked Sendable {
             let deadline = Date().addingTimeInterval(5)
             while process.isRunning && Date() < deadline { usleep(20_000) }
             if process.isRunning {
+                log("warning: \(kind.rawValue) (pid \(pid)) ignored SIGTERM for 5 s: SIGKILL")
                 kill(pid, SIGKILL)
-                process.waitUntilExit()
+                while process.isRunning { usleep(10_000) }
             }
         }
-        if removeDir { try? FileManager.default.removeItem(atPath: dir) }
+        if removeDir && ProcessInfo.processInfo.environment["SLUICE_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: dir) }
     }
 }
 
@@ -182,4 +178,53 @@ func shell(_ cmd: String) -> String {
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// A child started with posix_spawn, with an empty signal mask and default signal dispositions
+/// (Foundation's Process passes this process's blocked signals on, and a broker that never sees
+/// SIGTERM cannot shut down cleanly, e.g. Mosquitto would not save its persistence file).
+final class ChildProcess: @unchecked Sendable {
+    let pid: pid_t
+    private let lock = NSLock()
+    private var exited = false
+
+    private init(pid: pid_t) { self.pid = pid }
+
+    static func spawn(_ path: String, _ args: [String], logPath: String) throws -> ChildProcess {
+        var fa = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fa)
+        defer { posix_spawn_file_actions_destroy(&fa) }
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&fa, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&fa, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var all = sigset_t()
+        sigfillset(&all)
+        sigdelset(&all, SIGKILL)
+        sigdelset(&all, SIGSTOP)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &fa, &attr, argv, environ)
+        guard rc == 0 else { throw BenchError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
+        return ChildProcess(pid: pid)
+    }
+
+    /// Reaps the child when it has exited (waitpid WNOHANG on its own pid only).
+    var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if exited { return false }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid || (r < 0 && errno == ECHILD) { exited = true }
+        return !exited
+    }
 }
