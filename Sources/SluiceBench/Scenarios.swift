@@ -267,7 +267,7 @@ func openIdle(ctx: BenchContext, port: Int, count: Int, concurrency: Int, prefix
 }
 
 func memoryScenario(quick: Bool, fileLimit: Int) -> Scenario {
-    let big = !quick && fileLimit >= 10_000 * 2 + 200
+    let big = !quick && fileLimit >= 10_000 + 500  // each process (bench, broker) needs ~10k descriptors
     var metrics = [
         MetricSpec(key: "idle", label: "memory idle RSS (MiB)", unit: "MiB", better: .lower),
         MetricSpec(key: "rss1k", label: "memory RSS 1k conns (MiB)", unit: "MiB", better: .lower),
