@@ -307,7 +307,7 @@ enum Net {
         let loop = group.next()
         let conn = BenchConnection(loop: loop, clientID: clientID, cleanSession: cleanSession, keepAlive: keepAlive)
         return ClientBootstrap(group: loop)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in channel.pipeline.addHandler(conn) }
             .connect(host: "127.0.0.1", port: port)

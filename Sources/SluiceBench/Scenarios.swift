@@ -193,7 +193,7 @@ func throughputScenario(shape: Shape, qos: QoS, payload: Int, quick: Bool) -> Sc
             let m = try await measured(broker) {
                 flow = try await runFlow(
                     ctx: ctx, port: broker.port, publishers: shape.publishers, subscribers: shape.subscribers,
-                    qos: qos, payload: payload, perPublisher: perPublisher, hardTimeout: quick ? 30 : 120)
+                    qos: qos, payload: payload, perPublisher: perPublisher, hardTimeout: quick ? 30 : 45)
             }
             out.values["rate"] = flow.rate
             out.loss = max(0, flow.expected - flow.received)
