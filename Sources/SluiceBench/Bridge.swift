@@ -1,0 +1,195 @@
+import Foundation
+import MQTTCore
+import NIOCore
+import NIOPosix
+
+/// Bridge scenarios. Without `--bridge` they are not run and the table lists "bridge" as
+/// not yet measured.
+///
+/// The central broker is always Debian's Mosquitto (started by the bench, persistence on so a
+/// persistent subscriber survives its restart). The edge is Mosquitto or Sluice with the same
+/// bridge section:
+///
+///     connection central
+///     address 127.0.0.1:PORT
+///     topic bench/# out 1
+///     cleansession false
+///     restart_timeout 1
+///
+/// (`restart_timeout 1` on both so the reconnect wait after the outage is short and equal;
+/// everything else is each broker's default: Mosquitto's bridge uses max_inflight_messages 20,
+/// Sluice's bridge_max_inflight 100.)
+func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
+    guard enabled else { return [] }
+    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)]
+}
+
+func bridgeSection(centralPort: Int) -> [String] {
+    [
+        "connection central",
+        "address 127.0.0.1:\(centralPort)",
+        "topic bench/# out 1",
+        "cleansession false",
+        "restart_timeout 1",
+    ]
+}
+
+func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) async throws -> BrokerProcess {
+    let d = try dir ?? BrokerProcess.makeTempDir("central")
+    return try await BrokerProcess.start(
+        kind: .mosquitto, sluicePath: ctx.sluicePath, group: ctx.group, port: port,
+        extraConfig: ["persistence true", "persistence_location \(d)/", "autosave_interval 3600"], dir: d)
+}
+
+/// Publishes probe messages on the edge until one arrives at the central (bounded).
+func waitForBridge(_ ctx: BenchContext, edgePort: Int, centralPort: Int, timeout: Double = 20) async throws {
+    let (subCh, sub) = try await Net.connect(group: ctx.group, port: centralPort, clientID: "probe-sub").get()
+    defer { subCh.close(promise: nil) }
+    try await sub.loop.flatSubmit { sub.subscribe("bench/probe", qos: .atLeastOnce) }.get()
+    let deadline = nowNanos() + UInt64(timeout * 1e9)
+    while nowNanos() < deadline {
+        let (ch, pub) = try await Net.connect(group: ctx.group, port: edgePort, clientID: "probe-pub").get()
+        _ = try? await pub.loop.flatSubmit {
+            pub.startPublishing(topic: "bench/probe", qos: .atLeastOnce, payloadSize: 8, count: 1, window: 1)
+        }.get()
+        pub.loop.execute { pub.disconnect() }
+        _ = try? await ch.closeFuture.get()
+        for _ in 0..<10 {
+            if try await sub.loop.submit({ sub.received }).get() > 0 { return }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+    }
+    throw BenchError("bridge did not forward a probe message within \(Int(timeout)) s")
+}
+
+func bridgeForwardScenario(quick: Bool) -> Scenario {
+    let count = quick ? 20_000 : 100_000
+    return Scenario(
+        name: "bridge-forward",
+        description: "edge broker with a bridge to a central Mosquitto: 1 local QoS 1 publisher (bench/…, 64 B, \(count) msgs) → central subscriber QoS 1",
+        metrics: [MetricSpec(key: "rate", label: "bridge forward (msg/s)", unit: "msg/s", better: .higher)]
+    ) { kind, ctx in
+        let central = try await startCentral(ctx)
+        defer { central.stop() }
+        let edge = try await BrokerProcess.start(
+            kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
+            extraConfig: bridgeSection(centralPort: central.port))
+        defer { edge.stop() }
+        do {
+            try await waitForBridge(ctx, edgePort: edge.port, centralPort: central.port)
+            var out = RunOutcome()
+            var flow = FlowResult()
+            let m = try await measured(edge) {
+                flow = try await runFlow(
+                    ctx: ctx, port: edge.port, subscriberPort: central.port, publishers: 1, subscribers: 1,
+                    qos: .atLeastOnce, payload: 64, perPublisher: count, stallTimeout: 10, hardTimeout: quick ? 60 : 180)
+            }
+            out.values["rate"] = flow.rate
+            out.loss = max(0, flow.expected - flow.received)
+            out.duplicates = max(0, flow.received - flow.expected)
+            out.generatorCPU = m.gen
+            out.brokerCPU = m.broker
+            out.wall = m.wall
+            return out
+        } catch {
+            throw BenchError("\(error)\nedge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())")
+        }
+    }
+}
+
+func bridgeDrainScenario(quick: Bool) -> Scenario {
+    let count = quick ? 20_000 : 100_000
+    return Scenario(
+        name: "bridge-drain",
+        description: "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all",
+        metrics: [
+            MetricSpec(key: "rate", label: "bridge drain (msg/s)", unit: "msg/s", better: .higher),
+            MetricSpec(key: "total", label: "bridge drain total (s)", unit: "s", better: .lower),
+        ]
+    ) { kind, ctx in
+        let centralDir = try BrokerProcess.makeTempDir("central")
+        var central = try await startCentral(ctx, dir: centralDir)
+        let centralPort = central.port
+        defer {
+            central.stop(removeDir: false)
+            if ProcessInfo.processInfo.environment["SLUICE_BENCH_KEEP"] == nil {
+                try? FileManager.default.removeItem(atPath: centralDir)
+            }
+        }
+        let edge = try await BrokerProcess.start(
+            kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
+            extraConfig: bridgeSection(centralPort: centralPort))
+        defer { edge.stop() }
+        do {
+            try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)
+            // The persistent subscriber: register its session, then go away.
+            let subID = "drain-sub-\(UInt32.random(in: 0...UInt32.max))"
+            do {
+                let (ch, sub) = try await Net.connect(
+                    group: ctx.group, port: centralPort, clientID: subID, cleanSession: false
+                ).get()
+                try await sub.loop.flatSubmit { sub.subscribe("bench/drain", qos: .atLeastOnce) }.get()
+                sub.loop.execute { sub.disconnect() }
+                try await ch.closeFuture.get()
+            }
+            // Outage: central down; publish the backlog at the edge (QoS 1, acked by the edge).
+            central.stop(removeDir: false)
+            let (pch, pub) = try await Net.connect(group: ctx.group, port: edge.port, clientID: "drain-pub").get()
+            defer { pch.close(promise: nil) }
+            let published = pub.loop.flatSubmit {
+                pub.startPublishing(topic: "bench/drain", qos: .atLeastOnce, payloadSize: 64, count: count, window: 100)
+            }
+            let pubDeadline = nowNanos() + UInt64((quick ? 60.0 : 240.0) * 1e9)
+            while nowNanos() < pubDeadline {
+                if try await pub.loop.submit({ pub.completed }).get() >= count { break }
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            _ = try? await published.get()
+            try await Task.sleep(nanoseconds: 500_000_000)
+            var out = RunOutcome()
+            var received = 0
+            var first: UInt64 = 0
+            var last: UInt64 = 0
+            var start: UInt64 = 0
+            let m = try await measured(edge) {
+                start = nowNanos()
+                central = try await startCentral(ctx, port: centralPort, dir: centralDir)
+                let (ch, sub) = try await Net.connect(
+                    group: ctx.group, port: centralPort, clientID: subID, cleanSession: false
+                ).get()
+                defer { ch.close(promise: nil) }
+                var lastCount = -1
+                var lastProgress = nowNanos()
+                let hard = nowNanos() + UInt64((quick ? 60.0 : 240.0) * 1e9)
+                while nowNanos() < hard {
+                    try await Task.sleep(nanoseconds: 20_000_000)
+                    let n = try await sub.loop.submit { sub.received }.get()
+                    if n >= count { break }
+                    if n != lastCount {
+                        lastCount = n
+                        lastProgress = nowNanos()
+                    } else if Double(nowNanos() - lastProgress) / 1e9 > 15 {
+                        break
+                    }
+                }
+                (received, first, last) = try await sub.loop.submit { (sub.received, sub.firstReceive, sub.lastReceive) }
+                    .get()
+            }
+            out.values["rate"] = last > first ? Double(received) / (Double(last - first) / 1e9) : .nan
+            out.values["total"] = last > start ? Double(last - start) / 1e9 : .nan
+            out.loss = max(0, count - received)
+            out.duplicates = max(0, received - count)
+            out.generatorCPU = m.gen
+            out.brokerCPU = m.broker
+            out.wall = m.wall
+            if received < count {
+                out.note = "incomplete drain; edge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())"
+            } else if first > start {
+                out.note = String(format: "first message at the central %.2f s after its restart began", Double(first - start) / 1e9)
+            }
+            return out
+        } catch {
+            throw BenchError("\(error)\nedge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())")
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// sluice-bench: placeholder until the benchmark lands.
-print("sluice-bench")
