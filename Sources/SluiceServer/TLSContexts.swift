@@ -21,7 +21,12 @@ enum TLSContexts {
             privateKey: .privateKey(key)
         )
         configuration.minimumTLSVersion = try minimumVersion(settings.tlsVersion, option: "tls_version")
-        if let ciphers = settings.ciphers { configuration.cipherSuites = ciphers }
+        if let ciphers = settings.ciphers {
+            if let problem = CipherList.problem(ciphers) {
+                throw TLSContextError(file: nil, "ciphers '\(ciphers)': \(problem)")
+            }
+            configuration.cipherSuites = ciphers
+        }
         if settings.requireCertificate {
             guard settings.caFile != nil || settings.caPath != nil else {
                 throw TLSContextError(
@@ -258,5 +263,81 @@ enum DERSubject {
             }
         }
         return nil
+    }
+}
+
+/// Checks an OpenSSL cipher string against the TLS ≤ 1.2 suites of swift-nio-ssl's BoringSSL before it is used:
+/// NIOSSL stops the process (a precondition) when a cipher string selects nothing.
+///
+/// This follows OpenSSL's rule language closely enough to know whether anything is selected: `A:B` adds,
+/// `A+B` intersects, `!A` removes for good, `-A` removes, `+A` and `@…` reorder. A positive name Sluice does
+/// not know is an error; a negated unknown name (`!aNULL`, `!MD5`) selects nothing in BoringSSL and is accepted.
+enum CipherList {
+    private static let suites: [(name: String, tags: Set<String>)] = {
+        let table: [(String, [String])] = [
+            ("ECDHE-ECDSA-AES128-GCM-SHA256", ["kECDHE", "aECDSA", "AES128", "AESGCM", "SHA256", "HIGH"]),
+            ("ECDHE-RSA-AES128-GCM-SHA256", ["kECDHE", "aRSA", "AES128", "AESGCM", "SHA256", "HIGH"]),
+            ("ECDHE-ECDSA-AES256-GCM-SHA384", ["kECDHE", "aECDSA", "AES256", "AESGCM", "SHA384", "HIGH"]),
+            ("ECDHE-RSA-AES256-GCM-SHA384", ["kECDHE", "aRSA", "AES256", "AESGCM", "SHA384", "HIGH"]),
+            ("ECDHE-ECDSA-CHACHA20-POLY1305", ["kECDHE", "aECDSA", "CHACHA20", "HIGH"]),
+            ("ECDHE-RSA-CHACHA20-POLY1305", ["kECDHE", "aRSA", "CHACHA20", "HIGH"]),
+            ("ECDHE-ECDSA-AES128-SHA", ["kECDHE", "aECDSA", "AES128", "SHA1", "HIGH"]),
+            ("ECDHE-RSA-AES128-SHA", ["kECDHE", "aRSA", "AES128", "SHA1", "HIGH"]),
+            ("ECDHE-ECDSA-AES256-SHA", ["kECDHE", "aECDSA", "AES256", "SHA1", "HIGH"]),
+            ("ECDHE-RSA-AES256-SHA", ["kECDHE", "aRSA", "AES256", "SHA1", "HIGH"]),
+            ("AES128-GCM-SHA256", ["kRSA", "aRSA", "AES128", "AESGCM", "SHA256", "HIGH"]),
+            ("AES256-GCM-SHA384", ["kRSA", "aRSA", "AES256", "AESGCM", "SHA384", "HIGH"]),
+            ("AES128-SHA", ["kRSA", "aRSA", "AES128", "SHA1", "HIGH"]),
+            ("AES256-SHA", ["kRSA", "aRSA", "AES256", "SHA1", "HIGH"]),
+        ]
+        return table.map { entry in
+            var tags = Set(entry.1)
+            tags.insert("ALL")
+            if tags.contains("kECDHE") { tags.formUnion(["kEECDH", "ECDH", "ECDHE", "EECDH"]) }
+            if tags.contains("kRSA") { tags.insert("RSA") }
+            if tags.contains("aECDSA") { tags.insert("ECDSA") }
+            if tags.contains("AES128") || tags.contains("AES256") { tags.insert("AES") }
+            if tags.contains("SHA1") { tags.insert("SHA") }
+            return (entry.0, tags)
+        }
+    }()
+
+    private static let knownWords: Set<String> = {
+        var words = Set(suites.map(\.name))
+        for suite in suites { words.formUnion(suite.tags) }
+        return words
+    }()
+
+    /// Why `ciphers` cannot be used, or nil when it selects at least one supported suite.
+    static func problem(_ ciphers: String) -> String? {
+        var selected = Set<String>()
+        var banned = Set<String>()
+        let elements = ciphers.split(whereSeparator: { $0 == ":" || $0 == "," || $0 == " " })
+        for element in elements {
+            var rule = Substring(element)
+            let op = rule.first
+            if op == "@" { continue }
+            if op == "!" || op == "-" || op == "+" { rule = rule.dropFirst() }
+            let parts = rule.split(separator: "+").map(String.init)
+            let positive = op != "!" && op != "-" && op != "+"
+            if let unknown = parts.first(where: { !knownWords.contains($0) }) {
+                if positive { return "unknown or unsupported cipher '\(unknown)'" }
+                continue
+            }
+            let matching = suites.filter { suite in parts.allSatisfy { $0 == suite.name || suite.tags.contains($0) } }
+                .map(\.name)
+            switch op {
+            case "!":
+                selected.subtract(matching)
+                banned.formUnion(matching)
+            case "-":
+                selected.subtract(matching)
+            case "+":
+                break
+            default:
+                selected.formUnion(matching.filter { !banned.contains($0) })
+            }
+        }
+        return selected.isEmpty ? "selects no supported TLS 1.2 cipher suite" : nil
     }
 }

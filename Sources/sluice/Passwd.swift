@@ -115,13 +115,16 @@ struct Passwd: ParsableCommand {
         var template = Array((path + ".tmp.XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw PasswdError("\(path): cannot create a temporary file: \(lastError())") }
-        let tempPath = String(cString: template)
+        let tempPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         var closed = false
         defer {
             if !closed { close(fd) }
         }
         do {
             guard fchmod(fd, 0o600) == 0 else { throw PasswdError("\(tempPath): chmod: \(lastError())") }
+            // Keep the owner of a file being updated (e.g. root editing the broker user's file); best effort.
+            var existing = stat()
+            if stat(path, &existing) == 0 { _ = fchown(fd, existing.st_uid, existing.st_gid) }
             let bytes = Array(text.utf8)
             var written = 0
             while written < bytes.count {

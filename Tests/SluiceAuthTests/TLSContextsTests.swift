@@ -109,6 +109,19 @@ import Testing
         }
     }
 
+    @Test func cipherStringsAreCheckedBeforeNIOSSLSeesThem() throws {
+        #expect(CipherList.problem("HIGH:!aNULL:!MD5") == nil)
+        #expect(CipherList.problem("ECDHE+AESGCM:ECDHE+CHACHA20:@STRENGTH") == nil)
+        #expect(CipherList.problem("ECDHE-RSA-AES128-GCM-SHA256") == nil)
+        #expect(CipherList.problem("ECDHE-RSA-AES128-GCM-SHA256:!ALL") != nil)
+        #expect(CipherList.problem("!ECDHE:ECDHE") != nil)
+        #expect(CipherList.problem("NO-SUCH-CIPHER") != nil)
+        #expect(CipherList.problem("") != nil)
+        var ok = Self.settings()
+        ok.ciphers = "HIGH:!aNULL:!MD5"
+        _ = try TLSContexts.server(ok)
+    }
+
     @Test func identityIsTheSubjectCommonName() throws {
         let client = try NIOSSLCertificate.fromPEMFile(Self.tls("client.pem"))[0]
         #expect(TLSContexts.identity(of: client) == "device1")
