@@ -1,6 +1,6 @@
 // TLSContexts lives in SluiceServer. These tests run when the test target can import it
 // (Package.swift: add "SluiceServer" and NIOSSL to SluiceAuthTests' dependencies).
-#if canImport(SluiceServer) && canImport(NIOSSL)
+#if canImport(SluiceServer) && canImport(NIOSSL) && canImport(CNIOPosix) && canImport(CNIOBoringSSL)
 import NIOSSL
 import SluiceConfig
 import Testing
