@@ -1,1 +1,0 @@
-// SluiceAuth: placeholder until the module lands.

@@ -1,4 +1,0 @@
-import Testing
-@testable import SluiceAuth
-
-@Test func moduleLinks() {}

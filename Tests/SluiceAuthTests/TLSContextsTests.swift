@@ -1,0 +1,134 @@
+// TLSContexts lives in SluiceServer. These tests run when the test target can import it
+// (Package.swift: add "SluiceServer" and NIOSSL to SluiceAuthTests' dependencies).
+#if canImport(SluiceServer) && canImport(NIOSSL) && canImport(CNIOPosix) && canImport(CNIOBoringSSL)
+import NIOSSL
+import SluiceConfig
+import Testing
+
+@testable import SluiceServer
+
+@Suite struct TLSContextsTests {
+    static func tls(_ name: String) -> String { fixture("tls/" + name) }
+
+    static func settings(cert: String = "server.pem", key: String = "server.key.pem") -> TLSSettings {
+        TLSSettings(certFile: tls(cert), keyFile: tls(key))
+    }
+
+    @Test func serverContextsBuildFromFixtures() throws {
+        _ = try TLSContexts.server(Self.settings())
+        var strict = Self.settings()
+        strict.requireCertificate = true
+        strict.caFile = Self.tls("ca.pem")
+        strict.tlsVersion = "tlsv1.3"
+        _ = try TLSContexts.server(strict)
+        var withCiphers = Self.settings()
+        withCiphers.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+        _ = try TLSContexts.server(withCiphers)
+    }
+
+    @Test func missingKeyFileIsNamed() throws {
+        let missing = Self.tls("no-such.key.pem")
+        #expect {
+            _ = try TLSContexts.server(Self.settings(key: "no-such.key.pem"))
+        } throws: { error in
+            "\(error)".contains(missing) && "\(error)".contains("keyfile")
+        }
+    }
+
+    @Test func garbageKeyFileIsNamed() throws {
+        let garbage = Self.tls("garbage.key.pem")
+        #expect {
+            _ = try TLSContexts.server(Self.settings(key: "garbage.key.pem"))
+        } throws: { error in
+            "\(error)".contains(garbage) && "\(error)".contains("private key")
+        }
+    }
+
+    @Test func garbageCertificateIsNamed() throws {
+        let garbage = Self.tls("garbage.key.pem")
+        #expect {
+            _ = try TLSContexts.server(Self.settings(cert: "garbage.key.pem"))
+        } throws: { error in
+            "\(error)".contains(garbage) && "\(error)".contains("certfile")
+        }
+    }
+
+    @Test func mismatchedKeyIsAnError() throws {
+        #expect {
+            _ = try TLSContexts.server(Self.settings(key: "client.key.pem"))
+        } throws: { error in
+            "\(error)".contains(Self.tls("server.pem"))
+        }
+    }
+
+    @Test func badOptionsAreErrors() throws {
+        var noCA = Self.settings()
+        noCA.requireCertificate = true
+        #expect { _ = try TLSContexts.server(noCA) } throws: { "\($0)".contains("cafile") }
+        var badVersion = Self.settings()
+        badVersion.tlsVersion = "sslv3"
+        #expect { _ = try TLSContexts.server(badVersion) } throws: { "\($0)".contains("sslv3") }
+        var badCiphers = Self.settings()
+        badCiphers.ciphers = "NO-SUCH-CIPHER"
+        #expect { _ = try TLSContexts.server(badCiphers) } throws: { "\($0)".contains("NO-SUCH-CIPHER") }
+    }
+
+    @Test func bridgeClientContexts() throws {
+        var bridge = BridgeConfig(name: "cloud")
+        let system = try TLSContexts.bridgeClient(bridge)  // system trust store
+        #expect(system.verifyHostname)
+
+        bridge.bridgeCAFile = Self.tls("ca.pem")
+        bridge.bridgeCertFile = Self.tls("client.pem")
+        bridge.bridgeKeyFile = Self.tls("client.key.pem")
+        #expect(try TLSContexts.bridgeClient(bridge).verifyHostname)
+
+        bridge.bridgeInsecure = true
+        #expect(try TLSContexts.bridgeClient(bridge).verifyHostname == false)
+
+        var capath = BridgeConfig(name: "cloud")
+        capath.bridgeCAPath = fixturesDirectory + "/tls"
+        capath.bridgeTLSVersion = "tlsv1.3"
+        _ = try TLSContexts.bridgeClient(capath)
+
+        var noKey = BridgeConfig(name: "cloud")
+        noKey.bridgeCertFile = Self.tls("client.pem")
+        #expect { _ = try TLSContexts.bridgeClient(noKey) } throws: { "\($0)".contains("bridge_keyfile") }
+
+        var badKey = BridgeConfig(name: "cloud")
+        badKey.bridgeCertFile = Self.tls("client.pem")
+        badKey.bridgeKeyFile = Self.tls("garbage.key.pem")
+        #expect { _ = try TLSContexts.bridgeClient(badKey) } throws: {
+            "\($0)".contains(Self.tls("garbage.key.pem")) && "\($0)".contains("bridge_keyfile")
+        }
+
+        var missingCA = BridgeConfig(name: "cloud")
+        missingCA.bridgeCAFile = Self.tls("nope.pem")
+        #expect { _ = try TLSContexts.bridgeClient(missingCA) } throws: {
+            "\($0)".contains(Self.tls("nope.pem")) && "\($0)".contains("bridge_cafile")
+        }
+    }
+
+    @Test func cipherStringsAreCheckedBeforeNIOSSLSeesThem() throws {
+        #expect(CipherList.problem("HIGH:!aNULL:!MD5") == nil)
+        #expect(CipherList.problem("ECDHE+AESGCM:ECDHE+CHACHA20:@STRENGTH") == nil)
+        #expect(CipherList.problem("ECDHE-RSA-AES128-GCM-SHA256") == nil)
+        #expect(CipherList.problem("ECDHE-RSA-AES128-GCM-SHA256:!ALL") != nil)
+        #expect(CipherList.problem("!ECDHE:ECDHE") != nil)
+        #expect(CipherList.problem("NO-SUCH-CIPHER") != nil)
+        #expect(CipherList.problem("") != nil)
+        var ok = Self.settings()
+        ok.ciphers = "HIGH:!aNULL:!MD5"
+        _ = try TLSContexts.server(ok)
+    }
+
+    @Test func identityIsTheSubjectCommonName() throws {
+        let client = try NIOSSLCertificate.fromPEMFile(Self.tls("client.pem"))[0]
+        #expect(TLSContexts.identity(of: client) == "device1")
+        let server = try NIOSSLCertificate.fromPEMFile(Self.tls("server.pem"))[0]
+        #expect(TLSContexts.identity(of: server) == "localhost")
+        let expired = try NIOSSLCertificate.fromPEMFile(Self.tls("client-expired.pem"))[0]
+        #expect(TLSContexts.identity(of: expired) == "expired-device")
+    }
+}
+#endif
