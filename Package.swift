@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceServer", "SluiceConfig", "SluiceStore", "MQTTCore",
+                "SluiceServer", "SluiceConfig", "SluiceStore", "SluiceAuth", "MQTTCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,7 +75,12 @@ let package = Package(
         .testTarget(name: "SluiceBrokerTests", dependencies: ["SluiceBroker", "MQTTCore"]),
         .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
-        .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth"]),
+        .testTarget(
+            name: "SluiceAuthTests",
+            dependencies: [
+                "SluiceAuth", "SluiceServer", "SluiceConfig", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),
     ]
 )

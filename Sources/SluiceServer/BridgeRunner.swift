@@ -4,6 +4,7 @@ import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SluiceBridge
 import SluiceBroker
 import SluiceConfig
@@ -26,6 +27,8 @@ final class BridgeRunner: @unchecked Sendable {
     private let logger: Logger
     private let localNotificationTopic: String?
     private var link: BridgeLink<ContinuousClock.Instant>
+    /// TLS towards the remote (`bridge_cafile`/`capath`...), and whether to check its hostname.
+    private let tls: (context: NIOSSLContext, verifyHostname: Bool)?
     private var channel: (any Channel)?
     private var ticker: RepeatedTask?
     private var reconnect: Scheduled<Void>?
@@ -51,6 +54,10 @@ final class BridgeRunner: @unchecked Sendable {
             policy: config.queueOverflow == .rejectNew ? .rejectNew : .dropOldest
         )
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic : nil
+        self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
+        if config.bridgeInsecure {
+            logger.warning("bridge_insecure is on: the remote's certificate hostname is NOT checked")
+        }
         let version: ProtocolVersion =
             switch config.protocolVersion {
             case .v31: .v3_1
@@ -267,11 +274,17 @@ final class BridgeRunner: @unchecked Sendable {
     private func open(_ address: HostPort) {
         logger.info("connecting to \(address)")
         let handler = BridgeInboundHandler(runner: self, version: link.configuration.protocolVersion)
+        let tls = self.tls
         ClientBootstrap(group: loop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.verifyHostname ? address.host : nil)
+                        )
+                    }
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

@@ -38,9 +38,41 @@ final class BrokerHost: @unchecked Sendable {
 
     // MARK: Events (on `loop`)
 
+    /// Decides who may connect; nil lets everyone in (tests of the core only).
+    var authenticator: Authenticator?
+    /// Packets that arrived while their connection's CONNECT was being authenticated.
+    private var awaitingAuthentication: [ConnectionID: [Packet]] = [:]
+
     func connect(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         loop.preconditionInEventLoop()
         connections[id] = handle
+        guard let authenticator else { return admit(id, packet, handle: handle) }
+        awaitingAuthentication[id] = []
+        authenticator.authenticate(packet, identityVerified: handle.identityVerified, on: loop).whenComplete { result in
+            guard let queued = self.awaitingAuthentication.removeValue(forKey: id), self.connections[id] != nil else {
+                return  // the socket closed meanwhile
+            }
+            switch result {
+            case .success(.accept):
+                self.admit(id, packet, handle: handle)
+                if !queued.isEmpty { self.receive(id, queued) }
+            case .success(.refuse(let reason)):
+                self.logger.notice(
+                    "authentication failed",
+                    metadata: [
+                        "client": "\(packet.clientIdentifier)", "username": "\(packet.username ?? "-")",
+                        "remote": "\(handle.remoteAddress)", "reason": "\(reason)",
+                    ]
+                )
+                self.run(self.core.refuseConnect(id, reason: reason))
+            case .failure(let error):
+                self.logger.error("authentication could not run: \(error)")
+                self.run(self.core.refuseConnect(id, reason: .serverUnavailable))
+            }
+        }
+    }
+
+    private func admit(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         let actions = core.connect(id, packet, listener: handle.listener, now: now)
         if core.isConnected(id) {
             logger.info(
@@ -57,6 +89,10 @@ final class BrokerHost: @unchecked Sendable {
 
     func receive(_ id: ConnectionID, _ packets: [Packet]) {
         loop.preconditionInEventLoop()
+        if awaitingAuthentication[id] != nil {
+            awaitingAuthentication[id]! += packets
+            return
+        }
         var actions: [BrokerAction] = []
         for packet in packets { actions += core.receive(packet, from: id, now: now) }
         run(actions)
@@ -65,6 +101,7 @@ final class BrokerHost: @unchecked Sendable {
     func closed(_ id: ConnectionID) {
         loop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
+        awaitingAuthentication[id] = nil
         if let clientID = core.clientID(of: id) {
             logger.info("client disconnected", metadata: ["client": "\(clientID)"])
         }

@@ -4,7 +4,9 @@ import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
+import SluiceAuth
 import SluiceBridge
 import SluiceBroker
 import SluiceConfig
@@ -25,17 +27,13 @@ public final class GatewayService: Service, Sendable {
         self.logger = logger
     }
 
-    /// Options this build parses but cannot honour yet. Starting anyway would silently weaken
-    /// security (password and ACL files, TLS) or mislead, so `run` refuses with this list.
+    /// Options this build parses but cannot honour yet. Starting anyway would mislead, so `run`
+    /// refuses with this list.
     public static func unsupportedOptions(in config: GatewayConfig) -> [String] {
         var found: [String] = []
-        if config.passwordFile != nil { found.append("password_file") }
-        if config.aclFile != nil { found.append("acl_file") }
-        if config.listeners.contains(where: { $0.tls != nil }) { found.append("listener TLS (certfile/keyfile)") }
         if config.listeners.contains(where: { $0.protocolKind == .websockets }) { found.append("protocol websockets") }
         if config.metricsListener != nil { found.append("metrics_listener") }
         if config.lorawanUDPListener != nil { found.append("lorawan_udp_listener") }
-        if config.bridges.contains(where: \.usesTLS) { found.append("bridge TLS (bridge_cafile/capath)") }
         return found
     }
 
@@ -55,7 +53,22 @@ public final class GatewayService: Service, Sendable {
         var channels: [any Channel] = []
         var bridges: [BridgeRunner] = []
         var store: Store? = nil
+        let hashingPool = NIOThreadPool(numberOfThreads: 1)
+        hashingPool.start()
         do {
+            let security = try loadSecurity()
+            let authenticator = Authenticator(
+                passwords: security.passwords,
+                allowAnonymous: config.effectiveAllowAnonymous,
+                pool: hashingPool
+            )
+            try await host.loop.submit {
+                host.authenticator = authenticator
+                host.setAccessPolicy(security.acl)
+            }.get()
+            if !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
+                logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
+            }
             if !config.bridges.isEmpty || config.persistence {
                 let opened = try openStore()
                 store = opened
@@ -73,6 +86,7 @@ public final class GatewayService: Service, Sendable {
         } catch {
             for channel in channels { try? await channel.close() }
             store?.close()
+            try? await hashingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
         }
@@ -106,6 +120,7 @@ public final class GatewayService: Service, Sendable {
         for bridge in bridges { try? await bridge.stop().get() }
         try? await host.loop.submit { host.shutdown() }.get()  // also saves the last changes
         store?.close()  // finishes pending group commits
+        try? await hashingPool.shutdownGracefully()
         try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
         try? await group.shutdownGracefully()
         logger.info("stopped")
@@ -122,6 +137,9 @@ public final class GatewayService: Service, Sendable {
         defer { _ = SystemdNotifier.notify("READY=1") }
         do {
             let fresh = try GatewayConfig.load(path: configPath)
+            let security = try Self.loadSecurity(fresh)
+            host.authenticator?.replacePasswords(security.passwords)
+            host.loop.execute { host.setAccessPolicy(security.acl) }
             var rules: [(BridgeRunner, BridgeRules)] = []
             for bridge in bridges {
                 guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
@@ -130,10 +148,24 @@ public final class GatewayService: Service, Sendable {
             for (bridge, newRules) in rules { bridge.updateRules(newRules) }
             let filters = rules.flatMap { $0.1.rules.filter(\.direction.isOutbound).map(\.localFilter) }
             host.loop.execute { host.setDurableFilters(filters) }
-            logger.notice("configuration reloaded: bridge topic rules applied; other changes take effect at restart")
+            logger.notice(
+                "configuration reloaded: password file, ACL file and bridge topic rules applied; other changes take effect at restart"
+            )
         } catch {
             logger.error("reload failed, keeping the running configuration: \(error)")
         }
+    }
+
+    /// The password and ACL files named by the configuration (errors name the file and line).
+    private func loadSecurity() throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
+        try Self.loadSecurity(config)
+    }
+
+    private static func loadSecurity(_ config: GatewayConfig) throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
+        (
+            try config.passwordFile.map { try PasswordFile.load(path: $0) },
+            try config.aclFile.map { try AccessControlList.load(path: $0) }
+        )
     }
 
     private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner]) -> RepeatedTask {
@@ -208,6 +240,8 @@ public final class GatewayService: Service, Sendable {
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
+        let tls = try listener.tls.map { try TLSContexts.server($0) }
+        let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -215,10 +249,12 @@ public final class GatewayService: Service, Sendable {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(
                         MQTTConnectionHandler(
                             host: host,
                             listener: index,
+                            useIdentityAsUsername: useIdentity,
                             maximumPacketSize: maximumPacketSize,
                             connectTimeout: connectTimeout,
                             logger: logger
@@ -228,7 +264,13 @@ public final class GatewayService: Service, Sendable {
             }
             .bind(host: address, port: listener.port)
             .get()
-        logger.info("listening", metadata: ["address": "\(address)", "port": "\(channel.localAddress?.port ?? listener.port)"])
+        logger.info(
+            "listening",
+            metadata: [
+                "address": "\(address)", "port": "\(channel.localAddress?.port ?? listener.port)",
+                "tls": "\(tls != nil)",
+            ]
+        )
         return channel
     }
 }

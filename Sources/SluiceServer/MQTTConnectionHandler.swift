@@ -1,6 +1,7 @@
 import Logging
 import MQTTCore
 import NIOCore
+import NIOSSL
 import SluiceBroker
 
 /// How a batch of outgoing packets ends.
@@ -18,6 +19,8 @@ struct ConnectionHandle: Sendable {
     let remoteAddress: String
     /// Index of the listener that accepted the connection.
     let listener: Int
+    /// The username came from a verified TLS client certificate (`use_identity_as_username`).
+    let identityVerified: Bool
 
     func deliver(_ packets: [Packet], close: CloseRequest?) {
         if channel.eventLoop.inEventLoop {
@@ -39,6 +42,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private let host: BrokerHost
     private let id: ConnectionID
     private let listener: Int
+    private let useIdentityAsUsername: Bool
     private let maximumPacketSize: Int
     private let connectTimeout: TimeAmount
     private let logger: Logger
@@ -49,9 +53,17 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var closing = false
     private var droppedForSlowReader = 0
 
-    init(host: BrokerHost, listener: Int, maximumPacketSize: Int, connectTimeout: TimeAmount, logger: Logger) {
+    init(
+        host: BrokerHost,
+        listener: Int,
+        useIdentityAsUsername: Bool,
+        maximumPacketSize: Int,
+        connectTimeout: TimeAmount,
+        logger: Logger
+    ) {
         self.host = host
         self.listener = listener
+        self.useIdentityAsUsername = useIdentityAsUsername
         self.id = host.makeConnectionID()
         self.maximumPacketSize = maximumPacketSize
         self.connectTimeout = connectTimeout
@@ -115,12 +127,21 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         guard connect != nil || !packets.isEmpty else { return }
         let host = self.host
         let id = self.id
-        if let connect {
+        if var connect {
+            var identityVerified = false
+            if useIdentityAsUsername {
+                // The certificate's CN is the username; the password is not checked (Mosquitto's rule).
+                let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+                connect.username = peer.flatMap { TLSContexts.identity(of: $0) }
+                connect.password = nil
+                identityVerified = connect.username != nil
+            }
             let handle = ConnectionHandle(
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
                 remoteAddress: context.remoteAddress.map { "\($0)" } ?? "?",
-                listener: listener
+                listener: listener,
+                identityVerified: identityVerified
             )
             host.loop.execute {
                 host.connect(id, connect, handle: handle)
@@ -181,7 +202,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("connection error", metadata: ["error": "\(error)"])
+        let remote = context.remoteAddress.map { "\($0)" } ?? "?"
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            logger.notice("TLS handshake failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
+        } else {
+            logger.debug("connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
+        }
         context.close(promise: nil)
     }
 }

@@ -34,8 +34,9 @@ enum TLSContexts {
                     "require_certificate true needs cafile or capath to verify client certificates"
                 )
             }
-            // On a server, hostname verification does not apply: this checks the chain against the CAs.
-            configuration.certificateVerification = .fullVerification
+            // Client certificates are checked against the CAs; a client has no hostname to verify
+            // (.fullVerification would fail every handshake with failedToValidateHostname).
+            configuration.certificateVerification = .noHostnameVerification
             try applyTrustRoots(caFile: settings.caFile, caPath: settings.caPath, to: &configuration, prefix: "")
         } else {
             configuration.certificateVerification = .none
