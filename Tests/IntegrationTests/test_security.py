@@ -1,0 +1,294 @@
+"""Security against real clients: password files (mosquitto_passwd and `sluice passwd`), ACL files,
+TLS listeners with client certificates, bridge TLS, and the anonymous-access default."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import mqttraw
+from mqttraw import CONNACK, PUBACK, PUBLISH, SUBACK
+from conftest import IS_SLUICE, REPO, Broker, free_port, mosq_pub, require_sluice_binary, uid
+
+FIXTURES = REPO / "fixtures"
+TLS = FIXTURES / "tls"
+
+
+def connect_with_credentials(port: int, username: str | None, password: str | None, *,
+                             version: int = 4, client_id: str = "") -> mqttraw.RawClient:
+    """A raw CONNECT carrying a username/password; returns the client after reading CONNACK."""
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    payload = mqttraw.mqtt_str(client_id or uid("auth"))
+    if username is not None:
+        payload += mqttraw.mqtt_str(username)
+    if password is not None:
+        payload += mqttraw.mqtt_str(password)
+    vh = mqttraw.mqtt_str(b"MQTT") + bytes([version, flags]) + struct.pack("!H", 30)
+    if version == 5:
+        vh += mqttraw.props(None)
+    client = mqttraw.RawClient("127.0.0.1", port, version=version)
+    client.send(mqttraw.packet(mqttraw.CONNECT, 0, vh + payload))
+    client.connack = client.expect(CONNACK)
+    return client
+
+
+@pytest.fixture
+def passwd_file(tmp_path) -> Path:
+    """A password file written by Debian's mosquitto_passwd."""
+    path = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(path), "alice", "alicepass"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(path), "bob", "bobpass"], check=True)
+    path.chmod(0o644)
+    return path
+
+
+@pytest.mark.parametrize("version,bad_password,not_authorized", [(4, 0x04, 0x05), (5, 0x86, 0x87)])
+def test_password_file_from_mosquitto_passwd(start_broker, passwd_file, version, bad_password, not_authorized):
+    b = start_broker(f"allow_anonymous false\npassword_file {passwd_file}")
+    with connect_with_credentials(b.port, "alice", "alicepass", version=version) as c:
+        assert c.connack.reason == 0
+    # The issue asks for "bad user name or password"; Mosquitto 2.0 answers "not authorised".
+    refused = {bad_password} if IS_SLUICE else {bad_password, not_authorized}
+    with connect_with_credentials(b.port, "alice", "wrong", version=version) as c:
+        assert c.connack.reason in refused
+        assert c.is_closed()
+    with connect_with_credentials(b.port, "nobody", "x", version=version) as c:
+        assert c.connack.reason in refused
+    with connect_with_credentials(b.port, None, None, version=version) as c:
+        assert c.connack.reason == not_authorized
+    if IS_SLUICE:
+        log = b.log()
+        assert "authentication failed" in log and "alice" in log
+        assert "wrong" not in log, "passwords must never be logged"
+
+
+@pytest.mark.sluice_only(reason="`sluice passwd` is Sluice's tool; Mosquitto reads what it writes")
+def test_sluice_passwd_file_is_accepted_by_mosquitto(tmp_path):
+    sluice = require_sluice_binary()
+    path = tmp_path / "passwd"
+    subprocess.run([str(sluice), "passwd", "-c", "-b", str(path), "carol", "carolpass"], check=True, timeout=30)
+    subprocess.run([str(sluice), "passwd", "-b", str(path), "dave", "davepass"], check=True, timeout=30)
+    subprocess.run([str(sluice), "passwd", "-D", str(path), "dave"], check=True, timeout=30)
+    lines = path.read_text().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["carol"]
+    assert lines[0].startswith("carol:$7$101$")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    path.chmod(0o644)  # mosquitto drops privileges to its own user
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {path}\nuser root\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with connect_with_credentials(port, "carol", "carolpass") as c:
+            assert c.connack.reason == 0
+        with connect_with_credentials(port, "carol", "nope") as c:
+            assert c.connack.reason in (0x04, 0x05)  # Mosquitto 2.0 answers "not authorised" (5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+ACL = """\
+topic readwrite public/#
+topic write secret/#
+
+user alice
+topic readwrite sensors/#
+
+user bob
+topic read sensors/#
+
+user carol
+topic read #
+topic deny secret/#
+
+pattern readwrite devices/%c/#
+pattern readwrite users/%u/#
+"""
+
+
+@pytest.fixture
+def acl_broker(start_broker, passwd_file, tmp_path):
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd_file), "carol", "carolpass"], check=True)
+    acl = tmp_path / "acl"
+    acl.write_text(ACL)
+    acl.chmod(0o644)
+    return start_broker(f"allow_anonymous true\npassword_file {passwd_file}\nacl_file {acl}")
+
+
+def logged_in(b, user, version=5, client_id=""):
+    c = connect_with_credentials(b.port, user, f"{user}pass", version=version, client_id=client_id)
+    assert c.connack.reason == 0
+    return c
+
+
+def subscribe(c, topic, version=5):
+    c.send(mqttraw.subscribe([(topic, 1)], version=version))
+    return c.expect(SUBACK).payload
+
+
+def drain_publishes(c, quiet=0.6):
+    got = []
+    while True:
+        try:
+            pkt = c.read_packet(quiet)
+        except TimeoutError:
+            return got
+        if pkt.ptype == PUBLISH:
+            got.append((pkt.topic, pkt.payload))
+            if pkt.qos == 1:
+                c.send(mqttraw.ack(PUBACK, pkt.packet_id))
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_acl_publish_denied(acl_broker, version):
+    b = acl_broker
+    with logged_in(b, "alice", version) as watcher, logged_in(b, "bob", version) as bob:
+        assert subscribe(watcher, "sensors/#", version) == bytes([1])
+        bob.send(mqttraw.publish("sensors/t", b"from-bob", qos=1, packet_id=7, version=version))
+        ack = bob.expect(PUBACK)
+        # MQTT 5: 0x87 Not authorized; 3.1.1 has no way to say it: acknowledged and dropped.
+        if version == 5:
+            assert ack.reason == 0x87
+        assert drain_publishes(watcher) == []
+        alice = watcher
+        alice.send(mqttraw.publish("sensors/t", b"from-alice", qos=1, packet_id=8, version=version))
+        got = drain_publishes(alice)
+        assert got == [("sensors/t", b"from-alice")]
+
+
+@pytest.mark.sluice_only(reason="Mosquitto 2.0.11 grants every SUBSCRIBE and filters at delivery only")
+@pytest.mark.parametrize("version,refused", [(4, 0x80), (5, 0x87)])
+def test_acl_subscribe_denied(acl_broker, version, refused):
+    with logged_in(acl_broker, "bob", version) as bob:
+        assert subscribe(bob, "sensors/#", version) == bytes([1])
+        assert subscribe(bob, "secret/#", version) == bytes([refused])
+
+
+def test_acl_delivery_through_wildcards_and_retained(acl_broker):
+    b = acl_broker
+    with logged_in(b, "alice") as alice:
+        alice.send(mqttraw.publish("users/alice/state", b"mine", retain=True, version=5))
+    for topic in ("public/news", "secret/plans"):
+        mosq_pub(b, topic, "-r", message=f"retained {topic}", version="5")
+    time.sleep(0.3)
+    with logged_in(b, "carol") as carol:
+        assert subscribe(carol, "#") == bytes([1])
+        got = drain_publishes(carol)
+        topics = {t for t, _ in got}
+        assert "public/news" in topics and "users/alice/state" in topics
+        assert "secret/plans" not in topics  # denied for carol, also as a retained message
+        mosq_pub(b, "secret/live", message="live", version="5")
+        mosq_pub(b, "public/live", message="live", version="5")
+        live = {t for t, _ in drain_publishes(carol)}
+        assert live == {"public/live"}
+
+
+def test_acl_patterns_with_client_id_and_username(acl_broker):
+    b = acl_broker
+    with logged_in(b, "bob", client_id="dev-7") as dev, logged_in(b, "alice") as alice:
+        assert subscribe(alice, "users/alice/#") == bytes([1])
+        dev.send(mqttraw.publish("devices/dev-7/temp", b"21", qos=1, packet_id=1, version=5))
+        assert dev.expect(PUBACK).reason in (0, 0x10, None)  # 0x10: no matching subscribers
+        dev.send(mqttraw.publish("devices/dev-8/temp", b"22", qos=1, packet_id=2, version=5))
+        assert dev.expect(PUBACK).reason == 0x87
+        dev.send(mqttraw.publish("users/alice/note", b"not yours", qos=1, packet_id=3, version=5))
+        assert dev.expect(PUBACK).reason == 0x87
+        assert drain_publishes(alice) == []
+
+
+# --------------------------------------------------------------------------- TLS
+
+def tls_conf(port: int, require: bool = True) -> str:
+    lines = [f"listener {port} 127.0.0.1", f"certfile {TLS / 'server.pem'}", f"keyfile {TLS / 'server.key.pem'}",
+             f"cafile {TLS / 'ca.pem'}"]
+    if require:
+        lines += ["require_certificate true", "use_identity_as_username true"]
+    return "\n".join(lines)
+
+
+def mosq_tls_pub(port: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = ["mosquitto_pub", "-h", "localhost", "-p", str(port), "--cafile", str(TLS / "ca.pem"), "-t", "tls/x",
+           "-m", "hello", "-q", "1", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+
+
+def cert_args(name: str) -> list[str]:
+    return ["--cert", str(TLS / f"{name}.pem"), "--key", str(TLS / f"{name}.key.pem")]
+
+
+def test_tls_listener_with_client_certificates(start_broker):
+    port = free_port()
+    b = start_broker(tls_conf(port))
+    sub = subprocess.Popen(["mosquitto_sub", "-h", "localhost", "-p", str(port), "--cafile", str(TLS / "ca.pem"),
+                            *cert_args("client"), "-t", "tls/#", "-C", "1", "-W", "8"],
+                           stdout=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    assert mosq_tls_pub(port, *cert_args("client")).returncode == 0
+    out, _ = sub.communicate(timeout=15)
+    assert out.strip() == "hello"
+    # Refused: a client certificate from an untrusted CA, an expired one, none at all.
+    for extra in (cert_args("client-untrusted"), cert_args("client-expired"), []):
+        assert mosq_tls_pub(port, *extra).returncode != 0, extra
+    if IS_SLUICE:
+        assert b.log().count("TLS handshake failed") >= 3
+    # The plain listener keeps working after failed handshakes.
+    mosq_pub(b, "plain/x", message="still serving")
+
+
+def test_tls_identity_becomes_the_username(start_broker, tmp_path):
+    port = free_port()
+    acl = tmp_path / "acl"
+    acl.write_text("user device1\ntopic readwrite tls/device1/#\n")
+    acl.chmod(0o644)
+    b = start_broker(f"acl_file {acl}\n" + tls_conf(port))
+    assert mosq_tls_pub(port, *cert_args("client"), "-t", "tls/device1/t", "-V", "5").returncode == 0
+    denied = mosq_tls_pub(port, *cert_args("client"), "-t", "tls/other/t", "-V", "5")
+    assert denied.returncode != 0 or "not authori" in (denied.stderr + denied.stdout).lower()
+
+
+@pytest.mark.sluice_only(reason="checks Sluice's configuration errors")
+def test_bad_certificate_files_are_configuration_errors(tmp_path):
+    sluice = require_sluice_binary()
+    conf = tmp_path / "gw.conf"
+    conf.write_text(f"listener {free_port()} 127.0.0.1\ncertfile {TLS / 'server.pem'}\nkeyfile {TLS / 'garbage.key.pem'}\n")
+    result = subprocess.run([str(sluice), "run", "-c", str(conf)], capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    assert "garbage.key.pem" in result.stderr
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+@pytest.mark.sluice_only(reason="runs the sluice binary with its own configuration")
+def test_anonymous_refused_by_default_beyond_loopback(tmp_path):
+    sluice = require_sluice_binary()
+    port = free_port()
+    conf = tmp_path / "gw.conf"
+    conf.write_text(f"listener {port}\n")  # all interfaces, allow_anonymous not set
+    log = tmp_path / "log"
+    proc = subprocess.Popen([str(sluice), "run", "-c", str(conf)], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while "listening" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with connect_with_credentials(port, None, None, version=5) as c:
+            assert c.connack.reason == 0x87
+        assert "anonymous clients are refused" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
