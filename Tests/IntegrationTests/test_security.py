@@ -292,3 +292,50 @@ def test_anonymous_refused_by_default_beyond_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- bridge TLS
+
+
+def start_tls_central(tmp_path: Path, cert: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    conf = tmp_path / f"central-{cert}.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 0\n"
+                    f"certfile {TLS / (cert + '.pem')}\nkeyfile {TLS / (cert + '.key.pem')}\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("central mosquitto did not start")
+
+
+@pytest.mark.sluice_only(reason="the bridge under test is Sluice's")
+@pytest.mark.parametrize("cert,delivered", [("server", True), ("server-wronghost", False)])
+def test_bridge_tls_verifies_the_central_broker(start_broker, tmp_path, cert, delivered):
+    central, central_port = start_tls_central(tmp_path, cert)
+    try:
+        b = start_broker(f"connection central\naddress localhost:{central_port}\nbridge_cafile {TLS / 'ca.pem'}\n"
+                         "restart_timeout 1 2\ntopic tele/# out 1 \"\" gw/\n")
+        sub = subprocess.Popen(["mosquitto_sub", "-h", "localhost", "-p", str(central_port), "--cafile",
+                                str(TLS / "ca.pem"), "--insecure", "-t", "gw/#", "-C", "1", "-W", "6"],
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        mosq_pub(b, "tele/t", "-q", "1", message="over tls")
+        out, _ = sub.communicate(timeout=15)
+        if delivered:
+            assert out.strip() == "over tls", b.log()
+        else:
+            assert out.strip() == ""
+            log = b.log()
+            assert "Couldn't find localhost in certificate" in log, log  # a clear reason in the log
+            stats = subprocess.run([str(require_sluice_binary()), "queue", "stats", "-c", str(b.conf_path), "central"],
+                                   capture_output=True, text=True, timeout=10)
+            assert "depth=1" in stats.stdout, stats  # still buffered, not lost
+    finally:
+        central.terminate()
+        central.wait(timeout=10)
