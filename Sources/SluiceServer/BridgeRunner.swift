@@ -151,6 +151,14 @@ final class BridgeRunner: @unchecked Sendable {
 
     var isConnected: EventLoopFuture<Bool> { loop.submit { self.link.isConnected } }
 
+    /// The link's state and counters, for metrics.
+    func snapshot() -> EventLoopFuture<(connected: Bool, acknowledged: UInt64, received: UInt64, connections: UInt64)> {
+        loop.submit {
+            let statistics = self.link.statistics
+            return (self.link.isConnected, statistics.acknowledged, statistics.received, statistics.connections)
+        }
+    }
+
     private var lastExpiry = ContinuousClock.now
 
     /// Applies `queue_max_age` even when nothing new is appended (appends apply it too).

@@ -231,6 +231,7 @@ final class BrokerHost: @unchecked Sendable {
     var stats: BrokerStats { core.stats }
     var connectedClients: Int { core.connectedClientCount }
     var retainedCount: Int { core.retainedCount }
+    var sessionCount: Int { core.sessionCount }
     var subscriptionCount: Int { core.subscriptionCount }
 
     /// Tells every client the server is going away (MQTT 5: 0x8B) and closes them.

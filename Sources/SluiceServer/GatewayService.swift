@@ -32,7 +32,6 @@ public final class GatewayService: Service, Sendable {
     public static func unsupportedOptions(in config: GatewayConfig) -> [String] {
         var found: [String] = []
         if config.listeners.contains(where: { $0.protocolKind == .websockets }) { found.append("protocol websockets") }
-        if config.metricsListener != nil { found.append("metrics_listener") }
         if config.lorawanUDPListener != nil { found.append("lorawan_udp_listener") }
         return found
     }
@@ -82,6 +81,10 @@ public final class GatewayService: Service, Sendable {
             }
             for (index, listener) in config.listeners.enumerated() {
                 channels.append(try await bind(listener, index: index, host: host, group: group))
+            }
+            if let address = config.metricsListener {
+                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store)
+                channels.append(try await metrics.bind(address, group: group, logger: logger))
             }
         } catch {
             for channel in channels { try? await channel.close() }

@@ -115,3 +115,51 @@ def test_sighup_reloads_bridge_rules_and_keeps_running_on_a_broken_file(tmp_path
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def scrape(port: int, path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+def test_metrics_and_health_endpoints_follow_traffic(tmp_path):
+    port, metrics_port, central = free_port(), free_port(), free_port()
+    conf = tmp_path / "gw.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {tmp_path}/data/\n"
+                    f"metrics_listener {metrics_port} 127.0.0.1\n"
+                    f"connection central\naddress 127.0.0.1:{central}\nrestart_timeout 1 2\ntopic sensors/# out 1\n")
+    log = tmp_path / "sluice.log"
+    proc = start(conf, {}, log)
+    try:
+        wait_for(lambda: "metrics listening" in log.read_text(), 10, "metrics listener")
+        status, before = scrape(metrics_port, "/metrics")
+        assert status == 200
+        assert metric(before, 'sluice_bridge_queue_depth{bridge="central"}') == 0
+        subprocess.run(["mosquitto_pub", "-p", str(port), "-t", "sensors/t", "-l", "-q", "1"],
+                       input="1\n2\n3\n", text=True, check=True, timeout=10)
+        _, after = scrape(metrics_port, "/metrics")
+        assert metric(after, 'sluice_bridge_queue_depth{bridge="central"}') == 3
+        assert metric(after, "sluice_publish_received_total") == metric(before, "sluice_publish_received_total") + 3
+        assert metric(after, 'sluice_bridge_connected{bridge="central"}') == 0
+        status, health = scrape(metrics_port, "/healthz")
+        assert status == 200 and "store: writable" in health and "bridge central: disconnected" in health
+        assert scrape(metrics_port, "/nope")[0] == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

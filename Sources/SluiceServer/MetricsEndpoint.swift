@@ -1,0 +1,169 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import SluiceBroker
+import SluiceConfig
+import SluiceStore
+
+/// The opt-in `metrics_listener`: Prometheus text at `/metrics` and a health check at `/healthz`.
+/// Values are read when scraped (the broker's counters on its loop, queue statistics from the
+/// store), so serving metrics costs the publish path nothing.
+final class MetricsEndpoint: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private let host: BrokerHost
+    private let bridges: [BridgeRunner]
+    private let store: Store?
+    /// Counters only go up: remember what was reported, add the difference.
+    private let reported = NIOLockedValueBox<[String: Int64]>([:])
+
+    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?) {
+        self.host = host
+        self.bridges = bridges
+        self.store = store
+    }
+
+    func bind(_ address: HostPort, group: any EventLoopGroup, logger: Logger) async throws -> any Channel {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(endpoint: self))
+                }
+            }
+            .bind(host: address.host, port: address.port)
+            .get()
+        logger.info("metrics listening", metadata: ["address": "\(address.host)", "port": "\(channel.localAddress?.port ?? address.port)"])
+        return channel
+    }
+
+    /// Status and body for a request path.
+    func respond(to path: String, on loop: any EventLoop) -> EventLoopFuture<(HTTPResponseStatus, String, String)> {
+        switch path {
+        case "/metrics":
+            return refresh(on: loop).map {
+                (.ok, "text/plain; version=0.0.4", String(decoding: self.registry.emitToBuffer(), as: UTF8.self))
+            }
+        case "/healthz":
+            return health(on: loop)
+        default:
+            return loop.makeSucceededFuture((.notFound, "text/plain", "not found: try /metrics or /healthz\n"))
+        }
+    }
+
+    private func refresh(on loop: any EventLoop) -> EventLoopFuture<Void> {
+        let broker = host.loop.submit { [host] in
+            (host.stats, host.connectedClients, host.sessionCount, host.retainedCount, host.subscriptionCount)
+        }
+        let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
+        return broker.hop(to: loop).and(links).map { brokerValues, linkValues in
+            let (stats, connected, sessions, retained, subscriptions) = brokerValues
+            self.gauge("sluice_clients_connected", "Clients connected now", connected)
+            self.gauge("sluice_sessions", "Sessions, connected or not", sessions)
+            self.gauge("sluice_retained_messages", "Retained messages", retained)
+            self.gauge("sluice_subscriptions", "Subscriptions", subscriptions)
+            self.counter("sluice_messages_received_total", "MQTT packets received", stats.messagesReceived)
+            self.counter("sluice_messages_sent_total", "MQTT packets sent", stats.messagesSent)
+            self.counter("sluice_publish_received_total", "PUBLISH packets received", stats.publishReceived)
+            self.counter("sluice_publish_sent_total", "PUBLISH packets sent", stats.publishSent)
+            self.counter("sluice_connections_total", "Connections accepted", stats.connectionsTotal)
+            for reason in SluiceBroker.DropReason.allCases {
+                self.counter(
+                    "sluice_dropped_messages_total",
+                    "Messages not delivered somewhere, by reason",
+                    stats.dropped[reason] ?? 0,
+                    labels: [("reason", reason.rawValue)]
+                )
+            }
+            let now = Store.wallClockMilliseconds()
+            for (bridge, link) in zip(self.bridges, linkValues) {
+                let labels = [("bridge", bridge.name)]
+                self.gauge("sluice_bridge_connected", "1 while the bridge's link is up", link.connected ? 1 : 0, labels: labels)
+                self.counter("sluice_bridge_forwarded_total", "Messages acknowledged by the remote", Int(link.acknowledged), labels: labels)
+                self.counter("sluice_bridge_received_total", "Messages received from the remote (in rules)", Int(link.received), labels: labels)
+                self.counter("sluice_bridge_reconnects_total", "Connections made to the remote", Int(link.connections), labels: labels)
+                guard let stats = try? self.store?.stats(queue: bridge.name) else { continue }
+                self.gauge("sluice_bridge_queue_depth", "Messages in the durable queue", Int(stats.depth), labels: labels)
+                self.gauge("sluice_bridge_queue_bytes", "Bytes in the durable queue", Int(stats.bytes), labels: labels)
+                let age = stats.oldestEnqueuedAt.map { now > $0 ? Int((now - $0) / 1000) : 0 } ?? 0
+                self.gauge("sluice_bridge_queue_oldest_age_seconds", "Age of the oldest queued message", age, labels: labels)
+                self.counter(
+                    "sluice_bridge_queue_dropped_total",
+                    "Messages dropped or rejected at the queue bound",
+                    Int(stats.dropped.total + stats.rejected.total),
+                    labels: labels
+                )
+            }
+        }
+    }
+
+    /// 200 when the listeners are up (this answers, so they are) and the store takes a write.
+    private func health(on loop: any EventLoop) -> EventLoopFuture<(HTTPResponseStatus, String, String)> {
+        let promise = loop.makePromise(of: Bool.self)
+        if let store {
+            store.put(table: "health", key: Array("probe".utf8), value: Array("\(Store.wallClockMilliseconds())".utf8)) {
+                promise.succeed((try? $0.get()) != nil)
+            }
+        } else {
+            promise.succeed(true)
+        }
+        let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
+        return promise.futureResult.and(links).map { writable, links in
+            var body = "listeners: up\nstore: \(self.store == nil ? "not used" : writable ? "writable" : "NOT WRITABLE")\n"
+            for (bridge, link) in zip(self.bridges, links) {
+                body += "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\n"
+            }
+            return (writable ? .ok : .serviceUnavailable, "text/plain", body)
+        }
+    }
+
+    private func gauge(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
+        registry.makeGauge(name: name, labels: labels, help: help).set(Double(value))
+    }
+
+    private func counter(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
+        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
+        let delta = reported.withLockedValue { reported -> Int64 in
+            let delta = Int64(value) - reported[key, default: 0]
+            reported[key] = Int64(value)
+            return max(0, delta)
+        }
+        registry.makeCounter(name: name, labels: labels, help: help).increment(by: delta)
+    }
+}
+
+/// One request, one response; anything but GET is refused.
+private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let endpoint: MetricsEndpoint
+    private var path: String?
+
+    init(endpoint: MetricsEndpoint) { self.endpoint = endpoint }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            path = head.method == .GET ? String(head.uri.split(separator: "?").first ?? "") : nil
+        case .body:
+            break
+        case .end:
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let response: EventLoopFuture<(HTTPResponseStatus, String, String)> =
+                path.map { endpoint.respond(to: $0, on: context.eventLoop) }
+                ?? context.eventLoop.makeSucceededFuture((.methodNotAllowed, "text/plain", "GET only\n"))
+            response.whenSuccess { status, contentType, body in
+                let context = loopBound.value
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: contentType)
+                headers.add(name: "Content-Length", value: "\(body.utf8.count)")
+                context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
