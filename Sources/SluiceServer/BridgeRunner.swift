@@ -281,7 +281,8 @@ final class BridgeRunner: @unchecked Sendable {
 
     private func open(_ address: HostPort) {
         logger.info("connecting to \(address)")
-        let handler = BridgeInboundHandler(runner: self, version: link.configuration.protocolVersion)
+        let handler = BridgeInboundHandler(runner: self)
+        let version = link.configuration.protocolVersion
         let tls = self.tls
         ClientBootstrap(group: loop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -293,6 +294,7 @@ final class BridgeRunner: @unchecked Sendable {
                             NIOSSLClientHandler(context: tls.context, serverHostname: tls.verifyHostname ? address.host : nil)
                         )
                     }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTPacketDecoder(version: version)))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -320,33 +322,19 @@ final class BridgeRunner: @unchecked Sendable {
     }
 }
 
-/// Frames and decodes what the remote broker sends and hands it to the runner.
+/// Hands what the remote broker sends (framed and decoded by `MQTTPacketDecoder`) to the runner.
 private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
+    typealias InboundIn = Packet
 
     private let runner: BridgeRunner
-    private let version: ProtocolVersion
-    private var cumulation: ByteBuffer?
     private var error: (any Error)?
 
-    init(runner: BridgeRunner, version: ProtocolVersion) {
+    init(runner: BridgeRunner) {
         self.runner = runner
-        self.version = version
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var input = unwrapInboundIn(data)
-        if cumulation == nil { cumulation = input } else { cumulation!.writeBuffer(&input) }
-        do {
-            while var buffer = cumulation, let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: 268_435_460) {
-                cumulation = buffer
-                runner.received(try MQTTCodec.decode(frame, version: version))
-            }
-            if cumulation?.readableBytes == 0 { cumulation = nil }
-        } catch {
-            self.error = error
-            context.close(promise: nil)
-        }
+        runner.received(unwrapInboundIn(data))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
