@@ -289,6 +289,7 @@ public struct Broker: Sendable {
     private mutating func handlePublish(_ packet: PublishPacket, from connection: ConnectionID, now: BrokerTime) {
         guard var client = connections[connection] else { return }
         stats.publishReceived += 1
+        stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
         var topic = packet.topic
         if client.version >= .v5, let alias = packet.properties.topicAlias {
             guard alias != 0, alias <= settings.topicAliasMaximum else {
@@ -756,6 +757,7 @@ public struct Broker: Sendable {
             }
         }
         stats.publishSent += 1
+        stats.publishSentByQoS[Int(delivery.qos.rawValue)] += 1
         send(.publish(packet), to: connection)
         return true
     }

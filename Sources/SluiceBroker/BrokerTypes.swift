@@ -89,6 +89,9 @@ public struct BrokerStats: Sendable, Equatable {
     public var messagesSent = 0
     public var publishReceived = 0
     public var publishSent = 0
+    /// PUBLISH packets by QoS (index 0, 1, 2).
+    public var publishReceivedByQoS = [0, 0, 0]
+    public var publishSentByQoS = [0, 0, 0]
     public var dropped: [DropReason: Int] = [:]
     public var clientsMaximum = 0
     public var connectionsTotal = 0

@@ -15,6 +15,8 @@ final class BrokerHost: @unchecked Sendable {
     private var connections: [ConnectionID: ConnectionHandle] = [:]
     private let nextID = NIOLockedValueBox<UInt64>(0)
     private let started = NIODeadline.now()
+    /// Bytes over client connections (updated by the connection handlers on their own loops).
+    let traffic = TrafficCounters()
 
     /// Receives messages for the durable bridge queues; must call `persisted(token:accepted:)` later.
     var durableSink: (@Sendable (_ token: UInt64, _ message: Message) -> Void)?
@@ -128,6 +130,8 @@ final class BrokerHost: @unchecked Sendable {
             ("clients/disconnected", "\(core.sessionCount - core.connectedClientCount)"),
             ("clients/inactive", "\(core.sessionCount - core.connectedClientCount)"),
             ("clients/maximum", "\(stats.clientsMaximum)"),
+            ("bytes/received", "\(traffic.totals.received)"),
+            ("bytes/sent", "\(traffic.totals.sent)"),
             ("messages/received", "\(stats.messagesReceived)"),
             ("messages/sent", "\(stats.messagesSent)"),
             ("publish/messages/received", "\(stats.publishReceived)"),

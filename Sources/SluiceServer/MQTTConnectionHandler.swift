@@ -96,6 +96,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         var input = unwrapInboundIn(data)
+        host.traffic.received(input.readableBytes)
         if cumulation == nil {
             cumulation = input
         } else {
@@ -193,6 +194,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             MQTTCodec.encode(.disconnect(disconnect), version: version, into: &buffer)
         }
         if buffer.readableBytes > 0 {
+            host.traffic.sent(buffer.readableBytes)
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }
         if close != nil {

@@ -57,6 +57,7 @@ final class MetricsEndpoint: Sendable {
         let broker = host.loop.submit { [host] in
             (host.stats, host.connectedClients, host.sessionCount, host.retainedCount, host.subscriptionCount)
         }
+        let traffic = host.traffic.totals
         let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
         return broker.hop(to: loop).and(links).map { brokerValues, linkValues in
             let (stats, connected, sessions, retained, subscriptions) = brokerValues
@@ -69,6 +70,18 @@ final class MetricsEndpoint: Sendable {
             self.counter("sluice_publish_received_total", "PUBLISH packets received", stats.publishReceived)
             self.counter("sluice_publish_sent_total", "PUBLISH packets sent", stats.publishSent)
             self.counter("sluice_connections_total", "Connections accepted", stats.connectionsTotal)
+            self.counter("sluice_bytes_received_total", "Bytes received from clients", traffic.received)
+            self.counter("sluice_bytes_sent_total", "Bytes sent to clients", traffic.sent)
+            for qos in 0...2 {
+                let labels = [("qos", "\(qos)")]
+                self.counter(
+                    "sluice_publish_received_by_qos_total",
+                    "PUBLISH packets received, by QoS",
+                    stats.publishReceivedByQoS[qos],
+                    labels: labels
+                )
+                self.counter("sluice_publish_sent_by_qos_total", "PUBLISH packets sent, by QoS", stats.publishSentByQoS[qos], labels: labels)
+            }
             for reason in SluiceBroker.DropReason.allCases {
                 self.counter(
                     "sluice_dropped_messages_total",

@@ -153,6 +153,9 @@ def test_metrics_and_health_endpoints_follow_traffic(tmp_path):
         assert metric(after, 'sluice_bridge_queue_depth{bridge="central"}') == 3
         assert metric(after, "sluice_publish_received_total") == metric(before, "sluice_publish_received_total") + 3
         assert metric(after, 'sluice_bridge_connected{bridge="central"}') == 0
+        assert metric(after, 'sluice_publish_received_by_qos_total{qos="1"}') >= 3
+        assert metric(after, "sluice_bytes_received_total") > metric(before, "sluice_bytes_received_total")
+        assert metric(after, "sluice_bytes_sent_total") > 0
         status, health = scrape(metrics_port, "/healthz")
         assert status == 200 and "store: writable" in health and "bridge central: disconnected" in health
         assert scrape(metrics_port, "/nope")[0] == 404
