@@ -3,7 +3,7 @@
 # Usage: N=1000000 SLUICE=.build-release/release/sluice bash scripts/bench-backlog.sh
 # (loopback only; starts its own sluice and a central mosquitto, removes its temp dir at the end)
 set -u
-N=${N:-1000000}; P=10; PER=$((N / P))
+N=${N:-1000000}; PER=20000; P=$((N / PER))  # mosquitto_pub -l sends only part of much longer inputs
 D=$(mktemp -d /tmp/m1.XXXX); SL=${SLUICE:-.build-release/release/sluice}
 LP=18901; CP=18902
 cat > $D/gw.conf <<C
@@ -38,7 +38,7 @@ wait $(jobs -p | grep -v $GW) 2>/dev/null
 # wait for the publishers only
 while pgrep -f "mosquitto_pub -p $LP" >/dev/null; do sleep 0.2; done
 t1=$(date +%s.%N)
-echo "enqueue: $N msgs in $(echo "$t1 - $t0" | bc) s = $(echo "$N / ($t1 - $t0)" | bc) msg/s (10 mosquitto_pub -l -q 1, 20 in flight each)"
+echo "enqueue: $N msgs in $(echo "$t1 - $t0" | bc) s = $(echo "$N / ($t1 - $t0)" | bc) msg/s ($P mosquitto_pub -l -q 1 of $PER lines, 20 in flight each)"
 $SL queue stats -c $D/gw.conf central
 kill -TERM $GW; wait $GW
 t2=$(date +%s.%N)

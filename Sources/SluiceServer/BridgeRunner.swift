@@ -305,8 +305,7 @@ final class BridgeRunner: @unchecked Sendable {
                     self.channel = channel
                     self.run(self.link.connected())
                 case .failure(let error):
-                    self.logger.warning("cannot connect to \(address): \(error)")
-                    self.run(self.link.connectionClosed(error: error))
+                    self.run(self.link.connectionClosed(error: error))  // the link logs why
                 }
             }
     }
