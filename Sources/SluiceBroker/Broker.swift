@@ -97,10 +97,10 @@ public struct Broker: Sendable {
         stats.messagesReceived += 1
         switch packet {
         case .publish(let publish): handlePublish(publish, from: connection, now: now)
-        case .pubAck(let ack): handlePubAck(ack, from: connection, now: now)
+        case .pubAck(let ack): finishOutgoing(ack.packetIdentifier, .awaitingPubAck, from: connection, now: now)
         case .pubRec(let rec): handlePubRec(rec, from: connection, now: now)
         case .pubRel(let rel): handlePubRel(rel, from: connection)
-        case .pubComp(let comp): handlePubComp(comp, from: connection, now: now)
+        case .pubComp(let comp): finishOutgoing(comp.packetIdentifier, .awaitingPubComp, from: connection, now: now)
         case .subscribe(let subscribe): handleSubscribe(subscribe, from: connection, now: now)
         case .unsubscribe(let unsubscribe): handleUnsubscribe(unsubscribe, from: connection)
         case .pingReq: send(.pingResp, to: connection)
@@ -401,32 +401,30 @@ public struct Broker: Sendable {
 
     // MARK: Acknowledgements from a client
 
-    private mutating func handlePubAck(_ ack: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
-        guard let clientID = connections[connection]?.clientID,
-            let index = sessions[clientID]?.inflight.firstIndex(where: {
-                $0.packetID == ack.packetIdentifier && $0.state == .awaitingPubAck
-            })
-        else { return }
+    /// Index of the in-flight message with this packet identifier in this state, if any.
+    private func inflightIndex(_ clientID: String, _ packetID: UInt16, _ state: Outgoing.State) -> Int? {
+        sessions[clientID]?.inflight.firstIndex { $0.packetID == packetID && $0.state == state }
+    }
+
+    /// PUBACK, PUBCOMP (and a refusing PUBREC) end an outgoing flow and make room in the window.
+    private mutating func finishOutgoing(_ packetID: UInt16, _ state: Outgoing.State, from connection: ConnectionID, now: BrokerTime) {
+        guard let clientID = connections[connection]?.clientID, let index = inflightIndex(clientID, packetID, state) else {
+            return  // unknown identifiers are ignored [MQTT-4.3.2]
+        }
         sessions[clientID]?.inflight.remove(at: index)
         pump(clientID, now: now)
     }
 
     private mutating func handlePubRec(_ rec: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
         guard let client = connections[connection] else { return }
-        guard
-            let index = sessions[client.clientID]?.inflight.firstIndex(where: {
-                $0.packetID == rec.packetIdentifier && $0.state == .awaitingPubRec
-            })
-        else {
+        guard let index = inflightIndex(client.clientID, rec.packetIdentifier, .awaitingPubRec) else {
             let code: ReasonCode = client.version >= .v5 ? .packetIdentifierNotFound : .success
             send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier, reasonCode: code)), to: connection)
             return
         }
         if rec.reasonCode.isFailure {
             // The receiver refused the message: the flow ends here [MQTT-4.3.3-4].
-            sessions[client.clientID]?.inflight.remove(at: index)
-            pump(client.clientID, now: now)
-            return
+            return finishOutgoing(rec.packetIdentifier, .awaitingPubRec, from: connection, now: now)
         }
         sessions[client.clientID]?.inflight[index].state = .awaitingPubComp
         send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier)), to: connection)
@@ -441,16 +439,6 @@ public struct Broker: Sendable {
             code = .packetIdentifierNotFound
         }
         send(.pubComp(PubAckPacket(packetIdentifier: rel.packetIdentifier, reasonCode: code)), to: connection)
-    }
-
-    private mutating func handlePubComp(_ comp: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
-        guard let clientID = connections[connection]?.clientID,
-            let index = sessions[clientID]?.inflight.firstIndex(where: {
-                $0.packetID == comp.packetIdentifier && $0.state == .awaitingPubComp
-            })
-        else { return }
-        sessions[clientID]?.inflight.remove(at: index)
-        pump(clientID, now: now)
     }
 
     // MARK: SUBSCRIBE / UNSUBSCRIBE
