@@ -214,7 +214,8 @@ final class BridgeRunner: @unchecked Sendable {
                 channel?.close(promise: nil)
             case .scheduleReconnect(let delay):
                 guard !stopped else { break }
-                logger.info("reconnecting in \(delay)")
+                let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+                logger.info("reconnecting in \((seconds * 10).rounded() / 10) s")
                 reconnect = loop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)) {
                     self.run(self.link.reconnectTimerFired())
                 }
