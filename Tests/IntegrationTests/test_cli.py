@@ -18,7 +18,7 @@ def sluice(*args: str, stdin: str | None = None, timeout: float = 15) -> subproc
 def start_sub(b, *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([str(require_sluice_binary()), "sub", "-p", str(b.port), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.7)  # let it subscribe
+    time.sleep(1.5)  # let it connect and subscribe (a CLI process start included)
     return proc
 
 
