@@ -352,3 +352,30 @@ class RawClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_ack_packet = ack  # read_publishes' `ack` flag shadows the function
+
+
+def read_publishes(c: "RawClient", timeout: float, expect: int | None = None, extra: float = 0.3,
+                   ack: bool = False, limit: int = 500) -> list[Packet]:
+    """PUBLISHes received within `timeout` s; once `expect` arrived, only `extra` s more.
+    With `ack`, QoS 1 ones are acknowledged. At most `limit` packets are read."""
+    got = []
+    deadline = time.monotonic() + timeout
+    for _ in range(limit):
+        if expect is not None and len(got) >= expect:
+            deadline = min(deadline, time.monotonic() + extra)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            p = c.read_packet(remaining)
+        except TimeoutError:
+            break
+        if p.ptype == PUBLISH:
+            got.append(p)
+            if ack and p.qos == 1:
+                c.send(_ack_packet(PUBACK, p.packet_id))
+    return got
+

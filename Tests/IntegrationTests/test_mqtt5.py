@@ -7,27 +7,8 @@ import pytest
 
 import mqttraw
 from mqttraw import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK
+from mqttraw import read_publishes
 from conftest import CONNECT_PROPS, PUBLISH_PROPS, SUBSCRIBE_PROPS, uid
-
-
-def raw_publishes(c, timeout, expect=None, extra=0.3, ack=False):
-    got = []
-    deadline = time.monotonic() + timeout
-    for _ in range(500):
-        if expect is not None and len(got) >= expect:
-            deadline = min(deadline, time.monotonic() + extra)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            p = c.read_packet(remaining)
-        except TimeoutError:
-            break
-        if p.ptype == PUBLISH:
-            got.append(p)
-            if ack and p.qos == 1:
-                c.send(mqttraw.ack(PUBACK, p.packet_id))
-    return got
 
 
 def test_properties_passed_through(paho_client):
@@ -227,7 +208,7 @@ def _receive_max_setup(raw, qos, n):
 def test_receive_maximum_initial_window(raw, qos):
     """A client with Receive Maximum 2 that never acks gets exactly 2 QoS>0 PUBLISHes."""
     s = _receive_max_setup(raw, qos, 6)
-    got = raw_publishes(s, 1.5)
+    got = read_publishes(s, 1.5)
     assert [int(m.payload) for m in got] == [0, 1], f"{len(got)} in flight with receive maximum 2"
 
 
@@ -240,7 +221,7 @@ def test_receive_maximum_flow_control(raw, qos):
     """Acking one at a time: never more than 2 unacknowledged, and all 6 arrive in order."""
     n = 6
     s = _receive_max_setup(raw, qos, n)
-    unacked = raw_publishes(s, 1.5)
+    unacked = read_publishes(s, 1.5)
     assert len(unacked) == 2, f"{len(unacked)} in flight with receive maximum 2"
     received = list(unacked)
     for _ in range(2 * n):  # bounded: ack the oldest, read what gets released
@@ -253,7 +234,7 @@ def test_receive_maximum_flow_control(raw, qos):
             s.send(mqttraw.ack(PUBREC, m.packet_id))
             assert s.expect(PUBREL).packet_id == m.packet_id
             s.send(mqttraw.ack(PUBCOMP, m.packet_id))
-        more = raw_publishes(s, 0.5, expect=2 - len(unacked), extra=0.2)
+        more = read_publishes(s, 0.5, expect=2 - len(unacked), extra=0.2)
         unacked += more
         received += more
         assert len(unacked) <= 2, f"{len(unacked)} unacknowledged PUBLISHes in flight"
@@ -276,8 +257,8 @@ def test_maximum_packet_size_from_client(raw):
     p.expect(PUBACK)
     p.send(mqttraw.publish(topic, b"small", qos=1, packet_id=2, version=5))
     p.expect(PUBACK)
-    big_got = raw_publishes(big, 2, expect=2, ack=True)
-    small_got = raw_publishes(small, 2, expect=1, ack=True)
+    big_got = read_publishes(big, 2, expect=2, ack=True)
+    small_got = read_publishes(small, 2, expect=1, ack=True)
     assert [len(m.payload) for m in big_got] == [200, 5]
     # [MQTT-3.1.2-25]: too large for the client => discarded for it, the rest still flows.
     assert [m.payload for m in small_got] == [b"small"]

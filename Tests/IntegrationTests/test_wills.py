@@ -6,6 +6,7 @@ import pytest
 
 import mqttraw
 from mqttraw import PUBLISH, SUBACK
+from mqttraw import read_publishes
 from conftest import uid
 
 
@@ -17,27 +18,6 @@ def watcher(raw, topic, qos=1, version=4):
     return w
 
 
-def publishes(c, timeout, expect=None, extra=0.3):
-    """PUBLISHes received within `timeout` s; once `expect` arrived, only `extra` s more."""
-    got = []
-    deadline = time.monotonic() + timeout
-    for _ in range(50):
-        if expect is not None and len(got) >= expect:
-            deadline = min(deadline, time.monotonic() + extra)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            p = c.read_packet(remaining)
-        except TimeoutError:
-            break
-        if p.ptype == PUBLISH:
-            got.append(p)
-            if p.qos == 1:
-                c.send(mqttraw.ack(mqttraw.PUBACK, p.packet_id))
-    return got
-
-
 @pytest.mark.parametrize("version", [3, 4, 5])
 def test_will_on_abnormal_disconnect(raw, version):
     topic = f"will/{uid()}"
@@ -45,7 +25,7 @@ def test_will_on_abnormal_disconnect(raw, version):
     c = raw(version)
     assert c.connect(uid("dying"), will=(topic, b"gone", 1, False)).reason == 0
     c.abort()
-    got = publishes(w, 2.0, expect=1)
+    got = read_publishes(w, 2.0, expect=1, ack=True)
     assert [(p.topic, p.payload, p.qos) for p in got] == [(topic, b"gone", 1)]
 
 
@@ -57,7 +37,7 @@ def test_no_will_on_clean_disconnect(raw, version):
     c.connect(uid("polite"), will=(topic, b"gone", 1, False))
     c.send(mqttraw.disconnect(version))
     assert c.is_closed(2)
-    assert publishes(w, 1.0) == []
+    assert read_publishes(w, 1.0, ack=True) == []
 
 
 def test_v5_disconnect_with_will_message_reason(raw):
@@ -67,7 +47,7 @@ def test_v5_disconnect_with_will_message_reason(raw):
     c = raw(5)
     c.connect(uid("asks"), will=(topic, b"asked", 0, False))
     c.send(mqttraw.disconnect(5, reason=0x04))
-    got = publishes(w, 2.0, expect=1)
+    got = read_publishes(w, 2.0, expect=1, ack=True)
     assert [p.payload for p in got] == [b"asked"]
 
 
@@ -79,7 +59,7 @@ def test_will_closed_by_server_on_protocol_error(raw):
     c.connect(uid("bad"), will=(topic, b"violated", 0, False))
     c.send(mqttraw.publish(f"{topic}/x", b"", qos=3))  # QoS 3: malformed [MQTT-3.3.1-4]
     assert c.is_closed(3)
-    assert [p.payload for p in publishes(w, 1.5, expect=1)] == [b"violated"]
+    assert [p.payload for p in read_publishes(w, 1.5, expect=1, ack=True)] == [b"violated"]
 
 
 def test_will_delay_interval(raw):
@@ -90,8 +70,8 @@ def test_will_delay_interval(raw):
               will=(topic, b"late", 0, False, [(0x18, 2)]))  # will delay interval 2 s
     t0 = time.monotonic()
     c.abort()
-    assert publishes(w, 1.0) == [], "will sent before its delay"
-    got = publishes(w, 3.0, expect=1)
+    assert read_publishes(w, 1.0, ack=True) == [], "will sent before its delay"
+    got = read_publishes(w, 3.0, expect=1, ack=True)
     elapsed = time.monotonic() - t0
     assert [p.payload for p in got] == [b"late"]
     assert elapsed >= 1.5
@@ -109,7 +89,7 @@ def test_will_delay_cancelled_by_reconnect(raw):
     c2 = raw(5)
     ack = c2.connect(cid, clean=False, properties=[(mqttraw.P_SESSION_EXPIRY, 30)])
     assert ack.reason == 0 and ack.session_present is True
-    assert publishes(w, 3.0) == [], "will sent although the client came back within the delay"
+    assert read_publishes(w, 3.0, ack=True) == [], "will sent although the client came back within the delay"
 
 
 def test_will_delay_capped_by_session_expiry(raw):
@@ -120,7 +100,7 @@ def test_will_delay_capped_by_session_expiry(raw):
     c.connect(uid("cap"), properties=[(mqttraw.P_SESSION_EXPIRY, 1)],
               will=(topic, b"capped", 0, False, [(0x18, 60)]))
     c.abort()
-    got = publishes(w, 3.5, expect=1)
+    got = read_publishes(w, 3.5, expect=1, ack=True)
     assert [p.payload for p in got] == [b"capped"]
 
 
@@ -135,7 +115,7 @@ def test_will_retained(raw, version):
     later.connect(uid("late"))
     later.send(mqttraw.subscribe([(topic, 1)], version=version))
     later.expect(SUBACK)
-    got = publishes(later, 1.5, expect=1)
+    got = read_publishes(later, 1.5, expect=1, ack=True)
     assert [(p.payload, p.retain) for p in got] == [(b"last-words", True)]
 
 
@@ -149,4 +129,4 @@ def test_will_on_second_connect_protocol_error(raw):
     c.connect(uid("twice"), will=(topic, b"twice", 0, False))
     c.send(mqttraw.connect("again"))
     assert c.is_closed(3)
-    assert [p.payload for p in publishes(w, 1.5, expect=1)] == [b"twice"]
+    assert [p.payload for p in read_publishes(w, 1.5, expect=1, ack=True)] == [b"twice"]
