@@ -122,6 +122,17 @@ public struct Broker: Sendable {
         return takeActions()
     }
 
+    /// The connection's outgoing socket buffer crossed its high-water mark (`writable == false`) or
+    /// drained below the low one. While backed up, messages for the client wait in its session
+    /// queue, within `max_queued_messages`/`max_queued_bytes`, instead of piling up in the socket
+    /// buffer: a reader that stops reading costs bounded memory and its drops are counted.
+    public mutating func writabilityChanged(_ connection: ConnectionID, writable: Bool, now: BrokerTime) -> [BrokerAction] {
+        guard let client = connections[connection], client.backedUp == writable else { return [] }
+        connections[connection]?.backedUp = !writable
+        if writable { pump(client.clientID, now: now) }
+        return takeActions()
+    }
+
     /// Time passed: keep-alive enforcement, will delays, session and message expiry.
     public mutating func tick(now: BrokerTime) -> [BrokerAction] {
         for (id, client) in connections where client.keepAlive > 0 {
@@ -645,7 +656,7 @@ public struct Broker: Sendable {
         // Taken out and put back so the queue is mutated in place, never copied.
         guard var session = sessions.removeValue(forKey: clientID) else { return }
         defer { sessions[clientID] = session }
-        if let connection = session.connection {
+        if let connection = session.connection, connections[connection]?.backedUp == false {
             if delivery.qos == .atMostOnce {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
                 return
@@ -659,7 +670,7 @@ public struct Broker: Sendable {
                 }
                 return
             }
-        } else if delivery.qos == .atMostOnce && !settings.queueQoS0Messages {
+        } else if session.connection == nil && delivery.qos == .atMostOnce && !settings.queueQoS0Messages {
             return
         }
         let size = delivery.message.payload.readableBytes
@@ -673,14 +684,18 @@ public struct Broker: Sendable {
         session.queuedBytes += size
     }
 
-    /// Moves queued messages into the in-flight window while there is room.
+    /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
+    /// in-flight window has room.
     private mutating func pump(_ clientID: String, now: BrokerTime) {
-        guard let connection = sessions[clientID]?.connection, var session = sessions.removeValue(forKey: clientID) else {
+        guard let connection = sessions[clientID]?.connection, connections[connection]?.backedUp == false,
+            var session = sessions.removeValue(forKey: clientID)
+        else {
             return
         }
         defer { sessions[clientID] = session }
         let window = window(for: connection)
-        while session.inflight.count < window, let delivery = session.queue.popFirst() {
+        while let next = session.queue.first, next.qos == .atMostOnce || session.inflight.count < window {
+            let delivery = session.queue.removeFirst()
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)

@@ -79,6 +79,8 @@ struct ClientConnection: Sendable {
     /// QoS 1 publishes whose PUBACK waits for the disk, and QoS 2 ones awaiting PUBREL.
     var inboundUnacknowledged = 0
     var will: Will?
+    /// The socket's send buffer is above its high-water mark: deliveries wait in the session queue.
+    var backedUp = false
     /// Set once DISCONNECT arrived: the will is then not sent (unless reason 0x04).
     var disconnectedCleanly = false
 }

@@ -110,6 +110,11 @@ final class BrokerHost: @unchecked Sendable {
         run(core.closed(id, now: now))
     }
 
+    func writabilityChanged(_ id: ConnectionID, writable: Bool) {
+        loop.preconditionInEventLoop()
+        run(core.writabilityChanged(id, writable: writable, now: now))
+    }
+
     func tick() {
         run(core.tick(now: now))
         savePersistentState()

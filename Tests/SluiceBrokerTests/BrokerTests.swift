@@ -317,6 +317,47 @@ func reason(_ text: String) -> Properties {
         #expect(h.broker.stats.dropped[.queueFull] == 2)
     }
 
+    @Test func backedUpSubscriberQueuesWithinBoundsAndResumesWhenWritable() {
+        let h = Harness { $0.maxQueuedMessages = 3 }
+        h.connect(1, "slow")
+        h.subscribe(1, "t", qos: .atLeastOnce)
+        h.connect(2, "pub")
+        #expect(h.broker.writabilityChanged(ConnectionID(1), writable: false, now: h.now).isEmpty)
+        var sent: [Seen] = []
+        for i in 1...4 { sent += h.publish(2, "t", "q0-\(i)") }
+        sent += h.publish(2, "t", "q1", qos: .atLeastOnce, packetID: 9)
+        // Nothing reaches the socket while it is backed up; three wait, two are dropped and counted.
+        #expect(sent.publishes(to: 1).isEmpty)
+        #expect(h.broker.queuedMessageCount(clientID: "slow") == 3)
+        #expect(h.broker.stats.dropped[.queueFull] == 2)
+
+        let resumed = h.broker.writabilityChanged(ConnectionID(1), writable: true, now: h.now).map(Seen.init)
+        #expect(resumed.publishes(to: 1).map(\.text) == ["q0-1", "q0-2", "q0-3"])
+        #expect(h.broker.queuedMessageCount(clientID: "slow") == 0)
+        // Writable again: messages go straight out.
+        #expect(h.publish(2, "t", "live").publishes(to: 1).map(\.text) == ["live"])
+    }
+
+    @Test func queuedMessagesKeepTheirOrderBehindAFullWindow() {
+        let h = Harness()
+        h.connect(1, "sub", properties: {
+            var p = Properties()
+            p.receiveMaximum = 1
+            return p
+        }())
+        h.subscribe(1, "t", qos: .atLeastOnce)
+        h.connect(2, "pub")
+        #expect(h.publish(2, "t", "a", qos: .atLeastOnce, packetID: 1).publishes(to: 1).count == 1)
+        h.broker.writabilityChanged(ConnectionID(1), writable: false, now: h.now)
+        h.publish(2, "t", "b", qos: .atLeastOnce, packetID: 2)
+        h.publish(2, "t", "c")
+        // "b" waits for the window (receive maximum 1), and the QoS 0 "c" waits behind it.
+        #expect(h.broker.writabilityChanged(ConnectionID(1), writable: true, now: h.now).isEmpty)
+        #expect(h.broker.queuedMessageCount(clientID: "sub") == 2)
+        let acked = h.receive(.pubAck(PubAckPacket(packetIdentifier: 1)), from: 1)
+        #expect(acked.publishes(to: 1).map(\.text) == ["b", "c"])
+    }
+
     @Test func queuedMessagesExpireAndForwardTheRemainingTime() {
         let h = Harness()
         h.connect(1, "sub", version: .v5, clean: false, properties: { var p = Properties(); p.sessionExpiryInterval = 60; return p }())
