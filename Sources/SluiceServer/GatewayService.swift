@@ -250,6 +250,10 @@ public final class GatewayService: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
+            // Each connection keeps its last receive buffer for reuse. Starting small (a sensor's
+            // CONNECT and PUBLISHes fit in 256 bytes) keeps idle connections cheap; a busy one grows
+            // the buffer by doubling up to 64 KiB within a few reads.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
