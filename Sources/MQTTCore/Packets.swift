@@ -38,38 +38,111 @@ public struct UserProperty: Sendable, Hashable {
 
 /// MQTT 5 properties (spec 2.2.2.2). `nil` means absent. Which properties a packet may carry is
 /// checked by the decoder; the broker only reads the ones it understands and passes the rest through.
+///
+/// The values live out of line behind one copy-on-write reference (none at all when no property is
+/// set, as in every MQTT 3.x packet): packets and messages are copied on every hop through the
+/// broker, and inline the fields made a PUBLISH 267 bytes and each broker action 555.
+@dynamicMemberLookup
 public struct Properties: Sendable, Hashable {
-    public var payloadFormatIndicator: UInt8?  // 0x01
-    public var messageExpiryInterval: UInt32?  // 0x02
-    public var contentType: String?  // 0x03
-    public var responseTopic: String?  // 0x08
-    public var correlationData: [UInt8]?  // 0x09
-    public var subscriptionIdentifiers: [UInt32] = []  // 0x0B (may repeat in PUBLISH)
-    public var sessionExpiryInterval: UInt32?  // 0x11
-    public var assignedClientIdentifier: String?  // 0x12
-    public var serverKeepAlive: UInt16?  // 0x13
-    public var authenticationMethod: String?  // 0x15
-    public var authenticationData: [UInt8]?  // 0x16
-    public var requestProblemInformation: UInt8?  // 0x17
-    public var willDelayInterval: UInt32?  // 0x18
-    public var requestResponseInformation: UInt8?  // 0x19
-    public var responseInformation: String?  // 0x1A
-    public var serverReference: String?  // 0x1C
-    public var reasonString: String?  // 0x1F
-    public var receiveMaximum: UInt16?  // 0x21
-    public var topicAliasMaximum: UInt16?  // 0x22
-    public var topicAlias: UInt16?  // 0x23
-    public var maximumQoS: UInt8?  // 0x24
-    public var retainAvailable: UInt8?  // 0x25
-    public var userProperties: [UserProperty] = []  // 0x26
-    public var maximumPacketSize: UInt32?  // 0x27
-    public var wildcardSubscriptionAvailable: UInt8?  // 0x28
-    public var subscriptionIdentifierAvailable: UInt8?  // 0x29
-    public var sharedSubscriptionAvailable: UInt8?  // 0x2A
+    /// The property values themselves; read and written through `Properties` by name.
+    public struct Values: Sendable, Hashable {
+        public var payloadFormatIndicator: UInt8?  // 0x01
+        public var messageExpiryInterval: UInt32?  // 0x02
+        public var contentType: String?  // 0x03
+        public var responseTopic: String?  // 0x08
+        public var correlationData: [UInt8]?  // 0x09
+        public var subscriptionIdentifiers: [UInt32] = []  // 0x0B (may repeat in PUBLISH)
+        public var sessionExpiryInterval: UInt32?  // 0x11
+        public var assignedClientIdentifier: String?  // 0x12
+        public var serverKeepAlive: UInt16?  // 0x13
+        public var authenticationMethod: String?  // 0x15
+        public var authenticationData: [UInt8]?  // 0x16
+        public var requestProblemInformation: UInt8?  // 0x17
+        public var willDelayInterval: UInt32?  // 0x18
+        public var requestResponseInformation: UInt8?  // 0x19
+        public var responseInformation: String?  // 0x1A
+        public var serverReference: String?  // 0x1C
+        public var reasonString: String?  // 0x1F
+        public var receiveMaximum: UInt16?  // 0x21
+        public var topicAliasMaximum: UInt16?  // 0x22
+        public var topicAlias: UInt16?  // 0x23
+        public var maximumQoS: UInt8?  // 0x24
+        public var retainAvailable: UInt8?  // 0x25
+        public var userProperties: [UserProperty] = []  // 0x26
+        public var maximumPacketSize: UInt32?  // 0x27
+        public var wildcardSubscriptionAvailable: UInt8?  // 0x28
+        public var subscriptionIdentifierAvailable: UInt8?  // 0x29
+        public var sharedSubscriptionAvailable: UInt8?  // 0x2A
+
+        public init() {}
+    }
+
+    /// Mutated only while uniquely referenced (copy on write), so sharing it across threads is safe.
+    private final class Box: @unchecked Sendable {
+        var values: Values
+        init(_ values: Values) { self.values = values }
+    }
+
+    private var box: Box?
 
     public init() {}
 
+    public init(_ values: Values) {
+        box = values.isEmpty ? nil : Box(values)
+    }
+
     public static let none = Properties()
+
+    /// All values at once.
+    public var values: Values { box?.values ?? Values() }
+
+    public subscript<Value>(dynamicMember field: WritableKeyPath<Values, Value>) -> Value {
+        get { (box?.values ?? Values())[keyPath: field] }
+        set {
+            if box == nil {
+                box = Box(Values())
+            } else if !isKnownUniquelyReferenced(&box!) {
+                box = Box(box!.values)
+            }
+            box!.values[keyPath: field] = newValue
+        }
+    }
+
+    /// True when no property is set.
+    public var isEmpty: Bool { box?.values.isEmpty ?? true }
+
+    public static func == (lhs: Properties, rhs: Properties) -> Bool { lhs.box === rhs.box || lhs.values == rhs.values }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(values) }
+
+    /// Only the properties `context` allows (what the encoder writes there).
+    public func filtered(for context: PropertyContext) -> Properties {
+        guard let box else { return self }
+        return Properties(box.values.filtered(for: context))
+    }
+
+    static func decode(from buffer: inout ByteBuffer, context: PropertyContext) throws(MQTTError) -> Properties {
+        Properties(try Values.decode(from: &buffer, context: context))
+    }
+
+    /// Bytes of the property list alone (without its length).
+    func encodedListSize(context: PropertyContext) -> Int {
+        box?.values.encodedListSize(context: context) ?? 0
+    }
+
+    /// Bytes on the wire: the property length and the list.
+    func encodedSize(context: PropertyContext) -> Int {
+        box?.values.encodedSize(context: context) ?? 1
+    }
+
+    /// Writes the property length and the properties `context` allows, in identifier order.
+    func encode(into buffer: inout ByteBuffer, context: PropertyContext) {
+        guard let box else {
+            buffer.writeInteger(UInt8(0))
+            return
+        }
+        box.values.encode(into: &buffer, context: context)
+    }
 }
 
 /// An MQTT 5 reason code (spec 2.4). Several names share a value (0x00 is Success, Normal

@@ -137,7 +137,7 @@ public enum PropertyContext: Sendable, Hashable, CaseIterable {
     }
 }
 
-extension Properties {
+extension Properties.Values {
     /// True when no property is set.
     public var isEmpty: Bool {
         payloadFormatIndicator == nil && messageExpiryInterval == nil && contentType == nil && responseTopic == nil
@@ -152,8 +152,8 @@ extension Properties {
     }
 
     /// Only the properties `context` allows (what the encoder writes there).
-    public func filtered(for context: PropertyContext) -> Properties {
-        var copy = Properties()
+    func filtered(for context: PropertyContext) -> Properties.Values {
+        var copy = Properties.Values()
         let allowed = context.allowed
         func has(_ id: PropertyIdentifier) -> Bool { allowed & (1 << UInt64(id.rawValue)) != 0 }
         if has(.payloadFormatIndicator) { copy.payloadFormatIndicator = payloadFormatIndicator }
@@ -194,14 +194,14 @@ extension Properties {
     // MARK: Decoding
 
     /// Reads a property length and the property list after it.
-    static func decode(from buffer: inout ByteBuffer, context: PropertyContext) throws(MQTTError) -> Properties {
+    static func decode(from buffer: inout ByteBuffer, context: PropertyContext) throws(MQTTError) -> Properties.Values {
         let length = try buffer.readMQTTVariableByteInteger("property length")
-        if length == 0 { return .none }
+        if length == 0 { return Properties.Values() }
         guard var list = buffer.readSlice(length: length) else {
             throw .malformed("\(context.name): property length \(length) exceeds the packet")
         }
         let allowed = context.allowed
-        var properties = Properties()
+        var properties = Properties.Values()
         var seen: UInt64 = 0
         while list.readableBytes > 0 {
             // Identifiers are variable byte integers, but all defined ones fit in one byte, so any byte

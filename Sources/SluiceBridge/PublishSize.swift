@@ -9,13 +9,14 @@ extension Properties {
     /// Only the properties a client may put in a PUBLISH [MQTT-3.3.2.3]: no topic alias (the link
     /// never uses one) and no subscription identifiers [MQTT-3.3.4-6].
     var forOutgoingPublish: Properties {
+        guard !isEmpty else { return self }
         var p = Properties()
-        p.payloadFormatIndicator = payloadFormatIndicator
-        p.messageExpiryInterval = messageExpiryInterval
-        p.contentType = contentType
-        p.responseTopic = responseTopic
-        p.correlationData = correlationData
-        p.userProperties = userProperties
+        p.payloadFormatIndicator = self.payloadFormatIndicator
+        p.messageExpiryInterval = self.messageExpiryInterval
+        p.contentType = self.contentType
+        p.responseTopic = self.responseTopic
+        p.correlationData = self.correlationData
+        p.userProperties = self.userProperties
         return p
     }
 }

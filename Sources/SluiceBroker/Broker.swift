@@ -353,8 +353,10 @@ public struct Broker: Sendable {
         }
 
         var properties = packet.properties
-        properties.topicAlias = nil
-        properties.subscriptionIdentifiers = []
+        if !properties.isEmpty {
+            properties.topicAlias = nil
+            properties.subscriptionIdentifiers = []
+        }
         var expiresAt: BrokerTime? = nil
         if let expiry = properties.messageExpiryInterval {
             expiresAt = now + BrokerTime(expiry) * 1000
@@ -733,7 +735,9 @@ public struct Broker: Sendable {
             // The forwarded expiry is the time that remains [MQTT-3.3.2-6].
             properties.messageExpiryInterval = UInt32((expiresAt - now + 999) / 1000)
         }
-        properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
+        if !delivery.subscriptionIdentifiers.isEmpty || !properties.subscriptionIdentifiers.isEmpty {
+            properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
+        }
         var packet = PublishPacket(
             topic: delivery.message.topic,
             payload: delivery.message.payload,

@@ -27,7 +27,7 @@ struct Session: Sendable {
     var disconnectedAt: BrokerTime?
     var subscriptions: [String: Subscription] = [:]
     /// In send order, so redelivery on reconnect keeps it [MQTT-4.6.0-1].
-    var inflight: [Outgoing] = []
+    var inflight: Deque<Outgoing> = []
     /// Waiting for room in the in-flight window, or for the client to come back.
     var queue: Deque<Delivery> = []
     var queuedBytes = 0

@@ -91,7 +91,9 @@ final class BridgeRunner: @unchecked Sendable {
     func queuedMessage(for message: SluiceBroker.Message) -> QueuedMessage? {
         guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
         var properties = message.properties
-        properties.messageExpiryInterval = nil  // the queue's own age bound governs queued messages
+        if properties.messageExpiryInterval != nil {
+            properties.messageExpiryInterval = nil  // the queue's own age bound governs queued messages
+        }
         return QueuedMessage(
             topic: mapping.topic,
             payload: Array(message.payload.readableBytesView),
