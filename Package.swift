@@ -89,6 +89,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),
-        .testTarget(name: "GWMPCoreTests", dependencies: ["GWMPCore"], resources: [.copy("fixtures")]),
+        .testTarget(name: "GWMPCoreTests", dependencies: ["GWMPCore"], exclude: ["fixtures"]),
     ]
 )
