@@ -42,8 +42,13 @@ public struct LoraModulationInfo: Codable, Sendable, Equatable {
     public var noCrc: Bool?
 
     public init(
-        bandwidth: UInt32, spreadingFactor: UInt32, codeRate: String?, codeRateLegacy: String? = nil,
-        polarizationInversion: Bool? = nil, preamble: UInt32? = nil, noCrc: Bool? = nil
+        bandwidth: UInt32,
+        spreadingFactor: UInt32,
+        codeRate: String?,
+        codeRateLegacy: String? = nil,
+        polarizationInversion: Bool? = nil,
+        preamble: UInt32? = nil,
+        noCrc: Bool? = nil
     ) {
         self.bandwidth = bandwidth
         self.spreadingFactor = spreadingFactor
@@ -151,8 +156,13 @@ public struct DownlinkTxInfo: Codable, Sendable, Equatable {
     public var context: String?
 
     public init(
-        frequency: UInt32, power: Int?, modulation: Modulation, board: UInt32? = nil, antenna: UInt32? = nil,
-        timing: Timing?, context: String?
+        frequency: UInt32,
+        power: Int?,
+        modulation: Modulation,
+        board: UInt32? = nil,
+        antenna: UInt32? = nil,
+        timing: Timing?,
+        context: String?
     ) {
         self.frequency = frequency
         self.power = power

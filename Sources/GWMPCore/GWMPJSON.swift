@@ -97,10 +97,23 @@ public struct RXPK: Codable, Sendable, Equatable {
     public var data: String?
 
     public init(
-        time: String? = nil, tmms: UInt64? = nil, tmst: UInt32? = nil, freq: Double? = nil, chan: UInt32? = nil,
-        rfch: UInt32? = nil, brd: UInt32? = nil, stat: Int? = nil, modu: String? = nil, datr: DataRate? = nil,
-        codr: String? = nil, rssi: Int? = nil, rssis: Int? = nil, lsnr: Double? = nil, foff: Int? = nil,
-        size: UInt32? = nil, data: String? = nil
+        time: String? = nil,
+        tmms: UInt64? = nil,
+        tmst: UInt32? = nil,
+        freq: Double? = nil,
+        chan: UInt32? = nil,
+        rfch: UInt32? = nil,
+        brd: UInt32? = nil,
+        stat: Int? = nil,
+        modu: String? = nil,
+        datr: DataRate? = nil,
+        codr: String? = nil,
+        rssi: Int? = nil,
+        rssis: Int? = nil,
+        lsnr: Double? = nil,
+        foff: Int? = nil,
+        size: UInt32? = nil,
+        data: String? = nil
     ) {
         self.time = time
         self.tmms = tmms
@@ -140,8 +153,16 @@ public struct Stat: Codable, Sendable, Equatable {
     public var txnb: UInt32?
 
     public init(
-        time: String? = nil, lati: Double? = nil, long: Double? = nil, alti: Int? = nil, rxnb: UInt32? = nil,
-        rxok: UInt32? = nil, rxfw: UInt32? = nil, ackr: Double? = nil, dwnb: UInt32? = nil, txnb: UInt32? = nil
+        time: String? = nil,
+        lati: Double? = nil,
+        long: Double? = nil,
+        alti: Int? = nil,
+        rxnb: UInt32? = nil,
+        rxok: UInt32? = nil,
+        rxfw: UInt32? = nil,
+        ackr: Double? = nil,
+        dwnb: UInt32? = nil,
+        txnb: UInt32? = nil
     ) {
         self.time = time
         self.lati = lati
@@ -185,10 +206,23 @@ public struct TXPK: Codable, Sendable, Equatable {
     public var ant: UInt32?
 
     public init(
-        imme: Bool? = nil, tmst: UInt32? = nil, tmms: UInt64? = nil, freq: Double? = nil, rfch: UInt32? = nil,
-        powe: Int? = nil, modu: String? = nil, datr: DataRate? = nil, codr: String? = nil, fdev: UInt32? = nil,
-        ipol: Bool? = nil, prea: UInt32? = nil, size: UInt32? = nil, data: String? = nil, ncrc: Bool? = nil,
-        brd: UInt32? = nil, ant: UInt32? = nil
+        imme: Bool? = nil,
+        tmst: UInt32? = nil,
+        tmms: UInt64? = nil,
+        freq: Double? = nil,
+        rfch: UInt32? = nil,
+        powe: Int? = nil,
+        modu: String? = nil,
+        datr: DataRate? = nil,
+        codr: String? = nil,
+        fdev: UInt32? = nil,
+        ipol: Bool? = nil,
+        prea: UInt32? = nil,
+        size: UInt32? = nil,
+        data: String? = nil,
+        ncrc: Bool? = nil,
+        brd: UInt32? = nil,
+        ant: UInt32? = nil
     ) {
         self.imme = imme
         self.tmst = tmst

@@ -157,7 +157,9 @@ public enum GWMPCodec {
         return bytes
     }
 
-    private static func readEUI(_ bytes: ArraySlice<UInt8>, _ identifier: GWMPIdentifier) throws(GWMPError) -> GatewayEUI {
+    private static func readEUI(_ bytes: ArraySlice<UInt8>, _ identifier: GWMPIdentifier) throws(GWMPError)
+        -> GatewayEUI
+    {
         guard bytes.count >= euiSize else {
             throw GWMPError(.tooShort, "\(identifier) without the 8-byte gateway EUI")
         }

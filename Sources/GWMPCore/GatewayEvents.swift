@@ -104,7 +104,9 @@ extension UplinkFrame {
         case ("FSK", .fsk(let rate)?):
             modulation = Modulation(fsk: FskModulationInfo(datarate: rate))
         default:
-            throw ConversionError("rxpk with modulation \(rxpk.modu ?? "none") and datr \(rxpk.datr.map { "\($0)" } ?? "none")")
+            throw ConversionError(
+                "rxpk with modulation \(rxpk.modu ?? "none") and datr \(rxpk.datr.map { "\($0)" } ?? "none")"
+            )
         }
         let crcStatus =
             switch rxpk.stat {
@@ -127,7 +129,9 @@ extension UplinkFrame {
                 channel: rxpk.chan ?? 0,
                 rfChain: rxpk.rfch ?? 0,
                 board: rxpk.brd,
-                context: Base64.encode([UInt8(tmst >> 24), UInt8(tmst >> 16 & 0xFF), UInt8(tmst >> 8 & 0xFF), UInt8(tmst & 0xFF)]),
+                context: Base64.encode([
+                    UInt8(tmst >> 24), UInt8(tmst >> 16 & 0xFF), UInt8(tmst >> 8 & 0xFF), UInt8(tmst & 0xFF),
+                ]),
                 crcStatus: crcStatus
             )
         )
@@ -142,7 +146,12 @@ extension GatewayStats {
         if let latitude = stat.lati, let longitude = stat.long, latitude.isFinite, longitude.isFinite,
             latitude != 0 || longitude != 0
         {
-            location = Location(latitude: latitude, longitude: longitude, altitude: Double(stat.alti ?? 0), source: "GPS")
+            location = Location(
+                latitude: latitude,
+                longitude: longitude,
+                altitude: Double(stat.alti ?? 0),
+                source: "GPS"
+            )
         }
         var metadata: [String: String] = [:]
         if let rxfw = stat.rxfw { metadata["rxfw"] = "\(rxfw)" }

@@ -85,7 +85,8 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
     // MARK: Events
 
     /// A decoded datagram from `address`. `now` is monotonic milliseconds; `wallClock` dates events.
-    public mutating func received(_ packet: GWMPPacket, from address: Address, now: Int64, wallClock: Date) -> [Action] {
+    public mutating func received(_ packet: GWMPPacket, from address: Address, now: Int64, wallClock: Date) -> [Action]
+    {
         switch packet {
         case .pushData(let token, let gateway, let body):
             // Acknowledge at once (PROTOCOL.TXT §3), then convert.
@@ -99,7 +100,9 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
                 }
             }
             if let stat = body.stat {
-                actions.append(.publish(.stats(GatewayStats(stat, gateway: gateway, receivedAt: wallClock)), gateway: gateway))
+                actions.append(
+                    .publish(.stats(GatewayStats(stat, gateway: gateway, receivedAt: wallClock)), gateway: gateway)
+                )
             }
             return actions
 
@@ -110,7 +113,9 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
             let wasOnline = gateways[gateway] != nil
             gateways[gateway] = Gateway(address: address, lastPull: now)
             var actions: [Action] = [.send(.pullAck(token: token), to: address)]
-            if !wasOnline { actions.append(.publish(.conn(ConnState(gatewayId: "\(gateway)", state: "ONLINE")), gateway: gateway)) }
+            if !wasOnline {
+                actions.append(.publish(.conn(ConnState(gatewayId: "\(gateway)", state: "ONLINE")), gateway: gateway))
+            }
             return actions
 
         case .txAck(let token, let gateway, let body):
@@ -134,7 +139,9 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
             return [.dropped(.badDownlink, gateway: gateway, detail: "downlink \(frame.downlinkId) without items")]
         }
         guard gateways[gateway] != nil else {
-            return [.dropped(.gatewayOffline, gateway: gateway, detail: "downlink \(frame.downlinkId): no PULL_DATA seen")]
+            return [
+                .dropped(.gatewayOffline, gateway: gateway, detail: "downlink \(frame.downlinkId): no PULL_DATA seen")
+            ]
         }
         guard pending.count < settings.maximumPendingDownlinks else {
             return [.dropped(.tableFull, gateway: gateway, detail: "\(pending.count) downlinks await TX_ACK")]
@@ -153,7 +160,11 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
         for (token, downlink) in pending where now - downlink.sentAt > settings.downlinkAckTimeout {
             pending[token] = nil
             actions.append(
-                .dropped(.downlinkAckTimeout, gateway: downlink.gateway, detail: "downlink \(downlink.frame.downlinkId)")
+                .dropped(
+                    .downlinkAckTimeout,
+                    gateway: downlink.gateway,
+                    detail: "downlink \(downlink.frame.downlinkId)"
+                )
             )
         }
         return actions
@@ -162,7 +173,9 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
     /// The listener is stopping: every online gateway goes offline.
     public mutating func shutdown() -> [Action] {
         defer { gateways = [:] }
-        return gateways.keys.sorted().map { .publish(.conn(ConnState(gatewayId: "\($0)", state: "OFFLINE")), gateway: $0) }
+        return gateways.keys.sorted().map {
+            .publish(.conn(ConnState(gatewayId: "\($0)", state: "OFFLINE")), gateway: $0)
+        }
     }
 
     // MARK: Downlink items
@@ -200,7 +213,8 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
     }
 
     private func finished(_ downlink: PendingDownlink) -> Action {
-        let statuses = downlink.statuses + Array(repeating: .ignored, count: downlink.frame.items.count - downlink.statuses.count)
+        let statuses =
+            downlink.statuses + Array(repeating: .ignored, count: downlink.frame.items.count - downlink.statuses.count)
         let ack = DownlinkTxAck(
             gatewayId: "\(downlink.gateway)",
             downlinkId: downlink.frame.downlinkId,

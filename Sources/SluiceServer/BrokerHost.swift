@@ -263,7 +263,8 @@ final class BrokerHost: @unchecked Sendable {
                 outbox[id, default: []].append(packet)
             case .close(let id, let disconnect):
                 if let handle = connections[id] {
-                    handle.deliver(outbox.removeValue(forKey: id) ?? [], close: disconnect.map { .after($0) } ?? .silently)
+                    let close: CloseRequest = disconnect.map { .after($0) } ?? .silently
+                    handle.deliver(outbox.removeValue(forKey: id) ?? [], close: close)
                 } else {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
                 }
@@ -295,12 +296,20 @@ final class BrokerHost: @unchecked Sendable {
     /// clean session. It is trusted: no password check, and the ACL file does not apply to it. Its
     /// packets go in through `receive(_:_:)` like a network client's, so its QoS 1 publishes take
     /// the durable path of bridge `out` rules; the broker's packets for it reach `deliver` on `loop`.
-    func connectInProcess(clientID: String, deliver: @escaping (_ packets: [Packet], _ closed: Bool) -> Void) -> ConnectionID {
+    func connectInProcess(
+        clientID: String,
+        deliver: @escaping (_ packets: [Packet], _ closed: Bool) -> Void
+    ) -> ConnectionID {
         loop.preconditionInEventLoop()
-        precondition(clientID.hasPrefix(Self.inProcessClientPrefix), "in-process client IDs start with \(Self.inProcessClientPrefix)")
+        precondition(clientID.hasPrefix(Self.inProcessClientPrefix), "in-process client IDs take the reserved prefix")
         let id = makeConnectionID()
         inProcessClients[id] = deliver
-        let connect = ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: clientID, cleanStart: true, keepAlive: 0)
+        let connect = ConnectPacket(
+            protocolVersion: .v3_1_1,
+            clientIdentifier: clientID,
+            cleanStart: true,
+            keepAlive: 0
+        )
         // Listener -1: no `listener` section's connection limit applies.
         run(core.connect(id, connect, listener: -1, now: now))
         return id
@@ -324,14 +333,16 @@ private struct TrustingInProcessClients: AccessPolicy {
     let policy: any AccessPolicy
 
     func mayPublish(clientID: String, username: String?, topic: String) -> Bool {
-        clientID.hasPrefix(BrokerHost.inProcessClientPrefix) || policy.mayPublish(clientID: clientID, username: username, topic: topic)
+        isInProcess(clientID) || policy.mayPublish(clientID: clientID, username: username, topic: topic)
     }
 
     func maySubscribe(clientID: String, username: String?, filter: String) -> Bool {
-        clientID.hasPrefix(BrokerHost.inProcessClientPrefix) || policy.maySubscribe(clientID: clientID, username: username, filter: filter)
+        isInProcess(clientID) || policy.maySubscribe(clientID: clientID, username: username, filter: filter)
     }
 
     func mayReceive(clientID: String, username: String?, topic: String) -> Bool {
-        clientID.hasPrefix(BrokerHost.inProcessClientPrefix) || policy.mayReceive(clientID: clientID, username: username, topic: topic)
+        isInProcess(clientID) || policy.mayReceive(clientID: clientID, username: username, topic: topic)
     }
+
+    private func isInProcess(_ clientID: String) -> Bool { clientID.hasPrefix(BrokerHost.inProcessClientPrefix) }
 }

@@ -53,7 +53,10 @@ final class LoRaWANListener: @unchecked Sendable {
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // One byte more than the codec accepts, so an oversize datagram is seen as such, not cut.
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: GWMPCodec.maximumDatagramSize + 1))
+            .channelOption(
+                .recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: GWMPCodec.maximumDatagramSize + 1)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(GWMPDatagramHandler(listener: self))
@@ -63,7 +66,9 @@ final class LoRaWANListener: @unchecked Sendable {
             .get()
         try await loop.submit {
             self.channel = channel
-            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.tick() }
+            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                self.tick()
+            }
         }.get()
         logger.info(
             "LoRaWAN UDP listening",
@@ -91,14 +96,17 @@ final class LoRaWANListener: @unchecked Sendable {
     // MARK: Broker side
 
     private func connectClient() {
-        client = host.connectInProcess(clientID: "\(BrokerHost.inProcessClientPrefix)lorawan") { [weak self] packets, closed in
+        client = host.connectInProcess(clientID: "\(BrokerHost.inProcessClientPrefix)lorawan") {
+            [weak self] packets, closed in
             guard let self else { return }
             // Called from inside the host's action loop: answer on the next turn, never re-entrantly.
             self.loop.execute { self.fromBroker(packets, closed: closed) }
         }
         let subscribe = SubscribePacket(
             packetIdentifier: nextPacketID(),
-            subscriptions: [TopicSubscription(filter: topics.commandFilter, options: SubscriptionOptions(qos: .atLeastOnce))]
+            subscriptions: [
+                TopicSubscription(filter: topics.commandFilter, options: SubscriptionOptions(qos: .atLeastOnce))
+            ]
         )
         send(.subscribe(subscribe))
     }
@@ -109,7 +117,9 @@ final class LoRaWANListener: @unchecked Sendable {
             case .connAck(let ack) where ack.reasonCode != .success:
                 logger.error("LoRaWAN listener: the broker refused its client: \(ack.reasonCode)")
             case .publish(let publish):
-                if let id = publish.packetIdentifier, publish.qos != .atMostOnce { send(.pubAck(PubAckPacket(packetIdentifier: id))) }
+                if let id = publish.packetIdentifier, publish.qos != .atMostOnce {
+                    send(.pubAck(PubAckPacket(packetIdentifier: id)))
+                }
                 downlink(publish)
             case .pubAck(let ack):
                 unacknowledged.remove(ack.packetIdentifier)
@@ -149,7 +159,11 @@ final class LoRaWANListener: @unchecked Sendable {
 
     private func publish(_ event: GatewayEvent, gateway: GatewayEUI) {
         guard client != nil, unacknowledged.count < Self.maximumUnacknowledged else {
-            return dropped("broker_backlog", gateway: gateway, detail: "\(unacknowledged.count) events await the broker")
+            return dropped(
+                "broker_backlog",
+                gateway: gateway,
+                detail: "\(unacknowledged.count) events await the broker"
+            )
         }
         let id = nextPacketID()
         unacknowledged.insert(id)
@@ -190,11 +204,17 @@ final class LoRaWANListener: @unchecked Sendable {
             switch action {
             case .send(let packet, let address):
                 let bytes = GWMPCodec.encode(packet)
-                channel?.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes)), promise: nil)
+                channel?.writeAndFlush(
+                    AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes)),
+                    promise: nil
+                )
             case .publish(let event, let gateway):
                 publish(event, gateway: gateway)
                 if case .conn(let state) = event {
-                    logger.info("LoRaWAN gateway \(state.state == "ONLINE" ? "online" : "offline")", metadata: ["gateway": "\(gateway)"])
+                    logger.info(
+                        "LoRaWAN gateway \(state.state == "ONLINE" ? "online" : "offline")",
+                        metadata: ["gateway": "\(gateway)"]
+                    )
                 }
             case .dropped(let reason, let gateway, let detail):
                 dropped(reason.rawValue, gateway: gateway, detail: detail)
@@ -213,7 +233,10 @@ final class LoRaWANListener: @unchecked Sendable {
         }
         logger.notice(
             "LoRaWAN: dropped \(reason)",
-            metadata: ["gateway": "\(gateway.map { "\($0)" } ?? "-")", "detail": "\(detail)", "dropped_since_last_log": "\(dropsSinceLog)"]
+            metadata: [
+                "gateway": "\(gateway.map { "\($0)" } ?? "-")", "detail": "\(detail)",
+                "dropped_since_last_log": "\(dropsSinceLog)",
+            ]
         )
         lastDropLog = nowDeadline
         dropsSinceLog = 0

@@ -116,9 +116,10 @@ final class MetricsEndpoint: Sendable {
     }
 
     private func report(_ lorawan: LoRaWANCounters.Values) {
-        gauge("sluice_lorawan_gateways_online", "LoRaWAN gateways whose PULL_DATA keep-alives arrive", lorawan.gatewaysOnline)
+        gauge("sluice_lorawan_gateways_online", "LoRaWAN gateways online (PULL_DATA)", lorawan.gatewaysOnline)
         for (type, count) in lorawan.datagrams {
-            counter("sluice_lorawan_datagrams_total", "GWMP datagrams decoded, by packet type", Int(count), labels: [("type", type)])
+            let labels = [("type", type)]
+            counter("sluice_lorawan_datagrams_total", "GWMP datagrams by packet type", Int(count), labels: labels)
         }
         for (reason, count) in lorawan.dropped {
             counter(
@@ -129,7 +130,8 @@ final class MetricsEndpoint: Sendable {
             )
         }
         for (event, count) in lorawan.events {
-            counter("sluice_lorawan_events_total", "Gateway events published, by kind", Int(count), labels: [("event", event)])
+            let labels = [("event", event)]
+            counter("sluice_lorawan_events_total", "Gateway events published, by kind", Int(count), labels: labels)
         }
     }
 

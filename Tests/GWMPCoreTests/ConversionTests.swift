@@ -47,7 +47,10 @@ import Testing
         #expect(frame.rxInfo.rssi == -118)
         #expect(frame.txInfo.modulation.lora?.spreadingFactor == 12)
         rxpk.stat = 0
-        #expect(try UplinkFrame(rxpk, gateway: sampleGateway, uplinkID: 1, receivedAt: receivedAt).rxInfo.crcStatus == "NO_CRC")
+        #expect(
+            try UplinkFrame(rxpk, gateway: sampleGateway, uplinkID: 1, receivedAt: receivedAt).rxInfo.crcStatus
+                == "NO_CRC"
+        )
     }
 
     @Test func fskUplinkAndProtocolTxtPayload() throws {
@@ -97,7 +100,11 @@ import Testing
     }
 
     @Test func statWithoutTimeOrLocation() {
-        let stats = GatewayStats(Stat(time: "yesterday", lati: 0, long: 0), gateway: sampleGateway, receivedAt: receivedAt)
+        let stats = GatewayStats(
+            Stat(time: "yesterday", lati: 0, long: 0),
+            gateway: sampleGateway,
+            receivedAt: receivedAt
+        )
         #expect(stats.time == "2024-05-14T09:12:44.500Z")
         #expect(stats.location == nil)
         #expect(stats.rxPacketsReceived == 0)
@@ -147,7 +154,13 @@ import Testing
                 : Modulation(lora: LoraModulationInfo(bandwidth: 125_000, spreadingFactor: 9, codeRate: "CR_4_6"))
             return DownlinkFrameItem(
                 phyPayload: "AQID",
-                txInfo: DownlinkTxInfo(frequency: 869_525_000, power: 27, modulation: modulation, timing: timing, context: context)
+                txInfo: DownlinkTxInfo(
+                    frequency: 869_525_000,
+                    power: 27,
+                    modulation: modulation,
+                    timing: timing,
+                    context: context
+                )
             )
         }
         #expect(try item(nil).txpk().imme == true)
@@ -172,7 +185,13 @@ import Testing
             DownlinkFrameItem(phyPayload: "@@@", txInfo: item(nil).txInfo),
             DownlinkFrameItem(
                 phyPayload: "AQID",
-                txInfo: DownlinkTxInfo(frequency: 868_100_000, power: 14, modulation: Modulation(), timing: nil, context: nil)
+                txInfo: DownlinkTxInfo(
+                    frequency: 868_100_000,
+                    power: 14,
+                    modulation: Modulation(),
+                    timing: nil,
+                    context: nil
+                )
             ),
         ]
         for candidate in bad {
@@ -182,7 +201,9 @@ import Testing
 
     @Test func badDownlinkJSON() {
         let encoding = ChirpStackJSONEncoding()
-        for text in ["", "{", "[]", #"{"downlinkId":"x","items":[]}"#, #"{"downlinkId":1}"#, #"{"downlinkId":-1,"items":[]}"#] {
+        for text in [
+            "", "{", "[]", #"{"downlinkId":"x","items":[]}"#, #"{"downlinkId":1}"#, #"{"downlinkId":-1,"items":[]}"#,
+        ] {
             #expect(throws: ConversionError.self) { try encoding.decodeDownlink(Array(text.utf8)) }
         }
     }
@@ -203,8 +224,10 @@ import Testing
 
     @Test func topics() {
         let topics = GatewayTopics(prefix: "eu868")
-        #expect(topics.topic(for: .conn(ConnState(gatewayId: "", state: "ONLINE")), gateway: sampleGateway)
-            == "eu868/gateway/b827ebfffe6a1b2c/state/conn")
+        #expect(
+            topics.topic(for: .conn(ConnState(gatewayId: "", state: "ONLINE")), gateway: sampleGateway)
+                == "eu868/gateway/b827ebfffe6a1b2c/state/conn"
+        )
         #expect(topics.commandFilter == "eu868/gateway/+/command/down")
         #expect(topics.gateway(inCommandTopic: "eu868/gateway/B827EBFFFE6A1B2C/command/down") == sampleGateway)
         for other in [

@@ -52,7 +52,12 @@ import Testing
             RXPK(freq: 868.1, modu: "LORA", datr: .lora("SF7BW125"), data: "AQID"),
             RXPK(freq: 868.1, modu: "LORA", datr: .lora("SF7BW125")),
         ])
-        let actions = table.received(.pushData(token: 7, gateway: sampleGateway, body), from: "a", now: 0, wallClock: wallClock)
+        let actions = table.received(
+            .pushData(token: 7, gateway: sampleGateway, body),
+            from: "a",
+            now: 0,
+            wallClock: wallClock
+        )
         #expect(actions.count == 3)
         guard case .dropped(.badRxpk, sampleGateway, _) = actions[2] else {
             Issue.record("expected a bad_rxpk drop: \(actions)")
@@ -62,15 +67,26 @@ import Testing
 
     @Test func pullDataAcksAndGoesOnlineOnce() {
         var table = table()
-        var actions = table.received(.pullData(token: 1, gateway: sampleGateway), from: "a", now: 0, wallClock: wallClock)
+        var actions = table.received(
+            .pullData(token: 1, gateway: sampleGateway),
+            from: "a",
+            now: 0,
+            wallClock: wallClock
+        )
         #expect(actions.count == 2)
-        guard case .send(.pullAck(1), "a") = actions[0], case .publish(.conn(let state), sampleGateway) = actions[1] else {
+        guard case .send(.pullAck(1), "a") = actions[0], case .publish(.conn(let state), sampleGateway) = actions[1]
+        else {
             Issue.record("\(actions)")
             return
         }
         #expect(state == ConnState(gatewayId: "b827ebfffe6a1b2c", state: "ONLINE"))
         // A keep-alive from a new address (NAT rebinding): acked, address updated, no new state.
-        actions = table.received(.pullData(token: 2, gateway: sampleGateway), from: "b", now: 10_000, wallClock: wallClock)
+        actions = table.received(
+            .pullData(token: 2, gateway: sampleGateway),
+            from: "b",
+            now: 10_000,
+            wallClock: wallClock
+        )
         #expect(actions.count == 1)
         #expect(table.address(of: sampleGateway) == "b")
     }
@@ -89,7 +105,12 @@ import Testing
         #expect(state.state == "OFFLINE")
         #expect(table.onlineGateways == [other])
         #expect(table.tick(now: 40_000).isEmpty)  // offline is said once
-        let back = table.received(.pullData(token: 9, gateway: sampleGateway), from: "a", now: 41_000, wallClock: wallClock)
+        let back = table.received(
+            .pullData(token: 9, gateway: sampleGateway),
+            from: "a",
+            now: 41_000,
+            wallClock: wallClock
+        )
         #expect(back.count == 2)
     }
 
@@ -120,7 +141,12 @@ import Testing
         #expect(ack.items.map(\.status) == [.ok, .ignored])
         #expect(table.pendingDownlinkCount == 0)
         // The same TX_ACK again matches nothing.
-        let again = table.received(.txAck(token: token, gateway: sampleGateway, nil), from: "b", now: 1_300, wallClock: wallClock)
+        let again = table.received(
+            .txAck(token: token, gateway: sampleGateway, nil),
+            from: "b",
+            now: 1_300,
+            wallClock: wallClock
+        )
         guard case .dropped(.unknownTxAck, _, _) = again.first else {
             Issue.record("\(again)")
             return
@@ -130,12 +156,18 @@ import Testing
     @Test func txAckErrorTriesTheNextItem() throws {
         var table = table()
         _ = table.received(.pullData(token: 1, gateway: sampleGateway), from: "a", now: 0, wallClock: wallClock)
-        guard case .send(.pullResp(let first, _), _) = table.downlink(try downlink(), for: sampleGateway, now: 0).first else {
+        guard case .send(.pullResp(let first, _), _) = table.downlink(try downlink(), for: sampleGateway, now: 0).first
+        else {
             Issue.record("no PULL_RESP")
             return
         }
         let tooLate = TxAckBody(txpkAck: TxPkAck(error: "TOO_LATE"))
-        let retry = table.received(.txAck(token: first, gateway: sampleGateway, tooLate), from: "a", now: 5, wallClock: wallClock)
+        let retry = table.received(
+            .txAck(token: first, gateway: sampleGateway, tooLate),
+            from: "a",
+            now: 5,
+            wallClock: wallClock
+        )
         guard case .send(.pullResp(let second, let rx2), "a") = retry.first, retry.count == 1 else {
             Issue.record("\(retry)")
             return
@@ -143,7 +175,12 @@ import Testing
         #expect(second != first)
         #expect(rx2.txpk.datr == .lora("SF12BW125"))
         let collision = TxAckBody(txpkAck: TxPkAck(error: "COLLISION_PACKET"))
-        let done = table.received(.txAck(token: second, gateway: sampleGateway, collision), from: "a", now: 9, wallClock: wallClock)
+        let done = table.received(
+            .txAck(token: second, gateway: sampleGateway, collision),
+            from: "a",
+            now: 9,
+            wallClock: wallClock
+        )
         guard case .publish(.ack(let ack), _) = done.first else {
             Issue.record("\(done)")
             return
@@ -155,12 +192,23 @@ import Testing
         for body in [nil, TxAckBody(txpkAck: TxPkAck(warn: "TX_POWER", value: 20))] {
             var table = table()
             _ = table.received(.pullData(token: 1, gateway: sampleGateway), from: "a", now: 0, wallClock: wallClock)
-            guard case .send(.pullResp(let token, _), _) = table.downlink(try downlink(), for: sampleGateway, now: 0).first
-            else { Issue.record("no PULL_RESP")
-            return }
-            let done = table.received(.txAck(token: token, gateway: sampleGateway, body), from: "a", now: 1, wallClock: wallClock)
-            guard case .publish(.ack(let ack), _) = done.first else { Issue.record("\(done)")
-            return }
+            guard
+                case .send(.pullResp(let token, _), _) = table.downlink(try downlink(), for: sampleGateway, now: 0)
+                    .first
+            else {
+                Issue.record("no PULL_RESP")
+                return
+            }
+            let done = table.received(
+                .txAck(token: token, gateway: sampleGateway, body),
+                from: "a",
+                now: 1,
+                wallClock: wallClock
+            )
+            guard case .publish(.ack(let ack), _) = done.first else {
+                Issue.record("\(done)")
+                return
+            }
             #expect(ack.items.map(\.status) == [.ok, .ignored])
         }
     }
@@ -169,26 +217,36 @@ import Testing
         var table = table()
         _ = table.received(.pullData(token: 1, gateway: sampleGateway), from: "a", now: 0, wallClock: wallClock)
         guard case .send(.pullResp(let token, _), _) = table.downlink(try downlink(), for: sampleGateway, now: 0).first
-        else { Issue.record("no PULL_RESP")
-            return }
+        else {
+            Issue.record("no PULL_RESP")
+            return
+        }
         let wrong = table.received(.txAck(token: token, gateway: other, nil), from: "a", now: 1, wallClock: wallClock)
-        guard case .dropped(.unknownTxAck, _, _) = wrong.first else { Issue.record("\(wrong)")
-            return }
+        guard case .dropped(.unknownTxAck, _, _) = wrong.first else {
+            Issue.record("\(wrong)")
+            return
+        }
         #expect(table.pendingDownlinkCount == 1)
     }
 
     @Test func downlinkRefusals() throws {
         var table = table()
         let offline = table.downlink(try downlink(), for: sampleGateway, now: 0)
-        guard case .dropped(.gatewayOffline, sampleGateway, _) = offline.first else { Issue.record("\(offline)")
-            return }
+        guard case .dropped(.gatewayOffline, sampleGateway, _) = offline.first else {
+            Issue.record("\(offline)")
+            return
+        }
         _ = table.received(.pullData(token: 1, gateway: sampleGateway), from: "a", now: 0, wallClock: wallClock)
         let mismatch = table.downlink(try downlink(), for: other, now: 0)
-        guard case .dropped(.badDownlink, _, _) = mismatch.first else { Issue.record("\(mismatch)")
-            return }
+        guard case .dropped(.badDownlink, _, _) = mismatch.first else {
+            Issue.record("\(mismatch)")
+            return
+        }
         let empty = table.downlink(DownlinkFrame(downlinkId: 5, items: []), for: sampleGateway, now: 0)
-        guard case .dropped(.badDownlink, _, _) = empty.first else { Issue.record("\(empty)")
-            return }
+        guard case .dropped(.badDownlink, _, _) = empty.first else {
+            Issue.record("\(empty)")
+            return
+        }
     }
 
     @Test func unconvertibleFirstItemFallsThroughToTheNext() throws {
@@ -199,13 +257,23 @@ import Testing
         frame.items[1].txInfo.timing = Timing(immediately: .init())
         let actions = table.downlink(frame, for: sampleGateway, now: 0)
         #expect(actions.count == 2)
-        guard case .dropped(.badDownlink, _, _) = actions[0], case .send(.pullResp(let token, let body), "a") = actions[1]
-        else { Issue.record("\(actions)")
-            return }
+        guard case .dropped(.badDownlink, _, _) = actions[0],
+            case .send(.pullResp(let token, let body), "a") = actions[1]
+        else {
+            Issue.record("\(actions)")
+            return
+        }
         #expect(body.txpk.imme == true)
-        let done = table.received(.txAck(token: token, gateway: sampleGateway, nil), from: "a", now: 1, wallClock: wallClock)
-        guard case .publish(.ack(let ack), _) = done.first else { Issue.record("\(done)")
-            return }
+        let done = table.received(
+            .txAck(token: token, gateway: sampleGateway, nil),
+            from: "a",
+            now: 1,
+            wallClock: wallClock
+        )
+        guard case .publish(.ack(let ack), _) = done.first else {
+            Issue.record("\(done)")
+            return
+        }
         #expect(ack.items.map(\.status) == [.internalError, .ok])
     }
 
@@ -219,8 +287,10 @@ import Testing
             return item
         }
         let actions = table.downlink(frame, for: sampleGateway, now: 0)
-        guard case .publish(.ack(let ack), _) = actions.last else { Issue.record("\(actions)")
-            return }
+        guard case .publish(.ack(let ack), _) = actions.last else {
+            Issue.record("\(actions)")
+            return
+        }
         #expect(ack.items.map(\.status) == [.internalError, .internalError])
         #expect(table.pendingDownlinkCount == 0)
     }
@@ -231,8 +301,10 @@ import Testing
         _ = table.downlink(try downlink(), for: sampleGateway, now: 0)
         _ = table.received(.pullData(token: 2, gateway: sampleGateway), from: "a", now: 25_000, wallClock: wallClock)
         let actions = table.tick(now: 30_001)
-        guard case .dropped(.downlinkAckTimeout, _, _) = actions.first else { Issue.record("\(actions)")
-            return }
+        guard case .dropped(.downlinkAckTimeout, _, _) = actions.first else {
+            Issue.record("\(actions)")
+            return
+        }
         #expect(table.pendingDownlinkCount == 0)
     }
 
@@ -242,7 +314,7 @@ import Testing
             let actions = table.received(try packet(fixture), from: "a", now: 0, wallClock: wallClock)
             guard case .dropped(.unexpectedPacket, nil, _) = actions.first, actions.count == 1 else {
                 Issue.record("\(fixture): \(actions)")
-            return
+                return
             }
         }
     }
@@ -254,12 +326,16 @@ import Testing
         var table = Table(settings: settings, random: SeededRandom())
         _ = table.received(.pullData(token: 1, gateway: sampleGateway), from: "a", now: 0, wallClock: wallClock)
         let full = table.received(.pullData(token: 1, gateway: other), from: "c", now: 0, wallClock: wallClock)
-        guard case .dropped(.tableFull, _, _) = full.first, full.count == 1 else { Issue.record("\(full)")
-            return }
+        guard case .dropped(.tableFull, _, _) = full.first, full.count == 1 else {
+            Issue.record("\(full)")
+            return
+        }
         _ = table.downlink(try downlink(), for: sampleGateway, now: 0)
         let second = table.downlink(try downlink(), for: sampleGateway, now: 0)
-        guard case .dropped(.tableFull, _, _) = second.first else { Issue.record("\(second)")
-            return }
+        guard case .dropped(.tableFull, _, _) = second.first else {
+            Issue.record("\(second)")
+            return
+        }
     }
 
     @Test func shutdownSaysOfflineForEveryOnlineGateway() {

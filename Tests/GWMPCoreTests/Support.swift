@@ -1,9 +1,12 @@
 import Foundation
+import Testing
 
 @testable import GWMPCore
 
 enum Fixtures {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fixtures/gwmp")
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "fixtures/gwmp"
+    )
 
     static func names(in subdirectory: String? = nil) -> [String] {
         let folder = subdirectory.map { directory.appendingPathComponent($0) } ?? directory
@@ -36,5 +39,3 @@ struct SeededRandom: RandomNumberGenerator, Sendable {
 func json(_ bytes: [UInt8]) throws -> [String: Any] {
     try #require(JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
 }
-
-import Testing

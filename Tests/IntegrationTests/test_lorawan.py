@@ -20,6 +20,7 @@ import urllib.request
 import pytest
 
 import bridgeharness as bh
+from bridgeharness import bridge_env  # noqa: F401 (fixture)
 from conftest import SubProcess, free_port, mosq_pub, require_sluice_binary, sub_ready
 
 pytestmark = pytest.mark.sluice_only(reason="lorawan_udp_listener is a Sluice addition")
@@ -237,6 +238,20 @@ def test_state_goes_offline_when_keepalives_stop(lorawan):
     fwd.pull_data(0x0101)
     fwd.expect(PULL_ACK, 0x0101)
     assert [(s[1], s[2]["state"]) for s in sub_lines(later)] == [("1", "OFFLINE"), ("0", "ONLINE")]
+
+
+def test_shutdown_publishes_offline(lorawan):
+    """A gateway online when Sluice stops is left OFFLINE in the retained (persisted) state."""
+    b, fwd = lorawan()
+    fwd.pull_data(0x0200)
+    fwd.expect(PULL_ACK, 0x0200)
+    online = subscribe(b, f"{PREFIX}/state/conn", 1, wait_s=5)
+    assert sub_lines(online)[0][2]["state"] == "ONLINE"
+    b.stop()
+    b.start()
+    after = subscribe(b, f"{PREFIX}/state/conn", 1, wait_s=5)
+    ((_t, retain, state),) = sub_lines(after)
+    assert retain == "1" and state["state"] == "OFFLINE"
 
 
 def test_malformed_datagrams_get_no_ack_and_are_counted(lorawan):
