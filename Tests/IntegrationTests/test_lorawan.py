@@ -358,3 +358,32 @@ def test_uplinks_are_buffered_while_central_is_down(bridge_env):
     assert bh.wait_until(lambda: len(seqs()) >= 20, 30, 0.2), \
         f"received {sorted(seqs())} of 1..20\n{bridge_env.logs()}"
     assert seqs() == set(range(1, 21))
+
+
+def test_downlinks_from_the_central_broker_reach_the_gateway(bridge_env):
+    """The deployment path: events go out to the central broker, a network server there
+    publishes command/down, a bridge `in` rule brings it to the listener, PULL_RESP follows."""
+    udp = free_udp_port()
+    central = bridge_env.central().start()
+    counter = bridge_env.counter(central.port, "eu868/gateway/+/state/conn")
+    spec = bh.BridgeSpec([central.port], topics=["eu868/gateway/# out 1", "eu868/gateway/+/command/down in 1"])
+    gw = bridge_env.gateway([spec], extra=[f"lorawan_udp_listener {udp}"]).start()
+    gw.wait_connected()
+    fwd = Forwarder(udp)
+    try:
+        fwd.pull_data(0x0501)
+        fwd.expect(PULL_ACK, 0x0501)
+        assert bh.wait_until(lambda: len(counter.received) >= 1, 10, 0.1), bridge_env.logs()
+        assert json.loads(counter.received[0][1])["state"] == "ONLINE"
+        downlink = {"downlinkId": 99, "items": [{"phyPayload": "YAEAACagAQABkFDrrZr9OEs=", "txInfo": {
+            "frequency": 869525000, "power": 27, "timing": {"immediately": {}},
+            "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 12, "codeRate": "CR_4_5",
+                                    "polarizationInversion": True}}}}]}
+        r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(central.port), "-q", "1",
+                            "-t", f"{PREFIX}/command/down", "-m", json.dumps(downlink)],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        txpk = json.loads(fwd.expect(PULL_RESP, timeout=10)[4:])["txpk"]
+        assert txpk["imme"] is True and txpk["datr"] == "SF12BW125" and txpk["freq"] == 869.525
+    finally:
+        fwd.close()
