@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
         .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "SluiceBroker"]),
+        // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
+        .target(name: "GWMPCore"),
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig"),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
@@ -42,7 +44,7 @@ let package = Package(
         .target(
             name: "SluiceServer",
             dependencies: [
-                "MQTTCore", "SluiceAuth", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
+                "GWMPCore", "MQTTCore", "SluiceAuth", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -87,5 +89,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),
+        .testTarget(name: "GWMPCoreTests", dependencies: ["GWMPCore"], exclude: ["fixtures"]),
     ]
 )

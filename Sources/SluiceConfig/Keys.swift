@@ -98,6 +98,9 @@ enum KeyRule: Sendable {
         "lorawan_udp_listener": .global { c, d throws(ConfigError) in
             c.lorawanUDPListener = try d.portAndAddress(defaultHost: "127.0.0.1")
         },
+        "lorawan_gateway_timeout": .global { c, d throws(ConfigError) in
+            c.lorawanGatewayTimeout = try d.int(1...3600)
+        },
         "lorawan_region": .global { c, d throws(ConfigError) in
             let word = try d.singleToken().lowercased()
             guard lorawanRegions.contains(word) else {

@@ -272,6 +272,10 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `lorawan_region` (Sluice addition): eu868, us915, as923, au915, cn470, in865, kr920, ru864, eu433,
     /// cn779. Default eu868.
     public var lorawanRegion: String = "eu868"
+    /// `lorawan_gateway_timeout SECONDS` (Sluice addition): a gateway whose PULL_DATA keep-alives
+    /// stop for this long is published offline (1–3600). Default 30: three of the packet
+    /// forwarder's default 10-second keep-alives.
+    public var lorawanGatewayTimeout: Int = 30
     /// `store_max_size` (Sluice addition): LMDB map size in bytes (suffixes KB/MB/GB, 1024-based),
     /// at least 1 MB. Default 1 GiB.
     public var storeMapSizeMax: Int = 1 << 30

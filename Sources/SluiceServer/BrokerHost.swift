@@ -48,6 +48,10 @@ final class BrokerHost: @unchecked Sendable {
     func connect(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         loop.preconditionInEventLoop()
         connections[id] = handle
+        if packet.clientIdentifier.hasPrefix(Self.inProcessClientPrefix) {
+            // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
+            return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
+        }
         guard let authenticator else { return admit(id, packet, handle: handle) }
         awaitingAuthentication[id] = []
         authenticator.authenticate(packet, identityVerified: handle.identityVerified, on: loop).whenComplete { result in
@@ -234,7 +238,7 @@ final class BrokerHost: @unchecked Sendable {
     }
 
     func setAccessPolicy(_ policy: (any AccessPolicy)?) {
-        core.accessPolicy = policy
+        core.accessPolicy = policy.map { TrustingInProcessClients(policy: $0) }
     }
 
     var stats: BrokerStats { core.stats }
@@ -263,7 +267,12 @@ final class BrokerHost: @unchecked Sendable {
             case .send(let id, let packet):
                 outbox[id, default: []].append(packet)
             case .close(let id, let disconnect):
-                connections[id]?.deliver(outbox.removeValue(forKey: id) ?? [], close: disconnect.map { .after($0) } ?? .silently)
+                if let handle = connections[id] {
+                    let close: CloseRequest = disconnect.map { .after($0) } ?? .silently
+                    handle.deliver(outbox.removeValue(forKey: id) ?? [], close: close)
+                } else {
+                    closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
+                }
             case .persist(let token, let message):
                 if let durableSink {
                     durableSink(token, message)
@@ -272,6 +281,73 @@ final class BrokerHost: @unchecked Sendable {
                 }
             }
         }
-        for (id, packets) in outbox { connections[id]?.deliver(packets, close: nil) }
+        for (id, packets) in outbox {
+            if let handle = connections[id] {
+                handle.deliver(packets, close: nil)
+            } else {
+                inProcessClients[id]?(packets, false)
+            }
+        }
     }
+
+    // MARK: In-process clients
+
+    /// Client identifiers of in-process clients start with this; network clients are refused it.
+    static let inProcessClientPrefix = "$sluice/"
+    /// Where packets for in-process clients go (on `loop`); the flag says the broker closed it.
+    private var inProcessClients: [ConnectionID: (_ packets: [Packet], _ closed: Bool) -> Void] = [:]
+
+    /// Connects a client that lives in this process (the LoRaWAN listener) as MQTT 3.1.1 with a
+    /// clean session. It is trusted: no password check, and the ACL file does not apply to it. Its
+    /// packets go in through `receive(_:_:)` like a network client's, so its QoS 1 publishes take
+    /// the durable path of bridge `out` rules; the broker's packets for it reach `deliver` on `loop`.
+    func connectInProcess(
+        clientID: String,
+        deliver: @escaping (_ packets: [Packet], _ closed: Bool) -> Void
+    ) -> ConnectionID {
+        loop.preconditionInEventLoop()
+        precondition(clientID.hasPrefix(Self.inProcessClientPrefix), "in-process client IDs take the reserved prefix")
+        let id = makeConnectionID()
+        inProcessClients[id] = deliver
+        let connect = ConnectPacket(
+            protocolVersion: .v3_1_1,
+            clientIdentifier: clientID,
+            cleanStart: true,
+            keepAlive: 0
+        )
+        // Listener -1: no `listener` section's connection limit applies.
+        run(core.connect(id, connect, listener: -1, now: now))
+        return id
+    }
+
+    func disconnectInProcess(_ id: ConnectionID) {
+        loop.preconditionInEventLoop()
+        guard inProcessClients.removeValue(forKey: id) != nil else { return }
+        run(core.closed(id, now: now))
+    }
+
+    private func closeInProcess(_ id: ConnectionID, after packets: [Packet]) {
+        guard let deliver = inProcessClients.removeValue(forKey: id) else { return }
+        deliver(packets, true)
+        loop.execute { self.run(self.core.closed(id, now: self.now)) }
+    }
+}
+
+/// The ACL file governs network clients; in-process clients (reserved client-ID prefix) are trusted.
+private struct TrustingInProcessClients: AccessPolicy {
+    let policy: any AccessPolicy
+
+    func mayPublish(clientID: String, username: String?, topic: String) -> Bool {
+        isInProcess(clientID) || policy.mayPublish(clientID: clientID, username: username, topic: topic)
+    }
+
+    func maySubscribe(clientID: String, username: String?, filter: String) -> Bool {
+        isInProcess(clientID) || policy.maySubscribe(clientID: clientID, username: username, filter: filter)
+    }
+
+    func mayReceive(clientID: String, username: String?, topic: String) -> Bool {
+        isInProcess(clientID) || policy.mayReceive(clientID: clientID, username: username, topic: topic)
+    }
+
+    private func isInProcess(_ clientID: String) -> Bool { clientID.hasPrefix(BrokerHost.inProcessClientPrefix) }
 }

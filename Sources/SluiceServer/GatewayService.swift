@@ -32,7 +32,6 @@ public final class GatewayService: Service, Sendable {
     public static func unsupportedOptions(in config: GatewayConfig) -> [String] {
         var found: [String] = []
         if config.listeners.contains(where: { $0.protocolKind == .websockets }) { found.append("protocol websockets") }
-        if config.lorawanUDPListener != nil { found.append("lorawan_udp_listener") }
         return found
     }
 
@@ -52,6 +51,7 @@ public final class GatewayService: Service, Sendable {
         var channels: [any Channel] = []
         var bridges: [BridgeRunner] = []
         var store: Store? = nil
+        var lorawan: LoRaWANListener? = nil
         let hashingPool = NIOThreadPool(numberOfThreads: 1)
         hashingPool.start()
         do {
@@ -79,11 +79,22 @@ public final class GatewayService: Service, Sendable {
                     try await host.loop.submit { try host.enablePersistence(opened) }.get()
                 }
             }
+            // Before the MQTT listeners, so a client that can connect finds the gateway events flowing.
+            if let address = config.lorawanUDPListener {
+                let listener = LoRaWANListener(
+                    host: host,
+                    region: config.lorawanRegion,
+                    gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
+                    logger: logger
+                )
+                lorawan = listener
+                channels.append(try await listener.start(address))
+            }
             for (index, listener) in config.listeners.enumerated() {
                 channels.append(try await bind(listener, index: index, host: host, group: group))
             }
             if let address = config.metricsListener {
-                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store)
+                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters)
                 channels.append(try await metrics.bind(address, group: group, logger: logger))
             }
         } catch {
@@ -119,6 +130,7 @@ public final class GatewayService: Service, Sendable {
         watchdog?.cancel()
         ticker.cancel()
         sysTicker?.cancel()
+        await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
         try? await host.loop.submit { host.shutdown() }.get()  // also saves the last changes

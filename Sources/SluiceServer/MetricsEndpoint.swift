@@ -16,13 +16,15 @@ final class MetricsEndpoint: Sendable {
     private let host: BrokerHost
     private let bridges: [BridgeRunner]
     private let store: Store?
+    private let lorawan: LoRaWANCounters?
     /// Counters only go up: remember what was reported, add the difference.
     private let reported = NIOLockedValueBox<[String: Int64]>([:])
 
-    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?) {
+    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANCounters? = nil) {
         self.host = host
         self.bridges = bridges
         self.store = store
+        self.lorawan = lorawan
     }
 
     func bind(_ address: HostPort, group: any EventLoopGroup, logger: Logger) async throws -> any Channel {
@@ -90,6 +92,7 @@ final class MetricsEndpoint: Sendable {
                     labels: [("reason", reason.rawValue)]
                 )
             }
+            if let lorawan = self.lorawan?.values { self.report(lorawan) }
             let now = Store.wallClockMilliseconds()
             for (bridge, link) in zip(self.bridges, linkValues) {
                 let labels = [("bridge", bridge.name)]
@@ -109,6 +112,26 @@ final class MetricsEndpoint: Sendable {
                     labels: labels
                 )
             }
+        }
+    }
+
+    private func report(_ lorawan: LoRaWANCounters.Values) {
+        gauge("sluice_lorawan_gateways_online", "LoRaWAN gateways online (PULL_DATA)", lorawan.gatewaysOnline)
+        for (type, count) in lorawan.datagrams {
+            let labels = [("type", type)]
+            counter("sluice_lorawan_datagrams_total", "GWMP datagrams by packet type", Int(count), labels: labels)
+        }
+        for (reason, count) in lorawan.dropped {
+            counter(
+                "sluice_lorawan_dropped_total",
+                "Malformed or unusable GWMP datagrams, rxpk and downlinks dropped, by reason",
+                Int(count),
+                labels: [("reason", reason)]
+            )
+        }
+        for (event, count) in lorawan.events {
+            let labels = [("event", event)]
+            counter("sluice_lorawan_events_total", "Gateway events published, by kind", Int(count), labels: labels)
         }
     }
 

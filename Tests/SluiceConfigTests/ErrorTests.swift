@@ -104,6 +104,9 @@ let badCases: [BadCase] = [
     BadCase(text: "store_max_size 1KB", kind: .badValue, line: 1, key: "store_max_size", says: "from 1MB"),
     BadCase(text: "metrics_listener http", kind: .badValue, line: 1, key: "metrics_listener", says: "got 'http'"),
     BadCase(text: "lorawan_region eu999", kind: .badValue, line: 1, key: "lorawan_region", says: "got 'eu999'"),
+    BadCase(text: "lorawan_udp_listener 1700x", kind: .badValue, line: 1, key: "lorawan_udp_listener", says: "got '1700x'"),
+    BadCase(text: "lorawan_udp_listener", kind: .missingValue, line: 1, key: "lorawan_udp_listener", says: "a value is required"),
+    BadCase(text: "lorawan_gateway_timeout 0", kind: .badValue, line: 1, key: "lorawan_gateway_timeout", says: "0"),
     BadCase(text: "connect_timeout 0", kind: .badValue, line: 1, key: "connect_timeout", says: "from 1 to 3600"),
     BadCase(
         text: "queue_overflow drop_newest",

@@ -59,9 +59,10 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "persistent_client_expiration 1y") { $0.persistentClientExpiration = .seconds(365 * 86_400) },
     GoodCase(text: "metrics_listener 9234") { $0.metricsListener = HostPort(host: "127.0.0.1", port: 9234) },
     GoodCase(text: "metrics_listener 9234 0.0.0.0") { $0.metricsListener = HostPort(host: "0.0.0.0", port: 9234) },
-    GoodCase(text: "lorawan_udp_listener 1700 0.0.0.0\nlorawan_region US915") {
+    GoodCase(text: "lorawan_udp_listener 1700 0.0.0.0\nlorawan_region US915\nlorawan_gateway_timeout 90") {
         $0.lorawanUDPListener = HostPort(host: "0.0.0.0", port: 1700)
         $0.lorawanRegion = "us915"
+        $0.lorawanGatewayTimeout = 90
     },
     GoodCase(text: "store_max_size 512MB") { $0.storeMapSizeMax = 512 << 20 },
     GoodCase(text: "store_max_size 2GB") { $0.storeMapSizeMax = 2 << 30 },
@@ -206,6 +207,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(config.connectTimeout == 10)
     #expect(config.metricsListener == nil && config.lorawanUDPListener == nil)
     #expect(config.lorawanRegion == "eu868")
+    #expect(config.lorawanGatewayTimeout == 30)
     #expect(config.storeMapSizeMax == 1 << 30)
     #expect(config.bridges.isEmpty)
     #expect(try parse("") == config)
