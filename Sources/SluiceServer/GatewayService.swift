@@ -31,7 +31,6 @@ public final class GatewayService: Service, Sendable {
     /// refuses with this list.
     public static func unsupportedOptions(in config: GatewayConfig) -> [String] {
         var found: [String] = []
-        if config.listeners.contains(where: { $0.protocolKind == .websockets }) { found.append("protocol websockets") }
         if config.lorawanUDPListener != nil { found.append("lorawan_udp_listener") }
         return found
     }
@@ -252,8 +251,7 @@ public final class GatewayService: Service, Sendable {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try channel.pipeline.syncOperations.addHandler(
+                    let makeMQTTHandler: @Sendable () -> MQTTConnectionHandler = {
                         MQTTConnectionHandler(
                             host: host,
                             listener: index,
@@ -262,7 +260,21 @@ public final class GatewayService: Service, Sendable {
                             connectTimeout: connectTimeout,
                             logger: logger
                         )
-                    )
+                    }
+                    switch listener.protocolKind {
+                    case .mqtt:
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                        try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
+                    case .websockets:
+                        try WebSocketListener.configure(
+                            channel,
+                            tls: tls,
+                            maximumPacketSize: maximumPacketSize,
+                            connectTimeout: connectTimeout,
+                            logger: logger,
+                            makeMQTTHandler: makeMQTTHandler
+                        )
+                    }
                 }
             }
             .bind(host: address, port: listener.port)
@@ -271,7 +283,7 @@ public final class GatewayService: Service, Sendable {
             "listening",
             metadata: [
                 "address": "\(address)", "port": "\(channel.localAddress?.port ?? listener.port)",
-                "tls": "\(tls != nil)",
+                "tls": "\(tls != nil)", "protocol": "\(listener.protocolKind.rawValue)",
             ]
         )
         return channel
