@@ -168,10 +168,16 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
         case is NIOWebSocketUpgradeError:
             // The upgrader refused; the request follows and gets its answer in `channelRead`.
             return
+        case is HTTPParserError:
+            // Not HTTP at all (often an MQTT client pointed at the WebSocket port): 400, then close.
+            if !answered {
+                answered = true
+                respond(.init(status: .badRequest, reason: "malformed HTTP request: this port speaks MQTT over WebSocket"), context: context)
+            }
+            return
         case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError:
             logger.notice("TLS handshake failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
         default:
-            // HTTP parse errors were answered with 400 by HTTPServerProtocolErrorHandler.
             logger.debug("WebSocket connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
         context.close(promise: nil)
@@ -217,7 +223,8 @@ enum WebSocketListener {
         if let tls { try operations.addHandler(NIOSSLServerHandler(context: tls)) }
         try operations.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
-            withErrorHandling: true
+            // The gate answers parse errors itself, with a reason in the body.
+            withErrorHandling: false
         )
         try operations.addHandler(WebSocketUpgradeGate(timeout: connectTimeout, logger: logger))
     }
