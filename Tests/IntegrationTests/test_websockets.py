@@ -26,12 +26,15 @@ TLS = REPO / "fixtures" / "tls"
 
 
 def wait_listening(port: int, timeout: float = 5.0) -> None:
-    """The second listener binds just after the first one the harness waits for."""
-    want = f"0100007F:{port:04X}"
+    """The second listener binds just after the first one the harness waits for. Any address
+    counts: Mosquitto's websockets listener binds the IPv6 wildcard."""
+    suffix = f":{port:04X}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with open("/proc/net/tcp") as f:
-            if any(line.split()[1] == want and line.split()[3] == "0A" for line in f.readlines()[1:]):
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+            if any(row[1].endswith(suffix) and row[3] == "0A" for row in rows):
                 return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
@@ -157,7 +160,7 @@ def test_websockets_tls_identity_becomes_the_username(start_broker, tmp_path):
     with wsraw.WSClient(HOST, port, version=5, ssl_context=client_tls_context("client")) as c:
         assert c.connect(uid("dev"), version=5).reason == 0
         c.send(mqttraw.publish("tls/device1/t", b"ok", qos=1, packet_id=1, version=5))
-        assert c.expect(mqttraw.PUBACK).reason == 0
+        assert c.expect(mqttraw.PUBACK).reason in (0x00, 0x10)  # Success / No matching subscribers
         c.send(mqttraw.publish("tls/other/t", b"no", qos=1, packet_id=2, version=5))
         assert c.expect(mqttraw.PUBACK).reason == 0x87  # Not authorized: the username is the CN
     # No client certificate: the TLS handshake is refused.
