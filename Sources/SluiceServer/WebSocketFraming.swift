@@ -115,7 +115,10 @@ final class WebSocketMQTTFraming: ChannelDuplexHandler, RemovableChannelHandler 
         case .deliver(let bytes):
             context.fireChannelRead(wrapInboundOut(bytes))
         case .pong(let payload):
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)),
+                promise: nil
+            )
         case .close(let code):
             sendCloseAndClose(context: context, code: code)
         case .ignore:
@@ -137,7 +140,10 @@ final class WebSocketMQTTFraming: ChannelDuplexHandler, RemovableChannelHandler 
         framing.markClosed()
         var body = context.channel.allocator.buffer(capacity: 2)
         body.write(webSocketErrorCode: .normalClosure)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)), promise: nil)
+        context.writeAndFlush(
+            wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)),
+            promise: nil
+        )
         context.close(mode: mode, promise: promise)
     }
 

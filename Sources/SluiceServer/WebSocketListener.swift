@@ -11,15 +11,11 @@ enum WebSocketHandshake {
     static let subprotocols = ["mqtt", "mqttv3.1"]
 
     /// Why a request does not open a WebSocket, as the HTTP answer it gets.
-    struct Rejection: Equatable, Error {
+    struct Rejection: Error {
         var status: HTTPResponseStatus
+        /// One line for the response body and the log.
         var reason: String
         var headers: [(String, String)] = []
-
-        static func == (lhs: Rejection, rhs: Rejection) -> Bool {
-            lhs.status == rhs.status && lhs.reason == rhs.reason
-                && lhs.headers.elementsEqual(rhs.headers, by: { $0 == $1 })
-        }
     }
 
     /// The subprotocol to answer with, or why the request is refused [RFC 6455 4.2.1].
@@ -172,7 +168,10 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
             // Not HTTP at all (often an MQTT client pointed at the WebSocket port): 400, then close.
             if !answered {
                 answered = true
-                respond(.init(status: .badRequest, reason: "malformed HTTP request: this port speaks MQTT over WebSocket"), context: context)
+                respond(
+                    .init(status: .badRequest, reason: "malformed HTTP request: this port speaks MQTT over WebSocket"),
+                    context: context
+                )
             }
             return
         case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError:
