@@ -355,3 +355,61 @@ def test_websockets_listener_with_tls_options_starts(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.sluice_only(reason="Mosquitto 2.0.11 does not apply max_connections to a websockets listener")
+def test_max_connections_counts_per_websocket_listener(start_broker):
+    port = free_port()
+    b = start_broker(ws_conf(port, False, "max_connections 1"))
+    wait_listening(port)
+    with wsraw.WSClient(HOST, port) as first, wsraw.WSClient(HOST, port) as second:
+        assert first.connect(uid("first")).reason == 0
+        try:
+            refused = second.connect(uid("second")).reason in (0x03, 0x97)  # Server unavailable / Quota
+        except mqttraw.Closed:
+            refused = True
+        assert refused, "a second client on a max_connections 1 WebSocket listener was accepted"
+        first.send(mqttraw.PINGREQ_BYTES)
+        assert first.read_packet().ptype == mqttraw.PINGRESP
+        # The TCP listener has its own (unlimited) count.
+        assert_serving(b)
+
+
+@pytest.mark.sluice_only(reason="Mosquitto 2.0.11 reads frames in pieces and has no frame size bound")
+def test_oversize_frame_is_closed_with_1009(start_broker):
+    port = free_port()
+    b = start_broker("message_size_limit 1000\n" + ws_conf(port))
+    wait_listening(port)
+    with wsraw.WSClient(HOST, port) as c:
+        assert c.connect(uid("big")).reason == 0
+        c.send_frame(wsraw.OP_BINARY, b"\x00" * 3000)
+        assert c.wait_close_frame() == 1009
+    with wsraw.WSClient(HOST, port) as c:
+        c.connect(uid("huge"))
+        # A header announcing 2^62 bytes is refused at once, not buffered.
+        c.sock.sendall(bytes([0x82, 0xFF]) + (1 << 62).to_bytes(8, "big") + b"mask")
+        assert c.wait_close_frame() == 1009
+    assert_serving(b)
+
+
+def test_random_frames_do_not_hurt_the_broker(ws_broker):
+    """Bounded junk after a good upgrade: every connection ends or survives, the broker serves."""
+    import random
+    rng = random.Random(7)
+    for round_ in range(30):
+        with wsraw.WSClient(HOST, ws_broker.ws_port, timeout=2) as c:
+            if round_ % 2:
+                c.connect(uid("junk"))
+            for _ in range(rng.randint(1, 4)):
+                blob = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))
+                try:
+                    if round_ % 3 == 0:
+                        c.sock.sendall(blob)  # not even a frame
+                    else:
+                        c.send_frame(rng.choice([0x0, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3]), blob[:125],
+                                     fin=rng.random() < 0.8)
+                except OSError:
+                    break
+    assert_serving(ws_broker)
+    with wsraw.WSClient(HOST, ws_broker.ws_port) as c:
+        assert c.connect(uid("after-junk")).reason == 0
