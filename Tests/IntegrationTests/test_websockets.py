@@ -12,14 +12,13 @@ import os
 import ssl
 import subprocess
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 import mqttraw
 import wsraw
-from conftest import (HOST, IS_SLUICE, REPO, Collector, SubProcess, assert_serving, free_port, mosq_pub,
+from conftest import (HOST, REPO, Collector, SubProcess, assert_serving, free_port, mosq_pub,
                       require_sluice_binary, uid)
 
 TLS = REPO / "fixtures" / "tls"
@@ -47,14 +46,19 @@ def ws_conf(port: int, tls: bool = False, *extra: str) -> str:
     return "\n".join(lines + list(extra))
 
 
-@pytest.fixture
-def ws_broker(start_broker):
-    """A broker with its TCP listener (b.port) and a WebSocket listener (b.ws_port)."""
+def start_ws_broker(start_broker, *listener_lines: str, tls: bool = False, global_lines: str = ""):
+    """A broker with its TCP listener (b.port) and a WebSocket listener (b.ws_port) whose section
+    holds `listener_lines`."""
     port = free_port()
-    b = start_broker(ws_conf(port))
+    b = start_broker(global_lines + ws_conf(port, tls, *listener_lines))
     wait_listening(port)
     b.ws_port = port
     return b
+
+
+@pytest.fixture
+def ws_broker(start_broker):
+    return start_ws_broker(start_broker)
 
 
 def client_tls_context(cert: str | None = None) -> ssl.SSLContext:
@@ -139,9 +143,8 @@ def test_paho_over_websockets_talks_to_tcp_clients(ws_broker, v5):
 
 @pytest.mark.parametrize("v5", [False, True], ids=["v311", "v5"])
 def test_paho_over_websockets_with_tls(start_broker, v5):
-    port = free_port()
-    b = start_broker(ws_conf(port, tls=True))
-    wait_listening(port)
+    b = start_ws_broker(start_broker, tls=True)
+    port = b.ws_port
     round_trip_with_tcp_clients(b, port, v5=v5, tls=True)
     # A client that does not trust the server's CA fails the handshake; the listener keeps serving.
     with pytest.raises((ssl.SSLError, OSError)):
@@ -153,10 +156,9 @@ def test_paho_over_websockets_with_tls(start_broker, v5):
 def test_websockets_tls_identity_becomes_the_username(start_broker, tmp_path):
     acl = tmp_path / "acl"
     acl.write_text("user device1\ntopic readwrite tls/device1/#\n")
-    port = free_port()
-    b = start_broker(f"acl_file {acl}\n" + ws_conf(port, True, "require_certificate true",
-                                                      "use_identity_as_username true"))
-    wait_listening(port)
+    b = start_ws_broker(start_broker, "require_certificate true", "use_identity_as_username true", tls=True,
+                        global_lines=f"acl_file {acl}\n")
+    port = b.ws_port
     with wsraw.WSClient(HOST, port, version=5, ssl_context=client_tls_context("client")) as c:
         assert c.connect(uid("dev"), version=5).reason == 0
         c.send(mqttraw.publish("tls/device1/t", b"ok", qos=1, packet_id=1, version=5))
@@ -318,9 +320,8 @@ def test_bad_upgrade_gets_an_http_error(ws_broker, kind):
 
 @pytest.mark.sluice_only(reason="connect_timeout is a Sluice option")
 def test_socket_that_never_upgrades_is_closed(start_broker):
-    port = free_port()
-    b = start_broker("connect_timeout 1\n" + ws_conf(port))
-    wait_listening(port)
+    b = start_ws_broker(start_broker, global_lines="connect_timeout 1\n")
+    port = b.ws_port
     with wsraw.open_socket(HOST, port, 5, None) as silent, wsraw.open_socket(HOST, port, 5, None) as slow:
         slow.sendall(b"GET /mqtt HTTP/1.1\r\nHost: local")  # a request head that never ends
         start = time.monotonic()
@@ -359,9 +360,8 @@ def test_websockets_listener_with_tls_options_starts(tmp_path):
 
 @pytest.mark.sluice_only(reason="Mosquitto 2.0.11 does not apply max_connections to a websockets listener")
 def test_max_connections_counts_per_websocket_listener(start_broker):
-    port = free_port()
-    b = start_broker(ws_conf(port, False, "max_connections 1"))
-    wait_listening(port)
+    b = start_ws_broker(start_broker, "max_connections 1")
+    port = b.ws_port
     with wsraw.WSClient(HOST, port) as first, wsraw.WSClient(HOST, port) as second:
         assert first.connect(uid("first")).reason == 0
         try:
@@ -377,9 +377,8 @@ def test_max_connections_counts_per_websocket_listener(start_broker):
 
 @pytest.mark.sluice_only(reason="Mosquitto 2.0.11 reads frames in pieces and has no frame size bound")
 def test_oversize_frame_is_closed_with_1009(start_broker):
-    port = free_port()
-    b = start_broker("message_size_limit 1000\n" + ws_conf(port))
-    wait_listening(port)
+    b = start_ws_broker(start_broker, global_lines="message_size_limit 1000\n")
+    port = b.ws_port
     with wsraw.WSClient(HOST, port) as c:
         assert c.connect(uid("big")).reason == 0
         c.send_frame(wsraw.OP_BINARY, b"\x00" * 3000)
