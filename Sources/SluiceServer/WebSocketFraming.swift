@@ -115,6 +115,9 @@ final class WebSocketMQTTFraming: ChannelDuplexHandler, RemovableChannelHandler 
         case .deliver(let bytes):
             context.fireChannelRead(wrapInboundOut(bytes))
         case .pong(let payload):
+            // A peer that pings but does not read must not make pongs pile up; answering only some
+            // pings is allowed [RFC 6455 5.5.3].
+            guard context.channel.isWritable else { return }
             context.writeAndFlush(
                 wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)),
                 promise: nil
