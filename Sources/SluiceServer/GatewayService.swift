@@ -27,25 +27,7 @@ public final class GatewayService: Service, Sendable {
         self.logger = logger
     }
 
-    /// Options this build parses but cannot honour yet. Starting anyway would mislead, so `run`
-    /// refuses with this list.
-    public static func unsupportedOptions(in config: GatewayConfig) -> [String] {
-        var found: [String] = []
-        if config.listeners.contains(where: { $0.protocolKind == .websockets }) { found.append("protocol websockets") }
-        return found
-    }
-
-    public struct UnsupportedOptions: Error, CustomStringConvertible {
-        public var options: [String]
-        public init(options: [String]) { self.options = options }
-        public var description: String {
-            "this build of sluice does not support: \(options.joined(separator: ", ")); remove them from the configuration"
-        }
-    }
-
     public func run() async throws {
-        let unsupported = Self.unsupportedOptions(in: config)
-        guard unsupported.isEmpty else { throw UnsupportedOptions(options: unsupported) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
         var channels: [any Channel] = []
@@ -268,8 +250,7 @@ public final class GatewayService: Service, Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try channel.pipeline.syncOperations.addHandler(
+                    let makeMQTTHandler: @Sendable () -> MQTTConnectionHandler = {
                         MQTTConnectionHandler(
                             host: host,
                             listener: index,
@@ -278,7 +259,21 @@ public final class GatewayService: Service, Sendable {
                             connectTimeout: connectTimeout,
                             logger: logger
                         )
-                    )
+                    }
+                    switch listener.protocolKind {
+                    case .mqtt:
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                        try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
+                    case .websockets:
+                        try WebSocketListener.configure(
+                            channel,
+                            tls: tls,
+                            maximumPacketSize: maximumPacketSize,
+                            connectTimeout: connectTimeout,
+                            logger: logger,
+                            makeMQTTHandler: makeMQTTHandler
+                        )
+                    }
                 }
             }
             .bind(host: address, port: listener.port)
@@ -287,7 +282,7 @@ public final class GatewayService: Service, Sendable {
             "listening",
             metadata: [
                 "address": "\(address)", "port": "\(channel.localAddress?.port ?? listener.port)",
-                "tls": "\(tls != nil)",
+                "tls": "\(tls != nil)", "protocol": "\(listener.protocolKind.rawValue)",
             ]
         )
         return channel

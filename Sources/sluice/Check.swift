@@ -11,8 +11,6 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let parsed = try GatewayConfig.load(path: config)
-            let unsupported = GatewayService.unsupportedOptions(in: parsed)
-            if !unsupported.isEmpty { throw GatewayService.UnsupportedOptions(options: unsupported) }
             print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
         } catch {
             throw failure("\(error)")

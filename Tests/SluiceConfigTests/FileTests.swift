@@ -178,7 +178,8 @@ import Testing
             .joined(separator: "\n")
             .replacingOccurrences(of: "/etc/sluice/tls", with: dir)
         let config = try parse(enabled)
-        #expect(config.listeners.count == 2)
+        #expect(config.listeners.count == 3)
+        #expect(config.listeners.map(\.protocolKind) == [.mqtt, .websockets, .mqtt])
         #expect(config.listeners.last?.tls?.certFile == "\(dir)/server.crt")
         #expect(config.bridges.first?.usesTLS == true)
     }
