@@ -21,7 +21,7 @@ import NIOPosix
 /// Sluice's bridge_max_inflight 100.)
 func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
     guard enabled else { return [] }
-    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)]
+    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)] + backlogScenarios(quick: quick)
 }
 
 func bridgeSection(centralPort: Int) -> [String] {
