@@ -18,7 +18,7 @@ import NIOPosix
 ///
 /// (`restart_timeout 1` on both so the reconnect wait after the outage is short and equal;
 /// everything else is each broker's default: Mosquitto's bridge uses max_inflight_messages 20,
-/// Sluice's bridge_max_inflight 100.)
+/// Sluice's bridge_max_inflight, 1000 by default.)
 func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
     guard enabled else { return [] }
     return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)] + backlogScenarios(quick: quick)
