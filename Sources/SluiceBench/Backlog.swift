@@ -84,7 +84,7 @@ func edgeWithCentralDown(
     port: Int? = nil,
     deadPort: Int
 ) async throws -> BrokerProcess {
-    var extra = bridgeSection(centralPort: deadPort)
+    var extra = bridgeSection(centralPort: deadPort, kind: kind)
     if kind == .mosquitto && persistent, let dir {
         // Mosquitto keeps the bridge queue in memory; only its persistence file survives a restart.
         extra = ["persistence true", "persistence_location \(dir)/", "autosave_interval 3600"] + extra
