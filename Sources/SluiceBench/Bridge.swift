@@ -18,20 +18,28 @@ import NIOPosix
 ///
 /// (`restart_timeout 1` on both so the reconnect wait after the outage is short and equal;
 /// everything else is each broker's default: Mosquitto's bridge uses max_inflight_messages 20,
-/// Sluice's bridge_max_inflight 100.)
+/// Sluice's bridge_max_inflight, 1000 by default.)
 func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
     guard enabled else { return [] }
-    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)]
+    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)] + backlogScenarios(quick: quick)
 }
 
-func bridgeSection(centralPort: Int) -> [String] {
-    [
+func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {
+    var lines = [
         "connection central",
         "address 127.0.0.1:\(centralPort)",
         "topic bench/# out 1",
         "cleansession false",
         "restart_timeout 1",
     ]
+    // For experiments only (printed in the log): extra lines for the Sluice edge's bridge section,
+    // separated by ';', e.g. SLUICE_BENCH_SLUICE_BRIDGE='bridge_max_inflight 5000'.
+    if kind == .sluice, let extra = ProcessInfo.processInfo.environment["SLUICE_BENCH_SLUICE_BRIDGE"] {
+        let added = extra.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        log("note: Sluice edge bridge section + \(added) (SLUICE_BENCH_SLUICE_BRIDGE)")
+        lines += added
+    }
+    return lines
 }
 
 func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) async throws -> BrokerProcess {
@@ -73,7 +81,7 @@ func bridgeForwardScenario(quick: Bool) -> Scenario {
         defer { central.stop() }
         let edge = try await BrokerProcess.start(
             kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
-            extraConfig: bridgeSection(centralPort: central.port))
+            extraConfig: bridgeSection(centralPort: central.port, kind: kind))
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: central.port)
@@ -118,7 +126,7 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
         }
         let edge = try await BrokerProcess.start(
             kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
-            extraConfig: bridgeSection(centralPort: centralPort))
+            extraConfig: bridgeSection(centralPort: centralPort, kind: kind))
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)

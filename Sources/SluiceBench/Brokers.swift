@@ -58,7 +58,7 @@ final class BrokerProcess: @unchecked Sendable {
     /// Starts a broker; `extraConfig` lines are appended (bridge scenarios).
     static func start(
         kind: BrokerKind, sluicePath: String, group: EventLoopGroup, port givenPort: Int? = nil,
-        extraConfig: [String] = [], dir givenDir: String? = nil
+        extraConfig: [String] = [], dir givenDir: String? = nil, startTimeout: Double = 15
     ) async throws -> BrokerProcess {
         let port: Int
         if let givenPort { port = givenPort } else { port = try await Net.freePort(group: group) }
@@ -84,16 +84,17 @@ final class BrokerProcess: @unchecked Sendable {
         let p = try ChildProcess.spawn(executable, arguments, logPath: dir + "/broker.log")
         let broker = BrokerProcess(kind: kind, port: port, dir: dir, process: p)
         // Wait (bounded) until it accepts connections.
-        let deadline = Date().addingTimeInterval(15)
+        // (Polled every 5 ms: the bridge-startup scenario times this.)
+        let deadline = Date().addingTimeInterval(startTimeout)
         while Date() < deadline {
             if !p.isRunning {
                 throw BenchError("\(kind.rawValue) exited at start; log:\n\(broker.logTail())")
             }
             if await Net.canConnect(group: group, port: port) { return broker }
-            try await Task.sleep(nanoseconds: 50_000_000)
+            try await Task.sleep(nanoseconds: 5_000_000)
         }
         broker.stop()
-        throw BenchError("\(kind.rawValue) did not listen on \(port) within 15 s; log:\n\(broker.logTail())")
+        throw BenchError("\(kind.rawValue) did not listen on \(port) within \(Int(startTimeout)) s; log:\n\(broker.logTail())")
     }
 
     static func mosquittoPath() -> String {
@@ -131,14 +132,14 @@ final class BrokerProcess: @unchecked Sendable {
         return (ut + st) / hz
     }
 
-    /// SIGTERM, then SIGKILL after 5 s. Only this process (by its pid).
-    func stop(removeDir: Bool = true) {
+    /// SIGTERM, then SIGKILL after `timeout` seconds. Only this process (by its pid).
+    func stop(removeDir: Bool = true, timeout: Double = 5) {
         if process.isRunning {
             kill(pid, SIGTERM)
-            let deadline = Date().addingTimeInterval(5)
+            let deadline = Date().addingTimeInterval(timeout)
             while process.isRunning && Date() < deadline { usleep(20_000) }
             if process.isRunning {
-                log("warning: \(kind.rawValue) (pid \(pid)) ignored SIGTERM for 5 s: SIGKILL")
+                log("warning: \(kind.rawValue) (pid \(pid)) ignored SIGTERM for \(Int(timeout)) s: SIGKILL")
                 kill(pid, SIGKILL)
                 while process.isRunning { usleep(10_000) }
             }

@@ -54,7 +54,7 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
         password: [UInt8]? = nil,
         notificationTopic: String? = nil,
         tryPrivate: Bool = true,
-        maxInflight: Int = 100,
+        maxInflight: Int = 1000,
         rules: BridgeRules,
         maxPacketSize: UInt32? = nil,
         restartBase: Duration = .seconds(5),

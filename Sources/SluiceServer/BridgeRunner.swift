@@ -35,6 +35,15 @@ final class BridgeRunner: @unchecked Sendable {
     private var stopped = false
     /// Messages acknowledged by the remote whose removal from the queue has not committed yet.
     private var unremoved = 0
+    /// Acknowledged seqs not yet handed to the store: removals are submitted once per read batch
+    /// from the remote (one store operation and one completion for a burst of PUBACKs).
+    private var pendingRemovals: [UInt64] = []
+    /// Between the first `channelRead` of a read batch and its `channelReadComplete`.
+    private var inReadBatch = false
+    /// Packets encoded by this `run` and not yet written.
+    private var outbound: ByteBuffer?
+    /// A `queueHasMore` hop to `loop` is already queued: appends committing meanwhile need no other.
+    private let moreQueued = NIOLockedValueBox(false)
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
         self.name = config.name
@@ -136,9 +145,18 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
-    /// New messages were committed to this bridge's queue.
+    /// New messages were committed to this bridge's queue (any thread).
     func queueHasMore() {
-        loop.execute { self.run(self.link.queueHasMore()) }
+        let alreadyQueued = moreQueued.withLockedValue { queued in
+            defer { queued = true }
+            return queued
+        }
+        guard !alreadyQueued else { return }
+        loop.execute {
+            // Cleared before the link looks: a commit after this point queues a new hop.
+            self.moreQueued.withLockedValue { $0 = false }
+            self.run(self.link.queueHasMore())
+        }
     }
 
     func stop() -> EventLoopFuture<Void> {
@@ -194,13 +212,7 @@ final class BridgeRunner: @unchecked Sendable {
                 next = link.fetched(fetch(after: after, limit: max(0, limit - unremoved)))
             case .remove(let seqs):
                 unremoved += seqs.count
-                store.remove(queue: name, seqs: seqs) { [logger] result in
-                    if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
-                    self.loop.execute {
-                        self.unremoved -= seqs.count
-                        self.run(self.link.queueHasMore())
-                    }
-                }
+                pendingRemovals += seqs
             case .publishLocally(let publish):
                 let message = SluiceBroker.Message(
                     topic: publish.topic,
@@ -213,6 +225,7 @@ final class BridgeRunner: @unchecked Sendable {
                 host.loop.execute { host.publish(message) }
             case .close(let reason):
                 logger.notice("closing bridge connection: \(reason)")
+                outbound = nil  // as before batching: unflushed writes die with the channel
                 channel?.close(promise: nil)
             case .scheduleReconnect(let delay):
                 guard !stopped else { break }
@@ -243,7 +256,23 @@ final class BridgeRunner: @unchecked Sendable {
             }
             pending.append(contentsOf: next.reversed())
         }
-        if wrote { channel?.flush() }
+        if wrote { flushOutbound() }
+        if !inReadBatch { submitRemovals() }
+    }
+
+    /// Hands the acknowledged seqs gathered so far to the store in one operation. Until it commits
+    /// they count against the window (`unremoved`), so duplicates after a crash stay within it.
+    private func submitRemovals() {
+        guard !pendingRemovals.isEmpty else { return }
+        let seqs = pendingRemovals
+        pendingRemovals = []
+        store.remove(queue: name, seqs: seqs, lazily: true) { [logger] result in
+            if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
+            self.loop.execute {
+                self.unremoved -= seqs.count
+                self.run(self.link.queueHasMore())
+            }
+        }
     }
 
     private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
@@ -268,18 +297,29 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
+    /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of
+    /// PUBLISHes is one buffer and one write.
     private func write(_ packet: Packet, bridgeBit: Bool = false) {
         guard let channel else { return }
-        var buffer = channel.allocator.buffer(capacity: 128)
-        MQTTCodec.encode(packet, version: link.configuration.protocolVersion, into: &buffer)
+        if outbound == nil { outbound = channel.allocator.buffer(capacity: 4096) }
+        let start = outbound!.writerIndex
+        MQTTCodec.encode(packet, version: link.configuration.protocolVersion, into: &outbound!)
         if bridgeBit, case .connect = packet {
             // Mosquitto's bridge bit: protocol level | 0x80, after the fixed header and "MQTT".
-            var levelIndex = buffer.readerIndex + 1
-            while let byte: UInt8 = buffer.getInteger(at: levelIndex), byte & 0x80 != 0 { levelIndex += 1 }
+            var levelIndex = start + 1
+            while let byte: UInt8 = outbound!.getInteger(at: levelIndex), byte & 0x80 != 0 { levelIndex += 1 }
             levelIndex += 1 + 6  // past the last length byte, then the length-prefixed "MQTT"
-            if let level: UInt8 = buffer.getInteger(at: levelIndex) { buffer.setInteger(level | 0x80, at: levelIndex) }
+            if let level: UInt8 = outbound!.getInteger(at: levelIndex) {
+                outbound!.setInteger(level | 0x80, at: levelIndex)
+            }
         }
-        channel.write(buffer, promise: nil)
+    }
+
+    private func flushOutbound() {
+        guard let buffer = outbound else { return }
+        outbound = nil
+        guard let channel, buffer.readableBytes > 0 else { return }
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
     private func open(_ address: HostPort) {
@@ -314,10 +354,17 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     fileprivate func received(_ packet: Packet) {
+        inReadBatch = true
         run(link.received(packet))
     }
 
+    fileprivate func readComplete() {
+        inReadBatch = false
+        submitRemovals()
+    }
+
     fileprivate func closed(_ channel: any Channel, error: (any Error)?) {
+        if inReadBatch { readComplete() }
         guard channel === self.channel else { return }
         self.channel = nil
         run(link.connectionClosed(error: error))
@@ -337,6 +384,10 @@ private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Send
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         runner.received(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        runner.readComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -7,6 +7,10 @@
 //   them in one write transaction, commits (LMDB's default sync mode: fdatasync before returning), and
 //   only then calls the completions, in submission order. A completion with `.success` therefore means
 //   "on disk": the caller may send PUBACK. No completion ever runs before `mdb_txn_commit` succeeded.
+// - Lazy operations (`remove(..., lazily: true)`: a bridge removing what the remote acknowledged) wait up
+//   to `lazyDelay` for an ordinary operation to share their transaction. Every commit costs two
+//   fdatasyncs; a removal committing on its own would make the next append (a publisher waiting for its
+//   PUBACK) wait for that commit too. Their completions still run only after their commit.
 // - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
@@ -55,6 +59,7 @@ public final class Store: Sendable {
     ///   - initialMapSize: the first map size; the file is sparse, so this costs nothing until used.
     ///   - maxMapSize: the ceiling for growth; beyond it appends follow their queue's policy.
     ///   - maxBatchBytes: a write transaction takes pending operations up to about this much payload.
+    ///   - lazyDelay: how long lazy operations wait for an ordinary one to commit with.
     ///   - clock: milliseconds since the epoch, for `maxAge`; injectable for tests.
     ///   - onEvent: told, on the writer thread after the commit, about drops, rejections, map growth and the
     ///     free-page reserve (for metrics and rate-limited warnings). Must be quick.
@@ -63,6 +68,7 @@ public final class Store: Sendable {
         initialMapSize: Int = 64 << 20,
         maxMapSize: Int = 1 << 30,
         maxBatchBytes: Int = 32 << 20,
+        lazyDelay: Duration = .milliseconds(2),
         clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
         onEvent: (@Sendable (StoreEvent) -> Void)? = nil
     ) throws(StoreError) {
@@ -91,6 +97,7 @@ public final class Store: Sendable {
                 environment: environment,
                 dbs: dbs,
                 maxBatchBytes: maxBatchBytes,
+                lazyDelay: lazyDelay,
                 clock: clock,
                 onEvent: onEvent
             )
@@ -192,10 +199,18 @@ public final class Store: Sendable {
     }
 
     /// Removes the given sequence numbers (after the central broker's PUBACK). Unknown ones are ignored, so
-    /// removing twice is harmless. The completion gets the number actually removed.
-    public func remove(queue: String, seqs: [UInt64], completion: @escaping @Sendable (Result<Int, StoreError>) -> Void)
-    {
-        submit(weight: 16 * seqs.count, queue: queue, completion: completion) { context throws(StoreError) in
+    /// removing twice is harmless. The completion gets the number actually removed, after the commit.
+    ///
+    /// `lazily`: nobody waits for this removal but the caller's bookkeeping, so it may wait up to the
+    /// store's `lazyDelay` for another operation to share its transaction (and its fdatasyncs).
+    public func remove(
+        queue: String,
+        seqs: [UInt64],
+        lazily: Bool = false,
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void
+    ) {
+        submit(weight: 16 * seqs.count, queue: queue, lazy: lazily, completion: completion) {
+            context throws(StoreError) in
             try context.remove(queue, seqs)
         }
     }
@@ -366,11 +381,14 @@ public final class Store: Sendable {
     private func submit<R: Sendable>(
         weight: Int,
         queue: String,
+        lazy: Bool = false,
         completion: @escaping @Sendable (Result<R, StoreError>) -> Void,
         _ body: @escaping (WriteContext) throws(StoreError) -> R
     ) {
         do { try Keys.validate(queue: queue) } catch { return completion(.failure(error)) }
-        writer.submit(WriteOperation<R>(weight: weight, completion: completion, body))
+        let operation = WriteOperation<R>(weight: weight, completion: completion, body)
+        operation.lazy = lazy
+        writer.submit(operation)
     }
 
     private func awaitResult<R: Sendable>(
@@ -413,6 +431,8 @@ public enum StoreEvent: Sendable, Hashable {
 /// batch could not commit: the operation runs in a transaction of its own.
 protocol PendingWrite: AnyObject {
     var weight: Int { get }
+    /// May wait (up to the writer's `lazyDelay`) for an ordinary operation to share its transaction.
+    var lazy: Bool { get }
     func apply(_ context: WriteContext) throws(StoreError)
     func finish()
     func fail(_ error: StoreError)
@@ -421,6 +441,7 @@ protocol PendingWrite: AnyObject {
 
 final class WriteOperation<R: Sendable>: PendingWrite {
     let weight: Int
+    var lazy = false
     let completion: @Sendable (Result<R, StoreError>) -> Void
     let body: (WriteContext) throws(StoreError) -> R
     /// A custom fallback (appends apply their policy at the map's ceiling).
@@ -469,12 +490,15 @@ final class Writer: @unchecked Sendable {
     private let environment: LMDBEnvironment
     private let dbs: Databases
     private let maxBatchBytes: Int
+    private let lazyDelay: Duration
     private let clock: @Sendable () -> UInt64
     private let onEvent: (@Sendable (StoreEvent) -> Void)?
 
     // Guarded by `condition`.
     private let condition = NSCondition()
     private var pending: [PendingWrite] = []
+    /// Operations in `pending` that are not lazy.
+    private var eager = 0
     private var closing = false
     private var running = false
     private var thread: Thread?
@@ -487,12 +511,14 @@ final class Writer: @unchecked Sendable {
         environment: LMDBEnvironment,
         dbs: Databases,
         maxBatchBytes: Int,
+        lazyDelay: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64,
         onEvent: (@Sendable (StoreEvent) -> Void)?
     ) {
         self.environment = environment
         self.dbs = dbs
         self.maxBatchBytes = maxBatchBytes
+        self.lazyDelay = lazyDelay
         self.clock = clock
         self.onEvent = onEvent
     }
@@ -533,6 +559,7 @@ final class Writer: @unchecked Sendable {
             return
         }
         pending.append(operation)
+        if !operation.lazy { eager += 1 }
         condition.signal()
         condition.unlock()
     }
@@ -553,6 +580,12 @@ final class Writer: @unchecked Sendable {
         while true {
             condition.lock()
             while pending.isEmpty && !closing { condition.wait() }
+            if eager == 0 && !closing && lazyDelay > .zero {
+                // Only lazy operations: give an ordinary one a moment to join their transaction.
+                let seconds = Double(lazyDelay.components.seconds) + Double(lazyDelay.components.attoseconds) / 1e18
+                let deadline = Date(timeIntervalSinceNow: seconds)
+                while eager == 0 && !closing && condition.wait(until: deadline) {}
+            }
             if pending.isEmpty && closing {
                 running = false
                 thread = nil  // breaks the writer → thread → block → writer cycle
@@ -569,6 +602,7 @@ final class Writer: @unchecked Sendable {
             }
             let batch = Array(pending.prefix(take))
             pending.removeFirst(take)
+            eager -= batch.count(where: { !$0.lazy })
             condition.unlock()
             runBatch(batch)
         }

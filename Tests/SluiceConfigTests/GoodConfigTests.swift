@@ -225,7 +225,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(bridge.queueMaxBytes == 512 * 1024 * 1024)
     #expect(bridge.queueMaxAge == nil)
     #expect(bridge.queueOverflow == .dropOldest)
-    #expect(bridge.maxInflight == 100)
+    #expect(bridge.maxInflight == 1000)
     #expect(bridge.progressTimeout == 30)
 }
 

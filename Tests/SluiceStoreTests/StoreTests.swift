@@ -272,6 +272,38 @@ import Testing
         print("group commit: \(n) appends in \(store.transactionsCommitted) transactions")
     }
 
+    /// A lazy removal waits (up to the store's lazy delay) for an append and commits with it; alone, it
+    /// still commits once the delay has passed, and its completion comes after that commit.
+    @Test func lazyRemovalSharesTheNextAppendsTransaction() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        // A delay far beyond any scheduling stall of a loaded test machine: only the append ends the wait.
+        let store = try Store(path: dir.storePath, lazyDelay: .seconds(60))
+        defer { store.close() }
+        _ = try await store.append(queue: "q", messages: [message(1), message(2)], limits: .unlimited)
+        let before = store.transactionsCommitted
+        let removed = CompletionCounter<Int>(expected: 1)
+        store.remove(queue: "q", seqs: [1], lazily: true, completion: removed.record)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(removed.results.isEmpty)  // still waiting for company
+        _ = try await store.append(queue: "q", messages: [message(3)], limits: .unlimited)
+        removed.wait()
+        #expect(removed.results == [1])
+        #expect(store.transactionsCommitted == before + 1)
+        #expect(try store.read(queue: "q", after: nil, limit: 10).map(\.seq) == [2, 3])
+
+        let quick = try Store(path: dir.url.appendingPathComponent("quick.lmdb").path, lazyDelay: .milliseconds(20))
+        defer { quick.close() }
+        _ = try await quick.append(queue: "q", messages: [message(1)], limits: .unlimited)
+        #expect(try await quick.remove(queue: "q", seqs: [1]) == 1)
+        _ = try await quick.append(queue: "q", messages: [message(2)], limits: .unlimited)
+        let alone = CompletionCounter<Int>(expected: 1)
+        quick.remove(queue: "q", seqs: [2], lazily: true, completion: alone.record)
+        alone.wait()
+        #expect(alone.results == [1])
+        #expect(try quick.stats(queue: "q").depth == 0)
+    }
+
     /// Bounds hold across operations that share one transaction.
     @Test func boundsHoldAcrossABatch() throws {
         let dir = try TempDir()
