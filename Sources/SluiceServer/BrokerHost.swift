@@ -18,7 +18,7 @@ final class BrokerHost: @unchecked Sendable {
     /// Bytes over client connections (updated by the connection handlers on their own loops).
     let traffic = TrafficCounters()
 
-    /// Receives messages for the durable bridge queues; must call `persisted(token:accepted:)` later.
+    /// Receives messages for the durable bridge queues; must call `persisted(_:)` later.
     var durableSink: (@Sendable (_ token: UInt64, _ message: Message) -> Void)?
 
     init(loop: any EventLoop, settings: BrokerSettings, logger: Logger) {
@@ -222,9 +222,13 @@ final class BrokerHost: @unchecked Sendable {
         }
     }
 
-    func persisted(token: UInt64, accepted: Bool) {
+    /// Durable appends finished: their PUBACKs/PUBRECs go out together, one hop per connection.
+    func persisted(_ outcomes: some Sequence<(token: UInt64, accepted: Bool)>) {
         loop.preconditionInEventLoop()
-        run(core.persisted(token: token, accepted: accepted, now: now))
+        let now = self.now
+        var actions: [BrokerAction] = []
+        for (token, accepted) in outcomes { actions += core.persisted(token: token, accepted: accepted, now: now) }
+        run(actions)
     }
 
     /// Publishes a message from inside the gateway (bridge `in` rules, `$SYS`, LoRaWAN).
@@ -277,7 +281,7 @@ final class BrokerHost: @unchecked Sendable {
                 if let durableSink {
                     durableSink(token, message)
                 } else {
-                    run(core.persisted(token: token, accepted: true, now: now))
+                    persisted(CollectionOfOne((token: token, accepted: true)))
                 }
             }
         }

@@ -327,7 +327,7 @@ final class DurableBatcher: @unchecked Sendable {
         }
         let host = self.host
         guard count > 0 else {
-            host.loop.execute { host.persisted(token: token, accepted: true) }
+            host.loop.execute { host.persisted(CollectionOfOne((token: token, accepted: true))) }
             return
         }
         tokens.append(token)
@@ -364,9 +364,7 @@ final class DurableBatcher: @unchecked Sendable {
                 }
                 if stored.contains(true) { bridge.queueHasMore() }
                 guard let outcome = batch.finish(owners: owners, stored: stored) else { return }
-                host.loop.execute {
-                    for (token, accepted) in outcome { host.persisted(token: token, accepted: accepted) }
-                }
+                host.loop.execute { host.persisted(outcome) }
             }
         }
     }
