@@ -77,7 +77,9 @@ def packets(version: int) -> dict[str, bytes]:
         if v5:
             reason = 0x92 if ptype in (m.PUBREL, m.PUBCOMP) else 0x10
             out[name + "-reason-props"] = m.packet(ptype, flags, pid + bytes([reason]) + m.props(ACK_PROPS))
-    sub_opts = [("sensors/#", 1), ("$share/g/cmd/+", 2 | (0x04 | 0x08 | 0x10 if v5 else 0)), ("a/b", 0)]
+    # MQTT 5 options: retain as published and retain handling 1 on the shared one, no local on a/b
+    # (no local on a shared subscription is a protocol error [MQTT-3.8.3-4]).
+    sub_opts = [("sensors/#", 1), ("$share/g/cmd/+", 2 | (0x08 | 0x10 if v5 else 0)), ("a/b", 0x04 if v5 else 0)]
     out["08-subscribe"] = m.subscribe(sub_opts, packet_id=7, version=version,
                                       properties=[(0x0B, 42), USER] if v5 else None)
     out["09-suback"] = m.packet(m.SUBACK, 0, pid + v5_props(version, ACK_PROPS) +

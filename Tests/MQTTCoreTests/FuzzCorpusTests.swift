@@ -7,7 +7,7 @@ import Testing
 // and every input the fuzzer ever reported (fixtures/fuzz/crashes/FuzzMQTTDecoder/). The rules are
 // those of Fuzz/Sources/FuzzMQTTDecoder/FuzzMQTTDecoder.swift: the first byte's low two bits pick
 // the version (0 before CONNECT, 1 = 3.1, 2 = 3.1.1, 3 = 5), the rest is framed and decoded packet by
-// packet, and whatever decodes must survive encode → decode → encode unchanged.
+// packet, and whatever decodes must survive encode → decode → encode unchanged (a CONNECT as its own version).
 
 private let fuzzFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("fixtures/fuzz")
@@ -39,7 +39,9 @@ private func replay(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceL
             let packet = try MQTTCodec.decode(frame, version: version)
             if version == nil, case .connect(let connect) = packet { version = connect.protocolVersion }
             result.packets.append(packet)
-            expectStableRoundTrip(packet, version: version ?? .v5, sourceLocation: sourceLocation)
+            var roundTripVersion = version ?? .v5
+            if case .connect(let connect) = packet { roundTripVersion = connect.protocolVersion }
+            expectStableRoundTrip(packet, version: roundTripVersion, sourceLocation: sourceLocation)
         } catch {
             result.error = error
             break

@@ -6,8 +6,9 @@
 //   1 → MQTT 3.1, 2 → MQTT 3.1.1, 3 → MQTT 5.
 // The rest is a byte stream: packets are framed with `MQTTCodec.readFrame` and decoded with
 // `MQTTCodec.decode` until the bytes run out or one throws, as a connection reads them. Every packet
-// that decodes is encoded again, decoded again and encoded a second time; the two packets and the two
-// encodings must be equal (a mismatch traps, so libFuzzer keeps the input).
+// that decodes is encoded again (as the connection's version; a CONNECT as its own), decoded again and
+// encoded a second time; the two packets and the two encodings must be equal (a mismatch traps, so
+// libFuzzer keeps the input).
 // Tests/MQTTCoreTests/FuzzCorpusTests.swift replays the corpus with the same rules.
 
 import MQTTCore
@@ -57,7 +58,12 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             else { return 0 }
             let packet = try MQTTCodec.decode(frame, version: current)
             if current == nil, case .connect(let connect) = packet { current = connect.protocolVersion }
-            checkRoundTrip(packet, version: current ?? .v5)
+            // A CONNECT carries its own version (and may differ from the connection's: a second CONNECT).
+            if case .connect(let connect) = packet {
+                checkRoundTrip(packet, version: connect.protocolVersion)
+            } else {
+                checkRoundTrip(packet, version: current ?? .v5)
+            }
         } catch {
             return 0
         }
