@@ -26,9 +26,17 @@ seconds=${2:-60}
 
 seeds_of() { case "$1" in FuzzMQTTDecoder) echo fixtures/fuzz/mqtt ;; FuzzConfig) echo fixtures/fuzz/config ;; esac; }
 
-# Fuzzing needs libFuzzer in the toolchain (Linux toolchains ship it; Xcode's does not).
-if [ "$(uname -s)" != Linux ]; then
-    echo "skipped: libFuzzer targets are only built on Linux toolchains here ($(uname -s))"
+# Fuzzing needs libFuzzer's runtime in the toolchain (Linux toolchains from swift.org ship it; Xcode's
+# does not): look for it before spending minutes on a build that cannot link.
+if ! swift_bin=$(command -v swift); then
+    echo "skipped: no swift in PATH"
+    exit 0
+fi
+toolchain=$(dirname "$(dirname "$(readlink -f "$swift_bin")")")
+if ! compgen -G "$toolchain/lib/clang/*/lib/*/libclang_rt.fuzzer*" >/dev/null \
+    && ! compgen -G "$toolchain/lib/swift/clang/lib/*/libclang_rt.fuzzer*" >/dev/null; then
+    echo "skipped: this toolchain ($toolchain) has no libFuzzer runtime (libclang_rt.fuzzer), so" \
+        "'swift build --sanitize fuzzer' cannot link"
     exit 0
 fi
 for target in "${targets[@]}"; do

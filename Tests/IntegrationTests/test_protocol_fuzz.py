@@ -8,7 +8,7 @@ QoS 0 and 1, and every round trip must complete within a bound. At the end the b
 alive, serves new clients in every version, and its log shows no crash.
 
 Seeded and bounded: the seed is printed (override with SLUICE_FUZZ_SEED=N to replay a run), the run
-lasts SLUICE_FUZZ_SECONDS (default 40, at most 60) and at most MAX_CONNECTIONS connections.
+lasts SLUICE_PROTOCOL_FUZZ_SECONDS (default 40, at most 60) and at most MAX_CONNECTIONS connections.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import pytest
 import mqttraw as m
 from conftest import assert_serving
 
-SECONDS = min(60.0, float(os.environ.get("SLUICE_FUZZ_SECONDS", "40")))
+SECONDS = min(60.0, float(os.environ.get("SLUICE_PROTOCOL_FUZZ_SECONDS", "40")))
 SEED = int(os.environ.get("SLUICE_FUZZ_SEED", str(random.SystemRandom().randrange(1 << 32))))
 WORKERS = 6
-MAX_CONNECTIONS = 3000
+MAX_CONNECTIONS = 5000
 MAX_PACKETS_PER_CONNECTION = 40
+CLIENT_IDS = 40
 # A control round trip (PUBLISH → echo, plus PUBACK at QoS 1) must finish within this many seconds.
 # Generous: the CI machine is shared, but a broker wedged by a fuzz connection misses it by far.
 ROUND_TRIP_BOUND = 5.0
@@ -40,14 +41,23 @@ CRASH_PATTERNS = re.compile(
     r"Illegal instruction|\*\*\* Signal \d+|💣|Program crashed|Crash at|Thread \d+ crashed",
     re.IGNORECASE)
 
-TOPICS = ["fz/a", "fz/b/c", "fz/+", "fz/#", "#", "+/+", "$SYS/x", "", "a//b", "fz/\u00e9", "fz/\x00nul",
-          "$share/g/fz/a", "x" * 300]
+FILTERS = ["fz/a", "fz/b/c", "fz/+", "fz/#", "#", "+/+", "$SYS/#", "a//b", "fz/\u00e9", "$share/g/fz/a", "x" * 300]
+BAD_FILTERS = ["", "fz/\x00nul", "fz/#/a", "fz+", "$share/g", "$share//a", "a/\ud800".encode("utf-8", "surrogatepass")]
 
 
 # --------------------------------------------------------------------------- packet generators
 
-def rand_topic(rng: random.Random) -> str:
-    return rng.choice(TOPICS)
+def subscription(rng: random.Random, version: int, bad: bool) -> tuple[str | bytes, int]:
+    """A topic filter and its options byte; valid unless `bad`."""
+    if bad:
+        return rng.choice(BAD_FILTERS), rng.randrange(256)
+    topic = rng.choice(FILTERS)
+    opts = rng.randrange(3)
+    if version == 5:
+        opts |= rng.randrange(3) << 4 | rng.randrange(2) << 3  # retain handling, retain as published
+        if not topic.startswith("$share/") and rng.random() < 0.3:
+            opts |= 0x04  # no local (a protocol error on a shared subscription)
+    return topic, opts
 
 
 def valid_connect(rng: random.Random, version: int, client_id: str) -> bytes:
@@ -62,8 +72,9 @@ def valid_connect(rng: random.Random, version: int, client_id: str) -> bytes:
                      properties=props, will=will)
 
 
-def valid_packet(rng: random.Random, version: int) -> bytes:
-    """One client-to-server packet that is valid on its own (but maybe not in this order)."""
+def valid_packet(rng: random.Random, version: int, bad_filters: bool = False) -> bytes:
+    """One client-to-server packet that is valid on its own (but maybe not in this order); with
+    `bad_filters`, SUBSCRIBE and UNSUBSCRIBE may carry invalid topic filters or options."""
     pid = rng.randrange(1, 65536)
     kind = rng.randrange(10)
     if kind <= 3:
@@ -75,12 +86,12 @@ def valid_packet(rng: random.Random, version: int) -> bytes:
         return m.publish(topic, rng.randbytes(rng.randrange(0, 64)), qos=rng.randrange(3),
                          retain=rng.random() < 0.2, packet_id=pid, version=version, properties=props)
     if kind == 4:
-        opts = rng.randrange(3) | (rng.randrange(64) << 2 if version == 5 else 0)
-        return m.subscribe([(rand_topic(rng), opts & (0x3F if version == 5 else 0x03))], packet_id=pid,
-                           version=version, properties=[(0x0B, rng.randrange(1, 1000))]
-                           if version == 5 and rng.random() < 0.3 else None)
+        subs = [subscription(rng, version, bad_filters and rng.random() < 0.3) for _ in range(rng.randrange(1, 4))]
+        return m.subscribe(subs, packet_id=pid, version=version,
+                           properties=[(0x0B, rng.randrange(1, 1000))] if version == 5 and rng.random() < 0.3 else None)
     if kind == 5:
-        body = struct.pack("!H", pid) + (m.props([]) if version == 5 else b"") + m.mqtt_str(rand_topic(rng))
+        topic = subscription(rng, version, bad_filters and rng.random() < 0.3)[0]
+        body = struct.pack("!H", pid) + (m.props([]) if version == 5 else b"") + m.mqtt_str(topic)
         return m.packet(m.UNSUBSCRIBE, 2, body)
     if kind == 6:
         return m.ack(rng.choice([m.PUBACK, m.PUBREC, m.PUBREL, m.PUBCOMP]), pid)
@@ -183,7 +194,8 @@ def fuzz_connection(rng: random.Random, port: int, n: int, stats: Stats) -> None
                            "wrong-order", "oversize"])
     stats.scenario(scenario)
     sends: list[bytes] = []
-    client_id = f"fz-{n}"
+    # A pool of client identifiers: sessions are taken over and resumed, and their number is bounded.
+    client_id = f"fz-{rng.randrange(CLIENT_IDS)}"
     if scenario == "random-bytes":
         sends = [rng.randbytes(rng.randrange(1, 200)) for _ in range(rng.randrange(1, 4))]
     elif scenario == "oversize":
@@ -203,7 +215,7 @@ def fuzz_connection(rng: random.Random, port: int, n: int, stats: Stats) -> None
         sends = [valid_connect(rng, version, client_id)]
         count = rng.randrange(1, MAX_PACKETS_PER_CONNECTION)
         for _ in range(count):
-            p = valid_packet(rng, version)
+            p = valid_packet(rng, version, bad_filters=scenario == "mutated")
             if scenario == "mutated" and rng.random() < 0.5:
                 p = mutate(rng, p)
             sends.append(p)
@@ -265,6 +277,20 @@ def fuzz_worker(worker: int, port: int, deadline: float, counter, stats: Stats) 
 
 # --------------------------------------------------------------------------- the control clients
 
+def late_arrival(c: m.RawClient, payload: bytes, started: float) -> str:
+    """After a missed bound: does the message still come (a stall) or not at all (a loss)?"""
+    while time.monotonic() - started < 30:
+        try:
+            p = c.read_packet(1.0)
+        except TimeoutError:
+            continue
+        except (m.Closed, OSError) as e:
+            return f"then the connection ended ({type(e).__name__})"
+        if p.ptype == m.PUBLISH and p.payload == payload:
+            return f"the echo came after {time.monotonic() - started:.1f}s"
+    return "no echo within 30s"
+
+
 def control_client(version: int, port: int, stop: threading.Event, results: dict) -> None:
     """Publishes to its own topic at QoS 0 and 1 and checks each message comes back in time."""
     latencies: list[float] = []
@@ -302,7 +328,8 @@ def control_client(version: int, port: int, stop: threading.Event, results: dict
                         acked = True
             except (TimeoutError, m.Closed, OSError) as e:
                 failures.append(f"control {version} message {seq} (QoS {qos}) failed after "
-                                f"{time.monotonic() - started:.2f}s: {type(e).__name__}")
+                                f"{time.monotonic() - started:.2f}s: {type(e).__name__} "
+                                f"(echoed {echoed}, acknowledged {acked}); {late_arrival(c, payload, started)}")
                 return
             latencies.append(time.monotonic() - started)
             time.sleep(0.02)

@@ -28,8 +28,9 @@ func checkRoundTrip(_ packet: Packet, version: ProtocolVersion) {
     if case .auth = packet, version < .v5 { return }
     var first = ByteBuffer()
     MQTTCodec.encode(packet, version: version, into: &first)
-    guard first.readableBytes == MQTTCodec.encodedSize(packet, version: version) else {
-        fatalError("encodedSize \(MQTTCodec.encodedSize(packet, version: version)) != \(first.readableBytes) for \(packet)")
+    let announced = MQTTCodec.encodedSize(packet, version: version)
+    guard first.readableBytes == announced else {
+        fatalError("encodedSize \(announced) but \(first.readableBytes) bytes written for \(packet)")
     }
     let again: Packet
     do {
