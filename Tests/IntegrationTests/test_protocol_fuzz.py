@@ -30,7 +30,7 @@ from conftest import assert_serving
 SECONDS = min(60.0, float(os.environ.get("SLUICE_PROTOCOL_FUZZ_SECONDS", "40")))
 SEED = int(os.environ.get("SLUICE_FUZZ_SEED", str(random.SystemRandom().randrange(1 << 32))))
 WORKERS = 6
-MAX_CONNECTIONS = 5000
+MAX_CONNECTIONS = 10000
 MAX_PACKETS_PER_CONNECTION = 40
 CLIENT_IDS = 40
 # A control round trip (PUBLISH → echo, plus PUBACK at QoS 1) must finish within this many seconds.
