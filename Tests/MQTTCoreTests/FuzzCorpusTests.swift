@@ -7,7 +7,8 @@ import Testing
 // and every input the fuzzer ever reported (fixtures/fuzz/crashes/FuzzMQTTDecoder/). The rules are
 // those of Fuzz/Sources/FuzzMQTTDecoder/FuzzMQTTDecoder.swift: the first byte's low two bits pick
 // the version (0 before CONNECT, 1 = 3.1, 2 = 3.1.1, 3 = 5), the rest is framed and decoded packet by
-// packet, and whatever decodes must survive encode → decode → encode unchanged (a CONNECT as its own version).
+// packet (each one, short of its last byte, must frame as nil), and whatever decodes must survive
+// encode → decode → encode unchanged (a CONNECT as its own version).
 
 private let fuzzFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("fixtures/fuzz")
@@ -34,8 +35,16 @@ private func replay(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceL
     var input = ByteBuffer(bytes: bytes.dropFirst())
     while true {
         do {
+            let before = input
             guard let frame = try MQTTCodec.readFrame(from: &input, maximumPacketSize: MQTTCodec.maximumPacketSize)
             else { break }
+            // Short of its last byte, the packet is "more bytes needed", not an error.
+            var short = before.getSlice(at: before.readerIndex, length: input.readerIndex - before.readerIndex - 1)!
+            #expect(
+                try MQTTCodec.readFrame(from: &short, maximumPacketSize: MQTTCodec.maximumPacketSize) == nil,
+                sourceLocation: sourceLocation
+            )
+            #expect(short.readerIndex == 0, sourceLocation: sourceLocation)
             let packet = try MQTTCodec.decode(frame, version: version)
             if version == nil, case .connect(let connect) = packet { version = connect.protocolVersion }
             result.packets.append(packet)

@@ -5,7 +5,8 @@
 //   0 → before CONNECT (version unknown: only CONNECT is accepted and sets the version),
 //   1 → MQTT 3.1, 2 → MQTT 3.1.1, 3 → MQTT 5.
 // The rest is a byte stream: packets are framed with `MQTTCodec.readFrame` and decoded with
-// `MQTTCodec.decode` until the bytes run out or one throws, as a connection reads them. Every packet
+// `MQTTCodec.decode` until the bytes run out or one throws, as a connection reads them. Each framed
+// packet, short of its last byte, must frame as nil ("more bytes") without moving the reader. Every packet
 // that decodes is encoded again (as the connection's version; a CONNECT as its own), decoded again and
 // encoded a second time; the two packets and the two encodings must be equal (a mismatch traps, so
 // libFuzzer keeps the input).
@@ -48,6 +49,18 @@ func checkRoundTrip(_ packet: Packet, version: ProtocolVersion) {
     guard second == first else { fatalError("encoding is not stable for \(packet)") }
 }
 
+/// A packet short of its last byte is not an error: `readFrame` returns nil and leaves the reader index.
+func checkShortInputWaits(_ short: ByteBuffer) {
+    var buffer = short
+    do {
+        guard try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: MQTTCodec.maximumPacketSize) == nil,
+            buffer.readerIndex == short.readerIndex
+        else { fatalError("a packet short of one byte was framed or consumed") }
+    } catch {
+        fatalError("a packet short of one byte threw \(error)")
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
@@ -55,8 +68,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var input = ByteBuffer(bytes: UnsafeBufferPointer(start: data + 1, count: size - 1))
     while true {
         do {
+            let before = input
             guard let frame = try MQTTCodec.readFrame(from: &input, maximumPacketSize: MQTTCodec.maximumPacketSize)
             else { return 0 }
+            let frameLength = input.readerIndex - before.readerIndex
+            checkShortInputWaits(before.getSlice(at: before.readerIndex, length: frameLength - 1)!)
             let packet = try MQTTCodec.decode(frame, version: current)
             if current == nil, case .connect(let connect) = packet { current = connect.protocolVersion }
             // A CONNECT carries its own version (and may differ from the connection's: a second CONNECT).
