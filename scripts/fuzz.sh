@@ -43,7 +43,8 @@ for target in "${targets[@]}"; do
     log=$(mktemp)
     if ! swift build --package-path Fuzz --scratch-path "$root/.build-fuzz" --sanitize fuzzer \
         --product "$target" >"$log" 2>&1; then
-        if grep -qiE "fuzzer.*(not supported|unsupported)|unsupported.*sanitiz|unknown.*sanitiz|libclang_rt\.fuzzer" "$log"; then
+        unsupported="fuzzer.*(not supported|unsupported)|unsupported.*sanitiz|unknown.*sanitiz|libclang_rt\.fuzzer"
+        if grep -qiE "$unsupported" "$log"; then
             echo "skipped: this toolchain cannot build with --sanitize fuzzer:"
             grep -iE "fuzzer|sanitiz" "$log" | head -5
             rm -f "$log"

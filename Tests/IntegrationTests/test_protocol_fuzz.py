@@ -22,8 +22,6 @@ import threading
 import time
 import uuid
 
-import pytest
-
 import mqttraw as m
 from conftest import assert_serving
 
