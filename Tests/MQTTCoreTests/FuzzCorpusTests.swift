@@ -91,6 +91,14 @@ struct FuzzCorpusTests {
         #expect(typesByVersion[3]?.count == 15)
     }
 
+    /// Found by FuzzMQTTDecoder (crash-48bba9d6…): a refusing CONNACK with session present set decoded
+    /// with the flag while it encodes without it, so the round trip changed the packet.
+    @Test func refusingConnAckHasNoSessionPresent() throws {
+        #expect(try decode([0x20, 2, 0x01, 0x05], .v3_1_1) == .connAck(ConnAckPacket(reasonCode: .notAuthorized)))
+        #expect(try decode([0x20, 3, 0x01, 0x87, 0], .v5) == .connAck(ConnAckPacket(reasonCode: .notAuthorized)))
+        #expect(try decode([0x20, 3, 0x01, 0x00, 0], .v5) == .connAck(ConnAckPacket(sessionPresent: true)))
+    }
+
     /// Inputs the fuzzer reported: they must only decode or throw, never trap, with stable round trips.
     @Test func crashCorpusDoesNotCrash() throws {
         for file in fixtureFiles("crashes/FuzzMQTTDecoder") {
