@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-bench", targets: ["SluiceBench"]),
+        // For the fuzz package in Fuzz/ (libFuzzer targets kept out of this package's build).
+        .library(name: "MQTTCore", targets: ["MQTTCore"]),
+        .library(name: "SluiceConfig", targets: ["SluiceConfig"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

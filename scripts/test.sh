@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests (swift test), then integration tests against the built
-# `sluice` binary with real clients (mosquitto_pub/sub, paho-mqtt) and a real Mosquitto.
+# The whole test suite: unit tests (swift test), then each libFuzzer target for a bounded time
+# (scripts/fuzz.sh; SLUICE_SKIP_FUZZ=1 skips it, SLUICE_FUZZ_SECONDS sets the time per target,
+# default 60; the targets run side by side, and the sanitizer build from clean takes about 3.5
+# minutes here), then integration tests against the built `sluice` binary with real clients
+# (mosquitto_pub/sub, paho-mqtt) and a real Mosquitto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build --build-tests
 swift test --skip-build
+if [ "${SLUICE_SKIP_FUZZ:-}" = 1 ]; then
+    echo "fuzzing skipped: SLUICE_SKIP_FUZZ=1"
+else
+    bash scripts/fuzz.sh all "${SLUICE_FUZZ_SECONDS:-60}"
+fi
 python3 -m pytest Tests/IntegrationTests -q -p no:cacheprovider

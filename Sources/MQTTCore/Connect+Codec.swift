@@ -175,20 +175,23 @@ extension ConnAckPacket {
                 throw .malformed("CONNACK reserved acknowledge flags are set [MQTT-3.2.2-1]")
             }
         }
+        // Session present means nothing with a failure code (the server must send 0 [MQTT-3.2.2-4],
+        // [MQTT-3.2.2-6]): read it as 0, as it is encoded, so a refusal's reason code still reaches the client.
         let sessionPresent = version >= .v3_1_1 && flags & 0x01 != 0
         switch version {
         case .v5:
             let properties = try Properties.decode(from: &body, context: .connAck)
+            let reasonCode = ReasonCode(rawValue: code)
             return ConnAckPacket(
-                sessionPresent: sessionPresent,
-                reasonCode: ReasonCode(rawValue: code),
+                sessionPresent: sessionPresent && !reasonCode.isFailure,
+                reasonCode: reasonCode,
                 properties: properties
             )
         case .v3_1, .v3_1_1:
             guard let reasonCode = ReasonCode(mqtt3ConnAckReturnCode: code) else {
                 throw .malformed("CONNACK return code \(code) is reserved")
             }
-            return ConnAckPacket(sessionPresent: sessionPresent, reasonCode: reasonCode)
+            return ConnAckPacket(sessionPresent: sessionPresent && !reasonCode.isFailure, reasonCode: reasonCode)
         }
     }
 

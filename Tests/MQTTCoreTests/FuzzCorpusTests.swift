@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+
+@testable import MQTTCore
+
+// Replays the FuzzMQTTDecoder corpora without the sanitizer: the seed corpus (fixtures/fuzz/mqtt/)
+// and every input the fuzzer ever reported (fixtures/fuzz/crashes/FuzzMQTTDecoder/). The rules are
+// those of Fuzz/Sources/FuzzMQTTDecoder/FuzzMQTTDecoder.swift: the first byte's low two bits pick
+// the version (0 before CONNECT, 1 = 3.1, 2 = 3.1.1, 3 = 5), the rest is framed and decoded packet by
+// packet (each one, short of its last byte, must frame as nil), and whatever decodes must survive
+// encode → decode → encode unchanged (a CONNECT as its own version).
+
+private let fuzzFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("fixtures/fuzz")
+
+/// The files of one fixtures/fuzz subfolder, sorted by name (none when the folder is missing).
+private func fixtureFiles(_ folder: String) -> [URL] {
+    let dir = fuzzFixtures.appendingPathComponent(folder)
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+    return names.filter { !$0.hasPrefix(".") }.sorted().map { dir.appendingPathComponent($0) }
+}
+
+/// What one fuzz input did: the packets that decoded, the error that ended it (if any), leftover bytes.
+private struct Replay {
+    var packets: [Packet] = []
+    var error: MQTTError?
+    var leftover = 0
+}
+
+/// Decodes `bytes` as the fuzz target does, checking each decoded packet's round trip.
+private func replay(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> Replay {
+    var result = Replay()
+    guard let selector = bytes.first else { return result }
+    var version: ProtocolVersion? = [nil, .v3_1, .v3_1_1, .v5][Int(selector & 0x03)]
+    var input = ByteBuffer(bytes: bytes.dropFirst())
+    while true {
+        do {
+            let before = input
+            guard let frame = try MQTTCodec.readFrame(from: &input, maximumPacketSize: MQTTCodec.maximumPacketSize)
+            else { break }
+            // Short of its last byte, the packet is "more bytes needed", not an error.
+            var short = before.getSlice(at: before.readerIndex, length: input.readerIndex - before.readerIndex - 1)!
+            #expect(
+                try MQTTCodec.readFrame(from: &short, maximumPacketSize: MQTTCodec.maximumPacketSize) == nil,
+                sourceLocation: sourceLocation
+            )
+            #expect(short.readerIndex == 0, sourceLocation: sourceLocation)
+            let packet = try MQTTCodec.decode(frame, version: version)
+            if version == nil, case .connect(let connect) = packet { version = connect.protocolVersion }
+            result.packets.append(packet)
+            var roundTripVersion = version ?? .v5
+            if case .connect(let connect) = packet { roundTripVersion = connect.protocolVersion }
+            expectStableRoundTrip(packet, version: roundTripVersion, sourceLocation: sourceLocation)
+        } catch {
+            result.error = error
+            break
+        }
+    }
+    result.leftover = input.readableBytes
+    return result
+}
+
+private func expectStableRoundTrip(_ packet: Packet, version: ProtocolVersion, sourceLocation: SourceLocation) {
+    if case .auth = packet, version < .v5 { return }
+    let first = encode(packet, version)
+    let again = try? decode(first, version)
+    #expect(again == packet, "round trip of \(packet.type) as \(version)", sourceLocation: sourceLocation)
+    if let again {
+        #expect(encode(again, version) == first, "second encoding of \(packet.type)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("Fuzz corpus")
+struct FuzzCorpusTests {
+    /// Every seed is a valid packet (or a valid CONNECT-first stream) that decodes whole.
+    @Test func seedCorpusDecodesWhole() throws {
+        let seeds = fixtureFiles("mqtt")
+        // 15 types in 5, 14 in 3.1 and 3.1.1, plus variants and three streams.
+        #expect(seeds.count >= 15 + 14 + 14 + 3)
+        var typesByVersion: [UInt8: Set<PacketType>] = [:]
+        for file in seeds {
+            let bytes = try [UInt8](Data(contentsOf: file))
+            let result = replay(bytes)
+            #expect(result.error == nil, "\(file.lastPathComponent): \(String(describing: result.error))")
+            #expect(result.leftover == 0, "\(file.lastPathComponent): \(result.leftover) bytes left")
+            #expect(!result.packets.isEmpty, "\(file.lastPathComponent)")
+            typesByVersion[bytes[0] & 0x03, default: []].formUnion(result.packets.map(\.type))
+        }
+        #expect(typesByVersion[1]?.count == 14)
+        #expect(typesByVersion[2]?.count == 14)
+        #expect(typesByVersion[3]?.count == 15)
+    }
+
+    /// Found by FuzzMQTTDecoder (crash-48bba9d6…): a refusing CONNACK with session present set decoded
+    /// with the flag while it encodes without it, so the round trip changed the packet.
+    @Test func refusingConnAckHasNoSessionPresent() throws {
+        #expect(try decode([0x20, 2, 0x01, 0x05], .v3_1_1) == .connAck(ConnAckPacket(reasonCode: .notAuthorized)))
+        #expect(try decode([0x20, 3, 0x01, 0x87, 0], .v5) == .connAck(ConnAckPacket(reasonCode: .notAuthorized)))
+        #expect(try decode([0x20, 3, 0x01, 0x00, 0], .v5) == .connAck(ConnAckPacket(sessionPresent: true)))
+    }
+
+    /// Inputs the fuzzer reported: they must only decode or throw, never trap, with stable round trips.
+    @Test func crashCorpusDoesNotCrash() throws {
+        for file in fixtureFiles("crashes/FuzzMQTTDecoder") {
+            _ = replay(try [UInt8](Data(contentsOf: file)))
+        }
+    }
+}
