@@ -28,35 +28,63 @@ public struct PersistenceError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-extension Broker {
-    /// What changed since the last call, encoded for the store: per client identifier the session
-    /// record (nil: delete it), per topic the retained record (nil: delete it).
-    public mutating func takeChanges(
+/// Broker state changed since the last save, as values: taking it is cheap (copy-on-write
+/// copies), so the broker's loop never pays for encoding; `encoded(wallClockOffset:)` can run on
+/// any thread.
+public struct PendingChanges: Sendable {
+    /// Per client identifier the session to save, or nil to delete its record.
+    fileprivate var sessions: [(clientID: String, session: Session?)] = []
+    /// Per topic the retained message to save, or nil to delete its record.
+    fileprivate var retained: [(topic: String, message: Message?)] = []
+
+    public var isEmpty: Bool { sessions.isEmpty && retained.isEmpty }
+    /// Client identifiers whose record is saved (true) or deleted (false).
+    public var sessionKeys: [(clientID: String, save: Bool)] { sessions.map { ($0.clientID, $0.session != nil) } }
+    /// Retained topics whose record is saved (true) or deleted (false).
+    public var retainedKeys: [(topic: String, save: Bool)] { retained.map { ($0.topic, $0.message != nil) } }
+
+    /// The store records: per key the bytes to put, or nil to delete.
+    public func encoded(
         wallClockOffset: Int64
     ) -> (sessions: [(clientID: String, record: [UInt8]?)], retained: [(topic: String, record: [UInt8]?)]) {
-        var sessionChanges: [(String, [UInt8]?)] = []
-        for clientID in sessions.takeChanged() {
-            if let session = sessions[clientID], session.expiryInterval > 0 {
+        let sessionRecords = sessions.map { clientID, session in
+            (clientID, session.map { session -> [UInt8] in
                 var buffer = ByteBufferAllocator().buffer(capacity: 256)
                 buffer.writeSession(session, offset: wallClockOffset)
-                sessionChanges.append((clientID, Array(buffer.readableBytesView)))
-            } else {
-                sessionChanges.append((clientID, nil))
-            }
+                return Array(buffer.readableBytesView)
+            })
         }
-        var retainedChanges: [(String, [UInt8]?)] = []
-        for topic in dirtyRetained {
-            if let message = retained[topic] {
+        let retainedRecords = retained.map { topic, message in
+            (topic, message.map { message -> [UInt8] in
                 var buffer = ByteBufferAllocator().buffer(capacity: 64 + message.payload.readableBytes)
                 buffer.writeInteger(PersistenceFormat.version)
                 buffer.writeMessage(message, offset: wallClockOffset)
-                retainedChanges.append((topic, Array(buffer.readableBytesView)))
-            } else {
-                retainedChanges.append((topic, nil))
-            }
+                return Array(buffer.readableBytesView)
+            })
         }
+        return (sessionRecords, retainedRecords)
+    }
+}
+
+extension Broker {
+    /// What changed since the last call. Sessions without an expiry interval are not kept
+    /// (their record, if any, is deleted).
+    public mutating func takeChanges() -> PendingChanges {
+        var changes = PendingChanges()
+        for clientID in sessions.takeChanged() {
+            let session = sessions.all[clientID]
+            changes.sessions.append((clientID, session.flatMap { $0.expiryInterval > 0 ? $0 : nil }))
+        }
+        for topic in dirtyRetained { changes.retained.append((topic, retained[topic])) }
         dirtyRetained.removeAll(keepingCapacity: true)
-        return (sessionChanges, retainedChanges)
+        return changes
+    }
+
+    /// `takeChanges()` encoded at once (tests and tools).
+    public mutating func takeChanges(
+        wallClockOffset: Int64
+    ) -> (sessions: [(clientID: String, record: [UInt8]?)], retained: [(topic: String, record: [UInt8]?)]) {
+        takeChanges().encoded(wallClockOffset: wallClockOffset)
     }
 
     /// Loads saved state at start-up (before any client connects). Sessions come back offline;

@@ -2,6 +2,7 @@ import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import SluiceBroker
 import SluiceStore
 
@@ -187,39 +188,86 @@ final class BrokerHost: @unchecked Sendable {
         )
         for problem in problems { logger.error("skipped a damaged persisted record: \(problem)") }
         logger.info("restored \(sessions.count) session(s) and \(retained.count) retained message(s)")
+        persistenceEncoder.start()
         persistence = store
     }
 
-    /// Writes what changed since the last save; the store's writer commits it in one group.
-    func savePersistentState() {
-        guard let store = persistence else { return }
-        let changes = core.takeChanges(wallClockOffset: wallClockOffset)
+    /// Encodes saves off the broker's loop, one at a time and in order (a single thread), so a
+    /// large session queue never stalls other clients and saves reach the store in the order taken.
+    private let persistenceEncoder = NIOThreadPool(numberOfThreads: 1)
+    /// A save is being encoded or committed: the next tick skips saving rather than piling up, so
+    /// under heavy load saves follow each other back to back instead of every 250 ms.
+    private var saveInProgress = false
+
+    /// Hands what changed since the last save to the encoder; the store's writer commits it in one
+    /// group. `force` saves even while an earlier save is still running (at shutdown: in order after it).
+    @discardableResult
+    func savePersistentState(force: Bool = false) -> EventLoopFuture<Void> {
+        guard let store = persistence, force || !saveInProgress else { return loop.makeSucceededVoidFuture() }
+        let changes = core.takeChanges()
+        // Which keys exist in the store is tracked here, on the loop, in the order saves are taken;
+        // a record that was never saved needs no delete.
+        var unsavedSessions: Set<String> = []
+        var unsavedRetained: Set<String> = []
+        for (clientID, put) in changes.sessionKeys {
+            if put {
+                savedSessions.insert(clientID)
+            } else if savedSessions.remove(clientID) == nil {
+                unsavedSessions.insert(clientID)
+            }
+        }
+        for (topic, put) in changes.retainedKeys {
+            if put {
+                savedRetained.insert(topic)
+            } else if savedRetained.remove(topic) == nil {
+                unsavedRetained.insert(topic)
+            }
+        }
+        guard !changes.isEmpty else { return loop.makeSucceededVoidFuture() }
+        saveInProgress = true
+        let offset = wallClockOffset
         let logger = self.logger
-        let report: @Sendable (Result<Void, StoreError>) -> Void = { result in
-            if case .failure(let error) = result { logger.error("saving broker state failed: \(error)") }
+        let promise = loop.makePromise(of: Void.self)
+        persistenceEncoder.submit { [unsavedSessions, unsavedRetained] state in
+            guard case .active = state else { return promise.succeed() }
+            let records = changes.encoded(wallClockOffset: offset)
+            let writes =
+                records.sessions.filter { $0.record != nil || !unsavedSessions.contains($0.clientID) }
+                .map { (Self.sessionsTable, $0.clientID, $0.record) }
+                + records.retained.filter { $0.record != nil || !unsavedRetained.contains($0.topic) }
+                .map { (Self.retainedTable, $0.topic, $0.record) }
+            Self.write(writes, to: store, logger: logger, then: promise)
         }
-        for (clientID, record) in changes.sessions {
-            save(store, Self.sessionsTable, clientID, record, saved: &savedSessions, report)
-        }
-        for (topic, record) in changes.retained {
-            save(store, Self.retainedTable, topic, record, saved: &savedRetained, report)
+        promise.futureResult.whenComplete { _ in self.saveInProgress = false }
+        return promise.futureResult
+    }
+
+    /// Puts and deletes through the store's writer, which commits in submission order: the last
+    /// completion means all have committed. Each failure is logged; the save itself always ends.
+    private static func write(
+        _ writes: [(table: String, key: String, record: [UInt8]?)],
+        to store: Store,
+        logger: Logger,
+        then done: EventLoopPromise<Void>
+    ) {
+        guard !writes.isEmpty else { return done.succeed() }
+        for (index, write) in writes.enumerated() {
+            let isLast = index == writes.count - 1
+            let finish: @Sendable (Result<Void, StoreError>) -> Void = { result in
+                if case .failure(let error) = result { logger.error("saving broker state failed: \(error)") }
+                if isLast { done.succeed() }
+            }
+            if let record = write.record {
+                store.put(table: write.table, key: Array(write.key.utf8), value: record, completion: finish)
+            } else {
+                store.delete(table: write.table, key: Array(write.key.utf8)) { finish($0.map { _ in () }) }
+            }
         }
     }
 
-    private func save(
-        _ store: Store,
-        _ table: String,
-        _ key: String,
-        _ record: [UInt8]?,
-        saved: inout Set<String>,
-        _ report: @escaping @Sendable (Result<Void, StoreError>) -> Void
-    ) {
-        if let record {
-            saved.insert(key)
-            store.put(table: table, key: Array(key.utf8), value: record) { report($0) }
-        } else if saved.remove(key) != nil {
-            store.delete(table: table, key: Array(key.utf8)) { report($0.map { _ in () }) }
-        }
+    /// Ends the encoder once the last save has been handed over.
+    func stopPersistence() async {
+        try? await persistenceEncoder.shutdownGracefully()
     }
 
     /// Durable appends finished: their PUBACKs/PUBRECs go out together, one hop per connection.
@@ -252,12 +300,13 @@ final class BrokerHost: @unchecked Sendable {
     var subscriptionCount: Int { core.subscriptionCount }
 
     /// Tells every client the server is going away (MQTT 5: 0x8B) and closes them.
-    func shutdown() {
+    /// Returns when the last save has committed.
+    func shutdown() -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
-        savePersistentState()
         for (_, handle) in connections {
             handle.deliver([], close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
         }
+        return savePersistentState(force: true)
     }
 
     // MARK: Actions

@@ -115,7 +115,8 @@ public final class GatewayService: Service, Sendable {
         await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
-        try? await host.loop.submit { host.shutdown() }.get()  // also saves the last changes
+        try? await host.loop.flatSubmit { host.shutdown() }.get()  // also saves the last changes
+        await host.stopPersistence()
         store?.close()  // finishes pending group commits
         try? await hashingPool.shutdownGracefully()
         try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
