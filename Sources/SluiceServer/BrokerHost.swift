@@ -136,7 +136,7 @@ final class BrokerHost: @unchecked Sendable {
             ("messages/sent", "\(stats.messagesSent)"),
             ("publish/messages/received", "\(stats.publishReceived)"),
             ("publish/messages/sent", "\(stats.publishSent)"),
-            ("publish/messages/dropped", "\(stats.dropped.values.reduce(0, +))"),
+            ("publish/messages/dropped", "\(stats.dropped.values.reduce(0, +) + traffic.slowReaderDropped)"),
             ("retained messages/count", "\(core.retainedCount)"),
             ("subscriptions/count", "\(core.subscriptionCount)"),
         ]

@@ -51,7 +51,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var context: ChannelHandlerContext?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
-    private var droppedForSlowReader = 0
+    /// Bytes already decoded at the front of the cumulation before they are given back.
+    private static let reclaimThreshold = 64 << 10
 
     init(
         host: BrokerHost,
@@ -116,7 +117,13 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                     packets.append(packet)
                 }
             }
-            if cumulation?.readableBytes == 0 { cumulation = nil }
+            if cumulation?.readableBytes == 0 {
+                cumulation = nil
+            } else if let consumed = cumulation?.readerIndex, consumed >= Self.reclaimThreshold {
+                // Under a steady stream a partial packet is almost always left over, so the
+                // cumulation would never be dropped and would keep every byte ever received.
+                cumulation!.discardReadBytes()
+            }
             dispatch(connect: connect, packets: packets, context: context)
         } catch {
             dispatch(connect: connect, packets: packets, context: context)
@@ -185,7 +192,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             // A reader that stops reading must not make us buffer without bound: QoS 0 messages
             // are dropped while the socket is backed up; QoS 1/2 are bounded by the in-flight window.
             if !writable, case .publish(let publish) = packet, publish.qos == .atMostOnce {
-                droppedForSlowReader += 1
+                host.traffic.droppedForSlowReader()
                 continue
             }
             MQTTCodec.encode(packet, version: version, into: &buffer)

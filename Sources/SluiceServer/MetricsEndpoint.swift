@@ -58,6 +58,7 @@ final class MetricsEndpoint: Sendable {
             (host.stats, host.connectedClients, host.sessionCount, host.retainedCount, host.subscriptionCount)
         }
         let traffic = host.traffic.totals
+        let slowReaderDrops = host.traffic.slowReaderDropped
         let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
         return broker.hop(to: loop).and(links).map { brokerValues, linkValues in
             let (stats, connected, sessions, retained, subscriptions) = brokerValues
@@ -90,6 +91,13 @@ final class MetricsEndpoint: Sendable {
                     labels: [("reason", reason.rawValue)]
                 )
             }
+            // Dropped by the connection, not the broker core: QoS 0 to a reader whose socket is backed up.
+            self.counter(
+                "sluice_dropped_messages_total",
+                "Messages not delivered somewhere, by reason",
+                slowReaderDrops,
+                labels: [("reason", "slow_reader")]
+            )
             let now = Store.wallClockMilliseconds()
             for (bridge, link) in zip(self.bridges, linkValues) {
                 let labels = [("bridge", bridge.name)]

@@ -273,7 +273,7 @@ def test_link_down_for_seconds_then_back(bridge_env, netns):
         time.sleep(8)
         netns.link(True)
         t1 = time.monotonic()
-        gw.wait_connected(connects, timeout=30)
+        gw.wait_connected(connects, timeout=40)
         reconnect_time = time.monotonic() - t1
         time.sleep(2)
     ctx = f"link down 8 s; reconnected {reconnect_time:.1f}s after it returned"
