@@ -75,6 +75,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         self.context = context
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // The context holds this handler: keeping it after removal would be a cycle that leaks
+        // the whole pipeline of every closed connection.
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
