@@ -35,8 +35,9 @@ struct ConnectionHandle: Sendable {
 /// Frames and decodes bytes into packets, hands them to the broker host, and writes what the
 /// host sends back. It holds no broker rules: only framing, the connect timeout, and the
 /// spec's reaction to undecodable input.
-final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let host: BrokerHost
@@ -51,6 +52,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var context: ChannelHandlerContext?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
+    /// Backpressure towards a fast publisher: decoded batches handed to the broker loop and not yet
+    /// processed there. At `maxPendingBatches` the socket is not read until the broker catches up,
+    /// so a flood waits in the kernel and in TCP instead of in the broker loop's task queue.
+    private var pendingBatches = 0
+    private var readHeld = false
+    private static let maxPendingBatches = 4
     /// Bytes already decoded at the front of the cumulation before they are given back.
     private static let reclaimThreshold = 64 << 10
 
@@ -157,12 +164,42 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 listener: listener,
                 identityVerified: identityVerified
             )
+            let done = batchStarted(context: context)
             host.loop.execute {
                 host.connect(id, connect, handle: handle)
                 if !packets.isEmpty { host.receive(id, packets) }
+                done()
             }
         } else {
-            host.loop.execute { host.receive(id, packets) }
+            let done = batchStarted(context: context)
+            host.loop.execute {
+                host.receive(id, packets)
+                done()
+            }
+        }
+    }
+
+    /// Counts a batch handed to the broker loop; the returned closure (run there) counts it done.
+    private func batchStarted(context: ChannelHandlerContext) -> @Sendable () -> Void {
+        pendingBatches += 1
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        return { loop.execute { handler.value.batchFinished() } }
+    }
+
+    private func batchFinished() {
+        pendingBatches -= 1
+        if readHeld, pendingBatches < Self.maxPendingBatches, let context {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pendingBatches >= Self.maxPendingBatches {
+            readHeld = true
+        } else {
+            context.read()
         }
     }
 
