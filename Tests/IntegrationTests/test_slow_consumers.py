@@ -209,13 +209,13 @@ def test_stalled_subscribers_bounded_memory_others_served(start_broker):
         # (qos0_count x PAYLOAD) = 160 MB.
         per_client = 2 * MIB + (max_inflight * PAYLOAD) + max_queued_bytes
         bound = stalled_n * per_client + 16 * MIB
-        slow_drops = metric(metrics_port, "sluice_dropped_messages_total", reason="slow_reader")
+        all_drops = metric(metrics_port, "sluice_dropped_messages_total")
         queue_drops = metric(metrics_port, "sluice_dropped_messages_total", reason="queue_full")
         report = (f"QoS 0 sent {sent0}, QoS 1 acked {acked}/{qos1_count} in {load_time:.1f}s; "
                   f"RSS base {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB, growth "
                   f"{growth / MIB:.1f} MiB (bound {bound / MIB:.1f} MiB); healthy got "
-                  f"{len(want & got1)}/{qos1_count} QoS 1; drops slow_reader {slow_drops:.0f}, "
-                  f"queue_full {queue_drops:.0f}; control: {rt.summary()}")
+                  f"{len(want & got1)}/{qos1_count} QoS 1; drops {all_drops:.0f} (queue_full "
+                  f"{queue_drops:.0f}); control: {rt.summary()}")
         print(report)
         assert b.alive(), report + "\n" + b.log()[-3000:]
         assert acked == qos1_count, report
@@ -223,9 +223,14 @@ def test_stalled_subscribers_bounded_memory_others_served(start_broker):
         assert growth <= bound, "memory grew beyond the per-client bounds: " + report
         assert rt.lost == 0 and rt.latencies, report
         assert max(rt.latencies) < 2.0, "control round trips stalled: " + report
-        assert slow_drops > 0, "QoS 0 drops for stalled readers not counted: " + report
-        # The QoS 1 stalled subscribers hold max_inflight + max_queued each; the rest dropped.
-        assert queue_drops >= (stalled_n // 2) * (qos1_count - max_inflight - max_queued), report
+        # Every stalled subscriber gets the QoS 0 flood; what one can hold (kernel buffers, the
+        # 1 MiB write buffer, its queue) is well under 12,000 messages of 1 KiB: the rest must be
+        # dropped and counted (by any reason). The QoS 1 stalled subscribers also hold at most
+        # max_inflight + max_queued of the QoS 1 messages; the rest are dropped as queue_full.
+        qos1_dropped_at_least = (stalled_n // 2) * (qos1_count - max_inflight - max_queued)
+        assert all_drops >= stalled_n * (sent0 - 12_000) + qos1_dropped_at_least, \
+            "drops for stalled readers not counted: " + report
+        assert queue_drops >= qos1_dropped_at_least, report
     finally:
         for s in stalled:
             s.close()
