@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import MQTTCore
 import NIOCore
@@ -35,8 +36,9 @@ struct ConnectionHandle: Sendable {
 /// Frames and decodes bytes into packets, hands them to the broker host, and writes what the
 /// host sends back. It holds no broker rules: only framing, the connect timeout, and the
 /// spec's reaction to undecodable input.
-final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let host: BrokerHost
@@ -51,6 +53,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var context: ChannelHandlerContext?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
+    /// Backpressure towards a fast publisher: decoded batches handed to the broker loop and not yet
+    /// processed there. At `maxPendingBatches` the socket is not read until the broker catches up,
+    /// so a flood waits in the kernel and in TCP instead of in the broker loop's task queue. Both
+    /// are atomics so the broker loop only hops back here when reading is actually held.
+    private let flow = ReadFlow()
+    private static let maxPendingBatches = 4
 
     init(
         host: BrokerHost,
@@ -71,6 +79,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // The context holds this handler: keeping it after removal would be a cycle that leaks
+        // the whole pipeline of every closed connection.
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -165,12 +179,50 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 listener: listener,
                 identityVerified: identityVerified
             )
+            let done = batchStarted(context: context)
             host.loop.execute {
                 host.connect(id, connect, handle: handle)
                 if !packets.isEmpty { host.receive(id, packets) }
+                done()
             }
         } else {
-            host.loop.execute { host.receive(id, packets) }
+            let done = batchStarted(context: context)
+            host.loop.execute {
+                host.receive(id, packets)
+                done()
+            }
+        }
+    }
+
+    /// Counts a batch handed to the broker loop; the returned closure (run there) counts it done
+    /// and, only if reading was held for it, resumes reading on this connection's loop.
+    private func batchStarted(context: ChannelHandlerContext) -> @Sendable () -> Void {
+        flow.pending.wrappingIncrement(ordering: .sequentiallyConsistent)
+        let flow = self.flow
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        return {
+            let left = flow.pending.wrappingDecrementThenLoad(ordering: .sequentiallyConsistent)
+            if left < Self.maxPendingBatches, flow.held.load(ordering: .sequentiallyConsistent) {
+                loop.execute { handler.value.resumeReading() }
+            }
+        }
+    }
+
+    private func resumeReading() {
+        guard flow.held.exchange(false, ordering: .sequentiallyConsistent), let context else { return }
+        context.read()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard flow.pending.load(ordering: .sequentiallyConsistent) >= Self.maxPendingBatches else {
+            return context.read()
+        }
+        flow.held.store(true, ordering: .sequentiallyConsistent)
+        // The broker may have finished a batch between the check and the store without seeing
+        // `held`: check again, or reading would stay held with nobody to resume it.
+        if flow.pending.load(ordering: .sequentiallyConsistent) < Self.maxPendingBatches {
+            resumeReading()
         }
     }
 
@@ -224,4 +276,10 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
         context.close(promise: nil)
     }
+}
+
+/// Batches in flight to the broker loop, and whether reading waits for them.
+private final class ReadFlow: Sendable {
+    let pending = ManagedAtomic<Int>(0)
+    let held = ManagedAtomic<Bool>(false)
 }
