@@ -219,7 +219,10 @@ public final class GatewayService: Service, Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 1 << 20))
+            // Past the high-water mark a subscriber's messages wait in its bounded session queue
+            // (the kernel's socket buffer is already full by then): 256 KiB keeps a stalled
+            // subscriber's cost small (it was ~1.2 MiB each with a 1 MiB mark).
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 << 10, high: 256 << 10))
             // Each connection keeps its last receive buffer for reuse. Starting small (a sensor's
             // CONNECT and PUBLISHes fit in 256 bytes) keeps idle connections cheap; a busy one grows
             // the buffer by doubling up to 64 KiB within a few reads.

@@ -203,7 +203,7 @@ def test_stalled_subscribers_bounded_memory_others_served(start_broker):
         samples.append(rss_bytes(pid))
         peak = max(samples)
         growth = peak - base
-        # Per stalled client: the socket's write-buffer high-water mark (1 MiB) plus one write
+        # Per stalled client: the socket's write-buffer high-water mark (256 KiB) plus one write
         # batch, the QoS 1/2 in-flight window and the queue bound; plus 16 MiB for allocator
         # slack and the flood's own buffers. Without bounds it would be about stalled_n x
         # (qos0_count x PAYLOAD) = 160 MB.
@@ -224,7 +224,7 @@ def test_stalled_subscribers_bounded_memory_others_served(start_broker):
         assert rt.lost == 0 and rt.latencies, report
         assert max(rt.latencies) < 2.0, "control round trips stalled: " + report
         # Every stalled subscriber gets the QoS 0 flood; what one can hold (kernel buffers, the
-        # 1 MiB write buffer, its queue) is well under 12,000 messages of 1 KiB: the rest must be
+        # 256 KiB write buffer, its queue) is well under 12,000 messages of 1 KiB: the rest must be
         # dropped and counted (by any reason). The QoS 1 stalled subscribers also hold at most
         # max_inflight + max_queued of the QoS 1 messages; the rest are dropped as queue_full.
         qos1_dropped_at_least = (stalled_n // 2) * (qos1_count - max_inflight - max_queued)
