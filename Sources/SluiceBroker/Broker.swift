@@ -24,6 +24,16 @@ public struct Broker: Sendable {
     var retained: [String: Message] = [:]
     /// Retained topics changed since the last `takeChanges()` (for persistence).
     var dirtyRetained: Set<String> = []
+
+    /// Whether changes are recorded for `takeChanges()`. Only persistence drains them, so without
+    /// it they must not accumulate (every client identifier and retained topic ever seen would).
+    public var tracksChanges: Bool {
+        get { sessions.tracksChanges }
+        set {
+            sessions.tracksChanges = newValue
+            if !newValue { dirtyRetained.removeAll() }
+        }
+    }
     private var pendingAcks: [UInt64: PendingAck] = [:]
     private var nextToken: UInt64 = 1
     private var assignedIDCounter: UInt64 = 0
@@ -403,12 +413,12 @@ public struct Broker: Sendable {
         defer { if message.topic.hasPrefix("$SYS/") { dirtyRetained.remove(message.topic) } }
         if message.payload.readableBytes == 0 {
             retained[message.topic] = nil  // an empty retained message clears the topic [MQTT-3.3.1-6]
-            dirtyRetained.insert(message.topic)
+            if tracksChanges { dirtyRetained.insert(message.topic) }
         } else {
             var kept = message
             kept.retain = true
             retained[message.topic] = kept
-            dirtyRetained.insert(message.topic)
+            if tracksChanges { dirtyRetained.insert(message.topic) }
         }
     }
 
@@ -487,7 +497,7 @@ public struct Broker: Sendable {
             where Topic.matches(filter: filter, topic: topic) {
                 if let expiresAt = message.expiresAt, expiresAt <= now {
                     retained[topic] = nil
-                    dirtyRetained.insert(topic)
+                    if tracksChanges { dirtyRetained.insert(topic) }
                     continue
                 }
                 guard mayReceive(client.clientID, username: client.username, topic: topic) else { continue }

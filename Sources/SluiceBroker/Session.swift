@@ -90,17 +90,19 @@ struct ClientConnection: Sendable {
 struct SessionTable: Sendable {
     private(set) var all: [String: Session] = [:]
     private(set) var changed: Set<String> = []
+    /// Off when nothing saves the changes (no persistence): then nothing accumulates.
+    var tracksChanges = false
 
     subscript(clientID: String) -> Session? {
         get { all[clientID] }
         _modify {
-            changed.insert(clientID)
+            if tracksChanges { changed.insert(clientID) }
             yield &all[clientID]
         }
     }
 
     mutating func removeValue(forKey clientID: String) -> Session? {
-        changed.insert(clientID)
+        if tracksChanges { changed.insert(clientID) }
         return all.removeValue(forKey: clientID)
     }
 

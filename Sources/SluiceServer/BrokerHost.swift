@@ -189,6 +189,7 @@ final class BrokerHost: @unchecked Sendable {
         for problem in problems { logger.error("skipped a damaged persisted record: \(problem)") }
         logger.info("restored \(sessions.count) session(s) and \(retained.count) retained message(s)")
         persistenceEncoder.start()
+        core.tracksChanges = true
         persistence = store
     }
 

@@ -6,6 +6,7 @@ import Testing
 @Suite struct PersistenceTests {
     @Test func sessionsAndRetainedSurviveARestart() {
         let h = Harness()
+        h.broker.tracksChanges = true
         var properties = Properties()
         properties.sessionExpiryInterval = 3600
         h.connect(1, "keeper", properties: properties)
@@ -51,5 +52,18 @@ import Testing
         let problems = h.broker.restore(sessions: [[1, 0, 3]], retained: [[9], []], wallClockOffset: 0, now: 0)
         #expect(problems.count == 3)
         #expect(h.broker.sessionCount == 0 && h.broker.retainedCount == 0)
+    }
+
+    @Test func withoutPersistenceNothingAccumulates() {
+        let h = Harness()
+        for n in 1...50 {
+            h.connect(UInt64(n), "churn-\(n)")
+            h.publish(UInt64(n), "r/\(n)", "v", retain: true)
+            h.closed(UInt64(n))
+        }
+        #expect(h.broker.takeChanges().isEmpty)
+        h.broker.tracksChanges = true
+        h.connect(100, "tracked")
+        #expect(!h.broker.takeChanges().isEmpty)
     }
 }
