@@ -31,6 +31,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from conftest import port_listening
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SLUICE_BIN = Path(os.environ.get("SLUICE_BIN", str(REPO / ".build" / "debug" / "sluice")))
@@ -45,24 +47,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def port_listening(port: int) -> bool:
-    """True once a socket LISTENs on 127.0.0.1:port (read from /proc, no probe connection)."""
-    want = f"0100007F:{port:04X}"
-    try:
-        with open("/proc/net/tcp") as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[1] == want and parts[3] == "0A":
-                    return True
-        return False
-    except OSError:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return True
-        except OSError:
-            return False
 
 
 def wait_until(pred, timeout: float, interval: float = 0.05) -> bool:

@@ -102,6 +102,28 @@ def broker_command(conf_path: Path) -> list[str]:
     return ["mosquitto", "-c", str(conf_path)]
 
 
+def port_listening(port: int) -> bool:
+    """True once a socket LISTENs on 127.0.0.1:port.
+
+    Read from /proc/net/tcp rather than probing with a connection: a probe that connects and
+    closes before CONNECT is itself a client event (Mosquitto 2.0.11 even miscounts it against
+    max_connections)."""
+    want = f"0100007F:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[1] == want and parts[3] == "0A":
+                    return True
+        return False
+    except OSError:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+
 class Broker:
     def __init__(self, workdir: Path, conf_text_extra: str = "", *, port: int | None = None,
                  persistence: bool = True, start_timeout: float = 10.0):
@@ -139,25 +161,7 @@ class Broker:
                            f"{self.start_timeout}s; log:\n{self.log()}")
 
     def _listening(self) -> bool:
-        """True once a socket LISTENs on 127.0.0.1:port.
-
-        Read from /proc/net/tcp rather than probing with a connection: a probe that connects
-        and closes before CONNECT is itself a client event (Mosquitto 2.0.11 even miscounts it
-        against max_connections)."""
-        want = f"0100007F:{self.port:04X}"
-        try:
-            with open("/proc/net/tcp") as f:
-                for line in f.readlines()[1:]:
-                    parts = line.split()
-                    if parts[1] == want and parts[3] == "0A":
-                        return True
-            return False
-        except OSError:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
+        return port_listening(self.port)
 
     def log(self) -> str:
         try:
