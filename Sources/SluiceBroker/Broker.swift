@@ -24,6 +24,8 @@ public struct Broker: Sendable {
     var retained: [String: Message] = [:]
     /// Retained topics changed since the last `takeChanges()` (for persistence).
     var dirtyRetained: Set<String> = []
+    /// Persistent sessions whose records are in the store (so that ending one deletes them).
+    var savedSessions: Set<String> = []
 
     /// Whether changes are recorded for `takeChanges()`. Only persistence drains them, so without
     /// it they must not accumulate (every client identifier and retained topic ever seen would).
@@ -31,19 +33,32 @@ public struct Broker: Sendable {
         get { sessions.tracksChanges }
         set {
             sessions.tracksChanges = newValue
-            if !newValue { dirtyRetained.removeAll() }
+            if !newValue {
+                dirtyRetained.removeAll()
+                savedSessions.removeAll()
+            }
         }
     }
     private var pendingAcks: [UInt64: PendingAck] = [:]
+    /// Acknowledgements held until the next save of broker state has committed (`takeChanges()`).
+    var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
     private var assignedIDCounter: UInt64 = 0
     private var actions: [BrokerAction] = []
 
+    /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
+    /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
     private struct PendingAck {
         var connection: ConnectionID
         var packetID: UInt16
         var qos: QoS
+        /// Commits still to come (1 or 2).
+        var awaiting: Int
+        var accepted = true
     }
+
+    /// Whether acknowledgements wait for a save: the owner should save soon rather than at its interval.
+    public var hasAcknowledgementsAwaitingSave: Bool { !acknowledgementsAwaitingSave.isEmpty }
 
     public init(settings: BrokerSettings = BrokerSettings()) {
         self.settings = settings
@@ -164,9 +179,18 @@ public struct Broker: Sendable {
         return takeActions()
     }
 
-    /// The durable append for `token` committed (`accepted`) or was refused by the queue bound.
+    /// The durable append or the state save for `token` committed (`accepted`), or was refused (the
+    /// queue bound, or a full store). The acknowledgement goes out once all its commits are in.
     public mutating func persisted(token: UInt64, accepted: Bool, now: BrokerTime) -> [BrokerAction] {
-        guard let pending = pendingAcks.removeValue(forKey: token) else { return [] }
+        guard var pending = pendingAcks[token] else { return [] }
+        pending.awaiting -= 1
+        pending.accepted = pending.accepted && accepted
+        guard pending.awaiting <= 0 else {
+            pendingAcks[token] = pending
+            return []
+        }
+        pendingAcks[token] = nil
+        let accepted = pending.accepted
         if !accepted { stats.drop(.durableQueueRejected) }
         guard var client = connections[pending.connection] else { return [] }
         client.inboundUnacknowledged -= pending.qos == .atLeastOnce ? 1 : 0
@@ -238,6 +262,7 @@ public struct Broker: Sendable {
             expiry = packet.cleanStart ? 0 : (settings.persistentClientExpiration ?? UInt32.max)
         }
         var sessionPresent = false
+        let wasPersistent = sessions[clientID]?.isPersistent ?? false
         if packet.cleanStart || sessions[clientID]?.expiresAt().map({ $0 <= now }) == true {
             if sessions[clientID] != nil { endSession(clientID, now: now, publishWill: false) }
         } else if sessions[clientID] != nil {
@@ -252,6 +277,11 @@ public struct Broker: Sendable {
         session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
         sessions[clientID] = session
+        if session.isPersistent && !(sessionPresent && wasPersistent) {
+            // New, replaced, or persistent only from now on: whatever was saved under this
+            // identifier goes, and the session is saved whole.
+            sessions.noteRewrite(clientID)
+        }
 
         var keepAlive = packet.keepAlive
         var serverKeepAlive: UInt16? = nil
@@ -380,15 +410,23 @@ public struct Broker: Sendable {
             expiresAt: expiresAt,
             origin: client.clientID
         )
+        let storedBefore = sessions.storedMessages
         if message.retain { storeRetained(message) }
         route(message, now: now)
 
-        if isDurable(topic) {
+        // Acknowledged only once on disk: a bridge queue append, and the saved broker state when
+        // the message changed it (retained, or kept for a persistent session) [design: durability].
+        let durable = isDurable(topic)
+        let changedSavedState =
+            tracksChanges && packet.qos != .atMostOnce && (message.retain || sessions.storedMessages != storedBefore)
+        if durable || changedSavedState {
             let token = nextToken
             nextToken += 1
-            actions.append(.persist(token: token, message: message))
+            if durable { actions.append(.persist(token: token, message: message)) }
             if packet.qos != .atMostOnce {
-                pendingAcks[token] = PendingAck(connection: connection, packetID: packetID, qos: packet.qos)
+                let awaiting = (durable ? 1 : 0) + (changedSavedState ? 1 : 0)
+                pendingAcks[token] = PendingAck(connection: connection, packetID: packetID, qos: packet.qos, awaiting: awaiting)
+                if changedSavedState { acknowledgementsAwaitingSave.append(token) }
                 if packet.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
                 return
             }
@@ -434,7 +472,9 @@ public struct Broker: Sendable {
         guard let clientID = connections[connection]?.clientID, let index = inflightIndex(clientID, packetID, state) else {
             return  // unknown identifiers are ignored [MQTT-4.3.2]
         }
-        sessions[clientID]?.inflight.remove(at: index)
+        if let finished = sessions[clientID]?.inflight.remove(at: index), let session = sessions[clientID] {
+            sessions.noteReleased(finished.delivery, in: session)
+        }
         pump(clientID, now: now)
     }
 
@@ -676,9 +716,11 @@ public struct Broker: Sendable {
             if session.queue.isEmpty && session.inflight.count < window(for: connection) {
                 let packetID = session.nextPacketID()
                 if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
+                    let stored = session.numbered(delivery)
                     session.inflight.append(
-                        Outgoing(packetID: packetID, delivery: delivery, state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
+                        Outgoing(packetID: packetID, delivery: stored, state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
                     )
+                    sessions.noteStored(stored, in: session)
                 }
                 return
             }
@@ -692,8 +734,10 @@ public struct Broker: Sendable {
             stats.drop(.queueFull)
             return
         }
-        session.queue.append(delivery)
+        let stored = session.numbered(delivery)
+        session.queue.append(stored)
         session.queuedBytes += size
+        sessions.noteStored(stored, in: session)
     }
 
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
@@ -711,6 +755,7 @@ public struct Broker: Sendable {
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
+                sessions.noteReleased(delivery, in: session)
                 continue
             }
             let packetID = session.nextPacketID()
@@ -718,6 +763,8 @@ public struct Broker: Sendable {
                 session.inflight.append(
                     Outgoing(packetID: packetID, delivery: delivery, state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
                 )
+            } else {
+                sessions.noteReleased(delivery, in: session)
             }
         }
     }

@@ -1,18 +1,23 @@
 import DequeModule
 import MQTTCore
 
-// Note on the persisted broker state (record format version 1):
+// Note on the persisted broker state (record format version 2):
 // - What MQTT says a broker keeps across a restart: persistent sessions (subscriptions, messages
 //   in flight and queued, QoS 2 packet identifiers awaiting PUBREL) and retained messages.
 //   Sessions that end at disconnect (expiry 0) are never written. A will is not kept.
+// - A session is one small record plus one record per message it holds, so a save writes what
+//   arrived and deletes what left: a backlog of a million messages is never rewritten.
 // - Broker time is monotonic and restarts at zero, so deadlines (message expiry, when a session
 //   went offline) are stored as wall-clock milliseconds, converted with `wallClockOffset`
 //   (wall-clock minus broker time, both in milliseconds) when saving and restoring.
 // - Every record starts with a version byte; a record this build cannot read is reported and
-//   skipped, never trusted. Layout, big-endian:
+//   skipped, never trusted. Version 1 session records (whole sessions) are still read, and
+//   rewritten in version 2 by the next save. Layout, big-endian:
 //   session  = [1] version, str clientID, [1] protocol level, [4] expiry, [8] offline-since (wall,
-//              0 = was connected), [2] last packet id, [4] n × subscription, [4] n × [2] QoS 2 id,
-//              [4] n × ([2] packet id, [1] state, delivery), [4] n × delivery
+//              0 = was connected), [2] last packet id, [8] next seq, [4] n × subscription,
+//              [4] n × [2] QoS 2 id, [4] n × ([8] seq, [2] packet id, [1] state)  (in flight, in order)
+//   session message: key = [2] clientID length, clientID, [8] seq; value = [1] version, delivery
+//              (messages not in flight are the queue, in seq order)
 //   retained = [1] version, message
 //   delivery = [1] qos, [1] retain, [4] n × [4] subscription id, message
 //   message  = str topic, [4] payload length + payload, [1] qos, [1] retain, [4] properties length +
@@ -20,7 +25,7 @@ import MQTTCore
 //   str      = [2] length + UTF-8
 
 public enum PersistenceFormat {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
 }
 
 /// A persisted record could not be read.
@@ -28,62 +33,149 @@ public struct PersistenceError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
+/// The tables broker state is saved in.
+public enum PersistenceTable: String, Sendable, CaseIterable {
+    case sessions
+    case sessionMessages = "session-messages"
+    case retained
+}
+
+/// One write of a save. A save's writes are applied in order and committed together.
+public enum StateWrite: Sendable, Equatable {
+    case put(PersistenceTable, key: [UInt8], value: [UInt8])
+    case delete(PersistenceTable, key: [UInt8])
+    /// Deletes every key of the table that starts with `prefix`.
+    case deletePrefix(PersistenceTable, prefix: [UInt8])
+}
+
 /// Broker state changed since the last save, as values: taking it is cheap (copy-on-write
-/// copies), so the broker's loop never pays for encoding; `encoded(wallClockOffset:)` can run on
-/// any thread.
+/// copies, and per persistent session only the messages that came and went), so the broker's loop
+/// never pays for encoding; `encoded(wallClockOffset:)` can run on any thread.
 public struct PendingChanges: Sendable {
-    /// Per client identifier the session to save, or nil to delete its record.
-    fileprivate var sessions: [(clientID: String, session: Session?)] = []
+    fileprivate enum SessionChange: Sendable {
+        /// Saves the session record; `all` replaces every saved message, else `added`/`removed`.
+        case save(SessionSnapshot, all: [Delivery]?, added: [Delivery], removed: [UInt64])
+        case delete(clientID: String)
+    }
+    fileprivate var sessions: [SessionChange] = []
     /// Per topic the retained message to save, or nil to delete its record.
     fileprivate var retained: [(topic: String, message: Message?)] = []
+    /// Acknowledgements to release with `Broker.persisted(token:accepted:now:)` once these changes
+    /// have committed.
+    public var acknowledgements: [UInt64] = []
 
     public var isEmpty: Bool { sessions.isEmpty && retained.isEmpty }
-    /// Client identifiers whose record is saved (true) or deleted (false).
-    public var sessionKeys: [(clientID: String, save: Bool)] { sessions.map { ($0.clientID, $0.session != nil) } }
-    /// Retained topics whose record is saved (true) or deleted (false).
-    public var retainedKeys: [(topic: String, save: Bool)] { retained.map { ($0.topic, $0.message != nil) } }
 
-    /// The store records: per key the bytes to put, or nil to delete.
-    public func encoded(
-        wallClockOffset: Int64
-    ) -> (sessions: [(clientID: String, record: [UInt8]?)], retained: [(topic: String, record: [UInt8]?)]) {
-        let sessionRecords = sessions.map { clientID, session in
-            (clientID, session.map { session -> [UInt8] in
-                var buffer = ByteBufferAllocator().buffer(capacity: 256)
-                buffer.writeSession(session, offset: wallClockOffset)
-                return Array(buffer.readableBytesView)
-            })
+    /// The writes that bring the store up to date, in order.
+    public func encoded(wallClockOffset: Int64) -> [StateWrite] {
+        var writes: [StateWrite] = []
+        for change in sessions {
+            switch change {
+            case .delete(let clientID):
+                writes.append(.delete(.sessions, key: Array(clientID.utf8)))
+                writes.append(.deletePrefix(.sessionMessages, prefix: messageKeyPrefix(clientID)))
+            case .save(let session, let all, let added, let removed):
+                var buffer = ByteBufferAllocator().buffer(capacity: 128)
+                buffer.writeSessionRecord(session, offset: wallClockOffset)
+                writes.append(.put(.sessions, key: Array(session.clientID.utf8), value: Array(buffer.readableBytesView)))
+                let prefix = messageKeyPrefix(session.clientID)
+                if all != nil { writes.append(.deletePrefix(.sessionMessages, prefix: prefix)) }
+                for seq in removed { writes.append(.delete(.sessionMessages, key: prefix + seq.bigEndianBytes)) }
+                for delivery in all ?? added {
+                    buffer.clear()
+                    buffer.writeInteger(PersistenceFormat.version)
+                    buffer.writeDelivery(delivery, offset: wallClockOffset)
+                    writes.append(
+                        .put(.sessionMessages, key: prefix + delivery.seq.bigEndianBytes, value: Array(buffer.readableBytesView))
+                    )
+                }
+            }
         }
-        let retainedRecords = retained.map { topic, message in
-            (topic, message.map { message -> [UInt8] in
-                var buffer = ByteBufferAllocator().buffer(capacity: 64 + message.payload.readableBytes)
-                buffer.writeInteger(PersistenceFormat.version)
-                buffer.writeMessage(message, offset: wallClockOffset)
-                return Array(buffer.readableBytesView)
-            })
+        for (topic, message) in retained {
+            guard let message else {
+                writes.append(.delete(.retained, key: Array(topic.utf8)))
+                continue
+            }
+            var buffer = ByteBufferAllocator().buffer(capacity: 64 + message.payload.readableBytes)
+            buffer.writeInteger(PersistenceFormat.version)
+            buffer.writeMessage(message, offset: wallClockOffset)
+            writes.append(.put(.retained, key: Array(topic.utf8), value: Array(buffer.readableBytesView)))
         }
-        return (sessionRecords, retainedRecords)
+        return writes
+    }
+}
+
+/// A session's own record: everything but its messages, which have records of their own.
+struct SessionSnapshot: Sendable {
+    var clientID: String
+    var protocolVersion: ProtocolVersion
+    var expiryInterval: UInt32
+    var disconnectedAt: BrokerTime?
+    var lastPacketID: UInt16
+    var nextSeq: UInt64
+    var subscriptions: [String: Subscription]
+    var inboundQoS2: Set<UInt16>
+    /// In send order.
+    var inflight: [(seq: UInt64, packetID: UInt16, state: Outgoing.State)]
+
+    init(_ session: Session) {
+        clientID = session.clientID
+        protocolVersion = session.protocolVersion
+        expiryInterval = session.expiryInterval
+        disconnectedAt = session.disconnectedAt
+        lastPacketID = session.lastPacketID
+        nextSeq = session.nextSeq
+        subscriptions = session.subscriptions
+        inboundQoS2 = session.inboundQoS2
+        inflight = session.inflight.map { ($0.delivery.seq, $0.packetID, $0.state) }
+    }
+}
+
+/// Session message keys start with the client identifier's length and bytes, so one client's
+/// messages are one key range, ordered by seq.
+func messageKeyPrefix(_ clientID: String) -> [UInt8] {
+    let id = Array(clientID.utf8)
+    return UInt16(truncatingIfNeeded: id.count).bigEndianBytes + id
+}
+
+extension FixedWidthInteger {
+    fileprivate var bigEndianBytes: [UInt8] {
+        withUnsafeBytes(of: self.bigEndian) { Array($0) }
     }
 }
 
 extension Broker {
-    /// What changed since the last call. Sessions without an expiry interval are not kept
-    /// (their record, if any, is deleted).
+    /// What changed since the last call, with the acknowledgements that wait for it. Sessions
+    /// without an expiry interval are not kept (their records, if any, are deleted).
     public mutating func takeChanges() -> PendingChanges {
         var changes = PendingChanges()
-        for clientID in sessions.takeChanged() {
-            let session = sessions.all[clientID]
-            changes.sessions.append((clientID, session.flatMap { $0.expiryInterval > 0 ? $0 : nil }))
+        let (changed, journals) = sessions.takeChanged()
+        for clientID in changed {
+            guard let session = sessions.all[clientID], session.isPersistent else {
+                if savedSessions.remove(clientID) != nil { changes.sessions.append(.delete(clientID: clientID)) }
+                continue
+            }
+            let journal = journals[clientID] ?? MessageJournal()
+            let rewrite = journal.rewrite || !savedSessions.contains(clientID)
+            savedSessions.insert(clientID)
+            changes.sessions.append(
+                .save(
+                    SessionSnapshot(session),
+                    all: rewrite ? session.inflight.map(\.delivery) + session.queue : nil,
+                    added: rewrite ? [] : journal.added.values.sorted { $0.seq < $1.seq },
+                    removed: rewrite ? [] : journal.removed.sorted()
+                )
+            )
         }
         for topic in dirtyRetained { changes.retained.append((topic, retained[topic])) }
         dirtyRetained.removeAll(keepingCapacity: true)
+        changes.acknowledgements = acknowledgementsAwaitingSave
+        acknowledgementsAwaitingSave.removeAll(keepingCapacity: true)
         return changes
     }
 
     /// `takeChanges()` encoded at once (tests and tools).
-    public mutating func takeChanges(
-        wallClockOffset: Int64
-    ) -> (sessions: [(clientID: String, record: [UInt8]?)], retained: [(topic: String, record: [UInt8]?)]) {
+    public mutating func takeChanges(wallClockOffset: Int64) -> [StateWrite] {
         takeChanges().encoded(wallClockOffset: wallClockOffset)
     }
 
@@ -91,7 +183,8 @@ extension Broker {
     /// their expiry counts from when they went offline, or from now if the broker stopped while
     /// they were connected. Returns a description of each record that could not be read.
     public mutating func restore(
-        sessions: [[UInt8]],
+        sessions sessionRecords: [[UInt8]],
+        sessionMessages: [(key: [UInt8], value: [UInt8])] = [],
         retained: [[UInt8]],
         wallClockOffset: Int64,
         now: BrokerTime
@@ -100,7 +193,7 @@ extension Broker {
         for bytes in retained {
             var buffer = ByteBuffer(bytes: bytes)
             do {
-                guard buffer.readInteger(as: UInt8.self) == PersistenceFormat.version else {
+                guard buffer.readInteger(as: UInt8.self).map({ $0 == 1 || $0 == PersistenceFormat.version }) == true else {
                     throw PersistenceError(description: "retained record of an unknown version")
                 }
                 let message = try buffer.readMessage(offset: wallClockOffset)
@@ -110,21 +203,55 @@ extension Broker {
                 problems.append("\(error)")
             }
         }
-        for bytes in sessions {
+        // Messages by client identifier, in seq order (the store returns keys in order).
+        var messages: [String: [(seq: UInt64, delivery: Delivery)]] = [:]
+        for (key, value) in sessionMessages {
+            do {
+                var keyBuffer = ByteBuffer(bytes: key)
+                let clientID = try keyBuffer.readString16()
+                let seq = try keyBuffer.read(UInt64.self)
+                var buffer = ByteBuffer(bytes: value)
+                guard keyBuffer.readableBytes == 0, try buffer.read(UInt8.self) == PersistenceFormat.version else {
+                    throw PersistenceError(description: "session message record of an unknown version")
+                }
+                var delivery = try buffer.readDelivery(offset: wallClockOffset)
+                delivery.seq = seq
+                messages[clientID, default: []].append((seq, delivery))
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        var migrated: [String] = []
+        for bytes in sessionRecords {
             var buffer = ByteBuffer(bytes: bytes)
             do {
-                var session = try buffer.readSession(offset: wallClockOffset)
+                var session: Session
+                if bytes.first == 1 {
+                    session = try buffer.readSessionVersion1(offset: wallClockOffset)
+                    migrated.append(session.clientID)
+                } else {
+                    session = try buffer.readSession(offset: wallClockOffset, messages: messages)
+                }
+                messages[session.clientID] = nil
                 session.disconnectedAt = min(session.disconnectedAt ?? now, now)
                 for (filter, subscription) in session.subscriptions {
                     self.subscriptions.insert(filter: filter, clientID: session.clientID, subscription: subscription)
                 }
                 self.sessions[session.clientID] = session
+                savedSessions.insert(session.clientID)
             } catch {
                 problems.append("\(error)")
             }
         }
         _ = self.sessions.takeChanged()  // what was just loaded is already on disk
         dirtyRetained.removeAll()
+        for clientID in migrated { self.sessions.noteRewrite(clientID) }
+        for clientID in messages.keys {
+            // Messages whose session record is gone: deleted by the next save.
+            problems.append("\(messages[clientID]!.count) saved message(s) for \(clientID) without a session")
+            savedSessions.insert(clientID)
+            self.sessions.noteRewrite(clientID)
+        }
         return problems
     }
 }
@@ -210,15 +337,9 @@ extension ByteBuffer {
         return Delivery(message: try readMessage(offset: offset), qos: qos, retain: retain, subscriptionIdentifiers: identifiers)
     }
 
-    fileprivate mutating func writeSession(_ session: Session, offset: Int64) {
-        writeInteger(PersistenceFormat.version)
-        writeString16(session.clientID)
-        writeInteger(session.protocolVersion.rawValue)
-        writeInteger(session.expiryInterval)
-        writeInteger(session.disconnectedAt.map { UInt64(max(1, Int64($0) + offset)) } ?? 0)
-        writeInteger(session.lastPacketID)
-        writeInteger(UInt32(session.subscriptions.count))
-        for (filter, subscription) in session.subscriptions.sorted(by: { $0.key < $1.key }) {
+    fileprivate mutating func writeSubscriptions(_ subscriptions: [String: Subscription]) {
+        writeInteger(UInt32(subscriptions.count))
+        for (filter, subscription) in subscriptions.sorted(by: { $0.key < $1.key }) {
             let options = subscription.options
             writeString16(filter)
             writeInteger(
@@ -227,36 +348,10 @@ extension ByteBuffer {
             )
             writeInteger(subscription.identifier ?? 0)
         }
-        writeInteger(UInt32(session.inboundQoS2.count))
-        for packetID in session.inboundQoS2.sorted() { writeInteger(packetID) }
-        writeInteger(UInt32(session.inflight.count))
-        for outgoing in session.inflight {
-            writeInteger(outgoing.packetID)
-            let state: UInt8 =
-                switch outgoing.state {
-                case .awaitingPubAck: 1
-                case .awaitingPubRec: 2
-                case .awaitingPubComp: 3
-                }
-            writeInteger(state)
-            writeDelivery(outgoing.delivery, offset: offset)
-        }
-        writeInteger(UInt32(session.queue.count))
-        for delivery in session.queue { writeDelivery(delivery, offset: offset) }
     }
 
-    fileprivate mutating func readSession(offset: Int64) throws -> Session {
-        guard try read(UInt8.self) == PersistenceFormat.version else {
-            throw PersistenceError(description: "session record of an unknown version")
-        }
-        let clientID = try readString16()
-        guard let version = ProtocolVersion(rawValue: try read(UInt8.self)) else {
-            throw PersistenceError(description: "session \(clientID): bad protocol level")
-        }
-        var session = Session(clientID: clientID, protocolVersion: version, expiryInterval: try read(UInt32.self))
-        let offlineSince = try read(UInt64.self)
-        session.disconnectedAt = offlineSince == 0 ? nil : BrokerTime(max(0, Int64(offlineSince) - offset))
-        session.lastPacketID = try read(UInt16.self)
+    fileprivate mutating func readSubscriptions(of clientID: String) throws -> [String: Subscription] {
+        var subscriptions: [String: Subscription] = [:]
         for _ in 0..<(try readCount()) {
             let filter = try readString16()
             let bits = try read(UInt8.self)
@@ -270,22 +365,109 @@ extension ByteBuffer {
                 retainAsPublished: bits & 0x08 != 0,
                 retainHandling: handling
             )
-            session.subscriptions[filter] = Subscription(options: options, identifier: identifier == 0 ? nil : identifier)
+            subscriptions[filter] = Subscription(options: options, identifier: identifier == 0 ? nil : identifier)
         }
+        return subscriptions
+    }
+
+    fileprivate mutating func writeState(_ state: Outgoing.State) {
+        let byte: UInt8 =
+            switch state {
+            case .awaitingPubAck: 1
+            case .awaitingPubRec: 2
+            case .awaitingPubComp: 3
+            }
+        writeInteger(byte)
+    }
+
+    fileprivate mutating func readState(of clientID: String) throws -> Outgoing.State {
+        switch try read(UInt8.self) {
+        case 1: return .awaitingPubAck
+        case 2: return .awaitingPubRec
+        case 3: return .awaitingPubComp
+        default: throw PersistenceError(description: "session \(clientID): bad in-flight state")
+        }
+    }
+
+    fileprivate mutating func writeSessionRecord(_ session: SessionSnapshot, offset: Int64) {
+        writeInteger(PersistenceFormat.version)
+        writeString16(session.clientID)
+        writeInteger(session.protocolVersion.rawValue)
+        writeInteger(session.expiryInterval)
+        writeInteger(session.disconnectedAt.map { UInt64(max(1, Int64($0) + offset)) } ?? 0)
+        writeInteger(session.lastPacketID)
+        writeInteger(session.nextSeq)
+        writeSubscriptions(session.subscriptions)
+        writeInteger(UInt32(session.inboundQoS2.count))
+        for packetID in session.inboundQoS2.sorted() { writeInteger(packetID) }
+        writeInteger(UInt32(session.inflight.count))
+        for outgoing in session.inflight {
+            writeInteger(outgoing.seq)
+            writeInteger(outgoing.packetID)
+            writeState(outgoing.state)
+        }
+    }
+
+    /// The fields both session record versions start with.
+    fileprivate mutating func readSessionHeader(version: UInt8, offset: Int64) throws -> Session {
+        guard try read(UInt8.self) == version else {
+            throw PersistenceError(description: "session record of an unknown version")
+        }
+        let clientID = try readString16()
+        guard let protocolVersion = ProtocolVersion(rawValue: try read(UInt8.self)) else {
+            throw PersistenceError(description: "session \(clientID): bad protocol level")
+        }
+        var session = Session(clientID: clientID, protocolVersion: protocolVersion, expiryInterval: try read(UInt32.self))
+        let offlineSince = try read(UInt64.self)
+        session.disconnectedAt = offlineSince == 0 ? nil : BrokerTime(max(0, Int64(offlineSince) - offset))
+        session.lastPacketID = try read(UInt16.self)
+        return session
+    }
+
+    /// A version 2 session record, with its messages from `messages` (by seq, in order): those
+    /// the record lists as in flight, the rest queued.
+    fileprivate mutating func readSession(
+        offset: Int64,
+        messages: [String: [(seq: UInt64, delivery: Delivery)]]
+    ) throws -> Session {
+        var session = try readSessionHeader(version: PersistenceFormat.version, offset: offset)
+        let clientID = session.clientID
+        session.nextSeq = try read(UInt64.self)
+        session.subscriptions = try readSubscriptions(of: clientID)
+        for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }
+        var held = Dictionary(messages[clientID] ?? [], uniquingKeysWith: { first, _ in first })
+        for _ in 0..<(try readCount()) {
+            let seq = try read(UInt64.self)
+            let packetID = try read(UInt16.self)
+            let state = try readState(of: clientID)
+            // A message saved as in flight but whose record is missing was never acknowledged as kept.
+            guard let delivery = held.removeValue(forKey: seq) else { continue }
+            session.inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
+        }
+        guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }
+        for (seq, delivery) in messages[clientID] ?? [] where held[seq] != nil {
+            session.queue.append(delivery)
+            session.queuedBytes += delivery.message.payload.readableBytes
+            session.nextSeq = max(session.nextSeq, seq + 1)
+        }
+        for outgoing in session.inflight { session.nextSeq = max(session.nextSeq, outgoing.delivery.seq + 1) }
+        return session
+    }
+
+    /// A version 1 record: the whole session, messages included. Its messages are numbered here.
+    fileprivate mutating func readSessionVersion1(offset: Int64) throws -> Session {
+        var session = try readSessionHeader(version: 1, offset: offset)
+        let clientID = session.clientID
+        session.subscriptions = try readSubscriptions(of: clientID)
         for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }
         for _ in 0..<(try readCount()) {
             let packetID = try read(UInt16.self)
-            let state: Outgoing.State
-            switch try read(UInt8.self) {
-            case 1: state = .awaitingPubAck
-            case 2: state = .awaitingPubRec
-            case 3: state = .awaitingPubComp
-            default: throw PersistenceError(description: "session \(clientID): bad in-flight state")
-            }
-            session.inflight.append(Outgoing(packetID: packetID, delivery: try readDelivery(offset: offset), state: state))
+            let state = try readState(of: clientID)
+            let delivery = session.numbered(try readDelivery(offset: offset))
+            session.inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
         }
         for _ in 0..<(try readCount()) {
-            let delivery = try readDelivery(offset: offset)
+            let delivery = session.numbered(try readDelivery(offset: offset))
             session.queue.append(delivery)
             session.queuedBytes += delivery.message.payload.readableBytes
         }

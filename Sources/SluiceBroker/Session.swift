@@ -7,6 +7,8 @@ struct Delivery: Sendable {
     var qos: QoS
     var retain: Bool
     var subscriptionIdentifiers: [UInt32]
+    /// Its place in the session (increasing per session): the key of its persisted record.
+    var seq: UInt64 = 0
 }
 
 /// An outgoing QoS 1/2 message awaiting the client's acknowledgement.
@@ -34,6 +36,8 @@ struct Session: Sendable {
     /// QoS 2 packet identifiers received and not yet released by PUBREL.
     var inboundQoS2: Set<UInt16> = []
     var lastPacketID: UInt16 = 0
+    /// The `seq` the next stored delivery gets.
+    var nextSeq: UInt64 = 1
     /// A will waiting for its delay to pass (MQTT 5 will delay interval).
     var delayedWill: (message: Message, dueAt: BrokerTime)?
 
@@ -44,6 +48,16 @@ struct Session: Sendable {
     }
 
     var isConnected: Bool { connection != nil }
+    /// Whether the session outlives its connection, and so is saved by persistence.
+    var isPersistent: Bool { expiryInterval > 0 }
+
+    /// Numbers `delivery` as the session's newest stored message.
+    mutating func numbered(_ delivery: Delivery) -> Delivery {
+        var delivery = delivery
+        delivery.seq = nextSeq
+        nextSeq += 1
+        return delivery
+    }
 
     func expiresAt() -> BrokerTime? {
         guard let disconnectedAt, expiryInterval != UInt32.max else { return nil }
@@ -85,13 +99,34 @@ struct ClientConnection: Sendable {
     var disconnectedCleanly = false
 }
 
+/// What happened to one persistent session's stored messages since the last save, so a save
+/// writes one record per message that arrived and deletes one per message that left, never the
+/// whole queue again.
+struct MessageJournal: Sendable {
+    /// The session's earlier records must all go (it was created, replaced, or became
+    /// persistent): the save deletes them and writes every message the session holds now.
+    var rewrite = false
+    var added: [UInt64: Delivery] = [:]
+    var removed: Set<UInt64> = []
+}
+
 /// The sessions by client identifier. Every write through it marks the session changed, so
 /// persistence can save exactly what changed; `_modify` keeps mutations in place.
 struct SessionTable: Sendable {
     private(set) var all: [String: Session] = [:]
     private(set) var changed: Set<String> = []
+    private(set) var journals: [String: MessageJournal] = [:]
+    /// Messages stored for persistent sessions so far: a publish that raised it changed saved state.
+    private(set) var storedMessages = 0
     /// Off when nothing saves the changes (no persistence): then nothing accumulates.
-    var tracksChanges = false
+    var tracksChanges = false {
+        didSet {
+            if !tracksChanges {
+                changed.removeAll()
+                journals.removeAll()
+            }
+        }
+    }
 
     subscript(clientID: String) -> Session? {
         get { all[clientID] }
@@ -108,8 +143,33 @@ struct SessionTable: Sendable {
 
     var count: Int { all.count }
 
-    mutating func takeChanged() -> Set<String> {
-        defer { changed.removeAll(keepingCapacity: true) }
-        return changed
+    /// `delivery` (numbered) now waits in, or is in flight for, `session`.
+    mutating func noteStored(_ delivery: Delivery, in session: Session) {
+        guard tracksChanges && session.isPersistent else { return }
+        journals[session.clientID, default: MessageJournal()].added[delivery.seq] = delivery
+        storedMessages += 1
+    }
+
+    /// `delivery` left `session` (acknowledged, expired, dropped).
+    mutating func noteReleased(_ delivery: Delivery, in session: Session) {
+        guard tracksChanges && session.isPersistent else { return }
+        if journals[session.clientID, default: MessageJournal()].added.removeValue(forKey: delivery.seq) == nil {
+            journals[session.clientID]!.removed.insert(delivery.seq)
+        }
+    }
+
+    /// The session's saved messages no longer match it: the next save replaces them all.
+    mutating func noteRewrite(_ clientID: String) {
+        guard tracksChanges else { return }
+        changed.insert(clientID)
+        journals[clientID] = MessageJournal(rewrite: true)
+    }
+
+    mutating func takeChanged() -> (sessions: Set<String>, journals: [String: MessageJournal]) {
+        defer {
+            changed.removeAll(keepingCapacity: true)
+            journals.removeAll(keepingCapacity: true)
+        }
+        return (changed, journals)
     }
 }

@@ -164,11 +164,6 @@ final class BrokerHost: @unchecked Sendable {
     // MARK: Persistence (`persistence true`)
 
     private var persistence: Store?
-    /// Keys saved so far, so a session that was never saved costs no delete.
-    private var savedSessions: Set<String> = []
-    private var savedRetained: Set<String> = []
-    private static let sessionsTable = "sessions"
-    private static let retainedTable = "retained"
 
     /// Wall-clock minus broker time, in milliseconds: how deadlines are stored.
     private var wallClockOffset: Int64 { Int64(Store.wallClockMilliseconds()) - Int64(now) }
@@ -176,93 +171,89 @@ final class BrokerHost: @unchecked Sendable {
     /// Loads retained messages and persistent sessions, then saves changes from now on.
     func enablePersistence(_ store: Store) throws {
         loop.preconditionInEventLoop()
-        let sessions = try store.scan(table: Self.sessionsTable)
-        let retained = try store.scan(table: Self.retainedTable)
-        savedSessions = Set(sessions.map { String(decoding: $0.key, as: UTF8.self) })
-        savedRetained = Set(retained.map { String(decoding: $0.key, as: UTF8.self) })
+        let sessions = try store.scan(table: PersistenceTable.sessions.rawValue)
+        let messages = try store.scan(table: PersistenceTable.sessionMessages.rawValue)
+        let retained = try store.scan(table: PersistenceTable.retained.rawValue)
+        core.tracksChanges = true
         let problems = core.restore(
             sessions: sessions.map(\.value),
+            sessionMessages: messages,
             retained: retained.map(\.value),
             wallClockOffset: wallClockOffset,
             now: now
         )
         for problem in problems { logger.error("skipped a damaged persisted record: \(problem)") }
-        logger.info("restored \(sessions.count) session(s) and \(retained.count) retained message(s)")
+        logger.info(
+            "restored \(sessions.count) session(s) with \(messages.count) message(s) and \(retained.count) retained message(s)"
+        )
         persistenceEncoder.start()
-        core.tracksChanges = true
         persistence = store
     }
 
     /// Encodes saves off the broker's loop, one at a time and in order (a single thread), so a
-    /// large session queue never stalls other clients and saves reach the store in the order taken.
+    /// large save never stalls other clients and saves reach the store in the order taken.
     private let persistenceEncoder = NIOThreadPool(numberOfThreads: 1)
-    /// A save is being encoded or committed: the next tick skips saving rather than piling up, so
-    /// under heavy load saves follow each other back to back instead of every 250 ms.
+    /// A save is being encoded or committed: the next one waits rather than piling up, so under
+    /// load saves follow each other back to back (group commit) instead of every 250 ms.
     private var saveInProgress = false
+    private var saveScheduled = false
 
-    /// Hands what changed since the last save to the encoder; the store's writer commits it in one
-    /// group. `force` saves even while an earlier save is still running (at shutdown: in order after it).
+    /// Acknowledgements wait for a save (a QoS 1/2 publish changed retained messages or a persistent
+    /// session): save at the end of this loop turn, or as soon as the running save has committed.
+    private func saveSoonIfAcknowledgementsWait() {
+        guard persistence != nil, core.hasAcknowledgementsAwaitingSave, !saveInProgress, !saveScheduled else { return }
+        saveScheduled = true
+        loop.execute {
+            self.saveScheduled = false
+            self.savePersistentState()
+        }
+    }
+
+    /// Hands what changed since the last save to the encoder; the store commits it in one
+    /// transaction, then the acknowledgements that waited for it go out. `force` saves even while an
+    /// earlier save is still running (at shutdown: in order after it).
     @discardableResult
     func savePersistentState(force: Bool = false) -> EventLoopFuture<Void> {
         guard let store = persistence, force || !saveInProgress else { return loop.makeSucceededVoidFuture() }
         let changes = core.takeChanges()
-        // Which keys exist in the store is tracked here, on the loop, in the order saves are taken;
-        // a record that was never saved needs no delete.
-        var unsavedSessions: Set<String> = []
-        var unsavedRetained: Set<String> = []
-        for (clientID, put) in changes.sessionKeys {
-            if put {
-                savedSessions.insert(clientID)
-            } else if savedSessions.remove(clientID) == nil {
-                unsavedSessions.insert(clientID)
-            }
+        guard !changes.isEmpty else {
+            persisted(changes.acknowledgements.map { ($0, true) })
+            return loop.makeSucceededVoidFuture()
         }
-        for (topic, put) in changes.retainedKeys {
-            if put {
-                savedRetained.insert(topic)
-            } else if savedRetained.remove(topic) == nil {
-                unsavedRetained.insert(topic)
-            }
-        }
-        guard !changes.isEmpty else { return loop.makeSucceededVoidFuture() }
         saveInProgress = true
         let offset = wallClockOffset
         let logger = self.logger
-        let promise = loop.makePromise(of: Void.self)
-        persistenceEncoder.submit { [unsavedSessions, unsavedRetained] state in
-            guard case .active = state else { return promise.succeed() }
-            let records = changes.encoded(wallClockOffset: offset)
-            let writes =
-                records.sessions.filter { $0.record != nil || !unsavedSessions.contains($0.clientID) }
-                .map { (Self.sessionsTable, $0.clientID, $0.record) }
-                + records.retained.filter { $0.record != nil || !unsavedRetained.contains($0.topic) }
-                .map { (Self.retainedTable, $0.topic, $0.record) }
-            Self.write(writes, to: store, logger: logger, then: promise)
+        let committed = loop.makePromise(of: Bool.self)
+        persistenceEncoder.submit { state in
+            guard case .active = state else { return committed.succeed(false) }
+            let writes = changes.encoded(wallClockOffset: offset).compactMap { Self.tableWrite($0, logger: logger) }
+            store.apply(writes) { result in
+                if case .failure(let error) = result { logger.error("saving broker state failed: \(error)") }
+                committed.succeed((try? result.get()) != nil)
+            }
         }
-        promise.futureResult.whenComplete { _ in self.saveInProgress = false }
-        return promise.futureResult
+        return committed.futureResult.map { accepted in
+            self.saveInProgress = false
+            self.persisted(changes.acknowledgements.map { ($0, accepted) })
+            self.saveSoonIfAcknowledgementsWait()
+        }
     }
 
-    /// Puts and deletes through the store's writer, which commits in submission order: the last
-    /// completion means all have committed. Each failure is logged; the save itself always ends.
-    private static func write(
-        _ writes: [(table: String, key: String, record: [UInt8]?)],
-        to store: Store,
-        logger: Logger,
-        then done: EventLoopPromise<Void>
-    ) {
-        guard !writes.isEmpty else { return done.succeed() }
-        for (index, write) in writes.enumerated() {
-            let isLast = index == writes.count - 1
-            let finish: @Sendable (Result<Void, StoreError>) -> Void = { result in
-                if case .failure(let error) = result { logger.error("saving broker state failed: \(error)") }
-                if isLast { done.succeed() }
+    /// The store's form of a broker state write; nil (logged) for a key the store cannot hold (a
+    /// client identifier or topic longer than the store's key limit).
+    private static func tableWrite(_ write: StateWrite, logger: Logger) -> TableWrite? {
+        let (table, key): (PersistenceTable, [UInt8]) =
+            switch write {
+            case .put(let table, let key, _), .delete(let table, let key), .deletePrefix(let table, let key): (table, key)
             }
-            if let record = write.record {
-                store.put(table: write.table, key: Array(write.key.utf8), value: record, completion: finish)
-            } else {
-                store.delete(table: write.table, key: Array(write.key.utf8)) { finish($0.map { _ in () }) }
-            }
+        guard key.count <= Store.maxKeyLength(table: table.rawValue) else {
+            logger.error("not saved: a \(table.rawValue) key of \(key.count) bytes is longer than the store allows")
+            return nil
+        }
+        switch write {
+        case .put(_, _, let value): return .put(table: table.rawValue, key: key, value: value)
+        case .delete: return .delete(table: table.rawValue, key: key)
+        case .deletePrefix: return .deletePrefix(table: table.rawValue, prefix: key)
         }
     }
 
@@ -271,7 +262,7 @@ final class BrokerHost: @unchecked Sendable {
         try? await persistenceEncoder.shutdownGracefully()
     }
 
-    /// Durable appends finished: their PUBACKs/PUBRECs go out together, one hop per connection.
+    /// Durable appends or a save finished: their PUBACKs/PUBRECs go out together, one hop per connection.
     func persisted(_ outcomes: some Sequence<(token: UInt64, accepted: Bool)>) {
         loop.preconditionInEventLoop()
         let now = self.now
@@ -313,6 +304,7 @@ final class BrokerHost: @unchecked Sendable {
     // MARK: Actions
 
     private func run(_ actions: [BrokerAction]) {
+        defer { saveSoonIfAcknowledgementsWait() }
         guard !actions.isEmpty else { return }
         // Packets for one connection go out in one hop and one flush, in order.
         var outbox: [ConnectionID: [Packet]] = [:]

@@ -428,8 +428,9 @@ final class WriteContext {
         try txn.delete(dbs.tables, Keys.tablePrefix(table) + key)
     }
 
-    func deleteAll(_ table: String) throws(StoreError) -> Int {
-        let prefix = Keys.tablePrefix(table)
+    /// Deletes every entry of `table` whose key starts with `keyPrefix` (all of them by default).
+    func deleteAll(_ table: String, keyPrefix: [UInt8] = []) throws(StoreError) -> Int {
+        let prefix = Keys.tablePrefix(table) + keyPrefix
         var removed = 0
         try txn.withCursor(dbs.tables) { cursor throws(StoreError) in
             var entry = try cursor.seek(atLeast: prefix)

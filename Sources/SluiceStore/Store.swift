@@ -349,6 +349,44 @@ public final class Store: Sendable {
         try await awaitResult { deleteAll(table: table, completion: $0) }
     }
 
+    /// Applies `writes` in order in one transaction: all of them commit, or (completion failure) none.
+    public func apply(_ writes: [TableWrite], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        var weight = 0
+        do {
+            for write in writes {
+                switch write {
+                case .put(let table, let key, let value):
+                    try Keys.validate(table: table, key: key)
+                    weight += key.count + value.count + 16
+                case .delete(let table, let key):
+                    try Keys.validate(table: table, key: key)
+                    weight += key.count + 16
+                case .deletePrefix(let table, let prefix):
+                    try Keys.validate(table: table, key: prefix)
+                    weight += prefix.count + 16
+                }
+            }
+        } catch {
+            return completion(.failure(error))
+        }
+        writer.submit(
+            WriteOperation<Void>(weight: weight, completion: completion) { context throws(StoreError) in
+                for write in writes {
+                    switch write {
+                    case .put(let table, let key, let value): try context.put(table, key, value)
+                    case .delete(let table, let key): _ = try context.delete(table, key)
+                    case .deletePrefix(let table, let prefix): _ = try context.deleteAll(table, keyPrefix: prefix)
+                    }
+                }
+            }
+        )
+    }
+
+    /// Applies and waits for the commit.
+    public func apply(_ writes: [TableWrite]) async throws(StoreError) {
+        try await awaitResult { apply(writes, completion: $0) }
+    }
+
     /// Every entry of `table`, ordered by key bytes, copied out of the map.
     public func scan(table: String) throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
         try Keys.validate(table: table)
@@ -731,4 +769,12 @@ final class Writer: @unchecked Sendable {
         }
         return .success(results)
     }
+}
+
+/// One write of `Store.apply(_:completion:)`.
+public enum TableWrite: Sendable, Equatable {
+    case put(table: String, key: [UInt8], value: [UInt8])
+    case delete(table: String, key: [UInt8])
+    /// Deletes every key of the table that starts with `prefix`.
+    case deletePrefix(table: String, prefix: [UInt8])
 }

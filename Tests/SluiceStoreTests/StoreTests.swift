@@ -249,6 +249,37 @@ import Testing
             #expect(error.code == .invalidArgument)
         }
     }
+
+    @Test func applyCommitsPutsDeletesAndPrefixDeletesInOrder() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath)
+        defer { store.close() }
+        try await store.apply([
+            .put(table: "m", key: [0, 1, 0x61, 1], value: [1]),
+            .put(table: "m", key: [0, 1, 0x61, 2], value: [2]),
+            .put(table: "m", key: [0, 2, 0x61, 0x62, 1], value: [3]),  // another client: same bytes after the length
+            .put(table: "s", key: [0x61], value: [9]),
+        ])
+        try await store.apply([
+            .deletePrefix(table: "m", prefix: [0, 1, 0x61]),
+            .put(table: "m", key: [0, 1, 0x61, 3], value: [4]),  // after the prefix delete: kept
+            .delete(table: "s", key: [0x61]),
+            .delete(table: "s", key: [0x7a]),  // absent: no error
+        ])
+        #expect(try store.scan(table: "m").map(\.value) == [[4], [3]])
+        #expect(try store.scan(table: "s").isEmpty)
+
+        // One key over the limit refuses the whole batch before anything is written.
+        let tooLong = Array(repeating: UInt8(0x61), count: Store.maxKeyLength(table: "s") + 1)
+        do {
+            try await store.apply([.put(table: "s", key: [1], value: [1]), .put(table: "s", key: tooLong, value: [1])])
+            Issue.record("accepted a key over the limit")
+        } catch {
+            #expect(error.code == .invalidArgument)
+        }
+        #expect(try store.scan(table: "s").isEmpty)
+    }
 }
 
 @Suite struct GroupCommitTests {
