@@ -77,7 +77,9 @@ public struct PendingChanges: Sendable {
             case .save(let session, let all, let added, let removed):
                 var buffer = ByteBufferAllocator().buffer(capacity: 128)
                 buffer.writeSessionRecord(session, offset: wallClockOffset)
-                writes.append(.put(.sessions, key: Array(session.clientID.utf8), value: Array(buffer.readableBytesView)))
+                writes.append(
+                    .put(.sessions, key: Array(session.clientID.utf8), value: Array(buffer.readableBytesView))
+                )
                 let prefix = messageKeyPrefix(session.clientID)
                 if all != nil { writes.append(.deletePrefix(.sessionMessages, prefix: prefix)) }
                 for seq in removed { writes.append(.delete(.sessionMessages, key: prefix + seq.bigEndianBytes)) }
@@ -86,7 +88,11 @@ public struct PendingChanges: Sendable {
                     buffer.writeInteger(PersistenceFormat.version)
                     buffer.writeDelivery(delivery, offset: wallClockOffset)
                     writes.append(
-                        .put(.sessionMessages, key: prefix + delivery.seq.bigEndianBytes, value: Array(buffer.readableBytesView))
+                        .put(
+                            .sessionMessages,
+                            key: prefix + delivery.seq.bigEndianBytes,
+                            value: Array(buffer.readableBytesView)
+                        )
                     )
                 }
             }
@@ -193,7 +199,8 @@ extension Broker {
         for bytes in retained {
             var buffer = ByteBuffer(bytes: bytes)
             do {
-                guard buffer.readInteger(as: UInt8.self).map({ $0 == 1 || $0 == PersistenceFormat.version }) == true else {
+                guard buffer.readInteger(as: UInt8.self).map({ $0 == 1 || $0 == PersistenceFormat.version }) == true
+                else {
                     throw PersistenceError(description: "retained record of an unknown version")
                 }
                 let message = try buffer.readMessage(offset: wallClockOffset)
@@ -280,7 +287,9 @@ extension ByteBuffer {
     fileprivate mutating func readCount() throws -> Int {
         let count = Int(try read(UInt32.self))
         // Each element takes at least one byte: a larger count is damage, not a reason to allocate.
-        guard count <= readableBytes else { throw PersistenceError(description: "element count \(count) exceeds the record") }
+        guard count <= readableBytes else {
+            throw PersistenceError(description: "element count \(count) exceeds the record")
+        }
         return count
     }
 
@@ -300,7 +309,9 @@ extension ByteBuffer {
     mutating func readMessage(offset: Int64) throws -> Message {
         let topic = try readString16()
         let payloadLength = Int(try read(UInt32.self))
-        guard let payload = readSlice(length: payloadLength) else { throw PersistenceError(description: "truncated payload") }
+        guard let payload = readSlice(length: payloadLength) else {
+            throw PersistenceError(description: "truncated payload")
+        }
         guard let qos = QoS(rawValue: try read(UInt8.self)) else { throw PersistenceError(description: "bad QoS") }
         let retain = try read(UInt8.self) == 1
         let propertiesLength = Int(try read(UInt32.self))
@@ -334,7 +345,12 @@ extension ByteBuffer {
         let retain = try read(UInt8.self) == 1
         var identifiers: [UInt32] = []
         for _ in 0..<(try readCount()) { identifiers.append(try read(UInt32.self)) }
-        return Delivery(message: try readMessage(offset: offset), qos: qos, retain: retain, subscriptionIdentifiers: identifiers)
+        return Delivery(
+            message: try readMessage(offset: offset),
+            qos: qos,
+            retain: retain,
+            subscriptionIdentifiers: identifiers
+        )
     }
 
     fileprivate mutating func writeSubscriptions(_ subscriptions: [String: Subscription]) {
@@ -417,7 +433,11 @@ extension ByteBuffer {
         guard let protocolVersion = ProtocolVersion(rawValue: try read(UInt8.self)) else {
             throw PersistenceError(description: "session \(clientID): bad protocol level")
         }
-        var session = Session(clientID: clientID, protocolVersion: protocolVersion, expiryInterval: try read(UInt32.self))
+        var session = Session(
+            clientID: clientID,
+            protocolVersion: protocolVersion,
+            expiryInterval: try read(UInt32.self)
+        )
         let offlineSince = try read(UInt64.self)
         session.disconnectedAt = offlineSince == 0 ? nil : BrokerTime(max(0, Int64(offlineSince) - offset))
         session.lastPacketID = try read(UInt16.self)

@@ -316,3 +316,33 @@ def test_latency_and_reordering_netem(bridge_env, netns):
     assert_delivery(counter, list(range(1, n + 1)),
                     max_duplicates=WINDOW * (gw.connected_count() - connects + 1),
                     context=f"netem delay/loss/reorder; complete {arrived}\n{env.logs()}")
+
+
+def test_slow_lossy_link_with_queueing_delay(bridge_env, netns):
+    """A narrow, lossy link (a weak cellular uplink): 256 kbit/s with a token-bucket queue that
+    adds up to 300 ms of delay, plus 2% loss each way. tbf is in kernels that lack netem, so this
+    case runs here; what it does not cover is reordering (TCP hides it from the bridge anyway)."""
+    r = _run("tc", "qdisc", "add", "dev", netns.root_if, "root", "tbf", "rate", "256kbit",
+             "burst", "4kb", "latency", "300ms", check=False)
+    if r.returncode != 0:
+        reason = f"tc tbf unavailable on this kernel ({r.stderr.strip()})"
+        print(f"SKIP reason: {reason}")
+        pytest.skip(reason)
+    env = bridge_env
+    central, counter, gw = setup(env, netns)
+    netns.nft([f"in tcp dport {central.port} numgen random mod 100 < 2 drop",
+               f"out tcp sport {central.port} numgen random mod 100 < 2 drop"])
+    connects = gw.connected_count()
+    n = 4000  # ~30 B each, packed many to a segment: about 4 s at 256 kbit/s
+    t0 = time.monotonic()
+    publish_numbered(gw.port, "sensors/slow", 1, n, timeout=60)
+    arrived = counter.wait_distinct(n, 120)
+    took = time.monotonic() - t0
+    counter.settle(1.0)
+    reconnects = gw.connected_count() - connects
+    ctx = f"256 kbit/s, <=300 ms queueing, 2% loss: {n} messages in {took:.1f}s, {reconnects} reconnects"
+    d = assert_delivery(counter, list(range(1, n + 1)), max_duplicates=WINDOW * (reconnects + 1),
+                        context=f"{ctx} (complete {arrived})\n{env.logs()}")
+    # A slow link is not a dead one: keep-alive must not tear it down while data flows.
+    assert reconnects == 0, f"the bridge reconnected on a slow but working link\n{ctx}\n{env.logs()}"
+    print(f"{ctx}: {d.summary()}")

@@ -136,7 +136,10 @@ private let persistentSession: Properties = {
         // After a restart the 500 not yet acknowledged come back in order.
         let (restarted, problems) = saved.restored(wallClockOffset: 0)
         #expect(problems.isEmpty)
-        #expect(restarted.broker.inflightMessageCount(clientID: "keeper") + restarted.broker.queuedMessageCount(clientID: "keeper") == 500)
+        #expect(
+            restarted.broker.inflightMessageCount(clientID: "keeper")
+                + restarted.broker.queuedMessageCount(clientID: "keeper") == 500
+        )
         let again = restarted.connect(4, "keeper", clean: false, properties: persistentSession).publishes(to: 4)
         #expect(again.first?.text == "m2")
         #expect(again.map(\.text) == (2...(1 + again.count)).map { "m\($0)" })
@@ -154,14 +157,25 @@ private let persistentSession: Properties = {
         // A retained message: the same, for QoS 2's PUBREC.
         #expect(h.publish(2, "other", "r", qos: .exactlyOnce, packetID: 2, retain: true).packets(to: 2).isEmpty)
         // Changes nothing that is saved: acknowledged at once.
-        #expect(h.publish(2, "other", "y", qos: .atLeastOnce, packetID: 3).packets(to: 2) == [.pubAck(PubAckPacket(packetIdentifier: 3))])
+        #expect(
+            h.publish(2, "other", "y", qos: .atLeastOnce, packetID: 3).packets(to: 2) == [
+                .pubAck(PubAckPacket(packetIdentifier: 3))
+            ]
+        )
         #expect(h.broker.hasAcknowledgementsAwaitingSave)
 
         let changes = h.broker.takeChanges()
         #expect(changes.acknowledgements.count == 2)
         #expect(!h.broker.hasAcknowledgementsAwaitingSave)
-        let acks = changes.acknowledgements.flatMap { h.broker.persisted(token: $0, accepted: true, now: h.now).map(Seen.init) }
-        #expect(acks == [.send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 1))), .send(ConnectionID(2), .pubRec(PubAckPacket(packetIdentifier: 2)))])
+        let acks = changes.acknowledgements.flatMap {
+            h.broker.persisted(token: $0, accepted: true, now: h.now).map(Seen.init)
+        }
+        #expect(
+            acks == [
+                .send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 1))),
+                .send(ConnectionID(2), .pubRec(PubAckPacket(packetIdentifier: 2))),
+            ]
+        )
     }
 
     @Test func withoutPersistenceAcknowledgementsDoNotWait() {
@@ -170,7 +184,11 @@ private let persistentSession: Properties = {
         h.subscribe(1, "t")
         h.closed(1)
         h.connect(2, "pub")
-        #expect(h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1).packets(to: 2) == [.pubAck(PubAckPacket(packetIdentifier: 1))])
+        #expect(
+            h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1).packets(to: 2) == [
+                .pubAck(PubAckPacket(packetIdentifier: 1))
+            ]
+        )
         #expect(!h.broker.hasAcknowledgementsAwaitingSave)
     }
 
@@ -185,7 +203,11 @@ private let persistentSession: Properties = {
         let tokens = h.broker.takeChanges().acknowledgements
         #expect(tokens == [1])
         #expect(h.broker.persisted(token: 1, accepted: true, now: h.now).isEmpty)  // the bridge queue's commit
-        #expect(h.broker.persisted(token: 1, accepted: true, now: h.now).map(Seen.init) == [.send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 1)))])
+        #expect(
+            h.broker.persisted(token: 1, accepted: true, now: h.now).map(Seen.init) == [
+                .send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 1)))
+            ]
+        )
     }
 
     @Test func aReplacedOrEndedSessionLeavesNoRecords() {
