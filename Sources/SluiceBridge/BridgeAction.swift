@@ -66,8 +66,10 @@ public enum BridgeAction: Sendable, Hashable {
     case fetch(after: UInt64?, limit: Int)
     /// Delete these messages from the queue: the remote acknowledged them (or they were QoS 0 and written).
     case remove(seqs: [UInt64])
-    /// Publish this message on the local broker (an `in` rule; topic already mapped).
-    case publishLocally(PublishPacket)
+    /// Publish this message on the local broker (an `in` rule; topic already mapped). With
+    /// `acknowledge`, the remote's QoS 1/2 message waits for its PUBACK/PUBREC until the local broker
+    /// has kept it (saved, when it changed saved state): then call `publishedLocally(_:)` with it.
+    case publishLocally(PublishPacket, acknowledge: LocalDelivery?)
     /// Close the connection; then call `connectionClosed(error:)`.
     case close(BridgeCloseReason)
     /// Wait, then call `reconnectTimerFired()`.
@@ -111,4 +113,12 @@ extension ReasonCode {
         default: "reason \(code)"
         }
     }
+}
+
+/// A remote QoS 1/2 message handed to the local broker, awaiting its acknowledgement to the remote.
+public struct LocalDelivery: Sendable, Hashable {
+    public var packetID: UInt16
+    /// Which connection it arrived on: an acknowledgement for an earlier connection is not sent
+    /// (the remote resends the message on the next one).
+    public var connection: UInt64
 }

@@ -24,8 +24,9 @@ import MQTTCore
 /// Every event returns the actions to run, in order; the machine does no I/O.
 ///
 /// What the I/O layer must honour:
-/// - Run each event's actions in order (e.g. `.publishLocally` before the PUBACK that follows it,
-///   `.send` of a QoS 0 message before its `.remove`).
+/// - Run each event's actions in order (e.g. `.send` of a QoS 0 message before its `.remove`).
+/// - After `.publishLocally(_:acknowledge:)` with a delivery, call `publishedLocally(_:)` once the
+///   local broker has kept the message (committed, where it changed saved state).
 /// - Answer every `.fetch(after:limit:)` exactly once with `fetched(_:)`, in the order asked, with
 ///   messages of seq > `after` in ascending seq order; a fetch must see every `.remove` issued before it.
 /// - After `.connect`, call `connected()` or `connectionClosed(error:)`; after `.close`, call
@@ -69,6 +70,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var notificationId: UInt16? = nil
         /// Inbound QoS 2 ids between PUBREC and PUBREL.
         var incomingQoS2: Set<UInt16> = []
+        /// Inbound QoS 1/2 messages handed to the local broker and not yet kept there: their
+        /// PUBACK/PUBREC waits (`publishedLocally`).
+        var awaitingLocal: [UInt16: QoS] = [:]
         var lastSent: Instant?
         var lastReceived: Instant?
         var lastProgress: Instant?
@@ -304,6 +308,21 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         case .modifying:
             preconditionFailure("BridgeLink re-entered while modifying")
         }
+    }
+
+    /// The local broker has kept a message from `.publishLocally(_:acknowledge:)`: acknowledge it
+    /// to the remote, if it came on this connection.
+    public mutating func publishedLocally(_ delivery: LocalDelivery) -> [BridgeAction] {
+        guard case .online(var online) = state, delivery.connection == statistics.connections else { return [] }
+        state = .modifying
+        var actions: [BridgeAction] = []
+        switch online.awaitingLocal.removeValue(forKey: delivery.packetID) {
+        case .atLeastOnce: send(.pubAck(PubAckPacket(packetIdentifier: delivery.packetID)), &online, &actions)
+        case .exactlyOnce: send(.pubRec(PubAckPacket(packetIdentifier: delivery.packetID)), &online, &actions)
+        case .atMostOnce, nil: break
+        }
+        state = .online(online)
+        return actions
     }
 
     /// New messages were appended to the queue.
@@ -687,7 +706,15 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 // Per-connection properties do not travel.
                 local.properties.topicAlias = nil
                 local.properties.subscriptionIdentifiers = []
-                actions.append(.publishLocally(local))
+                if let id = publish.packetIdentifier, publish.qos != .atMostOnce {
+                    // Acknowledged once the local broker has kept it [design: nothing lost].
+                    if publish.qos == .exactlyOnce { online.incomingQoS2.insert(id) }
+                    online.awaitingLocal[id] = publish.qos
+                    let delivery = LocalDelivery(packetID: id, connection: statistics.connections)
+                    actions.append(.publishLocally(local, acknowledge: delivery))
+                    return
+                }
+                actions.append(.publishLocally(local, acknowledge: nil))
             } else {
                 actions.append(
                     .log(
@@ -697,7 +724,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             }
         }
-        guard let id = publish.packetIdentifier else { return }
+        // A resend of a message the local broker is still keeping is acknowledged when it is kept.
+        guard let id = publish.packetIdentifier, online.awaitingLocal[id] == nil else { return }
         switch publish.qos {
         case .atMostOnce:
             break

@@ -209,9 +209,23 @@ public struct Broker: Sendable {
 
     /// A message from inside the gateway (a bridge `in` rule, `$SYS`, LoRaWAN events).
     public mutating func publish(_ message: Message, now: BrokerTime) -> [BrokerAction] {
+        publishAwaitingSave(message, now: now).actions
+    }
+
+    /// `publish`, and when the message changed saved state (a QoS 1/2 message that set a retained
+    /// message or was kept for a persistent session), the token `takeChanges()` hands back among
+    /// its acknowledgements once the save that holds it is taken.
+    public mutating func publishAwaitingSave(_ message: Message, now: BrokerTime) -> (actions: [BrokerAction], token: UInt64?) {
+        let storedBefore = sessions.storedMessages
         if message.retain { storeRetained(message) }
         route(message, now: now)
-        return takeActions()
+        var token: UInt64? = nil
+        if tracksChanges && message.qos != .atMostOnce && (message.retain || sessions.storedMessages != storedBefore) {
+            token = nextToken
+            nextToken += 1
+            acknowledgementsAwaitingSave.append(token!)
+        }
+        return (takeActions(), token)
     }
 
     // MARK: CONNECT

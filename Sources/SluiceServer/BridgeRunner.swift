@@ -213,7 +213,7 @@ final class BridgeRunner: @unchecked Sendable {
             case .remove(let seqs):
                 unremoved += seqs.count
                 pendingRemovals += seqs
-            case .publishLocally(let publish):
+            case .publishLocally(let publish, let delivery):
                 let message = SluiceBroker.Message(
                     topic: publish.topic,
                     payload: publish.payload,
@@ -222,7 +222,15 @@ final class BridgeRunner: @unchecked Sendable {
                     properties: publish.properties
                 )
                 let host = self.host
-                host.loop.execute { host.publish(message) }
+                guard let delivery else {
+                    host.loop.execute { host.publish(message) }
+                    break
+                }
+                host.loop.execute {
+                    host.publish(message) {
+                        self.loop.execute { self.run(self.link.publishedLocally(delivery)) }
+                    }
+                }
             case .close(let reason):
                 logger.notice("closing bridge connection: \(reason)")
                 outbound = nil  // as before batching: unflushed writes die with the channel

@@ -267,15 +267,27 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         let now = self.now
         var actions: [BrokerAction] = []
-        for (token, accepted) in outcomes { actions += core.persisted(token: token, accepted: accepted, now: now) }
+        for (token, accepted) in outcomes {
+            actions += core.persisted(token: token, accepted: accepted, now: now)
+            keptCallbacks.removeValue(forKey: token)?()
+        }
         run(actions)
     }
 
     /// Publishes a message from inside the gateway (bridge `in` rules, `$SYS`, LoRaWAN).
-    func publish(_ message: Message) {
+    /// `whenKept` runs (on `loop`) once the message is kept: at once, or when it changed saved
+    /// state, after the save that holds it has committed (or failed, which is logged).
+    func publish(_ message: Message, whenKept: (() -> Void)? = nil) {
         loop.preconditionInEventLoop()
-        run(core.publish(message, now: now))
+        let (actions, token) = core.publishAwaitingSave(message, now: now)
+        if let whenKept {
+            if let token { keptCallbacks[token] = whenKept } else { whenKept() }
+        }
+        run(actions)
     }
+
+    /// Callbacks of internal publishes waiting for a save, by the token the save releases.
+    private var keptCallbacks: [UInt64: () -> Void] = [:]
 
     func setDurableFilters(_ filters: [String]) {
         core.settings.durableFilters = filters

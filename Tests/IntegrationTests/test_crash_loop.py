@@ -312,3 +312,46 @@ def test_broker_state_crash_loop(tmp_path):
         assert set(got) <= set(sent), report
     finally:
         gw.stop()
+
+
+def test_bridge_in_crash_loop_keeps_what_it_acknowledged(bridge_env):
+    """Messages arriving over a bridge `in` rule for an offline persistent local subscriber, with
+    the gateway killed again and again. The gateway PUBACKs the central only once the message is
+    saved for that subscriber, so what it acknowledged survives, and what it had not acknowledged
+    the central sends again: every message the central accepted reaches the subscriber."""
+    env = bridge_env
+    rng = _rng("bridge in crash loop")
+    cycles = max(3, _cycles() // 2)
+    central = env.central().start()
+    spec = BridgeSpec([central.port], topics=['cmd/# in 1 devices/ gw1/'], restart_timeout="1 1",
+                      keepalive=5)
+    gw = env.gateway([spec], extra=["max_queued_messages 0"]).start()
+    sub_id = uid("devsub")
+    sub = env.client(gw.port, sub_id, clean=False)
+    sub.subscribe("devices/cmd/#", 1)
+    sub.close()
+    gw.wait_connected(0)
+    pub = NumberedPublisher(central.port, "gw1/cmd/valve", 1).start()
+    try:
+        for _cycle in range(cycles):
+            time.sleep(rng.uniform(0.3, 1.2))
+            connects = gw.connected_count()
+            gw.kill()  # while the central is sending
+            time.sleep(rng.uniform(0, 0.5))
+            gw.start()
+            gw.wait_connected(connects)
+        time.sleep(0.5)
+    finally:
+        acked, sent = pub.finish()
+    wanted = set(acked)
+    sub = env.client(gw.port, sub_id, clean=False)
+    complete = wait_until(lambda: wanted <= {int(p) for _t, p, _d, _r in sub.messages("devices/")}, 60, 0.2)
+    time.sleep(0.5)
+    got = [int(p) for _t, p, _d, _r in sub.messages("devices/")]
+    sub.close()
+    missing = sorted(wanted - set(got))
+    report = (f"{cycles} kills; central accepted {len(acked)} of {len(sent)}; the persistent local "
+              f"subscriber got {len(got)} ({len(set(got))} distinct), missing {len(missing)} {missing[:10]}")
+    print(report)
+    assert len(acked) > cycles * 10, f"too few messages; the loop proved little\n{report}"
+    assert complete and not missing, f"LOST messages the central had accepted\n{report}\n{env.logs()}"

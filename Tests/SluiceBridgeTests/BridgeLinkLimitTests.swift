@@ -129,7 +129,8 @@ import Testing
         #expect(
             h.link.received(.publish(remote)) == [
                 .publishLocally(
-                    PublishPacket(topic: "l/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true)
+                    PublishPacket(topic: "l/sync/a", payload: .init(string: "v"), qos: .atMostOnce, retain: true),
+                    acknowledge: nil
                 )
             ]
         )

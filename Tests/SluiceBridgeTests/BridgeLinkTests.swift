@@ -470,12 +470,32 @@ private let notification = "$SYS/broker/connection/gw-1/state"
                         payload: .init(string: "open"),
                         qos: .atLeastOnce,
                         properties: localProperties
-                    )
-                ),
-                .send(.pubAck(PubAckPacket(packetIdentifier: 7))),
+                    ),
+                    acknowledge: LocalDelivery(packetID: 7, connection: 1)
+                )
             ]
         )
         #expect(h.link.statistics.received == 1)
+        // The PUBACK goes once the local broker has kept the message, not before.
+        #expect(
+            h.link.publishedLocally(LocalDelivery(packetID: 7, connection: 1)) == [
+                .send(.pubAck(PubAckPacket(packetIdentifier: 7)))
+            ]
+        )
+        #expect(h.link.publishedLocally(LocalDelivery(packetID: 7, connection: 1)).isEmpty)
+    }
+
+    @Test func aMessageKeptAfterTheConnectionChangedIsNotAcknowledgedOnTheNewOne() {
+        var h = Harness(config(rules: rules()))
+        _ = h.connect()
+        let remote = PublishPacket(topic: "gw1/cmd/v", payload: .init(string: "1"), qos: .atLeastOnce, packetIdentifier: 3)
+        #expect(h.link.received(.publish(remote)).count == 1)
+        _ = h.link.connectionClosed()
+        _ = h.link.reconnectTimerFired()
+        _ = h.link.connected()
+        _ = h.link.received(.connAck(ConnAckPacket()))
+        #expect(h.link.isConnected && h.link.statistics.connections == 2)
+        #expect(h.link.publishedLocally(LocalDelivery(packetID: 3, connection: 1)).isEmpty)
     }
 
     @Test func qos2FromTheRemoteIsDeliveredOnce() {
@@ -489,13 +509,12 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         )
         // Capped at the rule's QoS.
         let local = PublishPacket(topic: "devices/cmd/x", payload: .init(string: "1"), qos: .atLeastOnce)
-        #expect(
-            h.link.received(.publish(remote)) == [
-                .publishLocally(local), .send(.pubRec(PubAckPacket(packetIdentifier: 8))),
-            ]
-        )
+        let delivery = LocalDelivery(packetID: 8, connection: 1)
+        #expect(h.link.received(.publish(remote)) == [.publishLocally(local, acknowledge: delivery)])
         var again = remote
         again.dup = true
+        #expect(h.link.received(.publish(again)).isEmpty)  // still being kept: PUBREC when it is
+        #expect(h.link.publishedLocally(delivery) == [.send(.pubRec(PubAckPacket(packetIdentifier: 8)))])
         #expect(h.link.received(.publish(again)) == [.send(.pubRec(PubAckPacket(packetIdentifier: 8)))])
         #expect(
             h.link.received(.pubRel(PubAckPacket(packetIdentifier: 8))) == [
