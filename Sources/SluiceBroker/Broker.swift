@@ -55,6 +55,8 @@ public struct Broker: Sendable {
         /// Commits still to come (1 or 2).
         var awaiting: Int
         var accepted = true
+        /// A SUBACK/UNSUBACK to send instead of a PUBACK/PUBREC.
+        var reply: Packet? = nil
     }
 
     /// Whether acknowledgements wait for a save: the owner should save soon rather than at its interval.
@@ -190,6 +192,10 @@ public struct Broker: Sendable {
             return []
         }
         pendingAcks[token] = nil
+        if let reply = pending.reply {
+            if connections[pending.connection] != nil { send(reply, to: pending.connection) }
+            return takeActions()
+        }
         let accepted = pending.accepted
         if !accepted { stats.drop(.durableQueueRejected) }
         guard var client = connections[pending.connection] else { return [] }
@@ -544,7 +550,7 @@ public struct Broker: Sendable {
                 break
             }
         }
-        send(.subAck(SubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+        replyAfterSave(.subAck(SubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
         // Retained messages follow the SUBACK [MQTT-3.3.1-9].
         for (filter, subscription) in retainedToSend {
             for (topic, message) in retained.sorted(by: { $0.key < $1.key })
@@ -572,7 +578,20 @@ public struct Broker: Sendable {
             sessions[clientID]?.subscriptions[filter] = nil
             return subscriptions.remove(filter: filter, clientID: clientID) ? .success : .noSubscriptionExisted
         }
-        send(.unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+        replyAfterSave(.unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+    }
+
+    /// A persistent session's subscriptions are saved before the SUBACK/UNSUBACK confirms them.
+    /// Matching PUBLISHes (retained ones) may go out first, which MQTT permits [MQTT 3.8.4].
+    private mutating func replyAfterSave(_ reply: Packet, to connection: ConnectionID) {
+        guard tracksChanges, let clientID = connections[connection]?.clientID, sessions[clientID]?.isPersistent == true
+        else {
+            return send(reply, to: connection)
+        }
+        let token = nextToken
+        nextToken += 1
+        pendingAcks[token] = PendingAck(connection: connection, packetID: 0, qos: .atMostOnce, awaiting: 1, reply: reply)
+        acknowledgementsAwaitingSave.append(token)
     }
 
     // MARK: DISCONNECT and connection loss

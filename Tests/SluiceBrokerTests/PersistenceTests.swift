@@ -59,6 +59,22 @@ private let persistentSession: Properties = {
     return properties
 }()
 
+extension Harness {
+    /// Takes the pending save as committed: its writes, and what the held replies released.
+    @discardableResult
+    func save(into saved: inout SavedTables) -> [Seen] {
+        let changes = broker.takeChanges()
+        saved.apply(changes.encoded(wallClockOffset: 0))
+        return changes.acknowledgements.flatMap { broker.persisted(token: $0, accepted: true, now: now).map(Seen.init) }
+    }
+
+    @discardableResult
+    func save() -> [Seen] {
+        var discarded = SavedTables()
+        return save(into: &discarded)
+    }
+}
+
 @Suite struct PersistenceTests {
     @Test func sessionsAndRetainedSurviveARestart() {
         let h = Harness()
@@ -150,6 +166,7 @@ private let persistentSession: Properties = {
         h.broker.tracksChanges = true
         h.connect(1, "keeper", properties: persistentSession)
         h.subscribe(1, "kept/#")
+        h.save()
         h.closed(1)
         h.connect(2, "pub")
         // Queued for a persistent session: the PUBACK waits for the save.
@@ -178,6 +195,24 @@ private let persistentSession: Properties = {
         )
     }
 
+    @Test func aPersistentSessionsSubAckWaitsForTheSave() {
+        let h = Harness()
+        h.broker.tracksChanges = true
+        h.connect(1, "keeper", properties: persistentSession)
+        h.connect(2, "passing")
+        #expect(h.subscribe(1, "t").packets(to: 1).isEmpty)
+        #expect(h.subscribe(2, "t").packets(to: 2).count == 1)  // a session that ends at disconnect: at once
+        var saved = SavedTables()
+        let released = h.save(into: &saved)
+        #expect(saved.count(.sessions) == 1)
+        #expect(released.count == 1)
+        guard case .send(ConnectionID(1), .subAck(let ack))? = released.first else { return #expect(Bool(false)) }
+        #expect(ack.reasonCodes == [.grantedQoS1])
+        let unsubscribe = UnsubscribePacket(packetIdentifier: 7, filters: ["t"])
+        #expect(h.receive(.unsubscribe(unsubscribe), from: 1).isEmpty)
+        #expect(h.save().count == 1)
+    }
+
     @Test func withoutPersistenceAcknowledgementsDoNotWait() {
         let h = Harness()
         h.connect(1, "keeper", properties: persistentSession)
@@ -197,14 +232,15 @@ private let persistentSession: Properties = {
         h.broker.tracksChanges = true
         h.connect(1, "keeper", properties: persistentSession)
         h.subscribe(1, "t")
+        h.save()  // token 1: the SUBACK
         h.closed(1)
         h.connect(2, "pub")
-        #expect(h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1) == [.persist(1, "t")])
+        #expect(h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1) == [.persist(2, "t")])
         let tokens = h.broker.takeChanges().acknowledgements
-        #expect(tokens == [1])
-        #expect(h.broker.persisted(token: 1, accepted: true, now: h.now).isEmpty)  // the bridge queue's commit
+        #expect(tokens == [2])
+        #expect(h.broker.persisted(token: 2, accepted: true, now: h.now).isEmpty)  // the bridge queue's commit
         #expect(
-            h.broker.persisted(token: 1, accepted: true, now: h.now).map(Seen.init) == [
+            h.broker.persisted(token: 2, accepted: true, now: h.now).map(Seen.init) == [
                 .send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 1)))
             ]
         )
