@@ -222,16 +222,27 @@ public struct Broker: Sendable {
     /// message or was kept for a persistent session), the token `takeChanges()` hands back among
     /// its acknowledgements once the save that holds it is taken.
     public mutating func publishAwaitingSave(_ message: Message, now: BrokerTime) -> (actions: [BrokerAction], token: UInt64?) {
-        let storedBefore = sessions.storedMessages
-        if message.retain { storeRetained(message) }
-        route(message, now: now)
         var token: UInt64? = nil
-        if tracksChanges && message.qos != .atMostOnce && (message.retain || sessions.storedMessages != storedBefore) {
-            token = nextToken
-            nextToken += 1
+        if retainAndRoute(message, now: now) {
+            token = makeToken()
             acknowledgementsAwaitingSave.append(token!)
         }
         return (takeActions(), token)
+    }
+
+    /// Keeps a retained message and routes the message to its subscribers. Returns whether a
+    /// QoS 1/2 message changed saved state (set a retained message, or was kept for a persistent
+    /// session), so that its acknowledgement must wait for the save.
+    private mutating func retainAndRoute(_ message: Message, now: BrokerTime) -> Bool {
+        let storedBefore = sessions.storedMessages
+        if message.retain { storeRetained(message) }
+        route(message, now: now)
+        return tracksChanges && message.qos != .atMostOnce && (message.retain || sessions.storedMessages != storedBefore)
+    }
+
+    private mutating func makeToken() -> UInt64 {
+        defer { nextToken += 1 }
+        return nextToken
     }
 
     // MARK: CONNECT
@@ -430,18 +441,13 @@ public struct Broker: Sendable {
             expiresAt: expiresAt,
             origin: client.clientID
         )
-        let storedBefore = sessions.storedMessages
-        if message.retain { storeRetained(message) }
-        route(message, now: now)
+        let changedSavedState = retainAndRoute(message, now: now)
 
         // Acknowledged only once on disk: a bridge queue append, and the saved broker state when
-        // the message changed it (retained, or kept for a persistent session) [design: durability].
+        // the message changed it [design: durability].
         let durable = isDurable(topic)
-        let changedSavedState =
-            tracksChanges && packet.qos != .atMostOnce && (message.retain || sessions.storedMessages != storedBefore)
         if durable || changedSavedState {
-            let token = nextToken
-            nextToken += 1
+            let token = makeToken()
             if durable { actions.append(.persist(token: token, message: message)) }
             if packet.qos != .atMostOnce {
                 let awaiting = (durable ? 1 : 0) + (changedSavedState ? 1 : 0)
@@ -551,7 +557,8 @@ public struct Broker: Sendable {
             }
         }
         replyAfterSave(.subAck(SubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
-        // Retained messages follow the SUBACK [MQTT-3.3.1-9].
+        // Retained messages come with the new subscription [MQTT-3.3.1-9]: after the SUBACK, or
+        // before it while the SUBACK waits for a save.
         for (filter, subscription) in retainedToSend {
             for (topic, message) in retained.sorted(by: { $0.key < $1.key })
             where Topic.matches(filter: filter, topic: topic) {
@@ -588,8 +595,7 @@ public struct Broker: Sendable {
         else {
             return send(reply, to: connection)
         }
-        let token = nextToken
-        nextToken += 1
+        let token = makeToken()
         pendingAcks[token] = PendingAck(connection: connection, packetID: 0, qos: .atMostOnce, awaiting: 1, reply: reply)
         acknowledgementsAwaitingSave.append(token)
     }
