@@ -287,42 +287,29 @@ func memoryScenario(quick: Bool, fileLimit: Int) -> Scenario {
     }
     return Scenario(
         name: "memory",
-        description: "broker VmRSS idle, after \(burst) QoS 1 msgs 1 → 1, and with 1,000\(big ? " and 10,000" : "")"
-            + " idle MQTT connections (keepalive 0)",
+        description: "broker VmRSS idle and with 1,000\(big ? " and 10,000" : "") idle MQTT connections (keepalive 0);"
+            + " a fresh broker's VmRSS after \(burst) QoS 1 msgs 1 → 1",
         metrics: metrics
     ) { kind, ctx in
-        try await withBroker(kind, ctx) { broker in
+        var out = try await withBroker(kind, ctx) { broker in
             var out = RunOutcome()
             var channels: [Channel] = []
             let m = try await measured(broker) {
                 try await Task.sleep(nanoseconds: 1_000_000_000)
                 let idle = Double(broker.rssBytes() ?? 0)
-                // Idle RSS right after start-up says little about the running working set (Sluice
-                // releases its start-up code pages; code used later faults back in), so also sample
-                // after a short burst of real traffic, once its clients have gone.
-                let flow = try await runFlow(
-                    ctx: ctx, port: broker.port, publishers: 1, subscribers: 1, qos: .atLeastOnce, payload: 64,
-                    perPublisher: burst, hardTimeout: 30)
-                out.loss = max(0, flow.expected - flow.received)
-                out.duplicates = max(0, flow.received - flow.expected)
-                try await Task.sleep(nanoseconds: 1_000_000_000)
-                let afterTraffic = Double(broker.rssBytes() ?? 0)
                 channels = try await openIdle(ctx: ctx, port: broker.port, count: 1000, concurrency: 100, prefix: "m")
                 try await Task.sleep(nanoseconds: 1_000_000_000)
                 let rss1k = Double(broker.rssBytes() ?? 0)
                 out.values["idle"] = idle / 1_048_576
-                out.values["traffic"] = afterTraffic / 1_048_576
                 out.values["rss1k"] = rss1k / 1_048_576
-                // Per connection: growth over the post-traffic sample, so code faulting back in
-                // (one-off, not per connection) and the burst's leftovers are not counted.
-                out.values["per1k"] = (rss1k - afterTraffic) / 1000 / 1024
+                out.values["per1k"] = (rss1k - idle) / 1000 / 1024
                 if big {
                     channels += try await openIdle(
                         ctx: ctx, port: broker.port, count: 9000, concurrency: 100, prefix: "m2")
                     try await Task.sleep(nanoseconds: 1_000_000_000)
                     let rss10k = Double(broker.rssBytes() ?? 0)
                     out.values["rss10k"] = rss10k / 1_048_576
-                    out.values["per10k"] = (rss10k - afterTraffic) / 10000 / 1024
+                    out.values["per10k"] = (rss10k - idle) / 10000 / 1024
                 }
             }
             await Net.closeAll(channels)
@@ -331,6 +318,29 @@ func memoryScenario(quick: Bool, fileLimit: Int) -> Scenario {
             out.wall = m.wall
             return out
         }
+        // Idle RSS right after start-up is not the running working set (Sluice releases its
+        // start-up code pages; code used later faults back in), so a second, fresh broker also
+        // carries a short burst of real traffic and is sampled once its clients have gone. A fresh
+        // one, so the burst's leftovers do not change what the connection figures above mean.
+        let (traffic, flow) = try await withBroker(kind, ctx) { broker in
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            let flow = try await runFlow(
+                ctx: ctx,
+                port: broker.port,
+                publishers: 1,
+                subscribers: 1,
+                qos: .atLeastOnce,
+                payload: 64,
+                perPublisher: burst,
+                hardTimeout: 30
+            )
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            return (Double(broker.rssBytes() ?? 0), flow)
+        }
+        out.values["traffic"] = traffic / 1_048_576
+        out.loss = max(0, flow.expected - flow.received)
+        out.duplicates = max(0, flow.received - flow.expected)
+        return out
     }
 }
 

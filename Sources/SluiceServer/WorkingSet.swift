@@ -1,9 +1,10 @@
+import Logging
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
     import Musl
 #endif
-import Logging
 
 /// Note on releasing the start-up code pages.
 ///
