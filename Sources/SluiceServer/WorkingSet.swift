@@ -21,7 +21,9 @@ import Logging
 /// `/proc/self/maps` shows as mapped without write permission. `MADV_DONTNEED` on a writable
 /// private mapping would discard dirty pages (relocated GOT, data): that would be corruption, so
 /// those are never advised — including RELRO, which is read-only at run time but lies in a
-/// writable segment. A binary with text relocations (its code pages are dirty) is left alone.
+/// writable segment. So `.rodata`, which this link puts in the writable segment, stays resident.
+/// A binary with text relocations (its code pages are dirty) is left alone; breakpoints a debugger
+/// wrote into code pages before this runs are dropped with them (the pages come back from the file).
 ///
 /// Every step is best-effort: a missing `/proc`, an unexpected header or a failing `madvise`
 /// only means nothing (or less) is released.
