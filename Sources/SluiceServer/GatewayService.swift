@@ -103,6 +103,7 @@ public final class GatewayService: Service, Sendable {
             host.tick()
         }
         let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges) : nil
+        WorkingSet.releaseStartupCode(logger: logger)  // start-up code never runs again: RSS shows the working set
 
         try? await gracefulShutdown()
 
