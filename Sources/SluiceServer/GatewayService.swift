@@ -28,6 +28,9 @@ public final class GatewayService: Service, Sendable {
     }
 
     public func run() async throws {
+        // Trapped before anything binds: a SIGHUP sent as soon as the gateway answers (its default
+        // action is to end the process) must not kill it; it waits here for the reloader.
+        let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
         var channels: [any Channel] = []
@@ -95,7 +98,7 @@ public final class GatewayService: Service, Sendable {
             }
         }
         let reloader = Task { [bridges] in
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            for await _ in reloadSignals {
                 reload(host: host, bridges: bridges)
             }
         }
