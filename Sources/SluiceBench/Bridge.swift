@@ -21,7 +21,11 @@ import NIOPosix
 /// Sluice's bridge_max_inflight, 1000 by default.)
 func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
     guard enabled else { return [] }
-    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)] + backlogScenarios(quick: quick)
+    return [
+        bridgeForwardScenario(quick: quick, publishers: 1),
+        bridgeForwardScenario(quick: quick, publishers: 10),
+        bridgeDrainScenario(quick: quick),
+    ] + backlogScenarios(quick: quick)
 }
 
 func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {
@@ -113,13 +117,16 @@ func recordBridgeContext(
     }
 }
 
-func bridgeForwardScenario(quick: Bool) -> Scenario {
+/// One publisher (window 100: at most 100 messages per commit of a durable edge, so this measures
+/// commit latency), or ten (gateway fan-in: 1,000 messages waiting for PUBACKs).
+func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
     let count = quick ? 20_000 : 100_000
+    let tag = publishers == 1 ? "" : " \(publishers) pubs"
     return Scenario(
-        name: "bridge-forward",
-        description: "edge broker with a bridge to a central Mosquitto: 1 local QoS 1 publisher (bench/…, 64 B, \(count) msgs) → central subscriber QoS 1",
-        metrics: [MetricSpec(key: "rate", label: "bridge forward (msg/s)", unit: "msg/s", better: .higher)]
-            + bridgeContextMetrics("  fwd")
+        name: publishers == 1 ? "bridge-forward" : "bridge-forward-fanin",
+        description: "edge broker with a bridge to a central Mosquitto: \(publishers) local QoS 1 publisher(s), window 100 each (bench/…, 64 B, \(count) msgs in all) → central subscriber QoS 1",
+        metrics: [MetricSpec(key: "rate", label: "bridge forward\(tag) (msg/s)", unit: "msg/s", better: .higher)]
+            + bridgeContextMetrics(publishers == 1 ? "  fwd" : "  fwd\(tag)")
     ) { kind, ctx in
         let central = try await startCentral(ctx)
         defer { central.stop() }
@@ -137,8 +144,9 @@ func bridgeForwardScenario(quick: Bool) -> Scenario {
             let s0 = CPUSample.take(["edge": edge, "central": central])
             let m = try await measured(edge) {
                 flow = try await runFlow(
-                    ctx: ctx, port: edge.port, subscriberPort: central.port, publishers: 1, subscribers: 1,
-                    qos: .atLeastOnce, payload: 64, perPublisher: count, stallTimeout: 10, hardTimeout: quick ? 60 : 180)
+                    ctx: ctx, port: edge.port, subscriberPort: central.port, publishers: publishers, subscribers: 1,
+                    qos: .atLeastOnce, payload: 64, perPublisher: count / publishers, stallTimeout: 10,
+                    hardTimeout: quick ? 60 : 180)
             }
             let s1 = CPUSample.take(["edge": edge, "central": central])
             let c1 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }

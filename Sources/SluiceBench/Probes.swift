@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// CPU of a set of processes and of the generator at one instant, to turn two samples into
@@ -52,10 +52,17 @@ func httpGet(port: Int, path: String) -> String? {
     guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else { return nil }
     var response: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 16_384)
+    // The server may keep the connection open: stop once Content-Length bytes of body are in.
+    let separator = Array("\r\n\r\n".utf8)
     while response.count < 4 << 20 {
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n <= 0 { break }
         response += chunk[0..<n]
+        guard let end = response.firstRange(of: separator) else { continue }
+        let head = String(decoding: response[..<end.lowerBound], as: UTF8.self).lowercased()
+        let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
+        if let length, response.count - end.upperBound >= length { break }
     }
     return String(decoding: response, as: UTF8.self)
 }
