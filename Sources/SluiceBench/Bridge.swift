@@ -48,9 +48,16 @@ func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {
 
 func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) async throws -> BrokerProcess {
     let d = try dir ?? BrokerProcess.makeTempDir("central")
+    var extra = ["persistence true", "persistence_location \(d)/", "autosave_interval 3600"]
+    // For experiments (logged; the same central for both edges): extra central config lines separated
+    // by ';', e.g. SLUICE_BENCH_CENTRAL='max_inflight_messages 1000'.
+    if let lines = ProcessInfo.processInfo.environment["SLUICE_BENCH_CENTRAL"] {
+        let added = lines.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        log("note: central config + \(added) (SLUICE_BENCH_CENTRAL)")
+        extra += added
+    }
     return try await BrokerProcess.start(
-        kind: .mosquitto, sluicePath: ctx.sluicePath, group: ctx.group, port: port,
-        extraConfig: ["persistence true", "persistence_location \(d)/", "autosave_interval 3600"], dir: d)
+        kind: .mosquitto, sluicePath: ctx.sluicePath, group: ctx.group, port: port, extraConfig: extra, dir: d)
 }
 
 /// Publishes probe messages on the edge until one arrives at the central (bounded).
