@@ -10,9 +10,7 @@
 // - Lazy operations (`remove(..., lazily: true)`: a bridge removing what the remote acknowledged) wait up
 //   to `lazyDelay` for an ordinary operation to share their transaction. Every commit costs two
 //   fdatasyncs; a removal committing on its own would make the next append (a publisher waiting for its
-//   PUBACK) wait for that commit too. They wait only while ordinary operations are arriving (one was
-//   submitted within `lazyDelay × 20`): draining a backlog with no live traffic, nothing would join, and
-//   the wait would only hold the bridge's window. Their completions still run only after their commit.
+//   PUBACK) wait for that commit too. Their completions still run only after their commit.
 // - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
@@ -506,8 +504,6 @@ final class Writer: @unchecked Sendable {
     private var thread: Thread?
     private var transactions = 0
     private var operations = 0
-    /// When the last ordinary (not lazy) operation was submitted (`DispatchTime` nanoseconds).
-    private var lastEagerSubmit: UInt64?
     /// Writer-thread only: see `WriteContext.lowSpace`. Updated after every commit at the ceiling.
     private var lowSpace = false
 
@@ -563,10 +559,7 @@ final class Writer: @unchecked Sendable {
             return
         }
         pending.append(operation)
-        if !operation.lazy {
-            eager += 1
-            lastEagerSubmit = DispatchTime.now().uptimeNanoseconds
-        }
+        if !operation.lazy { eager += 1 }
         condition.signal()
         condition.unlock()
     }
@@ -587,10 +580,9 @@ final class Writer: @unchecked Sendable {
         while true {
             condition.lock()
             while pending.isEmpty && !closing { condition.wait() }
-            let seconds = Double(lazyDelay.components.seconds) + Double(lazyDelay.components.attoseconds) / 1e18
-            let sinceEager = lastEagerSubmit.map { Double(DispatchTime.now().uptimeNanoseconds &- $0) / 1e9 }
-            if eager == 0 && !closing && lazyDelay > .zero, let sinceEager, sinceEager < seconds * 20 {
-                // Only lazy operations, while ordinary ones keep coming: give one a moment to join.
+            if eager == 0 && !closing && lazyDelay > .zero {
+                // Only lazy operations: give an ordinary one a moment to join their transaction.
+                let seconds = Double(lazyDelay.components.seconds) + Double(lazyDelay.components.attoseconds) / 1e18
                 let deadline = Date(timeIntervalSinceNow: seconds)
                 while eager == 0 && !closing && condition.wait(until: deadline) {}
             }

@@ -304,21 +304,6 @@ import Testing
         #expect(try quick.stats(queue: "q").depth == 0)
     }
 
-    /// With no ordinary operation arriving (a bridge draining its backlog, no live traffic), a lazy removal
-    /// does not wait for company: nothing would join, and the wait would hold the bridge's window.
-    @Test func lazyRemovalDoesNotWaitWhenNothingIsArriving() throws {
-        let dir = try TempDir()
-        defer { dir.remove() }
-        let store = try Store(path: dir.storePath, lazyDelay: .seconds(60))
-        defer { store.close() }
-        let started = ContinuousClock.now
-        let removed = CompletionCounter<Int>(expected: 1)
-        store.remove(queue: "q", seqs: [1], lazily: true, completion: removed.record)
-        removed.wait()
-        #expect(removed.results == [0])
-        #expect(ContinuousClock.now - started < .seconds(30))  // not the 60 s lazy delay
-    }
-
     /// Bounds hold across operations that share one transaction.
     @Test func boundsHoldAcrossABatch() throws {
         let dir = try TempDir()
