@@ -93,6 +93,7 @@ func bridgeContextMetrics(_ prefix: String) -> [MetricSpec] {
         MetricSpec(key: "centralCPU", label: "\(prefix): central CPU (%)", unit: "% of a core", better: .info),
         MetricSpec(key: "edgeCPU", label: "\(prefix): edge CPU (%)", unit: "% of a core", better: .info),
         MetricSpec(key: "genCPU", label: "\(prefix): bench CPU (%)", unit: "% of a core", better: .info),
+        MetricSpec(key: "centralCeiling", label: "\(prefix): central max at 1 core (msg/s)", unit: "msg/s", better: .info),
         MetricSpec(key: "commitsPerSec", label: "\(prefix): LMDB commits/s", unit: "1/s", better: .info),
         MetricSpec(key: "msgsPerCommit", label: "\(prefix): msgs per commit", unit: "msgs", better: .info),
         MetricSpec(key: "fdatasync", label: "\(prefix): fdatasync 4 KiB (ms)", unit: "ms", better: .info),
@@ -112,6 +113,12 @@ func recordBridgeContext(
     out.values["edgeCPU"] = a.share("edge", until: b).map { $0 * 100 }
     out.values["genCPU"] = a.share("gen", until: b).map { $0 * 100 }
     out.values["fdatasync"] = fdatasync
+    // The central's CPU per message turned into the rate it could reach with a whole core to itself
+    // (Mosquitto is single-threaded): the ceiling of this phase, whatever the edge does.
+    let seconds = Double(b.time - a.time) / 1e9
+    if let central = out.values["centralCPU"], central > 0, seconds > 0 {
+        out.values["centralCeiling"] = Double(messages) / seconds / (central / 100)
+    }
     if let c0 = commits.0, let c1 = commits.1, c1.commits > c0.commits {
         let n = c1.commits - c0.commits
         out.values["commitsPerSec"] = n / (Double(b.time - a.time) / 1e9)
