@@ -57,7 +57,13 @@ func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) asy
         extra += added
     }
     return try await BrokerProcess.start(
-        kind: .mosquitto, sluicePath: ctx.sluicePath, group: ctx.group, port: port, extraConfig: extra, dir: d)
+        kind: .mosquitto,
+        sluicePath: ctx.sluicePath,
+        group: ctx.group,
+        port: port,
+        extraConfig: extra,
+        dir: d
+    )
 }
 
 /// Publishes probe messages on the edge until one arrives at the central (bounded).
@@ -93,7 +99,12 @@ func bridgeContextMetrics(_ prefix: String) -> [MetricSpec] {
         MetricSpec(key: "centralCPU", label: "\(prefix): central CPU (%)", unit: "% of a core", better: .info),
         MetricSpec(key: "edgeCPU", label: "\(prefix): edge CPU (%)", unit: "% of a core", better: .info),
         MetricSpec(key: "genCPU", label: "\(prefix): bench CPU (%)", unit: "% of a core", better: .info),
-        MetricSpec(key: "centralCeiling", label: "\(prefix): central max at 1 core (msg/s)", unit: "msg/s", better: .info),
+        MetricSpec(
+            key: "centralCeiling",
+            label: "\(prefix): central max at 1 core (msg/s)",
+            unit: "msg/s",
+            better: .info
+        ),
         MetricSpec(key: "commitsPerSec", label: "\(prefix): LMDB commits/s", unit: "1/s", better: .info),
         MetricSpec(key: "msgsPerCommit", label: "\(prefix): msgs per commit", unit: "msgs", better: .info),
         MetricSpec(key: "fdatasync", label: "\(prefix): fdatasync 4 KiB (ms)", unit: "ms", better: .info),
@@ -138,7 +149,8 @@ func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
     let tag = publishers == 1 ? "" : " \(publishers) pubs"
     return Scenario(
         name: publishers == 1 ? "bridge-forward" : "bridge-forward-fanin",
-        description: "edge broker with a bridge to a central Mosquitto: \(publishers) local QoS 1 publisher(s), window 100 each (bench/…, 64 B, \(count) msgs in all) → central subscriber QoS 1",
+        description:
+            "edge broker with a bridge to a central Mosquitto: \(publishers) local QoS 1 publisher(s), window 100 each (bench/…, 64 B, \(count) msgs in all) → central subscriber QoS 1",
         metrics: [MetricSpec(key: "rate", label: "bridge forward\(tag) (msg/s)", unit: "msg/s", better: .higher)]
             + bridgeContextMetrics(publishers == 1 ? "  fwd" : "  fwd\(tag)")
     ) { kind, ctx in
@@ -146,8 +158,11 @@ func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
         defer { central.stop() }
         let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
         let edge = try await BrokerProcess.start(
-            kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
-            extraConfig: bridgeSection(centralPort: central.port, kind: kind) + metricsLines(metricsPort))
+            kind: kind,
+            sluicePath: ctx.sluicePath,
+            group: ctx.group,
+            extraConfig: bridgeSection(centralPort: central.port, kind: kind) + metricsLines(metricsPort)
+        )
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: central.port)
@@ -158,9 +173,17 @@ func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
             let s0 = CPUSample.take(["edge": edge, "central": central])
             let m = try await measured(edge) {
                 flow = try await runFlow(
-                    ctx: ctx, port: edge.port, subscriberPort: central.port, publishers: publishers, subscribers: 1,
-                    qos: .atLeastOnce, payload: 64, perPublisher: count / publishers, stallTimeout: 10,
-                    hardTimeout: quick ? 60 : 180)
+                    ctx: ctx,
+                    port: edge.port,
+                    subscriberPort: central.port,
+                    publishers: publishers,
+                    subscribers: 1,
+                    qos: .atLeastOnce,
+                    payload: 64,
+                    perPublisher: count / publishers,
+                    stallTimeout: 10,
+                    hardTimeout: quick ? 60 : 180
+                )
             }
             let s1 = CPUSample.take(["edge": edge, "central": central])
             let c1 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }
@@ -182,7 +205,8 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
     let count = quick ? 20_000 : 100_000
     return Scenario(
         name: "bridge-drain",
-        description: "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all",
+        description:
+            "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all",
         metrics: [
             MetricSpec(key: "rate", label: "bridge drain, steady (msg/s)", unit: "msg/s", better: .higher),
             MetricSpec(key: "reconnect", label: "bridge drain: reconnect delay (s)", unit: "s", better: .lower),
@@ -200,8 +224,11 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
         }
         let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
         let edge = try await BrokerProcess.start(
-            kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
-            extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort))
+            kind: kind,
+            sluicePath: ctx.sluicePath,
+            group: ctx.group,
+            extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort)
+        )
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)
@@ -209,7 +236,10 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
             let subID = "drain-sub-\(UInt32.random(in: 0...UInt32.max))"
             do {
                 let (ch, sub) = try await Net.connect(
-                    group: ctx.group, port: centralPort, clientID: subID, cleanSession: false
+                    group: ctx.group,
+                    port: centralPort,
+                    clientID: subID,
+                    cleanSession: false
                 ).get()
                 try await sub.loop.flatSubmit { sub.subscribe("bench/drain", qos: .atLeastOnce) }.get()
                 sub.loop.execute { sub.disconnect() }
@@ -245,7 +275,10 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                 reachable = nowNanos()
                 let processes = ["edge": edge, "central": central]
                 let (ch, sub) = try await Net.connect(
-                    group: ctx.group, port: centralPort, clientID: subID, cleanSession: false
+                    group: ctx.group,
+                    port: centralPort,
+                    clientID: subID,
+                    cleanSession: false
                 ).get()
                 defer { ch.close(promise: nil) }
                 var lastCount = -1
@@ -268,16 +301,23 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                         break
                     }
                 }
-                (received, first, last) = try await sub.loop.submit { (sub.received, sub.firstReceive, sub.lastReceive) }
-                    .get()
+                (received, first, last) = try await sub.loop.submit {
+                    (sub.received, sub.firstReceive, sub.lastReceive)
+                }
+                .get()
             }
             out.values["rate"] = last > first ? Double(received) / (Double(last - first) / 1e9) : .nan
             out.values["reconnect"] = first > reachable ? Double(first - reachable) / 1e9 : .nan
             out.values["total"] = last > reachable ? Double(last - reachable) / 1e9 : .nan
             if let a = steadyFrom, let b = steadyTo {
                 recordBridgeContext(
-                    &out, from: a.cpu, to: b.cpu, commits: (a.commits, b.commits), messages: b.received - a.received,
-                    fdatasync: disk)
+                    &out,
+                    from: a.cpu,
+                    to: b.cpu,
+                    commits: (a.commits, b.commits),
+                    messages: b.received - a.received,
+                    fdatasync: disk
+                )
             }
             out.loss = max(0, count - received)
             out.duplicates = max(0, received - count)
@@ -287,7 +327,10 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
             if received < count {
                 out.note = "incomplete drain; edge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())"
             } else {
-                let restart = String(format: "central restart %.2f s (spawn → accepting)", Double(reachable - start) / 1e9)
+                let restart = String(
+                    format: "central restart %.2f s (spawn → accepting)",
+                    Double(reachable - start) / 1e9
+                )
                 out.note = out.note.map { restart + "; " + $0 } ?? restart
             }
             return out

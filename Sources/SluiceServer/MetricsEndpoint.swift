@@ -95,7 +95,11 @@ final class MetricsEndpoint: Sendable {
             if let lorawan = self.lorawan?.values { self.report(lorawan) }
             if let store = self.store {
                 // Group commit at work: operations per transaction; each commit costs two fdatasyncs.
-                self.counter("sluice_store_commits_total", "LMDB write transactions committed", store.transactionsCommitted)
+                self.counter(
+                    "sluice_store_commits_total",
+                    "LMDB write transactions committed",
+                    store.transactionsCommitted
+                )
                 self.counter(
                     "sluice_store_operations_total",
                     "Store write operations committed (appends, removals, puts...)",
