@@ -228,7 +228,7 @@ func printTable(reports: [ScenarioReport], bridgeStub: Bool) {
                 a.map { fmt($0.median) } ?? "failed",
                 b.map { fmt($0.median) } ?? "failed",
                 ratio,
-                m.better == .higher ? "higher" : "lower",
+                m.better.rawValue,
                 a.map { "\(fmt($0.min))–\(fmt($0.max))" } ?? "—",
                 b.map { "\(fmt($0.min))–\(fmt($0.max))" } ?? "—",
                 pct(r.generatorCPUShare),
@@ -250,7 +250,8 @@ func printTable(reports: [ScenarioReport], bridgeStub: Bool) {
         if i == 0 { print(String(repeating: "-", count: line.count)) }
     }
     print("")
-    print("Ratio is Sluice median / Mosquitto median; 'better' says which direction wins (rates: higher; latency and memory: lower).")
+    print("Ratio is Sluice median / Mosquitto median; 'better' says which direction wins (rates: higher; latency and memory: lower;")
+    print("info: context for another row, e.g. a process's CPU as % of one core, or Sluice's LMDB commits).")
     print("gen CPU: load generator's own CPU (getrusage of this process) as a share of one core over the measured time, all runs;")
     print("broker CPU: each broker's CPU (/proc/PID/stat) over its measured time. \(System.coreCount) cores are shared by both.")
     print("loss: messages expected but not received, summed over rounds.")

@@ -21,7 +21,11 @@ import NIOPosix
 /// Sluice's bridge_max_inflight, 1000 by default.)
 func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
     guard enabled else { return [] }
-    return [bridgeForwardScenario(quick: quick), bridgeDrainScenario(quick: quick)] + backlogScenarios(quick: quick)
+    return [
+        bridgeForwardScenario(quick: quick, publishers: 1),
+        bridgeForwardScenario(quick: quick, publishers: 10),
+        bridgeDrainScenario(quick: quick),
+    ] + backlogScenarios(quick: quick)
 }
 
 func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {
@@ -44,9 +48,22 @@ func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {
 
 func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) async throws -> BrokerProcess {
     let d = try dir ?? BrokerProcess.makeTempDir("central")
+    var extra = ["persistence true", "persistence_location \(d)/", "autosave_interval 3600"]
+    // For experiments (logged; the same central for both edges): extra central config lines separated
+    // by ';', e.g. SLUICE_BENCH_CENTRAL='max_inflight_messages 1000'.
+    if let lines = ProcessInfo.processInfo.environment["SLUICE_BENCH_CENTRAL"] {
+        let added = lines.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        log("note: central config + \(added) (SLUICE_BENCH_CENTRAL)")
+        extra += added
+    }
     return try await BrokerProcess.start(
-        kind: .mosquitto, sluicePath: ctx.sluicePath, group: ctx.group, port: port,
-        extraConfig: ["persistence true", "persistence_location \(d)/", "autosave_interval 3600"], dir: d)
+        kind: .mosquitto,
+        sluicePath: ctx.sluicePath,
+        group: ctx.group,
+        port: port,
+        extraConfig: extra,
+        dir: d
+    )
 }
 
 /// Publishes probe messages on the edge until one arrives at the central (bounded).
@@ -70,29 +87,108 @@ func waitForBridge(_ ctx: BenchContext, edgePort: Int, centralPort: Int, timeout
     throw BenchError("bridge did not forward a probe message within \(Int(timeout)) s")
 }
 
-func bridgeForwardScenario(quick: Bool) -> Scenario {
+/// Extra config for a Sluice edge: a metrics listener on `port`, so the bench can read the store's
+/// commit counters (scraped twice per run; Mosquitto has no equivalent and gets nothing).
+func metricsLines(_ port: Int?) -> [String] {
+    port.map { ["metrics_listener \($0) 127.0.0.1"] } ?? []
+}
+
+/// The CPU and commit rows both bridge scenarios print (`prefix` names the phase).
+func bridgeContextMetrics(_ prefix: String) -> [MetricSpec] {
+    [
+        MetricSpec(key: "centralCPU", label: "\(prefix): central CPU (%)", unit: "% of a core", better: .info),
+        MetricSpec(key: "edgeCPU", label: "\(prefix): edge CPU (%)", unit: "% of a core", better: .info),
+        MetricSpec(key: "genCPU", label: "\(prefix): bench CPU (%)", unit: "% of a core", better: .info),
+        MetricSpec(
+            key: "centralCeiling",
+            label: "\(prefix): central max at 1 core (msg/s)",
+            unit: "msg/s",
+            better: .info
+        ),
+        MetricSpec(key: "commitsPerSec", label: "\(prefix): LMDB commits/s", unit: "1/s", better: .info),
+        MetricSpec(key: "msgsPerCommit", label: "\(prefix): msgs per commit", unit: "msgs", better: .info),
+        MetricSpec(key: "fdatasync", label: "\(prefix): fdatasync 4 KiB (ms)", unit: "ms", better: .info),
+    ]
+}
+
+/// Fills the context rows from two samples around a phase in which `messages` went through.
+func recordBridgeContext(
+    _ out: inout RunOutcome,
+    from a: CPUSample,
+    to b: CPUSample,
+    commits: (StoreCounters?, StoreCounters?),
+    messages: Int,
+    fdatasync: Double?
+) {
+    out.values["centralCPU"] = a.share("central", until: b).map { $0 * 100 }
+    out.values["edgeCPU"] = a.share("edge", until: b).map { $0 * 100 }
+    out.values["genCPU"] = a.share("gen", until: b).map { $0 * 100 }
+    out.values["fdatasync"] = fdatasync
+    // The central's CPU per message turned into the rate it could reach with a whole core to itself
+    // (Mosquitto is single-threaded): the ceiling of this phase, whatever the edge does.
+    let seconds = Double(b.time - a.time) / 1e9
+    if let central = out.values["centralCPU"], central > 0, seconds > 0 {
+        out.values["centralCeiling"] = Double(messages) / seconds / (central / 100)
+    }
+    if let c0 = commits.0, let c1 = commits.1, c1.commits > c0.commits {
+        let n = c1.commits - c0.commits
+        out.values["commitsPerSec"] = n / (Double(b.time - a.time) / 1e9)
+        // Each message is appended once and removed once: both are in these commits.
+        out.values["msgsPerCommit"] = Double(messages) / n
+    }
+    if let central = out.values["centralCPU"], central >= 90 {
+        let note = String(format: "central Mosquitto at %.0f%% of a core: this phase is capped by the central", central)
+        out.note = out.note.map { $0 + "; " + note } ?? note
+    }
+}
+
+/// One publisher (window 100: at most 100 messages per commit of a durable edge, so this measures
+/// commit latency), or ten (gateway fan-in: 1,000 messages waiting for PUBACKs).
+func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
     let count = quick ? 20_000 : 100_000
+    let tag = publishers == 1 ? "" : " \(publishers) pubs"
     return Scenario(
-        name: "bridge-forward",
-        description: "edge broker with a bridge to a central Mosquitto: 1 local QoS 1 publisher (bench/…, 64 B, \(count) msgs) → central subscriber QoS 1",
-        metrics: [MetricSpec(key: "rate", label: "bridge forward (msg/s)", unit: "msg/s", better: .higher)]
+        name: publishers == 1 ? "bridge-forward" : "bridge-forward-fanin",
+        description:
+            "edge broker with a bridge to a central Mosquitto: \(publishers) local QoS 1 publisher(s), window 100 each (bench/…, 64 B, \(count) msgs in all) → central subscriber QoS 1",
+        metrics: [MetricSpec(key: "rate", label: "bridge forward\(tag) (msg/s)", unit: "msg/s", better: .higher)]
+            + bridgeContextMetrics(publishers == 1 ? "  fwd" : "  fwd\(tag)")
     ) { kind, ctx in
         let central = try await startCentral(ctx)
         defer { central.stop() }
+        let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
         let edge = try await BrokerProcess.start(
-            kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
-            extraConfig: bridgeSection(centralPort: central.port, kind: kind))
+            kind: kind,
+            sluicePath: ctx.sluicePath,
+            group: ctx.group,
+            extraConfig: bridgeSection(centralPort: central.port, kind: kind) + metricsLines(metricsPort)
+        )
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: central.port)
             var out = RunOutcome()
             var flow = FlowResult()
+            let disk = fdatasyncMilliseconds(dir: edge.dir)
+            let c0 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }
+            let s0 = CPUSample.take(["edge": edge, "central": central])
             let m = try await measured(edge) {
                 flow = try await runFlow(
-                    ctx: ctx, port: edge.port, subscriberPort: central.port, publishers: 1, subscribers: 1,
-                    qos: .atLeastOnce, payload: 64, perPublisher: count, stallTimeout: 10, hardTimeout: quick ? 60 : 180)
+                    ctx: ctx,
+                    port: edge.port,
+                    subscriberPort: central.port,
+                    publishers: publishers,
+                    subscribers: 1,
+                    qos: .atLeastOnce,
+                    payload: 64,
+                    perPublisher: count / publishers,
+                    stallTimeout: 10,
+                    hardTimeout: quick ? 60 : 180
+                )
             }
+            let s1 = CPUSample.take(["edge": edge, "central": central])
+            let c1 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }
             out.values["rate"] = flow.rate
+            recordBridgeContext(&out, from: s0, to: s1, commits: (c0, c1), messages: flow.received, fdatasync: disk)
             out.loss = max(0, flow.expected - flow.received)
             out.duplicates = max(0, flow.received - flow.expected)
             out.generatorCPU = m.gen
@@ -109,11 +205,13 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
     let count = quick ? 20_000 : 100_000
     return Scenario(
         name: "bridge-drain",
-        description: "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all",
+        description:
+            "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all",
         metrics: [
-            MetricSpec(key: "rate", label: "bridge drain (msg/s)", unit: "msg/s", better: .higher),
+            MetricSpec(key: "rate", label: "bridge drain, steady (msg/s)", unit: "msg/s", better: .higher),
+            MetricSpec(key: "reconnect", label: "bridge drain: reconnect delay (s)", unit: "s", better: .lower),
             MetricSpec(key: "total", label: "bridge drain total (s)", unit: "s", better: .lower),
-        ]
+        ] + bridgeContextMetrics("  drain")
     ) { kind, ctx in
         let centralDir = try BrokerProcess.makeTempDir("central")
         var central = try await startCentral(ctx, dir: centralDir)
@@ -124,9 +222,13 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                 try? FileManager.default.removeItem(atPath: centralDir)
             }
         }
+        let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
         let edge = try await BrokerProcess.start(
-            kind: kind, sluicePath: ctx.sluicePath, group: ctx.group,
-            extraConfig: bridgeSection(centralPort: centralPort, kind: kind))
+            kind: kind,
+            sluicePath: ctx.sluicePath,
+            group: ctx.group,
+            extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort)
+        )
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)
@@ -134,7 +236,10 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
             let subID = "drain-sub-\(UInt32.random(in: 0...UInt32.max))"
             do {
                 let (ch, sub) = try await Net.connect(
-                    group: ctx.group, port: centralPort, clientID: subID, cleanSession: false
+                    group: ctx.group,
+                    port: centralPort,
+                    clientID: subID,
+                    cleanSession: false
                 ).get()
                 try await sub.loop.flatSubmit { sub.subscribe("bench/drain", qos: .atLeastOnce) }.get()
                 sub.loop.execute { sub.disconnect() }
@@ -154,16 +259,26 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
             }
             _ = try? await published.get()
             try await Task.sleep(nanoseconds: 500_000_000)
+            let disk = fdatasyncMilliseconds(dir: edge.dir)
             var out = RunOutcome()
             var received = 0
             var first: UInt64 = 0
             var last: UInt64 = 0
             var start: UInt64 = 0
+            var reachable: UInt64 = 0
+            // CPU and commit counters from the first poll that saw a message to the one that saw the last.
+            var steadyFrom: (cpu: CPUSample, commits: StoreCounters?, received: Int)?
+            var steadyTo: (cpu: CPUSample, commits: StoreCounters?, received: Int)?
             let m = try await measured(edge) {
                 start = nowNanos()
                 central = try await startCentral(ctx, port: centralPort, dir: centralDir)
+                reachable = nowNanos()
+                let processes = ["edge": edge, "central": central]
                 let (ch, sub) = try await Net.connect(
-                    group: ctx.group, port: centralPort, clientID: subID, cleanSession: false
+                    group: ctx.group,
+                    port: centralPort,
+                    clientID: subID,
+                    cleanSession: false
                 ).get()
                 defer { ch.close(promise: nil) }
                 var lastCount = -1
@@ -172,6 +287,12 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                 while nowNanos() < hard {
                     try await Task.sleep(nanoseconds: 20_000_000)
                     let n = try await sub.loop.submit { sub.received }.get()
+                    if n > 0 && (steadyFrom == nil || n >= count) {
+                        let sample = (
+                            CPUSample.take(processes), metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }, n
+                        )
+                        if steadyFrom == nil { steadyFrom = sample } else { steadyTo = sample }
+                    }
                     if n >= count { break }
                     if n != lastCount {
                         lastCount = n
@@ -180,11 +301,24 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                         break
                     }
                 }
-                (received, first, last) = try await sub.loop.submit { (sub.received, sub.firstReceive, sub.lastReceive) }
-                    .get()
+                (received, first, last) = try await sub.loop.submit {
+                    (sub.received, sub.firstReceive, sub.lastReceive)
+                }
+                .get()
             }
             out.values["rate"] = last > first ? Double(received) / (Double(last - first) / 1e9) : .nan
-            out.values["total"] = last > start ? Double(last - start) / 1e9 : .nan
+            out.values["reconnect"] = first > reachable ? Double(first - reachable) / 1e9 : .nan
+            out.values["total"] = last > reachable ? Double(last - reachable) / 1e9 : .nan
+            if let a = steadyFrom, let b = steadyTo {
+                recordBridgeContext(
+                    &out,
+                    from: a.cpu,
+                    to: b.cpu,
+                    commits: (a.commits, b.commits),
+                    messages: b.received - a.received,
+                    fdatasync: disk
+                )
+            }
             out.loss = max(0, count - received)
             out.duplicates = max(0, received - count)
             out.generatorCPU = m.gen
@@ -192,8 +326,12 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
             out.wall = m.wall
             if received < count {
                 out.note = "incomplete drain; edge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())"
-            } else if first > start {
-                out.note = String(format: "first message at the central %.2f s after its restart began", Double(first - start) / 1e9)
+            } else {
+                let restart = String(
+                    format: "central restart %.2f s (spawn → accepting)",
+                    Double(reachable - start) / 1e9
+                )
+                out.note = out.note.map { restart + "; " + $0 } ?? restart
             }
             return out
         } catch {

@@ -3,7 +3,8 @@ import MQTTCore
 import NIOCore
 import NIOPosix
 
-enum Better: String, Codable { case higher, lower }
+/// Which direction wins; `info` rows (CPU shares, commit counts) explain a figure and win nothing.
+enum Better: String, Codable { case higher, lower, info }
 
 struct MetricSpec {
     var key: String

@@ -253,7 +253,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 message.qos = atMostOnce ? .atMostOnce : .atLeastOnce
                 message.packetIdentifier = atMostOnce ? nil : 1  // any id: two bytes for the size check
                 if let maximum = online.maxPacketSize,
-                    case let size = PublishSize.encodedSize(message, version: configuration.protocolVersion),
+                    case let size = MQTTCodec.encodedSize(.publish(message), version: configuration.protocolVersion),
                     size > maximum
                 {
                     // [MQTT-3.1.2-25]: discard, as if sent; retrying would block the queue forever.

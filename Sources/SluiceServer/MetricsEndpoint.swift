@@ -93,6 +93,19 @@ final class MetricsEndpoint: Sendable {
                 )
             }
             if let lorawan = self.lorawan?.values { self.report(lorawan) }
+            if let store = self.store {
+                // Group commit at work: operations per transaction; each commit costs two fdatasyncs.
+                self.counter(
+                    "sluice_store_commits_total",
+                    "LMDB write transactions committed",
+                    store.transactionsCommitted
+                )
+                self.counter(
+                    "sluice_store_operations_total",
+                    "Store write operations committed (appends, removals, puts...)",
+                    store.operationsCommitted
+                )
+            }
             let now = Store.wallClockMilliseconds()
             for (bridge, link) in zip(self.bridges, linkValues) {
                 let labels = [("bridge", bridge.name)]

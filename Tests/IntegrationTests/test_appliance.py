@@ -156,6 +156,10 @@ def test_metrics_and_health_endpoints_follow_traffic(tmp_path):
         assert metric(after, 'sluice_publish_received_by_qos_total{qos="1"}') >= 3
         assert metric(after, "sluice_bytes_received_total") > metric(before, "sluice_bytes_received_total")
         assert metric(after, "sluice_bytes_sent_total") > 0
+        # The three QoS 1 messages were committed to the bridge queue before their PUBACKs: the store's
+        # commit counters move (each commit holds at least one operation).
+        assert metric(after, "sluice_store_commits_total") > metric(before, "sluice_store_commits_total")
+        assert metric(after, "sluice_store_operations_total") >= metric(after, "sluice_store_commits_total")
         status, health = scrape(metrics_port, "/healthz")
         assert status == 200 and "store: writable" in health and "bridge central: disconnected" in health
         assert scrape(metrics_port, "/nope")[0] == 404

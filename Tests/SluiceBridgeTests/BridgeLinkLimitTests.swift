@@ -6,7 +6,7 @@ import Testing
 @Suite struct BridgeLinkLimitTests {
     @Test func oversizeMessagesAreDroppedNotRetried() {
         // "r/t" + "m1": 1 + 1 + (2 + 3 + 2 + 2) = 11 bytes in 3.1.1.
-        #expect(PublishSize.encodedSize(sent1(), version: .v3_1_1) == 11)
+        #expect(MQTTCodec.encodedSize(.publish(sent1()), version: .v3_1_1) == 11)
         var c = config(maxInflight: 3)
         c.maxPacketSize = 11
         var h = Harness(c)
