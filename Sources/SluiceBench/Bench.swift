@@ -225,8 +225,9 @@ func printTable(reports: [ScenarioReport], bridgeStub: Bool) {
             if let a, let b, a.median != 0 { ratio = String(format: "%.2f×", b.median / a.median) }
             rows.append([
                 m.label,
-                a.map { fmt($0.median) } ?? "failed",
-                b.map { fmt($0.median) } ?? "failed",
+                // An info row only one broker has (Sluice's LMDB counters) is "n/a" for the other.
+                a.map { fmt($0.median) } ?? (m.better == .info ? "n/a" : "failed"),
+                b.map { fmt($0.median) } ?? (m.better == .info ? "n/a" : "failed"),
                 ratio,
                 m.better.rawValue,
                 a.map { "\(fmt($0.min))–\(fmt($0.max))" } ?? "—",

@@ -190,6 +190,8 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
 
     private let endpoint: MetricsEndpoint
     private var path: String?
+    /// HTTP/1.0 without keep-alive, or `Connection: close`: close after the response.
+    private var keepAlive = true
 
     init(endpoint: MetricsEndpoint) { self.endpoint = endpoint }
 
@@ -197,6 +199,7 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
         switch unwrapInboundIn(data) {
         case .head(let head):
             path = head.method == .GET ? String(head.uri.split(separator: "?").first ?? "") : nil
+            keepAlive = head.isKeepAlive
         case .body:
             break
         case .end:
@@ -204,14 +207,17 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
             let response: EventLoopFuture<(HTTPResponseStatus, String, String)> =
                 path.map { endpoint.respond(to: $0, on: context.eventLoop) }
                 ?? context.eventLoop.makeSucceededFuture((.methodNotAllowed, "text/plain", "GET only\n"))
+            let keepAlive = self.keepAlive
             response.whenSuccess { status, contentType, body in
                 let context = loopBound.value
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: contentType)
                 headers.add(name: "Content-Length", value: "\(body.utf8.count)")
+                if !keepAlive { headers.add(name: "Connection", value: "close") }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
                 context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+                let sent = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+                if !keepAlive { sent.whenComplete { _ in loopBound.value.close(promise: nil) } }
             }
         }
     }

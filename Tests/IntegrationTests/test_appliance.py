@@ -163,6 +163,14 @@ def test_metrics_and_health_endpoints_follow_traffic(tmp_path):
         status, health = scrape(metrics_port, "/healthz")
         assert status == 200 and "store: writable" in health and "bridge central: disconnected" in health
         assert scrape(metrics_port, "/nope")[0] == 404
+        # An HTTP/1.0 client (no keep-alive) gets the response and then the end of the stream.
+        import socket
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as raw:
+            raw.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := raw.recv(4096):  # ends at the server's close; a timeout fails the test
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and b"connection: close" in data.lower(), data[:200]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

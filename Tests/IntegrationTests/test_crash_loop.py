@@ -228,9 +228,12 @@ class RetainedWriter:
             n += 1
             self.pending = (topic, value)
             info = self.client.c.publish(topic, value, 1, retain=True)
-            info.wait_for_publish(5)
-            if not info.is_published():
+            try:
+                info.wait_for_publish(5)
+            except RuntimeError:  # paho: "the client is not currently connected"
                 return  # the gateway died with this one unacknowledged
+            if not info.is_published():
+                return
             if clear:
                 self.settled.pop(topic, None)
             else:
