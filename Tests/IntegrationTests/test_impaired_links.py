@@ -299,13 +299,17 @@ def test_lossy_link_delivers_everything(bridge_env, netns):
     print(f"{ctx}: {d.summary()}")
 
 
-def test_latency_and_reordering_netem(bridge_env, netns):
-    r = _run("tc", "qdisc", "add", "dev", netns.root_if, "root", "netem", "delay", "100ms", "20ms",
-             "loss", "5%", "reorder", "25%", check=False)
+def _qdisc_or_skip(netns: NetnsLink, kind: str, *params: str) -> None:
+    """Puts a `kind` qdisc on the link's root side, or skips the test, saying why."""
+    r = _run("tc", "qdisc", "add", "dev", netns.root_if, "root", kind, *params, check=False)
     if r.returncode != 0:
-        reason = f"tc netem unavailable on this kernel ({r.stderr.strip()})"
+        reason = f"tc {kind} unavailable on this kernel ({r.stderr.strip()})"
         print(f"SKIP reason: {reason}")
         pytest.skip(reason)
+
+
+def test_latency_and_reordering_netem(bridge_env, netns):
+    _qdisc_or_skip(netns, "netem", "delay", "100ms", "20ms", "loss", "5%", "reorder", "25%")
     env = bridge_env
     central, counter, gw = setup(env, netns)
     n = 2000
@@ -322,12 +326,7 @@ def test_slow_lossy_link_with_queueing_delay(bridge_env, netns):
     """A narrow, lossy link (a weak cellular uplink): 256 kbit/s with a token-bucket queue that
     adds up to 300 ms of delay, plus 2% loss each way. tbf is in kernels that lack netem, so this
     case runs here; what it does not cover is reordering (TCP hides it from the bridge anyway)."""
-    r = _run("tc", "qdisc", "add", "dev", netns.root_if, "root", "tbf", "rate", "256kbit",
-             "burst", "4kb", "latency", "300ms", check=False)
-    if r.returncode != 0:
-        reason = f"tc tbf unavailable on this kernel ({r.stderr.strip()})"
-        print(f"SKIP reason: {reason}")
-        pytest.skip(reason)
+    _qdisc_or_skip(netns, "tbf", "rate", "256kbit", "burst", "4kb", "latency", "300ms")
     env = bridge_env
     central, counter, gw = setup(env, netns)
     netns.nft([f"in tcp dport {central.port} numgen random mod 100 < 2 drop",

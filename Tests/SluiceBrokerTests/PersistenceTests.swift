@@ -73,6 +73,16 @@ extension Harness {
         var discarded = SavedTables()
         return save(into: &discarded)
     }
+
+    /// "keeper" (connection 1) subscribes to `filter` in a persistent session and goes away;
+    /// "pub" (connection 2) connects.
+    func offlinePersistentSubscriber(_ filter: String) {
+        connect(1, "keeper", properties: persistentSession)
+        subscribe(1, filter)
+        save()
+        closed(1)
+        connect(2, "pub")
+    }
 }
 
 @Suite struct PersistenceTests {
@@ -114,10 +124,7 @@ extension Harness {
     @Test func aSaveWritesOnlyTheMessagesThatCameAndWent() {
         let h = Harness()
         h.broker.tracksChanges = true
-        h.connect(1, "keeper", properties: persistentSession)
-        h.subscribe(1, "t")
-        h.closed(1)
-        h.connect(2, "pub")
+        h.offlinePersistentSubscriber("t")
         var saved = SavedTables()
         var acknowledged = 0
         for batch in 0..<25 {
@@ -164,11 +171,7 @@ extension Harness {
     @Test func acknowledgementsWaitForTheSaveOfWhatTheyChanged() {
         let h = Harness()
         h.broker.tracksChanges = true
-        h.connect(1, "keeper", properties: persistentSession)
-        h.subscribe(1, "kept/#")
-        h.save()
-        h.closed(1)
-        h.connect(2, "pub")
+        h.offlinePersistentSubscriber("kept/#")
         // Queued for a persistent session: the PUBACK waits for the save.
         #expect(h.publish(2, "kept/a", "x", qos: .atLeastOnce, packetID: 1).packets(to: 2).isEmpty)
         // A retained message: the same, for QoS 2's PUBREC.
@@ -215,10 +218,7 @@ extension Harness {
 
     @Test func withoutPersistenceAcknowledgementsDoNotWait() {
         let h = Harness()
-        h.connect(1, "keeper", properties: persistentSession)
-        h.subscribe(1, "t")
-        h.closed(1)
-        h.connect(2, "pub")
+        h.offlinePersistentSubscriber("t")
         #expect(
             h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1).packets(to: 2) == [
                 .pubAck(PubAckPacket(packetIdentifier: 1))
@@ -230,11 +230,7 @@ extension Harness {
     @Test func aDurableAndSavedMessageWaitsForBothCommits() {
         let h = Harness { $0.durableFilters = ["t"] }
         h.broker.tracksChanges = true
-        h.connect(1, "keeper", properties: persistentSession)
-        h.subscribe(1, "t")
-        h.save()  // token 1: the SUBACK
-        h.closed(1)
-        h.connect(2, "pub")
+        h.offlinePersistentSubscriber("t")  // its SUBACK took token 1
         #expect(h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1) == [.persist(2, "t")])
         let tokens = h.broker.takeChanges().acknowledgements
         #expect(tokens == [2])
@@ -249,10 +245,7 @@ extension Harness {
     @Test func aReplacedOrEndedSessionLeavesNoRecords() {
         let h = Harness()
         h.broker.tracksChanges = true
-        h.connect(1, "keeper", properties: persistentSession)
-        h.subscribe(1, "t")
-        h.closed(1)
-        h.connect(2, "pub")
+        h.offlinePersistentSubscriber("t")
         h.publish(2, "t", "old", qos: .atLeastOnce, packetID: 1)
         var saved = SavedTables()
         saved.apply(h.broker.takeChanges(wallClockOffset: 0))
@@ -288,10 +281,7 @@ extension Harness {
     @Test func messagesWithoutASessionAreDeletedByTheNextSave() {
         let h = Harness()
         h.broker.tracksChanges = true
-        h.connect(1, "keeper", properties: persistentSession)
-        h.subscribe(1, "t")
-        h.closed(1)
-        h.connect(2, "pub")
+        h.offlinePersistentSubscriber("t")
         h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1)
         var saved = SavedTables()
         saved.apply(h.broker.takeChanges(wallClockOffset: 0))
