@@ -498,7 +498,9 @@ public struct Broker: Sendable {
         guard let clientID = connections[connection]?.clientID, let index = inflightIndex(clientID, packetID, state) else {
             return  // unknown identifiers are ignored [MQTT-4.3.2]
         }
-        if let finished = sessions[clientID]?.inflight.remove(at: index), let session = sessions[clientID] {
+        let finished = sessions[clientID]?.inflight.remove(at: index)
+        // Only persistence needs to hear of it: no session copy on every PUBACK otherwise.
+        if tracksChanges, let finished, let session = sessions[clientID] {
             sessions.noteReleased(finished.delivery, in: session)
         }
         pump(clientID, now: now)
