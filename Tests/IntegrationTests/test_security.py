@@ -102,6 +102,23 @@ def test_sluice_passwd_file_is_accepted_by_mosquitto(tmp_path):
         proc.wait(timeout=10)
 
 
+
+@pytest.mark.parametrize("tool", ["sluice", "mosquitto_passwd"])
+def test_password_update_keeps_mode_and_owner(tmp_path, tool):
+    """A `root:GROUP 0640` file the service reads through its group stays so after an update (issue 16, bug 8):
+    rewriting it as 0600 took the gateway down at the next reload. mosquitto_passwd is the reference."""
+    command = [str(require_sluice_binary()), "passwd"] if tool == "sluice" else ["mosquitto_passwd"]
+    path = tmp_path / "passwd"
+    subprocess.run(command + ["-c", "-b", str(path), "carol", "carolpass"], check=True, timeout=30)
+    os.chown(path, 0, 65534)
+    path.chmod(0o640)
+    subprocess.run(command + ["-b", str(path), "dave", "davepass"], check=True, timeout=30)
+    subprocess.run(command + ["-D", str(path), "carol"], check=True, timeout=30)
+    st = path.stat()
+    assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o640", 0, 65534)
+    assert [line.split(":")[0] for line in path.read_text().splitlines()] == ["dave"]
+
+
 ACL = """\
 topic readwrite public/#
 topic write secret/#
