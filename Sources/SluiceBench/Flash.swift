@@ -223,9 +223,13 @@ func runSensors(_ ctx: BenchContext, port: Int, _ c: FlashCase, seconds: Double)
         channels.append(ch)
         sensors.append(conn)
     }
-    let perSensor = max(1, Int((c.rate * seconds / Double(c.sensors)).rounded()))
+    let perSensorRate = c.rate / Double(c.sensors)
+    let perSensor = max(1, Int((perSensorRate * seconds).rounded()))
+    // Each sensor starts at a random phase of its period, as independent devices do (in step, they would
+    // arrive in bursts that group commit gathers, which flatters the store).
     let futures = sensors.enumerated().map { i, s in
-        s.loop.flatSubmit {
+        let phase = TimeAmount.nanoseconds(Int64(Double.random(in: 0..<(1 / perSensorRate)) * 1e9))
+        return s.loop.flatScheduleTask(in: phase) {
             s.recordAckLatency = true
             return s.startPublishing(
                 topic: "bench/flash/s\(i)",
@@ -233,14 +237,14 @@ func runSensors(_ ctx: BenchContext, port: Int, _ c: FlashCase, seconds: Double)
                 payloadSize: 64,
                 count: perSensor,
                 window: 20,
-                rate: c.rate / Double(c.sensors)
+                rate: perSensorRate
             )
-        }
+        }.futureResult
     }
     // Bounded: a sensor whose PUBACKs stop coming is counted with what it got.
     let done = SharedFlag()
     EventLoopFuture.whenAllComplete(futures, on: ctx.group.next()).whenComplete { _ in done.value = true }
-    let deadline = nowNanos() + UInt64((seconds + 30) * 1e9)
+    let deadline = nowNanos() + UInt64((seconds + 1 / perSensorRate + 30) * 1e9)
     while !done.value && nowNanos() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
     var acked = 0
     var latencies: [UInt64] = []

@@ -78,6 +78,9 @@ enum KeyRule: Sendable {
         "store_max_size": .global { c, d throws(ConfigError) in
             c.storeMapSizeMax = try d.byteSize((1 << 20)...Int.max)
         },
+        "queue_commit_window": .global { c, d throws(ConfigError) in
+            c.queueCommitWindowMilliseconds = try d.int(0...10_000)
+        },
         "persistent_client_expiration": .global { c, d throws(ConfigError) in
             c.persistentClientExpiration = try d.duration()
         },

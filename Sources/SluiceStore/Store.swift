@@ -8,9 +8,14 @@
 //   only then calls the completions, in submission order. A completion with `.success` therefore means
 //   "on disk": the caller may send PUBACK. No completion ever runs before `mdb_txn_commit` succeeded.
 // - Lazy operations (`remove(..., lazily: true)`: a bridge removing what the remote acknowledged) wait up
-//   to `lazyDelay` for an ordinary operation to share their transaction. Every commit costs two
-//   fdatasyncs; a removal committing on its own would make the next append (a publisher waiting for its
-//   PUBACK) wait for that commit too. Their completions still run only after their commit.
+//   to `lazyDelay` (a second by default) for an ordinary operation to share their transaction, and commit
+//   alone only when none comes. Every commit costs a few pages and two device flushes (fdatasync, then the
+//   meta page through LMDB's O_DSYNC descriptor); at the rates gateways run at, removals riding the next
+//   append halve both (issue 15). The caller decides what may wait: the bridge submits its removals eagerly
+//   once they hold back half its window. Their completions still run only after their commit.
+// - `commitWindow` (`queue_commit_window`, 0 by default): an ordinary operation waits up to that long for
+//   others to share its commit, trading PUBACK latency for fewer flushes. Completions still follow the
+//   commit, so the contract holds; a publisher's PUBACK latency grows by at most the window.
 // - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
@@ -60,6 +65,7 @@ public final class Store: Sendable {
     ///   - maxMapSize: the ceiling for growth; beyond it appends follow their queue's policy.
     ///   - maxBatchBytes: a write transaction takes pending operations up to about this much payload.
     ///   - lazyDelay: how long lazy operations wait for an ordinary one to commit with.
+    ///   - commitWindow: how long the first ordinary operation of a batch waits for others to share its commit.
     ///   - clock: milliseconds since the epoch, for `maxAge`; injectable for tests.
     ///   - onEvent: told, on the writer thread after the commit, about drops, rejections, map growth and the
     ///     free-page reserve (for metrics and rate-limited warnings). Must be quick.
@@ -68,7 +74,8 @@ public final class Store: Sendable {
         initialMapSize: Int = 64 << 20,
         maxMapSize: Int = 1 << 30,
         maxBatchBytes: Int = 32 << 20,
-        lazyDelay: Duration = .milliseconds(2),
+        lazyDelay: Duration = .seconds(1),
+        commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
         onEvent: (@Sendable (StoreEvent) -> Void)? = nil
     ) throws(StoreError) {
@@ -98,6 +105,7 @@ public final class Store: Sendable {
                 dbs: dbs,
                 maxBatchBytes: maxBatchBytes,
                 lazyDelay: lazyDelay,
+                commitWindow: commitWindow,
                 clock: clock,
                 onEvent: onEvent
             )
@@ -529,6 +537,7 @@ final class Writer: @unchecked Sendable {
     private let dbs: Databases
     private let maxBatchBytes: Int
     private let lazyDelay: Duration
+    private let commitWindow: Duration
     private let clock: @Sendable () -> UInt64
     private let onEvent: (@Sendable (StoreEvent) -> Void)?
 
@@ -537,6 +546,8 @@ final class Writer: @unchecked Sendable {
     private var pending: [PendingWrite] = []
     /// Operations in `pending` that are not lazy.
     private var eager = 0
+    /// The summed weight of `pending`.
+    private var pendingWeight = 0
     private var closing = false
     private var running = false
     private var thread: Thread?
@@ -550,6 +561,7 @@ final class Writer: @unchecked Sendable {
         dbs: Databases,
         maxBatchBytes: Int,
         lazyDelay: Duration = .zero,
+        commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64,
         onEvent: (@Sendable (StoreEvent) -> Void)?
     ) {
@@ -557,6 +569,7 @@ final class Writer: @unchecked Sendable {
         self.dbs = dbs
         self.maxBatchBytes = maxBatchBytes
         self.lazyDelay = lazyDelay
+        self.commitWindow = commitWindow
         self.clock = clock
         self.onEvent = onEvent
     }
@@ -597,6 +610,7 @@ final class Writer: @unchecked Sendable {
             return
         }
         pending.append(operation)
+        pendingWeight += operation.weight
         if !operation.lazy { eager += 1 }
         condition.signal()
         condition.unlock()
@@ -619,10 +633,14 @@ final class Writer: @unchecked Sendable {
             condition.lock()
             while pending.isEmpty && !closing { condition.wait() }
             if eager == 0 && !closing && lazyDelay > .zero {
-                // Only lazy operations: give an ordinary one a moment to join their transaction.
-                let seconds = Double(lazyDelay.components.seconds) + Double(lazyDelay.components.attoseconds) / 1e18
-                let deadline = Date(timeIntervalSinceNow: seconds)
+                // Only lazy operations: they ride the next ordinary commit, or commit alone once idle.
+                let deadline = Date(timeIntervalSinceNow: lazyDelay.seconds)
                 while eager == 0 && !closing && condition.wait(until: deadline) {}
+            }
+            if eager > 0 && !closing && commitWindow > .zero {
+                // The commit window: let more operations share this commit (bounded by the batch size).
+                let deadline = Date(timeIntervalSinceNow: commitWindow.seconds)
+                while !closing && pendingWeight < maxBatchBytes && condition.wait(until: deadline) {}
             }
             if pending.isEmpty && closing {
                 running = false
@@ -640,6 +658,7 @@ final class Writer: @unchecked Sendable {
             }
             let batch = Array(pending.prefix(take))
             pending.removeFirst(take)
+            pendingWeight -= bytes
             eager -= batch.count(where: { !$0.lazy })
             condition.unlock()
             runBatch(batch)
@@ -777,4 +796,9 @@ public enum TableWrite: Sendable, Equatable {
     case delete(table: String, key: [UInt8])
     /// Deletes every key of the table that starts with `prefix`.
     case deletePrefix(table: String, prefix: [UInt8])
+}
+
+extension Duration {
+    /// In seconds, for `NSCondition.wait(until:)`.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

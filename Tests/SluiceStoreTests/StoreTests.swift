@@ -335,6 +335,29 @@ import Testing
         #expect(try quick.stats(queue: "q").depth == 0)
     }
 
+    /// `queue_commit_window`: an append waits up to the window for others to share its commit, and its
+    /// completion (the publisher's PUBACK) still comes only after that commit.
+    @Test func commitWindowGathersAppendsIntoOneCommit() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath, commitWindow: .seconds(2))
+        defer { store.close() }
+        let before = store.transactionsCommitted
+        let start = ContinuousClock.now
+        let first = CompletionCounter<[AppendResult]>(expected: 1)
+        store.append(queue: "q", messages: [message(1)], limits: .unlimited, completion: first.record)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(first.results.isEmpty)  // held for company, not yet committed
+        let second = CompletionCounter<[AppendResult]>(expected: 1)
+        store.append(queue: "q", messages: [message(2)], limits: .unlimited, completion: second.record)
+        first.wait()
+        second.wait()
+        #expect(ContinuousClock.now - start >= .milliseconds(1_900))
+        #expect(store.transactionsCommitted == before + 1)
+        #expect((first.results + second.results).flatMap { $0.compactMap(\.seq) } == [1, 2])
+        #expect(try store.stats(queue: "q").depth == 2)
+    }
+
     /// Bounds hold across operations that share one transaction.
     @Test func boundsHoldAcrossABatch() throws {
         let dir = try TempDir()
