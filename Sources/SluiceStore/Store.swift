@@ -37,8 +37,9 @@
 //   process is adopted on MDB_MAP_RESIZED. Within one process a file is opened once and shared.
 //
 // Record formats are versioned (a leading version byte; see `RecordCodec` and `QueueMeta`). The whole
-// store carries `"format" = 1` in `meta`; opening a file with another format fails with `.corruptRecord`
-// rather than misreading it. Decoding a damaged record throws, it never traps.
+// store carries its layout version under `"format"` in `meta` (see `Databases`): a layout 1 store is moved
+// to layout 2 when opened (`migrateLayout1`), and a file with an unknown layout fails with `.corruptRecord`
+// rather than being misread. Decoding a damaged record throws, it never traps.
 
 import CLMDB
 import Foundation
@@ -49,8 +50,8 @@ import Foundation
 /// commit, and must be quick and must not wait for another write of this store. Reads (`read`, `stats`,
 /// `scan`, `get`, `queueNames`) run on the calling thread.
 public final class Store: Sendable {
-    /// The layout version stored under `"format"` in the `meta` database.
-    public static let formatVersion: UInt8 = 1
+    /// The layout version stored under `"format"` in the `meta` database (see `Databases`).
+    public static let formatVersion: UInt8 = 2
 
     /// The file path of the LMDB environment (a single file, `MDB_NOSUBDIR`; LMDB adds `PATH-lock`).
     public let path: String
@@ -82,22 +83,23 @@ public final class Store: Sendable {
         self.path = path
         let environment = try LMDBEnvironment.shared(path: path, mapSize: initialMapSize, maxMapSize: maxMapSize)
         do {
-            let dbs = try environment.write { txn throws(StoreError) -> Databases in
-                func open(_ name: String) throws(StoreError) -> LMDBDatabase {
+            let (dbs, format) = try environment.write { txn throws(StoreError) -> (Databases, [UInt8]) in
+                func open(_ name: String?) throws(StoreError) -> LMDBDatabase {
                     var dbi: MDB_dbi = 0
-                    try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name))")
+                    try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name ?? "main"))")
                     return LMDBDatabase(dbi: dbi)
                 }
-                let dbs = Databases(meta: try open("meta"), queues: try open("queues"), tables: try open("tables"))
+                let dbs = Databases(meta: try open("meta"), queues: try open(nil), tables: try open("tables"))
                 if let format = try txn.get(dbs.meta, Keys.format) {
-                    guard format == [Store.formatVersion] else {
-                        throw StoreError.corrupt("\(path) has store format \(format), this build reads [1]")
+                    guard format == [1] || format == [Store.formatVersion] else {
+                        throw StoreError.corrupt("\(path) has store format \(format), this build reads [1] and [2]")
                     }
-                } else {
-                    try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                    return (dbs, format)
                 }
-                return dbs
+                try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                return (dbs, [Store.formatVersion])
             }
+            if format == [1] { try Store.migrateLayout1(environment, dbs) }
             self.environment = environment
             self.dbs = dbs
             self.writer = Writer(
@@ -119,6 +121,54 @@ public final class Store: Sendable {
     deinit {
         writer.close()
         environment.release()
+    }
+
+    /// Layout 1 → 2 (see `Databases`): queue records move from the named database `queues` into the main one,
+    /// in transactions of up to 10,000 records that each leave every record in exactly one place, so a crash
+    /// midway resumes at the next start; the last transaction moves each queue's metadata beside its records
+    /// and writes format 2. Runs before the writer starts.
+    static func migrateLayout1(_ environment: LMDBEnvironment, _ dbs: Databases) throws(StoreError) {
+        var finished = false
+        while !finished {
+            do {
+                finished = try environment.write { txn throws(StoreError) -> Bool in
+                    var old: MDB_dbi = 0
+                    let opened = mdb_dbi_open(txn.txn, "queues", 0, &old)
+                    if opened != MDB_NOTFOUND {
+                        try check(opened, "mdb_dbi_open(queues)")
+                        let moved = try txn.withCursor(LMDBDatabase(dbi: old)) { cursor throws(StoreError) -> Int in
+                            var moved = 0
+                            while moved < 10_000, let entry = try cursor.first() {
+                                try txn.put(dbs.queues, Array(entry.key), Array(entry.value))
+                                try cursor.deleteCurrent()
+                                moved += 1
+                            }
+                            return moved
+                        }
+                        if moved == 10_000 { return false }
+                        try check(mdb_drop(txn.txn, old, 1), "mdb_drop(queues)")
+                    }
+                    let registry = try txn.withCursor(dbs.meta) { cursor throws(StoreError) -> [([UInt8], [UInt8])] in
+                        var found: [([UInt8], [UInt8])] = []
+                        var entry = try cursor.seek(atLeast: Keys.metaPrefix)
+                        while let current = entry, current.key.hasPrefix(Keys.metaPrefix) {
+                            found.append((Array(current.key), Array(current.value)))
+                            entry = try cursor.next()
+                        }
+                        return found
+                    }
+                    for (key, value) in registry where !value.isEmpty {
+                        let name = Array(key[Keys.metaPrefix.count...])
+                        try txn.put(dbs.queues, Keys.queueMetaKey([UInt8(name.count)] + name), value)
+                        try txn.put(dbs.meta, key, [])
+                    }
+                    try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                    return true
+                }
+            } catch where error.code == .lmdb(.mapFull) {
+                guard try environment.grow() else { throw error }
+            }
+        }
     }
 
     /// Finishes every pending write, then stops the writer thread. Later writes fail with `.closed`.
@@ -192,7 +242,7 @@ public final class Store: Sendable {
             try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
                 var out: [StoredMessage] = []
                 var entry = try cursor.seek(atLeast: Keys.queueKey(prefix, start))
-                while out.count < limit, let current = entry, current.key.hasPrefix(prefix) {
+                while out.count < limit, let current = entry, Keys.isRecord(current.key, prefix) {
                     let seq = current.key.trailingSequence
                     do throws(StoreError) {
                         out.append(StoredMessage(seq: seq, message: try RecordCodec.decode(current.value)))
