@@ -304,6 +304,7 @@ public struct Broker: Sendable {
             ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
         session.connection = connection
         session.protocolVersion = version
+        session.username = packet.username
         session.expiryInterval = expiry
         session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
@@ -728,7 +729,8 @@ public struct Broker: Sendable {
         }
         guard any else { return }
         if accessPolicy != nil {
-            let username = sessions[clientID]?.connection.flatMap { connections[$0]?.username }
+            // The session's user, not the live connection's: an offline session is not anonymous.
+            let username = sessions[clientID]?.username
             guard mayReceive(clientID, username: username, topic: message.topic) else {
                 stats.drop(.notAuthorized)
                 return

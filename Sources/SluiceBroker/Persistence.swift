@@ -15,7 +15,10 @@ import MQTTCore
 //   rewritten in version 2 by the next save. Layout, big-endian:
 //   session  = [1] version, str clientID, [1] protocol level, [4] expiry, [8] offline-since (wall,
 //              0 = was connected), [2] last packet id, [8] next seq, [4] n × subscription,
-//              [4] n × [2] QoS 2 id, [4] n × ([8] seq, [2] packet id, [1] state)  (in flight, in order)
+//              [4] n × [2] QoS 2 id, [4] n × ([8] seq, [2] packet id, [1] state)  (in flight, in order),
+//              then from session record version 3 on: [1] has username, str username (the ACL
+//              checks messages for an offline session as this user). Version 2 records read as
+//              anonymous sessions.
 //   session message: key = [2] clientID length, clientID, [8] seq; value = [1] version, delivery
 //              (messages not in flight are the queue, in seq order)
 //   retained = [1] version, message
@@ -26,6 +29,8 @@ import MQTTCore
 
 public enum PersistenceFormat {
     public static let version: UInt8 = 2
+    /// Session records: version 3 adds the username (messages and retained records stay at 2).
+    public static let sessionVersion: UInt8 = 3
 }
 
 /// A persisted record could not be read.
@@ -114,6 +119,7 @@ public struct PendingChanges: Sendable {
 /// A session's own record: everything but its messages, which have records of their own.
 struct SessionSnapshot: Sendable {
     var clientID: String
+    var username: String?
     var protocolVersion: ProtocolVersion
     var expiryInterval: UInt32
     var disconnectedAt: BrokerTime?
@@ -126,6 +132,7 @@ struct SessionSnapshot: Sendable {
 
     init(_ session: Session) {
         clientID = session.clientID
+        username = session.username
         protocolVersion = session.protocolVersion
         expiryInterval = session.expiryInterval
         disconnectedAt = session.disconnectedAt
@@ -406,7 +413,7 @@ extension ByteBuffer {
     }
 
     fileprivate mutating func writeSessionRecord(_ session: SessionSnapshot, offset: Int64) {
-        writeInteger(PersistenceFormat.version)
+        writeInteger(PersistenceFormat.sessionVersion)
         writeString16(session.clientID)
         writeInteger(session.protocolVersion.rawValue)
         writeInteger(session.expiryInterval)
@@ -422,11 +429,13 @@ extension ByteBuffer {
             writeInteger(outgoing.packetID)
             writeState(outgoing.state)
         }
+        writeInteger(UInt8(session.username == nil ? 0 : 1))
+        writeString16(session.username ?? "")
     }
 
     /// The fields both session record versions start with.
-    fileprivate mutating func readSessionHeader(version: UInt8, offset: Int64) throws -> Session {
-        guard try read(UInt8.self) == version else {
+    fileprivate mutating func readSessionHeader(versions: ClosedRange<UInt8>, offset: Int64) throws -> Session {
+        guard versions.contains(try read(UInt8.self)) else {
             throw PersistenceError(description: "session record of an unknown version")
         }
         let clientID = try readString16()
@@ -450,7 +459,8 @@ extension ByteBuffer {
         offset: Int64,
         messages: [String: [(seq: UInt64, delivery: Delivery)]]
     ) throws -> Session {
-        var session = try readSessionHeader(version: PersistenceFormat.version, offset: offset)
+        let version = getInteger(at: readerIndex, as: UInt8.self)
+        var session = try readSessionHeader(versions: 2...PersistenceFormat.sessionVersion, offset: offset)
         let clientID = session.clientID
         session.nextSeq = try read(UInt64.self)
         session.subscriptions = try readSubscriptions(of: clientID)
@@ -464,6 +474,12 @@ extension ByteBuffer {
             guard let delivery = held.removeValue(forKey: seq) else { continue }
             session.inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
         }
+        if version ?? 0 >= 3 {
+            let hasUsername = try read(UInt8.self)
+            let username = try readString16()
+            guard hasUsername <= 1 else { throw PersistenceError(description: "session \(clientID): bad username flag") }
+            session.username = hasUsername == 1 ? username : nil
+        }
         guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }
         for (seq, delivery) in messages[clientID] ?? [] where held[seq] != nil {
             session.queue.append(delivery)
@@ -476,7 +492,7 @@ extension ByteBuffer {
 
     /// A version 1 record: the whole session, messages included. Its messages are numbered here.
     fileprivate mutating func readSessionVersion1(offset: Int64) throws -> Session {
-        var session = try readSessionHeader(version: 1, offset: offset)
+        var session = try readSessionHeader(versions: 1...1, offset: offset)
         let clientID = session.clientID
         session.subscriptions = try readSubscriptions(of: clientID)
         for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }
