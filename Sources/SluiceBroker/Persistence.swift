@@ -236,6 +236,7 @@ extension Broker {
             }
         }
         var migrated: [String] = []
+        var trimmed: [String: [String: Subscription]] = [:]
         for bytes in sessionRecords {
             var buffer = ByteBuffer(bytes: bytes)
             do {
@@ -248,6 +249,17 @@ extension Broker {
                 }
                 messages[session.clientID] = nil
                 session.disconnectedAt = min(session.disconnectedAt ?? now, now)
+                // Saved before `max_topic_levels` was lowered (or by a build without it): skipped
+                // rather than matched, and dropped from the record by the next save.
+                for filter in session.subscriptions.keys
+                where Topic.exceedsLevels(Topic.sharedSubscription(filter)?.filter ?? filter[...], limit: settings.maxTopicLevels) {
+                    session.subscriptions[filter] = nil
+                    trimmed[session.clientID] = session.subscriptions
+                    problems.append(
+                        "session \(session.clientID): subscription of \(filter.utf8.count) bytes deeper than"
+                            + " \(settings.maxTopicLevels) levels skipped"
+                    )
+                }
                 for (filter, subscription) in session.subscriptions {
                     self.subscriptions.insert(filter: filter, clientID: session.clientID, subscription: subscription)
                 }
@@ -260,6 +272,7 @@ extension Broker {
         _ = self.sessions.takeChanged()  // what was just loaded is already on disk
         dirtyRetained.removeAll()
         for clientID in migrated { self.sessions.noteRewrite(clientID) }
+        for (clientID, subscriptions) in trimmed { self.sessions[clientID]?.subscriptions = subscriptions }
         for clientID in messages.keys {
             // Messages whose session record is gone: deleted by the next save.
             problems.append("\(messages[clientID]!.count) saved message(s) for \(clientID) without a session")
