@@ -1,3 +1,4 @@
+import CLibcrypto
 import DequeModule
 import MQTTCore
 
@@ -21,6 +22,15 @@ import MQTTCore
 //              anonymous sessions.
 //   session message: key = [2] clientID length, clientID, [8] seq; value = [1] version, delivery
 //              (messages not in flight are the queue, in seq order)
+// - Keys of any legal length (topics and client ids up to 65,535 bytes; LMDB keys end at 511
+//   bytes, less the table prefix). A key that fits keeps the layout above, so stores written
+//   before load unchanged; a longer one is replaced by its SHA-256 digest, and the record holds
+//   the full value (sessions and retained records always do):
+//   sessions, retained: key = [1] 0x00, [32] SHA-256 of the client id / topic (a topic or client
+//              id never starts with U+0000, [MQTT-1.5.4-2], so it cannot be a plain key);
+//   session message: key = [2] 0xFFFF, [32] SHA-256 of the client id, [8] seq (a plain key's
+//              length is never 0xFFFF); value = [1] version 3, str clientID, delivery. On load the
+//              digest is checked against the client id in the record.
 //   retained = [1] version, message
 //   delivery = [1] qos, [1] retain, [4] n × [4] subscription id, message
 //   message  = str topic, [4] payload length + payload, [1] qos, [1] retain, [4] properties length +
@@ -29,6 +39,8 @@ import MQTTCore
 
 public enum PersistenceFormat {
     public static let version: UInt8 = 2
+    /// Session message records under a digest key: the client id precedes the delivery.
+    public static let longKeyMessageVersion: UInt8 = 3
     /// Session records: version 3 adds the username (messages and retained records stay at 2).
     public static let sessionVersion: UInt8 = 3
 }
@@ -77,20 +89,27 @@ public struct PendingChanges: Sendable {
         for change in sessions {
             switch change {
             case .delete(let clientID):
-                writes.append(.delete(.sessions, key: Array(clientID.utf8)))
+                writes.append(.delete(.sessions, key: storeKey(.sessions, clientID)))
                 writes.append(.deletePrefix(.sessionMessages, prefix: messageKeyPrefix(clientID)))
             case .save(let session, let all, let added, let removed):
                 var buffer = ByteBufferAllocator().buffer(capacity: 128)
                 buffer.writeSessionRecord(session, offset: wallClockOffset)
                 writes.append(
-                    .put(.sessions, key: Array(session.clientID.utf8), value: Array(buffer.readableBytesView))
+                    .put(.sessions, key: storeKey(.sessions, session.clientID), value: Array(buffer.readableBytesView))
                 )
                 let prefix = messageKeyPrefix(session.clientID)
+                let digested = prefix.starts(with: longMessageKeyMarker)
                 if all != nil { writes.append(.deletePrefix(.sessionMessages, prefix: prefix)) }
                 for seq in removed { writes.append(.delete(.sessionMessages, key: prefix + seq.bigEndianBytes)) }
                 for delivery in all ?? added {
                     buffer.clear()
-                    buffer.writeInteger(PersistenceFormat.version)
+                    if digested {
+                        // The key holds only a digest: the record names its client.
+                        buffer.writeInteger(PersistenceFormat.longKeyMessageVersion)
+                        buffer.writeString16(session.clientID)
+                    } else {
+                        buffer.writeInteger(PersistenceFormat.version)
+                    }
                     buffer.writeDelivery(delivery, offset: wallClockOffset)
                     writes.append(
                         .put(
@@ -104,13 +123,13 @@ public struct PendingChanges: Sendable {
         }
         for (topic, message) in retained {
             guard let message else {
-                writes.append(.delete(.retained, key: Array(topic.utf8)))
+                writes.append(.delete(.retained, key: storeKey(.retained, topic)))
                 continue
             }
             var buffer = ByteBufferAllocator().buffer(capacity: 64 + message.payload.readableBytes)
             buffer.writeInteger(PersistenceFormat.version)
             buffer.writeMessage(message, offset: wallClockOffset)
-            writes.append(.put(.retained, key: Array(topic.utf8), value: Array(buffer.readableBytesView)))
+            writes.append(.put(.retained, key: storeKey(.retained, topic), value: Array(buffer.readableBytesView)))
         }
         return writes
     }
@@ -145,10 +164,43 @@ struct SessionSnapshot: Sendable {
 }
 
 /// Session message keys start with the client identifier's length and bytes, so one client's
-/// messages are one key range, ordered by seq.
+/// messages are one key range, ordered by seq; a client id too long for that starts them with
+/// `longMessageKeyMarker` and its digest instead.
 func messageKeyPrefix(_ clientID: String) -> [UInt8] {
     let id = Array(clientID.utf8)
+    guard 2 + id.count + 8 <= PersistenceTable.sessionMessages.maxKeyLength else {
+        return longMessageKeyMarker + sha256(id)
+    }
     return UInt16(truncatingIfNeeded: id.count).bigEndianBytes + id
+}
+
+/// Starts a session message key whose client id is a digest.
+let longMessageKeyMarker: [UInt8] = [0xFF, 0xFF]
+
+/// The key of a session or retained record: the client id or topic itself when it fits, else
+/// `[0x00]` + its SHA-256.
+func storeKey(_ table: PersistenceTable, _ name: String) -> [UInt8] {
+    let bytes = Array(name.utf8)
+    return bytes.count <= table.maxKeyLength ? bytes : [0] + sha256(bytes)
+}
+
+func sha256(_ bytes: [UInt8]) -> [UInt8] {
+    var digest = [UInt8](repeating: 0, count: 32)
+    var length: UInt32 = 0
+    let ok = bytes.withUnsafeBytes { input in
+        digest.withUnsafeMutableBufferPointer { output in
+            EVP_Digest(input.baseAddress, input.count, output.baseAddress, &length, EVP_sha256(), nil)
+        }
+    }
+    // EVP_Digest fails only when libcrypto cannot allocate: nothing sensible remains to be done.
+    precondition(ok == 1 && length == 32, "SHA-256 failed")
+    return digest
+}
+
+extension PersistenceTable {
+    /// The longest key the store holds for this table: LMDB's 511 bytes less the store's table
+    /// prefix ([1] name length + name), as `Store.maxKeyLength(table:)` computes it.
+    public var maxKeyLength: Int { 511 - 1 - rawValue.utf8.count }
 }
 
 extension FixedWidthInteger {
@@ -222,11 +274,27 @@ extension Broker {
         for (key, value) in sessionMessages {
             do {
                 var keyBuffer = ByteBuffer(bytes: key)
-                let clientID = try keyBuffer.readString16()
-                let seq = try keyBuffer.read(UInt64.self)
                 var buffer = ByteBuffer(bytes: value)
-                guard keyBuffer.readableBytes == 0, try buffer.read(UInt8.self) == PersistenceFormat.version else {
-                    throw PersistenceError(description: "session message record of an unknown version")
+                let clientID: String
+                if key.starts(with: longMessageKeyMarker) {
+                    keyBuffer.moveReaderIndex(forwardBy: longMessageKeyMarker.count)
+                    let digest = keyBuffer.readBytes(length: 32)
+                    guard try buffer.read(UInt8.self) == PersistenceFormat.longKeyMessageVersion else {
+                        throw PersistenceError(description: "session message record of an unknown version")
+                    }
+                    clientID = try buffer.readString16()
+                    guard digest == sha256(Array(clientID.utf8)) else {
+                        throw PersistenceError(description: "session message record filed under another client's digest")
+                    }
+                } else {
+                    clientID = try keyBuffer.readString16()
+                    guard try buffer.read(UInt8.self) == PersistenceFormat.version else {
+                        throw PersistenceError(description: "session message record of an unknown version")
+                    }
+                }
+                let seq = try keyBuffer.read(UInt64.self)
+                guard keyBuffer.readableBytes == 0 else {
+                    throw PersistenceError(description: "session message key of \(key.count) bytes has trailing bytes")
                 }
                 var delivery = try buffer.readDelivery(offset: wallClockOffset)
                 delivery.seq = seq
