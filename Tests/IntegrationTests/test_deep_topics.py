@@ -121,3 +121,34 @@ def test_persistent_session_with_a_deep_subscribe_survives_restarts(broker, raw)
         assert_serving(broker)
         with mqttraw.RawClient(broker.host, broker.port, version=4) as again:
             assert again.connect(client_id, version=4, clean=False).session_present
+
+
+@pytest.mark.sluice_only("max_topic_levels is Sluice's key; Mosquitto's limit is compiled in")
+def test_65535_levels_are_matched_when_the_limit_allows(start_broker):
+    """With the limit raised to the protocol's maximum, a 65,535-level subscription and publish are
+    matched and delivered (a recursive walk crashed at 16,000 levels in a debug build), and the
+    session holding that subscription comes back after a restart."""
+    b = start_broker("max_topic_levels 65535")
+    topic = deep(65_535)
+    client_id = uid("deepest")
+    with mqttraw.RawClient(b.host, b.port, version=5) as c:
+        c.connect(client_id, version=5, clean=False, properties=[(mqttraw.P_SESSION_EXPIRY, 3600)])
+        c.send(mqttraw.subscribe([(topic, 1), ("+/" * 32_000 + "#", 1)], version=5))
+        assert suback_codes(c.expect(SUBACK), 5) == [0x01, 0x01]
+        c.send(mqttraw.publish(topic, b"deepest", qos=1, packet_id=2, version=5))
+        seen = [c.read_packet(10), c.read_packet(10)]
+        assert sorted(p.ptype for p in seen) == [PUBLISH, PUBACK]
+        assert [p.payload for p in seen if p.ptype == PUBLISH] == [b"deepest"]
+        c.send(mqttraw.ack(PUBACK, next(p.packet_id for p in seen if p.ptype == PUBLISH)))
+        assert not c.is_closed(0.5)
+    b.restart()
+    with mqttraw.RawClient(b.host, b.port, version=5) as c:
+        assert c.connect(client_id, version=5, clean=False,
+                         properties=[(mqttraw.P_SESSION_EXPIRY, 3600)]).session_present
+        with mqttraw.RawClient(b.host, b.port, version=4) as p:
+            p.connect(uid("pub"), version=4)
+            p.send(mqttraw.publish(topic, b"after restart", qos=1, packet_id=3))
+            p.expect(PUBACK)
+        got = c.expect(PUBLISH, timeout=10)
+        assert got.payload == b"after restart"
+    assert_serving(b)
