@@ -554,7 +554,7 @@ public struct Broker: Sendable {
         var codes: [ReasonCode] = []
         var retainedToSend: [(filter: String, subscription: Subscription)] = []
         for request in packet.subscriptions {
-            if Topic.exceedsLevels(Topic.sharedSubscription(request.filter)?.filter ?? request.filter[...], limit: settings.maxTopicLevels) {
+            if SubscriptionTree.exceedsLevels(filter: request.filter, limit: settings.maxTopicLevels) {
                 // A well-formed filter this server does not accept: 0x8F Topic Filter invalid (MQTT 5
                 // 3.9.3), 0x80 Failure in 3.1.1 (3.9.3); the other filters of the SUBSCRIBE are served.
                 codes.append(client.version >= .v5 ? .topicFilterInvalid : .unspecifiedError)

@@ -284,7 +284,9 @@ extension Broker {
                     }
                     clientID = try buffer.readString16()
                     guard digest == sha256(Array(clientID.utf8)) else {
-                        throw PersistenceError(description: "session message record filed under another client's digest")
+                        throw PersistenceError(
+                            description: "session message record filed under another client's digest"
+                        )
                     }
                 } else {
                     clientID = try keyBuffer.readString16()
@@ -320,7 +322,7 @@ extension Broker {
                 // Saved before `max_topic_levels` was lowered (or by a build without it): skipped
                 // rather than matched, and dropped from the record by the next save.
                 for filter in session.subscriptions.keys
-                where Topic.exceedsLevels(Topic.sharedSubscription(filter)?.filter ?? filter[...], limit: settings.maxTopicLevels) {
+                where SubscriptionTree.exceedsLevels(filter: filter, limit: settings.maxTopicLevels) {
                     session.subscriptions[filter] = nil
                     trimmed[session.clientID] = session.subscriptions
                     problems.append(
@@ -558,7 +560,9 @@ extension ByteBuffer {
         if version ?? 0 >= 3 {
             let hasUsername = try read(UInt8.self)
             let username = try readString16()
-            guard hasUsername <= 1 else { throw PersistenceError(description: "session \(clientID): bad username flag") }
+            guard hasUsername <= 1 else {
+                throw PersistenceError(description: "session \(clientID): bad username flag")
+            }
             session.username = hasUsername == 1 ? username : nil
         }
         guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }

@@ -112,6 +112,12 @@ struct SubscriptionTree: Sendable {
         return true
     }
 
+    /// Whether `filter` has more than `limit` levels; a shared subscription counts the levels of its
+    /// filter, not of `$share/GROUP/`.
+    static func exceedsLevels(filter: String, limit: Int) -> Bool {
+        Topic.exceedsLevels(Topic.sharedSubscription(filter)?.filter ?? filter[...], limit: limit)
+    }
+
     func match(topic: String) -> Match {
         var result = Match()
         let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
