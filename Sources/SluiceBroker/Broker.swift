@@ -304,6 +304,7 @@ public struct Broker: Sendable {
             ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
         session.connection = connection
         session.protocolVersion = version
+        session.username = packet.username
         session.expiryInterval = expiry
         session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
@@ -388,6 +389,19 @@ public struct Broker: Sendable {
         }
         if topic.isEmpty {
             return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
+        }
+        if Topic.exceedsLevels(topic, limit: settings.maxTopicLevels) {
+            // MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
+            // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
+            // and 3.1/3.1.1 cannot refuse a PUBLISH at all: the connection is closed, as Mosquitto
+            // 2.0.11 closes it for every version (measured: 0x82 for MQTT 5).
+            connections[connection] = client
+            stats.drop(.topicTooDeep)
+            if client.version >= .v5 && packet.qos != .atMostOnce, let packetID = packet.packetIdentifier {
+                return acknowledge(packet.qos, packetID, .topicNameInvalid, to: connection)
+            }
+            let reason = "topic deeper than \(settings.maxTopicLevels) levels"
+            return protocolViolation(connection, .topicNameInvalid, reason, now: now)
         }
         if packet.retain && !settings.retainAvailable {
             return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
@@ -540,6 +554,12 @@ public struct Broker: Sendable {
         var codes: [ReasonCode] = []
         var retainedToSend: [(filter: String, subscription: Subscription)] = []
         for request in packet.subscriptions {
+            if SubscriptionTree.exceedsLevels(filter: request.filter, limit: settings.maxTopicLevels) {
+                // A well-formed filter this server does not accept: 0x8F Topic Filter invalid (MQTT 5
+                // 3.9.3), 0x80 Failure in 3.1.1 (3.9.3); the other filters of the SUBSCRIBE are served.
+                codes.append(client.version >= .v5 ? .topicFilterInvalid : .unspecifiedError)
+                continue
+            }
             if let policy = accessPolicy,
                 !policy.maySubscribe(clientID: client.clientID, username: client.username, filter: request.filter)
             {
@@ -728,7 +748,8 @@ public struct Broker: Sendable {
         }
         guard any else { return }
         if accessPolicy != nil {
-            let username = sessions[clientID]?.connection.flatMap { connections[$0]?.username }
+            // The session's user, not the live connection's: an offline session is not anonymous.
+            let username = sessions[clientID]?.username
             guard mayReceive(clientID, username: username, topic: message.topic) else {
                 stats.drop(.notAuthorized)
                 return

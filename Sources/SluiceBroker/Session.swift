@@ -24,6 +24,9 @@ struct Session: Sendable {
     let clientID: String
     var connection: ConnectionID?
     var protocolVersion: ProtocolVersion
+    /// The username the session was last authenticated with (nil = anonymous): messages that
+    /// arrive while it is offline are checked against the ACL as this user, as Mosquitto does.
+    var username: String?
     /// Seconds; `UInt32.max` never expires.
     var expiryInterval: UInt32
     var disconnectedAt: BrokerTime?

@@ -62,6 +62,7 @@ enum KeyRule: Sendable {
         "max_inflight_messages": .global { c, d throws(ConfigError) in c.maxInflightMessages = try d.int(0...65535) },
         "max_queued_messages": .global { c, d throws(ConfigError) in c.maxQueuedMessages = try d.int(0...Int.max) },
         "max_queued_bytes": .global { c, d throws(ConfigError) in c.maxQueuedBytes = try d.int(0...Int.max) },
+        "max_topic_levels": .global { c, d throws(ConfigError) in c.maxTopicLevels = try d.int(1...65535) },
         "message_size_limit": .global { c, d throws(ConfigError) in
             c.messageSizeLimit = try d.int(0...protocolMaximum)
         },

@@ -247,6 +247,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxQueuedMessages: Int = 1000
     /// `max_queued_bytes`: bytes queued per client, 0 = unlimited. Default 0.
     public var maxQueuedBytes: Int = 0
+    /// `max_topic_levels` (Sluice): topic names and filters with more levels are refused, 1-65535.
+    /// Default 201, Mosquitto 2.0's limit (more than 200 "/" separators are refused).
+    public var maxTopicLevels: Int = 201
     /// `message_size_limit` (same setting as `max_packet_size`): 0 = the protocol maximum 268,435,455. Default 0.
     public var messageSizeLimit: Int = 0
     /// `max_connections` outside any listener section: -1 = unlimited. Default -1.

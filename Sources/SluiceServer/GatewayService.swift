@@ -284,6 +284,7 @@ extension BrokerSettings {
         maxInflightMessages = config.maxInflightMessages
         maxQueuedMessages = config.maxQueuedMessages
         maxQueuedBytes = config.maxQueuedBytes
+        maxTopicLevels = config.maxTopicLevels
         if config.messageSizeLimit > 0 { maximumPacketSize = config.messageSizeLimit }
         maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
         for (index, listener) in config.listeners.enumerated() {
