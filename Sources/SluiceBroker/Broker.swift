@@ -333,6 +333,7 @@ public struct Broker: Sendable {
             topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
             will: packet.will
         )
+        connections[connection]?.isBridge = packet.isBridge
         connectionsPerListener[listener, default: 0] += 1
         stats.connectionsTotal += 1
         stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
@@ -566,7 +567,14 @@ public struct Broker: Sendable {
                 codes.append(client.version >= .v5 ? .notAuthorized : .unspecifiedError)
                 continue
             }
-            let subscription = Subscription(options: request.options, identifier: identifier)
+            var options = request.options
+            if client.isBridge && client.version < .v5 {
+                // As Mosquitto: a 3.x bridge that announced itself must not get its own messages back (they
+                // would loop between the brokers), and retained flags pass through as published.
+                options.noLocal = true
+                options.retainAsPublished = true
+            }
+            let subscription = Subscription(options: options, identifier: identifier)
             let existed = subscriptions.insert(filter: request.filter, clientID: client.clientID, subscription: subscription)
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
             codes.append(ReasonCode(rawValue: request.options.qos.rawValue))

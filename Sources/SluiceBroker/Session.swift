@@ -81,6 +81,8 @@ struct ClientConnection: Sendable {
     let clientID: String
     let username: String?
     let version: ProtocolVersion
+    /// Another broker's bridge (Mosquitto's `try_private`, protocol level 0x83/0x84).
+    var isBridge = false
     /// Which listener accepted the connection (for per-listener limits).
     let listener: Int
     /// Effective keep alive in seconds (0 = none).

@@ -24,14 +24,30 @@ struct ConnectTests {
         )
     }
 
+    /// Mosquitto's bridges (`try_private`) set the level's top bit: 0x84 for 3.1.1, 0x83 for 3.1.
+    @Test func bridgeProtocolLevels() throws {
+        var bridge311 = ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: "c")
+        bridge311.isBridge = true
+        #expect(try decode(connect(level: 0x84), nil) == .connect(bridge311))
+        var bridge31 = ConnectPacket(protocolVersion: .v3_1, clientIdentifier: "c")
+        bridge31.isBridge = true
+        #expect(try decode(connect(name: "MQIsdp", level: 0x83), nil) == .connect(bridge31))
+        // Encoding sets the bit back, so the bridge client can say what it is.
+        var buffer = ByteBuffer()
+        MQTTCodec.encode(.connect(bridge311), version: .v3_1_1, into: &buffer)
+        #expect(Array(buffer.readableBytesView) == connect(level: 0x84))
+    }
+
     @Test(arguments: ["MQTX", "mqtt", "", "MQIsdpX", "MQ"])
     func otherProtocolNameIsAProtocolError(name: String) {
         expectDecodeError(.protocolError, connect(name: name, level: 4), nil)
     }
 
     @Test(
-        arguments: [("MQTT", 3), ("MQTT", 6), ("MQTT", 0), ("MQTT", 0x84), ("MQIsdp", 4), ("MQIsdp", 5)]
-            as [(String, UInt8)]
+        arguments: [
+            ("MQTT", 3), ("MQTT", 6), ("MQTT", 0), ("MQTT", 0x83), ("MQTT", 0x85), ("MQIsdp", 4), ("MQIsdp", 5),
+            ("MQIsdp", 0x84),
+        ] as [(String, UInt8)]
     )
     func unknownLevelIsUnsupportedProtocolVersion(name: String, level: UInt8) {
         // [MQTT-3.1.2-2]: the server answers CONNACK 0x01 / 0x84.

@@ -1,0 +1,70 @@
+"""A Mosquitto bridge connecting to the broker under test (issue 16, bug 9).
+
+Mosquitto's bridge announces itself with `try_private true` (its default): protocol level 0x84 (3.1.1) or 0x83
+(3.1). Mosquitto accepts it and gives the bridge's subscriptions no-local and retain-as-published, so a `both`
+rule does not echo messages back. Sluice answered CONNACK 1 and the bridge never connected. The same test runs
+against Mosquitto (SLUICE_TEST_BROKER=mosquitto) to show the behaviour matches."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import PahoClient, free_port, port_listening, uid
+
+
+@pytest.fixture
+def mosquitto_edge(tmp_path):
+    """Factory: a Debian mosquitto bridged to `port` with `topic t/# both 1`; returns its port."""
+    procs: list[subprocess.Popen] = []
+
+    def _start(port: int, protocol: str) -> int:
+        edge_port = free_port()
+        conf = tmp_path / f"edge{len(procs)}.conf"
+        conf.write_text(f"listener {edge_port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+                        f"connection tocentral\naddress 127.0.0.1:{port}\ntopic t/# both 1\n"
+                        f"try_private true\nbridge_protocol_version {protocol}\nrestart_timeout 1\n"
+                        f"notifications false\ncleansession true\n")
+        log = open(tmp_path / f"edge{len(procs)}.log", "wb")
+        procs.append(subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 10
+        while not port_listening(edge_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return edge_port
+
+    yield _start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv31"])
+def test_mosquitto_bridge_with_try_private_connects_and_does_not_echo(broker, mosquitto_edge, protocol):
+    edge = type("Edge", (), {"host": "127.0.0.1", "port": mosquitto_edge(broker.port, protocol)})()
+    central_sub = PahoClient(broker, uid("csub")).connect()
+    central_sub.subscribe("t/#", qos=1)
+    edge_sub = PahoClient(edge, uid("esub")).connect()
+    edge_sub.subscribe("t/#", qos=1)
+    # The bridge is up once a probe from the central reaches the edge's subscriber.
+    central_pub = PahoClient(broker, uid("cpub")).connect()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not edge_sub.collector.payloads():
+        central_pub.publish("t/probe", b"probe", qos=1)
+        time.sleep(0.3)
+    assert edge_sub.collector.payloads(), f"the Mosquitto bridge never connected\n{broker.log()[-2000:]}"
+    edge_sub.collector.settle(1.0)
+    central_sub.collector.settle(0.5)
+
+    edge_pub = PahoClient(edge, uid("epub")).connect()
+    edge_pub.publish("t/from-edge", b"e1", qos=1)
+    central_pub.publish("t/from-central", b"c1", qos=1)
+    central_sub.collector.settle(1.5)
+    edge_sub.collector.settle(1.5)
+    at_central = [p for p in central_sub.collector.payloads() if p in (b"e1", b"c1")]
+    at_edge = [p for p in edge_sub.collector.payloads() if p in (b"e1", b"c1")]
+    # Each once on each side: without no-local the central sends e1 back over the bridge and the edge's
+    # subscriber sees it twice.
+    assert sorted(at_central) == [b"c1", b"e1"], at_central
+    assert sorted(at_edge) == [b"c1", b"e1"], at_edge
