@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Power-cut proof (issue 13): the gateway runs in a VM whose store disk keeps only what the guest
+flushed; power is cut at random moments; every message the gateway PUBACKed must reach the
+central, in order, and the gateway must boot from its store every time.
+
+Why a VM: `kill -9` of the gateway keeps the kernel's page cache, so written-but-unflushed data
+survives it and the fsync ordering is never tested. Here the disk is an NBD export served by
+nbdkit's file plugin under its cache filter in `cache=writeback` mode: a guest write lands in the
+filter's cache (a deleted temporary file of the nbdkit process) and reaches the disk image only
+when the guest sends a flush. A power cut is SIGKILL of qemu and of nbdkit together: the guest's
+RAM and page cache and every write not yet flushed by the guest are gone; the image keeps exactly
+what was flushed (plus whatever part of an unacknowledged flush had been written back).
+
+Host side, loopback only: qemu's user-mode network forwards 127.0.0.1:<port> to the gateway's
+listener in the guest, and the guest's bridge reaches the central broker (Debian mosquitto on
+127.0.0.1, started here) through a guestfwd to 10.0.2.100:1884 that runs `socat` per connection.
+`restrict=on`: the guest can reach nothing else.
+
+Checks, after the last cycle and one more boot with the central up:
+* every PUBACKed number arrived at the central (0 lost);
+* first arrivals in publishing order; duplicates at most the in-flight window per interruption;
+* every boot mounted the store and started the gateway (no damaged store).
+
+Usage: powercut.py CYCLES [--seed S] [--mutate nosync] [--workdir DIR] [--keep]
+Exit status 0 when every check holds, 1 when one fails, 2 when the environment cannot run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "Tests" / "IntegrationTests"))
+sys.path.insert(0, str(HERE))
+
+# The central broker, its counting subscriber and the numbered publisher are the ones the
+# kill -9 crash loop uses.
+import diskcheck  # noqa: E402
+from bridgeharness import Central, Counter, free_port, wait_until  # noqa: E402
+from test_crash_loop import NumberedPublisher, _first_arrivals  # noqa: E402
+
+WINDOW = 50                # bridge_max_inflight in the guest: the bound on resends per interruption
+DISK_SIZE = 512 << 20      # sparse; the store is capped at 128 MB below
+GUEST_CENTRAL = "10.0.2.100"
+GUEST_CENTRAL_PORT = 1884
+TOPIC = "sensors/powercut"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def choose_accel(base: Path, work: Path) -> tuple[str, str]:
+    """KVM when a Debian kernel actually boots under it, else TCG; returns (accel, why).
+
+    /dev/kvm alone is not enough: on a nested host whose KVM is kvm-pvm (/sys/module/kvm_pvm)
+    `info kvm` says enabled, yet only PVM-enabled guest kernels run; a stock kernel hangs right
+    after its real-mode setup. So boot the kernel for a few seconds and look for its banner."""
+    forced = os.environ.get("SLUICE_POWERCUT_ACCEL")
+    if forced in ("kvm", "tcg"):
+        return forced, "SLUICE_POWERCUT_ACCEL"
+    if not (os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)):
+        return "tcg", "no usable /dev/kvm"
+    console = work / "kvm-probe.log"
+    probe = subprocess.Popen(
+        ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-nodefaults", "-no-user-config",
+         "-display", "none", "-no-reboot", "-kernel", str(base / "vmlinuz"),
+         "-append", "console=ttyS0 panic=-1", "-serial", f"file:{console}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        booted = wait_until(lambda: console.exists() and "Linux version" in
+                            console.read_text(errors="replace"), 15, 0.1)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+        probe.wait(10)
+    if booted:
+        return "kvm", "a Debian kernel boots under KVM"
+    pvm = " (this host's KVM is kvm-pvm, which runs only PVM guest kernels)" \
+        if os.path.isdir("/sys/module/kvm_pvm") else ""
+    return "tcg", f"/dev/kvm is present but a Debian kernel does not boot under it{pvm}"
+
+
+# --------------------------------------------------------------------------- image
+
+def build_base(env: dict) -> Path:
+    r = subprocess.run([str(HERE / "build-image.sh")], capture_output=True, text=True, env=env,
+                       timeout=600)
+    sys.stderr.write(r.stderr)
+    if r.returncode != 0:
+        raise SystemExit(2)
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def shared_libraries(binary: Path) -> list[Path]:
+    r = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
+    libs = []
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if target == "not":
+                raise SystemExit(f"powercut: {binary} needs a library ldd cannot find: {line.strip()}")
+            if target.startswith("/"):
+                libs.append(Path(target))
+        elif parts and parts[0].startswith("/"):
+            libs.append(Path(parts[0]))  # the dynamic loader
+    return libs
+
+
+GATEWAY_CONF = f"""\
+listener 1883
+allow_anonymous true
+persistence true
+persistence_location /store/
+store_max_size 128MB
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection central
+address {GUEST_CENTRAL}:{GUEST_CENTRAL_PORT}
+topic sensors/# out 1 "" gw1/
+restart_timeout 1 1
+keepalive_interval 5
+bridge_max_inflight {WINDOW}
+remote_clientid gw-powercut
+cleansession false
+"""
+
+
+def pack_initrd(base: Path, sluice: Path, work: Path, mutate: str | None) -> Path:
+    """base.cpio.gz (kernel modules, busybox, init) + an uncompressed cpio with this build's
+    sluice, the exact shared libraries it links on this host and the gateway config: the
+    kernel unpacks concatenated archives in order."""
+    stage = work / "app-root"
+    if stage.exists():
+        shutil.rmtree(stage)
+    libdir = stage / "opt" / "sluice" / "lib"
+    libdir.mkdir(parents=True)
+    shutil.copy2(sluice, stage / "opt" / "sluice" / "sluice")
+    for lib in shared_libraries(sluice):
+        if lib.name.startswith("ld-linux"):
+            dest = stage / str(lib).lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(lib.resolve(), dest)
+        else:
+            shutil.copy2(lib.resolve(), libdir / lib.name)
+    (stage / "etc" / "sluice").mkdir(parents=True)
+    (stage / "etc" / "sluice" / "gateway.conf").write_text(GATEWAY_CONF)
+    if mutate == "nosync":
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(stage / "opt" / "sluice" / "nosync.so"),
+                        str(HERE / "nosync.c")], check=True)
+    app = work / "app.cpio"
+    files = subprocess.run(["find", ".", "-mindepth", "1"], cwd=stage, capture_output=True,
+                           text=True, check=True).stdout
+    with open(app, "wb") as out:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=stage, input=files.encode(),
+                       stdout=out, check=True)
+    initrd = work / "initrd.img"
+    with open(initrd, "wb") as out:
+        with open(base / "base.cpio.gz", "rb") as f:
+            shutil.copyfileobj(f, out)
+        # The kernel skips zero padding between archives but does not find an uncompressed one
+        # right behind a gzip stream's trailer.
+        out.write(bytes(-out.tell() % 512))
+        with open(app, "rb") as f:
+            shutil.copyfileobj(f, out)
+    shutil.rmtree(stage)
+    app.unlink()
+    return initrd
+
+
+def make_disk(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(DISK_SIZE)
+    # Initialise inode tables and journal now: lazy init would write in the background in the guest.
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+                    "-L", "sluicestore", str(path)], check=True)
+
+
+# --------------------------------------------------------------------------- the machine
+
+def nbdkit_command(image: Path, sock: Path) -> list[str]:
+    """The volatile disk: nbdkit's cache filter in writeback mode holds every write in its own
+    cache until the client flushes; only then does it write the blocks to the file plugin."""
+    return ["nbdkit", "--foreground", "--exit-with-parent", "--unix", str(sock),
+            "--filter=cache", "file", f"file={image}", "cache=writeback",
+            "cache-min-block-size=4096"]
+
+
+class Machine:
+    """nbdkit (the volatile disk cache) + qemu. Started and killed by PID."""
+
+    def __init__(self, work: Path, diskdir: Path, base: Path, initrd: Path, mutate: str | None,
+                 central_port: int, accel_name: str):
+        self.work = work
+        self.diskdir = diskdir
+        self.disk = diskdir / "store.img"
+        self.sock = diskdir / "nbd.sock"
+        self.base = base
+        self.initrd = initrd
+        self.mutate = mutate
+        self.central_port = central_port
+        self.accel = accel_name
+        self.port = free_port()
+        self.nbdkit: subprocess.Popen | None = None
+        self.qemu: subprocess.Popen | None = None
+        self.console: Path | None = None
+        self.boots = 0
+
+    def start(self, label: str) -> None:
+        assert self.qemu is None and self.nbdkit is None
+        self.boots += 1
+        if self.sock.exists():
+            self.sock.unlink()
+        self.nbdkit = subprocess.Popen(
+            nbdkit_command(self.disk, self.sock), env=self.nbdkit_env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.work / "nbdkit.log", "ab"))
+        if not wait_until(lambda: self.sock.exists() or self.nbdkit.poll() is not None, 10, 0.02) \
+                or self.nbdkit.poll() is not None:
+            raise RuntimeError(f"nbdkit did not start; see {self.work / 'nbdkit.log'}")
+        self.console = self.work / f"console-{label}.log"
+        append = "console=ttyS0 quiet panic=-1 loglevel=4 mitigations=off"
+        if self.mutate:
+            append += f" powercut.mutate={self.mutate}"
+        netdev = (f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:1883,"
+                  f"guestfwd=tcp:{GUEST_CENTRAL}:{GUEST_CENTRAL_PORT}-"
+                  f"cmd:socat - TCP:127.0.0.1:{self.central_port}")
+        cmd = ["qemu-system-x86_64", "-accel", self.accel, "-m", "512", "-smp", "1",
+               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+               "-kernel", str(self.base / "vmlinuz"), "-initrd", str(self.initrd),
+               "-append", append,
+               "-serial", f"file:{self.console}",
+               # cache=writeback: the guest sees a volatile write cache and sends flushes, which
+               # qemu passes to nbdkit as NBD_CMD_FLUSH.
+               "-drive", f"file.driver=nbd,file.server.type=unix,file.server.path={self.sock},if=virtio,"
+                         f"format=raw,cache=writeback,discard=unmap",
+               "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+        self.qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.work / "qemu.log", "ab"),
+                                     stderr=subprocess.STDOUT)
+
+    def nbdkit_env(self) -> dict:
+        # The cache filter keeps unflushed blocks in a deleted temporary file under TMPDIR.
+        return dict(os.environ, TMPDIR=str(self.diskdir))
+
+    def check_disk(self) -> str:
+        return diskcheck.check(nbdkit_command(self.diskdir / "check.img", self.sock),
+                               self.nbdkit_env(), self.sock, self.diskdir / "check.img")
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace") if self.console else ""
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout: float) -> tuple[bool, str]:
+        """Until the gateway in the guest answers an MQTT CONNECT with a CONNACK."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.console_text()
+            if "POWERCUT: STORE-MOUNT-FAILED" in text:
+                return False, "the store's filesystem did not mount"
+            if "POWERCUT: SLUICE-EXITED" in text:
+                return False, "sluice exited at start"
+            if self.qemu.poll() is not None:
+                return False, f"qemu exited with {self.qemu.returncode}"
+            if "POWERCUT: SLUICE-STARTED" in text and mqtt_connack(self.port):
+                return True, ""
+            time.sleep(0.1)
+        return False, f"no CONNACK within {timeout:.0f}s"
+
+    def cut_power(self) -> None:
+        """SIGKILL qemu (CPU, RAM, guest page cache) and nbdkit (the unflushed writes)."""
+        for p in (self.qemu, self.nbdkit):
+            if p is not None and p.poll() is None:
+                p.kill()
+        for p in (self.qemu, self.nbdkit):
+            if p is not None:
+                p.wait(10)
+        self.qemu = self.nbdkit = None
+
+
+def mqtt_connack(port: int) -> bool:
+    """One MQTT 3.1.1 CONNECT (clean session, id 'probe'); True on a CONNACK accepting it."""
+    connect = bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 5]) + b"probe"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.settimeout(1)
+            s.sendall(connect)
+            ack = s.recv(4)
+            if len(ack) == 4 and ack[0] == 0x20 and ack[3] == 0:
+                s.sendall(bytes([0xE0, 0]))
+                return True
+    except OSError:
+        pass
+    return False
+
+
+# --------------------------------------------------------------------------- the run
+
+def run(args) -> int:
+    t_setup = time.monotonic()
+    sluice = Path(args.sluice).resolve()
+    if not os.access(sluice, os.X_OK):
+        log(f"powercut: no sluice binary at {sluice} (swift build --product sluice)")
+        return 2
+    for tool in ("qemu-system-x86_64", "nbdkit", "socat", "mkfs.ext4", "cpio", "mosquitto"):
+        if shutil.which(tool) is None:
+            log(f"powercut: {tool} is missing (scripts/install-deps.sh installs it)")
+            return 2
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="sluice-powercut-"))
+    work.mkdir(parents=True, exist_ok=True)
+    # The disk image and nbdkit's cache on tmpfs: the host never loses power, so the image file
+    # only has to outlive the processes, and host fsyncs would only slow the run down.
+    shm = Path("/dev/shm")
+    diskdir = Path(tempfile.mkdtemp(prefix="sluice-powercut-", dir=shm if shm.is_dir() else work))
+    base = build_base(dict(os.environ))
+    accel_name, accel_why = choose_accel(base, work)
+    initrd = pack_initrd(base, sluice, work, args.mutate)
+    make_disk(diskdir / "store.img")
+    log(f"powercut: {args.cycles} cycles, seed {seed} (rerun with --seed {seed}), accel {accel_name} ({accel_why}), "
+        f"mutation {args.mutate or 'none'}, work {work}; setup {time.monotonic() - t_setup:.1f}s")
+
+    boot_timeout = 60 if accel_name == "kvm" else 300
+    machine = Machine(work, diskdir, base, initrd, args.mutate, 0, accel_name)
+    try:
+        log(machine.check_disk())
+    except RuntimeError as e:
+        log(f"FAILED: the virtual disk does not model a power cut: {e}")
+        return 2
+    central = Central(work / "central").start()
+    machine.central_port = central.port
+    counter = Counter(central.port, "gw1/sensors/#").start()
+    acked_file = open(work / "acked.txt", "a")
+    acked: list[int] = []
+    sent: list[int] = []
+    boot_failures: list[str] = []
+    central_stops = cuts = 0
+    next_seq = 1
+    boot_times: list[float] = []
+    t0 = time.monotonic()
+    failed = False
+    try:
+        for cycle in range(1, args.cycles + 1):
+            tb = time.monotonic()
+            machine.start(f"{cycle:04d}")
+            ok, why = machine.wait_ready(boot_timeout)
+            boot_times.append(time.monotonic() - tb)
+            if not ok:
+                boot_failures.append(f"cycle {cycle}: {why}")
+                log(f"cycle {cycle}: BOOT FAILED: {why}\n{machine.console_text()[-3000:]}")
+                failed = True
+                break
+            # The central flips at random, so a backlog builds up in the store too.
+            if rng.random() < 0.4:
+                if central.alive():
+                    central.stop()
+                    central_stops += 1
+                else:
+                    central.start()
+            pub = NumberedPublisher(machine.port, TOPIC, next_seq).start()
+            publish_for = rng.uniform(0.2, 3.0)
+            flip_at = rng.uniform(0, publish_for) if rng.random() < 0.3 else None
+            start = time.monotonic()
+            if flip_at is not None:
+                time.sleep(flip_at)
+                if central.alive():
+                    central.stop()
+                    central_stops += 1
+                else:
+                    central.start()
+            time.sleep(max(0.0, publish_for - (time.monotonic() - start)))
+            machine.cut_power()  # while the publisher is still sending
+            cuts += 1
+            a, s = pub.finish()
+            acked += a
+            sent += s
+            acked_file.write("".join(f"{n}\n" for n in a))
+            acked_file.flush()
+            next_seq = pub.next
+            log(f"cycle {cycle}: boot {boot_times[-1]:.1f}s, published {publish_for:.1f}s, "
+                f"{len(a)} acked of {len(s)} sent, central {'up' if central.alive() else 'down'}, "
+                f"{counter.distinct()} distinct at central")
+        loop_time = time.monotonic() - t0
+        if failed:
+            log(f"FAILED: the gateway did not boot from its store: {boot_failures}")
+            return 1
+        # The last boot: central up, let the store drain.
+        if not central.alive():
+            central.start()
+        machine.start("final")
+        ok, why = machine.wait_ready(boot_timeout)
+        if not ok:
+            log(f"FAILED: final boot: {why}\n{machine.console_text()[-3000:]}")
+            return 1
+        acked_set = set(acked)
+        t1 = time.monotonic()
+        complete = wait_until(lambda: acked_set <= set(counter.seqs()), 300, 0.2)
+        drain_time = time.monotonic() - t1
+        counter.settle(1.0)
+        got = counter.seqs()
+        got_set = set(got)
+        missing = sorted(acked_set - got_set)
+        unexpected = sorted(got_set - set(sent))
+        duplicates = len(got) - len(got_set)
+        firsts = _first_arrivals(got)
+        order_breaks = [(x, y) for x, y in zip(firsts, firsts[1:]) if y <= x]
+        dup_bound = WINDOW * (cuts + central_stops)
+        boots = sorted(boot_times)
+        log(f"{args.cycles} cycles in {loop_time:.0f}s (boot to CONNACK median "
+            f"{boots[len(boots) // 2]:.1f}s, max {boots[-1]:.1f}s), drain {drain_time:.1f}s; "
+            f"{central_stops} central stops; {len(acked)} acked of {len(sent)} sent; central got "
+            f"{len(got)} ({len(got_set)} distinct, {len(got_set - acked_set)} unacked but delivered); "
+            f"duplicates {duplicates} (bound {dup_bound}); missing {len(missing)} {missing[:10]}; "
+            f"order breaks {len(order_breaks)} {order_breaks[:5]}; unexpected {unexpected[:5]}")
+        problems = []
+        if len(acked) < args.cycles * 10:
+            problems.append("too few messages acknowledged: the run proved little")
+        if missing:
+            problems.append(f"LOST {len(missing)} acknowledged messages (first {missing[:10]})")
+        if unexpected:
+            problems.append(f"messages never sent arrived: {unexpected[:10]}")
+        if order_breaks:
+            problems.append(f"order not kept: {order_breaks[:5]}")
+        if duplicates > dup_bound:
+            problems.append(f"{duplicates} duplicates, beyond the in-flight window bound {dup_bound}")
+        log(f"{args.cycles} cycles, {len(acked)} acknowledged, {len(missing)} lost, "
+            f"{duplicates} duplicates")
+        if problems:
+            log("FAILED: " + "; ".join(problems) + f" (logs in {work})")
+            return 1
+        log("PASSED")
+        return 0
+    finally:
+        machine.cut_power()
+        counter.close()
+        central.stop()
+        acked_file.close()
+        shutil.rmtree(diskdir, ignore_errors=True)
+        if not args.keep and not failed:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cycles", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--mutate", choices=["nosync"],
+                    help="self-check: make fsync/fdatasync no-ops in the guest; the run must fail")
+    ap.add_argument("--workdir")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs) after a pass")
+    ap.add_argument("--sluice", default=str(REPO / ".build" / "debug" / "sluice"))
+    args = ap.parse_args()
+    if args.cycles < 1:
+        ap.error("cycles must be >= 1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
