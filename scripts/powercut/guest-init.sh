@@ -6,7 +6,10 @@ export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in $(cat /etc/powercut-modules); do insmod "/lib/modules/$m" 2>/dev/null; done
+# Everything but the disk driver: the store disk stays untouched until the driver says go.
+for m in $(cat /etc/powercut-modules); do
+    case "$m" in *virtio_blk*) ;; *) insmod "/lib/modules/$m" 2>/dev/null;; esac
+done
 
 ip link set lo up
 ip link set eth0 up
@@ -14,6 +17,13 @@ ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
 
 param() { for w in $(cat /proc/cmdline); do case "$w" in "$1="*) echo "${w#*=}";; esac; done; }
+
+# The driver saves the machine's state here once and resumes every later power-on from it
+# (scripts/powercut/powercut.py, take_snapshot), then types "go" on the serial port.
+echo "POWERCUT: WAITING-FOR-GO"
+read -r go < /dev/ttyS0
+echo "POWERCUT: GO"
+insmod /lib/modules/$(grep virtio_blk /etc/powercut-modules)
 
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -38,6 +48,10 @@ export LD_LIBRARY_PATH=/opt/sluice/lib
 pid=$!
 echo "POWERCUT: SLUICE-STARTED pid $pid"
 wait $pid
-echo "POWERCUT: SLUICE-EXITED status $?"
+status=$?
+echo "POWERCUT: SLUICE-EXITED status $status"
+if [ $status -eq 127 ]; then
+    ls -l /opt/sluice /lib64; dmesg | grep -i -e initramfs -e "out of memory"; head -3 /proc/meminfo
+fi
 sync
 poweroff -f

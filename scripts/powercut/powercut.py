@@ -28,6 +28,7 @@ Exit status 0 when every check holds, 1 when one fails, 2 when the environment c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -157,6 +158,9 @@ def pack_initrd(base: Path, sluice: Path, work: Path, mutate: str | None) -> Pat
             shutil.copy2(lib.resolve(), dest)
         else:
             shutil.copy2(lib.resolve(), libdir / lib.name)
+    # Debug info only: the code is the build's own. Halves what the guest must unpack and keep.
+    for f in [stage / "opt" / "sluice" / "sluice", *libdir.iterdir()]:
+        subprocess.run(["strip", "--strip-debug", str(f)], check=True)
     (stage / "etc" / "sluice").mkdir(parents=True)
     (stage / "etc" / "sluice" / "gateway.conf").write_text(GATEWAY_CONF)
     if mutate == "nosync":
@@ -218,11 +222,32 @@ class Machine:
         self.nbdkit: subprocess.Popen | None = None
         self.qemu: subprocess.Popen | None = None
         self.console: Path | None = None
+        self.serial_sock = work / "serial.sock"
+        self.qmp_sock = work / "qmp.sock"
+        self.snapshot = diskdir / "booted.state"
         self.boots = 0
 
-    def start(self, label: str) -> None:
+    def start(self, label: str, *, from_snapshot: bool = True) -> None:
+        """Power on: a fresh nbdkit over the image (its cache empty), then qemu. With a snapshot
+        (see take_snapshot) qemu resumes the guest from it instead of booting the kernel again;
+        the guest then loads the disk driver, mounts the store and starts sluice."""
         assert self.qemu is None and self.nbdkit is None
         self.boots += 1
+        self._start_nbdkit()
+        self.console = self.work / f"console-{label}.log"
+        if self.console.exists():
+            self.console.unlink()
+        resume = from_snapshot and self.snapshot.exists()
+        cmd = self._qemu_command()
+        if resume:
+            cmd += ["-incoming", f"exec:cat {self.snapshot}"]
+        self.qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.work / "qemu.log", "ab"),
+                                     stderr=subprocess.STDOUT)
+        if resume:
+            self._send_go(30)
+
+    def _start_nbdkit(self) -> None:
         if self.sock.exists():
             self.sock.unlink()
         self.nbdkit = subprocess.Popen(
@@ -232,26 +257,78 @@ class Machine:
         if not wait_until(lambda: self.sock.exists() or self.nbdkit.poll() is not None, 10, 0.02) \
                 or self.nbdkit.poll() is not None:
             raise RuntimeError(f"nbdkit did not start; see {self.work / 'nbdkit.log'}")
-        self.console = self.work / f"console-{label}.log"
-        append = "console=ttyS0 quiet panic=-1 loglevel=4 mitigations=off"
+
+    def _qemu_command(self) -> list[str]:
+        # Identical for the snapshot boot and every resume (migration needs the same machine).
+        append = "console=ttyS0 quiet panic=-1 loglevel=4 mitigations=off tsc=reliable " \
+                 "no_timer_check i8042.nokbd i8042.noaux i8042.nopnp cryptomgr.notests"
         if self.mutate:
             append += f" powercut.mutate={self.mutate}"
         netdev = (f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:1883,"
                   f"guestfwd=tcp:{GUEST_CENTRAL}:{GUEST_CENTRAL_PORT}-"
                   f"cmd:socat - TCP:127.0.0.1:{self.central_port}")
-        cmd = ["qemu-system-x86_64", "-accel", self.accel, "-m", "512", "-smp", "1",
-               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-               "-kernel", str(self.base / "vmlinuz"), "-initrd", str(self.initrd),
-               "-append", append,
-               "-serial", f"file:{self.console}",
-               # cache=writeback: the guest sees a volatile write cache and sends flushes, which
-               # qemu passes to nbdkit as NBD_CMD_FLUSH.
-               "-drive", f"file.driver=nbd,file.server.type=unix,file.server.path={self.sock},if=virtio,"
-                         f"format=raw,cache=writeback,discard=unmap",
-               "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
-        self.qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                     stdout=open(self.work / "qemu.log", "ab"),
-                                     stderr=subprocess.STDOUT)
+        for sock in (self.serial_sock, self.qmp_sock):
+            if sock.exists():
+                sock.unlink()
+        return ["qemu-system-x86_64", "-accel", self.accel, "-m", "1024", "-smp", "1",
+                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                "-kernel", str(self.base / "vmlinuz"), "-initrd", str(self.initrd),
+                "-append", append,
+                # The console goes to a file; the socket lets the driver type "go" (resume).
+                "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off,"
+                            f"logfile={self.console}",
+                "-serial", "chardev:ser0",
+                "-qmp", f"unix:{self.qmp_sock},server=on,wait=off",
+                # cache=writeback: the guest sees a volatile write cache and sends flushes,
+                # which qemu passes on to nbdkit as NBD_CMD_FLUSH.
+                "-drive", f"file.driver=nbd,file.server.type=unix,file.server.path={self.sock},"
+                          f"if=virtio,format=raw,cache=writeback",
+                "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+
+    def _send_go(self, timeout: float) -> None:
+        """Once the incoming migration has finished (input sent earlier would be overwritten
+        by the restored UART state), type "go" until the guest says it got it."""
+        deadline = time.monotonic() + timeout
+        qmp = None
+        while time.monotonic() < deadline and self.qemu.poll() is None:
+            try:
+                if qmp is None:
+                    qmp = QMP(self.qmp_sock)
+                status = qmp.command("query-status").get("status")
+                if status == "paused":  # the snapshot was saved from a stopped machine
+                    qmp.command("cont")
+                    continue
+                if status != "running":  # "inmigrate": still loading
+                    time.sleep(0.05)
+                    continue
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(str(self.serial_sock))
+                    s.sendall(b"go\n")
+                    if wait_until(lambda: "POWERCUT: GO" in self.console_text(), 3, 0.05):
+                        break
+            except (OSError, RuntimeError):
+                time.sleep(0.05)
+        if qmp is not None:
+            qmp.close()
+
+    def take_snapshot(self, timeout: float) -> float:
+        """Boots the kernel once, up to the point where init waits before touching the store
+        disk (its driver not even loaded), and saves the machine's state to a file: every later
+        power-on resumes from there, skipping a kernel boot that takes 30-60 s under TCG."""
+        t = time.monotonic()
+        self.start("snapshot-boot", from_snapshot=False)
+        if not wait_until(lambda: "POWERCUT: WAITING-FOR-GO" in self.console_text()
+                          or self.qemu.poll() is not None, timeout, 0.2) or self.qemu.poll() is not None:
+            raise RuntimeError(f"snapshot boot did not reach init:\n{self.console_text()[-2000:]}")
+        qmp = QMP(self.qmp_sock)
+        qmp.command("stop")
+        qmp.command("migrate", uri=f"exec:cat > {self.snapshot}")
+        if not wait_until(lambda: qmp.command("query-migrate").get("status") in ("completed", "failed"),
+                          120, 0.2) or qmp.command("query-migrate").get("status") != "completed":
+            raise RuntimeError(f"saving the snapshot failed: {qmp.command('query-migrate')}")
+        qmp.close()
+        self.cut_power()
+        return time.monotonic() - t
 
     def nbdkit_env(self) -> dict:
         # The cache filter keeps unflushed blocks in a deleted temporary file under TMPDIR.
@@ -292,6 +369,42 @@ class Machine:
             if p is not None:
                 p.wait(10)
         self.qemu = self.nbdkit = None
+
+
+class QMP:
+    """Just enough of the QEMU Machine Protocol: commands and their results, events skipped."""
+
+    def __init__(self, path: Path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(30)
+        self.s.connect(str(path))
+        self.f = self.s.makefile("rwb")
+        self._read()  # greeting
+        self.command("qmp_capabilities")
+
+    def _read(self) -> dict:
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise RuntimeError("QMP connection closed")
+            msg = json.loads(line)
+            if "event" not in msg:
+                return msg
+
+    def command(self, name: str, **arguments) -> dict:
+        req = {"execute": name}
+        if arguments:
+            req["arguments"] = arguments
+        self.f.write(json.dumps(req).encode() + b"\n")
+        self.f.flush()
+        reply = self._read()
+        if "error" in reply:
+            raise RuntimeError(f"QMP {name}: {reply['error']}")
+        return reply.get("return", {})
+
+    def close(self) -> None:
+        self.f.close()
+        self.s.close()
 
 
 def mqtt_connack(port: int) -> bool:
@@ -346,6 +459,8 @@ def run(args) -> int:
         return 2
     central = Central(work / "central").start()
     machine.central_port = central.port
+    log(f"powercut: snapshot of the booted guest taken in {machine.take_snapshot(boot_timeout):.0f}s "
+        f"({machine.snapshot.stat().st_size >> 20} MiB)")
     counter = Counter(central.port, "gw1/sensors/#").start()
     acked_file = open(work / "acked.txt", "a")
     acked: list[int] = []
