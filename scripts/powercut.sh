@@ -3,7 +3,7 @@
 # the power N times at random moments while a QoS 1 publisher records every PUBACK, then checks
 # that every acknowledged message reached the central broker, in order (RELIABILITY.md).
 #
-#   scripts/powercut.sh N [--seed S] [--keep] [--mutate nosync] [--sluice PATH]
+#   scripts/powercut.sh N [--seed S] [--keep] [--mutate nosync|nobarrier] [--sluice PATH]
 #
 # Needs qemu-system-x86, nbdkit, socat, busybox-static, linux-image-amd64 (scripts/install-deps.sh)
 # and a built gateway (.build/debug/sluice by default). Uses KVM when a Debian kernel boots under

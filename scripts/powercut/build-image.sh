@@ -19,12 +19,14 @@ if [ -z "$kver" ]; then
     exit 2
 fi
 BUSYBOX=/bin/busybox
-if ! "$BUSYBOX" --help 2>&1 | head -1 | grep -q BusyBox || ldd "$BUSYBOX" >/dev/null 2>&1; then
+busybox_banner=$("$BUSYBOX" --help 2>&1 || true)
+busybox_banner=${busybox_banner%%$'\n'*}
+if [[ "$busybox_banner" != BusyBox* ]] || ldd "$BUSYBOX" >/dev/null 2>&1; then
     echo "build-image: $BUSYBOX is not a static busybox (install busybox-static)" >&2
     exit 2
 fi
 
-key=$( { cat "$HERE/build-image.sh" "$HERE/guest-init.sh"; echo "$kver"; "$BUSYBOX" --help 2>&1 | head -1; } \
+key=$( { cat "$HERE/build-image.sh" "$HERE/guest-init.sh"; echo "$kver"; echo "$busybox_banner"; } \
        | sha256sum | cut -c1-16)
 out="$CACHE_ROOT/$key"
 if [ -f "$out/base.cpio.gz" ] && [ -f "$out/vmlinuz" ]; then
