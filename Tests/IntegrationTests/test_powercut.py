@@ -51,9 +51,10 @@ def _missing() -> str | None:
     return None
 
 
-def _run(cycles: int, *extra: str, timeout: float) -> tuple[int, str]:
+def _run(cycles: int, workdir: Path, *extra: str, timeout: float) -> tuple[int, str]:
     sluice = require_sluice_binary()
-    r = subprocess.run([str(SCRIPT), str(cycles), "--sluice", str(sluice), *extra],
+    r = subprocess.run([str(SCRIPT), str(cycles), "--sluice", str(sluice), "--workdir",
+                        str(workdir / "powercut"), *extra],
                        capture_output=True, text=True, timeout=timeout, cwd=REPO)
     return r.returncode, r.stdout + r.stderr
 
@@ -65,10 +66,10 @@ def _skip_unless_runnable() -> None:
         pytest.skip(why)
 
 
-def test_power_cuts_lose_nothing_acknowledged():
+def test_power_cuts_lose_nothing_acknowledged(tmp_path):
     _skip_unless_runnable()
     cycles = int(os.environ.get("SLUICE_POWERCUT_CYCLES", "8"))
-    code, out = _run(cycles, timeout=900)
+    code, out = _run(cycles, tmp_path, timeout=900)
     print(out)
     assert code == 0, f"power-cut run failed (exit {code}):\n{out[-6000:]}"
     final = re.search(r"^(\d+) cycles, (\d+) acknowledged, (\d+) lost, (\d+) duplicates$", out, re.M)
@@ -79,12 +80,12 @@ def test_power_cuts_lose_nothing_acknowledged():
 
 
 @pytest.mark.parametrize("mutation", ["nosync", "nobarrier"])
-def test_power_cut_run_fails_without_durable_writes(mutation):
+def test_power_cut_run_fails_without_durable_writes(mutation, tmp_path):
     """nosync: fsync/fdatasync are no-ops in the guest (LD_PRELOAD). nobarrier: the store is
     mounted without flushes, so fsync returns while the writes sit in the disk's volatile cache.
     Either way the run must fail: acknowledged messages lost, or a store that does not boot."""
     _skip_unless_runnable()
-    code, out = _run(6, "--mutate", mutation, "--seed", "1", timeout=900)
+    code, out = _run(6, tmp_path, "--mutate", mutation, "--seed", "1", timeout=900)
     print(out)
     assert code == 1, f"the run should have failed with --mutate {mutation} (exit {code}):\n{out[-4000:]}"
     assert re.search(r"LOST \d+ acknowledged|did not boot from its store", out), out[-4000:]

@@ -447,36 +447,38 @@ def run(args) -> int:
     # The disk image and nbdkit's cache on tmpfs: the host never loses power, so the image file
     # only has to outlive the processes, and host fsyncs would only slow the run down.
     shm = Path("/dev/shm")
-    diskdir = Path(tempfile.mkdtemp(prefix="sluice-powercut-", dir=shm if shm.is_dir() else work))
     base = build_base(dict(os.environ))
     accel_name, accel_why = choose_accel(base, work)
     initrd = pack_initrd(base, sluice, work, args.mutate)
+    diskdir = Path(tempfile.mkdtemp(prefix="sluice-powercut-", dir=shm if shm.is_dir() else work))
     make_disk(diskdir / "store.img")
     log(f"powercut: {args.cycles} cycles, seed {seed} (rerun with --seed {seed}), accel {accel_name} ({accel_why}), "
         f"mutation {args.mutate or 'none'}, work {work}; setup {time.monotonic() - t_setup:.1f}s")
 
     boot_timeout = 60 if accel_name == "kvm" else 300
     machine = Machine(work, diskdir, base, initrd, args.mutate, 0, accel_name)
-    try:
-        log(machine.check_disk())
-    except RuntimeError as e:
-        log(f"FAILED: the virtual disk does not model a power cut: {e}")
-        return 2
-    central = Central(work / "central").start()
-    machine.central_port = central.port
-    log(f"powercut: snapshot of the booted guest taken in {machine.take_snapshot(boot_timeout):.0f}s "
-        f"({machine.snapshot.stat().st_size >> 20} MiB)")
-    counter = Counter(central.port, "gw1/sensors/#").start()
-    acked_file = open(work / "acked.txt", "a")
+    central = counter = None
+    acked_file = open(work / "acked.txt", "w")
     acked: list[int] = []
     sent: list[int] = []
     boot_failures: list[str] = []
     central_stops = cuts = 0
     next_seq = 1
     boot_times: list[float] = []
-    t0 = time.monotonic()
     failed = False
     try:
+        try:
+            log(machine.check_disk())
+        except RuntimeError as e:
+            log(f"FAILED: the virtual disk does not model a power cut: {e}")
+            failed = True
+            return 2
+        central = Central(work / "central").start()
+        machine.central_port = central.port
+        log(f"powercut: snapshot of the booted guest taken in "
+            f"{machine.take_snapshot(boot_timeout):.0f}s ({machine.snapshot.stat().st_size >> 20} MiB)")
+        counter = Counter(central.port, "gw1/sensors/#").start()
+        t0 = time.monotonic()
         for cycle in range(1, args.cycles + 1):
             tb = time.monotonic()
             machine.start(f"{cycle:04d}")
@@ -528,6 +530,7 @@ def run(args) -> int:
         ok, why = machine.wait_ready(boot_timeout)
         if not ok:
             log(f"FAILED: final boot: {why}\n{machine.console_text()[-3000:]}")
+            failed = True
             return 1
         acked_set = set(acked)
         t1 = time.monotonic()
@@ -577,13 +580,19 @@ def run(args) -> int:
             f"{duplicates} duplicates")
         if problems:
             log("FAILED: " + "; ".join(problems) + f" (logs in {work})")
+            failed = True
             return 1
         log("PASSED")
         return 0
+    except BaseException:
+        failed = True
+        raise
     finally:
         machine.cut_power()
-        counter.close()
-        central.stop()
+        if counter is not None:
+            counter.close()
+        if central is not None:
+            central.stop()
         acked_file.close()
         shutil.rmtree(diskdir, ignore_errors=True)
         initrd.unlink(missing_ok=True)  # large; the logs stay when the run failed
