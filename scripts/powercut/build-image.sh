@@ -7,6 +7,9 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE_ROOT="${SLUICE_POWERCUT_CACHE:-/var/cache/sluice-powercut}"
+if ! mkdir -p "$CACHE_ROOT" 2>/dev/null || [ ! -w "$CACHE_ROOT" ]; then
+    CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/sluice-powercut"  # not root: a per-user cache
+fi
 start=$(date +%s.%N)
 
 kver=""
