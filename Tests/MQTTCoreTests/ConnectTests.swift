@@ -206,4 +206,23 @@ struct ConnectTests {
         )
         #expect(try decode([0x20, 3, 1, 0x00, 0], .v5) == .connAck(ConnAckPacket(sessionPresent: true)))
     }
+
+    /// CONNACK properties come in Mosquitto 2.0's order (issue 16): captured from Debian's mosquitto with
+    /// `max_keepalive 30`, `max_packet_size 1000`, `max_inflight_messages 10` and an empty client id.
+    @Test func connAckPropertiesInMosquittosOrder() throws {
+        var properties = Properties()
+        properties.receiveMaximum = 10
+        properties.maximumPacketSize = 1000
+        properties.topicAliasMaximum = 10
+        properties.assignedClientIdentifier = "a"
+        properties.serverKeepAlive = 30
+        properties.reasonString = "r"
+        let packet = Packet.connAck(ConnAckPacket(properties: properties))
+        let bytes = Array(encode(packet, .v5).readableBytesView)
+        #expect(
+            bytes == [0x20, 25, 0, 0, 22]
+                + [0x22, 0, 10, 0x13, 0, 30, 0x12, 0, 1, 0x61, 0x27, 0, 0, 0x03, 0xE8, 0x21, 0, 10, 0x1F, 0, 1, 0x72]
+        )
+        #expect(try decode(bytes, .v5) == packet)
+    }
 }

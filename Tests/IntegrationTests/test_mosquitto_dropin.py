@@ -1,12 +1,14 @@
-"""A Mosquitto bridge connecting to the broker under test (issue 16, bug 9).
+"""Mosquitto habits the broker under test keeps (issue 16); each test also runs against Mosquitto
+(SLUICE_TEST_BROKER=mosquitto) to show the behaviour matches.
 
-Mosquitto's bridge announces itself with `try_private true` (its default): protocol level 0x84 (3.1.1) or 0x83
+A Mosquitto bridge connecting to the broker (bug 9): Mosquitto's bridge announces itself with `try_private true` (its default): protocol level 0x84 (3.1.1) or 0x83
 (3.1). Mosquitto accepts it and gives the bridge's subscriptions no-local and retain-as-published, so a `both`
 rule does not echo messages back. Sluice answered CONNACK 1 and the bridge never connected. The same test runs
 against Mosquitto (SLUICE_TEST_BROKER=mosquitto) to show the behaviour matches."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 
@@ -68,3 +70,25 @@ def test_mosquitto_bridge_with_try_private_connects_and_does_not_echo(broker, mo
     # subscriber sees it twice.
     assert sorted(at_central) == [b"c1", b"e1"], at_central
     assert sorted(at_edge) == [b"c1", b"e1"], at_edge
+
+
+def test_connack_properties_come_in_mosquittos_order(start_broker):
+    """MQTT allows any order; rigs and captures that compare bytes with Mosquitto's expect its order (item 16)."""
+    b = start_broker("max_keepalive 30\nmax_packet_size 1000\nmax_inflight_messages 10\n")
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + b"\x00\x00"  # keep alive 60, no properties, empty id
+        s.sendall(bytes([0x10, len(body)]) + body)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + data[1]:
+            chunk = s.recv(256)
+            assert chunk, f"closed before a CONNACK: {data.hex()}"
+            data += chunk
+    assert data[0] == 0x20 and data[3] == 0, data.hex()
+    props, i, ids = data[5:2 + data[1]], 0, []
+    sizes = {0x22: 2, 0x13: 2, 0x21: 2, 0x27: 4, 0x24: 1, 0x25: 1, 0x28: 1, 0x29: 1, 0x2A: 1}
+    while i < len(props):
+        pid = props[i]
+        ids.append(pid)
+        i += 1 + (sizes[pid] if pid in sizes else 2 + int.from_bytes(props[i + 1:i + 3], "big"))
+    # Topic Alias Maximum, Server Keep Alive, Assigned Client Identifier, Maximum Packet Size, Receive Maximum.
+    assert ids == [0x22, 0x13, 0x12, 0x27, 0x21], [hex(x) for x in ids]
