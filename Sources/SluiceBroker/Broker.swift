@@ -280,6 +280,32 @@ public struct Broker: Sendable {
                 return refuse(.quotaExceeded)
             }
         }
+        var keepAlive = packet.keepAlive
+        var serverKeepAlive: UInt16? = nil
+        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
+            keepAlive = settings.maxKeepalive
+            serverKeepAlive = keepAlive
+        }
+        var connAckProperties = Properties()
+        if version >= .v5 {
+            if settings.receiveMaximum < 65535 { connAckProperties.receiveMaximum = UInt16(settings.receiveMaximum) }
+            if settings.maximumPacketSize < 268_435_460 {
+                connAckProperties.maximumPacketSize = UInt32(settings.maximumPacketSize)
+            }
+            connAckProperties.topicAliasMaximum = settings.topicAliasMaximum
+            if !settings.retainAvailable { connAckProperties.retainAvailable = 0 }
+            connAckProperties.assignedClientIdentifier = assigned
+            connAckProperties.serverKeepAlive = serverKeepAlive
+            // [MQTT-3.1.2-24]: nothing larger than the client's Maximum Packet Size, the CONNACK included. As
+            // Mosquitto does, a client whose limit cannot hold it is closed without one, before anything changes.
+            let limit = Int(packet.properties.maximumPacketSize ?? 268_435_460)
+            let connAck = Packet.connAck(ConnAckPacket(sessionPresent: true, properties: connAckProperties))
+            if MQTTCodec.encodedSize(connAck, version: version) > limit {
+                actions.append(.close(connection, nil))
+                return
+            }
+        }
+
         // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3].
         if let existing = sessions[clientID]?.connection {
             close(existing, reason: .sessionTakenOver)
@@ -315,12 +341,6 @@ public struct Broker: Sendable {
             sessions.noteRewrite(clientID)
         }
 
-        var keepAlive = packet.keepAlive
-        var serverKeepAlive: UInt16? = nil
-        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
-            keepAlive = settings.maxKeepalive
-            serverKeepAlive = keepAlive
-        }
         connections[connection] = ClientConnection(
             clientID: clientID,
             username: packet.username,
@@ -338,18 +358,10 @@ public struct Broker: Sendable {
         stats.connectionsTotal += 1
         stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
 
-        var properties = Properties()
-        if version >= .v5 {
-            if settings.receiveMaximum < 65535 { properties.receiveMaximum = UInt16(settings.receiveMaximum) }
-            if settings.maximumPacketSize < 268_435_460 {
-                properties.maximumPacketSize = UInt32(settings.maximumPacketSize)
-            }
-            properties.topicAliasMaximum = settings.topicAliasMaximum
-            if !settings.retainAvailable { properties.retainAvailable = 0 }
-            properties.assignedClientIdentifier = assigned
-            properties.serverKeepAlive = serverKeepAlive
-        }
-        send(.connAck(ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: properties)), to: connection)
+        send(
+            .connAck(ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)),
+            to: connection
+        )
 
         if sessionPresent { resume(clientID, now: now) }
     }
