@@ -66,7 +66,7 @@ enum KeyRule: Sendable {
         "message_size_limit": .global { c, d throws(ConfigError) in
             c.messageSizeLimit = try d.int(0...protocolMaximum)
         },
-        "max_packet_size": .global { c, d throws(ConfigError) in c.messageSizeLimit = try d.int(0...protocolMaximum) },
+        "max_packet_size": .global { c, d throws(ConfigError) in c.maxPacketSize = try d.int(0...protocolMaximum) },
         "max_connections": .listenerOrGlobal(
             listener: { l, d throws(ConfigError) in l.listener.maxConnections = try d.int(-1...Int.max) },
             global: { c, d throws(ConfigError) in c.maxConnections = try d.int(-1...Int.max) }

@@ -250,8 +250,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `max_topic_levels` (Sluice): topic names and filters with more levels are refused, 1-65535.
     /// Default 201, Mosquitto 2.0's limit (more than 200 "/" separators are refused).
     public var maxTopicLevels: Int = 201
-    /// `message_size_limit` (same setting as `max_packet_size`): 0 = the protocol maximum 268,435,455. Default 0.
+    /// `message_size_limit`: the largest PUBLISH or will payload, as in Mosquitto (a larger PUBLISH is dropped,
+    /// its QoS flow completed, MQTT 5 hears 0x95; a larger will refuses the CONNECT). 0 = no limit. Default 0.
     public var messageSizeLimit: Int = 0
+    /// `max_packet_size`: the largest packet accepted from a client (a larger one closes the connection, MQTT 5
+    /// with DISCONNECT 0x95), announced to MQTT 5 clients. 0 = the protocol maximum. Default 0.
+    public var maxPacketSize: Int = 0
     /// `max_connections` outside any listener section: -1 = unlimited. Default -1.
     public var maxConnections: Int = -1
     /// `persistence`: keep retained messages and persistent sessions across restarts. Default false.
@@ -302,6 +306,4 @@ public struct GatewayConfig: Sendable, Equatable {
         allowAnonymous ?? listeners.allSatisfy(\.isLoopbackOnly)
     }
 
-    /// `messageSizeLimit` with 0 resolved to the protocol maximum.
-    public var effectiveMessageSizeLimit: Int { messageSizeLimit == 0 ? 268_435_455 : messageSizeLimit }
 }

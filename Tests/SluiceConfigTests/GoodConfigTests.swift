@@ -50,7 +50,7 @@ let goodCases: [GoodCase] = [
         $0.retainAvailable = false
         $0.connectTimeout = 5
     },
-    GoodCase(text: "max_packet_size 1024") { $0.messageSizeLimit = 1024 },
+    GoodCase(text: "max_packet_size 1024") { $0.maxPacketSize = 1024 },
     GoodCase(text: "max_topic_levels 1") { $0.maxTopicLevels = 1 },
     GoodCase(text: "max_topic_levels 65535") { $0.maxTopicLevels = 65535 },
     GoodCase(text: "log_type debug\nlog_type error\nlog_type debug\n") { $0.logTypes = ["debug", "error"] },
@@ -199,7 +199,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(config.maxQueuedBytes == 0)
     #expect(config.maxTopicLevels == 201)
     #expect(config.messageSizeLimit == 0)
-    #expect(config.effectiveMessageSizeLimit == 268_435_455)
+    #expect(config.maxPacketSize == 0)
     #expect(config.maxConnections == -1)
     #expect(config.persistence == false)
     #expect(config.persistenceLocation == "/var/lib/sluice/")
