@@ -226,6 +226,16 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                             "bridge \(configuration.name): remote refused the bridge protocol bit (try_private); retrying without it"
                         )
                     )
+                    if configuration.rules.rules.contains(where: { $0.direction == .both }) {
+                        // Without the bridge bit a 3.1.1 remote sends our own publishes back on a
+                        // `both` rule (3.1.1 has no no-local), and they come in again locally.
+                        actions.append(
+                            .log(
+                                .warning,
+                                "bridge \(configuration.name): without try_private the remote echoes what this bridge publishes on 'both' rules: each such message comes back once; use separate in and out rules on distinct topics, or MQTT 5 (bridge_protocol_version mqttv50, no-local)"
+                            )
+                        )
+                    }
                 }
                 let reason = BridgeCloseReason.connAckRefused(connAck.reasonCode)
                 actions.append(
@@ -690,6 +700,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 retain: true,
                 packetIdentifier: id
             )
+            pacer?.spend(size: topic.utf8.count + 1)  // a PUBLISH like any other for a rate-limited central
             send(.publish(notification), &online, &actions)
         }
         topUp(&online, &actions)

@@ -225,3 +225,40 @@ def test_connect_failures_are_counted_and_shown_in_healthz(bridge_env, centrals)
     start_central(centrals, port=port)
     gw.wait_connected()
     assert wait_until(lambda: "last error" not in scrape(metrics_port, "/healthz"), 5)
+
+
+def test_rate_limited_drain_against_a_central_that_cuts_above_100_per_s(bridge_env, centrals):
+    """AWS IoT Core style: more than 100 PUBLISH/s on a connection closes it. Paced at 90/s
+    (at most 99 in any second, the notification included), the backlog drains without a cut."""
+    env = bridge_env
+    n = 2000
+    gw, central = backlog_then_central(env, centrals, n, extra=["bridge_max_rate 90"],
+                                       max_inflight=1000, central_kw=dict(max_publish_rate=100))
+    started = time.monotonic()
+    done = wait_until(lambda: len(set(accepted_on(central, "gw1/"))) >= n, 90, 0.5)
+    elapsed = time.monotonic() - started
+    accepted = accepted_on(central, "gw1/")
+    ctx = (f"accepted {len(set(accepted))} in {elapsed:.1f}s, cuts {central.cuts}, busiest second"
+           f" {central.busiest_second()}\n{env.logs()}")
+    assert done, ctx
+    assert accepted == list(range(1, n + 1)), ctx
+    assert central.cuts == [], ctx
+    assert elapsed >= n / 90 - 3, f"faster than the configured rate: {ctx}"
+
+
+def test_message_over_the_remote_maximum_packet_size_is_dead_lettered(bridge_env, centrals):
+    env = bridge_env
+    port = free_port()
+    central = start_central(centrals, port=port, maximum_packet_size=200)
+    gw = gateway(env, port, extra=[V5])
+    gw.wait_connected()
+    publish_numbered(gw.port, "sensors/s", 1, 3)
+    client = env.client(gw.port, uid("big"))
+    client.c.publish("sensors/s", "9" * 500, 1).wait_for_publish(5)
+    publish_numbered(gw.port, "sensors/s", 4, 6)
+    assert wait_until(lambda: accepted_on(central, "gw1/") == [1, 2, 3, 4, 5, 6], 10), env.logs()
+    assert wait_until(lambda: "dead=1 dead_by_reason=too_large=1" in stats_line(gw), 5), stats_line(gw)
+    with central.lock:
+        assert all(len(r.payload) < 500 for r in central.publishes), "the big message was sent"
+    dead = queue_cli(gw, "dead", "central")
+    assert re.search(r"^#\d+ reason=too_large .* size=500 gw1/sensors/s 9{60}$", dead, re.M), dead

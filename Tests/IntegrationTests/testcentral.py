@@ -35,6 +35,7 @@ class Received:
     retain: bool
     code: int | None  # the PUBACK reason sent, None for QoS 0 or when the connection was cut on it
     connection: int
+    at: float = 0.0  # time.monotonic() when read
 
 
 class TestCentral:
@@ -117,6 +118,18 @@ class TestCentral:
     def accepted_ints(self) -> list[int]:
         with self.lock:
             return [int(p) for p in self.accepted if p.isdigit()]
+
+    def busiest_second(self) -> int:
+        """The most PUBLISH packets read within any one second on one connection."""
+        with self.lock:
+            records = list(self.publishes)
+        best = 0
+        start = 0
+        for end, r in enumerate(records):
+            while records[start].connection != r.connection or r.at - records[start].at >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     def accepted_count(self) -> int:
         with self.lock:
@@ -240,7 +253,7 @@ class TestCentral:
                     payload = bytes(body[i:])
                     now = time.monotonic()
                     record = Received(topic, payload, qos, bool(first & 0x08), bool(first & 1), None,
-                                      connection)
+                                      connection, now)
                     with self.lock:
                         self.publishes.append(record)
                     if self.drop_on_payload is not None and payload == self.drop_on_payload:
