@@ -345,7 +345,10 @@ final class BridgeRunner: @unchecked Sendable {
         guard !pendingRemovals.isEmpty else { return }
         let seqs = pendingRemovals
         pendingRemovals = []
-        store.remove(queue: name, seqs: seqs, lazily: true) { [logger] result in
+        // Lazy while messages are still in flight (their PUBACKs keep the link busy); eager when the
+        // whole window waits on these removals (a window of one), so the next send is not delayed
+        // by the lazy wait on top of the commit.
+        store.remove(queue: name, seqs: seqs, lazily: link.inflightCount > 0) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
                 self.unremoved -= seqs.count
