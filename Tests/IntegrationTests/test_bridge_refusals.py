@@ -266,3 +266,21 @@ def test_message_over_the_remote_maximum_packet_size_is_dead_lettered(bridge_env
         assert all(len(r.payload) < 500 for r in central.publishes), "the big message was sent"
     dead = queue_cli(gw, "dead", "central")
     assert re.search(r"^#\d+ reason=too_large .* size=500 gw1/sensors/s 9{60}$", dead, re.M), dead
+
+
+def test_pause_survives_a_gateway_restart(bridge_env, centrals):
+    env = bridge_env
+    port = free_port()
+    central = start_central(centrals, port=port)
+    gw = gateway(env, port, extra=[])
+    gw.wait_connected()
+    queue_cli(gw, "pause", "central")
+    gw.stop()
+    gw.start()
+    gw.wait_connected(before=1)
+    publish_numbered(gw.port, "sensors/r", 1, 5)
+    time.sleep(1.5)
+    assert accepted_on(central, "gw1/") == [], "paused before the restart: still paused after it"
+    assert "paused" in gw.log()
+    queue_cli(gw, "resume", "central")
+    assert wait_until(lambda: accepted_on(central, "gw1/") == [1, 2, 3, 4, 5], 10), env.logs()
