@@ -208,6 +208,14 @@ public struct BridgeConfig: Sendable, Equatable {
     /// `bridge_progress_timeout` seconds: a link with messages in flight and no PUBACK for this long is
     /// reconnected. Default 30.
     public var progressTimeout: Int = 30
+    /// `bridge_max_attempts`: a message in flight at the head of the window at this many connection
+    /// losses (a poison message), or transiently refused this many times in a row with nothing
+    /// else getting through, moves to the dead letters. 1…1000, default 5.
+    public var maxAttempts: Int = 5
+    /// `bridge_max_rate MSGS_PER_S [BYTES_PER_S]`: pace every PUBLISH to the remote. Default nil: unpaced.
+    public var maxRate: Double?
+    /// `bridge_max_rate`'s optional byte rate (topic + payload bytes per second).
+    public var maxByteRate: Double?
 
     public init(name: String) {
         self.name = name

@@ -55,9 +55,9 @@ public final class Store: Sendable {
 
     /// The file path of the LMDB environment (a single file, `MDB_NOSUBDIR`; LMDB adds `PATH-lock`).
     public let path: String
-    private let environment: LMDBEnvironment
-    private let dbs: Databases
-    private let writer: Writer
+    let environment: LMDBEnvironment
+    let dbs: Databases
+    let writer: Writer
 
     /// Opens or creates the store at `path`.
     ///
@@ -583,8 +583,8 @@ final class WriteOperation<R: Sendable>: PendingWrite {
 
 /// Owns the writer thread, the queue of pending operations, and every write transaction.
 final class Writer: @unchecked Sendable {
-    private let environment: LMDBEnvironment
-    private let dbs: Databases
+    let environment: LMDBEnvironment
+    let dbs: Databases
     private let maxBatchBytes: Int
     private let lazyDelay: Duration
     private let commitWindow: Duration

@@ -7,8 +7,8 @@ import SluiceStore
 /// (LMDB lets a second process read and write the same store).
 struct Queue: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect or purge the bridges' durable queues.",
-        subcommands: [Stats.self, Peek.self, Purge.self]
+        abstract: "Inspect, purge and steer the bridges' durable queues and dead letters.",
+        subcommands: [Stats.self, Peek.self, Purge.self, Dead.self, Requeue.self, Drop.self, Pause.self, Resume.self]
     )
 
     struct StoreOptions: ParsableArguments {
@@ -50,6 +50,7 @@ struct Queue: ParsableCommand {
                 print(
                     "\(name): depth=\(stats.depth) bytes=\(stats.bytes) oldest_age=\(age) next_seq=\(stats.nextSeq)"
                         + " dropped=\(describe(stats.dropped)) rejected=\(describe(stats.rejected))"
+                        + Self.deadLetterSummary(store, name)
                 )
             }
         }

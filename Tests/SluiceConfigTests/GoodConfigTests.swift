@@ -142,9 +142,12 @@ let goodCases: [GoodCase] = [
             queue_overflow reject_new
             bridge_max_inflight 10
             bridge_progress_timeout 60
+            bridge_max_attempts 7
+            bridge_max_rate 90
             connection a
             address 127.0.0.1
             topic a/#
+            bridge_max_rate 80 64000
             queue_max_messages 0
             queue_max_age 0
             queue_overflow drop_oldest
@@ -161,6 +164,9 @@ let goodCases: [GoodCase] = [
         a.queueOverflow = .dropOldest
         a.maxInflight = 10
         a.progressTimeout = 60
+        a.maxAttempts = 7
+        a.maxRate = 80
+        a.maxByteRate = 64000
         var b = minimalBridge("b")
         b.queueMaxMessages = 5000
         b.queueMaxBytes = 64 << 20
@@ -168,6 +174,8 @@ let goodCases: [GoodCase] = [
         b.queueOverflow = .rejectNew
         b.maxInflight = 500
         b.progressTimeout = 60
+        b.maxAttempts = 7
+        b.maxRate = 90
         $0.bridges = [a, b]
     },
     // A global key inside a bridge section stays global; listener keys go to the last listener.
