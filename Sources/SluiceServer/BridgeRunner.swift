@@ -263,8 +263,10 @@ final class BridgeRunner: @unchecked Sendable {
                 wrote = true
             case .fetch(let after, let limit):
                 // Acknowledged messages whose removal has not committed yet count against the
-                // window: after a crash they are sent again, and duplicates must stay within it.
-                next = link.fetched(fetch(after: after, limit: max(0, limit - unremoved)))
+                // window: after a crash they are sent again, and duplicates must stay within it. (`limit`
+                // may be smaller than the window's room, e.g. a rate limit's allowance.)
+                let room = link.window - link.inflightCount - unremoved
+                next = link.fetched(fetch(after: after, limit: max(0, min(limit, room))))
             case .remove(let seqs):
                 unremoved += seqs.count
                 pendingRemovals += seqs
