@@ -78,6 +78,7 @@ enum KeyRule: Sendable {
         "store_max_size": .global { c, d throws(ConfigError) in
             c.storeMapSizeMax = try d.byteSize((1 << 20)...Int.max)
         },
+        "store_min_free": .global { c, d throws(ConfigError) in c.storeMinFree = try d.storeMinFree() },
         "persistent_client_expiration": .global { c, d throws(ConfigError) in
             c.persistentClientExpiration = try d.duration()
         },
