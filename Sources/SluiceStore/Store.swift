@@ -563,6 +563,10 @@ final class Writer: @unchecked Sendable {
     private var lowSpace = false
     /// Writer-thread only: why `lowSpace` is set.
     private var lowSpaceReason: String?
+    /// Writer-thread only: a commit failed for want of room on the filesystem. Until the filesystem
+    /// has room again the writer works under low space (appends apply their policy in their own
+    /// transaction, puts wait) instead of failing commit after commit.
+    private var filesystemFull = false
 
     init(
         environment: LMDBEnvironment,
@@ -738,6 +742,13 @@ final class Writer: @unchecked Sendable {
         {
             reason = "the store reached store_max_size (\(environment.maxMapSize) bytes)"
         }
+        if filesystemFull, let filesystem = FilesystemSpace.of(directory) {
+            if filesystem.available >= StorageSpace.nearlyFull {
+                filesystemFull = false
+            } else if reason == nil {
+                reason = "the filesystem of \(directory) is full (\(filesystem.available) bytes free)"
+            }
+        }
         if reason == nil, let filesystem = FilesystemSpace.of(directory),
             let threshold = freeSpaceGuard.threshold(total: filesystem.total), filesystem.available < threshold
         {
@@ -780,6 +791,7 @@ final class Writer: @unchecked Sendable {
                     return .failure(error)
                 }
                 if StorageSpace.isOutOfSpace(error, directory: directory) {
+                    if error.code != .lmdb(.mapFull) { filesystemFull = true }
                     let full = StoreError(
                         code: .storeFull,
                         message:
