@@ -233,8 +233,9 @@ final class BridgeRunner: @unchecked Sendable {
                             // otherwise the link is closed and the central sends it again.
                             guard outcome.isCommitted else {
                                 // Like a dropped link: the central resends what it did not get a PUBACK for.
+                                guard let channel = self.channel, channel.isActive else { return }  // said once per link
                                 self.logger.warning("closing bridge connection: an in message could not be kept: \(outcome)")
-                                self.channel?.close(promise: nil)
+                                channel.close(promise: nil)
                                 return
                             }
                             self.run(self.link.publishedLocally(delivery))

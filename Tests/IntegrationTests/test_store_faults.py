@@ -72,6 +72,20 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+REASONS = ("max_messages", "max_bytes", "max_age", "store_full")
+
+
+def assert_metrics_match_queue_stats(metrics_port: int, stats: dict[str, int], bridge: str = "central") -> None:
+    """/metrics and `sluice queue stats` tell the same story, counter by counter."""
+    _, text = scrape(metrics_port, "/metrics")
+    for reason in REASONS:
+        assert metric(text, "sluice_bridge_queue_dropped_by_reason_total", bridge=bridge, reason=reason) \
+            == stats.get(f"dropped.{reason}", 0), (reason, stats)
+        assert metric(text, "sluice_bridge_queue_rejected_total", bridge=bridge, reason=reason) \
+            == stats.get(f"rejected.{reason}", 0), (reason, stats)
+    assert metric(text, "sluice_bridge_queue_depth", bridge=bridge) == stats["depth"]
+
+
 def queue_stats(gw: Gateway, bridge: str = "central") -> dict[str, int]:
     """`sluice queue stats` for one bridge, as {"depth": n, "dropped.store_full": n, ...}."""
     out = subprocess.run([str(require_sluice_binary()), "queue", "stats", "-c", str(gw.conf_path), bridge],
@@ -183,6 +197,8 @@ def test_full_tmpfs_drop_oldest_every_pubacked_message_is_delivered_or_a_counted
         _, text = scrape(metrics_port, "/metrics")
         assert metric(text, "sluice_store_writable") == 0
         log_lines = gw.count_log(r"store (full|writes fail)")
+        print(f"log: {log_lines} store-state line(s), {gw.count_log(r'store pressure')} summary line(s), "
+              f"{gw.count_log(r'(warning|error):')} warning/error lines in all")
         assert log_lines <= 3, f"{log_lines} store-state lines: said once, not per message"
 
         remount(gw.data_dir, "256m")
@@ -191,13 +207,8 @@ def test_full_tmpfs_drop_oldest_every_pubacked_message_is_delivered_or_a_counted
         time.sleep(1.0)
         delivered = set(counter.seqs())
         stats = queue_stats(gw)
-        _, text = scrape(metrics_port, "/metrics")
         dropped = stats.get("dropped.store_full", 0)
-        # /metrics and queue stats tell the same story, reason by reason.
-        assert metric(text, "sluice_bridge_queue_dropped_by_reason_total", bridge="central",
-                      reason="store_full") == dropped
-        assert metric(text, "sluice_bridge_queue_rejected_total", bridge="central",
-                      reason="store_full") == stats.get("rejected.store_full", 0)
+        assert_metrics_match_queue_stats(metrics_port, stats)
         lost = pub.acked - delivered
         print(f"acked={len(pub.acked)} delivered={len(delivered)} dropped={dropped} lost_or_dropped={len(lost)}")
         # An acknowledged message dropped by drop_oldest is a counted drop, not a loss.
@@ -235,10 +246,7 @@ def test_full_tmpfs_reject_new_refuses_instead_of_acknowledging(tmp_path, tmpfs,
         delivered = set(counter.seqs())
         lost = pub.acked - delivered
         assert not lost, f"{len(lost)} acknowledged messages never reached the central"
-        stats = queue_stats(gw)
-        _, text = scrape(metrics_port, "/metrics")
-        assert metric(text, "sluice_bridge_queue_rejected_total", bridge="central",
-                      reason="store_full") == stats.get("rejected.store_full", 0)
+        assert_metrics_match_queue_stats(metrics_port, queue_stats(gw))
     finally:
         gw.stop()
         counter.close()
@@ -358,4 +366,58 @@ def test_store_max_size_below_64MB_is_honoured(tmp_path):
     finally:
         gw.stop()
         counter.close()
+        central.stop()
+
+
+def test_bridge_in_message_on_a_full_disk_is_not_acknowledged_to_the_central(tmp_path, tmpfs):
+    """A bridge `in` message for an offline persistent local subscriber while the disk is full: the
+    gateway must not PUBACK the central (which would forget it); it closes the link, the central
+    sends it again, and once there is room the message is kept and survives a restart."""
+    central = Central(tmp_path / "central").start()
+    spec = BridgeSpec([central.port], topics=['cmd/# in 1 devices/ gw1/'], restart_timeout="1 1")
+    gw = Gateway(tmp_path / "gw", [spec], extra=["store_min_free 0"])
+    tmpfs(gw.data_dir, "16m")
+    gw.start()
+    sub_id = uid("devsub")
+    try:
+        gw.wait_connected(0)
+        sub = raw.RawClient(HOST, gw.port, timeout=10)
+        sub.connect(sub_id, clean=False)
+        sub.send(raw.subscribe([("devices/cmd/#", 1)], packet_id=1))
+        sub.expect(raw.SUBACK)
+        sub.send(raw.disconnect())
+        sub.close()
+        time.sleep(0.5)
+        filler = gw.data_dir / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, timeout=60)
+        connects = gw.connected_count()
+        sender = Publisher(central.port, topic="gw1/cmd/valve")
+        sender.run(range(20), timeout=30)
+        assert len(sender.acked) == 20  # the central has them
+        # Not kept, so not acknowledged: the gateway drops the link and the central resends.
+        assert wait_until(lambda: gw.count_log(r"an in message could not be kept") > 0, 20, 0.2), gw.log_tail()
+        filler.unlink()
+        assert wait_until(lambda: gw.count_log(r"broker state saved again") > 0, 60, 0.2), gw.log_tail()
+        assert wait_until(lambda: gw.connected_count() > connects, 60, 0.2), gw.log_tail()
+        time.sleep(3)  # the resent messages are kept and acknowledged
+        gw.stop()
+        gw.start()
+        sub = raw.RawClient(HOST, gw.port, timeout=10)
+        assert sub.connect(sub_id, clean=False).session_present
+        got: set[int] = set()
+        deadline = time.monotonic() + 30
+        while got != set(range(20)) and time.monotonic() < deadline:
+            try:
+                packet = sub.read_packet(5)
+            except TimeoutError:
+                break
+            if packet.ptype == raw.PUBLISH:
+                got.add(int(packet.payload))
+                if packet.qos:
+                    sub.send(raw.ack(raw.PUBACK, packet.packet_id))
+        sub.close()
+        missing = sorted(set(range(20)) - got)
+        assert not missing, f"messages the central handed over were lost: {missing}\n{gw.log_tail()}"
+    finally:
+        gw.stop()
         central.stop()
