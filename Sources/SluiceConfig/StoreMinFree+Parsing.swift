@@ -4,7 +4,10 @@ extension Directive {
         let word = try singleToken()
         guard word.hasSuffix("%") else { return .bytes(try byteSize(0...Int.max)) }
         guard let percent = Double(word.dropLast()), percent.isFinite, (0...90).contains(percent) else {
-            throw error(.badValue, "expected a percentage of the filesystem from 0% to 90%, or a size such as 64MB, got '\(word)'")
+            throw error(
+                .badValue,
+                "expected a percentage of the filesystem from 0% to 90%, or a size such as 64MB, got '\(word)'"
+            )
         }
         return .percent(percent)
     }

@@ -209,42 +209,29 @@ final class BrokerHost: @unchecked Sendable {
         }
     }
 
-    /// Changes whose save failed, oldest first: never dropped, saved ahead of newer changes by the
-    /// next attempt (writes are puts and deletes applied in order, so replaying them is exact).
-    private var unsaved: [PendingChanges] = []
-    /// How the last save failed; nil while saves commit.
-    private var saveFailure: CommitOutcome?
-    /// While saves fail, the next attempt waits for this backoff (1 s doubling to 30 s).
-    private var saveRetryDelay = TimeAmount.seconds(1)
-    private var saveRetryDue = true
-    private var failedSaves = 0
+    /// Keeps change sets whose save failed and paces the retries (see `StateSaver`).
+    private var saver = StateSaver()
 
     /// Hands what changed since the last save to the encoder; the store commits it in one
     /// transaction, then the acknowledgements that waited for it go out. `force` saves even while an
-    /// earlier save is still running (at shutdown: in order after it).
-    ///
-    /// A failed save is kept and retried with a backoff until one commits. Meanwhile, what waits for
-    /// a save is answered at once with the last failure rather than held for up to 30 s: MQTT 5
-    /// publishers get a failure code, 3.1/3.1.1 publishers are disconnected and resend (see
-    /// `AcknowledgementDecision`). Their changes join the retry, so the broker's state still
-    /// reaches the disk when it has room again.
+    /// earlier save is still running (at shutdown: in order after it). A failed save is kept and
+    /// retried with a backoff until one commits (`StateSaver`).
     @discardableResult
     func savePersistentState(force: Bool = false) -> EventLoopFuture<Void> {
         guard let store = persistence, force || !saveInProgress else { return loop.makeSucceededVoidFuture() }
         var changes = core.takeChanges()
         let acknowledgements = changes.acknowledgements
         changes.acknowledgements = []
-        if let failure = saveFailure, !force, !saveRetryDue {
-            if !changes.isEmpty { unsaved.append(changes) }
-            persisted(acknowledgements.map { ($0, failure) })
-            return loop.makeSucceededVoidFuture()
-        }
-        var batch = unsaved
-        unsaved = []
-        if !changes.isEmpty { batch.append(changes) }
-        guard !batch.isEmpty else {
+        let batch: [PendingChanges]
+        switch saver.next(changes, force: force) {
+        case .nothing:
             persisted(acknowledgements.map { ($0, CommitOutcome.committed) })
             return loop.makeSucceededVoidFuture()
+        case .answerNow(let failure):
+            persisted(acknowledgements.map { ($0, failure) })
+            return loop.makeSucceededVoidFuture()
+        case .save(let changeSets):
+            batch = changeSets
         }
         saveInProgress = true
         let offset = wallClockOffset
@@ -270,28 +257,18 @@ final class BrokerHost: @unchecked Sendable {
         }
     }
 
-    /// Bookkeeping after a save: keep a failed batch (ahead of anything newer) and schedule the retry.
+    /// After a save: log a change of state once, and schedule the retry of a failed one.
     private func savedState(_ batch: [PendingChanges], outcome: CommitOutcome) {
-        if outcome.isCommitted {
-            if saveFailure != nil {
-                logger.notice("broker state saved again after \(failedSaves) failed attempt(s)")
-            }
-            saveFailure = nil
-            failedSaves = 0
-            saveRetryDelay = .seconds(1)
+        let failedBefore = saver.failedAttempts
+        guard let retryAfter = saver.finished(batch, outcome) else {
+            if failedBefore > 0 { logger.notice("broker state saved again after \(failedBefore) failed attempt(s)") }
             return
         }
-        unsaved = batch + unsaved
-        failedSaves += 1
-        if saveFailure == nil {
+        if failedBefore == 0 {
             logger.error("saving broker state failed, retrying until it succeeds: \(outcome.reasonString ?? "")")
         }
-        saveFailure = outcome
-        saveRetryDue = false
-        let delay = saveRetryDelay
-        saveRetryDelay = min(saveRetryDelay * 2, .seconds(30))
-        loop.scheduleTask(in: delay) {
-            self.saveRetryDue = true
+        loop.scheduleTask(in: .milliseconds(Int64(retryAfter))) {
+            self.saver.retryIsDue()
             self.savePersistentState()
         }
     }

@@ -36,7 +36,8 @@ public enum StoreSpaceCheck {
         }
         guard let space = FilesystemSpace.of(directory) else { return [] }
         let storePath = (config.persistenceLocation as NSString).appendingPathComponent("sluice.db")
-        let used = ((try? FileManager.default.attributesOfItem(atPath: storePath)[.size]) as? NSNumber)?.uint64Value ?? 0
+        let used =
+            ((try? FileManager.default.attributesOfItem(atPath: storePath)[.size]) as? NSNumber)?.uint64Value ?? 0
         let keep = FreeSpaceGuard(config.storeMinFree).threshold(total: space.total) ?? 0
         let room = space.available + used > keep ? space.available + used - keep : 0
         guard UInt64(config.storeMapSizeMax) > room else { return [] }
@@ -108,14 +109,19 @@ final class StoreAlarm: Sendable {
         }
         var parts: [String] = []
         for (key, count) in taken.dropped.sorted(by: { $0.key < $1.key }) { parts.append("dropped \(count) (\(key))") }
-        for (key, count) in taken.rejected.sorted(by: { $0.key < $1.key }) { parts.append("rejected \(count) (\(key))") }
+        for (key, count) in taken.rejected.sorted(by: { $0.key < $1.key }) {
+            parts.append("rejected \(count) (\(key))")
+        }
         for (bridge, count) in taken.failedAppends.sorted(by: { $0.key < $1.key }) {
             parts.append("\(count) not queued for bridge \(bridge), publishers not acknowledged")
         }
         guard !parts.isEmpty else { return }
         var metadata: Logger.Metadata = [:]
         if let failure = taken.lastFailure { metadata["last_error"] = "\(failure)" }
-        logger.warning("store pressure in the last \(Int(Self.interval)) s: \(parts.joined(separator: ", "))", metadata: metadata)
+        logger.warning(
+            "store pressure in the last \(Int(Self.interval)) s: \(parts.joined(separator: ", "))",
+            metadata: metadata
+        )
     }
 
     /// Seconds between summaries.

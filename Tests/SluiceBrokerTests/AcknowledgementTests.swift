@@ -30,27 +30,66 @@ private func because(_ text: String) -> Properties {
     }
 
     @Test func mqtt5HearsQuotaExceededForAPolicyRefusalAndUnspecifiedErrorForAFailingDevice() {
-        let refused = AcknowledgementDecision(outcome: .refused("disk full"), version: .v5, qos: .atLeastOnce, packetID: 1)
-        #expect(refused.action == .send(.pubAck(PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded, properties: because("disk full")))))
+        let refused = AcknowledgementDecision(
+            outcome: .refused("disk full"),
+            version: .v5,
+            qos: .atLeastOnce,
+            packetID: 1
+        )
+        #expect(
+            refused.action
+                == .send(
+                    .pubAck(
+                        PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded, properties: because("disk full"))
+                    )
+                )
+        )
         let failed = AcknowledgementDecision(outcome: .failed("EIO"), version: .v5, qos: .exactlyOnce, packetID: 2)
-        #expect(failed.action == .send(.pubRec(PubAckPacket(packetIdentifier: 2, reasonCode: .unspecifiedError, properties: because("EIO")))))
+        #expect(
+            failed.action
+                == .send(
+                    .pubRec(
+                        PubAckPacket(packetIdentifier: 2, reasonCode: .unspecifiedError, properties: because("EIO"))
+                    )
+                )
+        )
     }
 
     @Test(arguments: [ProtocolVersion.v3_1, .v3_1_1])
     func olderClientsAreDisconnectedWithoutAnAcknowledgement(version: ProtocolVersion) {
         for outcome in [CommitOutcome.refused("full"), .failed("EIO")] {
             for qos in [QoS.atLeastOnce, .exactlyOnce] {
-                #expect(AcknowledgementDecision(outcome: outcome, version: version, qos: qos, packetID: 1).action == .disconnect(nil))
+                #expect(
+                    AcknowledgementDecision(outcome: outcome, version: version, qos: qos, packetID: 1).action
+                        == .disconnect(nil)
+                )
             }
         }
     }
 
     @Test func aHeldSubAckIsNotSentWhenTheSaveFailed() {
         let suback = Packet.subAck(SubAckPacket(packetIdentifier: 4, reasonCodes: [.grantedQoS1]))
-        #expect(AcknowledgementDecision(outcome: .committed, version: .v3_1_1, qos: .atMostOnce, packetID: 0, reply: suback).action == .send(suback))
-        #expect(AcknowledgementDecision(outcome: .failed("EIO"), version: .v3_1_1, qos: .atMostOnce, packetID: 0, reply: suback).action == .disconnect(nil))
         #expect(
-            AcknowledgementDecision(outcome: .refused("full"), version: .v5, qos: .atMostOnce, packetID: 0, reply: suback).action
+            AcknowledgementDecision(outcome: .committed, version: .v3_1_1, qos: .atMostOnce, packetID: 0, reply: suback)
+                .action == .send(suback)
+        )
+        #expect(
+            AcknowledgementDecision(
+                outcome: .failed("EIO"),
+                version: .v3_1_1,
+                qos: .atMostOnce,
+                packetID: 0,
+                reply: suback
+            ).action == .disconnect(nil)
+        )
+        #expect(
+            AcknowledgementDecision(
+                outcome: .refused("full"),
+                version: .v5,
+                qos: .atMostOnce,
+                packetID: 0,
+                reply: suback
+            ).action
                 == .disconnect(DisconnectPacket(reasonCode: .quotaExceeded, properties: because("full")))
         )
     }
@@ -68,13 +107,21 @@ private func because(_ text: String) -> Properties {
         let h = Harness { $0.durableFilters = ["#"] }
         h.connect(1, "v311", version: .v3_1_1, clean: false)
         #expect(h.publish(1, "t", "x", qos: .exactlyOnce, packetID: 5) == [.persist(1, "t")])
-        #expect(h.broker.persisted(token: 1, outcome: .failed("EIO"), now: h.now).map(Seen.init) == [.close(ConnectionID(1), nil)])
+        #expect(
+            h.broker.persisted(token: 1, outcome: .failed("EIO"), now: h.now).map(Seen.init) == [
+                .close(ConnectionID(1), nil)
+            ]
+        )
         #expect(!h.broker.isConnected(ConnectionID(1)))
         #expect(h.broker.stats.publishFailed == 1)
         // It reconnects and sends the QoS 2 message again: kept anew, not answered as a duplicate.
         h.connect(2, "v311", version: .v3_1_1, clean: false)
         #expect(h.publish(2, "t", "x", qos: .exactlyOnce, packetID: 5) == [.persist(2, "t")])
-        #expect(h.broker.persisted(token: 2, outcome: .committed, now: h.now).map(Seen.init) == [.send(ConnectionID(2), .pubRec(PubAckPacket(packetIdentifier: 5)))])
+        #expect(
+            h.broker.persisted(token: 2, outcome: .committed, now: h.now).map(Seen.init) == [
+                .send(ConnectionID(2), .pubRec(PubAckPacket(packetIdentifier: 5)))
+            ]
+        )
     }
 
     @Test func bridgeAppendRefusedForMQTT5IsQuotaExceededAndTheConnectionStays() {
@@ -83,7 +130,16 @@ private func because(_ text: String) -> Properties {
         h.publish(1, "t", "x", qos: .atLeastOnce, packetID: 3)
         #expect(
             h.broker.persisted(token: 1, outcome: .refused("bridge queue full"), now: h.now).map(Seen.init) == [
-                .send(ConnectionID(1), .pubAck(PubAckPacket(packetIdentifier: 3, reasonCode: .quotaExceeded, properties: because("bridge queue full"))))
+                .send(
+                    ConnectionID(1),
+                    .pubAck(
+                        PubAckPacket(
+                            packetIdentifier: 3,
+                            reasonCode: .quotaExceeded,
+                            properties: because("bridge queue full")
+                        )
+                    )
+                )
             ]
         )
         #expect(h.broker.isConnected(ConnectionID(1)))
@@ -97,7 +153,11 @@ private func because(_ text: String) -> Properties {
         #expect(h.publish(1, "r", "x", qos: .atLeastOnce, packetID: 2, retain: true).isEmpty)
         let tokens = h.broker.takeChanges().acknowledgements
         #expect(tokens.count == 1)
-        #expect(h.broker.persisted(token: tokens[0], outcome: .refused("disk full"), now: h.now).map(Seen.init) == [.close(ConnectionID(1), nil)])
+        #expect(
+            h.broker.persisted(token: tokens[0], outcome: .refused("disk full"), now: h.now).map(Seen.init) == [
+                .close(ConnectionID(1), nil)
+            ]
+        )
     }
 
     @Test func persistentSessionSaveFailedForMQTT5IsUnspecifiedError() {
@@ -105,14 +165,21 @@ private func because(_ text: String) -> Properties {
         h.broker.tracksChanges = true
         h.connect(1, "keeper", properties: persistentSession)
         h.subscribe(1, "t")
-        for token in h.broker.takeChanges().acknowledgements { _ = h.broker.persisted(token: token, outcome: .committed, now: h.now) }
+        for token in h.broker.takeChanges().acknowledgements {
+            _ = h.broker.persisted(token: token, outcome: .committed, now: h.now)
+        }
         _ = h.broker.closed(ConnectionID(1), now: h.now)
         h.connect(2, "pub")
         #expect(h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 8).isEmpty)
         let tokens = h.broker.takeChanges().acknowledgements
         #expect(
             tokens.flatMap { h.broker.persisted(token: $0, outcome: .failed("EIO"), now: h.now).map(Seen.init) } == [
-                .send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 8, reasonCode: .unspecifiedError, properties: because("EIO"))))
+                .send(
+                    ConnectionID(2),
+                    .pubAck(
+                        PubAckPacket(packetIdentifier: 8, reasonCode: .unspecifiedError, properties: because("EIO"))
+                    )
+                )
             ]
         )
     }
@@ -125,7 +192,11 @@ private func because(_ text: String) -> Properties {
         let tokens = h.broker.takeChanges().acknowledgements
         #expect(tokens == [1])
         #expect(h.broker.persisted(token: 1, outcome: .committed, now: h.now).isEmpty)  // the bridge queue kept it
-        #expect(h.broker.persisted(token: 1, outcome: .failed("EIO"), now: h.now).map(Seen.init) == [.close(ConnectionID(1), nil)])
+        #expect(
+            h.broker.persisted(token: 1, outcome: .failed("EIO"), now: h.now).map(Seen.init) == [
+                .close(ConnectionID(1), nil)
+            ]
+        )
     }
 
     @Test func aSubAckWaitingForAFailedSaveClosesTheConnection() {
@@ -134,7 +205,11 @@ private func because(_ text: String) -> Properties {
         h.connect(1, "keeper", version: .v3_1_1, clean: false)
         #expect(h.subscribe(1, "t").isEmpty)  // the SUBACK waits for the save
         let tokens = h.broker.takeChanges().acknowledgements
-        #expect(tokens.flatMap { h.broker.persisted(token: $0, outcome: .failed("EIO"), now: h.now).map(Seen.init) } == [.close(ConnectionID(1), nil)])
+        #expect(
+            tokens.flatMap { h.broker.persisted(token: $0, outcome: .failed("EIO"), now: h.now).map(Seen.init) } == [
+                .close(ConnectionID(1), nil)
+            ]
+        )
         #expect(h.broker.stats.publishFailed == 0)  // not a publish
     }
 
@@ -145,5 +220,88 @@ private func because(_ text: String) -> Properties {
         let (_, token) = h.broker.publishAwaitingSave(message, now: h.now)
         #expect(token != nil)
         #expect(h.broker.takeChanges().acknowledgements == [token!])
+    }
+}
+
+/// Saving broker state while the store fails: nothing is dropped, retries back off, waiting
+/// acknowledgements are answered at once meanwhile.
+@Suite struct StateSaverTests {
+    private func changes(_ h: Harness, retained topic: String) -> PendingChanges {
+        _ = h.broker.publish(
+            Message(topic: topic, payload: .init(string: "v"), qos: .atMostOnce, retain: true),
+            now: h.now
+        )
+        return h.broker.takeChanges()
+    }
+
+    @Test func aFailedSaveIsKeptAndWrittenAheadOfNewerChanges() {
+        let h = Harness()
+        h.broker.tracksChanges = true
+        var saver = StateSaver()
+        let first = changes(h, retained: "a")
+        guard case .save(let batch) = saver.next(first) else {
+            Issue.record("expected a save")
+            return
+        }
+        #expect(saver.finished(batch, .refused("disk full")) == 1_000)
+        // Before the retry is due: answered at once, changes kept.
+        let second = changes(h, retained: "b")
+        guard case .answerNow(let failure) = saver.next(second) else {
+            Issue.record("expected answerNow")
+            return
+        }
+        #expect(failure == .refused("disk full"))
+        #expect(saver.unsavedCount == 2)
+        // The retry writes both, oldest first.
+        saver.retryIsDue()
+        guard case .save(let retry) = saver.next(PendingChanges()) else {
+            Issue.record("expected a save")
+            return
+        }
+        #expect(
+            retry.flatMap { $0.encoded(wallClockOffset: 0) }
+                == [first, second].flatMap { $0.encoded(wallClockOffset: 0) }
+        )
+        #expect(saver.finished(retry, .committed) == nil)
+        #expect(saver.failure == nil && saver.unsavedCount == 0)
+        guard case .nothing = saver.next(PendingChanges()) else {
+            Issue.record("expected nothing")
+            return
+        }
+    }
+
+    @Test func retriesBackOffToThirtySeconds() {
+        var saver = StateSaver()
+        let h = Harness()
+        h.broker.tracksChanges = true
+        var delays: [BrokerTime] = []
+        var pending = changes(h, retained: "a")
+        for _ in 0..<7 {
+            guard case .save(let batch) = saver.next(pending) else {
+                Issue.record("expected a save")
+                return
+            }
+            delays.append(saver.finished(batch, .failed("EIO"))!)
+            saver.retryIsDue()
+            pending = PendingChanges()
+        }
+        #expect(delays == [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000])
+        #expect(saver.unsavedCount == 1)  // the one change set, kept through every failure
+    }
+
+    @Test func shutdownSavesWhateverTheBackoffSays() {
+        var saver = StateSaver()
+        let h = Harness()
+        h.broker.tracksChanges = true
+        guard case .save(let batch) = saver.next(changes(h, retained: "a")) else {
+            Issue.record("expected a save")
+            return
+        }
+        _ = saver.finished(batch, .failed("EIO"))
+        guard case .save(let forced) = saver.next(PendingChanges(), force: true) else {
+            Issue.record("expected a save")
+            return
+        }
+        #expect(forced.count == 1)
     }
 }

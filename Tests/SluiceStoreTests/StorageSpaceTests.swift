@@ -40,7 +40,11 @@ import Testing
         let store = try Store(path: dir.storePath, freeSpaceGuard: FreeSpaceGuard(bytes: 1 << 62), onEvent: events.add)
         defer { store.close() }
         for i in 1...50 {
-            let results = try await store.append(queue: "q", messages: [message(i, payloadSize: 500)], limits: QueueLimits(policy: .dropOldest))
+            let results = try await store.append(
+                queue: "q",
+                messages: [message(i, payloadSize: 500)],
+                limits: QueueLimits(policy: .dropOldest)
+            )
             #expect(results.count == 1 && results[0].seq != nil)
         }
         let stats = try store.stats(queue: "q")
@@ -59,7 +63,11 @@ import Testing
         defer { dir.remove() }
         let store = try Store(path: dir.storePath, freeSpaceGuard: FreeSpaceGuard(bytes: 1 << 62))
         defer { store.close() }
-        let results = try await store.append(queue: "q", messages: [message(1)], limits: QueueLimits(policy: .rejectNew))
+        let results = try await store.append(
+            queue: "q",
+            messages: [message(1)],
+            limits: QueueLimits(policy: .rejectNew)
+        )
         #expect(results == [.rejected(.storeFull)])
         #expect(try store.stats(queue: "q").rejected[.storeFull] == 1)
         await #expect(throws: StoreError.self) { try await store.put(table: "retained", key: [1], value: [2]) }
