@@ -343,6 +343,14 @@ def test_check_warns_when_store_max_size_exceeds_the_free_space(tmp_path):
     out = subprocess.run([str(require_sluice_binary()), "check", "-c", str(conf)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "warning" not in out.stdout, out.stdout
+    # Start-up says the same in the log.
+    gw = Gateway(tmp_path / "gw", [], extra=["store_max_size 1000000GB"])
+    gw.start()
+    try:
+        assert wait_until(lambda: gw.count_log(r"warning: .*store_max_size .* is more than the filesystem") > 0, 10), \
+            gw.log_tail()
+    finally:
+        gw.stop()
     conf.write_text("store_min_free 95%\n")
     out = subprocess.run([str(require_sluice_binary()), "check", "-c", str(conf)],
                          capture_output=True, text=True, timeout=30)
