@@ -54,7 +54,7 @@ public struct Broker: Sendable {
         var qos: QoS
         /// Commits still to come (1 or 2).
         var awaiting: Int
-        var accepted = true
+        var outcome = CommitOutcome.committed
         /// A SUBACK/UNSUBACK to send instead of a PUBACK/PUBREC.
         var reply: Packet? = nil
     }
@@ -181,34 +181,49 @@ public struct Broker: Sendable {
         return takeActions()
     }
 
-    /// The durable append or the state save for `token` committed (`accepted`), or was refused (the
-    /// queue bound, or a full store). The acknowledgement goes out once all its commits are in.
+    /// The durable append or the state save for `token` committed (`accepted`), or was refused by
+    /// the queue's policy. Kept for callers that only know yes or no; see `persisted(token:outcome:now:)`.
     public mutating func persisted(token: UInt64, accepted: Bool, now: BrokerTime) -> [BrokerAction] {
+        persisted(token: token, outcome: accepted ? .committed : .refused("the bridge queue refused the message"), now: now)
+    }
+
+    /// How a commit that should hold the message of `token` ended: its durable append, or the save of
+    /// the broker state it changed. Once all its commits are in, the acknowledgement is decided by
+    /// `AcknowledgementDecision`, the one place that turns commit outcomes into what a client hears.
+    public mutating func persisted(token: UInt64, outcome: CommitOutcome, now: BrokerTime) -> [BrokerAction] {
         guard var pending = pendingAcks[token] else { return [] }
         pending.awaiting -= 1
-        pending.accepted = pending.accepted && accepted
+        pending.outcome = pending.outcome.combined(with: outcome)
         guard pending.awaiting <= 0 else {
             pendingAcks[token] = pending
             return []
         }
         pendingAcks[token] = nil
-        if let reply = pending.reply {
-            if connections[pending.connection] != nil { send(reply, to: pending.connection) }
-            return takeActions()
+        guard let client = connections[pending.connection] else { return [] }
+        let decision = AcknowledgementDecision(
+            outcome: pending.outcome,
+            version: client.version,
+            qos: pending.qos,
+            packetID: pending.packetID,
+            reply: pending.reply
+        )
+        if !pending.outcome.isCommitted {
+            if pending.reply == nil { stats.notAcknowledged(pending.outcome) }
+            // The QoS 2 flow ends here [MQTT-4.3.3-4]: a resent PUBLISH must be kept anew, not
+            // answered as a duplicate of one we never kept.
+            if pending.qos == .exactlyOnce, sessions[client.clientID]?.inboundQoS2.remove(pending.packetID) != nil {
+                connections[pending.connection]?.inboundUnacknowledged -= 1
+            }
         }
-        let accepted = pending.accepted
-        if !accepted { stats.drop(.durableQueueRejected) }
-        guard var client = connections[pending.connection] else { return [] }
-        client.inboundUnacknowledged -= pending.qos == .atLeastOnce ? 1 : 0
-        connections[pending.connection] = client
-        // MQTT 5 publishers learn that the queue is full (0x97); 3.1.1 has no way to say so.
-        let code: ReasonCode = accepted || client.version < .v5 ? .success : .quotaExceeded
-        let ack = PubAckPacket(packetIdentifier: pending.packetID, reasonCode: code)
-        send(pending.qos == .atLeastOnce ? .pubAck(ack) : .pubRec(ack), to: pending.connection)
-        if pending.qos == .exactlyOnce && !accepted && client.version >= .v5 {
-            // A failed PUBREC ends the QoS 2 flow [MQTT-4.3.3-4].
-            sessions[client.clientID]?.inboundQoS2.remove(pending.packetID)
+        if pending.reply == nil && pending.qos == .atLeastOnce {
             connections[pending.connection]?.inboundUnacknowledged -= 1
+        }
+        switch decision.action {
+        case .send(let packet):
+            send(packet, to: pending.connection)
+        case .disconnect(let packet):
+            actions.append(.close(pending.connection, packet))
+            detach(pending.connection, now: now)
         }
         return takeActions()
     }

@@ -88,7 +88,6 @@ public enum DropReason: String, Sendable, CaseIterable {
     case expired = "expired"
     case tooLargeForClient = "too_large_for_client"
     case notAuthorized = "not_authorized"
-    case durableQueueRejected = "durable_queue_rejected"
     case topicTooDeep = "topic_too_deep"
     /// A PUBLISH payload above `message_size_limit`.
     case payloadTooLarge = "message_size_limit"
@@ -104,6 +103,11 @@ public struct BrokerStats: Sendable, Equatable {
     public var publishReceivedByQoS = [0, 0, 0]
     public var publishSentByQoS = [0, 0, 0]
     public var dropped: [DropReason: Int] = [:]
+    /// QoS 1/2 publishes not acknowledged with success because storage policy refused them (a
+    /// queue bound under reject_new, out of space) or the store failed: the publisher still has them.
+    /// Each bridge queue counts its own refusals (`sluice queue stats`); these count publishers.
+    public var publishRefused = 0
+    public var publishFailed = 0
     public var clientsMaximum = 0
     public var connectionsTotal = 0
 

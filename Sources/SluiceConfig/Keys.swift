@@ -82,6 +82,7 @@ enum KeyRule: Sendable {
         "queue_commit_window": .global { c, d throws(ConfigError) in
             c.queueCommitWindowMilliseconds = try d.int(0...10_000)
         },
+        "store_min_free": .global { c, d throws(ConfigError) in c.storeMinFree = try d.storeMinFree() },
         "persistent_client_expiration": .global { c, d throws(ConfigError) in
             c.persistentClientExpiration = try d.duration()
         },

@@ -295,7 +295,7 @@ public struct GatewayConfig: Sendable, Equatable {
     /// forwarder's default 10-second keep-alives.
     public var lorawanGatewayTimeout: Int = 30
     /// `store_max_size` (Sluice addition): LMDB map size in bytes (suffixes KB/MB/GB, 1024-based),
-    /// at least 1 MB. Default 1 GiB.
+    /// at least 1 MB, honoured as written. Default 1 GiB.
     public var storeMapSizeMax: Int = 1 << 30
     /// `queue_commit_window MILLISECONDS` (Sluice addition, 0–10000): how long a write waits for others to
     /// share its commit. Default 0: every PUBACK follows the next commit at once. A window trades PUBACK
@@ -303,6 +303,10 @@ public struct GatewayConfig: Sendable, Equatable {
     /// instead of one per message. A publisher whose in-flight window is W then sends at most W messages per
     /// commit window.
     public var queueCommitWindowMilliseconds: Int = 0
+    /// `store_min_free SIZE|PERCENT%` (Sluice addition): free space the store leaves on its
+    /// filesystem; below it `queue_overflow` applies as if the queue were full. Default: 64 MiB, but
+    /// at most 5% of the filesystem. 0 turns the guard off.
+    public var storeMinFree: StoreMinFree = .standard
     /// `connection` sections in file order.
     public var bridges: [BridgeConfig] = []
 
@@ -314,4 +318,16 @@ public struct GatewayConfig: Sendable, Equatable {
         allowAnonymous ?? listeners.allSatisfy(\.isLoopbackOnly)
     }
 
+}
+
+/// `store_min_free`: how much of the store's filesystem stays free for the OS and its logs.
+public enum StoreMinFree: Sendable, Hashable {
+    case bytes(Int)
+    /// Percent of the filesystem's size, 0–100.
+    case percent(Double)
+    /// 64 MiB, but at most 5% of the filesystem (an 8 GB card keeps 64 MiB, a 16 MiB tmpfs 0.8 MiB).
+    case standard
+
+    public static let standardBytes = 64 << 20
+    public static let standardPercent = 5.0
 }

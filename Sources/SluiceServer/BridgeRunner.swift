@@ -295,8 +295,19 @@ final class BridgeRunner: @unchecked Sendable {
                     break
                 }
                 host.loop.execute {
-                    host.publish(message) {
-                        self.loop.execute { self.run(self.link.publishedLocally(delivery)) }
+                    host.publish(message) { outcome in
+                        self.loop.execute {
+                            // Acknowledged to the central only once kept (design: durability);
+                            // otherwise the link is closed and the central sends it again.
+                            guard outcome.isCommitted else {
+                                // Like a dropped link: the central resends what it did not get a PUBACK for.
+                                guard let channel = self.channel, channel.isActive else { return }  // said once per link
+                                self.logger.warning("closing bridge connection: an in message could not be kept: \(outcome)")
+                                channel.close(promise: nil)
+                                return
+                            }
+                            self.run(self.link.publishedLocally(delivery))
+                        }
                     }
                 }
             case .close(let reason):

@@ -209,33 +209,67 @@ final class BrokerHost: @unchecked Sendable {
         }
     }
 
+    /// Keeps change sets whose save failed and paces the retries (see `StateSaver`).
+    private var saver = StateSaver()
+
     /// Hands what changed since the last save to the encoder; the store commits it in one
     /// transaction, then the acknowledgements that waited for it go out. `force` saves even while an
-    /// earlier save is still running (at shutdown: in order after it).
+    /// earlier save is still running (at shutdown: in order after it). A failed save is kept and
+    /// retried with a backoff until one commits (`StateSaver`).
     @discardableResult
     func savePersistentState(force: Bool = false) -> EventLoopFuture<Void> {
         guard let store = persistence, force || !saveInProgress else { return loop.makeSucceededVoidFuture() }
-        let changes = core.takeChanges()
-        guard !changes.isEmpty else {
-            persisted(changes.acknowledgements.map { ($0, true) })
+        var changes = core.takeChanges()
+        let acknowledgements = changes.acknowledgements
+        changes.acknowledgements = []
+        let batch: [PendingChanges]
+        switch saver.next(changes, force: force) {
+        case .nothing:
+            persisted(acknowledgements.map { ($0, CommitOutcome.committed) })
             return loop.makeSucceededVoidFuture()
+        case .answerNow(let failure):
+            persisted(acknowledgements.map { ($0, failure) })
+            return loop.makeSucceededVoidFuture()
+        case .save(let changeSets):
+            batch = changeSets
         }
         saveInProgress = true
         let offset = wallClockOffset
         let logger = self.logger
-        let committed = loop.makePromise(of: Bool.self)
+        let committed = loop.makePromise(of: CommitOutcome.self)
         persistenceEncoder.submit { state in
-            guard case .active = state else { return committed.succeed(false) }
-            let writes = changes.encoded(wallClockOffset: offset).compactMap { Self.tableWrite($0, logger: logger) }
+            guard case .active = state else { return committed.succeed(.failed("the encoder stopped")) }
+            let writes = batch.flatMap { $0.encoded(wallClockOffset: offset) }.compactMap {
+                Self.tableWrite($0, logger: logger)
+            }
             store.apply(writes) { result in
-                if case .failure(let error) = result { logger.error("saving broker state failed: \(error)") }
-                committed.succeed((try? result.get()) != nil)
+                switch result {
+                case .success: committed.succeed(.committed)
+                case .failure(let error): committed.succeed(CommitOutcome(error))
+                }
             }
         }
-        return committed.futureResult.map { accepted in
+        return committed.futureResult.map { outcome in
             self.saveInProgress = false
-            self.persisted(changes.acknowledgements.map { ($0, accepted) })
+            self.savedState(batch, outcome: outcome)
+            self.persisted(acknowledgements.map { ($0, outcome) })
             self.saveSoonIfAcknowledgementsWait()
+        }
+    }
+
+    /// After a save: log a change of state once, and schedule the retry of a failed one.
+    private func savedState(_ batch: [PendingChanges], outcome: CommitOutcome) {
+        let failedBefore = saver.failedAttempts
+        guard let retryAfter = saver.finished(batch, outcome) else {
+            if failedBefore > 0 { logger.notice("broker state saved again after \(failedBefore) failed attempt(s)") }
+            return
+        }
+        if failedBefore == 0 {
+            logger.error("saving broker state failed, retrying until it succeeds: \(outcome.reasonString ?? "")")
+        }
+        loop.scheduleTask(in: .milliseconds(Int64(retryAfter))) {
+            self.saver.retryIsDue()
+            self.savePersistentState()
         }
     }
 
@@ -263,31 +297,32 @@ final class BrokerHost: @unchecked Sendable {
     }
 
     /// Durable appends or a save finished: their PUBACKs/PUBRECs go out together, one hop per connection.
-    func persisted(_ outcomes: some Sequence<(token: UInt64, accepted: Bool)>) {
+    func persisted(_ outcomes: some Sequence<(token: UInt64, outcome: CommitOutcome)>) {
         loop.preconditionInEventLoop()
         let now = self.now
         var actions: [BrokerAction] = []
-        for (token, accepted) in outcomes {
-            actions += core.persisted(token: token, accepted: accepted, now: now)
-            keptCallbacks.removeValue(forKey: token)?()
+        for (token, outcome) in outcomes {
+            actions += core.persisted(token: token, outcome: outcome, now: now)
+            keptCallbacks.removeValue(forKey: token)?(outcome)
         }
         run(actions)
     }
 
     /// Publishes a message from inside the gateway (bridge `in` rules, `$SYS`, LoRaWAN).
     /// `whenKept` runs (on `loop`) once the message is kept: at once, or when it changed saved
-    /// state, after the save that holds it has committed (or failed, which is logged).
-    func publish(_ message: Message, whenKept: (() -> Void)? = nil) {
+    /// state, after the save that should hold it, with its outcome: only `.committed` may be
+    /// acknowledged to whoever sent the message (a central's PUBACK for a bridge `in` message).
+    func publish(_ message: Message, whenKept: ((CommitOutcome) -> Void)? = nil) {
         loop.preconditionInEventLoop()
         let (actions, token) = core.publishAwaitingSave(message, now: now)
         if let whenKept {
-            if let token { keptCallbacks[token] = whenKept } else { whenKept() }
+            if let token { keptCallbacks[token] = whenKept } else { whenKept(.committed) }
         }
         run(actions)
     }
 
     /// Callbacks of internal publishes waiting for a save, by the token the save releases.
-    private var keptCallbacks: [UInt64: () -> Void] = [:]
+    private var keptCallbacks: [UInt64: (CommitOutcome) -> Void] = [:]
 
     func setDurableFilters(_ filters: [String]) {
         core.settings.durableFilters = filters
@@ -335,7 +370,7 @@ final class BrokerHost: @unchecked Sendable {
                 if let durableSink {
                     durableSink(token, message)
                 } else {
-                    persisted(CollectionOfOne((token: token, accepted: true)))
+                    persisted(CollectionOfOne((token: token, outcome: CommitOutcome.committed)))
                 }
             }
         }

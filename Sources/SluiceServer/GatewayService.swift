@@ -20,11 +20,14 @@ public final class GatewayService: Service, Sendable {
     /// Where `config` came from; SIGHUP reads it again.
     private let configPath: String?
     private let logger: Logger
+    /// Store pressure, logged once per change and summed every few seconds.
+    private let alarm: StoreAlarm
 
     public init(config: GatewayConfig, configPath: String?, logger: Logger) {
         self.config = config
         self.configPath = configPath
         self.logger = logger
+        self.alarm = StoreAlarm(logger: logger)
     }
 
     public func run() async throws {
@@ -106,6 +109,11 @@ public final class GatewayService: Service, Sendable {
             host.tick()
         }
         let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges) : nil
+        let alarm = self.alarm
+        let pressureSummary = host.loop.scheduleRepeatedTask(
+            initialDelay: .seconds(Int64(StoreAlarm.interval)),
+            delay: .seconds(Int64(StoreAlarm.interval))
+        ) { _ in alarm.summarize() }
         WorkingSet.releaseStartupCode(logger: logger)  // start-up code never runs again: RSS shows the working set
 
         try? await gracefulShutdown()
@@ -116,6 +124,7 @@ public final class GatewayService: Service, Sendable {
         watchdog?.cancel()
         ticker.cancel()
         sysTicker?.cancel()
+        pressureSummary.cancel()
         await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
@@ -187,23 +196,15 @@ public final class GatewayService: Service, Sendable {
         let directory = config.persistenceLocation
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = (directory as NSString).appendingPathComponent("sluice.db")
-        let logger = self.logger
+        for warning in StoreSpaceCheck.warnings(config, configPath: configPath) { logger.warning("\(warning)") }
+        let alarm = self.alarm
         let store = try Store(
             path: path,
             maxMapSize: config.storeMapSizeMax,
             commitWindow: .milliseconds(config.queueCommitWindowMilliseconds),
-            onEvent: { event in
-            switch event {
-            case .dropped(let queue, let reason, let count):
-                logger.warning("bridge queue full: dropped \(count) message(s)", metadata: ["bridge": "\(queue)", "reason": "\(reason)"])
-            case .rejected(let queue, let reason, let count):
-                logger.warning("bridge queue full: rejected \(count) message(s)", metadata: ["bridge": "\(queue)", "reason": "\(reason)"])
-            case .mapGrew(let from, let to):
-                logger.info("store grew from \(from) to \(to) bytes")
-            case .lowSpace(let low):
-                logger.log(level: low ? .warning : .info, low ? "store is nearly full" : "store has room again")
-            }
-        })
+            freeSpaceGuard: FreeSpaceGuard(config.storeMinFree),
+            onEvent: { alarm.event($0) }
+        )
         logger.info("store opened", metadata: ["path": "\(path)"])
         return store
     }
@@ -212,7 +213,7 @@ public final class GatewayService: Service, Sendable {
     /// PUBACK waits until every queue holding the message has committed it (see `DurableBatcher`).
     private func connectDurableQueues(host: BrokerHost, store: Store, bridges: [BridgeRunner]) {
         host.setDurableFilters(bridges.flatMap { $0.rules.rules.filter(\.direction.isOutbound).map(\.localFilter) })
-        let batcher = DurableBatcher(host: host, store: store, bridges: bridges, logger: logger)
+        let batcher = DurableBatcher(host: host, store: store, bridges: bridges, alarm: alarm)
         host.durableSink = { token, message in batcher.add(token: token, message: message) }
     }
 
@@ -311,7 +312,7 @@ final class DurableBatcher: @unchecked Sendable {
     private let host: BrokerHost
     private let store: Store
     private let bridges: [BridgeRunner]
-    private let logger: Logger
+    private let alarm: StoreAlarm
     /// The turn's tokens, each with the number of bridge queues it goes to.
     private var tokens: [UInt64] = []
     private var targets: [Int] = []
@@ -320,11 +321,11 @@ final class DurableBatcher: @unchecked Sendable {
     private var owners: [[Int]]
     private var flushScheduled = false
 
-    init(host: BrokerHost, store: Store, bridges: [BridgeRunner], logger: Logger) {
+    init(host: BrokerHost, store: Store, bridges: [BridgeRunner], alarm: StoreAlarm) {
         self.host = host
         self.store = store
         self.bridges = bridges
-        self.logger = logger
+        self.alarm = alarm
         self.messages = Array(repeating: [], count: bridges.count)
         self.owners = Array(repeating: [], count: bridges.count)
     }
@@ -341,7 +342,7 @@ final class DurableBatcher: @unchecked Sendable {
         }
         let host = self.host
         guard count > 0 else {
-            host.loop.execute { host.persisted(CollectionOfOne((token: token, accepted: true))) }
+            host.loop.execute { host.persisted(CollectionOfOne((token: token, outcome: CommitOutcome.committed))) }
             return
         }
         tokens.append(token)
@@ -359,7 +360,7 @@ final class DurableBatcher: @unchecked Sendable {
         tokens.removeAll(keepingCapacity: true)
         targets.removeAll(keepingCapacity: true)
         let host = self.host
-        let logger = self.logger
+        let alarm = self.alarm
         for position in appends {
             let bridge = bridges[position]
             let owners = self.owners[position]
@@ -367,44 +368,47 @@ final class DurableBatcher: @unchecked Sendable {
             self.messages[position].removeAll(keepingCapacity: true)
             self.owners[position].removeAll(keepingCapacity: true)
             store.append(queue: bridge.name, messages: batchMessages, limits: bridge.limits) { result in
-                var stored = [Bool](repeating: false, count: owners.count)
+                var outcomes = [CommitOutcome](repeating: .committed, count: owners.count)
                 switch result {
                 case .success(let results):
-                    for (offset, outcome) in results.prefix(owners.count).enumerated() {
-                        stored[offset] = outcome.seq != nil
+                    for (offset, appended) in results.prefix(owners.count).enumerated() {
+                        if case .rejected(let reason) = appended {
+                            outcomes[offset] = .refused("bridge \(bridge.name): queue refused the message (\(reason))")
+                        }
                     }
                 case .failure(let error):
-                    logger.error("queueing for bridge \(bridge.name) failed: \(error)")
+                    outcomes = Array(repeating: CommitOutcome(error), count: owners.count)
+                    alarm.appendFailed(bridge: bridge.name, count: owners.count, error: error)
                 }
-                if stored.contains(true) { bridge.queueHasMore() }
-                guard let outcome = batch.finish(owners: owners, stored: stored) else { return }
+                if outcomes.contains(.committed) { bridge.queueHasMore() }
+                guard let outcome = batch.finish(owners: owners, outcomes: outcomes) else { return }
                 host.loop.execute { host.persisted(outcome) }
             }
         }
     }
 }
 
-/// One turn's tokens and whether each was stored by every queue it went to; finished when all the
-/// turn's appends have completed.
+/// One turn's tokens and how each one's appends ended; finished when all the turn's appends have
+/// completed. A token is committed only if every bridge queue it went to stored it.
 private final class DurableBatch: @unchecked Sendable {
     private let lock = NIOLock()
     private let tokens: [UInt64]
-    private var accepted: [Bool]
+    private var outcomes: [CommitOutcome]
     private var outstanding: Int
 
     init(tokens: [UInt64], appends: Int) {
         self.tokens = tokens
-        self.accepted = Array(repeating: true, count: tokens.count)
+        self.outcomes = Array(repeating: .committed, count: tokens.count)
         self.outstanding = appends
     }
 
     /// Records one append's results; returns every token's outcome once the last append is in.
-    func finish(owners: [Int], stored: [Bool]) -> [(UInt64, Bool)]? {
+    func finish(owners: [Int], outcomes appended: [CommitOutcome]) -> [(token: UInt64, outcome: CommitOutcome)]? {
         lock.withLock {
-            for (owner, ok) in zip(owners, stored) where !ok { accepted[owner] = false }
+            for (owner, outcome) in zip(owners, appended) { outcomes[owner] = outcomes[owner].combined(with: outcome) }
             outstanding -= 1
             guard outstanding == 0 else { return nil }
-            return Array(zip(tokens, accepted))
+            return zip(tokens, outcomes).map { (token: $0, outcome: $1) }
         }
     }
 }

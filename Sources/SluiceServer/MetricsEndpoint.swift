@@ -95,7 +95,20 @@ final class MetricsEndpoint: Sendable {
                 )
             }
             if let lorawan = self.lorawan?.values { self.report(lorawan) }
+            self.counter(
+                "sluice_publish_not_acknowledged_total",
+                "QoS 1/2 publishes answered without success: storage policy refused them (MQTT 5: 0x97) or the store failed (0x80); 3.1.1 publishers were disconnected to resend",
+                stats.publishRefused,
+                labels: [("reason", "refused")]
+            )
+            self.counter(
+                "sluice_publish_not_acknowledged_total",
+                "QoS 1/2 publishes answered without success: storage policy refused them (MQTT 5: 0x97) or the store failed (0x80); 3.1.1 publishers were disconnected to resend",
+                stats.publishFailed,
+                labels: [("reason", "failed")]
+            )
             if let store = self.store {
+                self.gauge("sluice_store_writable", "1 while store writes commit; 0 while it is full (queue_overflow applies) or failing", store.writeHealth.isWritable ? 1 : 0)
                 // Group commit at work: operations per transaction; each commit costs two fdatasyncs.
                 self.counter(
                     "sluice_store_commits_total",
@@ -168,6 +181,14 @@ final class MetricsEndpoint: Sendable {
                     Int(stats.dropped.total + stats.rejected.total),
                     labels: labels
                 )
+                // The same counters as `sluice queue stats`, reason by reason.
+                for reason in SluiceStore.DropReason.allCases {
+                    let byReason = labels + [("reason", "\(reason)")]
+                    let dropped = stats.dropped.counts[Int(reason.rawValue)]
+                    let rejected = stats.rejected.counts[Int(reason.rawValue)]
+                    self.counter("sluice_bridge_queue_dropped_by_reason_total", "Messages removed from the queue without delivery, by reason", Int(dropped), labels: byReason)
+                    self.counter("sluice_bridge_queue_rejected_total", "Messages refused at append, by reason", Int(rejected), labels: byReason)
+                }
             }
         }
     }
@@ -192,19 +213,29 @@ final class MetricsEndpoint: Sendable {
         }
     }
 
-    /// 200 when the listeners are up (this answers, so they are) and the store takes a write.
+    /// 200 when the listeners are up (this answers, so they are) and the store takes a write; 503
+    /// with the reason while it is full (queue_overflow applies) or failing.
     private func health(on loop: any EventLoop) -> EventLoopFuture<(HTTPResponseStatus, String, String)> {
-        let promise = loop.makePromise(of: Bool.self)
+        let promise = loop.makePromise(of: String?.self)
         if let store {
             store.put(table: "health", key: Array("probe".utf8), value: Array("\(Store.wallClockMilliseconds())".utf8)) {
-                promise.succeed((try? $0.get()) != nil)
+                switch $0 {
+                case .success:
+                    let health = store.writeHealth
+                    promise.succeed(health.isWritable ? nil : "\(health)")
+                case .failure(let error):
+                    let health = store.writeHealth
+                    promise.succeed(health.isWritable ? "\(error)" : "\(health)")
+                }
             }
         } else {
-            promise.succeed(true)
+            promise.succeed(nil)
         }
         let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
-        return promise.futureResult.and(links).map { writable, links in
-            var body = "listeners: up\nstore: \(self.store == nil ? "not used" : writable ? "writable" : "NOT WRITABLE")\n"
+        return promise.futureResult.and(links).map { problem, links in
+            let writable = problem == nil
+            let state = self.store == nil ? "not used" : problem.map { "NOT WRITABLE (\($0))" } ?? "writable"
+            var body = "listeners: up\nstore: \(state)\n"
             for (bridge, link) in zip(self.bridges, links) {
                 body += "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\(link.paused ? " (paused)" : "")\n"
                 if let error = link.lastError {

@@ -78,10 +78,16 @@ public final class Store: Sendable {
         lazyDelay: Duration = .seconds(1),
         commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
+        freeSpaceGuard: FreeSpaceGuard = .none,
         onEvent: (@Sendable (StoreEvent) -> Void)? = nil
     ) throws(StoreError) {
         self.path = path
-        let environment = try LMDBEnvironment.shared(path: path, mapSize: initialMapSize, maxMapSize: maxMapSize)
+        // The ceiling is honoured as given: the first map is never larger than it.
+        let environment = try LMDBEnvironment.shared(
+            path: path,
+            mapSize: min(initialMapSize, maxMapSize),
+            maxMapSize: maxMapSize
+        )
         do {
             let (dbs, format) = try environment.write { txn throws(StoreError) -> (Databases, [UInt8]) in
                 func open(_ name: String?) throws(StoreError) -> LMDBDatabase {
@@ -109,6 +115,7 @@ public final class Store: Sendable {
                 lazyDelay: lazyDelay,
                 commitWindow: commitWindow,
                 clock: clock,
+                freeSpaceGuard: freeSpaceGuard,
                 onEvent: onEvent
             )
         } catch {
@@ -181,6 +188,9 @@ public final class Store: Sendable {
     @Sendable public static func wallClockMilliseconds() -> UInt64 {
         UInt64(max(0, Date().timeIntervalSince1970 * 1000))
     }
+
+    /// Whether the last write committed, and if not, why (for `/healthz` and a gauge).
+    public var writeHealth: StoreWriteHealth { writer.currentHealth() }
 
     /// The current LMDB map size in bytes (grows by doubling up to the ceiling).
     public var mapSize: Int { environment.mapSize }
@@ -516,8 +526,11 @@ public enum StoreEvent: Sendable, Hashable {
     case rejected(queue: String, reason: DropReason, count: UInt64)
     /// The map was enlarged (bytes).
     case mapGrew(from: Int, to: Int)
-    /// The map is at its ceiling and free pages fell to the reserve (true) or recovered (false).
+    /// The map is at its ceiling and free pages fell to the reserve, or the filesystem's free space
+    /// fell below the free-space guard (true), or there is room again (false).
     case lowSpace(Bool)
+    /// Writes stopped committing, or commit again (`.writable`); reported on every change.
+    case health(StoreWriteHealth)
 }
 
 // MARK: - The writer thread
@@ -590,8 +603,12 @@ final class Writer: @unchecked Sendable {
     private let commitWindow: Duration
     private let clock: @Sendable () -> UInt64
     private let onEvent: (@Sendable (StoreEvent) -> Void)?
+    private let freeSpaceGuard: FreeSpaceGuard
+    /// The directory holding the store's file (statvfs).
+    private let directory: String
 
     // Guarded by `condition`.
+    private var health = StoreWriteHealth.writable
     private let condition = NSCondition()
     private var pending: [PendingWrite] = []
     /// Operations in `pending` that are not lazy.
@@ -603,8 +620,14 @@ final class Writer: @unchecked Sendable {
     private var thread: Thread?
     private var transactions = 0
     private var operations = 0
-    /// Writer-thread only: see `WriteContext.lowSpace`. Updated after every commit at the ceiling.
+    /// Writer-thread only: see `WriteContext.lowSpace`. Updated before every transaction.
     private var lowSpace = false
+    /// Writer-thread only: why `lowSpace` is set.
+    private var lowSpaceReason: String?
+    /// Writer-thread only: a commit failed for want of room on the filesystem. Until the filesystem
+    /// has room again the writer works under low space (appends apply their policy in their own
+    /// transaction, puts wait) instead of failing commit after commit.
+    private var filesystemFull = false
 
     init(
         environment: LMDBEnvironment,
@@ -613,6 +636,7 @@ final class Writer: @unchecked Sendable {
         lazyDelay: Duration = .zero,
         commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64,
+        freeSpaceGuard: FreeSpaceGuard = .none,
         onEvent: (@Sendable (StoreEvent) -> Void)?
     ) {
         self.environment = environment
@@ -621,7 +645,28 @@ final class Writer: @unchecked Sendable {
         self.lazyDelay = lazyDelay
         self.commitWindow = commitWindow
         self.clock = clock
+        self.freeSpaceGuard = freeSpaceGuard
+        self.directory = StorageSpace.directory(of: environment.path)
         self.onEvent = onEvent
+    }
+
+    func currentHealth() -> StoreWriteHealth {
+        condition.withLock { health }
+    }
+
+    /// Records how the last write ended; reports a change of state (not of the reason's wording:
+    /// free bytes change with every write).
+    private func noteHealth(_ new: StoreWriteHealth) {
+        let changed = condition.withLock {
+            defer { health = new }
+            return health.state != new.state
+        }
+        if changed { emit([.health(new)]) }
+    }
+
+    /// After a commit: writable, or full while the store works under low space.
+    private func noteCommitted() {
+        noteHealth(lowSpaceReason.map { .full($0) } ?? .writable)
     }
 
     private func emit(_ events: [StoreEvent]) {
@@ -724,6 +769,7 @@ final class Writer: @unchecked Sendable {
 
     private func runBatch(_ batch: [PendingWrite]) {
         var failure: StoreError
+        updateLowSpace()
         while true {
             do {
                 let now = clock()
@@ -734,8 +780,8 @@ final class Writer: @unchecked Sendable {
                     try context.flush()
                     return context.events()
                 }
-                updateLowSpace()
                 count(transactions: 1, operations: batch.count)
+                noteCommitted()
                 for operation in batch { operation.finish() }
                 emit(events)
                 return
@@ -756,21 +802,43 @@ final class Writer: @unchecked Sendable {
     /// Once the map is at its ceiling, keeps a reserve of free pages (1/32 of the map, at least 16 pages, at
     /// most 1/4 of the map) for
     /// the operations that free space: LMDB copies pages on write, so even a delete needs free pages, and a
-    /// map filled to the last page could not be emptied.
+    /// map filled to the last page could not be emptied. The free-space guard works the same way: below
+    /// it (the filesystem's free bytes plus the store's own free pages), the store stops growing.
     private func updateLowSpace() {
-        guard environment.mapSize >= environment.maxMapSize else {
-            lowSpace = false
-            return
+        var reason: String? = nil
+        if environment.mapSize >= environment.maxMapSize, let space = try? environment.spacePages(),
+            space.available < min(space.total / 4, max(16, space.total / 32))
+        {
+            reason = "the store reached store_max_size (\(environment.maxMapSize) bytes)"
         }
-        guard let space = try? environment.spacePages() else { return }
-        let now = space.available < min(space.total / 4, max(16, space.total / 32))
+        if filesystemFull, let filesystem = FilesystemSpace.of(directory) {
+            if filesystem.available >= StorageSpace.nearlyFull {
+                filesystemFull = false
+            } else if reason == nil {
+                reason = "the filesystem of \(directory) is full (\(filesystem.available) bytes free)"
+            }
+        }
+        if reason == nil, let filesystem = FilesystemSpace.of(directory),
+            let threshold = freeSpaceGuard.threshold(total: filesystem.total), filesystem.available < threshold
+        {
+            // Only pay for counting the free list when the filesystem is below the guard.
+            let reusable = (try? environment.freeListBytes()) ?? 0
+            if filesystem.available + reusable < threshold {
+                reason =
+                    "\(filesystem.available) bytes free on the filesystem of \(directory), below store_min_free (\(threshold) bytes)"
+            }
+        }
+        let now = reason != nil
         if now != lowSpace { emit([.lowSpace(now)]) }
         lowSpace = now
+        lowSpaceReason = reason
+        if now, currentHealth().isWritable, let reason { noteHealth(.full(reason)) }
     }
 
     /// Runs `body` in its own write transaction, growing the map as needed. At the ceiling it fails with
     /// `.storeFull`.
     func runSingle<R>(_ body: (WriteContext) throws(StoreError) -> R) -> Result<R, StoreError> {
+        updateLowSpace()
         while true {
             do {
                 let now = clock()
@@ -782,20 +850,26 @@ final class Writer: @unchecked Sendable {
                     try context.flush()
                     return (value, context.events())
                 }
-                updateLowSpace()
+                noteCommitted()
                 emit(events)
                 return .success(value)
             } catch {
                 if error.code == .lmdb(.mapFull), grow() { continue }
-                if error.isOutOfSpace {
-                    return .failure(
-                        StoreError(
-                            code: .storeFull,
-                            message:
-                                "store full at \(environment.mapSize) bytes (ceiling \(environment.maxMapSize)): \(error.message)"
-                        )
-                    )
+                if error.code == .storeFull {
+                    // Refused by the store's own rules (low space), before LMDB: nothing failed.
+                    return .failure(error)
                 }
+                if StorageSpace.isOutOfSpace(error, directory: directory) {
+                    if error.code != .lmdb(.mapFull) { filesystemFull = true }
+                    let full = StoreError(
+                        code: .storeFull,
+                        message:
+                            "store full at \(environment.mapSize) bytes (ceiling \(environment.maxMapSize)), or its filesystem is: \(error.message)"
+                    )
+                    noteHealth(.full(full.message))
+                    return .failure(full)
+                }
+                noteHealth(.failing(error.message))
                 return .failure(error)
             }
         }

@@ -12,6 +12,7 @@ struct Check: ParsableCommand {
         do {
             let parsed = try GatewayConfig.load(path: config)
             print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
+            for warning in StoreSpaceCheck.warnings(parsed, configPath: config) { print("warning: \(warning)") }
         } catch {
             throw failure("\(error)")
         }

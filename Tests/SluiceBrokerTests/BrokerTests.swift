@@ -552,15 +552,17 @@ func reason(_ text: String) -> Properties {
         #expect(h.broker.persisted(token: 1, accepted: true, now: h.now).map(Seen.init) == [.send(ConnectionID(1), .pubRec(PubAckPacket(packetIdentifier: 3)))])
     }
 
-    @Test func rejectedAppendIsQuotaExceededForV5AndSuccessFor311() {
+    @Test func rejectedAppendIsQuotaExceededForV5AndNoPubAckFor311() {
         let h = Harness { $0.durableFilters = ["#"] }
         h.connect(1, "v5")
         h.connect(2, "v311", version: .v3_1_1)
         h.publish(1, "t", "x", qos: .atLeastOnce, packetID: 1)
         h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1)
-        #expect(h.broker.persisted(token: 1, accepted: false, now: h.now).map(Seen.init) == [.send(ConnectionID(1), .pubAck(PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded)))])
-        #expect(h.broker.persisted(token: 2, accepted: false, now: h.now).map(Seen.init) == [.send(ConnectionID(2), .pubAck(PubAckPacket(packetIdentifier: 1)))])
-        #expect(h.broker.stats.dropped[.durableQueueRejected] == 2)
+        var because = Properties()
+        because.reasonString = "the bridge queue refused the message"
+        #expect(h.broker.persisted(token: 1, accepted: false, now: h.now).map(Seen.init) == [.send(ConnectionID(1), .pubAck(PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded, properties: because)))])
+        #expect(h.broker.persisted(token: 2, accepted: false, now: h.now).map(Seen.init) == [.close(ConnectionID(2), nil)])
+        #expect(h.broker.stats.publishRefused == 2)
     }
 
     @Test func qos0DurableMessagesArePersistedWithoutHoldingAnyone() {

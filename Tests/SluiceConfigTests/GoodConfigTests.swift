@@ -69,6 +69,10 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "store_max_size 512MB") { $0.storeMapSizeMax = 512 << 20 },
     GoodCase(text: "store_max_size 2GB") { $0.storeMapSizeMax = 2 << 30 },
     GoodCase(text: "store_max_size 4194304") { $0.storeMapSizeMax = 4 << 20 },
+    GoodCase(text: "store_min_free 128MB") { $0.storeMinFree = .bytes(128 << 20) },
+    GoodCase(text: "store_min_free 0") { $0.storeMinFree = .bytes(0) },
+    GoodCase(text: "store_min_free 10%") { $0.storeMinFree = .percent(10) },
+    GoodCase(text: "store_min_free 2.5%") { $0.storeMinFree = .percent(2.5) },
     GoodCase(text: "pid_file /run/mosquitto.pid\nuser mosquitto\nlog_dest stdout\nautosave_interval 60\n") { _ in },
     GoodCase(text: "per_listener_settings false") { _ in },
     GoodCase(text: minimalBridgeText) { $0.bridges = [minimalBridge()] },
@@ -220,6 +224,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(config.lorawanRegion == "eu868")
     #expect(config.lorawanGatewayTimeout == 30)
     #expect(config.storeMapSizeMax == 1 << 30)
+    #expect(config.storeMinFree == .standard)
     #expect(config.bridges.isEmpty)
     #expect(try parse("") == config)
 
