@@ -222,7 +222,14 @@ public struct BridgeConfig: Sendable, Equatable {
     }
 
     /// `notificationTopic`, or Mosquitto's default `$SYS/broker/connection/NAME/state`.
-    public var effectiveNotificationTopic: String { notificationTopic ?? "$SYS/broker/connection/\(name)/state" }
+    /// `remote_clientid`, or Mosquitto's default: this host's name, a dot, the connection name.
+    public func effectiveRemoteClientID(hostName: String) -> String { remoteClientID ?? "\(hostName).\(name)" }
+
+    /// `notification_topic`, or Mosquitto's default `$SYS/broker/connection/<remote_clientid>/state`: one topic
+    /// per gateway of a fleet at the central, where the connection name is often the same everywhere.
+    public func effectiveNotificationTopic(hostName: String) -> String {
+        notificationTopic ?? "$SYS/broker/connection/\(effectiveRemoteClientID(hostName: hostName))/state"
+    }
 
     /// True when the link to the central broker uses TLS (`bridge_cafile` or `bridge_capath` set).
     public var usesTLS: Bool { bridgeCAFile != nil || bridgeCAPath != nil }

@@ -33,8 +33,11 @@ final class BridgeRunner: @unchecked Sendable {
     private var ticker: RepeatedTask?
     private var reconnect: Scheduled<Void>?
     private var stopped = false
-    /// Messages acknowledged by the remote whose removal from the queue has not committed yet.
-    private var unremoved = 0
+    /// Messages acknowledged by the remote whose removal from the queue has not committed yet. They are not
+    /// sent again on a new connection (a fetch skips them), and they count against the window.
+    private var removing: Set<UInt64> = []
+    /// Acknowledged or dead-lettered, not yet gone from the queue: after a crash they are sent again.
+    private var unremoved: Int { removing.count + deadLettering.count }
     /// Acknowledged seqs not yet handed to the store: removals are submitted once per read batch
     /// from the remote (one store operation and one completion for a burst of PUBACKs).
     private var pendingRemovals: [UInt64] = []
@@ -70,7 +73,8 @@ final class BridgeRunner: @unchecked Sendable {
             maxAge: config.queueMaxAge.map { UInt64($0.components.seconds) * 1000 },
             policy: config.queueOverflow == .rejectNew ? .rejectNew : .dropOldest
         )
-        self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic : nil
+        let hostName = ProcessInfo.processInfo.hostName
+        self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic(hostName: hostName) : nil
         self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
         if config.bridgeInsecure {
             logger.warning("bridge_insecure is on: the remote's certificate hostname is NOT checked")
@@ -86,12 +90,12 @@ final class BridgeRunner: @unchecked Sendable {
             addressCount: config.addresses.count,
             roundRobin: config.roundRobin,
             protocolVersion: version,
-            clientIdentifier: config.remoteClientID ?? "\(ProcessInfo.processInfo.hostName).\(config.name)",
+            clientIdentifier: config.effectiveRemoteClientID(hostName: hostName),
             cleanSession: config.cleanSession,
             keepAliveSeconds: UInt16(clamping: config.keepaliveInterval),
             username: config.remoteUsername,
             password: config.remotePassword.map { Array($0.utf8) },
-            notificationTopic: config.notifications ? config.effectiveNotificationTopic : nil,
+            notificationTopic: config.notifications ? config.effectiveNotificationTopic(hostName: hostName) : nil,
             tryPrivate: config.tryPrivate,
             maxInflight: config.maxInflight,
             rules: rules,
@@ -268,15 +272,13 @@ final class BridgeRunner: @unchecked Sendable {
                 let room = link.window - link.inflightCount - unremoved
                 next = link.fetched(fetch(after: after, limit: max(0, min(limit, room))))
             case .remove(let seqs):
-                unremoved += seqs.count
+                removing.formUnion(seqs)
                 pendingRemovals += seqs
             case .deadLetter(let seqs, let reason):
-                unremoved += seqs.count
                 deadLettering.formUnion(seqs)
                 store.deadLetter(queue: name, seqs: seqs, code: reason.code) { [logger] result in
                     if case .failure(let error) = result { logger.error("moving messages to the dead letters failed: \(error)") }
                     self.loop.execute {
-                        self.unremoved -= seqs.count
                         self.deadLettering.subtract(seqs)
                         self.run(self.link.queueHasMore())
                     }
@@ -366,7 +368,7 @@ final class BridgeRunner: @unchecked Sendable {
         store.remove(queue: name, seqs: seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
-                self.unremoved -= seqs.count
+                self.removing.subtract(seqs)
                 self.run(self.link.queueHasMore())
             }
         }
@@ -375,8 +377,12 @@ final class BridgeRunner: @unchecked Sendable {
     private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
         guard limit > 0 else { return [] }
         do {
-            var stored = try store.read(queue: name, after: after, limit: limit)
-            if !deadLettering.isEmpty { stored.removeAll { deadLettering.contains($0.seq) } }
+            // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
+            // fetches from the head, and the remote has them already); read that many more so a full queue
+            // still gives a full answer.
+            var stored = try store.read(queue: name, after: after, limit: limit + unremoved)
+            if unremoved > 0 { stored.removeAll { removing.contains($0.seq) || deadLettering.contains($0.seq) } }
+            if stored.count > limit { stored.removeLast(stored.count - limit) }
             return stored.map { stored in
                 let message = stored.message
                 return QueuedItem(

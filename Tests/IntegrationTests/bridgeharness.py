@@ -218,14 +218,17 @@ class Gateway(Proc):
                  f"persistence_location {self.data_dir}/",
                  "log_type all"]
         lines += extra or []
+        # Each bridge's remote client id (its notification topic is $SYS/broker/connection/<id>/state).
+        self.remote_clientids: dict[str, str] = {}
         for b in bridges:
+            self.remote_clientids[b.name] = b.clientid or uid("gwbridge")
             lines.append(f"connection {b.name}")
             lines.append("address " + " ".join(f"{HOST}:{p}" for p in b.addresses))
             lines += [f"topic {t}" for t in b.topics]
             lines += [f"restart_timeout {b.restart_timeout}",
                       f"keepalive_interval {b.keepalive}",
                       f"bridge_max_inflight {b.max_inflight}",
-                      f"remote_clientid {b.clientid or uid('gwbridge')}",
+                      f"remote_clientid {self.remote_clientids[b.name]}",
                       "cleansession false"]
             lines += b.extra
         self.conf_text = "\n".join(lines) + "\n"

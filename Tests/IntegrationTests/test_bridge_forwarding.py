@@ -95,7 +95,8 @@ def test_failover_to_second_address(bridge_env):
 def test_notifications_local_state(bridge_env):
     env = bridge_env
     central, counter, gw = start_link(env)
-    state_topic = "$SYS/broker/connection/central/state"
+    # Mosquitto's default notification topic names the remote client id, not the connection (issue 16, bug 7).
+    state_topic = f"$SYS/broker/connection/{gw.remote_clientids['central']}/state"
 
     def retained_state(timeout=5.0):
         c = env.client(gw.port, uid("state"))
@@ -109,11 +110,11 @@ def test_notifications_local_state(bridge_env):
     assert msgs and msgs[-1][1] == b"1" and msgs[-1][3], \
         f"expected retained '1' on {state_topic} while connected, got {msgs}\n{env.logs()}"
 
-    # The central also got a retained "1" on connect (some notification topic under $SYS).
+    # The central also got a retained "1" on connect, on the same topic.
     probe = env.client(central.port, uid("probe"))
     probe.subscribe("$SYS/broker/connection/#", 1)
-    wait_until(lambda: any(p == b"1" and r for _t, p, _d, r in probe.messages()), 5)
-    assert any(p == b"1" and r for _t, p, _d, r in probe.messages()), \
+    wait_until(lambda: any(t == state_topic and p == b"1" and r for t, p, _d, r in probe.messages()), 5)
+    assert any(t == state_topic and p == b"1" and r for t, p, _d, r in probe.messages()), \
         f"no retained '1' notification at the central: {probe.messages()}\n{env.logs()}"
 
     watcher = env.client(gw.port, uid("watch"))
@@ -140,7 +141,8 @@ def test_notification_when_central_goes_silent(bridge_env):
     slack, and the bridge must reconnect once the central answers again."""
     env = bridge_env
     central, counter, gw = start_link(env)
-    state_topic = "$SYS/broker/connection/central/state"
+    # Mosquitto's default notification topic names the remote client id, not the connection (issue 16, bug 7).
+    state_topic = f"$SYS/broker/connection/{gw.remote_clientids['central']}/state"
     watcher = env.client(gw.port, uid("watch"))
     watcher.subscribe(state_topic, 1)
     assert wait_until(lambda: any(p == b"1" for _t, p, _d, _r in watcher.messages()), 5), \

@@ -191,7 +191,14 @@ def test_full_tmpfs_drop_oldest_every_pubacked_message_is_delivered_or_a_counted
         pub.run(range(total))
         stats = queue_stats(gw)
         print(f"acked={len(pub.acked)} refused={len(pub.refused)} disconnects={pub.disconnects} stats={stats}")
-        assert stats.get("dropped.store_full", 0) > 0, f"the disk never filled: {stats}"
+        if min_free == "default":
+            assert stats.get("dropped.store_full", 0) > 0, f"the disk never filled: {stats}"
+        else:
+            # A filesystem full to the last block: LMDB copies pages on write, so even dropping the oldest
+            # needs free pages, and with none left the drop cannot commit either; the new message is then
+            # refused (counted, never acknowledged). The default guard exists to keep out of this corner.
+            full = stats.get("dropped.store_full", 0) + stats.get("rejected.store_full", 0)
+            assert full > 0, f"the disk never filled: {stats}"
         status, body = scrape(metrics_port, "/healthz")
         assert status == 503 and "full" in body, (status, body)
         _, text = scrape(metrics_port, "/metrics")

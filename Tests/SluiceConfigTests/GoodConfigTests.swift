@@ -234,7 +234,11 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(bridge.keepaliveInterval == 60)
     #expect(bridge.restartTimeout == RestartTimeout(base: 5, cap: 30))
     #expect(bridge.notifications && bridge.tryPrivate && !bridge.roundRobin)
-    #expect(bridge.effectiveNotificationTopic == "$SYS/broker/connection/b/state")
+    #expect(bridge.effectiveRemoteClientID(hostName: "gw7") == "gw7.b")
+    #expect(bridge.effectiveNotificationTopic(hostName: "gw7") == "$SYS/broker/connection/gw7.b/state")
+    var named = bridge
+    named.remoteClientID = "site-12"
+    #expect(named.effectiveNotificationTopic(hostName: "gw7") == "$SYS/broker/connection/site-12/state")
     #expect(bridge.maxPacketSize == 0)
     #expect(!bridge.usesTLS && !bridge.bridgeInsecure && bridge.bridgeTLSVersion == "tlsv1.2")
     #expect(bridge.queueMaxMessages == 1_000_000)
