@@ -260,11 +260,11 @@ public struct Broker: Sendable {
         var assigned: String? = nil
         if clientID.isEmpty {
             // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-8].
-            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) {
+            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) || !settings.allowZeroLengthClientID {
                 return refuse(.clientIdentifierNotValid)
             }
             assignedIDCounter += 1
-            clientID = "sluice-\(connection.rawValue)-\(assignedIDCounter)"
+            clientID = "\(settings.autoIDPrefix)\(connection.rawValue)-\(assignedIDCounter)"
             assigned = clientID
         }
         if let will = packet.will, let policy = accessPolicy,

@@ -20,6 +20,36 @@ extension GatewayConfig {
         }
         return try builder.finish()
     }
+
+    /// What `sluice check` reports: every line's error rather than only the first (Mosquitto stops at
+    /// the first), and the config with its notices when there is none.
+    public struct Diagnosis: Sendable {
+        public var config: GatewayConfig?
+        public var errors: [ConfigError]
+        /// Accepted-but-not-honoured keys, reported even when there are errors.
+        public var notices: [ConfigNotice]
+    }
+
+    /// Reads the file at `path` like `load`, but carries on after a line's error to report them all.
+    public static func diagnose(path: String) -> Diagnosis {
+        let directives: [Directive]
+        do {
+            directives = try Lexer.directives(in: try Lexer.readFile(path, from: nil), fileName: path)
+        } catch {
+            return Diagnosis(config: nil, errors: [error], notices: [])
+        }
+        var builder = Builder()
+        var errors: [ConfigError] = []
+        for directive in directives {
+            do { try builder.apply(directive) } catch { errors.append(error) }
+        }
+        guard errors.isEmpty else { return Diagnosis(config: nil, errors: errors, notices: builder.notices) }
+        do {
+            return Diagnosis(config: try builder.finish(), errors: [], notices: builder.notices)
+        } catch {
+            return Diagnosis(config: nil, errors: [error], notices: builder.notices)
+        }
+    }
 }
 
 private struct Builder {
@@ -44,6 +74,8 @@ private struct Builder {
     /// The most recent section line, for keys that are global or per-section.
     private var section = Section.top
 
+    var notices: [ConfigNotice] { config.notices }
+
     init() {
         config = GatewayConfig()
         config.listeners = []
@@ -51,7 +83,7 @@ private struct Builder {
     }
 
     mutating func apply(_ d: Directive) throws(ConfigError) {
-        guard let rule = KeyRule.table[d.key] else {
+        guard let rule = KeyRule.rule(for: d.key) else {
             throw d.error(.unknownKey, "unknown key (check the spelling; see gateway.conf.example for every key)")
         }
         switch rule {
@@ -91,10 +123,10 @@ private struct Builder {
             } else {
                 try apply(&bridgeDefaults, d)
             }
-        case .ignored:
-            break
-        case .unsupported(let hint):
-            throw d.error(.unsupportedKey, hint)
+        case .ignored(let reason):
+            config.notices.append(.notHonoured(d, reason: reason))
+        case .unsupported(let why):
+            throw d.unsupported(why)
         }
     }
 
@@ -154,5 +186,63 @@ extension GatewayConfig {
     /// gateway (so `sluice check` can say what it skipped).
     public static let ignoredKeys: [String: String] = KeyRule.table.compactMapValues { rule in
         if case .ignored(let reason) = rule { reason } else { nil }
+    }
+
+    /// How gateway.conf answers one key, for `sluice check --list-keys` and docs/mosquitto-keys.md.
+    public struct KeyAnswer: Sendable, Equatable {
+        public enum Status: String, Sendable {
+            case honoured
+            case ignored = "accepted, not honoured"
+            case refused
+        }
+
+        public var key: String
+        public var status: Status
+        /// Why a key is ignored or refused; empty for honoured keys.
+        public var note: String
+    }
+
+    /// Every key of the table, sorted, with the prefix families (`auth_opt_*`, `plugin_opt_*`).
+    public static var keyAnswers: [KeyAnswer] {
+        let entries =
+            KeyRule.table.map { ($0.key, $0.value) } + KeyRule.prefixRules.map { ($0.prefix + "*", $0.rule) }
+            + [("include_dir", KeyRule.section)]
+        return entries.map { key, rule in
+            switch rule {
+            case .ignored(let reason): KeyAnswer(key: key, status: .ignored, note: reason)
+            case .unsupported(let why): KeyAnswer(key: key, status: .refused, note: why)
+            default: KeyAnswer(key: key, status: .honoured, note: KeyRule.notes[key] ?? "")
+            }
+        }.sorted { $0.key < $1.key }
+    }
+}
+
+extension KeyRule {
+    /// Key families Mosquitto documents with a wildcard.
+    static let prefixRules: [(prefix: String, rule: KeyRule)] = [
+        ("auth_opt_", .unsupported("options of an authentication plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)")),
+        ("plugin_opt_", .unsupported("options of a plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)")),
+    ]
+
+    /// Honoured keys whose values Sluice restricts: shown in the key list beside "honoured".
+    static let notes: [String: String] = [
+        "start_type": "automatic only; lazy and once are refused (bridges stay connected and queue on disk)",
+        "bridge_outgoing_retain": "true (the default) only",
+        "bridge_attempt_unsubscribe": "true (the default) only",
+        "upgrade_outgoing_qos": "false (the default) only",
+        "notifications_local_only": "false (the default) only",
+        "bridge_require_ocsp": "false (the default) only",
+        "check_retain_source": "false (the default) only",
+        "max_inflight_bytes": "0 (the default, no bound) only",
+        "memory_limit": "0 (the default, no bound) only",
+        "tls_keyform": "pem (the default) only",
+        "per_listener_settings": "false (the default) only",
+        "use_subject_as_username": "false (the default) only",
+        "use_username_as_clientid": "false (the default) only",
+    ]
+
+    static func rule(for key: String) -> KeyRule? {
+        if let rule = table[key] { return rule }
+        return prefixRules.first { key.hasPrefix($0.prefix) && key.count > $0.prefix.count }?.rule
     }
 }

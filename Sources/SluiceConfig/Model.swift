@@ -291,6 +291,19 @@ public struct GatewayConfig: Sendable, Equatable {
     /// instead of one per message. A publisher whose in-flight window is W then sends at most W messages per
     /// commit window.
     public var queueCommitWindowMilliseconds: Int = 0
+    /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
+    public var maxTopicAlias: Int = 10
+    /// `queue_qos0_messages`: queue QoS 0 messages for offline persistent sessions. Default false.
+    public var queueQoS0Messages: Bool = false
+    /// `allow_zero_length_clientid`: clients may connect without a client id (the broker assigns one,
+    /// MQTT 3.1.1 with clean session and MQTT 5 only). Default true.
+    public var allowZeroLengthClientID: Bool = true
+    /// `auto_id_prefix`: prefix of the client ids the broker assigns. Default `auto-`.
+    public var autoIDPrefix: String = "auto-"
+    /// Warnings, in file order: Mosquitto keys accepted but not honoured (with what Sluice does
+    /// instead), settings that reach further than where they were written. `sluice check` prints
+    /// them, `sluice run` logs them at start.
+    public var notices: [ConfigNotice] = []
     /// `connection` sections in file order.
     public var bridges: [BridgeConfig] = []
 
@@ -304,4 +317,27 @@ public struct GatewayConfig: Sendable, Equatable {
 
     /// `messageSizeLimit` with 0 resolved to the protocol maximum.
     public var effectiveMessageSizeLimit: Int { messageSizeLimit == 0 ? 268_435_455 : messageSizeLimit }
+}
+
+/// A warning about a line that was accepted: a Mosquitto key Sluice does not honour (with what it
+/// does instead), or a setting that reaches further than where it was written.
+public struct ConfigNotice: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var key: String
+    public var message: String
+
+    public init(file: String, line: Int, key: String, message: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    /// The notice for a key the table marks `.ignored`.
+    static func notHonoured(_ d: Directive, reason: String) -> ConfigNotice {
+        ConfigNotice(file: d.file, line: d.line, key: d.key, message: "accepted but not honoured: \(reason)")
+    }
+
+    public var description: String { "\(file):\(line): key '\(key)': \(message)" }
 }

@@ -291,6 +291,10 @@ extension BrokerSettings {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
         }
         retainAvailable = config.retainAvailable
+        topicAliasMaximum = UInt16(clamping: config.maxTopicAlias)
+        queueQoS0Messages = config.queueQoS0Messages
+        allowZeroLengthClientID = config.allowZeroLengthClientID
+        autoIDPrefix = config.autoIDPrefix
     }
 }
 

@@ -30,6 +30,7 @@ struct Run: AsyncParsableCommand {
         if config == nil {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
         }
+        for notice in gatewayConfig.notices { logger.notice("\(notice)") }
         let gateway = GatewayService(config: gatewayConfig, configPath: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(

@@ -1,11 +1,13 @@
 """Configuration errors: clear messages naming file, line and key."""
 
+import gzip
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import IS_SLUICE, broker_command, free_port
+from conftest import IS_SLUICE, REPO, broker_command, free_port
 
 BAD_LINE_NO = 5
 
@@ -92,3 +94,132 @@ def test_run_bad_value(tmp_path):
     rc, out = run_cmd(broker_command(conf))
     assert rc != 0, out
     assert_names_file_line_key(out, conf, "max_connections")
+
+
+# --------------------------------------------------------------------------- every Mosquitto key
+
+EVERY_KEY_FIXTURE = REPO / "fixtures" / "mosquitto" / "every-key-2.0.conf"
+MAN_PAGE = Path("/usr/share/man/man5/mosquitto.conf.5.gz")
+KEY_DOC = REPO / "docs" / "mosquitto-keys.md"
+WILDCARD_FAMILIES = ("auth_opt_", "plugin_opt_")
+
+
+def family(key: str) -> str:
+    """`auth_opt_db_host` -> `auth_opt_*`, as the man page and the key table name them."""
+    for prefix in WILDCARD_FAMILIES:
+        if key.startswith(prefix):
+            return prefix + "*"
+    return key
+
+
+def fixture_keys() -> list[tuple[int, str]]:
+    out = []
+    for number, line in enumerate(EVERY_KEY_FIXTURE.read_text().splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append((number, line.split()[0]))
+    return out
+
+
+def man_page_keys() -> set[str]:
+    """The keys mosquitto.conf(5) documents: the bold word(s) on the line after each `.PP`."""
+    text = gzip.open(MAN_PAGE, "rt").read().replace("\\&", "")
+    lines = text.splitlines()
+    keys = set()
+    for previous, line in zip(lines, lines[1:]):
+        if previous == ".PP":
+            keys.update(re.findall(r"\\fB([a-z0-9_.*]+)\\fR", line))
+    return keys - {"mosquitto", "mosquitto.conf"}  # the page's own name and mosquitto(8)
+
+
+def key_answers() -> dict[str, str]:
+    """`sluice check --list-keys`: key -> honoured / accepted, not honoured / refused."""
+    rc, out = run_cmd([str(broker_command(Path("x"))[0]), "check", "--list-keys"])
+    assert rc == 0, out
+    answers = {}
+    for line in out.splitlines():
+        m = re.match(r"\| `([^`]+)` \| ([^|]+?) \|", line)
+        if m:
+            answers[m.group(1)] = m.group(2)
+    assert len(answers) > 100, out
+    return answers
+
+
+def test_man_page_keys_are_all_in_the_fixture():
+    if not MAN_PAGE.is_file():
+        pytest.skip(f"{MAN_PAGE} not installed: the committed fixture {EVERY_KEY_FIXTURE.name} stands in")
+    documented = man_page_keys()
+    assert len(documented) > 90, sorted(documented)  # the extraction found the options, not a few words
+    listed = {family(key) for _, key in fixture_keys()}
+    assert documented - listed == set(), f"keys the man page documents and {EVERY_KEY_FIXTURE} lacks"
+
+
+@pytest.mark.sluice_only(reason="`sluice check` is a Sluice subcommand")
+def test_every_mosquitto_key_has_an_answer(tmp_path):
+    conf = tmp_path / "every-key.conf"
+    empty = tmp_path / "conf.d"
+    empty.mkdir()
+    conf.write_text(EVERY_KEY_FIXTURE.read_text()
+                    .replace("@FIXTURES@", str(REPO / "fixtures")).replace("@EMPTY_DIR@", str(empty)))
+    answers = key_answers()
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert "unknown" not in out, out
+    assert "check the spelling" not in out, out
+    refused = 0
+    for number, key in fixture_keys():
+        answer = answers.get(family(key))
+        assert answer is not None, f"{key} missing from `sluice check --list-keys`"
+        said = [line for line in out.splitlines() if f"{conf.name}:{number}: key '{key}'" in line]
+        if answer == "refused":
+            refused += 1
+            assert len(said) == 1, f"{key}: expected one refusal, got {said}\n{out}"
+            assert re.search(rf"Mosquitto key '{re.escape(key)}' is not supported by Sluice: .+ \(.+\)$",
+                             said[0]), said[0]
+        elif answer == "accepted, not honoured":
+            assert len(said) == 1 and said[0].startswith("warning: "), f"{key}: {said}\n{out}"
+            assert "accepted but not honoured: " in said[0], said[0]
+        else:
+            assert said == [], f"{key} is honoured, yet check said {said}"
+    assert refused > 0 and rc != 0, out  # refused keys fail the check, every one reported
+
+
+@pytest.mark.sluice_only(reason="`sluice check` is a Sluice subcommand")
+def test_key_doc_is_generated_from_the_table():
+    rc, out = run_cmd([str(broker_command(Path("x"))[0]), "check", "--list-keys"])
+    assert rc == 0, out
+    assert KEY_DOC.read_text() == out, \
+        "docs/mosquitto-keys.md is stale: regenerate with `.build/debug/sluice check --list-keys > docs/mosquitto-keys.md`"
+
+
+@pytest.mark.sluice_only(reason="Mosquitto honours these keys; Sluice accepts them and says what it does instead")
+def test_ignored_key_warns_in_check_and_notices_at_start(tmp_path):
+    conf = write_conf(tmp_path, "log_dest file /var/log/mosquitto/mosquitto.log")
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert rc == 0, out
+    assert re.search(rf"^warning: .*{conf.name}:{BAD_LINE_NO}: key 'log_dest': accepted but not honoured: "
+                     r"Sluice logs to stderr", out, re.M), out
+    proc = subprocess.Popen(broker_command(conf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        lines = [line]
+        for _ in range(50):  # bounded: the notice comes before the listeners open
+            if "log_dest" in line or not line:
+                break
+            line = proc.stdout.readline()
+            lines.append(line)
+        assert "key 'log_dest': accepted but not honoured" in line, "".join(lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.sluice_only(reason="Mosquitto has no refusals; this is Sluice's wording for a key it refuses")
+def test_refused_key_says_why_and_what_to_do(tmp_path):
+    conf = write_conf(tmp_path, "auth_plugin /usr/lib/mosquitto-go-auth.so")
+    for cmd in ([str(broker_command(conf)[0]), "check", "-c", str(conf)], broker_command(conf)):
+        rc, out = run_cmd(cmd)
+        assert rc != 0, out
+        assert_names_file_line_key(out, conf, "auth_plugin")
+        assert "Mosquitto key 'auth_plugin' is not supported by Sluice: Sluice cannot load Mosquitto's C plugins" \
+            in out, out

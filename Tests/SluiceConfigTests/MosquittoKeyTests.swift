@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+@testable import SluiceConfig
+
+// Every Mosquitto key gets an answer: honoured, accepted with a notice, or refused with why and
+// what to do. The integration test feeds every documented key to `sluice check`; these check the
+// wording and the rules one by one.
+
+@Test(arguments: [
+    "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
+    "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "max_qos 1", "mount_point site/",
+    "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
+    "per_listener_settings true", "port 1883", "bind_address 127.0.0.1",
+])
+func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
+    let error = try #require(parseError(line))
+    let key = String(line.split(separator: "\n").last!.split(separator: " ")[0])
+    #expect(error.kind == .unsupportedKey)
+    #expect(error.key == key)
+    #expect(error.message.hasPrefix("Mosquitto key '\(key)' is not supported by Sluice: "), "\(error)")
+    #expect(error.message.hasSuffix(")"), "the message ends with what to do, in parentheses: \(error)")
+}
+
+@Test(arguments: [
+    "connection c\naddress 127.0.0.1\ntopic a/#\nstart_type lazy",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_outgoing_retain false",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nupgrade_outgoing_qos true",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_alpn mqtt",
+])
+func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
+    let error = try #require(parseError(text))
+    #expect(error.kind == .unsupportedKey)
+    #expect(error.line == 4)
+    #expect(error.message.contains("is not supported by Sluice"))
+}
+
+@Test func startTypeWithAnUnknownWordIsABadValue() throws {
+    let error = try #require(parseError("connection c\naddress 127.0.0.1\ntopic a/#\nstart_type sometimes"))
+    #expect(error.kind == .badValue)
+}
+
+@Test func unknownKeysStillSayCheckTheSpelling() throws {
+    let error = try #require(parseError("auth_opts_x 1"))  // not the auth_opt_ family
+    #expect(error.kind == .unknownKey)
+    let bare = try #require(parseError("auth_opt_ 1"))  // the family needs a name after the prefix
+    #expect(bare.kind == .unknownKey)
+}
+
+@Test func ignoredKeysBecomeNoticesInFileOrder() throws {
+    let config = try parse("listener 1883\npid_file /run/x.pid\nconnection_messages false\nautosave_interval 10\n")
+    #expect(config.notices.map(\.key) == ["pid_file", "connection_messages", "autosave_interval"])
+    #expect(config.notices.map(\.line) == [2, 3, 4])
+    #expect(config.notices[2].message.contains("commits every change"))
+    #expect(config.notices[0].description.hasPrefix("gateway.conf:2: key 'pid_file': accepted but not honoured: "))
+}
+
+@Test func keyAnswersCoverTheTableWithReasons() {
+    let answers = GatewayConfig.keyAnswers
+    #expect(answers.map(\.key) == answers.map(\.key).sorted())
+    #expect(Set(answers.map(\.key)).count == answers.count)
+    for answer in answers where answer.status != .honoured { #expect(!answer.note.isEmpty, "\(answer.key)") }
+    let byKey = Dictionary(uniqueKeysWithValues: answers.map { ($0.key, $0.status) })
+    #expect(byKey["auth_opt_*"] == .refused)
+    #expect(byKey["pid_file"] == .ignored)
+    #expect(byKey["include_dir"] == .honoured)
+    #expect(byKey["listener"] == .honoured)
+}
+
+@Test func diagnoseReportsEveryBadLineAndTheNotices() throws {
+    try withTemporaryDirectory { dir in
+        let path = dir + "/gateway.conf"
+        try write("frobnicate 1\npid_file /x\nplugin /p.so\nmax_keepalive abc\nlistener 1883\n", to: path)
+        let diagnosis = GatewayConfig.diagnose(path: path)
+        #expect(diagnosis.config == nil)
+        #expect(diagnosis.errors.map(\.line) == [1, 3, 4])
+        #expect(diagnosis.errors.map(\.kind) == [.unknownKey, .unsupportedKey, .badValue])
+        #expect(diagnosis.notices.map(\.key) == ["pid_file"])
+
+        try write("listener 1883\nuser mosquitto\n", to: path)
+        let good = GatewayConfig.diagnose(path: path)
+        #expect(good.errors.isEmpty)
+        #expect(good.config?.listeners.map(\.port) == [1883])
+        #expect(good.notices.map(\.key) == ["user"])
+    }
+}
