@@ -45,7 +45,8 @@ extension GatewayConfig {
         }
         guard errors.isEmpty else { return Diagnosis(config: nil, errors: errors, notices: builder.notices) }
         do {
-            return Diagnosis(config: try builder.finish(), errors: [], notices: builder.notices)
+            let config = try builder.finish()
+            return Diagnosis(config: config, errors: [], notices: config.notices)
         } catch {
             return Diagnosis(config: nil, errors: [error], notices: builder.notices)
         }
@@ -73,6 +74,13 @@ private struct Builder {
     private var bridgeDefaults = BridgeConfig(name: "")
     /// The most recent section line, for keys that are global or per-section.
     private var section = Section.top
+    /// `port`/`bind_address` (Mosquitto's default listener), nil when neither is written.
+    private var defaultListener: ListenerDraft?
+    /// Listener keys before the first `listener` line: the default listener's, as in Mosquitto.
+    private var defaultListenerKeys: [Directive] = []
+    /// `allow_anonymous`/`password_file`/`acl_file` written inside a listener section, with that
+    /// listener's index: they apply to every listener, which `finish` points out.
+    private var securityKeysInListeners: [(directive: Directive, listener: Int)] = []
 
     var notices: [ConfigNotice] { config.notices }
 
@@ -93,12 +101,18 @@ private struct Builder {
             try openBridge(d)
         case .global(let apply):
             try apply(&config, d)
+            if section == .listener && Self.securityKeys.contains(d.key) {
+                securityKeysInListeners.append((d, listeners.count - 1))
+            }
+        case .defaultListener(let apply):
+            var draft = defaultListener ?? ListenerDraft(listener: Listener(port: 1883), directive: d)
+            try apply(&draft, d)
+            defaultListener = draft
         case .listener(let apply):
             guard !listeners.isEmpty else {
-                throw d.error(
-                    .listenerKeyOutsideListener,
-                    "this key belongs to a listener: write a 'listener PORT' line first"
-                )
+                // `finish` applies it to the default listener, or says a listener line is missing.
+                defaultListenerKeys.append(d)
+                return
             }
             try apply(&listeners[listeners.count - 1], d)
         case .listenerOrGlobal(let listener, let global):
@@ -162,12 +176,49 @@ private struct Builder {
         section = .bridge
     }
 
+    static let securityKeys: Set<String> = ["allow_anonymous", "password_file", "acl_file"]
+
     func finish() throws(ConfigError) -> GatewayConfig {
         var result = config
         if result.logTypes.isEmpty { result.logTypes = GatewayConfig.defaultLogTypes }
         result.listeners = []
-        for draft in listeners { result.listeners.append(try draft.validated()) }
+        var drafts = listeners
+        if var draft = defaultListener {
+            for d in defaultListenerKeys {
+                if case .listener(let apply) = KeyRule.table[d.key] { try apply(&draft, d) }
+            }
+            if let twin = listeners.first(where: {
+                $0.listener.port == draft.listener.port && $0.listener.address == draft.listener.address
+            }) {
+                throw twin.directive.error(
+                    .duplicateListener,
+                    "port \(draft.listener.port) on \(draft.listener.address ?? "all interfaces") is already the default listener ('port'/'bind_address' at \(draft.directive.file):\(draft.directive.line))"
+                )
+            }
+            drafts.insert(draft, at: 0)
+        } else if let first = defaultListenerKeys.first {
+            throw first.error(
+                .listenerKeyOutsideListener,
+                "this key belongs to a listener: write a 'listener PORT' line (or Mosquitto's 'port PORT') first"
+            )
+        }
+        for draft in drafts { result.listeners.append(try draft.validated()) }
         if result.listeners.isEmpty { result.listeners = [GatewayConfig.defaultListener] }
+        if result.listeners.count > 1 {
+            let offset = defaultListener == nil ? 0 : 1
+            for (d, index) in securityKeysInListeners {
+                let others = result.listeners.enumerated().filter { $0.offset != index + offset }.map { $0.element.name }
+                result.notices.append(
+                    ConfigNotice(
+                        file: d.file,
+                        line: d.line,
+                        key: d.key,
+                        message:
+                            "written in the section of listener \(result.listeners[index + offset].name) but applies to every listener, also \(others.joined(separator: ", ")) (per_listener_settings is false, as Mosquitto's default; move the line above the first listener to make that plain)"
+                    )
+                )
+            }
+        }
         for draft in bridges {
             var bridge = draft.bridge
             bridge.adoptQueueSettings(from: bridgeDefaults)

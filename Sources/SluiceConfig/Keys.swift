@@ -20,6 +20,9 @@ enum KeyRule: Sendable {
     /// `max_connections`: the last listener's when the most recent section line is a `listener`,
     /// else the global value.
     case listenerOrGlobal(listener: Apply<ListenerDraft>, global: Apply<GatewayConfig>)
+    /// Mosquitto's pre-2.0 default listener (`port`, `bind_address`); listener keys written
+    /// before the first `listener` line apply to it too, as in Mosquitto.
+    case defaultListener(Apply<ListenerDraft>)
     /// `listener` and `connection`, handled by the builder.
     case section
     /// Accepted and ignored; the string says why that is harmless.
@@ -43,6 +46,8 @@ enum KeyRule: Sendable {
         // Sections.
         "listener": .section,
         "connection": .section,
+        "port": .defaultListener { l, d throws(ConfigError) in l.listener.port = try d.int(1...65535) },
+        "bind_address": .defaultListener { l, d throws(ConfigError) in l.listener.address = try d.singleToken() },
 
         // Security.
         "allow_anonymous": .global { c, d throws(ConfigError) in c.allowAnonymous = try d.bool() },
@@ -51,7 +56,7 @@ enum KeyRule: Sendable {
         "per_listener_settings": .global { _, d throws(ConfigError) in
             if try d.bool() {
                 throw d.unsupported(
-                    "only 'per_listener_settings false' is; allow_anonymous, password_file and acl_file apply to every listener (remove the line; to keep an anonymous loopback listener beside an authenticated one, see README)"
+                    "only 'per_listener_settings false' is; allow_anonymous, password_file and acl_file apply to every listener, per listener they are not implemented (remove the line and give the loopback clients a user in password_file, or run them with allow_anonymous true and an acl_file)"
                 )
             }
         },
@@ -266,8 +271,6 @@ enum KeyRule: Sendable {
         },
 
         // Mosquitto keys refused, with why and what to write instead.
-        "port": .unsupported("the default listener is not supported (write 'listener PORT [ADDRESS]')"),
-        "bind_address": .unsupported("the default listener is not supported (write 'listener PORT ADDRESS')"),
         "plugin": .unsupported(
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),

@@ -65,6 +65,12 @@ public struct Listener: Sendable, Equatable {
         self.address = address
     }
 
+    /// `ADDRESS:PORT` as written, `all interfaces:PORT` without an address (for messages).
+    public var name: String {
+        guard let address else { return "all interfaces:\(port)" }
+        return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+
     /// True when the listener binds only a loopback address (127.x.x.x, ::1, localhost).
     public var isLoopbackOnly: Bool {
         guard let address else { return false }

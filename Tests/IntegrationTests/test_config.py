@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IS_SLUICE, REPO, broker_command, free_port
+import mqttraw
+from conftest import IS_MOSQUITTO, IS_SLUICE, REPO, Broker, broker_command, free_port, uid
 
 BAD_LINE_NO = 5
 
@@ -223,3 +224,67 @@ def test_refused_key_says_why_and_what_to_do(tmp_path):
         assert_names_file_line_key(out, conf, "auth_plugin")
         assert "Mosquitto key 'auth_plugin' is not supported by Sluice: Sluice cannot load Mosquitto's C plugins" \
             in out, out
+
+
+# --------------------------------------------------------------------------- default listener
+
+class AnyAddressBroker(Broker):
+    """Started once its port LISTENs on any address, IPv4 or IPv6 (conftest's check wants 127.0.0.1)."""
+
+    def _listening(self) -> bool:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[1].endswith(f":{self.port:04X}") and parts[3] == "0A":
+                        return True
+        return False
+
+
+def start_with_conf(tmp_path, text: str, broker_class=Broker) -> Broker:
+    """A Broker (conftest's helper) whose whole config is `text` ({port} filled in)."""
+    b = broker_class(tmp_path, persistence=False)
+    b.conf_text = text.format(port=b.port) + ("user root\n" if IS_MOSQUITTO else "")
+    b.conf_path.write_text(b.conf_text)
+    return b.start()
+
+
+def connect_publish_receive(host: str, port: int, expect_reason: int = 0) -> None:
+    with mqttraw.RawClient(host, port) as c:
+        ack = c.connect(uid("dl"))
+        assert ack.reason == expect_reason, ack
+        if expect_reason:
+            return
+        topic = f"dl/{uid()}"
+        c.send(mqttraw.subscribe([(topic, 0)]))
+        c.expect(mqttraw.SUBACK)
+        c.send(mqttraw.publish(topic, b"x"))
+        assert c.expect(mqttraw.PUBLISH).payload == b"x"
+
+
+def test_port_and_bind_address_make_the_default_listener(tmp_path):
+    b = start_with_conf(tmp_path, "port {port}\nbind_address 127.0.0.1\nallow_anonymous true\n")
+    try:
+        connect_publish_receive("127.0.0.1", b.port)
+    finally:
+        b.stop()
+
+
+def test_port_alone_refuses_anonymous_clients_as_mosquitto_2(tmp_path):
+    # `port` binds every interface, so anonymous access is off unless the file turns it on.
+    # Only loopback clients are used.
+    b = start_with_conf(tmp_path, "port {port}\n", AnyAddressBroker)
+    try:
+        connect_publish_receive("127.0.0.1", b.port, expect_reason=5)
+    finally:
+        b.stop()
+
+
+@pytest.mark.sluice_only(reason="Mosquitto applies it silently; Sluice warns")
+def test_allow_anonymous_in_a_listener_section_warns_that_it_applies_to_every_listener(tmp_path):
+    conf = tmp_path / "two.conf"
+    conf.write_text(f"listener {free_port()} 127.0.0.1\nlistener {free_port()} ::1\nallow_anonymous false\n")
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert rc == 0, out
+    assert re.search(r"^warning: .*two.conf:3: key 'allow_anonymous': written in the section of listener "
+                     r"\[::1\]:\d+ but applies to every listener, also 127\.0\.0\.1:\d+", out, re.M), out

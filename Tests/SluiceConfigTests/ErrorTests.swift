@@ -23,7 +23,15 @@ let badCases: [BadCase] = [
         says: "expected a whole number from 0 to 65535, got 'abc'"
     ),
     BadCase(text: "allow_anonymouse true", kind: .unknownKey, line: 1, key: "allow_anonymouse", says: "unknown key"),
-    BadCase(text: "port 1883", kind: .unsupportedKey, line: 1, key: "port", says: "listener PORT"),
+    BadCase(text: "port 0", kind: .badValue, line: 1, key: "port", says: "from 1 to 65535"),
+    BadCase(text: "port 1883\nlistener 1883", kind: .duplicateListener, line: 2, key: "listener", says: "default listener"),
+    BadCase(
+        text: "certfile /x.pem\nlistener 1883",
+        kind: .listenerKeyOutsideListener,
+        line: 1,
+        key: "certfile",
+        says: "or Mosquitto's 'port PORT'"
+    ),
     BadCase(
         text: "per_listener_settings true",
         kind: .unsupportedKey,

@@ -11,7 +11,7 @@ import Testing
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
     "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "max_qos 1", "mount_point site/",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
-    "per_listener_settings true", "port 1883", "bind_address 127.0.0.1",
+    "per_listener_settings true",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
     let error = try #require(parseError(line))
@@ -83,4 +83,38 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
         #expect(good.config?.listeners.map(\.port) == [1883])
         #expect(good.notices.map(\.key) == ["user"])
     }
+}
+
+// Mosquitto's pre-2.0 default listener.
+
+@Test func portAndBindAddressMakeTheDefaultListener() throws {
+    #expect(try parse("port 1884").listeners == [Listener(port: 1884)])
+    #expect(try parse("bind_address 127.0.0.1").listeners == [Listener(port: 1883, address: "127.0.0.1")])
+    let config = try parse("port 1884\nbind_address ::1\nlistener 9001 127.0.0.1\nprotocol websockets\n")
+    var websockets = Listener(port: 9001, address: "127.0.0.1")
+    websockets.protocolKind = .websockets
+    #expect(config.listeners == [Listener(port: 1884, address: "::1"), websockets])
+    // On every interface, so anonymous clients are refused unless the file says otherwise (Mosquitto 2).
+    #expect(try !parse("port 1883").effectiveAllowAnonymous)
+}
+
+@Test func listenerKeysBeforeTheFirstListenerBelongToTheDefaultListener() throws {
+    let tls = repositoryRoot + "/fixtures/tls"
+    let config = try parse(
+        "certfile \(tls)/server.pem\nport 8883\nkeyfile \(tls)/server.key.pem\nlistener 1883 127.0.0.1\n"
+    )
+    #expect(config.listeners.map(\.port) == [8883, 1883])
+    #expect(config.listeners[0].tls?.certFile == "\(tls)/server.pem")
+    #expect(config.listeners[1].tls == nil)
+}
+
+@Test func securityKeysInAListenerSectionWarnThatTheyApplyEverywhere() throws {
+    let config = try parse("listener 1883 127.0.0.1\nlistener 8883\nallow_anonymous false\npassword_file /dev/null\n")
+    #expect(config.allowAnonymous == false)
+    #expect(config.notices.map(\.key) == ["allow_anonymous", "password_file"])
+    #expect(config.notices.map(\.line) == [3, 4])
+    #expect(config.notices[0].message.contains("listener all interfaces:8883 but applies to every listener, also 127.0.0.1:1883"))
+    // Written above the listeners, or with a single listener, it is plain: no notice.
+    #expect(try parse("allow_anonymous false\nlistener 1883 127.0.0.1\nlistener 8883\n").notices.isEmpty)
+    #expect(try parse("listener 8883\nallow_anonymous false\n").notices.isEmpty)
 }
