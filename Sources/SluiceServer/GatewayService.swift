@@ -217,13 +217,15 @@ public final class GatewayService: Service, Sendable {
     }
 
     private func bind(_ listener: Listener, index: Int, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {
-        let address = listener.address ?? "0.0.0.0"
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
         let tls = try listener.tls.map { try TLSContexts.server($0) }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
-        let channel = try await ServerBootstrap(group: group)
+        // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
+        // fallback needs a fresh bootstrap.
+        @Sendable func bootstrap() -> ServerBootstrap {
+            ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -263,8 +265,27 @@ public final class GatewayService: Service, Sendable {
                     }
                 }
             }
-            .bind(host: address, port: listener.port)
-            .get()
+        }
+        let address: String
+        let channel: any Channel
+        if let written = listener.address {
+            address = written
+            channel = try await bootstrap().bind(host: written, port: listener.port).get()
+        } else {
+            // No address: every interface, IPv4 and IPv6, as Mosquitto opens both. One IPv6 socket
+            // with IPV6_V6ONLY off takes both families (IPv4 clients appear as ::ffff:a.b.c.d); a
+            // host without IPv6 gets 0.0.0.0.
+            do {
+                channel = try await bootstrap()
+                    .serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 0)
+                    .bind(host: "::", port: listener.port).get()
+                address = "::"
+            } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
+                logger.notice("IPv6 is not available (\(error)): listening on IPv4 only", metadata: ["port": "\(listener.port)"])
+                channel = try await bootstrap().bind(host: "0.0.0.0", port: listener.port).get()
+                address = "0.0.0.0"
+            }
+        }
         logger.info(
             "listening",
             metadata: [

@@ -288,3 +288,49 @@ def test_allow_anonymous_in_a_listener_section_warns_that_it_applies_to_every_li
     assert rc == 0, out
     assert re.search(r"^warning: .*two.conf:3: key 'allow_anonymous': written in the section of listener "
                      r"\[::1\]:\d+ but applies to every listener, also 127\.0\.0\.1:\d+", out, re.M), out
+
+
+# --------------------------------------------------------------------------- dual stack
+
+def ipv6_loopback_available() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("conf", ["listener {port}\nallow_anonymous true\n",
+                                  "port {port}\nallow_anonymous true\n"])
+def test_listener_without_address_serves_ipv4_and_ipv6(tmp_path, conf):
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    b = start_with_conf(tmp_path, conf, AnyAddressBroker)
+    try:
+        connect_publish_receive("127.0.0.1", b.port)
+        connect_publish_receive("::1", b.port)
+        # Across the families: a subscriber on ::1 gets a message published over 127.0.0.1.
+        with mqttraw.RawClient("::1", b.port) as sub, mqttraw.RawClient("127.0.0.1", b.port) as pub:
+            assert sub.connect(uid("v6")).reason == 0 and pub.connect(uid("v4")).reason == 0
+            topic = f"dual/{uid()}"
+            sub.send(mqttraw.subscribe([(topic, 1)]))
+            sub.expect(mqttraw.SUBACK)
+            pub.send(mqttraw.publish(topic, b"across", qos=1, packet_id=1))
+            pub.expect(mqttraw.PUBACK)
+            assert sub.expect(mqttraw.PUBLISH).payload == b"across"
+    finally:
+        b.stop()
+
+
+def test_listener_with_an_ipv4_address_stays_ipv4(tmp_path):
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    b = start_with_conf(tmp_path, "listener {port} 127.0.0.1\nallow_anonymous true\n")
+    try:
+        connect_publish_receive("127.0.0.1", b.port)
+        with pytest.raises(OSError):
+            mqttraw.RawClient("::1", b.port, timeout=1).close()
+    finally:
+        b.stop()
