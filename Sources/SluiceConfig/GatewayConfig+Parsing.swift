@@ -288,6 +288,7 @@ extension KeyRule {
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
         "per_listener_settings": "false (the default) only",
+        "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
         "use_subject_as_username": "false (the default) only",
         "use_username_as_clientid": "false (the default) only",
     ]

@@ -191,13 +191,13 @@ enum KeyRule: Sendable {
 
         // Mosquitto keys accepted and ignored: `check` warns and `run` logs each at start with
         // what Sluice does instead.
-        "pid_file": .ignored("Sluice writes no PID file; systemd tracks the process"),
+        "pid_file": .global { c, d throws(ConfigError) in c.pidFile = try d.singleString() },
         "user": .ignored("Sluice does not change user after start: run it as the service user (the systemd unit does, User=sluice)"),
         "log_dest": .ignored("Sluice logs to stderr only, which systemd sends to the journal"),
-        "log_timestamp": .ignored("Sluice's log lines carry no time stamp; the journal stamps every line"),
-        "log_timestamp_format": .ignored("Sluice's log lines carry no time stamp; the journal stamps every line"),
+        "log_timestamp": .ignored("every Sluice log line starts with an ISO 8601 UTC time stamp"),
+        "log_timestamp_format": .ignored("every Sluice log line starts with an ISO 8601 UTC time stamp; the format is fixed"),
         "log_facility": .ignored("Sluice does not write to syslog itself; the journal keeps its stderr"),
-        "connection_messages": .ignored("client connects and disconnects are always logged at notice"),
+        "connection_messages": .global { c, d throws(ConfigError) in c.connectionMessages = try d.bool() },
         "autosave_interval": .ignored(
             "Sluice commits every change to LMDB before acknowledging it; there is no periodic save"
         ),
@@ -206,7 +206,13 @@ enum KeyRule: Sendable {
         ),
         "persistence_file": .ignored("the LMDB store's file name is fixed inside persistence_location"),
         "allow_duplicate_messages": .ignored("deprecated no-op in Mosquitto 2"),
-        "set_tcp_nodelay": .ignored("Sluice always sets TCP_NODELAY"),
+        "set_tcp_nodelay": .global { c, d throws(ConfigError) in
+            if !(try d.bool()) {
+                c.notices.append(
+                    .notHonoured(d, reason: "Sluice always sets TCP_NODELAY, so small messages leave at once (Nagle off)")
+                )
+            }
+        },
         "local_clientid": .ignored("the bridge publishes into the broker directly, without a local client"),
         "local_username": .ignored(
             "the bridge publishes into the broker directly, without a local client: acl_file does not restrict it"

@@ -297,6 +297,11 @@ public struct GatewayConfig: Sendable, Equatable {
     /// instead of one per message. A publisher whose in-flight window is W then sends at most W messages per
     /// commit window.
     public var queueCommitWindowMilliseconds: Int = 0
+    /// `pid_file`: `sluice run` writes its PID here at start and removes the file at exit (Mosquitto
+    /// 2.0 does so only with -d; Sluice never daemonizes). Default none.
+    public var pidFile: String?
+    /// `connection_messages`: log each client's connect and disconnect. Default true.
+    public var connectionMessages: Bool = true
     /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
     public var maxTopicAlias: Int = 10
     /// `queue_qos0_messages`: queue QoS 0 messages for offline persistent sessions. Default false.

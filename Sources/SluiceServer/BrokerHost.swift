@@ -22,6 +22,9 @@ final class BrokerHost: @unchecked Sendable {
     /// Receives messages for the durable bridge queues; must call `persisted(_:)` later.
     var durableSink: (@Sendable (_ token: UInt64, _ message: Message) -> Void)?
 
+    /// `connection_messages`: log client connects and disconnects. Set before the listeners open.
+    var connectionMessages = true
+
     init(loop: any EventLoop, settings: BrokerSettings, logger: Logger) {
         self.loop = loop
         self.core = Broker(settings: settings)
@@ -81,7 +84,7 @@ final class BrokerHost: @unchecked Sendable {
 
     private func admit(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         let actions = core.connect(id, packet, listener: handle.listener, now: now)
-        if core.isConnected(id) {
+        if connectionMessages && core.isConnected(id) {
             logger.info(
                 "client connected",
                 metadata: [
@@ -109,7 +112,7 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
         awaitingAuthentication[id] = nil
-        if let clientID = core.clientID(of: id) {
+        if connectionMessages, let clientID = core.clientID(of: id) {
             logger.info("client disconnected", metadata: ["client": "\(clientID)"])
         }
         run(core.closed(id, now: now))

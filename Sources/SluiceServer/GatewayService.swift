@@ -33,6 +33,7 @@ public final class GatewayService: Service, Sendable {
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
+        host.connectionMessages = config.connectionMessages
         var channels: [any Channel] = []
         var bridges: [BridgeRunner] = []
         var store: Store? = nil

@@ -3,6 +3,7 @@
 import gzip
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,123 @@ def test_listener_with_an_ipv4_address_stays_ipv4(tmp_path):
             mqttraw.RawClient("::1", b.port, timeout=1).close()
     finally:
         b.stop()
+
+
+# --------------------------------------------------------------------------- cheap honoured keys
+
+@pytest.mark.sluice_only(reason="Mosquitto 2.0 writes pid_file only when started with -d (daemon)")
+def test_pid_file_is_written_at_start_and_removed_at_exit(tmp_path):
+    pid_path = tmp_path / "run" / "sluice.pid"
+    pid_path.parent.mkdir()
+    b = Broker(tmp_path, f"pid_file {pid_path}\n", persistence=False).start()
+    try:
+        assert pid_path.read_text().strip() == str(b.proc.pid)
+    finally:
+        b.stop()
+    assert not pid_path.exists(), "pid_file left behind after SIGTERM"
+
+
+@pytest.mark.sluice_only(reason="Mosquitto 2.0 runs on only when not daemonized; Sluice always runs on")
+def test_unwritable_pid_file_is_logged_and_the_gateway_runs(tmp_path):
+    b = Broker(tmp_path, f"pid_file {tmp_path}/missing-dir/x.pid\n", persistence=False).start()
+    try:
+        connect_publish_receive(b.host, b.port)
+        assert "pid_file: cannot write" in b.log(), b.log()
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_connection_messages(tmp_path, enabled):
+    b = Broker(tmp_path, f"connection_messages {str(enabled).lower()}\n", persistence=False).start()
+    try:
+        client = uid("cm")
+        with mqttraw.RawClient(b.host, b.port) as c:
+            assert c.connect(client).reason == 0
+            c.send(mqttraw.disconnect())
+        # Bounded wait for the disconnect line (or for nothing to appear).
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and b.log().count(client) < 2:
+            time.sleep(0.05)
+        lines = [line for line in b.log().splitlines() if client in line]
+        if enabled:
+            assert len(lines) >= 1, b.log()  # connected (Mosquitto also logs the disconnect)
+        else:
+            assert lines == [], lines
+    finally:
+        b.stop()
+
+
+# MQTT 5: Sluice says 0x85 Client Identifier not valid; Mosquitto 2.0.11 says 0x80 Unspecified error.
+@pytest.mark.parametrize("version, refused", [(4, 2), (5, 0x85 if IS_SLUICE else 0x80)])
+def test_allow_zero_length_clientid_false_refuses_an_empty_id(tmp_path, version, refused):
+    b = Broker(tmp_path, "allow_zero_length_clientid false\n", persistence=False).start()
+    try:
+        with mqttraw.RawClient(b.host, b.port, version=version) as c:
+            assert c.connect("").reason == refused
+        with mqttraw.RawClient(b.host, b.port, version=version) as c:
+            assert c.connect(uid("named")).reason == 0
+    finally:
+        b.stop()
+
+
+def test_auto_id_prefix_names_assigned_ids(tmp_path):
+    b = Broker(tmp_path, "auto_id_prefix gw7-\n", persistence=False).start()
+    try:
+        with mqttraw.RawClient(b.host, b.port, version=5) as c:
+            ack = c.connect("")
+            assert ack.reason == 0
+            assigned = ack.properties.get(0x12)  # Assigned Client Identifier
+            assert assigned and assigned.startswith("gw7-"), ack
+    finally:
+        b.stop()
+
+
+def test_max_topic_alias_is_announced(tmp_path):
+    b = Broker(tmp_path, "max_topic_alias 3\n", persistence=False).start()
+    try:
+        with mqttraw.RawClient(b.host, b.port, version=5) as c:
+            ack = c.connect(uid("alias"))
+            assert ack.reason == 0 and ack.properties.get(0x22) == 3, ack  # Topic Alias Maximum
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_queue_qos0_messages_for_offline_sessions(tmp_path, enabled):
+    b = Broker(tmp_path, f"queue_qos0_messages {str(enabled).lower()}\n", persistence=False).start()
+    try:
+        client, topic = uid("q0"), f"q0/{uid()}"
+        with mqttraw.RawClient(b.host, b.port) as c:
+            assert c.connect(client, clean=False).reason == 0
+            c.send(mqttraw.subscribe([(topic, 1)]))
+            c.expect(mqttraw.SUBACK)
+            c.send(mqttraw.disconnect())
+        # The broker must have seen the session go offline before the publish, or the QoS 0
+        # message goes to the closing socket instead of the queue.
+        time.sleep(0.5)
+        with mqttraw.RawClient(b.host, b.port) as pub:
+            assert pub.connect(uid("pub")).reason == 0
+            pub.send(mqttraw.publish(topic, b"offline", qos=0))
+            pub.send(mqttraw.publish(topic, b"marker", qos=1, packet_id=7))
+            pub.expect(mqttraw.PUBACK)
+        with mqttraw.RawClient(b.host, b.port) as c:
+            assert c.connect(client, clean=False).reason == 0
+            got = []
+            for _ in range(3):  # bounded: at most the two messages
+                p = c.expect(mqttraw.PUBLISH)
+                got.append(p.payload)
+                if p.payload == b"marker":
+                    break
+        assert got == ([b"offline", b"marker"] if enabled else [b"marker"]), got
+    finally:
+        b.stop()
+
+
+@pytest.mark.sluice_only(reason="Sluice's notice for a key it accepts without honouring it")
+def test_set_tcp_nodelay_false_is_noticed_true_is_silent(tmp_path):
+    for value, warned in (("false", True), ("true", False)):
+        conf = write_conf(tmp_path, f"set_tcp_nodelay {value}")
+        rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+        assert rc == 0, out
+        assert ("key 'set_tcp_nodelay': accepted but not honoured: Sluice always sets TCP_NODELAY" in out) == warned, out

@@ -35,6 +35,14 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(error.message.contains("is not supported by Sluice"))
 }
 
+@Test func pidFileAndConnectionMessagesAreRead() throws {
+    let config = try parse("pid_file /run/sluice/sluice.pid\nconnection_messages false\n")
+    #expect(config.pidFile == "/run/sluice/sluice.pid")
+    #expect(!config.connectionMessages)
+    #expect(config.notices.isEmpty)
+    #expect(GatewayConfig.default.connectionMessages && GatewayConfig.default.pidFile == nil)
+}
+
 @Test func startTypeWithAnUnknownWordIsABadValue() throws {
     let error = try #require(parseError("connection c\naddress 127.0.0.1\ntopic a/#\nstart_type sometimes"))
     #expect(error.kind == .badValue)
@@ -48,11 +56,12 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
 }
 
 @Test func ignoredKeysBecomeNoticesInFileOrder() throws {
-    let config = try parse("listener 1883\npid_file /run/x.pid\nconnection_messages false\nautosave_interval 10\n")
-    #expect(config.notices.map(\.key) == ["pid_file", "connection_messages", "autosave_interval"])
+    let config = try parse("listener 1883\nlog_dest syslog\nset_tcp_nodelay false\nautosave_interval 10\n")
+    #expect(config.notices.map(\.key) == ["log_dest", "set_tcp_nodelay", "autosave_interval"])
     #expect(config.notices.map(\.line) == [2, 3, 4])
     #expect(config.notices[2].message.contains("commits every change"))
-    #expect(config.notices[0].description.hasPrefix("gateway.conf:2: key 'pid_file': accepted but not honoured: "))
+    #expect(config.notices[0].description.hasPrefix("gateway.conf:2: key 'log_dest': accepted but not honoured: "))
+    #expect(try parse("set_tcp_nodelay true").notices.isEmpty)
 }
 
 @Test func keyAnswersCoverTheTableWithReasons() {
@@ -62,7 +71,7 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     for answer in answers where answer.status != .honoured { #expect(!answer.note.isEmpty, "\(answer.key)") }
     let byKey = Dictionary(uniqueKeysWithValues: answers.map { ($0.key, $0.status) })
     #expect(byKey["auth_opt_*"] == .refused)
-    #expect(byKey["pid_file"] == .ignored)
+    #expect(byKey["log_dest"] == .ignored)
     #expect(byKey["include_dir"] == .honoured)
     #expect(byKey["listener"] == .honoured)
 }
@@ -70,12 +79,12 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
 @Test func diagnoseReportsEveryBadLineAndTheNotices() throws {
     try withTemporaryDirectory { dir in
         let path = dir + "/gateway.conf"
-        try write("frobnicate 1\npid_file /x\nplugin /p.so\nmax_keepalive abc\nlistener 1883\n", to: path)
+        try write("frobnicate 1\nlog_dest syslog\nplugin /p.so\nmax_keepalive abc\nlistener 1883\n", to: path)
         let diagnosis = GatewayConfig.diagnose(path: path)
         #expect(diagnosis.config == nil)
         #expect(diagnosis.errors.map(\.line) == [1, 3, 4])
         #expect(diagnosis.errors.map(\.kind) == [.unknownKey, .unsupportedKey, .badValue])
-        #expect(diagnosis.notices.map(\.key) == ["pid_file"])
+        #expect(diagnosis.notices.map(\.key) == ["log_dest"])
 
         try write("listener 1883\nuser mosquitto\n", to: path)
         let good = GatewayConfig.diagnose(path: path)
