@@ -138,6 +138,9 @@ enum KeyRule: Sendable {
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
+        "socket_domain": .listener { l, d throws(ConfigError) in
+            l.listener.socketDomain = try d.word(["ipv4": .ipv4, "ipv6": .ipv6])
+        },
 
         // Per bridge (Mosquitto's meaning).
         "address": .bridge { b, d throws(ConfigError) in try b.addAddresses(d) },
@@ -285,9 +288,6 @@ enum KeyRule: Sendable {
         ),
         "bind_interface": .unsupported(
             "binding a listener to an interface by name is not implemented (write the interface's address: 'listener PORT ADDRESS')"
-        ),
-        "socket_domain": .unsupported(
-            "choosing the address family is not implemented (write the address: 'listener PORT 0.0.0.0' for IPv4 only, 'listener PORT ::1' style for IPv6)"
         ),
         "mount_point": .unsupported("topic mount points are not implemented (prefix the topics in the clients or the ACL)"),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),

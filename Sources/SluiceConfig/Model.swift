@@ -59,6 +59,13 @@ public struct Listener: Sendable, Equatable {
     public var tls: TLSSettings?
     /// `max_connections` written in this listener's section; nil means the global value applies.
     public var maxConnections: Int?
+    /// `socket_domain ipv4|ipv6`: without an address, bind only that family. Default nil: both.
+    public var socketDomain: SocketDomain?
+
+    public enum SocketDomain: String, Sendable, Equatable {
+        case ipv4
+        case ipv6
+    }
 
     public init(port: Int, address: String? = nil) {
         self.port = port

@@ -269,16 +269,23 @@ public final class GatewayService: Service, Sendable {
         }
         let address: String
         let channel: any Channel
+        let v6Only = ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only)
         if let written = listener.address {
             address = written
             channel = try await bootstrap().bind(host: written, port: listener.port).get()
+        } else if listener.socketDomain == .ipv4 {
+            address = "0.0.0.0"
+            channel = try await bootstrap().bind(host: address, port: listener.port).get()
+        } else if listener.socketDomain == .ipv6 {
+            address = "::"
+            channel = try await bootstrap().serverChannelOption(v6Only, value: 1).bind(host: address, port: listener.port).get()
         } else {
             // No address: every interface, IPv4 and IPv6, as Mosquitto opens both. One IPv6 socket
             // with IPV6_V6ONLY off takes both families (IPv4 clients appear as ::ffff:a.b.c.d); a
             // host without IPv6 gets 0.0.0.0.
             do {
                 channel = try await bootstrap()
-                    .serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 0)
+                    .serverChannelOption(v6Only, value: 0)
                     .bind(host: "::", port: listener.port).get()
                 address = "::"
             } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {

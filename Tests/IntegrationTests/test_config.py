@@ -337,6 +337,21 @@ def test_listener_with_an_ipv4_address_stays_ipv4(tmp_path):
         b.stop()
 
 
+@pytest.mark.parametrize("domain", ["ipv4", "ipv6"])
+def test_socket_domain_binds_one_family(tmp_path, domain):
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    b = start_with_conf(tmp_path, "listener {port}\nsocket_domain " + domain + "\nallow_anonymous true\n",
+                        AnyAddressBroker)
+    served, refused = ("127.0.0.1", "::1") if domain == "ipv4" else ("::1", "127.0.0.1")
+    try:
+        connect_publish_receive(served, b.port)
+        with pytest.raises(OSError):
+            mqttraw.RawClient(refused, b.port, timeout=1).close()
+    finally:
+        b.stop()
+
+
 # --------------------------------------------------------------------------- cheap honoured keys
 
 @pytest.mark.sluice_only(reason="Mosquitto 2.0 writes pid_file only when started with -d (daemon)")

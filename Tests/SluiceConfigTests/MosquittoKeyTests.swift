@@ -43,6 +43,12 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(GatewayConfig.default.connectionMessages && GatewayConfig.default.pidFile == nil)
 }
 
+@Test func socketDomainIsPerListener() throws {
+    let config = try parse("listener 1883\nsocket_domain ipv4\nlistener 1884\n")
+    #expect(config.listeners.map(\.socketDomain) == [.ipv4, nil])
+    #expect(parseError("listener 1883\nsocket_domain ipx")?.kind == .badValue)
+}
+
 @Test func startTypeWithAnUnknownWordIsABadValue() throws {
     let error = try #require(parseError("connection c\naddress 127.0.0.1\ntopic a/#\nstart_type sometimes"))
     #expect(error.kind == .badValue)
