@@ -256,6 +256,9 @@ public struct Broker: Sendable {
         if let will = packet.will, will.retain && !settings.retainAvailable {
             return refuse(.retainNotSupported)
         }
+        if let will = packet.will, will.qos.rawValue > settings.maxQoS {
+            return refuse(.qosNotSupported)
+        }
         var clientID = packet.clientIdentifier
         var assigned: String? = nil
         if clientID.isEmpty {
@@ -346,6 +349,7 @@ public struct Broker: Sendable {
             }
             properties.topicAliasMaximum = settings.topicAliasMaximum
             if !settings.retainAvailable { properties.retainAvailable = 0 }
+            if settings.maxQoS < 2 { properties.maximumQoS = settings.maxQoS }
             properties.assignedClientIdentifier = assigned
             properties.serverKeepAlive = serverKeepAlive
         }
@@ -406,6 +410,10 @@ public struct Broker: Sendable {
         }
         if packet.retain && !settings.retainAvailable {
             return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
+        }
+        if packet.qos.rawValue > settings.maxQoS {
+            // As Mosquitto: MQTT 5 gets DISCONNECT 0x9B, 3.x cannot be told and is closed.
+            return protocolViolation(connection, .qosNotSupported, "QoS \(packet.qos.rawValue) above max_qos", now: now)
         }
         if packet.qos != .atMostOnce && client.version >= .v5 {
             // Our Receive Maximum bounds the client's unacknowledged QoS 1/2 publishes [MQTT-3.3.4-9].
@@ -568,6 +576,9 @@ public struct Broker: Sendable {
                 continue
             }
             var options = request.options
+            if options.qos.rawValue > settings.maxQoS {
+                options.qos = QoS(rawValue: settings.maxQoS) ?? options.qos  // granted at max_qos, as Mosquitto
+            }
             if client.isBridge && client.version < .v5 {
                 // As Mosquitto: a 3.x bridge that announced itself must not get its own messages back (they
                 // would loop between the brokers), and retained flags pass through as published.
@@ -577,7 +588,7 @@ public struct Broker: Sendable {
             let subscription = Subscription(options: options, identifier: identifier)
             let existed = subscriptions.insert(filter: request.filter, clientID: client.clientID, subscription: subscription)
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
-            codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
+            codes.append(ReasonCode(rawValue: options.qos.rawValue))
             let isShared = Topic.sharedSubscription(request.filter) != nil
             switch request.options.retainHandling {
             case .sendOnSubscribe where !isShared, .sendOnSubscribeIfNew where !existed && !isShared:

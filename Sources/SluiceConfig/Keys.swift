@@ -84,7 +84,7 @@ enum KeyRule: Sendable {
             guard prefix.utf8.count <= 50 else { throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)") }
             c.autoIDPrefix = prefix
         },
-        "max_qos": .unsupported("clients may publish at every QoS (remove the line, or refuse QoS 2 topics in acl_file)"),
+        "max_qos": .global { c, d throws(ConfigError) in c.maxQoS = try d.int(0...2) },
 
         // Persistence, logging, $SYS.
         "persistence": .global { c, d throws(ConfigError) in c.persistence = try d.bool() },

@@ -309,6 +309,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var pidFile: String?
     /// `connection_messages`: log each client's connect and disconnect. Default true.
     public var connectionMessages: Bool = true
+    /// `max_qos` 0–2: the highest QoS clients may publish at and are granted. Default 2.
+    public var maxQoS: Int = 2
     /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
     public var maxTopicAlias: Int = 10
     /// `queue_qos0_messages`: queue QoS 0 messages for offline persistent sessions. Default false.

@@ -324,6 +324,7 @@ extension BrokerSettings {
         queueQoS0Messages = config.queueQoS0Messages
         allowZeroLengthClientID = config.allowZeroLengthClientID
         autoIDPrefix = config.autoIDPrefix
+        maxQoS = UInt8(config.maxQoS)
     }
 }
 

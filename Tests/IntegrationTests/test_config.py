@@ -470,3 +470,23 @@ def test_set_tcp_nodelay_false_is_noticed_true_is_silent(tmp_path):
         rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
         assert rc == 0, out
         assert ("key 'set_tcp_nodelay': accepted but not honoured: Sluice always sets TCP_NODELAY" in out) == warned, out
+
+
+def test_max_qos(tmp_path):
+    b = Broker(tmp_path, "max_qos 1\n", persistence=False).start()
+    try:
+        with mqttraw.RawClient(b.host, b.port, version=5) as c:
+            ack = c.connect(uid("mq"))
+            assert ack.reason == 0 and ack.properties.get(0x24) == 1, ack  # Maximum QoS
+            c.send(mqttraw.subscribe([("mq/#", 2)], version=5))
+            sub_ack = c.expect(mqttraw.SUBACK)
+            assert sub_ack.payload == b"\x01", sub_ack  # granted at max_qos
+            c.send(mqttraw.publish("mq/x", b"two", qos=2, packet_id=3, version=5))
+            got = c.read_until_close()
+            assert [p.ptype for p in got] == [mqttraw.DISCONNECT] and got[0].reason == 0x9B, got
+        with mqttraw.RawClient(b.host, b.port, version=4) as c:
+            assert c.connect(uid("mq3")).reason == 0
+            c.send(mqttraw.publish("mq/x", b"two", qos=2, packet_id=3))
+            assert c.read_until_close() == []  # 3.1.1 cannot be told: closed
+    finally:
+        b.stop()

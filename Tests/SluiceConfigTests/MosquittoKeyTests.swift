@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "max_qos 1", "mount_point site/",
+    "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "mount_point site/",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
     "per_listener_settings true",
 ])
@@ -41,6 +41,9 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(!config.connectionMessages)
     #expect(config.notices.isEmpty)
     #expect(GatewayConfig.default.connectionMessages && GatewayConfig.default.pidFile == nil)
+    #expect(try parse("max_qos 1").maxQoS == 1)
+    #expect(GatewayConfig.default.maxQoS == 2)
+    #expect(parseError("max_qos 3")?.kind == .badValue)
 }
 
 @Test func socketDomainIsPerListener() throws {
