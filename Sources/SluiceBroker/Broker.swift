@@ -44,6 +44,9 @@ public struct Broker: Sendable {
     var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
     private var assignedIDCounter: UInt64 = 0
+    /// Random per broker instance, so an assigned id never names a session restored from disk
+    /// (the counter starts again at every start; Mosquitto uses a random UUID).
+    private let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var actions: [BrokerAction] = []
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
@@ -267,7 +270,7 @@ public struct Broker: Sendable {
                 return refuse(.clientIdentifierNotValid)
             }
             assignedIDCounter += 1
-            clientID = "\(settings.autoIDPrefix)\(connection.rawValue)-\(assignedIDCounter)"
+            clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
             assigned = clientID
         }
         if let will = packet.will, let policy = accessPolicy,
