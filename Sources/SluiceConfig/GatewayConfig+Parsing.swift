@@ -81,6 +81,8 @@ private struct Builder {
     /// `allow_anonymous`/`password_file`/`acl_file` written inside a listener section, with that
     /// listener's index: they apply to every listener, which `finish` points out.
     private var securityKeysInListeners: [(directive: Directive, listener: Int)] = []
+    /// The security keys written outside listener sections, for `per_listener_settings true`.
+    private var topLevelSecurity = GatewayConfig()
 
     var notices: [ConfigNotice] { config.notices }
 
@@ -101,8 +103,14 @@ private struct Builder {
             try openBridge(d)
         case .global(let apply):
             try apply(&config, d)
-            if section == .listener && Self.securityKeys.contains(d.key) {
-                securityKeysInListeners.append((d, listeners.count - 1))
+            if Self.securityKeys.contains(d.key) {
+                // With per_listener_settings true, `finish` keeps only the top-level lines global and
+                // gives each listener its own.
+                if section == .listener {
+                    securityKeysInListeners.append((d, listeners.count - 1))
+                } else {
+                    try apply(&topLevelSecurity, d)
+                }
             }
         case .defaultListener(let apply):
             var draft = defaultListener ?? ListenerDraft(listener: Listener(port: 1883), directive: d)
@@ -204,8 +212,24 @@ private struct Builder {
         }
         for draft in drafts { result.listeners.append(try draft.validated()) }
         if result.listeners.isEmpty { result.listeners = [GatewayConfig.defaultListener] }
-        if result.listeners.count > 1 {
-            let offset = defaultListener == nil ? 0 : 1
+        let offset = defaultListener == nil ? 0 : 1
+        if result.perListenerSettings {
+            result.allowAnonymous = topLevelSecurity.allowAnonymous
+            result.passwordFile = topLevelSecurity.passwordFile
+        }
+        for (d, index) in securityKeysInListeners where result.perListenerSettings {
+            guard case .global(let apply) = KeyRule.table[d.key] else { continue }
+            if d.key == "acl_file" {
+                throw d.unsupported(
+                    "an ACL file per listener is not implemented; with per_listener_settings true only allow_anonymous and password_file are per listener (write one acl_file above the first listener: it applies to every listener)"
+                )
+            }
+            var own = GatewayConfig()
+            try apply(&own, d)
+            if let allow = own.allowAnonymous { result.listeners[index + offset].allowAnonymous = allow }
+            if let file = own.passwordFile { result.listeners[index + offset].passwordFile = file }
+        }
+        if result.listeners.count > 1 && !result.perListenerSettings {
             for (d, index) in securityKeysInListeners {
                 let others = result.listeners.enumerated().filter { $0.offset != index + offset }.map { $0.element.name }
                 result.notices.append(

@@ -53,13 +53,7 @@ enum KeyRule: Sendable {
         "allow_anonymous": .global { c, d throws(ConfigError) in c.allowAnonymous = try d.bool() },
         "password_file": .global { c, d throws(ConfigError) in c.passwordFile = try d.existingPath() },
         "acl_file": .global { c, d throws(ConfigError) in c.aclFile = try d.existingPath() },
-        "per_listener_settings": .global { _, d throws(ConfigError) in
-            if try d.bool() {
-                throw d.unsupported(
-                    "only 'per_listener_settings false' is; allow_anonymous, password_file and acl_file apply to every listener, per listener they are not implemented (remove the line and give the loopback clients a user in password_file, or run them with allow_anonymous true and an acl_file)"
-                )
-            }
-        },
+        "per_listener_settings": .global { c, d throws(ConfigError) in c.perListenerSettings = try d.bool() },
 
         // Limits.
         "max_keepalive": .global { c, d throws(ConfigError) in c.maxKeepalive = UInt16(try d.int(0...65535)) },

@@ -59,6 +59,10 @@ public struct Listener: Sendable, Equatable {
     public var tls: TLSSettings?
     /// `max_connections` written in this listener's section; nil means the global value applies.
     public var maxConnections: Int?
+    /// `allow_anonymous` in this listener's section, with `per_listener_settings true`; nil: the global value.
+    public var allowAnonymous: Bool?
+    /// `password_file` in this listener's section, with `per_listener_settings true`; nil: the global file.
+    public var passwordFile: String?
     /// `socket_domain ipv4|ipv6`: without an address, bind only that family. Default nil: both.
     public var socketDomain: SocketDomain?
 
@@ -309,6 +313,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public var pidFile: String?
     /// `connection_messages`: log each client's connect and disconnect. Default true.
     public var connectionMessages: Bool = true
+    /// `per_listener_settings`: `allow_anonymous` and `password_file` written in a listener's section
+    /// apply to that listener only (lines above the first listener are every listener's default).
+    /// `acl_file` stays global. Default false.
+    public var perListenerSettings: Bool = false
     /// `max_qos` 0–2: the highest QoS clients may publish at and are granted. Default 2.
     public var maxQoS: Int = 2
     /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
@@ -333,6 +341,18 @@ public struct GatewayConfig: Sendable, Equatable {
     /// every listener binds a loopback address.
     public var effectiveAllowAnonymous: Bool {
         allowAnonymous ?? listeners.allSatisfy(\.isLoopbackOnly)
+    }
+
+    /// Who may connect on listener `index`: its own `allow_anonymous`/`password_file` with
+    /// `per_listener_settings true`, else the global ones. Anonymous access not written anywhere
+    /// follows Mosquitto 2's rule, per listener when settings are per listener.
+    public func authentication(forListener index: Int) -> (allowAnonymous: Bool, passwordFile: String?) {
+        guard perListenerSettings, listeners.indices.contains(index) else { return (effectiveAllowAnonymous, passwordFile) }
+        let listener = listeners[index]
+        return (
+            listener.allowAnonymous ?? allowAnonymous ?? listener.isLoopbackOnly,
+            listener.passwordFile ?? passwordFile
+        )
     }
 
     /// `messageSizeLimit` with 0 resolved to the protocol maximum.

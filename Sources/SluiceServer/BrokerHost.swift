@@ -46,6 +46,9 @@ final class BrokerHost: @unchecked Sendable {
 
     /// Decides who may connect; nil lets everyone in (tests of the core only).
     var authenticator: Authenticator?
+    /// With `per_listener_settings true`: the authenticator of each listener (by index), used
+    /// instead of `authenticator` for connections on that listener.
+    var listenerAuthenticators: [Int: Authenticator] = [:]
     /// Packets that arrived while their connection's CONNECT was being authenticated.
     private var awaitingAuthentication: [ConnectionID: [Packet]] = [:]
 
@@ -56,7 +59,9 @@ final class BrokerHost: @unchecked Sendable {
             // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
             return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
         }
-        guard let authenticator else { return admit(id, packet, handle: handle) }
+        guard let authenticator = listenerAuthenticators[handle.listener] ?? authenticator else {
+            return admit(id, packet, handle: handle)
+        }
         awaitingAuthentication[id] = []
         authenticator.authenticate(packet, identityVerified: handle.identityVerified, on: loop).whenComplete { result in
             guard let queued = self.awaitingAuthentication.removeValue(forKey: id), self.connections[id] != nil else {

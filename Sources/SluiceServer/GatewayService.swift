@@ -47,11 +47,26 @@ public final class GatewayService: Service, Sendable {
                 allowAnonymous: config.effectiveAllowAnonymous,
                 pool: hashingPool
             )
-            try await host.loop.submit {
+            var listenerAuthenticators: [Int: Authenticator] = [:]
+            if config.perListenerSettings {
+                for index in config.listeners.indices {
+                    let own = config.authentication(forListener: index)
+                    logger.notice(
+                        "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
+                    )
+                    listenerAuthenticators[index] = Authenticator(
+                        passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
+                        allowAnonymous: own.allowAnonymous,
+                        pool: hashingPool
+                    )
+                }
+            }
+            try await host.loop.submit { [listenerAuthenticators] in
                 host.authenticator = authenticator
+                host.listenerAuthenticators = listenerAuthenticators
                 host.setAccessPolicy(security.acl)
             }.get()
-            if !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
+            if !config.perListenerSettings && !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
                 logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
             }
             if !config.bridges.isEmpty || config.persistence {
@@ -141,7 +156,19 @@ public final class GatewayService: Service, Sendable {
         do {
             let fresh = try GatewayConfig.load(path: configPath)
             let security = try Self.loadSecurity(fresh)
+            // Each listener's file as the reloaded configuration names it (listeners change at restart).
+            var files: [Int: PasswordFile?] = [:]
+            if config.perListenerSettings {
+                for index in config.listeners.indices {
+                    files[index] = try fresh.authentication(forListener: index).passwordFile.map { try PasswordFile.load(path: $0) }
+                }
+            }
             host.authenticator?.replacePasswords(security.passwords)
+            if !files.isEmpty {
+                host.loop.execute { [files] in
+                    for (index, file) in files { host.listenerAuthenticators[index]?.replacePasswords(file) }
+                }
+            }
             host.loop.execute { host.setAccessPolicy(security.acl) }
             var rules: [(BridgeRunner, BridgeRules)] = []
             for bridge in bridges {

@@ -490,3 +490,42 @@ def test_max_qos(tmp_path):
             assert c.read_until_close() == []  # 3.1.1 cannot be told: closed
     finally:
         b.stop()
+
+
+# --------------------------------------------------------------------------- per_listener_settings
+
+def test_per_listener_settings_anonymous_loopback_beside_an_authenticated_listener(tmp_path):
+    from conftest import port_listening
+    from test_security import connect_with_credentials
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "alicepass"], check=True)
+    secured = free_port()
+    b = start_with_conf(tmp_path, "per_listener_settings true\n"
+                        "listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        f"listener {secured} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n")
+    try:
+        for _ in range(100):  # bounded: the second listener opens just after the first
+            if port_listening(secured):
+                break
+            time.sleep(0.05)
+        with connect_with_credentials(b.port, None, None) as c:
+            assert c.connack.reason == 0, "anonymous refused on the open listener"
+        with connect_with_credentials(secured, None, None) as c:
+            assert c.connack.reason == 5, "anonymous accepted on the authenticated listener"
+        with connect_with_credentials(secured, "alice", "alicepass") as c:
+            assert c.connack.reason == 0
+        with connect_with_credentials(secured, "alice", "wrong") as c:
+            assert c.connack.reason in (4, 5), c.connack  # Mosquitto 2.0.11 says 5, Sluice 4
+    finally:
+        b.stop()
+
+
+@pytest.mark.sluice_only(reason="Mosquitto supports an acl_file per listener; Sluice refuses it with the reason")
+def test_per_listener_acl_file_is_refused_with_the_reason(tmp_path):
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\n")
+    conf = tmp_path / "pl.conf"
+    conf.write_text(f"per_listener_settings true\nlistener {free_port()} 127.0.0.1\nacl_file {acl}\n")
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert rc != 0, out
+    assert "pl.conf:3: key 'acl_file': Mosquitto key 'acl_file' is not supported by Sluice: an ACL file per listener" in out, out

@@ -33,11 +33,11 @@ let badCases: [BadCase] = [
         says: "or Mosquitto's 'port PORT'"
     ),
     BadCase(
-        text: "per_listener_settings true",
-        kind: .unsupportedKey,
+        text: "per_listener_settings maybe",
+        kind: .badValue,
         line: 1,
         key: "per_listener_settings",
-        says: "not supported"
+        says: "expected true or false"
     ),
     BadCase(text: "persistence", kind: .missingValue, line: 1, key: "persistence", says: "a value is required"),
     BadCase(text: "password_file", kind: .missingValue, line: 1, key: "password_file", says: "a value is required"),

@@ -11,7 +11,6 @@ import Testing
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
     "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "mount_point site/",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
-    "per_listener_settings true",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
     let error = try #require(parseError(line))
@@ -135,4 +134,35 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     // Written above the listeners, or with a single listener, it is plain: no notice.
     #expect(try parse("allow_anonymous false\nlistener 1883 127.0.0.1\nlistener 8883\n").notices.isEmpty)
     #expect(try parse("listener 8883\nallow_anonymous false\n").notices.isEmpty)
+}
+
+@Test func perListenerSettingsGiveEachListenerItsOwnAuthentication() throws {
+    let config = try parse(
+        """
+        per_listener_settings true
+        password_file /dev/null
+        listener 1883 127.0.0.1
+        listener 8883
+        allow_anonymous false
+        password_file /dev/zero
+        listener 8884
+        """
+    )
+    #expect(config.perListenerSettings)
+    #expect(config.allowAnonymous == nil && config.passwordFile == "/dev/null")
+    #expect(config.authentication(forListener: 0) == (true, "/dev/null"))  // loopback: anonymous by default
+    #expect(config.authentication(forListener: 1) == (false, "/dev/zero"))
+    #expect(config.authentication(forListener: 2) == (false, "/dev/null"))  // every interface: refused by default
+    #expect(config.notices.isEmpty)  // per listener on purpose: no "applies to every listener" notice
+    // Without it the listener's lines are global, as before.
+    let global = try parse("listener 1883 127.0.0.1\nlistener 8883\nallow_anonymous false\n")
+    #expect(global.authentication(forListener: 0) == (false, nil))
+}
+
+@Test func perListenerACLFileIsRefused() throws {
+    let error = try #require(parseError("per_listener_settings true\nlistener 1883\nacl_file /dev/null\n"))
+    #expect(error.kind == .unsupportedKey)
+    #expect(error.line == 3)
+    #expect(error.message.contains("an ACL file per listener is not implemented"))
+    #expect(try parse("per_listener_settings true\nacl_file /dev/null\nlistener 1883\n").aclFile == "/dev/null")
 }
