@@ -311,7 +311,7 @@ extension KeyRule {
         "max_inflight_bytes": "0 (the default, no bound) only",
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
-        "per_listener_settings": "false (the default) only",
+        "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",
         "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
         "use_subject_as_username": "false (the default) only",
         "use_username_as_clientid": "false (the default) only",
