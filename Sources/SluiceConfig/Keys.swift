@@ -190,9 +190,24 @@ enum KeyRule: Sendable {
         // what Sluice does instead.
         "pid_file": .global { c, d throws(ConfigError) in c.pidFile = try d.singleString() },
         "user": .ignored("Sluice does not change user after start: run it as the service user (the systemd unit does, User=sluice)"),
-        "log_dest": .ignored("Sluice logs to stderr only, which systemd sends to the journal"),
-        "log_timestamp": .ignored("every Sluice log line starts with an ISO 8601 UTC time stamp"),
-        "log_timestamp_format": .ignored("every Sluice log line starts with an ISO 8601 UTC time stamp; the format is fixed"),
+        "log_dest": .global { c, d throws(ConfigError) in
+            let words = try d.tokens(min: 1, max: 2)
+            switch (words[0], words.count) {
+            case ("stderr", 1): c.logDestinations.append(.stderr)
+            case ("stdout", 1): c.logDestinations.append(.stdout)
+            case ("none", 1): c.logDestinations.append(.none)
+            case ("file", 2): c.logDestinations.append(.file(words[1]))
+            case ("file", _): throw d.error(.missingValue, "log_dest file needs a path")
+            case ("syslog", 1), ("topic", 1), ("dlt", 1):
+                c.notices.append(
+                    .notHonoured(d, reason: "Sluice does not log to \(words[0]); it logs to the other log_dest lines, or stderr (the journal under systemd)")
+                )
+            default:
+                throw d.error(.badValue, "expected stderr, stdout, file PATH, syslog, topic, dlt or none, got '\(d.rest)'")
+            }
+        },
+        "log_timestamp": .ignored("Sluice stamps each line with ISO 8601 UTC time, except on stderr under systemd, where the journal stamps it"),
+        "log_timestamp_format": .ignored("Sluice's time stamp format is fixed: ISO 8601 UTC"),
         "log_facility": .ignored("Sluice does not write to syslog itself; the journal keeps its stderr"),
         "connection_messages": .global { c, d throws(ConfigError) in c.connectionMessages = try d.bool() },
         "autosave_interval": .ignored(

@@ -311,6 +311,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `pid_file`: `sluice run` writes its PID here at start and removes the file at exit (Mosquitto
     /// 2.0 does so only with -d; Sluice never daemonizes). Default none.
     public var pidFile: String?
+    /// `log_dest` lines (accumulate): stderr, stdout, `file PATH` (appended to), none. `syslog`,
+    /// `topic` and `dlt` are accepted with a notice. Default (no line honoured): stderr.
+    public var logDestinations: [LogDestination] = []
     /// `connection_messages`: log each client's connect and disconnect. Default true.
     public var connectionMessages: Bool = true
     /// `per_listener_settings`: `allow_anonymous` and `password_file` written in a listener's section
@@ -380,4 +383,13 @@ public struct ConfigNotice: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(file):\(line): key '\(key)': \(message)" }
+}
+
+/// Where `log_dest` sends log lines.
+public enum LogDestination: Sendable, Equatable {
+    case stderr
+    case stdout
+    case file(String)
+    /// `log_dest none`: no log at all (with other lines: those win).
+    case none
 }

@@ -26,8 +26,10 @@ struct Run: AsyncParsableCommand {
             gatewayConfig = .default
         }
         let level = logLevel ?? gatewayConfig.logLevel
-        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, level: level) }
+        let outputs = LogOutputs(gatewayConfig.logDestinations)
+        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, level: level, outputs: outputs) }
         let logger = Logger(label: "sluice")
+        for failure in outputs.failures { logger.error("log_dest file \(failure): cannot write the log there") }
         if config == nil {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
         }

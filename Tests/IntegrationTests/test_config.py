@@ -195,22 +195,22 @@ def test_key_doc_is_generated_from_the_table():
 
 @pytest.mark.sluice_only(reason="Mosquitto honours these keys; Sluice accepts them and says what it does instead")
 def test_ignored_key_warns_in_check_and_notices_at_start(tmp_path):
-    conf = write_conf(tmp_path, "log_dest file /var/log/mosquitto/mosquitto.log")
+    conf = write_conf(tmp_path, "log_timestamp_format %H:%M")
     rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
     assert rc == 0, out
-    assert re.search(rf"^warning: .*{conf.name}:{BAD_LINE_NO}: key 'log_dest': accepted but not honoured: "
-                     r"Sluice logs to stderr", out, re.M), out
+    assert re.search(rf"^warning: .*{conf.name}:{BAD_LINE_NO}: key 'log_timestamp_format': accepted but not "
+                     r"honoured: Sluice's time stamp format is fixed", out, re.M), out
     proc = subprocess.Popen(broker_command(conf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
         lines = [line]
         for _ in range(50):  # bounded: the notice comes before the listeners open
-            if "log_dest" in line or not line:
+            if "log_timestamp_format" in line or not line:
                 break
             line = proc.stdout.readline()
             lines.append(line)
-        assert "key 'log_dest': accepted but not honoured" in line, "".join(lines)
+        assert "key 'log_timestamp_format': accepted but not honoured" in line, "".join(lines)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -529,3 +529,42 @@ def test_per_listener_acl_file_is_refused_with_the_reason(tmp_path):
     rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
     assert rc != 0, out
     assert "pl.conf:3: key 'acl_file': Mosquitto key 'acl_file' is not supported by Sluice: an ACL file per listener" in out, out
+
+
+# --------------------------------------------------------------------------- log_dest
+
+def test_log_dest_file_receives_the_log(tmp_path):
+    log_file = tmp_path / "gateway.log"
+    b = Broker(tmp_path, f"log_dest file {log_file}\n", persistence=False).start()
+    try:
+        client = uid("ld")
+        with mqttraw.RawClient(b.host, b.port) as c:
+            assert c.connect(client).reason == 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and client not in log_file.read_text():
+            time.sleep(0.05)
+        assert client in log_file.read_text(), log_file.read_text()
+        assert client not in b.log(), "log_dest file alone must not also log to stderr"
+    finally:
+        b.stop()
+
+
+@pytest.mark.sluice_only(reason="Sluice's notice for a destination it does not honour")
+def test_log_dest_syslog_is_noticed_and_stderr_stays(tmp_path):
+    conf = write_conf(tmp_path, "log_dest syslog")
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert rc == 0, out
+    assert "key 'log_dest': accepted but not honoured: Sluice does not log to syslog" in out, out
+    b = Broker(tmp_path, "log_dest syslog\n", persistence=False).start()
+    try:
+        assert "listening" in b.log(), b.log()
+    finally:
+        b.stop()
+
+
+@pytest.mark.sluice_only(reason="Sluice's own wording")
+def test_log_dest_bad_value(tmp_path):
+    conf = write_conf(tmp_path, "log_dest paper")
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert rc != 0
+    assert_names_file_line_key(out, conf, "log_dest")

@@ -69,17 +69,20 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "store_max_size 512MB") { $0.storeMapSizeMax = 512 << 20 },
     GoodCase(text: "store_max_size 2GB") { $0.storeMapSizeMax = 2 << 30 },
     GoodCase(text: "store_max_size 4194304") { $0.storeMapSizeMax = 4 << 20 },
-    GoodCase(text: "user mosquitto\nlog_dest stdout\n") {
+    GoodCase(text: "user mosquitto\nlog_timestamp true\n") {
         $0.notices = [
             ConfigNotice(
                 file: "gateway.conf", line: 1, key: "user",
                 message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["user"]!
             ),
             ConfigNotice(
-                file: "gateway.conf", line: 2, key: "log_dest",
-                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["log_dest"]!
+                file: "gateway.conf", line: 2, key: "log_timestamp",
+                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["log_timestamp"]!
             ),
         ]
+    },
+    GoodCase(text: "log_dest stdout\nlog_dest file /var/log/sluice.log\nlog_dest none") {
+        $0.logDestinations = [.stdout, .file("/var/log/sluice.log"), .none]
     },
     GoodCase(text: "max_topic_alias 0\nqueue_qos0_messages true") {
         $0.maxTopicAlias = 0

@@ -79,7 +79,7 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     for answer in answers where answer.status != .honoured { #expect(!answer.note.isEmpty, "\(answer.key)") }
     let byKey = Dictionary(uniqueKeysWithValues: answers.map { ($0.key, $0.status) })
     #expect(byKey["auth_opt_*"] == .refused)
-    #expect(byKey["log_dest"] == .ignored)
+    #expect(byKey["log_timestamp"] == .ignored)
     #expect(byKey["include_dir"] == .honoured)
     #expect(byKey["listener"] == .honoured)
 }
@@ -165,4 +165,14 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(error.line == 3)
     #expect(error.message.contains("an ACL file per listener is not implemented"))
     #expect(try parse("per_listener_settings true\nacl_file /dev/null\nlistener 1883\n").aclFile == "/dev/null")
+}
+
+@Test func logDestSyslogIsNoticedAndBadWordsAreErrors() throws {
+    let config = try parse("log_dest syslog\nlog_dest file /tmp/x.log\n")
+    #expect(config.logDestinations == [.file("/tmp/x.log")])
+    #expect(config.notices.map(\.key) == ["log_dest"])
+    #expect(config.notices[0].message.contains("does not log to syslog"))
+    #expect(parseError("log_dest file")?.kind == .missingValue)
+    #expect(parseError("log_dest paper")?.kind == .badValue)
+    #expect(parseError("log_dest stderr extra")?.kind == .badValue)
 }
