@@ -44,6 +44,9 @@ public struct Broker: Sendable {
     var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
     private var assignedIDCounter: UInt64 = 0
+    /// Random per broker instance, so an assigned id never names a session restored from disk
+    /// (the counter starts again at every start; Mosquitto uses a random UUID).
+    private let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var actions: [BrokerAction] = []
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
@@ -275,15 +278,18 @@ public struct Broker: Sendable {
             // `message_size_limit` covers the will's payload too; Mosquitto answers 0x95, or 5 in 3.1/3.1.1.
             return refuse(version >= .v5 ? .packetTooLarge : .notAuthorized)
         }
+        if let will = packet.will, will.qos.rawValue > settings.maxQoS {
+            return refuse(.qosNotSupported)
+        }
         var clientID = packet.clientIdentifier
         var assigned: String? = nil
         if clientID.isEmpty {
             // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-8].
-            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) {
+            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) || !settings.allowZeroLengthClientID {
                 return refuse(.clientIdentifierNotValid)
             }
             assignedIDCounter += 1
-            clientID = "sluice-\(connection.rawValue)-\(assignedIDCounter)"
+            clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
             assigned = clientID
         }
         if let will = packet.will, let policy = accessPolicy,
@@ -313,6 +319,7 @@ public struct Broker: Sendable {
             }
             connAckProperties.topicAliasMaximum = settings.topicAliasMaximum
             if !settings.retainAvailable { connAckProperties.retainAvailable = 0 }
+            if settings.maxQoS < 2 { connAckProperties.maximumQoS = settings.maxQoS }
             connAckProperties.assignedClientIdentifier = assigned
             connAckProperties.serverKeepAlive = serverKeepAlive
             // [MQTT-3.1.2-24]: nothing larger than the client's Maximum Packet Size, the CONNACK included. As
@@ -437,6 +444,10 @@ public struct Broker: Sendable {
         }
         if packet.retain && !settings.retainAvailable {
             return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
+        }
+        if packet.qos.rawValue > settings.maxQoS {
+            // As Mosquitto: MQTT 5 gets DISCONNECT 0x9B, 3.x cannot be told and is closed.
+            return protocolViolation(connection, .qosNotSupported, "QoS \(packet.qos.rawValue) above max_qos", now: now)
         }
         if packet.qos != .atMostOnce && client.version >= .v5 {
             // Our Receive Maximum bounds the client's unacknowledged QoS 1/2 publishes [MQTT-3.3.4-9].
@@ -613,6 +624,9 @@ public struct Broker: Sendable {
                 continue
             }
             var options = request.options
+            if options.qos.rawValue > settings.maxQoS {
+                options.qos = QoS(rawValue: settings.maxQoS) ?? options.qos  // granted at max_qos, as Mosquitto
+            }
             if client.isBridge && client.version < .v5 {
                 // As Mosquitto: a 3.x bridge that announced itself must not get its own messages back (they
                 // would loop between the brokers), and retained flags pass through as published.
@@ -622,7 +636,7 @@ public struct Broker: Sendable {
             let subscription = Subscription(options: options, identifier: identifier)
             let existed = subscriptions.insert(filter: request.filter, clientID: client.clientID, subscription: subscription)
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
-            codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
+            codes.append(ReasonCode(rawValue: options.qos.rawValue))
             let isShared = Topic.sharedSubscription(request.filter) != nil
             switch request.options.retainHandling {
             case .sendOnSubscribe where !isShared, .sendOnSubscribeIfNew where !existed && !isShared:

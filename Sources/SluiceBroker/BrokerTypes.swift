@@ -41,6 +41,14 @@ public struct BrokerSettings: Sendable {
     public static let defaultMaxTopicLevels = 201
     /// Whether QoS 0 messages are queued for offline persistent sessions (Mosquitto: false).
     public var queueQoS0Messages = false
+    /// `allow_zero_length_clientid`: a CONNECT without a client id gets one assigned (where the
+    /// protocol allows it); false refuses it with 0x85 / return code 2, as Mosquitto does.
+    public var allowZeroLengthClientID = true
+    /// `max_qos`: the highest QoS clients may publish at (higher: DISCONNECT 0x9B / closed) and are
+    /// granted on SUBSCRIBE; announced as Maximum QoS to MQTT 5 clients. Default 2.
+    public var maxQoS: UInt8 = 2
+    /// `auto_id_prefix`: prefix of assigned client ids (Mosquitto's default `auto-`).
+    public var autoIDPrefix = "auto-"
     /// Topic filters whose messages must be on disk before a QoS 1/2 publisher is acknowledged
     /// (the bridges' `out` rules). Matching messages produce `BrokerAction.persist`.
     public var durableFilters: [String] = []

@@ -20,6 +20,37 @@ extension GatewayConfig {
         }
         return try builder.finish()
     }
+
+    /// What `sluice check` reports: every line's error rather than only the first (Mosquitto stops at
+    /// the first), and the config with its notices when there is none.
+    public struct Diagnosis: Sendable {
+        public var config: GatewayConfig?
+        public var errors: [ConfigError]
+        /// Accepted-but-not-honoured keys, reported even when there are errors.
+        public var notices: [ConfigNotice]
+    }
+
+    /// Reads the file at `path` like `load`, but carries on after a line's error to report them all.
+    public static func diagnose(path: String) -> Diagnosis {
+        let directives: [Directive]
+        do {
+            directives = try Lexer.directives(in: try Lexer.readFile(path, from: nil), fileName: path)
+        } catch {
+            return Diagnosis(config: nil, errors: [error], notices: [])
+        }
+        var builder = Builder()
+        var errors: [ConfigError] = []
+        for directive in directives {
+            do { try builder.apply(directive) } catch { errors.append(error) }
+        }
+        guard errors.isEmpty else { return Diagnosis(config: nil, errors: errors, notices: builder.notices) }
+        do {
+            let config = try builder.finish()
+            return Diagnosis(config: config, errors: [], notices: config.notices)
+        } catch {
+            return Diagnosis(config: nil, errors: [error], notices: builder.notices)
+        }
+    }
 }
 
 private struct Builder {
@@ -43,6 +74,17 @@ private struct Builder {
     private var bridgeDefaults = BridgeConfig(name: "")
     /// The most recent section line, for keys that are global or per-section.
     private var section = Section.top
+    /// `port`/`bind_address` (Mosquitto's default listener), nil when neither is written.
+    private var defaultListener: ListenerDraft?
+    /// Listener keys before the first `listener` line: the default listener's, as in Mosquitto.
+    private var defaultListenerKeys: [Directive] = []
+    /// `allow_anonymous`/`password_file`/`acl_file` written inside a listener section, with that
+    /// listener's index: they apply to every listener, which `finish` points out.
+    private var securityKeysInListeners: [(directive: Directive, listener: Int)] = []
+    /// The security keys written outside listener sections, for `per_listener_settings true`.
+    private var topLevelSecurity = GatewayConfig()
+
+    var notices: [ConfigNotice] { config.notices }
 
     init() {
         config = GatewayConfig()
@@ -51,7 +93,7 @@ private struct Builder {
     }
 
     mutating func apply(_ d: Directive) throws(ConfigError) {
-        guard let rule = KeyRule.table[d.key] else {
+        guard let rule = KeyRule.rule(for: d.key) else {
             throw d.error(.unknownKey, "unknown key (check the spelling; see gateway.conf.example for every key)")
         }
         switch rule {
@@ -61,12 +103,24 @@ private struct Builder {
             try openBridge(d)
         case .global(let apply):
             try apply(&config, d)
+            if Self.securityKeys.contains(d.key) {
+                // With per_listener_settings true, `finish` keeps only the top-level lines global and
+                // gives each listener its own.
+                if section == .listener {
+                    securityKeysInListeners.append((d, listeners.count - 1))
+                } else {
+                    try apply(&topLevelSecurity, d)
+                }
+            }
+        case .defaultListener(let apply):
+            var draft = defaultListener ?? ListenerDraft(listener: Listener(port: 1883), directive: d)
+            try apply(&draft, d)
+            defaultListener = draft
         case .listener(let apply):
             guard !listeners.isEmpty else {
-                throw d.error(
-                    .listenerKeyOutsideListener,
-                    "this key belongs to a listener: write a 'listener PORT' line first"
-                )
+                // `finish` applies it to the default listener, or says a listener line is missing.
+                defaultListenerKeys.append(d)
+                return
             }
             try apply(&listeners[listeners.count - 1], d)
         case .listenerOrGlobal(let listener, let global):
@@ -91,10 +145,10 @@ private struct Builder {
             } else {
                 try apply(&bridgeDefaults, d)
             }
-        case .ignored:
-            break
-        case .unsupported(let hint):
-            throw d.error(.unsupportedKey, hint)
+        case .ignored(let reason):
+            config.notices.append(.notHonoured(d, reason: reason))
+        case .unsupported(let why):
+            throw d.unsupported(why)
         }
     }
 
@@ -130,12 +184,65 @@ private struct Builder {
         section = .bridge
     }
 
+    static let securityKeys: Set<String> = ["allow_anonymous", "password_file", "acl_file"]
+
     func finish() throws(ConfigError) -> GatewayConfig {
         var result = config
         if result.logTypes.isEmpty { result.logTypes = GatewayConfig.defaultLogTypes }
         result.listeners = []
-        for draft in listeners { result.listeners.append(try draft.validated()) }
+        var drafts = listeners
+        if var draft = defaultListener {
+            for d in defaultListenerKeys {
+                if case .listener(let apply) = KeyRule.table[d.key] { try apply(&draft, d) }
+            }
+            if let twin = listeners.first(where: {
+                $0.listener.port == draft.listener.port && $0.listener.address == draft.listener.address
+            }) {
+                throw twin.directive.error(
+                    .duplicateListener,
+                    "port \(draft.listener.port) on \(draft.listener.address ?? "all interfaces") is already the default listener ('port'/'bind_address' at \(draft.directive.file):\(draft.directive.line))"
+                )
+            }
+            drafts.insert(draft, at: 0)
+        } else if let first = defaultListenerKeys.first {
+            throw first.error(
+                .listenerKeyOutsideListener,
+                "this key belongs to a listener: write a 'listener PORT' line (or Mosquitto's 'port PORT') first"
+            )
+        }
+        for draft in drafts { result.listeners.append(try draft.validated()) }
         if result.listeners.isEmpty { result.listeners = [GatewayConfig.defaultListener] }
+        let offset = defaultListener == nil ? 0 : 1
+        if result.perListenerSettings {
+            result.allowAnonymous = topLevelSecurity.allowAnonymous
+            result.passwordFile = topLevelSecurity.passwordFile
+        }
+        for (d, index) in securityKeysInListeners where result.perListenerSettings {
+            guard case .global(let apply) = KeyRule.table[d.key] else { continue }
+            if d.key == "acl_file" {
+                throw d.unsupported(
+                    "an ACL file per listener is not implemented; with per_listener_settings true only allow_anonymous and password_file are per listener (write one acl_file above the first listener: it applies to every listener)"
+                )
+            }
+            var own = GatewayConfig()
+            try apply(&own, d)
+            if let allow = own.allowAnonymous { result.listeners[index + offset].allowAnonymous = allow }
+            if let file = own.passwordFile { result.listeners[index + offset].passwordFile = file }
+        }
+        if result.listeners.count > 1 && !result.perListenerSettings {
+            for (d, index) in securityKeysInListeners {
+                let others = result.listeners.enumerated().filter { $0.offset != index + offset }.map { $0.element.name }
+                result.notices.append(
+                    ConfigNotice(
+                        file: d.file,
+                        line: d.line,
+                        key: d.key,
+                        message:
+                            "written in the section of listener \(result.listeners[index + offset].name) but applies to every listener, also \(others.joined(separator: ", ")) (per_listener_settings is false, as Mosquitto's default; move the line above the first listener to make that plain)"
+                    )
+                )
+            }
+        }
         for draft in bridges {
             var bridge = draft.bridge
             bridge.adoptQueueSettings(from: bridgeDefaults)
@@ -154,5 +261,64 @@ extension GatewayConfig {
     /// gateway (so `sluice check` can say what it skipped).
     public static let ignoredKeys: [String: String] = KeyRule.table.compactMapValues { rule in
         if case .ignored(let reason) = rule { reason } else { nil }
+    }
+
+    /// How gateway.conf answers one key, for `sluice check --list-keys` and docs/mosquitto-keys.md.
+    public struct KeyAnswer: Sendable, Equatable {
+        public enum Status: String, Sendable {
+            case honoured
+            case ignored = "accepted, not honoured"
+            case refused
+        }
+
+        public var key: String
+        public var status: Status
+        /// Why a key is ignored or refused; empty for honoured keys.
+        public var note: String
+    }
+
+    /// Every key of the table, sorted, with the prefix families (`auth_opt_*`, `plugin_opt_*`).
+    public static var keyAnswers: [KeyAnswer] {
+        let entries =
+            KeyRule.table.map { ($0.key, $0.value) } + KeyRule.prefixRules.map { ($0.prefix + "*", $0.rule) }
+            + [("include_dir", KeyRule.section)]
+        return entries.map { key, rule in
+            switch rule {
+            case .ignored(let reason): KeyAnswer(key: key, status: .ignored, note: reason)
+            case .unsupported(let why): KeyAnswer(key: key, status: .refused, note: why)
+            default: KeyAnswer(key: key, status: .honoured, note: KeyRule.notes[key] ?? "")
+            }
+        }.sorted { $0.key < $1.key }
+    }
+}
+
+extension KeyRule {
+    /// Key families Mosquitto documents with a wildcard.
+    static let prefixRules: [(prefix: String, rule: KeyRule)] = [
+        ("auth_opt_", .unsupported("options of an authentication plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)")),
+        ("plugin_opt_", .unsupported("options of a plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)")),
+    ]
+
+    /// Honoured keys whose values Sluice restricts: shown in the key list beside "honoured".
+    static let notes: [String: String] = [
+        "start_type": "automatic only; lazy and once are refused (bridges stay connected and queue on disk)",
+        "bridge_outgoing_retain": "true (the default) only",
+        "bridge_attempt_unsubscribe": "true (the default) only",
+        "upgrade_outgoing_qos": "false (the default) only",
+        "notifications_local_only": "false (the default) only",
+        "bridge_require_ocsp": "false (the default) only",
+        "check_retain_source": "false (the default) only",
+        "max_inflight_bytes": "0 (the default, no bound) only",
+        "memory_limit": "0 (the default, no bound) only",
+        "tls_keyform": "pem (the default) only",
+        "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",
+        "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
+        "use_subject_as_username": "false (the default) only",
+        "use_username_as_clientid": "false (the default) only",
+    ]
+
+    static func rule(for key: String) -> KeyRule? {
+        if let rule = table[key] { return rule }
+        return prefixRules.first { key.hasPrefix($0.prefix) && key.count > $0.prefix.count }?.rule
     }
 }

@@ -20,6 +20,9 @@ enum KeyRule: Sendable {
     /// `max_connections`: the last listener's when the most recent section line is a `listener`,
     /// else the global value.
     case listenerOrGlobal(listener: Apply<ListenerDraft>, global: Apply<GatewayConfig>)
+    /// Mosquitto's pre-2.0 default listener (`port`, `bind_address`); listener keys written
+    /// before the first `listener` line apply to it too, as in Mosquitto.
+    case defaultListener(Apply<ListenerDraft>)
     /// `listener` and `connection`, handled by the builder.
     case section
     /// Accepted and ignored; the string says why that is harmless.
@@ -43,19 +46,14 @@ enum KeyRule: Sendable {
         // Sections.
         "listener": .section,
         "connection": .section,
+        "port": .defaultListener { l, d throws(ConfigError) in l.listener.port = try d.int(1...65535) },
+        "bind_address": .defaultListener { l, d throws(ConfigError) in l.listener.address = try d.singleToken() },
 
         // Security.
         "allow_anonymous": .global { c, d throws(ConfigError) in c.allowAnonymous = try d.bool() },
         "password_file": .global { c, d throws(ConfigError) in c.passwordFile = try d.existingPath() },
         "acl_file": .global { c, d throws(ConfigError) in c.aclFile = try d.existingPath() },
-        "per_listener_settings": .global { _, d throws(ConfigError) in
-            if try d.bool() {
-                throw d.error(
-                    .unsupportedKey,
-                    "per_listener_settings true is not supported: security settings are global"
-                )
-            }
-        },
+        "per_listener_settings": .global { c, d throws(ConfigError) in c.perListenerSettings = try d.bool() },
 
         // Limits.
         "max_keepalive": .global { c, d throws(ConfigError) in c.maxKeepalive = UInt16(try d.int(0...65535)) },
@@ -72,6 +70,15 @@ enum KeyRule: Sendable {
             global: { c, d throws(ConfigError) in c.maxConnections = try d.int(-1...Int.max) }
         ),
         "connect_timeout": .global { c, d throws(ConfigError) in c.connectTimeout = try d.int(1...3600) },
+        "max_topic_alias": .global { c, d throws(ConfigError) in c.maxTopicAlias = try d.int(0...65535) },
+        "queue_qos0_messages": .global { c, d throws(ConfigError) in c.queueQoS0Messages = try d.bool() },
+        "allow_zero_length_clientid": .global { c, d throws(ConfigError) in c.allowZeroLengthClientID = try d.bool() },
+        "auto_id_prefix": .global { c, d throws(ConfigError) in
+            let prefix = try d.singleToken()
+            guard prefix.utf8.count <= 50 else { throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)") }
+            c.autoIDPrefix = prefix
+        },
+        "max_qos": .global { c, d throws(ConfigError) in c.maxQoS = try d.int(0...2) },
 
         // Persistence, logging, $SYS.
         "persistence": .global { c, d throws(ConfigError) in c.persistence = try d.bool() },
@@ -126,6 +133,9 @@ enum KeyRule: Sendable {
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
+        "socket_domain": .listener { l, d throws(ConfigError) in
+            l.listener.socketDomain = try d.word(["ipv4": .ipv4, "ipv6": .ipv6])
+        },
 
         // Per bridge (Mosquitto's meaning).
         "address": .bridge { b, d throws(ConfigError) in try b.addAddresses(d) },
@@ -186,24 +196,147 @@ enum KeyRule: Sendable {
             b.maxByteRate = messages == 0 ? nil : bytes.map(Double.init)
         },
 
-        // Mosquitto keys accepted and ignored: harmless on a gateway.
-        "pid_file": .ignored("systemd tracks the process"),
-        "user": .ignored("the systemd unit chooses the user"),
-        "log_dest": .ignored("Sluice logs to stderr, which systemd sends to the journal"),
-        "log_timestamp": .ignored("the journal stamps every line"),
-        "log_timestamp_format": .ignored("the journal stamps every line"),
-        "connection_messages": .ignored("connections are always logged at notice"),
-        "autosave_interval": .ignored("LMDB commits every change; there is no periodic save"),
-        "autosave_on_changes": .ignored("LMDB commits every change; there is no periodic save"),
+        // Mosquitto keys accepted and ignored: `check` warns and `run` logs each at start with
+        // what Sluice does instead.
+        "pid_file": .global { c, d throws(ConfigError) in c.pidFile = try d.singleString() },
+        "user": .ignored("Sluice does not change user after start: run it as the service user (the systemd unit does, User=sluice)"),
+        "log_dest": .global { c, d throws(ConfigError) in
+            let words = try d.tokens(min: 1, max: 2)
+            switch (words[0], words.count) {
+            case ("stderr", 1): c.logDestinations.append(.stderr)
+            case ("stdout", 1): c.logDestinations.append(.stdout)
+            case ("none", 1): c.logDestinations.append(.none)
+            case ("file", 2): c.logDestinations.append(.file(words[1]))
+            case ("file", _): throw d.error(.missingValue, "log_dest file needs a path")
+            case ("syslog", 1), ("topic", 1), ("dlt", 1):
+                c.notices.append(
+                    .notHonoured(d, reason: "Sluice does not log to \(words[0]); it logs to the other log_dest lines, or stderr (the journal under systemd)")
+                )
+            default:
+                throw d.error(.badValue, "expected stderr, stdout, file PATH, syslog, topic, dlt or none, got '\(d.rest)'")
+            }
+        },
+        "log_timestamp": .ignored("Sluice stamps each line with ISO 8601 UTC time, except on stderr under systemd, where the journal stamps it"),
+        "log_timestamp_format": .ignored("Sluice's time stamp format is fixed: ISO 8601 UTC"),
+        "log_facility": .ignored("Sluice does not write to syslog itself; the journal keeps its stderr"),
+        "connection_messages": .global { c, d throws(ConfigError) in c.connectionMessages = try d.bool() },
+        "autosave_interval": .ignored(
+            "Sluice commits every change to LMDB before acknowledging it; there is no periodic save"
+        ),
+        "autosave_on_changes": .ignored(
+            "Sluice commits every change to LMDB before acknowledging it; there is no periodic save"
+        ),
         "persistence_file": .ignored("the LMDB store's file name is fixed inside persistence_location"),
         "allow_duplicate_messages": .ignored("deprecated no-op in Mosquitto 2"),
-        "set_tcp_nodelay": .ignored("Sluice always sets TCP_NODELAY"),
-        "start_type": .ignored("bridges always start automatically"),
+        "set_tcp_nodelay": .global { c, d throws(ConfigError) in
+            if !(try d.bool()) {
+                c.notices.append(
+                    .notHonoured(d, reason: "Sluice always sets TCP_NODELAY, so small messages leave at once (Nagle off)")
+                )
+            }
+        },
         "local_clientid": .ignored("the bridge publishes into the broker directly, without a local client"),
+        "local_username": .ignored(
+            "the bridge publishes into the broker directly, without a local client: acl_file does not restrict it"
+        ),
+        "local_password": .ignored("the bridge publishes into the broker directly, without a local client"),
+        "local_cleansession": .ignored(
+            "the bridge publishes into the broker directly, without a local client or local session"
+        ),
+        "idle_timeout": .ignored("only used by start_type lazy, which Sluice refuses; its bridges stay connected"),
+        "threshold": .ignored("only used by start_type lazy, which Sluice refuses; its bridges stay connected"),
+        "auth_plugin_deny_special_chars": .ignored("only affects authentication plugins, which Sluice does not load"),
+        "dhparamfile": .ignored("SwiftNIO SSL (BoringSSL) offers no DHE cipher suites, only ECDHE: no DH parameters are used"),
+        "websockets_headers_size": .ignored("the websockets listener uses SwiftNIO's HTTP header size limit"),
+        "websockets_log_level": .ignored("websockets events are logged by 'log_type websockets'"),
 
-        // Mosquitto keys refused, with what to write instead.
-        "port": .unsupported("the default listener is not supported: write 'listener PORT [ADDRESS]'"),
-        "bind_address": .unsupported("the default listener is not supported: write 'listener PORT ADDRESS'"),
+        // Mosquitto keys accepted only with Mosquitto's default value.
+        "start_type": .bridge { _, d throws(ConfigError) in
+            let word = try d.singleToken()
+            guard word == "automatic" else {
+                guard word == "lazy" || word == "once" else {
+                    throw d.error(.badValue, "expected automatic, lazy or once, got '\(word)'")
+                }
+                throw d.unsupported(
+                    "bridges always start at once and stay connected, queueing on disk while the link is down (write start_type automatic or remove the line)"
+                )
+            }
+        },
+        "bridge_outgoing_retain": .bridge { _, d throws(ConfigError) in
+            try d.requireDefault(true, "the bridge always forwards the retain flag (remove the line)")
+        },
+        "bridge_attempt_unsubscribe": .bridge { _, d throws(ConfigError) in
+            try d.requireDefault(true, "the bridge unsubscribes from removed topics on reload (remove the line)")
+        },
+        "upgrade_outgoing_qos": .bridge { _, d throws(ConfigError) in
+            try d.requireDefault(false, "the bridge forwards each message at the QoS of its topic rule at most (remove the line)")
+        },
+        "notifications_local_only": .bridge { _, d throws(ConfigError) in
+            try d.requireDefault(false, "notifications go to the remote broker too (set notifications false to send none)")
+        },
+        "bridge_require_ocsp": .bridge { _, d throws(ConfigError) in
+            try d.requireDefault(false, "OCSP stapling is not checked (remove the line)")
+        },
+        "check_retain_source": .global { _, d throws(ConfigError) in
+            try d.requireDefault(false, "retained messages are not re-checked against their publisher's ACL (remove the line)")
+        },
+        "max_inflight_bytes": .global { _, d throws(ConfigError) in
+            guard try d.int(0...Int.max) == 0 else {
+                throw d.unsupported("in-flight messages are bounded by count only (use max_inflight_messages)")
+            }
+        },
+        "memory_limit": .global { _, d throws(ConfigError) in
+            guard try d.byteSize(0...Int.max) == 0 else {
+                throw d.unsupported(
+                    "there is no overall memory bound (use max_queued_messages/max_queued_bytes, or MemoryMax= in the systemd unit)"
+                )
+            }
+        },
+        "tls_keyform": .listener { _, d throws(ConfigError) in
+            guard try d.singleToken() == "pem" else {
+                throw d.unsupported("keys are read from PEM files only; there is no TLS engine (write keyform pem)")
+            }
+        },
+
+        // Mosquitto keys refused, with why and what to write instead.
+        "plugin": .unsupported(
+            "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
+        ),
+        "auth_plugin": .unsupported(
+            "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
+        ),
+        "bind_interface": .unsupported(
+            "binding a listener to an interface by name is not implemented (write the interface's address: 'listener PORT ADDRESS')"
+        ),
+        "mount_point": .unsupported("topic mount points are not implemented (prefix the topics in the clients or the ACL)"),
+        "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
+        "use_subject_as_username": .global { _, d throws(ConfigError) in
+            try d.requireDefault(false, "the certificate subject is not used as user name (use_identity_as_username takes its CN)")
+        },
+        "use_username_as_clientid": .global { _, d throws(ConfigError) in
+            try d.requireDefault(false, "the client id is always the one the client sends (remove the line)")
+        },
+        "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
+        "crlfile": .unsupported(
+            "certificate revocation lists are not checked (remove the revoked certificate's CA, or use password_file)"
+        ),
+        "ciphers_tls1.3": .unsupported(
+            "SwiftNIO SSL (BoringSSL) does not let the TLS 1.3 suites be chosen; all of them are strong (remove the line)"
+        ),
+        "psk_file": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
+        "psk_hint": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
+        "bridge_identity": .unsupported(
+            "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
+        ),
+        "bridge_psk": .unsupported(
+            "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
+        ),
+        "bridge_alpn": .unsupported("ALPN on bridges is not implemented (connect to the central broker's MQTT TLS port)"),
+        "bridge_bind_address": .unsupported(
+            "the bridge's source address is not chosen; the routing table decides (add a route for the central broker)"
+        ),
+        "tls_engine": .unsupported("hardware TLS engines are not supported (use keyfile with a PEM key)"),
+        "tls_engine_kpass_sha1": .unsupported("hardware TLS engines are not supported (use keyfile with a PEM key)"),
     ]
 }
 

@@ -59,10 +59,27 @@ public struct Listener: Sendable, Equatable {
     public var tls: TLSSettings?
     /// `max_connections` written in this listener's section; nil means the global value applies.
     public var maxConnections: Int?
+    /// `allow_anonymous` in this listener's section, with `per_listener_settings true`; nil: the global value.
+    public var allowAnonymous: Bool?
+    /// `password_file` in this listener's section, with `per_listener_settings true`; nil: the global file.
+    public var passwordFile: String?
+    /// `socket_domain ipv4|ipv6`: without an address, bind only that family. Default nil: both.
+    public var socketDomain: SocketDomain?
+
+    public enum SocketDomain: String, Sendable, Equatable {
+        case ipv4
+        case ipv6
+    }
 
     public init(port: Int, address: String? = nil) {
         self.port = port
         self.address = address
+    }
+
+    /// `ADDRESS:PORT` as written, `all interfaces:PORT` without an address (for messages).
+    public var name: String {
+        guard let address else { return "all interfaces:\(port)" }
+        return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
 
     /// True when the listener binds only a loopback address (127.x.x.x, ::1, localhost).
@@ -314,6 +331,33 @@ public struct GatewayConfig: Sendable, Equatable {
     /// filesystem; below it `queue_overflow` applies as if the queue were full. Default: 64 MiB, but
     /// at most 5% of the filesystem. 0 turns the guard off.
     public var storeMinFree: StoreMinFree = .standard
+    /// `pid_file`: `sluice run` writes its PID here at start and removes the file at exit (Mosquitto
+    /// 2.0 does so only with -d; Sluice never daemonizes). Default none.
+    public var pidFile: String?
+    /// `log_dest` lines (accumulate): stderr, stdout, `file PATH` (appended to), none. `syslog`,
+    /// `topic` and `dlt` are accepted with a notice. Default (no line honoured): stderr.
+    public var logDestinations: [LogDestination] = []
+    /// `connection_messages`: log each client's connect and disconnect. Default true.
+    public var connectionMessages: Bool = true
+    /// `per_listener_settings`: `allow_anonymous` and `password_file` written in a listener's section
+    /// apply to that listener only (lines above the first listener are every listener's default).
+    /// `acl_file` stays global. Default false.
+    public var perListenerSettings: Bool = false
+    /// `max_qos` 0–2: the highest QoS clients may publish at and are granted. Default 2.
+    public var maxQoS: Int = 2
+    /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
+    public var maxTopicAlias: Int = 10
+    /// `queue_qos0_messages`: queue QoS 0 messages for offline persistent sessions. Default false.
+    public var queueQoS0Messages: Bool = false
+    /// `allow_zero_length_clientid`: clients may connect without a client id (the broker assigns one,
+    /// MQTT 3.1.1 with clean session and MQTT 5 only). Default true.
+    public var allowZeroLengthClientID: Bool = true
+    /// `auto_id_prefix`: prefix of the client ids the broker assigns. Default `auto-`.
+    public var autoIDPrefix: String = "auto-"
+    /// Warnings, in file order: Mosquitto keys accepted but not honoured (with what Sluice does
+    /// instead), settings that reach further than where they were written. `sluice check` prints
+    /// them, `sluice run` logs them at start.
+    public var notices: [ConfigNotice] = []
     /// `connection` sections in file order.
     public var bridges: [BridgeConfig] = []
 
@@ -325,6 +369,17 @@ public struct GatewayConfig: Sendable, Equatable {
         allowAnonymous ?? listeners.allSatisfy(\.isLoopbackOnly)
     }
 
+    /// Who may connect on listener `index`: its own `allow_anonymous`/`password_file` with
+    /// `per_listener_settings true`, else the global ones. Anonymous access not written anywhere
+    /// follows Mosquitto 2's rule, per listener when settings are per listener.
+    public func authentication(forListener index: Int) -> (allowAnonymous: Bool, passwordFile: String?) {
+        guard perListenerSettings, listeners.indices.contains(index) else { return (effectiveAllowAnonymous, passwordFile) }
+        let listener = listeners[index]
+        return (
+            listener.allowAnonymous ?? allowAnonymous ?? listener.isLoopbackOnly,
+            listener.passwordFile ?? passwordFile
+        )
+    }
 }
 
 /// `store_min_free`: how much of the store's filesystem stays free for the OS and its logs.
@@ -337,4 +392,36 @@ public enum StoreMinFree: Sendable, Hashable {
 
     public static let standardBytes = 64 << 20
     public static let standardPercent = 5.0
+}
+
+/// A warning about a line that was accepted: a Mosquitto key Sluice does not honour (with what it
+/// does instead), or a setting that reaches further than where it was written.
+public struct ConfigNotice: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var key: String
+    public var message: String
+
+    public init(file: String, line: Int, key: String, message: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    /// The notice for a key the table marks `.ignored`.
+    static func notHonoured(_ d: Directive, reason: String) -> ConfigNotice {
+        ConfigNotice(file: d.file, line: d.line, key: d.key, message: "accepted but not honoured: \(reason)")
+    }
+
+    public var description: String { "\(file):\(line): key '\(key)': \(message)" }
+}
+
+/// Where `log_dest` sends log lines.
+public enum LogDestination: Sendable, Equatable {
+    case stderr
+    case stdout
+    case file(String)
+    /// `log_dest none`: no log at all (with other lines: those win).
+    case none
 }

@@ -4,6 +4,16 @@
 import Foundation
 
 extension Directive {
+    /// The error for a Mosquitto key Sluice refuses; `why` ends with what to write instead, in parentheses.
+    func unsupported(_ why: String) -> ConfigError {
+        error(.unsupportedKey, "Mosquitto key '\(key)' is not supported by Sluice: \(why)")
+    }
+
+    /// For a boolean key Sluice honours only at Mosquitto's default: accepts `value`, refuses the other.
+    func requireDefault(_ value: Bool, _ why: String) throws(ConfigError) {
+        guard try bool() == value else { throw unsupported("only '\(key) \(value)' (Mosquitto's default) is; \(why)") }
+    }
+
     /// The rest of the line as one string (paths, user names, passwords: blanks allowed, as in Mosquitto).
     func singleString() throws(ConfigError) -> String {
         guard !rest.isEmpty else { throw error(.missingValue, "a value is required") }

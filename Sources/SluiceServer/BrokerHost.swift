@@ -22,6 +22,9 @@ final class BrokerHost: @unchecked Sendable {
     /// Receives messages for the durable bridge queues; must call `persisted(_:)` later.
     var durableSink: (@Sendable (_ token: UInt64, _ message: Message) -> Void)?
 
+    /// `connection_messages`: log client connects and disconnects. Set before the listeners open.
+    var connectionMessages = true
+
     init(loop: any EventLoop, settings: BrokerSettings, logger: Logger) {
         self.loop = loop
         self.core = Broker(settings: settings)
@@ -43,6 +46,9 @@ final class BrokerHost: @unchecked Sendable {
 
     /// Decides who may connect; nil lets everyone in (tests of the core only).
     var authenticator: Authenticator?
+    /// With `per_listener_settings true`: the authenticator of each listener (by index), used
+    /// instead of `authenticator` for connections on that listener.
+    var listenerAuthenticators: [Int: Authenticator] = [:]
     /// Packets that arrived while their connection's CONNECT was being authenticated.
     private var awaitingAuthentication: [ConnectionID: [Packet]] = [:]
 
@@ -53,7 +59,9 @@ final class BrokerHost: @unchecked Sendable {
             // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
             return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
         }
-        guard let authenticator else { return admit(id, packet, handle: handle) }
+        guard let authenticator = listenerAuthenticators[handle.listener] ?? authenticator else {
+            return admit(id, packet, handle: handle)
+        }
         awaitingAuthentication[id] = []
         authenticator.authenticate(packet, identityVerified: handle.identityVerified, on: loop).whenComplete { result in
             guard let queued = self.awaitingAuthentication.removeValue(forKey: id), self.connections[id] != nil else {
@@ -81,7 +89,7 @@ final class BrokerHost: @unchecked Sendable {
 
     private func admit(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         let actions = core.connect(id, packet, listener: handle.listener, now: now)
-        if core.isConnected(id) {
+        if connectionMessages && core.isConnected(id) {
             logger.info(
                 "client connected",
                 metadata: [
@@ -109,7 +117,7 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
         awaitingAuthentication[id] = nil
-        if let clientID = core.clientID(of: id) {
+        if connectionMessages, let clientID = core.clientID(of: id) {
             logger.info("client disconnected", metadata: ["client": "\(clientID)"])
         }
         run(core.closed(id, now: now))

@@ -36,6 +36,7 @@ public final class GatewayService: Service, Sendable {
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
+        host.connectionMessages = config.connectionMessages
         var channels: [any Channel] = []
         var bridges: [BridgeRunner] = []
         var store: Store? = nil
@@ -49,11 +50,26 @@ public final class GatewayService: Service, Sendable {
                 allowAnonymous: config.effectiveAllowAnonymous,
                 pool: hashingPool
             )
-            try await host.loop.submit {
+            var listenerAuthenticators: [Int: Authenticator] = [:]
+            if config.perListenerSettings {
+                for index in config.listeners.indices {
+                    let own = config.authentication(forListener: index)
+                    logger.notice(
+                        "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
+                    )
+                    listenerAuthenticators[index] = Authenticator(
+                        passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
+                        allowAnonymous: own.allowAnonymous,
+                        pool: hashingPool
+                    )
+                }
+            }
+            try await host.loop.submit { [listenerAuthenticators] in
                 host.authenticator = authenticator
+                host.listenerAuthenticators = listenerAuthenticators
                 host.setAccessPolicy(security.acl)
             }.get()
-            if !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
+            if !config.perListenerSettings && !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
                 logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
             }
             if !config.bridges.isEmpty || config.persistence {
@@ -149,7 +165,19 @@ public final class GatewayService: Service, Sendable {
         do {
             let fresh = try GatewayConfig.load(path: configPath)
             let security = try Self.loadSecurity(fresh)
+            // Each listener's file as the reloaded configuration names it (listeners change at restart).
+            var files: [Int: PasswordFile?] = [:]
+            if config.perListenerSettings {
+                for index in config.listeners.indices {
+                    files[index] = try fresh.authentication(forListener: index).passwordFile.map { try PasswordFile.load(path: $0) }
+                }
+            }
             host.authenticator?.replacePasswords(security.passwords)
+            if !files.isEmpty {
+                host.loop.execute { [files] in
+                    for (index, file) in files { host.listenerAuthenticators[index]?.replacePasswords(file) }
+                }
+            }
             host.loop.execute { host.setAccessPolicy(security.acl) }
             var rules: [(BridgeRunner, BridgeRules)] = []
             for bridge in bridges {
@@ -218,13 +246,15 @@ public final class GatewayService: Service, Sendable {
     }
 
     private func bind(_ listener: Listener, index: Int, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {
-        let address = listener.address ?? "0.0.0.0"
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
         let tls = try listener.tls.map { try TLSContexts.server($0) }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
-        let channel = try await ServerBootstrap(group: group)
+        // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
+        // fallback needs a fresh bootstrap.
+        @Sendable func bootstrap() -> ServerBootstrap {
+            ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -264,8 +294,34 @@ public final class GatewayService: Service, Sendable {
                     }
                 }
             }
-            .bind(host: address, port: listener.port)
-            .get()
+        }
+        let address: String
+        let channel: any Channel
+        let v6Only = ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only)
+        if let written = listener.address {
+            address = written
+            channel = try await bootstrap().bind(host: written, port: listener.port).get()
+        } else if listener.socketDomain == .ipv4 {
+            address = "0.0.0.0"
+            channel = try await bootstrap().bind(host: address, port: listener.port).get()
+        } else if listener.socketDomain == .ipv6 {
+            address = "::"
+            channel = try await bootstrap().serverChannelOption(v6Only, value: 1).bind(host: address, port: listener.port).get()
+        } else {
+            // No address: every interface, IPv4 and IPv6, as Mosquitto opens both. One IPv6 socket
+            // with IPV6_V6ONLY off takes both families (IPv4 clients appear as ::ffff:a.b.c.d); a
+            // host without IPv6 gets 0.0.0.0.
+            do {
+                channel = try await bootstrap()
+                    .serverChannelOption(v6Only, value: 0)
+                    .bind(host: "::", port: listener.port).get()
+                address = "::"
+            } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
+                logger.notice("IPv6 is not available (\(error)): listening on IPv4 only", metadata: ["port": "\(listener.port)"])
+                channel = try await bootstrap().bind(host: "0.0.0.0", port: listener.port).get()
+                address = "0.0.0.0"
+            }
+        }
         logger.info(
             "listening",
             metadata: [
@@ -293,6 +349,11 @@ extension BrokerSettings {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
         }
         retainAvailable = config.retainAvailable
+        topicAliasMaximum = UInt16(clamping: config.maxTopicAlias)
+        queueQoS0Messages = config.queueQoS0Messages
+        allowZeroLengthClientID = config.allowZeroLengthClientID
+        autoIDPrefix = config.autoIDPrefix
+        maxQoS = UInt8(config.maxQoS)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceConfig
 
 /// Logs to stderr, one line per event. Under systemd (JOURNAL_STREAM set) each line starts with a
 /// syslog priority such as `<4>` and carries no timestamp, so journald files it at the right level;
@@ -9,10 +10,17 @@ struct GatewayLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     private let label: String
     private let journald: Bool
+    private let outputs: LogOutputs
 
-    init(label: String, level: Logger.Level, journald: Bool = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil) {
+    init(
+        label: String,
+        level: Logger.Level,
+        outputs: LogOutputs = .standardError,
+        journald: Bool = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+    ) {
         self.label = label
         self.logLevel = level
+        self.outputs = outputs
         self.journald = journald
     }
 
@@ -26,14 +34,13 @@ struct GatewayLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let text = fields.isEmpty ? "\(event.message)" : "\(event.message) \(fields)"
-        let line: String
-        if journald {
-            line = "<\(Self.syslogPriority(event.level))>\(text)\n"
-        } else {
-            let stamp = Date().formatted(.iso8601)
-            line = "\(stamp) \(event.level): \(text)\n"
+        let stamped = "\(Date().formatted(.iso8601)) \(event.level): \(text)\n"
+        if outputs.standardError {
+            let line = journald ? "<\(Self.syslogPriority(event.level))>\(text)\n" : stamped
+            FileHandle.standardError.write(Data(line.utf8))
         }
-        FileHandle.standardError.write(Data(line.utf8))
+        if outputs.standardOutput { FileHandle.standardOutput.write(Data(stamped.utf8)) }
+        for file in outputs.files { file.write(Data(stamped.utf8)) }
     }
 
     /// sd-daemon(3) priorities.
@@ -46,5 +53,35 @@ struct GatewayLogHandler: LogHandler {
         case .error: 3
         case .critical: 2
         }
+    }
+}
+
+/// The `log_dest` lines, opened: files are opened once, for appending, at start.
+struct LogOutputs: Sendable {
+    var standardError = true
+    var standardOutput = false
+    var files: [FileHandle] = []
+    /// Files that could not be opened, with the error, to be logged once logging is up.
+    var failures: [String] = []
+
+    static let standardError = LogOutputs()
+
+    init() {}
+
+    init(_ destinations: [LogDestination]) {
+        // No honoured line: stderr, as Mosquitto. `none` alone: nothing.
+        guard !destinations.isEmpty else { return }
+        standardError = destinations.contains(.stderr)
+        standardOutput = destinations.contains(.stdout)
+        for case .file(let path) in destinations {
+            // O_APPEND: every line lands at the end, also after logrotate's copytruncate.
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            if fd >= 0 {
+                files.append(FileHandle(fileDescriptor: fd, closeOnDealloc: true))
+            } else {
+                failures.append("\(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        if !failures.isEmpty && files.isEmpty && !standardOutput { standardError = true }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import ServiceLifecycle
 import SluiceConfig
@@ -25,11 +26,16 @@ struct Run: AsyncParsableCommand {
             gatewayConfig = .default
         }
         let level = logLevel ?? gatewayConfig.logLevel
-        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, level: level) }
+        let outputs = LogOutputs(gatewayConfig.logDestinations)
+        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, level: level, outputs: outputs) }
         let logger = Logger(label: "sluice")
+        for failure in outputs.failures { logger.error("log_dest file \(failure): cannot write the log there") }
         if config == nil {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
         }
+        for notice in gatewayConfig.notices { logger.notice("\(notice)") }
+        let pidFile = gatewayConfig.pidFile.flatMap { PIDFile(path: $0, logger: logger) }
+        defer { pidFile?.remove() }
         let gateway = GatewayService(config: gatewayConfig, configPath: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
@@ -57,5 +63,29 @@ extension GatewayConfig {
         if types.contains("warning") { return .warning }
         if types.contains("error") { return .error }
         return types.contains("none") ? .critical : .info
+    }
+}
+
+/// `pid_file`: this process's PID, written at start and removed at exit. A file that cannot be
+/// written is logged and the gateway runs on (Debian's stock mosquitto.conf names
+/// /run/mosquitto/mosquitto.pid, whose directory may not exist under Sluice's unit).
+struct PIDFile {
+    let path: String
+    let pid = getpid()
+
+    init?(path: String, logger: Logger) {
+        self.path = path
+        guard FileManager.default.createFile(atPath: path, contents: Data("\(pid)\n".utf8)) else {
+            logger.warning("pid_file: cannot write \(path); running without it")
+            return nil
+        }
+    }
+
+    /// Removes the file if it still holds this PID (another instance may have taken it over).
+    func remove() {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+            text.trimmingCharacters(in: .whitespacesAndNewlines) == "\(pid)"
+        else { return }
+        try? FileManager.default.removeItem(atPath: path)
     }
 }

@@ -23,13 +23,21 @@ let badCases: [BadCase] = [
         says: "expected a whole number from 0 to 65535, got 'abc'"
     ),
     BadCase(text: "allow_anonymouse true", kind: .unknownKey, line: 1, key: "allow_anonymouse", says: "unknown key"),
-    BadCase(text: "port 1883", kind: .unsupportedKey, line: 1, key: "port", says: "listener PORT"),
+    BadCase(text: "port 0", kind: .badValue, line: 1, key: "port", says: "from 1 to 65535"),
+    BadCase(text: "port 1883\nlistener 1883", kind: .duplicateListener, line: 2, key: "listener", says: "default listener"),
     BadCase(
-        text: "per_listener_settings true",
-        kind: .unsupportedKey,
+        text: "certfile /x.pem\nlistener 1883",
+        kind: .listenerKeyOutsideListener,
+        line: 1,
+        key: "certfile",
+        says: "or Mosquitto's 'port PORT'"
+    ),
+    BadCase(
+        text: "per_listener_settings maybe",
+        kind: .badValue,
         line: 1,
         key: "per_listener_settings",
-        says: "not supported"
+        says: "expected true or false"
     ),
     BadCase(text: "persistence", kind: .missingValue, line: 1, key: "persistence", says: "a value is required"),
     BadCase(text: "password_file", kind: .missingValue, line: 1, key: "password_file", says: "a value is required"),

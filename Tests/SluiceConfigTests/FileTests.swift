@@ -186,7 +186,7 @@ import Testing
 }
 
 @Test func ignoredKeysAreListedWithAReason() {
-    #expect(GatewayConfig.ignoredKeys["pid_file"] != nil)
+    #expect(GatewayConfig.ignoredKeys["log_timestamp"] != nil)
     #expect(GatewayConfig.ignoredKeys["allow_anonymous"] == nil)
     #expect(GatewayConfig.ignoredKeys.values.allSatisfy { !$0.isEmpty })
 }

@@ -73,7 +73,33 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "store_min_free 0") { $0.storeMinFree = .bytes(0) },
     GoodCase(text: "store_min_free 10%") { $0.storeMinFree = .percent(10) },
     GoodCase(text: "store_min_free 2.5%") { $0.storeMinFree = .percent(2.5) },
-    GoodCase(text: "pid_file /run/mosquitto.pid\nuser mosquitto\nlog_dest stdout\nautosave_interval 60\n") { _ in },
+    GoodCase(text: "user mosquitto\nlog_timestamp true\n") {
+        $0.notices = [
+            ConfigNotice(
+                file: "gateway.conf", line: 1, key: "user",
+                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["user"]!
+            ),
+            ConfigNotice(
+                file: "gateway.conf", line: 2, key: "log_timestamp",
+                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["log_timestamp"]!
+            ),
+        ]
+    },
+    GoodCase(text: "log_dest stdout\nlog_dest file /var/log/sluice.log\nlog_dest none") {
+        $0.logDestinations = [.stdout, .file("/var/log/sluice.log"), .none]
+    },
+    GoodCase(text: "max_topic_alias 0\nqueue_qos0_messages true") {
+        $0.maxTopicAlias = 0
+        $0.queueQoS0Messages = true
+    },
+    GoodCase(text: "allow_zero_length_clientid false\nauto_id_prefix gw-") {
+        $0.allowZeroLengthClientID = false
+        $0.autoIDPrefix = "gw-"
+    },
+    GoodCase(text: "max_inflight_bytes 0\nmemory_limit 0\ncheck_retain_source false") { _ in },
+    GoodCase(text: minimalBridgeText + "start_type automatic\nbridge_outgoing_retain true\nupgrade_outgoing_qos false") {
+        $0.bridges = [minimalBridge()]
+    },
     GoodCase(text: "per_listener_settings false") { _ in },
     GoodCase(text: minimalBridgeText) { $0.bridges = [minimalBridge()] },
     GoodCase(
