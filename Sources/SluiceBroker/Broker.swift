@@ -75,6 +75,19 @@ public struct Broker: Sendable {
     public var sessionCount: Int { sessions.count }
     public var retainedCount: Int { retained.count }
     public var subscriptionCount: Int { subscriptions.count }
+    public var sharedSubscriptionCount: Int { subscriptions.sharedCount }
+    /// Messages the broker holds (retained, and queued or in flight for sessions) and their payload bytes:
+    /// `$SYS/broker/store/messages/{count,bytes}`. Walks every session: call at `sys_interval`, not per message.
+    public var storedMessages: (count: Int, bytes: Int) {
+        var count = retained.count
+        var bytes = retained.values.reduce(0) { $0 + $1.payload.readableBytes }
+        for session in sessions.all.values {
+            count += session.queue.count + session.inflight.count
+            bytes += session.queue.reduce(0) { $0 + $1.message.payload.readableBytes }
+            bytes += session.inflight.reduce(0) { $0 + $1.delivery.message.payload.readableBytes }
+        }
+        return (count, bytes)
+    }
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
@@ -178,6 +191,7 @@ public struct Broker: Sendable {
                 route(will.message, now: now)
             }
             if let expiresAt = session.expiresAt(), expiresAt <= now {
+                stats.clientsExpired += 1
                 endSession(clientID, now: now)
             }
         }
@@ -412,6 +426,7 @@ public struct Broker: Sendable {
         guard var client = connections[connection] else { return }
         stats.publishReceived += 1
         stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
+        stats.publishBytesReceived += packet.payload.readableBytes
         var topic = packet.topic
         if client.version >= .v5, let alias = packet.properties.topicAlias {
             guard alias != 0, alias <= settings.topicAliasMaximum else {
@@ -951,6 +966,7 @@ public struct Broker: Sendable {
         }
         stats.publishSent += 1
         stats.publishSentByQoS[Int(delivery.qos.rawValue)] += 1
+        stats.publishBytesSent += packet.payload.readableBytes
         send(.publish(packet), to: connection)
         return true
     }

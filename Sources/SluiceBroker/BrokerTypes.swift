@@ -118,6 +118,11 @@ public struct BrokerStats: Sendable, Equatable {
     public var publishFailed = 0
     public var clientsMaximum = 0
     public var connectionsTotal = 0
+    /// Sessions ended because their expiry interval passed.
+    public var clientsExpired = 0
+    /// PUBLISH payload bytes received from clients and sent to them.
+    public var publishBytesReceived = 0
+    public var publishBytesSent = 0
 
     mutating func drop(_ reason: DropReason, count: Int = 1) { dropped[reason, default: 0] += count }
 }

@@ -42,6 +42,8 @@ struct SubscriptionTree: Sendable {
 
     private(set) var nodes: [Node] = [Node()]
     private(set) var count = 0
+    /// Of `count`, the `$share/GROUP/FILTER` subscriptions (`$SYS/broker/shared_subscriptions/count`).
+    private(set) var sharedCount = 0
 
     /// A match: ordinary subscribers, and per shared group the group's state.
     struct Match {
@@ -81,7 +83,10 @@ struct SubscriptionTree: Sendable {
             let group = String(shared.group)
             let existed = nodes[index].shared[group]?.members[clientID] != nil
             nodes[index].shared[group, default: SharedGroup()].add(clientID, subscription)
-            if !existed { count += 1 }
+            if !existed {
+                count += 1
+                sharedCount += 1
+            }
             return existed
         }
         let index = node(for: filter)
@@ -103,6 +108,7 @@ struct SubscriptionTree: Sendable {
                 nodes[index].shared[group] = nil
             }
             count -= 1
+            sharedCount -= 1
             return true
         }
         guard let index = existingNode(for: filter),

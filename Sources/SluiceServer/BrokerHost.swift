@@ -135,6 +135,12 @@ final class BrokerHost: @unchecked Sendable {
 
     // MARK: $SYS
 
+    /// `$SYS/broker/load/...`: moving averages of the counters below, updated at each publish.
+    private var load = SystemLoad()
+    /// The largest `heap/current` seen. Mosquitto counts its own allocations; the nearest Sluice has is the
+    /// process's anonymous resident memory (`RssAnon`).
+    private var heapMaximum = 0
+
     /// Publishes Mosquitto's `$SYS/broker/...` topics (retained), as Mosquitto does every `sys_interval`.
     func publishSystemTopics(version: String, bridges: [(name: String, connected: Bool)]) {
         loop.preconditionInEventLoop()
@@ -157,7 +163,31 @@ final class BrokerHost: @unchecked Sendable {
             ("publish/messages/dropped", "\(stats.dropped.values.reduce(0, +))"),
             ("retained messages/count", "\(core.retainedCount)"),
             ("subscriptions/count", "\(core.subscriptionCount)"),
+            ("shared_subscriptions/count", "\(core.sharedSubscriptionCount)"),
+            ("clients/expired", "\(stats.clientsExpired)"),
+            ("publish/bytes/received", "\(stats.publishBytesReceived)"),
+            ("publish/bytes/sent", "\(stats.publishBytesSent)"),
         ]
+        let stored = core.storedMessages
+        values += [
+            ("store/messages/count", "\(stored.count)"),
+            ("store/messages/bytes", "\(stored.bytes)"),
+            ("messages/stored", "\(stored.count)"),  // Mosquitto's older name for the same count
+        ]
+        if let heap = anonymousResidentBytes() {
+            heapMaximum = max(heapMaximum, heap)
+            values += [("heap/current", "\(heap)"), ("heap/maximum", "\(heapMaximum)")]
+        }
+        values += load.update(
+            seconds: Double(now) / 1000,
+            counters: [
+                "messages/received": stats.messagesReceived, "messages/sent": stats.messagesSent,
+                "publish/received": stats.publishReceived, "publish/sent": stats.publishSent,
+                "publish/dropped": stats.dropped.values.reduce(0, +),
+                "bytes/received": traffic.totals.received, "bytes/sent": traffic.totals.sent,
+                "sockets": stats.connectionsTotal, "connections": stats.connectionsTotal,
+            ]
+        )
         for bridge in bridges {
             values.append(("connection/\(bridge.name)/state", bridge.connected ? "1" : "0"))
         }
@@ -451,4 +481,12 @@ private struct TrustingInProcessClients: AccessPolicy {
     }
 
     private func isInProcess(_ clientID: String) -> Bool { clientID.hasPrefix(BrokerHost.inProcessClientPrefix) }
+}
+
+/// `RssAnon` of /proc/self/status in bytes: the process's anonymous resident memory (heap, stacks).
+private func anonymousResidentBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    let line = text.split(separator: "\n").first { $0.hasPrefix("RssAnon:") }
+    let kilobytes = line?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
+    return kilobytes.map { $0 * 1024 }
 }

@@ -140,3 +140,72 @@ def test_message_size_limit_is_a_payload_limit(start_broker, version):
     refused = w.connect(uid("will"), will=("size/will", b"W" * 11, 1, False))
     assert refused.reason == (0x95 if version == 5 else 5), refused
     w.close()
+
+
+# Every topic Debian's Mosquitto 2.0.11 publishes under $SYS/broker/ (captured with sys_interval 1).
+MOSQUITTO_SYS_TOPICS = [
+    "bytes/received",
+    "bytes/sent",
+    "clients/active",
+    "clients/connected",
+    "clients/disconnected",
+    "clients/expired",
+    "clients/inactive",
+    "clients/maximum",
+    "clients/total",
+    "heap/current",
+    "heap/maximum",
+    "load/bytes/received/15min",
+    "load/bytes/received/1min",
+    "load/bytes/received/5min",
+    "load/bytes/sent/15min",
+    "load/bytes/sent/1min",
+    "load/bytes/sent/5min",
+    "load/connections/15min",
+    "load/connections/1min",
+    "load/connections/5min",
+    "load/messages/received/15min",
+    "load/messages/received/1min",
+    "load/messages/received/5min",
+    "load/messages/sent/15min",
+    "load/messages/sent/1min",
+    "load/messages/sent/5min",
+    "load/publish/dropped/15min",
+    "load/publish/dropped/1min",
+    "load/publish/dropped/5min",
+    "load/publish/received/15min",
+    "load/publish/received/1min",
+    "load/publish/received/5min",
+    "load/publish/sent/15min",
+    "load/publish/sent/1min",
+    "load/publish/sent/5min",
+    "load/sockets/15min",
+    "load/sockets/1min",
+    "load/sockets/5min",
+    "messages/received",
+    "messages/sent",
+    "messages/stored",
+    "publish/bytes/received",
+    "publish/bytes/sent",
+    "publish/messages/dropped",
+    "publish/messages/received",
+    "publish/messages/sent",
+    "retained messages/count",
+    "shared_subscriptions/count",
+    "store/messages/bytes",
+    "store/messages/count",
+    "subscriptions/count",
+    "uptime",
+    "version",
+]
+
+
+def test_sys_topics_include_all_of_mosquittos(start_broker):
+    """Item 15: dashboards and scripts built on Mosquitto's $SYS topics find every one of them."""
+    b = start_broker("sys_interval 1\n")
+    sub = PahoClient(b, uid("sys")).connect()
+    sub.subscribe("$SYS/#", qos=0)
+    time.sleep(2.5)
+    seen = {m.topic for m in sub.collector.settle(0.5)}
+    missing = [t for t in MOSQUITTO_SYS_TOPICS if "$SYS/broker/" + t not in seen]
+    assert not missing, f"missing $SYS topics: {missing}"

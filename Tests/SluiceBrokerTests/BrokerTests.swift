@@ -1,3 +1,4 @@
+import Foundation
 import MQTTCore
 import Testing
 
@@ -616,5 +617,23 @@ func reason(_ text: String) -> Properties {
         tree.insert(filter: "caf\u{E9}", clientID: "c", subscription: Subscription(options: SubscriptionOptions(qos: .atMostOnce)))
         #expect(tree.match(topic: "cafe\u{301}").subscribers.isEmpty)
         #expect(tree.match(topic: "caf\u{E9}").subscribers.count == 1)
+    }
+}
+
+/// `$SYS/broker/load/...` (issue 16): Mosquitto's moving averages of per-minute rates.
+@Suite struct SystemLoadTests {
+    @Test func averagesFollowMosquittosFormula() throws {
+        var load = SystemLoad()
+        let first = load.update(seconds: 0, counters: ["messages/received": 0])
+        #expect(first.count == SystemLoad.names.count * 3)
+        #expect(first.allSatisfy { $0.value == "0.00" })
+        // 600 messages in 10 s is 3,600 a minute; after one interval the 1-minute average has moved
+        // (1 − e^(−10/60)) of the way there.
+        let values = Dictionary(
+            uniqueKeysWithValues: load.update(seconds: 10, counters: ["messages/received": 600]).map { ($0.topic, $0.value) }
+        )
+        #expect(values["load/messages/received/1min"] == String(format: "%.2f", 3600 * (1 - exp(-10.0 / 60))))
+        #expect(values["load/messages/received/15min"] == String(format: "%.2f", 3600 * (1 - exp(-10.0 / 900))))
+        #expect(values["load/bytes/sent/5min"] == "0.00")
     }
 }
