@@ -198,8 +198,17 @@ public final class GatewayService: Service, Sendable {
                 logger.info("store grew from \(from) to \(to) bytes")
             case .lowSpace(let low):
                 logger.log(level: low ? .warning : .info, low ? "store is nearly full" : "store has room again")
+            case .quarantined(let queue, let count, let reason):
+                // Once per damaged record: a record leaves the queue when it is quarantined.
+                logger.error(
+                    "damaged record(s) moved to the quarantine; the queue goes on (`sluice store quarantine` lists them)",
+                    metadata: ["bridge": "\(queue)", "count": "\(count)", "reason": "\(reason)"]
+                )
             }
         })
+        if store.startedFromEmptyFile {
+            logger.warning("the store file was empty (zero bytes): started a new, empty store", metadata: ["path": "\(path)"])
+        }
         logger.info("store opened", metadata: ["path": "\(path)"])
         return store
     }

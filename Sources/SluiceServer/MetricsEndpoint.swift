@@ -124,6 +124,12 @@ final class MetricsEndpoint: Sendable {
                     Int(stats.dropped.total + stats.rejected.total),
                     labels: labels
                 )
+                self.counter(
+                    "sluice_store_quarantined_total",
+                    "Damaged queue records moved to the quarantine (sluice store quarantine lists them)",
+                    Int(stats.quarantined),
+                    labels: [("queue", bridge.name)]
+                )
             }
         }
     }

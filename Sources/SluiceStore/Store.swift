@@ -49,9 +49,13 @@ public final class Store: Sendable {
 
     /// The file path of the LMDB environment (a single file, `MDB_NOSUBDIR`; LMDB adds `PATH-lock`).
     public let path: String
-    private let environment: LMDBEnvironment
-    private let dbs: Databases
+    let environment: LMDBEnvironment
+    let dbs: Databases
     private let writer: Writer
+    /// Opened with `readOnly`: every write fails with `.closed`, damaged records are skipped, not moved.
+    public let readOnly: Bool
+    /// The file existed with zero length and was initialised as a new store: the caller should warn.
+    public var startedFromEmptyFile: Bool { environment.verdict == .empty }
 
     /// Opens or creates the store at `path`.
     ///
@@ -70,27 +74,42 @@ public final class Store: Sendable {
         maxBatchBytes: Int = 32 << 20,
         lazyDelay: Duration = .milliseconds(2),
         clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
+        readOnly: Bool = false,
         onEvent: (@Sendable (StoreEvent) -> Void)? = nil
     ) throws(StoreError) {
         self.path = path
-        let environment = try LMDBEnvironment.shared(path: path, mapSize: initialMapSize, maxMapSize: maxMapSize)
+        self.readOnly = readOnly
+        let environment = try LMDBEnvironment.shared(
+            path: path,
+            mapSize: initialMapSize,
+            maxMapSize: maxMapSize,
+            readOnly: readOnly
+        )
         do {
-            let dbs = try environment.write { txn throws(StoreError) -> Databases in
-                func open(_ name: String) throws(StoreError) -> LMDBDatabase {
+            let body = { (txn: Transaction) throws(StoreError) -> Databases in
+                func open(_ name: String, required: Bool = true) throws(StoreError) -> LMDBDatabase? {
                     var dbi: MDB_dbi = 0
-                    try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name))")
+                    let rc = mdb_dbi_open(txn.txn, name, readOnly ? 0 : UInt32(MDB_CREATE), &dbi)
+                    if rc == MDB_NOTFOUND && readOnly && !required { return nil }
+                    try check(rc, "mdb_dbi_open(\(name))")
                     return LMDBDatabase(dbi: dbi)
                 }
-                let dbs = Databases(meta: try open("meta"), queues: try open("queues"), tables: try open("tables"))
+                let dbs = Databases(
+                    meta: try open("meta")!,
+                    queues: try open("queues")!,
+                    tables: try open("tables")!,
+                    quarantine: try open("quarantine", required: false)
+                )
                 if let format = try txn.get(dbs.meta, Keys.format) {
                     guard format == [Store.formatVersion] else {
                         throw StoreError.corrupt("\(path) has store format \(format), this build reads [1]")
                     }
-                } else {
+                } else if !readOnly {
                     try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
                 }
                 return dbs
             }
+            let dbs = readOnly ? try environment.readCommitted(body) : try environment.write(body)
             self.environment = environment
             self.dbs = dbs
             self.writer = Writer(
@@ -105,7 +124,11 @@ public final class Store: Sendable {
             environment.release()
             throw error
         }
-        writer.start()
+        if readOnly {
+            writer.close()
+        } else {
+            writer.start()
+        }
     }
 
     deinit {
@@ -180,22 +203,26 @@ public final class Store: Sendable {
         }
         let prefix = Keys.queuePrefix(queue)
         let dbs = self.dbs
-        return try environment.read { txn throws(StoreError) in
+        var damaged: [UInt64] = []
+        let messages = try environment.read { txn throws(StoreError) in
             try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
                 var out: [StoredMessage] = []
                 var entry = try cursor.seek(atLeast: Keys.queueKey(prefix, start))
                 while out.count < limit, let current = entry, current.key.hasPrefix(prefix) {
                     let seq = current.key.trailingSequence
-                    do throws(StoreError) {
-                        out.append(StoredMessage(seq: seq, message: try RecordCodec.decode(current.value)))
-                    } catch {
-                        throw StoreError.corrupt("queue \(queue) seq \(seq): \(error.message)")
+                    if current.key.count == prefix.count + 8, let message = try? RecordCodec.decode(current.value) {
+                        out.append(StoredMessage(seq: seq, message: message))
+                    } else {
+                        // Damaged: skipped so the queue moves on; moved to the quarantine below.
+                        damaged.append(seq)
                     }
                     entry = try cursor.next()
                 }
                 return out
             }
         }
+        if !damaged.isEmpty && !readOnly { quarantine(queue: queue, seqs: damaged) }
+        return messages
     }
 
     /// Removes the given sequence numbers (after the central broker's PUBACK). Unknown ones are ignored, so
@@ -265,7 +292,8 @@ public final class Store: Sendable {
                 oldestEnqueuedAt: try txn.oldestEnqueuedAt(queue, dbs),
                 nextSeq: meta.nextSeq,
                 dropped: meta.dropped,
-                rejected: meta.rejected
+                rejected: meta.rejected,
+                quarantined: try txn.quarantinedTotal(queue, dbs)
             )
         }
     }
@@ -429,6 +457,8 @@ public final class Store: Sendable {
         writer.submit(operation)
     }
 
+    func submitOperation(_ operation: PendingWrite) { writer.submit(operation) }
+
     private func awaitResult<R: Sendable>(
         _ submit: (@escaping @Sendable (Result<R, StoreError>) -> Void) -> Void
     ) async throws(StoreError) -> R {
@@ -460,6 +490,8 @@ public enum StoreEvent: Sendable, Hashable {
     case mapGrew(from: Int, to: Int)
     /// The map is at its ceiling and free pages fell to the reserve (true) or recovered (false).
     case lowSpace(Bool)
+    /// Damaged records (checksum mismatch, undecodable) moved from `queue` to its quarantine.
+    case quarantined(queue: String, count: UInt64, reason: String)
 }
 
 // MARK: - The writer thread

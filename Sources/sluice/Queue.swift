@@ -15,7 +15,7 @@ struct Queue: ParsableCommand {
         @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf (the store lives under persistence_location).")
         var config: String = "/etc/sluice/gateway.conf"
 
-        func open() throws -> (GatewayConfig, Store) {
+        func open(readOnly: Bool = true) throws -> (GatewayConfig, Store) {
             let gatewayConfig: GatewayConfig
             do {
                 gatewayConfig = try GatewayConfig.load(path: config)
@@ -27,9 +27,10 @@ struct Queue: ParsableCommand {
                 throw failure("no store at \(path) (has the gateway run with this configuration?)")
             }
             do {
-                return (gatewayConfig, try Store(path: path, maxMapSize: gatewayConfig.storeMapSizeMax))
+                // Read-only (MDB_RDONLY) for stats and peek: works beside a running gateway, writes nothing.
+                return (gatewayConfig, try Store(path: path, maxMapSize: gatewayConfig.storeMapSizeMax, readOnly: readOnly))
             } catch {
-                throw failure("cannot open \(path): \(error)")
+                throw failure("cannot open \(path): \(error.message)")
             }
         }
     }
@@ -50,6 +51,7 @@ struct Queue: ParsableCommand {
                 print(
                     "\(name): depth=\(stats.depth) bytes=\(stats.bytes) oldest_age=\(age) next_seq=\(stats.nextSeq)"
                         + " dropped=\(describe(stats.dropped)) rejected=\(describe(stats.rejected))"
+                        + " quarantined=\(stats.quarantined)"
                 )
             }
         }
@@ -88,7 +90,7 @@ struct Queue: ParsableCommand {
 
         func run() throws {
             guard yes else { throw failure("purging deletes queued messages for good: add --yes to confirm") }
-            let (_, store) = try options.open()
+            let (_, store) = try options.open(readOnly: false)
             defer { store.close() }
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var outcome: Result<Int, StoreError> = .success(0)

@@ -30,6 +30,7 @@ struct Run: AsyncParsableCommand {
         if config == nil {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
         }
+        let storeLock = try StoreGuard.prepare(gatewayConfig, logger: logger)
         let gateway = GatewayService(config: gatewayConfig, configPath: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
@@ -39,6 +40,7 @@ struct Run: AsyncParsableCommand {
             )
         )
         try await group.run()
+        withExtendedLifetime(storeLock) {}  // held until the gateway has stopped
     }
 }
 

@@ -1,0 +1,247 @@
+// `sluice store check` and `sluice store salvage`: walk every record of every database, read-only.
+//
+// The walk relies on LMDB's own checks for the tree (MDB_CORRUPTED for a page of the wrong kind,
+// MDB_PAGE_NOTFOUND for a page number past the end) and on the record checksums for the contents. When
+// LMDB stops a walk with an error, the walk starts a new transaction just past the last good key, so one
+// broken page costs the records it held, not the rest of the table. Damage LMDB does not check (a node
+// offset pointing outside its page) can still crash the reading process: the CLI therefore runs the walk
+// in a child process and reports a crash as damage (see Sources/sluice/StoreCommand.swift).
+
+import CLMDB
+
+/// What a walk of one part of the store found.
+public struct StoreTableReport: Sendable, Hashable {
+    /// "meta", "queue NAME", "table NAME", "quarantine".
+    public var name: String
+    public var records = 0
+    public var damaged = 0
+    /// Up to 20 descriptions of what was wrong.
+    public var problems: [String] = []
+
+    mutating func note(_ problem: String) {
+        if problems.count < 20 { problems.append(problem) }
+    }
+}
+
+public struct StoreReport: Sendable, Hashable {
+    public var tables: [StoreTableReport] = []
+    /// Records held in the quarantine (already contained: not counted as damage).
+    public var quarantined = 0
+    /// True when no live record is damaged and every tree walked to its end.
+    public var isClean: Bool { tables.allSatisfy { $0.damaged == 0 && $0.problems.isEmpty } }
+}
+
+/// Where a walk is: the tables seen so far, keyed by name, in order of first appearance.
+private struct Tally {
+    var order: [String] = []
+    var tables: [String: StoreTableReport] = [:]
+
+    mutating func update(_ name: String, _ change: (inout StoreTableReport) -> Void) {
+        if tables[name] == nil {
+            order.append(name)
+            tables[name] = StoreTableReport(name: name)
+        }
+        change(&tables[name]!)
+    }
+
+    var reports: [StoreTableReport] { order.map { tables[$0]! } }
+}
+
+extension Store {
+    /// Visits every entry of `db` in key order; on an LMDB error, notes it and resumes just past the last
+    /// key read (a new read transaction). Returns the errors met.
+    func walk(
+        _ db: LMDBDatabase,
+        _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
+    ) -> [String] {
+        var errors: [String] = []
+        var resumeAfter: [UInt8]? = nil
+        var finished = false
+        var attempts = 0
+        while !finished && attempts < 1000 {
+            attempts += 1
+            do throws(StoreError) {
+                try environment.read { txn throws(StoreError) in
+                    var stat = MDB_stat()
+                    _ = mdb_stat(txn.txn, db.dbi, &stat)
+                    try txn.withCursor(db) { cursor throws(StoreError) in
+                        var entry: Cursor.Entry?
+                        if let after = resumeAfter {
+                            entry = try cursor.seek(atLeast: after + [0])
+                        } else {
+                            entry = try cursor.first()
+                        }
+                        while let current = entry {
+                            visit(current.key, current.value)
+                            resumeAfter = Array(current.key)
+                            entry = try cursor.next()
+                        }
+                    }
+                }
+                finished = true
+            } catch {
+                let position = resumeAfter.map { "after key \(hex($0))" } ?? "at the start"
+                if let last = errors.last, last.hasPrefix(position) {
+                    // Stuck at the same place: skip ahead one key byte and stop if that fails too.
+                    guard var key = resumeAfter, !key.isEmpty else { break }
+                    while let lastByte = key.last, lastByte == 0xFF { key.removeLast() }
+                    guard !key.isEmpty else { break }
+                    key[key.count - 1] += 1
+                    resumeAfter = key
+                }
+                errors.append("\(position): \(error.message)")
+            }
+        }
+        return errors
+    }
+
+    /// Reads every record of every database and reports what it found. Read-only; safe beside a gateway.
+    public func verify() -> StoreReport {
+        var tally = Tally()
+        let dbs = self.dbs
+        let metaErrors = walk(dbs.meta) { key, value in
+            tally.update("meta") { report in
+                report.records += 1
+                if key.hasPrefix(Keys.metaPrefix), (try? QueueMeta.decode(value)) == nil {
+                    report.damaged += 1
+                    report.note("queue metadata \(String(decoding: key, as: UTF8.self)) is damaged (rebuilt on next write)")
+                }
+            }
+        }
+        tally.update("meta") { $0.problems += metaErrors }
+        let queueErrors = walk(dbs.queues) { key, value in
+            guard let nameLength = key.first, Int(nameLength) >= 1, key.count == 1 + Int(nameLength) + 8 else {
+                tally.update("queues") { report in
+                    report.damaged += 1
+                    report.note("a key of \(key.count) bytes that names no queue: \(hex(Array(key.prefix(32))))")
+                }
+                return
+            }
+            let name = String(decoding: key[1..<1 + Int(nameLength)], as: UTF8.self)
+            tally.update("queue \(name)") { report in
+                report.records += 1
+                do throws(StoreError) {
+                    _ = try RecordCodec.decode(value)
+                } catch {
+                    report.damaged += 1
+                    report.note("seq \(key.trailingSequence): \(error.message)")
+                }
+            }
+        }
+        if !queueErrors.isEmpty { tally.update("queues") { $0.problems += queueErrors } }
+        let tableErrors = walk(dbs.tables) { key, value in
+            let nameLength = Int(key.first ?? 0)
+            let name = key.count > nameLength ? String(decoding: key[1..<1 + nameLength], as: UTF8.self) : "?"
+            // The values are the broker's own encodings, without a checksum: reading them touches every page.
+            _ = CRC32C.checksum(value)
+            tally.update("table \(name)") { $0.records += 1 }
+        }
+        if !tableErrors.isEmpty { tally.update("tables") { $0.problems += tableErrors } }
+        var report = StoreReport()
+        if let quarantine = dbs.quarantine {
+            let errors = walk(quarantine) { key, _ in
+                if key.first != 0 { report.quarantined += 1 }
+            }
+            if !errors.isEmpty { tally.update("quarantine") { $0.problems += errors } }
+        }
+        report.tables = tally.reports
+        return report
+    }
+
+    /// Copies every readable record of this store into a new store at `path` (which must not exist or be
+    /// empty): queue records that decode keep their sequence numbers, damaged ones go to the new store's
+    /// quarantine, table entries and the quarantine are copied as they are, queue counters are rebuilt.
+    public func salvage(to path: String) throws(StoreError) -> StoreReport {
+        let destination = try Store(path: path, initialMapSize: max(64 << 20, mapSize), maxMapSize: max(1 << 30, mapSize * 2))
+        defer { destination.close() }
+        var tally = Tally()
+        var entries: [(db: LMDBDatabase, key: [UInt8], value: [UInt8])] = []
+        var metas: [String: QueueMeta] = [:]
+        var oldMetas: [String: QueueMeta] = [:]
+        let dbs = self.dbs
+        let to = destination.dbs
+        let now = Store.wallClockMilliseconds()
+        let metaErrors = walk(dbs.meta) { key, value in
+            if key.hasPrefix(Keys.metaPrefix), let meta = try? QueueMeta.decode(value) {
+                oldMetas[String(decoding: key[Keys.metaPrefix.count...], as: UTF8.self)] = meta
+            }
+        }
+        tally.update("meta") { $0.problems += metaErrors }
+        let queueErrors = walk(dbs.queues) { key, value in
+            guard let nameLength = key.first, Int(nameLength) >= 1, key.count == 1 + Int(nameLength) + 8 else {
+                tally.update("queues") { report in
+                    report.damaged += 1
+                    report.note("lost a key of \(key.count) bytes that names no queue")
+                }
+                return
+            }
+            let name = String(decoding: key[1..<1 + Int(nameLength)], as: UTF8.self)
+            tally.update("queue \(name)") { report in
+                do throws(StoreError) {
+                    _ = try RecordCodec.decode(value)
+                    report.records += 1
+                    entries.append((to.queues, Array(key), Array(value)))
+                    var meta = metas[name] ?? QueueMeta()
+                    meta.count += 1
+                    meta.bytes += UInt64(value.count)
+                    meta.nextSeq = max(meta.nextSeq, key.trailingSequence + 1)
+                    metas[name] = meta
+                } catch {
+                    report.damaged += 1
+                    report.note("seq \(key.trailingSequence) moved to the quarantine: \(error.message)")
+                    entries.append((to.quarantine!, Array(key), QuarantineCodec.encode(at: now, reason: error.message, bytes: Array(value))))
+                    metas[name] = metas[name] ?? QueueMeta()
+                }
+            }
+        }
+        if !queueErrors.isEmpty { tally.update("queues") { $0.problems += queueErrors.map { "lost records \($0)" } } }
+        let tableErrors = walk(dbs.tables) { key, value in
+            let nameLength = Int(key.first ?? 0)
+            let name = key.count > nameLength ? String(decoding: key[1..<1 + nameLength], as: UTF8.self) : "?"
+            entries.append((to.tables, Array(key), Array(value)))
+            tally.update("table \(name)") { $0.records += 1 }
+        }
+        if !tableErrors.isEmpty { tally.update("tables") { $0.problems += tableErrors.map { "lost entries \($0)" } } }
+        var quarantined = 0
+        if let quarantine = dbs.quarantine {
+            let errors = walk(quarantine) { key, value in
+                if key.first != 0 { quarantined += 1 }
+                entries.append((to.quarantine!, Array(key), Array(value)))
+            }
+            if !errors.isEmpty { tally.update("quarantine") { $0.problems += errors } }
+        }
+        let finalMetas = metas
+        let copied = entries
+        try destination.environment.write { txn throws(StoreError) in
+            for entry in copied { try txn.put(entry.db, entry.key, entry.value) }
+            for (name, var meta) in finalMetas {
+                if let old = oldMetas[name] {
+                    meta.nextSeq = max(meta.nextSeq, old.nextSeq)
+                    meta.dropped = old.dropped
+                    meta.rejected = old.rejected
+                }
+                try txn.put(to.meta, Keys.metaKey(name), meta.encode())
+            }
+            // Records moved to the quarantine by this salvage count like any other quarantined record.
+            var added: [String: UInt64] = [:]
+            for report in tally.reports where report.name.hasPrefix("queue ") && report.damaged > 0 {
+                added[String(report.name.dropFirst(6))] = UInt64(report.damaged)
+            }
+            for (name, count) in added {
+                var total = try txn.quarantinedTotal(name, to)
+                total += count
+                var encoded: [UInt8] = []
+                encoded.appendBigEndian(total)
+                try txn.put(to.quarantine!, QuarantineCodec.totalKey(name), encoded)
+            }
+        }
+        var report = StoreReport()
+        report.tables = tally.reports
+        report.quarantined = quarantined
+        return report
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+}
