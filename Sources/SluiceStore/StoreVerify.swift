@@ -148,72 +148,78 @@ extension Store {
         return report
     }
 
-    /// Copies every readable record of this store into a new store at `path` (which must not exist or be
-    /// empty): queue records that decode keep their sequence numbers, damaged ones go to the new store's
-    /// quarantine, table entries and the quarantine are copied as they are, queue counters are rebuilt.
-    public func salvage(to path: String) throws(StoreError) -> StoreReport {
-        let destination = try Store(path: path, initialMapSize: max(64 << 20, mapSize), maxMapSize: max(1 << 30, mapSize * 2))
-        defer { destination.close() }
+    /// Copies every readable record of the store file at `source` into a new store at `path` (which must
+    /// not exist or be empty), reading the source with `PageWalk` (plain `pread`, every page checked), so
+    /// broken pages cost their own records and never crash the salvage: queue records that decode keep
+    /// their sequence numbers, damaged ones go to the new store's quarantine, table entries and the
+    /// quarantine are copied as they are, queue counters are rebuilt.
+    public static func salvage(from source: String, to path: String) throws(StoreError) -> StoreReport {
         var tally = Tally()
-        var entries: [(db: LMDBDatabase, key: [UInt8], value: [UInt8])] = []
-        var metas: [String: QueueMeta] = [:]
-        var oldMetas: [String: QueueMeta] = [:]
-        let dbs = self.dbs
+        var entries: [(db: String, key: [UInt8], value: [UInt8])] = []
+        let walk = try PageWalk.stableWalk(path: source) { entries.append(($0, $1, $2)) }
+        if !walk.problems.isEmpty { tally.update("pages") { $0.problems = walk.problems.map { "lost records of \($0)" } } }
+        var size = 64 << 20
+        if case .valid(let meta, _) = try StoreFileCheck.inspect(path: source) { size = max(size, Int(meta.requiredSize) * 2) }
+        let destination = try Store(path: path, initialMapSize: size, maxMapSize: max(1 << 30, size * 2))
+        defer { destination.close() }
         let to = destination.dbs
         let now = Store.wallClockMilliseconds()
-        let metaErrors = walk(dbs.meta) { key, value in
-            if key.hasPrefix(Keys.metaPrefix), let meta = try? QueueMeta.decode(value) {
-                oldMetas[String(decoding: key[Keys.metaPrefix.count...], as: UTF8.self)] = meta
-            }
-        }
-        tally.update("meta") { $0.problems += metaErrors }
-        let queueErrors = walk(dbs.queues) { key, value in
-            guard let nameLength = key.first, Int(nameLength) >= 1, key.count == 1 + Int(nameLength) + 8 else {
-                tally.update("queues") { report in
-                    report.damaged += 1
-                    report.note("lost a key of \(key.count) bytes that names no queue")
-                }
-                return
-            }
-            let name = String(decoding: key[1..<1 + Int(nameLength)], as: UTF8.self)
-            tally.update("queue \(name)") { report in
-                do throws(StoreError) {
-                    _ = try RecordCodec.decode(value)
-                    report.records += 1
-                    entries.append((to.queues, Array(key), Array(value)))
-                    var meta = metas[name] ?? QueueMeta()
-                    meta.count += 1
-                    meta.bytes += UInt64(value.count)
-                    meta.nextSeq = max(meta.nextSeq, key.trailingSequence + 1)
-                    metas[name] = meta
-                } catch {
-                    report.damaged += 1
-                    report.note("seq \(key.trailingSequence) moved to the quarantine: \(error.message)")
-                    entries.append((to.quarantine!, Array(key), QuarantineCodec.encode(at: now, reason: error.message, bytes: Array(value))))
-                    metas[name] = metas[name] ?? QueueMeta()
-                }
-            }
-        }
-        if !queueErrors.isEmpty { tally.update("queues") { $0.problems += queueErrors.map { "lost records \($0)" } } }
-        let tableErrors = walk(dbs.tables) { key, value in
-            let nameLength = Int(key.first ?? 0)
-            let name = key.count > nameLength ? String(decoding: key[1..<1 + nameLength], as: UTF8.self) : "?"
-            entries.append((to.tables, Array(key), Array(value)))
-            tally.update("table \(name)") { $0.records += 1 }
-        }
-        if !tableErrors.isEmpty { tally.update("tables") { $0.problems += tableErrors.map { "lost entries \($0)" } } }
+        var metas: [String: QueueMeta] = [:]
+        var oldMetas: [String: QueueMeta] = [:]
         var quarantined = 0
-        if let quarantine = dbs.quarantine {
-            let errors = walk(quarantine) { key, value in
-                if key.first != 0 { quarantined += 1 }
-                entries.append((to.quarantine!, Array(key), Array(value)))
+        var puts: [(LMDBDatabase, [UInt8], [UInt8])] = []
+        for entry in entries {
+            switch entry.db {
+            case "meta":
+                if entry.key.starts(with: Keys.metaPrefix) {
+                    let decoded = entry.value.withUnsafeBytes { try? QueueMeta.decode($0) }
+                    if let decoded { oldMetas[String(decoding: entry.key.dropFirst(Keys.metaPrefix.count), as: UTF8.self)] = decoded }
+                }
+            case "queues":
+                let key = entry.key
+                guard let nameLength = key.first, Int(nameLength) >= 1, key.count == 1 + Int(nameLength) + 8 else {
+                    tally.update("queues") { report in
+                        report.damaged += 1
+                        report.note("lost a key of \(key.count) bytes that names no queue")
+                    }
+                    continue
+                }
+                let name = String(decoding: key[1..<1 + Int(nameLength)], as: UTF8.self)
+                let seq = key.withUnsafeBytes { $0.trailingSequence }
+                var meta = metas[name] ?? QueueMeta()
+                meta.nextSeq = max(meta.nextSeq, seq + 1)
+                do throws(StoreError) {
+                    _ = try RecordCodec.decode(entry.value)
+                    puts.append((to.queues, key, entry.value))
+                    meta.count += 1
+                    meta.bytes += UInt64(entry.value.count)
+                    tally.update("queue \(name)") { $0.records += 1 }
+                } catch {
+                    puts.append((to.quarantine!, key, QuarantineCodec.encode(at: now, reason: error.message, bytes: entry.value)))
+                    tally.update("queue \(name)") { report in
+                        report.damaged += 1
+                        report.note("seq \(seq) moved to the quarantine: \(error.message)")
+                    }
+                }
+                metas[name] = meta
+            case "tables":
+                let nameLength = Int(entry.key.first ?? 0)
+                let name = entry.key.count > nameLength ? String(decoding: entry.key[1..<1 + nameLength], as: UTF8.self) : "?"
+                puts.append((to.tables, entry.key, entry.value))
+                tally.update("table \(name)") { $0.records += 1 }
+            case "quarantine":
+                if entry.key.first != 0 { quarantined += 1 }
+                puts.append((to.quarantine!, entry.key, entry.value))
+            default:
+                break
             }
-            if !errors.isEmpty { tally.update("quarantine") { $0.problems += errors } }
         }
+        let added = tally.reports.filter { $0.name.hasPrefix("queue ") && $0.damaged > 0 }
+            .map { (String($0.name.dropFirst(6)), UInt64($0.damaged)) }
         let finalMetas = metas
-        let copied = entries
+        let copied = puts
         try destination.environment.write { txn throws(StoreError) in
-            for entry in copied { try txn.put(entry.db, entry.key, entry.value) }
+            for (db, key, value) in copied { try txn.put(db, key, value) }
             for (name, var meta) in finalMetas {
                 if let old = oldMetas[name] {
                     meta.nextSeq = max(meta.nextSeq, old.nextSeq)
@@ -223,10 +229,6 @@ extension Store {
                 try txn.put(to.meta, Keys.metaKey(name), meta.encode())
             }
             // Records moved to the quarantine by this salvage count like any other quarantined record.
-            var added: [String: UInt64] = [:]
-            for report in tally.reports where report.name.hasPrefix("queue ") && report.damaged > 0 {
-                added[String(report.name.dropFirst(6))] = UInt64(report.damaged)
-            }
             for (name, count) in added {
                 var total = try txn.quarantinedTotal(name, to)
                 total += count

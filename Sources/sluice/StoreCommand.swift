@@ -58,6 +58,8 @@ struct StoreCommand: ParsableCommand {
             FileHandle.standardOutput.write(Data(outcome.output.utf8))
             FileHandle.standardError.write(Data(outcome.errors.utf8))
             switch outcome.status {
+            case .exited(StoreWalkChild.brokenPages):
+                throw ExitCode(1)
             case .exited(let code):
                 if code != 0 { throw ExitCode(code) }
             case .signalled(let signal):
@@ -78,6 +80,21 @@ struct StoreCommand: ParsableCommand {
         @OptionGroup var location: Location
 
         func run() throws {
+            // First the pages themselves, with plain reads: LMDB would crash on a broken node offset.
+            let (path, _) = try location.storePath()
+            let pages: PageWalk.Result
+            do {
+                pages = try PageWalk.stableWalk(path: path)
+            } catch {
+                throw failure(error.message, code: 2)
+            }
+            if !pages.problems.isEmpty {
+                print("\(path): DAMAGED: broken pages (\(pages.problems.count) problem(s) in \(pages.pages) pages read)")
+                for problem in pages.problems { print("    \(problem)") }
+                print("  LMDB cannot read this store safely: restore it from a backup, or copy what is readable with")
+                print("  `sluice store salvage --to NEWDIR` and point persistence_location there")
+                throw ExitCode(StoreWalkChild.brokenPages)
+            }
             let store = try location.openReadOnly()
             let report = store.verify()
             print("\(store.path): \(report.isClean ? "OK" : "DAMAGED")")
@@ -100,7 +117,8 @@ struct StoreCommand: ParsableCommand {
         @Option(name: .customLong("to"), help: "An empty or new directory for the new sluice.db.") var to: String
 
         func run() throws {
-            let source = try location.openReadOnly()
+            let (sourcePath, _) = try location.storePath()
+            guard FileManager.default.fileExists(atPath: sourcePath) else { throw failure("no store at \(sourcePath)", code: 2) }
             let target = (to as NSString).appendingPathComponent("sluice.db")
             if let size = (try? FileManager.default.attributesOfItem(atPath: target))?[.size] as? Int, size > 0 {
                 throw failure("\(target) exists: salvage writes into a new store only", code: 2)
@@ -112,11 +130,11 @@ struct StoreCommand: ParsableCommand {
             }
             let report: StoreReport
             do {
-                report = try source.salvage(to: target)
+                report = try Store.salvage(from: sourcePath, to: target)
             } catch {
                 throw failure("salvage into \(target) failed: \(error.message)", code: 2)
             }
-            print("salvaged \(source.path) into \(target)")
+            print("salvaged \(sourcePath) into \(target)")
             for table in report.tables {
                 let lost = table.damaged > 0 ? ", \(table.damaged) damaged (kept in the quarantine)" : ""
                 print("  \(table.name): \(table.records) copied\(lost)")
@@ -182,6 +200,9 @@ enum StoreWalkChild {
         case exited(Int32)
         case signalled(Int32)
     }
+
+    /// The walk's exit status for pages LMDB cannot read safely (records damaged only: 1).
+    static let brokenPages: Int32 = 3
 
     static func run(path: String) throws -> (status: Status, output: String, errors: String) {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))

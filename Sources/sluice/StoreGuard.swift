@@ -43,6 +43,11 @@ enum StoreGuard {
                     + "Restore it from a backup, or copy what can be read into a new store with "
                     + "`sluice store salvage --to NEWDIR` and point persistence_location there"
             )
+        case .exited(StoreWalkChild.brokenPages):
+            throw failure(
+                "the store \(path) is damaged: broken pages that LMDB cannot read safely:\n"
+                    + outcome.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            )
         case .exited(0):
             logger.info("store checked", metadata: ["path": "\(path)", "took": "\(ContinuousClock.now - started)"])
         case .exited(1):
