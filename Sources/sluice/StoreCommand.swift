@@ -78,6 +78,8 @@ struct StoreCommand: ParsableCommand {
             shouldDisplay: false
         )
         @OptionGroup var location: Location
+        @Flag(help: "Check the pages only (what `sluice run` does at start-up; damaged records are quarantined as read).")
+        var pagesOnly = false
 
         func run() throws {
             // First the pages themselves, with plain reads: LMDB would crash on a broken node offset.
@@ -94,6 +96,10 @@ struct StoreCommand: ParsableCommand {
                 print("  LMDB cannot read this store safely: restore it from a backup, or copy what is readable with")
                 print("  `sluice store salvage --to NEWDIR` and point persistence_location there")
                 throw ExitCode(StoreWalkChild.brokenPages)
+            }
+            if pagesOnly {
+                print("\(path): pages OK (\(pages.pages) pages read)")
+                return
             }
             let store = try location.openReadOnly()
             let report = store.verify()
@@ -204,12 +210,12 @@ enum StoreWalkChild {
     /// The walk's exit status for pages LMDB cannot read safely (records damaged only: 1).
     static let brokenPages: Int32 = 3
 
-    static func run(path: String) throws -> (status: Status, output: String, errors: String) {
+    static func run(path: String, pagesOnly: Bool = false) throws -> (status: Status, output: String, errors: String) {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["store", "walk", "--file", path]
+        process.arguments = ["store", "walk", "--file", path] + (pagesOnly ? ["--pages-only"] : [])
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash here is an expected verdict, not a bug report
         process.environment = environment
