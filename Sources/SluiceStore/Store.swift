@@ -33,7 +33,10 @@
 //
 // Record formats are versioned (a leading version byte; see `RecordCodec` and `QueueMeta`). The whole
 // store carries `"format" = 1` in `meta`; opening a file with another format fails with `.corruptRecord`
-// rather than misreading it. Decoding a damaged record throws, it never traps.
+// rather than misreading it. Decoding a damaged record throws, it never traps; queue records carry a
+// CRC32C, and `read` skips a record that fails it or does not decode and moves it to the quarantine
+// (Quarantine.swift). A file that is truncated or has no valid meta page is refused before LMDB maps
+// it (StoreFileCheck.swift).
 
 import CLMDB
 import Foundation

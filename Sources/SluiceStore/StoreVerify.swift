@@ -1,11 +1,14 @@
-// `sluice store check` and `sluice store salvage`: walk every record of every database, read-only.
+// `sluice store check` (`verify`) and `sluice store salvage` (`salvage`).
 //
-// The walk relies on LMDB's own checks for the tree (MDB_CORRUPTED for a page of the wrong kind,
-// MDB_PAGE_NOTFOUND for a page number past the end) and on the record checksums for the contents. When
-// LMDB stops a walk with an error, the walk starts a new transaction just past the last good key, so one
-// broken page costs the records it held, not the rest of the table. Damage LMDB does not check (a node
-// offset pointing outside its page) can still crash the reading process: the CLI therefore runs the walk
-// in a child process and reports a crash as damage (see Sources/sluice/StoreCommand.swift).
+// `verify` walks every record of every database through LMDB, read-only, decoding and checksumming the
+// queue records. It relies on LMDB's own checks for the tree (MDB_CORRUPTED for a page of the wrong
+// kind, MDB_PAGE_NOTFOUND for a page number past the end); when LMDB stops a walk with an error, the
+// walk starts a new transaction just past the last good key, so one broken page costs the records it
+// held, not the rest of the table. Damage LMDB does not check (a node offset pointing outside its page)
+// would crash the reader: the CLI runs `PageWalk` first and this walk only on sound pages, both in a
+// child process (Sources/sluice/StoreCommand.swift).
+//
+// `salvage` never opens the damaged store with LMDB: it copies what `PageWalk` reads from sound pages.
 
 import CLMDB
 
@@ -62,8 +65,6 @@ extension Store {
             attempts += 1
             do throws(StoreError) {
                 try environment.read { txn throws(StoreError) in
-                    var stat = MDB_stat()
-                    _ = mdb_stat(txn.txn, db.dbi, &stat)
                     try txn.withCursor(db) { cursor throws(StoreError) in
                         var entry: Cursor.Entry?
                         if let after = resumeAfter {
