@@ -86,20 +86,24 @@ extension WriteContext {
         try keep(prefix: prefix, key: key, value: value, meta: &meta, reason: reason)
     }
 
-    /// Moves the given records of `queue` to the quarantine if they are still there and still damaged.
-    func quarantine(_ queue: String, _ seqs: [UInt64]) throws(StoreError) -> Int {
+    /// Moves the given records (by their keys) of `queue` to the quarantine if they are still there and
+    /// still damaged.
+    func quarantine(_ queue: String, keys: [[UInt8]]) throws(StoreError) -> Int {
         var meta = try meta(queue)
         let prefix = Keys.queuePrefix(queue)
         var moved = 0
-        for seq in seqs {
-            let key = Keys.queueKey(prefix, seq)
+        for key in keys where key.starts(with: prefix) {
             guard let value = try txn.get(dbs.queues, key) else { continue }
             let reason: String
-            do {
-                _ = try RecordCodec.decode(value)
-                continue  // decodes now: not ours to move
-            } catch {
-                reason = error.message
+            if key.count != prefix.count + 8 {
+                reason = "damaged key (\(key.count - prefix.count) bytes of sequence number)"
+            } else {
+                do {
+                    _ = try RecordCodec.decode(value)
+                    continue  // decodes now: not ours to move
+                } catch {
+                    reason = error.message
+                }
             }
             try txn.delete(dbs.queues, key)
             try keep(prefix: prefix, key: key, value: value, meta: &meta, reason: reason)
@@ -137,9 +141,9 @@ extension WriteContext {
 extension Store {
     /// Moves damaged records of `queue` aside (submitted by `read` when it skipped them). Best effort: a
     /// failure leaves them where they are, and the next read skips them again.
-    func quarantine(queue: String, seqs: [UInt64]) {
+    func quarantine(queue: String, keys: [[UInt8]]) {
         let operation = WriteOperation<Int>(weight: 0, completion: { _ in }) { context throws(StoreError) in
-            try context.quarantine(queue, seqs)
+            try context.quarantine(queue, keys: keys)
         }
         submitOperation(operation)
     }
@@ -156,9 +160,10 @@ extension Store {
                 while let current = entry, current.key.hasPrefix(prefix) {
                     let key = current.key
                     let nameLength = Int(key[0])
-                    if nameLength > 0, key.count == 1 + nameLength + 8 {
+                    if nameLength > 0, key.count >= 1 + nameLength {
                         let name = String(decoding: key[1..<1 + nameLength], as: UTF8.self)
-                        out.append(QuarantineCodec.decode(queue: name, seq: key.trailingSequence, current.value))
+                        let seq = key.count == 1 + nameLength + 8 ? key.trailingSequence : 0  // 0: a bent key
+                        out.append(QuarantineCodec.decode(queue: name, seq: seq, current.value))
                     }
                     entry = try cursor.next()
                 }

@@ -206,7 +206,7 @@ public final class Store: Sendable {
         }
         let prefix = Keys.queuePrefix(queue)
         let dbs = self.dbs
-        var damaged: [UInt64] = []
+        var damaged: [[UInt8]] = []
         let messages = try environment.read { txn throws(StoreError) in
             try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
                 var out: [StoredMessage] = []
@@ -216,15 +216,16 @@ public final class Store: Sendable {
                     if current.key.count == prefix.count + 8, let message = try? RecordCodec.decode(current.value) {
                         out.append(StoredMessage(seq: seq, message: message))
                     } else {
-                        // Damaged: skipped so the queue moves on; moved to the quarantine below.
-                        damaged.append(seq)
+                        // Damaged: skipped so the queue moves on; moved to the quarantine below (by key: a
+                        // bent key, not 8 bytes of sequence number, must move too or every read would meet it).
+                        damaged.append(Array(current.key))
                     }
                     entry = try cursor.next()
                 }
                 return out
             }
         }
-        if !damaged.isEmpty && !readOnly { quarantine(queue: queue, seqs: damaged) }
+        if !damaged.isEmpty && !readOnly { quarantine(queue: queue, keys: damaged) }
         return messages
     }
 

@@ -90,6 +90,26 @@ private final class QuarantineEventLog: @unchecked Sendable {
         #expect(try store.read(queue: "q", after: nil, limit: 2).map(\.seq) == [1, 3])
     }
 
+    @Test func recordUnderABentKeyIsQuarantinedOnce() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath)
+        defer { store.close() }
+        _ = try await store.append(queue: "q", messages: (1...2).map { message($0) }, limits: .unlimited)
+        let queues = try store.environment.openDatabase("queues")
+        let bent = Keys.queuePrefix("q") + [0, 0, 0, 0, 0, 1]  // 6 bytes of sequence number, not 8
+        try store.environment.write { txn throws(StoreError) in
+            try txn.put(queues, bent, RecordCodec.encode(message(9)))
+        }
+        #expect(try store.read(queue: "q", after: nil, limit: 10).map(\.seq) == [1, 2])
+        _ = try await store.remove(queue: "q", seqs: [])
+        #expect(try store.stats(queue: "q").quarantined == 1)
+        #expect(try store.quarantined(queue: "q").map(\.reason) == ["damaged key (6 bytes of sequence number)"])
+        let transactions = store.transactionsCommitted
+        #expect(try store.read(queue: "q", after: nil, limit: 10).map(\.seq) == [1, 2])
+        #expect(store.transactionsCommitted == transactions)  // nothing left to move: no write per read
+    }
+
     @Test func damagedHeadDoesNotStopAppendsWithAMaxAge() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
