@@ -43,7 +43,8 @@ public enum PageWalk {
         // The newer meta's main database root: re-read it from the meta page that carries that transaction.
         var mainRoot = invalidPage
         for page in 0..<2 {
-            guard let bytes = read(fd, UInt64(page * pageSize), 152), load(bytes, 144, UInt64.self) == meta.transactionID
+            guard let bytes = read(fd, UInt64(page * pageSize), 152),
+                load(bytes, 144, UInt64.self) == meta.transactionID
             else { continue }
             mainRoot = load(bytes, 88 + 40, UInt64.self)
         }
@@ -59,9 +60,13 @@ public enum PageWalk {
             guard root != invalidPage else { return }
             var stack: [(pgno: UInt64, depth: Int)] = [(root, 0)]
             while let (pgno, depth) = stack.popLast() {
-                func problem(_ text: String) { if result.problems.count < 50 { result.problems.append("\(name): page \(pgno): \(text)") } }
+                func problem(_ text: String) {
+                    if result.problems.count < 50 { result.problems.append("\(name): page \(pgno): \(text)") }
+                }
                 guard depth < 32 else { problem("tree deeper than 32 levels (a loop?)"); continue }
-                guard visited.insert(pgno).inserted else { problem("reached twice (a loop or a shared page)"); continue }
+                guard visited.insert(pgno).inserted else {
+                    problem("reached twice (a loop or a shared page)"); continue
+                }
                 guard let page = readPage(pgno), page.count == pageSize else {
                     problem("page number outside the file (last page \(meta.lastPage))")
                     continue
@@ -114,7 +119,9 @@ public enum PageWalk {
                     let dataSize = Int(lo | hi << 16)
                     if nodeFlags & 0x01 != 0 {
                         // On overflow pages.
-                        guard dataStart + 8 <= pageSize else { problem("node \(index): overflow reference runs past the page"); sound = false; break }
+                        guard dataStart + 8 <= pageSize else {
+                            problem("node \(index): overflow reference runs past the page"); sound = false; break
+                        }
                         let first = load(page, dataStart, UInt64.self)
                         guard let head = readPage(first), load(head, 0, UInt64.self) == first,
                             load(head, 10, UInt16.self) & overflow != 0
@@ -124,12 +131,17 @@ public enum PageWalk {
                             break
                         }
                         let pages = UInt64(load(head, 12, UInt32.self))
-                        guard pages >= 1, first + pages - 1 <= meta.lastPage, dataSize <= Int(pages) * pageSize - header else {
-                            problem("node \(index): \(dataSize) bytes on \(pages) overflow page(s) from \(first) do not fit")
+                        guard pages >= 1, first + pages - 1 <= meta.lastPage, dataSize <= Int(pages) * pageSize - header
+                        else {
+                            problem(
+                                "node \(index): \(dataSize) bytes on \(pages) overflow page(s) from \(first) do not fit"
+                            )
                             sound = false
                             break
                         }
-                        guard let data = read(fd, first * UInt64(pageSize) + UInt64(header), dataSize), data.count == dataSize else {
+                        guard let data = read(fd, first * UInt64(pageSize) + UInt64(header), dataSize),
+                            data.count == dataSize
+                        else {
                             problem("node \(index): overflow data unreadable")
                             sound = false
                             break
@@ -163,7 +175,11 @@ public enum PageWalk {
 
     /// Walks until two consecutive metas agree (a gateway committing meanwhile may reuse pages the walk
     /// was reading): up to `attempts` times; the last result otherwise.
-    public static func stableWalk(path: String, attempts: Int = 5, visit: (String, [UInt8], [UInt8]) -> Void = { _, _, _ in })
+    public static func stableWalk(
+        path: String,
+        attempts: Int = 5,
+        visit: (String, [UInt8], [UInt8]) -> Void = { _, _, _ in }
+    )
         throws(StoreError) -> Result
     {
         var last = Result()

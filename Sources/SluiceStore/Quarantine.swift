@@ -45,7 +45,13 @@ enum QuarantineCodec {
             let low = reader.readByte(), Int(high) << 8 | Int(low) <= reader.remaining
         else {
             // The quarantine entry is itself damaged: hand back its raw bytes rather than nothing.
-            return QuarantinedRecord(queue: queue, seq: seq, quarantinedAt: 0, reason: "damaged quarantine entry", bytes: Array(value))
+            return QuarantinedRecord(
+                queue: queue,
+                seq: seq,
+                quarantinedAt: 0,
+                reason: "damaged quarantine entry",
+                bytes: Array(value)
+            )
         }
         let length = Int(high) << 8 | Int(low)
         let reason = String(decoding: value[reader.index..<reader.index + length], as: UTF8.self)

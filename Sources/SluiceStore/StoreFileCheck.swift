@@ -49,11 +49,15 @@ public enum StoreFileCheck {
         guard fstat(fd, &info) == 0 else { throw StoreError(lmdb: errno, "fstat(\(path))") }
         let fileSize = UInt64(max(0, info.st_size))
         if fileSize == 0 { return .empty }
-        return try inspect(read: { offset, count in
-            var buffer = [UInt8](repeating: 0, count: count)
-            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
-            return got < 0 ? nil : Array(buffer.prefix(got))
-        }, fileSize: fileSize, path: path)
+        return try inspect(
+            read: { offset, count in
+                var buffer = [UInt8](repeating: 0, count: count)
+                let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+                return got < 0 ? nil : Array(buffer.prefix(got))
+            },
+            fileSize: fileSize,
+            path: path
+        )
     }
 
     /// The pure part of `inspect`: `read(offset, count)` returns up to `count` bytes (fewer at the end).
@@ -67,7 +71,8 @@ public enum StoreFileCheck {
         let meta0: Meta
         switch decode(first) {
         case .success(let meta): meta0 = meta
-        case .failure(let reason): throw damaged("meta page 0 is not valid (\(reason)); this is not an intact LMDB file")
+        case .failure(let reason):
+            throw damaged("meta page 0 is not valid (\(reason)); this is not an intact LMDB file")
         }
         guard let second = read(UInt64(meta0.pageSize), metaBytes) else {
             throw damaged("cannot read the second meta page")

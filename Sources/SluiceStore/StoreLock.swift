@@ -30,7 +30,8 @@ public final class StoreLock: @unchecked Sendable {
             let store = (directory as NSString).appendingPathComponent("sluice.db")
             throw StoreError(
                 code: .locked,
-                message: "the store \(store) is in use by another process (PID \(holder.map(String.init) ?? "unknown"), "
+                message:
+                    "the store \(store) is in use by another process (PID \(holder.map(String.init) ?? "unknown"), "
                     + "lock \(path)): stop it first, or give this gateway its own persistence_location"
             )
         }

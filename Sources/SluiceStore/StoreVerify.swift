@@ -105,7 +105,9 @@ extension Store {
                 report.records += 1
                 if key.hasPrefix(Keys.metaPrefix), (try? QueueMeta.decode(value)) == nil {
                     report.damaged += 1
-                    report.note("queue metadata \(String(decoding: key, as: UTF8.self)) is damaged (rebuilt on next write)")
+                    report.note(
+                        "queue metadata \(String(decoding: key, as: UTF8.self)) is damaged (rebuilt on next write)"
+                    )
                 }
             }
         }
@@ -158,9 +160,13 @@ extension Store {
         var tally = Tally()
         var entries: [(db: String, key: [UInt8], value: [UInt8])] = []
         let walk = try PageWalk.stableWalk(path: source) { entries.append(($0, $1, $2)) }
-        if !walk.problems.isEmpty { tally.update("pages") { $0.problems = walk.problems.map { "lost records of \($0)" } } }
+        if !walk.problems.isEmpty {
+            tally.update("pages") { $0.problems = walk.problems.map { "lost records of \($0)" } }
+        }
         var size = 64 << 20
-        if case .valid(let meta, _) = try StoreFileCheck.inspect(path: source) { size = max(size, Int(meta.requiredSize) * 2) }
+        if case .valid(let meta, _) = try StoreFileCheck.inspect(path: source) {
+            size = max(size, Int(meta.requiredSize) * 2)
+        }
         let destination = try Store(path: path, initialMapSize: size, maxMapSize: max(1 << 30, size * 2))
         defer { destination.close() }
         let to = destination.dbs
@@ -174,7 +180,9 @@ extension Store {
             case "meta":
                 if entry.key.starts(with: Keys.metaPrefix) {
                     let decoded = entry.value.withUnsafeBytes { try? QueueMeta.decode($0) }
-                    if let decoded { oldMetas[String(decoding: entry.key.dropFirst(Keys.metaPrefix.count), as: UTF8.self)] = decoded }
+                    if let decoded {
+                        oldMetas[String(decoding: entry.key.dropFirst(Keys.metaPrefix.count), as: UTF8.self)] = decoded
+                    }
                 }
             case "queues":
                 let key = entry.key
@@ -196,7 +204,12 @@ extension Store {
                     meta.bytes += UInt64(entry.value.count)
                     tally.update("queue \(name)") { $0.records += 1 }
                 } catch {
-                    puts.append((to.quarantine!, key, QuarantineCodec.encode(at: now, reason: error.message, bytes: entry.value)))
+                    puts.append(
+                        (
+                            to.quarantine!, key,
+                            QuarantineCodec.encode(at: now, reason: error.message, bytes: entry.value)
+                        )
+                    )
                     tally.update("queue \(name)") { report in
                         report.damaged += 1
                         report.note("seq \(seq) moved to the quarantine: \(error.message)")
@@ -205,7 +218,8 @@ extension Store {
                 metas[name] = meta
             case "tables":
                 let nameLength = Int(entry.key.first ?? 0)
-                let name = entry.key.count > nameLength ? String(decoding: entry.key[1..<1 + nameLength], as: UTF8.self) : "?"
+                let name =
+                    entry.key.count > nameLength ? String(decoding: entry.key[1..<1 + nameLength], as: UTF8.self) : "?"
                 puts.append((to.tables, entry.key, entry.value))
                 tally.update("table \(name)") { $0.records += 1 }
             case "quarantine":

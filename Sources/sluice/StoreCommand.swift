@@ -14,7 +14,10 @@ struct StoreCommand: ParsableCommand {
     )
 
     struct Location: ParsableArguments {
-        @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf (the store lives under persistence_location).")
+        @Option(
+            name: [.short, .customLong("config")],
+            help: "Path to gateway.conf (the store lives under persistence_location)."
+        )
         var config: String = "/etc/sluice/gateway.conf"
 
         @Option(name: .customLong("file"), help: "The store file itself (sluice.db), instead of -c.")
@@ -63,7 +66,9 @@ struct StoreCommand: ParsableCommand {
             case .exited(let code):
                 if code != 0 { throw ExitCode(code) }
             case .signalled(let signal):
-                print("\(path): DAMAGED: reading the store crashed the checker (signal \(signal)): its pages are broken")
+                print(
+                    "\(path): DAMAGED: reading the store crashed the checker (signal \(signal)): its pages are broken"
+                )
                 print("  restore it from a backup, or try `sluice store salvage --to NEWDIR`")
                 throw ExitCode(1)
             }
@@ -78,7 +83,9 @@ struct StoreCommand: ParsableCommand {
             shouldDisplay: false
         )
         @OptionGroup var location: Location
-        @Flag(help: "Check the pages only (what `sluice run` does at start-up; damaged records are quarantined as read).")
+        @Flag(
+            help: "Check the pages only (what `sluice run` does at start-up; damaged records are quarantined as read)."
+        )
         var pagesOnly = false
 
         func run() throws {
@@ -91,7 +98,9 @@ struct StoreCommand: ParsableCommand {
                 throw failure(error.message, code: 2)
             }
             if !pages.problems.isEmpty {
-                print("\(path): DAMAGED: broken pages (\(pages.problems.count) problem(s) in \(pages.pages) pages read)")
+                print(
+                    "\(path): DAMAGED: broken pages (\(pages.problems.count) problem(s) in \(pages.pages) pages read)"
+                )
                 for problem in pages.problems { print("    \(problem)") }
                 print("  LMDB cannot read this store safely: restore it from a backup, or copy what is readable with")
                 print("  `sluice store salvage --to NEWDIR` and point persistence_location there")
@@ -105,7 +114,9 @@ struct StoreCommand: ParsableCommand {
             let report = store.verify()
             print("\(store.path): \(report.isClean ? "OK" : "DAMAGED")")
             for table in report.tables {
-                print("  \(table.name): \(table.records) record(s)\(table.damaged > 0 ? ", \(table.damaged) damaged" : "")")
+                print(
+                    "  \(table.name): \(table.records) record(s)\(table.damaged > 0 ? ", \(table.damaged) damaged" : "")"
+                )
                 for problem in table.problems { print("    \(problem)") }
             }
             if report.quarantined > 0 {
@@ -124,7 +135,9 @@ struct StoreCommand: ParsableCommand {
 
         func run() throws {
             let (sourcePath, _) = try location.storePath()
-            guard FileManager.default.fileExists(atPath: sourcePath) else { throw failure("no store at \(sourcePath)", code: 2) }
+            guard FileManager.default.fileExists(atPath: sourcePath) else {
+                throw failure("no store at \(sourcePath)", code: 2)
+            }
             let target = (to as NSString).appendingPathComponent("sluice.db")
             if let size = (try? FileManager.default.attributesOfItem(atPath: target))?[.size] as? Int, size > 0 {
                 throw failure("\(target) exists: salvage writes into a new store only", code: 2)
@@ -211,7 +224,8 @@ enum StoreWalkChild {
     static let brokenPages: Int32 = 3
 
     static func run(path: String, pagesOnly: Bool = false) throws -> (status: Status, output: String, errors: String) {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)

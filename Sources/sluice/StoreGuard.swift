@@ -53,7 +53,13 @@ enum StoreGuard {
         case .exited(0):
             logger.info("store checked", metadata: ["path": "\(path)", "took": "\(ContinuousClock.now - started)"])
         case .exited:
-            throw failure(outcome.errors.isEmpty ? "cannot open the store \(path)" : outcome.errors.replacingOccurrences(of: "sluice: ", with: "").trimmingCharacters(in: .whitespacesAndNewlines))
+            throw failure(
+                outcome.errors.isEmpty
+                    ? "cannot open the store \(path)"
+                    : outcome.errors.replacingOccurrences(of: "sluice: ", with: "").trimmingCharacters(
+                        in: .whitespacesAndNewlines
+                    )
+            )
         }
         return lock
     }

@@ -5,7 +5,11 @@ import Testing
 
 /// A message whose payload is unique in the file, so a test can find and damage it on disk.
 private func marked(_ i: Int) -> QueuedMessage {
-    QueuedMessage(topic: "t/\(i)", payload: Array("PAYLOAD-\(String(format: "%05d", i))-abcdefgh".utf8), enqueuedAt: 1_000)
+    QueuedMessage(
+        topic: "t/\(i)",
+        payload: Array("PAYLOAD-\(String(format: "%05d", i))-abcdefgh".utf8),
+        enqueuedAt: 1_000
+    )
 }
 
 /// Builds a closed store at `path` holding `count` marked messages in queue "q" and one table entry.
@@ -20,7 +24,10 @@ private func makeStore(_ path: String, count: Int) async throws {
 private func flipByte(in path: String, after needle: String, offset: Int = 10) throws {
     var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     let pattern = Array(needle.utf8)
-    guard let start = (0...(bytes.count - pattern.count)).first(where: { Array(bytes[$0..<$0 + pattern.count]) == pattern })
+    guard
+        let start = (0...(bytes.count - pattern.count)).first(where: {
+            Array(bytes[$0..<$0 + pattern.count]) == pattern
+        })
     else { throw StoreError.invalid("pattern \(needle) not in \(path)") }
     bytes[start + offset] ^= 0x5A
     try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -221,8 +228,14 @@ private final class QuarantineEventLog: @unchecked Sendable {
     }
 
     @Test func craftedMetaPages() throws {
-        func page(magic: UInt32 = 0xBEEF_C0DE, version: UInt32 = 1, flags: UInt16 = 0x08, pageSize: UInt32 = 4096,
-                  lastPage: UInt64, txn: UInt64) -> [UInt8] {
+        func page(
+            magic: UInt32 = 0xBEEF_C0DE,
+            version: UInt32 = 1,
+            flags: UInt16 = 0x08,
+            pageSize: UInt32 = 4096,
+            lastPage: UInt64,
+            txn: UInt64
+        ) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: 4096)
             func store<T: FixedWidthInteger>(_ value: T, at offset: Int) {
                 withUnsafeBytes(of: value.littleEndian) { for (i, b) in $0.enumerated() { bytes[offset + i] = b } }
