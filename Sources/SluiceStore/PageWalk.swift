@@ -1,3 +1,4 @@
+import CLMDB
 import Foundation
 
 /// Walks LMDB's B-trees with plain `pread`, checking every page before using anything it says.
@@ -27,6 +28,8 @@ public enum PageWalk {
         public var transactionID: UInt64 = 0
         /// Pages read.
         public var pages = 0
+        /// The walk saw the snapshot of a held read transaction (see `stableWalk`).
+        public var stable = true
     }
 
     /// Walks every named database; `visit(database, key, value)` gets every record of every sound leaf.
@@ -173,8 +176,11 @@ public enum PageWalk {
         return result
     }
 
-    /// Walks until two consecutive metas agree (a gateway committing meanwhile may reuse pages the walk
-    /// was reading): up to `attempts` times; the last result otherwise.
+    /// Walks a consistent snapshot even beside a running gateway: an LMDB read transaction is held
+    /// during the walk, so the writer reuses none of the snapshot's pages, and the walk is repeated
+    /// (up to `attempts` times) until the newest meta page is the one of that transaction. Opening the
+    /// environment and beginning a read transaction read only the (already checked) meta pages.
+    /// `stable` in the result is false when no attempt matched (a commit landed between every start).
     public static func stableWalk(
         path: String,
         attempts: Int = 5,
@@ -182,14 +188,20 @@ public enum PageWalk {
     )
         throws(StoreError) -> Result
     {
+        guard case .valid = try StoreFileCheck.inspect(path: path) else { return Result() }
+        let environment = try LMDBEnvironment.shared(path: path, mapSize: 1 << 20, maxMapSize: 1 << 20, readOnly: true)
+        defer { environment.release() }
         var last = Result()
         var entries: [(String, [UInt8], [UInt8])] = []
         for _ in 0..<max(1, attempts) {
             entries = []
-            last = try walk(path: path) { entries.append(($0, $1, $2)) }
-            guard case .valid(let after, _) = try StoreFileCheck.inspect(path: path),
-                after.transactionID != last.transactionID
-            else { break }
+            let snapshot = try environment.read { txn throws(StoreError) in
+                let id = UInt64(mdb_txn_id(txn.txn))
+                last = try walk(path: path) { entries.append(($0, $1, $2)) }
+                return id
+            }
+            last.stable = last.transactionID == snapshot
+            if last.stable { break }
         }
         for entry in entries { visit(entry.0, entry.1, entry.2) }
         return last

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -311,6 +312,16 @@ def test_second_run_on_the_same_store_refuses_naming_the_pid(bridge_env):
     assert peek.returncode == 0, peek
     check = sluice("store", "check", "-c", str(second.conf_path))
     assert check.returncode == 0 and "OK" in check.stdout, (check.stdout, check.stderr)
+    # ... also while the gateway commits all the time (appends and the drain's removals): the page check
+    # walks the snapshot of a held read transaction, so no page rewritten meanwhile reads as damage.
+    publisher = threading.Thread(target=publish_numbered, args=(gw.port, "sensors/x", 6, 6000))
+    publisher.start()
+    try:
+        for _ in range(3):
+            busy = sluice("store", "check", "-c", str(second.conf_path))
+            assert busy.returncode == 0, (busy.stdout, busy.stderr)
+    finally:
+        publisher.join(timeout=120)
 
     # Once the first has stopped (even by kill -9) the store is free again.
     gw.kill()
