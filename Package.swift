@@ -31,7 +31,8 @@ let package = Package(
         // Pure broker rules: sessions, QoS flows, subscriptions, retained messages, wills.
         .target(
             name: "SluiceBroker",
-            dependencies: ["MQTTCore", .product(name: "DequeModule", package: "swift-collections")]
+            // libcrypto for SHA-256: the store key of a topic or client id too long for an LMDB key.
+            dependencies: ["MQTTCore", "CLibcrypto", .product(name: "DequeModule", package: "swift-collections")]
         ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),

@@ -16,7 +16,7 @@ extension ConnectPacket {
     }
 
     static func decode(from body: inout ByteBuffer) throws(MQTTError) -> ConnectPacket {
-        let version = try decodeProtocol(from: &body)
+        let (version, isBridge) = try decodeProtocol(from: &body)
         let flags = try body.readMQTTUInt8("CONNECT flags")
         // [MQTT-3.1.2-3] the reserved flag is zero.
         guard flags & Flag.reserved == 0 else { throw .malformed("CONNECT reserved flag is set [MQTT-3.1.2-3]") }
@@ -59,14 +59,16 @@ extension ConnectPacket {
             username: username,
             password: password,
             will: will,
-            properties: properties
+            properties: properties,
+            isBridge: isBridge
         )
     }
 
-    /// Protocol name and level (spec 3.1.2.1, 3.1.2.2): "MQIsdp" with level 3, "MQTT" with 4 or 5.
-    /// Another name is a protocol error; an unknown level is `.unsupportedProtocolVersion`, which the
-    /// server answers with CONNACK 0x01 (3.x) or 0x84 (5.0) [MQTT-3.1.2-2].
-    private static func decodeProtocol(from body: inout ByteBuffer) throws(MQTTError) -> ProtocolVersion {
+    /// Protocol name and level (spec 3.1.2.1, 3.1.2.2): "MQIsdp" with level 3, "MQTT" with 4 or 5, and
+    /// Mosquitto's bridges' 0x83/0x84 (the level with the top bit set, `isBridge`). Another name is a protocol
+    /// error; an unknown level is `.unsupportedProtocolVersion`, which the server answers with CONNACK 0x01
+    /// (3.x) or 0x84 (5.0) [MQTT-3.1.2-2].
+    private static func decodeProtocol(from body: inout ByteBuffer) throws(MQTTError) -> (ProtocolVersion, Bool) {
         let nameLength = Int(try body.readMQTTUInt16("CONNECT protocol name"))
         guard let name = body.readSlice(length: nameLength) else { throw .truncated("CONNECT protocol name") }
         let level = try body.readMQTTUInt8("CONNECT protocol level")
@@ -76,9 +78,11 @@ extension ConnectPacket {
             throw .protocolError("CONNECT protocol name is neither MQTT nor MQIsdp [MQTT-3.1.2-1]")
         }
         switch (isMQTT, level) {
-        case (true, 4): return .v3_1_1
-        case (true, 5): return .v5
-        case (false, 3): return .v3_1
+        case (true, 4): return (.v3_1_1, false)
+        case (true, 5): return (.v5, false)
+        case (false, 3): return (.v3_1, false)
+        case (true, 0x84): return (.v3_1_1, true)
+        case (false, 0x83): return (.v3_1, true)
         default:
             let name = isMQTT ? "MQTT" : "MQIsdp"
             throw MQTTError(
@@ -108,7 +112,7 @@ extension ConnectPacket {
 
     func encodeBody(into buffer: inout ByteBuffer, version: ProtocolVersion) {
         buffer.writeMQTTString(version.protocolName)
-        buffer.writeInteger(version.rawValue)
+        buffer.writeInteger(version.rawValue | (isBridge && version < .v5 ? 0x80 : 0))
         var flags: UInt8 = 0
         if cleanStart { flags |= Flag.cleanStart }
         if let will {

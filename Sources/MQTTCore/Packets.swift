@@ -231,6 +231,10 @@ public struct ConnectPacket: Sendable, Hashable {
     public var password: [UInt8]?
     public var will: Will?
     public var properties: Properties
+    /// Mosquitto's bridge flag (`try_private`): the protocol level's top bit (0x83, 0x84) says the client is
+    /// a broker's bridge, which gets no-local and retain-as-published subscriptions in 3.1/3.1.1. Not in 5.0,
+    /// which has those subscription options.
+    public var isBridge: Bool
 
     public init(
         protocolVersion: ProtocolVersion,
@@ -240,8 +244,10 @@ public struct ConnectPacket: Sendable, Hashable {
         username: String? = nil,
         password: [UInt8]? = nil,
         will: Will? = nil,
-        properties: Properties = .none
+        properties: Properties = .none,
+        isBridge: Bool = false
     ) {
+        self.isBridge = isBridge
         self.protocolVersion = protocolVersion
         self.clientIdentifier = clientIdentifier
         self.cleanStart = cleanStart

@@ -368,11 +368,46 @@ extension Properties.Values {
         return VariableByteInteger.size(list) + list
     }
 
-    /// Writes the property length and the properties `context` allows, in identifier order.
+    /// Writes the property length and the properties `context` allows, in identifier order (CONNACK: in
+    /// Mosquitto's order, see `encodeConnAckList`).
     func encode(into buffer: inout ByteBuffer, context: PropertyContext) {
         let list = encodedListSize(context: context)
         buffer.writeMQTTVariableByteInteger(list)
         if list == 0 { return }
+        if context == .connAck {
+            encodeConnAckList(into: &buffer)
+        } else {
+            encodeList(into: &buffer, context: context)
+        }
+    }
+
+    /// CONNACK properties in the order Mosquitto 2.0 sends them (topic alias maximum, server keep alive,
+    /// assigned client identifier, authentication, retain available, maximum packet size, receive maximum,
+    /// maximum QoS), then the rest in identifier order. Any order is legal; test rigs and captures that compare
+    /// bytes with Mosquitto's expect this one.
+    private func encodeConnAckList(into buffer: inout ByteBuffer) {
+        var rest = self
+        func take<Value>(_ field: WritableKeyPath<Properties.Values, Value?>) {
+            guard let value = rest[keyPath: field] else { return }
+            var one = Properties.Values()
+            one[keyPath: field] = value
+            one.encodeList(into: &buffer, context: .connAck)
+            rest[keyPath: field] = nil
+        }
+        take(\.topicAliasMaximum)
+        take(\.serverKeepAlive)
+        take(\.assignedClientIdentifier)
+        take(\.authenticationMethod)
+        take(\.authenticationData)
+        take(\.retainAvailable)
+        take(\.maximumPacketSize)
+        take(\.receiveMaximum)
+        take(\.maximumQoS)
+        rest.encodeList(into: &buffer, context: .connAck)
+    }
+
+    /// Writes the properties `context` allows, in identifier order, without the length.
+    private func encodeList(into buffer: inout ByteBuffer, context: PropertyContext) {
         let allowed = context.allowed
         @inline(__always) func has(_ id: PropertyIdentifier) -> Bool { allowed & (1 << UInt64(id.rawValue)) != 0 }
         @inline(__always) func id(_ id: PropertyIdentifier) { buffer.writeInteger(id.rawValue) }

@@ -24,6 +24,17 @@ extension Topic {
         return topicLevels.isEmpty
     }
 
+    /// Whether `topicOrFilter` has more than `limit` levels ("a/b" has two, "/" has two). Counts
+    /// separators and stops at the first one past the limit, so a 65,535-level topic costs little.
+    public static func exceedsLevels(_ topicOrFilter: some StringProtocol, limit: Int) -> Bool {
+        var separators = 0
+        for byte in topicOrFilter.utf8 where byte == UInt8(ascii: "/") {
+            separators += 1
+            if separators >= limit { return true }
+        }
+        return false
+    }
+
     /// True when the filter contains a wildcard level.
     public static func hasWildcard(_ filter: String) -> Bool {
         filter.utf8.contains(UInt8(ascii: "+")) || filter.utf8.contains(UInt8(ascii: "#"))

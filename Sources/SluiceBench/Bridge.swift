@@ -25,7 +25,7 @@ func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
         bridgeForwardScenario(quick: quick, publishers: 1),
         bridgeForwardScenario(quick: quick, publishers: 10),
         bridgeDrainScenario(quick: quick),
-    ] + backlogScenarios(quick: quick)
+    ] + backlogScenarios(quick: quick) + flashScenarios(quick: quick)
 }
 
 func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {

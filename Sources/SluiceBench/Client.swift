@@ -36,6 +36,10 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     private(set) var lastReceive: UInt64 = 0
     var recordLatency = false
     private(set) var latencies: [UInt64] = []
+    /// Publisher side: the time from writing each QoS 1/2 PUBLISH to its PUBACK/PUBCOMP.
+    var recordAckLatency = false
+    private(set) var ackLatencies: [UInt64] = []
+    private var sentAt: [UInt16: UInt64] = [:]
     var subscriberDone: EventLoopPromise<Void>?
 
     // Publisher side.
@@ -172,12 +176,12 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
             } else {
                 subAck?.fail(BenchError("SUBACK \(ack.reasonCodes)"))
             }
-        case .pubAck:
-            ackOne()
+        case .pubAck(let ack):
+            ackOne(ack.packetIdentifier)
         case .pubRec(let ack):
             MQTTCodec.encode(.pubRel(PubAckPacket(packetIdentifier: ack.packetIdentifier)), version: .v3_1_1, into: &out)
-        case .pubComp:
-            ackOne()
+        case .pubComp(let ack):
+            ackOne(ack.packetIdentifier)
         case .pubRel(let ack):
             MQTTCodec.encode(.pubComp(PubAckPacket(packetIdentifier: ack.packetIdentifier)), version: .v3_1_1, into: &out)
         default:
@@ -185,7 +189,8 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func ackOne() {
+    private func ackOne(_ packetID: UInt16) {
+        if recordAckLatency, let sent = sentAt.removeValue(forKey: packetID) { ackLatencies.append(nowNanos() - sent) }
         inflight -= 1
         completed += 1
         if completed == total { publisherDone?.succeed(()) }
@@ -269,6 +274,7 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
                 nextID = nextID == UInt16.max ? 1 : nextID + 1
                 id = nextID
                 inflight += 1
+                if recordAckLatency { sentAt[nextID] = nowNanos() }
             }
             MQTTCodec.encode(
                 .publish(PublishPacket(topic: topic, payload: payload, qos: qos, packetIdentifier: id)),

@@ -280,6 +280,32 @@ public struct Broker: Sendable {
                 return refuse(.quotaExceeded)
             }
         }
+        var keepAlive = packet.keepAlive
+        var serverKeepAlive: UInt16? = nil
+        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
+            keepAlive = settings.maxKeepalive
+            serverKeepAlive = keepAlive
+        }
+        var connAckProperties = Properties()
+        if version >= .v5 {
+            if settings.receiveMaximum < 65535 { connAckProperties.receiveMaximum = UInt16(settings.receiveMaximum) }
+            if settings.maximumPacketSize < 268_435_460 {
+                connAckProperties.maximumPacketSize = UInt32(settings.maximumPacketSize)
+            }
+            connAckProperties.topicAliasMaximum = settings.topicAliasMaximum
+            if !settings.retainAvailable { connAckProperties.retainAvailable = 0 }
+            connAckProperties.assignedClientIdentifier = assigned
+            connAckProperties.serverKeepAlive = serverKeepAlive
+            // [MQTT-3.1.2-24]: nothing larger than the client's Maximum Packet Size, the CONNACK included. As
+            // Mosquitto does, a client whose limit cannot hold it is closed without one, before anything changes.
+            let limit = Int(packet.properties.maximumPacketSize ?? 268_435_460)
+            let connAck = Packet.connAck(ConnAckPacket(sessionPresent: true, properties: connAckProperties))
+            if MQTTCodec.encodedSize(connAck, version: version) > limit {
+                actions.append(.close(connection, nil))
+                return
+            }
+        }
+
         // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3].
         if let existing = sessions[clientID]?.connection {
             close(existing, reason: .sessionTakenOver)
@@ -304,6 +330,7 @@ public struct Broker: Sendable {
             ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
         session.connection = connection
         session.protocolVersion = version
+        session.username = packet.username
         session.expiryInterval = expiry
         session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
@@ -314,12 +341,6 @@ public struct Broker: Sendable {
             sessions.noteRewrite(clientID)
         }
 
-        var keepAlive = packet.keepAlive
-        var serverKeepAlive: UInt16? = nil
-        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
-            keepAlive = settings.maxKeepalive
-            serverKeepAlive = keepAlive
-        }
         connections[connection] = ClientConnection(
             clientID: clientID,
             username: packet.username,
@@ -332,22 +353,15 @@ public struct Broker: Sendable {
             topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
             will: packet.will
         )
+        connections[connection]?.isBridge = packet.isBridge
         connectionsPerListener[listener, default: 0] += 1
         stats.connectionsTotal += 1
         stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
 
-        var properties = Properties()
-        if version >= .v5 {
-            if settings.receiveMaximum < 65535 { properties.receiveMaximum = UInt16(settings.receiveMaximum) }
-            if settings.maximumPacketSize < 268_435_460 {
-                properties.maximumPacketSize = UInt32(settings.maximumPacketSize)
-            }
-            properties.topicAliasMaximum = settings.topicAliasMaximum
-            if !settings.retainAvailable { properties.retainAvailable = 0 }
-            properties.assignedClientIdentifier = assigned
-            properties.serverKeepAlive = serverKeepAlive
-        }
-        send(.connAck(ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: properties)), to: connection)
+        send(
+            .connAck(ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)),
+            to: connection
+        )
 
         if sessionPresent { resume(clientID, now: now) }
     }
@@ -388,6 +402,19 @@ public struct Broker: Sendable {
         }
         if topic.isEmpty {
             return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
+        }
+        if Topic.exceedsLevels(topic, limit: settings.maxTopicLevels) {
+            // MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
+            // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
+            // and 3.1/3.1.1 cannot refuse a PUBLISH at all: the connection is closed, as Mosquitto
+            // 2.0.11 closes it for every version (measured: 0x82 for MQTT 5).
+            connections[connection] = client
+            stats.drop(.topicTooDeep)
+            if client.version >= .v5 && packet.qos != .atMostOnce, let packetID = packet.packetIdentifier {
+                return acknowledge(packet.qos, packetID, .topicNameInvalid, to: connection)
+            }
+            let reason = "topic deeper than \(settings.maxTopicLevels) levels"
+            return protocolViolation(connection, .topicNameInvalid, reason, now: now)
         }
         if packet.retain && !settings.retainAvailable {
             return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
@@ -540,13 +567,26 @@ public struct Broker: Sendable {
         var codes: [ReasonCode] = []
         var retainedToSend: [(filter: String, subscription: Subscription)] = []
         for request in packet.subscriptions {
+            if SubscriptionTree.exceedsLevels(filter: request.filter, limit: settings.maxTopicLevels) {
+                // A well-formed filter this server does not accept: 0x8F Topic Filter invalid (MQTT 5
+                // 3.9.3), 0x80 Failure in 3.1.1 (3.9.3); the other filters of the SUBSCRIBE are served.
+                codes.append(client.version >= .v5 ? .topicFilterInvalid : .unspecifiedError)
+                continue
+            }
             if let policy = accessPolicy,
                 !policy.maySubscribe(clientID: client.clientID, username: client.username, filter: request.filter)
             {
                 codes.append(client.version >= .v5 ? .notAuthorized : .unspecifiedError)
                 continue
             }
-            let subscription = Subscription(options: request.options, identifier: identifier)
+            var options = request.options
+            if client.isBridge && client.version < .v5 {
+                // As Mosquitto: a 3.x bridge that announced itself must not get its own messages back (they
+                // would loop between the brokers), and retained flags pass through as published.
+                options.noLocal = true
+                options.retainAsPublished = true
+            }
+            let subscription = Subscription(options: options, identifier: identifier)
             let existed = subscriptions.insert(filter: request.filter, clientID: client.clientID, subscription: subscription)
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
             codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
@@ -728,7 +768,8 @@ public struct Broker: Sendable {
         }
         guard any else { return }
         if accessPolicy != nil {
-            let username = sessions[clientID]?.connection.flatMap { connections[$0]?.username }
+            // The session's user, not the live connection's: an offline session is not anonymous.
+            let username = sessions[clientID]?.username
             guard mayReceive(clientID, username: username, topic: message.topic) else {
                 stats.drop(.notAuthorized)
                 return

@@ -31,6 +31,11 @@ public struct BrokerSettings: Sendable {
     public var topicAliasMaximum: UInt16 = 10
     /// Expiry for persistent 3.1/3.1.1 sessions, in seconds (nil = never, as in Mosquitto).
     public var persistentClientExpiration: UInt32? = nil
+    /// Topic names and filters with more levels are refused (`max_topic_levels`). Matching is
+    /// iterative, so this bounds work and memory, not stack. Mosquitto 2.0 refuses more than 200
+    /// "/" separators (CVE-2019-11779), i.e. more than 201 levels; the default matches it.
+    public var maxTopicLevels: Int = BrokerSettings.defaultMaxTopicLevels
+    public static let defaultMaxTopicLevels = 201
     /// Whether QoS 0 messages are queued for offline persistent sessions (Mosquitto: false).
     public var queueQoS0Messages = false
     /// Topic filters whose messages must be on disk before a QoS 1/2 publisher is acknowledged
@@ -81,6 +86,7 @@ public enum DropReason: String, Sendable, CaseIterable {
     case tooLargeForClient = "too_large_for_client"
     case notAuthorized = "not_authorized"
     case durableQueueRejected = "durable_queue_rejected"
+    case topicTooDeep = "topic_too_deep"
 }
 
 /// Counters for `$SYS` and metrics.

@@ -1,3 +1,4 @@
+import CLibcrypto
 import DequeModule
 import MQTTCore
 
@@ -15,9 +16,21 @@ import MQTTCore
 //   rewritten in version 2 by the next save. Layout, big-endian:
 //   session  = [1] version, str clientID, [1] protocol level, [4] expiry, [8] offline-since (wall,
 //              0 = was connected), [2] last packet id, [8] next seq, [4] n × subscription,
-//              [4] n × [2] QoS 2 id, [4] n × ([8] seq, [2] packet id, [1] state)  (in flight, in order)
+//              [4] n × [2] QoS 2 id, [4] n × ([8] seq, [2] packet id, [1] state)  (in flight, in order),
+//              then from session record version 3 on: [1] has username, str username (the ACL
+//              checks messages for an offline session as this user). Version 2 records read as
+//              anonymous sessions.
 //   session message: key = [2] clientID length, clientID, [8] seq; value = [1] version, delivery
 //              (messages not in flight are the queue, in seq order)
+// - Keys of any legal length (topics and client ids up to 65,535 bytes; LMDB keys end at 511
+//   bytes, less the table prefix). A key that fits keeps the layout above, so stores written
+//   before load unchanged; a longer one is replaced by its SHA-256 digest, and the record holds
+//   the full value (sessions and retained records always do):
+//   sessions, retained: key = [1] 0x00, [32] SHA-256 of the client id / topic (a topic or client
+//              id never starts with U+0000, [MQTT-1.5.4-2], so it cannot be a plain key);
+//   session message: key = [2] 0xFFFF, [32] SHA-256 of the client id, [8] seq (a plain key's
+//              length is never 0xFFFF); value = [1] version 3, str clientID, delivery. On load the
+//              digest is checked against the client id in the record.
 //   retained = [1] version, message
 //   delivery = [1] qos, [1] retain, [4] n × [4] subscription id, message
 //   message  = str topic, [4] payload length + payload, [1] qos, [1] retain, [4] properties length +
@@ -26,6 +39,10 @@ import MQTTCore
 
 public enum PersistenceFormat {
     public static let version: UInt8 = 2
+    /// Session message records under a digest key: the client id precedes the delivery.
+    public static let longKeyMessageVersion: UInt8 = 3
+    /// Session records: version 3 adds the username (messages and retained records stay at 2).
+    public static let sessionVersion: UInt8 = 3
 }
 
 /// A persisted record could not be read.
@@ -72,20 +89,27 @@ public struct PendingChanges: Sendable {
         for change in sessions {
             switch change {
             case .delete(let clientID):
-                writes.append(.delete(.sessions, key: Array(clientID.utf8)))
+                writes.append(.delete(.sessions, key: storeKey(.sessions, clientID)))
                 writes.append(.deletePrefix(.sessionMessages, prefix: messageKeyPrefix(clientID)))
             case .save(let session, let all, let added, let removed):
                 var buffer = ByteBufferAllocator().buffer(capacity: 128)
                 buffer.writeSessionRecord(session, offset: wallClockOffset)
                 writes.append(
-                    .put(.sessions, key: Array(session.clientID.utf8), value: Array(buffer.readableBytesView))
+                    .put(.sessions, key: storeKey(.sessions, session.clientID), value: Array(buffer.readableBytesView))
                 )
                 let prefix = messageKeyPrefix(session.clientID)
+                let digested = prefix.starts(with: longMessageKeyMarker)
                 if all != nil { writes.append(.deletePrefix(.sessionMessages, prefix: prefix)) }
                 for seq in removed { writes.append(.delete(.sessionMessages, key: prefix + seq.bigEndianBytes)) }
                 for delivery in all ?? added {
                     buffer.clear()
-                    buffer.writeInteger(PersistenceFormat.version)
+                    if digested {
+                        // The key holds only a digest: the record names its client.
+                        buffer.writeInteger(PersistenceFormat.longKeyMessageVersion)
+                        buffer.writeString16(session.clientID)
+                    } else {
+                        buffer.writeInteger(PersistenceFormat.version)
+                    }
                     buffer.writeDelivery(delivery, offset: wallClockOffset)
                     writes.append(
                         .put(
@@ -99,13 +123,13 @@ public struct PendingChanges: Sendable {
         }
         for (topic, message) in retained {
             guard let message else {
-                writes.append(.delete(.retained, key: Array(topic.utf8)))
+                writes.append(.delete(.retained, key: storeKey(.retained, topic)))
                 continue
             }
             var buffer = ByteBufferAllocator().buffer(capacity: 64 + message.payload.readableBytes)
             buffer.writeInteger(PersistenceFormat.version)
             buffer.writeMessage(message, offset: wallClockOffset)
-            writes.append(.put(.retained, key: Array(topic.utf8), value: Array(buffer.readableBytesView)))
+            writes.append(.put(.retained, key: storeKey(.retained, topic), value: Array(buffer.readableBytesView)))
         }
         return writes
     }
@@ -114,6 +138,7 @@ public struct PendingChanges: Sendable {
 /// A session's own record: everything but its messages, which have records of their own.
 struct SessionSnapshot: Sendable {
     var clientID: String
+    var username: String?
     var protocolVersion: ProtocolVersion
     var expiryInterval: UInt32
     var disconnectedAt: BrokerTime?
@@ -126,6 +151,7 @@ struct SessionSnapshot: Sendable {
 
     init(_ session: Session) {
         clientID = session.clientID
+        username = session.username
         protocolVersion = session.protocolVersion
         expiryInterval = session.expiryInterval
         disconnectedAt = session.disconnectedAt
@@ -138,10 +164,43 @@ struct SessionSnapshot: Sendable {
 }
 
 /// Session message keys start with the client identifier's length and bytes, so one client's
-/// messages are one key range, ordered by seq.
+/// messages are one key range, ordered by seq; a client id too long for that starts them with
+/// `longMessageKeyMarker` and its digest instead.
 func messageKeyPrefix(_ clientID: String) -> [UInt8] {
     let id = Array(clientID.utf8)
+    guard 2 + id.count + 8 <= PersistenceTable.sessionMessages.maxKeyLength else {
+        return longMessageKeyMarker + sha256(id)
+    }
     return UInt16(truncatingIfNeeded: id.count).bigEndianBytes + id
+}
+
+/// Starts a session message key whose client id is a digest.
+let longMessageKeyMarker: [UInt8] = [0xFF, 0xFF]
+
+/// The key of a session or retained record: the client id or topic itself when it fits, else
+/// `[0x00]` + its SHA-256.
+func storeKey(_ table: PersistenceTable, _ name: String) -> [UInt8] {
+    let bytes = Array(name.utf8)
+    return bytes.count <= table.maxKeyLength ? bytes : [0] + sha256(bytes)
+}
+
+func sha256(_ bytes: [UInt8]) -> [UInt8] {
+    var digest = [UInt8](repeating: 0, count: 32)
+    var length: UInt32 = 0
+    let ok = bytes.withUnsafeBytes { input in
+        digest.withUnsafeMutableBufferPointer { output in
+            EVP_Digest(input.baseAddress, input.count, output.baseAddress, &length, EVP_sha256(), nil)
+        }
+    }
+    // EVP_Digest fails only when libcrypto cannot allocate: nothing sensible remains to be done.
+    precondition(ok == 1 && length == 32, "SHA-256 failed")
+    return digest
+}
+
+extension PersistenceTable {
+    /// The longest key the store holds for this table: LMDB's 511 bytes less the store's table
+    /// prefix ([1] name length + name), as `Store.maxKeyLength(table:)` computes it.
+    public var maxKeyLength: Int { 511 - 1 - rawValue.utf8.count }
 }
 
 extension FixedWidthInteger {
@@ -215,11 +274,29 @@ extension Broker {
         for (key, value) in sessionMessages {
             do {
                 var keyBuffer = ByteBuffer(bytes: key)
-                let clientID = try keyBuffer.readString16()
-                let seq = try keyBuffer.read(UInt64.self)
                 var buffer = ByteBuffer(bytes: value)
-                guard keyBuffer.readableBytes == 0, try buffer.read(UInt8.self) == PersistenceFormat.version else {
-                    throw PersistenceError(description: "session message record of an unknown version")
+                let clientID: String
+                if key.starts(with: longMessageKeyMarker) {
+                    keyBuffer.moveReaderIndex(forwardBy: longMessageKeyMarker.count)
+                    let digest = keyBuffer.readBytes(length: 32)
+                    guard try buffer.read(UInt8.self) == PersistenceFormat.longKeyMessageVersion else {
+                        throw PersistenceError(description: "session message record of an unknown version")
+                    }
+                    clientID = try buffer.readString16()
+                    guard digest == sha256(Array(clientID.utf8)) else {
+                        throw PersistenceError(
+                            description: "session message record filed under another client's digest"
+                        )
+                    }
+                } else {
+                    clientID = try keyBuffer.readString16()
+                    guard try buffer.read(UInt8.self) == PersistenceFormat.version else {
+                        throw PersistenceError(description: "session message record of an unknown version")
+                    }
+                }
+                let seq = try keyBuffer.read(UInt64.self)
+                guard keyBuffer.readableBytes == 0 else {
+                    throw PersistenceError(description: "session message key of \(key.count) bytes has trailing bytes")
                 }
                 var delivery = try buffer.readDelivery(offset: wallClockOffset)
                 delivery.seq = seq
@@ -229,6 +306,7 @@ extension Broker {
             }
         }
         var migrated: [String] = []
+        var trimmed: [String: [String: Subscription]] = [:]
         for bytes in sessionRecords {
             var buffer = ByteBuffer(bytes: bytes)
             do {
@@ -241,6 +319,17 @@ extension Broker {
                 }
                 messages[session.clientID] = nil
                 session.disconnectedAt = min(session.disconnectedAt ?? now, now)
+                // Saved before `max_topic_levels` was lowered (or by a build without it): skipped
+                // rather than matched, and dropped from the record by the next save.
+                for filter in session.subscriptions.keys
+                where SubscriptionTree.exceedsLevels(filter: filter, limit: settings.maxTopicLevels) {
+                    session.subscriptions[filter] = nil
+                    trimmed[session.clientID] = session.subscriptions
+                    problems.append(
+                        "session \(session.clientID): subscription of \(filter.utf8.count) bytes deeper than"
+                            + " \(settings.maxTopicLevels) levels skipped"
+                    )
+                }
                 for (filter, subscription) in session.subscriptions {
                     self.subscriptions.insert(filter: filter, clientID: session.clientID, subscription: subscription)
                 }
@@ -253,6 +342,7 @@ extension Broker {
         _ = self.sessions.takeChanged()  // what was just loaded is already on disk
         dirtyRetained.removeAll()
         for clientID in migrated { self.sessions.noteRewrite(clientID) }
+        for (clientID, subscriptions) in trimmed { self.sessions[clientID]?.subscriptions = subscriptions }
         for clientID in messages.keys {
             // Messages whose session record is gone: deleted by the next save.
             problems.append("\(messages[clientID]!.count) saved message(s) for \(clientID) without a session")
@@ -406,7 +496,7 @@ extension ByteBuffer {
     }
 
     fileprivate mutating func writeSessionRecord(_ session: SessionSnapshot, offset: Int64) {
-        writeInteger(PersistenceFormat.version)
+        writeInteger(PersistenceFormat.sessionVersion)
         writeString16(session.clientID)
         writeInteger(session.protocolVersion.rawValue)
         writeInteger(session.expiryInterval)
@@ -422,11 +512,13 @@ extension ByteBuffer {
             writeInteger(outgoing.packetID)
             writeState(outgoing.state)
         }
+        writeInteger(UInt8(session.username == nil ? 0 : 1))
+        writeString16(session.username ?? "")
     }
 
     /// The fields both session record versions start with.
-    fileprivate mutating func readSessionHeader(version: UInt8, offset: Int64) throws -> Session {
-        guard try read(UInt8.self) == version else {
+    fileprivate mutating func readSessionHeader(versions: ClosedRange<UInt8>, offset: Int64) throws -> Session {
+        guard versions.contains(try read(UInt8.self)) else {
             throw PersistenceError(description: "session record of an unknown version")
         }
         let clientID = try readString16()
@@ -450,7 +542,8 @@ extension ByteBuffer {
         offset: Int64,
         messages: [String: [(seq: UInt64, delivery: Delivery)]]
     ) throws -> Session {
-        var session = try readSessionHeader(version: PersistenceFormat.version, offset: offset)
+        let version = getInteger(at: readerIndex, as: UInt8.self)
+        var session = try readSessionHeader(versions: 2...PersistenceFormat.sessionVersion, offset: offset)
         let clientID = session.clientID
         session.nextSeq = try read(UInt64.self)
         session.subscriptions = try readSubscriptions(of: clientID)
@@ -464,6 +557,14 @@ extension ByteBuffer {
             guard let delivery = held.removeValue(forKey: seq) else { continue }
             session.inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
         }
+        if version ?? 0 >= 3 {
+            let hasUsername = try read(UInt8.self)
+            let username = try readString16()
+            guard hasUsername <= 1 else {
+                throw PersistenceError(description: "session \(clientID): bad username flag")
+            }
+            session.username = hasUsername == 1 ? username : nil
+        }
         guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }
         for (seq, delivery) in messages[clientID] ?? [] where held[seq] != nil {
             session.queue.append(delivery)
@@ -476,7 +577,7 @@ extension ByteBuffer {
 
     /// A version 1 record: the whole session, messages included. Its messages are numbered here.
     fileprivate mutating func readSessionVersion1(offset: Int64) throws -> Session {
-        var session = try readSessionHeader(version: 1, offset: offset)
+        var session = try readSessionHeader(versions: 1...1, offset: offset)
         let clientID = session.clientID
         session.subscriptions = try readSubscriptions(of: clientID)
         for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }

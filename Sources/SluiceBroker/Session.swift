@@ -24,6 +24,9 @@ struct Session: Sendable {
     let clientID: String
     var connection: ConnectionID?
     var protocolVersion: ProtocolVersion
+    /// The username the session was last authenticated with (nil = anonymous): messages that
+    /// arrive while it is offline are checked against the ACL as this user, as Mosquitto does.
+    var username: String?
     /// Seconds; `UInt32.max` never expires.
     var expiryInterval: UInt32
     var disconnectedAt: BrokerTime?
@@ -78,6 +81,8 @@ struct ClientConnection: Sendable {
     let clientID: String
     let username: String?
     let version: ProtocolVersion
+    /// Another broker's bridge (Mosquitto's `try_private`, protocol level 0x83/0x84).
+    var isBridge = false
     /// Which listener accepted the connection (for per-listener limits).
     let listener: Int
     /// Effective keep alive in seconds (0 = none).

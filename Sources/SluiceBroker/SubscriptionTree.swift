@@ -112,38 +112,35 @@ struct SubscriptionTree: Sendable {
         return true
     }
 
+    /// Whether `filter` has more than `limit` levels; a shared subscription counts the levels of its
+    /// filter, not of `$share/GROUP/`.
+    static func exceedsLevels(filter: String, limit: Int) -> Bool {
+        Topic.exceedsLevels(Topic.sharedSubscription(filter)?.filter ?? filter[...], limit: limit)
+    }
+
     func match(topic: String) -> Match {
         var result = Match()
         let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
         let isDollar = topic.utf8.first == UInt8(ascii: "$")
-        collect(node: 0, levels: levels[...], isRoot: true, isDollar: isDollar, into: &result)
+        // Depth first with an explicit stack of (node, levels consumed), never recursion: a topic
+        // of 65,535 levels must not run the event loop's stack out (issue 13, case 7).
+        var pending: [(node: Int, depth: Int)] = [(0, 0)]
+        while let (index, depth) = pending.popLast() {
+            let node = nodes[index]
+            let wildcardsAllowed = !(depth == 0 && isDollar)
+            if wildcardsAllowed, let hash = node.children[TopicLevel.hash] {
+                // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
+                add(node: hash, into: &result)
+            }
+            guard depth < levels.count else {
+                add(node: index, into: &result)
+                continue
+            }
+            // Pushed in reverse so the exact branch is visited first, as the recursive walk did.
+            if wildcardsAllowed, let plus = node.children[TopicLevel.plus] { pending.append((plus, depth + 1)) }
+            if let exact = node.children[TopicLevel(levels[depth])] { pending.append((exact, depth + 1)) }
+        }
         return result
-    }
-
-    private func collect(
-        node index: Int,
-        levels: ArraySlice<Substring>,
-        isRoot: Bool,
-        isDollar: Bool,
-        into result: inout Match
-    ) {
-        let node = nodes[index]
-        let wildcardsAllowed = !(isRoot && isDollar)
-        if wildcardsAllowed, let hash = node.children[TopicLevel.hash] {
-            // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
-            add(node: hash, into: &result)
-        }
-        guard let level = levels.first else {
-            add(node: index, into: &result)
-            return
-        }
-        let rest = levels.dropFirst()
-        if let exact = node.children[TopicLevel(level)] {
-            collect(node: exact, levels: rest, isRoot: false, isDollar: isDollar, into: &result)
-        }
-        if wildcardsAllowed, let plus = node.children[TopicLevel.plus] {
-            collect(node: plus, levels: rest, isRoot: false, isDollar: isDollar, into: &result)
-        }
     }
 
     private func add(node index: Int, into result: inout Match) {

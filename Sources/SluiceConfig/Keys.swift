@@ -62,6 +62,7 @@ enum KeyRule: Sendable {
         "max_inflight_messages": .global { c, d throws(ConfigError) in c.maxInflightMessages = try d.int(0...65535) },
         "max_queued_messages": .global { c, d throws(ConfigError) in c.maxQueuedMessages = try d.int(0...Int.max) },
         "max_queued_bytes": .global { c, d throws(ConfigError) in c.maxQueuedBytes = try d.int(0...Int.max) },
+        "max_topic_levels": .global { c, d throws(ConfigError) in c.maxTopicLevels = try d.int(1...65535) },
         "message_size_limit": .global { c, d throws(ConfigError) in
             c.messageSizeLimit = try d.int(0...protocolMaximum)
         },
@@ -77,6 +78,9 @@ enum KeyRule: Sendable {
         "persistence_location": .global { c, d throws(ConfigError) in c.persistenceLocation = try d.singleString() },
         "store_max_size": .global { c, d throws(ConfigError) in
             c.storeMapSizeMax = try d.byteSize((1 << 20)...Int.max)
+        },
+        "queue_commit_window": .global { c, d throws(ConfigError) in
+            c.queueCommitWindowMilliseconds = try d.int(0...10_000)
         },
         "persistent_client_expiration": .global { c, d throws(ConfigError) in
             c.persistentClientExpiration = try d.duration()

@@ -35,6 +35,9 @@ final class BridgeRunner: @unchecked Sendable {
     private var stopped = false
     /// Messages acknowledged by the remote whose removal from the queue has not committed yet.
     private var unremoved = 0
+    /// Removals wait for the next append's commit (one commit per message instead of two) until they hold
+    /// back this many of the window's slots; then they commit at once so the drain keeps moving.
+    private let lazyRemovalLimit: Int
     /// Acknowledged seqs not yet handed to the store: removals are submitted once per read batch
     /// from the remote (one store operation and one completion for a burst of PUBACKs).
     private var pendingRemovals: [UInt64] = []
@@ -62,6 +65,7 @@ final class BridgeRunner: @unchecked Sendable {
             maxAge: config.queueMaxAge.map { UInt64($0.components.seconds) * 1000 },
             policy: config.queueOverflow == .rejectNew ? .rejectNew : .dropOldest
         )
+        self.lazyRemovalLimit = max(1, config.maxInflight / 2)
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic : nil
         self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
         if config.bridgeInsecure {
@@ -274,7 +278,8 @@ final class BridgeRunner: @unchecked Sendable {
         guard !pendingRemovals.isEmpty else { return }
         let seqs = pendingRemovals
         pendingRemovals = []
-        store.remove(queue: name, seqs: seqs, lazily: true) { [logger] result in
+        let lazily = unremoved < lazyRemovalLimit
+        store.remove(queue: name, seqs: seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
                 self.unremoved -= seqs.count

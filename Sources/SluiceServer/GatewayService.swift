@@ -188,7 +188,11 @@ public final class GatewayService: Service, Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = (directory as NSString).appendingPathComponent("sluice.db")
         let logger = self.logger
-        let store = try Store(path: path, maxMapSize: config.storeMapSizeMax, onEvent: { event in
+        let store = try Store(
+            path: path,
+            maxMapSize: config.storeMapSizeMax,
+            commitWindow: .milliseconds(config.queueCommitWindowMilliseconds),
+            onEvent: { event in
             switch event {
             case .dropped(let queue, let reason, let count):
                 logger.warning("bridge queue full: dropped \(count) message(s)", metadata: ["bridge": "\(queue)", "reason": "\(reason)"])
@@ -289,6 +293,7 @@ extension BrokerSettings {
         maxInflightMessages = config.maxInflightMessages
         maxQueuedMessages = config.maxQueuedMessages
         maxQueuedBytes = config.maxQueuedBytes
+        maxTopicLevels = config.maxTopicLevels
         if config.messageSizeLimit > 0 { maximumPacketSize = config.messageSizeLimit }
         maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
         for (index, listener) in config.listeners.enumerated() {

@@ -105,6 +105,20 @@ final class MetricsEndpoint: Sendable {
                     "Store write operations committed (appends, removals, puts...)",
                     store.operationsCommitted
                 )
+                // Flash wear: LMDB's default sync mode flushes twice per commit (fdatasync of the data pages,
+                // then the meta page through its O_DSYNC descriptor); sluice-bench's flash rows count them.
+                self.counter(
+                    "sluice_store_syncs_total",
+                    "Device flushes the store requested (two per LMDB commit)",
+                    store.transactionsCommitted * 2
+                )
+                if let written = processWriteBytes() {
+                    self.counter(
+                        "sluice_store_bytes_written_total",
+                        "Bytes the kernel wrote to storage for this process (/proc/self/io write_bytes): the store, and a log file if logging goes to one",
+                        written
+                    )
+                }
             }
             let now = Store.wallClockMilliseconds()
             for (bridge, link) in zip(self.bridges, linkValues) {
@@ -227,4 +241,11 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
             }
         }
     }
+}
+
+/// `write_bytes` of /proc/self/io: what this process made the kernel write to storage (not the page cache).
+private func processWriteBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
+    let line = text.split(separator: "\n").first { $0.hasPrefix("write_bytes:") }
+    return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingCharacters(in: .whitespaces)) }
 }

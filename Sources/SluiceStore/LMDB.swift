@@ -242,11 +242,12 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return value
     }
 
-    /// Opens (creating if needed) a named database. Call once at start-up, before other transactions.
-    public func openDatabase(_ name: String) throws(StoreError) -> LMDBDatabase {
+    /// Opens (creating if needed) a named database, or the main one for nil. Call once at start-up, before other
+    /// transactions.
+    public func openDatabase(_ name: String?) throws(StoreError) -> LMDBDatabase {
         try write { txn throws(StoreError) in
             var dbi: MDB_dbi = 0
-            try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name))")
+            try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name ?? "main"))")
             return LMDBDatabase(dbi: dbi)
         }
     }

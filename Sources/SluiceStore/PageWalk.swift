@@ -167,7 +167,8 @@ public enum PageWalk {
 
         var databases: [(String, UInt64)] = []
         tree("main", mainRoot) { key, value, flags in
-            guard flags & 0x02 != 0, value.count >= 48 else { return }
+            // Layout 2 keeps queue records and their metadata in the main database itself.
+            guard flags & 0x02 != 0, value.count >= 48 else { return visit("queues", key, value) }
             databases.append((String(decoding: key, as: UTF8.self), load(value, 40, UInt64.self)))
         }
         for (name, root) in databases {

@@ -98,7 +98,7 @@ extension WriteContext {
         var meta = try meta(queue)
         let prefix = Keys.queuePrefix(queue)
         var moved = 0
-        for key in keys where key.starts(with: prefix) {
+        for key in keys where key.starts(with: prefix) && key != Keys.queueMetaKey(prefix) {
             guard let value = try txn.get(dbs.queues, key) else { continue }
             let reason: String
             if key.count != prefix.count + 8 {

@@ -59,11 +59,18 @@ public struct QueueStats: Sendable, Hashable {
     public var quarantined: UInt64 = 0
 }
 
-/// The three LMDB databases of a store.
+/// The LMDB databases of a store (layout 2).
 ///
-/// - `meta`: `"format"` → `[1]` (store layout version); `"q/" + name` → `QueueMeta` record.
-/// - `queues`: `[name length: 1][name: UTF-8][seq: 8, big-endian]` → queue record. Big-endian sequence
-///   numbers make cursor order FIFO order within a queue.
+/// - `meta`: `"format"` → `[2]` (store layout version); `"q/" + name` → empty, the list of queues (written
+///   once, when a queue is first used).
+/// - `queues` is LMDB's main (unnamed) database: `[name length: 1][name: UTF-8][seq: 8, big-endian]` → queue
+///   record, big-endian sequence numbers making cursor order FIFO order within a queue; and
+///   `[name length][name][0xFF × 9]` → the queue's `QueueMeta`, which sorts just after its last record. A
+///   commit that appends to a short queue and removes from it therefore dirties one leaf page plus LMDB's
+///   free list, where layout 1 (records in a named database, metadata in `meta`) dirtied four (the queue's
+///   leaf, the meta leaf, the main database's leaf holding both named databases' roots, the free list):
+///   issue 15, bytes written per message. The keys of named databases in the main database ("meta",
+///   "tables") never look like a queue key: those have a length prefix and 8 or 9 more bytes.
 /// - `tables`: `[table name length: 1][table name][key]` → caller-encoded value.
 struct Databases: Sendable {
     var meta: LMDBDatabase
@@ -92,7 +99,17 @@ enum Keys {
         return key
     }
 
-    static func metaKey(_ queue: String) -> [UInt8] { metaPrefix + Array(queue.utf8) }
+    /// The queue's entry in the list of queues (in `meta`).
+    static func registryKey(_ queue: String) -> [UInt8] { metaPrefix + Array(queue.utf8) }
+
+    /// Where the queue's `QueueMeta` lives (in `queues`): just after its last possible record.
+    static func queueMetaKey(_ prefix: [UInt8]) -> [UInt8] { prefix + [UInt8](repeating: 0xFF, count: 9) }
+
+    /// A record of the queue with this prefix (not its metadata, not another queue's key).
+    @inline(__always)
+    static func isRecord<Key: Collection<UInt8>>(_ key: Key, _ prefix: [UInt8]) -> Bool {
+        key.count == prefix.count + 8 && key.starts(with: prefix)
+    }
 
     static func tablePrefix(_ table: String) -> [UInt8] {
         let name = Array(table.utf8)
@@ -135,11 +152,11 @@ extension Transaction {
     /// The queue's metadata; rebuilt from its records if absent or damaged. `nextSeq` is never below
     /// the last key + 1, so sequence numbers stay monotonic even if the metadata was lost.
     func queueMeta(_ queue: String, _ dbs: Databases) throws(StoreError) -> QueueMeta {
-        let stored: QueueMeta? = try withValue(dbs.meta, Keys.metaKey(queue)) { buffer in
+        let prefix = Keys.queuePrefix(queue)
+        let stored: QueueMeta? = try withValue(dbs.queues, Keys.queueMetaKey(prefix)) { buffer in
             guard let buffer else { return nil }
             return try? QueueMeta.decode(buffer)
         }
-        let prefix = Keys.queuePrefix(queue)
         var meta: QueueMeta
         if let stored {
             meta = stored
@@ -148,7 +165,7 @@ extension Transaction {
             meta = QueueMeta()
             try withCursor(dbs.queues) { cursor throws(StoreError) in
                 var entry = try cursor.seek(atLeast: prefix)
-                while let current = entry, current.key.hasPrefix(prefix) {
+                while let current = entry, Keys.isRecord(current.key, prefix) {
                     meta.count += 1
                     meta.bytes += UInt64(current.value.count)
                     entry = try cursor.next()
@@ -181,7 +198,7 @@ extension Transaction {
     func oldestEnqueuedAt(_ queue: String, _ dbs: Databases) throws(StoreError) -> UInt64? {
         let prefix = Keys.queuePrefix(queue)
         return try withCursor(dbs.queues) { cursor throws(StoreError) -> UInt64? in
-            guard let entry = try cursor.seek(atLeast: prefix), entry.key.hasPrefix(prefix) else { return nil }
+            guard let entry = try cursor.seek(atLeast: prefix), Keys.isRecord(entry.key, prefix) else { return nil }
             return try? RecordCodec.enqueuedAt(entry.value)  // a damaged head is quarantined when read
         }
     }
@@ -222,10 +239,14 @@ final class WriteContext {
 
     func setMeta(_ queue: String, _ meta: QueueMeta) { metas[queue] = meta }
 
-    /// Writes the cached metadata back. Called once, just before the commit.
+    /// Writes the cached metadata back, beside the queue's records. Called once, just before the commit.
     func flush() throws(StoreError) {
         for (queue, meta) in metas where meta != loaded[queue] {
-            try txn.put(dbs.meta, Keys.metaKey(queue), meta.encode())
+            let key = Keys.queueMetaKey(Keys.queuePrefix(queue))
+            if try txn.withValue(dbs.queues, key, { $0 == nil }) {
+                try txn.put(dbs.meta, Keys.registryKey(queue), [])  // a new queue: listed once
+            }
+            try txn.put(dbs.queues, key, meta.encode())
         }
     }
 
@@ -317,7 +338,7 @@ final class WriteContext {
     /// Deletes the record at the head of the queue; returns its size, or nil if the queue is empty.
     func dropHead(_ prefix: [UInt8], _ meta: inout QueueMeta, reason: DropReason) throws(StoreError) -> UInt64? {
         let size = try txn.withCursor(dbs.queues) { cursor throws(StoreError) -> UInt64? in
-            guard let head = try cursor.seek(atLeast: prefix), head.key.hasPrefix(prefix) else { return nil }
+            guard let head = try cursor.seek(atLeast: prefix), Keys.isRecord(head.key, prefix) else { return nil }
             let size = UInt64(head.value.count)
             try cursor.deleteCurrent()
             return size
@@ -336,7 +357,7 @@ final class WriteContext {
         var dropped = 0
         try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
             var entry = try cursor.seek(atLeast: prefix)
-            while dropped < count, let current = entry, current.key.hasPrefix(prefix) {
+            while dropped < count, let current = entry, Keys.isRecord(current.key, prefix) {
                 let size = UInt64(current.value.count)
                 try cursor.deleteCurrent()
                 meta.count = meta.count > 0 ? meta.count - 1 : 0
@@ -369,7 +390,7 @@ final class WriteContext {
         var dropped = 0
         try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
             var entry = try cursor.seek(atLeast: prefix)
-            while let current = entry, current.key.hasPrefix(prefix) {
+            while let current = entry, Keys.isRecord(current.key, prefix) {
                 guard let enqueuedAt = try? RecordCodec.enqueuedAt(current.value) else {
                     // A damaged head must not stop every append: move it aside and go on.
                     try quarantineCurrent(cursor, prefix, &meta, reason: "damaged record header")
@@ -418,7 +439,7 @@ final class WriteContext {
         var removed = 0
         try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
             var entry = try cursor.seek(atLeast: prefix)
-            while let current = entry, current.key.hasPrefix(prefix) {
+            while let current = entry, Keys.isRecord(current.key, prefix) {
                 try cursor.deleteCurrent()
                 removed += 1
                 entry = try cursor.seek(atLeast: prefix)  // re-seek the head: well-defined after a delete

@@ -8,9 +8,14 @@
 //   only then calls the completions, in submission order. A completion with `.success` therefore means
 //   "on disk": the caller may send PUBACK. No completion ever runs before `mdb_txn_commit` succeeded.
 // - Lazy operations (`remove(..., lazily: true)`: a bridge removing what the remote acknowledged) wait up
-//   to `lazyDelay` for an ordinary operation to share their transaction. Every commit costs two
-//   fdatasyncs; a removal committing on its own would make the next append (a publisher waiting for its
-//   PUBACK) wait for that commit too. Their completions still run only after their commit.
+//   to `lazyDelay` (a second by default) for an ordinary operation to share their transaction, and commit
+//   alone only when none comes. Every commit costs a few pages and two device flushes (fdatasync, then the
+//   meta page through LMDB's O_DSYNC descriptor); at the rates gateways run at, removals riding the next
+//   append halve both (issue 15). The caller decides what may wait: the bridge submits its removals eagerly
+//   once they hold back half its window. Their completions still run only after their commit.
+// - `commitWindow` (`queue_commit_window`, 0 by default): an ordinary operation waits up to that long for
+//   others to share its commit, trading PUBACK latency for fewer flushes. Completions still follow the
+//   commit, so the contract holds; a publisher's PUBACK latency grows by at most the window.
 // - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
@@ -32,8 +37,9 @@
 //   process is adopted on MDB_MAP_RESIZED. Within one process a file is opened once and shared.
 //
 // Record formats are versioned (a leading version byte; see `RecordCodec` and `QueueMeta`). The whole
-// store carries `"format" = 1` in `meta`; opening a file with another format fails with `.corruptRecord`
-// rather than misreading it. Decoding a damaged record throws, it never traps; queue records carry a
+// store carries its layout version under `"format"` in `meta` (see `Databases`): a layout 1 store is moved
+// to layout 2 when opened (`migrateLayout1`), and a file with an unknown layout fails with `.corruptRecord`
+// rather than being misread. Decoding a damaged record throws, it never traps; queue records carry a
 // CRC32C, and `read` skips a record that fails it or does not decode and moves it to the quarantine
 // (Quarantine.swift). A file that is truncated or has no valid meta page is refused before LMDB maps
 // it (StoreFileCheck.swift).
@@ -47,8 +53,8 @@ import Foundation
 /// commit, and must be quick and must not wait for another write of this store. Reads (`read`, `stats`,
 /// `scan`, `get`, `queueNames`) run on the calling thread.
 public final class Store: Sendable {
-    /// The layout version stored under `"format"` in the `meta` database.
-    public static let formatVersion: UInt8 = 1
+    /// The layout version stored under `"format"` in the `meta` database (see `Databases`).
+    public static let formatVersion: UInt8 = 2
 
     /// The file path of the LMDB environment (a single file, `MDB_NOSUBDIR`; LMDB adds `PATH-lock`).
     public let path: String
@@ -67,6 +73,7 @@ public final class Store: Sendable {
     ///   - maxMapSize: the ceiling for growth; beyond it appends follow their queue's policy.
     ///   - maxBatchBytes: a write transaction takes pending operations up to about this much payload.
     ///   - lazyDelay: how long lazy operations wait for an ordinary one to commit with.
+    ///   - commitWindow: how long the first ordinary operation of a batch waits for others to share its commit.
     ///   - clock: milliseconds since the epoch, for `maxAge`; injectable for tests.
     ///   - onEvent: told, on the writer thread after the commit, about drops, rejections, map growth and the
     ///     free-page reserve (for metrics and rate-limited warnings). Must be quick.
@@ -75,7 +82,8 @@ public final class Store: Sendable {
         initialMapSize: Int = 64 << 20,
         maxMapSize: Int = 1 << 30,
         maxBatchBytes: Int = 32 << 20,
-        lazyDelay: Duration = .milliseconds(2),
+        lazyDelay: Duration = .seconds(1),
+        commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
         readOnly: Bool = false,
         onEvent: (@Sendable (StoreEvent) -> Void)? = nil
@@ -88,31 +96,39 @@ public final class Store: Sendable {
             maxMapSize: maxMapSize,
             readOnly: readOnly
         )
-        do {
-            let body = { (txn: Transaction) throws(StoreError) -> Databases in
-                func open(_ name: String, required: Bool = true) throws(StoreError) -> LMDBDatabase? {
+        do throws(StoreError) {
+            let body = { (txn: Transaction) throws(StoreError) -> (Databases, [UInt8]) in
+                func open(_ name: String?, required: Bool = true) throws(StoreError) -> LMDBDatabase? {
                     var dbi: MDB_dbi = 0
                     let rc = mdb_dbi_open(txn.txn, name, readOnly ? 0 : UInt32(MDB_CREATE), &dbi)
                     if rc == MDB_NOTFOUND && readOnly && !required { return nil }
-                    try check(rc, "mdb_dbi_open(\(name))")
+                    try check(rc, "mdb_dbi_open(\(name ?? "main"))")
                     return LMDBDatabase(dbi: dbi)
                 }
                 let dbs = Databases(
                     meta: try open("meta")!,
-                    queues: try open("queues")!,
+                    queues: try open(nil)!,
                     tables: try open("tables")!,
                     quarantine: try open("quarantine", required: false)
                 )
                 if let format = try txn.get(dbs.meta, Keys.format) {
-                    guard format == [Store.formatVersion] else {
-                        throw StoreError.corrupt("\(path) has store format \(format), this build reads [1]")
+                    guard format == [1] || format == [Store.formatVersion] else {
+                        throw StoreError.corrupt("\(path) has store format \(format), this build reads [1] and [2]")
                     }
-                } else if !readOnly {
-                    try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                    return (dbs, format)
                 }
-                return dbs
+                guard !readOnly else { throw StoreError.corrupt("\(path) has no store format: not a Sluice store") }
+                try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                return (dbs, [Store.formatVersion])
             }
-            let dbs = readOnly ? try environment.readCommitted(body) : try environment.write(body)
+            let (dbs, format) = readOnly ? try environment.readCommitted(body) : try environment.write(body)
+            if format == [1] {
+                // Read-only tools cannot move a layout 1 store; the gateway does so at its next start.
+                guard !readOnly else {
+                    throw StoreError.invalid("\(path) has store layout 1: start `sluice run` once to move it to layout 2")
+                }
+                try Store.migrateLayout1(environment, dbs)
+            }
             self.environment = environment
             self.dbs = dbs
             self.writer = Writer(
@@ -120,6 +136,7 @@ public final class Store: Sendable {
                 dbs: dbs,
                 maxBatchBytes: maxBatchBytes,
                 lazyDelay: lazyDelay,
+                commitWindow: commitWindow,
                 clock: clock,
                 onEvent: onEvent
             )
@@ -137,6 +154,54 @@ public final class Store: Sendable {
     deinit {
         writer.close()
         environment.release()
+    }
+
+    /// Layout 1 → 2 (see `Databases`): queue records move from the named database `queues` into the main one,
+    /// in transactions of up to 10,000 records that each leave every record in exactly one place, so a crash
+    /// midway resumes at the next start; the last transaction moves each queue's metadata beside its records
+    /// and writes format 2. Runs before the writer starts.
+    static func migrateLayout1(_ environment: LMDBEnvironment, _ dbs: Databases) throws(StoreError) {
+        var finished = false
+        while !finished {
+            do {
+                finished = try environment.write { txn throws(StoreError) -> Bool in
+                    var old: MDB_dbi = 0
+                    let opened = mdb_dbi_open(txn.txn, "queues", 0, &old)
+                    if opened != MDB_NOTFOUND {
+                        try check(opened, "mdb_dbi_open(queues)")
+                        let moved = try txn.withCursor(LMDBDatabase(dbi: old)) { cursor throws(StoreError) -> Int in
+                            var moved = 0
+                            while moved < 10_000, let entry = try cursor.first() {
+                                try txn.put(dbs.queues, Array(entry.key), Array(entry.value))
+                                try cursor.deleteCurrent()
+                                moved += 1
+                            }
+                            return moved
+                        }
+                        if moved == 10_000 { return false }
+                        try check(mdb_drop(txn.txn, old, 1), "mdb_drop(queues)")
+                    }
+                    let registry = try txn.withCursor(dbs.meta) { cursor throws(StoreError) -> [([UInt8], [UInt8])] in
+                        var found: [([UInt8], [UInt8])] = []
+                        var entry = try cursor.seek(atLeast: Keys.metaPrefix)
+                        while let current = entry, current.key.hasPrefix(Keys.metaPrefix) {
+                            found.append((Array(current.key), Array(current.value)))
+                            entry = try cursor.next()
+                        }
+                        return found
+                    }
+                    for (key, value) in registry where !value.isEmpty {
+                        let name = Array(key[Keys.metaPrefix.count...])
+                        try txn.put(dbs.queues, Keys.queueMetaKey([UInt8(name.count)] + name), value)
+                        try txn.put(dbs.meta, key, [])
+                    }
+                    try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
+                    return true
+                }
+            } catch where error.code == .lmdb(.mapFull) {
+                guard try environment.grow() else { throw error }
+            }
+        }
     }
 
     /// Finishes every pending write, then stops the writer thread. Later writes fail with `.closed`.
@@ -211,7 +276,11 @@ public final class Store: Sendable {
             try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
                 var out: [StoredMessage] = []
                 var entry = try cursor.seek(atLeast: Keys.queueKey(prefix, start))
-                while out.count < limit, let current = entry, current.key.hasPrefix(prefix) {
+                // Every key of the queue up to its metadata: a bent key is damage to skip, not the end.
+                let metaKey = Keys.queueMetaKey(prefix)
+                while out.count < limit, let current = entry, current.key.hasPrefix(prefix),
+                    !current.key.elementsEqual(metaKey)
+                {
                     let seq = current.key.trailingSequence
                     if current.key.count == prefix.count + 8, let message = try? RecordCodec.decode(current.value) {
                         out.append(StoredMessage(seq: seq, message: message))
@@ -565,6 +634,7 @@ final class Writer: @unchecked Sendable {
     private let dbs: Databases
     private let maxBatchBytes: Int
     private let lazyDelay: Duration
+    private let commitWindow: Duration
     private let clock: @Sendable () -> UInt64
     private let onEvent: (@Sendable (StoreEvent) -> Void)?
 
@@ -573,6 +643,8 @@ final class Writer: @unchecked Sendable {
     private var pending: [PendingWrite] = []
     /// Operations in `pending` that are not lazy.
     private var eager = 0
+    /// The summed weight of `pending`.
+    private var pendingWeight = 0
     private var closing = false
     private var running = false
     private var thread: Thread?
@@ -586,6 +658,7 @@ final class Writer: @unchecked Sendable {
         dbs: Databases,
         maxBatchBytes: Int,
         lazyDelay: Duration = .zero,
+        commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64,
         onEvent: (@Sendable (StoreEvent) -> Void)?
     ) {
@@ -593,6 +666,7 @@ final class Writer: @unchecked Sendable {
         self.dbs = dbs
         self.maxBatchBytes = maxBatchBytes
         self.lazyDelay = lazyDelay
+        self.commitWindow = commitWindow
         self.clock = clock
         self.onEvent = onEvent
     }
@@ -633,6 +707,7 @@ final class Writer: @unchecked Sendable {
             return
         }
         pending.append(operation)
+        pendingWeight += operation.weight
         if !operation.lazy { eager += 1 }
         condition.signal()
         condition.unlock()
@@ -655,10 +730,14 @@ final class Writer: @unchecked Sendable {
             condition.lock()
             while pending.isEmpty && !closing { condition.wait() }
             if eager == 0 && !closing && lazyDelay > .zero {
-                // Only lazy operations: give an ordinary one a moment to join their transaction.
-                let seconds = Double(lazyDelay.components.seconds) + Double(lazyDelay.components.attoseconds) / 1e18
-                let deadline = Date(timeIntervalSinceNow: seconds)
+                // Only lazy operations: they ride the next ordinary commit, or commit alone once idle.
+                let deadline = Date(timeIntervalSinceNow: lazyDelay.seconds)
                 while eager == 0 && !closing && condition.wait(until: deadline) {}
+            }
+            if eager > 0 && !closing && commitWindow > .zero {
+                // The commit window: let more operations share this commit (bounded by the batch size).
+                let deadline = Date(timeIntervalSinceNow: commitWindow.seconds)
+                while !closing && pendingWeight < maxBatchBytes && condition.wait(until: deadline) {}
             }
             if pending.isEmpty && closing {
                 running = false
@@ -676,6 +755,7 @@ final class Writer: @unchecked Sendable {
             }
             let batch = Array(pending.prefix(take))
             pending.removeFirst(take)
+            pendingWeight -= bytes
             eager -= batch.count(where: { !$0.lazy })
             condition.unlock()
             runBatch(batch)
@@ -813,4 +893,9 @@ public enum TableWrite: Sendable, Equatable {
     case delete(table: String, key: [UInt8])
     /// Deletes every key of the table that starts with `prefix`.
     case deletePrefix(table: String, prefix: [UInt8])
+}
+
+extension Duration {
+    /// In seconds, for `NSCondition.wait(until:)`.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -103,7 +103,8 @@ extension Store {
         let metaErrors = walk(dbs.meta) { key, value in
             tally.update("meta") { report in
                 report.records += 1
-                if key.hasPrefix(Keys.metaPrefix), (try? QueueMeta.decode(value)) == nil {
+                // Layout 2 lists queues here with an empty value; layout 1 kept their metadata here.
+                if key.hasPrefix(Keys.metaPrefix), !value.isEmpty, (try? QueueMeta.decode(value)) == nil {
                     report.damaged += 1
                     report.note(
                         "queue metadata \(String(decoding: key, as: UTF8.self)) is damaged (rebuilt on next write)"
@@ -113,21 +114,27 @@ extension Store {
         }
         tally.update("meta") { $0.problems += metaErrors }
         let queueErrors = walk(dbs.queues) { key, value in
-            guard let nameLength = key.first, Int(nameLength) >= 1, key.count == 1 + Int(nameLength) + 8 else {
+            switch MainKey(key, valueCount: value.count) {
+            case .database:
+                return
+            case .bent:
                 tally.update("queues") { report in
                     report.damaged += 1
                     report.note("a key of \(key.count) bytes that names no queue: \(hex(Array(key.prefix(32))))")
                 }
-                return
-            }
-            let name = String(decoding: key[1..<1 + Int(nameLength)], as: UTF8.self)
-            tally.update("queue \(name)") { report in
-                report.records += 1
-                do throws(StoreError) {
-                    _ = try RecordCodec.decode(value)
-                } catch {
-                    report.damaged += 1
-                    report.note("seq \(key.trailingSequence): \(error.message)")
+            case .queueMeta(let name):
+                if (try? QueueMeta.decode(value)) == nil {
+                    tally.update("queue \(name)") { $0.note("its metadata is damaged (rebuilt on the next write)") }
+                }
+            case .record(let name, let seq):
+                tally.update("queue \(name)") { report in
+                    report.records += 1
+                    do throws(StoreError) {
+                        _ = try RecordCodec.decode(value)
+                    } catch {
+                        report.damaged += 1
+                        report.note("seq \(seq): \(error.message)")
+                    }
                 }
             }
         }
@@ -178,7 +185,7 @@ extension Store {
         for entry in entries {
             switch entry.db {
             case "meta":
-                if entry.key.starts(with: Keys.metaPrefix) {
+                if entry.key.starts(with: Keys.metaPrefix), !entry.value.isEmpty {  // layout 1 metadata
                     let decoded = entry.value.withUnsafeBytes { try? QueueMeta.decode($0) }
                     if let decoded {
                         oldMetas[String(decoding: entry.key.dropFirst(Keys.metaPrefix.count), as: UTF8.self)] = decoded
@@ -186,15 +193,24 @@ extension Store {
                 }
             case "queues":
                 let key = entry.key
-                guard let nameLength = key.first, Int(nameLength) >= 1, key.count == 1 + Int(nameLength) + 8 else {
+                let name: String
+                let seq: UInt64
+                switch MainKey(key, valueCount: entry.value.count) {
+                case .database:
+                    continue
+                case .bent:
                     tally.update("queues") { report in
                         report.damaged += 1
                         report.note("lost a key of \(key.count) bytes that names no queue")
                     }
                     continue
+                case .queueMeta(let queue):
+                    if let decoded = entry.value.withUnsafeBytes({ try? QueueMeta.decode($0) }) { oldMetas[queue] = decoded }
+                    continue
+                case .record(let queue, let number):
+                    name = queue
+                    seq = number
                 }
-                let name = String(decoding: key[1..<1 + Int(nameLength)], as: UTF8.self)
-                let seq = key.withUnsafeBytes { $0.trailingSequence }
                 var meta = metas[name] ?? QueueMeta()
                 meta.nextSeq = max(meta.nextSeq, seq + 1)
                 do throws(StoreError) {
@@ -241,7 +257,8 @@ extension Store {
                     meta.dropped = old.dropped
                     meta.rejected = old.rejected
                 }
-                try txn.put(to.meta, Keys.metaKey(name), meta.encode())
+                try txn.put(to.queues, Keys.queueMetaKey(Keys.queuePrefix(name)), meta.encode())
+                try txn.put(to.meta, Keys.registryKey(name), [])
             }
             // Records moved to the quarantine by this salvage count like any other quarantined record.
             for (name, count) in added {
@@ -256,6 +273,35 @@ extension Store {
         report.tables = tally.reports
         report.quarantined = quarantined
         return report
+    }
+}
+
+/// What a key of the main database is (layout 2; layout 1's `queues` database holds records only).
+enum MainKey: Equatable {
+    case record(queue: String, seq: UInt64)
+    case queueMeta(queue: String)
+    /// The entry of a named database ("meta", "tables", "quarantine").
+    case database
+    case bent
+
+    init<Key: Collection<UInt8>>(_ key: Key, valueCount: Int) where Key.Index == Int {
+        let bytes = Array(key)
+        if valueCount == 48, ["meta", "tables", "quarantine", "queues"].contains(String(decoding: bytes, as: UTF8.self)) {
+            self = .database
+            return
+        }
+        guard let length = bytes.first.map(Int.init), length >= 1, bytes.count >= 1 + length + 8 else {
+            self = .bent
+            return
+        }
+        let queue = String(decoding: bytes[1..<1 + length], as: UTF8.self)
+        if bytes.count == 1 + length + 8 {
+            self = .record(queue: queue, seq: bytes.withUnsafeBytes { $0.trailingSequence })
+        } else if bytes.count == 1 + length + 9, bytes[(1 + length)...].allSatisfy({ $0 == 0xFF }) {
+            self = .queueMeta(queue: queue)
+        } else {
+            self = .bent
+        }
     }
 }
 

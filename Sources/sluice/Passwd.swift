@@ -11,7 +11,8 @@ struct Passwd: ParsableCommand {
             sluice passwd [-c] FILE USER            prompt for the password (twice, without echo)
             sluice passwd [-c] -b FILE USER PASSWORD
             sluice passwd -D FILE USER
-            Other users' lines and comments are kept. The file is replaced atomically and left with mode 0600.
+            Other users' lines and comments are kept. The file is replaced atomically; an existing file keeps its
+            mode and owner (as mosquitto_passwd does), a new one is created with mode 0600.
             """
     )
 
@@ -109,7 +110,8 @@ struct Passwd: ParsableCommand {
         return first
     }
 
-    /// Writes a temporary file next to `path` (mode 0600), flushes it, and renames it over `path`.
+    /// Writes a temporary file next to `path`, flushes it, and renames it over `path`. An existing file's mode and owner
+    /// carry over, so a `root:sluice 0640` file stays readable by the service after an update; a new file gets 0600.
     private func writeAtomically(_ lines: [String], to path: String) throws {
         let text = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
         var template = Array((path + ".tmp.XXXXXX").utf8CString)
@@ -121,10 +123,15 @@ struct Passwd: ParsableCommand {
             if !closed { close(fd) }
         }
         do {
-            guard fchmod(fd, 0o600) == 0 else { throw PasswdError("\(tempPath): chmod: \(lastError())") }
-            // Keep the owner of a file being updated (e.g. root editing the broker user's file); best effort.
             var existing = stat()
-            if stat(path, &existing) == 0 { _ = fchown(fd, existing.st_uid, existing.st_gid) }
+            let exists = stat(path, &existing) == 0
+            if exists {
+                guard fchown(fd, existing.st_uid, existing.st_gid) == 0 || geteuid() != 0 else {
+                    throw PasswdError("\(tempPath): chown: \(lastError())")
+                }
+            }
+            let mode = exists ? existing.st_mode & 0o7777 : 0o600
+            guard fchmod(fd, mode) == 0 else { throw PasswdError("\(tempPath): chmod: \(lastError())") }
             let bytes = Array(text.utf8)
             var written = 0
             while written < bytes.count {

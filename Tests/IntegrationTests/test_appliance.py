@@ -160,6 +160,10 @@ def test_metrics_and_health_endpoints_follow_traffic(tmp_path):
         # commit counters move (each commit holds at least one operation).
         assert metric(after, "sluice_store_commits_total") > metric(before, "sluice_store_commits_total")
         assert metric(after, "sluice_store_operations_total") >= metric(after, "sluice_store_commits_total")
+        # Flash wear (issue 15): two device flushes per commit, and the bytes the kernel wrote for the process
+        # (the store directory is on a real filesystem here; tmpfs would count nothing).
+        assert metric(after, "sluice_store_syncs_total") == 2 * metric(after, "sluice_store_commits_total")
+        assert metric(after, "sluice_store_bytes_written_total") > metric(before, "sluice_store_bytes_written_total")
         status, health = scrape(metrics_port, "/healthz")
         assert status == 200 and "store: writable" in health and "bridge central: disconnected" in health
         assert scrape(metrics_port, "/nope")[0] == 404

@@ -102,6 +102,23 @@ def test_sluice_passwd_file_is_accepted_by_mosquitto(tmp_path):
         proc.wait(timeout=10)
 
 
+
+@pytest.mark.parametrize("tool", ["sluice", "mosquitto_passwd"])
+def test_password_update_keeps_mode_and_owner(tmp_path, tool):
+    """A `root:GROUP 0640` file the service reads through its group stays so after an update (issue 16, bug 8):
+    rewriting it as 0600 took the gateway down at the next reload. mosquitto_passwd is the reference."""
+    command = [str(require_sluice_binary()), "passwd"] if tool == "sluice" else ["mosquitto_passwd"]
+    path = tmp_path / "passwd"
+    subprocess.run(command + ["-c", "-b", str(path), "carol", "carolpass"], check=True, timeout=30)
+    os.chown(path, 0, 65534)
+    path.chmod(0o640)
+    subprocess.run(command + ["-b", str(path), "dave", "davepass"], check=True, timeout=30)
+    subprocess.run(command + ["-D", str(path), "carol"], check=True, timeout=30)
+    st = path.stat()
+    assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o640", 0, 65534)
+    assert [line.split(":")[0] for line in path.read_text().splitlines()] == ["dave"]
+
+
 ACL = """\
 topic readwrite public/#
 topic write secret/#
@@ -343,3 +360,34 @@ def test_bridge_tls_verifies_the_central_broker(start_broker, tmp_path, cert, de
     finally:
         central.terminate()
         central.wait(timeout=10)
+
+
+@pytest.mark.parametrize("version", ["311", "5"])
+@pytest.mark.parametrize("restart", [False, True], ids=["offline", "offline+restart"])
+def test_acl_user_persistent_session_gets_messages_queued_while_offline(start_broker, tmp_path, version,
+                                                                         restart):
+    """Issue 16 bug 1: a QoS 1 message for an ACL user's offline persistent session is kept and
+    delivered on reconnect (it used to be checked as anonymous and dropped), also across a
+    restart (the session remembers its username). Same script against Mosquitto."""
+    passwd = tmp_path / "acl-passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "username", "secret"], check=True)
+    passwd.chmod(0o644)
+    acl = tmp_path / "acl-user"
+    acl.write_text("user username\ntopic readwrite topic/one\n")
+    acl.chmod(0o644)
+    b = start_broker(f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}")
+    client_id = uid("acl-keeper")
+    creds = ["-u", "username", "-P", "secret"]
+    session = ["-c", "-i", client_id, "-q", "1", "-t", "topic/one", "-V", version] + creds
+    if version == "5":
+        session += ["-x", "3600"]  # a session expiry interval: MQTT 5's persistent session
+    # Create the session, then leave (-W ends it with no message: exit code 27 = timeout).
+    first = subprocess.run(["mosquitto_sub", "-h", b.host, "-p", str(b.port), "-W", "1"] + session,
+                           capture_output=True, text=True, timeout=15)
+    assert first.stdout == "", first
+    mosq_pub(b, "topic/one", "-q", "1", "-i", uid("acl-pub"), *creds, message="while-away", version=version)
+    if restart:
+        b.restart()
+    second = subprocess.run(["mosquitto_sub", "-h", b.host, "-p", str(b.port), "-C", "1", "-W", "5"] + session,
+                            capture_output=True, text=True, timeout=15)
+    assert second.stdout.splitlines() == ["while-away"], (second, b.log()[-2000:])

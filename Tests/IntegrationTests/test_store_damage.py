@@ -218,14 +218,16 @@ def live_leaf_pages(data: bytes, db_name: bytes = b"queues") -> list[int]:
                 out.append(page)
         return out
 
-    for page in leaves(main_root):
+    main_leaves = leaves(main_root)
+    for page in main_leaves:
         base = page * PAGE
         for i in range((u(data, base + 12, 2) - 16) // 2):
             node = base + u(data, base + 16 + 2 * i, 2)
             ksize = u(data, node + 6, 2)
             if data[node + 8:node + 8 + ksize] == db_name:
                 return leaves(u(data, node + 8 + ksize + 40, 8))
-    raise AssertionError(f"no database {db_name!r} in the main tree")
+    # Store layout 2: the queue records are in the main database itself.
+    return [page for page in main_leaves if b"sensors/x" in data[page * PAGE:(page + 1) * PAGE]]
 
 
 @pytest.mark.parametrize("damage", ["flags", "lower", "node-pointer", "node-area"])

@@ -24,14 +24,30 @@ struct ConnectTests {
         )
     }
 
+    /// Mosquitto's bridges (`try_private`) set the level's top bit: 0x84 for 3.1.1, 0x83 for 3.1.
+    @Test func bridgeProtocolLevels() throws {
+        var bridge311 = ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: "c")
+        bridge311.isBridge = true
+        #expect(try decode(connect(level: 0x84), nil) == .connect(bridge311))
+        var bridge31 = ConnectPacket(protocolVersion: .v3_1, clientIdentifier: "c")
+        bridge31.isBridge = true
+        #expect(try decode(connect(name: "MQIsdp", level: 0x83), nil) == .connect(bridge31))
+        // Encoding sets the bit back, so the bridge client can say what it is.
+        var buffer = ByteBuffer()
+        MQTTCodec.encode(.connect(bridge311), version: .v3_1_1, into: &buffer)
+        #expect(Array(buffer.readableBytesView) == connect(level: 0x84))
+    }
+
     @Test(arguments: ["MQTX", "mqtt", "", "MQIsdpX", "MQ"])
     func otherProtocolNameIsAProtocolError(name: String) {
         expectDecodeError(.protocolError, connect(name: name, level: 4), nil)
     }
 
     @Test(
-        arguments: [("MQTT", 3), ("MQTT", 6), ("MQTT", 0), ("MQTT", 0x84), ("MQIsdp", 4), ("MQIsdp", 5)]
-            as [(String, UInt8)]
+        arguments: [
+            ("MQTT", 3), ("MQTT", 6), ("MQTT", 0), ("MQTT", 0x83), ("MQTT", 0x85), ("MQIsdp", 4), ("MQIsdp", 5),
+            ("MQIsdp", 0x84),
+        ] as [(String, UInt8)]
     )
     func unknownLevelIsUnsupportedProtocolVersion(name: String, level: UInt8) {
         // [MQTT-3.1.2-2]: the server answers CONNACK 0x01 / 0x84.
@@ -189,5 +205,24 @@ struct ConnectTests {
             try decode([0x20, 3, 0, 0x8C, 0], .v5) == .connAck(ConnAckPacket(reasonCode: .badAuthenticationMethod))
         )
         #expect(try decode([0x20, 3, 1, 0x00, 0], .v5) == .connAck(ConnAckPacket(sessionPresent: true)))
+    }
+
+    /// CONNACK properties come in Mosquitto 2.0's order (issue 16): captured from Debian's mosquitto with
+    /// `max_keepalive 30`, `max_packet_size 1000`, `max_inflight_messages 10` and an empty client id.
+    @Test func connAckPropertiesInMosquittosOrder() throws {
+        var properties = Properties()
+        properties.receiveMaximum = 10
+        properties.maximumPacketSize = 1000
+        properties.topicAliasMaximum = 10
+        properties.assignedClientIdentifier = "a"
+        properties.serverKeepAlive = 30
+        properties.reasonString = "r"
+        let packet = Packet.connAck(ConnAckPacket(properties: properties))
+        let bytes = Array(encode(packet, .v5).readableBytesView)
+        #expect(
+            bytes == [0x20, 25, 0, 0, 22]
+                + [0x22, 0, 10, 0x13, 0, 30, 0x12, 0, 1, 0x61, 0x27, 0, 0, 0x03, 0xE8, 0x21, 0, 10, 0x1F, 0, 1, 0x72]
+        )
+        #expect(try decode(bytes, .v5) == packet)
     }
 }

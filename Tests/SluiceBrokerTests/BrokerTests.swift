@@ -169,6 +169,25 @@ extension Harness {
         #expect(h.broker.stats.dropped[.tooLargeForClient] == 1)
     }
 
+    /// [MQTT-3.1.2-24]: a CONNACK larger than the client's Maximum Packet Size is not sent; as Mosquitto, the
+    /// connection is closed without one and no session is made. One that fits is sent.
+    @Test func connAckLargerThanTheClientsMaximumPacketSizeIsNotSent() {
+        let h = Harness()
+        var tiny = Properties()
+        tiny.maximumPacketSize = 10
+        let refused = h.connect(1, "", properties: tiny)  // the assigned identifier alone is longer
+        #expect(refused == [.close(ConnectionID(1), nil)])
+        #expect(h.broker.sessionCount == 0)
+        var enough = Properties()
+        enough.maximumPacketSize = 64
+        let accepted = h.connect(2, "", properties: enough)
+        guard case .send(_, .connAck(let ack)) = accepted.first else {
+            Issue.record("no CONNACK: \(accepted)")
+            return
+        }
+        #expect(ack.reasonCode == .success && ack.properties.assignedClientIdentifier != nil)
+    }
+
     @Test func publishesToSysAreRefused() {
         let h = Harness()
         h.connect(1, "sub")

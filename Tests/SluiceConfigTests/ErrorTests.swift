@@ -77,6 +77,14 @@ let badCases: [BadCase] = [
         says: "from 0 to 268435455"
     ),
     BadCase(text: "max_connections -2", kind: .badValue, line: 1, key: "max_connections", says: "at least -1"),
+    BadCase(text: "max_topic_levels 0", kind: .badValue, line: 1, key: "max_topic_levels", says: "from 1 to 65535, got '0'"),
+    BadCase(
+        text: "max_topic_levels 65536",
+        kind: .badValue,
+        line: 1,
+        key: "max_topic_levels",
+        says: "from 1 to 65535, got '65536'"
+    ),
     BadCase(text: "listener 70000", kind: .badValue, line: 1, key: "listener", says: "from 0 to 65535, got '70000'"),
     BadCase(
         text: "listener 1883\nprotocol mqtts",

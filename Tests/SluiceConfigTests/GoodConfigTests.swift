@@ -51,6 +51,8 @@ let goodCases: [GoodCase] = [
         $0.connectTimeout = 5
     },
     GoodCase(text: "max_packet_size 1024") { $0.messageSizeLimit = 1024 },
+    GoodCase(text: "max_topic_levels 1") { $0.maxTopicLevels = 1 },
+    GoodCase(text: "max_topic_levels 65535") { $0.maxTopicLevels = 65535 },
     GoodCase(text: "log_type debug\nlog_type error\nlog_type debug\n") { $0.logTypes = ["debug", "error"] },
     GoodCase(text: "persistent_client_expiration 1h") { $0.persistentClientExpiration = .seconds(3600) },
     GoodCase(text: "persistent_client_expiration 2d") { $0.persistentClientExpiration = .seconds(2 * 86_400) },
@@ -195,6 +197,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(config.maxInflightMessages == 20)
     #expect(config.maxQueuedMessages == 1000)
     #expect(config.maxQueuedBytes == 0)
+    #expect(config.maxTopicLevels == 201)
     #expect(config.messageSizeLimit == 0)
     #expect(config.effectiveMessageSizeLimit == 268_435_455)
     #expect(config.maxConnections == -1)

@@ -20,18 +20,18 @@ private func makeStore(_ path: String, count: Int) async throws {
     store.close()
 }
 
-/// Flips one byte inside the first occurrence of `needle` in the file.
+/// Flips one byte inside every occurrence of `needle` in the file (LMDB leaves stale copies of old pages
+/// on its free list: only one of them is live).
 private func flipByte(in path: String, after needle: String, offset: Int = 10) throws {
     var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     let pattern = Array(needle.utf8)
-    guard
-        let start = (0...(bytes.count - pattern.count)).first(where: {
-            Array(bytes[$0..<$0 + pattern.count]) == pattern
-        })
-    else { throw StoreError.invalid("pattern \(needle) not in \(path)") }
-    bytes[start + offset] ^= 0x5A
+    let starts = (0...(bytes.count - pattern.count)).filter { Array(bytes[$0..<$0 + pattern.count]) == pattern }
+    guard !starts.isEmpty else { throw StoreError.invalid("pattern \(needle) not in \(path)") }
+    for start in starts { bytes[start + offset] ^= 0x5A }
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
+
+
 
 private func truncate(_ path: String, to size: Int) throws {
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
@@ -84,7 +84,7 @@ private final class QuarantineEventLog: @unchecked Sendable {
         let store = try Store(path: dir.storePath)
         defer { store.close() }
         _ = try await store.append(queue: "q", messages: (1...3).map { message($0) }, limits: .unlimited)
-        let queues = try store.environment.openDatabase("queues")
+        let queues = store.dbs.queues
         try store.environment.write { txn throws(StoreError) in
             try txn.put(queues, Keys.queueKey(Keys.queuePrefix("q"), 2), [1, 0, 1, 0, 0])  // version 1, truncated
         }
@@ -103,7 +103,7 @@ private final class QuarantineEventLog: @unchecked Sendable {
         let store = try Store(path: dir.storePath)
         defer { store.close() }
         _ = try await store.append(queue: "q", messages: (1...2).map { message($0) }, limits: .unlimited)
-        let queues = try store.environment.openDatabase("queues")
+        let queues = store.dbs.queues
         let bent = Keys.queuePrefix("q") + [0, 0, 0, 0, 0, 1]  // 6 bytes of sequence number, not 8
         try store.environment.write { txn throws(StoreError) in
             try txn.put(queues, bent, RecordCodec.encode(message(9)))
@@ -123,7 +123,7 @@ private final class QuarantineEventLog: @unchecked Sendable {
         let store = try Store(path: dir.storePath)
         defer { store.close() }
         _ = try await store.append(queue: "q", messages: [message(1, enqueuedAt: .max / 2)], limits: .unlimited)
-        let queues = try store.environment.openDatabase("queues")
+        let queues = store.dbs.queues
         try store.environment.write { txn throws(StoreError) in
             try txn.put(queues, Keys.queueKey(Keys.queuePrefix("q"), 1), [9, 9])
         }
@@ -364,8 +364,8 @@ private final class QuarantineEventLog: @unchecked Sendable {
         try await makeStore(dir.storePath, count: 1_000)
         var queueRecords = 0
         var tableRecords = 0
-        let result = try PageWalk.walk(path: dir.storePath) { db, _, _ in
-            if db == "queues" { queueRecords += 1 }
+        let result = try PageWalk.walk(path: dir.storePath) { db, key, _ in
+            if db == "queues" && key.count == 10 { queueRecords += 1 }  // not the queue's metadata (11 bytes)
             if db == "tables" { tableRecords += 1 }
         }
         #expect(result.problems.isEmpty)
@@ -393,15 +393,18 @@ private final class QuarantineEventLog: @unchecked Sendable {
         }
         try Data(bytes).write(to: URL(fileURLWithPath: dir.storePath))
         var queueRecords = 0
-        let result = try PageWalk.walk(path: dir.storePath) { db, _, _ in if db == "queues" { queueRecords += 1 } }
+        let result = try PageWalk.walk(path: dir.storePath) { db, key, _ in
+            if db == "queues" && key.count == 10 { queueRecords += 1 }
+        }
         // A stale copy might have been picked; then the walk is rightly clean and complete.
         if result.problems.isEmpty {
             #expect(queueRecords == 1_000)
             return
         }
         // A leaf posing as a branch sends the walk to "children" that are not pages: reported there.
-        #expect(result.problems.allSatisfy { $0.hasPrefix("queues: page ") })
-        #expect(damage == "flags" || result.problems.allSatisfy { $0.hasPrefix("queues: page \(victim):") })
+        // Layout 2: queue records live in LMDB's main database.
+        #expect(result.problems.allSatisfy { $0.hasPrefix("main: page ") })
+        #expect(damage == "flags" || result.problems.allSatisfy { $0.hasPrefix("main: page \(victim):") })
         #expect(queueRecords < 1_000 && queueRecords > 500)
         let target = dir.url.appendingPathComponent("salvaged.db").path
         let report = try Store.salvage(from: dir.storePath, to: target)

@@ -159,14 +159,56 @@ import Testing
         try await store.remove(queue: "q", seqs: [4])
         let environment = try LMDBEnvironment.shared(path: dir.storePath, mapSize: 1 << 20, maxMapSize: 1 << 20)
         defer { environment.release() }
-        let meta = try environment.openDatabase("meta")
-        try environment.write { txn throws(StoreError) in try txn.put(meta, Keys.metaKey("q"), [9, 9, 9]) }
+        let queues = try environment.openDatabase(nil)
+        let key = Keys.queueMetaKey(Keys.queuePrefix("q"))
+        try environment.write { txn throws(StoreError) in try txn.put(queues, key, [9, 9, 9]) }
         let stats = try store.stats(queue: "q")
         #expect(stats.depth == 3)
         #expect(stats.bytes == UInt64((1...3).map { RecordCodec.encode(message($0)).count }.reduce(0, +)))
         // The sequence continues after the last key (seq 4 was removed, so 4 may be reused: nothing
         // references it any more).
         #expect(try await store.append(queue: "q", messages: [message(5)], limits: .unlimited) == [.stored(seq: 4)])
+    }
+
+    /// A store written by the previous release (layout 1: records in the named database `queues`, metadata
+    /// under "q/NAME" in `meta`) is moved to layout 2 when opened, in more than one transaction, keeping every
+    /// record, the counters and the sequence.
+    @Test func aLayout1StoreIsMovedToLayout2WhenOpened() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let n = 12_000
+        do {
+            let environment = try LMDBEnvironment.shared(path: dir.storePath, mapSize: 64 << 20, maxMapSize: 64 << 20)
+            defer { environment.release() }
+            let meta = try environment.openDatabase("meta")
+            let queues = try environment.openDatabase("queues")
+            _ = try environment.openDatabase("tables")
+            var old = QueueMeta()
+            old.nextSeq = UInt64(n + 1)
+            old.count = UInt64(n)
+            old.bytes = UInt64((1...n).map { RecordCodec.encode(message($0)).count }.reduce(0, +))
+            old.dropped[.maxAge] = 7
+            try environment.write { txn throws(StoreError) in
+                try txn.put(meta, Keys.format, [1])
+                for i in 1...n {
+                    try txn.put(queues, Keys.queueKey(Keys.queuePrefix("q"), UInt64(i)), RecordCodec.encode(message(i)))
+                }
+                try txn.put(meta, Keys.registryKey("q"), old.encode())
+            }
+        }
+        let store = try Store(path: dir.storePath)
+        defer { store.close() }
+        let stats = try store.stats(queue: "q")
+        #expect(stats.depth == UInt64(n))
+        #expect(stats.dropped[.maxAge] == 7)
+        #expect(stats.nextSeq == UInt64(n + 1))
+        #expect(try store.queueNames() == ["q"])
+        #expect(try store.read(queue: "q", after: nil, limit: 2).map(\.seq) == [1, 2])
+        #expect(try store.read(queue: "q", after: UInt64(n - 2), limit: 10).map(\.seq) == [UInt64(n - 1), UInt64(n)])
+        #expect(try store.read(queue: "q", after: 5, limit: 1).first?.message == message(6))
+        #expect(try await store.append(queue: "q", messages: [message(0)], limits: .unlimited) == [.stored(seq: UInt64(n + 1))])
+        #expect(try await store.purge(queue: "q") == n + 1)
+        #expect(try store.stats(queue: "q").depth == 0)
     }
 
     @Test func lmdbErrorsCarryTheCMessage() {
@@ -310,6 +352,36 @@ import Testing
         alone.wait()
         #expect(alone.results == [1])
         #expect(try quick.stats(queue: "q").depth == 0)
+    }
+
+    /// `queue_commit_window`: an append waits up to the window for others to share its commit, and its
+    /// completion (the publisher's PUBACK) still comes only after that commit.
+    @Test func commitWindowGathersAppendsIntoOneCommit() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let window = Duration.seconds(5)
+        let store = try Store(path: dir.storePath, commitWindow: window)
+        defer { store.close() }
+        let before = store.transactionsCommitted
+        let start = ContinuousClock.now
+        let first = CompletionCounter<[AppendResult]>(expected: 1)
+        store.append(queue: "q", messages: [message(1)], limits: .unlimited, completion: first.record)
+        try await Task.sleep(for: .milliseconds(300))
+        // A test machine stalled past the window would see the first commit alone, rightly.
+        let inTime = ContinuousClock.now - start < window - .milliseconds(500)
+        if inTime { #expect(first.results.isEmpty) }  // held for company, not yet committed
+        let second = CompletionCounter<[AppendResult]>(expected: 1)
+        store.append(queue: "q", messages: [message(2)], limits: .unlimited, completion: second.record)
+        first.wait()
+        second.wait()
+        #expect(ContinuousClock.now - start >= window - .milliseconds(100))
+        if inTime {
+            #expect(store.transactionsCommitted == before + 1)
+        } else {
+            print("commit window test: the machine stalled past the window; the shared-commit check did not run")
+        }
+        #expect((first.results + second.results).flatMap { $0.compactMap(\.seq) } == [1, 2])
+        #expect(try store.stats(queue: "q").depth == 2)
     }
 
     /// Bounds hold across operations that share one transaction.
