@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceServer", "SluiceConfig", "SluiceStore", "SluiceAuth", "MQTTCore",
+                "SluiceServer", "SluiceConfig", "SluiceStore", "SluiceAuth", "MQTTCore", "SluiceBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

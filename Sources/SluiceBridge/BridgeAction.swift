@@ -66,6 +66,9 @@ public enum BridgeAction: Sendable, Hashable {
     case fetch(after: UInt64?, limit: Int)
     /// Delete these messages from the queue: the remote acknowledged them (or they were QoS 0 and written).
     case remove(seqs: [UInt64])
+    /// Move these messages from the queue to the bridge's dead letters (one transaction), counted
+    /// under `reason`. Until that commits, fetches must not return them.
+    case deadLetter(seqs: [UInt64], reason: DeadLetterReason)
     /// Publish this message on the local broker (an `in` rule; topic already mapped). With
     /// `acknowledge`, the remote's QoS 1/2 message waits for its PUBACK/PUBREC until the local broker
     /// has kept it (saved, when it changed saved state): then call `publishedLocally(_:)` with it.

@@ -1,12 +1,14 @@
 import MQTTCore
 
 // Note on the bridge link (the durability contract, seen from the link):
-// - Messages leave the queue only through `.remove(seqs:)`, and for QoS 1 that action is produced
-//   only by the remote's PUBACK for the packet that carried them. A failure PUBACK (>= 0x80) also
-//   removes the message (counted as rejected, logged): retrying a refused message forever would
-//   block the queue.
+// - Messages leave the queue only through `.remove(seqs:)` or `.deadLetter(seqs:reason:)`. For QoS 1
+//   `.remove` is produced only by the remote's success PUBACK for the packet that carried them. A
+//   failure PUBACK never removes: transient codes hold sending and retry, permanent ones dead-letter
+//   (see RefusalPolicy.swift). A message in flight at the head of the window at `maxAttempts`
+//   connection losses is a poison message: dead-lettered, named in the log, and the drain goes on.
 // - Sending is a window: up to min(maxInflight, remote Receive Maximum) QoS 1 PUBLISHes in flight,
-//   sent in seq order. Each PUBACK frees a slot and tops the window up with `.fetch(after:limit:)`
+//   the retained notification included, sent in seq order, paced by `bridge_max_rate` if set.
+//   Each PUBACK frees a slot and tops the window up with `.fetch(after:limit:)`
 //   from the highest seq sent on this connection.
 // - On every new connection the link fetches from the queue head (`after: nil`): whatever was not
 //   acknowledged is sent again, in order (at-least-once; duplicates bounded by the window). When the
@@ -78,6 +80,19 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var lastProgress: Instant?
         var pingOutstanding = false
         var stable = false
+        /// seq → topic and size of QoS 1 messages in flight, for the log when one goes bad.
+        var sent: [UInt64: SentMessage] = [:]
+        /// Transiently refused seqs waiting to go again.
+        var retry: Set<UInt64> = []
+        /// While set, nothing is sent: a transient refusal's hold (nil instant: until the next tick).
+        var hold: Instant?? = nil
+        /// During a replay after a hold: seqs up to here were sent before; only those in `retry` go again.
+        var replayEnd: UInt64? = nil
+        /// The pacer ran out of tokens: top up at the next tick.
+        var paced = false
+
+        /// QoS 1 PUBLISHes awaiting their PUBACK: queue messages and the notification.
+        var used: Int { inflight.count + (notificationId == nil ? 0 : 1) }
 
         func inUse(_ id: UInt16) -> Bool {
             inflight[id] != nil || pendingSubscribes[id] != nil || pendingUnsubscribes.contains(id)
@@ -125,6 +140,15 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     private var bridgeBitRejected = false
     private var reportedConnected = false
     public private(set) var statistics = BridgeLinkStatistics()
+    /// seq → connection losses while it was the oldest message in flight (poison detection).
+    private var attempts: [UInt64: Int] = [:]
+    /// seq → the acknowledged count at its last transient refusal, and refusals in a row without progress.
+    private var refusalStrikes: [UInt64: (mark: UInt64, strikes: Int)] = [:]
+    private var holdsWithoutProgress = 0
+    private var pacer: DrainPacer<Instant>?
+    private var warnings = WarningAggregator<Instant>()
+    /// `sluice queue pause`: connected, but nothing is sent.
+    public private(set) var paused = false
 
     /// The largest window: leaves packet identifiers for SUBSCRIBE and the notification.
     public static var maximumWindow: Int { 65_000 }
@@ -133,6 +157,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         self.configuration = configuration
         self.backoff = Backoff(base: configuration.restartBase, cap: configuration.restartCap)
         self.random = random
+        self.pacer = configuration.maxRate.map {
+            DrainPacer(messagesPerSecond: $0, bytesPerSecond: configuration.maxByteRate)
+        }
     }
 
     /// True between a successful CONNACK and the end of that connection.
@@ -144,6 +171,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     /// Messages sent and not yet acknowledged on the current connection.
     public var inflightCount: Int {
         if case .online(let online) = state { return online.inflight.count }
+        return 0
+    }
+
+    /// The current connection's window: min(`maxInflight`, the remote's Receive Maximum); 0 when offline.
+    public var window: Int {
+        if case .online(let online) = state { return online.window }
         return 0
     }
 
@@ -189,7 +222,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             }
             if connAck.reasonCode.isFailure {
-                statistics.failedAttempts += 1
+                noteConnectFailure("connack_\(connAck.reasonCode.hexLabel)", "CONNACK refused: \(connAck.reasonCode) (\(ReasonCode.name(connAck.reasonCode)))")
                 var actions: [BridgeAction] = []
                 if attempt.usedBridgeBit && connAck.reasonCode == .unsupportedProtocolVersion {
                     bridgeBitRejected = true
@@ -199,11 +232,22 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                             "bridge \(configuration.name): remote refused the bridge protocol bit (try_private); retrying without it"
                         )
                     )
+                    if configuration.rules.rules.contains(where: { $0.direction == .both }) {
+                        // Without the bridge bit a 3.1.1 remote sends our own publishes back on a
+                        // `both` rule (3.1.1 has no no-local), and they come in again locally.
+                        actions.append(
+                            .log(
+                                .warning,
+                                "bridge \(configuration.name): without try_private the remote echoes what this bridge publishes on 'both' rules: each such message comes back once; use separate in and out rules on distinct topics, or MQTT 5 (bridge_protocol_version mqttv50, no-local)"
+                            )
+                        )
+                    }
                 }
                 let reason = BridgeCloseReason.connAckRefused(connAck.reasonCode)
                 actions.append(
                     .log(.error, "bridge \(configuration.name): address \(attempt.addressIndex): \(reason)")
                 )
+                if let hint = willHint(connAck.reasonCode) { actions.append(.log(.error, hint)) }
                 return actions + close(Closing(addressIndex: attempt.addressIndex, established: false), reason)
             }
             return goOnline(attempt, connAck)
@@ -236,15 +280,28 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             state = .modifying
             var actions: [BridgeAction] = []
             online.fetchOutstanding = false
+            if online.hold != nil || paused {
+                // Sending stopped while this fetch was out: these go once it resumes.
+                online.drained = false
+                online.moreSignalled = false
+                state = .online(online)
+                return actions
+            }
             var removable: [UInt64] = []
             var stoppedEarly = false
-            if online.cursor == nil && !resendIds.isEmpty {
+            if online.cursor == nil && (!resendIds.isEmpty || !attempts.isEmpty || !refusalStrikes.isEmpty) {
                 // The first answer from the head: older seqs are gone from the queue (dropped by its bounds).
                 let head = items.first?.seq ?? UInt64.max
                 resendIds = resendIds.filter { $0.key >= head }
+                attempts = attempts.filter { $0.key >= head }
+                refusalStrikes = refusalStrikes.filter { $0.key >= head }
             }
             for item in items {
                 if let cursor = online.cursor, item.seq <= cursor { continue }  // already sent here
+                if let end = online.replayEnd, item.seq <= end, !online.retry.contains(item.seq) {
+                    online.cursor = item.seq  // acknowledged or still in flight: not again
+                    continue
+                }
                 var message = item.message
                 message.properties = message.properties.forOutgoingPublish
                 message.dup = false
@@ -256,20 +313,28 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     case let size = MQTTCodec.encodedSize(.publish(message), version: configuration.protocolVersion),
                     size > maximum
                 {
-                    // [MQTT-3.1.2-25]: discard, as if sent; retrying would block the queue forever.
-                    statistics.rejected += 1
-                    actions.append(
-                        .log(
-                            .warning,
-                            "bridge \(configuration.name): queued message \(item.seq) on '\(message.topic)' is \(size) bytes, over the maximum packet size \(maximum); dropping it"
-                        )
+                    // [MQTT-3.1.2-25]: never sendable; retrying would block the queue forever.
+                    online.retry.remove(item.seq)
+                    deadLetter(
+                        item.seq,
+                        .tooLarge,
+                        SentMessage(topic: message.topic, size: message.payload.readableBytes),
+                        detail: "is \(size) bytes, over the maximum packet size \(maximum)",
+                        &actions
                     )
-                    removable.append(item.seq)
                     online.cursor = item.seq
                     continue
                 }
+                let size = message.topic.utf8.count + message.payload.readableBytes
+                if let pacer, pacer.allowance == 0 {
+                    online.paced = true
+                    stoppedEarly = true
+                    break
+                }
                 if atMostOnce {
                     message.packetIdentifier = nil
+                    pacer?.spend(size: size)
+                    online.retry.remove(item.seq)
                     send(.publish(message), &online, &actions)
                     statistics.published += 1
                     statistics.sentAtMostOnce += 1
@@ -277,10 +342,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     online.cursor = item.seq
                     continue
                 }
-                guard online.inflight.count < online.window else {
+                guard online.used < online.window else {
                     stoppedEarly = true
                     break
                 }
+                pacer?.spend(size: size)
+                online.retry.remove(item.seq)
                 if online.sessionPresent, let id = resendIds[item.seq], !online.inUse(id) {
                     message.packetIdentifier = id
                     message.dup = true
@@ -290,6 +357,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 resendIds[item.seq] = nil
                 if online.inflight.isEmpty { online.lastProgress = now }
                 online.inflight[message.packetIdentifier!] = item.seq
+                online.sent[item.seq] = SentMessage(topic: message.topic, size: message.payload.readableBytes)
                 online.cursor = item.seq
                 send(.publish(message), &online, &actions)
                 statistics.published += 1
@@ -297,7 +365,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             if !removable.isEmpty {
                 actions.append(.remove(seqs: removable))  // QoS 0 written, or too large: done
             }
-            online.drained = !stoppedEarly && items.count < online.lastFetchLimit && !online.moreSignalled
+            let short = !stoppedEarly && items.count < online.lastFetchLimit
+            if let end = online.replayEnd, short || (online.cursor ?? 0) >= end {
+                online.replayEnd = nil  // replay done; refused seqs not met are gone from the queue
+                online.retry.removeAll()
+            }
+            online.drained = short && !online.moreSignalled
             online.moreSignalled = false
             topUp(&online, &actions)
             state = .online(online)
@@ -351,13 +424,17 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         let cause = error.map { ": \($0)" } ?? ""
         switch state {
         case .connecting(let attempt), .awaitingConnAck(let attempt):
-            statistics.failedAttempts += 1
-            return [
+            var awaitingConnAck = false
+            if case .awaitingConnAck = state { awaitingConnAck = true }
+            noteConnectFailure(Self.failureLabel(error, awaitingConnAck: awaitingConnAck), "connection failed\(cause)")
+            var actions: [BridgeAction] = [
                 .log(
                     .warning,
                     "bridge \(configuration.name): connection to address \(attempt.addressIndex) failed\(cause)"
                 )
             ]
+            if awaitingConnAck, let hint = willHint(nil) { actions.append(.log(.warning, hint)) }
+            return actions
                 + reconnect(after: Closing(addressIndex: attempt.addressIndex, established: false))
         case .online(let online):
             state = .modifying
@@ -367,7 +444,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     "bridge \(configuration.name): connection to address \(online.addressIndex) lost\(cause)"
                 )
             ]
-            actions += leaveOnline(online)
+            statistics.lastError = "connection lost\(cause)"
+            actions += leaveOnline(online, countAttempt: true)
             return actions + reconnect(after: Closing(addressIndex: online.addressIndex, established: true))
         case .closing(let closing):
             return reconnect(after: closing)
@@ -391,6 +469,23 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         }
     }
 
+    /// `sluice queue pause|resume`: a paused link stays connected (its `in` rules keep working) and
+    /// queues, but sends nothing from the queue; messages in flight still get their PUBACKs.
+    public mutating func setPaused(_ paused: Bool) -> [BridgeAction] {
+        guard paused != self.paused else { return [] }
+        self.paused = paused
+        var actions: [BridgeAction] = [
+            .log(.info, "bridge \(configuration.name): \(paused ? "paused: queueing, not sending" : "resumed")")
+        ]
+        if !paused, case .online(var online) = state {
+            state = .modifying
+            online.drained = false
+            topUp(&online, &actions)
+            state = .online(online)
+        }
+        return actions
+    }
+
     /// Shut down: publish the remote notification "0", DISCONNECT, close; no reconnect afterwards.
     public mutating func stop() -> [BridgeAction] {
         switch state {
@@ -406,7 +501,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             }
             send(.disconnect(DisconnectPacket()), &online, &actions)
-            actions += leaveOnline(online)
+            actions += leaveOnline(online, countAttempt: false)
             actions.append(.close(.stopped))
             state = .stopped
             return actions
@@ -454,6 +549,14 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     /// Time passes. Drives connect timeout, keep-alive, the progress watchdog and backoff reset.
     public mutating func tick(now: Instant) -> [BridgeAction] {
         self.now = now
+        pacer?.refill(now: now)
+        let summaries: [BridgeAction] = warnings.flush(now: now).map {
+            .log(.warning, "bridge \(configuration.name): \($0)")
+        }
+        return summaries + tickState(now: now)
+    }
+
+    private mutating func tickState(now: Instant) -> [BridgeAction] {
         switch state {
         case .connecting(var attempt), .awaitingConnAck(var attempt):
             guard let started = attempt.startedAt else {
@@ -462,7 +565,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 return []
             }
             guard started.duration(to: now) >= configuration.connectTimeout else { return [] }
-            statistics.failedAttempts += 1
+            noteConnectFailure("timeout", "connect timeout")
             return [.log(.warning, "bridge \(configuration.name): address \(attempt.addressIndex): connect timeout")]
                 + close(Closing(addressIndex: attempt.addressIndex, established: false), .connectTimeout)
 
@@ -500,6 +603,20 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                         )
                     ]
                     + closeOnline(online, .progressStalled)
+            }
+            if let hold = online.hold, hold.map({ $0 <= now }) ?? true {
+                online.hold = nil
+                if let first = online.retry.min() {
+                    // Replay: the refused messages first, in seq order, then on from where sending stopped.
+                    online.replayEnd = max(online.replayEnd ?? 0, online.cursor ?? 0)
+                    online.cursor = first == 0 ? nil : first - 1
+                }
+                online.drained = false
+                topUp(&online, &actions)
+            }
+            if online.paced {
+                online.paced = false
+                topUp(&online, &actions)
             }
             state = .online(online)
             return actions
@@ -561,6 +678,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             lastProgress: now
         )
         statistics.connections += 1
+        statistics.lastError = nil
         var actions: [BridgeAction] = [
             .log(.info, "bridge \(configuration.name): connected to address \(attempt.addressIndex), window \(window)")
         ]
@@ -588,6 +706,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 retain: true,
                 packetIdentifier: id
             )
+            pacer?.spend(size: topic.utf8.count + 1)  // a PUBLISH like any other for a rate-limited central
             send(.publish(notification), &online, &actions)
         }
         topUp(&online, &actions)
@@ -606,27 +725,30 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             let id = ack.packetIdentifier
             if id == online.notificationId {
                 online.notificationId = nil
+                topUp(&online, &actions)  // its slot in the window is free
                 return nil
             }
             guard let seq = online.inflight.removeValue(forKey: id) else {
-                actions.append(
-                    .log(.warning, "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored")
+                warn(
+                    "unknown-puback",
+                    first: "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored",
+                    summary: "PUBACKs for unknown packet ids ignored",
+                    &actions
                 )
                 return nil
             }
             online.lastProgress = now
+            let sentMessage = online.sent.removeValue(forKey: seq)
             if ack.reasonCode.isFailure {
-                statistics.rejected += 1
-                actions.append(
-                    .log(
-                        .warning,
-                        "bridge \(configuration.name): remote rejected queued message \(seq) with reason \(ack.reasonCode) (\(ReasonCode.name(ack.reasonCode))); dropping it"
-                    )
-                )
+                refused(seq, ack.reasonCode, sentMessage, &online, &actions)
             } else {
                 statistics.acknowledged += 1
+                attempts[seq] = nil
+                refusalStrikes[seq] = nil
+                holdsWithoutProgress = 0
+                backoff.reset()  // the connection makes progress: the next reconnect starts quick
+                actions.append(.remove(seqs: [seq]))
             }
-            actions.append(.remove(seqs: [seq]))
             topUp(&online, &actions)
             return nil
 
@@ -755,30 +877,166 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     /// Fill the window: fetch what it has room for, unless a fetch is out or the queue is drained.
     private func topUp(_ online: inout Online, _ actions: inout [BridgeAction]) {
-        let free = online.window - online.inflight.count
-        guard free > 0, !online.fetchOutstanding, !online.drained else { return }
+        var free = online.window - online.used
+        guard free > 0, !online.fetchOutstanding, !online.drained, online.hold == nil, !paused else { return }
+        if let pacer {
+            let allowance = pacer.allowance
+            guard allowance > 0 else {
+                online.paced = true
+                return
+            }
+            free = min(free, allowance)
+        }
         online.fetchOutstanding = true
         online.lastFetchLimit = free
         actions.append(.fetch(after: online.cursor, limit: free))
     }
 
     /// Bookkeeping when an online connection ends, however it ends.
-    private mutating func leaveOnline(_ online: Online) -> [BridgeAction] {
+    /// `countAttempt`: the connection was lost (not stopped): the oldest message in flight gets one
+    /// attempt more, and a poison message is dead-lettered here.
+    private mutating func leaveOnline(_ online: Online, countAttempt: Bool) -> [BridgeAction] {
         if online.fetchOutstanding { staleFetches += 1 }
-        for (id, seq) in online.inflight { resendIds[seq] = id }
-        guard reportedConnected else { return [] }
+        var actions: [BridgeAction] = []
+        var inflight = online.inflight
+        if countAttempt, let head = inflight.values.min() {
+            let count = (attempts[head] ?? 0) + 1
+            if count >= configuration.maxAttempts {
+                inflight = inflight.filter { $0.value != head }
+                deadLetter(
+                    head,
+                    .maxAttempts,
+                    online.sent[head],
+                    detail: "was the oldest message in flight at \(count) connection losses (a poison message?)",
+                    &actions
+                )
+            } else {
+                attempts[head] = count
+            }
+        }
+        for (id, seq) in inflight { resendIds[seq] = id }
+        guard reportedConnected else { return actions }
         reportedConnected = false
-        return [.stateChanged(connected: false)]
+        return actions + [.stateChanged(connected: false)]
     }
 
     private mutating func closeOnline(_ online: Online, _ reason: BridgeCloseReason) -> [BridgeAction] {
-        let actions = leaveOnline(online)
+        statistics.lastError = reason.description
+        let actions = leaveOnline(online, countAttempt: true)
         return close(Closing(addressIndex: online.addressIndex, established: true), reason) + actions
     }
 
     private mutating func close(_ closing: Closing, _ reason: BridgeCloseReason) -> [BridgeAction] {
         state = .closing(closing)
         return [.close(reason)]
+    }
+
+    /// A failure PUBACK: hold and retry (transient), or dead-letter (permanent, or refused
+    /// `maxAttempts` times in a row with nothing else getting through).
+    private mutating func refused(
+        _ seq: UInt64,
+        _ code: ReasonCode,
+        _ sentMessage: SentMessage?,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) {
+        statistics.rejected += 1
+        statistics.rejectedByReason[code.rawValue, default: 0] += 1
+        switch RefusalPolicy.classify(code) {
+        case .permanent:
+            deadLetter(seq, .refused(code), sentMessage, detail: nil, &actions)
+        case .transient:
+            let previous = refusalStrikes[seq]
+            let strikes = previous.map { $0.mark == statistics.acknowledged ? $0.strikes + 1 : 1 } ?? 1
+            if strikes >= configuration.maxAttempts {
+                refusalStrikes[seq] = nil
+                deadLetter(
+                    seq,
+                    .maxAttempts,
+                    sentMessage,
+                    detail: "was refused with \(code) \(strikes) times in a row with nothing else getting through",
+                    &actions
+                )
+                return
+            }
+            refusalStrikes[seq] = (statistics.acknowledged, strikes)
+            online.retry.insert(seq)
+            var delay = Duration.zero
+            if online.hold == nil {
+                delay = RefusalPolicy.hold(
+                    base: configuration.refusalHold,
+                    cap: configuration.restartCap,
+                    holdsWithoutProgress: holdsWithoutProgress
+                )
+                holdsWithoutProgress += 1
+                online.hold = .some(now.map { $0.advanced(by: delay) })
+            }
+            warn(
+                "refused-\(code.hexLabel)",
+                first:
+                    "bridge \(configuration.name): remote refused queued message \(seq)\(sentMessage.map { " on '\($0.topic)'" } ?? "") with reason \(code) (\(ReasonCode.name(code))); kept, sending paused for \(delay)",
+                summary: "messages refused with \(code) (\(ReasonCode.name(code))), kept for retry",
+                &actions
+            )
+        }
+    }
+
+    /// Moves one message to the dead letters and says so, once, with everything an operator needs.
+    private mutating func deadLetter(
+        _ seq: UInt64,
+        _ reason: DeadLetterReason,
+        _ sentMessage: SentMessage?,
+        detail: String?,
+        _ actions: inout [BridgeAction]
+    ) {
+        statistics.deadLettered += 1
+        attempts[seq] = nil
+        refusalStrikes[seq] = nil
+        resendIds[seq] = nil
+        let what = sentMessage.map { " on '\($0.topic)' (\($0.size) bytes of payload)" } ?? ""
+        actions.append(
+            .log(
+                .error,
+                "bridge \(configuration.name): queued message \(seq)\(what) \(detail ?? reason.description); moved to the dead letters (see 'sluice queue dead \(configuration.name)')"
+            )
+        )
+        actions.append(.deadLetter(seqs: [seq], reason: reason))
+    }
+
+    private mutating func warn(_ key: String, first: String, summary: String, _ actions: inout [BridgeAction]) {
+        if let line = warnings.note(key, now: now, first: first, summary: summary) {
+            actions.append(.log(.warning, line))
+        }
+    }
+
+    private mutating func noteConnectFailure(_ label: String, _ text: String) {
+        statistics.failedAttempts += 1
+        statistics.connectFailuresByReason[label, default: 0] += 1
+        statistics.lastError = text
+    }
+
+    /// A connect failure's cause, for `sluice_bridge_connect_failures_total{reason}`.
+    static func failureLabel(_ error: (any Error)?, awaitingConnAck: Bool) -> String {
+        let text = error.map { "\(type(of: $0)) \($0)".lowercased() } ?? ""
+        if text.contains("ssl") || text.contains("tls") || text.contains("certificate") || text.contains("handshake") {
+            return "tls"
+        }
+        if text.contains("refused") { return "refused" }
+        if text.contains("reset") || text.contains("broken pipe") { return "reset" }
+        if text.contains("timeout") || text.contains("timed out") { return "timeout" }
+        if awaitingConnAck { return text.isEmpty ? "closed_before_connack" : "bad_connack" }
+        return "other"
+    }
+
+    /// When a CONNECT is refused and the link sends a will, the will topic is a likely culprit
+    /// (ejabberd, clouds with topic policies refuse `$SYS/...`). nil for refusals that name another
+    /// cause (credentials, protocol version, availability). `code` nil: the CONNACK was unreadable.
+    private func willHint(_ code: ReasonCode?) -> String? {
+        guard let topic = configuration.notificationTopic else { return nil }
+        if let code, [0x84, 0x85, 0x86, 0x88, 0x89, 0x8A, 0x8C, 0x9C, 0x9D, 0x9F].contains(code.rawValue) {
+            return nil
+        }
+        return "bridge \(configuration.name): hint: the remote may refuse the will on '\(topic)' (the link-state notification); set notification_topic to a topic it accepts, or notifications false"
     }
 
     /// Pick the next address (Mosquitto's `round_robin`) and wait out the backoff.
@@ -794,4 +1052,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         state = .waitingToReconnect(addressIndex: next)
         return [.scheduleReconnect(after: delay)]
     }
+}
+
+
+/// What the log says about a message in flight.
+struct SentMessage: Sendable, Hashable {
+    var topic: String
+    var size: Int
 }

@@ -38,8 +38,17 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
     public var connectTimeout: Duration
     /// Close and reconnect when messages are in flight and no PUBACK came for this long (nil: off).
     public var progressTimeout: Duration?
-    /// A connection up this long counts as good: the backoff is reset.
+    /// A connection up this long counts as good: the backoff is reset (a PUBACK resets it sooner).
     public var stablePeriod: Duration
+    /// `bridge_max_attempts`: connection losses with a message at the head of the window (or
+    /// transient refusals with no progress in between) before it moves to the dead letters.
+    public var maxAttempts: Int
+    /// `bridge_max_rate`: PUBLISH packets per second (nil: unpaced).
+    public var maxRate: Double?
+    /// `bridge_max_rate`'s optional second value: bytes (topic + payload) per second.
+    public var maxByteRate: Double?
+    /// The first hold after a transient PUBACK refusal; doubles while nothing gets through, up to `restartCap`.
+    public var refusalHold: Duration
 
     public init(
         name: String,
@@ -61,7 +70,11 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
         restartCap: Duration = .seconds(30),
         connectTimeout: Duration = .seconds(30),
         progressTimeout: Duration? = .seconds(60),
-        stablePeriod: Duration = .seconds(30)
+        stablePeriod: Duration = .seconds(30),
+        maxAttempts: Int = 5,
+        maxRate: Double? = nil,
+        maxByteRate: Double? = nil,
+        refusalHold: Duration = .seconds(1)
     ) {
         self.name = name
         self.addressCount = max(1, addressCount)
@@ -83,6 +96,10 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
         self.connectTimeout = connectTimeout
         self.progressTimeout = progressTimeout
         self.stablePeriod = stablePeriod
+        self.maxAttempts = max(1, maxAttempts)
+        self.maxRate = maxRate
+        self.maxByteRate = maxByteRate
+        self.refusalHold = refusalHold
     }
 }
 
@@ -92,8 +109,16 @@ public struct BridgeLinkStatistics: Sendable, Hashable {
     public var published: UInt64 = 0
     /// Queue messages acknowledged with a success PUBACK.
     public var acknowledged: UInt64 = 0
-    /// Queue messages the remote rejected (PUBACK reason >= 0x80); removed, not retried.
+    /// PUBACKs refusing a queue message (reason >= 0x80), transient and permanent.
     public var rejected: UInt64 = 0
+    /// The same, by reason code.
+    public var rejectedByReason: [UInt8: UInt64] = [:]
+    /// Messages handed to `.deadLetter` (permanent refusal, too large, poison).
+    public var deadLettered: UInt64 = 0
+    /// Failed connection attempts by cause: "timeout", "reset", "refused", "tls", "connack_0x87"...
+    public var connectFailuresByReason: [String: UInt64] = [:]
+    /// The last failure (connect or connection), nil after a successful CONNACK.
+    public var lastError: String?
     /// QoS 0 queue messages written and removed.
     public var sentAtMostOnce: UInt64 = 0
     /// PUBLISH packets received from the remote on `in` rules.

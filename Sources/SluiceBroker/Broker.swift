@@ -256,6 +256,10 @@ public struct Broker: Sendable {
         if let will = packet.will, will.retain && !settings.retainAvailable {
             return refuse(.retainNotSupported)
         }
+        if let will = packet.will, let limit = settings.messageSizeLimit, will.payload.readableBytes > limit {
+            // `message_size_limit` covers the will's payload too; Mosquitto answers 0x95, or 5 in 3.1/3.1.1.
+            return refuse(version >= .v5 ? .packetTooLarge : .notAuthorized)
+        }
         var clientID = packet.clientIdentifier
         var assigned: String? = nil
         if clientID.isEmpty {
@@ -438,6 +442,13 @@ public struct Broker: Sendable {
             connections[connection]?.inboundUnacknowledged += 1
         }
 
+        if let limit = settings.messageSizeLimit, packet.payload.readableBytes > limit {
+            // `message_size_limit` (Mosquitto's meaning): the payload is refused, the QoS flow completes and the
+            // client stays connected; MQTT 5 hears 0x95 Packet too large, 3.1/3.1.1 a plain acknowledgement.
+            stats.drop(.payloadTooLarge)
+            acknowledge(packet.qos, packetID, client.version >= .v5 ? .packetTooLarge : .success, to: connection)
+            return
+        }
         let allowed =
             !topic.hasPrefix("$SYS/")
             && accessPolicy.map { $0.mayPublish(clientID: client.clientID, username: client.username, topic: topic) }
@@ -491,7 +502,14 @@ public struct Broker: Sendable {
         switch qos {
         case .atMostOnce: break
         case .atLeastOnce: send(.pubAck(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
-        case .exactlyOnce: send(.pubRec(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
+        case .exactlyOnce:
+            send(.pubRec(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
+            if code.isFailure, let client = connections[connection] {
+                // A PUBREC with a failure reason ends the exchange [MQTT-4.3.3]: no PUBREL follows, and the
+                // packet identifier is free for a new message.
+                sessions[client.clientID]?.inboundQoS2.remove(packetID)
+                connections[connection]?.inboundUnacknowledged -= 1
+            }
         }
     }
 

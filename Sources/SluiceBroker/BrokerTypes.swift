@@ -24,8 +24,11 @@ public struct BrokerSettings: Sendable {
     public var maxConnections: Int? = nil
     /// Per-listener limits (Mosquitto's `max_connections` inside a `listener` section), by listener index.
     public var listenerConnectionLimits: [Int: Int] = [:]
-    /// Largest packet accepted from clients; announced as Maximum Packet Size (MQTT 5).
+    /// Largest packet accepted from clients (`max_packet_size`); announced as Maximum Packet Size (MQTT 5).
     public var maximumPacketSize: Int = 268_435_460
+    /// Largest PUBLISH or will payload (`message_size_limit`); nil = no limit. A larger PUBLISH is dropped with
+    /// its QoS flow completed, a larger will refuses the CONNECT.
+    public var messageSizeLimit: Int? = nil
     public var retainAvailable = true
     /// Topic aliases a client may use towards us.
     public var topicAliasMaximum: UInt16 = 10
@@ -87,6 +90,8 @@ public enum DropReason: String, Sendable, CaseIterable {
     case notAuthorized = "not_authorized"
     case durableQueueRejected = "durable_queue_rejected"
     case topicTooDeep = "topic_too_deep"
+    /// A PUBLISH payload above `message_size_limit`.
+    case payloadTooLarge = "message_size_limit"
 }
 
 /// Counters for `$SYS` and metrics.

@@ -66,7 +66,7 @@ enum KeyRule: Sendable {
         "message_size_limit": .global { c, d throws(ConfigError) in
             c.messageSizeLimit = try d.int(0...protocolMaximum)
         },
-        "max_packet_size": .global { c, d throws(ConfigError) in c.messageSizeLimit = try d.int(0...protocolMaximum) },
+        "max_packet_size": .global { c, d throws(ConfigError) in c.maxPacketSize = try d.int(0...protocolMaximum) },
         "max_connections": .listenerOrGlobal(
             listener: { l, d throws(ConfigError) in l.listener.maxConnections = try d.int(-1...Int.max) },
             global: { c, d throws(ConfigError) in c.maxConnections = try d.int(-1...Int.max) }
@@ -175,6 +175,15 @@ enum KeyRule: Sendable {
         "bridge_progress_timeout": .bridgeDefault { b, d throws(ConfigError) in
             b.progressTimeout = try d.int(1...3600)
         },
+        "bridge_max_attempts": .bridgeDefault { b, d throws(ConfigError) in b.maxAttempts = try d.int(1...1000) },
+        "bridge_max_rate": .bridgeDefault { b, d throws(ConfigError) in
+            // MSGS_PER_S [BYTES_PER_S]; 0 turns pacing off.
+            let words = try d.tokens(min: 1, max: 2)
+            let messages = try Directive.int(words[0], 0...1_000_000, d)
+            let bytes = words.count == 2 ? try Directive.int(words[1], 1...Int(Int32.max), d) : nil
+            b.maxRate = messages == 0 ? nil : Double(messages)
+            b.maxByteRate = messages == 0 ? nil : bytes.map(Double.init)
+        },
 
         // Mosquitto keys accepted and ignored: harmless on a gateway.
         "pid_file": .ignored("systemd tracks the process"),
@@ -267,6 +276,9 @@ extension BridgeConfig {
         queueOverflow = defaults.queueOverflow
         maxInflight = defaults.maxInflight
         progressTimeout = defaults.progressTimeout
+        maxAttempts = defaults.maxAttempts
+        maxRate = defaults.maxRate
+        maxByteRate = defaults.maxByteRate
     }
 
     /// Checks that need the whole section.

@@ -208,6 +208,14 @@ public struct BridgeConfig: Sendable, Equatable {
     /// `bridge_progress_timeout` seconds: a link with messages in flight and no PUBACK for this long is
     /// reconnected. Default 30.
     public var progressTimeout: Int = 30
+    /// `bridge_max_attempts`: a message in flight at the head of the window at this many connection
+    /// losses (a poison message), or transiently refused this many times in a row with nothing
+    /// else getting through, moves to the dead letters. 1…1000, default 5.
+    public var maxAttempts: Int = 5
+    /// `bridge_max_rate MSGS_PER_S [BYTES_PER_S]`: pace every PUBLISH to the remote. Default nil: unpaced.
+    public var maxRate: Double?
+    /// `bridge_max_rate`'s optional byte rate (topic + payload bytes per second).
+    public var maxByteRate: Double?
 
     public init(name: String) {
         self.name = name
@@ -250,8 +258,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `max_topic_levels` (Sluice): topic names and filters with more levels are refused, 1-65535.
     /// Default 201, Mosquitto 2.0's limit (more than 200 "/" separators are refused).
     public var maxTopicLevels: Int = 201
-    /// `message_size_limit` (same setting as `max_packet_size`): 0 = the protocol maximum 268,435,455. Default 0.
+    /// `message_size_limit`: the largest PUBLISH or will payload, as in Mosquitto (a larger PUBLISH is dropped,
+    /// its QoS flow completed, MQTT 5 hears 0x95; a larger will refuses the CONNECT). 0 = no limit. Default 0.
     public var messageSizeLimit: Int = 0
+    /// `max_packet_size`: the largest packet accepted from a client (a larger one closes the connection, MQTT 5
+    /// with DISCONNECT 0x95), announced to MQTT 5 clients. 0 = the protocol maximum. Default 0.
+    public var maxPacketSize: Int = 0
     /// `max_connections` outside any listener section: -1 = unlimited. Default -1.
     public var maxConnections: Int = -1
     /// `persistence`: keep retained messages and persistent sessions across restarts. Default false.
@@ -302,6 +314,4 @@ public struct GatewayConfig: Sendable, Equatable {
         allowAnonymous ?? listeners.allSatisfy(\.isLoopbackOnly)
     }
 
-    /// `messageSizeLimit` with 0 resolved to the protocol maximum.
-    public var effectiveMessageSizeLimit: Int { messageSizeLimit == 0 ? 268_435_455 : messageSizeLimit }
 }

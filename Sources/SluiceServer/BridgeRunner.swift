@@ -35,9 +35,6 @@ final class BridgeRunner: @unchecked Sendable {
     private var stopped = false
     /// Messages acknowledged by the remote whose removal from the queue has not committed yet.
     private var unremoved = 0
-    /// Removals wait for the next append's commit (one commit per message instead of two) until they hold
-    /// back this many of the window's slots; then they commit at once so the drain keeps moving.
-    private let lazyRemovalLimit: Int
     /// Acknowledged seqs not yet handed to the store: removals are submitted once per read batch
     /// from the remote (one store operation and one completion for a burst of PUBACKs).
     private var pendingRemovals: [UInt64] = []
@@ -47,6 +44,14 @@ final class BridgeRunner: @unchecked Sendable {
     private var outbound: ByteBuffer?
     /// A `queueHasMore` hop to `loop` is already queued: appends committing meanwhile need no other.
     private let moreQueued = NIOLockedValueBox(false)
+    /// Seqs handed to the store's dead letters whose move has not committed: fetches skip them.
+    private var deadLettering: Set<UInt64> = []
+    /// The control record's generation last seen (`sluice queue pause|resume|requeue|drop`).
+    private var controlGeneration: UInt64?
+    private var lastControlPoll = ContinuousClock.now
+    /// The wall-clock time the current run of failures began (nil while healthy), for /healthz.
+    private var failingSince: Date?
+    private let tickInterval: TimeAmount
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
         self.name = config.name
@@ -65,7 +70,6 @@ final class BridgeRunner: @unchecked Sendable {
             maxAge: config.queueMaxAge.map { UInt64($0.components.seconds) * 1000 },
             policy: config.queueOverflow == .rejectNew ? .rejectNew : .dropOldest
         )
-        self.lazyRemovalLimit = max(1, config.maxInflight / 2)
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic : nil
         self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
         if config.bridgeInsecure {
@@ -95,8 +99,13 @@ final class BridgeRunner: @unchecked Sendable {
             restartBase: .seconds(config.restartTimeout.base),
             restartCap: .seconds(config.restartTimeout.cap),
             connectTimeout: .seconds(max(5, config.keepaliveInterval)),
-            progressTimeout: .seconds(config.progressTimeout)
+            progressTimeout: .seconds(config.progressTimeout),
+            maxAttempts: config.maxAttempts,
+            maxRate: config.maxRate,
+            maxByteRate: config.maxByteRate
         )
+        // Paced links tick faster: the token bucket refills at each tick and holds a tenth of a second.
+        self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(50)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
     }
 
@@ -141,10 +150,12 @@ final class BridgeRunner: @unchecked Sendable {
 
     func start() {
         loop.execute {
-            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.tickInterval, delay: self.tickInterval) { _ in
                 self.run(self.link.tick(now: .now))
                 self.expireOldMessages()
+                self.pollControl()
             }
+            self.pollControl(force: true)
             self.run(self.link.start())
         }
     }
@@ -176,11 +187,51 @@ final class BridgeRunner: @unchecked Sendable {
     var isConnected: EventLoopFuture<Bool> { loop.submit { self.link.isConnected } }
 
     /// The link's state and counters, for metrics.
-    func snapshot() -> EventLoopFuture<(connected: Bool, acknowledged: UInt64, received: UInt64, connections: UInt64)> {
+    struct Snapshot: Sendable {
+        var connected: Bool
+        var paused: Bool
+        var acknowledged: UInt64
+        var received: UInt64
+        var connections: UInt64
+        var rejectedByReason: [UInt8: UInt64]
+        var connectFailuresByReason: [String: UInt64]
+        var lastError: String?
+        var failingSince: Date?
+    }
+
+    func snapshot() -> EventLoopFuture<Snapshot> {
         loop.submit {
             let statistics = self.link.statistics
-            return (self.link.isConnected, statistics.acknowledged, statistics.received, statistics.connections)
+            return Snapshot(
+                connected: self.link.isConnected,
+                paused: self.link.paused,
+                acknowledged: statistics.acknowledged,
+                received: statistics.received,
+                connections: statistics.connections,
+                rejectedByReason: statistics.rejectedByReason,
+                connectFailuresByReason: statistics.connectFailuresByReason,
+                lastError: statistics.lastError,
+                failingSince: statistics.lastError == nil ? nil : self.failingSince
+            )
         }
+    }
+
+    /// Picks up `sluice queue pause|resume|requeue|drop` from another process: they bump the bridge's
+    /// control generation in the store; a read transaction a second notices it.
+    private func pollControl(force: Bool = false) {
+        guard force || ContinuousClock.now - lastControlPoll >= .seconds(1) else { return }
+        lastControlPoll = .now
+        let control: (paused: Bool, generation: UInt64)
+        do {
+            control = try store.bridgeControl(queue: name)
+        } catch {
+            logger.error("reading the bridge control record failed: \(error)")
+            return
+        }
+        guard control.generation != controlGeneration else { return }
+        controlGeneration = control.generation
+        run(link.setPaused(control.paused))
+        run(link.queueHasMore())  // a requeue appended messages
     }
 
     private var lastExpiry = ContinuousClock.now
@@ -217,6 +268,17 @@ final class BridgeRunner: @unchecked Sendable {
             case .remove(let seqs):
                 unremoved += seqs.count
                 pendingRemovals += seqs
+            case .deadLetter(let seqs, let reason):
+                unremoved += seqs.count
+                deadLettering.formUnion(seqs)
+                store.deadLetter(queue: name, seqs: seqs, code: reason.code) { [logger] result in
+                    if case .failure(let error) = result { logger.error("moving messages to the dead letters failed: \(error)") }
+                    self.loop.execute {
+                        self.unremoved -= seqs.count
+                        self.deadLettering.subtract(seqs)
+                        self.run(self.link.queueHasMore())
+                    }
+                }
             case .publishLocally(let publish, let delivery):
                 let message = SluiceBroker.Message(
                     topic: publish.topic,
@@ -270,6 +332,11 @@ final class BridgeRunner: @unchecked Sendable {
         }
         if wrote { flushOutbound() }
         if !inReadBatch { submitRemovals() }
+        if link.statistics.lastError == nil {
+            failingSince = nil
+        } else if failingSince == nil {
+            failingSince = Date()
+        }
     }
 
     /// Hands the acknowledged seqs gathered so far to the store in one operation. Until it commits
@@ -278,7 +345,11 @@ final class BridgeRunner: @unchecked Sendable {
         guard !pendingRemovals.isEmpty else { return }
         let seqs = pendingRemovals
         pendingRemovals = []
-        let lazily = unremoved < lazyRemovalLimit
+        // Lazy (riding the next append's commit: one commit per message instead of two) unless the window waits
+        // on these removals: full with them (a window of one, a small Receive Maximum), or half of it held
+        // back in a drain.
+        let window = max(1, link.window)
+        let lazily = unremoved + link.inflightCount < window && unremoved * 2 < window
         store.remove(queue: name, seqs: seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
@@ -291,7 +362,9 @@ final class BridgeRunner: @unchecked Sendable {
     private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
         guard limit > 0 else { return [] }
         do {
-            return try store.read(queue: name, after: after, limit: limit).map { stored in
+            var stored = try store.read(queue: name, after: after, limit: limit)
+            if !deadLettering.isEmpty { stored.removeAll { deadLettering.contains($0.seq) } }
+            return stored.map { stored in
                 let message = stored.message
                 return QueuedItem(
                     seq: stored.seq,

@@ -294,7 +294,8 @@ extension BrokerSettings {
         maxQueuedMessages = config.maxQueuedMessages
         maxQueuedBytes = config.maxQueuedBytes
         maxTopicLevels = config.maxTopicLevels
-        if config.messageSizeLimit > 0 { maximumPacketSize = config.messageSizeLimit }
+        if config.maxPacketSize > 0 { maximumPacketSize = config.maxPacketSize }
+        if config.messageSizeLimit > 0 { messageSizeLimit = config.messageSizeLimit }
         maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
         for (index, listener) in config.listeners.enumerated() {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -6,6 +7,7 @@ import NIOPosix
 import Prometheus
 import SluiceBroker
 import SluiceConfig
+import SluiceBridge
 import SluiceStore
 
 /// The opt-in `metrics_listener`: Prometheus text at `/metrics` and a health check at `/healthz`.
@@ -127,6 +129,34 @@ final class MetricsEndpoint: Sendable {
                 self.counter("sluice_bridge_forwarded_total", "Messages acknowledged by the remote", Int(link.acknowledged), labels: labels)
                 self.counter("sluice_bridge_received_total", "Messages received from the remote (in rules)", Int(link.received), labels: labels)
                 self.counter("sluice_bridge_reconnects_total", "Connections made to the remote", Int(link.connections), labels: labels)
+                self.gauge("sluice_bridge_paused", "1 while 'sluice queue pause' holds the bridge", link.paused ? 1 : 0, labels: labels)
+                for (code, count) in link.rejectedByReason {
+                    self.counter(
+                        "sluice_bridge_rejected_total",
+                        "PUBACKs refusing a queued message, by reason code (transient ones are retried)",
+                        Int(count),
+                        labels: labels + [("reason", DeadLetterCodes.label(code))]
+                    )
+                }
+                for (reason, count) in link.connectFailuresByReason {
+                    self.counter(
+                        "sluice_bridge_connect_failures_total",
+                        "Failed connection attempts to the remote, by cause",
+                        Int(count),
+                        labels: labels + [("reason", reason)]
+                    )
+                }
+                if let dead = try? self.store?.deadLetterCounts(queue: bridge.name) {
+                    self.gauge("sluice_bridge_dead_letters", "Messages in the bridge's dead-letter table", Int(dead.current), labels: labels)
+                    for (code, count) in dead.byReason {
+                        self.counter(
+                            "sluice_bridge_dead_lettered_total",
+                            "Messages moved to the dead letters, by reason",
+                            Int(count),
+                            labels: labels + [("reason", DeadLetterCodes.label(code))]
+                        )
+                    }
+                }
                 guard let stats = try? self.store?.stats(queue: bridge.name) else { continue }
                 self.gauge("sluice_bridge_queue_depth", "Messages in the durable queue", Int(stats.depth), labels: labels)
                 self.gauge("sluice_bridge_queue_bytes", "Bytes in the durable queue", Int(stats.bytes), labels: labels)
@@ -182,7 +212,11 @@ final class MetricsEndpoint: Sendable {
         return promise.futureResult.and(links).map { writable, links in
             var body = "listeners: up\nstore: \(self.store == nil ? "not used" : writable ? "writable" : "NOT WRITABLE")\n"
             for (bridge, link) in zip(self.bridges, links) {
-                body += "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\n"
+                body += "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\(link.paused ? " (paused)" : "")\n"
+                if let error = link.lastError {
+                    let since = link.failingSince.map { " since \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+                    body += "bridge \(bridge.name) last error\(since): \(error)\n"
+                }
             }
             return (writable ? .ok : .serviceUnavailable, "text/plain", body)
         }

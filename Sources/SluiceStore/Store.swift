@@ -60,7 +60,7 @@ public final class Store: Sendable {
     public let path: String
     let environment: LMDBEnvironment
     let dbs: Databases
-    private let writer: Writer
+    let writer: Writer
     /// Opened with `readOnly`: every write fails with `.closed`, damaged records are skipped, not moved.
     public let readOnly: Bool
     /// The file existed with zero length and was initialised as a new store: the caller should warn.
@@ -630,8 +630,8 @@ final class WriteOperation<R: Sendable>: PendingWrite {
 
 /// Owns the writer thread, the queue of pending operations, and every write transaction.
 final class Writer: @unchecked Sendable {
-    private let environment: LMDBEnvironment
-    private let dbs: Databases
+    let environment: LMDBEnvironment
+    let dbs: Databases
     private let maxBatchBytes: Int
     private let lazyDelay: Duration
     private let commitWindow: Duration

@@ -7,15 +7,16 @@ import SluiceStore
 /// (LMDB lets a second process read and write the same store).
 struct Queue: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect or purge the bridges' durable queues.",
-        subcommands: [Stats.self, Peek.self, Purge.self]
+        abstract: "Inspect, purge and steer the bridges' durable queues and dead letters.",
+        subcommands: [Stats.self, Peek.self, Purge.self, Dead.self, Requeue.self, Drop.self, Pause.self, Resume.self]
     )
 
     struct StoreOptions: ParsableArguments {
         @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf (the store lives under persistence_location).")
         var config: String = "/etc/sluice/gateway.conf"
 
-        func open(readOnly: Bool = true) throws -> (GatewayConfig, Store) {
+        /// Writable by default (purge, requeue, drop, pause…); `stats` and `peek` open read-only.
+        func open(readOnly: Bool = false) throws -> (GatewayConfig, Store) {
             let gatewayConfig: GatewayConfig
             do {
                 gatewayConfig = try GatewayConfig.load(path: config)
@@ -41,7 +42,7 @@ struct Queue: ParsableCommand {
         @Argument(help: "Bridge (connection) name; all bridges when omitted.") var bridge: String?
 
         func run() throws {
-            let (config, store) = try options.open()
+            let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
             let names = bridge.map { [$0] } ?? Array(Set(config.bridges.map(\.name) + ((try? store.queueNames()) ?? []))).sorted()
             let now = Store.wallClockMilliseconds()
@@ -52,6 +53,7 @@ struct Queue: ParsableCommand {
                     "\(name): depth=\(stats.depth) bytes=\(stats.bytes) oldest_age=\(age) next_seq=\(stats.nextSeq)"
                         + " dropped=\(describe(stats.dropped)) rejected=\(describe(stats.rejected))"
                         + " quarantined=\(stats.quarantined)"
+                        + Self.deadLetterSummary(store, name)
                 )
             }
         }
@@ -72,7 +74,7 @@ struct Queue: ParsableCommand {
         @Option(name: .customShort("n"), help: "How many messages.") var count = 10
 
         func run() throws {
-            let (_, store) = try options.open()
+            let (_, store) = try options.open(readOnly: true)
             defer { store.close() }
             for stored in try store.read(queue: bridge, after: nil, limit: max(1, count)) {
                 let message = stored.message
@@ -90,7 +92,7 @@ struct Queue: ParsableCommand {
 
         func run() throws {
             guard yes else { throw failure("purging deletes queued messages for good: add --yes to confirm") }
-            let (_, store) = try options.open(readOnly: false)
+            let (_, store) = try options.open()
             defer { store.close() }
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var outcome: Result<Int, StoreError> = .success(0)

@@ -35,7 +35,7 @@ enum StoreGuard {
         // the gateway in the middle of a drain. Checking every page once (plain reads, in a child process
         // so that even a bug there cannot take this one down) turns that into a refusal here. Records are
         // not decoded here: a damaged record is quarantined when its queue reaches it. Cost: see
-        // RELIABILITY.md section 8.
+        // RELIABILITY.md section 9.
         let started = ContinuousClock.now
         let outcome = try StoreWalkChild.run(path: path, pagesOnly: true)
         switch outcome.status {

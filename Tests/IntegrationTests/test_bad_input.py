@@ -162,7 +162,7 @@ def test_wrong_protocol_name(broker, raw):
 
 
 def _oversize(b):
-    """Publish a 2000-byte payload through a 1000-byte message_size_limit; returns the
+    """Publish a 2000-byte payload through a 1000-byte limit; returns the
     publisher's packets (until close or 2 s of silence) and what a subscriber received."""
     sub = mqttraw.RawClient(b.host, b.port, version=5)
     sub.connect(uid("s"))
@@ -190,25 +190,20 @@ def _oversize(b):
     return pkts, closed, delivered
 
 
-def test_oversize_packet_refused(start_broker):
-    """Oversize PUBLISH: either the connection ends (DISCONNECT 0x95 / close) or the publish is
-    refused (PUBACK 0x95/0x97, Mosquitto's reaction); it is never delivered."""
+def test_oversize_payload_refused_and_client_stays(start_broker):
+    """message_size_limit is a payload limit, as in Mosquitto (issue 16, bug 2): the PUBLISH is refused with
+    PUBACK 0x95, never delivered, and the connection stays."""
     b = start_broker("message_size_limit 1000")
     pkts, closed, delivered = _oversize(b)
     assert delivered == [], "oversize message delivered"
-    if closed:
-        assert all(p.ptype == DISCONNECT and p.reason == 0x95 for p in pkts), pkts
-    else:
-        assert [(p.ptype, p.reason) for p in pkts] in ([(mqttraw.PUBACK, 0x95)],
-                                                       [(mqttraw.PUBACK, 0x97)]), pkts
+    assert not closed, f"connection closed: {pkts}"
+    assert [(p.ptype, p.reason) for p in pkts] == [(mqttraw.PUBACK, 0x95)], pkts
     assert_serving(b, 5)
 
 
-@pytest.mark.sluice_only(reason="the issue wants an oversize packet to end the connection "
-                         "(DISCONNECT 0x95 or close); Mosquitto treats message_size_limit as a "
-                         "payload limit and answers PUBACK 0x95, keeping the connection")
 def test_oversize_packet_ends_connection(start_broker):
-    b = start_broker("message_size_limit 1000")
+    """max_packet_size is the packet limit: a larger packet ends the connection (DISCONNECT 0x95 or close)."""
+    b = start_broker("max_packet_size 1000")
     pkts, closed, delivered = _oversize(b)
     assert closed, f"connection kept open: {pkts}"
     assert [(p.ptype, p.reason) for p in pkts] in ([], [(DISCONNECT, 0x95)])

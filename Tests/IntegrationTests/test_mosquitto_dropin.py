@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import mqttraw
 from conftest import PahoClient, free_port, port_listening, uid
 
 
@@ -115,3 +116,27 @@ def test_connack_larger_than_the_clients_maximum_packet_size_is_not_sent(start_b
     assert _connect_v5_raw(b.port, 10) == b""
     ack = _connect_v5_raw(b.port, 1000)
     assert ack[:1] == b"\x20" and ack[3] == 0, ack.hex()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_message_size_limit_is_a_payload_limit(start_broker, version):
+    """message_size_limit (bug 2): a 30-byte CONNECT passes a 10-byte limit; a larger QoS 1 payload is
+    acknowledged (3.1.1) or refused with 0x95 (5) and dropped, and the client stays connected; a larger will
+    payload refuses the CONNECT (CONNACK 5 / 0x95). As Mosquitto does."""
+    b = start_broker("message_size_limit 10")
+    sub = PahoClient(b, uid("sub"), v5=version == 5).connect()
+    sub.subscribe("size/#", qos=1)
+    c = mqttraw.RawClient("127.0.0.1", b.port, version=version)
+    assert c.connect(uid("small")).reason == 0
+    c.send(mqttraw.publish("size/big", b"Z" * 11, qos=1, packet_id=7, version=version))
+    ack = c.expect(mqttraw.PUBACK)
+    assert ack.reason == (0x95 if version == 5 else 0), ack
+    c.send(mqttraw.publish("size/ok", b"Z" * 10, qos=1, packet_id=8, version=version))
+    assert c.expect(mqttraw.PUBACK).reason == 0
+    c.close()
+    assert sub.collector.wait_for(1, 5) and sub.collector.settle(0.5)
+    assert [m.topic for m in sub.collector.messages] == ["size/ok"]
+    w = mqttraw.RawClient("127.0.0.1", b.port, version=version)
+    refused = w.connect(uid("will"), will=("size/will", b"W" * 11, 1, False))
+    assert refused.reason == (0x95 if version == 5 else 5), refused
+    w.close()

@@ -15,10 +15,12 @@ import Testing
         big.message.payload = .init(string: String(repeating: "x", count: 100))
         let actions = h.link.fetched([item(1), big, item(3)])
         #expect(
-            actions.withoutLogs == [sent(1, id: 1), sent(3, id: 2), .remove(seqs: [2]), .fetch(after: 3, limit: 1)]
+            actions.withoutLogs == [
+                sent(1, id: 1), .deadLetter(seqs: [2], reason: .tooLarge), sent(3, id: 2), .fetch(after: 3, limit: 1),
+            ]
         )
         #expect(actions.logs.contains { $0.contains("queued message 2") && $0.contains("maximum packet size 11") })
-        #expect(h.link.statistics.rejected == 1)
+        #expect(h.link.statistics.deadLettered == 1)
     }
 
     @Test func remoteMaximumPacketSizeCountsMQTT5Properties() {
@@ -29,7 +31,11 @@ import Testing
         var withProperty = item(2)
         withProperty.message.properties.contentType = "x"
         // A short answer: drained, so no further fetch.
-        #expect(h.link.fetched([item(1), withProperty]).withoutLogs == [sent(1, id: 1), .remove(seqs: [2])])
+        #expect(
+            h.link.fetched([item(1), withProperty]).withoutLogs == [
+                sent(1, id: 1), .deadLetter(seqs: [2], reason: .tooLarge),
+            ]
+        )
     }
 
     @Test func outgoingPublishCarriesOnlyClientProperties() {

@@ -33,10 +33,10 @@ private let notification = "$SYS/broker/connection/gw-1/state"
                         )
                     )
                 ),
-                .fetch(after: nil, limit: 3),
+                .fetch(after: nil, limit: 2),  // the notification holds one slot of the window of 3
             ]
         )
-        // The notification's PUBACK is not a queue message.
+        // The notification's PUBACK is not a queue message (the fetch is still out: no other).
         #expect(h.link.received(puback(1)) == [])
         #expect(h.link.isConnected)
     }
@@ -213,7 +213,7 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         #expect(h.link.statistics.sentAtMostOnce == 2)
     }
 
-    @Test func unknownPubAckIsIgnoredAndRejectionRemovesAndCounts() {
+    @Test func unknownPubAckIsIgnoredAndRefusalNeverRemoves() {
         var h = Harness(config(maxInflight: 2))
         _ = h.connect()
         _ = h.link.fetched(items(1...2))
@@ -221,12 +221,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         #expect(unknown.withoutLogs == [])
         #expect(unknown.logs.contains { $0.contains("unknown packet id 9") })
         let rejected = h.link.received(puback(1, .quotaExceeded))
-        #expect(rejected.withoutLogs == [.remove(seqs: [1]), .fetch(after: 2, limit: 1)])
-        #expect(rejected.logs.contains { $0.contains("rejected") && $0.contains("0x97") })
+        #expect(rejected.withoutLogs == [])  // kept in the queue, sending held
+        #expect(rejected.logs.contains { $0.contains("refused") && $0.contains("0x97") && $0.contains("kept") })
         #expect(h.link.statistics.rejected == 1)
         #expect(h.link.statistics.acknowledged == 0)
         // "no matching subscribers" (0x10) is a success.
-        _ = h.link.fetched([])
         #expect(h.link.received(puback(2, .noMatchingSubscribers)) == [.remove(seqs: [2])])
         #expect(h.link.statistics.acknowledged == 1)
     }

@@ -130,6 +130,12 @@ let badCases: [BadCase] = [
         key: "bridge_max_inflight",
         says: "from 1 to 65535"
     ),
+    BadCase(text: "bridge_max_attempts 0", kind: .badValue, line: 1, key: "bridge_max_attempts", says: "from 1 to 1000"),
+    BadCase(text: "bridge_max_rate fast", kind: .badValue, line: 1, key: "bridge_max_rate", says: "got 'fast'"),
+    BadCase(text: "bridge_max_rate -1", kind: .badValue, line: 1, key: "bridge_max_rate", says: "-1"),
+    BadCase(text: "bridge_max_rate 10 0", kind: .badValue, line: 1, key: "bridge_max_rate", says: "0"),
+    BadCase(text: "bridge_max_rate", kind: .missingValue, line: 1, key: "bridge_max_rate", says: "a value is required"),
+    BadCase(text: "bridge_max_rate 1 2 3", kind: .tooManyValues, line: 1, key: "bridge_max_rate", says: "at most 2"),
     BadCase(text: "queue_max_age forever", kind: .badValue, line: 1, key: "queue_max_age", says: "or 0 for none"),
     BadCase(text: "queue_max_bytes 12XB", kind: .badValue, line: 1, key: "queue_max_bytes", says: "512MB"),
     // Section errors.

@@ -50,7 +50,7 @@ let goodCases: [GoodCase] = [
         $0.retainAvailable = false
         $0.connectTimeout = 5
     },
-    GoodCase(text: "max_packet_size 1024") { $0.messageSizeLimit = 1024 },
+    GoodCase(text: "max_packet_size 1024") { $0.maxPacketSize = 1024 },
     GoodCase(text: "max_topic_levels 1") { $0.maxTopicLevels = 1 },
     GoodCase(text: "max_topic_levels 65535") { $0.maxTopicLevels = 65535 },
     GoodCase(text: "log_type debug\nlog_type error\nlog_type debug\n") { $0.logTypes = ["debug", "error"] },
@@ -142,9 +142,12 @@ let goodCases: [GoodCase] = [
             queue_overflow reject_new
             bridge_max_inflight 10
             bridge_progress_timeout 60
+            bridge_max_attempts 7
+            bridge_max_rate 90
             connection a
             address 127.0.0.1
             topic a/#
+            bridge_max_rate 80 64000
             queue_max_messages 0
             queue_max_age 0
             queue_overflow drop_oldest
@@ -161,6 +164,9 @@ let goodCases: [GoodCase] = [
         a.queueOverflow = .dropOldest
         a.maxInflight = 10
         a.progressTimeout = 60
+        a.maxAttempts = 7
+        a.maxRate = 80
+        a.maxByteRate = 64000
         var b = minimalBridge("b")
         b.queueMaxMessages = 5000
         b.queueMaxBytes = 64 << 20
@@ -168,6 +174,8 @@ let goodCases: [GoodCase] = [
         b.queueOverflow = .rejectNew
         b.maxInflight = 500
         b.progressTimeout = 60
+        b.maxAttempts = 7
+        b.maxRate = 90
         $0.bridges = [a, b]
     },
     // A global key inside a bridge section stays global; listener keys go to the last listener.
@@ -199,7 +207,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(config.maxQueuedBytes == 0)
     #expect(config.maxTopicLevels == 201)
     #expect(config.messageSizeLimit == 0)
-    #expect(config.effectiveMessageSizeLimit == 268_435_455)
+    #expect(config.maxPacketSize == 0)
     #expect(config.maxConnections == -1)
     #expect(config.persistence == false)
     #expect(config.persistenceLocation == "/var/lib/sluice/")
