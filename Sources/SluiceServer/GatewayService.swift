@@ -233,6 +233,9 @@ public final class GatewayService: Service, Sendable {
             freeSpaceGuard: FreeSpaceGuard(config.storeMinFree),
             onEvent: { alarm.event($0) }
         )
+        if store.startedFromEmptyFile {
+            logger.warning("the store file was empty (zero bytes): started a new, empty store", metadata: ["path": "\(path)"])
+        }
         logger.info("store opened", metadata: ["path": "\(path)"])
         return store
     }

@@ -189,6 +189,12 @@ final class MetricsEndpoint: Sendable {
                     self.counter("sluice_bridge_queue_dropped_by_reason_total", "Messages removed from the queue without delivery, by reason", Int(dropped), labels: byReason)
                     self.counter("sluice_bridge_queue_rejected_total", "Messages refused at append, by reason", Int(rejected), labels: byReason)
                 }
+                self.counter(
+                    "sluice_store_quarantined_total",
+                    "Damaged queue records moved to the quarantine (sluice store quarantine lists them)",
+                    Int(stats.quarantined),
+                    labels: [("queue", bridge.name)]
+                )
             }
         }
     }

@@ -83,6 +83,12 @@ final class StoreAlarm: Sendable {
             logger.info("store grew from \(from) to \(to) bytes")
         case .lowSpace:
             break  // `.health` says it, with the reason
+        case .quarantined(let queue, let count, let reason):
+            // Once per commit that met damaged records: each leaves the queue when it is quarantined.
+            logger.error(
+                "damaged record(s) moved to the quarantine; the queue goes on (`sluice store quarantine` lists them)",
+                metadata: ["bridge": "\(queue)", "count": "\(count)", "reason": "\(reason)"]
+            )
         case .health(let health):
             switch health {
             case .writable: logger.notice("store is writable again")

@@ -19,6 +19,10 @@ public struct LMDBDatabase: Sendable, Hashable {
 public final class LMDBEnvironment: @unchecked Sendable {
     let env: OpaquePointer
     public let path: String
+    /// Opened with `MDB_RDONLY`: no write transactions, nothing created.
+    public let readOnly: Bool
+    /// What the meta-page check found before the file was mapped (`.empty`: a zero-length file, now a new store).
+    public let verdict: StoreFileCheck.Verdict
     /// The ceiling for automatic growth, in bytes.
     public let maxMapSize: Int
     private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
@@ -32,19 +36,29 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///
     /// Opens a new handle every time: never open one file twice in a process this way (use `Store`, which
     /// shares one environment per file).
-    public init(path: String, mapSize: Int, maxMapSize: Int, maxDatabases: Int = 8) throws(StoreError) {
+    public init(path: String, mapSize: Int, maxMapSize: Int, maxDatabases: Int = 8, readOnly: Bool = false)
+        throws(StoreError)
+    {
+        // Before LMDB maps the file: a truncated file or one without valid meta pages would otherwise
+        // end the process with SIGBUS on first access.
+        let verdict = try StoreFileCheck.inspect(path: path)
+        if readOnly && verdict == .missing { throw StoreError(lmdb: ENOENT, "open(\(path))") }
+        self.verdict = verdict
+        self.readOnly = readOnly
         var envPointer: OpaquePointer?
         try check(mdb_env_create(&envPointer), "mdb_env_create")
         guard let env = envPointer else { throw StoreError.invalid("mdb_env_create returned no environment") }
         let ceiling = max(mapSize, maxMapSize)
-        do {
+        do throws(StoreError) {
             try check(mdb_env_set_maxdbs(env, MDB_dbi(maxDatabases)), "mdb_env_set_maxdbs")
             // Must come before mdb_env_open: Debian's default map is 1 MiB.
             try check(mdb_env_set_mapsize(env, mapSize), "mdb_env_set_mapsize(\(mapSize))")
-            try check(
-                mdb_env_open(env, path, UInt32(MDB_NOSUBDIR | MDB_NOTLS), 0o640),
-                "mdb_env_open(\(path))"
-            )
+            let flags = MDB_NOSUBDIR | MDB_NOTLS | (readOnly ? MDB_RDONLY : 0)
+            let rc = mdb_env_open(env, path, UInt32(flags), 0o640)
+            if rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND {
+                throw StoreError.damagedFile(path: path, "LMDB refused it: \(LMDBResultCode(rawValue: rc).message)")
+            }
+            try check(rc, "mdb_env_open(\(path))")
         } catch {
             mdb_env_close(env)
             throw error
@@ -57,7 +71,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         // Free reader slots left by processes that died inside a read transaction (kill -9 of a CLI):
         // a stale slot would pin old pages and make the map grow.
         var dead: Int32 = 0
-        mdb_reader_check(env, &dead)
+        if !readOnly { mdb_reader_check(env, &dead) }
         var info = MDB_envinfo()
         mdb_env_info(env, &info)
         // An existing file larger than the requested map makes LMDB use the file's size.
@@ -84,7 +98,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     /// Returns the process-wide environment for `path`, opening it on first use. Balance with `release()`.
-    static func shared(path: String, mapSize: Int, maxMapSize: Int) throws(StoreError) -> LMDBEnvironment {
+    static func shared(path: String, mapSize: Int, maxMapSize: Int, readOnly: Bool = false) throws(StoreError)
+        -> LMDBEnvironment
+    {
         let key = canonicalPath(path)
         registryLock.lock()
         defer { registryLock.unlock() }
@@ -93,7 +109,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             registry[key] = entry
             return entry.environment
         }
-        let environment = try LMDBEnvironment(path: key, mapSize: mapSize, maxMapSize: maxMapSize)
+        let environment = try LMDBEnvironment(path: key, mapSize: mapSize, maxMapSize: maxMapSize, readOnly: readOnly)
         registry[key] = Entry(environment: environment, references: 1)
         return environment
     }
@@ -191,6 +207,22 @@ public final class LMDBEnvironment: @unchecked Sendable {
             pthread_rwlock_unlock(resizeLock)
         }
         return try body(Transaction(txn: txn))
+    }
+
+    /// Runs `body` in a read-only transaction and commits it, so database handles it opened stay open
+    /// (a read-only environment cannot open them in a write transaction).
+    func readCommitted<T>(_ body: (Transaction) throws(StoreError) -> T) throws(StoreError) -> T {
+        let txn = try begin(flags: UInt32(MDB_RDONLY))
+        defer { pthread_rwlock_unlock(resizeLock) }
+        let value: T
+        do {
+            value = try body(Transaction(txn: txn))
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+        try check(mdb_txn_commit(txn), "mdb_txn_commit(read)")
+        return value
     }
 
     /// Runs `body` in a write transaction and commits it; aborts if `body` or the commit throws.

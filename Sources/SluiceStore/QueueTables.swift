@@ -55,6 +55,8 @@ public struct QueueStats: Sendable, Hashable {
     public var dropped: DropCounts
     /// Messages refused at append (reject_new, oversize, already expired, full store), by reason.
     public var rejected: DropCounts
+    /// Damaged records ever moved from this queue to its quarantine (see `Store.quarantined`).
+    public var quarantined: UInt64 = 0
 }
 
 /// The LMDB databases of a store (layout 2).
@@ -74,6 +76,8 @@ struct Databases: Sendable {
     var meta: LMDBDatabase
     var queues: LMDBDatabase
     var tables: LMDBDatabase
+    /// Damaged queue records moved aside (see Quarantine.swift); nil only in a read-only store without one.
+    var quarantine: LMDBDatabase?
 }
 
 enum Keys {
@@ -195,7 +199,7 @@ extension Transaction {
         let prefix = Keys.queuePrefix(queue)
         return try withCursor(dbs.queues) { cursor throws(StoreError) -> UInt64? in
             guard let entry = try cursor.seek(atLeast: prefix), Keys.isRecord(entry.key, prefix) else { return nil }
-            return try RecordCodec.enqueuedAt(entry.value)
+            return try? RecordCodec.enqueuedAt(entry.value)  // a damaged head is quarantined when read
         }
     }
 }
@@ -213,6 +217,8 @@ final class WriteContext {
     /// reason `.storeFull`, table puts fail, and operations that free space still run.
     let lowSpace: Bool
     private var metas: [String: QueueMeta] = [:]
+    /// `.quarantined` events of this transaction (see Quarantine.swift).
+    var quarantineEvents: [StoreEvent] = []
     /// Metadata as loaded, to report what this transaction dropped and rejected.
     private var loaded: [String: QueueMeta] = [:]
 
@@ -231,6 +237,8 @@ final class WriteContext {
         return meta
     }
 
+    func setMeta(_ queue: String, _ meta: QueueMeta) { metas[queue] = meta }
+
     /// Writes the cached metadata back, beside the queue's records. Called once, just before the commit.
     func flush() throws(StoreError) {
         for (queue, meta) in metas where meta != loaded[queue] {
@@ -244,7 +252,7 @@ final class WriteContext {
 
     /// Drops and rejections made in this transaction, to report once it has committed.
     func events() -> [StoreEvent] {
-        var events: [StoreEvent] = []
+        var events: [StoreEvent] = quarantineEvents
         for (queue, meta) in metas.sorted(by: { $0.key < $1.key }) {
             let before = loaded[queue] ?? QueueMeta()
             for reason in DropReason.allCases {
@@ -383,7 +391,13 @@ final class WriteContext {
         try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
             var entry = try cursor.seek(atLeast: prefix)
             while let current = entry, Keys.isRecord(current.key, prefix) {
-                guard try isExpired(RecordCodec.enqueuedAt(current.value), maxAge: maxAge) else { break }
+                guard let enqueuedAt = try? RecordCodec.enqueuedAt(current.value) else {
+                    // A damaged head must not stop every append: move it aside and go on.
+                    try quarantineCurrent(cursor, prefix, &meta, reason: "damaged record header")
+                    entry = try cursor.seek(atLeast: prefix)
+                    continue
+                }
+                guard isExpired(enqueuedAt, maxAge: maxAge) else { break }
                 let size = UInt64(current.value.count)
                 try cursor.deleteCurrent()
                 meta.count = meta.count > 0 ? meta.count - 1 : 0

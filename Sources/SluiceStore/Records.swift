@@ -46,16 +46,21 @@ public struct StoredMessage: Sendable, Hashable {
 /// …       4     properties length P, then P bytes (opaque, pre-encoded MQTT 5 properties)
 /// …       4     payload length N, then N bytes
 /// ```
+/// Version 2 (written since records carry a checksum) is the same layout with version byte 2 followed by
+/// a 4-byte CRC32C (Castagnoli, big-endian) of every byte before it, so flash rot inside a payload is
+/// detected instead of forwarded. Version 1 records (no checksum) still read.
+///
 /// The record must be consumed exactly: trailing bytes are damage. Compatibility: a reader accepts only
 /// versions it knows and throws `.corruptRecord` otherwise; a new layout gets a new version byte and the
 /// decoder keeps reading every older version (records are never rewritten in place).
 enum RecordCodec {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+    static let checksumSize = 4
 
     static func encode(_ message: QueuedMessage) -> [UInt8] {
         let topic = Array(message.topic.utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(23 + topic.count + message.properties.count + message.payload.count)
+        out.reserveCapacity(27 + topic.count + message.properties.count + message.payload.count)
         out.append(version)
         out.append(message.retain ? 1 : 0)
         out.append(message.qos)
@@ -66,14 +71,42 @@ enum RecordCodec {
         out.append(contentsOf: message.properties)
         out.appendBigEndian(UInt32(message.payload.count))
         out.append(contentsOf: message.payload)
+        out.appendBigEndian(CRC32C.checksum(out))
+        return out
+    }
+
+    /// Encodes in the version 1 layout (no checksum): for tests of old stores only.
+    static func encodeVersion1(_ message: QueuedMessage) -> [UInt8] {
+        var out = encode(message)
+        out.removeLast(checksumSize)
+        out[0] = 1
         return out
     }
 
     /// Decodes a record; throws `.corruptRecord` on any damage, never traps.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StoreError) -> QueuedMessage {
-        var reader = ByteReader(bytes)
-        guard let version = reader.readByte() else { throw StoreError.corrupt("empty queue record") }
-        guard version == 1 else { throw StoreError.corrupt("unknown queue record version \(version)") }
+        guard let version = bytes.first else { throw StoreError.corrupt("empty queue record") }
+        var body = bytes
+        switch version {
+        case 1:
+            break
+        case 2:
+            guard bytes.count >= 1 + checksumSize else { throw StoreError.corrupt("truncated queue record") }
+            body = UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - checksumSize)])
+            var trailer = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - checksumSize)...]))
+            let stored = trailer.readUInt32()!
+            let computed = CRC32C.checksum(body)
+            guard stored == computed else {
+                throw StoreError.corrupt(
+                    "checksum mismatch in queue record (stored 0x\(String(stored, radix: 16)), "
+                        + "computed 0x\(String(computed, radix: 16)))"
+                )
+            }
+        default:
+            throw StoreError.corrupt("unknown queue record version \(version)")
+        }
+        var reader = ByteReader(body)
+        _ = reader.readByte()
         guard let flags = reader.readByte(), let qos = reader.readByte(), let enqueuedAt = reader.readUInt64()
         else { throw StoreError.corrupt("truncated queue record header") }
         guard flags & ~1 == 0 else {
@@ -113,7 +146,8 @@ enum RecordCodec {
     /// Reads only the `enqueuedAt` field (for age checks without decoding the whole record).
     static func enqueuedAt(_ bytes: UnsafeRawBufferPointer) throws(StoreError) -> UInt64 {
         var reader = ByteReader(bytes)
-        guard reader.readByte() == 1, reader.readByte() != nil, reader.readByte() != nil,
+        guard let version = reader.readByte(), version == 1 || version == 2, reader.readByte() != nil,
+            reader.readByte() != nil,
             let value = reader.readUInt64()
         else { throw StoreError.corrupt("damaged queue record header") }
         return value

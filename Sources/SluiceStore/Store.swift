@@ -39,7 +39,10 @@
 // Record formats are versioned (a leading version byte; see `RecordCodec` and `QueueMeta`). The whole
 // store carries its layout version under `"format"` in `meta` (see `Databases`): a layout 1 store is moved
 // to layout 2 when opened (`migrateLayout1`), and a file with an unknown layout fails with `.corruptRecord`
-// rather than being misread. Decoding a damaged record throws, it never traps.
+// rather than being misread. Decoding a damaged record throws, it never traps; queue records carry a
+// CRC32C, and `read` skips a record that fails it or does not decode and moves it to the quarantine
+// (Quarantine.swift). A file that is truncated or has no valid meta page is refused before LMDB maps
+// it (StoreFileCheck.swift).
 
 import CLMDB
 import Foundation
@@ -58,6 +61,10 @@ public final class Store: Sendable {
     let environment: LMDBEnvironment
     let dbs: Databases
     let writer: Writer
+    /// Opened with `readOnly`: every write fails with `.closed`, damaged records are skipped, not moved.
+    public let readOnly: Bool
+    /// The file existed with zero length and was initialised as a new store: the caller should warn.
+    public var startedFromEmptyFile: Bool { environment.verdict == .empty }
 
     /// Opens or creates the store at `path`.
     ///
@@ -79,33 +86,51 @@ public final class Store: Sendable {
         commitWindow: Duration = .zero,
         clock: @escaping @Sendable () -> UInt64 = Store.wallClockMilliseconds,
         freeSpaceGuard: FreeSpaceGuard = .none,
+        readOnly: Bool = false,
         onEvent: (@Sendable (StoreEvent) -> Void)? = nil
     ) throws(StoreError) {
         self.path = path
+        self.readOnly = readOnly
         // The ceiling is honoured as given: the first map is never larger than it.
         let environment = try LMDBEnvironment.shared(
             path: path,
             mapSize: min(initialMapSize, maxMapSize),
-            maxMapSize: maxMapSize
+            maxMapSize: maxMapSize,
+            readOnly: readOnly
         )
-        do {
-            let (dbs, format) = try environment.write { txn throws(StoreError) -> (Databases, [UInt8]) in
-                func open(_ name: String?) throws(StoreError) -> LMDBDatabase {
+        do throws(StoreError) {
+            let body = { (txn: Transaction) throws(StoreError) -> (Databases, [UInt8]) in
+                func open(_ name: String?, required: Bool = true) throws(StoreError) -> LMDBDatabase? {
                     var dbi: MDB_dbi = 0
-                    try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name ?? "main"))")
+                    let rc = mdb_dbi_open(txn.txn, name, readOnly ? 0 : UInt32(MDB_CREATE), &dbi)
+                    if rc == MDB_NOTFOUND && readOnly && !required { return nil }
+                    try check(rc, "mdb_dbi_open(\(name ?? "main"))")
                     return LMDBDatabase(dbi: dbi)
                 }
-                let dbs = Databases(meta: try open("meta"), queues: try open(nil), tables: try open("tables"))
+                let dbs = Databases(
+                    meta: try open("meta")!,
+                    queues: try open(nil)!,
+                    tables: try open("tables")!,
+                    quarantine: try open("quarantine", required: false)
+                )
                 if let format = try txn.get(dbs.meta, Keys.format) {
                     guard format == [1] || format == [Store.formatVersion] else {
                         throw StoreError.corrupt("\(path) has store format \(format), this build reads [1] and [2]")
                     }
                     return (dbs, format)
                 }
+                guard !readOnly else { throw StoreError.corrupt("\(path) has no store format: not a Sluice store") }
                 try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
                 return (dbs, [Store.formatVersion])
             }
-            if format == [1] { try Store.migrateLayout1(environment, dbs) }
+            let (dbs, format) = readOnly ? try environment.readCommitted(body) : try environment.write(body)
+            if format == [1] {
+                // Read-only tools cannot move a layout 1 store; the gateway does so at its next start.
+                guard !readOnly else {
+                    throw StoreError.invalid("\(path) has store layout 1: start `sluice run` once to move it to layout 2")
+                }
+                try Store.migrateLayout1(environment, dbs)
+            }
             self.environment = environment
             self.dbs = dbs
             self.writer = Writer(
@@ -122,7 +147,11 @@ public final class Store: Sendable {
             environment.release()
             throw error
         }
-        writer.start()
+        if readOnly {
+            writer.close()
+        } else {
+            writer.start()
+        }
     }
 
     deinit {
@@ -248,22 +277,31 @@ public final class Store: Sendable {
         }
         let prefix = Keys.queuePrefix(queue)
         let dbs = self.dbs
-        return try environment.read { txn throws(StoreError) in
+        var damaged: [[UInt8]] = []
+        let messages = try environment.read { txn throws(StoreError) in
             try txn.withCursor(dbs.queues) { cursor throws(StoreError) in
                 var out: [StoredMessage] = []
                 var entry = try cursor.seek(atLeast: Keys.queueKey(prefix, start))
-                while out.count < limit, let current = entry, Keys.isRecord(current.key, prefix) {
+                // Every key of the queue up to its metadata: a bent key is damage to skip, not the end.
+                let metaKey = Keys.queueMetaKey(prefix)
+                while out.count < limit, let current = entry, current.key.hasPrefix(prefix),
+                    !current.key.elementsEqual(metaKey)
+                {
                     let seq = current.key.trailingSequence
-                    do throws(StoreError) {
-                        out.append(StoredMessage(seq: seq, message: try RecordCodec.decode(current.value)))
-                    } catch {
-                        throw StoreError.corrupt("queue \(queue) seq \(seq): \(error.message)")
+                    if current.key.count == prefix.count + 8, let message = try? RecordCodec.decode(current.value) {
+                        out.append(StoredMessage(seq: seq, message: message))
+                    } else {
+                        // Damaged: skipped so the queue moves on; moved to the quarantine below (by key: a
+                        // bent key, not 8 bytes of sequence number, must move too or every read would meet it).
+                        damaged.append(Array(current.key))
                     }
                     entry = try cursor.next()
                 }
                 return out
             }
         }
+        if !damaged.isEmpty && !readOnly { quarantine(queue: queue, keys: damaged) }
+        return messages
     }
 
     /// Removes the given sequence numbers (after the central broker's PUBACK). Unknown ones are ignored, so
@@ -333,7 +371,8 @@ public final class Store: Sendable {
                 oldestEnqueuedAt: try txn.oldestEnqueuedAt(queue, dbs),
                 nextSeq: meta.nextSeq,
                 dropped: meta.dropped,
-                rejected: meta.rejected
+                rejected: meta.rejected,
+                quarantined: try txn.quarantinedTotal(queue, dbs)
             )
         }
     }
@@ -497,6 +536,8 @@ public final class Store: Sendable {
         writer.submit(operation)
     }
 
+    func submitOperation(_ operation: PendingWrite) { writer.submit(operation) }
+
     private func awaitResult<R: Sendable>(
         _ submit: (@escaping @Sendable (Result<R, StoreError>) -> Void) -> Void
     ) async throws(StoreError) -> R {
@@ -531,6 +572,8 @@ public enum StoreEvent: Sendable, Hashable {
     case lowSpace(Bool)
     /// Writes stopped committing, or commit again (`.writable`); reported on every change.
     case health(StoreWriteHealth)
+    /// Damaged records (checksum mismatch, undecodable) moved from `queue` to its quarantine.
+    case quarantined(queue: String, count: UInt64, reason: String)
 }
 
 // MARK: - The writer thread

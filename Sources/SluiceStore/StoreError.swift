@@ -48,6 +48,8 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
             case corruptRecord
             case invalidArgument
             case closed
+            case damagedFile
+            case locked
         }
         fileprivate var base: Base
 
@@ -61,6 +63,10 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidArgument = Code(base: .invalidArgument)
         /// The store was closed before the operation could run.
         public static let closed = Code(base: .closed)
+        /// The file itself is damaged (truncated, no valid meta page, a broken page): LMDB must not map it.
+        public static let damagedFile = Code(base: .damagedFile)
+        /// Another process holds the store's lock (`sluice run` takes it).
+        public static let locked = Code(base: .locked)
 
         /// The LMDB result code, if this is an LMDB error.
         public var lmdbResultCode: LMDBResultCode? {
@@ -75,6 +81,8 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
             case .corruptRecord: return "corruptRecord"
             case .invalidArgument: return "invalidArgument"
             case .closed: return "closed"
+            case .damagedFile: return "damagedFile"
+            case .locked: return "locked"
             }
         }
     }
@@ -101,6 +109,11 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     /// True for the conditions that mean "no room": `MDB_MAP_FULL` and `ENOSPC`.
     var isOutOfSpace: Bool {
         code == .storeFull || code == .lmdb(.mapFull) || code == .lmdb(.noSpace)
+    }
+
+    /// True when LMDB itself found a broken page (`MDB_CORRUPTED`, `MDB_PAGE_NOTFOUND`) or the file check did.
+    public var isDamage: Bool {
+        code == .damagedFile || code == .lmdb(.corrupted) || code == .lmdb(.pageNotFound)
     }
 
     public var description: String { "StoreError.\(code): \(message)" }

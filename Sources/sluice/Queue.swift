@@ -15,7 +15,8 @@ struct Queue: ParsableCommand {
         @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf (the store lives under persistence_location).")
         var config: String = "/etc/sluice/gateway.conf"
 
-        func open() throws -> (GatewayConfig, Store) {
+        /// Writable by default (purge, requeue, drop, pause…); `stats` and `peek` open read-only.
+        func open(readOnly: Bool = false) throws -> (GatewayConfig, Store) {
             let gatewayConfig: GatewayConfig
             do {
                 gatewayConfig = try GatewayConfig.load(path: config)
@@ -27,9 +28,10 @@ struct Queue: ParsableCommand {
                 throw failure("no store at \(path) (has the gateway run with this configuration?)")
             }
             do {
-                return (gatewayConfig, try Store(path: path, maxMapSize: gatewayConfig.storeMapSizeMax))
+                // Read-only (MDB_RDONLY) for stats and peek: works beside a running gateway, writes nothing.
+                return (gatewayConfig, try Store(path: path, maxMapSize: gatewayConfig.storeMapSizeMax, readOnly: readOnly))
             } catch {
-                throw failure("cannot open \(path): \(error)")
+                throw failure("cannot open \(path): \(error.message)")
             }
         }
     }
@@ -40,7 +42,7 @@ struct Queue: ParsableCommand {
         @Argument(help: "Bridge (connection) name; all bridges when omitted.") var bridge: String?
 
         func run() throws {
-            let (config, store) = try options.open()
+            let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
             let names = bridge.map { [$0] } ?? Array(Set(config.bridges.map(\.name) + ((try? store.queueNames()) ?? []))).sorted()
             let now = Store.wallClockMilliseconds()
@@ -50,6 +52,7 @@ struct Queue: ParsableCommand {
                 print(
                     "\(name): depth=\(stats.depth) bytes=\(stats.bytes) oldest_age=\(age) next_seq=\(stats.nextSeq)"
                         + " dropped=\(describe(stats.dropped)) rejected=\(describe(stats.rejected))"
+                        + " quarantined=\(stats.quarantined)"
                         + Self.deadLetterSummary(store, name)
                 )
             }
@@ -71,7 +74,7 @@ struct Queue: ParsableCommand {
         @Option(name: .customShort("n"), help: "How many messages.") var count = 10
 
         func run() throws {
-            let (_, store) = try options.open()
+            let (_, store) = try options.open(readOnly: true)
             defer { store.close() }
             for stored in try store.read(queue: bridge, after: nil, limit: max(1, count)) {
                 let message = stored.message

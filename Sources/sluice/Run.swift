@@ -36,6 +36,7 @@ struct Run: AsyncParsableCommand {
         for notice in gatewayConfig.notices { logger.notice("\(notice)") }
         let pidFile = gatewayConfig.pidFile.flatMap { PIDFile(path: $0, logger: logger) }
         defer { pidFile?.remove() }
+        let storeLock = try StoreGuard.prepare(gatewayConfig, logger: logger)
         let gateway = GatewayService(config: gatewayConfig, configPath: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
@@ -45,6 +46,7 @@ struct Run: AsyncParsableCommand {
             )
         )
         try await group.run()
+        withExtendedLifetime(storeLock) {}  // held until the gateway has stopped
     }
 }
 

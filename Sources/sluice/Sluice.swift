@@ -8,7 +8,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "MQTT edge gateway: a local broker plus durable store-and-forward bridges.",
         version: SluiceVersion.current,
-        subcommands: [Run.self, Check.self, Pub.self, Sub.self, Queue.self, Passwd.self, Version.self],
+        subcommands: [Run.self, Check.self, Pub.self, Sub.self, Queue.self, StoreCommand.self, Passwd.self, Version.self],
         defaultSubcommand: nil
     )
 }
@@ -24,7 +24,7 @@ struct Version: ParsableCommand {
 
 /// Prints `message` to stderr as `sluice: message` and returns the exit code to throw, so that
 /// configuration errors read as one clear line rather than a usage screen.
-func failure(_ message: String) -> ExitCode {
+func failure(_ message: String, code: Int32 = 1) -> ExitCode {
     FileHandle.standardError.write(Data("sluice: \(message)\n".utf8))
-    return ExitCode.failure
+    return ExitCode(code)
 }

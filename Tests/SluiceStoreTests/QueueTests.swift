@@ -95,11 +95,12 @@ import Testing
         for seq in 1...3 {
             #expect(dump.output.contains(" 0171000000000000000\(seq)\n"))
         }
-        // Three records, the queue's metadata after them, and the named databases `meta` and `tables`.
+        // Three records, the queue's metadata after them, and the named databases `meta`, `tables` and
+        // `quarantine`.
         #expect(dump.output.contains(" 0171ffffffffffffffffff\n"))
         let stat = try runTool("/usr/bin/mdb_stat", ["-n", dir.storePath])
         #expect(stat.status == 0)
-        #expect(stat.output.contains("Entries: 6"))
+        #expect(stat.output.contains("Entries: 7"))
     }
 
     @Test func twoStoresOnOneFileSeeEachOthersWrites() async throws {
