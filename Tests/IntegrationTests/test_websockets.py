@@ -377,7 +377,7 @@ def test_max_connections_counts_per_websocket_listener(start_broker):
 
 @pytest.mark.sluice_only(reason="Mosquitto 2.0.11 reads frames in pieces and has no frame size bound")
 def test_oversize_frame_is_closed_with_1009(start_broker):
-    b = start_ws_broker(start_broker, global_lines="message_size_limit 1000\n")
+    b = start_ws_broker(start_broker, global_lines="max_packet_size 1000\n")
     port = b.ws_port
     with wsraw.WSClient(HOST, port) as c:
         assert c.connect(uid("big")).reason == 0
