@@ -276,7 +276,7 @@ enum TLSFailure {
 /// says why they refused the server (unknown_ca, bad_certificate, ...) unencrypted in TLS 1.3, where the server
 /// expects encrypted records: BoringSSL then reports only a record-layer error (BAD_RECORD_MAC). Sits before
 /// NIOSSL's handler; stops looking once the client sends encrypted data or ChangeCipherSpec.
-final class TLSAlertRecorder: ChannelInboundHandler {
+final class TLSAlertRecorder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
@@ -284,8 +284,11 @@ final class TLSAlertRecorder: ChannelInboundHandler {
     private var done = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !done { inspect(unwrapInboundIn(data)) }
+        guard !done else { return context.fireChannelRead(data) }
+        inspect(unwrapInboundIn(data))
         context.fireChannelRead(data)
+        // Past the handshake's plaintext: out of the way of every later read. Kept when it holds an alert.
+        if done, alert == nil { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
     }
 
     /// Walks the TLS record headers in one read (records split across reads are skipped: best effort).

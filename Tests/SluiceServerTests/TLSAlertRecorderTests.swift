@@ -31,6 +31,14 @@ import Testing
         // Application data (TLS 1.3 encrypted) first: a later 2-byte "alert" is not read.
         let encrypted: [UInt8] = [0x17, 0x03, 0x03, 0x00, 0x01, 0xAA]
         #expect(try Self.feed([encrypted, Self.plaintextUnknownCA]).alert == nil)
+        // It leaves the pipeline then, and what follows still passes.
+        let after = try Self.feed([encrypted, Self.clientHello])
+        #expect(after.passed == encrypted + Self.clientHello)
+        let recorder = TLSAlertRecorder()
+        let channel = EmbeddedChannel(handler: recorder)
+        try channel.writeInbound(ByteBuffer(bytes: encrypted))
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: TLSAlertRecorder.self) }
+        _ = try channel.finish(acceptAlreadyClosed: true)
         let changeCipherSpec: [UInt8] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01]
         #expect(try Self.feed([changeCipherSpec, Self.plaintextUnknownCA]).alert == nil)
         // An encrypted TLS 1.2 alert is longer than 2 bytes: not taken for a plaintext one.
