@@ -429,7 +429,7 @@ final class BridgeRunner: @unchecked Sendable {
 
     private func open(_ address: HostPort) {
         logger.info("connecting to \(address)")
-        let handler = BridgeInboundHandler(runner: self)
+        let handler = BridgeInboundHandler(runner: self, host: address.host)
         let version = link.configuration.protocolVersion
         let tls = self.tls
         ClientBootstrap(group: loop)
@@ -439,7 +439,11 @@ final class BridgeRunner: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.verifyHostname ? address.host : nil)
+                            NIOSSLClientHandler(
+                                context: tls.context,
+                                serverHostname: tls.verifyHostname
+                                    ? TLSContexts.serverHostname(forBridgeHost: address.host) : nil
+                            )
                         )
                     }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTPacketDecoder(version: version)))
@@ -481,10 +485,13 @@ private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Send
     typealias InboundIn = Packet
 
     private let runner: BridgeRunner
+    /// The remote's host as configured, to explain a certificate that does not name it.
+    private let host: String
     private var error: (any Error)?
 
-    init(runner: BridgeRunner) {
+    init(runner: BridgeRunner, host: String) {
         self.runner = runner
+        self.host = host
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -500,7 +507,7 @@ private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Send
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.error = error
+        self.error = TLSContexts.explainBridgeFailure(error, host: host)
         context.close(promise: nil)
     }
 }

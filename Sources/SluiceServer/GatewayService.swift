@@ -283,7 +283,10 @@ public final class GatewayService: Service, Sendable {
                     }
                     switch listener.protocolKind {
                     case .mqtt:
-                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(TLSAlertRecorder())
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        }
                         try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
                     case .websockets:
                         try WebSocketListener.configure(

@@ -269,9 +269,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let remote = context.remoteAddress.map { "\($0)" } ?? "?"
-        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-            logger.notice("TLS handshake failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
-        } else {
+        let alert = (try? context.pipeline.syncOperations.handler(type: TLSAlertRecorder.self))?.alert
+        if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
             logger.debug("connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
         context.close(promise: nil)

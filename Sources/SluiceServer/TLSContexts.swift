@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import NIOCore
 import NIOSSL
 import SluiceConfig
 
@@ -14,7 +16,11 @@ import SluiceConfig
 enum TLSContexts {
     /// The context for a TLS listener.
     static func server(_ settings: TLSSettings) throws -> NIOSSLContext {
-        let chain = try loadCertificates(settings.certFile, role: "certfile")
+        let certificates = try loadCertificates(settings.certFile, role: "certfile")
+        // As OpenSSL (and so Mosquitto) does: a certfile holding only the leaf is completed from the cafile.
+        // An unreadable cafile is only an error when it verifies clients (below), as before.
+        let caCertificates = settings.caFile.flatMap { try? NIOSSLCertificate.fromPEMFile($0) } ?? []
+        let chain = servedChain(certificates, caCertificates: caCertificates)
         let key = try loadKey(settings.keyFile, role: "keyfile")
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
@@ -42,6 +48,50 @@ enum TLSContexts {
             configuration.certificateVerification = .none
         }
         return try makeContext(configuration, certFile: settings.certFile, keyFile: settings.keyFile, ciphers: settings.ciphers)
+    }
+
+    /// The certificates a listener sends: the certfile's, then — when the certfile holds only the leaf, as
+    /// OpenSSL's automatic chain building does for Mosquitto — each CA certificate that issued the previous
+    /// one, up to a self-issued root or as far as `caCertificates` reach. Issuers are matched by subject
+    /// name (DER bytes); the client verifies the signatures.
+    static func servedChain(_ certificates: [NIOSSLCertificate], caCertificates: [NIOSSLCertificate]) -> [NIOSSLCertificate] {
+        guard certificates.count == 1, let leaf = certificates.first else { return certificates }
+        var chain = [leaf]
+        var unused = caCertificates.compactMap { certificate in
+            (try? certificate.toDERBytes()).flatMap(DERSubject.names(certificateDER:)).map { (certificate, $0) }
+        }
+        guard var current = (try? leaf.toDERBytes()).flatMap(DERSubject.names(certificateDER:)) else { return chain }
+        // Each step uses up one CA certificate, so this ends.
+        while current.issuer != current.subject,
+            let index = unused.firstIndex(where: { $0.1.subject == current.issuer })
+        {
+            let (certificate, names) = unused.remove(at: index)
+            if certificate == leaf { break }
+            chain.append(certificate)
+            current = names
+        }
+        return chain
+    }
+
+    /// The name to send as SNI and verify the remote's certificate against: the host, unless it is an IP literal.
+    /// SNI cannot carry an address (RFC 6066 §3); with no name, NIOSSL's `.fullVerification` checks the
+    /// certificate's IP SANs against the address connected to, as Mosquitto does.
+    static func serverHostname(forBridgeHost host: String) -> String? {
+        var ipv4 = in_addr()
+        var ipv6 = in6_addr()
+        if inet_pton(AF_INET, host, &ipv4) == 1 || inet_pton(AF_INET6, host, &ipv6) == 1 { return nil }
+        return host
+    }
+
+    /// A bridge's TLS failure in words a user acts on: NIOSSL's hostname failure names neither the host nor
+    /// (for an IP address, verified without a name) what was missing.
+    static func explainBridgeFailure(_ error: any Error, host: String) -> any Error {
+        guard let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname else { return error }
+        let wanted = serverHostname(forBridgeHost: host) == nil ? "IP:\(host)" : "DNS:\(host)"
+        return TLSContextError(
+            file: nil,
+            "the remote's certificate does not name \(wanted) in its subjectAltName (\(error)); refusing it"
+        )
     }
 
     /// The client context for a bridge connection, and whether the caller must verify the remote hostname
@@ -178,6 +228,109 @@ enum TLSContexts {
     }
 }
 
+/// What a listener logs when a TLS connection fails.
+enum TLSFailure {
+    /// nil when `error` is not a TLS error. `handshake` is false for a peer that closed the TCP connection
+    /// after a good handshake without sending close_notify — routine for MQTT clients, so not worth a notice.
+    static func classify(_ error: any Error) -> (handshake: Bool, reason: String)? {
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error {
+            return (false, "peer closed the connection without TLS close_notify")
+        }
+        guard error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError else { return nil }
+        return (true, reason(String(describing: error)))
+    }
+
+    /// Logs `error` if it is a TLS error (a failed handshake as a notice) and says whether it was one.
+    /// `alert`: what ``TLSAlertRecorder`` saw the client send in the clear, which NIOSSL's error cannot say.
+    static func log(_ error: any Error, remote: String, alert: String? = nil, to logger: Logger) -> Bool {
+        guard let failure = classify(error) else { return false }
+        let reason = failure.handshake ? alert.map { "peer sent TLS alert \($0)" } ?? failure.reason : failure.reason
+        let metadata: Logger.Metadata = ["remote": "\(remote)", "reason": "\(reason)", "error": "\(error)"]
+        if failure.handshake {
+            logger.notice("TLS handshake failed", metadata: metadata)
+        } else {
+            logger.debug("TLS connection ended", metadata: metadata)
+        }
+        return true
+    }
+
+    /// The reason in a BoringSSL error stack: the peer's alert when it sent one (it says why the peer refused,
+    /// e.g. `unknown_ca`), else the last BoringSSL reason code, else the whole description.
+    static func reason(_ description: String) -> String {
+        let tokens = description.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") })
+        for prefix in ["SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_"] {
+            if let alert = tokens.last(where: { $0.hasPrefix(prefix) && $0.count > prefix.count }) {
+                return "peer sent TLS alert \(alert.dropFirst(prefix.count).lowercased())"
+            }
+        }
+        let marker = "OPENSSL_internal:"
+        if let range = description.range(of: marker, options: .backwards) {
+            let code = description[range.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
+            if !code.isEmpty { return code.lowercased() }
+        }
+        return description
+    }
+}
+
+/// Remembers a TLS alert the client sends in the clear during the handshake. OpenSSL clients send the alert that
+/// says why they refused the server (unknown_ca, bad_certificate, ...) unencrypted in TLS 1.3, where the server
+/// expects encrypted records: BoringSSL then reports only a record-layer error (BAD_RECORD_MAC). Sits before
+/// NIOSSL's handler; stops looking once the client sends encrypted data or ChangeCipherSpec.
+final class TLSAlertRecorder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private(set) var alert: String?
+    private var done = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return context.fireChannelRead(data) }
+        inspect(unwrapInboundIn(data))
+        context.fireChannelRead(data)
+        // Past the handshake's plaintext: out of the way of every later read. Kept when it holds an alert.
+        if done, alert == nil { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
+    }
+
+    /// Walks the TLS record headers in one read (records split across reads are skipped: best effort).
+    private func inspect(_ buffer: ByteBuffer) {
+        var offset = buffer.readerIndex
+        let end = buffer.writerIndex
+        while offset + 5 <= end, let type = buffer.getInteger(at: offset, as: UInt8.self),
+            let length = buffer.getInteger(at: offset + 3, as: UInt16.self)
+        {
+            switch type {
+            case 0x15 where length == 2:  // a plaintext alert: level, description
+                if let description = buffer.getInteger(at: offset + 6, as: UInt8.self) {
+                    alert = Self.name(ofAlert: description)
+                    done = true
+                    return
+                }
+            case 0x14, 0x17:  // ChangeCipherSpec or encrypted data: later alerts reach NIOSSL decrypted
+                done = true
+                return
+            default:
+                break
+            }
+            offset += 5 + Int(length)
+        }
+    }
+
+    /// RFC 8446 §6 and RFC 5246 §7.2 alert descriptions.
+    static func name(ofAlert code: UInt8) -> String {
+        let names: [UInt8: String] = [
+            0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+            40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
+            45: "certificate_expired", 46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca",
+            49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+            71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+            109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
+            113: "bad_certificate_status_response", 115: "unknown_psk_identity", 116: "certificate_required",
+            120: "no_application_protocol",
+        ]
+        return names[code] ?? "alert \(code)"
+    }
+}
+
 /// A TLS file or option that could not be used. The description names the file and the problem.
 struct TLSContextError: Error, CustomStringConvertible {
     var file: String?
@@ -233,16 +386,26 @@ enum DERSubject {
         return result
     }
 
-    static func firstCommonName(certificateDER bytes: [UInt8]) -> String? {
+    /// serialNumber, signature, issuer, validity, subject… of the TBSCertificate (version skipped).
+    private static func tbsFields(_ bytes: [UInt8]) -> [Element]? {
         guard let certificate = read(bytes, at: 0, limit: bytes.count), certificate.tag == 0x30,
             let tbs = children(bytes, of: certificate).first, tbs.tag == 0x30
         else { return nil }
         var fields = children(bytes, of: tbs)
         if fields.first?.tag == 0xA0 { fields.removeFirst() }  // [0] version
-        // serialNumber, signature, issuer, validity, subject
-        guard fields.count >= 5 else { return nil }
+        guard fields.count >= 5, fields[2].tag == 0x30, fields[4].tag == 0x30 else { return nil }
+        return fields
+    }
+
+    /// The DER content of the issuer and subject names, or nil when the certificate cannot be read.
+    static func names(certificateDER bytes: [UInt8]) -> (issuer: [UInt8], subject: [UInt8])? {
+        guard let fields = tbsFields(bytes) else { return nil }
+        return (Array(fields[2].content), Array(fields[4].content))
+    }
+
+    static func firstCommonName(certificateDER bytes: [UInt8]) -> String? {
+        guard let fields = tbsFields(bytes) else { return nil }
         let subject = fields[4]
-        guard subject.tag == 0x30 else { return nil }
         let commonNameOID: [UInt8] = [0x55, 0x04, 0x03]  // 2.5.4.3
         for set in children(bytes, of: subject) where set.tag == 0x31 {
             for attribute in children(bytes, of: set) where attribute.tag == 0x30 {

@@ -174,10 +174,11 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
                 )
             }
             return
-        case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError:
-            logger.notice("TLS handshake failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
         default:
-            logger.debug("WebSocket connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
+            let alert = (try? context.pipeline.syncOperations.handler(type: TLSAlertRecorder.self))?.alert
+            if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
+                logger.debug("WebSocket connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
+            }
         }
         context.close(promise: nil)
     }
@@ -219,7 +220,10 @@ enum WebSocketListener {
             }
         )
         let operations = channel.pipeline.syncOperations
-        if let tls { try operations.addHandler(NIOSSLServerHandler(context: tls)) }
+        if let tls {
+            try operations.addHandler(TLSAlertRecorder())
+            try operations.addHandler(NIOSSLServerHandler(context: tls))
+        }
         try operations.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
             // The gate answers parse errors itself, with a reason in the body.

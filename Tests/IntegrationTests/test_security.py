@@ -292,6 +292,65 @@ def test_bad_certificate_files_are_configuration_errors(tmp_path):
     assert "garbage.key.pem" in result.stderr
 
 
+def served_certificates(port: int, cafile: Path) -> tuple[int, bool]:
+    """How many certificates the listener sends, and whether a client trusting only `cafile` verifies them."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                        "-CAfile", str(cafile), "-showcerts"], input="", capture_output=True, text=True, timeout=15)
+    return r.stdout.count("-----BEGIN CERTIFICATE-----"), "Verify return code: 0 (ok)" in r.stdout
+
+
+# Debian's mosquitto 2.0.11 (OpenSSL builds the chain from the cafile): cafile=intermediate sends
+# leaf + intermediate; cafile=intermediate+root sends leaf + intermediate + root; no cafile, the leaf only.
+@pytest.mark.parametrize("cafile,sent,trusted", [("chain-intermediate.pem", 2, True),
+                                                 ("chain-intermediate+root.pem", 3, True),
+                                                 (None, 1, False)])
+def test_tls_listener_sends_the_chain_from_cafile(start_broker, cafile, sent, trusted):
+    port = free_port()
+    lines = [f"listener {port} 127.0.0.1", f"certfile {TLS / 'chain-leaf.pem'}",
+             f"keyfile {TLS / 'chain-leaf.key.pem'}"]
+    if cafile:
+        lines.append(f"cafile {TLS / cafile}")
+    b = start_broker("\n".join(lines))
+    assert served_certificates(port, TLS / "chain-root.pem") == (sent, trusted)
+    # A client that trusts only the root: connects when the chain reaches it.
+    r = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(port), "--cafile", str(TLS / "chain-root.pem"),
+                        "-t", "tls/chain", "-m", "x", "-q", "1"], capture_output=True, text=True, timeout=15)
+    assert (r.returncode == 0) == trusted, (r.stderr, b.log())
+    # Python's ssl (OpenSSL) as the client, by IP: the leaf's SAN carries IP:127.0.0.1.
+    context = ssl.create_default_context(cafile=str(TLS / "chain-root.pem"))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1"):
+            handshake = True
+    except ssl.SSLCertVerificationError:
+        handshake = False
+    assert handshake == trusted
+
+
+@pytest.mark.sluice_only(reason="checks Sluice's log lines")
+def test_tls_log_names_the_client_alert_and_not_a_clean_handshake(start_broker):
+    port = free_port()
+    b = start_broker(tls_conf(port, require=False))
+    # A good handshake, then the client closes the socket without close_notify (Python's close() sends none).
+    good = ssl.create_default_context(cafile=str(TLS / "ca.pem"))
+    tls = good.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+    tls.sendall(mqttraw.connect("tls-unclean", version=5))
+    time.sleep(0.3)
+    tls.close()
+    # A client that does not trust the server's CA refuses it with an alert.
+    wrong = ssl.create_default_context(cafile=str(TLS / "chain-root.pem"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            wrong.wrap_socket(raw, server_hostname="localhost")
+    deadline = time.monotonic() + 5
+    while "TLS handshake failed" not in b.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = b.log()
+    assert log.count("TLS handshake failed") == 1, log
+    assert "peer sent TLS alert unknown_ca" in log, log
+    assert "uncleanShutdown" not in log, log
+
+
 # --------------------------------------------------------------------------- defaults
 
 
@@ -318,16 +377,18 @@ def test_anonymous_refused_by_default_beyond_loopback(tmp_path):
 # --------------------------------------------------------------------------- bridge TLS
 
 
-def start_tls_central(tmp_path: Path, cert: str) -> tuple[subprocess.Popen, int]:
+def start_tls_central(tmp_path: Path, cert: str, host: str = "127.0.0.1",
+                      cafile: str | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = tmp_path / f"central-{cert}.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 0\n"
-                    f"certfile {TLS / (cert + '.pem')}\nkeyfile {TLS / (cert + '.key.pem')}\n")
+    conf.write_text(f"listener {port} {host}\nallow_anonymous true\nuser root\nmax_queued_messages 0\n"
+                    f"certfile {TLS / (cert + '.pem')}\nkeyfile {TLS / (cert + '.key.pem')}\n"
+                    + (f"cafile {TLS / cafile}\n" if cafile else ""))
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return proc, port
         except OSError:
             time.sleep(0.1)
@@ -354,6 +415,41 @@ def test_bridge_tls_verifies_the_central_broker(start_broker, tmp_path, cert, de
             assert out.strip() == ""
             log = b.log()
             assert "Couldn't find localhost in certificate" in log, log  # a clear reason in the log
+            stats = subprocess.run([str(require_sluice_binary()), "queue", "stats", "-c", str(b.conf_path), "central"],
+                                   capture_output=True, text=True, timeout=10)
+            assert "depth=1" in stats.stdout, stats  # still buffered, not lost
+    finally:
+        central.terminate()
+        central.wait(timeout=10)
+
+
+@pytest.mark.sluice_only(reason="the bridge under test is Sluice's")
+@pytest.mark.parametrize("host,cert,cafile,root,delivered", [
+    # The central sends leaf + intermediate (its cafile), the bridge trusts only the root.
+    ("127.0.0.1", "chain-leaf", "chain-intermediate.pem", "chain-root.pem", True),
+    ("::1", "chain-leaf", "chain-intermediate.pem", "chain-root.pem", True),
+    # A certificate from a trusted CA without the address in its SAN: refused.
+    ("127.0.0.1", "server-wronghost", None, "ca.pem", False),
+])
+def test_bridge_tls_to_an_ip_address(start_broker, tmp_path, host, cert, cafile, root, delivered):
+    central, central_port = start_tls_central(tmp_path, cert, host=host, cafile=cafile)
+    address = f"[{host}]:{central_port}" if ":" in host else f"{host}:{central_port}"
+    try:
+        b = start_broker(f"connection central\naddress {address}\nbridge_cafile {TLS / root}\n"
+                         "restart_timeout 1 2\ntopic tele/# out 1 \"\" gw/\n")
+        sub = subprocess.Popen(["mosquitto_sub", "-h", host, "-p", str(central_port), "--cafile",
+                                str(TLS / root), "--insecure", "-t", "gw/#", "-C", "1", "-W", "6"],
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        mosq_pub(b, "tele/t", "-q", "1", message="over tls by address")
+        out, _ = sub.communicate(timeout=15)
+        log = b.log()
+        assert "cannotUseIPAddressInSNI" not in log, log
+        if delivered:
+            assert out.strip() == "over tls by address", log
+        else:
+            assert out.strip() == ""
+            assert f"does not name IP:{host} in its subjectAltName" in log, log  # a clear reason
             stats = subprocess.run([str(require_sluice_binary()), "queue", "stats", "-c", str(b.conf_path), "central"],
                                    capture_output=True, text=True, timeout=10)
             assert "depth=1" in stats.stdout, stats  # still buffered, not lost

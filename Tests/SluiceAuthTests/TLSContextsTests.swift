@@ -130,5 +130,83 @@ import Testing
         let expired = try NIOSSLCertificate.fromPEMFile(Self.tls("client-expired.pem"))[0]
         #expect(TLSContexts.identity(of: expired) == "expired-device")
     }
+
+    static func certificates(_ name: String) throws -> [NIOSSLCertificate] {
+        try NIOSSLCertificate.fromPEMFile(tls(name))
+    }
+
+    /// A leaf-only certfile is completed from the cafile up to the root, as OpenSSL does for Mosquitto.
+    @Test func servedChainIsCompletedFromTheCAFile() throws {
+        let leaf = try Self.certificates("chain-leaf.pem")
+        let intermediate = try Self.certificates("chain-intermediate.pem")
+        let root = try Self.certificates("chain-root.pem")
+        // Order in the cafile does not matter; unrelated CAs are left out.
+        let caFile = root + (try Self.certificates("ca.pem")) + intermediate
+        #expect(TLSContexts.servedChain(leaf, caCertificates: caFile) == leaf + intermediate + root)
+        // Only the intermediate: a partial chain (Debian's mosquitto sends leaf + intermediate too).
+        #expect(TLSContexts.servedChain(leaf, caCertificates: intermediate) == leaf + intermediate)
+        // Nothing that issued the leaf: the leaf alone.
+        #expect(TLSContexts.servedChain(leaf, caCertificates: try Self.certificates("ca.pem")) == leaf)
+        #expect(TLSContexts.servedChain(leaf, caCertificates: []) == leaf)
+        // A certfile that carries its own chain is sent as it is.
+        #expect(TLSContexts.servedChain(leaf + intermediate, caCertificates: root) == leaf + intermediate)
+        // A self-signed certfile gets nothing added, even with itself in the cafile.
+        #expect(TLSContexts.servedChain(root, caCertificates: root + intermediate) == root)
+        // A leaf listed in its own cafile is not sent twice.
+        #expect(TLSContexts.servedChain(leaf, caCertificates: leaf + intermediate) == leaf + intermediate)
+    }
+
+    @Test func issuerAndSubjectNamesAreRead() throws {
+        let leaf = try Self.certificates("chain-leaf.pem")[0].toDERBytes()
+        let intermediate = try Self.certificates("chain-intermediate.pem")[0].toDERBytes()
+        let leafNames = try #require(DERSubject.names(certificateDER: leaf))
+        let intermediateNames = try #require(DERSubject.names(certificateDER: intermediate))
+        #expect(leafNames.issuer == intermediateNames.subject)
+        #expect(leafNames.subject != leafNames.issuer)
+        // Truncated or garbage DER: no names, no crash.
+        #expect(DERSubject.names(certificateDER: Array(leaf.prefix(40))) == nil)
+        #expect(DERSubject.names(certificateDER: []) == nil)
+        #expect(DERSubject.names(certificateDER: [0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]) == nil)
+    }
+
+    @Test func bridgeNeverSendsAnIPAddressAsSNI() {
+        #expect(TLSContexts.serverHostname(forBridgeHost: "10.0.0.5") == nil)
+        #expect(TLSContexts.serverHostname(forBridgeHost: "127.0.0.1") == nil)
+        #expect(TLSContexts.serverHostname(forBridgeHost: "::1") == nil)
+        #expect(TLSContexts.serverHostname(forBridgeHost: "fd00::5") == nil)
+        #expect(TLSContexts.serverHostname(forBridgeHost: "central.example.com") == "central.example.com")
+        #expect(TLSContexts.serverHostname(forBridgeHost: "localhost") == "localhost")
+    }
+
+    @Test func bridgeHostnameFailuresNameWhatWasMissing() {
+        let byIP = "\(TLSContexts.explainBridgeFailure(NIOSSLExtraError.failedToValidateHostname, host: "127.0.0.1"))"
+        #expect(byIP.contains("IP:127.0.0.1") && byIP.contains("subjectAltName"))
+        let byName = "\(TLSContexts.explainBridgeFailure(NIOSSLExtraError.failedToValidateHostname, host: "central"))"
+        #expect(byName.contains("DNS:central"))
+        // Other errors pass through unchanged.
+        #expect(TLSContexts.explainBridgeFailure(NIOSSLError.uncleanShutdown, host: "127.0.0.1") is NIOSSLError)
+    }
+
+    @Test func tlsFailuresAreClassified() throws {
+        let unclean = try #require(TLSFailure.classify(NIOSSLError.uncleanShutdown))
+        #expect(!unclean.handshake)
+        let handshake = try #require(TLSFailure.classify(NIOSSLError.handshakeFailed(.sslError([]))))
+        #expect(handshake.handshake)
+        #expect(TLSFailure.classify(ChannelErrorStandIn()) == nil)
+        // The peer's alert wins over the record-layer code that follows it on the error stack.
+        #expect(
+            TLSFailure.reason(
+                "handshakeFailed(BoringSSLError.sslError([Error: 268436502 error:10000416:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNKNOWN_CA, Error: 1 error:1000007d:SSL routines:OPENSSL_internal:DECODE_ERROR]))"
+            ) == "peer sent TLS alert unknown_ca"
+        )
+        #expect(
+            TLSFailure.reason("sslError([Error: 1 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER])")
+                == "wrong_version_number"
+        )
+        #expect(TLSFailure.reason("something else") == "something else")
+        #expect(TLSFailure.reason("OPENSSL_internal:") == "OPENSSL_internal:")
+        #expect(TLSFailure.reason("TLSV1_ALERT_") == "TLSV1_ALERT_")
+    }
 }
+private struct ChannelErrorStandIn: Error {}
 #endif
