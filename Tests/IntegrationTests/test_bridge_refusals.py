@@ -148,7 +148,10 @@ def test_poison_message_is_dead_lettered_and_the_rest_arrive(bridge_env, central
     assert done, ctx
     assert sorted(set(accepted)) == want, ctx
     assert 500 not in accepted, ctx
-    assert len(central.cuts) == attempts, ctx
+    # Usually exactly `attempts` cuts. The central closes with unread PUBLISHes in its socket, which sends an
+    # RST, and an RST can discard PUBACKs the gateway had not read yet: that loss is then charged to an older
+    # message still in flight (it arrives on the next connection), and the poison one needs a cut more.
+    assert attempts <= len(central.cuts) <= attempts + 2, ctx
     assert len(accepted) - len(set(accepted)) <= inflight * attempts, ctx
     assert gw.count_log(r"queued message \d+ on 'gw1/sensors/x' \(3 bytes of payload\) was the oldest"
                         r" message in flight at 3 connection losses") == 1, ctx
