@@ -66,6 +66,21 @@ func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) asy
     )
 }
 
+/// An edge broker of `kind` bridged to the central on `centralPort`; a Sluice edge also gets a metrics listener
+/// (its port is returned) so the bench can read the store's counters.
+func startBridgedEdge(_ kind: BrokerKind, _ ctx: BenchContext, centralPort: Int) async throws -> (
+    edge: BrokerProcess, metricsPort: Int?
+) {
+    let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
+    let edge = try await BrokerProcess.start(
+        kind: kind,
+        sluicePath: ctx.sluicePath,
+        group: ctx.group,
+        extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort)
+    )
+    return (edge, metricsPort)
+}
+
 /// Publishes probe messages on the edge until one arrives at the central (bounded).
 func waitForBridge(_ ctx: BenchContext, edgePort: Int, centralPort: Int, timeout: Double = 20) async throws {
     let (subCh, sub) = try await Net.connect(group: ctx.group, port: centralPort, clientID: "probe-sub").get()
@@ -156,13 +171,7 @@ func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
     ) { kind, ctx in
         let central = try await startCentral(ctx)
         defer { central.stop() }
-        let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
-        let edge = try await BrokerProcess.start(
-            kind: kind,
-            sluicePath: ctx.sluicePath,
-            group: ctx.group,
-            extraConfig: bridgeSection(centralPort: central.port, kind: kind) + metricsLines(metricsPort)
-        )
+        let (edge, metricsPort) = try await startBridgedEdge(kind, ctx, centralPort: central.port)
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: central.port)
@@ -222,13 +231,7 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                 try? FileManager.default.removeItem(atPath: centralDir)
             }
         }
-        let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
-        let edge = try await BrokerProcess.start(
-            kind: kind,
-            sluicePath: ctx.sluicePath,
-            group: ctx.group,
-            extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort)
-        )
+        let (edge, metricsPort) = try await startBridgedEdge(kind, ctx, centralPort: centralPort)
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)

@@ -148,13 +148,7 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
         var central: BrokerProcess? = try await startCentral(ctx, dir: centralDir)
         defer { central?.stop() }
         let centralPort = central!.port
-        let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
-        let edge = try await BrokerProcess.start(
-            kind: kind,
-            sluicePath: ctx.sluicePath,
-            group: ctx.group,
-            extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort)
-        )
+        let (edge, metricsPort) = try await startBridgedEdge(kind, ctx, centralPort: centralPort)
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)

@@ -212,23 +212,22 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Runs `body` in a read-only transaction and commits it, so database handles it opened stay open
     /// (a read-only environment cannot open them in a write transaction).
     func readCommitted<T>(_ body: (Transaction) throws(StoreError) -> T) throws(StoreError) -> T {
-        let txn = try begin(flags: UInt32(MDB_RDONLY))
-        defer { pthread_rwlock_unlock(resizeLock) }
-        let value: T
-        do {
-            value = try body(Transaction(txn: txn))
-        } catch {
-            mdb_txn_abort(txn)
-            throw error
-        }
-        try check(mdb_txn_commit(txn), "mdb_txn_commit(read)")
-        return value
+        try committed(flags: UInt32(MDB_RDONLY), "mdb_txn_commit(read)", body)
     }
 
     /// Runs `body` in a write transaction and commits it; aborts if `body` or the commit throws.
     /// Must be called from the thread that owns writes (write transactions belong to their OS thread).
     public func write<T>(_ body: (Transaction) throws(StoreError) -> T) throws(StoreError) -> T {
-        let txn = try begin(flags: 0)
+        try committed(flags: 0, "mdb_txn_commit", body)
+    }
+
+    /// Begins a transaction with `flags`, runs `body`, and commits; aborts if `body` throws.
+    private func committed<T>(
+        flags: UInt32,
+        _ label: String,
+        _ body: (Transaction) throws(StoreError) -> T
+    ) throws(StoreError) -> T {
+        let txn = try begin(flags: flags)
         defer { pthread_rwlock_unlock(resizeLock) }
         let value: T
         do {
@@ -238,7 +237,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             throw error
         }
         // mdb_txn_commit frees the transaction whatever it returns.
-        try check(mdb_txn_commit(txn), "mdb_txn_commit")
+        try check(mdb_txn_commit(txn), label)
         return value
     }
 
