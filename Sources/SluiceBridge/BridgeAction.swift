@@ -37,11 +37,11 @@ public enum BridgeCloseReason: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .connectTimeout: "connect timeout"
-        case .connAckRefused(let code): "CONNACK refused with reason \(code) (\(ReasonCode.name(code)))"
+        case .connAckRefused(let code): "CONNACK refused with reason \(code) (\(code.name))"
         case .keepAliveTimeout: "keep-alive timeout"
         case .progressStalled: "no PUBACK within the progress timeout"
         case .protocolError(let message): "protocol error: \(message)"
-        case .remoteDisconnected(let code): "remote sent DISCONNECT with reason \(code) (\(ReasonCode.name(code)))"
+        case .remoteDisconnected(let code): "remote sent DISCONNECT with reason \(code) (\(code.name))"
         case .stopped: "bridge stopped"
         }
     }
@@ -80,42 +80,6 @@ public enum BridgeAction: Sendable, Hashable {
     /// The link went up or down: publish the local notification (retained "1"/"0") if configured.
     case stateChanged(connected: Bool)
     case log(BridgeLogLevel, String)
-}
-
-extension ReasonCode {
-    /// A readable name for logs.
-    static func name(_ code: ReasonCode) -> String {
-        switch code.rawValue {
-        case 0x00: "success"
-        case 0x80: "unspecified error"
-        case 0x81: "malformed packet"
-        case 0x82: "protocol error"
-        case 0x83: "implementation specific error"
-        case 0x84: "unsupported protocol version"
-        case 0x85: "client identifier not valid"
-        case 0x86: "bad user name or password"
-        case 0x87: "not authorized"
-        case 0x88: "server unavailable"
-        case 0x89: "server busy"
-        case 0x8A: "banned"
-        case 0x8B: "server shutting down"
-        case 0x8C: "bad authentication method"
-        case 0x8D: "keep alive timeout"
-        case 0x8E: "session taken over"
-        case 0x90: "topic name invalid"
-        case 0x93: "receive maximum exceeded"
-        case 0x95: "packet too large"
-        case 0x97: "quota exceeded"
-        case 0x98: "administrative action"
-        case 0x99: "payload format invalid"
-        case 0x9A: "retain not supported"
-        case 0x9B: "QoS not supported"
-        case 0x9C: "use another server"
-        case 0x9D: "server moved"
-        case 0x9F: "connection rate exceeded"
-        default: "reason \(code)"
-        }
-    }
 }
 
 /// A remote QoS 1/2 message handed to the local broker, awaiting its acknowledgement to the remote.

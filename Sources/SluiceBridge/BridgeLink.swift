@@ -113,6 +113,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var addressIndex: Int
         /// The connection had reached a successful CONNACK.
         var established: Bool
+        /// Why the link closed it, for the retry line once the socket is closed.
+        var reason: BridgeCloseReason? = nil
     }
 
     private enum State {
@@ -222,7 +224,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             }
             if connAck.reasonCode.isFailure {
-                noteConnectFailure("connack_\(connAck.reasonCode.hexLabel)", "CONNACK refused: \(connAck.reasonCode) (\(ReasonCode.name(connAck.reasonCode)))")
+                noteConnectFailure("connack_\(connAck.reasonCode.hexLabel)", "CONNACK refused: \(connAck.reasonCode) (\(connAck.reasonCode.name))")
                 var actions: [BridgeAction] = []
                 if attempt.usedBridgeBit && connAck.reasonCode == .unsupportedProtocolVersion {
                     bridgeBitRejected = true
@@ -244,9 +246,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     }
                 }
                 let reason = BridgeCloseReason.connAckRefused(connAck.reasonCode)
-                actions.append(
-                    .log(.error, "bridge \(configuration.name): address \(attempt.addressIndex): \(reason)")
-                )
                 if let hint = willHint(connAck.reasonCode) { actions.append(.log(.error, hint)) }
                 return actions + close(Closing(addressIndex: attempt.addressIndex, established: false), reason)
             }
@@ -419,41 +418,61 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         }
     }
 
-    /// The connection closed (or the connect attempt failed), whoever closed it.
+    /// The connection closed (or the connect attempt failed), whoever closed it. `error` is logged as
+    /// its description: the I/O layer passes the cause in the product's words ("connection refused").
     public mutating func connectionClosed(error: (any Error)? = nil) -> [BridgeAction] {
-        let cause = error.map { ": \($0)" } ?? ""
+        let cause = error.map { "\($0)" }
         switch state {
         case .connecting(let attempt), .awaitingConnAck(let attempt):
             var awaitingConnAck = false
             if case .awaitingConnAck = state { awaitingConnAck = true }
-            noteConnectFailure(Self.failureLabel(error, awaitingConnAck: awaitingConnAck), "connection failed\(cause)")
-            var actions: [BridgeAction] = [
-                .log(
-                    .warning,
-                    "bridge \(configuration.name): connection to address \(attempt.addressIndex) failed\(cause)"
-                )
-            ]
+            let label = Self.failureLabel(error, awaitingConnAck: awaitingConnAck)
+            let what = cause ?? (awaitingConnAck ? "closed by the remote before CONNACK" : "connection failed")
+            noteConnectFailure(label, what)
+            var actions: [BridgeAction] = []
             if awaitingConnAck, let hint = willHint(nil) { actions.append(.log(.warning, hint)) }
-            return actions
-                + reconnect(after: Closing(addressIndex: attempt.addressIndex, established: false))
+            let retry = reconnect(after: Closing(addressIndex: attempt.addressIndex, established: false))
+            retryLine("connect-\(label)", attempt.addressIndex, what, retry, &actions)
+            return actions + retry
         case .online(let online):
             state = .modifying
-            var actions: [BridgeAction] = [
-                .log(
-                    .warning,
-                    "bridge \(configuration.name): connection to address \(online.addressIndex) lost\(cause)"
-                )
-            ]
-            statistics.lastError = "connection lost\(cause)"
-            actions += leaveOnline(online, countAttempt: true)
-            return actions + reconnect(after: Closing(addressIndex: online.addressIndex, established: true))
+            let what = "connection lost\(cause.map { ": \($0)" } ?? "")"
+            statistics.lastError = what
+            var actions = leaveOnline(online, countAttempt: true)
+            let retry = reconnect(after: Closing(addressIndex: online.addressIndex, established: true))
+            retryLine("lost", online.addressIndex, what, retry, &actions)
+            return actions + retry
         case .closing(let closing):
-            return reconnect(after: closing)
+            var actions: [BridgeAction] = []
+            let retry = reconnect(after: closing)
+            if let reason = closing.reason, reason != .stopped {
+                retryLine("closed-\(reason)", closing.addressIndex, "\(reason)", retry, &actions)
+            }
+            return actions + retry
         case .idle, .waitingToReconnect, .stopped:
             return []
         case .modifying:
             preconditionFailure("BridgeLink re-entered while modifying")
         }
+    }
+
+    /// `central (127.0.0.1:1884): connection refused; retrying in 2.1 s`, once per kind of failure and
+    /// minute; the rest of the minute's are summed in one line (a central down for hours costs a line a minute).
+    private mutating func retryLine(
+        _ key: String,
+        _ addressIndex: Int,
+        _ what: String,
+        _ retry: [BridgeAction],
+        _ actions: inout [BridgeAction]
+    ) {
+        let delay = retry.lazy.compactMap { if case .scheduleReconnect(let delay) = $0 { delay } else { nil } }.first
+        let retrying = delay.map { "; retrying in \($0.logText)" } ?? ""
+        warn(
+            key,
+            first: "bridge \(configuration.named(address: addressIndex)): \(what)\(retrying)",
+            summary: "more failed connection attempts (\(what))",
+            &actions
+        )
     }
 
     /// The delay of `.scheduleReconnect` has passed.
@@ -566,8 +585,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             }
             guard started.duration(to: now) >= configuration.connectTimeout else { return [] }
             noteConnectFailure("timeout", "connect timeout")
-            return [.log(.warning, "bridge \(configuration.name): address \(attempt.addressIndex): connect timeout")]
-                + close(Closing(addressIndex: attempt.addressIndex, established: false), .connectTimeout)
+            return close(Closing(addressIndex: attempt.addressIndex, established: false), .connectTimeout)
 
         case .online(var online):
             state = .modifying
@@ -584,8 +602,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             {
                 let silence = lastReceived.duration(to: now)
                 if silence >= keepAlive * 1.5 {
-                    return [.log(.warning, "bridge \(configuration.name): nothing received for \(silence), closing")]
-                        + closeOnline(online, .keepAliveTimeout)
+                    return closeOnline(online, .keepAliveTimeout)
                 }
                 if !online.pingOutstanding && (lastSent.duration(to: now) >= keepAlive || silence >= keepAlive) {
                     online.pingOutstanding = true
@@ -599,7 +616,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     + [
                         .log(
                             .warning,
-                            "bridge \(configuration.name): \(online.inflight.count) messages in flight and no PUBACK for \(timeout), reconnecting"
+                            "bridge \(configuration.named(address: online.addressIndex)): \(online.inflight.count) messages in flight and no PUBACK for \(timeout.logText), reconnecting"
                         )
                     ]
                     + closeOnline(online, .progressStalled)
@@ -679,8 +696,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         )
         statistics.connections += 1
         statistics.lastError = nil
+        let version = configuration.protocolVersion == .v5 ? "MQTT 5.0" : configuration.protocolVersion == .v3_1 ? "MQTT 3.1" : "MQTT 3.1.1"
         var actions: [BridgeAction] = [
-            .log(.info, "bridge \(configuration.name): connected to address \(attempt.addressIndex), window \(window)")
+            .log(
+                .info,
+                "bridge \(configuration.named(address: attempt.addressIndex)): connected (\(version), window \(window)\(sessionPresent ? ", session present" : ""))"
+            )
         ]
         if connAck.properties.maximumQoS == 0 {
             actions.append(
@@ -767,7 +788,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 actions.append(
                     .log(
                         .error,
-                        "bridge \(configuration.name): remote refused subscription '\(filter)' with reason \(code) (\(ReasonCode.name(code)))"
+                        "bridge \(configuration.name): remote refused subscription '\(filter)' with reason \(code) (\(code.name))"
                     )
                 )
             }
@@ -793,12 +814,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             return nil
 
         case .disconnect(let disconnect):
-            actions.append(
-                .log(
-                    .warning,
-                    "bridge \(configuration.name): remote disconnected: reason \(disconnect.reasonCode) (\(ReasonCode.name(disconnect.reasonCode)))\(disconnect.properties.reasonString.map { ": \($0)" } ?? "")"
+            // The retry line names the reason code; the remote's own words, if any, come first.
+            if let text = disconnect.properties.reasonString {
+                actions.append(
+                    .log(.warning, "bridge \(configuration.named(address: online.addressIndex)): the remote's DISCONNECT says: \(text)")
                 )
-            )
+            }
             return .remoteDisconnected(disconnect.reasonCode)
 
         case .unsubAck(let unsubAck):
@@ -927,6 +948,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     }
 
     private mutating func close(_ closing: Closing, _ reason: BridgeCloseReason) -> [BridgeAction] {
+        var closing = closing
+        closing.reason = reason
         state = .closing(closing)
         return [.close(reason)]
     }
@@ -974,8 +997,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             warn(
                 "refused-\(code.hexLabel)",
                 first:
-                    "bridge \(configuration.name): remote refused queued message \(seq)\(sentMessage.map { " on '\($0.topic)'" } ?? "") with reason \(code) (\(ReasonCode.name(code))); kept, sending paused for \(delay)",
-                summary: "messages refused with \(code) (\(ReasonCode.name(code))), kept for retry",
+                    "bridge \(configuration.name): remote refused queued message \(seq)\(sentMessage.map { " on '\($0.topic)'" } ?? "") with reason \(code) (\(code.name)); kept, sending paused for \(delay)",
+                summary: "messages refused with \(code) (\(code.name)), kept for retry",
                 &actions
             )
         }

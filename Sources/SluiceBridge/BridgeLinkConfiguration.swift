@@ -6,6 +6,8 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
     public var name: String
     /// How many `address` entries there are (at least 1). The link names addresses by index.
     public var addressCount: Int
+    /// Each address as the log shows it (`127.0.0.1:1884`); without one, logs say `address N`.
+    public var addressLabels: [String] = []
     /// Mosquitto's `round_robin`: false = the first address is the primary and is tried again after
     /// an established connection elsewhere drops; true = always move on to the next address.
     public var roundRobin: Bool

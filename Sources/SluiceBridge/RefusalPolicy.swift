@@ -32,7 +32,7 @@ public enum DeadLetterReason: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .refused(let code): "refused with reason \(code) (\(ReasonCode.name(code)))"
+        case .refused(let code): "refused with reason \(code) (\(code.name))"
         case .tooLarge: "too large for the remote"
         case .maxAttempts: "failed bridge_max_attempts times"
         }

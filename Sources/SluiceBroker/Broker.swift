@@ -48,6 +48,8 @@ public struct Broker: Sendable {
     /// (the counter starts again at every start; Mosquitto uses a random UUID).
     private let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var actions: [BrokerAction] = []
+    /// Connections that ended, not yet taken by the owner (`takeDepartures()`).
+    private var departures: [Departure] = []
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
     /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
@@ -93,6 +95,13 @@ public struct Broker: Sendable {
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
     public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
     public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }
+
+    /// Connections that ended since the last call, each with why (for the disconnect log line).
+    public mutating func takeDepartures() -> [Departure] {
+        guard !departures.isEmpty else { return [] }
+        defer { departures.removeAll() }
+        return departures
+    }
 
     private mutating func takeActions() -> [BrokerAction] {
         defer { actions.removeAll(keepingCapacity: true) }
@@ -161,7 +170,7 @@ public struct Broker: Sendable {
 
     /// The connection's socket closed (by the peer, by us, or by an error).
     public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
-        detach(connection, now: now)
+        detach(connection, now: now, reason: .socketClosed)
         return takeActions()
     }
 
@@ -182,7 +191,7 @@ public struct Broker: Sendable {
             // The server disconnects after one and a half keep-alive periods of silence [MQTT-3.1.2-22].
             if now > client.lastActivity + BrokerTime(client.keepAlive) * 1500 {
                 close(id, reason: .keepAliveTimeout)
-                detach(id, now: now)
+                detach(id, now: now, reason: .keepAliveTimeout)
             }
         }
         for (clientID, session) in sessions.all where !session.isConnected {
@@ -240,7 +249,7 @@ public struct Broker: Sendable {
             send(packet, to: pending.connection)
         case .disconnect(let packet):
             actions.append(.close(pending.connection, packet))
-            detach(pending.connection, now: now)
+            detach(pending.connection, now: now, reason: .notStored(packet?.reasonCode))
         }
         return takeActions()
     }
@@ -349,7 +358,7 @@ public struct Broker: Sendable {
         // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3].
         if let existing = sessions[clientID]?.connection {
             close(existing, reason: .sessionTakenOver)
-            detach(existing, now: now, takenOverWithCleanStart: packet.cleanStart)
+            detach(existing, now: now, reason: .takenOver, takenOverWithCleanStart: packet.cleanStart)
         }
 
         let expiry: UInt32
@@ -719,12 +728,18 @@ public struct Broker: Sendable {
         client.disconnectedCleanly = packet.reasonCode != .disconnectWithWillMessage
         connections[connection] = client
         actions.append(.close(connection, nil))
-        detach(connection, now: now)
+        detach(connection, now: now, reason: .clientDisconnect(packet.reasonCode))
     }
 
     /// Unbinds a connection from its session: the will, session expiry at 0, bookkeeping.
-    private mutating func detach(_ connection: ConnectionID, now: BrokerTime, takenOverWithCleanStart: Bool = false) {
+    private mutating func detach(
+        _ connection: ConnectionID,
+        now: BrokerTime,
+        reason: DepartureReason,
+        takenOverWithCleanStart: Bool = false
+    ) {
         guard let client = connections.removeValue(forKey: connection) else { return }
+        departures.append(Departure(connection: connection, clientID: client.clientID, protocolVersion: client.version, reason: reason))
         connectionsPerListener[client.listener, default: 1] -= 1
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
@@ -776,7 +791,7 @@ public struct Broker: Sendable {
         now: BrokerTime
     ) {
         close(connection, reason: code, reasonString: reason)
-        detach(connection, now: now)
+        detach(connection, now: now, reason: .protocolError(reason))
     }
 
     private mutating func close(_ connection: ConnectionID, reason: ReasonCode, reasonString: String? = nil) {

@@ -55,6 +55,9 @@ final class BridgeRunner: @unchecked Sendable {
     /// The wall-clock time the current run of failures began (nil while healthy), for /healthz.
     private var failingSince: Date?
     private let tickInterval: TimeAmount
+    /// Start, progress and end lines of a drain (see `DrainProgress`), sampled once a second.
+    private var drain: DrainProgress<ContinuousClock.Instant>
+    private var lastDrainSample = ContinuousClock.now
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
         self.name = config.name
@@ -85,7 +88,7 @@ final class BridgeRunner: @unchecked Sendable {
             case .v311: .v3_1_1
             case .v5: .v5
             }
-        let configuration = BridgeLinkConfiguration(
+        var configuration = BridgeLinkConfiguration(
             name: config.name,
             addressCount: config.addresses.count,
             roundRobin: config.roundRobin,
@@ -108,9 +111,11 @@ final class BridgeRunner: @unchecked Sendable {
             maxRate: config.maxRate,
             maxByteRate: config.maxByteRate
         )
+        configuration.addressLabels = config.addresses.map(\.description)
         // Paced links tick faster: the token bucket refills at each tick and holds a tenth of a second.
         self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(50)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
+        self.drain = DrainProgress(name: config.name)
     }
 
     /// The queued form of a local message that matched an `out` rule (topic already remapped).
@@ -158,6 +163,7 @@ final class BridgeRunner: @unchecked Sendable {
                 self.run(self.link.tick(now: .now))
                 self.expireOldMessages()
                 self.pollControl()
+                self.sampleDrain()
             }
             self.pollControl(force: true)
             self.run(self.link.start())
@@ -238,6 +244,22 @@ final class BridgeRunner: @unchecked Sendable {
         run(link.queueHasMore())  // a requeue appended messages
     }
 
+    private func sampleDrain() {
+        let now = ContinuousClock.now
+        guard now - lastDrainSample >= .seconds(1) else { return }
+        lastDrainSample = now
+        guard link.isConnected || drain.isDraining else {
+            _ = drain.update(now: now, depth: 0, delivered: 0, connected: false)  // link down: nothing to read
+            return
+        }
+        guard let depth = try? store.stats(queue: name).depth else { return }
+        let statistics = link.statistics
+        let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
+        if let line = drain.update(now: now, depth: Int(depth), delivered: delivered, connected: link.isConnected) {
+            logger.info("\(line)")
+        }
+    }
+
     private var lastExpiry = ContinuousClock.now
 
     /// Applies `queue_max_age` even when nothing new is appended (appends apply it too).
@@ -313,18 +335,18 @@ final class BridgeRunner: @unchecked Sendable {
                     }
                 }
             case .close(let reason):
-                logger.notice("closing bridge connection: \(reason)")
+                logger.debug("closing bridge connection: \(reason)")  // the link's retry line says why
                 outbound = nil  // as before batching: unflushed writes die with the channel
                 channel?.close(promise: nil)
             case .scheduleReconnect(let delay):
                 guard !stopped else { break }
                 let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
-                logger.info("reconnecting in \((seconds * 10).rounded() / 10) s")
+                logger.debug("reconnecting in \((seconds * 10).rounded() / 10) s")  // said by the link's retry line
                 reconnect = loop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)) {
                     self.run(self.link.reconnectTimerFired())
                 }
             case .stateChanged(let connected):
-                logger.info(connected ? "bridge connected" : "bridge disconnected")
+                logger.debug(connected ? "bridge link up" : "bridge link down")  // the link's own lines say why
                 if let topic = localNotificationTopic {
                     let message = SluiceBroker.Message(
                         topic: topic,
@@ -428,7 +450,7 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     private func open(_ address: HostPort) {
-        logger.info("connecting to \(address)")
+        logger.debug("connecting to \(address)")
         let handler = BridgeInboundHandler(runner: self, host: address.host)
         let version = link.configuration.protocolVersion
         let tls = self.tls
@@ -457,7 +479,7 @@ final class BridgeRunner: @unchecked Sendable {
                     self.channel = channel
                     self.run(self.link.connected())
                 case .failure(let error):
-                    self.run(self.link.connectionClosed(error: error))  // the link logs why
+                    self.run(self.link.connectionClosed(error: DescribedNetworkError(error)))  // the link logs why
                 }
             }
     }
@@ -476,7 +498,7 @@ final class BridgeRunner: @unchecked Sendable {
         if inReadBatch { readComplete() }
         guard channel === self.channel else { return }
         self.channel = nil
-        run(link.connectionClosed(error: error))
+        run(link.connectionClosed(error: error.map(DescribedNetworkError.init)))
     }
 }
 

@@ -23,12 +23,17 @@ final class BrokerHost: @unchecked Sendable {
     var durableSink: (@Sendable (_ token: UInt64, _ message: Message) -> Void)?
 
     /// `connection_messages`: log client connects and disconnects. Set before the listeners open.
-    var connectionMessages = true
+    var connectionMessages: Bool {
+        get { clientLog.enabled }
+        set { clientLog.enabled = newValue }
+    }
+    private var clientLog: ClientEventLog
 
     init(loop: any EventLoop, settings: BrokerSettings, logger: Logger) {
         self.loop = loop
         self.core = Broker(settings: settings)
         self.logger = logger
+        self.clientLog = ClientEventLog(logger: logger)
     }
 
     /// Broker time: milliseconds since the host started (monotonic).
@@ -89,15 +94,10 @@ final class BrokerHost: @unchecked Sendable {
 
     private func admit(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         let actions = core.connect(id, packet, listener: handle.listener, now: now)
-        if connectionMessages && core.isConnected(id) {
-            logger.info(
-                "client connected",
-                metadata: [
-                    "client": "\(core.clientID(of: id) ?? packet.clientIdentifier)", "remote": "\(handle.remoteAddress)",
-                    "protocol": "\(packet.protocolVersion)", "clean": "\(packet.cleanStart)",
-                    "keepalive": "\(packet.keepAlive)",
-                ]
-            )
+        if let clientID = core.clientID(of: id) {
+            clientLog.connected(clientID: clientID, remote: handle.remoteAddress, packet: packet)
+        } else if let code = Self.connAckFailure(actions, for: id) {
+            clientLog.refused(clientID: packet.clientIdentifier, remote: handle.remoteAddress, packet: packet, code: code)
         }
         run(actions)
     }
@@ -109,18 +109,20 @@ final class BrokerHost: @unchecked Sendable {
             return
         }
         var actions: [BrokerAction] = []
-        for packet in packets { actions += core.receive(packet, from: id, now: now) }
+        for packet in packets {
+            if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
+            actions += core.receive(packet, from: id, now: now)
+        }
         run(actions)
     }
 
     func closed(_ id: ConnectionID) {
         loop.preconditionInEventLoop()
-        guard connections.removeValue(forKey: id) != nil else { return }
+        guard let handle = connections.removeValue(forKey: id) else { return }
         awaitingAuthentication[id] = nil
-        if connectionMessages, let clientID = core.clientID(of: id) {
-            logger.info("client disconnected", metadata: ["client": "\(clientID)"])
-        }
-        run(core.closed(id, now: now))
+        let actions = core.closed(id, now: now)
+        logDepartures(closed: (id, handle.remoteAddress))
+        run(actions)
     }
 
     func writabilityChanged(_ id: ConnectionID, writable: Bool) {
@@ -129,6 +131,7 @@ final class BrokerHost: @unchecked Sendable {
     }
 
     func tick() {
+        clientLog.flush()
         run(core.tick(now: now))
         savePersistentState()
     }
@@ -380,6 +383,7 @@ final class BrokerHost: @unchecked Sendable {
     /// Returns when the last save has committed.
     func shutdown() -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
+        clientLog.shuttingDown = true
         for (_, handle) in connections {
             handle.deliver([], close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
         }
@@ -388,8 +392,25 @@ final class BrokerHost: @unchecked Sendable {
 
     // MARK: Actions
 
+    /// The CONNACK failure code the broker answered `id` with, if it refused it.
+    private static func connAckFailure(_ actions: [BrokerAction], for id: ConnectionID) -> ReasonCode? {
+        for case .send(id, .connAck(let ack)) in actions where ack.reasonCode.isFailure { return ack.reasonCode }
+        return nil
+    }
+
+    /// One line per connection the broker ended (or saw end), with why. `closed`: a connection whose
+    /// handle is already gone, with its address.
+    private func logDepartures(closed: (ConnectionID, String)? = nil) {
+        for departure in core.takeDepartures() where !departure.clientID.hasPrefix(Self.inProcessClientPrefix) {
+            let remote = connections[departure.connection]?.remoteAddress
+                ?? (closed?.0 == departure.connection ? closed?.1 : nil) ?? "?"
+            clientLog.departed(departure, remote: remote)
+        }
+    }
+
     private func run(_ actions: [BrokerAction]) {
         defer { saveSoonIfAcknowledgementsWait() }
+        logDepartures()
         guard !actions.isEmpty else { return }
         // Packets for one connection go out in one hop and one flush, in order.
         var outbox: [ConnectionID: [Packet]] = [:]

@@ -79,6 +79,7 @@ public final class GatewayService: Service, Sendable {
                     try BridgeRunner(config: $0, loop: group.next(), store: opened, host: host, logger: logger)
                 }
                 connectDurableQueues(host: host, store: opened, bridges: bridges)
+                StartupBanner.restoredBacklog(config.bridges, store: opened, logger: logger)
                 if config.persistence {
                     try await host.loop.submit { try host.enablePersistence(opened) }.get()
                 }
@@ -109,6 +110,7 @@ public final class GatewayService: Service, Sendable {
             throw error
         }
         for bridge in bridges { bridge.start() }
+        logger.notice("\(StartupBanner.ready(config))")
         _ = SystemdNotifier.notify("READY=1")
         let watchdog = SystemdNotifier.watchdogInterval.map { interval in
             // Pinged from the broker's own loop, so a stuck broker stops the pings.
@@ -187,9 +189,9 @@ public final class GatewayService: Service, Sendable {
             for (bridge, newRules) in rules { bridge.updateRules(newRules) }
             let filters = rules.flatMap { $0.1.rules.filter(\.direction.isOutbound).map(\.localFilter) }
             host.loop.execute { host.setDurableFilters(filters) }
-            logger.notice(
-                "configuration reloaded: password file, ACL file and bridge topic rules applied; other changes take effect at restart"
-            )
+            let report = ReloadReport(running: config, fresh: fresh).lines
+            logger.notice("\(report.applied)")
+            if let restart = report.needsRestart { logger.warning("\(restart)") }
         } catch {
             logger.error("reload failed, keeping the running configuration: \(error)")
         }
@@ -236,7 +238,7 @@ public final class GatewayService: Service, Sendable {
         if store.startedFromEmptyFile {
             logger.warning("the store file was empty (zero bytes): started a new, empty store", metadata: ["path": "\(path)"])
         }
-        logger.info("store opened", metadata: ["path": "\(path)"])
+        logger.info("store \(path) opened")
         return store
     }
 
@@ -323,18 +325,13 @@ public final class GatewayService: Service, Sendable {
                     .bind(host: "::", port: listener.port).get()
                 address = "::"
             } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
-                logger.notice("IPv6 is not available (\(error)): listening on IPv4 only", metadata: ["port": "\(listener.port)"])
+                logger.notice("IPv6 is not available (\(NetworkErrorText.describe(error))): port \(listener.port) listens on IPv4 only")
                 channel = try await bootstrap().bind(host: "0.0.0.0", port: listener.port).get()
                 address = "0.0.0.0"
             }
         }
-        logger.info(
-            "listening",
-            metadata: [
-                "address": "\(address)", "port": "\(channel.localAddress?.port ?? listener.port)",
-                "tls": "\(tls != nil)", "protocol": "\(listener.protocolKind.rawValue)",
-            ]
-        )
+        let bound = HostPort(host: address, port: channel.localAddress?.port ?? listener.port)
+        logger.info("listening on \(bound) (\(listener.protocolKind.rawValue)\(tls != nil ? " over TLS" : ", plain"))")
         return channel
     }
 }

@@ -70,13 +70,8 @@ final class LoRaWANListener: @unchecked Sendable {
                 self.tick()
             }
         }.get()
-        logger.info(
-            "LoRaWAN UDP listening",
-            metadata: [
-                "address": "\(address.host)", "port": "\(channel.localAddress?.port ?? address.port)",
-                "topics": "\(topics.prefix)/gateway/…",
-            ]
-        )
+        let bound = HostPort(host: address.host, port: channel.localAddress?.port ?? address.port)
+        logger.info("LoRaWAN UDP listening on \(bound) (Semtech packet forwarder; events on \(topics.prefix)/gateway/…)")
         return channel
     }
 

@@ -91,7 +91,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         connectTimer = context.eventLoop.scheduleTask(in: connectTimeout) { [logger] in
-            logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+            logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(context.remoteAddress.logText)"])
             loopBoundContext.value.close(promise: nil)
         }
         context.fireChannelActive()
@@ -175,7 +175,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             let handle = ConnectionHandle(
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-                remoteAddress: context.remoteAddress.map { "\($0)" } ?? "?",
+                remoteAddress: context.remoteAddress.logText,
                 listener: listener,
                 identityVerified: identityVerified
             )
@@ -230,7 +230,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func reject(_ error: MQTTError, context: ChannelHandlerContext) {
         logger.notice(
             "closing connection after bad input",
-            metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"]
+            metadata: ["remote": "\(context.remoteAddress.logText)", "error": "\(error)"]
         )
         cumulation = nil
         switch version {
@@ -268,7 +268,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let remote = context.remoteAddress.map { "\($0)" } ?? "?"
+        let remote = context.remoteAddress.logText
         let alert = (try? context.pipeline.syncOperations.handler(type: TLSAlertRecorder.self))?.alert
         if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
             logger.debug("connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])

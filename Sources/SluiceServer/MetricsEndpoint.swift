@@ -39,7 +39,8 @@ final class MetricsEndpoint: Sendable {
             }
             .bind(host: address.host, port: address.port)
             .get()
-        logger.info("metrics listening", metadata: ["address": "\(address.host)", "port": "\(channel.localAddress?.port ?? address.port)"])
+        let bound = HostPort(host: address.host, port: channel.localAddress?.port ?? address.port)
+        logger.info("metrics listening on \(bound) (HTTP: /metrics, /healthz)")
         return channel
     }
 

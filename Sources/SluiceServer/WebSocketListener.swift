@@ -91,7 +91,7 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
             let context = loopBoundContext.value
             logger.info(
                 "closing WebSocket connection that did not complete the upgrade",
-                metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"]
+                metadata: ["remote": "\(context.remoteAddress.logText)", "log_type": "websockets"]
             )
             context.close(promise: nil)
         }
@@ -140,8 +140,8 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
         logger.info(
             "refused WebSocket upgrade",
             metadata: [
-                "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
-                "status": "\(rejection.status.code)", "reason": "\(rejection.reason)",
+                "remote": "\(context.remoteAddress.logText)",
+                "status": "\(rejection.status.code)", "reason": "\(rejection.reason)", "log_type": "websockets",
             ]
         )
         let body = context.channel.allocator.buffer(string: rejection.reason + "\n")
@@ -159,7 +159,7 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let remote = context.remoteAddress.map { "\($0)" } ?? "?"
+        let remote = context.remoteAddress.logText
         switch error {
         case is NIOWebSocketUpgradeError:
             // The upgrader refused; the request follows and gets its answer in `channelRead`.
@@ -177,7 +177,10 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
         default:
             let alert = (try? context.pipeline.syncOperations.handler(type: TLSAlertRecorder.self))?.alert
             if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
-                logger.debug("WebSocket connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
+                logger.debug(
+                    "WebSocket connection error",
+                    metadata: ["remote": "\(remote)", "error": "\(NetworkErrorText.describe(error))", "log_type": "websockets"]
+                )
             }
         }
         context.close(promise: nil)

@@ -1,5 +1,7 @@
 import ArgumentParser
 import MQTTCore
+import SluiceConfig
+import SluiceServer
 
 /// Connection options shared by `pub` and `sub`, spelled as mosquitto_pub/mosquitto_sub spell them.
 struct ClientOptions: ParsableArguments {
@@ -32,12 +34,12 @@ struct ClientOptions: ParsableArguments {
         case "31", "mqttv31": return .v3_1
         case "311", "mqttv311": return .v3_1_1
         case "5", "mqttv5": return .v5
-        default: throw ValidationError("-V must be 31, 311 or 5, got '\(protocolVersion)'")
+        default: throw failure("-V must be 31, 311 or 5, got '\(protocolVersion)'")
         }
     }
 
     func qualityOfService() throws -> QoS {
-        guard let qos = QoS(rawValue: qos) else { throw ValidationError("-q must be 0, 1 or 2, got \(qos)") }
+        guard let qos = QoS(rawValue: qos) else { throw failure("-q must be 0, 1 or 2, got \(qos)") }
         return qos
     }
 
@@ -54,5 +56,21 @@ struct ClientOptions: ParsableArguments {
             password: password.map { Array($0.utf8) },
             properties: properties
         )
+    }
+}
+
+extension ClientOptions {
+    /// Runs `body`; any failure becomes one line on stderr (`sluice: cannot connect to 127.0.0.1:1883:
+    /// connection refused`) and exit code 1, never a SwiftNIO error dump.
+    func reportingFailures<R>(_ body: () async throws -> R) async throws -> R {
+        do {
+            return try await body()
+        } catch let error as MQTTClient.ClientError {
+            throw failure(error.description)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw failure("connection to \(HostPort(host: host, port: port)) lost: \(NetworkErrorText.describe(error))")
+        }
     }
 }

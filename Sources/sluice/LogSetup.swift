@@ -8,6 +8,8 @@ import SluiceConfig
 struct GatewayLogHandler: LogHandler {
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
+    /// `log_type`: which kinds of line are written (the level only lets the most verbose through).
+    var types = LogTypes.all
     private let label: String
     private let journald: Bool
     private let outputs: LogOutputs
@@ -30,8 +32,10 @@ struct GatewayLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        guard types.admits(level: event.level, metadata: event.metadata) else { return }
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
+        merged[LogTypes.metadataKey] = nil  // a filter key, not part of the line
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let text = fields.isEmpty ? "\(event.message)" : "\(event.message) \(fields)"
         let stamped = "\(Date().formatted(.iso8601)) \(event.level): \(text)\n"

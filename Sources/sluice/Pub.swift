@@ -30,14 +30,20 @@ struct Pub: AsyncParsableCommand {
 
     func validate() throws {
         let sources = [message != nil, lines, nullMessage].filter { $0 }.count
-        guard sources == 1 else { throw ValidationError("give exactly one of -m MESSAGE, -l or -n") }
-        guard count >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        guard sources == 1 else { throw failure("give exactly one of -m MESSAGE, -l or -n") }
+        guard count >= 1 else { throw failure("--repeat must be at least 1") }
+        do {
+            try Topic.validateName(topic)
+        } catch {
+            // The broker would close the connection; a QoS 0 publisher would never hear why.
+            throw failure("cannot publish to '\(topic)': \(error.message) (a topic name has no + or # wildcards)")
+        }
     }
 
     func run() async throws {
         let qos = try client.qualityOfService()
         let connect = try client.connectPacket(prefix: "sluice-pub")
-        try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) { _, inbound, outbound in
+        try await client.reportingFailures { try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) { _, inbound, outbound in
             var packetID: UInt16 = 0
             func send(_ payload: [UInt8]) async throws {
                 var publish = PublishPacket(topic: topic, payload: ByteBuffer(bytes: payload), qos: qos, retain: retain)
@@ -51,10 +57,10 @@ struct Pub: AsyncParsableCommand {
                 while let packet = try await inbound.next() {
                     switch packet {
                     case .pubAck(let ack) where ack.packetIdentifier == packetID:
-                        if ack.reasonCode.isFailure { throw MQTTClient.ClientError.refused(ack.reasonCode) }
+                        if ack.reasonCode.isFailure { throw MQTTClient.ClientError.publishRefused(topic: topic, ack.reasonCode) }
                         return
                     case .pubRec(let rec) where rec.packetIdentifier == packetID:
-                        if rec.reasonCode.isFailure { throw MQTTClient.ClientError.refused(rec.reasonCode) }
+                        if rec.reasonCode.isFailure { throw MQTTClient.ClientError.publishRefused(topic: topic, rec.reasonCode) }
                         try await outbound.write(.pubRel(PubAckPacket(packetIdentifier: packetID)))
                     case .pubComp(let comp) where comp.packetIdentifier == packetID:
                         return
@@ -71,6 +77,6 @@ struct Pub: AsyncParsableCommand {
                 for _ in 0..<count { try await send(payload) }
             }
             try await outbound.write(.disconnect(DisconnectPacket()))
-        }
+        } }
     }
 }

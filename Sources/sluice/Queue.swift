@@ -44,6 +44,7 @@ struct Queue: ParsableCommand {
         func run() throws {
             let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
+            if let bridge { try checkBridge(config.bridges.map(\.name), store, bridge) }
             let names = bridge.map { [$0] } ?? Array(Set(config.bridges.map(\.name) + ((try? store.queueNames()) ?? []))).sorted()
             let now = Store.wallClockMilliseconds()
             for name in names {
@@ -74,8 +75,9 @@ struct Queue: ParsableCommand {
         @Option(name: .customShort("n"), help: "How many messages.") var count = 10
 
         func run() throws {
-            let (_, store) = try options.open(readOnly: true)
+            let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
+            try checkBridge(config.bridges.map(\.name), store, bridge)
             for stored in try store.read(queue: bridge, after: nil, limit: max(1, count)) {
                 let message = stored.message
                 let payload = String(decoding: message.payload.prefix(80), as: UTF8.self)
@@ -92,8 +94,9 @@ struct Queue: ParsableCommand {
 
         func run() throws {
             guard yes else { throw failure("purging deletes queued messages for good: add --yes to confirm") }
-            let (_, store) = try options.open()
+            let (config, store) = try options.open()
             defer { store.close() }
+            try checkBridge(config.bridges.map(\.name), store, bridge)
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var outcome: Result<Int, StoreError> = .success(0)
             store.purge(queue: bridge) { result in

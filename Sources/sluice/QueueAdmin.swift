@@ -39,10 +39,12 @@ private func signalGateway(_ store: Store, _ bridge: String, paused: Bool? = nil
     try waitFor { store.updateBridgeControl(queue: bridge, paused: paused, completion: $0) }
 }
 
-private func checkBridge(_ names: [String], _ store: Store, _ bridge: String) throws {
+/// Exit 1 naming the bridges that exist when `bridge` is none of them (a typo must not read as an empty queue).
+func checkBridge(_ names: [String], _ store: Store, _ bridge: String) throws {
     let known = Set(names + ((try? store.queueNames()) ?? []))
     guard known.contains(bridge) else {
-        throw failure("no bridge '\(bridge)' in the configuration or the store (known: \(known.sorted().joined(separator: ", ")))")
+        let list = known.isEmpty ? "there are none" : "bridges: \(known.sorted().joined(separator: ", "))"
+        throw failure("no bridge '\(bridge)' in the configuration or the store (\(list))")
     }
 }
 

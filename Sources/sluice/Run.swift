@@ -27,8 +27,15 @@ struct Run: AsyncParsableCommand {
         }
         let level = logLevel ?? gatewayConfig.logLevel
         let outputs = LogOutputs(gatewayConfig.logDestinations)
-        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, level: level, outputs: outputs) }
+        // `--log-level` overrides log_type's filter too: it asks for everything at that level and above.
+        let types = logLevel == nil ? LogTypes(gatewayConfig.logTypes) : .all
+        LoggingSystem.bootstrap { label in
+            var handler = GatewayLogHandler(label: label, level: level, outputs: outputs)
+            handler.types = types
+            return handler
+        }
         let logger = Logger(label: "sluice")
+        logger.notice("\(StartupBanner.starting(configPath: config))")
         for failure in outputs.failures { logger.error("log_dest file \(failure): cannot write the log there") }
         if config == nil {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
@@ -58,7 +65,7 @@ extension GatewayConfig {
         let types = Set(logTypes)
         if types.contains("all") || types.contains("debug") { return .debug }
         if types.contains("information") || types.contains("notice") || types.contains("subscribe")
-            || types.contains("unsubscribe")
+            || types.contains("unsubscribe") || types.contains("websockets")
         {
             return .info
         }

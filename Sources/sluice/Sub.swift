@@ -23,8 +23,8 @@ struct Sub: AsyncParsableCommand {
     var verbose = false
 
     func validate() throws {
-        guard !topics.isEmpty else { throw ValidationError("give at least one -t TOPIC") }
-        if persistent && client.id == nil { throw ValidationError("-c needs a client id (-i ID)") }
+        guard !topics.isEmpty else { throw failure("give at least one -t TOPIC") }
+        if persistent && client.id == nil { throw failure("-c needs a client id (-i ID)") }
     }
 
     func run() async throws {
@@ -34,15 +34,16 @@ struct Sub: AsyncParsableCommand {
             cleanStart: !persistent,
             sessionExpiry: persistent ? UInt32.max : nil
         )
-        try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) { _, inbound, outbound in
+        try await client.reportingFailures { try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) { _, inbound, outbound in
             let subscriptions = topics.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) }
             try await outbound.write(.subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: subscriptions)))
             var received = 0
             while let packet = try await inbound.next() {
                 switch packet {
                 case .subAck(let ack):
-                    if let failed = ack.reasonCodes.first(where: \.isFailure) {
-                        throw MQTTClient.ClientError.refused(failed)
+                    if let index = ack.reasonCodes.firstIndex(where: \.isFailure) {
+                        let filter = index < topics.count ? topics[index] : topics.joined(separator: " ")
+                        throw MQTTClient.ClientError.subscribeRefused(filter: filter, ack.reasonCodes[index])
                     }
                 case .publish(let publish):
                     let payload = String(decoding: publish.payload.readableBytesView, as: UTF8.self)
@@ -59,11 +60,12 @@ struct Sub: AsyncParsableCommand {
                 case .pubRel(let rel):
                     try await outbound.write(.pubComp(PubAckPacket(packetIdentifier: rel.packetIdentifier)))
                 case .disconnect(let disconnect):
-                    throw MQTTClient.ClientError.refused(disconnect.reasonCode)
+                    throw MQTTClient.ClientError.disconnected(disconnect.reasonCode)
                 default:
                     continue
                 }
             }
-        }
+            throw MQTTClient.ClientError.closed  // the broker ended the connection before -C was reached
+        } }
     }
 }

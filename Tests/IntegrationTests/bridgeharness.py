@@ -237,10 +237,10 @@ class Gateway(Proc):
         return [str(require_sluice_binary()), "run", "-c", str(self.conf_path)]
 
     def connected_count(self) -> int:
-        return self.count_log(r"bridge connected")
+        return self.count_log(r"bridge \S+ \(.*\): connected \(")
 
     def wait_connected(self, before: int = 0, timeout: float = 15.0) -> None:
-        """Wait until the log shows more 'bridge connected' lines than `before`."""
+        """Wait until the log shows more `bridge NAME (ADDRESS): connected (...)` lines than `before`."""
         if not wait_until(lambda: self.connected_count() > before, timeout, 0.05):
             raise AssertionError(f"bridge did not connect within {timeout}s; gateway log:\n"
                                  f"{self.log_tail()}")

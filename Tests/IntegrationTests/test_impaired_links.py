@@ -223,7 +223,7 @@ class Stream:
 
 
 def _closed_lines(gw: Gateway) -> int:
-    return gw.count_log(r"nothing received for|no PUBACK for|bridge disconnected")
+    return gw.count_log(r"keep-alive timeout|no PUBACK for|connection lost|bridge link down")
 
 
 def _finish(env, counter, gw, stream: Stream, reconnects: int, context: str):
