@@ -352,7 +352,7 @@ def test_websockets_listener_with_tls_options_starts(tmp_path):
         wait_listening(port, timeout=10)
         with wsraw.WSClient(HOST, port, ssl_context=client_tls_context()) as c:
             assert c.connect(uid("tlsws")).reason == 0
-        assert "protocol=websockets tls=true" in log.read_text()
+        assert f"listening on {HOST}:{port} (websockets over TLS)" in log.read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
