@@ -93,14 +93,18 @@ public final class GatewayService: Service, Sendable {
                     logger: logger
                 )
                 lorawan = listener
-                channels.append(try await listener.start(address))
+                channels.append(try await binding("lorawan_udp_listener", "\(address)") { try await listener.start(address) })
             }
             for (index, listener) in config.listeners.enumerated() {
-                channels.append(try await bind(listener, index: index, host: host, group: group))
+                channels.append(
+                    try await binding("listener", listener.name) { try await bind(listener, index: index, host: host, group: group) }
+                )
             }
             if let address = config.metricsListener {
                 let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters)
-                channels.append(try await metrics.bind(address, group: group, logger: logger))
+                channels.append(
+                    try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
+                )
             }
         } catch {
             for channel in channels { try? await channel.close() }

@@ -56,3 +56,17 @@ struct DescribedNetworkError: Error, CustomStringConvertible {
         description = NetworkErrorText.describe(error)
     }
 }
+
+/// A start-up failure in one line (`cannot listen on 127.0.0.1:1883 (listener): address already in use`).
+struct StartError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs a bind; its failure names the setting, the address and the cause instead of SwiftNIO's dump.
+func binding<T>(_ setting: String, _ address: String, _ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch {
+        throw StartError(description: "cannot listen on \(address) (\(setting)): \(NetworkErrorText.describe(error))")
+    }
+}

@@ -35,17 +35,17 @@ struct Passwd: ParsableCommand {
     var password: String?
 
     func validate() throws {
-        if create && delete { throw ValidationError("-c and -D cannot be used together.") }
-        if batch && delete { throw ValidationError("-b and -D cannot be used together.") }
-        if batch && password == nil { throw ValidationError("-b needs a password after the username.") }
-        if !batch && password != nil { throw ValidationError("a password on the command line needs -b.") }
-        if username.isEmpty { throw ValidationError("the username must not be empty.") }
-        if username.contains(":") { throw ValidationError("the username must not contain the ':' character.") }
+        if create && delete { throw failure("-c and -D cannot be used together.") }
+        if batch && delete { throw failure("-b and -D cannot be used together.") }
+        if batch && password == nil { throw failure("-b needs a password after the username.") }
+        if !batch && password != nil { throw failure("a password on the command line needs -b.") }
+        if username.isEmpty { throw failure("the username must not be empty.") }
+        if username.contains(":") { throw failure("the username must not contain the ':' character.") }
         if username.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-            throw ValidationError("the username must not contain control characters.")
+            throw failure("the username must not contain control characters.")
         }
         if username.first == "#" || username.first == " " || username.last == " " {
-            throw ValidationError("the username must not start with '#' or start or end with a space.")
+            throw failure("the username must not start with '#' or start or end with a space.")
         }
     }
 

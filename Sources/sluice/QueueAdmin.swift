@@ -84,7 +84,7 @@ extension Queue {
         @Flag(help: "Every dead letter of the bridge.") var all = false
 
         func validate() throws {
-            guard all != !seq.isEmpty else { throw ValidationError("give --seq N (repeatable) or --all") }
+            guard all != !seq.isEmpty else { throw failure("give --seq N (repeatable) or --all") }
         }
 
         func run() throws {

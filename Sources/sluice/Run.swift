@@ -52,7 +52,11 @@ struct Run: AsyncParsableCommand {
                 logger: logger
             )
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            throw failure(NetworkErrorText.describe(error))  // one line, not a SwiftNIO dump
+        }
         withExtendedLifetime(storeLock) {}  // held until the gateway has stopped
     }
 }

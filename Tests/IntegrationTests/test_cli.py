@@ -118,3 +118,9 @@ def test_queue_commands_name_the_bridges_on_a_typo(tmp_path):
     for args in (["stats"], ["peek"], ["purge", "--yes"], ["dead"]):
         line = one_line_error(sluice("queue", *args, "-c", str(conf), "centrl"))
         assert line == "sluice: no bridge 'centrl' in the configuration or the store (bridges: backup, central)", line
+
+
+@pytest.mark.sluice_only(reason="checks the sluice CLI's own error lines")
+def test_passwd_argument_errors_are_one_line(tmp_path):
+    line = one_line_error(sluice("passwd", "-b", str(tmp_path / "pw"), "alice"))
+    assert line == "sluice: -b needs a password after the username.", line

@@ -226,3 +226,21 @@ def test_sighup_says_what_was_applied_and_what_needs_a_restart(tmp_path):
         assert b.alive()
     finally:
         b.stop()
+
+
+def test_port_in_use_is_one_line_naming_the_listener(tmp_path):
+    import socket
+    import subprocess
+
+    from conftest import require_sluice_binary
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        conf = tmp_path / "gw.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        r = subprocess.run([str(require_sluice_binary()), "run", "-c", str(conf)], capture_output=True, text=True,
+                           timeout=20)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == f"sluice: cannot listen on 127.0.0.1:{port} (listener): address already in use", r.stderr
+    assert "errno" not in r.stderr, r.stderr
