@@ -6,8 +6,10 @@ public enum DepartureReason: Sendable, Hashable, CustomStringConvertible {
     case clientDisconnect(ReasonCode)
     /// Nothing from the client for 1.5 × its keep-alive [MQTT-3.1.2-22].
     case keepAliveTimeout
-    /// The socket closed (or failed) without a DISCONNECT.
+    /// The socket closed without a DISCONNECT.
     case socketClosed
+    /// The socket failed (the cause in plain words, e.g. `connection reset by peer`).
+    case socketError(String)
     /// A new connection with the same client identifier took the session over [MQTT-3.1.4-3].
     case takenOver
     /// The client broke the protocol; the text says how.
@@ -20,6 +22,7 @@ public enum DepartureReason: Sendable, Hashable, CustomStringConvertible {
         case .clientDisconnect(let code): code == .normalDisconnection ? "DISCONNECT" : "DISCONNECT \(code.named)"
         case .keepAliveTimeout: "keep-alive timeout"
         case .socketClosed: "socket closed without DISCONNECT"
+        case .socketError(let cause): "socket error: \(cause)"
         case .takenOver: "session taken over by a new connection"
         case .protocolError(let text): "protocol error: \(text)"
         case .notStored(let code): "a message could not be stored\(code.map { " (\($0.named))" } ?? "")"

@@ -25,6 +25,8 @@ final class BridgeRunner: @unchecked Sendable {
     private let store: Store
     private let host: BrokerHost
     private let logger: Logger
+    /// For the link's and the drain's lines, which start with `bridge NAME` themselves.
+    private let linkLogger: Logger
     private let localNotificationTopic: String?
     private var link: BridgeLink<ContinuousClock.Instant>
     /// TLS towards the remote (`bridge_cafile`/`capath`...), and whether to check its hostname.
@@ -65,6 +67,7 @@ final class BridgeRunner: @unchecked Sendable {
         self.addresses = config.addresses
         self.store = store
         self.host = host
+        self.linkLogger = logger
         var logger = logger
         logger[metadataKey: "bridge"] = "\(config.name)"
         self.logger = logger
@@ -256,7 +259,7 @@ final class BridgeRunner: @unchecked Sendable {
         let statistics = link.statistics
         let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
         if let line = drain.update(now: now, depth: Int(depth), delivered: delivered, connected: link.isConnected) {
-            logger.info("\(line)")
+            linkLogger.info("\(line)")
         }
     }
 
@@ -359,10 +362,10 @@ final class BridgeRunner: @unchecked Sendable {
                 }
             case .log(let level, let text):
                 switch level {
-                case .debug: logger.debug("\(text)")
-                case .info: logger.info("\(text)")
-                case .warning: logger.warning("\(text)")
-                case .error: logger.error("\(text)")
+                case .debug: linkLogger.debug("\(text)")
+                case .info: linkLogger.info("\(text)")
+                case .warning: linkLogger.warning("\(text)")
+                case .error: linkLogger.error("\(text)")
                 }
             }
             pending.append(contentsOf: next.reversed())

@@ -116,12 +116,13 @@ final class BrokerHost: @unchecked Sendable {
         run(actions)
     }
 
-    func closed(_ id: ConnectionID) {
+    /// `cause`: why the connection's own handler closed it, to name in the disconnect line.
+    func closed(_ id: ConnectionID, cause: DepartureReason? = nil) {
         loop.preconditionInEventLoop()
         guard let handle = connections.removeValue(forKey: id) else { return }
         awaitingAuthentication[id] = nil
         let actions = core.closed(id, now: now)
-        logDepartures(closed: (id, handle.remoteAddress))
+        logDepartures(closed: (id, handle.remoteAddress), cause: cause)
         run(actions)
     }
 
@@ -400,8 +401,9 @@ final class BrokerHost: @unchecked Sendable {
 
     /// One line per connection the broker ended (or saw end), with why. `closed`: a connection whose
     /// handle is already gone, with its address.
-    private func logDepartures(closed: (ConnectionID, String)? = nil) {
-        for departure in core.takeDepartures() where !departure.clientID.hasPrefix(Self.inProcessClientPrefix) {
+    private func logDepartures(closed: (ConnectionID, String)? = nil, cause: DepartureReason? = nil) {
+        for var departure in core.takeDepartures() where !departure.clientID.hasPrefix(Self.inProcessClientPrefix) {
+            if let cause, departure.reason == .socketClosed, departure.connection == closed?.0 { departure.reason = cause }
             let remote = connections[departure.connection]?.remoteAddress
                 ?? (closed?.0 == departure.connection ? closed?.1 : nil) ?? "?"
             clientLog.departed(departure, remote: remote)

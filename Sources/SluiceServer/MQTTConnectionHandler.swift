@@ -53,6 +53,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var context: ChannelHandlerContext?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
+    /// Why this side closed the socket, when the broker core cannot know (bad input, a socket error).
+    private var closeCause: DepartureReason?
     /// Backpressure towards a fast publisher: decoded batches handed to the broker loop and not yet
     /// processed there. At `maxPendingBatches` the socket is not read until the broker catches up,
     /// so a flood waits in the kernel and in TCP instead of in the broker loop's task queue. Both
@@ -102,7 +104,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         closing = true
         let host = self.host
         let id = self.id
-        host.loop.execute { host.closed(id) }
+        let cause = closeCause
+        host.loop.execute { host.closed(id, cause: cause) }
         context.fireChannelInactive()
     }
 
@@ -233,6 +236,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             metadata: ["remote": "\(context.remoteAddress.logText)", "error": "\(error)"]
         )
         cumulation = nil
+        closeCause = .protocolError(error.message)
         switch version {
         case nil where error.code == .unsupportedProtocolVersion:
             // Answer in 3.1.1 framing, which every version can read: return code 0x01 [MQTT-3.1.2-2].
@@ -273,6 +277,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
             logger.debug("connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
+        if closeCause == nil { closeCause = .socketError(NetworkErrorText.describe(error)) }
         context.close(promise: nil)
     }
 }

@@ -63,7 +63,7 @@ def test_startup_banner_names_version_config_store_backlog_and_listeners(tmp_pat
 # --------------------------------------------------------------------------- clients
 
 def test_connect_and_disconnect_lines_give_address_version_and_reason(broker):
-    ids = {k: uid(k) for k in ("clean", "dropped", "idle", "taken", "broken", "five")}
+    ids = {k: uid(k) for k in ("clean", "dropped", "idle", "taken", "broken", "garbled", "five")}
     with mqttraw.RawClient(broker.host, broker.port) as c:
         assert c.connect(ids["clean"], keepalive=30).reason == 0
         local_port = c.sock.getsockname()[1]
@@ -87,6 +87,10 @@ def test_connect_and_disconnect_lines_give_address_version_and_reason(broker):
         assert c.connect(ids["broken"]).reason == 0
         c.send(mqttraw.connect(ids["broken"]))  # a second CONNECT
         assert c.is_closed()
+    with mqttraw.RawClient(broker.host, broker.port) as c:
+        assert c.connect(ids["garbled"]).reason == 0
+        c.send(b"\x00\x00")  # packet type 0 is reserved: malformed
+        assert c.is_closed()
     with mqttraw.RawClient(broker.host, broker.port, version=5) as c:
         assert c.connect(ids["five"], version=5).reason == 0
         c.send(mqttraw.disconnect(version=5, reason=0x04))
@@ -106,6 +110,7 @@ def test_connect_and_disconnect_lines_give_address_version_and_reason(broker):
     assert disconnected(ids["idle"])[0].endswith("keep-alive timeout"), log
     assert disconnected(ids["taken"])[0].endswith("session taken over by a new connection"), log
     assert disconnected(ids["broken"])[0].endswith("protocol error: second CONNECT"), log
+    assert re.search(r"\(MQTT 3\.1\.1\): protocol error: \S", disconnected(ids["garbled"])[0]), log
     assert disconnected(ids["five"])[0].endswith("(MQTT 5.0): DISCONNECT 0x4 (disconnect with will message)"), log
     for key, i in ids.items():  # one line per connection, not two
         assert len(disconnected(i)) == (2 if key == "taken" else 1), (i, log)  # taken: old and new connection
