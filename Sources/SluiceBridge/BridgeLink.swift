@@ -470,7 +470,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         warn(
             key,
             first: "bridge \(configuration.named(address: addressIndex)): \(what)\(retrying)",
-            summary: "more failed connection attempts (\(what))",
+            summary: "more connection failures (\(what))",
             &actions
         )
     }

@@ -34,7 +34,7 @@ private struct Cause: Error, CustomStringConvertible {
         }
         #expect(lines.count == 1)
         let summary = h.advance(.seconds(61)).logs
-        #expect(summary == ["bridge cloud: 5 more failed connection attempts (connection refused) in the last 60 s"])
+        #expect(summary == ["bridge cloud: 5 more connection failures (connection refused) in the last 60 s"])
     }
 
     @Test func connectedIsOneLineWithTheAddress() {
