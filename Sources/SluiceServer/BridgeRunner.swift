@@ -54,6 +54,10 @@ final class BridgeRunner: @unchecked Sendable {
     private var lastControlPoll = ContinuousClock.now
     /// The wall-clock time the current run of failures began (nil while healthy), for /healthz.
     private var failingSince: Date?
+    /// When the link last came up or went down (the start until it first does), and the address it
+    /// uses or last tried: for `sluice status`.
+    private var stateSince = Date()
+    private var lastAddress: HostPort?
     private let tickInterval: TimeAmount
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
@@ -201,6 +205,8 @@ final class BridgeRunner: @unchecked Sendable {
         var connectFailuresByReason: [String: UInt64]
         var lastError: String?
         var failingSince: Date?
+        var stateSince: Date
+        var address: HostPort?
     }
 
     func snapshot() -> EventLoopFuture<Snapshot> {
@@ -215,7 +221,9 @@ final class BridgeRunner: @unchecked Sendable {
                 rejectedByReason: statistics.rejectedByReason,
                 connectFailuresByReason: statistics.connectFailuresByReason,
                 lastError: statistics.lastError,
-                failingSince: statistics.lastError == nil ? nil : self.failingSince
+                failingSince: statistics.lastError == nil ? nil : self.failingSince,
+                stateSince: self.stateSince,
+                address: self.lastAddress
             )
         }
     }
@@ -258,6 +266,7 @@ final class BridgeRunner: @unchecked Sendable {
             var next: [BridgeAction] = []
             switch action {
             case .connect(let index):
+                lastAddress = addresses[index % addresses.count]
                 open(addresses[index % addresses.count])
             case .sendConnect(let connect, let bridgeBit):
                 write(.connect(connect), bridgeBit: bridgeBit)
@@ -324,6 +333,7 @@ final class BridgeRunner: @unchecked Sendable {
                     self.run(self.link.reconnectTimerFired())
                 }
             case .stateChanged(let connected):
+                stateSince = Date()
                 logger.info(connected ? "bridge connected" : "bridge disconnected")
                 if let topic = localNotificationTopic {
                     let message = SluiceBroker.Message(

@@ -41,6 +41,7 @@ public final class GatewayService: Service, Sendable {
         var bridges: [BridgeRunner] = []
         var store: Store? = nil
         var lorawan: LoRaWANListener? = nil
+        var status: GatewayStatus? = nil
         let hashingPool = NIOThreadPool(numberOfThreads: 1)
         hashingPool.start()
         do {
@@ -98,7 +99,8 @@ public final class GatewayService: Service, Sendable {
                 channels.append(try await bind(listener, index: index, host: host, group: group))
             }
             if let address = config.metricsListener {
-                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters)
+                status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
+                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters, status: status)
                 channels.append(try await metrics.bind(address, group: group, logger: logger))
             }
         } catch {
@@ -109,6 +111,7 @@ public final class GatewayService: Service, Sendable {
             throw error
         }
         for bridge in bridges { bridge.start() }
+        status?.start()
         _ = SystemdNotifier.notify("READY=1")
         let watchdog = SystemdNotifier.watchdogInterval.map { interval in
             // Pinged from the broker's own loop, so a stuck broker stops the pings.
@@ -144,6 +147,7 @@ public final class GatewayService: Service, Sendable {
         await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
+        try? await status?.stop().get()
         try? await host.loop.flatSubmit { host.shutdown() }.get()  // also saves the last changes
         await host.stopPersistence()
         store?.close()  // finishes pending group commits

@@ -19,14 +19,17 @@ final class MetricsEndpoint: Sendable {
     private let bridges: [BridgeRunner]
     private let store: Store?
     private let lorawan: LoRaWANCounters?
+    /// The status page at `/` and `/status.json`.
+    private let status: GatewayStatus?
     /// Counters only go up: remember what was reported, add the difference.
     private let reported = NIOLockedValueBox<[String: Int64]>([:])
 
-    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANCounters? = nil) {
+    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANCounters? = nil, status: GatewayStatus? = nil) {
         self.host = host
         self.bridges = bridges
         self.store = store
         self.lorawan = lorawan
+        self.status = status
     }
 
     func bind(_ address: HostPort, group: any EventLoopGroup, logger: Logger) async throws -> any Channel {
@@ -45,6 +48,16 @@ final class MetricsEndpoint: Sendable {
 
     /// Status and body for a request path.
     func respond(to path: String, on loop: any EventLoop) -> EventLoopFuture<(HTTPResponseStatus, String, String)> {
+        if let status, path == "/" || path == "/status.json" {
+            return status.snapshot().hop(to: loop).map { snapshot in
+                guard path == "/status.json" else { return (.ok, "text/html; charset=utf-8", StatusPage.html(snapshot)) }
+                do {
+                    return (.ok, "application/json", String(decoding: try snapshot.jsonData(), as: UTF8.self))
+                } catch {
+                    return (.internalServerError, "text/plain", "status could not be encoded: \(error)\n")
+                }
+            }
+        }
         switch path {
         case "/metrics":
             return refresh(on: loop).map {
@@ -53,7 +66,7 @@ final class MetricsEndpoint: Sendable {
         case "/healthz":
             return health(on: loop)
         default:
-            return loop.makeSucceededFuture((.notFound, "text/plain", "not found: try /metrics or /healthz\n"))
+            return loop.makeSucceededFuture((.notFound, "text/plain", "not found: try /, /status.json, /metrics or /healthz\n"))
         }
     }
 
