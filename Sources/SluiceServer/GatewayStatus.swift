@@ -75,8 +75,12 @@ final class GatewayStatus: Sendable {
 
     func snapshot() -> EventLoopFuture<GatewayStatusSnapshot> {
         read().map { live in
-            let (rates, history) = self.sampler.withLockedValue { ($0.rates(at: live.reading), $0.points(now: live.reading)) }
             let now = Date()
+            // When each link last changed, on the readings' monotonic clock.
+            let linkChangedAt = live.links.map { live.reading.at - now.timeIntervalSince($0.stateSince) }
+            let (rates, history) = self.sampler.withLockedValue {
+                ($0.rates(at: live.reading, linkChangedAt: linkChangedAt), $0.points(now: live.reading))
+            }
             let nowMilliseconds = Store.wallClockMilliseconds()
             var statuses: [BridgeStatus] = []
             for (index, bridge) in self.bridges.enumerated() {

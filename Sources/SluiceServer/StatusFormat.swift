@@ -50,7 +50,7 @@ public enum StatusFormat {
 
     /// `2.5 %`; `<0.1 %` rather than a zero that is not one.
     public static func percent(_ value: Double) -> String {
-        value > 0 && value < 0.05 ? "<0.1 %" : oneDecimal(value) + " %"
+        value > 0 && value < 0.1 ? "<0.1 %" : oneDecimal(value) + " %"
     }
 
     /// `2026-12-05 17:03:09 UTC`: a gateway's operators may sit in other time zones.

@@ -97,7 +97,7 @@ public enum StatusPage {
     static func graph(id: String, title: String, values: [Double], unit: String) -> String {
         let finite = downsample(values.map { $0.isFinite ? max(0, $0) : 0 }, to: graphPoints)
         let top = max(1, finite.max() ?? 0)
-        let label = "\(title): max \(StatusFormat.number(top))\(unit)"
+        let label = finite.count >= 2 ? "\(title): max \(StatusFormat.number(finite.max() ?? 0))\(unit)" : title
         var svg = "<figure><svg id=\"\(id)\" width=\"\(Int(graphWidth))\" height=\"\(Int(graphHeight))\" "
         svg += "viewBox=\"0 0 \(Int(graphWidth)) \(Int(graphHeight))\" role=\"img\" aria-label=\"\(escape(title))\">"
         if finite.count >= 2 {

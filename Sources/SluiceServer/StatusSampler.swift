@@ -75,11 +75,14 @@ public struct StatusSampler: Sendable {
         if history.count > historyCapacity { history.removeFirst(history.count - historyCapacity) }
     }
 
-    /// Rates of each bridge at `now` (a reading taken now, recorded or not).
-    public func rates(at now: StatusReading) -> [BridgeRates] {
+    /// Rates of each bridge at `now` (a reading taken now, recorded or not). `linkChangedAt` holds, per
+    /// bridge, when (on the `at` clock) its link last came up or went down: the drain rate is measured
+    /// only since then, so a drain that began three seconds ago is not diluted by the outage before it.
+    public func rates(at now: StatusReading, linkChangedAt: [Double?] = []) -> [BridgeRates] {
         let minute = baseline(for: now, window: Self.rateWindow)
-        let short = baseline(for: now, window: Self.drainWindow)
         return now.bridges.indices.map { index in
+            let changed = index < linkChangedAt.count ? linkChangedAt[index] : nil
+            let short = baseline(for: now, window: min(Self.drainWindow, changed.map { now.at - $0 } ?? .infinity))
             let current = now.bridges[index]
             var rates = BridgeRates()
             if let minute, index < minute.bridges.count {

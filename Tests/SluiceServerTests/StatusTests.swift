@@ -49,6 +49,13 @@ private func reading(
         #expect(StatusArithmetic.timeToDrain(depth: 15_000, drainRate: rates.drainRate) == 30)
         // The minute's send rate: 5,000 over 60 s.
         #expect(rates.sendRate.map { abs($0 - 5000.0 / 60) < 1e-9 } == true)
+        // Measured since the link came up at 60 s: the drain's own pace.
+        let sinceUp = sampler.rates(at: now, linkChangedAt: [60])[0]
+        #expect(sinceUp.drainRate == 1000)
+        #expect(StatusArithmetic.timeToDrain(depth: 15_000, drainRate: sinceUp.drainRate) == 15)
+        #expect(sinceUp.sendRate == rates.sendRate)
+        // A link that changed a moment ago has no drain rate yet.
+        #expect(sampler.rates(at: now, linkChangedAt: [64.8])[0].drainRate == nil)
     }
 
     @Test func aGrowingQueueHasANegativeDrainRateAndNoTimeToDrain() {
