@@ -85,7 +85,7 @@ final class GatewayStatus: Sendable {
             var statuses: [BridgeStatus] = []
             for (index, bridge) in self.bridges.enumerated() {
                 let link = live.links[index]
-                let state: BridgeStatus.LinkState = link.connected ? (link.paused ? .paused : .connected) : .disconnected
+                let state: BridgeStatus.LinkState = link.connected ? .connected : .disconnected
                 var status =
                     live.queues[index].map {
                         BridgeStatus(
@@ -98,6 +98,7 @@ final class GatewayStatus: Sendable {
                     } ?? BridgeStatus(name: bridge.name, state: state)
                 status.stateSince = link.stateSince.timeIntervalSince1970
                 status.address = link.address?.description
+                status.paused = link.paused
                 status.sendRate = rates[index].sendRate
                 status.receiveRate = rates[index].receiveRate
                 status.queueRate = rates[index].queueRate

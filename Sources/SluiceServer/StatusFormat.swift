@@ -73,14 +73,16 @@ public enum StatusFormat {
 }
 
 extension BridgeStatus {
-    /// `link up`, `link DOWN`, `link up, PAUSED`, `link state unknown (gateway not answering)`.
+    /// `link up`, `link DOWN`, `link state unknown (gateway not answering)`; `, PAUSED (...)` after it
+    /// while `sluice queue pause` holds sending.
     public var stateText: String {
-        switch state {
-        case .connected: "link up"
-        case .disconnected: "link DOWN"
-        case .paused: "link up, PAUSED (sluice queue resume)"
-        case .unknown: "link state unknown (gateway not answering)"
-        }
+        let link =
+            switch state {
+            case .connected: "link up"
+            case .disconnected: "link DOWN"
+            case .unknown: "link state unknown (gateway not answering)"
+            }
+        return paused ? link + ", PAUSED (sluice queue resume)" : link
     }
 
     /// `20,000 messages · 8.1 MiB · oldest 1 min 40 s`.

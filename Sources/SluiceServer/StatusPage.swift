@@ -34,7 +34,7 @@ public enum StatusPage {
             body{font:14px/1.4 sans-serif;margin:1em;color:#222}h1{font-size:1.3em}h2{font-size:1.1em;margin:.2em 0}
             section{border:1px solid #ccc;border-radius:4px;padding:.5em;margin:.8em 0}
             th{text-align:left;padding-right:1em;font-weight:normal;color:#666}
-            .up{color:#080}.down{color:#c00;font-weight:bold}.paused,.unknown{color:#a60}
+            .up{color:#080}.down{color:#c00;font-weight:bold}.unknown{color:#a60}
             figure{display:inline-block;margin:.3em 1em .3em 0}figcaption{color:#666;font-size:.9em}
             svg{background:#f7f7f7;border:1px solid #ddd}footer{color:#666;font-size:.9em}
             </style></head><body>
@@ -48,7 +48,6 @@ public enum StatusPage {
             switch bridge.state {
             case .connected: "up"
             case .disconnected: "down"
-            case .paused: "paused"
             case .unknown: "unknown"
             }
         var head = "<span class=\"\(stateClass)\">\(escape(bridge.stateText))</span>"
@@ -81,7 +80,7 @@ public enum StatusPage {
         html += graph(
             id: "\(id)-drain",
             title: "drain rate, sent per second",
-            values: history.map { index < $0.sendRates.count ? $0.sendRates[index] : 0 },
+            values: history.compactMap { index < $0.sendRates.count ? $0.sendRates[index] : nil },
             unit: "/s"
         )
         return html + "</section>\n"

@@ -107,18 +107,18 @@ public struct StatusSampler: Sendable {
         recent.first { $0.at >= now.at - window && $0.at <= now.at - 0.5 }
     }
 
-    /// The graphs' points: each history reading after the first (its rates measured since the one before),
-    /// then `now`.
+    /// The graphs' points: each history reading, then `now`; send rates are measured since the point
+    /// before (the first point has none).
     public func points(now: StatusReading?) -> [HistoryPoint] {
         var readings = history
         // A live point only a moment after the last one would show a rate over too short a time.
         if let now, now.at >= (readings.last?.at ?? -.infinity) + 1 { readings.append(now) }
-        guard readings.count >= 2 else {
-            return readings.map { HistoryPoint(at: $0.wallClock, clients: $0.clients, depths: $0.bridges.map(\.depth), sendRates: []) }
-        }
-        return (1..<readings.count).map { index in
-            let earlier = readings[index - 1]
+        return readings.indices.map { index in
             let reading = readings[index]
+            guard index > 0 else {
+                return HistoryPoint(at: reading.wallClock, clients: reading.clients, depths: reading.bridges.map(\.depth), sendRates: [])
+            }
+            let earlier = readings[index - 1]
             let seconds = reading.at - earlier.at
             let sendRates = reading.bridges.indices.map { bridge -> Double in
                 guard bridge < earlier.bridges.count else { return 0 }

@@ -31,7 +31,8 @@ public struct GatewayStatusSnapshot: Codable, Sendable, Equatable {
     public var clients: Int?
     public var store: StoreUsage?
     public var bridges: [BridgeStatus]
-    /// The last hour, oldest first (empty from the store).
+    /// The last hour, oldest first (empty from the store). The first point has no send rates (nothing
+    /// before it to measure them against).
     public var history: [HistoryPoint]
     /// Why the gateway's own view is missing (fallback only), e.g. "connection refused".
     public var gatewayUnreachable: String?
@@ -83,8 +84,6 @@ public struct BridgeStatus: Codable, Sendable, Equatable {
     public enum LinkState: String, Codable, Sendable {
         case connected
         case disconnected
-        /// Connected, but `sluice queue pause` holds sending.
-        case paused
         /// From the store: the gateway did not answer.
         case unknown
     }
@@ -95,6 +94,8 @@ public struct BridgeStatus: Codable, Sendable, Equatable {
     public var stateSince: Double?
     /// The remote address in use while connected, the one last tried otherwise.
     public var address: String?
+    /// `sluice queue pause` holds sending (the queue still fills).
+    public var paused: Bool
     public var depth: UInt64
     public var bytes: UInt64
     public var oldestAgeSeconds: Double?
@@ -121,6 +122,7 @@ public struct BridgeStatus: Codable, Sendable, Equatable {
         state: LinkState,
         stateSince: Double? = nil,
         address: String? = nil,
+        paused: Bool = false,
         depth: UInt64 = 0,
         bytes: UInt64 = 0,
         oldestAgeSeconds: Double? = nil,
@@ -134,6 +136,7 @@ public struct BridgeStatus: Codable, Sendable, Equatable {
         self.state = state
         self.stateSince = stateSince
         self.address = address
+        self.paused = paused
         self.depth = depth
         self.bytes = bytes
         self.oldestAgeSeconds = oldestAgeSeconds
@@ -283,6 +286,7 @@ extension GatewayStatusSnapshot {
                 nowMilliseconds: nowMilliseconds
             )
             status.deadLetters = (try? store.deadLetterCounts(queue: name)).map(\.current)
+            status.paused = (try? store.bridgeControl(queue: name))?.paused ?? false
             bridges.append(status)
         }
         return GatewayStatusSnapshot(

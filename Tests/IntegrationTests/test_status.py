@@ -192,13 +192,21 @@ def test_status_page_json_watch_and_store_fallback(bridge_env):
     assert r.returncode == 0 and len(lines) == 2, r.stdout
     assert all(json.loads(line)["bridges"][0]["depth"] == 50 for line in lines)
 
+    # `sluice queue pause` shows, from the gateway and from the store.
+    r = subprocess.run([str(require_sluice_binary()), "queue", "pause", "central", "-c", str(gw.conf_path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: status_json(gw)["bridges"][0]["paused"], 10, 0.3)
+    assert "link DOWN, PAUSED (sluice queue resume)" in status_cli(gw).stdout
+
     # The gateway down: the store, read-only, and it says so (exit 3).
     gw.stop()
     r = status_cli(gw)
     print(r.stdout)
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.startswith(f"gateway not answering (127.0.0.1:{metrics}: connection refused)"), r.stdout
-    assert "link state unknown" in r.stdout and "50 messages" in r.stdout and "queue_max_messages 5.0 %" in r.stdout
+    assert "link state unknown (gateway not answering), PAUSED" in r.stdout, r.stdout
+    assert "50 messages" in r.stdout and "queue_max_messages 5.0 %" in r.stdout
     r = status_cli(gw, "--json")
     assert r.returncode == 3, r.stderr
     snap = json.loads(r.stdout)

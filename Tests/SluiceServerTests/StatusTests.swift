@@ -103,12 +103,13 @@ private func reading(
         sampler.record(reading(10, acknowledged: 1000, depth: 4000, clients: 3))
         sampler.record(reading(20, acknowledged: 3000, depth: 2000, clients: 3))
         let points = sampler.points(now: reading(25, acknowledged: 4000, depth: 1000, clients: 1))
-        #expect(points.map(\.depths) == [[4000], [2000], [1000]])
-        #expect(points.map(\.sendRates) == [[100], [200], [200]])
-        #expect(points.map(\.clients) == [3, 3, 1])
+        #expect(points.map(\.depths) == [[5000], [4000], [2000], [1000]])
+        #expect(points.map(\.sendRates) == [[], [100], [200], [200]])
+        #expect(points.map(\.clients) == [2, 3, 3, 1])
         #expect(points.last?.at == 1_800_000_025)
         // A live reading less than a second after the last point is left out.
-        #expect(sampler.points(now: reading(20.5, acknowledged: 3100)).count == 2)
+        #expect(sampler.points(now: reading(20.5, acknowledged: 3100)).count == 3)
+        #expect(StatusSampler().points(now: reading(3, depth: 7)).map(\.depths) == [[7]])
     }
 }
 
@@ -263,6 +264,9 @@ private func outageSnapshot(depths: [UInt64], name: String = "central") -> Gatew
         #expect(text.contains("bridge central: link state unknown (gateway not answering)"))
         #expect(text.contains("3 messages · 300 B"))
         #expect(!text.contains("  rates "))
+        var paused = snapshot
+        paused.bridges[0].paused = true
+        #expect(paused.text.contains("bridge central: link state unknown (gateway not answering), PAUSED (sluice queue resume)"))
     }
 
     @Test func jsonRoundTripsWithSnakeCaseKeys() throws {
