@@ -103,7 +103,10 @@ final class GatewayStatus: Sendable {
                 status.receiveRate = rates[index].receiveRate
                 status.queueRate = rates[index].queueRate
                 status.drainRate = rates[index].drainRate
-                status.drainSeconds = StatusArithmetic.timeToDrain(depth: status.depth, drainRate: rates[index].drainRate)
+                status.drainSeconds = StatusArithmetic.timeToDrain(
+                    depth: status.depth,
+                    drainRate: rates[index].drainRate
+                )
                 status.deadLetters = (try? self.store?.deadLetterCounts(queue: bridge.name))?.current
                 status.lastError = link.lastError
                 status.lastErrorSince = link.failingSince?.timeIntervalSince1970

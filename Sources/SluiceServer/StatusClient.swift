@@ -35,7 +35,9 @@ public enum StatusClient {
         }
     }
 
-    private static func get(_ address: HostPort, path: String, timeout: TimeAmount, group: any EventLoopGroup) async throws -> [UInt8] {
+    private static func get(_ address: HostPort, path: String, timeout: TimeAmount, group: any EventLoopGroup)
+        async throws -> [UInt8]
+    {
         let loop = group.next()
         let promise = loop.makePromise(of: [UInt8].self)
         let channel: any Channel
@@ -44,7 +46,9 @@ public enum StatusClient {
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.pipeline.addHTTPClientHandlers().flatMapThrowing {
-                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise, address: address))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ResponseCollector(promise: promise, address: address)
+                        )
                     }
                 }
                 .connect(host: address.host, port: address.port)
@@ -54,7 +58,9 @@ public enum StatusClient {
             throw error
         }
         let deadline = loop.scheduleTask(in: timeout) {
-            promise.fail(Failure(description: "\(address) did not answer within \(timeout.nanoseconds / 1_000_000_000) s"))
+            promise.fail(
+                Failure(description: "\(address) did not answer within \(timeout.nanoseconds / 1_000_000_000) s")
+            )
         }
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
         head.headers.add(name: "Host", value: address.description)
@@ -76,7 +82,9 @@ public enum StatusClient {
         if let io = error as? IOError {
             return io.errnoCode == ECONNREFUSED ? "connection refused" : String(cString: strerror(io.errnoCode))
         }
-        if case ChannelError.connectTimeout = error { return "no answer within \(timeout.nanoseconds / 1_000_000_000) s" }
+        if case ChannelError.connectTimeout = error {
+            return "no answer within \(timeout.nanoseconds / 1_000_000_000) s"
+        }
         return "\(error)"
     }
 }
@@ -101,7 +109,9 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
             status = head.status
         case .body(let buffer):
             guard body.count + buffer.readableBytes <= StatusClient.maximumBody else {
-                promise.fail(StatusClient.Failure(description: "\(address) sent more than \(StatusClient.maximumBody) bytes"))
+                promise.fail(
+                    StatusClient.Failure(description: "\(address) sent more than \(StatusClient.maximumBody) bytes")
+                )
                 context.close(promise: nil)
                 return
             }
@@ -111,7 +121,12 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
                 promise.succeed(body)
             } else {
                 let code = status.map { "\($0.code) \($0.reasonPhrase)" } ?? "no status"
-                promise.fail(StatusClient.Failure(description: "\(address) answered /status.json with \(code) (a gateway older than sluice status?)"))
+                promise.fail(
+                    StatusClient.Failure(
+                        description:
+                            "\(address) answered /status.json with \(code) (a gateway older than sluice status?)"
+                    )
+                )
             }
             context.close(promise: nil)
         }

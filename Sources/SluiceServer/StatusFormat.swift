@@ -93,7 +93,8 @@ extension BridgeStatus {
 
     /// `queue_max_messages 2.0 % · queue_max_age 2.8 %`, or `none set`.
     public var boundsText: String {
-        bounds.isEmpty ? "none set" : bounds.map { "\($0.key) \(StatusFormat.percent($0.percent))" }.joined(separator: " · ")
+        bounds.isEmpty
+            ? "none set" : bounds.map { "\($0.key) \(StatusFormat.percent($0.percent))" }.joined(separator: " · ")
     }
 
     /// `sent 1,000/s · received 0/s · queued 12/s`.
@@ -128,7 +129,9 @@ extension GatewayStatusSnapshot {
     }
 
     public var storeText: String? {
-        store.map { "\($0.path): \(StatusFormat.bytes($0.fileBytes)) of \(StatusFormat.bytes($0.maxBytes)) (\(StatusFormat.percent($0.percent)))" }
+        store.map {
+            "\($0.path): \(StatusFormat.bytes($0.fileBytes)) of \(StatusFormat.bytes($0.maxBytes)) (\(StatusFormat.percent($0.percent)))"
+        }
     }
 
     /// What `sluice status` prints: one screen.
@@ -153,7 +156,10 @@ extension GatewayStatusSnapshot {
                 "  losses   \(bridge.deadLetters.map(StatusFormat.count) ?? "-") dead letters · \(StatusFormat.count(bridge.dropped)) dropped or refused at the bounds"
             )
             if let error = bridge.lastError {
-                lines.append("  error    \(error)" + (bridge.lastErrorSince.map { " (\(StatusFormat.since($0, now: generatedAt)))" } ?? ""))
+                lines.append(
+                    "  error    \(error)"
+                        + (bridge.lastErrorSince.map { " (\(StatusFormat.since($0, now: generatedAt)))" } ?? "")
+                )
             }
         }
         return lines.joined(separator: "\n")

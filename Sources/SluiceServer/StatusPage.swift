@@ -13,17 +13,24 @@ public enum StatusPage {
         if let store = snapshot.storeText { body += "<p>store: \(escape(store))</p>\n" }
         let history = snapshot.history
         if let first = history.first, let last = history.last, last.at > first.at {
-            body += "<p>graphs: the last \(escape(StatusFormat.duration(last.at - first.at))), newest on the right</p>\n"
+            body +=
+                "<p>graphs: the last \(escape(StatusFormat.duration(last.at - first.at))), newest on the right</p>\n"
         }
         for (index, bridge) in snapshot.bridges.enumerated() {
             body += bridgeSection(bridge, index: index, history: history, now: snapshot.generatedAt)
         }
         if snapshot.bridges.isEmpty { body += "<p>no bridges</p>\n" }
         body += "<section><h2>clients</h2>\n"
-        body += graph(id: "clients-graph", title: "clients connected", values: history.map { Double($0.clients) }, unit: "")
+        body += graph(
+            id: "clients-graph",
+            title: "clients connected",
+            values: history.map { Double($0.clients) },
+            unit: ""
+        )
         body += "</section>\n"
         body += "<footer>\(escape(StatusFormat.time(snapshot.generatedAt))) · refreshes every \(refreshSeconds) s · "
-        body += "<a href=\"/status.json\">status.json</a> · <a href=\"/metrics\">metrics</a> · <a href=\"/healthz\">healthz</a></footer>\n"
+        body +=
+            "<a href=\"/status.json\">status.json</a> · <a href=\"/metrics\">metrics</a> · <a href=\"/healthz\">healthz</a></footer>\n"
         return """
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8">
@@ -43,7 +50,9 @@ public enum StatusPage {
             """
     }
 
-    private static func bridgeSection(_ bridge: BridgeStatus, index: Int, history: [HistoryPoint], now: Double) -> String {
+    private static func bridgeSection(_ bridge: BridgeStatus, index: Int, history: [HistoryPoint], now: Double)
+        -> String
+    {
         let stateClass =
             switch bridge.state {
             case .connected: "up"
@@ -61,7 +70,9 @@ public enum StatusPage {
         rows.append(("dead letters", bridge.deadLetters.map(StatusFormat.count) ?? "-"))
         rows.append(("dropped or refused", StatusFormat.count(bridge.dropped)))
         if let error = bridge.lastError {
-            rows.append(("last error", error + (bridge.lastErrorSince.map { " (\(StatusFormat.since($0, now: now)))" } ?? "")))
+            rows.append(
+                ("last error", error + (bridge.lastErrorSince.map { " (\(StatusFormat.since($0, now: now)))" } ?? ""))
+            )
         }
         let id = "bridge-\(index)"
         var html = "<section id=\"\(id)\" data-bridge=\"\(escape(bridge.name))\" data-depth=\"\(bridge.depth)\">\n"
@@ -100,7 +111,8 @@ public enum StatusPage {
         var svg = "<figure><svg id=\"\(id)\" width=\"\(Int(graphWidth))\" height=\"\(Int(graphHeight))\" "
         svg += "viewBox=\"0 0 \(Int(graphWidth)) \(Int(graphHeight))\" role=\"img\" aria-label=\"\(escape(title))\">"
         if finite.count >= 2 {
-            svg += "<polyline fill=\"none\" stroke=\"#36c\" stroke-width=\"1.5\" points=\"\(polyline(finite, top: top))\"/>"
+            svg +=
+                "<polyline fill=\"none\" stroke=\"#36c\" stroke-width=\"1.5\" points=\"\(polyline(finite, top: top))\"/>"
         } else {
             svg += "<text x=\"8\" y=\"34\" font-size=\"12\" fill=\"#888\">collecting samples…</text>"
         }

@@ -88,8 +88,16 @@ public struct StatusSampler: Sendable {
             if let minute, index < minute.bridges.count {
                 let earlier = minute.bridges[index]
                 let seconds = now.at - minute.at
-                rates.sendRate = StatusArithmetic.rate(from: earlier.acknowledged, to: current.acknowledged, seconds: seconds)
-                rates.receiveRate = StatusArithmetic.rate(from: earlier.received, to: current.received, seconds: seconds)
+                rates.sendRate = StatusArithmetic.rate(
+                    from: earlier.acknowledged,
+                    to: current.acknowledged,
+                    seconds: seconds
+                )
+                rates.receiveRate = StatusArithmetic.rate(
+                    from: earlier.received,
+                    to: current.received,
+                    seconds: seconds
+                )
                 rates.queueRate = StatusArithmetic.rate(from: earlier.appended, to: current.appended, seconds: seconds)
             }
             if let short, index < short.bridges.count {
@@ -116,7 +124,12 @@ public struct StatusSampler: Sendable {
         return readings.indices.map { index in
             let reading = readings[index]
             guard index > 0 else {
-                return HistoryPoint(at: reading.wallClock, clients: reading.clients, depths: reading.bridges.map(\.depth), sendRates: [])
+                return HistoryPoint(
+                    at: reading.wallClock,
+                    clients: reading.clients,
+                    depths: reading.bridges.map(\.depth),
+                    sendRates: []
+                )
             }
             let earlier = readings[index - 1]
             let seconds = reading.at - earlier.at
@@ -128,7 +141,12 @@ public struct StatusSampler: Sendable {
                     seconds: seconds
                 ) ?? 0
             }
-            return HistoryPoint(at: reading.wallClock, clients: reading.clients, depths: reading.bridges.map(\.depth), sendRates: sendRates)
+            return HistoryPoint(
+                at: reading.wallClock,
+                clients: reading.clients,
+                depths: reading.bridges.map(\.depth),
+                sendRates: sendRates
+            )
         }
     }
 }

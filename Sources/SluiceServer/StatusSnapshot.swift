@@ -214,8 +214,12 @@ public enum StatusArithmetic {
         maxAgeSeconds: Double?
     ) -> [BoundUsage] {
         var bounds: [BoundUsage] = []
-        if maxMessages > 0 { bounds.append(BoundUsage(key: "queue_max_messages", used: Double(depth), limit: Double(maxMessages))) }
-        if maxBytes > 0 { bounds.append(BoundUsage(key: "queue_max_bytes", used: Double(bytes), limit: Double(maxBytes))) }
+        if maxMessages > 0 {
+            bounds.append(BoundUsage(key: "queue_max_messages", used: Double(depth), limit: Double(maxMessages)))
+        }
+        if maxBytes > 0 {
+            bounds.append(BoundUsage(key: "queue_max_bytes", used: Double(bytes), limit: Double(maxBytes)))
+        }
         if let maxAgeSeconds, maxAgeSeconds > 0 {
             bounds.append(BoundUsage(key: "queue_max_age", used: oldestAgeSeconds ?? 0, limit: maxAgeSeconds))
         }

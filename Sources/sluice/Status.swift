@@ -33,7 +33,9 @@ struct Status: AsyncParsableCommand {
     static let gatewayDownExitCode: Int32 = 3
 
     func validate() throws {
-        guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be between 0.1 and 3600 seconds") }
+        guard interval >= 0.1, interval <= 3600 else {
+            throw ValidationError("--interval must be between 0.1 and 3600 seconds")
+        }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if count != nil, !watch { throw ValidationError("--count goes with --watch") }
     }

@@ -41,7 +41,11 @@ private func reading(
         var sampler = StatusSampler()
         // An outage holding 20,000 for a minute, then a drain of 1,000 per second.
         for t in 0...60 { sampler.record(reading(Double(t), depth: 20_000)) }
-        for t in 61...65 { sampler.record(reading(Double(t), acknowledged: UInt64(t - 60) * 1000, depth: 20_000 - UInt64(t - 60) * 1000)) }
+        for t in 61...65 {
+            sampler.record(
+                reading(Double(t), acknowledged: UInt64(t - 60) * 1000, depth: 20_000 - UInt64(t - 60) * 1000)
+            )
+        }
         let now = reading(65, acknowledged: 5000, depth: 15_000)
         let rates = sampler.rates(at: now)[0]
         // From 55 s (20,000) to 65 s (15,000).
@@ -94,7 +98,9 @@ private func reading(
         let times = sampler.history.map(\.at)
         #expect(times.count == 4)
         #expect(times.first == 0)
-        for (earlier, later) in zip(times, times.dropFirst()) { #expect(later - earlier > 9.7 && later - earlier < 10.5) }
+        for (earlier, later) in zip(times, times.dropFirst()) {
+            #expect(later - earlier > 9.7 && later - earlier < 10.5)
+        }
     }
 
     @Test func graphPointsCarryDepthsAndSendRatesBetweenPoints() {
@@ -260,13 +266,19 @@ private func outageSnapshot(depths: [UInt64], name: String = "central") -> Gatew
             gatewayUnreachable: "127.0.0.1:9100: connection refused"
         )
         let text = snapshot.text
-        #expect(text.hasPrefix("gateway not answering (127.0.0.1:9100: connection refused): showing the store, read-only"))
+        #expect(
+            text.hasPrefix("gateway not answering (127.0.0.1:9100: connection refused): showing the store, read-only")
+        )
         #expect(text.contains("bridge central: link state unknown (gateway not answering)"))
         #expect(text.contains("3 messages · 300 B"))
         #expect(!text.contains("  rates "))
         var paused = snapshot
         paused.bridges[0].paused = true
-        #expect(paused.text.contains("bridge central: link state unknown (gateway not answering), PAUSED (sluice queue resume)"))
+        #expect(
+            paused.text.contains(
+                "bridge central: link state unknown (gateway not answering), PAUSED (sluice queue resume)"
+            )
+        )
     }
 
     @Test func jsonRoundTripsWithSnakeCaseKeys() throws {
@@ -343,7 +355,13 @@ private func outageSnapshot(depths: [UInt64], name: String = "central") -> Gatew
 
 @Suite struct StatusClientTests {
     @Test func errorsReadAsOneShortPhrase() {
-        #expect(StatusClient.describe(IOError(errnoCode: ECONNREFUSED, reason: "connect"), timeout: .seconds(3)) == "connection refused")
-        #expect(StatusClient.describe(ChannelError.connectTimeout(.seconds(3)), timeout: .seconds(3)) == "no answer within 3 s")
+        #expect(
+            StatusClient.describe(IOError(errnoCode: ECONNREFUSED, reason: "connect"), timeout: .seconds(3))
+                == "connection refused"
+        )
+        #expect(
+            StatusClient.describe(ChannelError.connectTimeout(.seconds(3)), timeout: .seconds(3))
+                == "no answer within 3 s"
+        )
     }
 }
