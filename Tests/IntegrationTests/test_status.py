@@ -176,6 +176,7 @@ def test_status_page_json_watch_and_store_fallback(bridge_env):
     # The page and the JSON over plain HTTP.
     code, ctype, html = http_get(metrics, "/")
     assert code == 200 and ctype.startswith("text/html"), (code, ctype)
+    print(f"status page: {len(html.encode())} bytes")
     assert "<script" not in html.lower() and "src=" not in html and len(html.encode()) < 10_000
     assert 'data-depth="50"' in html and "queue_max_messages 5.0 %" in html
     code, ctype, body = http_get(metrics, "/status.json")
