@@ -29,13 +29,14 @@ final class GatewayStatus: Sendable {
     }
 
     func start() {
-        let task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: Self.sampleInterval) { _ in
-            self.read().whenSuccess { live in self.sampler.withLockedValue { $0.record(live.reading) } }
+        // The async form: cancelling it waits for a sample in progress, so none reads a closed store.
+        let task = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: Self.sampleInterval) { _ in
+            self.read().map { live in self.sampler.withLockedValue { $0.record(live.reading) } }
         }
         sampling.withLockedValue { $0 = task }
     }
 
-    /// Before the store closes: a sample after that would read a closed environment.
+    /// Before the store closes; completes once no sample is in progress.
     func stop() -> EventLoopFuture<Void> {
         guard let task = sampling.withLockedValue({ $0 }) else { return loop.makeSucceededVoidFuture() }
         let promise = loop.makePromise(of: Void.self)
