@@ -7,6 +7,7 @@ apt-get install -y -qq --no-install-recommends \
     liblmdb-dev lmdb-utils libssl-dev pkg-config \
     mosquitto mosquitto-clients \
     iproute2 nftables \
+    prometheus man-db groff-base \
     python3 python3-pip >/dev/null
 python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/../Tests/IntegrationTests/requirements.txt"
 # The power-cut proof (scripts/powercut.sh, Tests/IntegrationTests/test_powercut.py): a VM with a

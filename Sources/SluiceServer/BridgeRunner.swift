@@ -54,6 +54,10 @@ final class BridgeRunner: @unchecked Sendable {
     private var lastControlPoll = ContinuousClock.now
     /// The wall-clock time the current run of failures began (nil while healthy), for /healthz.
     private var failingSince: Date?
+    /// Wall-clock times of the last CONNACK and the last failure, for metrics and `$SYS`; the counts
+    /// they were taken at tell a new event from the same one seen again.
+    private var lastConnectedAt: (at: Date, connections: UInt64)?
+    private var lastErrorAt: (at: Date, failures: UInt64, text: String)?
     private let tickInterval: TimeAmount
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
@@ -201,6 +205,8 @@ final class BridgeRunner: @unchecked Sendable {
         var connectFailuresByReason: [String: UInt64]
         var lastError: String?
         var failingSince: Date?
+        var lastConnectedAt: Date?
+        var lastErrorAt: Date?
     }
 
     func snapshot() -> EventLoopFuture<Snapshot> {
@@ -215,7 +221,9 @@ final class BridgeRunner: @unchecked Sendable {
                 rejectedByReason: statistics.rejectedByReason,
                 connectFailuresByReason: statistics.connectFailuresByReason,
                 lastError: statistics.lastError,
-                failingSince: statistics.lastError == nil ? nil : self.failingSince
+                failingSince: statistics.lastError == nil ? nil : self.failingSince,
+                lastConnectedAt: self.lastConnectedAt?.at,
+                lastErrorAt: self.lastErrorAt?.at
             )
         }
     }
@@ -351,6 +359,13 @@ final class BridgeRunner: @unchecked Sendable {
             failingSince = nil
         } else if failingSince == nil {
             failingSince = Date()
+        }
+        let statistics = link.statistics
+        if statistics.connections > 0, statistics.connections != lastConnectedAt?.connections {
+            lastConnectedAt = (Date(), statistics.connections)
+        }
+        if let text = statistics.lastError, statistics.failedAttempts != lastErrorAt?.failures || text != lastErrorAt?.text {
+            lastErrorAt = (Date(), statistics.failedAttempts, text)
         }
     }
 
