@@ -198,7 +198,7 @@ final class BrokerHost: @unchecked Sendable {
         var actions: [BrokerAction] = []
         for (name, value) in values {
             let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce, retain: true)
-            actions += core.publish(message, now: now)
+            actions += core.publishSystem(message, now: now)
         }
         run(actions)
     }

@@ -122,16 +122,15 @@ final class MetricsEndpoint: Sendable {
                     labels: labels
                 )
                 page.gauge("sluice_bridge_paused", "1 while 'sluice queue pause' holds the bridge", link.paused ? 1 : 0, labels: labels)
+                let rejectedHelp = "PUBACKs refusing a queued message, by reason code (transient ones are retried)"
+                page.declare("sluice_bridge_rejected_total", .counter, rejectedHelp)
                 for (code, count) in link.rejectedByReason {
-                    page.counter(
-                        "sluice_bridge_rejected_total",
-                        "PUBACKs refusing a queued message, by reason code (transient ones are retried)",
-                        count,
-                        labels: labels + [("reason", DeadLetterCodes.label(code))]
-                    )
+                    page.counter("sluice_bridge_rejected_total", rejectedHelp, count, labels: labels + [("reason", DeadLetterCodes.label(code))])
                 }
+                let connectFailuresHelp = "Failed connection attempts to the remote, by cause"
+                page.declare("sluice_bridge_connect_failures_total", .counter, connectFailuresHelp)
                 for (reason, count) in link.connectFailuresByReason {
-                    page.counter("sluice_bridge_connect_failures_total", "Failed connection attempts to the remote, by cause", count, labels: labels + [("reason", reason)])
+                    page.counter("sluice_bridge_connect_failures_total", connectFailuresHelp, count, labels: labels + [("reason", reason)])
                 }
                 let bridgeLimits = bridge.limits
                 if bridgeLimits.maxMessages != .max {
@@ -145,13 +144,10 @@ final class MetricsEndpoint: Sendable {
                 }
                 if let dead = try? self.store?.deadLetterCounts(queue: bridge.name) {
                     page.gauge("sluice_bridge_dead_letters", "Messages in the bridge's dead-letter table", dead.current, labels: labels)
+                    let deadLetteredHelp = "Messages moved to the dead letters, by reason"
+                    page.declare("sluice_bridge_dead_lettered_total", .counter, deadLetteredHelp)
                     for (code, count) in dead.byReason {
-                        page.counter(
-                            "sluice_bridge_dead_lettered_total",
-                            "Messages moved to the dead letters, by reason",
-                            count,
-                            labels: labels + [("reason", DeadLetterCodes.label(code))]
-                        )
+                        page.counter("sluice_bridge_dead_lettered_total", deadLetteredHelp, count, labels: labels + [("reason", DeadLetterCodes.label(code))])
                     }
                 }
                 guard let stats = try? self.store?.stats(queue: bridge.name) else { continue }

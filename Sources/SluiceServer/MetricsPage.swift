@@ -52,6 +52,12 @@ struct MetricsPage {
         families[name] = family
     }
 
+    /// Names a family before it has samples (counters by a reason none has happened for yet), so
+    /// dashboards and alert rules find it from the start; it prints HELP and TYPE alone.
+    mutating func declare(_ name: String, _ kind: Kind, _ help: String) {
+        if families[name] == nil { families[name] = Family(kind: kind, help: help) }
+    }
+
     mutating func counter(_ name: String, _ help: String, _ value: some BinaryInteger, labels: [(String, String)] = []) {
         add(name, .counter, help, .integer(Int64(clamping: value)), labels: labels)
     }

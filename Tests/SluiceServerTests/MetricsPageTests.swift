@@ -181,3 +181,14 @@ import Testing
         #expect(!out.contains { $0.topic.contains("queue/") || $0.topic.hasSuffix("dead_letters") })
     }
 }
+
+@Suite struct MetricsPageDeclarationTests {
+    @Test func aDeclaredFamilyPrintsHelpAndTypeUntilItHasSamples() {
+        var page = MetricsPage()
+        page.declare("sluice_bridge_rejected_total", .counter, "Refusals")
+        #expect(page.render() == "# HELP sluice_bridge_rejected_total Refusals\n# TYPE sluice_bridge_rejected_total counter\n")
+        page.counter("sluice_bridge_rejected_total", "Refusals", 2, labels: [("reason", "0x87")])
+        page.declare("sluice_bridge_rejected_total", .counter, "Refusals")
+        #expect(page.render().hasSuffix("sluice_bridge_rejected_total{reason=\"0x87\"} 2\n"))
+    }
+}
