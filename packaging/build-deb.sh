@@ -90,6 +90,7 @@ done
 doc="$stage/usr/share/doc/sluice"
 install -D -m 0644 "$here/debian/copyright" "$doc/copyright"
 install -D -m 0644 "$root/gateway.conf.example" "$doc/examples/gateway.conf.example"
+install -D -m 0644 "$root/docs/mosquitto-keys.md" "$doc/mosquitto-keys.md"
 if [ -n "${DEB_REVISION:-}" ]; then changelog_name=changelog.Debian.gz; else changelog_name=changelog.gz; fi
 {
     printf 'sluice (%s) unstable; urgency=medium\n\n' "$version"

@@ -154,6 +154,7 @@ def test_deb_contents(deb):
         UNIT,
         "/usr/share/man/man1/sluice.1.gz",
         "/usr/share/doc/sluice/copyright",
+        "/usr/share/doc/sluice/mosquitto-keys.md",
         "/usr/share/sluice/grafana/sluice-dashboard.json",
         "/usr/share/sluice/prometheus/sluice-alerts.yml",
         "/usr/share/sluice/prometheus/sluice-alerts.test.yml",
