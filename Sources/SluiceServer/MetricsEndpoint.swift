@@ -170,7 +170,7 @@ final class MetricsEndpoint: Sendable {
                     labels: labels
                 )
             }
-            // Renamed in 0.2 (README, "Metrics"): the old names stay one release.
+            // Renamed in this release (README, "Monitoring"): the old names stay one release.
             page.alias("sluice_messages_received_total", of: "sluice_packets_received_total")
             page.alias("sluice_messages_sent_total", of: "sluice_packets_sent_total")
             page.alias("sluice_bytes_received_total", of: "sluice_received_bytes_total")
