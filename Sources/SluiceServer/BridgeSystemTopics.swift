@@ -82,7 +82,9 @@ extension BridgeRunner {
                 received: link.received,
                 depth: stats?.depth,
                 bytes: stats?.bytes,
-                oldestAgeSeconds: stats.map { stats in stats.oldestEnqueuedAt.map { now > $0 ? (now - $0) / 1000 : 0 } ?? 0 },
+                oldestAgeSeconds: stats.map { stats in
+                    stats.oldestEnqueuedAt.map { now > $0 ? (now - $0) / 1000 : 0 } ?? 0
+                },
                 deadLetters: (try? store?.deadLetterCounts(queue: self.name))?.current
             )
         }

@@ -58,7 +58,8 @@ struct MetricsPage {
         if families[name] == nil { families[name] = Family(kind: kind, help: help) }
     }
 
-    mutating func counter(_ name: String, _ help: String, _ value: some BinaryInteger, labels: [(String, String)] = []) {
+    mutating func counter(_ name: String, _ help: String, _ value: some BinaryInteger, labels: [(String, String)] = [])
+    {
         add(name, .counter, help, .integer(Int64(clamping: value)), labels: labels)
     }
 
@@ -108,7 +109,9 @@ struct MetricsPage {
 
     /// `[a-zA-Z_:][a-zA-Z0-9_:]*`
     static func isValidName(_ name: String) -> Bool {
-        guard let first = name.utf8.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return false }
+        guard let first = name.utf8.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else {
+            return false
+        }
         return name.utf8.allSatisfy { byte in
             byte == UInt8(ascii: "_") || byte == UInt8(ascii: ":")
                 || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The standard Prometheus process collector's figures (`process_*`), read from /proc at scrape time.
@@ -21,10 +21,19 @@ struct ProcessMetrics: Equatable {
             let bootTime = bootTime(procStat: system)
         else { return nil }
         let ticks = max(1, sysconf(Int32(_SC_CLK_TCK)))
-        guard var metrics = parse(stat: stat, clockTicks: ticks, pageSize: sysconf(Int32(_SC_PAGESIZE)), bootTime: bootTime) else {
+        guard
+            var metrics = parse(
+                stat: stat,
+                clockTicks: ticks,
+                pageSize: sysconf(Int32(_SC_PAGESIZE)),
+                bootTime: bootTime
+            )
+        else {
             return nil
         }
-        metrics.openFileDescriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map { $0.count }
+        metrics.openFileDescriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map {
+            $0.count
+        }
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
             metrics.maxFileDescriptors = Int(clamping: limit.rlim_cur)
@@ -41,7 +50,8 @@ struct ProcessMetrics: Equatable {
         // fields[0] is field 3 (state).
         func field(_ number: Int) -> Int? {
             let index = number - 3
-            return fields.indices.contains(index) ? Int(fields[index].trimmingCharacters(in: .whitespacesAndNewlines)) : nil
+            return fields.indices.contains(index)
+                ? Int(fields[index].trimmingCharacters(in: .whitespacesAndNewlines)) : nil
         }
         guard let user = field(14), let system = field(15), let start = field(22), let virtual = field(23),
             let resident = field(24), clockTicks > 0
@@ -61,10 +71,19 @@ struct ProcessMetrics: Equatable {
     }
 
     func report(into page: inout MetricsPage) {
-        page.add("process_cpu_seconds_total", .counter, "Total user and system CPU time spent in seconds.", .real(cpuSeconds))
+        page.add(
+            "process_cpu_seconds_total",
+            .counter,
+            "Total user and system CPU time spent in seconds.",
+            .real(cpuSeconds)
+        )
         page.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", residentBytes)
         page.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", virtualBytes)
-        page.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", startTimeSeconds.rounded(.down))
+        page.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            startTimeSeconds.rounded(.down)
+        )
         if let openFileDescriptors {
             page.gauge("process_open_fds", "Number of open file descriptors.", openFileDescriptors)
         }

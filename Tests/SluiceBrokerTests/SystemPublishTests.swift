@@ -13,8 +13,14 @@ import Testing
         let h = Harness { $0.durableFilters = ["$SYS/broker/sluice/bridges/#"] }
         h.connect(1, "watcher")
         h.subscribe(1, "$SYS/#")
-        let seen = h.broker.publishSystem(message("$SYS/broker/sluice/bridges/central/queue/depth"), now: h.now).map(Seen.init)
-        #expect(seen.contains { if case .persist(_, "$SYS/broker/sluice/bridges/central/queue/depth") = $0 { true } else { false } })
+        let seen = h.broker.publishSystem(message("$SYS/broker/sluice/bridges/central/queue/depth"), now: h.now).map(
+            Seen.init
+        )
+        #expect(
+            seen.contains {
+                if case .persist(_, "$SYS/broker/sluice/bridges/central/queue/depth") = $0 { true } else { false }
+            }
+        )
         #expect(seen.publishes(to: 1).map(\.topic) == ["$SYS/broker/sluice/bridges/central/queue/depth"])
     }
 

@@ -82,7 +82,9 @@ import Testing
         "4242 (sluice (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 50 0 0 20 0 9 0 12000 773627904 9153 18446744073709551615 1 1 0 0 0 0 0 4096 17475 0 0 0 17 1 0 0 0 0 0\n"
 
     @Test func statFieldsAreCountedAfterTheCommandName() throws {
-        let metrics = try #require(ProcessMetrics.parse(stat: stat, clockTicks: 100, pageSize: 4096, bootTime: 1_700_000_000))
+        let metrics = try #require(
+            ProcessMetrics.parse(stat: stat, clockTicks: 100, pageSize: 4096, bootTime: 1_700_000_000)
+        )
         #expect(metrics.cpuSeconds == 2.0)  // (150 + 50) ticks / 100
         #expect(metrics.startTimeSeconds == 1_700_000_120)  // boot + 12000 / 100
         #expect(metrics.virtualBytes == 773_627_904)
@@ -90,15 +92,21 @@ import Testing
     }
 
     @Test func truncatedOrGarbledStatIsNil() {
-        #expect(ProcessMetrics.parse(stat: "4242 (sluice) S 1 2 3", clockTicks: 100, pageSize: 4096, bootTime: 0) == nil)
-        #expect(ProcessMetrics.parse(stat: "no parenthesis at all", clockTicks: 100, pageSize: 4096, bootTime: 0) == nil)
+        #expect(
+            ProcessMetrics.parse(stat: "4242 (sluice) S 1 2 3", clockTicks: 100, pageSize: 4096, bootTime: 0) == nil
+        )
+        #expect(
+            ProcessMetrics.parse(stat: "no parenthesis at all", clockTicks: 100, pageSize: 4096, bootTime: 0) == nil
+        )
         #expect(ProcessMetrics.parse(stat: "", clockTicks: 100, pageSize: 4096, bootTime: 0) == nil)
         let garbled = stat.replacingOccurrences(of: " 150 50 ", with: " x 50 ")
         #expect(ProcessMetrics.parse(stat: garbled, clockTicks: 100, pageSize: 4096, bootTime: 0) == nil)
     }
 
     @Test func bootTimeComesFromTheBtimeLine() {
-        #expect(ProcessMetrics.bootTime(procStat: "cpu  1 2 3\nintr 5\nbtime 1796400000\nprocesses 9\n") == 1_796_400_000)
+        #expect(
+            ProcessMetrics.bootTime(procStat: "cpu  1 2 3\nintr 5\nbtime 1796400000\nprocesses 9\n") == 1_796_400_000
+        )
         #expect(ProcessMetrics.bootTime(procStat: "cpu  1 2 3\n") == nil)
         #expect(ProcessMetrics.bootTime(procStat: "btime soon\n") == nil)
     }
@@ -118,7 +126,9 @@ import Testing
 }
 
 @Suite struct BridgeSystemTopicsTests {
-    func figures(_ name: String, acknowledged: UInt64, received: UInt64 = 0, connected: Bool = true) -> BridgeSystemTopics.Figures {
+    func figures(_ name: String, acknowledged: UInt64, received: UInt64 = 0, connected: Bool = true)
+        -> BridgeSystemTopics.Figures
+    {
         .init(
             name: name,
             connected: connected,
@@ -135,19 +145,25 @@ import Testing
     @Test func firstReportHasEveryTopicAndZeroRates() {
         var topics = BridgeSystemTopics()
         let out = topics.topics([figures("central", acknowledged: 100, connected: false)], seconds: 10)
-        #expect(out.map(\.topic) == [
-            "sluice/bridges/central/state", "sluice/bridges/central/queue/depth", "sluice/bridges/central/queue/bytes",
-            "sluice/bridges/central/queue/oldest_age", "sluice/bridges/central/messages/sent",
-            "sluice/bridges/central/messages/received", "sluice/bridges/central/rate/sent",
-            "sluice/bridges/central/rate/received", "sluice/bridges/central/dead_letters",
-        ])
+        #expect(
+            out.map(\.topic) == [
+                "sluice/bridges/central/state", "sluice/bridges/central/queue/depth",
+                "sluice/bridges/central/queue/bytes",
+                "sluice/bridges/central/queue/oldest_age", "sluice/bridges/central/messages/sent",
+                "sluice/bridges/central/messages/received", "sluice/bridges/central/rate/sent",
+                "sluice/bridges/central/rate/received", "sluice/bridges/central/dead_letters",
+            ]
+        )
         #expect(out.map(\.value) == ["disconnected", "5", "500", "12", "100", "0", "0.00", "0.00", "1"])
     }
 
     @Test func ratesAreTheGrowthOverTheElapsedTimePerBridge() {
         var topics = BridgeSystemTopics()
         _ = topics.topics([figures("a", acknowledged: 100), figures("b", acknowledged: 0)], seconds: 10)
-        let out = topics.topics([figures("a", acknowledged: 150, received: 20), figures("b", acknowledged: 0)], seconds: 20)
+        let out = topics.topics(
+            [figures("a", acknowledged: 150, received: 20), figures("b", acknowledged: 0)],
+            seconds: 20
+        )
         let values = Dictionary(out.map { ($0.topic, $0.value) }, uniquingKeysWith: { first, _ in first })
         #expect(values["sluice/bridges/a/rate/sent"] == "5.00")
         #expect(values["sluice/bridges/a/rate/received"] == "2.00")
@@ -186,7 +202,10 @@ import Testing
     @Test func aDeclaredFamilyPrintsHelpAndTypeUntilItHasSamples() {
         var page = MetricsPage()
         page.declare("sluice_bridge_rejected_total", .counter, "Refusals")
-        #expect(page.render() == "# HELP sluice_bridge_rejected_total Refusals\n# TYPE sluice_bridge_rejected_total counter\n")
+        #expect(
+            page.render()
+                == "# HELP sluice_bridge_rejected_total Refusals\n# TYPE sluice_bridge_rejected_total counter\n"
+        )
         page.counter("sluice_bridge_rejected_total", "Refusals", 2, labels: [("reason", "0x87")])
         page.declare("sluice_bridge_rejected_total", .counter, "Refusals")
         #expect(page.render().hasSuffix("sluice_bridge_rejected_total{reason=\"0x87\"} 2\n"))
