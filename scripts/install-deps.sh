@@ -7,6 +7,7 @@ apt-get install -y -qq --no-install-recommends \
     liblmdb-dev lmdb-utils libssl-dev pkg-config \
     mosquitto mosquitto-clients \
     iproute2 nftables \
+    prometheus man-db groff-base \
     python3 python3-pip >/dev/null
 # The status page test (Tests/IntegrationTests/test_status.py) renders / in headless Chromium.
 apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null

@@ -58,6 +58,10 @@ final class BridgeRunner: @unchecked Sendable {
     /// uses or last tried: for `sluice status`.
     private var stateSince = Date()
     private var lastAddress: HostPort?
+    /// Wall-clock times of the last CONNACK and the last failure, for metrics and `$SYS`; the counts
+    /// they were taken at tell a new event from the same one seen again.
+    private var lastConnectedAt: (at: Date, connections: UInt64)?
+    private var lastErrorAt: (at: Date, failures: UInt64, text: String)?
     private let tickInterval: TimeAmount
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
@@ -207,6 +211,8 @@ final class BridgeRunner: @unchecked Sendable {
         var failingSince: Date?
         var stateSince: Date
         var address: HostPort?
+        var lastConnectedAt: Date?
+        var lastErrorAt: Date?
     }
 
     func snapshot() -> EventLoopFuture<Snapshot> {
@@ -223,7 +229,9 @@ final class BridgeRunner: @unchecked Sendable {
                 lastError: statistics.lastError,
                 failingSince: statistics.lastError == nil ? nil : self.failingSince,
                 stateSince: self.stateSince,
-                address: self.lastAddress
+                address: self.lastAddress,
+                lastConnectedAt: self.lastConnectedAt?.at,
+                lastErrorAt: self.lastErrorAt?.at
             )
         }
     }
@@ -361,6 +369,13 @@ final class BridgeRunner: @unchecked Sendable {
             failingSince = nil
         } else if failingSince == nil {
             failingSince = Date()
+        }
+        let statistics = link.statistics
+        if statistics.connections > 0, statistics.connections != lastConnectedAt?.connections {
+            lastConnectedAt = (Date(), statistics.connections)
+        }
+        if let text = statistics.lastError, statistics.failedAttempts != lastErrorAt?.failures || text != lastErrorAt?.text {
+            lastErrorAt = (Date(), statistics.failedAttempts, text)
         }
     }
 

@@ -127,7 +127,7 @@ public final class GatewayService: Service, Sendable {
         let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             host.tick()
         }
-        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges) : nil
+        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
         let alarm = self.alarm
         let pressureSummary = host.loop.scheduleRepeatedTask(
             initialDelay: .seconds(Int64(StoreAlarm.interval)),
@@ -211,11 +211,18 @@ public final class GatewayService: Service, Sendable {
         )
     }
 
-    private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner]) -> RepeatedTask {
-        host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) { _ in
-            let states = bridges.map { bridge in bridge.isConnected.map { (name: bridge.name, connected: $0) } }
-            return EventLoopFuture.whenAllSucceed(states, on: host.loop).map { states in
-                host.publishSystemTopics(version: GatewayService.version, bridges: states)
+    private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner], store: Store?) -> RepeatedTask {
+        let bridgeTopics = NIOLockedValueBox(BridgeSystemTopics())
+        let started = ContinuousClock.now
+        return host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) { _ in
+            let figures = bridges.map { $0.systemFigures(store: store) }
+            return EventLoopFuture.whenAllSucceed(figures, on: host.loop).map { figures in
+                let elapsed = (ContinuousClock.now - started) / .milliseconds(1) / 1000
+                host.publishSystemTopics(
+                    version: GatewayService.version,
+                    bridges: figures.map { (name: $0.name, connected: $0.connected) },
+                    more: bridgeTopics.withLockedValue { $0.topics(figures, seconds: elapsed) }
+                )
             }
         }
     }
