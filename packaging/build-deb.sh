@@ -79,10 +79,18 @@ install -D -m 0644 "$here/sluice.service" "$stage/lib/systemd/system/sluice.serv
 install -d -m 0755 "$stage/usr/share/man/man1"
 sed "s/@VERSION@/$upstream_version/" "$here/sluice.1" | gzip -9n > "$stage/usr/share/man/man1/sluice.1.gz"
 
+# The fleet side: a Grafana dashboard and Prometheus alert rules (with their promtool unit test).
+share="$stage/usr/share/sluice"
+install -D -m 0644 "$root/contrib/grafana/sluice-dashboard.json" "$share/grafana/sluice-dashboard.json"
+for file in sluice-alerts.yml sluice-alerts.test.yml; do
+    install -D -m 0644 "$root/contrib/prometheus/$file" "$share/prometheus/$file"
+done
+
 # Documentation: copyright, changelog, the fully documented example configuration.
 doc="$stage/usr/share/doc/sluice"
 install -D -m 0644 "$here/debian/copyright" "$doc/copyright"
 install -D -m 0644 "$root/gateway.conf.example" "$doc/examples/gateway.conf.example"
+install -D -m 0644 "$root/docs/mosquitto-keys.md" "$doc/mosquitto-keys.md"
 if [ -n "${DEB_REVISION:-}" ]; then changelog_name=changelog.Debian.gz; else changelog_name=changelog.gz; fi
 {
     printf 'sluice (%s) unstable; urgency=medium\n\n' "$version"

@@ -7,7 +7,10 @@ apt-get install -y -qq --no-install-recommends \
     liblmdb-dev lmdb-utils libssl-dev pkg-config \
     mosquitto mosquitto-clients \
     iproute2 nftables \
+    prometheus man-db groff-base \
     python3 python3-pip >/dev/null
+# The status page test (Tests/IntegrationTests/test_status.py) renders / in headless Chromium.
+apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/../Tests/IntegrationTests/requirements.txt"
 # The power-cut proof (scripts/powercut.sh, Tests/IntegrationTests/test_powercut.py): a VM with a
 # Debian kernel, a busybox initramfs and an nbdkit-served disk that keeps only flushed writes.

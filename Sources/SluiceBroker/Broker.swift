@@ -259,6 +259,15 @@ public struct Broker: Sendable {
         publishAwaitingSave(message, now: now).actions
     }
 
+    /// A `$SYS` message: routed as `publish` does, and also queued on every bridge whose `out` rules match it, as
+    /// Mosquitto does, so that bridging `$SYS/#` home shows the central each gateway's own view. Other
+    /// internal messages stay local: a bridge's `in` messages must not go back out.
+    public mutating func publishSystem(_ message: Message, now: BrokerTime) -> [BrokerAction] {
+        _ = retainAndRoute(message, now: now)
+        if isDurable(message.topic) { actions.append(.persist(token: makeToken(), message: message)) }
+        return takeActions()
+    }
+
     /// `publish`, and when the message changed saved state (a QoS 1/2 message that set a retained
     /// message or was kept for a persistent session), the token `takeChanges()` hands back among
     /// its acknowledgements once the save that holds it is taken.

@@ -56,6 +56,14 @@ final class BridgeRunner: @unchecked Sendable {
     private var lastControlPoll = ContinuousClock.now
     /// The wall-clock time the current run of failures began (nil while healthy), for /healthz.
     private var failingSince: Date?
+    /// When the link last came up or went down (the start until it first does), and the address it
+    /// uses or last tried: for `sluice status`.
+    private var stateSince = Date()
+    private var lastAddress: HostPort?
+    /// Wall-clock times of the last CONNACK and the last failure, for metrics and `$SYS`; the counts
+    /// they were taken at tell a new event from the same one seen again.
+    private var lastConnectedAt: (at: Date, connections: UInt64)?
+    private var lastErrorAt: (at: Date, failures: UInt64, text: String)?
     private let tickInterval: TimeAmount
     /// Start, progress and end lines of a drain (see `DrainProgress`), sampled once a second.
     private var drain: DrainProgress<ContinuousClock.Instant>
@@ -210,6 +218,10 @@ final class BridgeRunner: @unchecked Sendable {
         var connectFailuresByReason: [String: UInt64]
         var lastError: String?
         var failingSince: Date?
+        var stateSince: Date
+        var address: HostPort?
+        var lastConnectedAt: Date?
+        var lastErrorAt: Date?
     }
 
     func snapshot() -> EventLoopFuture<Snapshot> {
@@ -224,7 +236,11 @@ final class BridgeRunner: @unchecked Sendable {
                 rejectedByReason: statistics.rejectedByReason,
                 connectFailuresByReason: statistics.connectFailuresByReason,
                 lastError: statistics.lastError,
-                failingSince: statistics.lastError == nil ? nil : self.failingSince
+                failingSince: statistics.lastError == nil ? nil : self.failingSince,
+                stateSince: self.stateSince,
+                address: self.lastAddress,
+                lastConnectedAt: self.lastConnectedAt?.at,
+                lastErrorAt: self.lastErrorAt?.at
             )
         }
     }
@@ -283,6 +299,7 @@ final class BridgeRunner: @unchecked Sendable {
             var next: [BridgeAction] = []
             switch action {
             case .connect(let index):
+                lastAddress = addresses[index % addresses.count]
                 open(addresses[index % addresses.count])
             case .sendConnect(let connect, let bridgeBit):
                 write(.connect(connect), bridgeBit: bridgeBit)
@@ -349,6 +366,7 @@ final class BridgeRunner: @unchecked Sendable {
                     self.run(self.link.reconnectTimerFired())
                 }
             case .stateChanged(let connected):
+                stateSince = Date()
                 logger.debug(connected ? "bridge link up" : "bridge link down")  // the link's own lines say why
                 if let topic = localNotificationTopic {
                     let message = SluiceBroker.Message(
@@ -376,6 +394,13 @@ final class BridgeRunner: @unchecked Sendable {
             failingSince = nil
         } else if failingSince == nil {
             failingSince = Date()
+        }
+        let statistics = link.statistics
+        if statistics.connections > 0, statistics.connections != lastConnectedAt?.connections {
+            lastConnectedAt = (Date(), statistics.connections)
+        }
+        if let text = statistics.lastError, statistics.failedAttempts != lastErrorAt?.failures || text != lastErrorAt?.text {
+            lastErrorAt = (Date(), statistics.failedAttempts, text)
         }
     }
 

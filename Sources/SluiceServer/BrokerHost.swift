@@ -56,6 +56,8 @@ final class BrokerHost: @unchecked Sendable {
     var listenerAuthenticators: [Int: Authenticator] = [:]
     /// Packets that arrived while their connection's CONNECT was being authenticated.
     private var awaitingAuthentication: [ConnectionID: [Packet]] = [:]
+    /// CONNECTs the authenticator refused, by reason label (`sluice_auth_failures_total`).
+    private(set) var authenticationFailures: [String: Int] = [:]
 
     func connect(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         loop.preconditionInEventLoop()
@@ -77,6 +79,7 @@ final class BrokerHost: @unchecked Sendable {
                 self.admit(id, packet, handle: handle)
                 if !queued.isEmpty { self.receive(id, queued) }
             case .success(.refuse(let reason)):
+                self.authenticationFailures[reason == .badUserNameOrPassword ? "bad_username_or_password" : "not_authorized", default: 0] += 1
                 self.logger.notice(
                     "authentication failed",
                     metadata: [
@@ -146,7 +149,7 @@ final class BrokerHost: @unchecked Sendable {
     private var heapMaximum = 0
 
     /// Publishes Mosquitto's `$SYS/broker/...` topics (retained), as Mosquitto does every `sys_interval`.
-    func publishSystemTopics(version: String, bridges: [(name: String, connected: Bool)]) {
+    func publishSystemTopics(version: String, bridges: [(name: String, connected: Bool)], more: [(topic: String, value: String)] = []) {
         loop.preconditionInEventLoop()
         let stats = core.stats
         var values: [(String, String)] = [
@@ -195,10 +198,11 @@ final class BrokerHost: @unchecked Sendable {
         for bridge in bridges {
             values.append(("connection/\(bridge.name)/state", bridge.connected ? "1" : "0"))
         }
+        values += more
         var actions: [BrokerAction] = []
         for (name, value) in values {
             let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce, retain: true)
-            actions += core.publish(message, now: now)
+            actions += core.publishSystem(message, now: now)
         }
         run(actions)
     }

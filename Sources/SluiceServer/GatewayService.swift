@@ -41,6 +41,7 @@ public final class GatewayService: Service, Sendable {
         var bridges: [BridgeRunner] = []
         var store: Store? = nil
         var lorawan: LoRaWANListener? = nil
+        var status: GatewayStatus? = nil
         let hashingPool = NIOThreadPool(numberOfThreads: 1)
         hashingPool.start()
         do {
@@ -101,7 +102,8 @@ public final class GatewayService: Service, Sendable {
                 )
             }
             if let address = config.metricsListener {
-                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters)
+                status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
+                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters, status: status)
                 channels.append(
                     try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
                 )
@@ -114,6 +116,7 @@ public final class GatewayService: Service, Sendable {
             throw error
         }
         for bridge in bridges { bridge.start() }
+        status?.start()
         logger.notice("\(StartupBanner.ready(config))")
         _ = SystemdNotifier.notify("READY=1")
         let watchdog = SystemdNotifier.watchdogInterval.map { interval in
@@ -130,7 +133,7 @@ public final class GatewayService: Service, Sendable {
         let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             host.tick()
         }
-        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges) : nil
+        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
         let alarm = self.alarm
         let pressureSummary = host.loop.scheduleRepeatedTask(
             initialDelay: .seconds(Int64(StoreAlarm.interval)),
@@ -150,6 +153,7 @@ public final class GatewayService: Service, Sendable {
         await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
         for channel in channels { try? await channel.close() }
         for bridge in bridges { try? await bridge.stop().get() }
+        try? await status?.stop().get()
         try? await host.loop.flatSubmit { host.shutdown() }.get()  // also saves the last changes
         await host.stopPersistence()
         store?.close()  // finishes pending group commits
@@ -213,11 +217,18 @@ public final class GatewayService: Service, Sendable {
         )
     }
 
-    private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner]) -> RepeatedTask {
-        host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) { _ in
-            let states = bridges.map { bridge in bridge.isConnected.map { (name: bridge.name, connected: $0) } }
-            return EventLoopFuture.whenAllSucceed(states, on: host.loop).map { states in
-                host.publishSystemTopics(version: GatewayService.version, bridges: states)
+    private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner], store: Store?) -> RepeatedTask {
+        let bridgeTopics = NIOLockedValueBox(BridgeSystemTopics())
+        let started = ContinuousClock.now
+        return host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) { _ in
+            let figures = bridges.map { $0.systemFigures(store: store) }
+            return EventLoopFuture.whenAllSucceed(figures, on: host.loop).map { figures in
+                let elapsed = (ContinuousClock.now - started) / .milliseconds(1) / 1000
+                host.publishSystemTopics(
+                    version: GatewayService.version,
+                    bridges: figures.map { (name: $0.name, connected: $0.connected) },
+                    more: bridgeTopics.withLockedValue { $0.topics(figures, seconds: elapsed) }
+                )
             }
         }
     }

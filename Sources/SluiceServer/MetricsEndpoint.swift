@@ -1,10 +1,8 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Prometheus
 import SluiceBroker
 import SluiceConfig
 import SluiceBridge
@@ -14,19 +12,19 @@ import SluiceStore
 /// Values are read when scraped (the broker's counters on its loop, queue statistics from the
 /// store), so serving metrics costs the publish path nothing.
 final class MetricsEndpoint: Sendable {
-    private let registry = PrometheusCollectorRegistry()
     private let host: BrokerHost
     private let bridges: [BridgeRunner]
     private let store: Store?
     private let lorawan: LoRaWANCounters?
-    /// Counters only go up: remember what was reported, add the difference.
-    private let reported = NIOLockedValueBox<[String: Int64]>([:])
+    /// The status page at `/` and `/status.json`.
+    private let status: GatewayStatus?
 
-    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANCounters? = nil) {
+    init(host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANCounters? = nil, status: GatewayStatus? = nil) {
         self.host = host
         self.bridges = bridges
         self.store = store
         self.lorawan = lorawan
+        self.status = status
     }
 
     func bind(_ address: HostPort, group: any EventLoopGroup, logger: Logger) async throws -> any Channel {
@@ -40,183 +38,204 @@ final class MetricsEndpoint: Sendable {
             .bind(host: address.host, port: address.port)
             .get()
         let bound = HostPort(host: address.host, port: channel.localAddress?.port ?? address.port)
-        logger.info("metrics listening on \(bound) (HTTP: /metrics, /healthz)")
+        logger.info("metrics listening on \(bound) (HTTP: / status page, /metrics, /healthz)")
         return channel
     }
 
     /// Status and body for a request path.
     func respond(to path: String, on loop: any EventLoop) -> EventLoopFuture<(HTTPResponseStatus, String, String)> {
+        if let status, path == "/" || path == "/status.json" {
+            return status.snapshot().hop(to: loop).map { snapshot in
+                guard path == "/status.json" else { return (.ok, "text/html; charset=utf-8", StatusPage.html(snapshot)) }
+                do {
+                    return (.ok, "application/json", String(decoding: try snapshot.jsonData(), as: UTF8.self))
+                } catch {
+                    return (.internalServerError, "text/plain", "status could not be encoded: \(error)\n")
+                }
+            }
+        }
         switch path {
         case "/metrics":
-            return refresh(on: loop).map {
-                (.ok, "text/plain; version=0.0.4", String(decoding: self.registry.emitToBuffer(), as: UTF8.self))
-            }
+            return page(on: loop).map { (.ok, "text/plain; version=0.0.4; charset=utf-8", $0.render()) }
         case "/healthz":
             return health(on: loop)
         default:
-            return loop.makeSucceededFuture((.notFound, "text/plain", "not found: try /metrics or /healthz\n"))
+            return loop.makeSucceededFuture((.notFound, "text/plain", "not found: try /, /status.json, /metrics or /healthz\n"))
         }
     }
 
-    private func refresh(on loop: any EventLoop) -> EventLoopFuture<Void> {
+    /// Reads every figure now and lays them out as one page (see `MetricsPage` for why not a registry).
+    func page(on loop: any EventLoop) -> EventLoopFuture<MetricsPage> {
         let broker = host.loop.submit { [host] in
-            (host.stats, host.connectedClients, host.sessionCount, host.retainedCount, host.subscriptionCount)
+            (host.stats, host.connectedClients, host.sessionCount, host.retainedCount, host.subscriptionCount, host.authenticationFailures)
         }
         let traffic = host.traffic.totals
         let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
         return broker.hop(to: loop).and(links).map { brokerValues, linkValues in
-            let (stats, connected, sessions, retained, subscriptions) = brokerValues
-            self.gauge("sluice_clients_connected", "Clients connected now", connected)
-            self.gauge("sluice_sessions", "Sessions, connected or not", sessions)
-            self.gauge("sluice_retained_messages", "Retained messages", retained)
-            self.gauge("sluice_subscriptions", "Subscriptions", subscriptions)
-            self.counter("sluice_messages_received_total", "MQTT packets received", stats.messagesReceived)
-            self.counter("sluice_messages_sent_total", "MQTT packets sent", stats.messagesSent)
-            self.counter("sluice_publish_received_total", "PUBLISH packets received", stats.publishReceived)
-            self.counter("sluice_publish_sent_total", "PUBLISH packets sent", stats.publishSent)
-            self.counter("sluice_connections_total", "Connections accepted", stats.connectionsTotal)
-            self.counter("sluice_bytes_received_total", "Bytes received from clients", traffic.received)
-            self.counter("sluice_bytes_sent_total", "Bytes sent to clients", traffic.sent)
+            let (stats, connected, sessions, retained, subscriptions, authenticationFailures) = brokerValues
+            var page = MetricsPage()
+            page.gauge("sluice_build_info", "Always 1; the version label says which build runs", 1, labels: [("version", GatewayService.version)])
+            ProcessMetrics.current()?.report(into: &page)
+            page.gauge("sluice_clients_connected", "Clients connected now", connected)
+            page.gauge("sluice_sessions", "Sessions, connected or not", sessions)
+            page.gauge("sluice_retained_messages", "Retained messages", retained)
+            page.gauge("sluice_subscriptions", "Subscriptions", subscriptions)
+            page.counter("sluice_packets_received_total", "MQTT control packets received from clients, every type (CONNECT, PUBLISH, PUBACK, PINGREQ...)", stats.messagesReceived)
+            page.counter("sluice_packets_sent_total", "MQTT control packets sent to clients, every type", stats.messagesSent)
+            page.counter("sluice_connections_total", "Client connections accepted", stats.connectionsTotal)
+            page.counter("sluice_received_bytes_total", "Bytes received from clients (whole packets)", traffic.received)
+            page.counter("sluice_sent_bytes_total", "Bytes sent to clients (whole packets)", traffic.sent)
             for qos in 0...2 {
                 let labels = [("qos", "\(qos)")]
-                self.counter(
-                    "sluice_publish_received_by_qos_total",
-                    "PUBLISH packets received, by QoS",
-                    stats.publishReceivedByQoS[qos],
-                    labels: labels
+                page.counter("sluice_publish_received_total", "PUBLISH packets received from clients (one per message sent to the broker, resends included), by QoS", stats.publishReceivedByQoS[qos], labels: labels)
+                page.counter("sluice_publish_sent_total", "PUBLISH packets sent to clients (one per message delivered, resends included), by QoS", stats.publishSentByQoS[qos], labels: labels)
+            }
+            for reason in ["bad_username_or_password", "not_authorized"] {
+                page.counter(
+                    "sluice_auth_failures_total",
+                    "CONNECTs refused by authentication: wrong password or unknown user, or anonymous where not allowed",
+                    authenticationFailures[reason, default: 0],
+                    labels: [("reason", reason)]
                 )
-                self.counter("sluice_publish_sent_by_qos_total", "PUBLISH packets sent, by QoS", stats.publishSentByQoS[qos], labels: labels)
             }
             for reason in SluiceBroker.DropReason.allCases {
-                self.counter(
+                page.counter(
                     "sluice_dropped_messages_total",
-                    "Messages not delivered somewhere, by reason",
+                    "Messages not delivered to some subscriber or queue, by reason",
                     stats.dropped[reason] ?? 0,
                     labels: [("reason", reason.rawValue)]
                 )
             }
-            if let lorawan = self.lorawan?.values { self.report(lorawan) }
-            self.counter(
-                "sluice_publish_not_acknowledged_total",
-                "QoS 1/2 publishes answered without success: storage policy refused them (MQTT 5: 0x97) or the store failed (0x80); 3.1.1 publishers were disconnected to resend",
-                stats.publishRefused,
-                labels: [("reason", "refused")]
-            )
-            self.counter(
-                "sluice_publish_not_acknowledged_total",
-                "QoS 1/2 publishes answered without success: storage policy refused them (MQTT 5: 0x97) or the store failed (0x80); 3.1.1 publishers were disconnected to resend",
-                stats.publishFailed,
-                labels: [("reason", "failed")]
-            )
+            if let lorawan = self.lorawan?.values { Self.report(lorawan, into: &page) }
+            let notAcknowledged =
+                "QoS 1/2 publishes answered without success: storage policy refused them (MQTT 5: 0x97) or the store failed (0x80); 3.1.1 publishers were disconnected to resend"
+            page.counter("sluice_publish_not_acknowledged_total", notAcknowledged, stats.publishRefused, labels: [("reason", "refused")])
+            page.counter("sluice_publish_not_acknowledged_total", notAcknowledged, stats.publishFailed, labels: [("reason", "failed")])
             if let store = self.store {
-                self.gauge("sluice_store_writable", "1 while store writes commit; 0 while it is full (queue_overflow applies) or failing", store.writeHealth.isWritable ? 1 : 0)
-                // Group commit at work: operations per transaction; each commit costs two fdatasyncs.
-                self.counter(
-                    "sluice_store_commits_total",
-                    "LMDB write transactions committed",
-                    store.transactionsCommitted
-                )
-                self.counter(
-                    "sluice_store_operations_total",
-                    "Store write operations committed (appends, removals, puts...)",
-                    store.operationsCommitted
-                )
-                // Flash wear: LMDB's default sync mode flushes twice per commit (fdatasync of the data pages,
-                // then the meta page through its O_DSYNC descriptor); sluice-bench's flash rows count them.
-                self.counter(
-                    "sluice_store_syncs_total",
-                    "Device flushes the store requested (two per LMDB commit)",
-                    store.transactionsCommitted * 2
-                )
-                if let written = processWriteBytes() {
-                    self.counter(
-                        "sluice_store_bytes_written_total",
-                        "Bytes the kernel wrote to storage for this process (/proc/self/io write_bytes): the store, and a log file if logging goes to one",
-                        written
-                    )
-                }
+                Self.report(store, into: &page)
             }
             let now = Store.wallClockMilliseconds()
             for (bridge, link) in zip(self.bridges, linkValues) {
                 let labels = [("bridge", bridge.name)]
-                self.gauge("sluice_bridge_connected", "1 while the bridge's link is up", link.connected ? 1 : 0, labels: labels)
-                self.counter("sluice_bridge_forwarded_total", "Messages acknowledged by the remote", Int(link.acknowledged), labels: labels)
-                self.counter("sluice_bridge_received_total", "Messages received from the remote (in rules)", Int(link.received), labels: labels)
-                self.counter("sluice_bridge_reconnects_total", "Connections made to the remote", Int(link.connections), labels: labels)
-                self.gauge("sluice_bridge_paused", "1 while 'sluice queue pause' holds the bridge", link.paused ? 1 : 0, labels: labels)
+                page.gauge("sluice_bridge_connected", "1 while the bridge's link is up", link.connected ? 1 : 0, labels: labels)
+                page.counter("sluice_bridge_forwarded_total", "Queued messages the remote acknowledged (success PUBACK; QoS 0 once written)", link.acknowledged, labels: labels)
+                page.counter("sluice_bridge_received_total", "PUBLISH packets received from the remote on in rules", link.received, labels: labels)
+                page.counter("sluice_bridge_connections_total", "Successful connections to the remote (CONNACK accepted), the first included", link.connections, labels: labels)
+                page.counter("sluice_bridge_reconnects_total", "Successful connections to the remote after the first one", link.connections > 0 ? link.connections - 1 : 0, labels: labels)
+                page.gauge(
+                    "sluice_bridge_last_connect_timestamp_seconds",
+                    "When the link last connected, seconds since the Unix epoch; 0 if it never did since start",
+                    Int(link.lastConnectedAt?.timeIntervalSince1970 ?? 0),
+                    labels: labels
+                )
+                page.gauge(
+                    "sluice_bridge_last_error_timestamp_seconds",
+                    "When the link last failed (connect or connection), seconds since the Unix epoch; 0 if it never did since start",
+                    Int(link.lastErrorAt?.timeIntervalSince1970 ?? 0),
+                    labels: labels
+                )
+                page.gauge("sluice_bridge_paused", "1 while 'sluice queue pause' holds the bridge", link.paused ? 1 : 0, labels: labels)
+                let rejectedHelp = "PUBACKs refusing a queued message, by reason code (transient ones are retried)"
+                page.declare("sluice_bridge_rejected_total", .counter, rejectedHelp)
                 for (code, count) in link.rejectedByReason {
-                    self.counter(
-                        "sluice_bridge_rejected_total",
-                        "PUBACKs refusing a queued message, by reason code (transient ones are retried)",
-                        Int(count),
-                        labels: labels + [("reason", DeadLetterCodes.label(code))]
-                    )
+                    page.counter("sluice_bridge_rejected_total", rejectedHelp, count, labels: labels + [("reason", DeadLetterCodes.label(code))])
                 }
+                let connectFailuresHelp = "Failed connection attempts to the remote, by cause"
+                page.declare("sluice_bridge_connect_failures_total", .counter, connectFailuresHelp)
                 for (reason, count) in link.connectFailuresByReason {
-                    self.counter(
-                        "sluice_bridge_connect_failures_total",
-                        "Failed connection attempts to the remote, by cause",
-                        Int(count),
-                        labels: labels + [("reason", reason)]
-                    )
+                    page.counter("sluice_bridge_connect_failures_total", connectFailuresHelp, count, labels: labels + [("reason", reason)])
+                }
+                let bridgeLimits = bridge.limits
+                if bridgeLimits.maxMessages != .max {
+                    page.gauge("sluice_bridge_queue_max_messages", "queue_max_messages: the bound on queued messages (absent when unbounded)", bridgeLimits.maxMessages, labels: labels)
+                }
+                if bridgeLimits.maxBytes != .max {
+                    page.gauge("sluice_bridge_queue_max_bytes", "queue_max_bytes: the bound on queued bytes (absent when unbounded)", bridgeLimits.maxBytes, labels: labels)
+                }
+                if let maxAge = bridgeLimits.maxAge {
+                    page.gauge("sluice_bridge_queue_max_age_seconds", "queue_max_age: older messages are dropped (absent when unbounded)", maxAge / 1000, labels: labels)
                 }
                 if let dead = try? self.store?.deadLetterCounts(queue: bridge.name) {
-                    self.gauge("sluice_bridge_dead_letters", "Messages in the bridge's dead-letter table", Int(dead.current), labels: labels)
+                    page.gauge("sluice_bridge_dead_letters", "Messages in the bridge's dead-letter table", dead.current, labels: labels)
+                    let deadLetteredHelp = "Messages moved to the dead letters, by reason"
+                    page.declare("sluice_bridge_dead_lettered_total", .counter, deadLetteredHelp)
                     for (code, count) in dead.byReason {
-                        self.counter(
-                            "sluice_bridge_dead_lettered_total",
-                            "Messages moved to the dead letters, by reason",
-                            Int(count),
-                            labels: labels + [("reason", DeadLetterCodes.label(code))]
-                        )
+                        page.counter("sluice_bridge_dead_lettered_total", deadLetteredHelp, count, labels: labels + [("reason", DeadLetterCodes.label(code))])
                     }
                 }
                 guard let stats = try? self.store?.stats(queue: bridge.name) else { continue }
-                self.gauge("sluice_bridge_queue_depth", "Messages in the durable queue", Int(stats.depth), labels: labels)
-                self.gauge("sluice_bridge_queue_bytes", "Bytes in the durable queue", Int(stats.bytes), labels: labels)
+                page.gauge("sluice_bridge_queue_depth", "Messages in the durable queue", stats.depth, labels: labels)
+                page.gauge("sluice_bridge_queue_bytes", "Bytes in the durable queue (encoded records)", stats.bytes, labels: labels)
                 let age = stats.oldestEnqueuedAt.map { now > $0 ? Int((now - $0) / 1000) : 0 } ?? 0
-                self.gauge("sluice_bridge_queue_oldest_age_seconds", "Age of the oldest queued message", age, labels: labels)
-                self.counter(
-                    "sluice_bridge_queue_dropped_total",
-                    "Messages dropped or rejected at the queue bound",
-                    Int(stats.dropped.total + stats.rejected.total),
-                    labels: labels
-                )
+                page.gauge("sluice_bridge_queue_oldest_age_seconds", "Age of the oldest queued message; 0 when the queue is empty", age, labels: labels)
                 // The same counters as `sluice queue stats`, reason by reason.
                 for reason in SluiceStore.DropReason.allCases {
                     let byReason = labels + [("reason", "\(reason)")]
                     let dropped = stats.dropped.counts[Int(reason.rawValue)]
                     let rejected = stats.rejected.counts[Int(reason.rawValue)]
-                    self.counter("sluice_bridge_queue_dropped_by_reason_total", "Messages removed from the queue without delivery, by reason", Int(dropped), labels: byReason)
-                    self.counter("sluice_bridge_queue_rejected_total", "Messages refused at append, by reason", Int(rejected), labels: byReason)
+                    page.counter("sluice_bridge_queue_dropped_total", "Messages removed from the queue without delivery, by reason", dropped, labels: byReason)
+                    page.counter("sluice_bridge_queue_rejected_total", "Messages refused at append, by reason", rejected, labels: byReason)
                 }
-                self.counter(
+                page.counter(
                     "sluice_store_quarantined_total",
                     "Damaged queue records moved to the quarantine (sluice store quarantine lists them)",
-                    Int(stats.quarantined),
-                    labels: [("queue", bridge.name)]
+                    stats.quarantined,
+                    labels: labels
                 )
             }
+            // Renamed in this release (README, "Monitoring"): the old names stay one release.
+            page.alias("sluice_messages_received_total", of: "sluice_packets_received_total")
+            page.alias("sluice_messages_sent_total", of: "sluice_packets_sent_total")
+            page.alias("sluice_bytes_received_total", of: "sluice_received_bytes_total")
+            page.alias("sluice_bytes_sent_total", of: "sluice_sent_bytes_total")
+            page.alias("sluice_publish_received_by_qos_total", of: "sluice_publish_received_total")
+            page.alias("sluice_publish_sent_by_qos_total", of: "sluice_publish_sent_total")
+            page.alias("sluice_bridge_queue_dropped_by_reason_total", of: "sluice_bridge_queue_dropped_total")
+            return page
         }
     }
 
-    private func report(_ lorawan: LoRaWANCounters.Values) {
-        gauge("sluice_lorawan_gateways_online", "LoRaWAN gateways online (PULL_DATA)", lorawan.gatewaysOnline)
+    private static func report(_ store: Store, into page: inout MetricsPage) {
+        page.gauge("sluice_store_writable", "1 while store writes commit; 0 while it is full (queue_overflow applies) or failing", store.writeHealth.isWritable ? 1 : 0)
+        if let usage = try? store.usage() {
+            page.gauge("sluice_store_used_bytes", "Bytes of the store's pages in use (LMDB's free pages excluded)", usage.usedBytes)
+            page.gauge("sluice_store_map_bytes", "The store's current map size (grows by doubling up to store_max_size)", usage.mapBytes)
+            page.gauge("sluice_store_max_bytes", "store_max_size: the most the store may grow to", usage.maxBytes)
+            if let filesystem = usage.filesystem {
+                page.gauge("sluice_store_filesystem_avail_bytes", "Bytes still free for the gateway on the store's filesystem", filesystem.available)
+                page.gauge("sluice_store_filesystem_size_bytes", "Size of the store's filesystem", filesystem.total)
+            }
+        }
+        // Group commit at work: operations per transaction; each commit costs two fdatasyncs.
+        page.counter("sluice_store_commits_total", "LMDB write transactions committed", store.transactionsCommitted)
+        page.counter("sluice_store_operations_total", "Store write operations committed (appends, removals, puts...)", store.operationsCommitted)
+        // Flash wear: LMDB's default sync mode flushes twice per commit (fdatasync of the data pages,
+        // then the meta page through its O_DSYNC descriptor); sluice-bench's flash rows count them.
+        page.counter("sluice_store_syncs_total", "Device flushes the store requested (two per LMDB commit)", store.transactionsCommitted * 2)
+        if let written = processWriteBytes() {
+            page.counter(
+                "sluice_store_bytes_written_total",
+                "Bytes the kernel wrote to storage for this process (/proc/self/io write_bytes): the store, and a log file if logging goes to one",
+                written
+            )
+        }
+    }
+
+    private static func report(_ lorawan: LoRaWANCounters.Values, into page: inout MetricsPage) {
+        page.gauge("sluice_lorawan_gateways_online", "LoRaWAN gateways online (PULL_DATA)", lorawan.gatewaysOnline)
         for (type, count) in lorawan.datagrams {
-            let labels = [("type", type)]
-            counter("sluice_lorawan_datagrams_total", "GWMP datagrams by packet type", Int(count), labels: labels)
+            page.counter("sluice_lorawan_datagrams_total", "GWMP datagrams by packet type", count, labels: [("type", type)])
         }
         for (reason, count) in lorawan.dropped {
-            counter(
+            page.counter(
                 "sluice_lorawan_dropped_total",
                 "Malformed or unusable GWMP datagrams, rxpk and downlinks dropped, by reason",
-                Int(count),
+                count,
                 labels: [("reason", reason)]
             )
         }
         for (event, count) in lorawan.events {
-            let labels = [("event", event)]
-            counter("sluice_lorawan_events_total", "Gateway events published, by kind", Int(count), labels: labels)
+            page.counter("sluice_lorawan_events_total", "Gateway events published, by kind", count, labels: [("event", event)])
         }
     }
 
@@ -252,20 +271,6 @@ final class MetricsEndpoint: Sendable {
             }
             return (writable ? .ok : .serviceUnavailable, "text/plain", body)
         }
-    }
-
-    private func gauge(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
-        registry.makeGauge(name: name, labels: labels, help: help).set(Double(value))
-    }
-
-    private func counter(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
-        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
-        let delta = reported.withLockedValue { reported -> Int64 in
-            let delta = Int64(value) - reported[key, default: 0]
-            reported[key] = Int64(value)
-            return max(0, delta)
-        }
-        registry.makeCounter(name: name, labels: labels, help: help).increment(by: delta)
     }
 }
 

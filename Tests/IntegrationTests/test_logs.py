@@ -43,7 +43,7 @@ def test_startup_banner_names_version_config_store_backlog_and_listeners(tmp_pat
         assert f"store {tmp_path}/sluice.db opened" in log, log
         assert f"bridge central to 127.0.0.1:{dead}: queue empty" in log, log
         assert f"listening on 127.0.0.1:{b.port} (mqtt, plain)" in log, log
-        assert f"metrics listening on 127.0.0.1:{metrics} (HTTP: /metrics, /healthz)" in log, log
+        assert f"metrics listening on 127.0.0.1:{metrics} (HTTP: / status page, /metrics, /healthz)" in log, log
         assert f"sluice 0.1.0 ready: 1 listener, 1 bridge, metrics on 127.0.0.1:{metrics}" in log, log
         # A backlog while the central is down is named at the next start.
         with mqttraw.RawClient(b.host, b.port) as c:

@@ -154,6 +154,10 @@ def test_deb_contents(deb):
         UNIT,
         "/usr/share/man/man1/sluice.1.gz",
         "/usr/share/doc/sluice/copyright",
+        "/usr/share/doc/sluice/mosquitto-keys.md",
+        "/usr/share/sluice/grafana/sluice-dashboard.json",
+        "/usr/share/sluice/prometheus/sluice-alerts.yml",
+        "/usr/share/sluice/prometheus/sluice-alerts.test.yml",
     ):
         assert path in entries, f"{path} not in the package"
     assert entries["/usr/bin/sluice"][0] == "-rwxr-xr-x"
@@ -179,6 +183,11 @@ def test_deb_contents(deb):
                      "persistence_location /var/lib/sluice/", "# connection central"):
             assert re.search(rf"(?m)^{re.escape(line)}\s*$", text), f"gateway.conf lacks '{line}'"
         run([Path(tree, "usr/bin/sluice"), "check", "-c", conf])
+        # The shipped fleet files are the repository's, byte for byte.
+        for shipped, source in (("grafana/sluice-dashboard.json", "contrib/grafana/sluice-dashboard.json"),
+                                ("prometheus/sluice-alerts.yml", "contrib/prometheus/sluice-alerts.yml"),
+                                ("prometheus/sluice-alerts.test.yml", "contrib/prometheus/sluice-alerts.test.yml")):
+            assert Path(tree, "usr/share/sluice", shipped).read_bytes() == (ROOT / source).read_bytes(), shipped
 
 
 def test_lintian(deb):

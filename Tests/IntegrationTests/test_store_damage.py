@@ -150,7 +150,7 @@ def test_bit_flips_in_records_are_quarantined_and_the_rest_delivered(bridge_env)
     stats = sluice("queue", "stats", "-c", str(gw.conf_path))
     assert "depth=0" in stats.stdout, stats.stdout
     body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    assert re.search(r'sluice_store_quarantined_total\{queue="central"\} 10\b', body), body
+    assert re.search(r'sluice_store_quarantined_total\{bridge="central"\} 10\b', body), body
     assert gw.count_log(r"moved to the quarantine") >= 1, gw.log_tail()
     export = gw.workdir / "export"
     listing = sluice("store", "quarantine", "-c", str(gw.conf_path), "--export", str(export))

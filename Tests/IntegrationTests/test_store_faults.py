@@ -79,7 +79,7 @@ def assert_metrics_match_queue_stats(metrics_port: int, stats: dict[str, int], b
     """/metrics and `sluice queue stats` tell the same story, counter by counter."""
     _, text = scrape(metrics_port, "/metrics")
     for reason in REASONS:
-        assert metric(text, "sluice_bridge_queue_dropped_by_reason_total", bridge=bridge, reason=reason) \
+        assert metric(text, "sluice_bridge_queue_dropped_total", bridge=bridge, reason=reason) \
             == stats.get(f"dropped.{reason}", 0), (reason, stats)
         assert metric(text, "sluice_bridge_queue_rejected_total", bridge=bridge, reason=reason) \
             == stats.get(f"rejected.{reason}", 0), (reason, stats)
