@@ -263,9 +263,10 @@ final class BridgeRunner: @unchecked Sendable {
         run(link.queueHasMore())  // a requeue appended messages
     }
 
-    private func sampleDrain() {
+    /// `force`: at the link's connect, so a drain starts with the whole backlog and counts from the first send.
+    private func sampleDrain(force: Bool = false) {
         let now = ContinuousClock.now
-        guard now - lastDrainSample >= .seconds(1) else { return }
+        guard force || now - lastDrainSample >= .seconds(1) else { return }
         lastDrainSample = now
         guard link.isConnected || drain.isDraining else {
             _ = drain.update(now: now, depth: 0, delivered: 0, connected: false)  // link down: nothing to read
@@ -274,7 +275,9 @@ final class BridgeRunner: @unchecked Sendable {
         guard let depth = try? store.stats(queue: name).depth else { return }
         let statistics = link.statistics
         let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
-        if let line = drain.update(now: now, depth: Int(depth), delivered: delivered, connected: link.isConnected) {
+        // Delivered messages whose removal has not committed yet are not left to send.
+        let left = max(0, Int(depth) - unremoved)
+        if let line = drain.update(now: now, depth: left, delivered: delivered, connected: link.isConnected) {
             linkLogger.info("\(line)")
         }
     }
@@ -368,6 +371,7 @@ final class BridgeRunner: @unchecked Sendable {
             case .stateChanged(let connected):
                 stateSince = Date()
                 logger.debug(connected ? "bridge link up" : "bridge link down")  // the link's own lines say why
+                if connected { sampleDrain(force: true) }
                 if let topic = localNotificationTopic {
                     let message = SluiceBroker.Message(
                         topic: topic,
