@@ -39,11 +39,13 @@ public struct DrainProgress<Instant: InstantProtocol>: Sendable where Instant.Du
         let elapsed = drain.start.duration(to: now)
         if depth == 0 {
             current = nil
-            return "bridge \(name): drain finished: \(sent) messages in \(elapsed.logText) (\(Self.rate(sent, elapsed)) msg/s)"
+            return
+                "bridge \(name): drain finished: \(sent) messages in \(elapsed.logText) (\(Self.rate(sent, elapsed)) msg/s)"
         }
         if !connected {
             current = nil
-            return "bridge \(name): drain stopped (link down) after \(sent) messages in \(elapsed.logText); \(depth) left"
+            return
+                "bridge \(name): drain stopped (link down) after \(sent) messages in \(elapsed.logText); \(depth) left"
         }
         let span = drain.lastReport.duration(to: now)
         guard span >= interval else { return nil }

@@ -52,7 +52,12 @@ struct ClientEventLog {
         let hint = code == .quotaExceeded ? ": max_connections reached" : ""
         let first =
             "client \(clientID.isEmpty ? "(no client id)" : clientID) from \(remote) (\(Self.version(packet.protocolVersion))) refused: \(code.named)\(hint)"
-        if let line = refusals.note("\(code)", now: .now, first: first, summary: "more connections refused with \(code.named)\(hint)") {
+        if let line = refusals.note(
+            "\(code)",
+            now: .now,
+            first: first,
+            summary: "more connections refused with \(code.named)\(hint)"
+        ) {
             logger.notice("\(line)")
         }
     }
@@ -69,7 +74,10 @@ struct ClientEventLog {
             }
         case .unsubscribe(let unsubscribe):
             for filter in unsubscribe.filters {
-                logger.info("client \(clientID ?? "?") unsubscribed from '\(filter)'", metadata: ["log_type": "unsubscribe"])
+                logger.info(
+                    "client \(clientID ?? "?") unsubscribed from '\(filter)'",
+                    metadata: ["log_type": "unsubscribe"]
+                )
             }
         default:
             break

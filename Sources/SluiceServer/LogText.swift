@@ -31,13 +31,16 @@ public enum NetworkErrorText {
                 return "host name '\(error.host)' not found"
             }
             // Every address of the name failed; the first one's cause stands for them.
-            return error.connectionErrors.first.map { describe($0.error) } ?? "cannot connect to \(error.host):\(error.port)"
+            return error.connectionErrors.first.map { describe($0.error) }
+                ?? "cannot connect to \(error.host):\(error.port)"
         case let error as IOError:
             return String(cString: strerror(error.errnoCode)).lowercased()
         case let error as ChannelError:
             switch error {
-            case .connectTimeout(let amount): return "no answer within \(amount.nanoseconds / 1_000_000_000) s (connect timeout)"
-            case .eof, .outputClosed, .inputClosed, .alreadyClosed, .ioOnClosedChannel: return "connection closed by the peer"
+            case .connectTimeout(let amount):
+                return "no answer within \(amount.nanoseconds / 1_000_000_000) s (connect timeout)"
+            case .eof, .outputClosed, .inputClosed, .alreadyClosed, .ioOnClosedChannel:
+                return "connection closed by the peer"
             default: return "\(error)"
             }
         case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError:

@@ -28,7 +28,9 @@ struct ReloadReport: Equatable {
             needsRestart.append("removed or changed listener \(listener.name) (still open as before)")
         }
         if running.metricsListener != fresh.metricsListener {
-            needsRestart.append("metrics_listener \(fresh.metricsListener.map { "\($0)" } ?? "none") (the running one is \(running.metricsListener.map { "\($0)" } ?? "none"))")
+            needsRestart.append(
+                "metrics_listener \(fresh.metricsListener.map { "\($0)" } ?? "none") (the running one is \(running.metricsListener.map { "\($0)" } ?? "none"))"
+            )
         }
         if running.lorawanUDPListener != fresh.lorawanUDPListener {
             needsRestart.append("lorawan_udp_listener \(fresh.lorawanUDPListener.map { "\($0)" } ?? "none")")
@@ -42,7 +44,9 @@ struct ReloadReport: Equatable {
         let reported: Set<String> = [
             "bridges", "listeners", "metricsListener", "lorawanUDPListener", "passwordFile", "aclFile", "notices",
         ]
-        let old = Dictionary(Mirror(reflecting: running).children.compactMap { child in child.label.map { ($0, "\(child.value)") } }) { a, _ in a }
+        let old = Dictionary(
+            Mirror(reflecting: running).children.compactMap { child in child.label.map { ($0, "\(child.value)") } }
+        ) { a, _ in a }
         return Mirror(reflecting: fresh).children.compactMap { child in
             guard let label = child.label, !reported.contains(label), old[label] != "\(child.value)" else { return nil }
             return snakeCase(label)
@@ -66,7 +70,8 @@ struct ReloadReport: Equatable {
     var lines: (applied: String, needsRestart: String?) {
         (
             "configuration reloaded: applied \(applied.joined(separator: ", "))",
-            needsRestart.isEmpty ? nil : "configuration reloaded, but these need a restart: \(needsRestart.joined(separator: "; "))"
+            needsRestart.isEmpty
+                ? nil : "configuration reloaded, but these need a restart: \(needsRestart.joined(separator: "; "))"
         )
     }
 }

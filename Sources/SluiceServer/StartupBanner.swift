@@ -47,6 +47,8 @@ public enum StartupBanner {
 
     /// `1.9 MB`, `512 B`.
     static func bytes(_ count: UInt64) -> String {
-        count < 1024 ? "\(count) B" : count < 1 << 20 ? "\(count / 1024) KB" : "\(String(format: "%.1f", Double(count) / 1_048_576)) MB"
+        count < 1024
+            ? "\(count) B"
+            : count < 1 << 20 ? "\(count / 1024) KB" : "\(String(format: "%.1f", Double(count) / 1_048_576)) MB"
     }
 }

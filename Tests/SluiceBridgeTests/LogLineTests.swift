@@ -50,7 +50,11 @@ private struct Cause: Error, CustomStringConvertible {
         #expect(h.link.received(.connAck(ConnAckPacket(reasonCode: .notAuthorized))).logs.isEmpty)
         let lines = h.link.connectionClosed().logs
         #expect(lines.count == 1)
-        #expect(lines[0].hasPrefix("bridge cloud (127.0.0.1:1884): CONNACK refused with reason 0x87 (not authorized); retrying in "))
+        #expect(
+            lines[0].hasPrefix(
+                "bridge cloud (127.0.0.1:1884): CONNACK refused with reason 0x87 (not authorized); retrying in "
+            )
+        )
     }
 
     @Test func lostConnectionSaysLostAndTheCause() {
@@ -58,7 +62,9 @@ private struct Cause: Error, CustomStringConvertible {
         _ = h.connect()
         let lines = h.link.connectionClosed(error: Cause(description: "connection reset by peer")).logs
         #expect(lines.count == 1)
-        #expect(lines[0].hasPrefix("bridge cloud (127.0.0.1:1884): connection lost: connection reset by peer; retrying in "))
+        #expect(
+            lines[0].hasPrefix("bridge cloud (127.0.0.1:1884): connection lost: connection reset by peer; retrying in ")
+        )
     }
 
     @Test func durationsReadInTenthsOfSeconds() {
@@ -75,13 +81,19 @@ private func at(_ seconds: Int64) -> TestInstant { TestInstant(seconds * 1_000_0
     @Test func startProgressAndEndWithCountAndRate() {
         var drain = DrainProgress<TestInstant>(name: "central", interval: .seconds(10))
         #expect(drain.update(now: at(0), depth: 0, delivered: 0, connected: false) == nil)
-        #expect(drain.update(now: at(1), depth: 20_000, delivered: 0, connected: true) == "bridge central: draining 20000 queued messages")
+        #expect(
+            drain.update(now: at(1), depth: 20_000, delivered: 0, connected: true)
+                == "bridge central: draining 20000 queued messages"
+        )
         #expect(drain.update(now: at(5), depth: 12_000, delivered: 8_000, connected: true) == nil)  // before the interval
         #expect(
             drain.update(now: at(11), depth: 10_000, delivered: 10_000, connected: true)
                 == "bridge central: draining: 10000 sent, 10000 left, 1000 msg/s; about 10.0 s to go"
         )
-        #expect(drain.update(now: at(21), depth: 0, delivered: 20_000, connected: true) == "bridge central: drain finished: 20000 messages in 20.0 s (1000 msg/s)")
+        #expect(
+            drain.update(now: at(21), depth: 0, delivered: 20_000, connected: true)
+                == "bridge central: drain finished: 20000 messages in 20.0 s (1000 msg/s)"
+        )
         #expect(!drain.isDraining)
         // Live traffic afterwards (a message or two queued at a time) is no drain.
         #expect(drain.update(now: at(22), depth: 3, delivered: 20_001, connected: true) == nil)
@@ -90,15 +102,24 @@ private func at(_ seconds: Int64) -> TestInstant { TestInstant(seconds * 1_000_0
     @Test func linkDownEndsTheDrainWithWhatIsLeft() {
         var drain = DrainProgress<TestInstant>(name: "central")
         _ = drain.update(now: at(0), depth: 500, delivered: 7, connected: true)
-        #expect(drain.update(now: at(4), depth: 300, delivered: 207, connected: false) == "bridge central: drain stopped (link down) after 200 messages in 4.0 s; 300 left")
+        #expect(
+            drain.update(now: at(4), depth: 300, delivered: 207, connected: false)
+                == "bridge central: drain stopped (link down) after 200 messages in 4.0 s; 300 left"
+        )
         // The next connection with a backlog starts a new drain.
-        #expect(drain.update(now: at(9), depth: 300, delivered: 207, connected: true) == "bridge central: draining 300 queued messages")
+        #expect(
+            drain.update(now: at(9), depth: 300, delivered: 207, connected: true)
+                == "bridge central: draining 300 queued messages"
+        )
     }
 
     @Test func fallingBehindWhileConnectedStartsADrain() {
         var drain = DrainProgress<TestInstant>(name: "central", threshold: 1000)
         _ = drain.update(now: at(0), depth: 0, delivered: 0, connected: true)
         #expect(drain.update(now: at(1), depth: 999, delivered: 0, connected: true) == nil)
-        #expect(drain.update(now: at(2), depth: 1000, delivered: 0, connected: true) == "bridge central: draining 1000 queued messages")
+        #expect(
+            drain.update(now: at(2), depth: 1000, delivered: 0, connected: true)
+                == "bridge central: draining 1000 queued messages"
+        )
     }
 }

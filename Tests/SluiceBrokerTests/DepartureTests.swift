@@ -12,7 +12,16 @@ import Testing
         h.receive(.disconnect(DisconnectPacket(reasonCode: .disconnectWithWillMessage)), from: 1)
         h.closed(1)  // the socket closes afterwards: not a second departure
         let departures = h.broker.takeDepartures()
-        #expect(departures == [Departure(connection: ConnectionID(1), clientID: "a", protocolVersion: .v5, reason: .clientDisconnect(.disconnectWithWillMessage))])
+        #expect(
+            departures == [
+                Departure(
+                    connection: ConnectionID(1),
+                    clientID: "a",
+                    protocolVersion: .v5,
+                    reason: .clientDisconnect(.disconnectWithWillMessage)
+                )
+            ]
+        )
         #expect("\(departures[0].reason)" == "DISCONNECT 0x4 (disconnect with will message)")
         #expect(h.broker.takeDepartures().isEmpty)
     }
@@ -43,7 +52,10 @@ import Testing
     @Test func protocolErrorSaysWhich() {
         let h = Harness()
         h.connect(1, "a")
-        h.receive(.connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "a", cleanStart: true, keepAlive: 0)), from: 1)
+        h.receive(
+            .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "a", cleanStart: true, keepAlive: 0)),
+            from: 1
+        )
         #expect(h.broker.takeDepartures().map(\.reason) == [.protocolError("second CONNECT")])
     }
 
@@ -51,7 +63,11 @@ import Testing
         let h = Harness { $0.maxConnections = 1 }
         h.connect(1, "a")
         let refused = h.connect(2, "b")
-        #expect(refused.contains(.send(ConnectionID(2), .connAck(ConnAckPacket(sessionPresent: false, reasonCode: .quotaExceeded)))))
+        #expect(
+            refused.contains(
+                .send(ConnectionID(2), .connAck(ConnAckPacket(sessionPresent: false, reasonCode: .quotaExceeded)))
+            )
+        )
         h.closed(2)
         #expect(h.broker.takeDepartures().isEmpty)
     }

@@ -15,7 +15,10 @@ import Testing
     @Test func networkErrorsInPlainWords() {
         #expect(NetworkErrorText.describe(IOError(errnoCode: ECONNREFUSED, reason: "connect")) == "connection refused")
         #expect(NetworkErrorText.describe(IOError(errnoCode: ECONNRESET, reason: "read")) == "connection reset by peer")
-        #expect(NetworkErrorText.describe(ChannelError.connectTimeout(.seconds(10))) == "no answer within 10 s (connect timeout)")
+        #expect(
+            NetworkErrorText.describe(ChannelError.connectTimeout(.seconds(10)))
+                == "no answer within 10 s (connect timeout)"
+        )
         #expect(NetworkErrorText.describe(ChannelError.eof) == "connection closed by the peer")
     }
 }
@@ -42,7 +45,8 @@ import Testing
 
     @Test func newBridgeListenerAndMetricsListenerNeedARestart() throws {
         let fresh = try config(
-            base + "metrics_listener 9100 127.0.0.1\nlistener 1885 127.0.0.1\nconnection second\naddress 127.0.0.1:1886\ntopic c/# out 1\n"
+            base
+                + "metrics_listener 9100 127.0.0.1\nlistener 1885 127.0.0.1\nconnection second\naddress 127.0.0.1:1886\ntopic c/# out 1\n"
         )
         let report = ReloadReport(running: try config(base), fresh: fresh)
         #expect(report.needsRestart.contains("new bridge second (not started)"))
