@@ -249,3 +249,17 @@ def test_port_in_use_is_one_line_naming_the_listener(tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines()[-1] == f"sluice: cannot listen on 127.0.0.1:{port} (listener): address already in use", r.stderr
     assert "errno" not in r.stderr, r.stderr
+
+
+def test_clients_closed_by_a_shutdown_say_so(tmp_path):
+    b = Broker(tmp_path, persistence=False).start()
+    client = uid("stay")
+    c = mqttraw.RawClient(b.host, b.port)
+    try:
+        assert c.connect(client).reason == 0
+        wait_log(b, f"client {client} connected")
+        b.stop()
+    finally:
+        c.close()
+    line = lines_with(b.log(), f"client {client} disconnected")
+    assert len(line) == 1 and line[0].endswith("(MQTT 3.1.1): gateway shutting down"), b.log()
