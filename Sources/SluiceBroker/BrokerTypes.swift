@@ -140,6 +140,9 @@ public enum BrokerAction: Sendable {
     case send(ConnectionID, Packet)
     /// Close a connection, sending a DISCONNECT first when one is given (MQTT 5 only).
     case close(ConnectionID, DisconnectPacket?)
+    /// Close a connection whose session a new connection takes over, as `close`, but only after reading
+    /// what its client had already sent (a DISCONNECT there cancels the will), then report `closed`.
+    case takeOver(ConnectionID, DisconnectPacket?)
     /// Append the message to the durable queues, then answer with `Broker.persisted(token:accepted:now:)`.
     /// The publisher's PUBACK/PUBREC waits for that answer.
     case persist(token: UInt64, message: Message)

@@ -404,6 +404,15 @@ final class BrokerHost: @unchecked Sendable {
                 } else {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
                 }
+            case .takeOver(let id, let disconnect):
+                if let handle = connections[id] {
+                    handle.deliver(outbox.removeValue(forKey: id) ?? [], close: .afterReading(disconnect))
+                } else if inProcessClients[id] != nil {
+                    closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
+                } else {
+                    // Gone already: the connection that waits for it must not wait for a `closed` that never comes.
+                    loop.execute { self.run(self.core.closed(id, now: self.now)) }
+                }
             case .persist(let token, let message):
                 if let durableSink {
                     durableSink(token, message)
