@@ -199,7 +199,7 @@ enum KeyRule: Sendable {
         // Mosquitto keys accepted and ignored: `check` warns and `run` logs each at start with
         // what Sluice does instead.
         "pid_file": .global { c, d throws(ConfigError) in c.pidFile = try d.singleString() },
-        "user": .ignored("Sluice does not change user after start: run it as the service user (the systemd unit does, User=sluice)"),
+        "user": .global { c, d throws(ConfigError) in c.user = try d.singleToken() },
         "log_dest": .global { c, d throws(ConfigError) in
             let words = try d.tokens(min: 1, max: 2)
             switch (words[0], words.count) {

@@ -334,6 +334,10 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `pid_file`: `sluice run` writes its PID here at start and removes the file at exit (Mosquitto
     /// 2.0 does so only with -d; Sluice never daemonizes). Default none.
     public var pidFile: String?
+    /// `user`: started as root, `sluice run` drops to this user once its listeners are bound and its
+    /// store and log files are open (as Mosquitto does; `root` keeps root). Files read later (SIGHUP
+    /// reloads, new store files) must be readable by that user. Default none: no change of user.
+    public var user: String?
     /// `log_dest` lines (accumulate): stderr, stdout, `file PATH` (appended to), none. `syslog`,
     /// `topic` and `dlt` are accepted with a notice. Default (no line honoured): stderr.
     public var logDestinations: [LogDestination] = []
