@@ -243,24 +243,16 @@ enum KeyRule: Sendable {
         "local_cleansession": .ignored(
             "the bridge publishes into the broker directly, without a local client or local session"
         ),
-        "idle_timeout": .ignored("only used by start_type lazy, which Sluice refuses; its bridges stay connected"),
-        "threshold": .ignored("only used by start_type lazy, which Sluice refuses; its bridges stay connected"),
+        "idle_timeout": .bridge { b, d throws(ConfigError) in b.idleTimeout = try d.int(1...86_400 * 365) },
+        "threshold": .bridge { b, d throws(ConfigError) in b.threshold = try d.int(1...Int(Int32.max)) },
         "auth_plugin_deny_special_chars": .ignored("only affects authentication plugins, which Sluice does not load"),
         "dhparamfile": .ignored("SwiftNIO SSL (BoringSSL) offers no DHE cipher suites, only ECDHE: no DH parameters are used"),
         "websockets_headers_size": .ignored("the websockets listener uses SwiftNIO's HTTP header size limit"),
         "websockets_log_level": .ignored("websockets events are logged by 'log_type websockets'"),
 
         // Mosquitto keys accepted only with Mosquitto's default value.
-        "start_type": .bridge { _, d throws(ConfigError) in
-            let word = try d.singleToken()
-            guard word == "automatic" else {
-                guard word == "lazy" || word == "once" else {
-                    throw d.error(.badValue, "expected automatic, lazy or once, got '\(word)'")
-                }
-                throw d.unsupported(
-                    "bridges always start at once and stay connected, queueing on disk while the link is down (write start_type automatic or remove the line)"
-                )
-            }
+        "start_type": .bridge { b, d throws(ConfigError) in
+            b.startType = try d.word(["automatic": .automatic, "lazy": .lazy, "once": .once])
         },
         "bridge_outgoing_retain": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(true, "the bridge always forwards the retain flag (remove the line)")

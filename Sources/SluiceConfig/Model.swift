@@ -190,6 +190,17 @@ public struct BridgeConfig: Sendable, Equatable {
     public var notificationTopic: String?
     /// `try_private`: announce as a bridge (protocol version | 0x80). Default true.
     public var tryPrivate: Bool = true
+    /// `start_type`: automatic (connect at start, reconnect after a loss: the default); lazy (connect once
+    /// `threshold` messages wait in the queue, disconnect after `idle_timeout` seconds without traffic);
+    /// once (connect at start, never again after the connection ends).
+    public var startType: StartType = .automatic
+    public enum StartType: String, Sendable, Equatable {
+        case automatic, lazy, once
+    }
+    /// `idle_timeout` seconds (start_type lazy). Default 60, as Mosquitto.
+    public var idleTimeout: Int = 60
+    /// `threshold` queued messages that start a lazy bridge. Default 10, as Mosquitto.
+    public var threshold: Int = 10
     /// `round_robin`: after a failure move on to the next address rather than back to the first. Default false.
     public var roundRobin: Bool = false
     /// `bridge_max_packet_size` bytes, 0 = no limit beyond the protocol's. Default 0.

@@ -22,7 +22,6 @@ func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
 }
 
 @Test(arguments: [
-    "connection c\naddress 127.0.0.1\ntopic a/#\nstart_type lazy",
     "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_outgoing_retain false",
     "connection c\naddress 127.0.0.1\ntopic a/#\nupgrade_outgoing_qos true",
     "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_alpn mqtt",
@@ -175,4 +174,17 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError("log_dest file")?.kind == .missingValue)
     #expect(parseError("log_dest paper")?.kind == .badValue)
     #expect(parseError("log_dest stderr extra")?.kind == .badValue)
+}
+
+@Test func startTypeThresholdAndIdleTimeoutAreReadPerBridge() throws {
+    let bridge = "connection c\naddress 127.0.0.1\ntopic a/# out\n"
+    let defaults = try #require(try parse(bridge).bridges.first)
+    #expect(defaults.startType == .automatic && defaults.threshold == 10 && defaults.idleTimeout == 60)
+    let lazy = try #require(try parse(bridge + "start_type lazy\nthreshold 100\nidle_timeout 300\n").bridges.first)
+    #expect(lazy.startType == .lazy && lazy.threshold == 100 && lazy.idleTimeout == 300)
+    #expect(try parse(bridge + "start_type once\n").bridges.first?.startType == .once)
+    #expect(parseError(bridge + "start_type sometimes\n")?.kind == .badValue)
+    #expect(parseError(bridge + "threshold 0\n")?.kind == .badValue)
+    #expect(parseError(bridge + "idle_timeout -1\n")?.kind == .badValue)
+    #expect(parseError("threshold 5\n") != nil)  // a bridge key before any connection
 }
