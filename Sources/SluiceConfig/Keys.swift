@@ -133,6 +133,11 @@ enum KeyRule: Sendable {
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
+        "bind_interface": .listener { l, d throws(ConfigError) in
+            let name = try d.singleToken()
+            guard (1...15).contains(name.utf8.count) else { throw d.error(.badValue, "an interface name is 1 to 15 bytes") }
+            l.listener.bindInterface = name
+        },
         "socket_domain": .listener { l, d throws(ConfigError) in
             l.listener.socketDomain = try d.word(["ipv4": .ipv4, "ipv6": .ipv6])
         },
@@ -297,9 +302,6 @@ enum KeyRule: Sendable {
         "auth_plugin": .unsupported(
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),
-        "bind_interface": .unsupported(
-            "binding a listener to an interface by name is not implemented (write the interface's address: 'listener PORT ADDRESS')"
-        ),
         "mount_point": .unsupported("topic mount points are not implemented (prefix the topics in the clients or the ACL)"),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
         "use_subject_as_username": .global { _, d throws(ConfigError) in
@@ -323,7 +325,11 @@ enum KeyRule: Sendable {
         "bridge_psk": .unsupported(
             "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
         ),
-        "bridge_alpn": .unsupported("ALPN on bridges is not implemented (connect to the central broker's MQTT TLS port)"),
+        "bridge_alpn": .bridge { b, d throws(ConfigError) in
+            let name = try d.singleToken()
+            guard (1...255).contains(name.utf8.count) else { throw d.error(.badValue, "an ALPN protocol name is 1 to 255 bytes") }
+            b.bridgeALPN = name
+        },
         "bridge_bind_address": .unsupported(
             "the bridge's source address is not chosen; the routing table decides (add a route for the central broker)"
         ),
@@ -414,7 +420,7 @@ extension BridgeConfig {
         if (bridgeCertFile == nil) != (bridgeKeyFile == nil) {
             throw directive.error(.incompleteSection, "bridge '\(name)' needs both bridge_certfile and bridge_keyfile")
         }
-        if !usesTLS && (bridgeCertFile != nil || bridgeInsecure) {
+        if !usesTLS && (bridgeCertFile != nil || bridgeInsecure || bridgeALPN != nil) {
             throw directive.error(
                 .incompleteSection,
                 "bridge '\(name)' sets TLS options but neither bridge_cafile nor bridge_capath"

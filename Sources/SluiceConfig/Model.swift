@@ -65,6 +65,9 @@ public struct Listener: Sendable, Equatable {
     public var passwordFile: String?
     /// `socket_domain ipv4|ipv6`: without an address, bind only that family. Default nil: both.
     public var socketDomain: SocketDomain?
+    /// `bind_interface NAME`: accept connections arriving on this network interface only
+    /// (SO_BINDTODEVICE, as Mosquitto). Default nil: any.
+    public var bindInterface: String?
 
     public enum SocketDomain: String, Sendable, Equatable {
         case ipv4
@@ -215,6 +218,9 @@ public struct BridgeConfig: Sendable, Equatable {
     public var bridgeKeyFile: String?
     /// `bridge_insecure`: skip host name verification. Default false.
     public var bridgeInsecure: Bool = false
+    /// `bridge_alpn`: the ALPN protocol offered in the TLS handshake (e.g. `x-amzn-mqtt-ca` for AWS IoT
+    /// on port 443). Needs TLS. Default none.
+    public var bridgeALPN: String?
     /// `bridge_tls_version`: lowest TLS version, `tlsv1.3`/`tlsv1.2`/`tlsv1.1`. Default `tlsv1.2`.
     public var bridgeTLSVersion: String = "tlsv1.2"
 

@@ -259,6 +259,7 @@ public final class GatewayService: Service, Sendable {
         // fallback needs a fresh bootstrap.
         @Sendable func bootstrap() -> ServerBootstrap {
             ServerBootstrap(group: group)
+            .serverChannelInitializer { BindInterface.apply(listener.bindInterface, to: $0) }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)

@@ -100,6 +100,7 @@ enum TLSContexts {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = try minimumVersion(bridge.bridgeTLSVersion, option: "bridge_tls_version")
         configuration.certificateVerification = bridge.bridgeInsecure ? .noHostnameVerification : .fullVerification
+        if let alpn = bridge.bridgeALPN { configuration.applicationProtocols = [alpn] }
         if bridge.bridgeCAFile != nil || bridge.bridgeCAPath != nil {
             try applyTrustRoots(
                 caFile: bridge.bridgeCAFile,

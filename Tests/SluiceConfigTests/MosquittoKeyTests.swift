@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "mount_point site/",
+    "crlfile /etc/crl.pem", "psk_hint gw", "mount_point site/",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
@@ -24,7 +24,6 @@ func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
 @Test(arguments: [
     "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_outgoing_retain false",
     "connection c\naddress 127.0.0.1\ntopic a/#\nupgrade_outgoing_qos true",
-    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_alpn mqtt",
 ])
 func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     let error = try #require(parseError(text))
@@ -187,4 +186,19 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError(bridge + "threshold 0\n")?.kind == .badValue)
     #expect(parseError(bridge + "idle_timeout -1\n")?.kind == .badValue)
     #expect(parseError("threshold 5\n") != nil)  // a bridge key before any connection
+}
+
+@Test func bridgeALPNNeedsTLS() throws {
+    let bridge = "connection c\naddress 127.0.0.1\ntopic a/# out\n"
+    #expect(parseError(bridge + "bridge_alpn mqtt\n")?.kind == .incompleteSection)
+    let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
+    let config = try parse(bridge + "bridge_cafile \(ca)\nbridge_alpn x-amzn-mqtt-ca\n")
+    #expect(config.bridges.first?.bridgeALPN == "x-amzn-mqtt-ca")
+    #expect(parseError(bridge + "bridge_cafile \(ca)\nbridge_alpn " + String(repeating: "a", count: 256) + "\n")?.kind == .badValue)
+}
+
+@Test func bindInterfaceIsPerListener() throws {
+    #expect(try parse("listener 1883\nbind_interface lo\n").listeners.first?.bindInterface == "lo")
+    #expect(parseError("listener 1883\nbind_interface " + String(repeating: "e", count: 16) + "\n")?.kind == .badValue)
+    #expect(parseError("bind_interface lo\n") != nil)  // a listener key before any listener
 }
