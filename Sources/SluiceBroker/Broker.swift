@@ -339,7 +339,13 @@ public struct Broker: Sendable {
             clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
             assigned = clientID
         }
-        if let will = packet.will, let policy = accessPolicy,
+        // `mount_point`: the will is published under the listener's prefix, and checked there.
+        let will = packet.will.map { will in
+            var mounted = will
+            mounted.topic = (settings.listenerMountPoints[listener] ?? "") + will.topic
+            return mounted
+        }
+        if let will, let policy = accessPolicy,
             !policy.mayPublish(clientID: clientID, username: packet.username, topic: will.topic)
         {
             return refuse(.notAuthorized)
@@ -431,7 +437,7 @@ public struct Broker: Sendable {
             receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
             maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
             topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
-            will: packet.will
+            will: will
         )
         connections[connection]?.isBridge = packet.isBridge
         connectionsPerListener[listener, default: 0] += 1
@@ -484,6 +490,7 @@ public struct Broker: Sendable {
         if topic.isEmpty {
             return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
         }
+        if let mount = settings.listenerMountPoints[client.listener] { topic = mount + topic }
         if Topic.exceedsLevels(topic, limit: settings.maxTopicLevels) {
             // MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
             // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
@@ -665,7 +672,9 @@ public struct Broker: Sendable {
         let identifier = packet.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
         var retainedToSend: [(filter: String, subscription: Subscription)] = []
-        for request in packet.subscriptions {
+        let mount = settings.listenerMountPoints[client.listener]
+        for var request in packet.subscriptions {
+            if let mount { request.filter = Self.mounted(request.filter, at: mount) }
             if SubscriptionTree.exceedsLevels(filter: request.filter, limit: settings.maxTopicLevels) {
                 // A well-formed filter this server does not accept: 0x8F Topic Filter invalid (MQTT 5
                 // 3.9.3), 0x80 Failure in 3.1.1 (3.9.3); the other filters of the SUBSCRIBE are served.
@@ -724,12 +733,22 @@ public struct Broker: Sendable {
     }
 
     private mutating func handleUnsubscribe(_ packet: UnsubscribePacket, from connection: ConnectionID) {
-        guard let clientID = connections[connection]?.clientID else { return }
-        let codes: [ReasonCode] = packet.filters.map { filter in
+        guard let client = connections[connection] else { return }
+        let clientID = client.clientID
+        let mount = settings.listenerMountPoints[client.listener]
+        let codes: [ReasonCode] = packet.filters.map { written in
+            let filter = mount.map { Self.mounted(written, at: $0) } ?? written
             sessions[clientID]?.subscriptions[filter] = nil
             return subscriptions.remove(filter: filter, clientID: clientID) ? .success : .noSubscriptionExisted
         }
         replyAfterSave(.unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+    }
+
+    /// `mount_point`: a client's filter under its listener's prefix; a shared subscription keeps its
+    /// `$share/GROUP/` in front.
+    static func mounted(_ filter: String, at mount: String) -> String {
+        guard let shared = Topic.sharedSubscription(filter) else { return mount + filter }
+        return "$share/\(shared.group)/\(mount)\(shared.filter)"
     }
 
     /// A persistent session's subscriptions are saved before the SUBACK/UNSUBACK confirms them.
@@ -999,8 +1018,14 @@ public struct Broker: Sendable {
         if !delivery.subscriptionIdentifiers.isEmpty || !properties.subscriptionIdentifiers.isEmpty {
             properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
         }
+        var topic = delivery.message.topic
+        if let mount = settings.listenerMountPoints[client.listener] {
+            // The client sees topics without its listener's prefix; one outside it never reaches it (Mosquitto).
+            guard topic.hasPrefix(mount), topic.utf8.count > mount.utf8.count else { return false }
+            topic.removeFirst(mount.count)
+        }
         var packet = PublishPacket(
-            topic: delivery.message.topic,
+            topic: topic,
             payload: delivery.message.payload,
             qos: delivery.qos,
             retain: delivery.retain,

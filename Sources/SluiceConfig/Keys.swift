@@ -133,6 +133,13 @@ enum KeyRule: Sendable {
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
+        "mount_point": .listener { l, d throws(ConfigError) in
+            let prefix = try d.singleString()
+            guard !prefix.isEmpty, !prefix.contains("+"), !prefix.contains("#"), !prefix.contains("\u{0}") else {
+                throw d.error(.badValue, "a mount point is a topic prefix without wildcards, got '\(prefix)'")
+            }
+            l.listener.mountPoint = prefix
+        },
         "bind_interface": .listener { l, d throws(ConfigError) in
             let name = try d.singleToken()
             guard (1...15).contains(name.utf8.count) else { throw d.error(.badValue, "an interface name is 1 to 15 bytes") }
@@ -302,7 +309,6 @@ enum KeyRule: Sendable {
         "auth_plugin": .unsupported(
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),
-        "mount_point": .unsupported("topic mount points are not implemented (prefix the topics in the clients or the ACL)"),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
         "use_subject_as_username": .global { _, d throws(ConfigError) in
             try d.requireDefault(false, "the certificate subject is not used as user name (use_identity_as_username takes its CN)")

@@ -68,6 +68,9 @@ public struct Listener: Sendable, Equatable {
     /// `bind_interface NAME`: accept connections arriving on this network interface only
     /// (SO_BINDTODEVICE, as Mosquitto). Default nil: any.
     public var bindInterface: String?
+    /// `mount_point PREFIX`: this listener's clients publish, subscribe and leave wills under PREFIX
+    /// (ACL checks see the prefixed topic) and receive topics without it, as in Mosquitto. Default none.
+    public var mountPoint: String?
 
     public enum SocketDomain: String, Sendable, Equatable {
         case ipv4

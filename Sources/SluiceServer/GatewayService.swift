@@ -355,6 +355,7 @@ extension BrokerSettings {
         maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
         for (index, listener) in config.listeners.enumerated() {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
+            if let mount = listener.mountPoint { listenerMountPoints[index] = mount }
         }
         retainAvailable = config.retainAvailable
         topicAliasMaximum = UInt16(clamping: config.maxTopicAlias)

@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "crlfile /etc/crl.pem", "psk_hint gw", "mount_point site/",
+    "crlfile /etc/crl.pem", "psk_hint gw",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
@@ -201,4 +201,10 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(try parse("listener 1883\nbind_interface lo\n").listeners.first?.bindInterface == "lo")
     #expect(parseError("listener 1883\nbind_interface " + String(repeating: "e", count: 16) + "\n")?.kind == .badValue)
     #expect(parseError("bind_interface lo\n") != nil)  // a listener key before any listener
+}
+
+@Test func mountPointIsAPerListenerPrefixWithoutWildcards() throws {
+    #expect(try parse("listener 1883\nmount_point site7/\n").listeners.first?.mountPoint == "site7/")
+    #expect(parseError("listener 1883\nmount_point site/+/\n")?.kind == .badValue)
+    #expect(parseError("listener 1883\nmount_point a/#\n")?.kind == .badValue)
 }
