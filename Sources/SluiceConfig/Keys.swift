@@ -325,12 +325,14 @@ enum KeyRule: Sendable {
         ),
         "psk_file": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
         "psk_hint": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
-        "bridge_identity": .unsupported(
-            "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
-        ),
-        "bridge_psk": .unsupported(
-            "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
-        ),
+        "bridge_identity": .bridge { b, d throws(ConfigError) in b.bridgeIdentity = try d.singleToken() },
+        "bridge_psk": .bridge { b, d throws(ConfigError) in
+            let hex = try d.singleToken()
+            guard let key = hexBytes(hex), !key.isEmpty, key.count <= 256 else {
+                throw d.error(.badValue, "a pre-shared key is 1 to 256 bytes written in hexadecimal, got '\(hex)'")
+            }
+            b.bridgePSK = key
+        },
         "bridge_alpn": .bridge { b, d throws(ConfigError) in
             let name = try d.singleToken()
             guard (1...255).contains(name.utf8.count) else { throw d.error(.badValue, "an ALPN protocol name is 1 to 255 bytes") }
@@ -426,11 +428,42 @@ extension BridgeConfig {
         if (bridgeCertFile == nil) != (bridgeKeyFile == nil) {
             throw directive.error(.incompleteSection, "bridge '\(name)' needs both bridge_certfile and bridge_keyfile")
         }
+        if (bridgeIdentity == nil) != (bridgePSK == nil) {
+            throw directive.error(.incompleteSection, "bridge '\(name)' needs both bridge_identity and bridge_psk")
+        }
+        if bridgeIdentity != nil && (bridgeCAFile != nil || bridgeCAPath != nil || bridgeCertFile != nil) {
+            throw directive.error(
+                .incompleteSection,
+                "bridge '\(name)' sets both certificate and PSK encryption; only one can be used on a bridge (as in Mosquitto)"
+            )
+        }
         if !usesTLS && (bridgeCertFile != nil || bridgeInsecure || bridgeALPN != nil) {
             throw directive.error(
                 .incompleteSection,
                 "bridge '\(name)' sets TLS options but neither bridge_cafile nor bridge_capath"
             )
         }
+    }
+}
+
+/// `bridge_psk`'s hexadecimal key as bytes; nil for anything else (odd length, other characters).
+func hexBytes(_ text: String) -> [UInt8]? {
+    let digits = Array(text.utf8)
+    guard digits.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    for index in stride(from: 0, to: digits.count, by: 2) {
+        guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
+    }
+    return bytes
+}
+
+private func hexValue(_ digit: UInt8) -> UInt8? {
+    switch digit {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+    default: nil
     }
 }

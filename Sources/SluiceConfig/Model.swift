@@ -221,6 +221,10 @@ public struct BridgeConfig: Sendable, Equatable {
     public var bridgeKeyFile: String?
     /// `bridge_insecure`: skip host name verification. Default false.
     public var bridgeInsecure: Bool = false
+    /// `bridge_identity` and `bridge_psk` (hex): TLS with a pre-shared key instead of certificates
+    /// (TLS 1.2 PSK cipher suites). Both or neither; not with `bridge_cafile`/`bridge_capath`/`bridge_certfile`.
+    public var bridgeIdentity: String?
+    public var bridgePSK: [UInt8]?
     /// `bridge_alpn`: the ALPN protocol offered in the TLS handshake (e.g. `x-amzn-mqtt-ca` for AWS IoT
     /// on port 443). Needs TLS. Default none.
     public var bridgeALPN: String?
@@ -269,7 +273,7 @@ public struct BridgeConfig: Sendable, Equatable {
     }
 
     /// True when the link to the central broker uses TLS (`bridge_cafile` or `bridge_capath` set).
-    public var usesTLS: Bool { bridgeCAFile != nil || bridgeCAPath != nil }
+    public var usesTLS: Bool { bridgeCAFile != nil || bridgeCAPath != nil || bridgeIdentity != nil }
 }
 
 /// The whole of gateway.conf, validated. Every property documents its key and default.

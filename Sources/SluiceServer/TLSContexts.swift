@@ -96,11 +96,23 @@ enum TLSContexts {
 
     /// The client context for a bridge connection, and whether the caller must verify the remote hostname
     /// (pass `serverHostname` to `NIOSSLClientHandler` when true).
+    /// The PSK suites BoringSSL has, forward-secret ones first.
+    static let pskCipherSuites =
+        "ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES128-CBC-SHA:ECDHE-PSK-AES256-CBC-SHA:PSK-AES128-CBC-SHA:PSK-AES256-CBC-SHA"
+
     static func bridgeClient(_ bridge: BridgeConfig) throws -> (context: NIOSSLContext, verifyHostname: Bool) {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = try minimumVersion(bridge.bridgeTLSVersion, option: "bridge_tls_version")
         configuration.certificateVerification = bridge.bridgeInsecure ? .noHostnameVerification : .fullVerification
         if let alpn = bridge.bridgeALPN { configuration.applicationProtocols = [alpn] }
+        if let identity = bridge.bridgeIdentity, let key = bridge.bridgePSK {
+            // BoringSSL offers external pre-shared keys through TLS 1.2's PSK cipher suites only.
+            let secret = NIOSSLSecureBytes(key)
+            configuration.pskClientProvider = { _ in PSKClientIdentityResponse(key: secret, identity: identity) }
+            configuration.maximumTLSVersion = .tlsv12
+            configuration.cipherSuites = TLSContexts.pskCipherSuites
+            configuration.certificateVerification = .none  // no certificate: the shared key authenticates the remote
+        }
         if bridge.bridgeCAFile != nil || bridge.bridgeCAPath != nil {
             try applyTrustRoots(
                 caFile: bridge.bridgeCAFile,
@@ -130,7 +142,7 @@ enum TLSContexts {
             keyFile: bridge.bridgeKeyFile,
             ciphers: nil
         )
-        return (context, !bridge.bridgeInsecure)
+        return (context, !bridge.bridgeInsecure && bridge.bridgeIdentity == nil)
     }
 
     /// The subject common name of a peer certificate (the first CN, as Mosquitto's `use_identity_as_username`

@@ -208,3 +208,15 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError("listener 1883\nmount_point site/+/\n")?.kind == .badValue)
     #expect(parseError("listener 1883\nmount_point a/#\n")?.kind == .badValue)
 }
+
+@Test func bridgePSKNeedsBothKeysHexAndNoCertificates() throws {
+    let bridge = "connection c\naddress 127.0.0.1:8883\ntopic a/# out\n"
+    let config = try #require(try parse(bridge + "bridge_identity gw1\nbridge_psk 0aFF10\n").bridges.first)
+    #expect(config.bridgeIdentity == "gw1" && config.bridgePSK == [0x0A, 0xFF, 0x10] && config.usesTLS)
+    #expect(parseError(bridge + "bridge_identity gw1\n")?.kind == .incompleteSection)
+    #expect(parseError(bridge + "bridge_psk 0a\n")?.kind == .incompleteSection)
+    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0g\n")?.kind == .badValue)
+    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk abc\n")?.kind == .badValue)
+    let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
+    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0a\nbridge_cafile \(ca)\n")?.kind == .incompleteSection)
+}
