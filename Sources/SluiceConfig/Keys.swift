@@ -318,13 +318,20 @@ enum KeyRule: Sendable {
         },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
         "crlfile": .unsupported(
-            "certificate revocation lists are not checked (remove the revoked certificate's CA, or use password_file)"
+            "SwiftNIO SSL's TLSConfiguration has no way to load a revocation list into its verifier, so revoked client certificates cannot be refused (remove the revoked certificate's CA, or use password_file)"
         ),
         "ciphers_tls1.3": .unsupported(
             "SwiftNIO SSL (BoringSSL) does not let the TLS 1.3 suites be chosen; all of them are strong (remove the line)"
         ),
-        "psk_file": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
-        "psk_hint": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
+        "psk_file": .global { c, d throws(ConfigError) in c.pskFile = try d.existingPath() },
+        "psk_hint": .listener { l, d throws(ConfigError) in
+            guard l.certFile == nil else {
+                throw d.unsupported(
+                    "a Sluice listener is either certificate or PSK TLS, not both (give the PSK clients a listener of their own)"
+                )
+            }
+            l.listener.pskHint = try d.singleString()
+        },
         "bridge_identity": .bridge { b, d throws(ConfigError) in b.bridgeIdentity = try d.singleToken() },
         "bridge_psk": .bridge { b, d throws(ConfigError) in
             let hex = try d.singleToken()
@@ -366,6 +373,12 @@ struct ListenerDraft: Sendable {
             caFile != nil || caPath != nil || certFile != nil || keyFile != nil || requireCertificate != nil
             || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
         guard anyTLS else { return result }
+        if listener.pskHint != nil {
+            throw directive.error(
+                .incompleteSection,
+                "this listener has psk_hint and certificate options; a Sluice listener is either certificate or PSK TLS"
+            )
+        }
         guard let certFile, let keyFile else {
             let missing = [certFile == nil ? "certfile" : nil, keyFile == nil ? "keyfile" : nil].compactMap { $0 }
             throw directive.error(
@@ -446,8 +459,8 @@ extension BridgeConfig {
     }
 }
 
-/// `bridge_psk`'s hexadecimal key as bytes; nil for anything else (odd length, other characters).
-func hexBytes(_ text: String) -> [UInt8]? {
+/// A hexadecimal key (`bridge_psk`, psk_file) as bytes; nil for anything else (odd length, other characters).
+public func hexBytes(_ text: String) -> [UInt8]? {
     let digits = Array(text.utf8)
     guard digits.count % 2 == 0 else { return nil }
     var bytes: [UInt8] = []

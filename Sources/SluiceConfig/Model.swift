@@ -68,6 +68,9 @@ public struct Listener: Sendable, Equatable {
     /// `bind_interface NAME`: accept connections arriving on this network interface only
     /// (SO_BINDTODEVICE, as Mosquitto). Default nil: any.
     public var bindInterface: String?
+    /// `psk_hint`: TLS with pre-shared keys from `psk_file` on this listener (TLS 1.2 PSK suites), instead
+    /// of certificates. Default none.
+    public var pskHint: String?
     /// `mount_point PREFIX`: this listener's clients publish, subscribe and leave wills under PREFIX
     /// (ACL checks see the prefixed topic) and receive topics without it, as in Mosquitto. Default none.
     public var mountPoint: String?
@@ -358,6 +361,8 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `pid_file`: `sluice run` writes its PID here at start and removes the file at exit (Mosquitto
     /// 2.0 does so only with -d; Sluice never daemonizes). Default none.
     public var pidFile: String?
+    /// `psk_file`: `identity:hexkey` lines for the listeners with `psk_hint`. Default none.
+    public var pskFile: String?
     /// `user`: started as root, `sluice run` drops to this user once its listeners are bound and its
     /// store and log files are open (as Mosquitto does; `root` keeps root). Files read later (SIGHUP
     /// reloads, new store files) must be readable by that user. Default none: no change of user.

@@ -253,7 +253,9 @@ public final class GatewayService: Service, Sendable {
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
-        let tls = try listener.tls.map { try TLSContexts.server($0) }
+        let tls = try listener.tls.map { try TLSContexts.server($0) } ?? listener.pskHint.map { hint in
+            try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile)
+        }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
         // fallback needs a fresh bootstrap.

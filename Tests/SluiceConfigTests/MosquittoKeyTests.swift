@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "crlfile /etc/crl.pem", "psk_hint gw",
+    "crlfile /etc/crl.pem",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
@@ -219,4 +219,12 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk abc\n")?.kind == .badValue)
     let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
     #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0a\nbridge_cafile \(ca)\n")?.kind == .incompleteSection)
+}
+
+@Test func pskHintIsPerListenerAndNotWithCertificates() throws {
+    #expect(try parse("listener 8883\npsk_hint gw\n").listeners.first?.pskHint == "gw")
+    let dir = FileManager.default.currentDirectoryPath + "/fixtures/tls/"
+    #expect(parseError("listener 8883\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\npsk_hint gw\n")?.kind == .unsupportedKey)
+    #expect(parseError("listener 8883\npsk_hint gw\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\n")?.kind == .incompleteSection)
+    #expect(parseError("psk_file /nonexistent/psk\n") != nil)
 }
