@@ -103,6 +103,8 @@ public struct Broker: Sendable {
     }
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+    /// Its CONNECT waits until the connection holding its client identifier is gone.
+    public func awaitsTakeover(_ connection: ConnectionID) -> Bool { awaitingTakeover[connection] != nil }
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
     public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
     public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }

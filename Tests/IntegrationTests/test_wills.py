@@ -7,7 +7,7 @@ import pytest
 import mqttraw
 from mqttraw import PUBLISH, SUBACK
 from mqttraw import read_publishes
-from conftest import uid
+from conftest import IS_SLUICE, uid
 
 
 def watcher(raw, topic, qos=1, version=4):
@@ -156,9 +156,9 @@ def test_no_will_after_clean_disconnect_and_immediate_reconnect(raw, version):
 
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_takeover_of_a_connection_that_did_not_disconnect_publishes_its_will(raw, version):
+def test_takeover_of_a_connection_that_did_not_disconnect_publishes_its_will(broker, raw, version):
     """The other side of the same race: a taken-over connection that sent no DISCONNECT still
-    yields its will, and the new connection is admitted."""
+    yields its will, and the new connection is admitted (and logged, as every connection is)."""
     topic = f"will/{uid()}"
     cid = uid("stale")
     w = watcher(raw, topic)
@@ -169,6 +169,9 @@ def test_takeover_of_a_connection_that_did_not_disconnect_publishes_its_will(raw
     assert old.is_closed(3), "taken-over connection still open"
     got = read_publishes(w, 3.0, expect=1, ack=True)
     assert [p.payload for p in got] == [b"stale"]
+    if IS_SLUICE:
+        connected = [line for line in broker.log().splitlines() if "client connected" in line and f"client={cid} " in line]
+        assert len(connected) == 2, broker.log()
 
 
 @pytest.mark.parametrize("version", [4, 5])
