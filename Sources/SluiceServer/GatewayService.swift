@@ -101,7 +101,10 @@ public final class GatewayService: Service, Sendable {
                 let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters)
                 channels.append(try await metrics.bind(address, group: group, logger: logger))
             }
-            if let user = config.user, PrivilegeDrop.isNeeded(user: user) { try PrivilegeDrop.drop(to: user, logger: logger) }
+            if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
+                let reread = [configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)
+                try PrivilegeDrop.drop(to: user, logger: logger, rereadOnReload: reread.compactMap { $0 })
+            }
         } catch {
             for channel in channels { try? await channel.close() }
             store?.close()

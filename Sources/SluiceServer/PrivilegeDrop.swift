@@ -29,7 +29,8 @@ public enum PrivilegeDrop {
         return (entry.pointee.pw_uid, entry.pointee.pw_gid)
     }
 
-    public static func drop(to user: String, logger: Logger) throws(Failure) {
+    /// `rereadOnReload`: files a SIGHUP reads again, as `user` by then: each it cannot read is warned about.
+    public static func drop(to user: String, logger: Logger, rereadOnReload: [String] = []) throws(Failure) {
         let (uid, gid) = try account(user)
         if initgroups(user, gid) != 0 { throw failure("initgroups", user) }
         if setgid(gid) != 0 { throw failure("setgid", user) }
@@ -40,6 +41,9 @@ public enum PrivilegeDrop {
             throw Failure(description: "user \(user): threads \(stillPrivileged) still run with other ids after dropping privileges")
         }
         logger.notice("dropped privileges to user \(user) (uid \(uid), gid \(gid))")
+        for path in Set(rereadOnReload).sorted() where access(path, R_OK) != 0 {
+            logger.warning("user \(user) cannot read \(path): a SIGHUP reload will fail until it can (chown or chmod it)")
+        }
     }
 
     private static func failure(_ call: String, _ user: String) -> Failure {

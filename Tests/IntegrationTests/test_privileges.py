@@ -3,8 +3,10 @@ its store and log files (issue 16 item 2). Runs as root with a throwaway user ma
 
 import os
 import pwd
+import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -138,3 +140,26 @@ def test_user_root_keeps_root(tmp_path):
             assert c.connect(uid("root")).reason == 0
     finally:
         b.stop()
+
+
+def test_files_a_reload_rereads_are_checked_for_the_new_user(tmp_path, throwaway_user):
+    if not IS_SLUICE:
+        pytest.skip("Sluice's own warning")
+    shared = Path(tempfile.mkdtemp(prefix="sluice-priv-"))  # /tmp/pytest-of-root is root's only
+    try:
+        shared.chmod(0o755)
+        acl = shared / "acl"
+        acl.write_text("topic readwrite #\n")
+        acl.chmod(0o644)
+        passwords = shared / "passwd"
+        passwords.write_text("")
+        passwords.chmod(0o600)  # root's only: the dropped user cannot read it at the next SIGHUP
+        b = broker_with_user(tmp_path, f"acl_file {acl}\npassword_file {passwords}\nallow_anonymous true\n"
+                                       f"user {throwaway_user.pw_name}\n").start()
+        try:
+            assert f"cannot read {passwords}: a SIGHUP reload will fail" in b.log()
+            assert f"cannot read {acl}" not in b.log()
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
