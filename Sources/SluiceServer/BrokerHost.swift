@@ -92,18 +92,23 @@ final class BrokerHost: @unchecked Sendable {
 
     private func admit(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         let actions = core.connect(id, packet, listener: handle.listener, now: now)
-        if connectionMessages && core.isConnected(id) {
-            logger.info(
-                "client connected",
-                metadata: [
-                    "client": "\(core.clientID(of: id) ?? packet.clientIdentifier)", "remote": "\(handle.remoteAddress)",
-                    "protocol": "\(packet.protocolVersion)", "clean": "\(packet.cleanStart)",
-                    "keepalive": "\(packet.keepAlive)",
-                ]
-            )
+        if connectionMessages {
+            let metadata: Logger.Metadata = [
+                "client": "\(core.clientID(of: id) ?? packet.clientIdentifier)", "remote": "\(handle.remoteAddress)",
+                "protocol": "\(packet.protocolVersion)", "clean": "\(packet.cleanStart)",
+                "keepalive": "\(packet.keepAlive)",
+            ]
+            if core.isConnected(id) {
+                logger.info("client connected", metadata: metadata)
+            } else if core.awaitsTakeover(id) {
+                connectLogsAwaitingTakeover[id] = metadata  // logged with its CONNACK, once the old connection is gone
+            }
         }
         run(actions)
     }
+
+    /// `connection_messages` lines of connections waiting for a takeover, logged with their CONNACK.
+    private var connectLogsAwaitingTakeover: [ConnectionID: Logger.Metadata] = [:]
 
     func receive(_ id: ConnectionID, _ packets: [Packet]) {
         loop.preconditionInEventLoop()
@@ -120,6 +125,7 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
         awaitingAuthentication[id] = nil
+        connectLogsAwaitingTakeover[id] = nil
         if connectionMessages, let clientID = core.clientID(of: id) {
             logger.info("client disconnected", metadata: ["client": "\(clientID)"])
         }
@@ -400,6 +406,11 @@ final class BrokerHost: @unchecked Sendable {
         for action in actions {
             switch action {
             case .send(let id, let packet):
+                if !connectLogsAwaitingTakeover.isEmpty, case .connAck(let ack) = packet,
+                    let metadata = connectLogsAwaitingTakeover.removeValue(forKey: id), ack.reasonCode == .success
+                {
+                    logger.info("client connected", metadata: metadata)
+                }
                 outbox[id, default: []].append(packet)
             case .close(let id, let disconnect):
                 if let handle = connections[id] {
@@ -407,6 +418,15 @@ final class BrokerHost: @unchecked Sendable {
                     handle.deliver(outbox.removeValue(forKey: id) ?? [], close: close)
                 } else {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
+                }
+            case .takeOver(let id, let disconnect):
+                if let handle = connections[id] {
+                    handle.deliver(outbox.removeValue(forKey: id) ?? [], close: .afterReading(disconnect))
+                } else if inProcessClients[id] != nil {
+                    closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
+                } else {
+                    // Gone already: the connection that waits for it must not wait for a `closed` that never comes.
+                    loop.execute { self.run(self.core.closed(id, now: self.now)) }
                 }
             case .persist(let token, let message):
                 if let durableSink {
