@@ -33,6 +33,8 @@ public enum BridgeCloseReason: Sendable, Hashable, CustomStringConvertible {
     case remoteDisconnected(ReasonCode)
     /// `stop()` was called.
     case stopped
+    /// `start_type lazy`: nothing sent or received for `idle_timeout`.
+    case idle
 
     public var description: String {
         switch self {
@@ -43,6 +45,7 @@ public enum BridgeCloseReason: Sendable, Hashable, CustomStringConvertible {
         case .protocolError(let message): "protocol error: \(message)"
         case .remoteDisconnected(let code): "remote sent DISCONNECT with reason \(code) (\(code.name))"
         case .stopped: "bridge stopped"
+        case .idle: "idle (start_type lazy)"
         }
     }
 }

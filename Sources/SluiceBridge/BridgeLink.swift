@@ -78,6 +78,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var lastSent: Instant?
         var lastReceived: Instant?
         var lastProgress: Instant?
+        /// The last PUBLISH sent or received (`start_type lazy`'s idle timeout).
+        var lastMessage: Instant?
         var pingOutstanding = false
         var stable = false
         /// seq → topic and size of QoS 1 messages in flight, for the log when one goes bad.
@@ -183,6 +185,18 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     }
 
     // MARK: - Events
+
+    /// `start_type lazy` and not connected or connecting: the runner reports the queue's depth.
+    public var awaitsThreshold: Bool {
+        guard case .lazy = configuration.startType, case .idle = state else { return false }
+        return true
+    }
+
+    /// The queue holds `count` messages: a lazy link that waits starts at its threshold.
+    public mutating func queued(count: Int) -> [BridgeAction] {
+        guard case .lazy(let threshold, _) = configuration.startType, awaitsThreshold, count >= threshold else { return [] }
+        return [.log(.info, "bridge \(configuration.name): \(count) messages queued (threshold \(threshold)): connecting")] + start()
+    }
 
     /// Start connecting, to the first address.
     public mutating func start() -> [BridgeAction] {
@@ -358,6 +372,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 online.inflight[message.packetIdentifier!] = item.seq
                 online.sent[item.seq] = SentMessage(topic: message.topic, size: message.payload.readableBytes)
                 online.cursor = item.seq
+                online.lastMessage = now
                 send(.publish(message), &online, &actions)
                 statistics.published += 1
             }
@@ -508,22 +523,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     /// Shut down: publish the remote notification "0", DISCONNECT, close; no reconnect afterwards.
     public mutating func stop() -> [BridgeAction] {
         switch state {
-        case .online(var online):
+        case .online(let online):
             state = .modifying
-            var actions: [BridgeAction] = []
-            if let topic = configuration.notificationTopic {
-                // A normal DISCONNECT discards the will, so say "0" ourselves.
-                send(
-                    .publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true)),
-                    &online,
-                    &actions
-                )
-            }
-            send(.disconnect(DisconnectPacket()), &online, &actions)
-            actions += leaveOnline(online, countAttempt: false)
-            actions.append(.close(.stopped))
-            state = .stopped
-            return actions
+            return disconnect(online, .stopped, then: .stopped)
         case .connecting, .awaitingConnAck:
             state = .stopped
             return [.close(.stopped)]
@@ -594,6 +596,14 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             if online.lastSent == nil { online.lastSent = now }
             if online.lastReceived == nil { online.lastReceived = now }
             if online.lastProgress == nil { online.lastProgress = now }
+            if online.lastMessage == nil { online.lastMessage = now }
+            if case .lazy(_, let idleTimeout) = configuration.startType, online.inflight.isEmpty, online.drained,
+                !online.fetchOutstanding, online.awaitingLocal.isEmpty, online.notificationId == nil,
+                let last = online.lastMessage, last.duration(to: now) >= idleTimeout
+            {
+                return [.log(.info, "bridge \(configuration.name): idle for \(idleTimeout) (start_type lazy): disconnecting")]
+                    + disconnect(online, .idle, then: .idle)
+            }
             if !online.stable, let since = online.since, since.duration(to: now) >= configuration.stablePeriod {
                 online.stable = true
                 backoff.reset()
@@ -692,7 +702,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             }.min(),
             lastSent: now,
             lastReceived: now,
-            lastProgress: now
+            lastProgress: now,
+            lastMessage: now
         )
         statistics.connections += 1
         statistics.lastError = nil
@@ -799,6 +810,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 // The link's CONNECT allows no topic aliases [MQTT-3.3.2-9].
                 return .protocolError("topic alias from the remote, none allowed")
             }
+            online.lastMessage = now
             handleInbound(publish, &online, &actions)
             return nil
 
@@ -941,6 +953,21 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         return actions + [.stateChanged(connected: false)]
     }
 
+    /// A clean end of an online connection: the remote notification "0", DISCONNECT, close.
+    private mutating func disconnect(_ online: Online, _ reason: BridgeCloseReason, then next: State) -> [BridgeAction] {
+        var online = online
+        var actions: [BridgeAction] = []
+        if let topic = configuration.notificationTopic {
+            // A normal DISCONNECT discards the will, so say "0" ourselves.
+            send(.publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true)), &online, &actions)
+        }
+        send(.disconnect(DisconnectPacket()), &online, &actions)
+        actions += leaveOnline(online, countAttempt: false)
+        actions.append(.close(reason))
+        state = next
+        return actions
+    }
+
     private mutating func closeOnline(_ online: Online, _ reason: BridgeCloseReason) -> [BridgeAction] {
         statistics.lastError = reason.description
         let actions = leaveOnline(online, countAttempt: true)
@@ -1064,6 +1091,10 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     /// Pick the next address (Mosquitto's `round_robin`) and wait out the backoff.
     private mutating func reconnect(after closing: Closing) -> [BridgeAction] {
+        if configuration.startType == .once {
+            state = .stopped
+            return [.log(.warning, "bridge \(configuration.name): connection ended; start_type once: not reconnecting")]
+        }
         let count = configuration.addressCount
         let next: Int
         if configuration.roundRobin || !closing.established {

@@ -4,6 +4,8 @@ import MQTTCore
 public struct BridgeLinkConfiguration: Sendable, Hashable {
     /// The connection name (for logs).
     public var name: String
+    /// `start_type`: when the link connects (Mosquitto's meanings).
+    public var startType: BridgeStartType = .automatic
     /// How many `address` entries there are (at least 1). The link names addresses by index.
     public var addressCount: Int
     /// Each address as the log shows it (`127.0.0.1:1884`); without one, logs say `address N`.
@@ -129,4 +131,15 @@ public struct BridgeLinkStatistics: Sendable, Hashable {
     public var connections: UInt64 = 0
     /// Connection attempts that failed or were refused.
     public var failedAttempts: UInt64 = 0
+}
+
+/// Mosquitto's `start_type`.
+public enum BridgeStartType: Sendable, Hashable {
+    /// Connect at start and after every loss.
+    case automatic
+    /// Connect once `threshold` messages wait in the queue; disconnect after `idleTimeout` with
+    /// nothing sent or received and nothing left to send. A lost connection is retried as usual.
+    case lazy(threshold: Int, idleTimeout: Duration)
+    /// Connect at start; once that connection (or attempt) ends, never again.
+    case once
 }

@@ -50,6 +50,19 @@ public struct Broker: Sendable {
     private var actions: [BrokerAction] = []
     /// Connections that ended, not yet taken by the owner (`takeDepartures()`).
     private var departures: [Departure] = []
+    /// CONNECTs whose client identifier another connection still holds, by their own connection:
+    /// they are admitted once that connection is gone (see `handleConnect`'s takeover).
+    private var awaitingTakeover: [ConnectionID: AwaitingTakeover] = [:]
+
+    private struct AwaitingTakeover {
+        var previous: ConnectionID
+        var packet: ConnectPacket
+        var listener: Int
+        /// What the new connection sent after its CONNECT meanwhile, handled once it is admitted.
+        var packets: [Packet] = []
+    }
+    /// A client that floods while it waits for its takeover is closed rather than buffered.
+    private static let maxPacketsAwaitingTakeover = 1000
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
     /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
@@ -92,6 +105,8 @@ public struct Broker: Sendable {
     }
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+    /// Its CONNECT waits until the connection holding its client identifier is gone.
+    public func awaitsTakeover(_ connection: ConnectionID) -> Bool { awaitingTakeover[connection] != nil }
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
     public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
     public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }
@@ -135,6 +150,19 @@ public struct Broker: Sendable {
 
     /// Any packet after CONNECT.
     public mutating func receive(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
+        handle(packet, from: connection, now: now)
+        return takeActions()
+    }
+
+    private mutating func handle(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) {
+        if awaitingTakeover[connection] != nil {
+            guard awaitingTakeover[connection]!.packets.count < Self.maxPacketsAwaitingTakeover else {
+                awaitingTakeover[connection] = nil
+                return refuse(connection, .serverBusy)
+            }
+            awaitingTakeover[connection]!.packets.append(packet)
+            return
+        }
         guard var client = connections[connection] else {
             // Not (or no longer) connected: only a CONNECT is acceptable [MQTT-3.1.0-1].
             if case .connect(let connect) = packet {
@@ -142,7 +170,7 @@ public struct Broker: Sendable {
             } else {
                 actions.append(.close(connection, nil))
             }
-            return takeActions()
+            return
         }
         client.lastActivity = now
         connections[connection] = client
@@ -165,12 +193,14 @@ public struct Broker: Sendable {
         case .connAck, .subAck, .unsubAck, .pingResp:
             protocolViolation(connection, .protocolError, "server-to-client packet from a client", now: now)
         }
-        return takeActions()
     }
 
     /// The connection's socket closed (by the peer, by us, or by an error).
     public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
-        detach(connection, now: now, reason: .socketClosed)
+        if awaitingTakeover.removeValue(forKey: connection) == nil {
+            let takenOver = awaitingTakeover.values.contains { $0.previous == connection }
+            detach(connection, now: now, reason: takenOver ? .takenOver : .socketClosed)
+        }
         return takeActions()
     }
 
@@ -297,7 +327,13 @@ public struct Broker: Sendable {
 
     // MARK: CONNECT
 
-    private mutating func handleConnect(_ connection: ConnectionID, _ packet: ConnectPacket, listener: Int, now: BrokerTime) {
+    private mutating func handleConnect(
+        _ connection: ConnectionID,
+        _ packet: ConnectPacket,
+        listener: Int,
+        now: BrokerTime,
+        tookOver: Bool = false
+    ) {
         let version = packet.protocolVersion
         func refuse(_ code: ReasonCode) { self.refuse(connection, code) }
         if packet.properties.authenticationMethod != nil {
@@ -324,13 +360,19 @@ public struct Broker: Sendable {
             clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
             assigned = clientID
         }
-        if let will = packet.will, let policy = accessPolicy,
+        // `mount_point`: the will is published under the listener's prefix, and checked there.
+        let will = packet.will.map { will in
+            var mounted = will
+            mounted.topic = (settings.listenerMountPoints[listener] ?? "") + will.topic
+            return mounted
+        }
+        if let will, let policy = accessPolicy,
             !policy.mayPublish(clientID: clientID, username: packet.username, topic: will.topic)
         {
             return refuse(.notAuthorized)
         }
 
-        let isTakeover = sessions[clientID]?.connection != nil
+        let isTakeover = tookOver || sessions[clientID]?.connection != nil
         if !isTakeover {
             if let limit = settings.maxConnections, connections.count >= limit { return refuse(.quotaExceeded) }
             if let limit = settings.listenerConnectionLimits[listener], connectionsPerListener[listener, default: 0] >= limit {
@@ -364,10 +406,16 @@ public struct Broker: Sendable {
             }
         }
 
-        // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3].
+        // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3], but only
+        // once what its client sent before has been read: a client that sends DISCONNECT and reconnects
+        // at once can have the new CONNECT handled first, and its will must still not be published
+        // [MQTT-3.1.2-10]. This connection waits until the old one is gone (`admitAfterTakeover`).
         if let existing = sessions[clientID]?.connection {
-            close(existing, reason: .sessionTakenOver)
-            detach(existing, now: now, reason: .takenOver, takenOverWithCleanStart: packet.cleanStart)
+            if !awaitingTakeover.values.contains(where: { $0.previous == existing }) {
+                close(existing, reason: .sessionTakenOver, afterReading: true)
+            }
+            awaitingTakeover[connection] = AwaitingTakeover(previous: existing, packet: packet, listener: listener)
+            return
         }
 
         let expiry: UInt32
@@ -379,7 +427,8 @@ public struct Broker: Sendable {
         var sessionPresent = false
         let wasPersistent = sessions[clientID]?.isPersistent ?? false
         if packet.cleanStart || sessions[clientID]?.expiresAt().map({ $0 <= now }) == true {
-            if sessions[clientID] != nil { endSession(clientID, now: now, publishWill: false) }
+            // A clean start ends the old session, so a will it delays goes out now [MQTT-3.1.3-9].
+            if sessions[clientID] != nil { endSession(clientID, now: now) }
         } else if sessions[clientID] != nil {
             sessionPresent = true
         }
@@ -409,7 +458,7 @@ public struct Broker: Sendable {
             receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
             maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
             topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
-            will: packet.will
+            will: will
         )
         connections[connection]?.isBridge = packet.isBridge
         connectionsPerListener[listener, default: 0] += 1
@@ -462,6 +511,7 @@ public struct Broker: Sendable {
         if topic.isEmpty {
             return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
         }
+        if let mount = settings.listenerMountPoints[client.listener] { topic = mount + topic }
         if Topic.exceedsLevels(topic, limit: settings.maxTopicLevels) {
             // MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
             // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
@@ -643,7 +693,9 @@ public struct Broker: Sendable {
         let identifier = packet.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
         var retainedToSend: [(filter: String, subscription: Subscription)] = []
-        for request in packet.subscriptions {
+        let mount = settings.listenerMountPoints[client.listener]
+        for var request in packet.subscriptions {
+            if let mount { request.filter = Self.mounted(request.filter, at: mount) }
             if SubscriptionTree.exceedsLevels(filter: request.filter, limit: settings.maxTopicLevels) {
                 // A well-formed filter this server does not accept: 0x8F Topic Filter invalid (MQTT 5
                 // 3.9.3), 0x80 Failure in 3.1.1 (3.9.3); the other filters of the SUBSCRIBE are served.
@@ -702,12 +754,22 @@ public struct Broker: Sendable {
     }
 
     private mutating func handleUnsubscribe(_ packet: UnsubscribePacket, from connection: ConnectionID) {
-        guard let clientID = connections[connection]?.clientID else { return }
-        let codes: [ReasonCode] = packet.filters.map { filter in
+        guard let client = connections[connection] else { return }
+        let clientID = client.clientID
+        let mount = settings.listenerMountPoints[client.listener]
+        let codes: [ReasonCode] = packet.filters.map { written in
+            let filter = mount.map { Self.mounted(written, at: $0) } ?? written
             sessions[clientID]?.subscriptions[filter] = nil
             return subscriptions.remove(filter: filter, clientID: clientID) ? .success : .noSubscriptionExisted
         }
         replyAfterSave(.unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+    }
+
+    /// `mount_point`: a client's filter under its listener's prefix; a shared subscription keeps its
+    /// `$share/GROUP/` in front.
+    static func mounted(_ filter: String, at mount: String) -> String {
+        guard let shared = Topic.sharedSubscription(filter) else { return mount + filter }
+        return "$share/\(shared.group)/\(mount)\(shared.filter)"
     }
 
     /// A persistent session's subscriptions are saved before the SUBACK/UNSUBACK confirms them.
@@ -740,15 +802,14 @@ public struct Broker: Sendable {
         detach(connection, now: now, reason: .clientDisconnect(packet.reasonCode))
     }
 
-    /// Unbinds a connection from its session: the will, session expiry at 0, bookkeeping.
-    private mutating func detach(
-        _ connection: ConnectionID,
-        now: BrokerTime,
-        reason: DepartureReason,
-        takenOverWithCleanStart: Bool = false
-    ) {
+    /// Unbinds a connection from its session: the will, session expiry at 0, bookkeeping; then admits
+    /// a connection that waited to take its session over.
+    private mutating func detach(_ connection: ConnectionID, now: BrokerTime, reason: DepartureReason) {
         guard let client = connections.removeValue(forKey: connection) else { return }
-        departures.append(Departure(connection: connection, clientID: client.clientID, protocolVersion: client.version, reason: reason))
+        departures.append(
+            Departure(connection: connection, clientID: client.clientID, protocolVersion: client.version, reason: reason)
+        )
+        defer { admitAfterTakeover(of: connection, now: now) }
         connectionsPerListener[client.listener, default: 1] -= 1
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
@@ -757,7 +818,7 @@ public struct Broker: Sendable {
         if !client.disconnectedCleanly, let will = client.will {
             let message = willMessage(will, origin: client.clientID, now: now)
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
-            if delay == 0 || session.expiryInterval == 0 || takenOverWithCleanStart {
+            if delay == 0 || session.expiryInterval == 0 {
                 route(message, now: now)
                 if message.retain { storeRetained(message) }
             } else {
@@ -765,6 +826,18 @@ public struct Broker: Sendable {
             }
         }
         if session.expiryInterval == 0 { endSession(client.clientID, now: now) }
+    }
+
+    /// The connections that waited for `previous` to be gone connect now, in the order they came.
+    private mutating func admitAfterTakeover(of previous: ConnectionID, now: BrokerTime) {
+        guard !awaitingTakeover.isEmpty else { return }
+        let waiting = awaitingTakeover.filter { $0.value.previous == previous }.sorted { $0.key.rawValue < $1.key.rawValue }
+        for (connection, pending) in waiting {
+            awaitingTakeover[connection] = nil
+            // A second waiter finds the first connected and waits again, for it.
+            handleConnect(connection, pending.packet, listener: pending.listener, now: now, tookOver: true)
+            for packet in pending.packets { handle(packet, from: connection, now: now) }
+        }
     }
 
     private func willMessage(_ will: Will, origin: String, now: BrokerTime) -> Message {
@@ -803,15 +876,21 @@ public struct Broker: Sendable {
         detach(connection, now: now, reason: .protocolError(reason))
     }
 
-    private mutating func close(_ connection: ConnectionID, reason: ReasonCode, reasonString: String? = nil) {
+    /// `afterReading`: close once the client's bytes already sent have been read (a takeover).
+    private mutating func close(
+        _ connection: ConnectionID,
+        reason: ReasonCode,
+        reasonString: String? = nil,
+        afterReading: Bool = false
+    ) {
         guard let client = connections[connection] else { return }
+        var disconnect: DisconnectPacket? = nil
         if client.version >= .v5 {
             var properties = Properties()
             properties.reasonString = reasonString
-            actions.append(.close(connection, DisconnectPacket(reasonCode: reason, properties: properties)))
-        } else {
-            actions.append(.close(connection, nil))
+            disconnect = DisconnectPacket(reasonCode: reason, properties: properties)
         }
+        actions.append(afterReading ? .takeOver(connection, disconnect) : .close(connection, disconnect))
     }
 
     // MARK: Routing and delivery
@@ -963,8 +1042,14 @@ public struct Broker: Sendable {
         if !delivery.subscriptionIdentifiers.isEmpty || !properties.subscriptionIdentifiers.isEmpty {
             properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
         }
+        var topic = delivery.message.topic
+        if let mount = settings.listenerMountPoints[client.listener] {
+            // The client sees topics without its listener's prefix; one outside it never reaches it (Mosquitto).
+            guard topic.hasPrefix(mount), topic.utf8.count > mount.utf8.count else { return false }
+            topic.removeFirst(mount.count)
+        }
         var packet = PublishPacket(
-            topic: delivery.message.topic,
+            topic: topic,
             payload: delivery.message.payload,
             qos: delivery.qos,
             retain: delivery.retain,

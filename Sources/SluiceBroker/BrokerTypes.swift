@@ -22,6 +22,9 @@ public struct BrokerSettings: Sendable {
     public var maxQueuedBytes: Int = 0
     /// Connected clients at most (nil = unlimited); further CONNECTs get 0x97 Quota exceeded.
     public var maxConnections: Int? = nil
+    /// `mount_point` by listener index: prepended to its clients' PUBLISH topics, SUBSCRIBE filters and
+    /// wills (ACL checks see the result), removed from what they receive.
+    public var listenerMountPoints: [Int: String] = [:]
     /// Per-listener limits (Mosquitto's `max_connections` inside a `listener` section), by listener index.
     public var listenerConnectionLimits: [Int: Int] = [:]
     /// Largest packet accepted from clients (`max_packet_size`); announced as Maximum Packet Size (MQTT 5).
@@ -140,6 +143,9 @@ public enum BrokerAction: Sendable {
     case send(ConnectionID, Packet)
     /// Close a connection, sending a DISCONNECT first when one is given (MQTT 5 only).
     case close(ConnectionID, DisconnectPacket?)
+    /// Close a connection whose session a new connection takes over, as `close`, but only after reading
+    /// what its client had already sent (a DISCONNECT there cancels the will), then report `closed`.
+    case takeOver(ConnectionID, DisconnectPacket?)
     /// Append the message to the durable queues, then answer with `Broker.persisted(token:accepted:now:)`.
     /// The publisher's PUBACK/PUBREC waits for that answer.
     case persist(token: UInt64, message: Message)

@@ -301,7 +301,8 @@ extension KeyRule {
 
     /// Honoured keys whose values Sluice restricts: shown in the key list beside "honoured".
     static let notes: [String: String] = [
-        "start_type": "automatic only; lazy and once are refused (bridges stay connected and queue on disk)",
+        "psk_hint": "a listener is either certificate or PSK TLS (TLS 1.2 PSK suites); use_identity_as_username does not apply to PSK",
+        "start_type": "lazy counts the messages in the bridge's disk queue against threshold",
         "bridge_outgoing_retain": "true (the default) only",
         "bridge_attempt_unsubscribe": "true (the default) only",
         "upgrade_outgoing_qos": "false (the default) only",

@@ -133,6 +133,18 @@ enum KeyRule: Sendable {
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
+        "mount_point": .listener { l, d throws(ConfigError) in
+            let prefix = try d.singleString()
+            guard !prefix.isEmpty, !prefix.contains("+"), !prefix.contains("#"), !prefix.contains("\u{0}") else {
+                throw d.error(.badValue, "a mount point is a topic prefix without wildcards, got '\(prefix)'")
+            }
+            l.listener.mountPoint = prefix
+        },
+        "bind_interface": .listener { l, d throws(ConfigError) in
+            let name = try d.singleToken()
+            guard (1...15).contains(name.utf8.count) else { throw d.error(.badValue, "an interface name is 1 to 15 bytes") }
+            l.listener.bindInterface = name
+        },
         "socket_domain": .listener { l, d throws(ConfigError) in
             l.listener.socketDomain = try d.word(["ipv4": .ipv4, "ipv6": .ipv6])
         },
@@ -199,7 +211,7 @@ enum KeyRule: Sendable {
         // Mosquitto keys accepted and ignored: `check` warns and `run` logs each at start with
         // what Sluice does instead.
         "pid_file": .global { c, d throws(ConfigError) in c.pidFile = try d.singleString() },
-        "user": .ignored("Sluice does not change user after start: run it as the service user (the systemd unit does, User=sluice)"),
+        "user": .global { c, d throws(ConfigError) in c.user = try d.singleToken() },
         "log_dest": .global { c, d throws(ConfigError) in
             let words = try d.tokens(min: 1, max: 2)
             switch (words[0], words.count) {
@@ -243,24 +255,16 @@ enum KeyRule: Sendable {
         "local_cleansession": .ignored(
             "the bridge publishes into the broker directly, without a local client or local session"
         ),
-        "idle_timeout": .ignored("only used by start_type lazy, which Sluice refuses; its bridges stay connected"),
-        "threshold": .ignored("only used by start_type lazy, which Sluice refuses; its bridges stay connected"),
+        "idle_timeout": .bridge { b, d throws(ConfigError) in b.idleTimeout = try d.int(1...86_400 * 365) },
+        "threshold": .bridge { b, d throws(ConfigError) in b.threshold = try d.int(1...Int(Int32.max)) },
         "auth_plugin_deny_special_chars": .ignored("only affects authentication plugins, which Sluice does not load"),
         "dhparamfile": .ignored("SwiftNIO SSL (BoringSSL) offers no DHE cipher suites, only ECDHE: no DH parameters are used"),
         "websockets_headers_size": .ignored("the websockets listener uses SwiftNIO's HTTP header size limit"),
         "websockets_log_level": .ignored("websockets events are logged by 'log_type websockets'"),
 
         // Mosquitto keys accepted only with Mosquitto's default value.
-        "start_type": .bridge { _, d throws(ConfigError) in
-            let word = try d.singleToken()
-            guard word == "automatic" else {
-                guard word == "lazy" || word == "once" else {
-                    throw d.error(.badValue, "expected automatic, lazy or once, got '\(word)'")
-                }
-                throw d.unsupported(
-                    "bridges always start at once and stay connected, queueing on disk while the link is down (write start_type automatic or remove the line)"
-                )
-            }
+        "start_type": .bridge { b, d throws(ConfigError) in
+            b.startType = try d.word(["automatic": .automatic, "lazy": .lazy, "once": .once])
         },
         "bridge_outgoing_retain": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(true, "the bridge always forwards the retain flag (remove the line)")
@@ -305,10 +309,6 @@ enum KeyRule: Sendable {
         "auth_plugin": .unsupported(
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),
-        "bind_interface": .unsupported(
-            "binding a listener to an interface by name is not implemented (write the interface's address: 'listener PORT ADDRESS')"
-        ),
-        "mount_point": .unsupported("topic mount points are not implemented (prefix the topics in the clients or the ACL)"),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
         "use_subject_as_username": .global { _, d throws(ConfigError) in
             try d.requireDefault(false, "the certificate subject is not used as user name (use_identity_as_username takes its CN)")
@@ -318,20 +318,33 @@ enum KeyRule: Sendable {
         },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
         "crlfile": .unsupported(
-            "certificate revocation lists are not checked (remove the revoked certificate's CA, or use password_file)"
+            "SwiftNIO SSL's TLSConfiguration has no way to load a revocation list into its verifier, so revoked client certificates cannot be refused (remove the revoked certificate's CA, or use password_file)"
         ),
         "ciphers_tls1.3": .unsupported(
             "SwiftNIO SSL (BoringSSL) does not let the TLS 1.3 suites be chosen; all of them are strong (remove the line)"
         ),
-        "psk_file": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
-        "psk_hint": .unsupported("TLS-PSK listeners are not implemented (use certfile/keyfile, and password_file)"),
-        "bridge_identity": .unsupported(
-            "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
-        ),
-        "bridge_psk": .unsupported(
-            "TLS-PSK bridges are not implemented (use bridge_cafile with bridge_certfile/bridge_keyfile or remote_username)"
-        ),
-        "bridge_alpn": .unsupported("ALPN on bridges is not implemented (connect to the central broker's MQTT TLS port)"),
+        "psk_file": .global { c, d throws(ConfigError) in c.pskFile = try d.existingPath() },
+        "psk_hint": .listener { l, d throws(ConfigError) in
+            guard l.certFile == nil else {
+                throw d.unsupported(
+                    "a Sluice listener is either certificate or PSK TLS, not both (give the PSK clients a listener of their own)"
+                )
+            }
+            l.listener.pskHint = try d.singleString()
+        },
+        "bridge_identity": .bridge { b, d throws(ConfigError) in b.bridgeIdentity = try d.singleToken() },
+        "bridge_psk": .bridge { b, d throws(ConfigError) in
+            let hex = try d.singleToken()
+            guard let key = hexBytes(hex), !key.isEmpty, key.count <= 256 else {
+                throw d.error(.badValue, "a pre-shared key is 1 to 256 bytes written in hexadecimal, got '\(hex)'")
+            }
+            b.bridgePSK = key
+        },
+        "bridge_alpn": .bridge { b, d throws(ConfigError) in
+            let name = try d.singleToken()
+            guard (1...255).contains(name.utf8.count) else { throw d.error(.badValue, "an ALPN protocol name is 1 to 255 bytes") }
+            b.bridgeALPN = name
+        },
         "bridge_bind_address": .unsupported(
             "the bridge's source address is not chosen; the routing table decides (add a route for the central broker)"
         ),
@@ -360,6 +373,12 @@ struct ListenerDraft: Sendable {
             caFile != nil || caPath != nil || certFile != nil || keyFile != nil || requireCertificate != nil
             || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
         guard anyTLS else { return result }
+        if listener.pskHint != nil {
+            throw directive.error(
+                .incompleteSection,
+                "this listener has psk_hint and certificate options; a Sluice listener is either certificate or PSK TLS"
+            )
+        }
         guard let certFile, let keyFile else {
             let missing = [certFile == nil ? "certfile" : nil, keyFile == nil ? "keyfile" : nil].compactMap { $0 }
             throw directive.error(
@@ -422,11 +441,42 @@ extension BridgeConfig {
         if (bridgeCertFile == nil) != (bridgeKeyFile == nil) {
             throw directive.error(.incompleteSection, "bridge '\(name)' needs both bridge_certfile and bridge_keyfile")
         }
-        if !usesTLS && (bridgeCertFile != nil || bridgeInsecure) {
+        if (bridgeIdentity == nil) != (bridgePSK == nil) {
+            throw directive.error(.incompleteSection, "bridge '\(name)' needs both bridge_identity and bridge_psk")
+        }
+        if bridgeIdentity != nil && (bridgeCAFile != nil || bridgeCAPath != nil || bridgeCertFile != nil) {
+            throw directive.error(
+                .incompleteSection,
+                "bridge '\(name)' sets both certificate and PSK encryption; only one can be used on a bridge (as in Mosquitto)"
+            )
+        }
+        if !usesTLS && (bridgeCertFile != nil || bridgeInsecure || bridgeALPN != nil) {
             throw directive.error(
                 .incompleteSection,
                 "bridge '\(name)' sets TLS options but neither bridge_cafile nor bridge_capath"
             )
         }
+    }
+}
+
+/// A hexadecimal key (`bridge_psk`, psk_file) as bytes; nil for anything else (odd length, other characters).
+public func hexBytes(_ text: String) -> [UInt8]? {
+    let digits = Array(text.utf8)
+    guard digits.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    for index in stride(from: 0, to: digits.count, by: 2) {
+        guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
+    }
+    return bytes
+}
+
+private func hexValue(_ digit: UInt8) -> UInt8? {
+    switch digit {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+    default: nil
     }
 }

@@ -65,6 +65,15 @@ public struct Listener: Sendable, Equatable {
     public var passwordFile: String?
     /// `socket_domain ipv4|ipv6`: without an address, bind only that family. Default nil: both.
     public var socketDomain: SocketDomain?
+    /// `bind_interface NAME`: accept connections arriving on this network interface only
+    /// (SO_BINDTODEVICE, as Mosquitto). Default nil: any.
+    public var bindInterface: String?
+    /// `psk_hint`: TLS with pre-shared keys from `psk_file` on this listener (TLS 1.2 PSK suites), instead
+    /// of certificates. Default none.
+    public var pskHint: String?
+    /// `mount_point PREFIX`: this listener's clients publish, subscribe and leave wills under PREFIX
+    /// (ACL checks see the prefixed topic) and receive topics without it, as in Mosquitto. Default none.
+    public var mountPoint: String?
 
     public enum SocketDomain: String, Sendable, Equatable {
         case ipv4
@@ -190,6 +199,17 @@ public struct BridgeConfig: Sendable, Equatable {
     public var notificationTopic: String?
     /// `try_private`: announce as a bridge (protocol version | 0x80). Default true.
     public var tryPrivate: Bool = true
+    /// `start_type`: automatic (connect at start, reconnect after a loss: the default); lazy (connect once
+    /// `threshold` messages wait in the queue, disconnect after `idle_timeout` seconds without traffic);
+    /// once (connect at start, never again after the connection ends).
+    public var startType: StartType = .automatic
+    public enum StartType: String, Sendable, Equatable {
+        case automatic, lazy, once
+    }
+    /// `idle_timeout` seconds (start_type lazy). Default 60, as Mosquitto.
+    public var idleTimeout: Int = 60
+    /// `threshold` queued messages that start a lazy bridge. Default 10, as Mosquitto.
+    public var threshold: Int = 10
     /// `round_robin`: after a failure move on to the next address rather than back to the first. Default false.
     public var roundRobin: Bool = false
     /// `bridge_max_packet_size` bytes, 0 = no limit beyond the protocol's. Default 0.
@@ -204,6 +224,13 @@ public struct BridgeConfig: Sendable, Equatable {
     public var bridgeKeyFile: String?
     /// `bridge_insecure`: skip host name verification. Default false.
     public var bridgeInsecure: Bool = false
+    /// `bridge_identity` and `bridge_psk` (hex): TLS with a pre-shared key instead of certificates
+    /// (TLS 1.2 PSK cipher suites). Both or neither; not with `bridge_cafile`/`bridge_capath`/`bridge_certfile`.
+    public var bridgeIdentity: String?
+    public var bridgePSK: [UInt8]?
+    /// `bridge_alpn`: the ALPN protocol offered in the TLS handshake (e.g. `x-amzn-mqtt-ca` for AWS IoT
+    /// on port 443). Needs TLS. Default none.
+    public var bridgeALPN: String?
     /// `bridge_tls_version`: lowest TLS version, `tlsv1.3`/`tlsv1.2`/`tlsv1.1`. Default `tlsv1.2`.
     public var bridgeTLSVersion: String = "tlsv1.2"
 
@@ -249,7 +276,7 @@ public struct BridgeConfig: Sendable, Equatable {
     }
 
     /// True when the link to the central broker uses TLS (`bridge_cafile` or `bridge_capath` set).
-    public var usesTLS: Bool { bridgeCAFile != nil || bridgeCAPath != nil }
+    public var usesTLS: Bool { bridgeCAFile != nil || bridgeCAPath != nil || bridgeIdentity != nil }
 }
 
 /// The whole of gateway.conf, validated. Every property documents its key and default.
@@ -334,6 +361,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `pid_file`: `sluice run` writes its PID here at start and removes the file at exit (Mosquitto
     /// 2.0 does so only with -d; Sluice never daemonizes). Default none.
     public var pidFile: String?
+    /// `psk_file`: `identity:hexkey` lines for the listeners with `psk_hint`. Default none.
+    public var pskFile: String?
+    /// `user`: started as root, `sluice run` drops to this user once its listeners are bound and its
+    /// store and log files are open (as Mosquitto does; `root` keeps root). Files read later (SIGHUP
+    /// reloads, new store files) must be readable by that user. Default none: no change of user.
+    public var user: String?
     /// `log_dest` lines (accumulate): stderr, stdout, `file PATH` (appended to), none. `syslog`,
     /// `topic` and `dlt` are accepted with a notice. Default (no line honoured): stderr.
     public var logDestinations: [LogDestination] = []

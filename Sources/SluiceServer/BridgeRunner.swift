@@ -123,6 +123,12 @@ final class BridgeRunner: @unchecked Sendable {
             maxByteRate: config.maxByteRate
         )
         configuration.addressLabels = config.addresses.map(\.description)
+        configuration.startType =
+            switch config.startType {
+            case .automatic: .automatic
+            case .lazy: .lazy(threshold: config.threshold, idleTimeout: .seconds(config.idleTimeout))
+            case .once: .once
+            }
         // Paced links tick faster: the token bucket refills at each tick and holds a tenth of a second.
         self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(50)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
@@ -177,7 +183,7 @@ final class BridgeRunner: @unchecked Sendable {
                 self.sampleDrain()
             }
             self.pollControl(force: true)
-            self.run(self.link.start())
+            if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
         }
     }
 
@@ -191,7 +197,16 @@ final class BridgeRunner: @unchecked Sendable {
         loop.execute {
             // Cleared before the link looks: a commit after this point queues a new hop.
             self.moreQueued.withLockedValue { $0 = false }
-            self.run(self.link.queueHasMore())
+            if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.queueHasMore()) }
+        }
+    }
+
+    /// `start_type lazy`: the queue's depth decides whether the idle link connects.
+    private func checkThreshold() {
+        do {
+            run(link.queued(count: Int(clamping: try store.stats(queue: name).depth)))
+        } catch {
+            logger.error("cannot count the queue for start_type lazy: \(error)")
         }
     }
 
@@ -359,7 +374,11 @@ final class BridgeRunner: @unchecked Sendable {
                 }
             case .close(let reason):
                 logger.debug("closing bridge connection: \(reason)")  // the link's retry line says why
-                outbound = nil  // as before batching: unflushed writes die with the channel
+                if reason == .idle {
+                    flushOutbound()  // a lazy bridge's clean end: the notification "0" and DISCONNECT go out
+                } else {
+                    outbound = nil  // as before batching: unflushed writes die with the channel
+                }
                 channel?.close(promise: nil)
             case .scheduleReconnect(let delay):
                 guard !stopped else { break }

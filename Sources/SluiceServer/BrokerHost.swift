@@ -99,11 +99,16 @@ final class BrokerHost: @unchecked Sendable {
         let actions = core.connect(id, packet, listener: handle.listener, now: now)
         if let clientID = core.clientID(of: id) {
             clientLog.connected(clientID: clientID, remote: handle.remoteAddress, packet: packet)
+        } else if core.awaitsTakeover(id) {
+            connectLogsAwaitingTakeover[id] = (handle.remoteAddress, packet)  // logged with its CONNACK, once the old connection is gone
         } else if let code = Self.connAckFailure(actions, for: id) {
             clientLog.refused(clientID: packet.clientIdentifier, remote: handle.remoteAddress, packet: packet, code: code)
         }
         run(actions)
     }
+
+    /// `connection_messages` lines of connections waiting for a takeover, logged with their CONNACK.
+    private var connectLogsAwaitingTakeover: [ConnectionID: (remote: String, packet: ConnectPacket)] = [:]
 
     func receive(_ id: ConnectionID, _ packets: [Packet]) {
         loop.preconditionInEventLoop()
@@ -124,6 +129,7 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard let handle = connections.removeValue(forKey: id) else { return }
         awaitingAuthentication[id] = nil
+        connectLogsAwaitingTakeover[id] = nil
         let actions = core.closed(id, now: now)
         logDepartures(closed: (id, handle.remoteAddress), cause: cause)
         run(actions)
@@ -423,6 +429,12 @@ final class BrokerHost: @unchecked Sendable {
         for action in actions {
             switch action {
             case .send(let id, let packet):
+                if !connectLogsAwaitingTakeover.isEmpty, case .connAck(let ack) = packet,
+                    let waited = connectLogsAwaitingTakeover.removeValue(forKey: id), ack.reasonCode == .success
+                {
+                    let clientID = core.clientID(of: id) ?? waited.packet.clientIdentifier
+                    clientLog.connected(clientID: clientID, remote: waited.remote, packet: waited.packet)
+                }
                 outbox[id, default: []].append(packet)
             case .close(let id, let disconnect):
                 if let handle = connections[id] {
@@ -430,6 +442,15 @@ final class BrokerHost: @unchecked Sendable {
                     handle.deliver(outbox.removeValue(forKey: id) ?? [], close: close)
                 } else {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
+                }
+            case .takeOver(let id, let disconnect):
+                if let handle = connections[id] {
+                    handle.deliver(outbox.removeValue(forKey: id) ?? [], close: .afterReading(disconnect))
+                } else if inProcessClients[id] != nil {
+                    closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
+                } else {
+                    // Gone already: the connection that waits for it must not wait for a `closed` that never comes.
+                    loop.execute { self.run(self.core.closed(id, now: self.now)) }
                 }
             case .persist(let token, let message):
                 if let durableSink {

@@ -108,6 +108,10 @@ public final class GatewayService: Service, Sendable {
                     try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
                 )
             }
+            if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
+                let reread = [configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)
+                try PrivilegeDrop.drop(to: user, logger: logger, rereadOnReload: reread.compactMap { $0 })
+            }
         } catch {
             for channel in channels { try? await channel.close() }
             store?.close()
@@ -269,12 +273,15 @@ public final class GatewayService: Service, Sendable {
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
-        let tls = try listener.tls.map { try TLSContexts.server($0) }
+        let tls = try listener.tls.map { try TLSContexts.server($0) } ?? listener.pskHint.map { hint in
+            try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile)
+        }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
         // fallback needs a fresh bootstrap.
         @Sendable func bootstrap() -> ServerBootstrap {
             ServerBootstrap(group: group)
+            .serverChannelInitializer { BindInterface.apply(listener.bindInterface, to: $0) }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -365,6 +372,7 @@ extension BrokerSettings {
         maxConnections = config.maxConnections < 0 ? nil : config.maxConnections
         for (index, listener) in config.listeners.enumerated() {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
+            if let mount = listener.mountPoint { listenerMountPoints[index] = mount }
         }
         retainAvailable = config.retainAvailable
         topicAliasMaximum = UInt16(clamping: config.maxTopicAlias)

@@ -11,6 +11,9 @@ enum CloseRequest: Sendable {
     case silently
     /// Send this DISCONNECT (MQTT 5 clients only), then close.
     case after(DisconnectPacket)
+    /// A session takeover: first read what the client has already sent (a DISCONNECT there means
+    /// no will), then close as `after` (or silently), at the latest after `takeoverReadWindow`.
+    case afterReading(DisconnectPacket?)
 }
 
 /// What the broker host holds for a connection: a way to hand packets to its event loop.
@@ -55,6 +58,11 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var closing = false
     /// Why this side closed the socket, when the broker core cannot know (bad input, a socket error).
     private var closeCause: DepartureReason?
+    /// Set while a taken-over connection reads what its client sent before it is closed.
+    private var takeoverClose: Scheduled<Void>?
+    /// How long a taken-over connection is read before it is closed. The client's bytes sent before
+    /// its new CONNECT are already in the socket: they are read at the loop's next poll, well within this.
+    static let takeoverReadWindow = TimeAmount.milliseconds(100)
     /// Backpressure towards a fast publisher: decoded batches handed to the broker loop and not yet
     /// processed there. At `maxPendingBatches` the socket is not read until the broker catches up,
     /// so a flood waits in the kernel and in TCP instead of in the broker loop's task queue. Both
@@ -101,6 +109,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelInactive(context: ChannelHandlerContext) {
         connectTimer?.cancel()
+        takeoverClose?.cancel()
         closing = true
         let host = self.host
         let id = self.id
@@ -218,7 +227,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func read(context: ChannelHandlerContext) {
-        guard flow.pending.load(ordering: .sequentiallyConsistent) >= Self.maxPendingBatches else {
+        guard takeoverClose == nil, flow.pending.load(ordering: .sequentiallyConsistent) >= Self.maxPendingBatches else {
             return context.read()
         }
         flow.held.store(true, ordering: .sequentiallyConsistent)
@@ -252,6 +261,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Encodes and writes packets from the broker host in one flush; optionally closes after.
     func write(_ packets: [Packet], close: CloseRequest?, as forcedVersion: ProtocolVersion? = nil) {
+        if case .afterReading(let disconnect)? = close, let context, !closing {
+            write(packets, close: nil)
+            return closeAfterReading(disconnect, context: context)
+        }
         guard let context, !closing, let version = forcedVersion ?? version else {
             if let context, close != nil { context.close(promise: nil) }
             return
@@ -269,6 +282,17 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             closing = true
             context.close(promise: nil)
         }
+    }
+
+    /// Keeps reading (past any read hold, so a DISCONNECT queued behind a flood is seen), and closes at
+    /// the end of the window unless the client's DISCONNECT or end of stream closed it first.
+    private func closeAfterReading(_ disconnect: DisconnectPacket?, context: ChannelHandlerContext) {
+        guard takeoverClose == nil else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        takeoverClose = context.eventLoop.scheduleTask(in: Self.takeoverReadWindow) {
+            handler.value.write([], close: disconnect.map { .after($0) } ?? .silently)
+        }
+        context.read()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

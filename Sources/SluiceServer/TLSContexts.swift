@@ -96,10 +96,58 @@ enum TLSContexts {
 
     /// The client context for a bridge connection, and whether the caller must verify the remote hostname
     /// (pass `serverHostname` to `NIOSSLClientHandler` when true).
+    /// The PSK suites BoringSSL has, forward-secret ones first.
+    static let pskCipherSuites =
+        "ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES128-CBC-SHA:ECDHE-PSK-AES256-CBC-SHA:PSK-AES128-CBC-SHA:PSK-AES256-CBC-SHA"
+
+    /// A `psk_hint` listener: TLS 1.2 PSK suites, the client's identity looked up in `psk_file`.
+    static func pskServer(hint: String, keysFile: String?) throws -> NIOSSLContext {
+        guard let keysFile else { throw TLSContextError(file: nil, "psk_hint needs psk_file (identity:hexkey lines)") }
+        let keys = try preSharedKeys(keysFile)
+        var configuration = TLSConfiguration.makePreSharedKeyConfiguration()
+        configuration.pskHint = hint
+        configuration.pskServerProvider = { context in
+            guard let key = keys[context.clientIdentity] else { throw TLSContextError(file: keysFile, "unknown PSK identity") }
+            return PSKServerIdentityResponse(key: NIOSSLSecureBytes(key))
+        }
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.maximumTLSVersion = .tlsv12
+        configuration.cipherSuites = pskCipherSuites
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// Mosquitto's psk_file: `identity:key` per line, the key in hexadecimal; `#` comments and blank lines.
+    static func preSharedKeys(_ path: String) throws -> [String: [UInt8]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw TLSContextError(file: path, "psk_file cannot be read")
+        }
+        var keys: [String: [UInt8]] = [:]
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            guard let colon = trimmed.lastIndex(of: ":"), let key = hexBytes(String(trimmed[trimmed.index(after: colon)...])),
+                !key.isEmpty, colon != trimmed.startIndex
+            else {
+                throw TLSContextError(file: path, "line \(index + 1): expected identity:hexkey")
+            }
+            keys[String(trimmed[..<colon])] = key
+        }
+        return keys
+    }
+
     static func bridgeClient(_ bridge: BridgeConfig) throws -> (context: NIOSSLContext, verifyHostname: Bool) {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = try minimumVersion(bridge.bridgeTLSVersion, option: "bridge_tls_version")
         configuration.certificateVerification = bridge.bridgeInsecure ? .noHostnameVerification : .fullVerification
+        if let alpn = bridge.bridgeALPN { configuration.applicationProtocols = [alpn] }
+        if let identity = bridge.bridgeIdentity, let key = bridge.bridgePSK {
+            // BoringSSL offers external pre-shared keys through TLS 1.2's PSK cipher suites only.
+            let secret = NIOSSLSecureBytes(key)
+            configuration.pskClientProvider = { _ in PSKClientIdentityResponse(key: secret, identity: identity) }
+            configuration.maximumTLSVersion = .tlsv12
+            configuration.cipherSuites = TLSContexts.pskCipherSuites
+            configuration.certificateVerification = .none  // no certificate: the shared key authenticates the remote
+        }
         if bridge.bridgeCAFile != nil || bridge.bridgeCAPath != nil {
             try applyTrustRoots(
                 caFile: bridge.bridgeCAFile,
@@ -129,7 +177,7 @@ enum TLSContexts {
             keyFile: bridge.bridgeKeyFile,
             ciphers: nil
         )
-        return (context, !bridge.bridgeInsecure)
+        return (context, !bridge.bridgeInsecure && bridge.bridgeIdentity == nil)
     }
 
     /// The subject common name of a peer certificate (the first CN, as Mosquitto's `use_identity_as_username`

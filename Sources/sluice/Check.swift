@@ -34,6 +34,9 @@ struct Check: ParsableCommand {
             throw failure(lines.joined(separator: "\n") + (lines.count > 1 ? "\n\(lines.count) errors" : ""))
         }
         print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
+        if let user = parsed.user, user != "root" {
+            do { _ = try PrivilegeDrop.account(user) } catch { print("warning: \(error) (sluice run refuses to start as root)") }
+        }
         for warning in StoreSpaceCheck.warnings(parsed, configPath: config) { print("warning: \(warning)") }
     }
 

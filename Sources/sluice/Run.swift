@@ -41,6 +41,9 @@ struct Run: AsyncParsableCommand {
             logger.notice("no configuration file given: starting in local-only mode on 127.0.0.1:1883")
         }
         for notice in gatewayConfig.notices { logger.notice("\(notice)") }
+        if let user = gatewayConfig.user, PrivilegeDrop.isNeeded(user: user) {
+            do { _ = try PrivilegeDrop.account(user) } catch { throw failure(error.description) }
+        }
         let pidFile = gatewayConfig.pidFile.flatMap { PIDFile(path: $0, logger: logger) }
         defer { pidFile?.remove() }
         let storeLock = try StoreGuard.prepare(gatewayConfig, logger: logger)

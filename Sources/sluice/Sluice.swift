@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import SluiceServer
 
-@main
 struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",

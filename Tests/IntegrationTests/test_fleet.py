@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -267,6 +268,9 @@ def test_man_page_renders_cleanly_and_names_every_subcommand():
     assert len(keys) > 100, listing[:500]
     words = {w.rstrip(".") for w in re.findall(r"[\w.*]+", text)}
     assert not [k for k in keys if k not in words], f"keys the man page does not name: {[k for k in keys if k not in words]}"
+    grouped = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-man-keys.py"), "--check", str(SLUICE_BIN)],
+                             capture_output=True, text=True, timeout=30)
+    assert grouped.returncode == 0, grouped.stdout + grouped.stderr
     for subject in ("/metrics", "/healthz", "LoRaWAN", "mosquitto-keys", "store_max_size", "queue_max_messages",
                     "$SYS/broker/sluice/bridges", "sluice-alerts.yml", "sluice-dashboard.json"):
         assert subject in text, f"the man page does not mention {subject}"

@@ -7,7 +7,7 @@ import pytest
 import mqttraw
 from mqttraw import PUBLISH, SUBACK
 from mqttraw import read_publishes
-from conftest import uid
+from conftest import IS_SLUICE, uid
 
 
 def watcher(raw, topic, qos=1, version=4):
@@ -130,3 +130,65 @@ def test_will_on_second_connect_protocol_error(raw):
     c.send(mqttraw.connect("again"))
     assert c.is_closed(3)
     assert [p.payload for p in read_publishes(w, 1.5, expect=1, ack=True)] == [b"twice"]
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_no_will_after_clean_disconnect_and_immediate_reconnect(raw, version):
+    """A DISCONNECT (reason 0) sent before reconnecting never yields the will
+    [MQTT-3.1.2-10]/[MQTT-3.14.4-3], even when the new CONNECT reaches the broker before it has
+    read the old connection's DISCONNECT (issue 16 item 5: intermittent on a busy machine)."""
+    topic = f"will/{uid()}"
+    cid = uid("cycle")
+    w = watcher(raw, topic)
+    cycles = 200
+    c = raw(version)
+    assert c.connect(cid, will=(topic, b"gone", 1, False)).reason == 0
+    for i in range(cycles):
+        c.send(mqttraw.disconnect(version))
+        c.close()
+        c = raw(version)
+        ack = c.connect(cid, will=(topic, b"gone", 1, False))
+        assert ack.reason == 0, f"cycle {i}: {ack!r}"
+    c.send(mqttraw.disconnect(version))
+    c.close()
+    wills = read_publishes(w, 2.0, ack=True, limit=cycles + 1)
+    assert len(wills) == 0, f"{len(wills)} wills after {cycles} clean DISCONNECT + reconnect cycles"
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_takeover_of_a_connection_that_did_not_disconnect_publishes_its_will(broker, raw, version):
+    """The other side of the same race: a taken-over connection that sent no DISCONNECT still
+    yields its will, and the new connection is admitted (and logged, as every connection is)."""
+    topic = f"will/{uid()}"
+    cid = uid("stale")
+    w = watcher(raw, topic)
+    old = raw(version)
+    assert old.connect(cid, will=(topic, b"stale", 1, False)).reason == 0
+    new = raw(version)
+    assert new.connect(cid).reason == 0
+    assert old.is_closed(3), "taken-over connection still open"
+    got = read_publishes(w, 3.0, expect=1, ack=True)
+    assert [p.payload for p in got] == [b"stale"]
+    if IS_SLUICE:
+        connected = [line for line in broker.log().splitlines() if "client connected" in line and f"client={cid} " in line]
+        assert len(connected) == 2, broker.log()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_retained_will_of_a_taken_over_connection_comes_before_the_new_connections_state(raw, version):
+    """The common presence pattern (retained will "offline", retained "online" on connect) ends
+    "online" after a takeover: the old connection's will never lands after the new one's messages."""
+    topic = f"presence/{uid()}"
+    cid = uid("presence")
+    old = raw(version)
+    assert old.connect(cid, will=(topic, b"offline", 1, True)).reason == 0
+    new = raw(version)
+    assert new.connect(cid, will=(topic, b"offline", 1, True)).reason == 0
+    new.send(mqttraw.publish(topic, b"online", qos=1, retain=True, version=version))
+    new.expect(mqttraw.PUBACK)
+    late = raw(version)
+    late.connect(uid("late"))
+    late.send(mqttraw.subscribe([(topic, 1)], version=version))
+    late.expect(SUBACK)
+    got = read_publishes(late, 1.5, expect=1, ack=True)
+    assert [(p.payload, p.retain) for p in got] == [(b"online", True)]

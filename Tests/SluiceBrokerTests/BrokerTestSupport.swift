@@ -7,12 +7,15 @@ import Testing
 enum Seen: Equatable {
     case send(ConnectionID, Packet)
     case close(ConnectionID, DisconnectPacket?)
+    /// A takeover's close, after the old connection's pending input was read.
+    case takeOver(ConnectionID, DisconnectPacket?)
     case persist(UInt64, String)
 
     init(_ action: BrokerAction) {
         switch action {
         case .send(let id, let packet): self = .send(id, packet)
         case .close(let id, let disconnect): self = .close(id, disconnect)
+        case .takeOver(let id, let disconnect): self = .takeOver(id, disconnect)
         case .persist(let token, let message): self = .persist(token, message.topic)
         }
     }
@@ -47,7 +50,16 @@ final class Harness {
             will: will,
             properties: properties
         )
-        return broker.connect(ConnectionID(id), packet, now: now).map(Seen.init)
+        return completingTakeover(broker.connect(ConnectionID(id), packet, now: now).map(Seen.init))
+    }
+
+    /// Plays the host's part in a takeover: the old connection had nothing more to read and closed,
+    /// and the new one is admitted. Tests of the waiting itself call `broker.connect` directly.
+    func completingTakeover(_ seen: [Seen]) -> [Seen] {
+        for case .takeOver(let old, _) in seen {
+            return seen + completingTakeover(broker.closed(old, now: now).map(Seen.init))
+        }
+        return seen
     }
 
     @discardableResult
@@ -108,6 +120,7 @@ extension Array where Element == Seen {
     func closes(_ id: UInt64) -> DisconnectPacket?? {
         for seen in self {
             if case .close(let target, let disconnect) = seen, target == ConnectionID(id) { return .some(disconnect) }
+            if case .takeOver(let target, let disconnect) = seen, target == ConnectionID(id) { return .some(disconnect) }
         }
         return nil
     }

@@ -74,11 +74,8 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "store_min_free 10%") { $0.storeMinFree = .percent(10) },
     GoodCase(text: "store_min_free 2.5%") { $0.storeMinFree = .percent(2.5) },
     GoodCase(text: "user mosquitto\nlog_timestamp true\n") {
+        $0.user = "mosquitto"
         $0.notices = [
-            ConfigNotice(
-                file: "gateway.conf", line: 1, key: "user",
-                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["user"]!
-            ),
             ConfigNotice(
                 file: "gateway.conf", line: 2, key: "log_timestamp",
                 message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["log_timestamp"]!

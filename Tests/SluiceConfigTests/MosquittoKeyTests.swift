@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "bind_interface eth0", "crlfile /etc/crl.pem", "psk_hint gw", "mount_point site/",
+    "crlfile /etc/crl.pem",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
@@ -22,10 +22,8 @@ func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
 }
 
 @Test(arguments: [
-    "connection c\naddress 127.0.0.1\ntopic a/#\nstart_type lazy",
     "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_outgoing_retain false",
     "connection c\naddress 127.0.0.1\ntopic a/#\nupgrade_outgoing_qos true",
-    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_alpn mqtt",
 ])
 func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     let error = try #require(parseError(text))
@@ -94,11 +92,11 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
         #expect(diagnosis.errors.map(\.kind) == [.unknownKey, .unsupportedKey, .badValue])
         #expect(diagnosis.notices.map(\.key) == ["log_dest"])
 
-        try write("listener 1883\nuser mosquitto\n", to: path)
+        try write("listener 1883\nlog_timestamp false\n", to: path)
         let good = GatewayConfig.diagnose(path: path)
         #expect(good.errors.isEmpty)
         #expect(good.config?.listeners.map(\.port) == [1883])
-        #expect(good.notices.map(\.key) == ["user"])
+        #expect(good.notices.map(\.key) == ["log_timestamp"])
     }
 }
 
@@ -175,4 +173,58 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError("log_dest file")?.kind == .missingValue)
     #expect(parseError("log_dest paper")?.kind == .badValue)
     #expect(parseError("log_dest stderr extra")?.kind == .badValue)
+}
+
+@Test func startTypeThresholdAndIdleTimeoutAreReadPerBridge() throws {
+    let bridge = "connection c\naddress 127.0.0.1\ntopic a/# out\n"
+    let defaults = try #require(try parse(bridge).bridges.first)
+    #expect(defaults.startType == .automatic && defaults.threshold == 10 && defaults.idleTimeout == 60)
+    let lazy = try #require(try parse(bridge + "start_type lazy\nthreshold 100\nidle_timeout 300\n").bridges.first)
+    #expect(lazy.startType == .lazy && lazy.threshold == 100 && lazy.idleTimeout == 300)
+    #expect(try parse(bridge + "start_type once\n").bridges.first?.startType == .once)
+    #expect(parseError(bridge + "start_type sometimes\n")?.kind == .badValue)
+    #expect(parseError(bridge + "threshold 0\n")?.kind == .badValue)
+    #expect(parseError(bridge + "idle_timeout -1\n")?.kind == .badValue)
+    #expect(parseError("threshold 5\n") != nil)  // a bridge key before any connection
+}
+
+@Test func bridgeALPNNeedsTLS() throws {
+    let bridge = "connection c\naddress 127.0.0.1\ntopic a/# out\n"
+    #expect(parseError(bridge + "bridge_alpn mqtt\n")?.kind == .incompleteSection)
+    let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
+    let config = try parse(bridge + "bridge_cafile \(ca)\nbridge_alpn x-amzn-mqtt-ca\n")
+    #expect(config.bridges.first?.bridgeALPN == "x-amzn-mqtt-ca")
+    #expect(parseError(bridge + "bridge_cafile \(ca)\nbridge_alpn " + String(repeating: "a", count: 256) + "\n")?.kind == .badValue)
+}
+
+@Test func bindInterfaceIsPerListener() throws {
+    #expect(try parse("listener 1883\nbind_interface lo\n").listeners.first?.bindInterface == "lo")
+    #expect(parseError("listener 1883\nbind_interface " + String(repeating: "e", count: 16) + "\n")?.kind == .badValue)
+    #expect(parseError("bind_interface lo\n") != nil)  // a listener key before any listener
+}
+
+@Test func mountPointIsAPerListenerPrefixWithoutWildcards() throws {
+    #expect(try parse("listener 1883\nmount_point site7/\n").listeners.first?.mountPoint == "site7/")
+    #expect(parseError("listener 1883\nmount_point site/+/\n")?.kind == .badValue)
+    #expect(parseError("listener 1883\nmount_point a/#\n")?.kind == .badValue)
+}
+
+@Test func bridgePSKNeedsBothKeysHexAndNoCertificates() throws {
+    let bridge = "connection c\naddress 127.0.0.1:8883\ntopic a/# out\n"
+    let config = try #require(try parse(bridge + "bridge_identity gw1\nbridge_psk 0aFF10\n").bridges.first)
+    #expect(config.bridgeIdentity == "gw1" && config.bridgePSK == [0x0A, 0xFF, 0x10] && config.usesTLS)
+    #expect(parseError(bridge + "bridge_identity gw1\n")?.kind == .incompleteSection)
+    #expect(parseError(bridge + "bridge_psk 0a\n")?.kind == .incompleteSection)
+    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0g\n")?.kind == .badValue)
+    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk abc\n")?.kind == .badValue)
+    let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
+    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0a\nbridge_cafile \(ca)\n")?.kind == .incompleteSection)
+}
+
+@Test func pskHintIsPerListenerAndNotWithCertificates() throws {
+    #expect(try parse("listener 8883\npsk_hint gw\n").listeners.first?.pskHint == "gw")
+    let dir = FileManager.default.currentDirectoryPath + "/fixtures/tls/"
+    #expect(parseError("listener 8883\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\npsk_hint gw\n")?.kind == .unsupportedKey)
+    #expect(parseError("listener 8883\npsk_hint gw\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\n")?.kind == .incompleteSection)
+    #expect(parseError("psk_file /nonexistent/psk\n") != nil)
 }
