@@ -159,7 +159,7 @@ final class MetricsEndpoint: Sendable {
                         labels: labels + [("reason", reason)]
                     )
                 }
-                if let dead = try? self.store?.deadLetterCounts(queue: bridge.name) {
+                if let dead = try? self.store?.bridgeDeadLetterCounts(bridge: bridge.name) {
                     self.gauge("sluice_bridge_dead_letters", "Messages in the bridge's dead-letter table", Int(dead.current), labels: labels)
                     for (code, count) in dead.byReason {
                         self.counter(
@@ -170,7 +170,16 @@ final class MetricsEndpoint: Sendable {
                         )
                     }
                 }
-                guard let stats = try? self.store?.stats(queue: bridge.name) else { continue }
+                // The bridge as a whole (all its priority classes), then each class's depth.
+                guard let stats = try? self.store?.bridgeStats(bridge: bridge.name) else { continue }
+                for (priority, classStats) in (try? self.store?.classStats(bridge: bridge.name)) ?? [] {
+                    self.gauge(
+                        "sluice_bridge_queue_class_depth",
+                        "Messages in the durable queue of one priority class (0 drains first)",
+                        Int(classStats.depth),
+                        labels: labels + [("priority", "\(priority)")]
+                    )
+                }
                 self.gauge("sluice_bridge_queue_depth", "Messages in the durable queue", Int(stats.depth), labels: labels)
                 self.gauge("sluice_bridge_queue_bytes", "Bytes in the durable queue", Int(stats.bytes), labels: labels)
                 let age = stats.oldestEnqueuedAt.map { now > $0 ? Int((now - $0) / 1000) : 0 } ?? 0
