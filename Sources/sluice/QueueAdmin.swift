@@ -129,7 +129,8 @@ extension Queue {
             switch outcome {
             case .movedToDeadLetters:
                 try signalGateway(store, bridge)
-                print("\(bridge): message \(seq) moved to the dead letters (requeue with 'sluice queue requeue \(bridge) --seq \(seq)')")
+                let priority = classOption.priority.map { " --priority \($0)" } ?? ""
+                print("\(bridge): message \(seq) moved to the dead letters (requeue with 'sluice queue requeue \(bridge) --seq \(seq)\(priority)')")
             case .deletedDeadLetter:
                 print("\(bridge): dead letter \(seq) deleted for good")
             case .notFound:

@@ -85,7 +85,8 @@ def test_outage_backlog_alarms_before_the_1000th_telemetry(bridge_env):
     central, counter, gw = start_link(env, topics=TOPICS, counter_topic="gw1/#", max_inflight=WINDOW)
     central.stop()
     t0 = time.monotonic()
-    publish_numbered(gw.port, "telemetry/t", 1, BACKLOG, timeout=600)
+    for first in range(1, BACKLOG + 1, 20_000):  # paho queues at most 65,535 publishes at once
+        publish_numbered(gw.port, "telemetry/t", first, min(first + 19_999, BACKLOG), timeout=300)
     publish_numbered(gw.port, "alarms/a", 1, ALARMS)  # queued after every telemetry message
     t_pub = time.monotonic() - t0
     stats = queue_cli(gw, "stats", "central")
