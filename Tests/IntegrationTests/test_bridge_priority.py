@@ -10,6 +10,7 @@ to stay within its time. `SLUICE_PRIORITY_BACKLOG=100000 pytest … -k outage` r
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -183,4 +184,28 @@ def test_restart_with_a_backlog_keeps_the_classes(bridge_env):
     context = f"first 60 arrivals: {''.join(order[:60])}\n{env.logs()}"
     assert order[:50] == ["a"] * 50, context
     check_class(counter, "gw1/alarms/", 50, context)
+    check_class(counter, "gw1/telemetry/", n, context)
+
+
+def test_sighup_gives_a_rule_a_priority_for_what_comes_next(bridge_env):
+    env = bridge_env
+    n = 2_000
+    plain = ['telemetry/# out 1 "" gw1/', 'alarms/# out 1 "" gw1/']
+    central, counter, gw = start_link(env, topics=plain, counter_topic="gw1/#", max_inflight=WINDOW)
+    central.stop()
+    publish_numbered(gw.port, "alarms/a", 1, 5)  # before the reload: class 9, behind nothing
+    publish_numbered(gw.port, "telemetry/t", 1, n)
+    gw.conf_text = gw.conf_text.replace('topic alarms/# out 1 "" gw1/', 'topic alarms/# out 1 "" gw1/ priority 0')
+    gw.conf_path.write_text(gw.conf_text)
+    gw.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: gw.count_log(r"configuration reloaded") >= 1, 10, 0.05), gw.log_tail()
+    publish_numbered(gw.port, "alarms/a", 6, 10)  # after it: class 0, ahead of the telemetry backlog
+    central.start()
+    assert wait_until(lambda: total(counter) >= n + 10, 120, 0.1), env.logs()
+    counter.settle(1.0)
+    order = first_arrivals(counter)
+    context = f"first 12 arrivals: {''.join(order[:12])}\n{env.logs()}"
+    # Alarms 6-10 (class 0) lead; alarms 1-5 stay in class 9, ahead of the telemetry queued after them.
+    assert [number for _i, number in arrivals(counter, "gw1/alarms/")][:5] == [6, 7, 8, 9, 10], context
+    assert order[:10] == ["a"] * 10, context
     check_class(counter, "gw1/telemetry/", n, context)
