@@ -209,3 +209,38 @@ def test_sighup_gives_a_rule_a_priority_for_what_comes_next(bridge_env):
     assert [number for _i, number in arrivals(counter, "gw1/alarms/")][:5] == [6, 7, 8, 9, 10], context
     assert order[:10] == ["a"] * 10, context
     check_class(counter, "gw1/telemetry/", n, context)
+
+
+def test_queue_commands_show_and_take_classes(bridge_env):
+    env = bridge_env
+    central, counter, gw = start_link(env, topics=TOPICS, counter_topic="gw1/#", max_inflight=WINDOW)
+    central.stop()
+    publish_numbered(gw.port, "telemetry/t", 1, 3)
+    publish_numbered(gw.port, "alarms/a", 1, 3)
+    peek = queue_cli(gw, "peek", "central").splitlines()
+    assert [line.split(" ")[:2] for line in peek] == [
+        ["#1", "priority=0"], ["#2", "priority=0"], ["#3", "priority=0"],
+        ["#1", "priority=9"], ["#2", "priority=9"], ["#3", "priority=9"]], peek
+    assert "gw1/alarms/a 2" in peek[1], peek
+    # Seqs are per class: --priority says which #2.
+    assert "moved to the dead letters" in queue_cli(gw, "drop", "central", "--seq", "2", "--priority", "0")
+    dead = queue_cli(gw, "dead", "central")
+    assert dead.splitlines()[0].startswith("#2 priority=0 reason="), dead
+    assert "central: 1 dead letter(s)" in dead, dead
+    assert "priority 0: depth=2 " in queue_cli(gw, "stats", "central")
+    out = queue_cli(gw, "requeue", "central", "--seq", "2", "--priority", "0")
+    assert "requeued 1 message(s) as seq 4" in out, out
+    assert queue_cli(gw, "peek", "central", "--priority", "0").splitlines()[-1].startswith("#4 priority=0 "), \
+        queue_cli(gw, "peek", "central")
+    assert "purged 3 message(s)" in queue_cli(gw, "purge", "central", "--priority", "9", "--yes")
+    stats = queue_cli(gw, "stats", "central")
+    assert "central: depth=3 " in stats and "priority 9: depth=0 " in stats, stats
+    bad = subprocess.run([str(require_sluice_binary()), "queue", "peek", "central", "--priority", "10",
+                          "-c", str(gw.conf_path)], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "--priority must be 0 to 9, got 10" in bad.stderr, bad
+    # What is left drains: the three alarms, in their class's order (2 after its requeue).
+    central.start()
+    assert wait_until(lambda: total(counter) >= 3, 30, 0.05), env.logs()
+    counter.settle(1.0)
+    assert [number for _i, number in arrivals(counter, "gw1/alarms/")] == [1, 3, 2], env.logs()
+    assert not arrivals(counter, "gw1/telemetry/"), env.logs()
