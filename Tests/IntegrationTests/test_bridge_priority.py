@@ -244,3 +244,23 @@ def test_queue_commands_show_and_take_classes(bridge_env):
     counter.settle(1.0)
     assert [number for _i, number in arrivals(counter, "gw1/alarms/")] == [1, 3, 2], env.logs()
     assert not arrivals(counter, "gw1/telemetry/"), env.logs()
+
+
+def test_mqtt5_central_gets_what_is_left_of_the_ttl(bridge_env):
+    env = bridge_env
+    central = env.central().start()
+    sub = env.client(central.port, v5=True)
+    expiry: list[tuple[str, int | None]] = []
+    sub.c.on_message = lambda _c, _u, msg: expiry.append(
+        (msg.topic, getattr(msg.properties, "MessageExpiryInterval", None)))
+    sub.subscribe("gw1/#", 1)
+    topics = ['alarms/# out 1 "" gw1/ ttl 1h', 'telemetry/# out 1 "" gw1/']
+    gw = env.gateway([BridgeSpec([central.port], topics=topics, max_inflight=WINDOW,
+                                 extra=["bridge_protocol_version mqttv50"])]).start()
+    gw.wait_connected()
+    publish_numbered(gw.port, "alarms/a", 1, 1)
+    publish_numbered(gw.port, "telemetry/t", 1, 1)
+    assert wait_until(lambda: len(expiry) >= 2, 15, 0.05), env.logs()
+    got = dict(expiry)
+    assert got["gw1/telemetry/t"] is None, got  # no ttl: no expiry property
+    assert 3590 <= got["gw1/alarms/a"] <= 3600, got
