@@ -118,8 +118,8 @@ def test_live_alarm_overtakes_a_draining_telemetry_backlog(bridge_env):
     publish_numbered(gw.port, "telemetry/t", 1, n)
     central.start()
     assert wait_until(lambda: total(counter) >= 1000, 60, 0.05), env.logs()
-    publish_numbered(gw.port, "alarms/a", 1, 1)
     seen_at_publish = total(counter)
+    publish_numbered(gw.port, "alarms/a", 1, 1)
     assert wait_until(lambda: total(counter) >= n + 1, 120, 0.1), env.logs()
     counter.settle(1.0)
     order = first_arrivals(counter)
@@ -128,7 +128,8 @@ def test_live_alarm_overtakes_a_draining_telemetry_backlog(bridge_env):
                f"({alarm_at - seen_at_publish} telemetry in between)\n{env.logs()}")
     print(context.splitlines()[0])
     assert seen_at_publish < n - 2000, "the drain ended before the alarm was published: " + context
-    # Ahead of it only what was already in the window (and in the central's delivery to the counter).
+    # Ahead of it only what was in the window, in the central's delivery to the counter, and what
+    # arrived while the publisher connected (2,000/s).
     assert alarm_at - seen_at_publish <= 2 * WINDOW + 200, context
     check_class(counter, "gw1/telemetry/", n, context)
     check_class(counter, "gw1/alarms/", 1, context)
