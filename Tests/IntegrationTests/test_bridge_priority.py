@@ -129,8 +129,8 @@ def test_live_alarm_overtakes_a_draining_telemetry_backlog(bridge_env):
     print(context.splitlines()[0])
     assert seen_at_publish < n - 2000, "the drain ended before the alarm was published: " + context
     # Ahead of it only what was in the window, in the central's delivery to the counter, and what
-    # arrived while the publisher connected (2,000/s).
-    assert alarm_at - seen_at_publish <= 2 * WINDOW + 200, context
+    # arrived while the publisher connected (2,000/s): a few hundred on a loaded machine.
+    assert alarm_at - seen_at_publish <= 1000, context  # vs. ~8,800 behind a FIFO backlog
     check_class(counter, "gw1/telemetry/", n, context)
     check_class(counter, "gw1/alarms/", 1, context)
 
