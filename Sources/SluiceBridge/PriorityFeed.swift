@@ -13,8 +13,6 @@
 //   per-seq state (resend ids, poison attempts) follows the message across reconnects.
 // - TTL: a message whose time is up when read (new, or replayed on a new connection) is never handed to
 //   the link; the caller drops it from the store and counts it `expired`.
-// - A class whose read came back short is not read again until `appended()` (something was committed
-//   to the bridge's queues): a drain of class 9 does not pay an empty read of class 0 per fetch.
 
 /// Where a message handed to the link lives in the store.
 public struct PriorityLocation: Sendable, Hashable {
@@ -39,8 +37,6 @@ public struct PriorityFeed: Sendable {
     /// Link seqs in ascending order, as handed out; forgotten ones are compacted away lazily.
     private var order: [UInt64] = []
     private var nextLinkSeq: UInt64 = 1
-    /// Classes read to their end since the last `appended()`.
-    private var drained: Set<Int> = []
 
     public init(classes: some Sequence<Int>) {
         self.classes = Array(Set(classes)).sorted()
@@ -49,11 +45,6 @@ public struct PriorityFeed: Sendable {
     /// Also read these classes from now on (a reloaded rule set may name new ones).
     public mutating func addClasses(_ more: some Sequence<Int>) {
         classes = Array(Set(classes).union(more)).sorted()
-    }
-
-    /// New messages were committed to some class queue: read every class again.
-    public mutating func appended() {
-        drained.removeAll(keepingCapacity: true)
     }
 
     /// Messages handed out and not yet forgotten.
@@ -108,7 +99,7 @@ public struct PriorityFeed: Sendable {
         }
         forget(gone)
         // New messages, class by class.
-        for priority in classes where items.count < limit && !drained.contains(priority) {
+        for priority in classes where items.count < limit {
             while items.count < limit {
                 let wanted = limit - items.count
                 let batch = try read(priority, frontier[priority], wanted)
@@ -125,10 +116,7 @@ public struct PriorityFeed: Sendable {
                     order.append(linkSeq)
                     items.append((linkSeq, message))
                 }
-                if batch.count < wanted {
-                    drained.insert(priority)
-                    break
-                }
+                if batch.count < wanted { break }  // this class is drained
             }
         }
         return (items, expired)

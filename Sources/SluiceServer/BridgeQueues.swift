@@ -64,9 +64,6 @@ final class BridgeQueues: @unchecked Sendable {
         loop.execute { self.feed.addClasses(rules.map(\.priority)) }
     }
 
-    /// Messages were committed to this bridge's queues (an append, a requeue): every class is read again.
-    func appended() { feed.appended() }
-
     /// Every class queue the bridge reads, highest priority first.
     var queueNames: [String] { feed.classes.map { PriorityQueues.queueName(bridge: bridge, priority: $0) } }
 

@@ -181,7 +181,6 @@ final class BridgeRunner: @unchecked Sendable {
         loop.execute {
             // Cleared before the link looks: a commit after this point queues a new hop.
             self.moreQueued.withLockedValue { $0 = false }
-            self.queues.appended()
             self.run(self.link.queueHasMore())
         }
     }
@@ -243,7 +242,6 @@ final class BridgeRunner: @unchecked Sendable {
         guard control.generation != controlGeneration else { return }
         controlGeneration = control.generation
         run(link.setPaused(control.paused))
-        queues.appended()
         run(link.queueHasMore())  // a requeue appended messages
     }
 

@@ -7,8 +7,6 @@ private struct FakeQueues {
     var queues: [Int: [(seq: UInt64, message: String)]] = [:]
     var nextSeq: [Int: UInt64] = [:]
     var expired: Set<String> = []
-    /// Reads of new messages, per class.
-    var reads: [Int: Int] = [:]
 
     mutating func append(_ priority: Int, _ messages: String...) {
         for message in messages {
@@ -22,21 +20,16 @@ private struct FakeQueues {
         queues[location.priority]?.removeAll { $0.seq == location.seq }
     }
 
-    mutating func fetch(_ feed: inout PriorityFeed, after: UInt64?, limit: Int, skip: Set<UInt64> = [])
+    func fetch(_ feed: inout PriorityFeed, after: UInt64?, limit: Int, skip: Set<UInt64> = [])
         -> (items: [(seq: UInt64, message: String)], expired: [PriorityLocation])
     {
-        var reads = self.reads
-        defer { self.reads = reads }
-        let queues = self.queues
-        let expired = self.expired
-        return feed.fetch(
+        feed.fetch(
             after: after,
             limit: limit,
             skip: { skip.contains($0) },
             reread: { location in queues[location.priority]?.first { $0.seq == location.seq }?.message },
             read: { priority, after, limit in
-                reads[priority, default: 0] += 1
-                return Array((queues[priority] ?? []).filter { $0.seq > (after ?? 0) }.prefix(limit))
+                Array((queues[priority] ?? []).filter { $0.seq > (after ?? 0) }.prefix(limit))
             },
             isExpired: { expired.contains($0) }
         )
@@ -64,7 +57,6 @@ private struct FakeQueues {
     let first = store.fetch(&feed, after: nil, limit: 10)
     #expect(first.items.map(\.message) == (1...10).map { "t\($0)" })
     store.append(0, "alarm")
-    feed.appended()
     let next = store.fetch(&feed, after: 10, limit: 2)
     #expect(next.items.map(\.message) == ["alarm", "t11"])
     #expect(next.items.map(\.seq) == [11, 12])
@@ -78,7 +70,6 @@ private struct FakeQueues {
     store.remove(feed.location(of: sent.items[0].seq)!)  // t1 acknowledged and removed
     feed.forget([sent.items[0].seq])
     store.append(0, "a1")
-    feed.appended()
     let again = store.fetch(&feed, after: nil, limit: 10)  // reconnect: from the head
     #expect(again.items.map(\.message) == ["t2", "a1", "t3"])
     #expect(again.items.map(\.seq) == [2, 3, 4])  // t2 keeps its link seq (poison counts follow it)
@@ -99,7 +90,6 @@ private struct FakeQueues {
     var feed = PriorityFeed(classes: [0, 9])
     _ = store.fetch(&feed, after: nil, limit: 3)
     store.append(0, "a1")
-    feed.appended()
     let replay = store.fetch(&feed, after: 1, limit: 10)
     #expect(replay.items.map(\.message) == ["t2", "t3", "a1"])
 }
@@ -159,18 +149,4 @@ private struct FakeQueues {
     #expect(feed.handedCount == 50)
     let replay = store.fetch(&feed, after: nil, limit: 100)
     #expect(replay.items.map(\.message) == (151...200).map { "t\($0)" })
-}
-
-@Test func aDrainedClassIsNotReadAgainUntilSomethingIsAppended() {
-    var store = FakeQueues()
-    for index in 1...10 { store.append(9, "t\(index)") }
-    var feed = PriorityFeed(classes: [0, 9])
-    for after in stride(from: 0, to: 10, by: 2) {
-        _ = store.fetch(&feed, after: after == 0 ? nil : UInt64(after), limit: 2)
-    }
-    #expect(store.reads[0] == 1)  // found empty once, then skipped by every later fetch of the drain
-    store.append(0, "alarm")
-    #expect(store.fetch(&feed, after: 10, limit: 1).items.isEmpty)  // not looked at before the signal
-    feed.appended()
-    #expect(store.fetch(&feed, after: 10, limit: 1).items.map(\.message) == ["alarm"])
 }
