@@ -63,6 +63,8 @@ final class BridgeRunner: @unchecked Sendable {
     private var lastConnectedAt: (at: Date, connections: UInt64)?
     private var lastErrorAt: (at: Date, failures: UInt64, text: String)?
     private let tickInterval: TimeAmount
+    /// The per-class queues (`topic … priority N ttl D`) the link is fed from.
+    let queues: BridgeQueues
 
     init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
         self.name = config.name
@@ -73,6 +75,7 @@ final class BridgeRunner: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "bridge"] = "\(config.name)"
         self.logger = logger
+        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
         let rules = try Self.rules(from: config)
         self.outboundRules = NIOLockedValueBox(rules)
         self.limits = QueueLimits(
@@ -127,14 +130,15 @@ final class BridgeRunner: @unchecked Sendable {
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
     }
 
-    /// The queued form of a local message that matched an `out` rule (topic already remapped).
-    func queuedMessage(for message: SluiceBroker.Message) -> QueuedMessage? {
+    /// The queued form of a local message that matched an `out` rule (topic already remapped), and the
+    /// queue of the rule's priority class.
+    func queuedMessage(for message: SluiceBroker.Message) -> (message: QueuedMessage, queue: String)? {
         guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
+        let queue = queues.queue(forRule: mapping.ruleIndex)
         var properties = message.properties
-        if properties.messageExpiryInterval != nil {
-            properties.messageExpiryInterval = nil  // the queue's own age bound governs queued messages
-        }
-        return QueuedMessage(
+        // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
+        properties.messageExpiryInterval = queue.ttl
+        let queued = QueuedMessage(
             topic: mapping.topic,
             payload: Array(message.payload.readableBytesView),
             qos: mapping.qos.rawValue,
@@ -142,6 +146,7 @@ final class BridgeRunner: @unchecked Sendable {
             properties: properties.storageBytes(),
             enqueuedAt: Store.wallClockMilliseconds()
         )
+        return (queued, queue.name)
     }
 
     static func rules(from config: BridgeConfig) throws -> BridgeRules {
@@ -158,8 +163,9 @@ final class BridgeRunner: @unchecked Sendable {
         )
     }
 
-    /// SIGHUP: new topic rules; remote subscriptions follow while connected.
-    func updateRules(_ rules: BridgeRules) {
+    /// SIGHUP: new topic rules (and their classes); remote subscriptions follow while connected.
+    func updateRules(_ rules: BridgeRules, classes: [RuleClass]) {
+        queues.updateRules(classes)
         outboundRules.withLockedValue { $0 = rules }
         loop.execute { self.run(self.link.updateRules(rules)) }
     }
@@ -171,6 +177,7 @@ final class BridgeRunner: @unchecked Sendable {
             self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.tickInterval, delay: self.tickInterval) { _ in
                 self.run(self.link.tick(now: .now))
                 self.expireOldMessages()
+                self.queues.reportExpired()
                 self.pollControl()
             }
             self.pollControl(force: true)
@@ -195,7 +202,7 @@ final class BridgeRunner: @unchecked Sendable {
     /// `start_type lazy`: the queue's depth decides whether the idle link connects.
     private func checkThreshold() {
         do {
-            run(link.queued(count: Int(clamping: try store.stats(queue: name).depth)))
+            run(link.queued(count: Int(clamping: try store.bridgeStats(bridge: name).depth)))
         } catch {
             logger.error("cannot count the queue for start_type lazy: \(error)")
         }
@@ -275,9 +282,7 @@ final class BridgeRunner: @unchecked Sendable {
     private func expireOldMessages() {
         guard let maxAge = limits.maxAge, ContinuousClock.now - lastExpiry > .seconds(10) else { return }
         lastExpiry = .now
-        store.expire(queue: name, maxAge: maxAge) { [logger] result in
-            if case .failure(let error) = result { logger.error("expiring old messages failed: \(error)") }
-        }
+        queues.expire(maxAge: maxAge)
     }
 
     // MARK: Actions (on `loop`)
@@ -308,7 +313,7 @@ final class BridgeRunner: @unchecked Sendable {
                 pendingRemovals += seqs
             case .deadLetter(let seqs, let reason):
                 deadLettering.formUnion(seqs)
-                store.deadLetter(queue: name, seqs: seqs, code: reason.code) { [logger] result in
+                queues.deadLetter(seqs, code: reason.code) { [logger] result in
                     if case .failure(let error) = result { logger.error("moving messages to the dead letters failed: \(error)") }
                     self.loop.execute {
                         self.deadLettering.subtract(seqs)
@@ -409,7 +414,7 @@ final class BridgeRunner: @unchecked Sendable {
         // back in a drain.
         let window = max(1, link.window)
         let lazily = unremoved + link.inflightCount < window && unremoved * 2 < window
-        store.remove(queue: name, seqs: seqs, lazily: lazily) { [logger] result in
+        queues.remove(seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
                 self.removing.subtract(seqs)
@@ -420,30 +425,9 @@ final class BridgeRunner: @unchecked Sendable {
 
     private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
         guard limit > 0 else { return [] }
-        do {
-            // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
-            // fetches from the head, and the remote has them already); read that many more so a full queue
-            // still gives a full answer.
-            var stored = try store.read(queue: name, after: after, limit: limit + unremoved)
-            if unremoved > 0 { stored.removeAll { removing.contains($0.seq) || deadLettering.contains($0.seq) } }
-            if stored.count > limit { stored.removeLast(stored.count - limit) }
-            return stored.map { stored in
-                let message = stored.message
-                return QueuedItem(
-                    seq: stored.seq,
-                    message: PublishPacket(
-                        topic: message.topic,
-                        payload: ByteBuffer(bytes: message.payload),
-                        qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
-                        retain: message.retain,
-                        properties: (try? Properties(storageBytes: message.properties)) ?? .none
-                    )
-                )
-            }
-        } catch {
-            logger.error("reading the queue failed: \(error)")
-            return []
-        }
+        // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
+        // fetches from the head, and the remote has them already).
+        return queues.fetch(after: after, limit: limit) { removing.contains($0) || deadLettering.contains($0) }
     }
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of

@@ -72,7 +72,7 @@ extension BridgeRunner {
     /// The link's figures with the queue's from the store (nil where the store cannot be read).
     func systemFigures(store: Store?) -> EventLoopFuture<BridgeSystemTopics.Figures> {
         snapshot().map { link in
-            let stats = try? store?.stats(queue: self.name)
+            let stats = try? store?.bridgeStats(bridge: self.name)
             let now = Store.wallClockMilliseconds()
             return BridgeSystemTopics.Figures(
                 name: self.name,
@@ -85,7 +85,7 @@ extension BridgeRunner {
                 oldestAgeSeconds: stats.map { stats in
                     stats.oldestEnqueuedAt.map { now > $0 ? (now - $0) / 1000 : 0 } ?? 0
                 },
-                deadLetters: (try? store?.deadLetterCounts(queue: self.name))?.current
+                deadLetters: (try? store?.bridgeDeadLetterCounts(bridge: self.name))?.current
             )
         }
     }

@@ -187,12 +187,12 @@ public final class GatewayService: Service, Sendable {
                 }
             }
             host.loop.execute { host.setAccessPolicy(security.acl) }
-            var rules: [(BridgeRunner, BridgeRules)] = []
+            var rules: [(BridgeRunner, BridgeRules, [RuleClass])] = []
             for bridge in bridges {
                 guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
-                rules.append((bridge, try BridgeRunner.rules(from: section)))
+                rules.append((bridge, try BridgeRunner.rules(from: section), RuleClass.all(from: section)))
             }
-            for (bridge, newRules) in rules { bridge.updateRules(newRules) }
+            for (bridge, newRules, classes) in rules { bridge.updateRules(newRules, classes: classes) }
             let filters = rules.flatMap { $0.1.rules.filter(\.direction.isOutbound).map(\.localFilter) }
             host.loop.execute { host.setDurableFilters(filters) }
             logger.notice(
@@ -405,6 +405,8 @@ final class DurableBatcher: @unchecked Sendable {
     /// Per bridge: the turn's queued messages and, for each, the index of its token.
     private var messages: [[QueuedMessage]]
     private var owners: [[Int]]
+    /// Per bridge: each queued message's class queue (BridgeQueues).
+    private var queueNames: [[String]]
     private var flushScheduled = false
 
     init(host: BrokerHost, store: Store, bridges: [BridgeRunner], alarm: StoreAlarm) {
@@ -414,6 +416,7 @@ final class DurableBatcher: @unchecked Sendable {
         self.alarm = alarm
         self.messages = Array(repeating: [], count: bridges.count)
         self.owners = Array(repeating: [], count: bridges.count)
+        self.queueNames = Array(repeating: [], count: bridges.count)
     }
 
     /// On the broker loop: queue `message` for every bridge whose `out` rules match it.
@@ -422,7 +425,8 @@ final class DurableBatcher: @unchecked Sendable {
         var count = 0
         for (position, bridge) in bridges.enumerated() {
             guard let queued = bridge.queuedMessage(for: message) else { continue }
-            messages[position].append(queued)
+            messages[position].append(queued.message)
+            queueNames[position].append(queued.queue)
             owners[position].append(index)
             count += 1
         }
@@ -441,19 +445,30 @@ final class DurableBatcher: @unchecked Sendable {
 
     private func flush() {
         flushScheduled = false
-        let appends = bridges.indices.filter { !messages[$0].isEmpty }
+        // One append per class queue that got messages this turn, in arrival order within it.
+        var appends: [(bridge: BridgeRunner, queue: String, messages: [QueuedMessage], owners: [Int])] = []
+        for position in bridges.indices where !messages[position].isEmpty {
+            var byQueue: [String: Int] = [:]
+            for (offset, queue) in queueNames[position].enumerated() {
+                let slot = byQueue[queue] ?? {
+                    byQueue[queue] = appends.count
+                    appends.append((bridges[position], queue, [], []))
+                    return appends.count - 1
+                }()
+                appends[slot].messages.append(messages[position][offset])
+                appends[slot].owners.append(owners[position][offset])
+            }
+            messages[position].removeAll(keepingCapacity: true)
+            owners[position].removeAll(keepingCapacity: true)
+            queueNames[position].removeAll(keepingCapacity: true)
+        }
         let batch = DurableBatch(tokens: tokens, appends: appends.count)
         tokens.removeAll(keepingCapacity: true)
         targets.removeAll(keepingCapacity: true)
         let host = self.host
         let alarm = self.alarm
-        for position in appends {
-            let bridge = bridges[position]
-            let owners = self.owners[position]
-            let batchMessages = self.messages[position]
-            self.messages[position].removeAll(keepingCapacity: true)
-            self.owners[position].removeAll(keepingCapacity: true)
-            store.append(queue: bridge.name, messages: batchMessages, limits: bridge.limits) { result in
+        for (bridge, queue, batchMessages, owners) in appends {
+            store.append(queue: queue, messages: batchMessages, limits: bridge.limits) { result in
                 var outcomes = [CommitOutcome](repeating: .committed, count: owners.count)
                 switch result {
                 case .success(let results):

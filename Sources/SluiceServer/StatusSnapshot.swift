@@ -279,17 +279,17 @@ extension GatewayStatusSnapshot {
     ) throws(StoreError) -> GatewayStatusSnapshot {
         let nowMilliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         var names = config.bridges.map(\.name)
-        for name in try store.queueNames().sorted() where !names.contains(name) { names.append(name) }
+        for name in try store.bridgeNames() where !names.contains(name) { names.append(name) }
         var bridges: [BridgeStatus] = []
         for name in names {
             var status = BridgeStatus(
                 name: name,
                 state: .unknown,
-                stats: try store.stats(queue: name),
+                stats: try store.bridgeStats(bridge: name),
                 config: config.bridges.first { $0.name == name },
                 nowMilliseconds: nowMilliseconds
             )
-            status.deadLetters = (try? store.deadLetterCounts(queue: name)).map(\.current)
+            status.deadLetters = (try? store.bridgeDeadLetterCounts(bridge: name)).map(\.current)
             status.paused = (try? store.bridgeControl(queue: name))?.paused ?? false
             bridges.append(status)
         }
