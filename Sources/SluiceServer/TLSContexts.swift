@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOSSL
@@ -264,7 +271,7 @@ enum TLSFailure {
             }
         }
         let marker = "OPENSSL_internal:"
-        if let range = description.range(of: marker, options: .backwards) {
+        if let range = description.ranges(of: marker).last {
             let code = description[range.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
             if !code.isEmpty { return code.lowercased() }
         }
