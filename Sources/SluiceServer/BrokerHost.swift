@@ -131,7 +131,12 @@ final class BrokerHost: @unchecked Sendable {
     func tick() {
         run(core.tick(now: now))
         savePersistentState()
+        let stats = core.stats
+        let activity = stats.messagesReceived &+ stats.messagesSent &+ stats.connectionsTotal
+        if idleTrim.shouldTrim(activity: activity, now: .milliseconds(Int64(now))) { IdleTrim.releaseFreeHeap() }
     }
+
+    private var idleTrim = IdleTrim()
 
     // MARK: $SYS
 
