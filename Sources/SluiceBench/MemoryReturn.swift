@@ -2,7 +2,7 @@ import NIOCore
 
 /// Memory that comes back (issue 17, item 7), both brokers in one run:
 /// - subscription churn: `rounds` times, one clean-session client subscribes `filters` distinct filters
-///   (new ones every round) and disconnects; broker RssAnon 2 s after each round. "kept" is the last
+///   (new ones every round) and disconnects; broker RssAnon 6 s after each round. "kept" is the last
 ///   round's figure less the RssAnon before the first round (a tree that never frees nodes grows every round).
 /// - after a burst: a fresh broker's RssAnon 1 s after start, then 10 QoS 1 publishers → 1 subscriber,
 ///   `burst` messages of 64 B, every client gone, RssAnon sampled 10 s later.
@@ -14,7 +14,7 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
     return Scenario(
         name: "memory-return",
         description: "subscription churn: \(rounds) × \(filters) distinct filters subscribed by one clean-session client that"
-            + " then disconnects, broker RssAnon 2 s after each round; after a burst: \(burst) QoS 1 msgs of 64 B"
+            + " then disconnects, broker RssAnon 6 s after each round; after a burst: \(burst) QoS 1 msgs of 64 B"
             + " (10 pubs → 1 sub), all clients gone, RssAnon 10 s later against RssAnon 1 s after start",
         metrics: [
             MetricSpec(key: "churnBefore", label: "churn: RssAnon before (MiB)", unit: "MiB", better: .lower),
@@ -42,7 +42,8 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
                     }
                     try await connection.loop.submit { connection.disconnect() }.get()
                     try? await channel.closeFuture.get()
-                    try await Task.sleep(nanoseconds: 2_000_000_000)
+                    // Sluice trims its heap once quiet for 1 s, at most every 5 s (IdleTrim): sample after both.
+                    try await Task.sleep(nanoseconds: 6_000_000_000)
                     samples.append(Double(broker.anonymousBytes() ?? 0) / 1_048_576)
                 }
             }
