@@ -8,7 +8,7 @@
 #endif
 
 extension StringProtocol {
-    /// Without leading and trailing tabs and Unicode space separators: Foundation's
+    /// Without leading and trailing tabs and Unicode space separators (see `isBlank`): Foundation's
     /// `trimmingCharacters(in: .whitespaces)`, which is not in FoundationEssentials.
     public func trimmingBlanks() -> String { trimming(where: Self.isBlank) }
 
@@ -27,8 +27,9 @@ extension StringProtocol {
         return text
     }
 
+    /// Foundation's `.whitespaces`: tab, the space separators (Zs), and U+200B ZERO WIDTH SPACE.
     private static func isBlank(_ scalar: Unicode.Scalar) -> Bool {
-        scalar == "\t" || scalar.properties.generalCategory == .spaceSeparator
+        scalar == "\t" || scalar == "\u{200B}" || scalar.properties.generalCategory == .spaceSeparator
     }
 
     private static func isLineBreak(_ scalar: Unicode.Scalar) -> Bool {

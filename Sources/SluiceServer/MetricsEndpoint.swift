@@ -319,5 +319,5 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
 private func processWriteBytes() -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
     let line = text.split(separator: "\n").first { $0.hasPrefix("write_bytes:") }
-    return line.flatMap { Int($0.dropFirst("write_bytes:".count).filter { !$0.isWhitespace }) }
+    return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingBlanks()) }
 }

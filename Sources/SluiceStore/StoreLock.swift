@@ -54,8 +54,9 @@ public final class StoreLock: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 32)
         let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 32, 0) }
         guard count > 0 else { return nil }
-        let text = String(decoding: buffer.prefix(count), as: UTF8.self).filter { !$0.isWhitespace }
-        return Int32(text)
+        // One number, blanks around it allowed ("12 34" is not a PID).
+        let words = String(decoding: buffer.prefix(count), as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        return words.count == 1 ? Int32(words[0]) : nil
     }
 
     deinit {

@@ -118,6 +118,9 @@ public final class NamedThread: @unchecked Sendable {
         #endif
     }
 
+    /// Whether `start` has recorded the thread.
+    var hasHandle: Bool { lock.withLock { handle != nil } }
+
     /// Whether the caller runs on this thread.
     public var isCurrent: Bool {
         guard let handle = lock.withLock({ handle }) else { return false }
