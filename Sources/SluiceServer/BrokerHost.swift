@@ -116,6 +116,7 @@ final class BrokerHost: @unchecked Sendable {
     func closed(_ id: ConnectionID) {
         loop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
+        connectionsClosed += 1
         awaitingAuthentication[id] = nil
         if connectionMessages, let clientID = core.clientID(of: id) {
             logger.info("client disconnected", metadata: ["client": "\(clientID)"])
@@ -132,11 +133,13 @@ final class BrokerHost: @unchecked Sendable {
         run(core.tick(now: now))
         savePersistentState()
         let stats = core.stats
-        let activity = stats.messagesReceived &+ stats.messagesSent &+ stats.connectionsTotal
+        let activity = stats.messagesReceived &+ stats.messagesSent &+ stats.connectionsTotal &+ connectionsClosed
         if idleTrim.shouldTrim(activity: activity, now: .milliseconds(Int64(now))) { IdleTrim.releaseFreeHeap() }
     }
 
     private var idleTrim = IdleTrim()
+    /// Connections gone so far: a close frees memory too, so it counts as activity for `idleTrim`.
+    private var connectionsClosed = 0
 
     // MARK: $SYS
 

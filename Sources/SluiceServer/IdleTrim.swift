@@ -6,14 +6,16 @@
 /// main arena shrinks by itself, and Swift/NIO allocations are scattered across arenas), so a broker
 /// that peaked under a burst kept that anonymous memory with no client connected. `malloc_trim(0)`
 /// returns every free page of every arena to the kernel. It walks the heap, so it runs only once the
-/// broker has gone quiet after some activity, and at most every `minimumInterval`.
+/// broker has gone quiet after some activity, and at most every `minimumInterval`. A quiet broker gets
+/// one follow-up trim `minimumInterval` later: a closed connection's buffers are freed on its own event
+/// loop, which may be just after the first trim, and nothing else would return them.
 struct IdleTrim: Sendable {
     /// How long the activity counter must stay still before the broker counts as idle.
     var quietPeriod: Duration
     /// The least time between two trims.
     var minimumInterval: Duration
 
-    init(quietPeriod: Duration = .seconds(1), minimumInterval: Duration = .seconds(5)) {
+    init(quietPeriod: Duration = .seconds(1), minimumInterval: Duration = .seconds(3)) {
         self.quietPeriod = quietPeriod
         self.minimumInterval = minimumInterval
     }
@@ -22,6 +24,8 @@ struct IdleTrim: Sendable {
     private var quietSince: Duration = .zero
     /// Whether anything happened since the last trim (an idle broker is never trimmed twice).
     private var activeSinceTrim = false
+    /// The last trim followed activity: one more is due once `minimumInterval` has passed in quiet.
+    private var followUpDue = false
     private var lastTrim: Duration?
 
     /// `activity`: any counter that moves with work (messages, connections); `now`: monotonic time.
@@ -33,8 +37,9 @@ struct IdleTrim: Sendable {
             activeSinceTrim = true
             return false
         }
-        guard activeSinceTrim, now - quietSince >= quietPeriod else { return false }
+        guard activeSinceTrim || followUpDue, now - quietSince >= quietPeriod else { return false }
         if let lastTrim, now - lastTrim < minimumInterval { return false }
+        followUpDue = activeSinceTrim
         activeSinceTrim = false
         lastTrim = now
         return true
