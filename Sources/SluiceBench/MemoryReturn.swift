@@ -42,7 +42,7 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
                     }
                     try await connection.loop.submit { connection.disconnect() }.get()
                     try? await channel.closeFuture.get()
-                    // Sluice trims its heap once quiet for 1 s, at most every 5 s (IdleTrim): sample after both.
+                    // Sluice trims its heap once quiet for 1 s and again 3 s later (IdleTrim): sample after both.
                     try await Task.sleep(nanoseconds: 6_000_000_000)
                     samples.append(Double(broker.anonymousBytes() ?? 0) / 1_048_576)
                 }
