@@ -6,7 +6,8 @@
 # (mosquitto_pub/sub, paho-mqtt) and a real Mosquitto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build --build-tests
+# Every module a target imports from this package must be a declared dependency (keeps the layering honest).
+swift build --build-tests --explicit-target-dependency-import-check error
 swift test --skip-build
 if [ "${SLUICE_SKIP_FUZZ:-}" = 1 ]; then
     echo "fuzzing skipped: SLUICE_SKIP_FUZZ=1"

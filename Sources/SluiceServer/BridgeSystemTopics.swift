@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import NIOCore
 import SluiceStore
+import SluiceBroker
 
 /// `$SYS/broker/sluice/bridges/<name>/...`: each bridge's link and queue, published (retained) with the
 /// other `$SYS` topics every `sys_interval`. A central that bridges `$SYS/#` home from every gateway
@@ -54,8 +55,8 @@ struct BridgeSystemTopics {
             if let age = bridge.oldestAgeSeconds { out.append((base + "queue/oldest_age", "\(age)")) }
             out.append((base + "messages/sent", "\(bridge.acknowledged)"))
             out.append((base + "messages/received", "\(bridge.received)"))
-            out.append((base + "rate/sent", String(format: "%.2f", sentRate)))
-            out.append((base + "rate/received", String(format: "%.2f", receivedRate)))
+            out.append((base + "rate/sent", DecimalText.fixed(sentRate, digits: 2)))
+            out.append((base + "rate/received", DecimalText.fixed(receivedRate, digits: 2)))
             if let dead = bridge.deadLetters { out.append((base + "dead_letters", "\(dead)")) }
         }
         return out

@@ -124,6 +124,7 @@ final class BrokerHost: @unchecked Sendable {
     func closed(_ id: ConnectionID) {
         loop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
+        connectionsClosed += 1
         awaitingAuthentication[id] = nil
         connectLogsAwaitingTakeover[id] = nil
         if connectionMessages, let clientID = core.clientID(of: id) {
@@ -140,7 +141,14 @@ final class BrokerHost: @unchecked Sendable {
     func tick() {
         run(core.tick(now: now))
         savePersistentState()
+        let stats = core.stats
+        let activity = stats.messagesReceived &+ stats.messagesSent &+ stats.connectionsTotal &+ connectionsClosed
+        if idleTrim.shouldTrim(activity: activity, now: .milliseconds(Int64(now))) { IdleTrim.releaseFreeHeap() }
     }
+
+    private var idleTrim = IdleTrim()
+    /// Connections gone so far: a close frees memory too, so it counts as activity for `idleTrim`.
+    private var connectionsClosed = 0
 
     // MARK: $SYS
 

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
@@ -238,7 +245,7 @@ public final class GatewayService: Service, Sendable {
     private func openStore() throws -> Store {
         let directory = config.persistenceLocation
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = (directory as NSString).appendingPathComponent("sluice.db")
+        let path = PathText.appending("sluice.db", to: directory)
         for warning in StoreSpaceCheck.warnings(config, configPath: configPath) { logger.warning("\(warning)") }
         let alarm = self.alarm
         let store = try Store(

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -273,7 +280,7 @@ final class MetricsEndpoint: Sendable {
             for (bridge, link) in zip(self.bridges, links) {
                 body += "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\(link.paused ? " (paused)" : "")\n"
                 if let error = link.lastError {
-                    let since = link.failingSince.map { " since \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+                    let since = link.failingSince.map { " since \($0.formatted(.iso8601))" } ?? ""
                     body += "bridge \(bridge.name) last error\(since): \(error)\n"
                 }
             }
@@ -326,5 +333,5 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
 private func processWriteBytes() -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
     let line = text.split(separator: "\n").first { $0.hasPrefix("write_bytes:") }
-    return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingCharacters(in: .whitespaces)) }
+    return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingBlanks()) }
 }

@@ -1,5 +1,13 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Dispatch
 import SluiceConfig
 import SluiceStore
 
@@ -23,7 +31,7 @@ struct Queue: ParsableCommand {
             } catch {
                 throw failure("\(error)")
             }
-            let path = (gatewayConfig.persistenceLocation as NSString).appendingPathComponent("sluice.db")
+            let path = PathText.appending("sluice.db", to: gatewayConfig.persistenceLocation)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw failure("no store at \(path) (has the gateway run with this configuration?)")
             }

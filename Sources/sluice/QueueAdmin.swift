@@ -1,5 +1,13 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Dispatch
 import SluiceBridge
 import SluiceStore
 
@@ -66,7 +74,7 @@ extension Queue {
                 for letter in letters where shown < count {
                     let message = letter.message
                     let payload = String(decoding: message.payload.prefix(60), as: UTF8.self)
-                    let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(letter.deadAt) / 1000))
+                    let when = Date(timeIntervalSince1970: Double(letter.deadAt) / 1000).formatted(.iso8601)
                     print(
                         "#\(letter.seq)\(classMarker(priority, of: classes)) reason=\(DeadLetterCodes.label(letter.code))"
                             + " at=\(when) qos=\(message.qos) size=\(message.payload.count) \(message.topic) \(payload)"
