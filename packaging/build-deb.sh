@@ -14,8 +14,10 @@
 #   SLUICE_OUT_DIR      output folder (default: packaging/out)
 #
 # The binary is built with the static Swift stdlib, no rpath and full RELRO
-# (swift build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now),
-# then stripped. Depends comes from dpkg-shlibdeps (+ adduser for the maintainer scripts).
+# (swift build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now
+# -Xlinker --no-export-dynamic: nothing loads symbols from the executable, and its 23,000 exported
+# Swift and BoringSSL symbols cost 2.5 MB of dynamic symbol table), then stripped. Depends comes
+# from dpkg-shlibdeps (+ adduser for the maintainer scripts).
 # The shipped /etc/sluice/gateway.conf is validated with the built binary's `sluice check`.
 # Needs: swift, dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip. Run as any user
 # (dpkg-deb --root-owner-group makes every file root:root). The last line printed is the
@@ -39,7 +41,8 @@ else
     if [ "${SLUICE_SKIP_BUILD:-0}" != "1" ]; then
         log "swift build -c release (static Swift stdlib) into $build_dir"
         swift build -c release --static-swift-stdlib --disable-local-rpath \
-            -Xlinker -z -Xlinker now --product sluice --scratch-path "$build_dir" >&2
+            -Xlinker -z -Xlinker now -Xlinker --no-export-dynamic \
+            --product sluice --scratch-path "$build_dir" >&2
     fi
     binary="$build_dir/release/sluice"
 fi

@@ -6,7 +6,13 @@
 # (mosquitto_pub/sub, paho-mqtt) and a real Mosquitto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build --build-tests
+# Every module a target imports from this package must be a declared dependency (keeps the layering honest).
+# Full Foundation links ICU (about 45 MB of the binary): the shipped targets use FoundationEssentials.
+if grep -rln '^import Foundation$' Sources --include=*.swift | grep -v '^Sources/SluiceBench/'; then
+    echo "the files above import full Foundation: use FoundationEssentials (see BENCHMARKS.md, binary size)" >&2
+    exit 1
+fi
+swift build --build-tests --explicit-target-dependency-import-check error
 swift test --skip-build
 if [ "${SLUICE_SKIP_FUZZ:-}" = 1 ]; then
     echo "fuzzing skipped: SLUICE_SKIP_FUZZ=1"

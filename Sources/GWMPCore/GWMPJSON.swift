@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 // The JSON bodies of PROTOCOL.TXT §4–§6. Every field is optional at this layer so that one odd
 // `rxpk` does not cost the whole datagram: a field of the wrong type is a bad datagram, a missing

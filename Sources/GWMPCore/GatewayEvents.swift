@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What the listener publishes for a gateway.
 public enum GatewayEvent: Sendable, Equatable {
@@ -246,9 +253,9 @@ enum CodeRate {
         guard let legacy else { return "CR_UNDEFINED" }
         let upper = legacy.uppercased()
         if upper.hasSuffix("LI") {
-            return "CR_LI_" + upper.dropLast(2).replacingOccurrences(of: "/", with: "_")
+            return "CR_LI_" + upper.dropLast(2).replacing("/", with: "_")
         }
-        let name = "CR_" + upper.replacingOccurrences(of: "/", with: "_")
+        let name = "CR_" + upper.replacing("/", with: "_")
         return ["CR_4_5", "CR_4_6", "CR_4_7", "CR_4_8"].contains(name) ? name : "CR_UNDEFINED"
     }
 
@@ -270,7 +277,7 @@ enum CodeRate {
 /// alphabet and missing padding.
 enum Base64 {
     static func decode(_ text: String) -> [UInt8]? {
-        var normalized = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        var normalized = text.replacing("-", with: "+").replacing("_", with: "/")
         let remainder = normalized.utf8.count % 4
         if remainder == 1 { return nil }
         if remainder > 0 { normalized += String(repeating: "=", count: 4 - remainder) }

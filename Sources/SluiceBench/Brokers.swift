@@ -120,6 +120,17 @@ final class BrokerProcess: @unchecked Sendable {
         return nil
     }
 
+    /// Anonymous resident memory in bytes (RssAnon from /proc/PID/status): heap and stacks, without the
+    /// binary's file-backed pages.
+    func anonymousBytes() -> Int? {
+        guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in s.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
     /// CPU seconds (user + system) the broker has used so far, from /proc/PID/stat.
     func cpuSeconds() -> Double? {
         guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

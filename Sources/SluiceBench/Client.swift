@@ -209,6 +209,19 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         return p.futureResult
     }
 
+    /// One SUBSCRIBE carrying every filter of `filters`; completes on its SUBACK.
+    func subscribe(filters: [String], qos: QoS) -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        let p = loop.makePromise(of: Void.self)
+        subAck = p
+        let sub = SubscribePacket(
+            packetIdentifier: 1,
+            subscriptions: filters.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) })
+        MQTTCodec.encode(.subscribe(sub), version: .v3_1_1, into: &out)
+        flushOut()
+        return p.futureResult
+    }
+
     /// Publishes `count` messages. QoS 0: as fast as TCP back-pressure (channel writability)
     /// allows, in bursts with one flush each. QoS 1/2: keeps `window` messages in flight.
     /// `rate` > 0 paces the messages (checked every millisecond) instead.

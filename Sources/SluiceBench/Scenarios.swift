@@ -401,6 +401,7 @@ func allScenarios(quick: Bool, fileLimit: Int, bridge: Bool) -> [Scenario] {
     }
     list.append(latencyScenario(quick: quick))
     list.append(memoryScenario(quick: quick, fileLimit: fileLimit))
+    list.append(memoryReturnScenario(quick: quick))
     list.append(connectionRateScenario(quick: quick))
     list += bridgeScenarios(quick: quick, enabled: bridge)
     return list

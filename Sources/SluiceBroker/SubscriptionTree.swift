@@ -31,6 +31,10 @@ struct SharedGroup: Sendable {
 /// A trie over topic levels. Nodes live in an array so the whole tree is a value and
 /// mutations are in place (no reference types inside the broker state).
 ///
+/// A node left with no subscriber and no child is unlinked from its parent, upwards, as soon as its
+/// last subscription goes; its slot is reused by the next new node. Without that, every distinct
+/// filter ever subscribed kept its nodes (and their filter strings) for the life of the broker.
+///
 /// Note on `$` topics: a wildcard in the first level never matches a topic whose first level
 /// starts with `$` [MQTT-4.7.2-1], so matching skips the `+` and `#` children of the root then.
 struct SubscriptionTree: Sendable {
@@ -38,9 +42,18 @@ struct SubscriptionTree: Sendable {
         var children: [TopicLevel: Int] = [:]
         var subscribers: [String: Subscription] = [:]
         var shared: [String: SharedGroup] = [:]
+        /// Where this node hangs: the parent's slot and the level keying it there (none for the root).
+        var parent = 0
+        var level: TopicLevel? = nil
+
+        var isUnused: Bool { children.isEmpty && subscribers.isEmpty && shared.isEmpty }
     }
 
     private(set) var nodes: [Node] = [Node()]
+    /// Slots of `nodes` freed by `prune`, reused before the array grows.
+    private var freeSlots: [Int] = []
+    /// Nodes in use, the root included.
+    var nodeCount: Int { nodes.count - freeSlots.count }
     private(set) var count = 0
     /// Of `count`, the `$share/GROUP/FILTER` subscriptions (`$SYS/broker/shared_subscriptions/count`).
     private(set) var sharedCount = 0
@@ -57,8 +70,15 @@ struct SubscriptionTree: Sendable {
             if let child = nodes[index].children[TopicLevel(level)] {
                 index = child
             } else {
-                nodes.append(Node())
-                let child = nodes.count - 1
+                let node = Node(parent: index, level: TopicLevel(level))
+                let child: Int
+                if let free = freeSlots.popLast() {
+                    nodes[free] = node
+                    child = free
+                } else {
+                    nodes.append(node)
+                    child = nodes.count - 1
+                }
                 nodes[index].children[TopicLevel(level)] = child
                 index = child
             }
@@ -109,13 +129,32 @@ struct SubscriptionTree: Sendable {
             }
             count -= 1
             sharedCount -= 1
+            prune(from: index)
             return true
         }
         guard let index = existingNode(for: filter),
             nodes[index].subscribers.removeValue(forKey: clientID) != nil
         else { return false }
         count -= 1
+        prune(from: index)
         return true
+    }
+
+    /// Unlinks `start` and then each ancestor while it is unused (a loop, not recursion: a filter may
+    /// have 65,535 levels). An empty tree gives its storage back.
+    private mutating func prune(from start: Int) {
+        var index = start
+        while index != 0, nodes[index].isUnused, let level = nodes[index].level {
+            let parent = nodes[index].parent
+            nodes[parent].children[level] = nil
+            nodes[index] = Node()
+            freeSlots.append(index)
+            index = parent
+        }
+        if nodeCount == 1 && nodes.count > 1 {
+            nodes = [nodes[0]]
+            freeSlots = []
+        }
     }
 
     /// Whether `filter` has more than `limit` levels; a shared subscription counts the levels of its

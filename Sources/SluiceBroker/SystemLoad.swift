@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 // Note on `$SYS/broker/load/...`: Mosquitto publishes, for each of its counters, three exponentially
 // weighted moving averages of the rate per minute (1, 5 and 15 minutes), updated every `sys_interval`:
@@ -39,9 +46,22 @@ public struct SystemLoad: Sendable {
         for name in Self.names {
             let values = averages[name] ?? [0, 0, 0]
             for (index, window) in Self.windows.enumerated() {
-                out.append(("load/\(name)/\(window.suffix)", String(format: "%.2f", values[index])))
+                out.append(("load/\(name)/\(window.suffix)", DecimalText.fixed(values[index], digits: 2)))
             }
         }
         return out
+    }
+}
+
+/// Fixed-point decimal text as C's `printf("%.Nf")` writes it (what `String(format:)` gave, without
+/// linking Foundation's internationalization and ICU).
+public enum DecimalText {
+    public static func fixed(_ value: Double, digits: Int) -> String {
+        withVaList([value]) { arguments in
+            var buffer = [CChar](repeating: 0, count: 400)
+            let written = vsnprintf(&buffer, buffer.count, "%.\(digits)f", arguments)
+            guard written >= 0 else { return "\(value)" }
+            return String(decoding: buffer.prefix(min(Int(written), buffer.count - 1)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
     }
 }

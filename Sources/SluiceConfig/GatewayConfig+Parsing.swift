@@ -2,7 +2,14 @@
 // through `KeyRule.table` to the section it belongs to, and `finish` validates whole sections and
 // fills in defaults. Nothing is half-applied: a parse either returns a whole config or throws.
 
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension GatewayConfig {
     /// Reads and validates the file at `path` (and any `include_dir` files). Errors name `path` as given.

@@ -5,7 +5,14 @@
 // Mosquitto does. `include_dir DIR` is expanded here, in place, with the `*.conf` files of DIR
 // in sorted order, so sections carry on across files exactly as in Mosquitto.
 
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One non-comment line: its place, its key and its raw value.
 struct Directive: Sendable {
@@ -30,13 +37,13 @@ enum Lexer {
     ) throws(ConfigError) -> [Directive] {
         var result: [Directive] = []
         for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            let line = rawLine.trimmingBlanks()
             if line.isEmpty || line.hasPrefix("#") { continue }
             let key: String
             let rest: String
             if let blank = line.firstIndex(where: { $0 == " " || $0 == "\t" }) {
                 key = String(line[..<blank])
-                rest = line[blank...].trimmingCharacters(in: .whitespaces)
+                rest = line[blank...].trimmingBlanks()
             } else {
                 key = line
                 rest = ""
@@ -63,19 +70,19 @@ enum Lexer {
     /// The directives of every `*.conf` file in the directory, files in sorted order.
     private static func included(by directive: Directive) throws(ConfigError) -> [Directive] {
         let dir = try directive.singleString()
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory else {
             throw directive.error(.missingFile, "directory '\(dir)' does not exist")
         }
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: dir)
         } catch {
-            throw directive.error(.unreadableFile, "cannot read directory '\(dir)': \(error.localizedDescription)")
+            throw directive.error(.unreadableFile, "cannot read directory '\(dir)': \(fileErrorText(error))")
         }
         var result: [Directive] = []
         for name in names.filter({ $0.hasSuffix(".conf") }).sorted() {
-            let path = (dir as NSString).appendingPathComponent(name)
+            let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
             let text = try readFile(path, from: directive)
             result += try directives(in: text, fileName: path, includeAllowed: false)
         }

@@ -124,19 +124,37 @@ public struct BridgeTopic: Sendable, Equatable {
     public var localPrefix: String = ""
     /// Default "".
     public var remotePrefix: String = ""
+    /// `priority N` after the five Mosquitto fields: the drain class of `out` messages, 0 (first) to 9.
+    /// nil = `BridgeTopic.defaultPriority`.
+    public var priority: Int? = nil
+    /// `ttl DURATION` after the five Mosquitto fields: `out` messages older than this when they would be
+    /// sent are dropped (counted as `expired`). nil = no TTL.
+    public var ttl: Duration? = nil
+
+    /// The class of rules without `priority`: the lowest, as Azure IoT Edge routes without one, so giving
+    /// any rule a priority moves it ahead of the rest.
+    public static let defaultPriority = 9
+    public static let priorities = 0...9
+
+    /// `priority`, or the default class.
+    public var effectivePriority: Int { priority ?? Self.defaultPriority }
 
     public init(
         pattern: String,
         direction: Direction = .out,
         qos: Int = 0,
         localPrefix: String = "",
-        remotePrefix: String = ""
+        remotePrefix: String = "",
+        priority: Int? = nil,
+        ttl: Duration? = nil
     ) {
         self.pattern = pattern
         self.direction = direction
         self.qos = qos
         self.localPrefix = localPrefix
         self.remotePrefix = remotePrefix
+        self.priority = priority
+        self.ttl = ttl
     }
 
     /// The filter as seen on the local broker.

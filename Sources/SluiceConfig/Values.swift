@@ -1,7 +1,14 @@
 // Value readers: each turns a directive's text into one typed value or throws an error that
 // names the file, line and key and quotes what was written.
 
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension Directive {
     /// The error for a Mosquitto key Sluice refuses; `why` ends with what to write instead, in parentheses.
@@ -168,9 +175,9 @@ extension Directive {
     /// A path that must name an existing file (or, with `directory`, an existing directory).
     func existingPath(directory: Bool = false) throws(ConfigError) -> String {
         let path = try singleString()
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
-            isDirectory.boolValue == directory
+            isDirectory == directory
         else {
             throw error(.missingFile, "\(directory ? "directory" : "file") '\(path)' does not exist")
         }

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
@@ -65,6 +72,8 @@ final class BridgeRunner: @unchecked Sendable {
     private var lastConnectedAt: (at: Date, connections: UInt64)?
     private var lastErrorAt: (at: Date, failures: UInt64, text: String)?
     private let tickInterval: TimeAmount
+    /// The per-class queues (`topic … priority N ttl D`) the link is fed from.
+    let queues: BridgeQueues
     /// Start, progress and end lines of a drain (see `DrainProgress`), sampled once a second.
     private var drain: DrainProgress<ContinuousClock.Instant>
     private var lastDrainSample = ContinuousClock.now
@@ -79,6 +88,7 @@ final class BridgeRunner: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "bridge"] = "\(config.name)"
         self.logger = logger
+        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
         let rules = try Self.rules(from: config)
         self.outboundRules = NIOLockedValueBox(rules)
         self.limits = QueueLimits(
@@ -135,14 +145,15 @@ final class BridgeRunner: @unchecked Sendable {
         self.drain = DrainProgress(name: config.name)
     }
 
-    /// The queued form of a local message that matched an `out` rule (topic already remapped).
-    func queuedMessage(for message: SluiceBroker.Message) -> QueuedMessage? {
+    /// The queued form of a local message that matched an `out` rule (topic already remapped), and the
+    /// queue of the rule's priority class.
+    func queuedMessage(for message: SluiceBroker.Message) -> (message: QueuedMessage, queue: String)? {
         guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
+        let queue = queues.queue(forRule: mapping.ruleIndex)
         var properties = message.properties
-        if properties.messageExpiryInterval != nil {
-            properties.messageExpiryInterval = nil  // the queue's own age bound governs queued messages
-        }
-        return QueuedMessage(
+        // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
+        properties.messageExpiryInterval = queue.ttl
+        let queued = QueuedMessage(
             topic: mapping.topic,
             payload: Array(message.payload.readableBytesView),
             qos: mapping.qos.rawValue,
@@ -150,6 +161,7 @@ final class BridgeRunner: @unchecked Sendable {
             properties: properties.storageBytes(),
             enqueuedAt: Store.wallClockMilliseconds()
         )
+        return (queued, queue.name)
     }
 
     static func rules(from config: BridgeConfig) throws -> BridgeRules {
@@ -166,8 +178,9 @@ final class BridgeRunner: @unchecked Sendable {
         )
     }
 
-    /// SIGHUP: new topic rules; remote subscriptions follow while connected.
-    func updateRules(_ rules: BridgeRules) {
+    /// SIGHUP: new topic rules (and their classes); remote subscriptions follow while connected.
+    func updateRules(_ rules: BridgeRules, classes: [RuleClass]) {
+        queues.updateRules(classes)
         outboundRules.withLockedValue { $0 = rules }
         loop.execute { self.run(self.link.updateRules(rules)) }
     }
@@ -179,6 +192,7 @@ final class BridgeRunner: @unchecked Sendable {
             self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.tickInterval, delay: self.tickInterval) { _ in
                 self.run(self.link.tick(now: .now))
                 self.expireOldMessages()
+                self.queues.reportExpired()
                 self.pollControl()
                 self.sampleDrain()
             }
@@ -204,7 +218,7 @@ final class BridgeRunner: @unchecked Sendable {
     /// `start_type lazy`: the queue's depth decides whether the idle link connects.
     private func checkThreshold() {
         do {
-            run(link.queued(count: Int(clamping: try store.stats(queue: name).depth)))
+            run(link.queued(count: Int(clamping: try store.bridgeStats(bridge: name).depth)))
         } catch {
             logger.error("cannot count the queue for start_type lazy: \(error)")
         }
@@ -287,7 +301,7 @@ final class BridgeRunner: @unchecked Sendable {
             _ = drain.update(now: now, depth: 0, delivered: 0, connected: false)  // link down: nothing to read
             return
         }
-        guard let depth = try? store.stats(queue: name).depth else { return }
+        guard let depth = try? store.bridgeStats(bridge: name).depth else { return }
         let statistics = link.statistics
         let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
         // Delivered messages whose removal has not committed yet are not left to send.
@@ -303,9 +317,7 @@ final class BridgeRunner: @unchecked Sendable {
     private func expireOldMessages() {
         guard let maxAge = limits.maxAge, ContinuousClock.now - lastExpiry > .seconds(10) else { return }
         lastExpiry = .now
-        store.expire(queue: name, maxAge: maxAge) { [logger] result in
-            if case .failure(let error) = result { logger.error("expiring old messages failed: \(error)") }
-        }
+        queues.expire(maxAge: maxAge)
     }
 
     // MARK: Actions (on `loop`)
@@ -336,7 +348,7 @@ final class BridgeRunner: @unchecked Sendable {
                 pendingRemovals += seqs
             case .deadLetter(let seqs, let reason):
                 deadLettering.formUnion(seqs)
-                store.deadLetter(queue: name, seqs: seqs, code: reason.code) { [logger] result in
+                queues.deadLetter(seqs, code: reason.code) { [logger] result in
                     if case .failure(let error) = result { logger.error("moving messages to the dead letters failed: \(error)") }
                     self.loop.execute {
                         self.deadLettering.subtract(seqs)
@@ -438,7 +450,7 @@ final class BridgeRunner: @unchecked Sendable {
         // back in a drain.
         let window = max(1, link.window)
         let lazily = unremoved + link.inflightCount < window && unremoved * 2 < window
-        store.remove(queue: name, seqs: seqs, lazily: lazily) { [logger] result in
+        queues.remove(seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
                 self.removing.subtract(seqs)
@@ -449,30 +461,9 @@ final class BridgeRunner: @unchecked Sendable {
 
     private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
         guard limit > 0 else { return [] }
-        do {
-            // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
-            // fetches from the head, and the remote has them already); read that many more so a full queue
-            // still gives a full answer.
-            var stored = try store.read(queue: name, after: after, limit: limit + unremoved)
-            if unremoved > 0 { stored.removeAll { removing.contains($0.seq) || deadLettering.contains($0.seq) } }
-            if stored.count > limit { stored.removeLast(stored.count - limit) }
-            return stored.map { stored in
-                let message = stored.message
-                return QueuedItem(
-                    seq: stored.seq,
-                    message: PublishPacket(
-                        topic: message.topic,
-                        payload: ByteBuffer(bytes: message.payload),
-                        qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
-                        retain: message.retain,
-                        properties: (try? Properties(storageBytes: message.properties)) ?? .none
-                    )
-                )
-            }
-        } catch {
-            logger.error("reading the queue failed: \(error)")
-            return []
-        }
+        // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
+        // fetches from the head, and the remote has them already).
+        return queues.fetch(after: after, limit: limit) { removing.contains($0) || deadLettering.contains($0) }
     }
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import NIOCore
 import SluiceStore
+import SluiceBroker
 
 /// `$SYS/broker/sluice/bridges/<name>/...`: each bridge's link and queue, published (retained) with the
 /// other `$SYS` topics every `sys_interval`. A central that bridges `$SYS/#` home from every gateway
@@ -54,8 +55,8 @@ struct BridgeSystemTopics {
             if let age = bridge.oldestAgeSeconds { out.append((base + "queue/oldest_age", "\(age)")) }
             out.append((base + "messages/sent", "\(bridge.acknowledged)"))
             out.append((base + "messages/received", "\(bridge.received)"))
-            out.append((base + "rate/sent", String(format: "%.2f", sentRate)))
-            out.append((base + "rate/received", String(format: "%.2f", receivedRate)))
+            out.append((base + "rate/sent", DecimalText.fixed(sentRate, digits: 2)))
+            out.append((base + "rate/received", DecimalText.fixed(receivedRate, digits: 2)))
             if let dead = bridge.deadLetters { out.append((base + "dead_letters", "\(dead)")) }
         }
         return out
@@ -72,7 +73,7 @@ extension BridgeRunner {
     /// The link's figures with the queue's from the store (nil where the store cannot be read).
     func systemFigures(store: Store?) -> EventLoopFuture<BridgeSystemTopics.Figures> {
         snapshot().map { link in
-            let stats = try? store?.stats(queue: self.name)
+            let stats = try? store?.bridgeStats(bridge: self.name)
             let now = Store.wallClockMilliseconds()
             return BridgeSystemTopics.Figures(
                 name: self.name,
@@ -85,7 +86,7 @@ extension BridgeRunner {
                 oldestAgeSeconds: stats.map { stats in
                     stats.oldestEnqueuedAt.map { now > $0 ? (now - $0) / 1000 : 0 } ?? 0
                 },
-                deadLetters: (try? store?.deadLetterCounts(queue: self.name))?.current
+                deadLetters: (try? store?.bridgeDeadLetterCounts(bridge: self.name))?.current
             )
         }
     }

@@ -128,6 +128,7 @@ final class BrokerHost: @unchecked Sendable {
     func closed(_ id: ConnectionID, cause: DepartureReason? = nil) {
         loop.preconditionInEventLoop()
         guard let handle = connections.removeValue(forKey: id) else { return }
+        connectionsClosed += 1
         awaitingAuthentication[id] = nil
         connectLogsAwaitingTakeover[id] = nil
         let actions = core.closed(id, now: now)
@@ -144,7 +145,14 @@ final class BrokerHost: @unchecked Sendable {
         clientLog.flush()
         run(core.tick(now: now))
         savePersistentState()
+        let stats = core.stats
+        let activity = stats.messagesReceived &+ stats.messagesSent &+ stats.connectionsTotal &+ connectionsClosed
+        if idleTrim.shouldTrim(activity: activity, now: .milliseconds(Int64(now))) { IdleTrim.releaseFreeHeap() }
     }
+
+    private var idleTrim = IdleTrim()
+    /// Connections gone so far: a close frees memory too, so it counts as activity for `idleTrim`.
+    private var connectionsClosed = 0
 
     // MARK: $SYS
 

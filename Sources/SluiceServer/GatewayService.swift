@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
@@ -193,12 +200,12 @@ public final class GatewayService: Service, Sendable {
                 }
             }
             host.loop.execute { host.setAccessPolicy(security.acl) }
-            var rules: [(BridgeRunner, BridgeRules)] = []
+            var rules: [(BridgeRunner, BridgeRules, [RuleClass])] = []
             for bridge in bridges {
                 guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
-                rules.append((bridge, try BridgeRunner.rules(from: section)))
+                rules.append((bridge, try BridgeRunner.rules(from: section), RuleClass.all(from: section)))
             }
-            for (bridge, newRules) in rules { bridge.updateRules(newRules) }
+            for (bridge, newRules, classes) in rules { bridge.updateRules(newRules, classes: classes) }
             let filters = rules.flatMap { $0.1.rules.filter(\.direction.isOutbound).map(\.localFilter) }
             host.loop.execute { host.setDurableFilters(filters) }
             let report = ReloadReport(running: config, fresh: fresh).lines
@@ -244,7 +251,7 @@ public final class GatewayService: Service, Sendable {
     private func openStore() throws -> Store {
         let directory = config.persistenceLocation
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = (directory as NSString).appendingPathComponent("sluice.db")
+        let path = PathText.appending("sluice.db", to: directory)
         for warning in StoreSpaceCheck.warnings(config, configPath: configPath) { logger.warning("\(warning)") }
         let alarm = self.alarm
         let store = try Store(
@@ -406,6 +413,8 @@ final class DurableBatcher: @unchecked Sendable {
     /// Per bridge: the turn's queued messages and, for each, the index of its token.
     private var messages: [[QueuedMessage]]
     private var owners: [[Int]]
+    /// Per bridge: each queued message's class queue (BridgeQueues).
+    private var queueNames: [[String]]
     private var flushScheduled = false
 
     init(host: BrokerHost, store: Store, bridges: [BridgeRunner], alarm: StoreAlarm) {
@@ -415,6 +424,7 @@ final class DurableBatcher: @unchecked Sendable {
         self.alarm = alarm
         self.messages = Array(repeating: [], count: bridges.count)
         self.owners = Array(repeating: [], count: bridges.count)
+        self.queueNames = Array(repeating: [], count: bridges.count)
     }
 
     /// On the broker loop: queue `message` for every bridge whose `out` rules match it.
@@ -423,7 +433,8 @@ final class DurableBatcher: @unchecked Sendable {
         var count = 0
         for (position, bridge) in bridges.enumerated() {
             guard let queued = bridge.queuedMessage(for: message) else { continue }
-            messages[position].append(queued)
+            messages[position].append(queued.message)
+            queueNames[position].append(queued.queue)
             owners[position].append(index)
             count += 1
         }
@@ -442,19 +453,30 @@ final class DurableBatcher: @unchecked Sendable {
 
     private func flush() {
         flushScheduled = false
-        let appends = bridges.indices.filter { !messages[$0].isEmpty }
+        // One append per class queue that got messages this turn, in arrival order within it.
+        var appends: [(bridge: BridgeRunner, queue: String, messages: [QueuedMessage], owners: [Int])] = []
+        for position in bridges.indices where !messages[position].isEmpty {
+            var byQueue: [String: Int] = [:]
+            for (offset, queue) in queueNames[position].enumerated() {
+                let slot = byQueue[queue] ?? {
+                    byQueue[queue] = appends.count
+                    appends.append((bridges[position], queue, [], []))
+                    return appends.count - 1
+                }()
+                appends[slot].messages.append(messages[position][offset])
+                appends[slot].owners.append(owners[position][offset])
+            }
+            messages[position].removeAll(keepingCapacity: true)
+            owners[position].removeAll(keepingCapacity: true)
+            queueNames[position].removeAll(keepingCapacity: true)
+        }
         let batch = DurableBatch(tokens: tokens, appends: appends.count)
         tokens.removeAll(keepingCapacity: true)
         targets.removeAll(keepingCapacity: true)
         let host = self.host
         let alarm = self.alarm
-        for position in appends {
-            let bridge = bridges[position]
-            let owners = self.owners[position]
-            let batchMessages = self.messages[position]
-            self.messages[position].removeAll(keepingCapacity: true)
-            self.owners[position].removeAll(keepingCapacity: true)
-            store.append(queue: bridge.name, messages: batchMessages, limits: bridge.limits) { result in
+        for (bridge, queue, batchMessages, owners) in appends {
+            store.append(queue: queue, messages: batchMessages, limits: bridge.limits) { result in
                 var outcomes = [CommitOutcome](repeating: .committed, count: owners.count)
                 switch result {
                 case .success(let results):

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
@@ -55,7 +55,7 @@ final class GatewayStatus: Sendable {
         let clients = host.loop.submit { [host] in host.connectedClients }.hop(to: loop)
         let links = EventLoopFuture.whenAllSucceed(bridges.map { $0.snapshot() }, on: loop)
         return clients.and(links).map { clients, links in
-            let queues = self.bridges.map { try? self.store?.stats(queue: $0.name) }
+            let queues = self.bridges.map { try? self.store?.bridgeStats(bridge: $0.name) }
             let readings = zip(links, queues).map { link, stats in
                 BridgeReading(
                     acknowledged: link.acknowledged,
@@ -108,7 +108,7 @@ final class GatewayStatus: Sendable {
                     depth: status.depth,
                     drainRate: rates[index].drainRate
                 )
-                status.deadLetters = (try? self.store?.deadLetterCounts(queue: bridge.name))?.current
+                status.deadLetters = (try? self.store?.bridgeDeadLetterCounts(bridge: bridge.name))?.current
                 status.lastError = link.lastError
                 status.lastErrorSince = link.failingSince?.timeIntervalSince1970
                 statuses.append(status)

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -155,7 +162,7 @@ final class MetricsEndpoint: Sendable {
                 if let maxAge = bridgeLimits.maxAge {
                     page.gauge("sluice_bridge_queue_max_age_seconds", "queue_max_age: older messages are dropped (absent when unbounded)", maxAge / 1000, labels: labels)
                 }
-                if let dead = try? self.store?.deadLetterCounts(queue: bridge.name) {
+                if let dead = try? self.store?.bridgeDeadLetterCounts(bridge: bridge.name) {
                     page.gauge("sluice_bridge_dead_letters", "Messages in the bridge's dead-letter table", dead.current, labels: labels)
                     let deadLetteredHelp = "Messages moved to the dead letters, by reason"
                     page.declare("sluice_bridge_dead_lettered_total", .counter, deadLetteredHelp)
@@ -163,7 +170,16 @@ final class MetricsEndpoint: Sendable {
                         page.counter("sluice_bridge_dead_lettered_total", deadLetteredHelp, count, labels: labels + [("reason", DeadLetterCodes.label(code))])
                     }
                 }
-                guard let stats = try? self.store?.stats(queue: bridge.name) else { continue }
+                // The bridge as a whole (all its priority classes), then each class's depth.
+                guard let stats = try? self.store?.bridgeStats(bridge: bridge.name) else { continue }
+                for (priority, classStats) in (try? self.store?.classStats(bridge: bridge.name)) ?? [] {
+                    page.gauge(
+                        "sluice_bridge_queue_class_depth",
+                        "Messages in the durable queue of one priority class (0 drains first)",
+                        classStats.depth,
+                        labels: labels + [("priority", "\(priority)")]
+                    )
+                }
                 page.gauge("sluice_bridge_queue_depth", "Messages in the durable queue", stats.depth, labels: labels)
                 page.gauge("sluice_bridge_queue_bytes", "Bytes in the durable queue (encoded records)", stats.bytes, labels: labels)
                 let age = stats.oldestEnqueuedAt.map { now > $0 ? Int((now - $0) / 1000) : 0 } ?? 0
@@ -265,7 +281,7 @@ final class MetricsEndpoint: Sendable {
             for (bridge, link) in zip(self.bridges, links) {
                 body += "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\(link.paused ? " (paused)" : "")\n"
                 if let error = link.lastError {
-                    let since = link.failingSince.map { " since \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+                    let since = link.failingSince.map { " since \($0.formatted(.iso8601))" } ?? ""
                     body += "bridge \(bridge.name) last error\(since): \(error)\n"
                 }
             }
@@ -318,5 +334,5 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
 private func processWriteBytes() -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
     let line = text.split(separator: "\n").first { $0.hasPrefix("write_bytes:") }
-    return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingCharacters(in: .whitespaces)) }
+    return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingBlanks()) }
 }

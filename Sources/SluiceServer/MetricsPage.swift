@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The Prometheus text exposition format (0.0.4), written here rather than through swift-prometheus's
 // registry: version 2.4 emits families in dictionary order (a different order on every run), prints
@@ -140,6 +140,14 @@ struct MetricsPage {
 
     /// HELP text escapes only `\\` and `\n`.
     static func escapeHelp(_ help: String) -> String {
-        help.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+        var escaped = ""
+        for character in help {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
     }
 }

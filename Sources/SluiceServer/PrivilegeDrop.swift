@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import SluiceConfig
 
 /// Mosquitto's `user`: a gateway started as root gives root up once its listeners are bound and its
 /// store and log files are open (those keep working through their open descriptors).
@@ -62,7 +63,7 @@ public enum PrivilegeDrop {
             let ids = Self.ids(inStatus: status)
             if ids.uids != Array(repeating: UInt32(uid), count: 4) || ids.gids != Array(repeating: UInt32(gid), count: 4) {
                 let threadName = status.split(separator: "\n").first { $0.hasPrefix("Name:") }?.dropFirst(5)
-                offenders.append("\(name) (\(threadName.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"), uid \(ids.uids), gid \(ids.gids))")
+                offenders.append("\(name) (\(threadName.map { $0.trimmingBlanks() } ?? "?"), uid \(ids.uids), gid \(ids.gids))")
             }
         }
         return offenders

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SluiceConfig
 
 #if canImport(Glibc)
     import Glibc
@@ -51,7 +52,7 @@ struct ProcessMetrics: Equatable {
         func field(_ number: Int) -> Int? {
             let index = number - 3
             return fields.indices.contains(index)
-                ? Int(fields[index].trimmingCharacters(in: .whitespacesAndNewlines)) : nil
+                ? Int(fields[index].trimmingBlanksAndNewlines()) : nil
         }
         guard let user = field(14), let system = field(15), let start = field(22), let virtual = field(23),
             let resident = field(24), clockTicks > 0
@@ -67,7 +68,7 @@ struct ProcessMetrics: Equatable {
     /// `btime` of /proc/stat: when the system booted, in seconds since the Unix epoch.
     static func bootTime(procStat: String) -> Double? {
         let line = procStat.split(separator: "\n").first { $0.hasPrefix("btime ") }
-        return line.flatMap { Double($0.dropFirst("btime ".count).trimmingCharacters(in: .whitespaces)) }
+        return line.flatMap { Double($0.dropFirst("btime ".count).trimmingBlanks()) }
     }
 
     func report(into page: inout MetricsPage) {

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import SluiceBridge
 import SluiceConfig
@@ -20,7 +27,7 @@ public enum StartupBanner {
             let addresses = bridge.addresses.map(\.description).joined(separator: ", ")
             let backlog: String
             do {
-                let stats = try store.stats(queue: bridge.name)
+                let stats = try store.bridgeStats(bridge: bridge.name)
                 if stats.depth == 0 {
                     backlog = "queue empty"
                 } else {
@@ -49,6 +56,6 @@ public enum StartupBanner {
     static func bytes(_ count: UInt64) -> String {
         count < 1024
             ? "\(count) B"
-            : count < 1 << 20 ? "\(count / 1024) KB" : "\(String(format: "%.1f", Double(count) / 1_048_576)) MB"
+            : count < 1 << 20 ? "\(count / 1024) KB" : "\(count / 1_048_576).\(count % 1_048_576 * 10 / 1_048_576) MB"
     }
 }

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import SluiceBroker
 
 /// Numbers, sizes, durations and times as `sluice status` and the status page write them.
 public enum StatusFormat {
@@ -55,11 +57,12 @@ public enum StatusFormat {
 
     /// `2026-12-05 17:03:09 UTC`: a gateway's operators may sit in other time zones.
     public static func time(_ unixSeconds: Double) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return formatter.string(from: Date(timeIntervalSince1970: unixSeconds))
+        var seconds = time_t(unixSeconds.rounded(.down))
+        var parts = tm()
+        guard gmtime_r(&seconds, &parts) != nil else { return "\(unixSeconds)" }
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+            + " \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) UTC"
     }
 
     /// `since 2026-12-05 17:03:09 UTC (2 min 5 s)`.
@@ -68,7 +71,7 @@ public enum StatusFormat {
     }
 
     private static func oneDecimal(_ value: Double) -> String {
-        String(format: "%.1f", locale: Locale(identifier: "en_US_POSIX"), value)
+        DecimalText.fixed(value, digits: 1)
     }
 }
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import SluiceBroker
 
 /// The status page at `/` on the metrics listener: the snapshot as HTML with inline SVG graphs of the
 /// last hour. No script, no external asset, a meta refresh: it renders with JavaScript off, in a few KB.
@@ -141,7 +142,7 @@ public enum StatusPage {
     }
 
     private static func rounded(_ value: Double) -> String {
-        String(format: "%.1f", locale: Locale(identifier: "en_US_POSIX"), value)
+        DecimalText.fixed(value, digits: 1)
     }
 
     /// Text into HTML text or a quoted attribute.

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import SluiceConfig
 import SluiceStore
+import Glibc
 
 // Note on the status snapshot (`sluice status`, `/status.json`, the page at `/`):
 // - One value answers "is the link up, how much is waiting, when will it be delivered" for the whole
@@ -279,17 +280,17 @@ extension GatewayStatusSnapshot {
     ) throws(StoreError) -> GatewayStatusSnapshot {
         let nowMilliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         var names = config.bridges.map(\.name)
-        for name in try store.queueNames().sorted() where !names.contains(name) { names.append(name) }
+        for name in try store.bridgeNames() where !names.contains(name) { names.append(name) }
         var bridges: [BridgeStatus] = []
         for name in names {
             var status = BridgeStatus(
                 name: name,
                 state: .unknown,
-                stats: try store.stats(queue: name),
+                stats: try store.bridgeStats(bridge: name),
                 config: config.bridges.first { $0.name == name },
                 nowMilliseconds: nowMilliseconds
             )
-            status.deadLetters = (try? store.deadLetterCounts(queue: name)).map(\.current)
+            status.deadLetters = (try? store.bridgeDeadLetterCounts(bridge: name)).map(\.current)
             status.paused = (try? store.bridgeControl(queue: name))?.paused ?? false
             bridges.append(status)
         }
@@ -306,9 +307,8 @@ extension GatewayStatusSnapshot {
 extension StoreUsage {
     /// The store file at `path` against the configuration's `store_max_size`; nil if it cannot be read.
     init?(path: String, config: GatewayConfig) {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            let size = (attributes[.size] as? NSNumber)?.uint64Value
-        else { return nil }
-        self.init(path: path, fileBytes: size, maxBytes: UInt64(max(0, config.storeMapSizeMax)))
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        self.init(path: path, fileBytes: UInt64(max(0, status.st_size)), maxBytes: UInt64(max(0, config.storeMapSizeMax)))
     }
 }

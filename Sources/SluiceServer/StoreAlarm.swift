@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import SluiceBroker
@@ -32,12 +39,12 @@ public enum StoreSpaceCheck {
         // The folder may not exist yet: ask the nearest one that does.
         var directory = URL(fileURLWithPath: config.persistenceLocation).standardizedFileURL.path
         while !FileManager.default.fileExists(atPath: directory), directory != "/" {
-            directory = (directory as NSString).deletingLastPathComponent
+            directory = PathText.parent(of: directory)
         }
         guard let space = FilesystemSpace.of(directory) else { return [] }
-        let storePath = (config.persistenceLocation as NSString).appendingPathComponent("sluice.db")
+        let storePath = PathText.appending("sluice.db", to: config.persistenceLocation)
         let used =
-            ((try? FileManager.default.attributesOfItem(atPath: storePath)[.size]) as? NSNumber)?.uint64Value ?? 0
+            ((try? FileManager.default.attributesOfItem(atPath: storePath)[.size]) as? Int).map { UInt64($0) } ?? 0
         let keep = FreeSpaceGuard(config.storeMinFree).threshold(total: space.total) ?? 0
         let room = space.available + used > keep ? space.available + used - keep : 0
         guard UInt64(config.storeMapSizeMax) > room else { return [] }
@@ -51,7 +58,7 @@ public enum StoreSpaceCheck {
     }
 
     static func mebibytes(_ bytes: UInt64) -> String {
-        String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+        DecimalText.fixed(Double(bytes) / 1_048_576, digits: 1) + " MiB"
     }
 }
 

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOSSL
@@ -123,7 +130,7 @@ enum TLSContexts {
         }
         var keys: [String: [UInt8]] = [:]
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmingBlanks()
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             guard let colon = trimmed.lastIndex(of: ":"), let key = hexBytes(String(trimmed[trimmed.index(after: colon)...])),
                 !key.isEmpty, colon != trimmed.startIndex
@@ -312,7 +319,7 @@ enum TLSFailure {
             }
         }
         let marker = "OPENSSL_internal:"
-        if let range = description.range(of: marker, options: .backwards) {
+        if let range = description.ranges(of: marker).last {
             let code = description[range.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
             if !code.isEmpty { return code.lowercased() }
         }

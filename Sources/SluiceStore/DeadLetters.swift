@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 // Note on dead letters: a bridge message the remote can never take (a permanent PUBACK refusal, too
 // large for it, a poison message that cut the connection `bridge_max_attempts` times, or an

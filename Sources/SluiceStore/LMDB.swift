@@ -1,5 +1,12 @@
 import CLMDB
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A named LMDB database inside an environment (`MDB_dbi`).
 public struct LMDBDatabase: Sendable, Hashable {
@@ -26,7 +33,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// The ceiling for automatic growth, in bytes.
     public let maxMapSize: Int
     private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
-    private let sizeLock = NSLock()
+    private let sizeLock = ConditionMutex()
     private var _mapSize: Int
 
     /// The current map size in bytes.
@@ -91,7 +98,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         var references: Int
     }
     nonisolated(unsafe) private static var registry: [String: Entry] = [:]
-    private static let registryLock = NSLock()
+    private static let registryLock = ConditionMutex()
 
     static func canonicalPath(_ path: String) -> String {
         URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path

@@ -1,5 +1,12 @@
 import CLMDB
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Walks LMDB's B-trees with plain `pread`, checking every page before using anything it says.
 ///

@@ -164,6 +164,8 @@ public enum DropReason: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
     case maxAge = 2
     /// The LMDB map was at its ceiling, or the disk was full.
     case storeFull = 3
+    /// Older than its bridge rule's `ttl` when it would have been sent.
+    case expired = 4
 
     public var description: String {
         switch self {
@@ -171,6 +173,7 @@ public enum DropReason: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
         case .maxBytes: "max_bytes"
         case .maxAge: "max_age"
         case .storeFull: "store_full"
+        case .expired: "expired"
         }
     }
 }
@@ -189,9 +192,11 @@ public struct DropCounts: Sendable, Hashable {
 
 /// Bookkeeping for one queue, persisted in the metadata database so `stats` is cheap and survives restarts.
 ///
-/// Note on the meta record format (version 1), big-endian:
-/// `[1] version=1, [8] nextSeq, [8] count, [8] bytes, 4×[8] dropped by DropReason, 4×[8] rejected by DropReason`
-/// (73 bytes). A damaged or unknown meta record is rebuilt from the queue's records (counters restart at 0).
+/// Note on the meta record format (version 2), big-endian:
+/// `[1] version=2, [8] nextSeq, [8] count, [8] bytes, 5×[8] dropped by DropReason, 5×[8] rejected by DropReason`
+/// (89 bytes). Version 1 (73 bytes: 4×[8] each, before `expired`) is still read; the next write makes it
+/// version 2 (a binary from before then rebuilds such a record, its counters restarting at 0). A damaged or
+/// unknown meta record is rebuilt from the queue's records (counters restart at 0).
 struct QueueMeta: Hashable {
     var nextSeq: UInt64 = 1
     var count: UInt64 = 0
@@ -199,8 +204,11 @@ struct QueueMeta: Hashable {
     var dropped = DropCounts()
     var rejected = DropCounts()
 
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
     static let encodedSize = 1 + 8 * 3 + 8 * 2 * DropReason.allCases.count
+    /// Version 1 counted the first four reasons (before `expired`).
+    static let version1Reasons = 4
+    static let version1Size = 1 + 8 * 3 + 8 * 2 * version1Reasons
 
     func encode() -> [UInt8] {
         var out: [UInt8] = [QueueMeta.version]
@@ -215,15 +223,18 @@ struct QueueMeta: Hashable {
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StoreError) -> QueueMeta {
         var reader = ByteReader(bytes)
-        guard reader.readByte() == version, bytes.count == encodedSize else {
-            throw StoreError.corrupt("damaged or unknown queue metadata record")
+        let reasons: ArraySlice<DropReason>
+        switch (reader.readByte(), bytes.count) {
+        case (version, encodedSize): reasons = DropReason.allCases[...]
+        case (1, version1Size): reasons = DropReason.allCases.prefix(version1Reasons)
+        default: throw StoreError.corrupt("damaged or unknown queue metadata record")
         }
         var meta = QueueMeta()
         meta.nextSeq = reader.readUInt64()!
         meta.count = reader.readUInt64()!
         meta.bytes = reader.readUInt64()!
-        for reason in DropReason.allCases { meta.dropped[reason] = reader.readUInt64()! }
-        for reason in DropReason.allCases { meta.rejected[reason] = reader.readUInt64()! }
+        for reason in reasons { meta.dropped[reason] = reader.readUInt64()! }
+        for reason in reasons { meta.rejected[reason] = reader.readUInt64()! }
         return meta
     }
 }

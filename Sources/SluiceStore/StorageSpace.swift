@@ -1,5 +1,12 @@
 import CLMDB
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 // Note on storage pressure (design: "out of space is a policy, never a loss or a crash"):
 // - A commit can fail because there is no room (the map at `store_max_size`, ENOSPC, EDQUOT, or, on a
@@ -102,7 +109,7 @@ enum StorageSpace {
     }
 
     static func directory(of path: String) -> String {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = PathText.parent(of: path)
         return directory.isEmpty ? "." : directory
     }
 }

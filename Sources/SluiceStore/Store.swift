@@ -45,7 +45,15 @@
 // it (StoreFileCheck.swift).
 
 import CLMDB
-import Foundation
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The durable LMDB store of Sluice: bridge queues and key/value tables for broker persistence.
 ///
@@ -652,7 +660,7 @@ final class Writer: @unchecked Sendable {
 
     // Guarded by `condition`.
     private var health = StoreWriteHealth.writable
-    private let condition = NSCondition()
+    private let condition = ConditionMutex()
     private var pending: [PendingWrite] = []
     /// Operations in `pending` that are not lazy.
     private var eager = 0
@@ -660,7 +668,7 @@ final class Writer: @unchecked Sendable {
     private var pendingWeight = 0
     private var closing = false
     private var running = false
-    private var thread: Thread?
+    private let thread = NamedThread()
     private var transactions = 0
     private var operations = 0
     /// Writer-thread only: see `WriteContext.lowSpace`. Updated before every transaction.
@@ -726,13 +734,8 @@ final class Writer: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in self.run() }
-        thread.name = "sluice-store-writer"
-        condition.withLock {
-            self.thread = thread
-            running = true
-        }
-        thread.start()
+        condition.withLock { running = true }
+        thread.start(name: "sluice-store-writer") { [self] in self.run() }
     }
 
     func counters() -> (transactions: Int, operations: Int) {
@@ -761,8 +764,7 @@ final class Writer: @unchecked Sendable {
         defer { condition.unlock() }
         closing = true
         condition.broadcast()
-        let isWriterThread = thread.map { Thread.current === $0 } ?? false
-        guard !isWriterThread else { return }
+        guard !thread.isCurrent else { return }
         while running { condition.wait() }
     }
 
@@ -772,17 +774,16 @@ final class Writer: @unchecked Sendable {
             while pending.isEmpty && !closing { condition.wait() }
             if eager == 0 && !closing && lazyDelay > .zero {
                 // Only lazy operations: they ride the next ordinary commit, or commit alone once idle.
-                let deadline = Date(timeIntervalSinceNow: lazyDelay.seconds)
+                let deadline = ConditionMutex.deadline(after: lazyDelay)
                 while eager == 0 && !closing && condition.wait(until: deadline) {}
             }
             if eager > 0 && !closing && commitWindow > .zero {
                 // The commit window: let more operations share this commit (bounded by the batch size).
-                let deadline = Date(timeIntervalSinceNow: commitWindow.seconds)
+                let deadline = ConditionMutex.deadline(after: commitWindow)
                 while !closing && pendingWeight < maxBatchBytes && condition.wait(until: deadline) {}
             }
             if pending.isEmpty && closing {
                 running = false
-                thread = nil  // breaks the writer → thread → block → writer cycle
                 condition.broadcast()
                 condition.unlock()
                 return
@@ -963,9 +964,4 @@ public enum TableWrite: Sendable, Equatable {
     case delete(table: String, key: [UInt8])
     /// Deletes every key of the table that starts with `prefix`.
     case deletePrefix(table: String, prefix: [UInt8])
-}
-
-extension Duration {
-    /// In seconds, for `NSCondition.wait(until:)`.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

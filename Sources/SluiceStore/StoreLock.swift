@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One gateway per store: an advisory `flock` on `sluice.lock` beside `sluice.db`, held for the life of
 /// the process, with the holder's PID written into the file.
@@ -14,7 +21,7 @@ public final class StoreLock: @unchecked Sendable {
 
     /// The lock file for a store directory.
     public static func lockPath(directory: String) -> String {
-        (directory as NSString).appendingPathComponent("sluice.lock")
+        PathText.appending("sluice.lock", to: directory)
     }
 
     /// Takes the lock at once or throws `.locked` naming the store and the PID holding it.
@@ -27,7 +34,7 @@ public final class StoreLock: @unchecked Sendable {
             let holder = StoreLock.readHolder(fd)
             close(fd)
             guard code == EWOULDBLOCK else { throw StoreError(lmdb: code, "flock(\(path))") }
-            let store = (directory as NSString).appendingPathComponent("sluice.db")
+            let store = PathText.appending("sluice.db", to: directory)
             throw StoreError(
                 code: .locked,
                 message:
@@ -47,8 +54,9 @@ public final class StoreLock: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 32)
         let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 32, 0) }
         guard count > 0 else { return nil }
-        let text = String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return Int32(text)
+        // One number, blanks around it allowed ("12 34" is not a PID).
+        let words = String(decoding: buffer.prefix(count), as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        return words.count == 1 ? Int32(words[0]) : nil
     }
 
     deinit {

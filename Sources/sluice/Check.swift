@@ -57,7 +57,7 @@ struct Check: ParsableCommand {
 
             """
         for answer in GatewayConfig.keyAnswers {
-            let note = answer.note.replacingOccurrences(of: "|", with: "\\|")
+            let note = answer.note.replacing("|", with: "\\|")
             text += "| `\(answer.key)` | \(answer.status.rawValue) | \(note) |\n"
         }
         return text

@@ -1,4 +1,11 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import SluiceConfig
 
@@ -41,10 +48,10 @@ struct GatewayLogHandler: LogHandler {
         let stamped = "\(Date().formatted(.iso8601)) \(event.level): \(text)\n"
         if outputs.standardError {
             let line = journald ? "<\(Self.syslogPriority(event.level))>\(text)\n" : stamped
-            FileHandle.standardError.write(Data(line.utf8))
+            OutputFile.standardError.write(line)
         }
-        if outputs.standardOutput { FileHandle.standardOutput.write(Data(stamped.utf8)) }
-        for file in outputs.files { file.write(Data(stamped.utf8)) }
+        if outputs.standardOutput { OutputFile.standardOutput.write(stamped) }
+        for file in outputs.files { file.write(stamped) }
     }
 
     /// sd-daemon(3) priorities.
@@ -64,7 +71,7 @@ struct GatewayLogHandler: LogHandler {
 struct LogOutputs: Sendable {
     var standardError = true
     var standardOutput = false
-    var files: [FileHandle] = []
+    var files: [OutputFile] = []
     /// Files that could not be opened, with the error, to be logged once logging is up.
     var failures: [String] = []
 
@@ -81,7 +88,7 @@ struct LogOutputs: Sendable {
             // O_APPEND: every line lands at the end, also after logrotate's copytruncate.
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
             if fd >= 0 {
-                files.append(FileHandle(fileDescriptor: fd, closeOnDealloc: true))
+                files.append(OutputFile(descriptor: fd, owned: true))
             } else {
                 failures.append("\(path): \(String(cString: strerror(errno)))")
             }

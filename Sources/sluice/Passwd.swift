@@ -1,6 +1,14 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import SluiceAuth
+import SluiceConfig
 
 /// `sluice passwd`: manage a password file the way `mosquitto_passwd` (2.0) does, writing `$7$` PBKDF2-SHA512 lines
 /// that Mosquitto reads too.
@@ -60,7 +68,7 @@ struct Passwd: ParsableCommand {
                 do {
                     text = try String(contentsOfFile: file, encoding: .utf8)
                 } catch {
-                    throw PasswdError("\(file): cannot read: \(error.localizedDescription)")
+                    throw PasswdError("\(file): cannot read: \(fileErrorText(error))")
                 }
                 // Refuse to rewrite a file we cannot fully understand (the error names the line, never a hash).
                 _ = try PasswordFile.parse(text, fileName: file)
@@ -70,7 +78,7 @@ struct Passwd: ParsableCommand {
 
             let isThisUser = { (line: String) -> Bool in
                 guard let colon = line.firstIndex(of: ":") else { return false }
-                return line[..<colon].trimmingCharacters(in: .whitespaces) == username
+                return line[..<colon].trimmingBlanks() == username
             }
 
             if delete {

@@ -1,5 +1,13 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Dispatch
 import SluiceConfig
 import SluiceStore
 
@@ -23,7 +31,7 @@ struct Queue: ParsableCommand {
             } catch {
                 throw failure("\(error)")
             }
-            let path = (gatewayConfig.persistenceLocation as NSString).appendingPathComponent("sluice.db")
+            let path = PathText.appending("sluice.db", to: gatewayConfig.persistenceLocation)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw failure("no store at \(path) (has the gateway run with this configuration?)")
             }
@@ -45,18 +53,27 @@ struct Queue: ParsableCommand {
             let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
             if let bridge { try checkBridge(config.bridges.map(\.name), store, bridge) }
-            let names = bridge.map { [$0] } ?? Array(Set(config.bridges.map(\.name) + ((try? store.queueNames()) ?? []))).sorted()
+            let names = bridge.map { [$0] } ?? Array(Set(config.bridges.map(\.name) + ((try? store.bridgeNames()) ?? []))).sorted()
             let now = Store.wallClockMilliseconds()
             for name in names {
-                let stats = try store.stats(queue: name)
-                let age = stats.oldestEnqueuedAt.map { "\(Double(now.saturatingSubtract($0)) / 1000)s" } ?? "-"
-                print(
-                    "\(name): depth=\(stats.depth) bytes=\(stats.bytes) oldest_age=\(age) next_seq=\(stats.nextSeq)"
-                        + " dropped=\(describe(stats.dropped)) rejected=\(describe(stats.rejected))"
-                        + " quarantined=\(stats.quarantined)"
-                        + Self.deadLetterSummary(store, name)
-                )
+                // The bridge as a whole (its classes summed), then one line per class when it has several.
+                let stats = try store.bridgeStats(bridge: name)
+                print("\(name): " + line(stats, now: now) + Self.deadLetterSummary(store, name))
+                let classes = try store.classStats(bridge: name)
+                guard classes.count > 1 else { continue }
+                for (priority, stats) in classes {
+                    let queue = PriorityQueues.queueName(bridge: name, priority: priority)
+                    let dead = (try? store.deadLetterCounts(queue: queue).current) ?? 0
+                    print("  priority \(priority): " + line(stats, now: now) + " dead=\(dead)")
+                }
             }
+        }
+
+        private func line(_ stats: QueueStats, now: UInt64) -> String {
+            let age = stats.oldestEnqueuedAt.map { "\(Double(now.saturatingSubtract($0)) / 1000)s" } ?? "-"
+            return "depth=\(stats.depth) bytes=\(stats.bytes) oldest_age=\(age) next_seq=\(stats.nextSeq)"
+                + " dropped=\(describe(stats.dropped)) rejected=\(describe(stats.rejected))"
+                + " quarantined=\(stats.quarantined)"
         }
 
         private func describe(_ counts: DropCounts) -> String {
@@ -73,15 +90,25 @@ struct Queue: ParsableCommand {
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name.") var bridge: String
         @Option(name: .customShort("n"), help: "How many messages.") var count = 10
+        @OptionGroup var classOption: PriorityOption
 
+        /// In drain order: class by class, highest priority first.
         func run() throws {
             let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
             try checkBridge(config.bridges.map(\.name), store, bridge)
-            for stored in try store.read(queue: bridge, after: nil, limit: max(1, count)) {
-                let message = stored.message
-                let payload = String(decoding: message.payload.prefix(80), as: UTF8.self)
-                print("#\(stored.seq) qos=\(message.qos) retain=\(message.retain) \(message.topic) \(payload)")
+            let classes = try classOption.queues(store, bridge)
+            var left = max(1, count)
+            for (priority, queue) in classes where left > 0 {
+                for stored in try store.read(queue: queue, after: nil, limit: left) {
+                    let message = stored.message
+                    let payload = String(decoding: message.payload.prefix(80), as: UTF8.self)
+                    print(
+                        "#\(stored.seq)\(classMarker(priority, of: classes)) qos=\(message.qos) retain=\(message.retain)"
+                            + " \(message.topic) \(payload)"
+                    )
+                    left -= 1
+                }
             }
         }
     }
@@ -91,20 +118,25 @@ struct Queue: ParsableCommand {
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name.") var bridge: String
         @Flag(help: "Confirm: the messages are gone for good.") var yes = false
+        @OptionGroup var classOption: PriorityOption
 
         func run() throws {
             guard yes else { throw failure("purging deletes queued messages for good: add --yes to confirm") }
             let (config, store) = try options.open()
             defer { store.close() }
             try checkBridge(config.bridges.map(\.name), store, bridge)
-            let done = DispatchSemaphore(value: 0)
-            nonisolated(unsafe) var outcome: Result<Int, StoreError> = .success(0)
-            store.purge(queue: bridge) { result in
-                outcome = result
-                done.signal()
+            var purged = 0
+            for (_, queue) in try classOption.queues(store, bridge) {
+                let done = DispatchSemaphore(value: 0)
+                nonisolated(unsafe) var outcome: Result<Int, StoreError> = .success(0)
+                store.purge(queue: queue) { result in
+                    outcome = result
+                    done.signal()
+                }
+                done.wait()
+                purged += try outcome.get()
             }
-            done.wait()
-            print("\(bridge): purged \(try outcome.get()) message(s)")
+            print("\(bridge): purged \(purged) message(s)")
         }
     }
 }

@@ -1,5 +1,13 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Dispatch
 import SluiceBridge
 import SluiceStore
 
@@ -12,7 +20,7 @@ extension Queue.Stats {
     /// " dead=N dead_by_reason=0x87=1,max_attempts=2 paused": what `/metrics` shows as
     /// `sluice_bridge_dead_letters` and `sluice_bridge_dead_lettered_total`, read from the same records.
     static func deadLetterSummary(_ store: Store, _ name: String) -> String {
-        guard let counts = try? store.deadLetterCounts(queue: name) else { return "" }
+        guard let counts = try? store.bridgeDeadLetterCounts(bridge: name) else { return "" }
         let reasons = counts.byReason.sorted { $0.key < $1.key }.map { "\(DeadLetterCodes.label($0.key))=\($0.value)" }
         let paused = (try? store.bridgeControl(queue: name).paused) == true ? " paused" : ""
         return " dead=\(counts.current) dead_by_reason=\(reasons.isEmpty ? "0" : reasons.joined(separator: ","))\(paused)"
@@ -41,7 +49,7 @@ private func signalGateway(_ store: Store, _ bridge: String, paused: Bool? = nil
 
 /// Exit 1 naming the bridges that exist when `bridge` is none of them (a typo must not read as an empty queue).
 func checkBridge(_ names: [String], _ store: Store, _ bridge: String) throws {
-    let known = Set(names + ((try? store.queueNames()) ?? []))
+    let known = Set(names + ((try? store.bridgeNames()) ?? []))
     guard known.contains(bridge) else {
         let list = known.isEmpty ? "there are none" : "bridges: \(known.sorted().joined(separator: ", "))"
         throw failure("no bridge '\(bridge)' in the configuration or the store (\(list))")
@@ -54,23 +62,30 @@ extension Queue {
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name.") var bridge: String
         @Option(name: .customShort("n"), help: "At most this many.") var count = 100
+        @OptionGroup var classOption: PriorityOption
 
         func run() throws {
             let (config, store) = try options.open()
             defer { store.close() }
             try checkBridge(config.bridges.map(\.name), store, bridge)
-            let letters = try store.deadLetters(queue: bridge, limit: max(1, count))
-            for letter in letters {
-                let message = letter.message
-                let payload = String(decoding: message.payload.prefix(60), as: UTF8.self)
-                let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(letter.deadAt) / 1000))
-                print(
-                    "#\(letter.seq) reason=\(DeadLetterCodes.label(letter.code)) at=\(when) qos=\(message.qos)"
-                        + " size=\(message.payload.count) \(message.topic) \(payload)"
-                )
+            let classes = try classOption.queues(store, bridge)
+            var shown = 0
+            var total: UInt64 = 0
+            for (priority, queue) in classes {
+                let letters = try store.deadLetters(queue: queue, limit: max(1, count - shown))
+                for letter in letters where shown < count {
+                    let message = letter.message
+                    let payload = String(decoding: message.payload.prefix(60), as: UTF8.self)
+                    let when = Date(timeIntervalSince1970: Double(letter.deadAt) / 1000).formatted(.iso8601)
+                    print(
+                        "#\(letter.seq)\(classMarker(priority, of: classes)) reason=\(DeadLetterCodes.label(letter.code))"
+                            + " at=\(when) qos=\(message.qos) size=\(message.payload.count) \(message.topic) \(payload)"
+                    )
+                    shown += 1
+                }
+                total += try store.deadLetterCounts(queue: queue).current
             }
-            let counts = try store.deadLetterCounts(queue: bridge)
-            print("\(bridge): \(counts.current) dead letter(s)\(letters.count < counts.current ? ", \(letters.count) shown" : "")")
+            print("\(bridge): \(total) dead letter(s)\(UInt64(shown) < total ? ", \(shown) shown" : "")")
         }
     }
 
@@ -82,6 +97,7 @@ extension Queue {
         @Argument(help: "Bridge (connection) name.") var bridge: String
         @Option(help: "The dead letter's seq (as 'sluice queue dead' lists it).") var seq: [UInt64] = []
         @Flag(help: "Every dead letter of the bridge.") var all = false
+        @OptionGroup var classOption: PriorityOption
 
         func validate() throws {
             guard all != !seq.isEmpty else { throw failure("give --seq N (repeatable) or --all") }
@@ -91,8 +107,12 @@ extension Queue {
             let (config, store) = try options.open()
             defer { store.close() }
             try checkBridge(config.bridges.map(\.name), store, bridge)
-            let wanted: [UInt64]? = all ? nil : seq
-            let newSeqs = try waitFor { store.requeueDeadLetters(queue: bridge, seqs: wanted, completion: $0) }
+            // Back into the queue of their own class: --all takes every class, --seq one (--priority).
+            let queues = all ? try classOption.queues(store, bridge).map(\.queue) : [classOption.queue(bridge)]
+            var newSeqs: [UInt64] = []
+            for queue in queues {
+                newSeqs += try waitFor { store.requeueDeadLetters(queue: queue, seqs: all ? nil : seq, completion: $0) }
+            }
             try signalGateway(store, bridge)
             if !all && newSeqs.count < seq.count {
                 print("\(bridge): requeued \(newSeqs.count) of \(seq.count): the others are not dead letters")
@@ -109,16 +129,18 @@ extension Queue {
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name.") var bridge: String
         @Option(help: "The message's seq (as 'sluice queue peek' or 'dead' lists it).") var seq: UInt64
+        @OptionGroup var classOption: PriorityOption
 
         func run() throws {
             let (config, store) = try options.open()
             defer { store.close() }
             try checkBridge(config.bridges.map(\.name), store, bridge)
-            let outcome = try waitFor { store.dropMessage(queue: bridge, seq: seq, completion: $0) }
+            let outcome = try waitFor { store.dropMessage(queue: classOption.queue(bridge), seq: seq, completion: $0) }
             switch outcome {
             case .movedToDeadLetters:
                 try signalGateway(store, bridge)
-                print("\(bridge): message \(seq) moved to the dead letters (requeue with 'sluice queue requeue \(bridge) --seq \(seq)')")
+                let priority = classOption.priority.map { " --priority \($0)" } ?? ""
+                print("\(bridge): message \(seq) moved to the dead letters (requeue with 'sluice queue requeue \(bridge) --seq \(seq)\(priority)')")
             case .deletedDeadLetter:
                 print("\(bridge): dead letter \(seq) deleted for good")
             case .notFound:

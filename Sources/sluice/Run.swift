@@ -1,5 +1,12 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import ServiceLifecycle
 import SluiceConfig
@@ -100,7 +107,7 @@ struct PIDFile {
     /// Removes the file if it still holds this PID (another instance may have taken it over).
     func remove() {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-            text.trimmingCharacters(in: .whitespacesAndNewlines) == "\(pid)"
+            text.trimmingBlanksAndNewlines() == "\(pid)"
         else { return }
         try? FileManager.default.removeItem(atPath: path)
     }

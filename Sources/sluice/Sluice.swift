@@ -1,5 +1,12 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import SluiceServer
 
 struct Sluice: AsyncParsableCommand {
@@ -24,6 +31,6 @@ struct Version: ParsableCommand {
 /// Prints `message` to stderr as `sluice: message` and returns the exit code to throw, so that
 /// configuration errors read as one clear line rather than a usage screen.
 func failure(_ message: String, code: Int32 = 1) -> ExitCode {
-    FileHandle.standardError.write(Data("sluice: \(message)\n".utf8))
+    OutputFile.standardError.write("sluice: \(message)\n")
     return ExitCode(code)
 }

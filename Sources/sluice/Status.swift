@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SluiceConfig
 import SluiceServer
 import SluiceStore
@@ -73,7 +74,7 @@ struct Status: AsyncParsableCommand {
         } else {
             unreachable = "no metrics_listener in \(options.config)"
         }
-        let path = (config.persistenceLocation as NSString).appendingPathComponent("sluice.db")
+        let path = PathText.appending("sluice.db", to: config.persistenceLocation)
         guard FileManager.default.fileExists(atPath: path) else {
             throw failure("gateway not answering (\(unreachable)) and no store at \(path)")
         }
@@ -90,7 +91,7 @@ struct Status: AsyncParsableCommand {
         if json {
             var data = (try? snapshot.jsonData(pretty: !watch)) ?? Data("{}".utf8)
             data.append(UInt8(ascii: "\n"))
-            FileHandle.standardOutput.write(data)
+            OutputFile.standardOutput.write(String(decoding: data, as: UTF8.self))
             return
         }
         // A terminal gets the screen redrawn in place; a pipe gets one block per refresh.

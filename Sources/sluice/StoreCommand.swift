@@ -1,5 +1,12 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import SluiceConfig
 import SluiceStore
 
@@ -58,8 +65,8 @@ struct StoreCommand: ParsableCommand {
             // The walk runs in a child process: a page broken in a way LMDB does not check could crash the
             // reader, and a crash must read as "damage", not kill this command.
             let outcome = try StoreWalkChild.run(path: path)
-            FileHandle.standardOutput.write(Data(outcome.output.utf8))
-            FileHandle.standardError.write(Data(outcome.errors.utf8))
+            OutputFile.standardOutput.write(outcome.output)
+            OutputFile.standardError.write(outcome.errors)
             switch outcome.status {
             case .exited(StoreWalkChild.brokenPages):
                 throw ExitCode(1)
@@ -141,7 +148,7 @@ struct StoreCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: sourcePath) else {
                 throw failure("no store at \(sourcePath)", code: 2)
             }
-            let target = (to as NSString).appendingPathComponent("sluice.db")
+            let target = PathText.appending("sluice.db", to: to)
             if let size = (try? FileManager.default.attributesOfItem(atPath: target))?[.size] as? Int, size > 0 {
                 throw failure("\(target) exists: salvage writes into a new store only", code: 2)
             }
@@ -198,7 +205,7 @@ struct StoreCommand: ParsableCommand {
                 print("\(record.queue) #\(record.seq) \(record.bytes.count) bytes, at \(when): \(record.reason)")
                 if let export {
                     let safeName = record.queue.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }
-                    let file = (export as NSString).appendingPathComponent("\(String(safeName))-\(record.seq).bin")
+                    let file = PathText.appending("\(String(safeName))-\(record.seq).bin", to: export)
                     guard FileManager.default.createFile(atPath: file, contents: Data(record.bytes)) else {
                         throw failure("cannot write \(file)")
                     }
@@ -212,7 +219,7 @@ struct StoreCommand: ParsableCommand {
 enum StoreFiles {
     /// `sluice.db` under `persistence_location`.
     static func path(_ config: GatewayConfig) -> String {
-        (config.persistenceLocation as NSString).appendingPathComponent("sluice.db")
+        PathText.appending("sluice.db", to: config.persistenceLocation)
     }
 }
 
@@ -230,28 +237,23 @@ enum StoreWalkChild {
         let executable =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["store", "walk", "--file", path] + (pagesOnly ? ["--pages-only"] : [])
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash here is an expected verdict, not a bug report
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
+        let child: (termination: ChildProcess.Termination, output: [UInt8], errors: [UInt8])
         do {
-            try process.run()
+            child = try ChildProcess.run(
+                executable: executable,
+                arguments: ["store", "walk", "--file", path] + (pagesOnly ? ["--pages-only"] : []),
+                environment: environment
+            )
         } catch {
             throw failure("cannot start the store checker \(executable): \(error)", code: 2)
         }
-        // Read before waiting: a large report would otherwise fill the pipe and block the child.
-        let outData = output.fileHandleForReading.readDataToEndOfFile()
-        let errData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
         let status: Status =
-            process.terminationReason == .uncaughtSignal
-            ? .signalled(process.terminationStatus) : .exited(process.terminationStatus)
-        return (status, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+            switch child.termination {
+            case .exited(let code): .exited(code)
+            case .signalled(let signal): .signalled(signal)
+            }
+        return (status, String(decoding: child.output, as: UTF8.self), String(decoding: child.errors, as: UTF8.self))
     }
 }

@@ -1,5 +1,12 @@
 import ArgumentParser
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import SluiceConfig
 import SluiceStore
@@ -48,7 +55,7 @@ enum StoreGuard {
         case .exited(StoreWalkChild.brokenPages):
             throw failure(
                 "the store \(path) is damaged: broken pages that LMDB cannot read safely:\n"
-                    + outcome.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                    + outcome.output.trimmingBlanksAndNewlines()
             )
         case .exited(0):
             logger.info("store checked", metadata: ["path": "\(path)", "took": "\(ContinuousClock.now - started)"])
@@ -56,9 +63,7 @@ enum StoreGuard {
             throw failure(
                 outcome.errors.isEmpty
                     ? "cannot open the store \(path)"
-                    : outcome.errors.replacingOccurrences(of: "sluice: ", with: "").trimmingCharacters(
-                        in: .whitespacesAndNewlines
-                    )
+                    : outcome.errors.replacing("sluice: ", with: "").trimmingBlanksAndNewlines()
             )
         }
         return lock

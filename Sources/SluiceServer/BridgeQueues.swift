@@ -1,0 +1,202 @@
+import FoundationEssentials
+import Logging
+import MQTTCore
+import NIOConcurrencyHelpers
+import NIOCore
+import SluiceBridge
+import SluiceConfig
+import SluiceStore
+
+/// What a bridge's `out` rule adds to queueing: its priority class and TTL (`topic … priority N ttl D`).
+struct RuleClass: Sendable, Hashable {
+    var priority: Int
+    /// Seconds; nil = none.
+    var ttl: UInt32?
+
+    static func all(from config: BridgeConfig) -> [RuleClass] {
+        config.topics.map { topic in
+            RuleClass(
+                priority: topic.effectivePriority,
+                ttl: topic.ttl.map { UInt32(clamping: $0.components.seconds) }
+            )
+        }
+    }
+}
+
+/// A bridge's per-class durable queues (see PriorityQueues.swift and PriorityFeed.swift): where a message
+/// is appended, what the link is fed, and how link seqs go back to the store. All but `queue(forRule:)`
+/// and `updateRules` run on the bridge's loop.
+final class BridgeQueues: @unchecked Sendable {
+    let bridge: String
+    private let store: Store
+    private let loop: any EventLoop
+    private let logger: Logger
+    /// Per rule index (as in `BridgeRules`): read by the broker loop when queueing, replaced on SIGHUP.
+    private let ruleClasses: NIOLockedValueBox<[RuleClass]>
+    private var feed: PriorityFeed
+    /// TTL drops not yet logged: one line per `reportInterval`, not one per message.
+    private var expiredUnreported = 0
+    private var lastReport = ContinuousClock.now - BridgeQueues.reportInterval  // the first drops are told at once
+    private static let reportInterval: Duration = .seconds(10)
+
+    init(config: BridgeConfig, store: Store, loop: any EventLoop, logger: Logger) {
+        self.bridge = config.name
+        self.store = store
+        self.loop = loop
+        self.logger = logger
+        let rules = RuleClass.all(from: config)
+        self.ruleClasses = NIOLockedValueBox(rules)
+        // Classes left in the store by an earlier rule set drain too.
+        let stored = (try? store.priorityClasses(bridge: config.name)) ?? [PriorityQueues.defaultClass]
+        self.feed = PriorityFeed(classes: rules.map(\.priority) + stored + [PriorityQueues.defaultClass])
+    }
+
+    /// Any thread: the queue and TTL for a message that matched rule `index`.
+    func queue(forRule index: Int) -> (name: String, ttl: UInt32?) {
+        let rule = ruleClasses.withLockedValue { $0.indices.contains(index) ? $0[index] : nil }
+        let priority = rule?.priority ?? PriorityQueues.defaultClass
+        return (PriorityQueues.queueName(bridge: bridge, priority: priority), rule?.ttl)
+    }
+
+    /// Any thread: SIGHUP's rule set.
+    func updateRules(_ rules: [RuleClass]) {
+        ruleClasses.withLockedValue { $0 = rules }
+        loop.execute { self.feed.addClasses(rules.map(\.priority)) }
+    }
+
+    /// Every class queue the bridge reads, highest priority first.
+    var queueNames: [String] { feed.classes.map { PriorityQueues.queueName(bridge: bridge, priority: $0) } }
+
+    // MARK: On the loop
+
+    /// The link's `.fetch(after:limit:)`; `skip` are link seqs whose removal has not committed.
+    func fetch(after: UInt64?, limit: Int, skip: (UInt64) -> Bool) -> [QueuedItem] {
+        let now = Store.wallClockMilliseconds()
+        let store = self.store
+        let bridge = self.bridge
+        do {
+            let (items, expired) = try feed.fetch(
+                after: after,
+                limit: limit,
+                skip: skip,
+                reread: { location throws(StoreError) -> QueuedMessage? in
+                    let name = PriorityQueues.queueName(bridge: bridge, priority: location.priority)
+                    let found = try store.read(queue: name, after: location.seq == 0 ? nil : location.seq - 1, limit: 1)
+                    return found.first.flatMap { $0.seq == location.seq ? $0.message : nil }
+                },
+                read: { priority, after, limit throws(StoreError) in
+                    let name = PriorityQueues.queueName(bridge: bridge, priority: priority)
+                    return try store.read(queue: name, after: after, limit: limit).map { ($0.seq, $0.message) }
+                },
+                isExpired: { Self.remainingLifetime($0, now: now).map { $0 == 0 } ?? false }
+            )
+            if !expired.isEmpty { dropExpired(expired) }
+            return items.map { seq, message in
+                var properties = (try? Properties(storageBytes: message.properties)) ?? .none
+                if let remaining = Self.remainingLifetime(message, now: now) {
+                    properties.messageExpiryInterval = remaining  // [MQTT-3.3.2-6]: what is left of it
+                }
+                return QueuedItem(
+                    seq: seq,
+                    message: PublishPacket(
+                        topic: message.topic,
+                        payload: ByteBuffer(bytes: message.payload),
+                        qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
+                        retain: message.retain,
+                        properties: properties
+                    )
+                )
+            }
+        } catch {
+            logger.error("reading the queue failed: \(error)")
+            return []
+        }
+    }
+
+    /// Seconds a TTL'd message has left (0 = expired); nil without a TTL. The TTL rides in the stored
+    /// Message Expiry Interval, set at queueing from the rule (the publisher's own is not kept).
+    static func remainingLifetime(_ message: QueuedMessage, now: UInt64) -> UInt32? {
+        guard !message.properties.isEmpty,
+            let interval = (try? Properties(storageBytes: message.properties))?.messageExpiryInterval
+        else { return nil }
+        let age = now > message.enqueuedAt ? (now - message.enqueuedAt) / 1000 : 0
+        return age >= UInt64(interval) ? 0 : interval - UInt32(age)
+    }
+
+    /// Removes acknowledged link seqs from their class queues (one store operation per class); the
+    /// completion runs once, after all have committed, with the total removed.
+    func remove(_ seqs: [UInt64], lazily: Bool, completion: @escaping @Sendable (Result<Int, StoreError>) -> Void) {
+        perClass(seqs, completion: completion) { queue, storeSeqs, done in
+            store.remove(queue: queue, seqs: storeSeqs, lazily: lazily, completion: done)
+        }
+    }
+
+    /// Moves link seqs to their class queues' dead letters.
+    func deadLetter(_ seqs: [UInt64], code: UInt8, completion: @escaping @Sendable (Result<Int, StoreError>) -> Void) {
+        perClass(seqs, completion: completion) { queue, storeSeqs, done in
+            store.deadLetter(queue: queue, seqs: storeSeqs, code: code, completion: done)
+        }
+    }
+
+    private func perClass(
+        _ seqs: [UInt64],
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void,
+        _ operation: (String, [UInt64], @escaping @Sendable (Result<Int, StoreError>) -> Void) -> Void
+    ) {
+        var byClass: [Int: [UInt64]] = [:]
+        for seq in seqs {
+            guard let location = feed.location(of: seq) else { continue }  // already gone
+            byClass[location.priority, default: []].append(location.seq)
+        }
+        guard !byClass.isEmpty else { return completion(.success(0)) }
+        let outstanding = NIOLockedValueBox((left: byClass.count, total: 0, error: StoreError?.none))
+        for (priority, storeSeqs) in byClass {
+            operation(PriorityQueues.queueName(bridge: bridge, priority: priority), storeSeqs) { result in
+                let finished = outstanding.withLockedValue { state -> Result<Int, StoreError>? in
+                    switch result {
+                    case .success(let count): state.total += count
+                    case .failure(let error): state.error = error
+                    }
+                    state.left -= 1
+                    guard state.left == 0 else { return nil }
+                    return state.error.map { .failure($0) } ?? .success(state.total)
+                }
+                guard let finished else { return }
+                // Forgotten before the runner's own completion hop: a fetch after it never replays them.
+                self.loop.execute { self.feed.forget(seqs) }
+                completion(finished)
+            }
+        }
+    }
+
+    private func dropExpired(_ locations: [PriorityLocation]) {
+        var byClass: [Int: [UInt64]] = [:]
+        for location in locations { byClass[location.priority, default: []].append(location.seq) }
+        for (priority, seqs) in byClass {
+            store.dropExpired(queue: PriorityQueues.queueName(bridge: bridge, priority: priority), seqs: seqs) {
+                [logger] result in
+                switch result {
+                case .success(let count): self.loop.execute { self.expiredUnreported += count }
+                case .failure(let error): logger.error("dropping \(seqs.count) expired messages failed: \(error)")
+                }
+            }
+        }
+    }
+
+    /// On the tick: one log line for the TTL drops of the last interval.
+    func reportExpired() {
+        guard expiredUnreported > 0, ContinuousClock.now - lastReport >= Self.reportInterval else { return }
+        logger.warning("dropped \(expiredUnreported) messages older than their rule's ttl (counted as expired)")
+        expiredUnreported = 0
+        lastReport = .now
+    }
+
+    /// `queue_max_age` on every class queue.
+    func expire(maxAge: UInt64) {
+        for queue in queueNames {
+            store.expire(queue: queue, maxAge: maxAge) { [logger] result in
+                if case .failure(let error) = result { logger.error("expiring old messages failed: \(error)") }
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Note on giving memory back after a burst: glibc keeps freed heap pages mapped (only the top of the
+/// main arena shrinks by itself, and Swift/NIO allocations are scattered across arenas), so a broker
+/// that peaked under a burst kept that anonymous memory with no client connected. `malloc_trim(0)`
+/// returns every free page of every arena to the kernel. It walks the heap, so it runs only once the
+/// broker has gone quiet after some activity, and at most every `minimumInterval`. A quiet broker gets
+/// one follow-up trim `minimumInterval` later: a closed connection's buffers are freed on its own event
+/// loop, which may be just after the first trim, and nothing else would return them.
+struct IdleTrim: Sendable {
+    /// How long the activity counter must stay still before the broker counts as idle.
+    var quietPeriod: Duration
+    /// The least time between two trims.
+    var minimumInterval: Duration
+
+    init(quietPeriod: Duration = .seconds(1), minimumInterval: Duration = .seconds(3)) {
+        self.quietPeriod = quietPeriod
+        self.minimumInterval = minimumInterval
+    }
+
+    private var lastActivity: Int?
+    private var quietSince: Duration = .zero
+    /// Whether anything happened since the last trim (an idle broker is never trimmed twice).
+    private var activeSinceTrim = false
+    /// The last trim followed activity: one more is due once `minimumInterval` has passed in quiet.
+    private var followUpDue = false
+    private var lastTrim: Duration?
+
+    /// `activity`: any counter that moves with work (messages, connections); `now`: monotonic time.
+    /// True when the caller should trim now.
+    mutating func shouldTrim(activity: Int, now: Duration) -> Bool {
+        if activity != lastActivity {
+            lastActivity = activity
+            quietSince = now
+            activeSinceTrim = true
+            return false
+        }
+        guard activeSinceTrim || followUpDue, now - quietSince >= quietPeriod else { return false }
+        if let lastTrim, now - lastTrim < minimumInterval { return false }
+        followUpDue = activeSinceTrim
+        activeSinceTrim = false
+        lastTrim = now
+        return true
+    }
+
+    /// Returns free heap pages to the kernel; false where the C library has no `malloc_trim`.
+    @discardableResult
+    static func releaseFreeHeap() -> Bool {
+        guard let trim = mallocTrim else { return false }
+        _ = trim(0)
+        return true
+    }
+
+    /// glibc's `malloc_trim`, looked up at run time: `<malloc.h>` is not part of the Glibc module.
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        #if canImport(Glibc)
+            guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "malloc_trim") else { return nil }
+            return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+        #else
+            return nil
+        #endif
+    }()
+}
