@@ -34,7 +34,7 @@ final class BridgeRunner: @unchecked Sendable {
     private var reconnect: Scheduled<Void>?
     private var stopped = false
     /// Messages acknowledged by the remote whose removal from the queue has not committed yet. They are not
-    /// sent again on a new connection (a fetch skips them), and they count against the window.
+    /// sent again on a new connection (a fetch skips them), and they count against the `ResendBound`.
     private var removing: Set<UInt64> = []
     /// Acknowledged or dead-lettered, not yet gone from the queue: after a crash they are sent again.
     private var unremoved: Int { removing.count + deadLettering.count }
@@ -266,10 +266,10 @@ final class BridgeRunner: @unchecked Sendable {
                 write(packet)
                 wrote = true
             case .fetch(let after, let limit):
-                // Acknowledged messages whose removal has not committed yet count against the
-                // window: after a crash they are sent again, and duplicates must stay within it. (`limit`
-                // may be smaller than the window's room, e.g. a rate limit's allowance.)
-                let room = link.window - link.inflightCount - unremoved
+                // Acknowledged messages whose removal has not committed yet are sent again after a crash: with
+                // those in flight they stay within `ResendBound`. (`limit` may be smaller than the room, e.g. a
+                // rate limit's allowance.)
+                let room = ResendBound(window: link.window).room(inflight: link.inflightCount, unremoved: unremoved)
                 next = link.fetched(fetch(after: after, limit: max(0, min(limit, room))))
             case .remove(let seqs):
                 removing.formUnion(seqs)
@@ -355,16 +355,14 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     /// Hands the acknowledged seqs gathered so far to the store in one operation. Until it commits
-    /// they count against the window (`unremoved`), so duplicates after a crash stay within it.
+    /// they count against the `ResendBound` (`unremoved`), so duplicates after a crash stay within it.
     private func submitRemovals() {
         guard !pendingRemovals.isEmpty else { return }
         let seqs = pendingRemovals
         pendingRemovals = []
-        // Lazy (riding the next append's commit: one commit per message instead of two) unless the window waits
-        // on these removals: full with them (a window of one, a small Receive Maximum), or half of it held
-        // back in a drain.
-        let window = max(1, link.window)
-        let lazily = unremoved + link.inflightCount < window && unremoved * 2 < window
+        // Lazy (riding the next append's commit: one commit per message instead of two) unless sending waits
+        // on these removals: the bound reached, or half of it held back in a drain.
+        let lazily = ResendBound(window: link.window).removesLazily(inflight: link.inflightCount, unremoved: unremoved)
         store.remove(queue: name, seqs: seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {
@@ -378,9 +376,10 @@ final class BridgeRunner: @unchecked Sendable {
         guard limit > 0 else { return [] }
         do {
             // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
-            // fetches from the head, and the remote has them already); read that many more so a full queue
-            // still gives a full answer.
-            var stored = try store.read(queue: name, after: after, limit: limit + unremoved)
+            // fetches from the head, and the remote has them already); read as many more as lie past `after`
+            // so a full queue still gives a full answer (at a window of one, the usual fetch skips none).
+            let skipped = unremoved == 0 ? 0 : unremovedSeqs(after: after)
+            var stored = try store.read(queue: name, after: after, limit: limit + skipped)
             if unremoved > 0 { stored.removeAll { removing.contains($0.seq) || deadLettering.contains($0.seq) } }
             if stored.count > limit { stored.removeLast(stored.count - limit) }
             return stored.map { stored in
@@ -400,6 +399,12 @@ final class BridgeRunner: @unchecked Sendable {
             logger.error("reading the queue failed: \(error)")
             return []
         }
+    }
+
+    /// How many acknowledged or dead-lettered seqs not yet removed lie after `after` (all of them from the head).
+    private func unremovedSeqs(after: UInt64?) -> Int {
+        guard let after else { return unremoved }
+        return removing.count { $0 > after } + deadLettering.count { $0 > after }
     }
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of

@@ -330,3 +330,43 @@ class TestCentral:
             self._writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run as a process (the bench's rate-limited drain): serve until SIGTERM/SIGINT, rewriting a JSON
+    status file (what was accepted, cuts, connections) every 0.1 s and once more at exit."""
+    import argparse
+    import json
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-publish-rate", type=float, default=None,
+                        help="cut a connection that sends more PUBLISH than this in one second")
+    parser.add_argument("--status", required=True, help="JSON status file, rewritten every 0.1 s")
+    args = parser.parse_args(argv)
+    central = TestCentral(args.port, max_publish_rate=args.max_publish_rate).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def write_status() -> None:
+        with central.lock:
+            status = {"accepted": len(central.accepted), "distinct": len(set(central.accepted)),
+                      "publishes": len(central.publishes), "cuts": len(central.cuts),
+                      "connections": central.connections}
+        tmp = args.status + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(status, f)
+        os.replace(tmp, args.status)
+
+    while not stop.wait(0.1):
+        write_status()
+    central.stop()
+    write_status()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
