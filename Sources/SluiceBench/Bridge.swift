@@ -76,7 +76,8 @@ func startBridgedEdge(
     _ ctx: BenchContext,
     centralPort: Int,
     global: [String] = [],
-    bridge: [String] = []
+    bridge: [String] = [],
+    dir: String? = nil
 ) async throws -> (edge: BrokerProcess, metricsPort: Int?) {
     let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
     let edge = try await BrokerProcess.start(
@@ -84,7 +85,8 @@ func startBridgedEdge(
         sluicePath: ctx.sluicePath,
         group: ctx.group,
         extraConfig: global + metricsLines(metricsPort)
-            + bridgeSection(centralPort: centralPort, kind: kind, extra: bridge)
+            + bridgeSection(centralPort: centralPort, kind: kind, extra: bridge),
+        dir: dir
     )
     return (edge, metricsPort)
 }
