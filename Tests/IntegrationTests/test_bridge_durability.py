@@ -155,7 +155,7 @@ def test_kill9_with_commit_window_loses_no_acknowledged_message(bridge_env):
 
 # ResendBound.minimumBound (Sources/SluiceBridge/ResendBound.swift): below this window, in flight plus
 # acknowledged-but-not-yet-removed messages stay within it, so that is what one interruption can send again.
-RESEND_FLOOR = 32
+RESEND_FLOOR = 50
 
 
 def test_kill9_mid_drain_at_window_one(bridge_env):
