@@ -102,7 +102,10 @@ func rateLimitedDrainScenario(quick: Bool) -> Scenario {
         let status = edge.dir + "/central-status.json"
         let central = try ChildProcess.spawn(
             "/usr/bin/python3",
-            [script, "--port", "\(centralPort)", "--max-publish-rate", "\(Int(centralLimit))", "--status", status],
+            [
+                script, "--port", "\(centralPort)", "--max-publish-rate", "\(Int(centralLimit))", "--status", status,
+                "--topic-prefix", "bench/",
+            ],
             logPath: edge.dir + "/central.log"
         )
         defer {

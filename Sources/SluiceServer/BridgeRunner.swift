@@ -108,8 +108,9 @@ final class BridgeRunner: @unchecked Sendable {
             maxRate: config.maxRate,
             maxByteRate: config.maxByteRate
         )
-        // Paced links tick faster: the token bucket refills at each tick and holds a tenth of a second.
-        self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(50)
+        // Paced links tick faster: the token bucket refills at each tick and holds a twentieth of a second (plus
+        // one token), so ticks running up to twice late on a loaded machine still lose no tokens.
+        self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(25)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
     }
 

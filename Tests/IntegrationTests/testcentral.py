@@ -345,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-publish-rate", type=float, default=None,
                         help="cut a connection that sends more PUBLISH than this in one second")
     parser.add_argument("--status", required=True, help="JSON status file, rewritten every 0.1 s")
+    parser.add_argument("--topic-prefix", default="",
+                        help="count only messages on topics with this prefix (not the bridge's notification)")
     args = parser.parse_args(argv)
     central = TestCentral(args.port, max_publish_rate=args.max_publish_rate).start()
     stop = threading.Event()
@@ -353,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def write_status() -> None:
         with central.lock:
-            status = {"accepted": len(central.accepted), "distinct": len(set(central.accepted)),
+            accepted = [r.payload for r in central.publishes
+                        if r.code == 0 and r.topic.startswith(args.topic_prefix)]
+            status = {"accepted": len(accepted), "distinct": len(set(accepted)),
                       "publishes": len(central.publishes), "cuts": len(central.cuts),
                       "connections": central.connections}
         tmp = args.status + ".tmp"
