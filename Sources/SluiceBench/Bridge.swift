@@ -25,17 +25,19 @@ func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
         bridgeForwardScenario(quick: quick, publishers: 1),
         bridgeForwardScenario(quick: quick, publishers: 10),
         bridgeDrainScenario(quick: quick),
+        bridgeDrainScenario(quick: quick, window: 1),
+        rateLimitedDrainScenario(quick: quick),
     ] + backlogScenarios(quick: quick) + flashScenarios(quick: quick)
 }
 
-func bridgeSection(centralPort: Int, kind: BrokerKind) -> [String] {
+func bridgeSection(centralPort: Int, kind: BrokerKind, extra: [String] = []) -> [String] {
     var lines = [
         "connection central",
         "address 127.0.0.1:\(centralPort)",
         "topic bench/# out 1",
         "cleansession false",
         "restart_timeout 1",
-    ]
+    ] + extra
     // For experiments only (printed in the log): extra lines for the Sluice edge's bridge section,
     // separated by ';', e.g. SLUICE_BENCH_SLUICE_BRIDGE='bridge_max_inflight 5000'.
     if kind == .sluice, let extra = ProcessInfo.processInfo.environment["SLUICE_BENCH_SLUICE_BRIDGE"] {
@@ -67,16 +69,24 @@ func startCentral(_ ctx: BenchContext, port: Int? = nil, dir: String? = nil) asy
 }
 
 /// An edge broker of `kind` bridged to the central on `centralPort`; a Sluice edge also gets a metrics listener
-/// (its port is returned) so the bench can read the store's counters.
-func startBridgedEdge(_ kind: BrokerKind, _ ctx: BenchContext, centralPort: Int) async throws -> (
-    edge: BrokerProcess, metricsPort: Int?
-) {
+/// (its port is returned) so the bench can read the store's counters. `global` lines go before the bridge
+/// section, `bridge` lines into it.
+func startBridgedEdge(
+    _ kind: BrokerKind,
+    _ ctx: BenchContext,
+    centralPort: Int,
+    global: [String] = [],
+    bridge: [String] = [],
+    dir: String? = nil
+) async throws -> (edge: BrokerProcess, metricsPort: Int?) {
     let metricsPort = kind == .sluice ? try await Net.freePort(group: ctx.group) : nil
     let edge = try await BrokerProcess.start(
         kind: kind,
         sluicePath: ctx.sluicePath,
         group: ctx.group,
-        extraConfig: bridgeSection(centralPort: centralPort, kind: kind) + metricsLines(metricsPort)
+        extraConfig: global + metricsLines(metricsPort)
+            + bridgeSection(centralPort: centralPort, kind: kind, extra: bridge),
+        dir: dir
     )
     return (edge, metricsPort)
 }
@@ -210,17 +220,24 @@ func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
     }
 }
 
-func bridgeDrainScenario(quick: Bool) -> Scenario {
-    let count = quick ? 20_000 : 100_000
+/// `window`: the edge's in-flight window for the bridge (`bridge_max_inflight` for Sluice, the global
+/// `max_inflight_messages`, which Mosquitto's bridge takes, for Mosquitto); nil: each one's default.
+func bridgeDrainScenario(quick: Bool, window: Int? = nil) -> Scenario {
+    let count = window == nil ? (quick ? 20_000 : 100_000) : (quick ? 5_000 : 20_000)
+    let tag = window.map { ", window \($0)" } ?? ""
+    let short = window.map { " w\($0)" } ?? ""
     return Scenario(
-        name: "bridge-drain",
+        name: window.map { "bridge-drain-window\($0)" } ?? "bridge-drain",
         description:
-            "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all",
+            "central down, \(count) QoS 1 msgs queued at the edge, central up: time until its persistent subscriber has them all"
+            + (window.map {
+                "; edge window \($0) (Sluice bridge_max_inflight \($0), Mosquitto max_inflight_messages \($0))"
+            } ?? ""),
         metrics: [
-            MetricSpec(key: "rate", label: "bridge drain, steady (msg/s)", unit: "msg/s", better: .higher),
-            MetricSpec(key: "reconnect", label: "bridge drain: reconnect delay (s)", unit: "s", better: .lower),
-            MetricSpec(key: "total", label: "bridge drain total (s)", unit: "s", better: .lower),
-        ] + bridgeContextMetrics("  drain")
+            MetricSpec(key: "rate", label: "bridge drain\(tag), steady (msg/s)", unit: "msg/s", better: .higher),
+            MetricSpec(key: "reconnect", label: "bridge drain\(tag): reconnect delay (s)", unit: "s", better: .lower),
+            MetricSpec(key: "total", label: "bridge drain\(tag) total (s)", unit: "s", better: .lower),
+        ] + bridgeContextMetrics("  drain\(short)")
     ) { kind, ctx in
         let centralDir = try BrokerProcess.makeTempDir("central")
         var central = try await startCentral(ctx, dir: centralDir)
@@ -231,7 +248,14 @@ func bridgeDrainScenario(quick: Bool) -> Scenario {
                 try? FileManager.default.removeItem(atPath: centralDir)
             }
         }
-        let (edge, metricsPort) = try await startBridgedEdge(kind, ctx, centralPort: centralPort)
+        let windowLines = window.map { [kind == .sluice ? "bridge_max_inflight \($0)" : "max_inflight_messages \($0)"] } ?? []
+        let (edge, metricsPort) = try await startBridgedEdge(
+            kind,
+            ctx,
+            centralPort: centralPort,
+            global: kind == .mosquitto ? windowLines : [],
+            bridge: kind == .sluice ? windowLines : []
+        )
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)

@@ -49,8 +49,9 @@ final class BrokerProcess: @unchecked Sendable {
         self.process = process
     }
 
-    static func makeTempDir(_ tag: String) throws -> String {
-        var template = Array((NSTemporaryDirectory() + "sluice-bench-\(tag)-XXXXXX").utf8CString)
+    static func makeTempDir(_ tag: String, under base: String = NSTemporaryDirectory()) throws -> String {
+        let base = base.hasSuffix("/") ? base : base + "/"
+        var template = Array((base + "sluice-bench-\(tag)-XXXXXX").utf8CString)
         guard let p = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
         return String(cString: p)
     }

@@ -52,6 +52,27 @@ func processWriteBytes(_ pid: Int32) -> Double? {
     return nil
 }
 
+/// Bytes written to the block device holding `path` so far (sectors written × 512, from
+/// /sys/dev/block/MAJOR:MINOR/stat): what the medium gets, journal and metadata included. Only meaningful when
+/// nothing else writes to that filesystem (SLUICE_BENCH_FLASH_DIR on a filesystem of its own).
+func deviceWriteBytes(path: String) -> Double? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    let dev = UInt64(info.st_dev)
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+    let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+    guard let text = try? String(contentsOfFile: "/sys/dev/block/\(major):\(minor)/stat", encoding: .utf8) else {
+        return nil
+    }
+    let fields = text.split(separator: " ", omittingEmptySubsequences: true)
+    guard fields.count > 6, let sectors = Double(fields[6]) else { return nil }
+    return sectors * 512
+}
+
+/// SLUICE_BENCH_FLASH_DIR: a directory on a filesystem nothing else writes to (e.g. a loop-mounted ext4 image);
+/// the Sluice edge of the flash scenarios keeps its store there and the device's own write count is printed.
+let flashDeviceDir: String? = ProcessInfo.processInfo.environment["SLUICE_BENCH_FLASH_DIR"]
+
 /// What strace saw the store do while it was attached.
 struct StoreSyscalls {
     var bytes = 0.0  // returned by write-family calls on files in the store directory
@@ -136,6 +157,12 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
         metrics: [
             MetricSpec(key: "ioBytes", label: "\(tag): write_bytes per msg (B)", unit: "B", better: .lower),
             MetricSpec(key: "sysBytes", label: "\(tag): store write syscalls per msg (B)", unit: "B", better: .lower),
+            MetricSpec(
+                key: "deviceBytes",
+                label: "\(tag): device writes per msg (B, own fs)",
+                unit: "B",
+                better: .lower
+            ),
             MetricSpec(key: "flushes", label: "\(tag): device flushes per msg", unit: "1", better: .lower),
             MetricSpec(key: "commits", label: "\(tag): LMDB commits per msg", unit: "1", better: .info),
             MetricSpec(key: "floorBytes", label: "\(tag): floor: 4 KiB per commit, per msg (B)", unit: "B", better: .info),
@@ -148,7 +175,8 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
         var central: BrokerProcess? = try await startCentral(ctx, dir: centralDir)
         defer { central?.stop() }
         let centralPort = central!.port
-        let (edge, metricsPort) = try await startBridgedEdge(kind, ctx, centralPort: centralPort)
+        let edgeDir = try flashDeviceDir.map { try BrokerProcess.makeTempDir("edge", under: $0) }
+        let (edge, metricsPort) = try await startBridgedEdge(kind, ctx, centralPort: centralPort, dir: edgeDir)
         defer { edge.stop() }
         do {
             try await waitForBridge(ctx, edgePort: edge.port, centralPort: centralPort)
@@ -160,6 +188,7 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
             var out = RunOutcome()
             // Pass 1: /proc write_bytes, commits, PUBACK latency.
             let io0 = processWriteBytes(edge.pid)
+            let device0 = edgeDir.flatMap { deviceWriteBytes(path: $0) }
             let c0 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }
             var acked = 0
             var latencies: [UInt64] = []
@@ -168,10 +197,12 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
             }
             try await Task.sleep(nanoseconds: 1_500_000_000)  // the last removals (central up) commit
             let io1 = processWriteBytes(edge.pid)
+            let device1 = edgeDir.flatMap { deviceWriteBytes(path: $0) }
             let c1 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }
             guard acked > 0 else { throw BenchError("no message was acknowledged") }
             let n = Double(acked)
             if let io0, let io1 { out.values["ioBytes"] = (io1 - io0) / n }
+            if let device0, let device1 { out.values["deviceBytes"] = (device1 - device0) / n }
             if let c0, let c1 {
                 out.values["commits"] = (c1.commits - c0.commits) / n
                 out.values["floorBytes"] = 4096 * (c1.commits - c0.commits) / n

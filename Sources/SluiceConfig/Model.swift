@@ -264,8 +264,9 @@ public struct BridgeConfig: Sendable, Equatable {
     public var queueOverflow: QueueOverflow = .dropOldest
     /// `bridge_max_inflight`: QoS 1 messages in flight to the central broker, 1…65535. Default 1000:
     /// every message waits for a disk commit on both ends of its trip (append, then removal after
-    /// the PUBACK), so the window must cover a few commit latencies to keep the link busy. It also
-    /// bounds duplicates after a crash, and the remote's Receive Maximum still caps it.
+    /// the PUBACK), so the window must cover a few commit latencies to keep the link busy. With the
+    /// acknowledged-but-unremoved messages it bounds duplicates after a crash (`ResendBound`: max(window, 50)),
+    /// and the remote's Receive Maximum still caps it.
     public var maxInflight: Int = 1000
     /// `bridge_progress_timeout` seconds: a link with messages in flight and no PUBACK for this long is
     /// reconnected. Default 30.

@@ -43,7 +43,7 @@ final class BridgeRunner: @unchecked Sendable {
     private var reconnect: Scheduled<Void>?
     private var stopped = false
     /// Messages acknowledged by the remote whose removal from the queue has not committed yet. They are not
-    /// sent again on a new connection (a fetch skips them), and they count against the window.
+    /// sent again on a new connection (a fetch skips them), and they count against the `ResendBound`.
     private var removing: Set<UInt64> = []
     /// Acknowledged or dead-lettered, not yet gone from the queue: after a crash they are sent again.
     private var unremoved: Int { removing.count + deadLettering.count }
@@ -139,8 +139,9 @@ final class BridgeRunner: @unchecked Sendable {
             case .lazy: .lazy(threshold: config.threshold, idleTimeout: .seconds(config.idleTimeout))
             case .once: .once
             }
-        // Paced links tick faster: the token bucket refills at each tick and holds a tenth of a second.
-        self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(50)
+        // Paced links tick faster: the token bucket refills at each tick and holds a twentieth of a second (plus
+        // one token), so ticks running up to twice late on a loaded machine still lose no tokens.
+        self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(25)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
         self.drain = DrainProgress(name: config.name)
     }
@@ -338,10 +339,10 @@ final class BridgeRunner: @unchecked Sendable {
                 write(packet)
                 wrote = true
             case .fetch(let after, let limit):
-                // Acknowledged messages whose removal has not committed yet count against the
-                // window: after a crash they are sent again, and duplicates must stay within it. (`limit`
-                // may be smaller than the window's room, e.g. a rate limit's allowance.)
-                let room = link.window - link.inflightCount - unremoved
+                // Acknowledged messages whose removal has not committed yet are sent again after a crash: with
+                // those in flight they stay within `ResendBound`. (`limit` may be smaller than the room, e.g. a
+                // rate limit's allowance.)
+                let room = ResendBound(window: link.window).room(inflight: link.inflightCount, unremoved: unremoved)
                 next = link.fetched(fetch(after: after, limit: max(0, min(limit, room))))
             case .remove(let seqs):
                 removing.formUnion(seqs)
@@ -440,16 +441,14 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     /// Hands the acknowledged seqs gathered so far to the store in one operation. Until it commits
-    /// they count against the window (`unremoved`), so duplicates after a crash stay within it.
+    /// they count against the `ResendBound` (`unremoved`), so duplicates after a crash stay within it.
     private func submitRemovals() {
         guard !pendingRemovals.isEmpty else { return }
         let seqs = pendingRemovals
         pendingRemovals = []
-        // Lazy (riding the next append's commit: one commit per message instead of two) unless the window waits
-        // on these removals: full with them (a window of one, a small Receive Maximum), or half of it held
-        // back in a drain.
-        let window = max(1, link.window)
-        let lazily = unremoved + link.inflightCount < window && unremoved * 2 < window
+        // Lazy (riding the next append's commit: one commit per message instead of two) unless sending waits
+        // on these removals: the bound reached, or half of it held back in a drain.
+        let lazily = ResendBound(window: link.window).removesLazily(inflight: link.inflightCount, unremoved: unremoved)
         queues.remove(seqs, lazily: lazily) { [logger] result in
             if case .failure(let error) = result { logger.error("removing acknowledged messages failed: \(error)") }
             self.loop.execute {

@@ -753,7 +753,9 @@ final class Writer: @unchecked Sendable {
         pending.append(operation)
         pendingWeight += operation.weight
         if !operation.lazy { eager += 1 }
-        condition.signal()
+        // A lazy operation behind others changes nothing the writer waits on (it waits for a first operation,
+        // an eager one, or a full batch): no wake-up, which a bridge at a window of one would pay per message.
+        if !operation.lazy || pending.count == 1 || pendingWeight >= maxBatchBytes { condition.signal() }
         condition.unlock()
     }
 

@@ -330,3 +330,66 @@ class TestCentral:
             self._writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run as a process (the bench's rate-limited drain): serve until SIGTERM/SIGINT, rewriting a JSON
+    status file (what was accepted, cuts, connections) every 0.1 s and once more at exit."""
+    import argparse
+    import json
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-publish-rate", type=float, default=None,
+                        help="cut a connection that sends more PUBLISH than this in one second")
+    parser.add_argument("--status", required=True, help="JSON status file, rewritten every 0.1 s")
+    parser.add_argument("--topic-prefix", default="",
+                        help="count only messages on topics with this prefix (not the bridge's notification)")
+    args = parser.parse_args(argv)
+    central = TestCentral(args.port, max_publish_rate=args.max_publish_rate).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    # Counted incrementally, outside the lock: a scan of every record under it every 0.1 s held the
+    # server's thread long enough to bunch its reads up (and a rate measured at read time with them).
+    consumed = 0
+    undecided: list[Received] = []  # read but not yet answered (code still None)
+    distinct: set[bytes] = set()
+    accepted = 0
+
+    def write_status() -> None:
+        nonlocal consumed, undecided, accepted
+        with central.lock:
+            fresh = central.publishes[consumed:]
+            consumed += len(fresh)
+            cuts, connections, publishes = len(central.cuts), central.connections, consumed
+        now = time.monotonic()
+        waiting = []
+        for r in undecided + fresh:
+            if r.code is None:
+                if now - r.at < 2.0:  # its PUBACK may still come; after 2 s it never will (cut, QoS 0)
+                    waiting.append(r)
+                continue
+            if r.code == 0 and r.topic.startswith(args.topic_prefix):
+                accepted += 1
+                distinct.add(r.payload)
+        undecided = waiting
+        status = {"accepted": accepted, "distinct": len(distinct), "publishes": publishes, "cuts": cuts,
+                  "connections": connections}
+        tmp = args.status + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(status, f)
+        os.replace(tmp, args.status)
+
+    while not stop.wait(0.1):
+        write_status()
+    central.stop()
+    write_status()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

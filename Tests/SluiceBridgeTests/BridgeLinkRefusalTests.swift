@@ -206,6 +206,40 @@ private struct Boom: Error, CustomStringConvertible {
         #expect(sends >= 195 && sends <= 201, "sent \(sends) in 10 s at 20/s")
     }
 
+    /// 90/s in 50 ms ticks is 4.5 tokens a tick: whole sends must not throw the half away (they did: 80/s).
+    @Test func pacingKeepsAFractionalRatePerTick() {
+        func run(ticks: [Int64]) -> (total: Int, seconds: Double, busiestSecond: Int) {
+            var bucket = TokenBucket<TestInstant>(rate: 90)
+            var sends: [(at: Int64, count: Int)] = []
+            var now: Int64 = 0
+            for step in ticks {
+                now += step
+                bucket.refill(now: TestInstant(now))
+                let n = bucket.available
+                bucket.take(Double(n))
+                sends.append((now, n))
+            }
+            var busiest = 0
+            for i in sends.indices {
+                let window = sends[i...].prefix { $0.at - sends[i].at < 1_000_000_000 }
+                busiest = max(busiest, window.reduce(0) { $0 + $1.count })
+            }
+            return (sends.reduce(0) { $0 + $1.count }, Double(now) / 1e9, busiest)
+        }
+        // Paced links tick every 25 ms; a loaded machine runs them late, up to 50 ms here.
+        let steady = Array(repeating: Int64(50_000_000), count: 400)
+        let jittery = (0..<600).map { Int64($0 % 2 == 0 ? 25 : 45) * 1_000_000 }
+        for ticks in [steady, jittery] {
+            let (total, seconds, busiest) = run(ticks: ticks)
+            let expected = 90 * seconds
+            #expect(
+                Double(total) >= expected - 1 && Double(total) <= expected + 6,
+                "sent \(total) in \(seconds) s at 90/s"
+            )
+            #expect(busiest <= 96, "\(busiest) in one second")  // 1.05 × 90 + 1
+        }
+    }
+
     @Test func repeatedWarningsAreSummarised() {
         var h = Harness(config(maxInflight: 2))
         _ = h.connect()
@@ -261,8 +295,8 @@ private struct Boom: Error, CustomStringConvertible {
         #expect(bucket.available == 0)
         bucket.refill(now: TestInstant(30_000_000))  // 30 ms: 3 tokens
         #expect(bucket.available == 3)
-        bucket.refill(now: TestInstant(10_000_000_000))  // capped at the burst
-        #expect(bucket.available == 5)
+        bucket.refill(now: TestInstant(10_000_000_000))  // capped at the burst plus one token of change
+        #expect(bucket.available == 6)
         var pacer = DrainPacer<TestInstant>(messagesPerSecond: 100, bytesPerSecond: 1000)
         pacer.refill(now: TestInstant(0))
         pacer.spend(size: 150)  // over the byte burst (50): allowed once, then nothing

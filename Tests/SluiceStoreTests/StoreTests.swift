@@ -354,6 +354,26 @@ import Testing
         #expect(try quick.stats(queue: "q").depth == 0)
     }
 
+    /// Lazy removals queued behind another lazy one do not wake the writer (a bridge at a window of one submits
+    /// one per PUBACK); they still all ride the next append, in one transaction, completions after it.
+    @Test func lazyRemovalsQueuedBehindOthersRideOneCommit() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try Store(path: dir.storePath, lazyDelay: .seconds(60))
+        defer { store.close() }
+        _ = try await store.append(queue: "q", messages: (1...6).map { message($0) }, limits: .unlimited)
+        let before = store.transactionsCommitted
+        let removed = CompletionCounter<Int>(expected: 5)
+        for seq in UInt64(1)...5 { store.remove(queue: "q", seqs: [seq], lazily: true, completion: removed.record) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(removed.results.isEmpty)
+        _ = try await store.append(queue: "q", messages: [message(7)], limits: .unlimited)
+        removed.wait()
+        #expect(removed.results == [1, 1, 1, 1, 1])
+        #expect(store.transactionsCommitted == before + 1)
+        #expect(try store.read(queue: "q", after: nil, limit: 10).map(\.seq) == [6, 7])
+    }
+
     /// `queue_commit_window`: an append waits up to the window for others to share its commit, and its
     /// completion (the publisher's PUBACK) still comes only after that commit.
     @Test func commitWindowGathersAppendsIntoOneCommit() async throws {
