@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceServer", "SluiceConfig", "SluiceStore", "SluiceAuth", "MQTTCore", "SluiceBridge",
+                "SluiceServer", "SluiceConfig", "SluiceStore", "SluiceAuth", "MQTTCore", "SluiceBridge", "SluiceBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -335,7 +335,7 @@ final class BrokerHost: @unchecked Sendable {
 
     /// The store's form of a broker state write; nil (logged) for a key the store cannot hold (a
     /// client identifier or topic longer than the store's key limit).
-    private static func tableWrite(_ write: StateWrite, logger: Logger) -> TableWrite? {
+    static func tableWrite(_ write: StateWrite, logger: Logger) -> TableWrite? {
         let (table, key): (PersistenceTable, [UInt8]) =
             switch write {
             case .put(let table, let key, _), .delete(let table, let key), .deletePrefix(let table, let key): (table, key)

@@ -14,7 +14,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "MQTT edge gateway: a local broker plus durable store-and-forward bridges.",
         version: SluiceVersion.current,
-        subcommands: [Run.self, Check.self, Status.self, Pub.self, Sub.self, Queue.self, StoreCommand.self, Passwd.self, Version.self],
+        subcommands: [Run.self, Check.self, Status.self, Pub.self, Sub.self, Queue.self, StoreCommand.self, ImportMosquittoDB.self, Passwd.self, Version.self],
         defaultSubcommand: nil
     )
 }
