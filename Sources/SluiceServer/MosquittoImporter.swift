@@ -31,9 +31,10 @@ public enum MosquittoImporter {
         var broker = Broker(settings: BrokerSettings(config))
         broker.tracksChanges = true
         let wallClock = Store.wallClockMilliseconds()
-        // Broker time starts at 1 ms here: only the offset to the wall clock is saved.
-        let now: BrokerTime = 1
-        let offset = Int64(wallClock) - Int64(now)
+        // Broker time is the wall clock here (only wall-clock times are saved), so a session's
+        // "offline since" before this run fits in it.
+        let now = BrokerTime(wallClock)
+        let offset: Int64 = 0
         do {
             let sessions = try store.scan(table: PersistenceTable.sessions.rawValue)
             let messages = try store.scan(table: PersistenceTable.sessionMessages.rawValue)
