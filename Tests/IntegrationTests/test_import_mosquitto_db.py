@@ -9,10 +9,12 @@ resume the session with session present and every queued message, in order."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+import mqttraw
 from bridgeharness import Central
 from conftest import Broker, PahoClient, uid
 from test_cli import one_line_error, sluice
@@ -89,6 +91,49 @@ def test_retained_and_queued_session_messages_survive_the_switch(tmp_path):
         assert resumed.collector.wait_for(len(QUEUED) + 1)[-1].payload == b"live"
         publisher.disconnect()
         resumed.disconnect()
+    finally:
+        gateway.stop()
+
+
+def test_messages_mosquitto_had_sent_unacknowledged_are_resent_with_their_packet_ids(tmp_path):
+    """A subscriber that received three QoS 1 messages and vanished without PUBACKs, then missed
+    two more: Sluice resends the three as DUP with Mosquitto's packet identifiers, then the two."""
+    keeper = uid("inflight")
+    central = Central(tmp_path / "mosquitto").start()
+    try:
+        raw = mqttraw.RawClient(central.host, central.port)
+        assert raw.connect(keeper, clean=False).reason == 0
+        raw.send(mqttraw.subscribe([("q/#", 1)]))
+        raw.expect(mqttraw.SUBACK)
+        publisher = PahoClient(central, uid("pub")).connect()
+        for n in range(1, 4):
+            publisher.publish(f"q/{n}", f"sent-{n}".encode(), qos=1)
+        unacknowledged = [raw.expect(mqttraw.PUBLISH) for _ in range(3)]
+        raw.abort()  # no PUBACK, no DISCONNECT
+        time.sleep(0.5)  # mosquitto notices the socket closed
+        for n in range(4, 6):
+            publisher.publish(f"q/{n}", f"queued-{n}".encode(), qos=1)
+        publisher.disconnect()
+    finally:
+        central.stop()
+    gateway = Broker(tmp_path)
+    result = sluice("import-mosquitto-db", str(tmp_path / "mosquitto" / "mosquitto.db"), "-c",
+                    str(gateway.conf_path))
+    assert result.returncode == 0, result.stderr
+    assert "sessions 1, subscriptions 1, queued messages 2, in-flight messages 3" in result.stdout, result.stdout
+
+    gateway.start()
+    try:
+        raw = mqttraw.RawClient(gateway.host, gateway.port)
+        assert raw.connect(keeper, clean=False).session_present
+        resent = [raw.expect(mqttraw.PUBLISH) for _ in range(5)]
+        assert [p.payload for p in resent] == [b"sent-1", b"sent-2", b"sent-3", b"queued-4", b"queued-5"]
+        assert [(p.packet_id, p.dup) for p in resent[:3]] == [(p.packet_id, True) for p in unacknowledged]
+        assert not any(p.dup for p in resent[3:])
+        for p in resent:
+            raw.send(mqttraw.ack(mqttraw.PUBACK, p.packet_id))
+        raw.send(mqttraw.disconnect())
+        raw.close()
     finally:
         gateway.stop()
 
