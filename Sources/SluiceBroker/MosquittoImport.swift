@@ -87,7 +87,7 @@ extension Broker {
             // Offline since the expiry time less the interval; a session Mosquitto saved while it
             // was connected (expiry time 0) counts from now, as Sluice's own restore does.
             if client.sessionExpiryTime > 0, client.sessionExpiryInterval != UInt32.max {
-                let expiresAtWall = client.sessionExpiryTime * 1000
+                let expiresAtWall = milliseconds(client.sessionExpiryTime)
                 guard expiresAtWall > Int64(wallClockMilliseconds) else {
                     report.skipped.append("\(what): it expired")
                     continue
@@ -204,7 +204,7 @@ extension Broker {
         }
         var expiresAt: BrokerTime?
         if stored.expiryTime > 0 {
-            let brokerTime = stored.expiryTime * 1000 - offset
+            let brokerTime = milliseconds(stored.expiryTime) - offset
             guard brokerTime > Int64(now) else {
                 throw PersistenceError(description: "message on \(stored.topic): it expired")
             }
@@ -220,4 +220,10 @@ extension Broker {
             origin: stored.sourceID.isEmpty ? nil : stored.sourceID
         )
     }
+}
+
+/// Wall-clock seconds from the file in milliseconds, saturating: a damaged time must not trap.
+private func milliseconds(_ seconds: Int64) -> Int64 {
+    let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+    return overflow ? (seconds < 0 ? Int64.min / 2 : Int64.max / 2) : product
 }

@@ -251,6 +251,25 @@ struct MosquittoFileWriter {
         #expect(session.expiresAt() == h.now + 1_800_000)
     }
 
+    @Test func garbledFilesThatStillDecodeImportWithoutTrapping() {
+        let bytes = MosquittoFileWriter.sample()
+        var decoded = 0
+        for index in bytes.indices {
+            for value: UInt8 in [0x00, 0x80, 0xFF] {
+                var garbled = bytes
+                garbled[index] = value
+                guard let db = try? MosquittoDB.decode(garbled) else { continue }
+                decoded += 1
+                let h = Harness()
+                h.broker.tracksChanges = true
+                _ = h.broker.importMosquitto(db, wallClockMilliseconds: wallClock, now: h.now)
+                var saved = SavedTables()
+                saved.apply(h.broker.takeChanges(wallClockOffset: Int64(wallClock) - Int64(h.now)))
+            }
+        }
+        #expect(decoded > 0)
+    }
+
     @Test func keepsWhatTheBrokerAlreadyHas() throws {
         let db = try MosquittoDB.decode(MosquittoFileWriter.sample())
         let h = Harness()
