@@ -16,7 +16,7 @@ import pytest
 
 import mqttraw
 from bridgeharness import Central
-from conftest import Broker, PahoClient, uid
+from conftest import CONNECT_PROPS, PUBLISH_PROPS, SUBSCRIBE_PROPS, Broker, PahoClient, uid
 from test_cli import one_line_error, sluice
 
 pytestmark = pytest.mark.sluice_only(reason="imports into Sluice's store with the sluice CLI")
@@ -134,6 +134,40 @@ def test_messages_mosquitto_had_sent_unacknowledged_are_resent_with_their_packet
             raw.send(mqttraw.ack(mqttraw.PUBACK, p.packet_id))
         raw.send(mqttraw.disconnect())
         raw.close()
+    finally:
+        gateway.stop()
+
+
+def test_mqtt5_session_keeps_its_expiry_subscription_identifier_and_properties(tmp_path):
+    keeper = uid("v5")
+    central = Central(tmp_path / "mosquitto").start()
+    try:
+        subscriber = PahoClient(central, keeper, v5=True, clean=False,
+                                properties=CONNECT_PROPS(SessionExpiryInterval=3600)).connect()
+        subscriber.subscribe("v5/#", qos=1, properties=SUBSCRIBE_PROPS(SubscriptionIdentifier=7))
+        subscriber.disconnect()
+        publisher = PahoClient(central, uid("pub"), v5=True).connect()
+        publisher.publish("v5/x", b"for the v5 session", qos=1,
+                          properties=PUBLISH_PROPS(UserProperty=[("k", "v")], ContentType="text/plain"))
+        publisher.disconnect()
+    finally:
+        central.stop()
+    gateway = Broker(tmp_path)
+    result = sluice("import-mosquitto-db", str(tmp_path / "mosquitto" / "mosquitto.db"), "-c",
+                    str(gateway.conf_path))
+    assert result.returncode == 0, result.stderr
+    assert "sessions 1, subscriptions 1, queued messages 1" in result.stdout, result.stdout
+    gateway.start()
+    try:
+        resumed = PahoClient(gateway, keeper, v5=True, clean=False,
+                             properties=CONNECT_PROPS(SessionExpiryInterval=3600)).connect()
+        assert resumed.session_present
+        [message] = resumed.collector.wait_for(1)
+        assert (message.topic, message.payload, message.qos) == ("v5/x", b"for the v5 session", 1)
+        assert message.properties.SubscriptionIdentifier == [7]
+        assert message.properties.UserProperty == [("k", "v")]
+        assert message.properties.ContentType == "text/plain"
+        resumed.disconnect()
     finally:
         gateway.stop()
 
