@@ -23,8 +23,14 @@ struct MosquittoFileWriter {
     }
 
     mutating func message(
-        _ id: UInt64, topic: String, payload: String, qos: UInt8, retain: Bool = false, source: String = "pub",
-        expiry: Int64 = 0, properties: [UInt8] = []
+        _ id: UInt64,
+        topic: String,
+        payload: String,
+        qos: UInt8,
+        retain: Bool = false,
+        source: String = "pub",
+        expiry: Int64 = 0,
+        properties: [UInt8] = []
     ) {
         let fixed =
             le64(id) + le64(UInt64(bitPattern: expiry)) + be32(UInt32(payload.utf8.count)) + be16(1)
@@ -33,7 +39,13 @@ struct MosquittoFileWriter {
         chunk(2, fixed + Array(source.utf8) + Array(topic.utf8) + Array(payload.utf8) + properties)
     }
 
-    mutating func client(_ id: String, interval: UInt32, expiryTime: Int64 = 0, lastMid: UInt16 = 0, username: String = "") {
+    mutating func client(
+        _ id: String,
+        interval: UInt32,
+        expiryTime: Int64 = 0,
+        lastMid: UInt16 = 0,
+        username: String = ""
+    ) {
         let fixed =
             le64(UInt64(bitPattern: expiryTime)) + be32(interval) + be16(lastMid) + be16(UInt16(id.utf8.count))
             + be16(1883) + be16(UInt16(username.utf8.count)) + [0, 0, 0, 0]
@@ -41,7 +53,12 @@ struct MosquittoFileWriter {
     }
 
     mutating func clientMessage(
-        _ id: String, store: UInt64, mid: UInt16, qos: UInt8, state: UInt8, outgoing: Bool = true,
+        _ id: String,
+        store: UInt64,
+        mid: UInt16,
+        qos: UInt8,
+        state: UInt8,
+        outgoing: Bool = true,
         subscriptionID: UInt8? = nil
     ) {
         let properties: [UInt8] = subscriptionID.map { [2, 0x0B, $0] } ?? []
@@ -67,7 +84,14 @@ struct MosquittoFileWriter {
         var file = MosquittoFileWriter()
         file.config(lastID: 5)
         // User property k=v: block length 7, 0x26, "k", "v".
-        file.message(1, topic: "ret/a", payload: "hello", qos: 1, retain: true, properties: [7, 0x26, 0, 1, 0x6B, 0, 1, 0x76])
+        file.message(
+            1,
+            topic: "ret/a",
+            payload: "hello",
+            qos: 1,
+            retain: true,
+            properties: [7, 0x26, 0, 1, 0x6B, 0, 1, 0x76]
+        )
         file.message(2, topic: "q/1", payload: "m1", qos: 1)
         file.message(3, topic: "q/2", payload: "m2", qos: 1)
         file.message(4, topic: "q/3", payload: "m3", qos: 1)
@@ -93,7 +117,13 @@ struct MosquittoFileWriter {
         #expect(db.retained == [1])
         #expect(
             db.clients == [
-                .init(clientID: "sess1", username: "alice", sessionExpiryTime: 0, sessionExpiryInterval: .max, lastMid: 7)
+                .init(
+                    clientID: "sess1",
+                    username: "alice",
+                    sessionExpiryTime: 0,
+                    sessionExpiryInterval: .max,
+                    lastMid: 7
+                )
             ]
         )
         #expect(db.clientMessages.map(\.state) == [.waitForPubAck, .queued, .queued])
@@ -108,7 +138,11 @@ struct MosquittoFileWriter {
         // Format 5 CLIENT: expiry time, interval, last mid, id length, id (16 bytes fixed).
         file.chunk(6, file.le64(0) + file.be32(60) + file.be16(3) + file.be16(2) + Array("c1".utf8))
         let db = try MosquittoDB.decode(file.bytes)
-        #expect(db.clients == [.init(clientID: "c1", username: nil, sessionExpiryTime: 0, sessionExpiryInterval: 60, lastMid: 3)])
+        #expect(
+            db.clients == [
+                .init(clientID: "c1", username: nil, sessionExpiryTime: 0, sessionExpiryInterval: 60, lastMid: 3)
+            ]
+        )
     }
 
     @Test func skipsChunksOfUnknownTypeAsMosquittoDoes() throws {
@@ -137,7 +171,13 @@ struct MosquittoFileWriter {
         }
         #expect(failures > bytes.count - 12)
         // A cut inside the first message names it.
-        #expect(throws: MosquittoDBError(offset: 47, chunk: "MSG_STORE chunk", reason: "chunk of 53 bytes runs past the end of the file (20 left)")) {
+        #expect(
+            throws: MosquittoDBError(
+                offset: 47,
+                chunk: "MSG_STORE chunk",
+                reason: "chunk of 53 bytes runs past the end of the file (20 left)"
+            )
+        ) {
             try MosquittoDB.decode(Array(bytes.prefix(75)))
         }
     }
@@ -157,7 +197,13 @@ struct MosquittoFileWriter {
         #expect(throws: MosquittoDBError.self) { try MosquittoDB.decode(Array("listener 1883\n".utf8)) }
         #expect(throws: MosquittoDBError.self) { try MosquittoDB.decode([]) }
         let version4 = MosquittoFileWriter(version: 4)
-        #expect(throws: MosquittoDBError(offset: 19, chunk: "header", reason: "format version 4 is not supported (5 and 6: Mosquitto 1.6 and 2.0)")) {
+        #expect(
+            throws: MosquittoDBError(
+                offset: 19,
+                chunk: "header",
+                reason: "format version 4 is not supported (5 and 6: Mosquitto 1.6 and 2.0)"
+            )
+        ) {
             try MosquittoDB.decode(version4.bytes)
         }
         // Header only: Mosquitto writes CFG first, so its absence means the file was cut.
@@ -181,7 +227,10 @@ struct MosquittoFileWriter {
 
         var properties = MosquittoFileWriter()
         properties.config(lastID: 0)
-        properties.chunk(3, properties.le64(1) + properties.be16(1) + properties.be16(1) + [1, 11, 0, 1] + [0x63, 5, 0x0B])
+        properties.chunk(
+            3,
+            properties.le64(1) + properties.be16(1) + properties.be16(1) + [1, 11, 0, 1] + [0x63, 5, 0x0B]
+        )
         #expect(throws: MosquittoDBError.self) { try MosquittoDB.decode(properties.bytes) }
     }
 }
@@ -212,7 +261,11 @@ struct MosquittoFileWriter {
         #expect(delivered.first?.dup == true && delivered.first?.packetIdentifier == 7)
         // A message published now reaches the imported subscription.
         restarted.connect(2, "pub")
-        #expect(restarted.publish(2, "q/new", "x", qos: .atLeastOnce, packetID: 1).publishes(to: 1).map(\.topic) == ["q/new"])
+        #expect(
+            restarted.publish(2, "q/new", "x", qos: .atLeastOnce, packetID: 1).publishes(to: 1).map(\.topic) == [
+                "q/new"
+            ]
+        )
         // The retained message keeps its properties.
         restarted.connect(3, "reader")
         let retained = restarted.subscribe(3, "ret/#").publishes(to: 3)
