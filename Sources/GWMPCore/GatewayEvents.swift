@@ -288,10 +288,11 @@ enum Base64 {
 }
 
 enum Timestamps {
-    /// RFC 3339 UTC with milliseconds, as protobuf JSON writes a Timestamp.
+    /// RFC 3339 UTC with milliseconds, as protobuf JSON writes a Timestamp. (`.gmt`: without ICU,
+    /// FoundationEssentials knows no "UTC" identifier, and `TimeZone(identifier: "UTC")` is nil.)
     static func rfc3339(_ date: Date) -> String {
         date.formatted(
-            Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+            Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
         )
     }
 
