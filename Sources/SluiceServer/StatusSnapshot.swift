@@ -1,7 +1,6 @@
 import FoundationEssentials
 import SluiceConfig
 import SluiceStore
-import Glibc
 
 // Note on the status snapshot (`sluice status`, `/status.json`, the page at `/`):
 // - One value answers "is the link up, how much is waiting, when will it be delivered" for the whole
@@ -307,8 +306,7 @@ extension GatewayStatusSnapshot {
 extension StoreUsage {
     /// The store file at `path` against the configuration's `store_max_size`; nil if it cannot be read.
     init?(path: String, config: GatewayConfig) {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return nil }
-        self.init(path: path, fileBytes: UInt64(max(0, status.st_size)), maxBytes: UInt64(max(0, config.storeMapSizeMax)))
+        guard let size = PathText.fileSize(path) else { return nil }
+        self.init(path: path, fileBytes: size, maxBytes: UInt64(max(0, config.storeMapSizeMax)))
     }
 }

@@ -43,8 +43,7 @@ public enum StoreSpaceCheck {
         }
         guard let space = FilesystemSpace.of(directory) else { return [] }
         let storePath = PathText.appending("sluice.db", to: config.persistenceLocation)
-        let used =
-            ((try? FileManager.default.attributesOfItem(atPath: storePath)[.size]) as? Int).map { UInt64($0) } ?? 0
+        let used = PathText.fileSize(storePath) ?? 0
         let keep = FreeSpaceGuard(config.storeMinFree).threshold(total: space.total) ?? 0
         let room = space.available + used > keep ? space.available + used - keep : 0
         guard UInt64(config.storeMapSizeMax) > room else { return [] }

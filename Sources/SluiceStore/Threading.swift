@@ -145,6 +145,14 @@ public enum PathText {
         return directory.hasSuffix("/") ? directory + component : directory + "/" + component
     }
 
+    /// The size of the file at `path` (stat(2)), or nil if it cannot be read. FoundationEssentials'
+    /// `attributesOfItem` gives `UInt` where full Foundation gave an `Int`-bridging NSNumber.
+    public static func fileSize(_ path: String) -> UInt64? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return UInt64(max(0, status.st_size))
+    }
+
     /// The path without its last component (`deletingLastPathComponent`): "" for a bare name, "/" for a
     /// name in the root.
     public static func parent(of path: String) -> String {

@@ -149,7 +149,7 @@ struct StoreCommand: ParsableCommand {
                 throw failure("no store at \(sourcePath)", code: 2)
             }
             let target = PathText.appending("sluice.db", to: to)
-            if let size = (try? FileManager.default.attributesOfItem(atPath: target))?[.size] as? Int, size > 0 {
+            if let size = PathText.fileSize(target), size > 0 {
                 throw failure("\(target) exists: salvage writes into a new store only", code: 2)
             }
             do {
