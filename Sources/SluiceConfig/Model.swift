@@ -27,6 +27,8 @@ public struct TLSSettings: Sendable, Equatable {
     public var certFile: String
     /// `keyfile`: the server key (PEM). Required for TLS.
     public var keyFile: String
+    /// `crlfile`: PEM certificate revocation list(s); a client certificate it revokes is refused. Default: none.
+    public var crlFile: String?
     /// `require_certificate`: clients must present a certificate signed by `cafile`/`capath`. Default false.
     public var requireCertificate: Bool = false
     /// `use_identity_as_username`: the certificate's CN becomes the username. Default false.

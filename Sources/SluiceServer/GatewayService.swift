@@ -280,8 +280,16 @@ public final class GatewayService: Service, Sendable {
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
-        let tls = try listener.tls.map { try TLSContexts.server($0) } ?? listener.pskHint.map { hint in
-            try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile)
+        let tls = try listener.tls.map { settings in
+            ListenerTLS(
+                context: try TLSContexts.server(settings),
+                revocation: try settings.crlFile.map {
+                    try RevocationList(path: $0, caFile: settings.caFile, caPath: settings.caPath)
+                },
+                logger: logger
+            )
+        } ?? listener.pskHint.map { hint in
+            ListenerTLS(context: try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile), revocation: nil, logger: logger)
         }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
@@ -316,7 +324,9 @@ public final class GatewayService: Service, Sendable {
                     case .mqtt:
                         if let tls {
                             try channel.pipeline.syncOperations.addHandler(TLSAlertRecorder())
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                            try channel.pipeline.syncOperations.addHandler(
+                                tls.serverHandler(remote: channel.remoteAddress.map { "\($0)" } ?? "?")
+                            )
                         }
                         try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
                     case .websockets:
