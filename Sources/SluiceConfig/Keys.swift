@@ -249,9 +249,7 @@ enum KeyRule: Sendable {
             }
         },
         "local_clientid": .ignored("the bridge publishes into the broker directly, without a local client"),
-        "local_username": .ignored(
-            "the bridge publishes into the broker directly, without a local client: acl_file does not restrict it"
-        ),
+        "local_username": .bridge { b, d throws(ConfigError) in b.localUsername = try d.singleString() },
         "local_password": .ignored("the bridge publishes into the broker directly, without a local client"),
         "local_cleansession": .ignored(
             "the bridge publishes into the broker directly, without a local client or local session"

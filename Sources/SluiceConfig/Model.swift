@@ -205,6 +205,8 @@ public struct BridgeConfig: Sendable, Equatable {
     public var remoteUsername: String?
     /// `remote_password`. Default none.
     public var remotePassword: String?
+    /// `local_username`: the ACL user the bridge's local side acts as (in: write, out: read). Default none: unchecked.
+    public var localUsername: String?
     /// `bridge_protocol_version mqttv31|mqttv311|mqttv50`. Default mqttv311.
     public var protocolVersion: ProtocolVersion = .v311
     /// `cleansession`. Default false (the central broker keeps the bridge's session).

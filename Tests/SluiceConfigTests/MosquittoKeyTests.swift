@@ -227,3 +227,14 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError("listener 8883\npsk_hint gw\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\n")?.kind == .incompleteSection)
     #expect(parseError("psk_file /nonexistent/psk\n") != nil)
 }
+
+@Test func localUsernameIsReadPerBridge() throws {
+    let config = try parse("connection c\naddress 127.0.0.1\ntopic a/# out\nlocal_username bridge-user\n")
+    #expect(config.bridges.first?.localUsername == "bridge-user")
+    #expect(config.notices.isEmpty, "honoured: no 'not honoured' notice")
+    #expect(parseError("connection c\naddress 127.0.0.1\ntopic a/# out\nlocal_username\n")?.kind == .missingValue)
+}
+
+@Test func crlfileNeedsAFileThatExists() throws {
+    #expect(parseError("listener 8883\ncertfile /etc/hostname\nkeyfile /etc/hostname\ncrlfile /nonexistent/crl.pem\n") != nil)
+}
