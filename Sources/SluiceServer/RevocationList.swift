@@ -16,8 +16,8 @@ import SluiceConfig
 /// Mosquitto), a list past its nextUpdate or before its lastUpdate refuses every certificate it covers.
 /// Each list's signature is verified at load against the CA certificates of `cafile`/`capath`.
 ///
-/// Unlike OpenSSL's `X509_V_FLAG_CRL_CHECK`, a certificate whose issuer has no list in the file is not refused,
-/// and intermediates are checked too (as `X509_V_FLAG_CRL_CHECK_ALL` would).
+/// As with OpenSSL's `X509_V_FLAG_CRL_CHECK`, an end-entity certificate whose issuer has no list in the file is
+/// refused; CA certificates of the chain are checked too when their issuer has a list (OpenSSL checks only the leaf).
 final class RevocationList: @unchecked Sendable {
     // Immutable after init; OpenSSL's lookups on a loaded X509_CRL are thread-safe (it sorts under its own lock).
     private let lists: [OpaquePointer]
@@ -85,6 +85,10 @@ final class RevocationList: @unchecked Sendable {
         }
         defer { X509_free(x509) }
         let issuer = X509_get_issuer_name(x509)
+        // X509_check_ca: 0 for an end-entity certificate, which must be covered by its issuer's list.
+        if X509_check_ca(x509) == 0, !lists.contains(where: { X509_NAME_cmp(X509_CRL_get_issuer($0), issuer) == 0 }) {
+            return "certificate \(Self.text(X509_get_subject_name(x509))) has no revocation list of its issuer \(Self.text(issuer)) in the crlfile"
+        }
         for crl in lists where X509_NAME_cmp(X509_CRL_get_issuer(crl), issuer) == 0 {
             if let next = X509_CRL_get0_nextUpdate(crl), X509_cmp_current_time(next) < 0 {
                 return "the revocation list of \(Self.text(issuer)) has expired (its nextUpdate has passed)"

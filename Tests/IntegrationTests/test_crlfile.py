@@ -98,6 +98,14 @@ def tls_pub(port: int, pki: dict, client: tuple[Path, Path]) -> subprocess.Compl
         capture_output=True, text=True, timeout=15)
 
 
+def logged(b, text: str, timeout: float = 5) -> bool:
+    """The refusal may be logged just after the client has given up: wait for it."""
+    deadline = time.monotonic() + timeout
+    while text not in b.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return text in b.log()
+
+
 def test_revoked_client_certificate_is_refused(start_broker, pki):
     port = free_port()
     b = start_broker(listener_conf(port, pki, pki["crl"]))
@@ -108,10 +116,8 @@ def test_revoked_client_certificate_is_refused(start_broker, pki):
     # Still serving good clients after a refusal.
     assert tls_pub(port, pki, pki["good"]).returncode == 0
     if IS_SLUICE:
-        deadline = time.monotonic() + 5
-        while "is revoked" not in b.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "client certificate refused" in b.log() and "CN=device-revoked" in b.log(), b.log()
+        assert logged(b, "is revoked") and "client certificate refused" in b.log(), b.log()
+        assert "CN=device-revoked" in b.log(), b.log()
 
 
 def test_crl_without_revocations_refuses_no_one(start_broker, tmp_path, pki):
@@ -159,3 +165,36 @@ def test_crl_not_signed_by_a_cafile_ca_is_a_configuration_error(tmp_path, pki):
     impostor = CertificateAuthority(tmp_path / "impostor", "Sluice Test CRL CA")
     for output in crl_problem(tmp_path, pki, impostor.crl()):
         assert "signature does not verify" in output, output
+
+
+def two_ca_listener(tmp_path, pki, start_broker):
+    """A listener trusting two CAs, with the CRL of the first only: returns the port and a client of the second."""
+    second = CertificateAuthority(tmp_path / "second", "Second CA")
+    client = second.issue("device-second")
+    both = tmp_path / "both-cas.pem"
+    both.write_text(pki["ca"].pem.read_text() + second.pem.read_text())
+    port = free_port()
+    b = start_broker(listener_conf(port, pki, pki["crl"]).replace(f"cafile {pki['ca'].pem}", f"cafile {both}"))
+    return b, port, {"ca": pki["ca"]}, client
+
+
+def test_certificate_of_a_ca_without_a_crl_is_refused(start_broker, tmp_path, pki):
+    # OpenSSL's CRL check (Mosquitto's) wants a CRL for the leaf's issuer: without one the client is refused.
+    b, port, trust, client = two_ca_listener(tmp_path, pki, start_broker)
+    assert tls_pub(port, trust, client).returncode != 0
+    assert tls_pub(port, trust, pki["good"]).returncode == 0
+    if IS_SLUICE:
+        assert logged(b, "has no revocation list of its issuer /CN=Second CA"), b.log()
+
+
+@pytest.mark.parametrize("last, next_", [("20200101000000Z", "20200201000000Z"), ("20990101000000Z", "20990201000000Z")])
+def test_expired_or_future_crl_refuses_every_certificate(start_broker, pki, last, next_):
+    ca = pki["ca"]
+    path = ca.dir / "dated-crl.pem"
+    openssl("ca", "-config", str(ca.conf), "-gencrl", "-crl_lastupdate", last, "-crl_nextupdate", next_,
+            "-out", str(path), cwd=ca.dir)
+    port = free_port()
+    b = start_broker(listener_conf(port, pki, path))
+    assert tls_pub(port, pki, pki["good"]).returncode != 0, "a certificate passed a CRL outside its validity"
+    if IS_SLUICE:
+        assert logged(b, "has expired" if last.startswith("2020") else "is not valid yet"), b.log()
