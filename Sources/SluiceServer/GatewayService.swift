@@ -29,6 +29,8 @@ public final class GatewayService: Service, Sendable {
     private let logger: Logger
     /// Store pressure, logged once per change and summed every few seconds.
     private let alarm: StoreAlarm
+    /// The listeners' `crlfile` lists, read again on SIGHUP.
+    private let revocationLists = NIOLockedValueBox<[RevocationList]>([])
 
     public init(config: GatewayConfig, configPath: String?, logger: Logger) {
         self.config = config
@@ -200,6 +202,13 @@ public final class GatewayService: Service, Sendable {
                 }
             }
             host.loop.execute { host.setAccessPolicy(security.acl) }
+            for list in revocationLists.withLockedValue({ $0 }) {
+                do {
+                    try list.reload()
+                } catch {
+                    logger.error("crlfile not reloaded, the lists read before stay in force: \(error)")
+                }
+            }
             var rules: [(BridgeRunner, BridgeRules, [RuleClass])] = []
             for bridge in bridges {
                 guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
@@ -284,7 +293,9 @@ public final class GatewayService: Service, Sendable {
             ListenerTLS(
                 context: try TLSContexts.server(settings),
                 revocation: try settings.crlFile.map {
-                    try RevocationList(path: $0, caFile: settings.caFile, caPath: settings.caPath)
+                    let list = try RevocationList(path: $0, caFile: settings.caFile, caPath: settings.caPath)
+                    revocationLists.withLockedValue { $0.append(list) }
+                    return list
                 },
                 logger: logger
             )

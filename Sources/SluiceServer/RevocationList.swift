@@ -1,5 +1,6 @@
 import CLibcrypto
 import Logging
+import NIOConcurrencyHelpers
 import NIOSSL
 import SluiceConfig
 
@@ -18,62 +19,36 @@ import SluiceConfig
 ///
 /// As with OpenSSL's `X509_V_FLAG_CRL_CHECK`, an end-entity certificate whose issuer has no list in the file is
 /// refused; CA certificates of the chain are checked too when their issuer has a list (OpenSSL checks only the leaf).
-final class RevocationList: @unchecked Sendable {
-    // Immutable after init; OpenSSL's lookups on a loaded X509_CRL are thread-safe (it sorts under its own lock).
-    private let lists: [OpaquePointer]
+///
+/// SIGHUP reads the file again (``reload()``); a file that cannot be used then keeps the lists in force.
+final class RevocationList: Sendable {
     let path: String
-
-    /// How many certificates the file revokes, over all its lists.
-    let revokedCount: Int
+    private let caFile: String?
+    private let caPath: String?
+    private let current: NIOLockedValueBox<LoadedLists>
 
     /// Loads `path`; `caFile`/`caPath` hold the CAs whose signatures the lists must carry.
     init(path: String, caFile: String?, caPath: String?) throws {
         self.path = path
-        var lists: [OpaquePointer] = []
-        guard let bio = BIO_new_file(path, "r") else {
-            ERR_clear_error()
-            throw TLSContextError(file: path, "crlfile: cannot read: \(String(cString: strerror(errno)))")
-        }
-        defer { BIO_free(bio) }
-        while let crl = PEM_read_bio_X509_CRL(bio, nil, nil, nil) { lists.append(crl) }
-        // The loop ends on end of file (PEM_R_NO_START_LINE) or on a damaged list.
-        let endError = ERR_peek_last_error()
-        ERR_clear_error()
-        let cleanEnd = ERR_GET_LIB(endError) == ERR_LIB_PEM && ERR_GET_REASON(endError) == PEM_R_NO_START_LINE
-        guard cleanEnd || endError == 0, !lists.isEmpty else {
-            lists.forEach { X509_CRL_free($0) }
-            throw TLSContextError(
-                file: path,
-                lists.isEmpty
-                    ? "crlfile: no PEM certificate revocation list (-----BEGIN X509 CRL-----) in the file"
-                    : "crlfile: list \(lists.count + 1) is damaged (\(Self.errorText(endError)))"
-            )
-        }
-        let authorities = Self.loadCertificates(caFile: caFile, caPath: caPath)
-        defer { authorities.forEach { X509_free($0) } }
-        for (index, crl) in lists.enumerated() {
-            let issuer = X509_CRL_get_issuer(crl)
-            let signer = authorities.first { X509_NAME_cmp(X509_get_subject_name($0), issuer) == 0 }
-            let verified = signer.map { X509_CRL_verify(crl, X509_get0_pubkey($0)) == 1 } ?? false
-            ERR_clear_error()
-            guard verified else {
-                let why = signer == nil ? "its issuer is not a CA in cafile/capath" : "its signature does not verify"
-                // The issuer name belongs to the list: worded before the lists are freed.
-                let message = "crlfile: list \(index + 1), issued by \(Self.text(issuer)), cannot be used: \(why)"
-                lists.forEach { X509_CRL_free($0) }
-                throw TLSContextError(file: path, message)
-            }
-        }
-        self.lists = lists
-        revokedCount = lists.reduce(0) { total, crl in
-            total + (X509_CRL_get_REVOKED(crl).map { Int(OPENSSL_sk_num($0)) } ?? 0)
-        }
+        self.caFile = caFile
+        self.caPath = caPath
+        current = NIOLockedValueBox(try LoadedLists(path: path, caFile: caFile, caPath: caPath))
     }
 
-    deinit { lists.forEach { X509_CRL_free($0) } }
+    /// Reads the file again; on an error the lists in force stay and the error says why.
+    func reload() throws {
+        let fresh = try LoadedLists(path: path, caFile: caFile, caPath: caPath)
+        current.withLockedValue { $0 = fresh }
+    }
 
     /// Why `certificate` must be refused, or nil when no list here revokes it.
     func refusal(of certificate: NIOSSLCertificate) -> String? {
+        // The lists in force when this certificate is checked, kept alive through the check by a reload meanwhile.
+        let loaded = current.withLockedValue { $0 }
+        return withExtendedLifetime(loaded) { Self.refusal(of: certificate, lists: loaded.lists) }
+    }
+
+    private static func refusal(of certificate: NIOSSLCertificate, lists: [OpaquePointer]) -> String? {
         guard let der = try? certificate.toDERBytes() else { return "the certificate cannot be encoded" }
         let parsed: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
@@ -116,7 +91,7 @@ final class RevocationList: @unchecked Sendable {
 
     // MARK: - OpenSSL helpers
 
-    private static func loadCertificates(caFile: String?, caPath: String?) -> [OpaquePointer] {
+    fileprivate static func loadCertificates(caFile: String?, caPath: String?) -> [OpaquePointer] {
         var files: [String] = caFile.map { [$0] } ?? []
         if let caPath, let directory = opendir(caPath) {
             defer { closedir(directory) }
@@ -135,13 +110,13 @@ final class RevocationList: @unchecked Sendable {
         return certificates
     }
 
-    private static func text(_ name: OpaquePointer?) -> String {
+    fileprivate static func text(_ name: OpaquePointer?) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard let name, X509_NAME_oneline(name, &buffer, Int32(buffer.count)) != nil else { return "(unnamed)" }
         return string(buffer)
     }
 
-    private static func serial(_ x509: OpaquePointer) -> String {
+    fileprivate static func serial(_ x509: OpaquePointer) -> String {
         guard let number = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x509), nil) else { return "?" }
         defer { BN_free(number) }
         guard let hex = BN_bn2hex(number) else { return "?" }
@@ -149,15 +124,62 @@ final class RevocationList: @unchecked Sendable {
         return String(cString: hex)
     }
 
-    private static func errorText(_ code: UInt) -> String {
+    fileprivate static func errorText(_ code: UInt) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         ERR_error_string_n(code, &buffer, buffer.count)
         return string(buffer)
     }
 
-    private static func string(_ buffer: [CChar]) -> String {
+    fileprivate static func string(_ buffer: [CChar]) -> String {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// The lists of one reading of a crlfile. Immutable; OpenSSL's lookups on a loaded X509_CRL are thread-safe
+/// (it sorts the revoked entries under the list's own lock).
+private final class LoadedLists: @unchecked Sendable {
+    let lists: [OpaquePointer]
+
+    init(path: String, caFile: String?, caPath: String?) throws {
+        var lists: [OpaquePointer] = []
+        guard let bio = BIO_new_file(path, "r") else {
+            ERR_clear_error()
+            throw TLSContextError(file: path, "crlfile: cannot read: \(String(cString: strerror(errno)))")
+        }
+        defer { BIO_free(bio) }
+        while let crl = PEM_read_bio_X509_CRL(bio, nil, nil, nil) { lists.append(crl) }
+        // The loop ends on end of file (PEM_R_NO_START_LINE) or on a damaged list.
+        let endError = ERR_peek_last_error()
+        ERR_clear_error()
+        let cleanEnd = ERR_GET_LIB(endError) == ERR_LIB_PEM && ERR_GET_REASON(endError) == PEM_R_NO_START_LINE
+        guard cleanEnd || endError == 0, !lists.isEmpty else {
+            lists.forEach { X509_CRL_free($0) }
+            throw TLSContextError(
+                file: path,
+                lists.isEmpty
+                    ? "crlfile: no PEM certificate revocation list (-----BEGIN X509 CRL-----) in the file"
+                    : "crlfile: list \(lists.count + 1) is damaged (\(RevocationList.errorText(endError)))"
+            )
+        }
+        let authorities = RevocationList.loadCertificates(caFile: caFile, caPath: caPath)
+        defer { authorities.forEach { X509_free($0) } }
+        for (index, crl) in lists.enumerated() {
+            let issuer = X509_CRL_get_issuer(crl)
+            let signer = authorities.first { X509_NAME_cmp(X509_get_subject_name($0), issuer) == 0 }
+            let verified = signer.map { X509_CRL_verify(crl, X509_get0_pubkey($0)) == 1 } ?? false
+            ERR_clear_error()
+            guard verified else {
+                let why = signer == nil ? "its issuer is not a CA in cafile/capath" : "its signature does not verify"
+                // The issuer name belongs to the list: worded before the lists are freed.
+                let message = "crlfile: list \(index + 1), issued by \(RevocationList.text(issuer)), cannot be used: \(why)"
+                lists.forEach { X509_CRL_free($0) }
+                throw TLSContextError(file: path, message)
+            }
+        }
+        self.lists = lists
+    }
+
+    deinit { lists.forEach { X509_CRL_free($0) } }
 }
 
 /// A TLS listener's context and, with `crlfile`, the revocation lists its client certificates are checked against.

@@ -5,6 +5,7 @@ The CA, the certificates and the CRL are made by `openssl ca` in a temporary dir
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -198,3 +199,27 @@ def test_expired_or_future_crl_refuses_every_certificate(start_broker, pki, last
     assert tls_pub(port, pki, pki["good"]).returncode != 0, "a certificate passed a CRL outside its validity"
     if IS_SLUICE:
         assert logged(b, "has expired" if last.startswith("2020") else "is not valid yet"), b.log()
+
+
+def test_sighup_reads_the_crl_again(start_broker, pki):
+    port = free_port()
+    b = start_broker(listener_conf(port, pki, pki["crl"]))
+    assert tls_pub(port, pki, pki["good"]).returncode == 0
+    ca = pki["ca"]
+    ca.revoke(pki["good"][0])
+    ca.crl()  # rewrites crl.pem with both certificates revoked
+    b.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while tls_pub(port, pki, pki["good"]).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tls_pub(port, pki, pki["good"]).returncode != 0, "the reloaded CRL was not applied"
+    if IS_SLUICE:
+        # A damaged file on SIGHUP: the lists read before stay in force, and the log says so.
+        good_crl = pki["crl"].read_text()
+        pki["crl"].write_text("damaged\n")
+        b.proc.send_signal(signal.SIGHUP)
+        assert logged(b, "crlfile not reloaded"), b.log()
+        assert tls_pub(port, pki, pki["good"]).returncode != 0
+        assert tls_pub(port, pki, pki["revoked"]).returncode != 0
+        assert tls_pub(port, pki, ca.issue("device-third")).returncode == 0, "not the old lists: everyone refused"
+        pki["crl"].write_text(good_crl)
