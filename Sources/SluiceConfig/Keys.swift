@@ -367,8 +367,8 @@ struct ListenerDraft: Sendable {
     func validated() throws(ConfigError) -> Listener {
         var result = listener
         let anyTLS =
-            caFile != nil || caPath != nil || certFile != nil || keyFile != nil || crlFile != nil || requireCertificate != nil
-            || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
+            caFile != nil || caPath != nil || certFile != nil || keyFile != nil || crlFile != nil
+            || requireCertificate != nil || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
         guard anyTLS else { return result }
         if listener.pskHint != nil {
             throw directive.error(

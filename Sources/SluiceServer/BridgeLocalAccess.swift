@@ -42,13 +42,15 @@ final class BridgeLocalAccess: Sendable {
         if allowed { return true }
         let now = ContinuousClock.now
         let access = direction == .inbound ? "write" : "read"
+        let refusal = "acl_file does not let local_username '\(username)' \(access)"
         let line = state.withLockedValue { state in
             state.denied[direction, default: 0] += 1
             return state.warnings.note(
                 direction.rawValue,
                 now: now,
-                first: "acl_file does not let local_username '\(username)' \(access) '\(topic)': \(direction.rawValue) message dropped (further denials are summed once a minute)",
-                summary: "\(direction.rawValue) messages dropped because acl_file does not let local_username '\(username)' \(access) their topics"
+                first: "\(refusal) '\(topic)': \(direction.rawValue) message dropped"
+                    + " (further denials are summed once a minute)",
+                summary: "\(direction.rawValue) messages dropped because \(refusal) their topics"
             )
         }
         if let line { logger.warning("\(line)") }
@@ -63,6 +65,8 @@ final class BridgeLocalAccess: Sendable {
 
     /// Messages dropped so far, by direction ("in", "out").
     var denied: [String: UInt64] {
-        state.withLockedValue { state in Dictionary(uniqueKeysWithValues: state.denied.map { ($0.key.rawValue, $0.value) }) }
+        state.withLockedValue { state in
+            Dictionary(uniqueKeysWithValues: state.denied.map { ($0.key.rawValue, $0.value) })
+        }
     }
 }

@@ -102,7 +102,11 @@ final class BridgeRunner: @unchecked Sendable {
         let hostName = ProcessInfo.processInfo.hostName
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic(hostName: hostName) : nil
         self.localAccess = config.localUsername.map {
-            BridgeLocalAccess(username: $0, remoteClientID: config.effectiveRemoteClientID(hostName: hostName), logger: logger)
+            BridgeLocalAccess(
+                username: $0,
+                remoteClientID: config.effectiveRemoteClientID(hostName: hostName),
+                logger: logger
+            )
         }
         self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
         if config.bridgeInsecure {
@@ -155,7 +159,9 @@ final class BridgeRunner: @unchecked Sendable {
     /// queue of the rule's priority class.
     func queuedMessage(for message: SluiceBroker.Message) -> (message: QueuedMessage, queue: String)? {
         guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
-        if let localAccess, !localAccess.allows(.outbound, topic: message.topic, policy: host.accessPolicy) { return nil }
+        if let localAccess, !localAccess.allows(.outbound, topic: message.topic, policy: host.accessPolicy) {
+            return nil
+        }
         let queue = queues.queue(forRule: mapping.ruleIndex)
         var properties = message.properties
         // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
@@ -378,13 +384,16 @@ final class BridgeRunner: @unchecked Sendable {
                 let localAccess = self.localAccess
                 guard let delivery else {
                     host.loop.execute {
-                        if localAccess?.allows(.inbound, topic: message.topic, policy: host.accessPolicy) ?? true { host.publish(message) }
+                        if localAccess?.allows(.inbound, topic: message.topic, policy: host.accessPolicy) ?? true {
+                            host.publish(message)
+                        }
                     }
                     break
                 }
                 host.loop.execute {
                     guard localAccess?.allows(.inbound, topic: message.topic, policy: host.accessPolicy) ?? true else {
-                        // As Mosquitto does with a message its ACL drops: acknowledged, so the central does not resend it.
+                        // As Mosquitto does with a message its ACL drops: acknowledged, so the central
+                        // does not resend it.
                         self.loop.execute { self.run(self.link.publishedLocally(delivery)) }
                         return
                     }

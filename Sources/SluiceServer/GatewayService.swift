@@ -300,7 +300,11 @@ public final class GatewayService: Service, Sendable {
                 logger: logger
             )
         } ?? listener.pskHint.map { hint in
-            ListenerTLS(context: try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile), revocation: nil, logger: logger)
+            ListenerTLS(
+                context: try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile),
+                revocation: nil,
+                logger: logger
+            )
         }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4

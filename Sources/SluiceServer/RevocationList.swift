@@ -62,7 +62,8 @@ final class RevocationList: Sendable {
         let issuer = X509_get_issuer_name(x509)
         // X509_check_ca: 0 for an end-entity certificate, which must be covered by its issuer's list.
         if X509_check_ca(x509) == 0, !lists.contains(where: { X509_NAME_cmp(X509_CRL_get_issuer($0), issuer) == 0 }) {
-            return "certificate \(Self.text(X509_get_subject_name(x509))) has no revocation list of its issuer \(Self.text(issuer)) in the crlfile"
+            let subject = Self.text(X509_get_subject_name(x509))
+            return "certificate \(subject) has no revocation list of its issuer \(Self.text(issuer)) in the crlfile"
         }
         for crl in lists where X509_NAME_cmp(X509_CRL_get_issuer(crl), issuer) == 0 {
             if let next = X509_CRL_get0_nextUpdate(crl), X509_cmp_current_time(next) < 0 {
@@ -96,7 +97,9 @@ final class RevocationList: Sendable {
         if let caPath, let directory = opendir(caPath) {
             defer { closedir(directory) }
             while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if !name.hasPrefix(".") { files.append(caPath + "/" + name) }
             }
         }
@@ -171,7 +174,8 @@ private final class LoadedLists: @unchecked Sendable {
             guard verified else {
                 let why = signer == nil ? "its issuer is not a CA in cafile/capath" : "its signature does not verify"
                 // The issuer name belongs to the list: worded before the lists are freed.
-                let message = "crlfile: list \(index + 1), issued by \(RevocationList.text(issuer)), cannot be used: \(why)"
+                let issuerText = RevocationList.text(issuer)
+                let message = "crlfile: list \(index + 1), issued by \(issuerText), cannot be used: \(why)"
                 lists.forEach { X509_CRL_free($0) }
                 throw TLSContextError(file: path, message)
             }
