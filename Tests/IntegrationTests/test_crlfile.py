@@ -214,6 +214,7 @@ def test_sighup_reads_the_crl_again(start_broker, pki):
         time.sleep(0.2)
     assert tls_pub(port, pki, pki["good"]).returncode != 0, "the reloaded CRL was not applied"
     if IS_SLUICE:
+        assert "configuration reloaded: applied password file, ACL file, crlfile" in b.log(), b.log()
         # A damaged file on SIGHUP: the lists read before stay in force, and the log says so.
         good_crl = pki["crl"].read_text()
         pki["crl"].write_text("damaged\n")
