@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "SluiceServer",
             dependencies: [
-                "GWMPCore", "MQTTCore", "SluiceAuth", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
+                "CLibcrypto", "GWMPCore", "MQTTCore", "SluiceAuth", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -309,6 +309,8 @@ extension KeyRule {
     /// Honoured keys whose values Sluice restricts: shown in the key list beside "honoured".
     static let notes: [String: String] = [
         "psk_hint": "a listener is either certificate or PSK TLS (TLS 1.2 PSK suites); use_identity_as_username does not apply to PSK",
+        "crlfile": "each list's signature must verify against a CA of cafile/capath; intermediates are checked too when their issuer has a list",
+        "local_username": "checked against acl_file as client id local.<remote_clientid>; a denied in message is acknowledged to the central and dropped",
         "start_type": "lazy counts the messages in the bridge's disk queue against threshold",
         "bridge_outgoing_retain": "true (the default) only",
         "bridge_attempt_unsubscribe": "true (the default) only",

@@ -129,6 +129,7 @@ enum KeyRule: Sendable {
         "capath": .listener { l, d throws(ConfigError) in l.caPath = try d.existingPath(directory: true) },
         "certfile": .listener { l, d throws(ConfigError) in l.certFile = try d.existingPath() },
         "keyfile": .listener { l, d throws(ConfigError) in l.keyFile = try d.existingPath() },
+        "crlfile": .listener { l, d throws(ConfigError) in l.crlFile = try d.existingPath() },
         "require_certificate": .listener { l, d throws(ConfigError) in l.requireCertificate = try d.bool() },
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
@@ -248,9 +249,7 @@ enum KeyRule: Sendable {
             }
         },
         "local_clientid": .ignored("the bridge publishes into the broker directly, without a local client"),
-        "local_username": .ignored(
-            "the bridge publishes into the broker directly, without a local client: acl_file does not restrict it"
-        ),
+        "local_username": .bridge { b, d throws(ConfigError) in b.localUsername = try d.singleString() },
         "local_password": .ignored("the bridge publishes into the broker directly, without a local client"),
         "local_cleansession": .ignored(
             "the bridge publishes into the broker directly, without a local client or local session"
@@ -317,9 +316,6 @@ enum KeyRule: Sendable {
             try d.requireDefault(false, "the client id is always the one the client sends (remove the line)")
         },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
-        "crlfile": .unsupported(
-            "SwiftNIO SSL's TLSConfiguration has no way to load a revocation list into its verifier, so revoked client certificates cannot be refused (remove the revoked certificate's CA, or use password_file)"
-        ),
         "ciphers_tls1.3": .unsupported(
             "SwiftNIO SSL (BoringSSL) does not let the TLS 1.3 suites be chosen; all of them are strong (remove the line)"
         ),
@@ -361,6 +357,7 @@ struct ListenerDraft: Sendable {
     var caPath: String?
     var certFile: String?
     var keyFile: String?
+    var crlFile: String?
     var requireCertificate: Bool?
     var useIdentityAsUsername: Bool?
     var tlsVersion: String?
@@ -370,8 +367,8 @@ struct ListenerDraft: Sendable {
     func validated() throws(ConfigError) -> Listener {
         var result = listener
         let anyTLS =
-            caFile != nil || caPath != nil || certFile != nil || keyFile != nil || requireCertificate != nil
-            || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
+            caFile != nil || caPath != nil || certFile != nil || keyFile != nil || crlFile != nil
+            || requireCertificate != nil || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
         guard anyTLS else { return result }
         if listener.pskHint != nil {
             throw directive.error(
@@ -389,6 +386,7 @@ struct ListenerDraft: Sendable {
         var tls = TLSSettings(certFile: certFile, keyFile: keyFile)
         tls.caFile = caFile
         tls.caPath = caPath
+        tls.crlFile = crlFile
         tls.requireCertificate = requireCertificate ?? false
         tls.useIdentityAsUsername = useIdentityAsUsername ?? false
         tls.tlsVersion = tlsVersion ?? tls.tlsVersion

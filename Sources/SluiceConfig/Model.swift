@@ -27,6 +27,8 @@ public struct TLSSettings: Sendable, Equatable {
     public var certFile: String
     /// `keyfile`: the server key (PEM). Required for TLS.
     public var keyFile: String
+    /// `crlfile`: PEM certificate revocation list(s); a client certificate it revokes is refused. Default: none.
+    public var crlFile: String?
     /// `require_certificate`: clients must present a certificate signed by `cafile`/`capath`. Default false.
     public var requireCertificate: Bool = false
     /// `use_identity_as_username`: the certificate's CN becomes the username. Default false.
@@ -203,6 +205,8 @@ public struct BridgeConfig: Sendable, Equatable {
     public var remoteUsername: String?
     /// `remote_password`. Default none.
     public var remotePassword: String?
+    /// `local_username`: the ACL user the bridge's local side acts as (in: write, out: read). Default none: unchecked.
+    public var localUsername: String?
     /// `bridge_protocol_version mqttv31|mqttv311|mqttv50`. Default mqttv311.
     public var protocolVersion: ProtocolVersion = .v311
     /// `cleansession`. Default false (the central broker keeps the bridge's session).

@@ -35,6 +35,8 @@ final class BridgeRunner: @unchecked Sendable {
     /// For the link's and the drain's lines, which start with `bridge NAME` themselves.
     private let linkLogger: Logger
     private let localNotificationTopic: String?
+    /// `local_username`: the ACL checks of the bridge's local side; nil when not set.
+    private let localAccess: BridgeLocalAccess?
     private var link: BridgeLink<ContinuousClock.Instant>
     /// TLS towards the remote (`bridge_cafile`/`capath`...), and whether to check its hostname.
     private let tls: (context: NIOSSLContext, verifyHostname: Bool)?
@@ -99,6 +101,13 @@ final class BridgeRunner: @unchecked Sendable {
         )
         let hostName = ProcessInfo.processInfo.hostName
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic(hostName: hostName) : nil
+        self.localAccess = config.localUsername.map {
+            BridgeLocalAccess(
+                username: $0,
+                remoteClientID: config.effectiveRemoteClientID(hostName: hostName),
+                logger: logger
+            )
+        }
         self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
         if config.bridgeInsecure {
             logger.warning("bridge_insecure is on: the remote's certificate hostname is NOT checked")
@@ -150,6 +159,9 @@ final class BridgeRunner: @unchecked Sendable {
     /// queue of the rule's priority class.
     func queuedMessage(for message: SluiceBroker.Message) -> (message: QueuedMessage, queue: String)? {
         guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
+        if let localAccess, !localAccess.allows(.outbound, topic: message.topic, policy: host.accessPolicy) {
+            return nil
+        }
         let queue = queues.queue(forRule: mapping.ruleIndex)
         var properties = message.properties
         // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
@@ -196,6 +208,7 @@ final class BridgeRunner: @unchecked Sendable {
                 self.queues.reportExpired()
                 self.pollControl()
                 self.sampleDrain()
+                self.localAccess?.flushWarnings()
             }
             self.pollControl(force: true)
             if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
@@ -252,6 +265,8 @@ final class BridgeRunner: @unchecked Sendable {
         var address: HostPort?
         var lastConnectedAt: Date?
         var lastErrorAt: Date?
+        /// `local_username`: messages the ACL kept from the local side, by direction ("in", "out").
+        var localDenied: [String: UInt64] = [:]
     }
 
     func snapshot() -> EventLoopFuture<Snapshot> {
@@ -270,7 +285,8 @@ final class BridgeRunner: @unchecked Sendable {
                 stateSince: self.stateSince,
                 address: self.lastAddress,
                 lastConnectedAt: self.lastConnectedAt?.at,
-                lastErrorAt: self.lastErrorAt?.at
+                lastErrorAt: self.lastErrorAt?.at,
+                localDenied: self.localAccess?.denied ?? [:]
             )
         }
     }
@@ -365,11 +381,22 @@ final class BridgeRunner: @unchecked Sendable {
                     properties: publish.properties
                 )
                 let host = self.host
+                let localAccess = self.localAccess
                 guard let delivery else {
-                    host.loop.execute { host.publish(message) }
+                    host.loop.execute {
+                        if localAccess?.allows(.inbound, topic: message.topic, policy: host.accessPolicy) ?? true {
+                            host.publish(message)
+                        }
+                    }
                     break
                 }
                 host.loop.execute {
+                    guard localAccess?.allows(.inbound, topic: message.topic, policy: host.accessPolicy) ?? true else {
+                        // As Mosquitto does with a message its ACL drops: acknowledged, so the central
+                        // does not resend it.
+                        self.loop.execute { self.run(self.link.publishedLocally(delivery)) }
+                        return
+                    }
                     host.publish(message) { outcome in
                         self.loop.execute {
                             // Acknowledged to the central only once kept (design: durability);

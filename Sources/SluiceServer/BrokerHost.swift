@@ -388,6 +388,9 @@ final class BrokerHost: @unchecked Sendable {
         core.settings.durableFilters = filters
     }
 
+    /// The ACL in force (nil without acl_file), for the bridges' `local_username` checks. On `loop`.
+    var accessPolicy: (any AccessPolicy)? { core.accessPolicy }
+
     func setAccessPolicy(_ policy: (any AccessPolicy)?) {
         core.accessPolicy = policy.map { TrustingInProcessClients(policy: $0) }
     }

@@ -29,6 +29,8 @@ public final class GatewayService: Service, Sendable {
     private let logger: Logger
     /// Store pressure, logged once per change and summed every few seconds.
     private let alarm: StoreAlarm
+    /// The listeners' `crlfile` lists, read again on SIGHUP.
+    private let revocationLists = NIOLockedValueBox<[RevocationList]>([])
 
     public init(config: GatewayConfig, configPath: String?, logger: Logger) {
         self.config = config
@@ -200,6 +202,13 @@ public final class GatewayService: Service, Sendable {
                 }
             }
             host.loop.execute { host.setAccessPolicy(security.acl) }
+            for list in revocationLists.withLockedValue({ $0 }) {
+                do {
+                    try list.reload()
+                } catch {
+                    logger.error("crlfile not reloaded, the lists read before stay in force: \(error)")
+                }
+            }
             var rules: [(BridgeRunner, BridgeRules, [RuleClass])] = []
             for bridge in bridges {
                 guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
@@ -280,8 +289,22 @@ public final class GatewayService: Service, Sendable {
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
-        let tls = try listener.tls.map { try TLSContexts.server($0) } ?? listener.pskHint.map { hint in
-            try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile)
+        let tls = try listener.tls.map { settings in
+            ListenerTLS(
+                context: try TLSContexts.server(settings),
+                revocation: try settings.crlFile.map {
+                    let list = try RevocationList(path: $0, caFile: settings.caFile, caPath: settings.caPath)
+                    revocationLists.withLockedValue { $0.append(list) }
+                    return list
+                },
+                logger: logger
+            )
+        } ?? listener.pskHint.map { hint in
+            ListenerTLS(
+                context: try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile),
+                revocation: nil,
+                logger: logger
+            )
         }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
@@ -316,7 +339,9 @@ public final class GatewayService: Service, Sendable {
                     case .mqtt:
                         if let tls {
                             try channel.pipeline.syncOperations.addHandler(TLSAlertRecorder())
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                            try channel.pipeline.syncOperations.addHandler(
+                                tls.serverHandler(remote: channel.remoteAddress.map { "\($0)" } ?? "?")
+                            )
                         }
                         try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
                     case .websockets:

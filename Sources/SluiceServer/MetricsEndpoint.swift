@@ -147,6 +147,11 @@ final class MetricsEndpoint: Sendable {
                 for (code, count) in link.rejectedByReason {
                     page.counter("sluice_bridge_rejected_total", rejectedHelp, count, labels: labels + [("reason", DeadLetterCodes.label(code))])
                 }
+                let localDeniedHelp = "Messages dropped because acl_file does not let the bridge's local_username write (in) or read (out) their topic"
+                page.declare("sluice_bridge_local_acl_denied_total", .counter, localDeniedHelp)
+                for (direction, count) in link.localDenied.sorted(by: { $0.key < $1.key }) {
+                    page.counter("sluice_bridge_local_acl_denied_total", localDeniedHelp, count, labels: labels + [("direction", direction)])
+                }
                 let connectFailuresHelp = "Failed connection attempts to the remote, by cause"
                 page.declare("sluice_bridge_connect_failures_total", .counter, connectFailuresHelp)
                 for (reason, count) in link.connectFailuresByReason {

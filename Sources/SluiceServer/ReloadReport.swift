@@ -8,6 +8,8 @@ struct ReloadReport: Equatable {
     var needsRestart: [String] = []
 
     init(running: GatewayConfig, fresh: GatewayConfig) {
+        // The running listeners' lists are read again from the same paths (a new path needs a restart).
+        if running.listeners.contains(where: { $0.tls?.crlFile != nil }) { applied.append("crlfile") }
         for bridge in fresh.bridges {
             guard let old = running.bridges.first(where: { $0.name == bridge.name }) else {
                 needsRestart.append("new bridge \(bridge.name) (not started)")

@@ -195,7 +195,7 @@ extension WebSocketUpgradeGate: Sendable {}
 enum WebSocketListener {
     static func configure(
         _ channel: any Channel,
-        tls: NIOSSLContext?,
+        tls: ListenerTLS?,
         maximumPacketSize: Int,
         connectTimeout: TimeAmount,
         logger: Logger,
@@ -225,7 +225,7 @@ enum WebSocketListener {
         let operations = channel.pipeline.syncOperations
         if let tls {
             try operations.addHandler(TLSAlertRecorder())
-            try operations.addHandler(NIOSSLServerHandler(context: tls))
+            try operations.addHandler(tls.serverHandler(remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")"))
         }
         try operations.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),

@@ -33,6 +33,8 @@ struct Check: ParsableCommand {
             let lines = diagnosis.errors.map(\.description)
             throw failure(lines.joined(separator: "\n") + (lines.count > 1 ? "\n\(lines.count) errors" : ""))
         }
+        let crlProblems = parsed.listeners.compactMap { $0.tls.flatMap(RevocationListCheck.problem) }
+        if !crlProblems.isEmpty { throw failure(crlProblems.joined(separator: "\n")) }
         print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
         if let user = parsed.user, user != "root" {
             do { _ = try PrivilegeDrop.account(user) } catch { print("warning: \(error) (sluice run refuses to start as root)") }

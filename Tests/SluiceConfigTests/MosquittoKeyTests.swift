@@ -9,7 +9,6 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "crlfile /etc/crl.pem",
     "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
@@ -227,4 +226,15 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError("listener 8883\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\npsk_hint gw\n")?.kind == .unsupportedKey)
     #expect(parseError("listener 8883\npsk_hint gw\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\n")?.kind == .incompleteSection)
     #expect(parseError("psk_file /nonexistent/psk\n") != nil)
+}
+
+@Test func localUsernameIsReadPerBridge() throws {
+    let config = try parse("connection c\naddress 127.0.0.1\ntopic a/# out\nlocal_username bridge-user\n")
+    #expect(config.bridges.first?.localUsername == "bridge-user")
+    #expect(config.notices.isEmpty, "honoured: no 'not honoured' notice")
+    #expect(parseError("connection c\naddress 127.0.0.1\ntopic a/# out\nlocal_username\n")?.kind == .missingValue)
+}
+
+@Test func crlfileNeedsAFileThatExists() throws {
+    #expect(parseError("listener 8883\ncertfile /etc/hostname\nkeyfile /etc/hostname\ncrlfile /nonexistent/crl.pem\n") != nil)
 }
