@@ -248,8 +248,6 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
-    var isConnected: EventLoopFuture<Bool> { loop.submit { self.link.isConnected } }
-
     /// The link's state and counters, for metrics.
     struct Snapshot: Sendable {
         var connected: Bool

@@ -45,6 +45,14 @@ def mosquitto_db_with_a_session(workdir: Path, keeper: str) -> Path:
     return db
 
 
+def imported_into_a_new_gateway(tmp_path: Path) -> tuple[Broker, subprocess.CompletedProcess]:
+    """Imports the mosquitto.db the test's central wrote under tmp_path/mosquitto into a new gateway's store."""
+    gateway = Broker(tmp_path)
+    result = sluice("import-mosquitto-db", str(tmp_path / "mosquitto" / "mosquitto.db"), "-c", str(gateway.conf_path))
+    assert result.returncode == 0, result.stderr
+    return gateway, result
+
+
 def test_retained_and_queued_session_messages_survive_the_switch(tmp_path):
     keeper = uid("keeper")
     db = mosquitto_db_with_a_session(tmp_path / "mosquitto", keeper)
@@ -116,10 +124,7 @@ def test_messages_mosquitto_had_sent_unacknowledged_are_resent_with_their_packet
         publisher.disconnect()
     finally:
         central.stop()
-    gateway = Broker(tmp_path)
-    result = sluice("import-mosquitto-db", str(tmp_path / "mosquitto" / "mosquitto.db"), "-c",
-                    str(gateway.conf_path))
-    assert result.returncode == 0, result.stderr
+    gateway, result = imported_into_a_new_gateway(tmp_path)
     assert "sessions 1, subscriptions 1, queued messages 2, in-flight messages 3" in result.stdout, result.stdout
 
     gateway.start()
@@ -152,10 +157,7 @@ def test_mqtt5_session_keeps_its_expiry_subscription_identifier_and_properties(t
         publisher.disconnect()
     finally:
         central.stop()
-    gateway = Broker(tmp_path)
-    result = sluice("import-mosquitto-db", str(tmp_path / "mosquitto" / "mosquitto.db"), "-c",
-                    str(gateway.conf_path))
-    assert result.returncode == 0, result.stderr
+    gateway, result = imported_into_a_new_gateway(tmp_path)
     assert "sessions 1, subscriptions 1, queued messages 1" in result.stdout, result.stdout
     gateway.start()
     try:
