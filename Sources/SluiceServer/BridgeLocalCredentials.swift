@@ -32,7 +32,9 @@ public enum BridgeLocalCredentials {
 
     /// `sluice check`: reads the password file only when a bridge sets `local_password`.
     public static func problems(_ config: GatewayConfig) -> [String] {
-        guard config.bridges.contains(where: { $0.localPassword != nil }), let path = config.passwordFile else { return [] }
+        guard config.bridges.contains(where: { $0.localPassword != nil }), let path = config.passwordFile else {
+            return []
+        }
         do {
             return problems(config, passwords: try PasswordFile.load(path: path)).map(\.description)
         } catch {

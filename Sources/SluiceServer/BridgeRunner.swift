@@ -548,7 +548,8 @@ final class BridgeRunner: @unchecked Sendable {
                     self.channel = channel
                     self.run(self.link.connected())
                 case .failure(let error):
-                    self.run(self.link.connectionClosed(error: DescribedNetworkError(error)))  // the link logs why
+                    let described = BridgeBindAddress.explain(error, bindAddress: self.bindAddress)
+                    self.run(self.link.connectionClosed(error: described))  // the link logs why
                 }
             }
     }

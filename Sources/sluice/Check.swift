@@ -42,6 +42,7 @@ struct Check: ParsableCommand {
             do { _ = try PrivilegeDrop.account(user) } catch { print("warning: \(error) (sluice run refuses to start as root)") }
         }
         for warning in StoreSpaceCheck.warnings(parsed, configPath: config) { print("warning: \(warning)") }
+        for warning in BridgeBindAddress.warnings(parsed) { print("warning: \(warning)") }
     }
 
     /// docs/mosquitto-keys.md: generated from the key table, so it cannot drift from the code.

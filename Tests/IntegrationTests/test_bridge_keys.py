@@ -152,7 +152,14 @@ def test_bind_address_that_is_not_local_never_connects_and_keeps_running(bridge_
     gw = start_edge(bridge_env, "sluice", spec)
     # Said once, then retried with backoff like any connect failure.
     assert wait_until(lambda: gw.count_log(r"connecting to 127\.0\.0\.1") >= 3, 20), gw.log_tail()
-    assert gw.count_log(r"bridge central \(.*\): cannot assign requested address; retrying") == 1, gw.log_tail()
+    assert gw.count_log(r"bridge central \(.*\): cannot assign requested address \(bridge_bind_address 192\.0\.2\.1 "
+                        r"is not an address of this machine\); retrying") == 1, gw.log_tail()
+    result = check(gw.conf_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^warning: bridge 'central': bridge_bind_address 192\.0\.2\.1 is not an address of this machine",
+                     result.stdout, re.M), result.stdout
+    ok = check_conf(bridge_env, gw.conf_text.replace("192.0.2.1", "127.0.0.2"))
+    assert ok.returncode == 0 and "bridge_bind_address" not in ok.stdout, ok.stdout
     assert gw.alive(), gw.log_tail()
     assert spec.clientid not in central.log(), central.log_tail()
 
@@ -198,6 +205,12 @@ def gateway_with_passwords(env, local_password: str | None):
 def check(conf) -> subprocess.CompletedProcess:
     return subprocess.run([str(require_sluice_binary()), "check", "-c", str(conf)], capture_output=True, text=True,
                           timeout=30)
+
+
+def check_conf(env, text: str) -> subprocess.CompletedProcess:
+    conf = env.tmp / f"{uid('check')}.conf"
+    conf.write_text(text)
+    return check(conf)
 
 
 def test_local_password_is_checked_against_password_file(bridge_env):

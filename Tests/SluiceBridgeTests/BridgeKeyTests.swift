@@ -38,7 +38,16 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         #expect(
             online == [
                 .stateChanged(connected: true),
-                .send(.publish(PublishPacket(topic: notification, payload: .init(string: "1"), qos: .atLeastOnce, packetIdentifier: 1))),
+                .send(
+                    .publish(
+                        PublishPacket(
+                            topic: notification,
+                            payload: .init(string: "1"),
+                            qos: .atLeastOnce,
+                            packetIdentifier: 1
+                        )
+                    )
+                ),
                 .fetch(after: nil, limit: 1),
             ]
         )
@@ -54,13 +63,20 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         let sends = h.connect(connAck).compactMap { action -> PublishPacket? in
             if case .send(.publish(let publish)) = action { publish } else { nil }
         }
-        #expect(sends.map(\.retain) == [false])  // [MQTT-3.2.2-14]: no retained PUBLISH to a server without Retain Available
+        // [MQTT-3.2.2-14]: no retained PUBLISH to a server without Retain Available.
+        #expect(sends.map(\.retain) == [false])
     }
 
     private func rules(_ lines: [(String, BridgeDirection, String)]) -> BridgeRules {
         BridgeRules(
             lines.map { pattern, direction, remote in
-                try! TopicRule(pattern: pattern, direction: direction, qos: .atLeastOnce, localPrefix: "", remotePrefix: remote)
+                try! TopicRule(
+                    pattern: pattern,
+                    direction: direction,
+                    qos: .atLeastOnce,
+                    localPrefix: "",
+                    remotePrefix: remote
+                )
             }
         )
     }
@@ -93,7 +109,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         _ = h.link.reconnectTimerFired()
         _ = h.link.connected()
         let again = h.link.received(.connAck(ConnAckPacket()))
-        #expect(again.contains { if case .send(.unsubscribe(let u)) = $0 { u.filters == unsubscribe.filters } else { false } })
+        #expect(
+            again.contains {
+                if case .send(.unsubscribe(let u)) = $0 { u.filters == unsubscribe.filters } else { false }
+            }
+        )
     }
 
     @Test func withoutAttemptUnsubscribeOrOutRulesNoUnsubscribeIsSent() {
@@ -104,7 +124,9 @@ private let notification = "$SYS/broker/connection/gw-1/state"
     }
 
     @Test func outboundOnlyFiltersKeepOrderAndSkipSubscribedOnes() {
-        let set = rules([("a/#", .out, "r/"), ("b/#", .both, "r/"), ("b/#", .out, "r/"), ("a/#", .out, "r/"), ("c", .out, "")])
+        let set = rules([
+            ("a/#", .out, "r/"), ("b/#", .both, "r/"), ("b/#", .out, "r/"), ("a/#", .out, "r/"), ("c", .out, ""),
+        ])
         #expect(set.remoteOutboundOnlyFilters == ["r/a/#", "c"])
     }
 }
