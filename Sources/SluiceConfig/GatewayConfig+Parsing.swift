@@ -319,7 +319,7 @@ extension KeyRule {
         "bridge_outgoing_retain": "false also clears the retain flag of the remote notification \"1\", as Mosquitto does; its will \"0\" stays retained",
         "bridge_attempt_unsubscribe": "at each connect one UNSUBSCRIBE for the remote topics of out rules that no in/both rule subscribes",
         "bridge_bind_address": "an IPv4 or IPv6 address, not a host name; the remote is reached in the same address family",
-        "local_clientid": "the client id acl_file's %c patterns see for the bridge's local side (default local.<remote_clientid>)",
+        "local_clientid": "the bridge's local side's client id: for acl_file %c patterns (with local_username) and its log lines; default local.<remote_clientid>",
         "local_password": "checked with local_username against password_file by sluice check and at start: a wrong one is an error",
         "local_cleansession": "false is what Sluice does (its queue is durable); true is accepted with a notice saying so",
         "upgrade_outgoing_qos": "false (the default) only",
