@@ -360,6 +360,13 @@ public struct Broker: Sendable {
             clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
             assigned = clientID
         }
+        if settings.listenersUsingUsernameAsClientID.contains(listener) {
+            // Mosquitto's `use_username_as_clientid`: after authentication the username is the client id
+            // (an assigned one included), so sessions and takeovers go by user.
+            guard let username = packet.username, !username.isEmpty else { return refuse(.notAuthorized) }
+            clientID = username
+            if assigned != nil { assigned = username }
+        }
         // `mount_point`: the will is published under the listener's prefix, and checked there.
         let will = packet.will.map { will in
             var mounted = will

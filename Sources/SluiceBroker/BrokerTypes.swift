@@ -25,6 +25,9 @@ public struct BrokerSettings: Sendable {
     /// `mount_point` by listener index: prepended to its clients' PUBLISH topics, SUBSCRIBE filters and
     /// wills (ACL checks see the result), removed from what they receive.
     public var listenerMountPoints: [Int: String] = [:]
+    /// Listeners (by index) with `use_username_as_clientid true`: the username replaces the client id,
+    /// and a CONNECT without one is refused as not authorised.
+    public var listenersUsingUsernameAsClientID: Set<Int> = []
     /// Per-listener limits (Mosquitto's `max_connections` inside a `listener` section), by listener index.
     public var listenerConnectionLimits: [Int: Int] = [:]
     /// Largest packet accepted from clients (`max_packet_size`); announced as Maximum Packet Size (MQTT 5).

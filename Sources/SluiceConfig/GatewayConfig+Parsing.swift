@@ -322,9 +322,11 @@ extension KeyRule {
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
         "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",
+        "log_timestamp": "never on stderr under systemd (the journal stamps each line); default stamp ISO 8601 UTC",
+        "log_timestamp_format": "strftime(3) in local time, then ': ' as Mosquitto; applied at start (SIGHUP does not change it)",
         "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
         "use_subject_as_username": "false (the default) only",
-        "use_username_as_clientid": "false (the default) only",
+        "use_username_as_clientid": "per listener, as in Mosquitto (before the first listener: the port/bind_address listener's)",
     ]
 
     static func rule(for key: String) -> KeyRule? {

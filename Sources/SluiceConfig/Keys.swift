@@ -229,8 +229,18 @@ enum KeyRule: Sendable {
                 throw d.error(.badValue, "expected stderr, stdout, file PATH, syslog, topic, dlt or none, got '\(d.rest)'")
             }
         },
-        "log_timestamp": .ignored("Sluice stamps each line with ISO 8601 UTC time, except on stderr under systemd, where the journal stamps it"),
-        "log_timestamp_format": .ignored("Sluice's time stamp format is fixed: ISO 8601 UTC"),
+        "log_timestamp": .global { c, d throws(ConfigError) in c.logTimestamp = try d.bool() },
+        "log_timestamp_format": .global { c, d throws(ConfigError) in
+            // strftime(3) takes the whole rest of the line, blanks included (as Mosquitto reads it).
+            let format = try d.singleString()
+            guard LogTimestamp.format(format, at: 1_700_000_000) != nil else {
+                throw d.error(
+                    .badValue,
+                    "a strftime(3) format that gives 1 to \(LogTimestamp.maximumLength) bytes, got '\(format)'"
+                )
+            }
+            c.logTimestampFormat = format
+        },
         "log_facility": .ignored("Sluice does not write to syslog itself; the journal keeps its stderr"),
         "connection_messages": .global { c, d throws(ConfigError) in c.connectionMessages = try d.bool() },
         "autosave_interval": .ignored(
@@ -312,9 +322,7 @@ enum KeyRule: Sendable {
         "use_subject_as_username": .global { _, d throws(ConfigError) in
             try d.requireDefault(false, "the certificate subject is not used as user name (use_identity_as_username takes its CN)")
         },
-        "use_username_as_clientid": .global { _, d throws(ConfigError) in
-            try d.requireDefault(false, "the client id is always the one the client sends (remove the line)")
-        },
+        "use_username_as_clientid": .listener { l, d throws(ConfigError) in l.listener.useUsernameAsClientID = try d.bool() },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
         "ciphers_tls1.3": .unsupported(
             "SwiftNIO SSL (BoringSSL) does not let the TLS 1.3 suites be chosen; all of them are strong (remove the line)"

@@ -76,6 +76,10 @@ public struct Listener: Sendable, Equatable {
     /// `mount_point PREFIX`: this listener's clients publish, subscribe and leave wills under PREFIX
     /// (ACL checks see the prefixed topic) and receive topics without it, as in Mosquitto. Default none.
     public var mountPoint: String?
+    /// `use_username_as_clientid true`: a client's username replaces the client id it sent, so one
+    /// user's connection takes over only that user's session; a client without a username is refused
+    /// (not authorised), as in Mosquitto. Default false.
+    public var useUsernameAsClientID = false
 
     public enum SocketDomain: String, Sendable, Equatable {
         case ipv4
@@ -393,6 +397,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `log_dest` lines (accumulate): stderr, stdout, `file PATH` (appended to), none. `syslog`,
     /// `topic` and `dlt` are accepted with a notice. Default (no line honoured): stderr.
     public var logDestinations: [LogDestination] = []
+    /// `log_timestamp`: start each log line with a time stamp (never on stderr under systemd, where the
+    /// journal stamps it). Default true.
+    public var logTimestamp: Bool = true
+    /// `log_timestamp_format`: a strftime(3) format for the stamp, in local time (TZ), followed by
+    /// ": " as in Mosquitto. Default nil: ISO 8601 UTC, Sluice's own stamp.
+    public var logTimestampFormat: String?
     /// `connection_messages`: log each client's connect and disconnect. Default true.
     public var connectionMessages: Bool = true
     /// `per_listener_settings`: `allow_anonymous` and `password_file` written in a listener's section

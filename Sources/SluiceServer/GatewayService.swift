@@ -405,6 +405,7 @@ extension BrokerSettings {
         for (index, listener) in config.listeners.enumerated() {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
             if let mount = listener.mountPoint { listenerMountPoints[index] = mount }
+            if listener.useUsernameAsClientID { listenersUsingUsernameAsClientID.insert(index) }
         }
         retainAvailable = config.retainAvailable
         topicAliasMaximum = UInt16(clamping: config.maxTopicAlias)

@@ -1,0 +1,75 @@
+import Testing
+
+@testable import SluiceConfig
+
+// Broker-side Mosquitto keys honoured with Mosquitto's meaning (issue 16): their values, their
+// errors (file:line:key), and the pure pieces they drive.
+
+let brokerKeyBadCases: [BadCase] = [
+    BadCase(text: "log_timestamp yes", kind: .badValue, line: 1, key: "log_timestamp", says: "expected true or false"),
+    BadCase(text: "log_timestamp", kind: .missingValue, line: 1, key: "log_timestamp", says: "a value is required"),
+    BadCase(
+        text: "listener 1883\nuse_username_as_clientid 1",
+        kind: .badValue,
+        line: 2,
+        key: "use_username_as_clientid",
+        says: "expected true or false, got '1'"
+    ),
+    // A listener key, as in Mosquitto (whose key before any listener opens a second one on port 1883).
+    BadCase(
+        text: "use_username_as_clientid true\nlistener 1883",
+        kind: .listenerKeyOutsideListener,
+        line: 1,
+        key: "use_username_as_clientid",
+        says: "write a 'listener PORT' line"
+    ),
+    BadCase(text: "log_timestamp_format", kind: .missingValue, line: 1, key: "log_timestamp_format", says: "required"),
+    BadCase(
+        text: "log_timestamp_format " + String(repeating: "%Y", count: 60),
+        kind: .badValue,
+        line: 1,
+        key: "log_timestamp_format",
+        says: "a strftime(3) format that gives 1 to 200 bytes"
+    ),
+]
+
+@Test(arguments: brokerKeyBadCases)
+func badBrokerKeyNamesFileLineAndKey(_ bad: BadCase) throws {
+    let error = try #require(parseError(bad.text))
+    #expect(error.kind == bad.kind)
+    #expect(error.line == bad.line)
+    #expect(error.key == bad.key)
+    #expect(error.description.hasPrefix("gateway.conf:\(bad.line): key '\(bad.key)': "), "\(error)")
+    #expect(error.description.contains(bad.says), "\(error)")
+}
+
+@Test func logTimestampKeysChooseTheStamp() throws {
+    #expect(GatewayConfig.default.logTimestampStyle == .iso8601)
+    #expect(try parse("log_timestamp false").logTimestampStyle == .none)
+    #expect(try parse("log_timestamp true").logTimestampStyle == .iso8601)
+    // The format takes the rest of the line, blanks included.
+    #expect(try parse("log_timestamp_format %Y-%m-%d %H:%M:%S").logTimestampStyle == .strftime("%Y-%m-%d %H:%M:%S"))
+    // log_timestamp false wins over a format, as in Mosquitto.
+    #expect(try parse("log_timestamp_format %s\nlog_timestamp false").logTimestampStyle == .none)
+    #expect(try parse("log_timestamp_format %s").notices.isEmpty)
+}
+
+@Test func useUsernameAsClientIDIsPerListener() throws {
+    let config = try parse("listener 1883\nuse_username_as_clientid true\nlistener 1884\n")
+    #expect(config.listeners.map(\.useUsernameAsClientID) == [true, false])
+    #expect(config.notices.isEmpty)
+    // Mosquitto's pre-2.0 default listener takes the lines above the first `listener`.
+    let old = try parse("port 1885\nuse_username_as_clientid true\nlistener 1886")
+    #expect(old.listeners.map(\.useUsernameAsClientID) == [true, false])
+    #expect(try parse("listener 1883\nuse_username_as_clientid false").listeners[0].useUsernameAsClientID == false)
+}
+
+@Test func logTimestampPrefixes() {
+    // 1700000000 is 2023-11-14T22:13:20Z: still 2023 in every time zone.
+    #expect(LogTimestamp.iso8601.prefix(at: 1_700_000_000) == "2023-11-14T22:13:20Z ")
+    #expect(LogTimestamp.none.prefix(at: 1_700_000_000) == "")
+    #expect(LogTimestamp.strftime("%s").prefix(at: 1_700_000_000) == "1700000000: ")
+    #expect(LogTimestamp.strftime("%Y [x]").prefix(at: 1_700_000_000) == "2023 [x]: ")
+    #expect(LogTimestamp.format(String(repeating: "%Y", count: 60), at: 0) == nil, "240 bytes is too long")
+    #expect(LogTimestamp.format(String(repeating: "y", count: 200), at: 0)?.utf8.count == 200)
+}
