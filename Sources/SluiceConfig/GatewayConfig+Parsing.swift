@@ -325,7 +325,7 @@ extension KeyRule {
         "log_timestamp": "never on stderr under systemd (the journal stamps each line); default stamp ISO 8601 UTC",
         "log_timestamp_format": "strftime(3) in local time, then ': ' as Mosquitto; applied at start (SIGHUP does not change it)",
         "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
-        "use_subject_as_username": "false (the default) only",
+        "use_subject_as_username": "the subject as `openssl x509 -nameopt RFC2253` prints it (Mosquitto's form); needs require_certificate",
         "use_username_as_clientid": "per listener, as in Mosquitto (before the first listener: the port/bind_address listener's)",
     ]
 

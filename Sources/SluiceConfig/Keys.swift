@@ -132,6 +132,7 @@ enum KeyRule: Sendable {
         "crlfile": .listener { l, d throws(ConfigError) in l.crlFile = try d.existingPath() },
         "require_certificate": .listener { l, d throws(ConfigError) in l.requireCertificate = try d.bool() },
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
+        "use_subject_as_username": .listener { l, d throws(ConfigError) in l.useSubjectAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
         "mount_point": .listener { l, d throws(ConfigError) in
@@ -319,9 +320,6 @@ enum KeyRule: Sendable {
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
-        "use_subject_as_username": .global { _, d throws(ConfigError) in
-            try d.requireDefault(false, "the certificate subject is not used as user name (use_identity_as_username takes its CN)")
-        },
         "use_username_as_clientid": .listener { l, d throws(ConfigError) in l.listener.useUsernameAsClientID = try d.bool() },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
         "ciphers_tls1.3": .unsupported(
@@ -368,6 +366,7 @@ struct ListenerDraft: Sendable {
     var crlFile: String?
     var requireCertificate: Bool?
     var useIdentityAsUsername: Bool?
+    var useSubjectAsUsername: Bool?
     var tlsVersion: String?
     var ciphers: String?
 
@@ -376,7 +375,8 @@ struct ListenerDraft: Sendable {
         var result = listener
         let anyTLS =
             caFile != nil || caPath != nil || certFile != nil || keyFile != nil || crlFile != nil
-            || requireCertificate != nil || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
+            || requireCertificate != nil || useIdentityAsUsername != nil || useSubjectAsUsername != nil
+            || tlsVersion != nil || ciphers != nil
         guard anyTLS else { return result }
         if listener.pskHint != nil {
             throw directive.error(
@@ -397,12 +397,20 @@ struct ListenerDraft: Sendable {
         tls.crlFile = crlFile
         tls.requireCertificate = requireCertificate ?? false
         tls.useIdentityAsUsername = useIdentityAsUsername ?? false
+        tls.useSubjectAsUsername = useSubjectAsUsername ?? false
         tls.tlsVersion = tlsVersion ?? tls.tlsVersion
         tls.ciphers = ciphers
         if tls.requireCertificate && caFile == nil && caPath == nil {
             throw directive.error(
                 .incompleteSection,
                 "require_certificate true needs cafile or capath in this listener"
+            )
+        }
+        if tls.useSubjectAsUsername && !tls.requireCertificate {
+            // Without it no client certificate is asked for, and every client would be refused.
+            throw directive.error(
+                .incompleteSection,
+                "use_subject_as_username true needs require_certificate true in this listener"
             )
         }
         result.tls = tls

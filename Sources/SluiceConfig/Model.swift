@@ -33,6 +33,9 @@ public struct TLSSettings: Sendable, Equatable {
     public var requireCertificate: Bool = false
     /// `use_identity_as_username`: the certificate's CN becomes the username. Default false.
     public var useIdentityAsUsername: Bool = false
+    /// `use_subject_as_username`: the certificate's whole subject in RFC 2253 form (as `openssl x509
+    /// -nameopt RFC2253` prints it, e.g. `CN=device1,O=Acme`) becomes the username. Default false.
+    public var useSubjectAsUsername: Bool = false
     /// `tls_version`: the lowest TLS version accepted: `tlsv1.3`, `tlsv1.2` or `tlsv1.1`. Default `tlsv1.2`.
     public var tlsVersion: String = "tlsv1.2"
     /// `ciphers`: OpenSSL cipher list for TLS ≤ 1.2. Default: the library's.

@@ -307,6 +307,7 @@ public final class GatewayService: Service, Sendable {
             )
         }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
+        let useSubject = listener.tls?.useSubjectAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
         // fallback needs a fresh bootstrap.
         @Sendable func bootstrap() -> ServerBootstrap {
@@ -330,6 +331,7 @@ public final class GatewayService: Service, Sendable {
                             host: host,
                             listener: index,
                             useIdentityAsUsername: useIdentity,
+                            useSubjectAsUsername: useSubject,
                             maximumPacketSize: maximumPacketSize,
                             connectTimeout: connectTimeout,
                             logger: logger

@@ -5,12 +5,16 @@ show the behaviour matches; where the lines differ by design (Sluice's level wor
 
 from __future__ import annotations
 
+import datetime
 import re
+import subprocess
 import time
 
 import mqttraw
 from bridgeharness import wait_until
-from conftest import IS_SLUICE, PahoClient, uid
+from conftest import IS_SLUICE, REPO, PahoClient, free_port, uid
+
+TLS = REPO / "fixtures" / "tls"
 
 STAMPED_EPOCH = re.compile(r"^\d{9,}: ")  # Mosquitto's default stamp, `1700000000: `
 
@@ -122,3 +126,58 @@ def test_use_username_as_clientid_refuses_a_client_without_username(start_broker
     with mqttraw.RawClient(b.host, b.port, version=5) as c:
         assert c.connect(uid("anon5")).reason == 0x87
         assert c.is_closed()
+
+
+# --------------------------------------------------------------------------- use_subject_as_username
+
+def client_certificate(tmp_path, subject: list[tuple]) -> tuple[str, str]:
+    """A client certificate signed by the fixtures' CA, with `subject` as (OID, value) pairs in DER order."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    ca_key = serialization.load_pem_private_key((TLS / "ca.key.pem").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((TLS / "ca.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(oid, value) for oid, value in subject]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "subject.pem", tmp_path / "subject.key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def tls_round_trip(port: int, cert: str, key: str, topic: str) -> bytes:
+    """Subscribe and publish with the same client certificate; what the subscriber got."""
+    tls = ["-h", "localhost", "-p", str(port), "--cafile", str(TLS / "ca.pem"), "--cert", cert, "--key", key]
+    sub = subprocess.Popen(["mosquitto_sub", *tls, "-t", topic, "-C", "1", "-W", "4", "-q", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.8)
+    subprocess.run(["mosquitto_pub", *tls, "-t", topic, "-m", "by-subject", "-q", "1"], capture_output=True, timeout=10)
+    out, _ = sub.communicate(timeout=10)
+    return out.strip()
+
+
+def test_use_subject_as_username_is_the_rfc2253_subject(start_broker, tmp_path):
+    from cryptography.x509.oid import NameOID
+    cert, key = client_certificate(tmp_path, [(NameOID.COUNTRY_NAME, "GB"), (NameOID.ORGANIZATION_NAME, "Acme, Inc"),
+                                              (NameOID.ORGANIZATIONAL_UNIT_NAME, "Line+1"),
+                                              (NameOID.COMMON_NAME, "pump é 7")])
+    subject = r"CN=pump \C3\A9 7,OU=Line\+1,O=Acme\, Inc,C=GB"
+    printed = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-subject", "-nameopt", "RFC2253"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert printed == "subject=" + subject, printed
+    acl = tmp_path / "acl"
+    acl.write_text(f"user {subject}\ntopic readwrite subject/#\n")
+    port = free_port()
+    b = start_broker(f"acl_file {acl}\nlistener {port} 127.0.0.1\ncertfile {TLS / 'server.pem'}\n"
+                     f"keyfile {TLS / 'server.key.pem'}\ncafile {TLS / 'ca.pem'}\nrequire_certificate true\n"
+                     "use_subject_as_username true\n", persistence=False)
+    assert tls_round_trip(port, cert, key, "subject/a") == b"by-subject", b.log()[-2000:]
+    # Another certificate is another user: the ACL gives it nothing (so the check above can fail).
+    assert tls_round_trip(port, str(TLS / "client.pem"), str(TLS / "client.key.pem"), "subject/a") == b""

@@ -73,3 +73,20 @@ func badBrokerKeyNamesFileLineAndKey(_ bad: BadCase) throws {
     #expect(LogTimestamp.format(String(repeating: "%Y", count: 60), at: 0) == nil, "240 bytes is too long")
     #expect(LogTimestamp.format(String(repeating: "y", count: 200), at: 0)?.utf8.count == 200)
 }
+
+@Test func useSubjectAsUsernameNeedsRequireCertificate() throws {
+    let tls = repositoryRoot + "/fixtures/tls"
+    let listener = "listener 8883\ncertfile \(tls)/server.pem\nkeyfile \(tls)/server.key.pem\ncafile \(tls)/ca.pem\n"
+    let config = try parse(listener + "require_certificate true\nuse_subject_as_username true\n")
+    #expect(config.listeners[0].tls?.useSubjectAsUsername == true)
+    #expect(config.listeners[0].tls?.useIdentityAsUsername == false)
+    #expect(try parse(listener).listeners[0].tls?.useSubjectAsUsername == false)
+    let error = try #require(parseError(listener + "use_subject_as_username true\n"))
+    #expect(error.kind == .incompleteSection)
+    #expect(error.line == 1, "the listener line names the section")
+    #expect(error.message.contains("use_subject_as_username true needs require_certificate true"))
+    let bad = try #require(parseError(listener + "use_subject_as_username maybe\n"))
+    #expect(bad.kind == .badValue && bad.line == 5 && bad.key == "use_subject_as_username")
+    // A listener key: it opens no TLS on a plain listener by itself, it asks for certfile and keyfile.
+    #expect(parseError("listener 1883\nuse_subject_as_username true\n")?.kind == .incompleteSection)
+}
