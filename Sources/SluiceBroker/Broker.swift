@@ -751,7 +751,7 @@ public struct Broker: Sendable {
                 guard mayReceive(client.clientID, username: client.username, topic: topic) else { continue }
                 let delivery = Delivery(
                     message: message,
-                    qos: min(message.qos, subscription.options.qos),
+                    qos: settings.deliveredQoS(message.qos, subscription: subscription.options.qos),
                     retain: true,
                     subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? []
                 )
@@ -949,7 +949,7 @@ public struct Broker: Sendable {
         }
         let delivery = Delivery(
             message: message,
-            qos: min(message.qos, qos),
+            qos: settings.deliveredQoS(message.qos, subscription: qos),
             // Live messages carry retain=0 unless the subscription asks otherwise [MQTT-3.3.1-12].
             retain: retainAsPublished && message.retain,
             subscriptionIdentifiers: identifiers

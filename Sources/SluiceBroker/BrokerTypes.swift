@@ -59,7 +59,16 @@ public struct BrokerSettings: Sendable {
     /// (the bridges' `out` rules). Matching messages produce `BrokerAction.persist`.
     public var durableFilters: [String] = []
 
+    /// `upgrade_outgoing_qos` (Mosquitto, non-standard): deliver at the subscription's QoS even when the
+    /// message was published lower. Default false: the lower of the two [MQTT-3.8.4-8].
+    public var upgradeOutgoingQoS = false
+
     public init() {}
+
+    /// The QoS a subscriber receives a message at.
+    func deliveredQoS(_ published: QoS, subscription: QoS) -> QoS {
+        upgradeOutgoingQoS ? subscription : min(published, subscription)
+    }
 
     var receiveMaximum: Int { maxInflightMessages == 0 ? 65535 : min(maxInflightMessages, 65535) }
 }

@@ -314,7 +314,7 @@ extension KeyRule {
         "start_type": "lazy counts the messages in the bridge's disk queue against threshold",
         "bridge_outgoing_retain": "true (the default) only",
         "bridge_attempt_unsubscribe": "true (the default) only",
-        "upgrade_outgoing_qos": "false (the default) only",
+        "upgrade_outgoing_qos": "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
         "notifications_local_only": "false (the default) only",
         "bridge_require_ocsp": "false (the default) only",
         "check_retain_source": "false (the default) only",

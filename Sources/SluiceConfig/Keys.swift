@@ -78,6 +78,7 @@ enum KeyRule: Sendable {
             guard prefix.utf8.count <= 50 else { throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)") }
             c.autoIDPrefix = prefix
         },
+        "upgrade_outgoing_qos": .global { c, d throws(ConfigError) in c.upgradeOutgoingQoS = try d.bool() },
         "max_qos": .global { c, d throws(ConfigError) in c.maxQoS = try d.int(0...2) },
 
         // Persistence, logging, $SYS.
@@ -281,9 +282,6 @@ enum KeyRule: Sendable {
         },
         "bridge_attempt_unsubscribe": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(true, "the bridge unsubscribes from removed topics on reload (remove the line)")
-        },
-        "upgrade_outgoing_qos": .bridge { _, d throws(ConfigError) in
-            try d.requireDefault(false, "the bridge forwards each message at the QoS of its topic rule at most (remove the line)")
         },
         "notifications_local_only": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(false, "notifications go to the remote broker too (set notifications false to send none)")

@@ -416,6 +416,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxQoS: Int = 2
     /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
     public var maxTopicAlias: Int = 10
+    /// `upgrade_outgoing_qos`: subscribers receive every message at their subscription's QoS, also when it
+    /// was published lower (Mosquitto's non-standard option; global, as there). Default false.
+    public var upgradeOutgoingQoS: Bool = false
     /// `queue_qos0_messages`: queue QoS 0 messages for offline persistent sessions. Default false.
     public var queueQoS0Messages: Bool = false
     /// `allow_zero_length_clientid`: clients may connect without a client id (the broker assigns one,

@@ -415,6 +415,7 @@ extension BrokerSettings {
         allowZeroLengthClientID = config.allowZeroLengthClientID
         autoIDPrefix = config.autoIDPrefix
         maxQoS = UInt8(config.maxQoS)
+        upgradeOutgoingQoS = config.upgradeOutgoingQoS
     }
 }
 

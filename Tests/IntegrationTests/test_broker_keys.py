@@ -181,3 +181,35 @@ def test_use_subject_as_username_is_the_rfc2253_subject(start_broker, tmp_path):
     assert tls_round_trip(port, cert, key, "subject/a") == b"by-subject", b.log()[-2000:]
     # Another certificate is another user: the ACL gives it nothing (so the check above can fail).
     assert tls_round_trip(port, str(TLS / "client.pem"), str(TLS / "client.key.pem"), "subject/a") == b""
+
+
+# --------------------------------------------------------------------------- upgrade_outgoing_qos
+
+def delivered_qos(b, published_qos: int, subscribed_qos: int) -> int:
+    topic = f"uoq/{uid()}"
+    with mqttraw.RawClient(b.host, b.port) as sub, mqttraw.RawClient(b.host, b.port) as pub:
+        assert sub.connect(uid("uoqs")).reason == 0
+        sub.send(mqttraw.subscribe([(topic, subscribed_qos)]))
+        sub.expect(mqttraw.SUBACK)
+        assert pub.connect(uid("uoqp")).reason == 0
+        pub.send(mqttraw.publish(topic, b"m", qos=published_qos))
+        if published_qos == 2:  # Mosquitto forwards a QoS 2 message once its PUBREL arrives
+            pub.expect(mqttraw.PUBREC)
+            pub.send(mqttraw.ack(mqttraw.PUBREL, 1))
+        got = sub.expect(mqttraw.PUBLISH)
+        assert got.payload == b"m"
+        return got.qos
+
+
+def test_upgrade_outgoing_qos_delivers_at_the_subscriptions_qos(start_broker):
+    b = start_broker("upgrade_outgoing_qos true\n", persistence=False)
+    assert delivered_qos(b, 0, 2) == 2
+    assert delivered_qos(b, 1, 2) == 2
+    assert delivered_qos(b, 0, 1) == 1
+    assert delivered_qos(b, 2, 1) == 1  # never above the subscription
+
+
+def test_without_upgrade_outgoing_qos_the_lower_qos_wins(start_broker):
+    b = start_broker(persistence=False)
+    assert delivered_qos(b, 0, 2) == 0
+    assert delivered_qos(b, 2, 1) == 1

@@ -100,6 +100,11 @@ let goodCases: [GoodCase] = [
     GoodCase(text: minimalBridgeText + "start_type automatic\nbridge_outgoing_retain true\nupgrade_outgoing_qos false") {
         $0.bridges = [minimalBridge()]
     },
+    // A global key, valid in a connection section too (Mosquitto 2.0 reads it anywhere).
+    GoodCase(text: minimalBridgeText + "upgrade_outgoing_qos true") {
+        $0.bridges = [minimalBridge()]
+        $0.upgradeOutgoingQoS = true
+    },
     GoodCase(text: "per_listener_settings false") { _ in },
     GoodCase(text: minimalBridgeText) { $0.bridges = [minimalBridge()] },
     GoodCase(

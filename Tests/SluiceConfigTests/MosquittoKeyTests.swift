@@ -22,7 +22,6 @@ func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
 
 @Test(arguments: [
     "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_outgoing_retain false",
-    "connection c\naddress 127.0.0.1\ntopic a/#\nupgrade_outgoing_qos true",
 ])
 func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     let error = try #require(parseError(text))
