@@ -967,7 +967,7 @@ public struct Broker: Sendable {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
                 return
             }
-            if session.queue.isEmpty && session.inflight.count < window(for: connection) {
+            if session.queue.isEmpty && hasRoomInFlight(session, connection: connection) {
                 let packetID = session.nextPacketID()
                 if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
                     let stored = session.numbered(delivery)
@@ -1003,8 +1003,7 @@ public struct Broker: Sendable {
             return
         }
         defer { sessions[clientID] = session }
-        let window = window(for: connection)
-        while let next = session.queue.first, next.qos == .atMostOnce || session.inflight.count < window {
+        while let next = session.queue.first, next.qos == .atMostOnce || hasRoomInFlight(session, connection: connection) {
             let delivery = session.queue.removeFirst()
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {
@@ -1025,6 +1024,14 @@ public struct Broker: Sendable {
 
     private func window(for connection: ConnectionID) -> Int {
         min(connections[connection]?.receiveMaximum ?? 65535, settings.receiveMaximum)
+    }
+
+    /// Room for one more QoS 1/2 message in flight: the count window, and `max_inflight_bytes` as
+    /// Mosquitto counts it (one more while the bytes in flight are below the bound, so a larger
+    /// message still goes, alone).
+    private func hasRoomInFlight(_ session: Session, connection: ConnectionID) -> Bool {
+        guard session.inflight.count < window(for: connection) else { return false }
+        return settings.maxInflightBytes == 0 || session.inflightPayloadBytes < settings.maxInflightBytes
     }
 
     /// Builds and sends one PUBLISH; false when it was dropped (expired, or too large for the client).

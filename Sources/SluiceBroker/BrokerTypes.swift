@@ -16,6 +16,9 @@ public struct BrokerSettings: Sendable {
     public var maxKeepalive: UInt16 = 65535
     /// Outgoing QoS 1/2 window per client, and the Receive Maximum we announce (0 = 65535).
     public var maxInflightMessages: Int = 20
+    /// `max_inflight_bytes`: payload bytes of QoS 1/2 messages in flight per client (0 = no bound). Beyond it
+    /// messages wait in the client's queue, within `maxQueuedMessages`/`maxQueuedBytes`.
+    public var maxInflightBytes: Int = 0
     /// Messages queued per client beyond the in-flight window (0 = unlimited).
     public var maxQueuedMessages: Int = 1000
     /// Payload bytes queued per client beyond the in-flight window (0 = unlimited).

@@ -318,7 +318,6 @@ extension KeyRule {
         "notifications_local_only": "false (the default) only",
         "bridge_require_ocsp": "false (the default) only",
         "check_retain_source": "false (the default) only",
-        "max_inflight_bytes": "0 (the default, no bound) only",
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
         "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",

@@ -58,6 +58,7 @@ enum KeyRule: Sendable {
         // Limits.
         "max_keepalive": .global { c, d throws(ConfigError) in c.maxKeepalive = UInt16(try d.int(0...65535)) },
         "max_inflight_messages": .global { c, d throws(ConfigError) in c.maxInflightMessages = try d.int(0...65535) },
+        "max_inflight_bytes": .global { c, d throws(ConfigError) in c.maxInflightBytes = try d.int(0...Int.max) },
         "max_queued_messages": .global { c, d throws(ConfigError) in c.maxQueuedMessages = try d.int(0...Int.max) },
         "max_queued_bytes": .global { c, d throws(ConfigError) in c.maxQueuedBytes = try d.int(0...Int.max) },
         "max_topic_levels": .global { c, d throws(ConfigError) in c.maxTopicLevels = try d.int(1...65535) },
@@ -291,11 +292,6 @@ enum KeyRule: Sendable {
         },
         "check_retain_source": .global { _, d throws(ConfigError) in
             try d.requireDefault(false, "retained messages are not re-checked against their publisher's ACL (remove the line)")
-        },
-        "max_inflight_bytes": .global { _, d throws(ConfigError) in
-            guard try d.int(0...Int.max) == 0 else {
-                throw d.unsupported("in-flight messages are bounded by count only (use max_inflight_messages)")
-            }
         },
         "memory_limit": .global { _, d throws(ConfigError) in
             guard try d.byteSize(0...Int.max) == 0 else {

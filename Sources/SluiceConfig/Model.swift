@@ -334,6 +334,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxInflightMessages: Int = 20
     /// `max_queued_messages`: messages queued per client beyond the in-flight ones, 0 = unlimited. Default 1000.
     public var maxQueuedMessages: Int = 1000
+    /// `max_inflight_bytes`: payload bytes of outgoing QoS 1/2 messages in flight per client; further ones
+    /// wait in the client's queue (one larger message still goes alone, as in Mosquitto). 0 = no bound.
+    /// Default 0.
+    public var maxInflightBytes: Int = 0
     /// `max_queued_bytes`: bytes queued per client, 0 = unlimited. Default 0.
     public var maxQueuedBytes: Int = 0
     /// `max_topic_levels` (Sluice): topic names and filters with more levels are refused, 1-65535.

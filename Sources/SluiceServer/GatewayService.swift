@@ -398,6 +398,7 @@ extension BrokerSettings {
         self.init()
         maxKeepalive = config.maxKeepalive
         maxInflightMessages = config.maxInflightMessages
+        maxInflightBytes = config.maxInflightBytes
         maxQueuedMessages = config.maxQueuedMessages
         maxQueuedBytes = config.maxQueuedBytes
         maxTopicLevels = config.maxTopicLevels

@@ -10,6 +10,8 @@ import re
 import subprocess
 import time
 
+import pytest
+
 import mqttraw
 from bridgeharness import wait_until
 from conftest import IS_SLUICE, REPO, PahoClient, free_port, uid
@@ -213,3 +215,44 @@ def test_without_upgrade_outgoing_qos_the_lower_qos_wins(start_broker):
     b = start_broker(persistence=False)
     assert delivered_qos(b, 0, 2) == 0
     assert delivered_qos(b, 2, 1) == 1
+
+
+# --------------------------------------------------------------------------- max_inflight_bytes
+
+def test_max_inflight_bytes_holds_messages_until_acknowledged(start_broker):
+    b = start_broker("max_inflight_bytes 100\n", persistence=False)
+    topic = f"mib/{uid()}"
+    with mqttraw.RawClient(b.host, b.port) as sub, mqttraw.RawClient(b.host, b.port) as pub:
+        assert sub.connect(uid("mibs")).reason == 0
+        sub.send(mqttraw.subscribe([(topic, 1)]))
+        sub.expect(mqttraw.SUBACK)
+        assert pub.connect(uid("mibp")).reason == 0
+        for i in range(1, 4):
+            pub.send(mqttraw.publish(topic, b"%d" % i * 60, qos=1, packet_id=i))
+            pub.expect(mqttraw.PUBACK)
+        first, second = sub.expect(mqttraw.PUBLISH), sub.expect(mqttraw.PUBLISH)
+        assert (first.payload, second.payload) == (b"1" * 60, b"2" * 60)
+        # 120 bytes in flight (>= 100): the third waits for an acknowledgement.
+        with pytest.raises(TimeoutError):
+            sub.read_packet(timeout=1.0)
+        sub.send(mqttraw.ack(mqttraw.PUBACK, first.packet_id))
+        third = sub.expect(mqttraw.PUBLISH)
+        assert third.payload == b"3" * 60
+
+
+def test_max_inflight_bytes_lets_a_larger_message_go_alone(start_broker):
+    b = start_broker("max_inflight_bytes 100\n", persistence=False)
+    topic = f"mib/{uid()}"
+    with mqttraw.RawClient(b.host, b.port) as sub, mqttraw.RawClient(b.host, b.port) as pub:
+        assert sub.connect(uid("mibs")).reason == 0
+        sub.send(mqttraw.subscribe([(topic, 1)]))
+        sub.expect(mqttraw.SUBACK)
+        assert pub.connect(uid("mibp")).reason == 0
+        pub.send(mqttraw.publish(topic, b"B" * 500, qos=1, packet_id=1))
+        pub.send(mqttraw.publish(topic, b"s", qos=1, packet_id=2))
+        big = sub.expect(mqttraw.PUBLISH)
+        assert big.payload == b"B" * 500
+        with pytest.raises(TimeoutError):
+            sub.read_packet(timeout=1.0)
+        sub.send(mqttraw.ack(mqttraw.PUBACK, big.packet_id))
+        assert sub.expect(mqttraw.PUBLISH).payload == b"s"

@@ -23,6 +23,10 @@ let brokerKeyBadCases: [BadCase] = [
         key: "use_username_as_clientid",
         says: "write a 'listener PORT' line"
     ),
+    BadCase(text: "max_inflight_bytes -1", kind: .badValue, line: 1, key: "max_inflight_bytes", says: "got '-1'"),
+    BadCase(text: "max_inflight_bytes 1k", kind: .badValue, line: 1, key: "max_inflight_bytes", says: "got '1k'"),
+    BadCase(text: "max_inflight_bytes 1 2", kind: .tooManyValues, line: 1, key: "max_inflight_bytes", says: "one value"),
+    BadCase(text: "upgrade_outgoing_qos on", kind: .badValue, line: 1, key: "upgrade_outgoing_qos", says: "true or false"),
     BadCase(text: "log_timestamp_format", kind: .missingValue, line: 1, key: "log_timestamp_format", says: "required"),
     BadCase(
         text: "log_timestamp_format " + String(repeating: "%Y", count: 60),
@@ -62,6 +66,13 @@ func badBrokerKeyNamesFileLineAndKey(_ bad: BadCase) throws {
     let old = try parse("port 1885\nuse_username_as_clientid true\nlistener 1886")
     #expect(old.listeners.map(\.useUsernameAsClientID) == [true, false])
     #expect(try parse("listener 1883\nuse_username_as_clientid false").listeners[0].useUsernameAsClientID == false)
+}
+
+@Test func maxInflightBytesAndUpgradeOutgoingQoSAreRead() throws {
+    #expect(try parse("max_inflight_bytes 4096").maxInflightBytes == 4096)
+    #expect(GatewayConfig.default.maxInflightBytes == 0)
+    #expect(try parse("upgrade_outgoing_qos true").upgradeOutgoingQoS)
+    #expect(!GatewayConfig.default.upgradeOutgoingQoS)
 }
 
 @Test func logTimestampPrefixes() {

@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
+    "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
     let error = try #require(parseError(line))
