@@ -593,7 +593,8 @@ public struct Broker: Sendable {
             retain: packet.retain,
             properties: properties,
             expiresAt: expiresAt,
-            origin: client.clientID
+            origin: client.clientID,
+            publisher: Publisher(clientID: client.clientID, username: client.username)
         )
         let changedSavedState = retainAndRoute(message, now: now)
 
@@ -748,7 +749,9 @@ public struct Broker: Sendable {
                     if tracksChanges { dirtyRetained.insert(topic) }
                     continue
                 }
-                guard mayReceive(client.clientID, username: client.username, topic: topic) else { continue }
+                guard mayReceive(client.clientID, username: client.username, topic: topic),
+                    retainSourceMayStillWrite(message)
+                else { continue }
                 let delivery = Delivery(
                     message: message,
                     qos: settings.deliveredQoS(message.qos, subscription: subscription.options.qos),
@@ -823,7 +826,7 @@ public struct Broker: Sendable {
         sessions[client.clientID]?.connection = nil
         sessions[client.clientID]?.disconnectedAt = now
         if !client.disconnectedCleanly, let will = client.will {
-            let message = willMessage(will, origin: client.clientID, now: now)
+            let message = willMessage(will, from: Publisher(clientID: client.clientID, username: client.username), now: now)
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
             if delay == 0 || session.expiryInterval == 0 {
                 route(message, now: now)
@@ -847,7 +850,7 @@ public struct Broker: Sendable {
         }
     }
 
-    private func willMessage(_ will: Will, origin: String, now: BrokerTime) -> Message {
+    private func willMessage(_ will: Will, from publisher: Publisher, now: BrokerTime) -> Message {
         var properties = will.properties
         properties.willDelayInterval = nil
         return Message(
@@ -857,7 +860,8 @@ public struct Broker: Sendable {
             retain: will.retain,
             properties: properties,
             expiresAt: properties.messageExpiryInterval.map { now + BrokerTime($0) * 1000 },
-            origin: origin
+            origin: publisher.clientID,
+            publisher: publisher
         )
     }
 
@@ -901,6 +905,13 @@ public struct Broker: Sendable {
     }
 
     // MARK: Routing and delivery
+
+    /// `check_retain_source`: the publisher of a retained message must still be allowed to write its topic
+    /// (checked against the ACL in force now, so a reload that takes the right away hides the message).
+    private func retainSourceMayStillWrite(_ message: Message) -> Bool {
+        guard settings.checkRetainSource, let publisher = message.publisher, let accessPolicy else { return true }
+        return accessPolicy.mayPublish(clientID: publisher.clientID, username: publisher.username, topic: message.topic)
+    }
 
     private func mayReceive(_ clientID: String, username: String?, topic: String) -> Bool {
         accessPolicy?.mayReceive(clientID: clientID, username: username, topic: topic) ?? true

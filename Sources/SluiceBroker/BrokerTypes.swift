@@ -65,6 +65,10 @@ public struct BrokerSettings: Sendable {
     /// `upgrade_outgoing_qos` (Mosquitto, non-standard): deliver at the subscription's QoS even when the
     /// message was published lower. Default false: the lower of the two [MQTT-3.8.4-8].
     public var upgradeOutgoingQoS = false
+    /// `check_retain_source`: a retained message goes to a new subscriber only while its publisher may still
+    /// write to its topic; messages without a known publisher are not checked. Default false: Debian's
+    /// Mosquitto 2.0.11 does not check without the key (its man page says true).
+    public var checkRetainSource = false
 
     public init() {}
 
@@ -88,6 +92,9 @@ public struct Message: Sendable, Hashable {
     public var expiresAt: BrokerTime?
     /// The publishing client, for no-local subscriptions; nil for broker-internal messages.
     public var origin: String?
+    /// Who published it, for `check_retain_source`; nil when unknown (broker-internal messages, retained
+    /// records saved before it was kept), and then not checked.
+    public var publisher: Publisher?
 
     public init(
         topic: String,
@@ -96,7 +103,8 @@ public struct Message: Sendable, Hashable {
         retain: Bool = false,
         properties: Properties = .none,
         expiresAt: BrokerTime? = nil,
-        origin: String? = nil
+        origin: String? = nil,
+        publisher: Publisher? = nil
     ) {
         self.topic = topic
         self.payload = payload
@@ -105,6 +113,19 @@ public struct Message: Sendable, Hashable {
         self.properties = properties
         self.expiresAt = expiresAt
         self.origin = origin
+        self.publisher = publisher
+    }
+}
+
+/// A message's publishing client as the ACL knows it.
+public struct Publisher: Sendable, Hashable {
+    public var clientID: String
+    /// nil: an anonymous client.
+    public var username: String?
+
+    public init(clientID: String, username: String?) {
+        self.clientID = clientID
+        self.username = username
     }
 }
 

@@ -317,7 +317,7 @@ extension KeyRule {
         "upgrade_outgoing_qos": "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
         "notifications_local_only": "false (the default) only",
         "bridge_require_ocsp": "false (the default) only",
-        "check_retain_source": "false (the default) only",
+        "check_retain_source": "default false, as Mosquitto 2.0.11 behaves (its man page says true); needs acl_file; retained messages saved before their publisher was kept (record version 2) are not checked",
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
         "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",

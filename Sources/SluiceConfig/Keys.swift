@@ -79,6 +79,7 @@ enum KeyRule: Sendable {
             guard prefix.utf8.count <= 50 else { throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)") }
             c.autoIDPrefix = prefix
         },
+        "check_retain_source": .global { c, d throws(ConfigError) in c.checkRetainSource = try d.bool() },
         "upgrade_outgoing_qos": .global { c, d throws(ConfigError) in c.upgradeOutgoingQoS = try d.bool() },
         "max_qos": .global { c, d throws(ConfigError) in c.maxQoS = try d.int(0...2) },
 
@@ -289,9 +290,6 @@ enum KeyRule: Sendable {
         },
         "bridge_require_ocsp": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(false, "OCSP stapling is not checked (remove the line)")
-        },
-        "check_retain_source": .global { _, d throws(ConfigError) in
-            try d.requireDefault(false, "retained messages are not re-checked against their publisher's ACL (remove the line)")
         },
         "memory_limit": .global { _, d throws(ConfigError) in
             guard try d.byteSize(0...Int.max) == 0 else {

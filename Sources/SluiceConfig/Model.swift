@@ -420,6 +420,11 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxQoS: Int = 2
     /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
     public var maxTopicAlias: Int = 10
+    /// `check_retain_source`: a retained message is sent to a new subscriber only while the client that
+    /// published it may still write to its topic under acl_file (as reloaded since). Messages whose
+    /// publisher is not known (saved by an older Sluice, the broker's own) are not checked. Default false,
+    /// as Mosquitto 2.0.11 behaves (measured; its man page says true).
+    public var checkRetainSource: Bool = false
     /// `upgrade_outgoing_qos`: subscribers receive every message at their subscription's QoS, also when it
     /// was published lower (Mosquitto's non-standard option; global, as there). Default false.
     public var upgradeOutgoingQoS: Bool = false

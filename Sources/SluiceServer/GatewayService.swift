@@ -417,6 +417,7 @@ extension BrokerSettings {
         autoIDPrefix = config.autoIDPrefix
         maxQoS = UInt8(config.maxQoS)
         upgradeOutgoingQoS = config.upgradeOutgoingQoS
+        checkRetainSource = config.checkRetainSource
     }
 }
 

@@ -97,6 +97,7 @@ let goodCases: [GoodCase] = [
         $0.autoIDPrefix = "gw-"
     },
     GoodCase(text: "max_inflight_bytes 0\nmemory_limit 0\ncheck_retain_source false") { _ in },
+    GoodCase(text: "check_retain_source true") { $0.checkRetainSource = true },
     GoodCase(text: minimalBridgeText + "start_type automatic\nbridge_outgoing_retain true\nupgrade_outgoing_qos false") {
         $0.bridges = [minimalBridge()]
     },
