@@ -826,7 +826,8 @@ public struct Broker: Sendable {
         sessions[client.clientID]?.connection = nil
         sessions[client.clientID]?.disconnectedAt = now
         if !client.disconnectedCleanly, let will = client.will {
-            let message = willMessage(will, from: Publisher(clientID: client.clientID, username: client.username), now: now)
+            let publisher = Publisher(clientID: client.clientID, username: client.username)
+            let message = willMessage(will, from: publisher, now: now)
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
             if delay == 0 || session.expiryInterval == 0 {
                 route(message, now: now)
@@ -1014,7 +1015,9 @@ public struct Broker: Sendable {
             return
         }
         defer { sessions[clientID] = session }
-        while let next = session.queue.first, next.qos == .atMostOnce || hasRoomInFlight(session, connection: connection) {
+        while let next = session.queue.first,
+            next.qos == .atMostOnce || hasRoomInFlight(session, connection: connection)
+        {
             let delivery = session.queue.removeFirst()
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {

@@ -220,7 +220,11 @@ extension Broker {
             origin: stored.sourceID.isEmpty ? nil : stored.sourceID,
             // Mosquitto checks a retained message's source when it has one (check_retain_source).
             publisher: stored.sourceID.isEmpty
-                ? nil : Publisher(clientID: stored.sourceID, username: stored.sourceUsername.isEmpty ? nil : stored.sourceUsername)
+                ? nil
+                : Publisher(
+                    clientID: stored.sourceID,
+                    username: stored.sourceUsername.isEmpty ? nil : stored.sourceUsername
+                )
         )
     }
 }

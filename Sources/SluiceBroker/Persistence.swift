@@ -263,7 +263,8 @@ extension Broker {
         for bytes in retained {
             var buffer = ByteBuffer(bytes: bytes)
             do {
-                guard let version = buffer.readInteger(as: UInt8.self), (1...PersistenceFormat.retainedVersion).contains(version)
+                guard let version = buffer.readInteger(as: UInt8.self),
+                    (1...PersistenceFormat.retainedVersion).contains(version)
                 else {
                     throw PersistenceError(description: "retained record of an unknown version")
                 }

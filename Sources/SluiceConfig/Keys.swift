@@ -312,7 +312,9 @@ enum KeyRule: Sendable {
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
-        "use_username_as_clientid": .listener { l, d throws(ConfigError) in l.listener.useUsernameAsClientID = try d.bool() },
+        "use_username_as_clientid": .listener { l, d throws(ConfigError) in
+            l.listener.useUsernameAsClientID = try d.bool()
+        },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
         "ciphers_tls1.3": .unsupported(
             "SwiftNIO SSL (BoringSSL) does not let the TLS 1.3 suites be chosen; all of them are strong (remove the line)"

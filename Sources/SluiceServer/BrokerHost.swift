@@ -63,7 +63,8 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         connections[id] = handle
         let usernameIsClientID = core.settings.listenersUsingUsernameAsClientID.contains(handle.listener)
-        if (usernameIsClientID ? packet.username ?? "" : packet.clientIdentifier).hasPrefix(Self.inProcessClientPrefix) {
+        let effectiveClientID = usernameIsClientID ? packet.username ?? "" : packet.clientIdentifier
+        if effectiveClientID.hasPrefix(Self.inProcessClientPrefix) {
             // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
             return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
         }

@@ -17,7 +17,9 @@ extension DERSubject {
                 let oid = Array(parts[0].content)
                 let der = Array(bytes[(parts[0].end)..<parts[1].end])
                 if let name = shortNames[oid] {
-                    attributes.append((setIndex, name, value(tag: parts[1].tag, content: Array(parts[1].content), der: der)))
+                    attributes.append(
+                        (setIndex, name, value(tag: parts[1].tag, content: Array(parts[1].content), der: der))
+                    )
                 } else {
                     // OpenSSL names an attribute it does not know by its OID and dumps its value.
                     attributes.append((setIndex, oidText(oid) ?? "UNDEF", "#" + hex(der)))

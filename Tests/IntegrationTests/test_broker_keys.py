@@ -300,3 +300,19 @@ def test_check_retain_source_false_and_the_default_deliver_it_anyway(start_broke
     (tmp_path / "default").mkdir()
     before, after = retained_after_revoking_the_publisher(start_broker, tmp_path / "default", "")
     assert before == after == [b"from-alice"]
+
+
+def test_check_retain_source_after_a_restart_uses_the_saved_publisher(start_broker, tmp_path):
+    """The publisher is saved with the retained message: after a restart with alice's write right gone
+    (the ACL changed while the broker was down), the message is held back; bob's own is not."""
+    acl = tmp_path / "acl"
+    acl.write_text("user alice\ntopic readwrite crs/#\nuser bob\ntopic readwrite crs/#\n")
+    b = start_broker(f"acl_file {acl}\ncheck_retain_source true\n")  # persistence on
+    for user, topic in (("alice", "crs/a"), ("bob", "crs/b")):
+        c = user_client(b, uid(user), user).connect()
+        c.publish(topic, f"from-{user}".encode(), qos=1, retain=True)
+        c.close()
+    assert sorted(retained_seen_by(b, "bob", "crs/#")) == [b"from-alice", b"from-bob"]
+    acl.write_text("user alice\ntopic read crs/#\nuser bob\ntopic readwrite crs/#\n")
+    b.restart()
+    assert retained_seen_by(b, "bob", "crs/#") == [b"from-bob"]

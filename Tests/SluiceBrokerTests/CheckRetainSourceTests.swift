@@ -90,7 +90,10 @@ private struct WritersPolicy: AccessPolicy {
         restarted.broker.settings.checkRetainSource = true
         restarted.broker.accessPolicy = WritersPolicy(writers: ["bob"])
         connect(restarted, 2, "reader", username: "bob")
-        #expect(restarted.subscribe(2, "r/#").publishes(to: 2).isEmpty, "alice's right is gone: held back after a restart too")
+        #expect(
+            restarted.subscribe(2, "r/#").publishes(to: 2).isEmpty,
+            "alice's right is gone: held back after a restart too"
+        )
     }
 
     /// A retained record written before the publisher was kept (version 2): it loads, and with no
@@ -113,6 +116,9 @@ private struct WritersPolicy: AccessPolicy {
         #expect(got.map(\.text) == ["v"])
         #expect(got.map(\.retain) == [true])
         // An unknown future version is reported and skipped, never trusted.
-        #expect(Harness().broker.restore(sessions: [], retained: [[0x09] + record.dropFirst()], wallClockOffset: 0, now: 0).count == 1)
+        #expect(
+            Harness().broker.restore(sessions: [], retained: [[0x09] + record.dropFirst()], wallClockOffset: 0, now: 0)
+                .count == 1
+        )
     }
 }

@@ -11,7 +11,9 @@ import Testing
     static let sixty = String(repeating: "x", count: 60)
 
     func subscribed(_ configure: @escaping (inout BrokerSettings) -> Void) -> Harness {
-        let h = Harness { $0.maxInflightBytes = 100; configure(&$0) }
+        let h = Harness {
+            $0.maxInflightBytes = 100; configure(&$0)
+        }
         h.connect(1, "sub")
         h.subscribe(1, "t/#", qos: .atLeastOnce)
         h.connect(2, "pub")
@@ -21,7 +23,9 @@ import Testing
     @Test func messagesBeyondTheBoundWaitForAnAcknowledgement() throws {
         let h = subscribed { _ in }
         var sent: [PublishPacket] = []
-        for i in 1...3 { sent += h.publish(2, "t/\(i)", Self.sixty, qos: .atLeastOnce, packetID: UInt16(i)).publishes(to: 1) }
+        for i in 1...3 {
+            sent += h.publish(2, "t/\(i)", Self.sixty, qos: .atLeastOnce, packetID: UInt16(i)).publishes(to: 1)
+        }
         // 0 < 100: the first goes; 60 < 100: the second; 120: the third waits.
         #expect(sent.map(\.topic) == ["t/1", "t/2"])
         #expect(h.broker.inflightMessageCount(clientID: "sub") == 2)
@@ -53,9 +57,13 @@ import Testing
     }
 
     @Test func theCountWindowStillApplies() {
-        let h = subscribed { $0.maxInflightBytes = 1_000_000; $0.maxInflightMessages = 2 }
+        let h = subscribed {
+            $0.maxInflightBytes = 1_000_000; $0.maxInflightMessages = 2
+        }
         var topics: [String] = []
-        for i in 1...3 { topics += h.publish(2, "t/\(i)", "x", qos: .atLeastOnce, packetID: UInt16(i)).publishes(to: 1).map(\.topic) }
+        for i in 1...3 {
+            topics += h.publish(2, "t/\(i)", "x", qos: .atLeastOnce, packetID: UInt16(i)).publishes(to: 1).map(\.topic)
+        }
         #expect(topics == ["t/1", "t/2"])
     }
 }

@@ -20,7 +20,10 @@ import Testing
         clean: Bool = true
     ) -> [Seen] {
         let packet = ConnectPacket(
-            protocolVersion: version, clientIdentifier: clientID, cleanStart: clean, username: username
+            protocolVersion: version,
+            clientIdentifier: clientID,
+            cleanStart: clean,
+            username: username
         )
         return h.completingTakeover(
             h.broker.connect(ConnectionID(id), packet, listener: listener, now: h.now).map(Seen.init)

@@ -25,8 +25,20 @@ let brokerKeyBadCases: [BadCase] = [
     ),
     BadCase(text: "max_inflight_bytes -1", kind: .badValue, line: 1, key: "max_inflight_bytes", says: "got '-1'"),
     BadCase(text: "max_inflight_bytes 1k", kind: .badValue, line: 1, key: "max_inflight_bytes", says: "got '1k'"),
-    BadCase(text: "max_inflight_bytes 1 2", kind: .tooManyValues, line: 1, key: "max_inflight_bytes", says: "one value"),
-    BadCase(text: "upgrade_outgoing_qos on", kind: .badValue, line: 1, key: "upgrade_outgoing_qos", says: "true or false"),
+    BadCase(
+        text: "max_inflight_bytes 1 2",
+        kind: .tooManyValues,
+        line: 1,
+        key: "max_inflight_bytes",
+        says: "one value"
+    ),
+    BadCase(
+        text: "upgrade_outgoing_qos on",
+        kind: .badValue,
+        line: 1,
+        key: "upgrade_outgoing_qos",
+        says: "true or false"
+    ),
     BadCase(text: "log_timestamp_format", kind: .missingValue, line: 1, key: "log_timestamp_format", says: "required"),
     BadCase(
         text: "log_timestamp_format " + String(repeating: "%Y", count: 60),
