@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import re
 import signal
+import struct
 import subprocess
 import time
 
@@ -119,6 +120,17 @@ def test_use_username_as_clientid_keeps_the_users_session(start_broker):
         assert wait_until(lambda: again.collector.payloads() == [b"while-away"], 5), again.collector.payloads()
     finally:
         again.close()
+
+
+def test_use_username_as_clientid_assigns_the_username_to_an_empty_id(start_broker):
+    b = start_broker("use_username_as_clientid true\n", persistence=False)
+    # MQTT 5 CONNECT: clean start and a username, an empty client id.
+    variable = mqttraw.mqtt_str(b"MQTT") + bytes([5, 0x82]) + struct.pack("!H", 60) + b"\x00"
+    with mqttraw.RawClient(b.host, b.port, version=5) as c:
+        c.send(mqttraw.packet(mqttraw.CONNECT, 0, variable + mqttraw.mqtt_str(b"") + mqttraw.mqtt_str(b"alice")))
+        ack = c.expect(mqttraw.CONNACK)
+        assert ack.reason == 0
+        assert ack.properties.get(0x12) == "alice"  # Assigned Client Identifier
 
 
 def test_use_username_as_clientid_refuses_a_client_without_username(start_broker):
