@@ -360,6 +360,13 @@ public struct Broker: Sendable {
             clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
             assigned = clientID
         }
+        if settings.listenersUsingUsernameAsClientID.contains(listener) {
+            // Mosquitto's `use_username_as_clientid`: after authentication the username is the client id
+            // (an assigned one included), so sessions and takeovers go by user.
+            guard let username = packet.username, !username.isEmpty else { return refuse(.notAuthorized) }
+            clientID = username
+            if assigned != nil { assigned = username }
+        }
         // `mount_point`: the will is published under the listener's prefix, and checked there.
         let will = packet.will.map { will in
             var mounted = will
@@ -586,7 +593,8 @@ public struct Broker: Sendable {
             retain: packet.retain,
             properties: properties,
             expiresAt: expiresAt,
-            origin: client.clientID
+            origin: client.clientID,
+            publisher: Publisher(clientID: client.clientID, username: client.username)
         )
         let changedSavedState = retainAndRoute(message, now: now)
 
@@ -741,10 +749,12 @@ public struct Broker: Sendable {
                     if tracksChanges { dirtyRetained.insert(topic) }
                     continue
                 }
-                guard mayReceive(client.clientID, username: client.username, topic: topic) else { continue }
+                guard mayReceive(client.clientID, username: client.username, topic: topic),
+                    retainSourceMayStillWrite(message)
+                else { continue }
                 let delivery = Delivery(
                     message: message,
-                    qos: min(message.qos, subscription.options.qos),
+                    qos: settings.deliveredQoS(message.qos, subscription: subscription.options.qos),
                     retain: true,
                     subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? []
                 )
@@ -816,7 +826,8 @@ public struct Broker: Sendable {
         sessions[client.clientID]?.connection = nil
         sessions[client.clientID]?.disconnectedAt = now
         if !client.disconnectedCleanly, let will = client.will {
-            let message = willMessage(will, origin: client.clientID, now: now)
+            let publisher = Publisher(clientID: client.clientID, username: client.username)
+            let message = willMessage(will, from: publisher, now: now)
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
             if delay == 0 || session.expiryInterval == 0 {
                 route(message, now: now)
@@ -840,7 +851,7 @@ public struct Broker: Sendable {
         }
     }
 
-    private func willMessage(_ will: Will, origin: String, now: BrokerTime) -> Message {
+    private func willMessage(_ will: Will, from publisher: Publisher, now: BrokerTime) -> Message {
         var properties = will.properties
         properties.willDelayInterval = nil
         return Message(
@@ -850,7 +861,8 @@ public struct Broker: Sendable {
             retain: will.retain,
             properties: properties,
             expiresAt: properties.messageExpiryInterval.map { now + BrokerTime($0) * 1000 },
-            origin: origin
+            origin: publisher.clientID,
+            publisher: publisher
         )
     }
 
@@ -894,6 +906,13 @@ public struct Broker: Sendable {
     }
 
     // MARK: Routing and delivery
+
+    /// `check_retain_source`: the publisher of a retained message must still be allowed to write its topic
+    /// (checked against the ACL in force now, so a reload that takes the right away hides the message).
+    private func retainSourceMayStillWrite(_ message: Message) -> Bool {
+        guard settings.checkRetainSource, let publisher = message.publisher, let accessPolicy else { return true }
+        return accessPolicy.mayPublish(clientID: publisher.clientID, username: publisher.username, topic: message.topic)
+    }
 
     private func mayReceive(_ clientID: String, username: String?, topic: String) -> Bool {
         accessPolicy?.mayReceive(clientID: clientID, username: username, topic: topic) ?? true
@@ -942,7 +961,7 @@ public struct Broker: Sendable {
         }
         let delivery = Delivery(
             message: message,
-            qos: min(message.qos, qos),
+            qos: settings.deliveredQoS(message.qos, subscription: qos),
             // Live messages carry retain=0 unless the subscription asks otherwise [MQTT-3.3.1-12].
             retain: retainAsPublished && message.retain,
             subscriptionIdentifiers: identifiers
@@ -960,7 +979,7 @@ public struct Broker: Sendable {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
                 return
             }
-            if session.queue.isEmpty && session.inflight.count < window(for: connection) {
+            if session.queue.isEmpty && hasRoomInFlight(session, connection: connection) {
                 let packetID = session.nextPacketID()
                 if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
                     let stored = session.numbered(delivery)
@@ -996,8 +1015,9 @@ public struct Broker: Sendable {
             return
         }
         defer { sessions[clientID] = session }
-        let window = window(for: connection)
-        while let next = session.queue.first, next.qos == .atMostOnce || session.inflight.count < window {
+        while let next = session.queue.first,
+            next.qos == .atMostOnce || hasRoomInFlight(session, connection: connection)
+        {
             let delivery = session.queue.removeFirst()
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {
@@ -1018,6 +1038,14 @@ public struct Broker: Sendable {
 
     private func window(for connection: ConnectionID) -> Int {
         min(connections[connection]?.receiveMaximum ?? 65535, settings.receiveMaximum)
+    }
+
+    /// Room for one more QoS 1/2 message in flight: the count window, and `max_inflight_bytes` as
+    /// Mosquitto counts it (one more while the bytes in flight are below the bound, so a larger
+    /// message still goes, alone).
+    private func hasRoomInFlight(_ session: Session, connection: ConnectionID) -> Bool {
+        guard session.inflight.count < window(for: connection) else { return false }
+        return settings.maxInflightBytes == 0 || session.inflightPayloadBytes < settings.maxInflightBytes
     }
 
     /// Builds and sends one PUBLISH; false when it was dropped (expired, or too large for the client).

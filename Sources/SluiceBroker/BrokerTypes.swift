@@ -16,6 +16,9 @@ public struct BrokerSettings: Sendable {
     public var maxKeepalive: UInt16 = 65535
     /// Outgoing QoS 1/2 window per client, and the Receive Maximum we announce (0 = 65535).
     public var maxInflightMessages: Int = 20
+    /// `max_inflight_bytes`: payload bytes of QoS 1/2 messages in flight per client (0 = no bound). Beyond it
+    /// messages wait in the client's queue, within `maxQueuedMessages`/`maxQueuedBytes`.
+    public var maxInflightBytes: Int = 0
     /// Messages queued per client beyond the in-flight window (0 = unlimited).
     public var maxQueuedMessages: Int = 1000
     /// Payload bytes queued per client beyond the in-flight window (0 = unlimited).
@@ -25,6 +28,9 @@ public struct BrokerSettings: Sendable {
     /// `mount_point` by listener index: prepended to its clients' PUBLISH topics, SUBSCRIBE filters and
     /// wills (ACL checks see the result), removed from what they receive.
     public var listenerMountPoints: [Int: String] = [:]
+    /// Listeners (by index) with `use_username_as_clientid true`: the username replaces the client id,
+    /// and a CONNECT without one is refused as not authorised.
+    public var listenersUsingUsernameAsClientID: Set<Int> = []
     /// Per-listener limits (Mosquitto's `max_connections` inside a `listener` section), by listener index.
     public var listenerConnectionLimits: [Int: Int] = [:]
     /// Largest packet accepted from clients (`max_packet_size`); announced as Maximum Packet Size (MQTT 5).
@@ -56,7 +62,20 @@ public struct BrokerSettings: Sendable {
     /// (the bridges' `out` rules). Matching messages produce `BrokerAction.persist`.
     public var durableFilters: [String] = []
 
+    /// `upgrade_outgoing_qos` (Mosquitto, non-standard): deliver at the subscription's QoS even when the
+    /// message was published lower. Default false: the lower of the two [MQTT-3.8.4-8].
+    public var upgradeOutgoingQoS = false
+    /// `check_retain_source`: a retained message goes to a new subscriber only while its publisher may still
+    /// write to its topic; messages without a known publisher are not checked. Default false: Debian's
+    /// Mosquitto 2.0.11 does not check without the key (its man page says true).
+    public var checkRetainSource = false
+
     public init() {}
+
+    /// The QoS a subscriber receives a message at.
+    func deliveredQoS(_ published: QoS, subscription: QoS) -> QoS {
+        upgradeOutgoingQoS ? subscription : min(published, subscription)
+    }
 
     var receiveMaximum: Int { maxInflightMessages == 0 ? 65535 : min(maxInflightMessages, 65535) }
 }
@@ -73,6 +92,9 @@ public struct Message: Sendable, Hashable {
     public var expiresAt: BrokerTime?
     /// The publishing client, for no-local subscriptions; nil for broker-internal messages.
     public var origin: String?
+    /// Who published it, for `check_retain_source`; nil when unknown (broker-internal messages, retained
+    /// records saved before it was kept), and then not checked.
+    public var publisher: Publisher?
 
     public init(
         topic: String,
@@ -81,7 +103,8 @@ public struct Message: Sendable, Hashable {
         retain: Bool = false,
         properties: Properties = .none,
         expiresAt: BrokerTime? = nil,
-        origin: String? = nil
+        origin: String? = nil,
+        publisher: Publisher? = nil
     ) {
         self.topic = topic
         self.payload = payload
@@ -90,6 +113,19 @@ public struct Message: Sendable, Hashable {
         self.properties = properties
         self.expiresAt = expiresAt
         self.origin = origin
+        self.publisher = publisher
+    }
+}
+
+/// A message's publishing client as the ACL knows it.
+public struct Publisher: Sendable, Hashable {
+    public var clientID: String
+    /// nil: an anonymous client.
+    public var username: String?
+
+    public init(clientID: String, username: String?) {
+        self.clientID = clientID
+        self.username = username
     }
 }
 

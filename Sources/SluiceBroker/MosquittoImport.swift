@@ -217,7 +217,14 @@ extension Broker {
             retain: stored.retain,
             properties: properties,
             expiresAt: expiresAt,
-            origin: stored.sourceID.isEmpty ? nil : stored.sourceID
+            origin: stored.sourceID.isEmpty ? nil : stored.sourceID,
+            // Mosquitto checks a retained message's source when it has one (check_retain_source).
+            publisher: stored.sourceID.isEmpty
+                ? nil
+                : Publisher(
+                    clientID: stored.sourceID,
+                    username: stored.sourceUsername.isEmpty ? nil : stored.sourceUsername
+                )
         )
     }
 }

@@ -31,7 +31,9 @@ import MQTTCore
 //   session message: key = [2] 0xFFFF, [32] SHA-256 of the client id, [8] seq (a plain key's
 //              length is never 0xFFFF); value = [1] version 3, str clientID, delivery. On load the
 //              digest is checked against the client id in the record.
-//   retained = [1] version, message
+//   retained = [1] version, message; from retained record version 3 on: [1] has publisher, then
+//              str client id, [1] has username, str username (for check_retain_source). Versions 1
+//              and 2 read as "publisher unknown", which is not checked.
 //   delivery = [1] qos, [1] retain, [4] n × [4] subscription id, message
 //   message  = str topic, [4] payload length + payload, [1] qos, [1] retain, [4] properties length +
 //              MQTT 5 PUBLISH properties, [8] expires-at (wall, 0 = never), str origin ("" = none)
@@ -43,6 +45,8 @@ public enum PersistenceFormat {
     public static let longKeyMessageVersion: UInt8 = 3
     /// Session records: version 3 adds the username (messages and retained records stay at 2).
     public static let sessionVersion: UInt8 = 3
+    /// Retained records: version 3 adds the publisher (client id and username).
+    public static let retainedVersion: UInt8 = 3
 }
 
 /// A persisted record could not be read.
@@ -127,8 +131,9 @@ public struct PendingChanges: Sendable {
                 continue
             }
             var buffer = ByteBufferAllocator().buffer(capacity: 64 + message.payload.readableBytes)
-            buffer.writeInteger(PersistenceFormat.version)
+            buffer.writeInteger(PersistenceFormat.retainedVersion)
             buffer.writeMessage(message, offset: wallClockOffset)
+            buffer.writePublisher(message.publisher)
             writes.append(.put(.retained, key: storeKey(.retained, topic), value: Array(buffer.readableBytesView)))
         }
         return writes
@@ -258,11 +263,13 @@ extension Broker {
         for bytes in retained {
             var buffer = ByteBuffer(bytes: bytes)
             do {
-                guard buffer.readInteger(as: UInt8.self).map({ $0 == 1 || $0 == PersistenceFormat.version }) == true
+                guard let version = buffer.readInteger(as: UInt8.self),
+                    (1...PersistenceFormat.retainedVersion).contains(version)
                 else {
                     throw PersistenceError(description: "retained record of an unknown version")
                 }
-                let message = try buffer.readMessage(offset: wallClockOffset)
+                var message = try buffer.readMessage(offset: wallClockOffset)
+                if version >= 3 { message.publisher = try buffer.readPublisher() }
                 if let expiresAt = message.expiresAt, expiresAt <= now { continue }
                 self.retained[message.topic] = message
             } catch {
@@ -381,6 +388,25 @@ extension ByteBuffer {
             throw PersistenceError(description: "element count \(count) exceeds the record")
         }
         return count
+    }
+
+    mutating func writePublisher(_ publisher: Publisher?) {
+        guard let publisher else {
+            writeInteger(UInt8(0))
+            return
+        }
+        writeInteger(UInt8(1))
+        writeString16(publisher.clientID)
+        writeInteger(UInt8(publisher.username == nil ? 0 : 1))
+        writeString16(publisher.username ?? "")
+    }
+
+    mutating func readPublisher() throws -> Publisher? {
+        guard try read(UInt8.self) == 1 else { return nil }
+        let clientID = try readString16()
+        let hasUsername = try read(UInt8.self) == 1
+        let username = try readString16()
+        return Publisher(clientID: clientID, username: hasUsername ? username : nil)
     }
 
     mutating func writeMessage(_ message: Message, offset: Int64) {

@@ -51,6 +51,9 @@ struct Session: Sendable {
     }
 
     var isConnected: Bool { connection != nil }
+    /// Payload bytes of the QoS 1/2 messages in flight (`max_inflight_bytes`); summed when asked, since
+    /// the window is small and only that option asks.
+    var inflightPayloadBytes: Int { inflight.reduce(0) { $0 + $1.delivery.message.payload.readableBytes } }
     /// Whether the session outlives its connection, and so is saved by persistence.
     var isPersistent: Bool { expiryInterval > 0 }
 

@@ -322,17 +322,18 @@ extension KeyRule {
         "local_clientid": "the bridge's local side's client id: for acl_file %c patterns (with local_username) and its log lines; default local.<remote_clientid>",
         "local_password": "checked with local_username against password_file by sluice check and at start: a wrong one is an error",
         "local_cleansession": "false is what Sluice does (its queue is durable); true is accepted with a notice saying so",
-        "upgrade_outgoing_qos": "false (the default) only",
+        "upgrade_outgoing_qos": "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
         "notifications_local_only": "false (the default) only",
         "bridge_require_ocsp": "false (the default) only",
-        "check_retain_source": "false (the default) only",
-        "max_inflight_bytes": "0 (the default, no bound) only",
+        "check_retain_source": "default false, as Mosquitto 2.0.11 behaves (its man page says true); needs acl_file; retained messages saved before their publisher was kept (record version 2) are not checked",
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
         "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",
+        "log_timestamp": "never on stderr under systemd (the journal stamps each line); default stamp ISO 8601 UTC",
+        "log_timestamp_format": "strftime(3) in local time, then ': ' as Mosquitto; applied at start (SIGHUP does not change it)",
         "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
-        "use_subject_as_username": "false (the default) only",
-        "use_username_as_clientid": "false (the default) only",
+        "use_subject_as_username": "the subject as `openssl x509 -nameopt RFC2253` prints it (Mosquitto's form); needs require_certificate",
+        "use_username_as_clientid": "per listener, as in Mosquitto (before the first listener: the port/bind_address listener's)",
     ]
 
     static func rule(for key: String) -> KeyRule? {

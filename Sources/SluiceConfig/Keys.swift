@@ -58,6 +58,7 @@ enum KeyRule: Sendable {
         // Limits.
         "max_keepalive": .global { c, d throws(ConfigError) in c.maxKeepalive = UInt16(try d.int(0...65535)) },
         "max_inflight_messages": .global { c, d throws(ConfigError) in c.maxInflightMessages = try d.int(0...65535) },
+        "max_inflight_bytes": .global { c, d throws(ConfigError) in c.maxInflightBytes = try d.int(0...Int.max) },
         "max_queued_messages": .global { c, d throws(ConfigError) in c.maxQueuedMessages = try d.int(0...Int.max) },
         "max_queued_bytes": .global { c, d throws(ConfigError) in c.maxQueuedBytes = try d.int(0...Int.max) },
         "max_topic_levels": .global { c, d throws(ConfigError) in c.maxTopicLevels = try d.int(1...65535) },
@@ -78,6 +79,8 @@ enum KeyRule: Sendable {
             guard prefix.utf8.count <= 50 else { throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)") }
             c.autoIDPrefix = prefix
         },
+        "check_retain_source": .global { c, d throws(ConfigError) in c.checkRetainSource = try d.bool() },
+        "upgrade_outgoing_qos": .global { c, d throws(ConfigError) in c.upgradeOutgoingQoS = try d.bool() },
         "max_qos": .global { c, d throws(ConfigError) in c.maxQoS = try d.int(0...2) },
 
         // Persistence, logging, $SYS.
@@ -132,6 +135,7 @@ enum KeyRule: Sendable {
         "crlfile": .listener { l, d throws(ConfigError) in l.crlFile = try d.existingPath() },
         "require_certificate": .listener { l, d throws(ConfigError) in l.requireCertificate = try d.bool() },
         "use_identity_as_username": .listener { l, d throws(ConfigError) in l.useIdentityAsUsername = try d.bool() },
+        "use_subject_as_username": .listener { l, d throws(ConfigError) in l.useSubjectAsUsername = try d.bool() },
         "tls_version": .listener { l, d throws(ConfigError) in l.tlsVersion = try d.word(tlsVersions) },
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
         "mount_point": .listener { l, d throws(ConfigError) in
@@ -229,8 +233,18 @@ enum KeyRule: Sendable {
                 throw d.error(.badValue, "expected stderr, stdout, file PATH, syslog, topic, dlt or none, got '\(d.rest)'")
             }
         },
-        "log_timestamp": .ignored("Sluice stamps each line with ISO 8601 UTC time, except on stderr under systemd, where the journal stamps it"),
-        "log_timestamp_format": .ignored("Sluice's time stamp format is fixed: ISO 8601 UTC"),
+        "log_timestamp": .global { c, d throws(ConfigError) in c.logTimestamp = try d.bool() },
+        "log_timestamp_format": .global { c, d throws(ConfigError) in
+            // strftime(3) takes the whole rest of the line, blanks included (as Mosquitto reads it).
+            let format = try d.singleString()
+            guard LogTimestamp.format(format, at: 1_700_000_000) != nil else {
+                throw d.error(
+                    .badValue,
+                    "a strftime(3) format that gives 1 to \(LogTimestamp.maximumLength) bytes, got '\(format)'"
+                )
+            }
+            c.logTimestampFormat = format
+        },
         "log_facility": .ignored("Sluice does not write to syslog itself; the journal keeps its stderr"),
         "connection_messages": .global { c, d throws(ConfigError) in c.connectionMessages = try d.bool() },
         "autosave_interval": .ignored(
@@ -271,22 +285,11 @@ enum KeyRule: Sendable {
         },
         "bridge_outgoing_retain": .bridge { b, d throws(ConfigError) in b.outgoingRetain = try d.bool() },
         "bridge_attempt_unsubscribe": .bridge { b, d throws(ConfigError) in b.attemptUnsubscribe = try d.bool() },
-        "upgrade_outgoing_qos": .bridge { _, d throws(ConfigError) in
-            try d.requireDefault(false, "the bridge forwards each message at the QoS of its topic rule at most (remove the line)")
-        },
         "notifications_local_only": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(false, "notifications go to the remote broker too (set notifications false to send none)")
         },
         "bridge_require_ocsp": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(false, "OCSP stapling is not checked (remove the line)")
-        },
-        "check_retain_source": .global { _, d throws(ConfigError) in
-            try d.requireDefault(false, "retained messages are not re-checked against their publisher's ACL (remove the line)")
-        },
-        "max_inflight_bytes": .global { _, d throws(ConfigError) in
-            guard try d.int(0...Int.max) == 0 else {
-                throw d.unsupported("in-flight messages are bounded by count only (use max_inflight_messages)")
-            }
         },
         "memory_limit": .global { _, d throws(ConfigError) in
             guard try d.byteSize(0...Int.max) == 0 else {
@@ -309,11 +312,8 @@ enum KeyRule: Sendable {
             "Sluice cannot load Mosquitto's C plugins (use password_file and acl_file for authentication and access control)"
         ),
         "http_dir": .unsupported("the websockets listener serves no files (serve them with a web server)"),
-        "use_subject_as_username": .global { _, d throws(ConfigError) in
-            try d.requireDefault(false, "the certificate subject is not used as user name (use_identity_as_username takes its CN)")
-        },
-        "use_username_as_clientid": .global { _, d throws(ConfigError) in
-            try d.requireDefault(false, "the client id is always the one the client sends (remove the line)")
+        "use_username_as_clientid": .listener { l, d throws(ConfigError) in
+            l.listener.useUsernameAsClientID = try d.bool()
         },
         "clientid_prefixes": .unsupported("not implemented (restrict clients with password_file and acl_file)"),
         "ciphers_tls1.3": .unsupported(
@@ -358,6 +358,7 @@ struct ListenerDraft: Sendable {
     var crlFile: String?
     var requireCertificate: Bool?
     var useIdentityAsUsername: Bool?
+    var useSubjectAsUsername: Bool?
     var tlsVersion: String?
     var ciphers: String?
 
@@ -366,7 +367,8 @@ struct ListenerDraft: Sendable {
         var result = listener
         let anyTLS =
             caFile != nil || caPath != nil || certFile != nil || keyFile != nil || crlFile != nil
-            || requireCertificate != nil || useIdentityAsUsername != nil || tlsVersion != nil || ciphers != nil
+            || requireCertificate != nil || useIdentityAsUsername != nil || useSubjectAsUsername != nil
+            || tlsVersion != nil || ciphers != nil
         guard anyTLS else { return result }
         if listener.pskHint != nil {
             throw directive.error(
@@ -387,12 +389,20 @@ struct ListenerDraft: Sendable {
         tls.crlFile = crlFile
         tls.requireCertificate = requireCertificate ?? false
         tls.useIdentityAsUsername = useIdentityAsUsername ?? false
+        tls.useSubjectAsUsername = useSubjectAsUsername ?? false
         tls.tlsVersion = tlsVersion ?? tls.tlsVersion
         tls.ciphers = ciphers
         if tls.requireCertificate && caFile == nil && caPath == nil {
             throw directive.error(
                 .incompleteSection,
                 "require_certificate true needs cafile or capath in this listener"
+            )
+        }
+        if tls.useSubjectAsUsername && !tls.requireCertificate {
+            // Without it no client certificate is asked for, and every client would be refused.
+            throw directive.error(
+                .incompleteSection,
+                "use_subject_as_username true needs require_certificate true in this listener"
             )
         }
         result.tls = tls

@@ -33,6 +33,9 @@ public struct TLSSettings: Sendable, Equatable {
     public var requireCertificate: Bool = false
     /// `use_identity_as_username`: the certificate's CN becomes the username. Default false.
     public var useIdentityAsUsername: Bool = false
+    /// `use_subject_as_username`: the certificate's whole subject in RFC 2253 form (as `openssl x509
+    /// -nameopt RFC2253` prints it, e.g. `CN=device1,O=Acme`) becomes the username. Default false.
+    public var useSubjectAsUsername: Bool = false
     /// `tls_version`: the lowest TLS version accepted: `tlsv1.3`, `tlsv1.2` or `tlsv1.1`. Default `tlsv1.2`.
     public var tlsVersion: String = "tlsv1.2"
     /// `ciphers`: OpenSSL cipher list for TLS ≤ 1.2. Default: the library's.
@@ -76,6 +79,10 @@ public struct Listener: Sendable, Equatable {
     /// `mount_point PREFIX`: this listener's clients publish, subscribe and leave wills under PREFIX
     /// (ACL checks see the prefixed topic) and receive topics without it, as in Mosquitto. Default none.
     public var mountPoint: String?
+    /// `use_username_as_clientid true`: a client's username replaces the client id it sent, so one
+    /// user's connection takes over only that user's session; a client without a username is refused
+    /// (not authorised), as in Mosquitto. Default false.
+    public var useUsernameAsClientID = false
 
     public enum SocketDomain: String, Sendable, Equatable {
         case ipv4
@@ -346,6 +353,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxInflightMessages: Int = 20
     /// `max_queued_messages`: messages queued per client beyond the in-flight ones, 0 = unlimited. Default 1000.
     public var maxQueuedMessages: Int = 1000
+    /// `max_inflight_bytes`: payload bytes of outgoing QoS 1/2 messages in flight per client; further ones
+    /// wait in the client's queue (one larger message still goes alone, as in Mosquitto). 0 = no bound.
+    /// Default 0.
+    public var maxInflightBytes: Int = 0
     /// `max_queued_bytes`: bytes queued per client, 0 = unlimited. Default 0.
     public var maxQueuedBytes: Int = 0
     /// `max_topic_levels` (Sluice): topic names and filters with more levels are refused, 1-65535.
@@ -412,6 +423,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `log_dest` lines (accumulate): stderr, stdout, `file PATH` (appended to), none. `syslog`,
     /// `topic` and `dlt` are accepted with a notice. Default (no line honoured): stderr.
     public var logDestinations: [LogDestination] = []
+    /// `log_timestamp`: start each log line with a time stamp (never on stderr under systemd, where the
+    /// journal stamps it). Default true.
+    public var logTimestamp: Bool = true
+    /// `log_timestamp_format`: a strftime(3) format for the stamp, in local time (TZ), followed by
+    /// ": " as in Mosquitto. Default nil: ISO 8601 UTC, Sluice's own stamp.
+    public var logTimestampFormat: String?
     /// `connection_messages`: log each client's connect and disconnect. Default true.
     public var connectionMessages: Bool = true
     /// `per_listener_settings`: `allow_anonymous` and `password_file` written in a listener's section
@@ -422,6 +439,14 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxQoS: Int = 2
     /// `max_topic_alias`: topic aliases an MQTT 5 client may use towards the broker, 0–65535. Default 10.
     public var maxTopicAlias: Int = 10
+    /// `check_retain_source`: a retained message is sent to a new subscriber only while the client that
+    /// published it may still write to its topic under acl_file (as reloaded since). Messages whose
+    /// publisher is not known (saved by an older Sluice, the broker's own) are not checked. Default false,
+    /// as Mosquitto 2.0.11 behaves (measured; its man page says true).
+    public var checkRetainSource: Bool = false
+    /// `upgrade_outgoing_qos`: subscribers receive every message at their subscription's QoS, also when it
+    /// was published lower (Mosquitto's non-standard option; global, as there). Default false.
+    public var upgradeOutgoingQoS: Bool = false
     /// `queue_qos0_messages`: queue QoS 0 messages for offline persistent sessions. Default false.
     public var queueQoS0Messages: Bool = false
     /// `allow_zero_length_clientid`: clients may connect without a client id (the broker assigns one,

@@ -62,7 +62,9 @@ final class BrokerHost: @unchecked Sendable {
     func connect(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
         loop.preconditionInEventLoop()
         connections[id] = handle
-        if packet.clientIdentifier.hasPrefix(Self.inProcessClientPrefix) {
+        let usernameIsClientID = core.settings.listenersUsingUsernameAsClientID.contains(handle.listener)
+        let effectiveClientID = usernameIsClientID ? packet.username ?? "" : packet.clientIdentifier
+        if effectiveClientID.hasPrefix(Self.inProcessClientPrefix) {
             // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
             return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
         }

@@ -306,6 +306,7 @@ public final class GatewayService: Service, Sendable {
             )
         }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
+        let useSubject = listener.tls?.useSubjectAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
         // fallback needs a fresh bootstrap.
         @Sendable func bootstrap() -> ServerBootstrap {
@@ -329,6 +330,7 @@ public final class GatewayService: Service, Sendable {
                             host: host,
                             listener: index,
                             useIdentityAsUsername: useIdentity,
+                            useSubjectAsUsername: useSubject,
                             maximumPacketSize: maximumPacketSize,
                             connectTimeout: connectTimeout,
                             logger: logger
@@ -395,6 +397,7 @@ extension BrokerSettings {
         self.init()
         maxKeepalive = config.maxKeepalive
         maxInflightMessages = config.maxInflightMessages
+        maxInflightBytes = config.maxInflightBytes
         maxQueuedMessages = config.maxQueuedMessages
         maxQueuedBytes = config.maxQueuedBytes
         maxTopicLevels = config.maxTopicLevels
@@ -404,6 +407,7 @@ extension BrokerSettings {
         for (index, listener) in config.listeners.enumerated() {
             if let limit = listener.maxConnections, limit >= 0 { listenerConnectionLimits[index] = limit }
             if let mount = listener.mountPoint { listenerMountPoints[index] = mount }
+            if listener.useUsernameAsClientID { listenersUsingUsernameAsClientID.insert(index) }
         }
         retainAvailable = config.retainAvailable
         topicAliasMaximum = UInt16(clamping: config.maxTopicAlias)
@@ -411,6 +415,8 @@ extension BrokerSettings {
         allowZeroLengthClientID = config.allowZeroLengthClientID
         autoIDPrefix = config.autoIDPrefix
         maxQoS = UInt8(config.maxQoS)
+        upgradeOutgoingQoS = config.upgradeOutgoingQoS
+        checkRetainSource = config.checkRetainSource
     }
 }
 

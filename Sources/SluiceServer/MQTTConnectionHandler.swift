@@ -48,6 +48,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let id: ConnectionID
     private let listener: Int
     private let useIdentityAsUsername: Bool
+    /// `use_subject_as_username`: the certificate's whole subject (RFC 2253) is the username.
+    private let useSubjectAsUsername: Bool
     private let maximumPacketSize: Int
     private let connectTimeout: TimeAmount
     private let logger: Logger
@@ -74,6 +76,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         host: BrokerHost,
         listener: Int,
         useIdentityAsUsername: Bool,
+        useSubjectAsUsername: Bool = false,
         maximumPacketSize: Int,
         connectTimeout: TimeAmount,
         logger: Logger
@@ -81,6 +84,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.host = host
         self.listener = listener
         self.useIdentityAsUsername = useIdentityAsUsername
+        self.useSubjectAsUsername = useSubjectAsUsername
         self.id = host.makeConnectionID()
         self.maximumPacketSize = maximumPacketSize
         self.connectTimeout = connectTimeout
@@ -177,10 +181,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let id = self.id
         if var connect {
             var identityVerified = false
-            if useIdentityAsUsername {
-                // The certificate's CN is the username; the password is not checked (Mosquitto's rule).
+            if useIdentityAsUsername || useSubjectAsUsername {
+                // The certificate's CN (or, with use_subject_as_username, its whole subject) is the username;
+                // the password is not checked (Mosquitto's rule; the CN wins when both are set, as there).
                 let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
-                connect.username = peer.flatMap { TLSContexts.identity(of: $0) }
+                connect.username = peer.flatMap {
+                    useIdentityAsUsername ? TLSContexts.identity(of: $0) : TLSContexts.subject(of: $0)
+                }
                 connect.password = nil
                 identityVerified = connect.username != nil
             }

@@ -55,10 +55,10 @@ struct ReloadReport: Equatable {
         }
     }
 
-    /// `maxConnections` → `max_connections`.
+    /// `maxConnections` → `max_connections`, `upgradeOutgoingQoS` → `upgrade_outgoing_qos`.
     static func snakeCase(_ name: String) -> String {
         var out = ""
-        for character in name {
+        for character in name.replacing("QoS", with: "Qos") {
             if character.isUppercase {
                 out += "_" + character.lowercased()
             } else {

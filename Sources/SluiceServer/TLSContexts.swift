@@ -194,6 +194,12 @@ enum TLSContexts {
         return DERSubject.firstCommonName(certificateDER: der)
     }
 
+    /// `use_subject_as_username`: the certificate's subject as Mosquitto gives it (RFC 2253, OpenSSL's form).
+    static func subject(of peer: NIOSSLCertificate) -> String? {
+        guard let der = try? peer.toDERBytes() else { return nil }
+        return DERSubject.rfc2253(certificateDER: der)
+    }
+
     // MARK: - Loading files
 
     private static func loadCertificates(_ path: String, role: String) throws -> [NIOSSLCertificate] {
@@ -404,13 +410,13 @@ struct TLSContextError: Error, CustomStringConvertible {
 
 /// Just enough DER to read the subject of an X.509 certificate (RFC 5280 §4.1).
 enum DERSubject {
-    private struct Element {
+    struct Element {
         var tag: UInt8
         var content: ArraySlice<UInt8>
         var end: Int
     }
 
-    private static func read(_ bytes: [UInt8], at start: Int, limit: Int) -> Element? {
+    static func read(_ bytes: [UInt8], at start: Int, limit: Int) -> Element? {
         var index = start
         guard index + 2 <= limit else { return nil }
         let tag = bytes[index]
@@ -431,7 +437,7 @@ enum DERSubject {
     }
 
     /// Elements directly inside a constructed element.
-    private static func children(_ bytes: [UInt8], of element: Element) -> [Element] {
+    static func children(_ bytes: [UInt8], of element: Element) -> [Element] {
         var result: [Element] = []
         var index = element.content.startIndex
         while index < element.content.endIndex, let child = read(bytes, at: index, limit: element.content.endIndex) {
@@ -442,7 +448,7 @@ enum DERSubject {
     }
 
     /// serialNumber, signature, issuer, validity, subject… of the TBSCertificate (version skipped).
-    private static func tbsFields(_ bytes: [UInt8]) -> [Element]? {
+    static func tbsFields(_ bytes: [UInt8]) -> [Element]? {
         guard let certificate = read(bytes, at: 0, limit: bytes.count), certificate.tag == 0x30,
             let tbs = children(bytes, of: certificate).first, tbs.tag == 0x30
         else { return nil }

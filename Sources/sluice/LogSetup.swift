@@ -17,6 +17,8 @@ struct GatewayLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     /// `log_type`: which kinds of line are written (the level only lets the most verbose through).
     var types = LogTypes.all
+    /// `log_timestamp`/`log_timestamp_format`: the stamp before the level, where one is written.
+    var timestamp = LogTimestamp.iso8601
     private let label: String
     private let journald: Bool
     private let outputs: LogOutputs
@@ -45,7 +47,7 @@ struct GatewayLogHandler: LogHandler {
         merged[LogTypes.metadataKey] = nil  // a filter key, not part of the line
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let text = fields.isEmpty ? "\(event.message)" : "\(event.message) \(fields)"
-        let stamped = "\(Date().formatted(.iso8601)) \(event.level): \(text)\n"
+        let stamped = "\(timestamp.prefix(at: time(nil)))\(event.level): \(text)\n"
         if outputs.standardError {
             let line = journald ? "<\(Self.syslogPriority(event.level))>\(text)\n" : stamped
             OutputFile.standardError.write(line)

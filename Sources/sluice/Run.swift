@@ -39,6 +39,7 @@ struct Run: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in
             var handler = GatewayLogHandler(label: label, level: level, outputs: outputs)
             handler.types = types
+            handler.timestamp = gatewayConfig.logTimestampStyle
             return handler
         }
         let logger = Logger(label: "sluice")

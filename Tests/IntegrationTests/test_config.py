@@ -195,22 +195,22 @@ def test_key_doc_is_generated_from_the_table():
 
 @pytest.mark.sluice_only(reason="Mosquitto honours these keys; Sluice accepts them and says what it does instead")
 def test_ignored_key_warns_in_check_and_notices_at_start(tmp_path):
-    conf = write_conf(tmp_path, "log_timestamp_format %H:%M")
+    conf = write_conf(tmp_path, "allow_duplicate_messages true")
     rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
     assert rc == 0, out
-    assert re.search(rf"^warning: .*{conf.name}:{BAD_LINE_NO}: key 'log_timestamp_format': accepted but not "
-                     r"honoured: Sluice's time stamp format is fixed", out, re.M), out
+    assert re.search(rf"^warning: .*{conf.name}:{BAD_LINE_NO}: key 'allow_duplicate_messages': accepted but not "
+                     r"honoured: deprecated no-op in Mosquitto 2", out, re.M), out
     proc = subprocess.Popen(broker_command(conf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
         lines = [line]
         for _ in range(50):  # bounded: the notice comes before the listeners open
-            if "log_timestamp_format" in line or not line:
+            if "allow_duplicate_messages" in line or not line:
                 break
             line = proc.stdout.readline()
             lines.append(line)
-        assert "key 'log_timestamp_format': accepted but not honoured" in line, "".join(lines)
+        assert "key 'allow_duplicate_messages': accepted but not honoured" in line, "".join(lines)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

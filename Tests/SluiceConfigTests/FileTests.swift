@@ -186,7 +186,7 @@ import Testing
 }
 
 @Test func ignoredKeysAreListedWithAReason() {
-    #expect(GatewayConfig.ignoredKeys["log_timestamp"] != nil)
+    #expect(GatewayConfig.ignoredKeys["allow_duplicate_messages"] != nil)
     #expect(GatewayConfig.ignoredKeys["allow_anonymous"] == nil)
     #expect(GatewayConfig.ignoredKeys.values.allSatisfy { !$0.isEmpty })
 }

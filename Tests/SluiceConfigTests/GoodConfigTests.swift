@@ -73,15 +73,18 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "store_min_free 0") { $0.storeMinFree = .bytes(0) },
     GoodCase(text: "store_min_free 10%") { $0.storeMinFree = .percent(10) },
     GoodCase(text: "store_min_free 2.5%") { $0.storeMinFree = .percent(2.5) },
-    GoodCase(text: "user mosquitto\nlog_timestamp true\n") {
+    GoodCase(text: "user mosquitto\nallow_duplicate_messages true\n") {
         $0.user = "mosquitto"
         $0.notices = [
             ConfigNotice(
-                file: "gateway.conf", line: 2, key: "log_timestamp",
-                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["log_timestamp"]!
+                file: "gateway.conf", line: 2, key: "allow_duplicate_messages",
+                message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["allow_duplicate_messages"]!
             ),
         ]
     },
+    GoodCase(text: "log_timestamp false") { $0.logTimestamp = false },
+    GoodCase(text: "log_timestamp true") { _ in },
+    GoodCase(text: "log_timestamp_format %Y-%m-%d %H:%M:%S") { $0.logTimestampFormat = "%Y-%m-%d %H:%M:%S" },
     GoodCase(text: "log_dest stdout\nlog_dest file /var/log/sluice.log\nlog_dest none") {
         $0.logDestinations = [.stdout, .file("/var/log/sluice.log"), .none]
     },
@@ -94,8 +97,14 @@ let goodCases: [GoodCase] = [
         $0.autoIDPrefix = "gw-"
     },
     GoodCase(text: "max_inflight_bytes 0\nmemory_limit 0\ncheck_retain_source false") { _ in },
+    GoodCase(text: "check_retain_source true") { $0.checkRetainSource = true },
     GoodCase(text: minimalBridgeText + "start_type automatic\nbridge_outgoing_retain true\nupgrade_outgoing_qos false") {
         $0.bridges = [minimalBridge()]
+    },
+    // A global key, valid in a connection section too (Mosquitto 2.0 reads it anywhere).
+    GoodCase(text: minimalBridgeText + "upgrade_outgoing_qos true") {
+        $0.bridges = [minimalBridge()]
+        $0.upgradeOutgoingQoS = true
     },
     GoodCase(text: "per_listener_settings false") { _ in },
     GoodCase(text: minimalBridgeText) { $0.bridges = [minimalBridge()] },

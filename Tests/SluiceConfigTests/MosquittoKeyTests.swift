@@ -9,7 +9,7 @@ import Testing
 
 @Test(arguments: [
     "auth_plugin /usr/lib/auth.so", "plugin /usr/lib/p.so", "auth_opt_backends files", "plugin_opt_db x",
-    "use_username_as_clientid true", "max_inflight_bytes 1000", "memory_limit 64MB", "listener 8883\ntls_keyform engine",
+    "memory_limit 64MB", "listener 8883\ntls_keyform engine",
 ])
 func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
     let error = try #require(parseError(line))
@@ -21,7 +21,8 @@ func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
 }
 
 @Test(arguments: [
-    "connection c\naddress 127.0.0.1\ntopic a/#\nupgrade_outgoing_qos true",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nnotifications_local_only true",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_require_ocsp true",
 ])
 func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     let error = try #require(parseError(text))
@@ -75,7 +76,8 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     for answer in answers where answer.status != .honoured { #expect(!answer.note.isEmpty, "\(answer.key)") }
     let byKey = Dictionary(uniqueKeysWithValues: answers.map { ($0.key, $0.status) })
     #expect(byKey["auth_opt_*"] == .refused)
-    #expect(byKey["log_timestamp"] == .ignored)
+    #expect(byKey["allow_duplicate_messages"] == .ignored)
+    #expect(byKey["log_timestamp"] == .honoured)
     #expect(byKey["include_dir"] == .honoured)
     #expect(byKey["listener"] == .honoured)
 }
@@ -90,11 +92,11 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
         #expect(diagnosis.errors.map(\.kind) == [.unknownKey, .unsupportedKey, .badValue])
         #expect(diagnosis.notices.map(\.key) == ["log_dest"])
 
-        try write("listener 1883\nlog_timestamp false\n", to: path)
+        try write("listener 1883\nallow_duplicate_messages false\n", to: path)
         let good = GatewayConfig.diagnose(path: path)
         #expect(good.errors.isEmpty)
         #expect(good.config?.listeners.map(\.port) == [1883])
-        #expect(good.notices.map(\.key) == ["log_timestamp"])
+        #expect(good.notices.map(\.key) == ["allow_duplicate_messages"])
     }
 }
 
