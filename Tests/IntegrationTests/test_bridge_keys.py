@@ -6,6 +6,7 @@ mosquitto as the edge (`edge` = sluice | mosquitto) and must see the same thing 
 """
 
 import re
+import signal
 import subprocess
 import time
 
@@ -219,6 +220,12 @@ def test_local_password_is_checked_against_password_file(bridge_env):
     assert result.returncode == 0, result.stdout + result.stderr
     gw.start()
     gw.wait_connected()
+    # A SIGHUP with a wrong one keeps the running configuration and says why.
+    gw.conf_path.write_text(gw.conf_text.replace("local_password right one", "local_password wrong"))
+    gw.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: gw.count_log(r"reload failed, keeping the running configuration: .*"
+                                           r"key 'local_password': password_file .* refuses") == 1, 10), gw.log_tail()
+    assert gw.alive() and gw.connected_count() == 1, gw.log_tail()
 
 
 @pytest.mark.parametrize("local_password", ["wrong", "Right one"])
