@@ -318,7 +318,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 var message = item.message
                 message.properties = message.properties.forOutgoingPublish
                 message.dup = false
-                if !online.retainAvailable { message.retain = false }
+                if !online.retainAvailable || !configuration.outgoingRetain { message.retain = false }
                 let atMostOnce = message.qos == .atMostOnce || !online.remoteAllowsQoS1
                 message.qos = atMostOnce ? .atMostOnce : .atLeastOnce
                 message.packetIdentifier = atMostOnce ? nil : 1  // any id: two bytes for the size check
@@ -552,11 +552,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             var actions: [BridgeAction] = []
             let new = rules.remoteSubscriptions(noLocal: noLocal)
             let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } }
-            if !removed.isEmpty {
-                let id = online.allocatePacketId()
-                online.pendingUnsubscribes.insert(id)
-                send(.unsubscribe(UnsubscribePacket(packetIdentifier: id, filters: removed)), &online, &actions)
-            }
+            unsubscribe(removed, &online, &actions)
             subscribe(new.filter { !old.contains($0) }, &online, &actions)
             state = .online(online)
             return actions
@@ -728,6 +724,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         }
         let subscriptions = configuration.rules.remoteSubscriptions(noLocal: configuration.protocolVersion == .v5)
         subscribe(subscriptions, &online, &actions)
+        if configuration.attemptUnsubscribe {
+            unsubscribe(configuration.rules.remoteOutboundOnlyFilters, &online, &actions)
+        }
         if let topic = configuration.notificationTopic {
             let id = online.allocatePacketId()
             online.notificationId = id
@@ -735,7 +734,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 topic: topic,
                 payload: .init(string: "1"),
                 qos: .atLeastOnce,
-                retain: true,
+                retain: configuration.outgoingRetain && online.retainAvailable,
                 packetIdentifier: id
             )
             pacer?.spend(size: topic.utf8.count + 1)  // a PUBLISH like any other for a rate-limited central
@@ -901,6 +900,13 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         let id = online.allocatePacketId()
         online.pendingSubscribes[id] = subscriptions.map(\.filter)
         send(.subscribe(SubscribePacket(packetIdentifier: id, subscriptions: subscriptions)), &online, &actions)
+    }
+
+    private mutating func unsubscribe(_ filters: [String], _ online: inout Online, _ actions: inout [BridgeAction]) {
+        guard !filters.isEmpty else { return }
+        let id = online.allocatePacketId()
+        online.pendingUnsubscribes.insert(id)
+        send(.unsubscribe(UnsubscribePacket(packetIdentifier: id, filters: filters)), &online, &actions)
     }
 
     private mutating func send(_ packet: Packet, _ online: inout Online, _ actions: inout [BridgeAction]) {

@@ -53,6 +53,12 @@ public struct BridgeLinkConfiguration: Sendable, Hashable {
     public var maxByteRate: Double?
     /// The first hold after a transient PUBACK refusal; doubles while nothing gets through, up to `restartCap`.
     public var refusalHold: Duration
+    /// `bridge_outgoing_retain`: false clears the retain flag of every PUBLISH to the remote (queued
+    /// messages and the notification "1"), for remotes that refuse retained messages but cannot say so.
+    public var outgoingRetain = true
+    /// `bridge_attempt_unsubscribe`: at each connect, UNSUBSCRIBE the remote topics of `out` rules, so a
+    /// persistent session at the remote drops a subscription left from when the rule was `in`.
+    public var attemptUnsubscribe = true
 
     public init(
         name: String,

@@ -168,6 +168,17 @@ public struct BridgeRules: Sendable, Hashable {
         Self.unique(rules.filter { $0.direction.isInbound }.map { ($0.remoteFilter, $0.qos) }, noLocal: noLocal)
     }
 
+    /// The remote filters of `out` rules that no `in`/`both` rule subscribes (duplicates removed, order kept):
+    /// what `bridge_attempt_unsubscribe` unsubscribes at connect, as Mosquitto does for each `out` topic.
+    /// Unlike Mosquitto, a filter an inbound rule subscribes is left alone rather than unsubscribed again.
+    public var remoteOutboundOnlyFilters: [String] {
+        let subscribed = Set(rules.filter { $0.direction.isInbound }.map(\.remoteFilter))
+        var seen: Set<String> = []
+        return rules.filter { $0.direction == .out }.map(\.remoteFilter).filter {
+            !subscribed.contains($0) && seen.insert($0).inserted
+        }
+    }
+
     /// Where a local PUBLISH goes on the remote: the first `out`/`both` rule that matches, or nil.
     public func outbound(forLocal topic: String) -> TopicMapping? {
         for (index, rule) in rules.enumerated() where rule.direction.isOutbound {

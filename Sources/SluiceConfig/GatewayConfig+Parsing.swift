@@ -257,6 +257,10 @@ private struct Builder {
                 if case .bridgeDefault(let apply) = KeyRule.table[d.key] { try apply(&bridge, d) }
             }
             try bridge.validate(at: draft.directive)
+            try bridge.validateLocalSide()
+            if bridge.localCleanSession == true, let line = bridge.localCleanSessionLine {
+                result.notices.append(line.notice("accepted but not honoured: \(BridgeConfig.localCleanSessionNotice)"))
+            }
             result.bridges.append(bridge)
         }
         return result
@@ -310,10 +314,14 @@ extension KeyRule {
     static let notes: [String: String] = [
         "psk_hint": "a listener is either certificate or PSK TLS (TLS 1.2 PSK suites); use_identity_as_username does not apply to PSK",
         "crlfile": "each list's signature must verify against a CA of cafile/capath; intermediates are checked too when their issuer has a list",
-        "local_username": "checked against acl_file as client id local.<remote_clientid>; a denied in message is acknowledged to the central and dropped",
+        "local_username": "checked against acl_file as client id local_clientid; a denied in message is acknowledged to the central and dropped",
         "start_type": "lazy counts the messages in the bridge's disk queue against threshold",
-        "bridge_outgoing_retain": "true (the default) only",
-        "bridge_attempt_unsubscribe": "true (the default) only",
+        "bridge_outgoing_retain": "false also clears the retain flag of the remote notification \"1\", as Mosquitto does; its will \"0\" stays retained",
+        "bridge_attempt_unsubscribe": "at each connect one UNSUBSCRIBE for the remote topics of out rules that no in/both rule subscribes",
+        "bridge_bind_address": "an IPv4 or IPv6 address, not a host name; the remote is reached in the same address family",
+        "local_clientid": "the bridge's local side's client id: for acl_file %c patterns (with local_username) and its log lines; default local.<remote_clientid>",
+        "local_password": "checked with local_username against password_file by sluice check and at start: a wrong one is an error",
+        "local_cleansession": "false is what Sluice does (its queue is durable); true is accepted with a notice saying so",
         "upgrade_outgoing_qos": "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
         "notifications_local_only": "false (the default) only",
         "bridge_require_ocsp": "false (the default) only",

@@ -262,12 +262,16 @@ enum KeyRule: Sendable {
                 )
             }
         },
-        "local_clientid": .ignored("the bridge publishes into the broker directly, without a local client"),
+        "local_clientid": .bridge { b, d throws(ConfigError) in b.localClientID = try d.clientID() },
         "local_username": .bridge { b, d throws(ConfigError) in b.localUsername = try d.singleString() },
-        "local_password": .ignored("the bridge publishes into the broker directly, without a local client"),
-        "local_cleansession": .ignored(
-            "the bridge publishes into the broker directly, without a local client or local session"
-        ),
+        "local_password": .bridge { b, d throws(ConfigError) in
+            b.localPassword = try d.singleString()
+            b.localPasswordLine = ConfigLine(d)
+        },
+        "local_cleansession": .bridge { b, d throws(ConfigError) in
+            b.localCleanSession = try d.bool()
+            b.localCleanSessionLine = ConfigLine(d)
+        },
         "idle_timeout": .bridge { b, d throws(ConfigError) in b.idleTimeout = try d.int(1...86_400 * 365) },
         "threshold": .bridge { b, d throws(ConfigError) in b.threshold = try d.int(1...Int(Int32.max)) },
         "auth_plugin_deny_special_chars": .ignored("only affects authentication plugins, which Sluice does not load"),
@@ -279,12 +283,8 @@ enum KeyRule: Sendable {
         "start_type": .bridge { b, d throws(ConfigError) in
             b.startType = try d.word(["automatic": .automatic, "lazy": .lazy, "once": .once])
         },
-        "bridge_outgoing_retain": .bridge { _, d throws(ConfigError) in
-            try d.requireDefault(true, "the bridge always forwards the retain flag (remove the line)")
-        },
-        "bridge_attempt_unsubscribe": .bridge { _, d throws(ConfigError) in
-            try d.requireDefault(true, "the bridge unsubscribes from removed topics on reload (remove the line)")
-        },
+        "bridge_outgoing_retain": .bridge { b, d throws(ConfigError) in b.outgoingRetain = try d.bool() },
+        "bridge_attempt_unsubscribe": .bridge { b, d throws(ConfigError) in b.attemptUnsubscribe = try d.bool() },
         "notifications_local_only": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(false, "notifications go to the remote broker too (set notifications false to send none)")
         },
@@ -341,9 +341,7 @@ enum KeyRule: Sendable {
             guard (1...255).contains(name.utf8.count) else { throw d.error(.badValue, "an ALPN protocol name is 1 to 255 bytes") }
             b.bridgeALPN = name
         },
-        "bridge_bind_address": .unsupported(
-            "the bridge's source address is not chosen; the routing table decides (add a route for the central broker)"
-        ),
+        "bridge_bind_address": .bridge { b, d throws(ConfigError) in b.bindAddress = try d.ipAddress() },
         "tls_engine": .unsupported("hardware TLS engines are not supported (use keyfile with a PEM key)"),
         "tls_engine_kpass_sha1": .unsupported("hardware TLS engines are not supported (use keyfile with a PEM key)"),
     ]

@@ -262,6 +262,20 @@ public struct BridgeConfig: Sendable, Equatable {
     public var bridgeALPN: String?
     /// `bridge_tls_version`: lowest TLS version, `tlsv1.3`/`tlsv1.2`/`tlsv1.1`. Default `tlsv1.2`.
     public var bridgeTLSVersion: String = "tlsv1.2"
+    /// `bridge_outgoing_retain`: false clears the retain flag on everything sent to the remote. Default true.
+    public var outgoingRetain: Bool = true
+    /// `bridge_attempt_unsubscribe`: UNSUBSCRIBE `out`-only remote topics at each connect. Default true.
+    public var attemptUnsubscribe: Bool = true
+    /// `bridge_bind_address`: the local IP address the bridge's socket binds to before connecting. Default none.
+    public var bindAddress: String?
+    /// `local_clientid`: the client id of the bridge's local side (ACL `%c`). Default `local.<remote_clientid>`.
+    public var localClientID: String?
+    /// `local_password`, checked with `local_username` against password_file at start; where it was written.
+    public var localPassword: String?
+    public var localPasswordLine: ConfigLine?
+    /// `local_cleansession`, when written (Sluice's queue is durable whatever its value; see the key's note).
+    public var localCleanSession: Bool?
+    var localCleanSessionLine: ConfigLine?
 
     // Sluice additions; each may also be written at top level as a default for every bridge.
 
@@ -298,6 +312,11 @@ public struct BridgeConfig: Sendable, Equatable {
     /// `notificationTopic`, or Mosquitto's default `$SYS/broker/connection/NAME/state`.
     /// `remote_clientid`, or Mosquitto's default: this host's name, a dot, the connection name.
     public func effectiveRemoteClientID(hostName: String) -> String { remoteClientID ?? "\(hostName).\(name)" }
+
+    /// `local_clientid`, or Mosquitto's default `local.<remote_clientid>`.
+    public func effectiveLocalClientID(hostName: String) -> String {
+        localClientID ?? "local." + effectiveRemoteClientID(hostName: hostName)
+    }
 
     /// `notification_topic`, or Mosquitto's default `$SYS/broker/connection/<remote_clientid>/state`: one topic
     /// per gateway of a fleet at the central, where the connection name is often the same everywhere.

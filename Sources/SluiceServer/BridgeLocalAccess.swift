@@ -4,7 +4,7 @@ import SluiceBridge
 import SluiceBroker
 
 /// Mosquitto's `local_username`: the bridge's local side is held to the ACL as that user (client id
-/// `local.<remote_clientid>`, Mosquitto's default local_clientid, for `%c` patterns). A message from the
+/// `local_clientid`, by default Mosquitto's `local.<remote_clientid>`, for `%c` patterns). A message from the
 /// central (`in` rules) is published locally only if the user may write its topic; a local message is queued
 /// for the central (`out` rules) only if the user may read it. Denials are counted per direction (metrics) and
 /// logged once, then summed once a minute. Without an `acl_file` everything passes, as in Mosquitto.
@@ -25,9 +25,9 @@ final class BridgeLocalAccess: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    init(username: String, remoteClientID: String, logger: Logger) {
+    init(username: String, clientID: String, logger: Logger) {
         self.username = username
-        self.clientID = "local." + remoteClientID
+        self.clientID = clientID
         self.logger = logger
     }
 
@@ -48,7 +48,7 @@ final class BridgeLocalAccess: Sendable {
             return state.warnings.note(
                 direction.rawValue,
                 now: now,
-                first: "\(refusal) '\(topic)': \(direction.rawValue) message dropped"
+                first: "\(refusal) '\(topic)' as client id '\(clientID)': \(direction.rawValue) message dropped"
                     + " (further denials are summed once a minute)",
                 summary: "\(direction.rawValue) messages dropped because \(refusal) their topics"
             )

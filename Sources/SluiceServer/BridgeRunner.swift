@@ -29,6 +29,8 @@ final class BridgeRunner: @unchecked Sendable {
     let limits: QueueLimits
     private let loop: any EventLoop
     private let addresses: [HostPort]
+    /// `bridge_bind_address`: the local address the socket binds to before connecting.
+    private let bindAddress: SocketAddress?
     private let store: Store
     private let host: BrokerHost
     private let logger: Logger
@@ -84,6 +86,7 @@ final class BridgeRunner: @unchecked Sendable {
         self.name = config.name
         self.loop = loop
         self.addresses = config.addresses
+        self.bindAddress = try config.bindAddress.map { try SocketAddress(ipAddress: $0, port: 0) }
         self.store = store
         self.host = host
         self.linkLogger = logger
@@ -102,11 +105,7 @@ final class BridgeRunner: @unchecked Sendable {
         let hostName = ProcessInfo.processInfo.hostName
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic(hostName: hostName) : nil
         self.localAccess = config.localUsername.map {
-            BridgeLocalAccess(
-                username: $0,
-                remoteClientID: config.effectiveRemoteClientID(hostName: hostName),
-                logger: logger
-            )
+            BridgeLocalAccess(username: $0, clientID: config.effectiveLocalClientID(hostName: hostName), logger: logger)
         }
         self.tls = config.usesTLS ? try TLSContexts.bridgeClient(config) : nil
         if config.bridgeInsecure {
@@ -142,6 +141,8 @@ final class BridgeRunner: @unchecked Sendable {
             maxByteRate: config.maxByteRate
         )
         configuration.addressLabels = config.addresses.map(\.description)
+        configuration.outgoingRetain = config.outgoingRetain
+        configuration.attemptUnsubscribe = config.attemptUnsubscribe
         configuration.startType =
             switch config.startType {
             case .automatic: .automatic
@@ -520,7 +521,9 @@ final class BridgeRunner: @unchecked Sendable {
         let handler = BridgeInboundHandler(runner: self, host: address.host)
         let version = link.configuration.protocolVersion
         let tls = self.tls
-        ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
+        if let bindAddress { bootstrap = bootstrap.bind(to: bindAddress) }
+        bootstrap
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
@@ -545,7 +548,8 @@ final class BridgeRunner: @unchecked Sendable {
                     self.channel = channel
                     self.run(self.link.connected())
                 case .failure(let error):
-                    self.run(self.link.connectionClosed(error: DescribedNetworkError(error)))  // the link logs why
+                    let described = BridgeBindAddress.explain(error, bindAddress: self.bindAddress)
+                    self.run(self.link.connectionClosed(error: described))  // the link logs why
                 }
             }
     }

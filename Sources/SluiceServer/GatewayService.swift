@@ -231,10 +231,9 @@ public final class GatewayService: Service, Sendable {
     }
 
     private static func loadSecurity(_ config: GatewayConfig) throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
-        (
-            try config.passwordFile.map { try PasswordFile.load(path: $0) },
-            try config.aclFile.map { try AccessControlList.load(path: $0) }
-        )
+        let passwords = try config.passwordFile.map { try PasswordFile.load(path: $0) }
+        if let problem = BridgeLocalCredentials.problems(config, passwords: passwords).first { throw problem }
+        return (passwords, try config.aclFile.map { try AccessControlList.load(path: $0) })
     }
 
     private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner], store: Store?) -> RepeatedTask {

@@ -65,6 +65,10 @@ struct DescribedNetworkError: Error, CustomStringConvertible {
     init(_ error: any Error) {
         description = NetworkErrorText.describe(error)
     }
+
+    init(text: String) {
+        description = text
+    }
 }
 
 /// A start-up failure in one line (`cannot listen on 127.0.0.1:1883 (listener): address already in use`).

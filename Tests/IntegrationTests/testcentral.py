@@ -318,7 +318,17 @@ class TestCentral:
                     rest = pid + (b"\x00" if version == 5 else b"") + bytes(codes)
                     writer.write(bytes([0x90]) + self._varint(len(rest)) + rest)
                 elif kind == 10:  # UNSUBSCRIBE
-                    rest = body[:2] + (b"\x00" if version == 5 else b"")
+                    # MQTT 5: one reason code per filter [MQTT-3.11.3-1] (0x00, as no subscription is kept here).
+                    rest = body[:2]
+                    if version == 5:
+                        i = 2
+                        n, i = self._skip_varint(body, i)
+                        i += n
+                        filters = 0
+                        while i < len(body):
+                            _, i = self._string(body, i)
+                            filters += 1
+                        rest += b"\x00" + bytes(filters)
                     writer.write(bytes([0xB0]) + self._varint(len(rest)) + rest)
                 elif kind == 12:  # PINGREQ
                     writer.write(bytes([0xD0, 0]))

@@ -84,9 +84,11 @@ func config(
     tryPrivate: Bool = false,
     maxInflight: Int = 3,
     rules: BridgeRules = outRules(),
-    progressTimeout: Duration? = nil
+    progressTimeout: Duration? = nil,
+    attemptUnsubscribe: Bool = false
 ) -> BridgeLinkConfiguration {
-    BridgeLinkConfiguration(
+    // `attemptUnsubscribe` is off unless a test asks: it adds an UNSUBSCRIBE (and a packet id) to every connect.
+    var configuration = BridgeLinkConfiguration(
         name: "cloud",
         addressCount: addresses,
         roundRobin: roundRobin,
@@ -106,6 +108,8 @@ func config(
         progressTimeout: progressTimeout,
         stablePeriod: .seconds(60)
     )
+    configuration.attemptUnsubscribe = attemptUnsubscribe
+    return configuration
 }
 
 /// A link plus a hand-driven clock.

@@ -21,7 +21,8 @@ func refusedMosquittoKeySaysWhyAndWhatToDo(_ line: String) throws {
 }
 
 @Test(arguments: [
-    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_outgoing_retain false",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nnotifications_local_only true",
+    "connection c\naddress 127.0.0.1\ntopic a/#\nbridge_require_ocsp true",
 ])
 func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     let error = try #require(parseError(text))
