@@ -320,7 +320,7 @@ extension KeyRule {
         "bridge_attempt_unsubscribe": "at each connect one UNSUBSCRIBE for the remote topics of out rules that no in/both rule subscribes",
         "bridge_bind_address": "an IPv4 or IPv6 address, not a host name; the remote is reached in the same address family",
         "local_clientid": "the bridge's local side's client id: for acl_file %c patterns (with local_username) and its log lines; default local.<remote_clientid>",
-        "local_password": "checked with local_username against password_file by sluice check and at start: a wrong one is an error",
+        "local_password": "checked with local_username against password_file by sluice check, at start and on SIGHUP: a wrong one is a warning (Mosquitto 2.0 does not check it)",
         "local_cleansession": "false is what Sluice does (its queue is durable); true is accepted with a notice saying so",
         "upgrade_outgoing_qos": "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
         "notifications_local_only": "false (the default) only",

@@ -2,15 +2,15 @@ import SluiceAuth
 import SluiceConfig
 
 /// `local_password`: Mosquitto documents it as the password of the bridge's connection to the local broker,
-/// so a wrong one would have that connection refused. Sluice's bridge has no local connection; the pair is
-/// checked against password_file instead, by `sluice check` and at start (and SIGHUP), and a mismatch is a
-/// configuration error on the `local_password` line rather than a bridge that silently runs as that user.
+/// but 2.0 never checks it (its bridge has no real local connection either), so a mosquitto.conf with a stale
+/// one runs. Sluice runs it too, and says so: `sluice check`, the start and SIGHUP warn, naming the
+/// `local_password` line, when password_file refuses the pair. The bridge still acts as local_username.
 public enum BridgeLocalCredentials {
-    /// One error per bridge whose `local_username`/`local_password` the password file refuses. Without a
+    /// One warning per bridge whose `local_username`/`local_password` the password file refuses. Without a
     /// (global) password_file there is nothing to check against, as for any client. SLOW (PBKDF2).
-    public static func problems(_ config: GatewayConfig, passwords: PasswordFile?) -> [ConfigError] {
+    public static func warnings(_ config: GatewayConfig, passwords: PasswordFile?) -> [String] {
         guard let passwords, let file = config.passwordFile else { return [] }
-        return config.bridges.compactMap { bridge in
+        let refusals: [ConfigError] = config.bridges.compactMap { bridge in
             guard let username = bridge.localUsername, let password = bridge.localPassword,
                 let line = bridge.localPasswordLine
             else { return nil }
@@ -28,15 +28,16 @@ public enum BridgeLocalCredentials {
             }
             return nil
         }
+        return refusals.map { "\($0) (Mosquitto does not check it either: the bridge still acts as that user)" }
     }
 
     /// `sluice check`: reads the password file only when a bridge sets `local_password`.
-    public static func problems(_ config: GatewayConfig) -> [String] {
+    public static func warnings(_ config: GatewayConfig) -> [String] {
         guard config.bridges.contains(where: { $0.localPassword != nil }), let path = config.passwordFile else {
             return []
         }
         do {
-            return problems(config, passwords: try PasswordFile.load(path: path)).map(\.description)
+            return warnings(config, passwords: try PasswordFile.load(path: path))
         } catch {
             return ["\(error)"]
         }

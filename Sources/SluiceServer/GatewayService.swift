@@ -187,7 +187,7 @@ public final class GatewayService: Service, Sendable {
         defer { _ = SystemdNotifier.notify("READY=1") }
         do {
             let fresh = try GatewayConfig.load(path: configPath)
-            let security = try Self.loadSecurity(fresh)
+            let security = try Self.loadSecurity(fresh, logger: logger)
             // Each listener's file as the reloaded configuration names it (listeners change at restart).
             var files: [Int: PasswordFile?] = [:]
             if config.perListenerSettings {
@@ -227,12 +227,14 @@ public final class GatewayService: Service, Sendable {
 
     /// The password and ACL files named by the configuration (errors name the file and line).
     private func loadSecurity() throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
-        try Self.loadSecurity(config)
+        try Self.loadSecurity(config, logger: logger)
     }
 
-    private static func loadSecurity(_ config: GatewayConfig) throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
+    private static func loadSecurity(_ config: GatewayConfig, logger: Logger) throws
+        -> (passwords: PasswordFile?, acl: AccessControlList?)
+    {
         let passwords = try config.passwordFile.map { try PasswordFile.load(path: $0) }
-        if let problem = BridgeLocalCredentials.problems(config, passwords: passwords).first { throw problem }
+        for warning in BridgeLocalCredentials.warnings(config, passwords: passwords) { logger.warning("\(warning)") }
         return (passwords, try config.aclFile.map { try AccessControlList.load(path: $0) })
     }
 

@@ -35,14 +35,13 @@ struct Check: ParsableCommand {
         }
         let crlProblems = parsed.listeners.compactMap { $0.tls.flatMap(RevocationListCheck.problem) }
         if !crlProblems.isEmpty { throw failure(crlProblems.joined(separator: "\n")) }
-        let credentialProblems = BridgeLocalCredentials.problems(parsed)
-        if !credentialProblems.isEmpty { throw failure(credentialProblems.joined(separator: "\n")) }
         print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
         if let user = parsed.user, user != "root" {
             do { _ = try PrivilegeDrop.account(user) } catch { print("warning: \(error) (sluice run refuses to start as root)") }
         }
         for warning in StoreSpaceCheck.warnings(parsed, configPath: config) { print("warning: \(warning)") }
         for warning in BridgeBindAddress.warnings(parsed) { print("warning: \(warning)") }
+        for warning in BridgeLocalCredentials.warnings(parsed) { print("warning: \(warning)") }
     }
 
     /// docs/mosquitto-keys.md: generated from the key table, so it cannot drift from the code.
