@@ -27,8 +27,9 @@ final class EmbeddedBroker {
         )
     }
 
-    func client(_ version: ProtocolVersion) throws -> TestClient {
+    func client(_ version: ProtocolVersion, readCounter: ReadCounter? = nil) throws -> TestClient {
         let channel = EmbeddedChannel(loop: loop)
+        if let readCounter { try channel.pipeline.syncOperations.addHandler(readCounter) }
         let handler = MQTTConnectionHandler(
             host: host,
             listener: 0,
@@ -47,6 +48,17 @@ final class EmbeddedBroker {
         loop.advanceTime(by: amount)
         host.tick()
         loop.run()
+    }
+}
+
+/// Counts the `read` requests that pass it towards the socket (it sits before the MQTT handler).
+final class ReadCounter: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    var reads = 0
+
+    func read(context: ChannelHandlerContext) {
+        reads += 1
+        context.read()
     }
 }
 
@@ -441,6 +453,51 @@ struct MQTTConnectionHandlerTests {
         // A read already in flight when the channel closed must not reach the broker.
         try? client.send(TestClient.publish("late", "x", .atMostOnce))
         #expect(broker.host.stats.publishReceived == 0)
+    }
+
+    /// A publisher that outruns the broker loop: with four decoded batches waiting there, the socket is
+    /// not read; when the broker catches up, reading resumes by itself.
+    @Test func readingWaitsWhileFourBatchesWaitForTheBrokerLoop() throws {
+        let broker = EmbeddedBroker()
+        let counter = ReadCounter()
+        let client = try broker.client(.v3_1_1, readCounter: counter)
+        _ = try client.connect("flood")
+        client.channel.read()
+        #expect(counter.reads == 1)
+        // Four reads decoded and handed over; the broker loop has not run them yet.
+        for index in 0..<4 {
+            var bytes = ByteBuffer()
+            MQTTCodec.encode(TestClient.publish("f", "\(index)", .atMostOnce), version: .v3_1_1, into: &bytes)
+            try client.channel.writeInbound(bytes)
+        }
+        client.channel.read()
+        #expect(counter.reads == 1, "read while four batches wait")
+        broker.loop.run()
+        #expect(counter.reads == 2, "reading resumed once the broker caught up")
+        #expect(broker.host.stats.publishReceived == 4)
+        client.channel.read()
+        #expect(counter.reads == 3)
+    }
+
+    @Test func sessionTakeoverClosesTheOldConnectionWith0x8EAndAcceptsTheNewOne() throws {
+        let broker = EmbeddedBroker()
+        let old = try broker.client(.v5)
+        _ = try old.connect("same")
+        let new = try broker.client(.v5)
+        try new.send(.connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "same")))
+        // The old connection is read for a moment (a DISCONNECT it sent would cancel its will), then closed.
+        #expect(old.isOpen)
+        broker.advance(by: MQTTConnectionHandler.takeoverReadWindow)
+        #expect(try old.received() == [.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver))])
+        #expect(!old.isOpen)
+        let answer = try new.received()
+        guard case .connAck(let ack)? = answer.first else {
+            Issue.record("no CONNACK: \(answer)")
+            return
+        }
+        #expect(ack.reasonCode == .success)
+        #expect(new.isOpen)
+        #expect(broker.host.connectedClients == 1)
     }
 
     @Test func disconnectByTheClientEndsTheSessionWithoutWill() throws {
