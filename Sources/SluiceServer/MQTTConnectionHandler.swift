@@ -302,8 +302,11 @@ extension MQTTError {
     /// The decoder throws `MQTTError`s; the processor around it adds only its buffer bound, which a
     /// packet checked from its fixed header cannot reach: should it ever, it is a packet too large.
     init(decoding error: any Error, maximumPacketSize: Int) {
-        self = error as? MQTTError
-            ?? MQTTError(.packetTooLarge, "more than \(maximumPacketSize) bytes buffered for one packet")
+        if let error = error as? MQTTError {
+            self = error
+        } else {
+            self.init(.packetTooLarge, "more than \(maximumPacketSize) bytes buffered for one packet")
+        }
     }
 }
 

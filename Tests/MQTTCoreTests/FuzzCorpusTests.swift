@@ -117,8 +117,9 @@ struct FuzzCorpusTests {
             let expected = replay(bytes)
             let stream = Array(bytes.dropFirst())
             let splits: [[Int]] = [[], [stream.count / 2], Array(stride(from: 1, to: stream.count, by: 1))]
+            let version: ProtocolVersion? = [nil, .v3_1, .v3_1_1, .v5][Int(selector & 0x03)]
             for split in splits {
-                let got = processorReplay(stream, cuts: split, version: [nil, .v3_1, .v3_1_1, .v5][Int(selector & 0x03)])
+                let got = processorReplay(stream, cuts: split, version: version)
                 let name = "\(file.lastPathComponent) in \(split.count + 1) reads"
                 #expect(got.packets == expected.packets, "\(name)")
                 #expect(got.error?.code == expected.error?.code, "\(name)")
