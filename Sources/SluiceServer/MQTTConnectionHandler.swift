@@ -55,6 +55,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Frames and decodes with the verified (fuzzed) decoder; the buffer it keeps holds at most one
     /// partial packet, whose size the decoder checked against the maximum from its fixed header.
     private let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    private static let noBytes = ByteBuffer()
     private var context: ChannelHandlerContext?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
@@ -151,6 +152,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                     packets.append(packet)
                 }
             }
+            // A read that ended on a packet boundary leaves nothing to keep, but the processor still holds
+            // the consumed buffer: hand it an empty one so it lets go, and the channel's pooled receive
+            // buffer is uniquely owned again and reused for the next read instead of a new allocation.
+            if decoder.unprocessedBytes == 0 { try decoder.process(buffer: Self.noBytes) { _ in } }
             dispatch(connect: connect, packets: packets, context: context)
         } catch {
             // What decoded before the bad packet is the client's too (a PUBLISH, then garbage).

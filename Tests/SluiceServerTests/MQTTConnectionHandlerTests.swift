@@ -428,6 +428,24 @@ struct MQTTConnectionHandlerTests {
         #expect(payloads == ["one", "two"])
     }
 
+    /// The channel reuses its receive buffer only when nothing else holds it: a read of whole packets
+    /// whose bytes nothing keeps (no PUBLISH payload) must leave the handler holding none of it.
+    @Test func aReadEndingOnAPacketBoundaryIsNotKeptByTheHandler() throws {
+        let broker = EmbeddedBroker()
+        let client = try broker.client(.v5)
+        _ = try client.connect("reuse")
+        var bytes = ByteBuffer()
+        MQTTCodec.encode(.pingReq, version: .v5, into: &bytes)
+        MQTTCodec.encode(.pingReq, version: .v5, into: &bytes)
+        try client.sendBytes(bytes)
+        #expect(try client.received() == [.pingResp, .pingResp])
+        #expect(bytes.modifyIfUniquelyOwned { _ in true } == true)
+        // A read ending mid-packet is kept, as it must be.
+        var partial = ByteBuffer(bytes: [0xC0, 0x00, 0xC0])
+        try client.sendBytes(partial)
+        #expect(partial.modifyIfUniquelyOwned { _ in true } == nil)
+    }
+
     @Test func goodPacketsBeforeABadOneInTheSameReadAreStillHandled() throws {
         let broker = EmbeddedBroker()
         let client = try broker.client(.v5)
