@@ -3,10 +3,14 @@ import NIOCore
 /// NIO decoder: frames and decodes MQTT packets. When `version` starts nil (a server before CONNECT)
 /// only CONNECT is accepted, and the version is learned from it.
 ///
+/// A single-step decoder, so one type serves both `ByteToMessageHandler` (the bridge and the CLI
+/// clients) and `NIOSingleStepByteToMessageProcessor` (the server's connection handler, which must
+/// batch packets itself); it is the decoder the verifier tests and the fuzz target's rules check.
+///
 /// Errors are `MQTTError`s carrying the reason code to report (0x81 malformed, 0x82 protocol error,
 /// 0x95 packet too large, 0x84 unsupported protocol version...). A packet larger than
 /// `maximumPacketSize` is rejected from its fixed header, before its body is buffered.
-public struct MQTTPacketDecoder: ByteToMessageDecoder {
+public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = Packet
 
     /// The negotiated protocol version; nil until CONNECT has been decoded.
@@ -19,24 +23,20 @@ public struct MQTTPacketDecoder: ByteToMessageDecoder {
         self.maximumPacketSize = maximumPacketSize
     }
 
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    public mutating func decode(buffer: inout ByteBuffer) throws(MQTTError) -> Packet? {
         guard let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) else {
-            return .needMoreData
+            return nil
         }
         let packet = try MQTTCodec.decode(frame, version: version)
         if version == nil, case .connect(let connect) = packet {
             version = connect.protocolVersion
         }
-        context.fireChannelRead(Self.wrapInboundOut(packet))
-        return .continue
+        return packet
     }
 
-    public mutating func decodeLast(
-        context: ChannelHandlerContext,
-        buffer: inout ByteBuffer,
-        seenEOF: Bool
-    ) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
+    /// A partial packet left at end of stream is dropped, as the connection is gone anyway.
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(MQTTError) -> Packet? {
+        try decode(buffer: &buffer)
     }
 }
 

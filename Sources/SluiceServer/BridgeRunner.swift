@@ -518,7 +518,6 @@ final class BridgeRunner: @unchecked Sendable {
 
     private func open(_ address: HostPort) {
         logger.debug("connecting to \(address)")
-        let handler = BridgeInboundHandler(runner: self, host: address.host)
         let version = link.configuration.protocolVersion
         let tls = self.tls
         var bootstrap = ClientBootstrap(group: loop)
@@ -538,7 +537,8 @@ final class BridgeRunner: @unchecked Sendable {
                         )
                     }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTPacketDecoder(version: version)))
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    // Made here, on the channel's loop (the runner's), so the handler never crosses threads.
+                    try channel.pipeline.syncOperations.addHandler(BridgeInboundHandler(runner: self, host: address.host))
                 }
             }
             .connect(host: address.host, port: address.port)
@@ -573,7 +573,7 @@ final class BridgeRunner: @unchecked Sendable {
 }
 
 /// Hands what the remote broker sends (framed and decoded by `MQTTPacketDecoder`) to the runner.
-private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Sendable {
+private final class BridgeInboundHandler: ChannelInboundHandler {
     typealias InboundIn = Packet
 
     private let runner: BridgeRunner
@@ -603,6 +603,9 @@ private final class BridgeInboundHandler: ChannelInboundHandler, @unchecked Send
         context.close(promise: nil)
     }
 }
+
+@available(*, unavailable)
+extension BridgeInboundHandler: Sendable {}
 
 extension BridgeDirection {
     init(_ direction: BridgeTopic.Direction) {

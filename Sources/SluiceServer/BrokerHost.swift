@@ -15,7 +15,7 @@ final class BrokerHost: @unchecked Sendable {
     private var core: Broker
     private var connections: [ConnectionID: ConnectionHandle] = [:]
     private let nextID = NIOLockedValueBox<UInt64>(0)
-    private let started = NIODeadline.now()
+    private let started: NIODeadline
     /// Bytes over client connections (updated by the connection handlers on their own loops).
     let traffic = TrafficCounters()
 
@@ -31,13 +31,15 @@ final class BrokerHost: @unchecked Sendable {
 
     init(loop: any EventLoop, settings: BrokerSettings, logger: Logger) {
         self.loop = loop
+        self.started = loop.now
         self.core = Broker(settings: settings)
         self.logger = logger
         self.clientLog = ClientEventLog(logger: logger)
     }
 
-    /// Broker time: milliseconds since the host started (monotonic).
-    var now: BrokerTime { BrokerTime((NIODeadline.now() - started).nanoseconds / 1_000_000) }
+    /// Broker time: milliseconds since the host started (monotonic). The loop's clock, so an
+    /// `EmbeddedEventLoop` drives keep-alive and expiry in tests; a real loop's is `NIODeadline.now()`.
+    var now: BrokerTime { BrokerTime((loop.now - started).nanoseconds / 1_000_000) }
 
     /// Connection identifiers are handed out on any loop at accept time (not on the publish path).
     func makeConnectionID() -> ConnectionID {

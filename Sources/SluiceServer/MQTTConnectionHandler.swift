@@ -54,7 +54,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let connectTimeout: TimeAmount
     private let logger: Logger
     private var version: ProtocolVersion?
-    private var cumulation: ByteBuffer?
+    /// Frames and decodes with the verified (fuzzed) decoder; the buffer it keeps holds at most one
+    /// partial packet, whose size the decoder checked against the maximum from its fixed header.
+    private let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    private static let noBytes = ByteBuffer()
     private var context: ChannelHandlerContext?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
@@ -87,6 +90,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.useSubjectAsUsername = useSubjectAsUsername
         self.id = host.makeConnectionID()
         self.maximumPacketSize = maximumPacketSize
+        self.decoder = NIOSingleStepByteToMessageProcessor(
+            MQTTPacketDecoder(maximumPacketSize: maximumPacketSize),
+            maximumBufferSize: maximumPacketSize
+        )
         self.connectTimeout = connectTimeout
         self.logger = logger
     }
@@ -104,8 +111,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     func channelActive(context: ChannelHandlerContext) {
         // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let remote = context.remoteAddress.logText
         connectTimer = context.eventLoop.scheduleTask(in: connectTimeout) { [logger] in
-            logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(context.remoteAddress.logText)"])
+            logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(remote)"])
             loopBoundContext.value.close(promise: nil)
         }
         context.fireChannelActive()
@@ -134,19 +142,12 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        var input = unwrapInboundIn(data)
+        let input = unwrapInboundIn(data)
         host.traffic.received(input.readableBytes)
-        if cumulation == nil {
-            cumulation = input
-        } else {
-            cumulation!.writeBuffer(&input)
-        }
         var packets: [Packet] = []
         var connect: ConnectPacket? = nil
         do {
-            while var buffer = cumulation, let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) {
-                cumulation = buffer
-                let packet = try MQTTCodec.decode(frame, version: version)
+            try decoder.process(buffer: input) { packet in
                 if version == nil, case .connect(let first) = packet {
                     version = first.protocolVersion
                     connectTimer?.cancel()
@@ -155,23 +156,15 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                     packets.append(packet)
                 }
             }
-            compactCumulation()
+            // A read that ended on a packet boundary leaves nothing to keep, but the processor still holds
+            // the consumed buffer: hand it an empty one so it lets go, and the channel's pooled receive
+            // buffer is uniquely owned again and reused for the next read instead of a new allocation.
+            if decoder.unprocessedBytes == 0 { try decoder.process(buffer: Self.noBytes) { _ in } }
             dispatch(connect: connect, packets: packets, context: context)
         } catch {
+            // What decoded before the bad packet is the client's too (a PUBLISH, then garbage).
             dispatch(connect: connect, packets: packets, context: context)
-            reject(error, context: context)
-        }
-    }
-
-    /// Keeps only the unread tail (at most one partial packet). Without this a stream that always
-    /// ends a read mid-packet grows one buffer with everything ever received (profiled: half the
-    /// broker's CPU went to copying it on each append).
-    private func compactCumulation() {
-        guard var rest = cumulation else { return }
-        cumulation = nil  // so `rest` is the sole owner and compacts in place when nothing else holds it
-        if rest.readableBytes > 0 {
-            rest.discardReadBytes()
-            cumulation = rest
+            reject(MQTTError(decoding: error, maximumPacketSize: maximumPacketSize), context: context)
         }
     }
 
@@ -199,6 +192,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 identityVerified: identityVerified
             )
             let done = batchStarted(context: context)
+            let connect = connect
             host.loop.execute {
                 host.connect(id, connect, handle: handle)
                 if !packets.isEmpty { host.receive(id, packets) }
@@ -251,7 +245,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             "closing connection after bad input",
             metadata: ["remote": "\(context.remoteAddress.logText)", "error": "\(error)"]
         )
-        cumulation = nil
         closeCause = .protocolError(error.message)
         switch version {
         case nil where error.code == .unsupportedProtocolVersion:
@@ -310,6 +303,22 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         if closeCause == nil { closeCause = .socketError(NetworkErrorText.describe(error)) }
         context.close(promise: nil)
+    }
+}
+
+/// Loop-bound: other loops reach it only through `NIOLoopBound` (`ConnectionHandle`).
+@available(*, unavailable)
+extension MQTTConnectionHandler: Sendable {}
+
+extension MQTTError {
+    /// The decoder throws `MQTTError`s; the processor around it adds only its buffer bound, which a
+    /// packet checked from its fixed header cannot reach: should it ever, it is a packet too large.
+    init(decoding error: any Error, maximumPacketSize: Int) {
+        if let error = error as? MQTTError {
+            self = error
+        } else {
+            self.init(.packetTooLarge, "more than \(maximumPacketSize) bytes buffered for one packet")
+        }
     }
 }
 

@@ -296,7 +296,7 @@ final class MetricsEndpoint: Sendable {
 }
 
 /// One request, one response; anything but GET is refused.
-private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+private final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -326,14 +326,17 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendab
                 headers.add(name: "Content-Type", value: contentType)
                 headers.add(name: "Content-Length", value: "\(body.utf8.count)")
                 if !keepAlive { headers.add(name: "Connection", value: "close") }
-                context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-                let sent = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+                context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+                context.write(Self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+                let sent = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
                 if !keepAlive { sent.whenComplete { _ in loopBound.value.close(promise: nil) } }
             }
         }
     }
 }
+
+@available(*, unavailable)
+extension MetricsHTTPHandler: Sendable {}
 
 /// `write_bytes` of /proc/self/io: what this process made the kernel write to storage (not the page cache).
 private func processWriteBytes() -> Int? {

@@ -90,7 +90,7 @@ public enum StatusClient {
 }
 
 /// Collects one HTTP response: a 200 gives its body, anything else a failure naming the status.
-private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
     private let promise: EventLoopPromise<[UInt8]>
@@ -141,3 +141,6 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
         context.close(promise: nil)
     }
 }
+
+@available(*, unavailable)
+extension ResponseCollector: Sendable {}

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 
 @testable import MQTTCore
@@ -105,4 +106,47 @@ struct FuzzCorpusTests {
             _ = replay(try [UInt8](Data(contentsOf: file)))
         }
     }
+
+    /// The server's connection handler decodes through `NIOSingleStepByteToMessageProcessor` driving
+    /// `MQTTPacketDecoder`: for every corpus input, however the bytes are split into reads, that path
+    /// yields the packets and the error the fuzz rules above yield.
+    @Test func serverDecodePathAgreesWithTheFuzzRulesAtEverySplit() throws {
+        for file in fixtureFiles("mqtt") + fixtureFiles("crashes/FuzzMQTTDecoder") {
+            let bytes = try [UInt8](Data(contentsOf: file))
+            guard let selector = bytes.first else { continue }
+            let expected = replay(bytes)
+            let stream = Array(bytes.dropFirst())
+            let splits: [[Int]] = [[], [stream.count / 2], Array(stride(from: 1, to: stream.count, by: 1))]
+            let version: ProtocolVersion? = [nil, .v3_1, .v3_1_1, .v5][Int(selector & 0x03)]
+            for split in splits {
+                let got = processorReplay(stream, cuts: split, version: version)
+                let name = "\(file.lastPathComponent) in \(split.count + 1) reads"
+                #expect(got.packets == expected.packets, "\(name)")
+                #expect(got.error?.code == expected.error?.code, "\(name)")
+                if expected.error == nil { #expect(got.leftover == expected.leftover, "\(name)") }
+            }
+        }
+    }
+}
+
+/// Feeds `stream` to a processor in reads cut at `cuts`, as the server's handler does (its buffer
+/// bounded by the maximum packet size).
+private func processorReplay(_ stream: [UInt8], cuts: [Int], version: ProtocolVersion?) -> Replay {
+    var result = Replay()
+    let processor = NIOSingleStepByteToMessageProcessor(
+        MQTTPacketDecoder(version: version, maximumPacketSize: MQTTCodec.maximumPacketSize),
+        maximumBufferSize: MQTTCodec.maximumPacketSize
+    )
+    var start = 0
+    for end in cuts + [stream.count] {
+        do {
+            try processor.process(buffer: ByteBuffer(bytes: stream[start..<end])) { result.packets.append($0) }
+        } catch {
+            result.error = error as? MQTTError ?? MQTTError(.unspecifiedError, "\(error)")
+            return result
+        }
+        start = end
+    }
+    result.leftover = processor.unprocessedBytes
+    return result
 }
