@@ -13,7 +13,9 @@
 /// the flash. Waiting only gains when someone else is expected to publish during the wait: the publishers
 /// seen recently that are NOT waiting on a PUBACK of their own (open-loop sensors). A publisher that waits
 /// for its PUBACK before sending again (closed loop, or one whose in-flight window is full) would only be
-/// slowed by a hold, and a lone sensor has nobody to share with. So the hold is `autoHold` when
+/// slowed by a hold, and a lone sensor has nobody to share with. A publisher seen with two or more messages
+/// awaiting their commit in the last `recentWindow` is paced by its PUBACKs (an in-flight window) and does
+/// not count either: a sensor at 10 msg/s never has two awaiting a 20 ms hold. So the hold is `autoHold` when
 /// (summed arrival rate of the idle recent publishers) × `autoHold` ≥ 1, else zero.
 ///
 /// Pure: the caller (the broker loop, which sees every durable publish) passes the time of each event in
@@ -36,6 +38,10 @@ public struct CommitHoldEstimator: Sendable {
         var meanInterval: Double?
         /// Messages whose publisher waits for their commit (QoS 1/2) and that are not yet committed.
         var awaitingCommit = 0
+        /// Until when it counts as paced by its PUBACKs: it had several messages awaiting commit at once (an
+        /// in-flight window), so its next messages follow our commits and waiting for them gains nothing that
+        /// group commit does not already give.
+        var pacedUntil: UInt64 = 0
 
         /// Messages per second; 0 until the second message.
         var rate: Double { meanInterval.map { $0 > 0 ? 1e9 / $0 : 0 } ?? 0 }
@@ -73,6 +79,7 @@ public struct CommitHoldEstimator: Sendable {
         }
         entry.lastArrival = now
         if awaitsCommit { entry.awaitingCommit += 1 }
+        if entry.awaitingCommit >= 2 { entry.pacedUntil = now &+ Self.recentWindow }
         publishers[publisher] = entry
     }
 
@@ -87,7 +94,7 @@ public struct CommitHoldEstimator: Sendable {
     /// send at least one message within it, else zero.
     public func hold(at now: UInt64) -> Duration {
         var expected = 0.0
-        for entry in publishers.values where entry.awaitingCommit == 0 {
+        for entry in publishers.values where entry.awaitingCommit == 0 && now >= entry.pacedUntil {
             guard now &- entry.lastArrival <= entry.horizon || entry.lastArrival > now else { continue }
             expected += entry.rate * holdNanoseconds / 1e9
             if expected >= 1 { return hold }
