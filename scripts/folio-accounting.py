@@ -7,6 +7,7 @@ is then charged the whole folio, while writeback sends only the dirty 4 KiB bloc
 
 Usage: folio-accounting.py DIR [BLOCKDEV]   (BLOCKDEV: the device under DIR, e.g. loop0, to print what it got;
 meaningful only on a filesystem nothing else writes to, e.g. a loop-mounted ext4 image)."""
+import mmap
 import os
 import sys
 
@@ -50,6 +51,19 @@ def main() -> int:
         os.fsync(fd)
         print("the same into a range read (4 KiB folios) before its 256 KiB write:  /proc %.0f B, device %s B"
               % rewrites(fd, span, span, dev))
+        # LMDB maps its file read-only and reads pages through page faults. After the cache was dropped (a
+        # restart, memory pressure), a fault reads ahead into large folios unless the map is MADV_RANDOM (LMDB's
+        # MDB_NORDAHEAD), which faults single 4 KiB pages.
+        for advice, label in ((mmap.MADV_NORMAL, "MADV_NORMAL"), (mmap.MADV_RANDOM, "MADV_RANDOM")):
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            view = mmap.mmap(fd, 2 * span, mmap.MAP_SHARED, mmap.PROT_READ)
+            view.madvise(advice)
+            for page in range(0, 2 * span, 4096):
+                view[page]
+            print("the same into a range faulted in through an mmap with %-11s:     /proc %.0f B, device %s B"
+                  % ((label,) + rewrites(fd, 0, span, dev)))
+            view.close()
     finally:
         os.close(fd)
         os.unlink(path)

@@ -90,7 +90,7 @@ enum KeyRule: Sendable {
             c.storeMapSizeMax = try d.byteSize((1 << 20)...Int.max)
         },
         "queue_commit_window": .global { c, d throws(ConfigError) in
-            c.queueCommitWindowMilliseconds = try d.int(0...10_000)
+            c.queueCommitWindow = try d.queueCommitWindow()
         },
         "store_min_free": .global { c, d throws(ConfigError) in c.storeMinFree = try d.storeMinFree() },
         "persistent_client_expiration": .global { c, d throws(ConfigError) in

@@ -401,12 +401,14 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `store_max_size` (Sluice addition): LMDB map size in bytes (suffixes KB/MB/GB, 1024-based),
     /// at least 1 MB, honoured as written. Default 1 GiB.
     public var storeMapSizeMax: Int = 1 << 30
-    /// `queue_commit_window MILLISECONDS` (Sluice addition, 0–10000): how long a write waits for others to
-    /// share its commit. Default 0: every PUBACK follows the next commit at once. A window trades PUBACK
+    /// `queue_commit_window auto | MILLISECONDS` (Sluice addition): how long a write waits for others to
+    /// share its commit. Default `auto`: an append waits up to `CommitHoldEstimator.autoHold` only while other
+    /// publishers are expected to send within it (so a lone or closed-loop publisher never waits). A number
+    /// is a fixed window for every write (0: every PUBACK follows the next commit at once); it trades PUBACK
     /// latency (up to the window more) for fewer flash writes and flushes: at 10–200 msg/s, one per window
     /// instead of one per message. A publisher whose in-flight window is W then sends at most W messages per
     /// commit window.
-    public var queueCommitWindowMilliseconds: Int = 0
+    public var queueCommitWindow: QueueCommitWindow = .auto
     /// `store_min_free SIZE|PERCENT%` (Sluice addition): free space the store leaves on its
     /// filesystem; below it `queue_overflow` applies as if the queue were full. Default: 64 MiB, but
     /// at most 5% of the filesystem. 0 turns the guard off.

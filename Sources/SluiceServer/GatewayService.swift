@@ -267,7 +267,7 @@ public final class GatewayService: Service, Sendable {
         let store = try Store(
             path: path,
             maxMapSize: config.storeMapSizeMax,
-            commitWindow: .milliseconds(config.queueCommitWindowMilliseconds),
+            commitWindow: config.queueCommitWindow.fixedWindow,
             freeSpaceGuard: FreeSpaceGuard(config.storeMinFree),
             onEvent: { alarm.event($0) }
         )
@@ -282,7 +282,8 @@ public final class GatewayService: Service, Sendable {
     /// PUBACK waits until every queue holding the message has committed it (see `DurableBatcher`).
     private func connectDurableQueues(host: BrokerHost, store: Store, bridges: [BridgeRunner]) {
         host.setDurableFilters(bridges.flatMap { $0.rules.rules.filter(\.direction.isOutbound).map(\.localFilter) })
-        let batcher = DurableBatcher(host: host, store: store, bridges: bridges, alarm: alarm)
+        let pacing = config.queueCommitWindow == .auto ? CommitPacing() : nil
+        let batcher = DurableBatcher(host: host, store: store, bridges: bridges, alarm: alarm, pacing: pacing)
         host.durableSink = { token, message in batcher.add(token: token, message: message) }
     }
 
@@ -448,8 +449,11 @@ final class DurableBatcher: @unchecked Sendable {
     /// Per bridge: each queued message's class queue (BridgeQueues).
     private var queueNames: [[String]]
     private var flushScheduled = false
+    /// `queue_commit_window auto`: the hold each append gets.
+    private let pacing: CommitPacing?
 
-    init(host: BrokerHost, store: Store, bridges: [BridgeRunner], alarm: StoreAlarm) {
+    init(host: BrokerHost, store: Store, bridges: [BridgeRunner], alarm: StoreAlarm, pacing: CommitPacing?) {
+        self.pacing = pacing
         self.host = host
         self.store = store
         self.bridges = bridges
@@ -477,6 +481,7 @@ final class DurableBatcher: @unchecked Sendable {
         }
         tokens.append(token)
         targets.append(count)
+        pacing?.arrived(token: token, message: message)
         if !flushScheduled {
             flushScheduled = true
             host.loop.execute { self.flush() }  // after the rest of this loop turn's reads
@@ -507,8 +512,9 @@ final class DurableBatcher: @unchecked Sendable {
         targets.removeAll(keepingCapacity: true)
         let host = self.host
         let alarm = self.alarm
+        let hold = pacing?.hold()
         for (bridge, queue, batchMessages, owners) in appends {
-            store.append(queue: queue, messages: batchMessages, limits: bridge.limits) { result in
+            store.append(queue: queue, messages: batchMessages, limits: bridge.limits, hold: hold) { result in
                 var outcomes = [CommitOutcome](repeating: .committed, count: owners.count)
                 switch result {
                 case .success(let results):
@@ -523,7 +529,10 @@ final class DurableBatcher: @unchecked Sendable {
                 }
                 if outcomes.contains(.committed) { bridge.queueHasMore() }
                 guard let outcome = batch.finish(owners: owners, outcomes: outcomes) else { return }
-                host.loop.execute { host.persisted(outcome) }
+                host.loop.execute {
+                    self.pacing?.completed(outcome.lazy.map(\.token))
+                    host.persisted(outcome)
+                }
             }
         }
     }

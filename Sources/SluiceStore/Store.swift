@@ -13,9 +13,12 @@
 //   meta page through LMDB's O_DSYNC descriptor); at the rates gateways run at, removals riding the next
 //   append halve both (issue 15). The caller decides what may wait: the bridge submits its removals eagerly
 //   once they hold back half its window. Their completions still run only after their commit.
-// - `commitWindow` (`queue_commit_window`, 0 by default): an ordinary operation waits up to that long for
+// - `commitWindow` (`queue_commit_window MILLISECONDS`): an ordinary operation waits up to that long for
 //   others to share its commit, trading PUBACK latency for fewer flushes. Completions still follow the
-//   commit, so the contract holds; a publisher's PUBACK latency grows by at most the window.
+//   commit, so the contract holds; a publisher's PUBACK latency grows by at most the window. Without it
+//   (`queue_commit_window auto`, the default, and 0), an append may carry a `hold` chosen by the caller
+//   (`CommitHoldEstimator`): the writer waits until the earliest held operation is due, an eager operation
+//   without a hold arrives, or the batch is full.
 // - Bounds (count, bytes, age) are enforced inside the transaction of the append itself, so the stored
 //   queue never exceeds them, not even for a moment another process could observe.
 // - A full map grows (doubling, `mdb_env_set_mapsize`) up to `maxMapSize` and the batch is retried.
@@ -241,11 +244,14 @@ public final class Store: Sendable {
     // MARK: - Queues
 
     /// Appends `messages` to `queue` in order, applying `limits` in the same transaction. The completion runs
-    /// after the commit, with one result per message: `.stored(seq:)` or `.rejected(reason)`.
+    /// after the commit, with one result per message: `.stored(seq:)` or `.rejected(reason)`. `hold`: how long
+    /// it may wait for others to share its commit when the store has no fixed `commitWindow` (see
+    /// `CommitHoldEstimator`); the completion still follows the commit.
     public func append(
         queue: String,
         messages: [QueuedMessage],
         limits: QueueLimits,
+        hold: Duration? = nil,
         completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void
     ) {
         do {
@@ -260,14 +266,18 @@ public final class Store: Sendable {
             try context.append(queue, messages, limits)
         }
         operation.alone = { writer in writer.appendAtCeiling(queue, messages, limits) }
+        operation.hold = hold
         writer.submit(operation)
     }
 
     /// Appends and waits for the commit. See `append(queue:messages:limits:completion:)`.
-    public func append(queue: String, messages: [QueuedMessage], limits: QueueLimits) async throws(StoreError)
-        -> [AppendResult]
-    {
-        try await awaitResult { append(queue: queue, messages: messages, limits: limits, completion: $0) }
+    public func append(
+        queue: String,
+        messages: [QueuedMessage],
+        limits: QueueLimits,
+        hold: Duration? = nil
+    ) async throws(StoreError) -> [AppendResult] {
+        try await awaitResult { append(queue: queue, messages: messages, limits: limits, hold: hold, completion: $0) }
     }
 
     /// Up to `limit` messages of `queue` in FIFO order, starting after sequence number `after` (from the head
@@ -593,6 +603,11 @@ protocol PendingWrite: AnyObject {
     var weight: Int { get }
     /// May wait (up to the writer's `lazyDelay`) for an ordinary operation to share its transaction.
     var lazy: Bool { get }
+    /// How long an eager operation may wait for others when the writer has no fixed `commitWindow`
+    /// (`queue_commit_window auto`); nil or zero: commit at once. See `CommitHoldEstimator`.
+    var hold: Duration? { get }
+    /// When it was submitted (monotonic nanoseconds), for its hold.
+    var submittedAt: UInt64 { get set }
     func apply(_ context: WriteContext) throws(StoreError)
     func finish()
     func fail(_ error: StoreError)
@@ -602,6 +617,8 @@ protocol PendingWrite: AnyObject {
 final class WriteOperation<R: Sendable>: PendingWrite {
     let weight: Int
     var lazy = false
+    var hold: Duration?
+    var submittedAt: UInt64 = 0
     let completion: @Sendable (Result<R, StoreError>) -> Void
     let body: (WriteContext) throws(StoreError) -> R
     /// A custom fallback (appends apply their policy at the map's ceiling).
@@ -666,6 +683,8 @@ final class Writer: @unchecked Sendable {
     private var eager = 0
     /// The summed weight of `pending`.
     private var pendingWeight = 0
+    /// When the eager operations in `pending` may commit, by their holds (without a fixed `commitWindow`).
+    private var holds = HoldDeadline()
     private var closing = false
     private var running = false
     private let thread = NamedThread()
@@ -752,7 +771,13 @@ final class Writer: @unchecked Sendable {
         }
         pending.append(operation)
         pendingWeight += operation.weight
-        if !operation.lazy { eager += 1 }
+        if !operation.lazy {
+            eager += 1
+            if commitWindow == .zero {
+                operation.submittedAt = monotonicNanoseconds()
+                holds.add(hold: operation.hold, at: operation.submittedAt)
+            }
+        }
         // A lazy operation behind others changes nothing the writer waits on (it waits for a first operation,
         // an eager one, or a full batch): no wake-up, which a bridge at a window of one would pay per message.
         if !operation.lazy || pending.count == 1 || pendingWeight >= maxBatchBytes { condition.signal() }
@@ -783,6 +808,14 @@ final class Writer: @unchecked Sendable {
                 // The commit window: let more operations share this commit (bounded by the batch size).
                 let deadline = ConditionMutex.deadline(after: commitWindow)
                 while !closing && pendingWeight < maxBatchBytes && condition.wait(until: deadline) {}
+            } else if eager > 0 {
+                // `auto`: wait until the earliest held operation is due, an operation without a hold arrives,
+                // or the batch is full.
+                while !closing && pendingWeight < maxBatchBytes, let commitBy = holds.commitBy {
+                    let now = monotonicNanoseconds()
+                    guard now < commitBy else { break }
+                    _ = condition.wait(until: ConditionMutex.deadline(after: .nanoseconds(commitBy - now)))
+                }
             }
             if pending.isEmpty && closing {
                 running = false
@@ -801,6 +834,10 @@ final class Writer: @unchecked Sendable {
             pending.removeFirst(take)
             pendingWeight -= bytes
             eager -= batch.count(where: { !$0.lazy })
+            if commitWindow == .zero {
+                holds = HoldDeadline()
+                for operation in pending where !operation.lazy { holds.add(hold: operation.hold, at: operation.submittedAt) }
+            }
             condition.unlock()
             runBatch(batch)
         }

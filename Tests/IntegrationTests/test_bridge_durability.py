@@ -5,10 +5,12 @@ kept (duplicates ignored)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+import urllib.request
 
-from bridgeharness import (BridgeSpec, bridge_env, assert_delivery, mosq_pub_lines,  # noqa: F401
+from bridgeharness import (BridgeSpec, bridge_env, assert_delivery, free_port, mosq_pub_lines,  # noqa: F401
                            publish_numbered, start_link, uid, wait_until)
 
 WINDOW = 100
@@ -148,6 +150,92 @@ def test_kill9_with_commit_window_loses_no_acknowledged_message(bridge_env):
     gw.start()
     central.start()
     counter.wait_distinct(len(acked), 60)
+    counter.settle(1.0)
+    missing = sorted(set(acked) - set(counter.seqs()))
+    assert not missing, f"{len(missing)} acknowledged messages lost (first {missing[:5]})\n{env.logs()}"
+
+
+def store_commits(metrics_port: int) -> int:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return int(float(re.search(r"^sluice_store_commits_total (\S+)$", text, re.M).group(1)))
+
+
+def acknowledged(info) -> bool:
+    """PUBACKed; paho raises for a publish made while disconnected (never sent, so not acknowledged)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
+def publish_open_loop(env, port: int, sensors: int, period: float, seconds: float, first: int,
+                      infos: list, wait_acks: float = 0.0) -> None:
+    """`sensors` clients, each publishing QoS 1 every `period` s at its own phase without waiting for
+    PUBACKs (as sensors do), for `seconds`. Numbers from `first` on; (number, MQTTMessageInfo) go to `infos`.
+    With `wait_acks`, waits up to that long for every PUBACK before disconnecting."""
+    clients = [env.client(port, uid(f"sensor{s}"), max_inflight=1000) for s in range(sensors)]
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def sensor(index: int) -> None:
+        tick = start + period * index / sensors
+        k = 0
+        while tick < start + seconds:
+            time.sleep(max(0.0, tick - time.monotonic()))
+            number = first + k * sensors + index
+            info = clients[index].c.publish("sensors/auto", str(number), 1)
+            with lock:
+                infos.append((number, info))
+            k += 1
+            tick += period
+
+    threads = [threading.Thread(target=sensor, args=(i,), daemon=True) for i in range(sensors)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    if wait_acks:
+        wait_until(lambda: all(acknowledged(info) for _n, info in infos), wait_acks)
+    for c in clients:
+        c.close()
+
+
+def test_kill9_under_auto_commit_window_with_open_loop_sensors(bridge_env):
+    """The default `queue_commit_window auto` (issue 15): with ten open-loop sensors at 10 msg/s each (100 msg/s
+    in all), an append waits up to its hold for the others, so commits are well under one per message; and a
+    kill -9 in the middle of such a stream loses none of the messages that were PUBACKed."""
+    env = bridge_env
+    metrics_port = free_port()
+    central = env.central().start()
+    counter = env.counter(central.port, "gw1/sensors/#")
+    gw = env.gateway([BridgeSpec([central.port], topics=['sensors/# out 1 "" gw1/'], max_inflight=WINDOW)],
+                     extra=[f"metrics_listener {metrics_port} 127.0.0.1"]).start()
+    gw.wait_connected()
+    central.stop()  # appends only: removals after the central's PUBACK would add commits of their own
+    assert wait_until(lambda: gw.count_log(r"metrics listening") >= 1, 10), env.logs()
+    # Phase 1: count commits against messages.
+    first_infos: list = []
+    before = store_commits(metrics_port)
+    publish_open_loop(env, gw.port, sensors=10, period=0.1, seconds=3.0, first=1, infos=first_infos,
+                      wait_acks=20)
+    assert all(acknowledged(info) for _n, info in first_infos), env.logs()
+    commits = store_commits(metrics_port) - before
+    messages = len(first_infos)
+    print(f"auto window: {messages} messages from 10 open-loop sensors in {commits} commits")
+    assert messages >= 250, f"only {messages} published"
+    assert commits <= 0.6 * messages, f"{commits} commits for {messages} messages: the hold did not engage"
+    # Phase 2: kill -9 mid-stream.
+    infos: list = []
+    killer = threading.Timer(1.5, gw.kill)
+    killer.start()
+    publish_open_loop(env, gw.port, sensors=10, period=0.1, seconds=3.0, first=100_000, infos=infos)
+    killer.join()
+    acked = sorted(n for n, info in first_infos + infos if acknowledged(info))
+    assert 0 < len(acked) - messages < len(infos), \
+        f"{len(acked) - messages} of {len(infos)} acknowledged: the kill did not land mid-stream"
+    gw.start()
+    central.start()
+    assert wait_until(lambda: set(acked) <= set(counter.seqs()), 60, 0.2), env.logs()
     counter.settle(1.0)
     missing = sorted(set(acked) - set(counter.seqs()))
     assert not missing, f"{len(missing)} acknowledged messages lost (first {missing[:5]})\n{env.logs()}"

@@ -122,6 +122,15 @@ let badCases: [BadCase] = [
     BadCase(text: "store_min_free -1%", kind: .badValue, line: 1, key: "store_min_free", says: "got '-1%'"),
     BadCase(text: "store_min_free lots", kind: .badValue, line: 1, key: "store_min_free", says: "got 'lots'"),
     BadCase(text: "store_min_free", kind: .missingValue, line: 1, key: "store_min_free", says: "required"),
+    BadCase(
+        text: "queue_commit_window 10001", kind: .badValue, line: 1, key: "queue_commit_window",
+        says: "expected auto or milliseconds from 0 to 10000, got '10001'"
+    ),
+    BadCase(text: "# flash\nqueue_commit_window -1", kind: .badValue, line: 2, key: "queue_commit_window", says: "got '-1'"),
+    BadCase(text: "queue_commit_window Auto", kind: .badValue, line: 1, key: "queue_commit_window", says: "got 'Auto'"),
+    BadCase(text: "queue_commit_window 20ms", kind: .badValue, line: 1, key: "queue_commit_window", says: "got '20ms'"),
+    BadCase(text: "queue_commit_window", kind: .missingValue, line: 1, key: "queue_commit_window", says: "required"),
+    BadCase(text: "queue_commit_window auto 20", kind: .tooManyValues, line: 1, key: "queue_commit_window", says: "auto 20"),
     BadCase(text: "metrics_listener http", kind: .badValue, line: 1, key: "metrics_listener", says: "got 'http'"),
     BadCase(text: "lorawan_region eu999", kind: .badValue, line: 1, key: "lorawan_region", says: "got 'eu999'"),
     BadCase(text: "lorawan_udp_listener 1700x", kind: .badValue, line: 1, key: "lorawan_udp_listener", says: "got '1700x'"),

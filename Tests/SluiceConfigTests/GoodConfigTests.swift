@@ -70,6 +70,10 @@ let goodCases: [GoodCase] = [
     GoodCase(text: "store_max_size 2GB") { $0.storeMapSizeMax = 2 << 30 },
     GoodCase(text: "store_max_size 4194304") { $0.storeMapSizeMax = 4 << 20 },
     GoodCase(text: "store_min_free 128MB") { $0.storeMinFree = .bytes(128 << 20) },
+    GoodCase(text: "queue_commit_window 0") { $0.queueCommitWindow = .milliseconds(0) },
+    GoodCase(text: "queue_commit_window 1000") { $0.queueCommitWindow = .milliseconds(1_000) },
+    GoodCase(text: "queue_commit_window 10000") { $0.queueCommitWindow = .milliseconds(10_000) },
+    GoodCase(text: "queue_commit_window 5\nqueue_commit_window auto") { $0.queueCommitWindow = .auto },
     GoodCase(text: "store_min_free 0") { $0.storeMinFree = .bytes(0) },
     GoodCase(text: "store_min_free 10%") { $0.storeMinFree = .percent(10) },
     GoodCase(text: "store_min_free 2.5%") { $0.storeMinFree = .percent(2.5) },
@@ -257,6 +261,7 @@ func goodConfigParses(_ good: GoodCase) throws {
     #expect(config.lorawanGatewayTimeout == 30)
     #expect(config.storeMapSizeMax == 1 << 30)
     #expect(config.storeMinFree == .standard)
+    #expect(config.queueCommitWindow == .auto)
     #expect(config.bridges.isEmpty)
     #expect(try parse("") == config)
 
