@@ -20,9 +20,9 @@ import SluiceConfig
 import SluiceStore
 import UnixSignals
 
-/// The whole gateway as one service: the broker host, its listeners and the bridges.
-/// Started by `sluice run` inside a `ServiceGroup` that turns SIGTERM/SIGINT into a graceful shutdown.
-public final class GatewayService: Service, Sendable {
+/// The whole gateway: builds its parts and hands them to `sluice run` as services for one
+/// `ServiceGroup`, which turns SIGTERM/SIGINT into a graceful shutdown in reverse start-up order.
+public final class GatewayService: Sendable {
     public let config: GatewayConfig
     /// Where `config` came from; SIGHUP reads it again.
     private let configPath: String?
@@ -39,49 +39,24 @@ public final class GatewayService: Service, Sendable {
         self.alarm = StoreAlarm(logger: logger)
     }
 
-    public func run() async throws {
+    /// The gateway's parts as services in dependency order: event loops, store, broker, one per
+    /// bridge, LoRaWAN, one per listener, metrics, systemd notifier. The `ServiceGroup` that runs them
+    /// starts each once the ones before it are ready and, on SIGTERM, stops them in reverse: clients
+    /// hear DISCONNECT before the broker saves, and the store drains pending commits last.
+    /// Reads the security files and opens the store here, so a bad file fails before anything binds.
+    public func services() async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         // Trapped before anything binds: a SIGHUP sent as soon as the gateway answers (its default
-        // action is to end the process) must not kill it; it waits here for the reloader.
+        // action is to end the process) must not kill it; it waits for the reloader.
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
-        host.connectionMessages = config.connectionMessages
-        var channels: [any Channel] = []
-        var bridges: [BridgeRunner] = []
-        var store: Store? = nil
-        var lorawan: LoRaWANListener? = nil
-        var status: GatewayStatus? = nil
         let hashingPool = NIOThreadPool(numberOfThreads: 1)
         hashingPool.start()
+        let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
+        host.connectionMessages = config.connectionMessages
+        var store: Store? = nil
         do {
-            let security = try loadSecurity()
-            let authenticator = Authenticator(
-                passwords: security.passwords,
-                allowAnonymous: config.effectiveAllowAnonymous,
-                pool: hashingPool
-            )
-            var listenerAuthenticators: [Int: Authenticator] = [:]
-            if config.perListenerSettings {
-                for index in config.listeners.indices {
-                    let own = config.authentication(forListener: index)
-                    logger.notice(
-                        "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
-                    )
-                    listenerAuthenticators[index] = Authenticator(
-                        passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
-                        allowAnonymous: own.allowAnonymous,
-                        pool: hashingPool
-                    )
-                }
-            }
-            try await host.loop.submit { [listenerAuthenticators] in
-                host.authenticator = authenticator
-                host.listenerAuthenticators = listenerAuthenticators
-                host.setAccessPolicy(security.acl)
-            }.get()
-            if !config.perListenerSettings && !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
-                logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
-            }
+            try await installSecurity(on: host, hashingPool: hashingPool)
+            var bridges: [BridgeRunner] = []
             if !config.bridges.isEmpty || config.persistence {
                 let opened = try openStore()
                 store = opened
@@ -90,90 +65,130 @@ public final class GatewayService: Service, Sendable {
                 }
                 connectDurableQueues(host: host, store: opened, bridges: bridges)
                 StartupBanner.restoredBacklog(config.bridges, store: opened, logger: logger)
-                if config.persistence {
-                    try await host.loop.submit { try host.enablePersistence(opened) }.get()
-                }
             }
-            // Before the MQTT listeners, so a client that can connect finds the gateway events flowing.
-            if let address = config.lorawanUDPListener {
-                let listener = LoRaWANListener(
-                    host: host,
-                    region: config.lorawanRegion,
-                    gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
-                    logger: logger
-                )
-                lorawan = listener
-                channels.append(try await binding("lorawan_udp_listener", "\(address)") { try await listener.start(address) })
+            let lorawan = config.lorawanUDPListener.map { address in
+                (address, LoRaWANListener(host: host, region: config.lorawanRegion, gatewayTimeoutSeconds: config.lorawanGatewayTimeout, logger: logger))
             }
-            for (index, listener) in config.listeners.enumerated() {
-                channels.append(
-                    try await binding("listener", listener.name) { try await bind(listener, index: index, host: host, group: group) }
-                )
+            var stages: [Stage] = [eventLoopsStage(group, hashingPool)]
+            if let store { stages.append(("store", { { store.close() } })) }  // close() commits what is pending
+            stages.append(brokerStage(host, store: store, bridges: bridges))
+            stages += bridges.map { bridge in
+                ("bridge \(bridge.name)", {
+                    bridge.start()
+                    return { try? await bridge.stop().get() }
+                })
+            }
+            // Before the MQTT listeners, so a client that can connect finds the gateway events flowing;
+            // stopped after them, publishing OFFLINE for its gateways while the bridges still run.
+            if case let (address, listener)? = lorawan {
+                stages.append(("LoRaWAN listener", {
+                    _ = try await binding("lorawan_udp_listener", "\(address)") { try await listener.start(address) }
+                    return { await listener.stop() }
+                }))
+            }
+            stages += config.listeners.enumerated().map { index, listener in
+                ("listener \(listener.name)", {
+                    let channel = try await binding("listener", listener.name) { try await self.bind(listener, index: index, host: host, group: group) }
+                    return { try? await channel.close() }
+                })
             }
             if let address = config.metricsListener {
-                status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
-                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters, status: status)
-                channels.append(
-                    try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
-                )
+                stages.append(metricsStage(address, host: host, bridges: bridges, store: store, lorawan: lorawan?.1, group: group))
             }
-            if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
-                let reread = [configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)
-                try PrivilegeDrop.drop(to: user, logger: logger, rereadOnReload: reread.compactMap { $0 })
-            }
+            stages.append(notifierStage(host: host, bridges: bridges, reloadSignals: reloadSignals))
+            return StagedService.group(stages, logger: logger)
         } catch {
-            for channel in channels { try? await channel.close() }
             store?.close()
             try? await hashingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
         }
-        for bridge in bridges { bridge.start() }
-        status?.start()
-        logger.notice("\(StartupBanner.ready(config))")
-        _ = SystemdNotifier.notify("READY=1")
-        let watchdog = SystemdNotifier.watchdogInterval.map { interval in
-            // Pinged from the broker's own loop, so a stuck broker stops the pings.
-            host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(Int64(interval.components.seconds) * 500_000_000)) { _ in
-                _ = SystemdNotifier.notify("WATCHDOG=1")
-            }
-        }
-        let reloader = Task { [bridges] in
-            for await _ in reloadSignals {
-                reload(host: host, bridges: bridges)
-            }
-        }
-        let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
-            host.tick()
-        }
-        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
-        let alarm = self.alarm
-        let pressureSummary = host.loop.scheduleRepeatedTask(
-            initialDelay: .seconds(Int64(StoreAlarm.interval)),
-            delay: .seconds(Int64(StoreAlarm.interval))
-        ) { _ in alarm.summarize() }
-        WorkingSet.releaseStartupCode(logger: logger)  // start-up code never runs again: RSS shows the working set
+    }
 
-        try? await gracefulShutdown()
+    typealias Stage = (name: String, start: @Sendable () async throws -> StagedService.Stop)
 
-        logger.info("shutting down")
-        _ = SystemdNotifier.notify("STOPPING=1")
-        reloader.cancel()
-        watchdog?.cancel()
-        ticker.cancel()
-        sysTicker?.cancel()
-        pressureSummary.cancel()
-        await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
-        for channel in channels { try? await channel.close() }
-        for bridge in bridges { try? await bridge.stop().get() }
-        try? await status?.stop().get()
-        try? await host.loop.flatSubmit { host.shutdown() }.get()  // also saves the last changes
-        await host.stopPersistence()
-        store?.close()  // finishes pending group commits
-        try? await hashingPool.shutdownGracefully()
-        try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
-        try? await group.shutdownGracefully()
-        logger.info("stopped")
+    /// First up, last down: everything else runs on these threads.
+    private func eventLoopsStage(_ group: MultiThreadedEventLoopGroup, _ hashingPool: NIOThreadPool) -> Stage {
+        let logger = self.logger
+        return ("event loops", {
+            return {
+                try? await hashingPool.shutdownGracefully()
+                try? await group.shutdownGracefully()
+                logger.info("stopped")
+            }
+        })
+    }
+
+    /// Saved broker state loaded, the broker's timers running; on stop, clients told DISCONNECT.
+    private func brokerStage(_ host: BrokerHost, store: Store?, bridges: [BridgeRunner]) -> Stage {
+        ("broker", {
+            if self.config.persistence, let store {
+                try await host.loop.submit { try host.enablePersistence(store) }.get()
+            }
+            let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+                host.tick()
+            }
+            let sysTicker = self.config.sysInterval > 0 ? self.scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
+            let alarm = self.alarm
+            let pressureSummary = host.loop.scheduleRepeatedTask(
+                initialDelay: .seconds(Int64(StoreAlarm.interval)),
+                delay: .seconds(Int64(StoreAlarm.interval))
+            ) { _ in alarm.summarize() }
+            return {
+                ticker.cancel()
+                sysTicker?.cancel()
+                pressureSummary.cancel()
+                await host.disconnectClients(within: .seconds(2))  // also saves the last changes
+                await host.stopPersistence()
+            }
+        })
+    }
+
+    private func metricsStage(
+        _ address: HostPort, host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANListener?,
+        group: MultiThreadedEventLoopGroup
+    ) -> Stage {
+        let config = self.config
+        let logger = self.logger
+        return ("metrics listener", {
+            let status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
+            let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters, status: status)
+            let channel = try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
+            status.start()
+            return {
+                try? await channel.close()
+                try? await status.stop().get()  // no sample reads the store after it closed
+            }
+        })
+    }
+
+    /// Last up, first down: drops privileges once everything is bound and open, says READY (log
+    /// banner and sd_notify), pings the watchdog and answers SIGHUP; on stop, says STOPPING.
+    private func notifierStage(host: BrokerHost, bridges: [BridgeRunner], reloadSignals: UnixSignalsSequence) -> Stage {
+        ("systemd notifier", {
+            if let user = self.config.user, PrivilegeDrop.isNeeded(user: user) {
+                let reread = [self.configPath, self.config.passwordFile, self.config.aclFile] + self.config.listeners.map(\.passwordFile)
+                try PrivilegeDrop.drop(to: user, logger: self.logger, rereadOnReload: reread.compactMap { $0 })
+            }
+            self.logger.notice("\(StartupBanner.ready(self.config))")
+            _ = SystemdNotifier.notify("READY=1")
+            let watchdog = SystemdNotifier.watchdogInterval.map { interval in
+                // Pinged from the broker's own loop, so a stuck broker stops the pings.
+                host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(Int64(interval.components.seconds) * 500_000_000)) { _ in
+                    _ = SystemdNotifier.notify("WATCHDOG=1")
+                }
+            }
+            let reloader = Task {
+                for await _ in reloadSignals { self.reload(host: host, bridges: bridges) }
+            }
+            WorkingSet.releaseStartupCode(logger: self.logger)  // start-up code never runs again: RSS shows the working set
+            return {
+                self.logger.info("shutting down")
+                _ = SystemdNotifier.notify("STOPPING=1")
+                reloader.cancel()
+                watchdog?.cancel()
+            }
+        })
     }
 
     /// SIGHUP: read the configuration again and apply what can change without dropping clients
@@ -225,9 +240,36 @@ public final class GatewayService: Service, Sendable {
         }
     }
 
-    /// The password and ACL files named by the configuration (errors name the file and line).
-    private func loadSecurity() throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
-        try Self.loadSecurity(config)
+    /// Reads the password and ACL files (errors name the file and line) and gives them to the broker.
+    private func installSecurity(on host: BrokerHost, hashingPool: NIOThreadPool) async throws {
+        let security = try Self.loadSecurity(config)
+        let authenticator = Authenticator(
+            passwords: security.passwords,
+            allowAnonymous: config.effectiveAllowAnonymous,
+            pool: hashingPool
+        )
+        var listenerAuthenticators: [Int: Authenticator] = [:]
+        if config.perListenerSettings {
+            for index in config.listeners.indices {
+                let own = config.authentication(forListener: index)
+                logger.notice(
+                    "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
+                )
+                listenerAuthenticators[index] = Authenticator(
+                    passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
+                    allowAnonymous: own.allowAnonymous,
+                    pool: hashingPool
+                )
+            }
+        }
+        try await host.loop.submit { [listenerAuthenticators] in
+            host.authenticator = authenticator
+            host.listenerAuthenticators = listenerAuthenticators
+            host.setAccessPolicy(security.acl)
+        }.get()
+        if !config.perListenerSettings && !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
+            logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
+        }
     }
 
     private static func loadSecurity(_ config: GatewayConfig) throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
