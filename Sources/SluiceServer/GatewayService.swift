@@ -66,34 +66,47 @@ public final class GatewayService: Sendable {
                 connectDurableQueues(host: host, store: opened, bridges: bridges)
                 StartupBanner.restoredBacklog(config.bridges, store: opened, logger: logger)
             }
-            let lorawan = config.lorawanUDPListener.map { address in
-                (address, LoRaWANListener(host: host, region: config.lorawanRegion, gatewayTimeoutSeconds: config.lorawanGatewayTimeout, logger: logger))
+            let lorawan = config.lorawanUDPListener.map { _ in
+                LoRaWANListener(
+                    host: host,
+                    region: config.lorawanRegion,
+                    gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
+                    logger: logger
+                )
             }
-            var stages: [Stage] = [eventLoopsStage(group, hashingPool)]
-            if let store { stages.append(("store", { { store.close() } })) }  // close() commits what is pending
+            var stages = [eventLoopsStage(group, hashingPool)]
+            if let store {
+                stages.append(ServiceStage("store") { { store.close() } })  // close() commits what is pending
+            }
             stages.append(brokerStage(host, store: store, bridges: bridges))
             stages += bridges.map { bridge in
-                ("bridge \(bridge.name)", {
+                ServiceStage("bridge \(bridge.name)") {
                     bridge.start()
                     return { try? await bridge.stop().get() }
-                })
+                }
             }
             // Before the MQTT listeners, so a client that can connect finds the gateway events flowing;
             // stopped after them, publishing OFFLINE for its gateways while the bridges still run.
-            if case let (address, listener)? = lorawan {
-                stages.append(("LoRaWAN listener", {
-                    _ = try await binding("lorawan_udp_listener", "\(address)") { try await listener.start(address) }
-                    return { await listener.stop() }
-                }))
+            if let lorawan, let address = config.lorawanUDPListener {
+                stages.append(
+                    ServiceStage("LoRaWAN listener") {
+                        _ = try await binding("lorawan_udp_listener", "\(address)") { try await lorawan.start(address) }
+                        return { await lorawan.stop() }
+                    }
+                )
             }
             stages += config.listeners.enumerated().map { index, listener in
-                ("listener \(listener.name)", {
-                    let channel = try await binding("listener", listener.name) { try await self.bind(listener, index: index, host: host, group: group) }
+                ServiceStage("listener \(listener.name)") {
+                    let channel = try await binding("listener", listener.name) {
+                        try await self.bind(listener, index: index, host: host, group: group)
+                    }
                     return { try? await channel.close() }
-                })
+                }
             }
             if let address = config.metricsListener {
-                stages.append(metricsStage(address, host: host, bridges: bridges, store: store, lorawan: lorawan?.1, group: group))
+                stages.append(
+                    metricsStage(address, host: host, bridges: bridges, store: store, lorawan: lorawan, group: group)
+                )
             }
             stages.append(notifierStage(host: host, bridges: bridges, reloadSignals: reloadSignals))
             return StagedService.group(stages, logger: logger)
@@ -105,30 +118,29 @@ public final class GatewayService: Sendable {
         }
     }
 
-    typealias Stage = (name: String, start: @Sendable () async throws -> StagedService.Stop)
-
     /// First up, last down: everything else runs on these threads.
-    private func eventLoopsStage(_ group: MultiThreadedEventLoopGroup, _ hashingPool: NIOThreadPool) -> Stage {
+    private func eventLoopsStage(_ group: MultiThreadedEventLoopGroup, _ hashingPool: NIOThreadPool) -> ServiceStage {
         let logger = self.logger
-        return ("event loops", {
+        return ServiceStage("event loops") {
             return {
                 try? await hashingPool.shutdownGracefully()
                 try? await group.shutdownGracefully()
                 logger.info("stopped")
             }
-        })
+        }
     }
 
     /// Saved broker state loaded, the broker's timers running; on stop, clients told DISCONNECT.
-    private func brokerStage(_ host: BrokerHost, store: Store?, bridges: [BridgeRunner]) -> Stage {
-        ("broker", {
+    private func brokerStage(_ host: BrokerHost, store: Store?, bridges: [BridgeRunner]) -> ServiceStage {
+        ServiceStage("broker") {
             if self.config.persistence, let store {
                 try await host.loop.submit { try host.enablePersistence(store) }.get()
             }
-            let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
-                host.tick()
-            }
-            let sysTicker = self.config.sysInterval > 0 ? self.scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
+            let tick = TimeAmount.milliseconds(250)
+            let ticker = host.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in host.tick() }
+            let sysTicker =
+                self.config.sysInterval > 0
+                ? self.scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
             let alarm = self.alarm
             let pressureSummary = host.loop.scheduleRepeatedTask(
                 initialDelay: .seconds(Int64(StoreAlarm.interval)),
@@ -141,54 +153,74 @@ public final class GatewayService: Sendable {
                 await host.disconnectClients(within: .seconds(2))  // also saves the last changes
                 await host.stopPersistence()
             }
-        })
+        }
     }
 
     private func metricsStage(
-        _ address: HostPort, host: BrokerHost, bridges: [BridgeRunner], store: Store?, lorawan: LoRaWANListener?,
+        _ address: HostPort,
+        host: BrokerHost,
+        bridges: [BridgeRunner],
+        store: Store?,
+        lorawan: LoRaWANListener?,
         group: MultiThreadedEventLoopGroup
-    ) -> Stage {
+    ) -> ServiceStage {
         let config = self.config
         let logger = self.logger
-        return ("metrics listener", {
+        return ServiceStage("metrics listener") {
             let status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
-            let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters, status: status)
-            let channel = try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
+            let metrics = MetricsEndpoint(
+                host: host,
+                bridges: bridges,
+                store: store,
+                lorawan: lorawan?.counters,
+                status: status
+            )
+            let channel = try await binding("metrics_listener", "\(address)") {
+                try await metrics.bind(address, group: group, logger: logger)
+            }
             status.start()
             return {
                 try? await channel.close()
                 try? await status.stop().get()  // no sample reads the store after it closed
             }
-        })
+        }
     }
 
     /// Last up, first down: drops privileges once everything is bound and open, says READY (log
     /// banner and sd_notify), pings the watchdog and answers SIGHUP; on stop, says STOPPING.
-    private func notifierStage(host: BrokerHost, bridges: [BridgeRunner], reloadSignals: UnixSignalsSequence) -> Stage {
-        ("systemd notifier", {
-            if let user = self.config.user, PrivilegeDrop.isNeeded(user: user) {
-                let reread = [self.configPath, self.config.passwordFile, self.config.aclFile] + self.config.listeners.map(\.passwordFile)
+    private func notifierStage(
+        host: BrokerHost,
+        bridges: [BridgeRunner],
+        reloadSignals: UnixSignalsSequence
+    ) -> ServiceStage {
+        ServiceStage("systemd notifier") {
+            let config = self.config
+            if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
+                let reread =
+                    [self.configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)
                 try PrivilegeDrop.drop(to: user, logger: self.logger, rereadOnReload: reread.compactMap { $0 })
             }
-            self.logger.notice("\(StartupBanner.ready(self.config))")
+            self.logger.notice("\(StartupBanner.ready(config))")
             _ = SystemdNotifier.notify("READY=1")
             let watchdog = SystemdNotifier.watchdogInterval.map { interval in
                 // Pinged from the broker's own loop, so a stuck broker stops the pings.
-                host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(Int64(interval.components.seconds) * 500_000_000)) { _ in
+                let half = TimeAmount.nanoseconds(Int64(interval.components.seconds) * 500_000_000)
+                return host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: half) { _ in
                     _ = SystemdNotifier.notify("WATCHDOG=1")
                 }
             }
             let reloader = Task {
                 for await _ in reloadSignals { self.reload(host: host, bridges: bridges) }
             }
-            WorkingSet.releaseStartupCode(logger: self.logger)  // start-up code never runs again: RSS shows the working set
+            // Start-up code never runs again: RSS shows the working set.
+            WorkingSet.releaseStartupCode(logger: self.logger)
             return {
                 self.logger.info("shutting down")
                 _ = SystemdNotifier.notify("STOPPING=1")
                 reloader.cancel()
                 watchdog?.cancel()
             }
-        })
+        }
     }
 
     /// SIGHUP: read the configuration again and apply what can change without dropping clients

@@ -18,24 +18,23 @@ public struct StagedService: Service, CustomStringConvertible {
     private let logger: Logger
     private let start: @Sendable () async throws -> Stop
 
-    init(_ name: String, position: Int, sequence: StartupSequence, logger: Logger, start: @escaping @Sendable () async throws -> Stop) {
-        self.description = name
+    init(_ stage: ServiceStage, position: Int, sequence: StartupSequence, logger: Logger) {
+        self.description = stage.name
         self.position = position
         self.sequence = sequence
         self.logger = logger
-        self.start = start
+        self.start = stage.start
     }
 
     /// The stages in dependency order, each as a group member whose failure shuts the group down
     /// gracefully (in reverse, so what already started stops cleanly) and ends the group with its error.
-    public static func group(
-        _ stages: [(name: String, start: @Sendable () async throws -> Stop)],
-        logger: Logger
-    ) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+    public static func group(_ stages: [ServiceStage], logger: Logger) -> [ServiceGroupConfiguration
+        .ServiceConfiguration]
+    {
         let sequence = StartupSequence()
         return stages.enumerated().map { position, stage in
             ServiceGroupConfiguration.ServiceConfiguration(
-                service: StagedService(stage.name, position: position, sequence: sequence, logger: logger, start: stage.start),
+                service: StagedService(stage, position: position, sequence: sequence, logger: logger),
                 failureTerminationBehavior: .gracefullyShutdownGroup
             )
         }
@@ -54,6 +53,18 @@ public struct StagedService: Service, CustomStringConvertible {
         sequence.ready(position)
         try? await gracefulShutdown()  // also returns when the group is cancelled: stop all the same
         await stop()
+    }
+}
+
+/// A part of the gateway before it takes its place in the group: its name (for the log) and how it
+/// starts; `start` returns how it stops.
+public struct ServiceStage: Sendable {
+    public let name: String
+    let start: @Sendable () async throws -> StagedService.Stop
+
+    public init(_ name: String, start: @escaping @Sendable () async throws -> StagedService.Stop) {
+        self.name = name
+        self.start = start
     }
 }
 

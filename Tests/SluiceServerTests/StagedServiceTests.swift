@@ -38,17 +38,33 @@ import Testing
 
     /// A stage that records its start and stop; `body` runs inside its start.
     private func stage(
-        _ name: String, _ journal: Journal, body: @escaping @Sendable () async throws -> Void = {}
-    ) -> GatewayService.Stage {
-        (name, {
+        _ name: String,
+        _ journal: Journal,
+        body: @escaping @Sendable () async throws -> Void = {}
+    ) -> ServiceStage {
+        ServiceStage(name) {
             try await body()
             journal.record("start \(name)")
             return { journal.record("stop \(name)") }
-        })
+        }
     }
 
-    private func group(_ stages: [GatewayService.Stage], _ journal: Journal) -> ServiceGroup {
-        ServiceGroup(configuration: .init(services: StagedService.group(stages, logger: journal.logger), logger: journal.logger))
+    private func group(_ stages: [ServiceStage], _ journal: Journal) -> ServiceGroup {
+        ServiceGroup(
+            configuration: .init(services: StagedService.group(stages, logger: journal.logger), logger: journal.logger)
+        )
+    }
+
+    /// Runs the stages' group and asks it to shut down gracefully (as SIGTERM does) once `signal` fires.
+    private func runUntilShutdown(_ stages: [ServiceStage], _ journal: Journal, shutdownAfter signal: AsyncStream<Void>)
+        async throws
+    {
+        try await testGracefulShutdown { trigger in
+            async let running: Void = group(stages, journal).run()
+            await signal.first { _ in true }
+            trigger.triggerGracefulShutdown()
+            try await running
+        }
     }
 
     @Test func startsInTheGroupsOrderAndStopsInReverse() async throws {
@@ -61,13 +77,12 @@ import Testing
             stage("broker", journal),
             stage("listener", journal) { startedSignal.yield() },
         ]
-        try await testGracefulShutdown { trigger in
-            async let running: Void = group(stages, journal).run()
-            await started.first { _ in true }
-            trigger.triggerGracefulShutdown()
-            try await running
-        }
-        #expect(journal.events.withLockedValue { $0 } == ["start store", "start broker", "start listener", "stop listener", "stop broker", "stop store"])
+        try await runUntilShutdown(stages, journal, shutdownAfter: started)
+        #expect(
+            journal.events.withLockedValue { $0 } == [
+                "start store", "start broker", "start listener", "stop listener", "stop broker", "stop store",
+            ]
+        )
         #expect(journal.lines.withLockedValue { $0 }.isEmpty)
     }
 
@@ -107,13 +122,10 @@ import Testing
             },
             stage("systemd notifier", journal),
         ]
-        try await testGracefulShutdown { trigger in
-            async let running: Void = group(stages, journal).run()
-            await starting.first { _ in true }
-            trigger.triggerGracefulShutdown()
-            try await running
-        }
-        #expect(journal.events.withLockedValue { $0 } == ["start store", "start listener", "stop listener", "stop store"])
+        try await runUntilShutdown(stages, journal, shutdownAfter: starting)
+        #expect(
+            journal.events.withLockedValue { $0 } == ["start store", "start listener", "stop listener", "stop store"]
+        )
     }
 
     @Test func aStageWithdrawnBeforeItWaitsNeverGetsItsTurn() async {
