@@ -89,3 +89,29 @@ def test_a_part_that_fails_to_start_stops_the_started_ones_and_exits_non_zero(tm
         assert wait_until(lambda: "ready:" in b.log(), 10), b.log()
     finally:
         b.stop()
+
+
+def test_a_tls_client_that_never_answers_close_notify_does_not_hold_the_exit(tmp_path):
+    import ssl
+    import time
+
+    from conftest import REPO
+    tls = REPO / "fixtures" / "tls"
+    port = free_port()
+    b = Broker(tmp_path, f"listener {port} 127.0.0.1\ncertfile {tls / 'server.pem'}\n"
+                         f"keyfile {tls / 'server.key.pem'}\ncafile {tls / 'ca.pem'}\n").start()
+    context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    silent = context.wrap_socket(raw, server_hostname="localhost")
+    try:
+        assert wait_until(lambda: "ready:" in b.log(), 10), b.log()
+        silent.sendall(mqttraw.connect(uid("silent"), version=5))
+        assert silent.recv(64)[0] == 0x20  # CONNACK; from here on the client reads nothing
+        sent = time.monotonic()
+        b.proc.send_signal(15)
+        assert b.proc.wait(timeout=15) == 0, b.log()
+        # The wait for client sockets is bounded at 2 s (NIOSSL would wait 5 s for the peer's close_notify).
+        assert time.monotonic() - sent < 4, b.log()
+    finally:
+        silent.close()
+        b.stop()
