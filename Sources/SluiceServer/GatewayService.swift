@@ -43,7 +43,7 @@ public final class GatewayService: Sendable {
     /// bridge, LoRaWAN, one per listener, metrics, systemd notifier. The `ServiceGroup` that runs them
     /// starts each once the ones before it are ready and, on SIGTERM, stops them in reverse: clients
     /// hear DISCONNECT before the broker saves, and the store drains pending commits last.
-    /// Reads the security files and opens the store here, so a bad file fails before anything binds.
+    /// Reads the security files here, so a bad one fails before anything opens or binds.
     public func services() async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         // Trapped before anything binds: a SIGHUP sent as soon as the gateway answers (its default
         // action is to end the process) must not kill it; it waits for the reloader.
@@ -53,68 +53,80 @@ public final class GatewayService: Sendable {
         hashingPool.start()
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
         host.connectionMessages = config.connectionMessages
-        var store: Store? = nil
         do {
             try await installSecurity(on: host, hashingPool: hashingPool)
-            var bridges: [BridgeRunner] = []
-            if !config.bridges.isEmpty || config.persistence {
-                let opened = try openStore()
-                store = opened
-                bridges = try config.bridges.map {
-                    try BridgeRunner(config: $0, loop: group.next(), store: opened, host: host, logger: logger)
-                }
-                connectDurableQueues(host: host, store: opened, bridges: bridges)
-                StartupBanner.restoredBacklog(config.bridges, store: opened, logger: logger)
-            }
-            let lorawan = config.lorawanUDPListener.map { _ in
-                LoRaWANListener(
-                    host: host,
-                    region: config.lorawanRegion,
-                    gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
-                    logger: logger
-                )
-            }
-            var stages = [eventLoopsStage(group, hashingPool)]
-            if let store {
-                stages.append(ServiceStage("store") { { store.close() } })  // close() commits what is pending
-            }
-            stages.append(brokerStage(host, store: store, bridges: bridges))
-            stages += bridges.map { bridge in
-                ServiceStage("bridge \(bridge.name)") {
-                    bridge.start()
-                    return { try? await bridge.stop().get() }
-                }
-            }
-            // Before the MQTT listeners, so a client that can connect finds the gateway events flowing;
-            // stopped after them, publishing OFFLINE for its gateways while the bridges still run.
-            if let lorawan, let address = config.lorawanUDPListener {
-                stages.append(
-                    ServiceStage("LoRaWAN listener") {
-                        _ = try await binding("lorawan_udp_listener", "\(address)") { try await lorawan.start(address) }
-                        return { await lorawan.stop() }
-                    }
-                )
-            }
-            stages += config.listeners.enumerated().map { index, listener in
-                ServiceStage("listener \(listener.name)") {
-                    let channel = try await binding("listener", listener.name) {
-                        try await self.bind(listener, index: index, host: host, group: group)
-                    }
-                    return { try? await channel.close() }
-                }
-            }
-            if let address = config.metricsListener {
-                stages.append(
-                    metricsStage(address, host: host, bridges: bridges, store: store, lorawan: lorawan, group: group)
-                )
-            }
-            stages.append(notifierStage(host: host, bridges: bridges, reloadSignals: reloadSignals))
-            return StagedService.group(stages, logger: logger)
         } catch {
-            store?.close()
             try? await hashingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
+        }
+        let opened = OpenedStore()
+        let lorawan = config.lorawanUDPListener.map { _ in
+            LoRaWANListener(
+                host: host,
+                region: config.lorawanRegion,
+                gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
+                logger: logger
+            )
+        }
+        var stages = [eventLoopsStage(group, hashingPool)]
+        if !config.bridges.isEmpty || config.persistence {
+            stages.append(storeStage(opened, host: host, group: group))
+        }
+        stages.append(brokerStage(host, opened: opened))
+        stages += config.bridges.indices.map { index in
+            ServiceStage("bridge \(config.bridges[index].name)") {
+                let bridge = opened.bridges[index]
+                bridge.start()
+                return { try? await bridge.stop().get() }
+            }
+        }
+        // Before the MQTT listeners, so a client that can connect finds the gateway events flowing;
+        // stopped after them, publishing OFFLINE for its gateways while the bridges still run.
+        if let lorawan, let address = config.lorawanUDPListener {
+            stages.append(
+                ServiceStage("LoRaWAN listener") {
+                    _ = try await binding("lorawan_udp_listener", "\(address)") { try await lorawan.start(address) }
+                    return { await lorawan.stop() }
+                }
+            )
+        }
+        stages += config.listeners.enumerated().map { index, listener in
+            ServiceStage("listener \(listener.name)") {
+                let channel = try await binding("listener", listener.name) {
+                    try await self.bind(listener, index: index, host: host, group: group)
+                }
+                return { try? await channel.close() }
+            }
+        }
+        if let address = config.metricsListener {
+            stages.append(metricsStage(address, host: host, opened: opened, lorawan: lorawan, group: group))
+        }
+        stages.append(notifierStage(host: host, opened: opened, reloadSignals: reloadSignals))
+        return StagedService.group(stages, logger: logger)
+    }
+
+    /// The LMDB store and the bridges whose queues it holds; on stop, pending commits (appends,
+    /// acknowledged removals) finish before it closes.
+    private func storeStage(
+        _ opened: OpenedStore,
+        host: BrokerHost,
+        group: MultiThreadedEventLoopGroup
+    ) -> ServiceStage {
+        ServiceStage("store") {
+            let store = try self.openStore()
+            do {
+                let bridges = try self.config.bridges.map {
+                    try BridgeRunner(config: $0, loop: group.next(), store: store, host: host, logger: self.logger)
+                }
+                self.connectDurableQueues(host: host, store: store, bridges: bridges)
+                StartupBanner.restoredBacklog(self.config.bridges, store: store, logger: self.logger)
+                opened.set(store: store, bridges: bridges)
+            } catch {
+                store.close()
+                throw error
+            }
+            return { store.close() }
         }
     }
 
@@ -131,8 +143,9 @@ public final class GatewayService: Sendable {
     }
 
     /// Saved broker state loaded, the broker's timers running; on stop, clients told DISCONNECT.
-    private func brokerStage(_ host: BrokerHost, store: Store?, bridges: [BridgeRunner]) -> ServiceStage {
+    private func brokerStage(_ host: BrokerHost, opened: OpenedStore) -> ServiceStage {
         ServiceStage("broker") {
+            let store = opened.store
             if self.config.persistence, let store {
                 try await host.loop.submit { try host.enablePersistence(store) }.get()
             }
@@ -140,7 +153,7 @@ public final class GatewayService: Sendable {
             let ticker = host.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in host.tick() }
             let sysTicker =
                 self.config.sysInterval > 0
-                ? self.scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
+                ? self.scheduleSystemTopics(host: host, bridges: opened.bridges, store: store) : nil
             let alarm = self.alarm
             let pressureSummary = host.loop.scheduleRepeatedTask(
                 initialDelay: .seconds(Int64(StoreAlarm.interval)),
@@ -159,14 +172,14 @@ public final class GatewayService: Sendable {
     private func metricsStage(
         _ address: HostPort,
         host: BrokerHost,
-        bridges: [BridgeRunner],
-        store: Store?,
+        opened: OpenedStore,
         lorawan: LoRaWANListener?,
         group: MultiThreadedEventLoopGroup
     ) -> ServiceStage {
         let config = self.config
         let logger = self.logger
         return ServiceStage("metrics listener") {
+            let (store, bridges) = (opened.store, opened.bridges)
             let status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
             let metrics = MetricsEndpoint(
                 host: host,
@@ -190,11 +203,12 @@ public final class GatewayService: Sendable {
     /// banner and sd_notify), pings the watchdog and answers SIGHUP; on stop, says STOPPING.
     private func notifierStage(
         host: BrokerHost,
-        bridges: [BridgeRunner],
+        opened: OpenedStore,
         reloadSignals: UnixSignalsSequence
     ) -> ServiceStage {
         ServiceStage("systemd notifier") {
             let config = self.config
+            let bridges = opened.bridges
             if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
                 let reread =
                     [self.configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import SluiceStore
 
 /// One part of the gateway as a `Service`: it starts in its turn, stays up until the group shuts it
 /// down, then stops. `start` returns the part's stop, so what a part opened is what it closes.
@@ -119,5 +120,18 @@ final class StartupSequence: Sendable {
             return state.waiting.removeValue(forKey: position)
         }
         waiter?.resume(returning: false)
+    }
+}
+
+/// What the store stage opened, for the stages after it: they start once it is ready, so they read
+/// it at their start (nil store: neither bridges nor persistence).
+final class OpenedStore: Sendable {
+    private let parts = NIOLockedValueBox<(store: Store?, bridges: [BridgeRunner])>((nil, []))
+
+    var store: Store? { parts.withLockedValue { $0.store } }
+    var bridges: [BridgeRunner] { parts.withLockedValue { $0.bridges } }
+
+    func set(store: Store, bridges: [BridgeRunner]) {
+        parts.withLockedValue { $0 = (store, bridges) }
     }
 }
