@@ -416,6 +416,9 @@ final class BrokerHost: @unchecked Sendable {
         return savePersistentState(force: true)
     }
 
+    /// The sockets of connected clients: shutdown waits until they have closed. On `loop`.
+    var clientChannels: [any Channel] { connections.values.map(\.channel) }
+
     // MARK: Actions
 
     /// The CONNACK failure code the broker answered `id` with, if it refused it.

@@ -20,9 +20,9 @@ import SluiceConfig
 import SluiceStore
 import UnixSignals
 
-/// The whole gateway as one service: the broker host, its listeners and the bridges.
-/// Started by `sluice run` inside a `ServiceGroup` that turns SIGTERM/SIGINT into a graceful shutdown.
-public final class GatewayService: Service, Sendable {
+/// The whole gateway: builds its parts and hands them to `sluice run` as services for one
+/// `ServiceGroup`, which turns SIGTERM/SIGINT into a graceful shutdown in reverse start-up order.
+public final class GatewayService: Sendable {
     public let config: GatewayConfig
     /// Where `config` came from; SIGHUP reads it again.
     private let configPath: String?
@@ -39,141 +39,202 @@ public final class GatewayService: Service, Sendable {
         self.alarm = StoreAlarm(logger: logger)
     }
 
-    public func run() async throws {
+    /// The gateway's parts as services in dependency order: event loops, store, broker, one per
+    /// bridge, LoRaWAN, one per listener, metrics, systemd notifier. The `ServiceGroup` that runs them
+    /// starts each once the ones before it are ready and, on SIGTERM, stops them in reverse: clients
+    /// hear DISCONNECT before the broker saves, and the store drains pending commits last.
+    /// Reads the security files here, so a bad one fails before anything opens or binds.
+    public func services() async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         // Trapped before anything binds: a SIGHUP sent as soon as the gateway answers (its default
-        // action is to end the process) must not kill it; it waits here for the reloader.
+        // action is to end the process) must not kill it; it waits for the reloader.
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
-        host.connectionMessages = config.connectionMessages
-        var channels: [any Channel] = []
-        var bridges: [BridgeRunner] = []
-        var store: Store? = nil
-        var lorawan: LoRaWANListener? = nil
-        var status: GatewayStatus? = nil
         let hashingPool = NIOThreadPool(numberOfThreads: 1)
         hashingPool.start()
+        let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
+        host.connectionMessages = config.connectionMessages
         do {
-            let security = try loadSecurity()
-            let authenticator = Authenticator(
-                passwords: security.passwords,
-                allowAnonymous: config.effectiveAllowAnonymous,
-                pool: hashingPool
-            )
-            var listenerAuthenticators: [Int: Authenticator] = [:]
-            if config.perListenerSettings {
-                for index in config.listeners.indices {
-                    let own = config.authentication(forListener: index)
-                    logger.notice(
-                        "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
-                    )
-                    listenerAuthenticators[index] = Authenticator(
-                        passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
-                        allowAnonymous: own.allowAnonymous,
-                        pool: hashingPool
-                    )
-                }
-            }
-            try await host.loop.submit { [listenerAuthenticators] in
-                host.authenticator = authenticator
-                host.listenerAuthenticators = listenerAuthenticators
-                host.setAccessPolicy(security.acl)
-            }.get()
-            if !config.perListenerSettings && !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
-                logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
-            }
-            if !config.bridges.isEmpty || config.persistence {
-                let opened = try openStore()
-                store = opened
-                bridges = try config.bridges.map {
-                    try BridgeRunner(config: $0, loop: group.next(), store: opened, host: host, logger: logger)
-                }
-                connectDurableQueues(host: host, store: opened, bridges: bridges)
-                StartupBanner.restoredBacklog(config.bridges, store: opened, logger: logger)
-                if config.persistence {
-                    try await host.loop.submit { try host.enablePersistence(opened) }.get()
-                }
-            }
-            // Before the MQTT listeners, so a client that can connect finds the gateway events flowing.
-            if let address = config.lorawanUDPListener {
-                let listener = LoRaWANListener(
-                    host: host,
-                    region: config.lorawanRegion,
-                    gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
-                    logger: logger
-                )
-                lorawan = listener
-                channels.append(try await binding("lorawan_udp_listener", "\(address)") { try await listener.start(address) })
-            }
-            for (index, listener) in config.listeners.enumerated() {
-                channels.append(
-                    try await binding("listener", listener.name) { try await bind(listener, index: index, host: host, group: group) }
-                )
-            }
-            if let address = config.metricsListener {
-                status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
-                let metrics = MetricsEndpoint(host: host, bridges: bridges, store: store, lorawan: lorawan?.counters, status: status)
-                channels.append(
-                    try await binding("metrics_listener", "\(address)") { try await metrics.bind(address, group: group, logger: logger) }
-                )
-            }
-            if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
-                let reread = [configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)
-                try PrivilegeDrop.drop(to: user, logger: logger, rereadOnReload: reread.compactMap { $0 })
-            }
+            try await installSecurity(on: host, hashingPool: hashingPool)
         } catch {
-            for channel in channels { try? await channel.close() }
-            store?.close()
             try? await hashingPool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw error
         }
-        for bridge in bridges { bridge.start() }
-        status?.start()
-        logger.notice("\(StartupBanner.ready(config))")
-        _ = SystemdNotifier.notify("READY=1")
-        let watchdog = SystemdNotifier.watchdogInterval.map { interval in
-            // Pinged from the broker's own loop, so a stuck broker stops the pings.
-            host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(Int64(interval.components.seconds) * 500_000_000)) { _ in
-                _ = SystemdNotifier.notify("WATCHDOG=1")
+        let opened = OpenedStore()
+        let lorawan = config.lorawanUDPListener.map { _ in
+            LoRaWANListener(
+                host: host,
+                region: config.lorawanRegion,
+                gatewayTimeoutSeconds: config.lorawanGatewayTimeout,
+                logger: logger
+            )
+        }
+        var stages = [eventLoopsStage(group, hashingPool)]
+        if !config.bridges.isEmpty || config.persistence {
+            stages.append(storeStage(opened, host: host, group: group))
+        }
+        stages.append(brokerStage(host, opened: opened))
+        stages += config.bridges.indices.map { index in
+            ServiceStage("bridge \(config.bridges[index].name)") {
+                let bridge = opened.bridges[index]
+                bridge.start()
+                return { try? await bridge.stop().get() }
             }
         }
-        let reloader = Task { [bridges] in
-            for await _ in reloadSignals {
-                reload(host: host, bridges: bridges)
+        // Before the MQTT listeners, so a client that can connect finds the gateway events flowing;
+        // stopped after them, publishing OFFLINE for its gateways while the bridges still run.
+        if let lorawan, let address = config.lorawanUDPListener {
+            stages.append(
+                ServiceStage("LoRaWAN listener") {
+                    _ = try await binding("lorawan_udp_listener", "\(address)") { try await lorawan.start(address) }
+                    return { await lorawan.stop() }
+                }
+            )
+        }
+        stages += config.listeners.enumerated().map { index, listener in
+            ServiceStage("listener \(listener.name)") {
+                let channel = try await binding("listener", listener.name) {
+                    try await self.bind(listener, index: index, host: host, group: group)
+                }
+                return { try? await channel.close() }
             }
         }
-        let ticker = host.loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
-            host.tick()
+        if let address = config.metricsListener {
+            stages.append(metricsStage(address, host: host, opened: opened, lorawan: lorawan, group: group))
         }
-        let sysTicker = config.sysInterval > 0 ? scheduleSystemTopics(host: host, bridges: bridges, store: store) : nil
-        let alarm = self.alarm
-        let pressureSummary = host.loop.scheduleRepeatedTask(
-            initialDelay: .seconds(Int64(StoreAlarm.interval)),
-            delay: .seconds(Int64(StoreAlarm.interval))
-        ) { _ in alarm.summarize() }
-        WorkingSet.releaseStartupCode(logger: logger)  // start-up code never runs again: RSS shows the working set
+        stages.append(notifierStage(host: host, opened: opened, reloadSignals: reloadSignals))
+        return StagedService.group(stages, logger: logger)
+    }
 
-        try? await gracefulShutdown()
+    /// The LMDB store and the bridges whose queues it holds; on stop, pending commits (appends,
+    /// acknowledged removals) finish before it closes.
+    private func storeStage(
+        _ opened: OpenedStore,
+        host: BrokerHost,
+        group: MultiThreadedEventLoopGroup
+    ) -> ServiceStage {
+        ServiceStage("store") {
+            let store = try self.openStore()
+            do {
+                let bridges = try self.config.bridges.map {
+                    try BridgeRunner(config: $0, loop: group.next(), store: store, host: host, logger: self.logger)
+                }
+                self.connectDurableQueues(host: host, store: store, bridges: bridges)
+                StartupBanner.restoredBacklog(self.config.bridges, store: store, logger: self.logger)
+                opened.set(store: store, bridges: bridges)
+            } catch {
+                store.close()
+                throw error
+            }
+            return { store.close() }
+        }
+    }
 
-        logger.info("shutting down")
-        _ = SystemdNotifier.notify("STOPPING=1")
-        reloader.cancel()
-        watchdog?.cancel()
-        ticker.cancel()
-        sysTicker?.cancel()
-        pressureSummary.cancel()
-        await lorawan?.stop()  // publishes OFFLINE for its gateways while the bridges still run
-        for channel in channels { try? await channel.close() }
-        for bridge in bridges { try? await bridge.stop().get() }
-        try? await status?.stop().get()
-        try? await host.loop.flatSubmit { host.shutdown() }.get()  // also saves the last changes
-        await host.stopPersistence()
-        store?.close()  // finishes pending group commits
-        try? await hashingPool.shutdownGracefully()
-        try? await Task.sleep(for: .milliseconds(100))  // let the DISCONNECTs reach the sockets
-        try? await group.shutdownGracefully()
-        logger.info("stopped")
+    /// First up, last down: everything else runs on these threads.
+    private func eventLoopsStage(_ group: MultiThreadedEventLoopGroup, _ hashingPool: NIOThreadPool) -> ServiceStage {
+        let logger = self.logger
+        return ServiceStage("event loops") {
+            return {
+                try? await hashingPool.shutdownGracefully()
+                try? await group.shutdownGracefully()
+                logger.info("stopped")
+            }
+        }
+    }
+
+    /// Saved broker state loaded, the broker's timers running; on stop, clients told DISCONNECT.
+    private func brokerStage(_ host: BrokerHost, opened: OpenedStore) -> ServiceStage {
+        ServiceStage("broker") {
+            let store = opened.store
+            if self.config.persistence, let store {
+                try await host.loop.submit { try host.enablePersistence(store) }.get()
+            }
+            let tick = TimeAmount.milliseconds(250)
+            let ticker = host.loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in host.tick() }
+            let sysTicker =
+                self.config.sysInterval > 0
+                ? self.scheduleSystemTopics(host: host, bridges: opened.bridges, store: store) : nil
+            let alarm = self.alarm
+            let pressureSummary = host.loop.scheduleRepeatedTask(
+                initialDelay: .seconds(Int64(StoreAlarm.interval)),
+                delay: .seconds(Int64(StoreAlarm.interval))
+            ) { _ in alarm.summarize() }
+            return {
+                ticker.cancel()
+                sysTicker?.cancel()
+                pressureSummary.cancel()
+                await host.disconnectClients(within: .seconds(2))  // also saves the last changes
+                await host.stopPersistence()
+            }
+        }
+    }
+
+    private func metricsStage(
+        _ address: HostPort,
+        host: BrokerHost,
+        opened: OpenedStore,
+        lorawan: LoRaWANListener?,
+        group: MultiThreadedEventLoopGroup
+    ) -> ServiceStage {
+        let config = self.config
+        let logger = self.logger
+        return ServiceStage("metrics listener") {
+            let (store, bridges) = (opened.store, opened.bridges)
+            let status = GatewayStatus(host: host, bridges: bridges, store: store, config: config, loop: group.next())
+            let metrics = MetricsEndpoint(
+                host: host,
+                bridges: bridges,
+                store: store,
+                lorawan: lorawan?.counters,
+                status: status
+            )
+            let channel = try await binding("metrics_listener", "\(address)") {
+                try await metrics.bind(address, group: group, logger: logger)
+            }
+            status.start()
+            return {
+                try? await channel.close()
+                try? await status.stop().get()  // no sample reads the store after it closed
+            }
+        }
+    }
+
+    /// Last up, first down: drops privileges once everything is bound and open, says READY (log
+    /// banner and sd_notify), pings the watchdog and answers SIGHUP; on stop, says STOPPING.
+    private func notifierStage(
+        host: BrokerHost,
+        opened: OpenedStore,
+        reloadSignals: UnixSignalsSequence
+    ) -> ServiceStage {
+        ServiceStage("systemd notifier") {
+            let config = self.config
+            let bridges = opened.bridges
+            if let user = config.user, PrivilegeDrop.isNeeded(user: user) {
+                let reread =
+                    [self.configPath, config.passwordFile, config.aclFile] + config.listeners.map(\.passwordFile)
+                try PrivilegeDrop.drop(to: user, logger: self.logger, rereadOnReload: reread.compactMap { $0 })
+            }
+            self.logger.notice("\(StartupBanner.ready(config))")
+            _ = SystemdNotifier.notify("READY=1")
+            let watchdog = SystemdNotifier.watchdogInterval.map { interval in
+                // Pinged from the broker's own loop, so a stuck broker stops the pings.
+                let half = TimeAmount.nanoseconds(Int64(interval.components.seconds) * 500_000_000)
+                return host.loop.scheduleRepeatedTask(initialDelay: .zero, delay: half) { _ in
+                    _ = SystemdNotifier.notify("WATCHDOG=1")
+                }
+            }
+            let reloader = Task {
+                for await _ in reloadSignals { self.reload(host: host, bridges: bridges) }
+            }
+            // Start-up code never runs again: RSS shows the working set.
+            WorkingSet.releaseStartupCode(logger: self.logger)
+            return {
+                self.logger.info("shutting down")
+                _ = SystemdNotifier.notify("STOPPING=1")
+                reloader.cancel()
+                watchdog?.cancel()
+            }
+        }
     }
 
     /// SIGHUP: read the configuration again and apply what can change without dropping clients
@@ -225,9 +286,36 @@ public final class GatewayService: Service, Sendable {
         }
     }
 
-    /// The password and ACL files named by the configuration (errors name the file and line).
-    private func loadSecurity() throws -> (passwords: PasswordFile?, acl: AccessControlList?) {
-        try Self.loadSecurity(config, logger: logger)
+    /// Reads the password and ACL files (errors name the file and line) and gives them to the broker.
+    private func installSecurity(on host: BrokerHost, hashingPool: NIOThreadPool) async throws {
+        let security = try Self.loadSecurity(config, logger: logger)
+        let authenticator = Authenticator(
+            passwords: security.passwords,
+            allowAnonymous: config.effectiveAllowAnonymous,
+            pool: hashingPool
+        )
+        var listenerAuthenticators: [Int: Authenticator] = [:]
+        if config.perListenerSettings {
+            for index in config.listeners.indices {
+                let own = config.authentication(forListener: index)
+                logger.notice(
+                    "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
+                )
+                listenerAuthenticators[index] = Authenticator(
+                    passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
+                    allowAnonymous: own.allowAnonymous,
+                    pool: hashingPool
+                )
+            }
+        }
+        try await host.loop.submit { [listenerAuthenticators] in
+            host.authenticator = authenticator
+            host.listenerAuthenticators = listenerAuthenticators
+            host.setAccessPolicy(security.acl)
+        }.get()
+        if !config.perListenerSettings && !config.effectiveAllowAnonymous && config.allowAnonymous == nil {
+            logger.notice("a listener is bound beyond loopback: anonymous clients are refused (allow_anonymous false)")
+        }
     }
 
     private static func loadSecurity(_ config: GatewayConfig, logger: Logger) throws

@@ -34,6 +34,7 @@ enum TLSContexts {
             privateKey: .privateKey(key)
         )
         configuration.minimumTLSVersion = try minimumVersion(settings.tlsVersion, option: "tls_version")
+        configuration.shutdownTimeout = serverShutdownTimeout
         if let ciphers = settings.ciphers {
             if let problem = CipherList.problem(ciphers) {
                 throw TLSContextError(file: nil, "ciphers '\(ciphers)': \(problem)")
@@ -120,8 +121,13 @@ enum TLSContexts {
         configuration.minimumTLSVersion = .tlsv12
         configuration.maximumTLSVersion = .tlsv12
         configuration.cipherSuites = pskCipherSuites
+        configuration.shutdownTimeout = serverShutdownTimeout
         return try NIOSSLContext(configuration: configuration)
     }
+
+    /// How long a closing client connection waits for the client's close_notify (NIOSSL's default is
+    /// 5 s). Ours is sent either way; a client that never answers must not hold a SIGTERM that long.
+    static let serverShutdownTimeout = TimeAmount.seconds(1)
 
     /// Mosquitto's psk_file: `identity:key` per line, the key in hexadecimal; `#` comments and blank lines.
     static func preSharedKeys(_ path: String) throws -> [String: [UInt8]] {

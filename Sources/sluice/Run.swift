@@ -56,14 +56,14 @@ struct Run: AsyncParsableCommand {
         defer { pidFile?.remove() }
         let storeLock = try StoreGuard.prepare(gatewayConfig, logger: logger)
         let gateway = GatewayService(config: gatewayConfig, configPath: config, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: gateway)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
         do {
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: try await gateway.services(),
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
+            )
             try await group.run()
         } catch {
             throw failure(NetworkErrorText.describe(error))  // one line, not a SwiftNIO dump
