@@ -12,8 +12,16 @@ import Testing
 
     @Test func copiesAreIndependent() {
         var original = ClientConnection(
-            clientID: "c", username: nil, version: .v5, listener: 0, keepAlive: 60, lastActivity: 0,
-            receiveMaximum: 20, maximumPacketSize: 1 << 20, topicAliasMaximum: 0, will: will("a/will")
+            clientID: "c",
+            username: nil,
+            version: .v5,
+            listener: 0,
+            keepAlive: 60,
+            lastActivity: 0,
+            receiveMaximum: 20,
+            maximumPacketSize: 1 << 20,
+            topicAliasMaximum: 0,
+            will: will("a/will")
         )
         var copy = original
         copy.will?.topic = "changed"
@@ -39,7 +47,9 @@ import Testing
     /// Budgets: 128 and 136 bytes now; an inline will would make them 184 and 224.
     @Test func perClientStructsStaySmall() {
         #expect(MemoryLayout<Indirect<Will>>.size == MemoryLayout<UnsafeRawPointer>.size)
-        #expect(MemoryLayout<Indirect<(message: Message, dueAt: BrokerTime)>>.size == MemoryLayout<UnsafeRawPointer>.size)
+        #expect(
+            MemoryLayout<Indirect<(message: Message, dueAt: BrokerTime)>>.size == MemoryLayout<UnsafeRawPointer>.size
+        )
         #expect(MemoryLayout<ClientConnection>.stride <= 160)
         #expect(MemoryLayout<Session>.stride <= 176)
     }
