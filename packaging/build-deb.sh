@@ -16,8 +16,14 @@
 # The binary is built with the static Swift stdlib, no rpath and full RELRO
 # (swift build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now
 # -Xlinker --no-export-dynamic: nothing loads symbols from the executable, and its 23,000 exported
-# Swift and BoringSSL symbols cost 2.5 MB of dynamic symbol table), then stripped. Depends comes
-# from dpkg-shlibdeps (+ adduser for the maintainer scripts).
+# Swift and BoringSSL symbols cost 2.5 MB of dynamic symbol table), then stripped. Size and
+# resident code (issue 17; BENCHMARKS.md has the figures): linked by the toolchain's lld with
+# --icf=all (identical functions folded) and -z pack-relative-relocs (DT_RELR: the 1.6 MB of
+# relative relocations become a few KB; needs glibc >= 2.36, which dpkg-shlibdeps then writes
+# into Depends); Swift code in one section per function (-Xfrontend -function-sections), so
+# --gc-sections drops unused functions and --symbol-ordering-file=packaging/sluice.order
+# (scripts/gen-link-order.py) packs the code a running gateway executes into few pages.
+# Depends comes from dpkg-shlibdeps (+ adduser for the maintainer scripts).
 # The shipped /etc/sluice/gateway.conf is validated with the built binary's `sluice check`.
 # Needs: swift, dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip. Run as any user
 # (dpkg-deb --root-owner-group makes every file root:root). The last line printed is the
@@ -41,7 +47,10 @@ else
     if [ "${SLUICE_SKIP_BUILD:-0}" != "1" ]; then
         log "swift build -c release (static Swift stdlib) into $build_dir"
         swift build -c release --static-swift-stdlib --disable-local-rpath \
+            -Xswiftc -use-ld=lld -Xswiftc -Xfrontend -Xswiftc -function-sections \
             -Xlinker -z -Xlinker now -Xlinker --no-export-dynamic \
+            -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --icf=all \
+            -Xlinker --symbol-ordering-file="$here/sluice.order" -Xlinker --no-warn-symbol-ordering \
             --product sluice --scratch-path "$build_dir" >&2
     fi
     binary="$build_dir/release/sluice"
@@ -108,6 +117,14 @@ printf 'Source: sluice\n\nPackage: sluice\nArchitecture: any\n' > "$work/shlibde
 shlibs="$(cd "$work/shlibdeps" && dpkg-shlibdeps -O -e"$stage/usr/bin/sluice" 2>"$work/shlibdeps.err" \
     | sed -n 's/^shlibs:Depends=//p')" || { cat "$work/shlibdeps.err" >&2; exit 1; }
 [ -n "$shlibs" ] || { log "dpkg-shlibdeps found no dependencies"; cat "$work/shlibdeps.err" >&2; exit 1; }
+# DT_RELR (-z pack-relative-relocs) needs glibc >= 2.36; this lld records no GLIBC_ABI_DT_RELR
+# version for dpkg-shlibdeps to see, and an older loader would skip those relocations: say it here.
+if readelf -d "$stage/usr/bin/sluice" | grep -q '(RELR)'; then
+    libc_min="$(printf '%s\n' "$shlibs" | sed -n 's/.*libc6 (>= \([^)]*\)).*/\1/p')"
+    if [ -n "$libc_min" ] && dpkg --compare-versions "$libc_min" lt 2.36; then
+        shlibs="$(printf '%s\n' "$shlibs" | sed 's/libc6 (>= [^)]*)/libc6 (>= 2.36)/')"
+    fi
+fi
 depends="$shlibs, adduser"
 log "Depends: $depends"
 

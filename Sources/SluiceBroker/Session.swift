@@ -42,7 +42,7 @@ struct Session: Sendable {
     /// The `seq` the next stored delivery gets.
     var nextSeq: UInt64 = 1
     /// A will waiting for its delay to pass (MQTT 5 will delay interval).
-    var delayedWill: (message: Message, dueAt: BrokerTime)?
+    @Indirect var delayedWill: (message: Message, dueAt: BrokerTime)? = nil
 
     init(clientID: String, protocolVersion: ProtocolVersion, expiryInterval: UInt32) {
         self.clientID = clientID
@@ -100,7 +100,7 @@ struct ClientConnection: Sendable {
     var inboundAliases: [UInt16: String] = [:]
     /// QoS 1 publishes whose PUBACK waits for the disk, and QoS 2 ones awaiting PUBREL.
     var inboundUnacknowledged = 0
-    var will: Will?
+    @Indirect var will: Will? = nil
     /// The socket's send buffer is above its high-water mark: deliveries wait in the session queue.
     var backedUp = false
     /// Set once DISCONNECT arrived: the will is then not sent (unless reason 0x04).

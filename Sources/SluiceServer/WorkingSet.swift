@@ -13,7 +13,8 @@ import Logging
 /// (argument parsing, configuration, TLS initialisation, opening the store) touches code all over
 /// that segment and the kernel maps it in 64 KiB fault-around chunks, so ~14 MiB of it stays
 /// resident although most of it never runs again (measured without ICU, issue 17: idle VmRSS
-/// 22.5 MB without this release, 12.6–16.3 MB with it, so it stays). Those pages are clean and file-backed: the
+/// 22.5 MB without this release, 12.6–16.3 MB with it; since build-deb.sh links with a symbol-ordering
+/// file, 14.1 MB without and 11.7 MB with it, so it stays). Those pages are clean and file-backed: the
 /// kernel would drop them under memory pressure anyway, and a page that is used again comes back
 /// from the page cache on the next access. Dropping our mappings of them once start-up is done
 /// makes RSS show the broker's running working set instead of its start-up history.
