@@ -409,6 +409,11 @@ let badCases: [BadCase] = [
 
 @Test(arguments: badCases)
 func badConfigNamesFileLineAndKey(_ bad: BadCase) throws {
+    try expectNamesFileLineAndKey(bad)
+}
+
+/// The error for `bad.text` is `bad.kind`, on gateway.conf's `bad.line`, about `bad.key`, and says `bad.says`.
+func expectNamesFileLineAndKey(_ bad: BadCase) throws {
     let error = try #require(parseError(bad.text))
     #expect(error.kind == bad.kind)
     #expect(error.file == "gateway.conf")

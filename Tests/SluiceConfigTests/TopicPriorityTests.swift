@@ -57,10 +57,5 @@ let badPriorityCases: [BadCase] = [
 
 @Test(arguments: badPriorityCases)
 func badPriorityOrTTLNamesFileLineAndKey(_ bad: BadCase) throws {
-    let error = try #require(parseError(bad.text))
-    #expect(error.kind == bad.kind)
-    #expect(error.line == bad.line)
-    #expect(error.key == bad.key)
-    #expect(error.description.hasPrefix("gateway.conf:\(bad.line): key '\(bad.key)': "), "\(error)")
-    #expect(error.description.contains(bad.says), "\(error)")
+    try expectNamesFileLineAndKey(bad)
 }
