@@ -1,7 +1,7 @@
 import FoundationEssentials
 import NIOCore
-import SluiceStore
 import SluiceBroker
+import SluiceStore
 
 /// `$SYS/broker/sluice/bridges/<name>/...`: each bridge's link and queue, published (retained) with the
 /// other `$SYS` topics every `sys_interval`. A central that bridges `$SYS/#` home from every gateway

@@ -31,8 +31,6 @@ private func flipByte(in path: String, after needle: String, offset: Int = 10) t
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
-
-
 private func truncate(_ path: String, to size: Int) throws {
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
     try handle.truncate(atOffset: UInt64(size))
