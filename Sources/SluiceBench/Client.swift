@@ -339,7 +339,8 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         MQTTCodec.encode(.disconnect(DisconnectPacket()), version: .v3_1_1, into: &out)
         let chunk = out
         out = context.channel.allocator.buffer(capacity: 0)
-        context.writeAndFlush(wrapOutboundOut(chunk)).whenComplete { _ in context.close(promise: nil) }
+        let channel = context.channel  // Sendable, unlike the context
+        context.writeAndFlush(wrapOutboundOut(chunk)).whenComplete { _ in channel.close(promise: nil) }
     }
 }
 

@@ -181,7 +181,7 @@ private final class QuarantineEventLog: @unchecked Sendable {
     @Test func zeroLengthFileIsANewStoreWithAWarningFlag() throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        FileManager.default.createFile(atPath: dir.storePath, contents: Data())
+        try #require(FileManager.default.createFile(atPath: dir.storePath, contents: Data()))
         #expect(try StoreFileCheck.inspect(path: dir.storePath) == .empty)
         let store = try Store(path: dir.storePath)
         defer { store.close() }
