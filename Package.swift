@@ -44,11 +44,11 @@ let package = Package(
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
-        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "SluiceBroker"]),
+        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
         .target(name: "GWMPCore"),
         // gateway.conf lexer and validation into Sendable structs.
-        .target(name: "SluiceConfig"),
+        .target(name: "SluiceConfig", dependencies: ["MQTTCore"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
         .target(name: "SluiceStore", dependencies: ["CLMDB"]),
         // The only module with sockets: listeners, thin handlers, services.

@@ -49,4 +49,14 @@ extension Topic {
             return error.message
         }
     }
+
+    /// Why `name` is not a valid topic name, or nil when it is (for messages naming the input).
+    public static func nameProblem(_ name: String) -> String? {
+        do {
+            try validateName(name)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
 }

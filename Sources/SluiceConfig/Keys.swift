@@ -1,3 +1,5 @@
+import MQTTCore
+
 // Note on the key table: every key Sluice accepts is in `KeyRule.table`, with the section it
 // belongs to and the one function that reads its value. A key that is not there is an error,
 // so this table is the full list of what gateway.conf understands. Keys Mosquitto has and that
@@ -142,7 +144,7 @@ enum KeyRule: Sendable {
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
         "mount_point": .listener { l, d throws(ConfigError) in
             let prefix = try d.singleString()
-            guard !prefix.isEmpty, !prefix.contains("+"), !prefix.contains("#"), !prefix.contains("\u{0}") else {
+            guard Topic.nameProblem(prefix) == nil else {
                 throw d.error(.badValue, "a mount point is a topic prefix without wildcards, got '\(prefix)'")
             }
             l.listener.mountPoint = prefix
@@ -180,7 +182,7 @@ enum KeyRule: Sendable {
         "notifications": .bridge { b, d throws(ConfigError) in b.notifications = try d.bool() },
         "notification_topic": .bridge { b, d throws(ConfigError) in
             let topic = try d.singleToken()
-            if let problem = TopicSyntax.nameProblem(topic) { throw d.error(.badValue, "\(problem), got '\(topic)'") }
+            if let problem = Topic.nameProblem(topic) { throw d.error(.badValue, "\(problem), got '\(topic)'") }
             b.notificationTopic = topic
         },
         "try_private": .bridge { b, d throws(ConfigError) in b.tryPrivate = try d.bool() },

@@ -298,7 +298,7 @@ let badCases: [BadCase] = [
         kind: .badValue,
         line: 2,
         key: "notification_topic",
-        says: "'+' or '#'"
+        says: "topic name contains a wildcard"
     ),
     BadCase(
         text: minimalBridgeText + "bridge_insecure true",
@@ -373,13 +373,19 @@ let badCases: [BadCase] = [
         key: "topic",
         says: "not a valid topic filter"
     ),
-    BadCase(text: "connection c\ntopic a/b#", kind: .badTopic, line: 2, key: "topic", says: "'#' may only be"),
+    BadCase(
+        text: "connection c\ntopic a/b#",
+        kind: .badTopic,
+        line: 2,
+        key: "topic",
+        says: "'#' must be alone in the last level"
+    ),
     BadCase(
         text: "connection c\ntopic a/b+/c",
         kind: .badTopic,
         line: 2,
         key: "topic",
-        says: "'+' must be a whole level"
+        says: "'+' must be alone in its level"
     ),
     BadCase(text: "connection c\ntopic # out 0 gw r/", kind: .badTopic, line: 2, key: "topic", says: "'gw#'"),
     BadCase(text: "connection c\ntopic \"\" out 1", kind: .badTopic, line: 2, key: "topic", says: "empty pattern"),

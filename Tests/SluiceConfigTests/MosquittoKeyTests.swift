@@ -214,6 +214,8 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(try parse("listener 1883\nmount_point site7/\n").listeners.first?.mountPoint == "site7/")
     #expect(parseError("listener 1883\nmount_point site/+/\n")?.kind == .badValue)
     #expect(parseError("listener 1883\nmount_point a/#\n")?.kind == .badValue)
+    // MQTTCore's topic name check: at most 65,535 bytes.
+    #expect(parseError("listener 1883\nmount_point \(String(repeating: "a", count: 65_536))\n")?.kind == .badValue)
 }
 
 @Test func bridgePSKNeedsBothKeysHexAndNoCertificates() throws {
