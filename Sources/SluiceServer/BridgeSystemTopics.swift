@@ -1,5 +1,6 @@
 import FoundationEssentials
 import NIOCore
+import SluiceBridge
 import SluiceBroker
 import SluiceStore
 
@@ -41,10 +42,12 @@ struct BridgeSystemTopics {
             let base = "sluice/bridges/\(Self.topicLevel(bridge.name))/"
             var sentRate = 0.0
             var receivedRate = 0.0
-            if let last = previous[bridge.name], seconds > last.seconds {
-                let elapsed = seconds - last.seconds
-                sentRate = Double(bridge.acknowledged &- min(bridge.acknowledged, last.acknowledged)) / elapsed
-                receivedRate = Double(bridge.received &- min(bridge.received, last.received)) / elapsed
+            if let last = previous[bridge.name] {
+                let rate = { (earlier: UInt64, later: UInt64) in
+                    CounterRate.perSecond(from: earlier, to: later, seconds: seconds - last.seconds) ?? 0
+                }
+                sentRate = rate(last.acknowledged, bridge.acknowledged)
+                receivedRate = rate(last.received, bridge.received)
             }
             if previous[bridge.name].map({ seconds > $0.seconds }) ?? true {
                 previous[bridge.name] = (seconds, bridge.acknowledged, bridge.received)
