@@ -52,11 +52,7 @@ extension Topic {
 
     /// Why `name` is not a valid topic name, or nil when it is (for messages naming the input).
     public static func nameProblem(_ name: String) -> String? {
-        do {
-            try validateName(name)
-            return nil
-        } catch {
-            return error.message
-        }
+        var name = name
+        return name.withUTF8 { nameError($0) }?.message
     }
 }
