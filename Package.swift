@@ -1,5 +1,13 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
+
+// Every target of this package builds with warnings as errors (SE-0480). The one exception by group:
+// NIOSSL's per-certificate verification callback (crlfile, RevocationList.swift) is deprecated but is the
+// only hook that keeps BoringSSL's chain verification, so deprecations stay warnings.
+let strictWarnings: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+    .treatWarning("DeprecatedDeclaration", as: .warning),
+]
 
 let package = Package(
     name: "sluice",
@@ -36,11 +44,11 @@ let package = Package(
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
-        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "SluiceBroker"]),
+        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
         .target(name: "GWMPCore"),
         // gateway.conf lexer and validation into Sendable structs.
-        .target(name: "SluiceConfig"),
+        .target(name: "SluiceConfig", dependencies: ["MQTTCore"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
         .target(name: "SluiceStore", dependencies: ["CLMDB"]),
         // The only module with sockets: listeners, thin handlers, services.
@@ -105,10 +113,13 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]
         ),
     ]
 )
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + strictWarnings
+}

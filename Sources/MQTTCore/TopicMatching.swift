@@ -49,4 +49,10 @@ extension Topic {
             return error.message
         }
     }
+
+    /// Why `name` is not a valid topic name, or nil when it is (for messages naming the input).
+    public static func nameProblem(_ name: String) -> String? {
+        var name = name
+        return name.withUTF8 { nameError($0) }?.message
+    }
 }

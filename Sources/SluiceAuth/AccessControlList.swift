@@ -1,3 +1,4 @@
+import MQTTCore
 import SluiceBroker
 
 // A note on Mosquitto's ACL file (`acl_file`), as Mosquitto 2.0 reads it (`src/security_default.c`):
@@ -112,7 +113,9 @@ public struct AccessControlList: AccessPolicy, Sendable {
                     access = parsed
                     topic = afterFirst.trimmingBlanks
                 }
-                if let problem = filterProblem(topic) { throw fail("invalid topic '\(topic)': \(problem)") }
+                if let problem = Topic.filterProblem(String(topic)) {
+                    throw fail("invalid topic '\(topic)': \(problem)")
+                }
                 let entry = Entry(access: access, topic: String(topic), line: number)
                 if keyword == "pattern" {
                     patterns.append(entry)
@@ -235,19 +238,6 @@ public struct AccessControlList: AccessPolicy, Sendable {
         let afterShare = filter.dropFirst("$share/".count)
         guard let slash = afterShare.firstIndex(of: "/") else { return filter[...] }
         return afterShare[afterShare.index(after: slash)...]
-    }
-
-    /// Why `topic` is not a valid MQTT topic filter, or nil.
-    static func filterProblem(_ topic: Substring) -> String? {
-        if topic.utf8.count > 65535 { return "longer than 65535 bytes" }
-        let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
-        for (index, level) in levels.enumerated() {
-            if level.contains("#") && (level != "#" || index != levels.count - 1) {
-                return "'#' must be a whole level and the last one"
-            }
-            if level.contains("+") && level != "+" { return "'+' must be a whole level" }
-        }
-        return nil
     }
 }
 

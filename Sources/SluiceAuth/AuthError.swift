@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An error found while reading a password file or an ACL file.
@@ -53,7 +53,12 @@ func readTextFile(_ path: String) throws(AuthError) -> String {
         if count > 0 { bytes.append(contentsOf: chunk[0..<count]) }
         if count < chunk.count {
             if ferror(file) != 0 {
-                throw AuthError(.unreadableFile, file: path, line: nil, "read failed: \(String(cString: strerror(errno)))")
+                throw AuthError(
+                    .unreadableFile,
+                    file: path,
+                    line: nil,
+                    "read failed: \(String(cString: strerror(errno)))"
+                )
             }
             break
         }

@@ -59,7 +59,9 @@ public struct PasswordFile: Sendable {
         for (number, raw) in numberedLines(text) {
             let line = raw.trimmingBlanks
             if line.isEmpty || line.first == "#" { continue }
-            func fail(_ message: String) -> AuthError { AuthError(.badPasswordLine, file: fileName, line: number, message) }
+            func fail(_ message: String) -> AuthError {
+                AuthError(.badPasswordLine, file: fileName, line: number, message)
+            }
             guard let colon = line.firstIndex(of: ":") else {
                 throw fail("expected USERNAME:PASSWORD_HASH (no ':' found)")
             }
@@ -93,7 +95,8 @@ public struct PasswordFile: Sendable {
         let known = entries[username]
         let entry = known ?? decoy
         let computed = Self.digest(password: password, scheme: entry.scheme, salt: entry.salt)
-        let same = computed.count == entry.hash.count
+        let same =
+            computed.count == entry.hash.count
             && computed.withUnsafeBytes { a in
                 entry.hash.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 }
             }
@@ -131,7 +134,9 @@ public struct PasswordFile: Sendable {
         switch fields[1] {
         case "7":
             guard fields.count == 5 else {
-                throw HashProblem(message: "a $7$ hash needs 4 fields: $7$ITERATIONS$SALT$HASH, found \(fields.count - 1)")
+                throw HashProblem(
+                    message: "a $7$ hash needs 4 fields: $7$ITERATIONS$SALT$HASH, found \(fields.count - 1)"
+                )
             }
             guard let iterations = Int(fields[2]), iterations >= 1, iterations <= 100_000_000 else {
                 throw HashProblem(message: "iteration count is not a whole number from 1 to 100000000")

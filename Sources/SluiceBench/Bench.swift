@@ -7,7 +7,8 @@ import NIOPosix
 struct SluiceBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice-bench",
-        abstract: "Runs the same MQTT load against Mosquitto and Sluice on this machine and prints both and their ratio."
+        abstract:
+            "Runs the same MQTT load against Mosquitto and Sluice on this machine and prints both and their ratio."
     )
 
     @Option(help: "The sluice binary (default .build/release/sluice, else .build/debug/sluice with a warning).")
@@ -38,12 +39,15 @@ struct SluiceBench: AsyncParsableCommand {
         let fileLimit = raiseFileLimit()
         var scenarios = allScenarios(quick: quick, fileLimit: fileLimit, bridge: bridge)
         let filters = only?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } ?? []
-        let wantsBridgeStub = !bridge && (filters.isEmpty || filters.contains { "bridge".hasPrefix($0) || $0.hasPrefix("bridge") })
+        let wantsBridgeStub =
+            !bridge && (filters.isEmpty || filters.contains { "bridge".hasPrefix($0) || $0.hasPrefix("bridge") })
         if !filters.isEmpty {
             scenarios = scenarios.filter { s in filters.contains { s.name.hasPrefix($0) } }
         }
         if list {
-            for s in allScenarios(quick: quick, fileLimit: fileLimit, bridge: true) { print("\(s.name)\t\(s.description)") }
+            for s in allScenarios(quick: quick, fileLimit: fileLimit, bridge: true) {
+                print("\(s.name)\t\(s.description)")
+            }
             if !bridge { print("bridge\t(stub without --bridge: not yet measured)") }
             return
         }
@@ -56,7 +60,9 @@ struct SluiceBench: AsyncParsableCommand {
         if !json {
             print(machine.text)
             print("Config: \(FairConfig.summary)")
-            print("Rounds: \(rounds) (each round: Mosquitto, then Sluice; a fresh broker per run)\(quick ? ", --quick" : "")")
+            print(
+                "Rounds: \(rounds) (each round: Mosquitto, then Sluice; a fresh broker per run)\(quick ? ", --quick" : "")"
+            )
             print("")
         }
         var reports: [ScenarioReport] = []
@@ -100,12 +106,15 @@ struct SluiceBench: AsyncParsableCommand {
             return ".build/debug/sluice"
         }
         throw ValidationError(
-            "no sluice binary: build it (swift build -c release --product sluice) or pass --sluice PATH")
+            "no sluice binary: build it (swift build -c release --product sluice) or pass --sluice PATH"
+        )
     }
 
     func warnDebug(_ path: String) {
         let bar = String(repeating: "!", count: 78)
-        log("\(bar)\n!! WARNING: using a DEBUG sluice (\(path)).\n!! Debug numbers are meaningless: build with `swift build -c release --product sluice`.\n\(bar)")
+        log(
+            "\(bar)\n!! WARNING: using a DEBUG sluice (\(path)).\n!! Debug numbers are meaningless: build with `swift build -c release --product sluice`.\n\(bar)"
+        )
     }
 }
 
@@ -213,10 +222,12 @@ func fmt(_ x: Double) -> String {
 func pct(_ x: Double?) -> String { x.map { String(format: "%.0f%%", $0 * 100) } ?? "—" }
 
 func printTable(reports: [ScenarioReport], bridgeStub: Bool) {
-    var rows: [[String]] = [[
-        "scenario", "mosquitto", "sluice", "sluice/mosq", "better", "mosq min–max", "sluice min–max",
-        "gen CPU", "broker CPU m/s", "loss m/s",
-    ]]
+    var rows: [[String]] = [
+        [
+            "scenario", "mosquitto", "sluice", "sluice/mosq", "better", "mosq min–max", "sluice min–max",
+            "gen CPU", "broker CPU m/s", "loss m/s",
+        ]
+    ]
     for r in reports {
         for m in r.scenario.metrics {
             let a = r.stats(.mosquitto, m.key)
@@ -244,23 +255,32 @@ func printTable(reports: [ScenarioReport], bridgeStub: Bool) {
     let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max()! }
     for (i, row) in rows.enumerated() {
         let line = row.enumerated().map { c, cell in
-            c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+            c == 0
+                ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
                 : String(repeating: " ", count: widths[c] - cell.count) + cell
         }.joined(separator: "  ")
         print(line)
         if i == 0 { print(String(repeating: "-", count: line.count)) }
     }
     print("")
-    print("Ratio is Sluice median / Mosquitto median; 'better' says which direction wins (rates: higher; latency and memory: lower;")
+    print(
+        "Ratio is Sluice median / Mosquitto median; 'better' says which direction wins (rates: higher; latency and memory: lower;"
+    )
     print("info: context for another row, e.g. a process's CPU as % of one core, or Sluice's LMDB commits).")
-    print("gen CPU: load generator's own CPU (getrusage of this process) as a share of one core over the measured time, all runs;")
-    print("broker CPU: each broker's CPU (/proc/PID/stat) over its measured time. \(System.coreCount) cores are shared by both.")
+    print(
+        "gen CPU: load generator's own CPU (getrusage of this process) as a share of one core over the measured time, all runs;"
+    )
+    print(
+        "broker CPU: each broker's CPU (/proc/PID/stat) over its measured time. \(System.coreCount) cores are shared by both."
+    )
     print("loss: messages expected but not received, summed over rounds.")
     for r in reports {
         for e in r.errors { print("ERROR \(r.scenario.name): \(e)") }
         for (kind, outs) in r.runs.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             for o in outs where o.note != nil || o.duplicates > 0 {
-                print("note \(r.scenario.name) \(kind.rawValue): \(o.note ?? "") \(o.duplicates > 0 ? "duplicates \(o.duplicates)" : "")")
+                print(
+                    "note \(r.scenario.name) \(kind.rawValue): \(o.note ?? "") \(o.duplicates > 0 ? "duplicates \(o.duplicates)" : "")"
+                )
             }
         }
     }
@@ -297,17 +317,29 @@ func printJSON(machine: Machine, reports: [ScenarioReport], rounds: Int, bridgeS
             for k in BrokerKind.allCases { cpu[k.rawValue] = r.brokerCPUShare(k) }
             results.append(
                 MetricJSON(
-                    scenario: r.scenario.name, metric: m.key, unit: m.unit, better: m.better, mosquitto: a, sluice: b,
+                    scenario: r.scenario.name,
+                    metric: m.key,
+                    unit: m.unit,
+                    better: m.better,
+                    mosquitto: a,
+                    sluice: b,
                     ratio: (a != nil && b != nil && a!.median != 0) ? b!.median / a!.median : nil,
-                    generatorCPUShare: r.generatorCPUShare, brokerCPUShare: cpu,
+                    generatorCPUShare: r.generatorCPUShare,
+                    brokerCPUShare: cpu,
                     loss: ["mosquitto": r.loss(.mosquitto), "sluice": r.loss(.sluice)],
                     duplicates: ["mosquitto": r.dups(.mosquitto), "sluice": r.dups(.sluice)],
-                    errors: r.errors))
+                    errors: r.errors
+                )
+            )
         }
     }
     let doc = Doc(
-        machine: machine, config: FairConfig.summary, rounds: rounds, results: results,
-        notMeasured: bridgeStub ? ["bridge"] : [])
+        machine: machine,
+        config: FairConfig.summary,
+        rounds: rounds,
+        results: results,
+        notMeasured: bridgeStub ? ["bridge"] : []
+    )
     let enc = JSONEncoder()
     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
     if let data = try? enc.encode(doc) { print(String(decoding: data, as: UTF8.self)) }

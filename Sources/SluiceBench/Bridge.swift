@@ -31,13 +31,14 @@ func bridgeScenarios(quick: Bool, enabled: Bool) -> [Scenario] {
 }
 
 func bridgeSection(centralPort: Int, kind: BrokerKind, extra: [String] = []) -> [String] {
-    var lines = [
-        "connection central",
-        "address 127.0.0.1:\(centralPort)",
-        "topic bench/# out 1",
-        "cleansession false",
-        "restart_timeout 1",
-    ] + extra
+    var lines =
+        [
+            "connection central",
+            "address 127.0.0.1:\(centralPort)",
+            "topic bench/# out 1",
+            "cleansession false",
+            "restart_timeout 1",
+        ] + extra
     // For experiments only (printed in the log): extra lines for the Sluice edge's bridge section,
     // separated by ';', e.g. SLUICE_BENCH_SLUICE_BRIDGE='bridge_max_inflight 5000'.
     if kind == .sluice, let extra = ProcessInfo.processInfo.environment["SLUICE_BENCH_SLUICE_BRIDGE"] {
@@ -248,7 +249,8 @@ func bridgeDrainScenario(quick: Bool, window: Int? = nil) -> Scenario {
                 try? FileManager.default.removeItem(atPath: centralDir)
             }
         }
-        let windowLines = window.map { [kind == .sluice ? "bridge_max_inflight \($0)" : "max_inflight_messages \($0)"] } ?? []
+        let windowLines =
+            window.map { [kind == .sluice ? "bridge_max_inflight \($0)" : "max_inflight_messages \($0)"] } ?? []
         let (edge, metricsPort) = try await startBridgedEdge(
             kind,
             ctx,

@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum BrokerKind: String, CaseIterable, Codable {
@@ -15,14 +15,17 @@ enum FairConfig {
     /// Lines added to both configs, with why.
     static let shared: [(String, String)] = [
         ("allow_anonymous true", "benchmark clients do not authenticate"),
-        ("max_queued_messages 0", "unlimited per-client queue: Mosquitto's default 1000 would drop messages and count as loss"),
+        (
+            "max_queued_messages 0",
+            "unlimited per-client queue: Mosquitto's default 1000 would drop messages and count as loss"
+        ),
     ]
     static let mosquittoOnly: [(String, String)] = [
         ("user root", "so Debian's mosquitto does not drop privileges away from the temp directory"),
         ("log_dest stderr", "log captured to a file in the temp directory"),
     ]
     static let sluiceOnly: [(String, String)] = [
-        ("persistence_location DIR/", "Sluice's LMDB store in the run's temp directory"),
+        ("persistence_location DIR/", "Sluice's LMDB store in the run's temp directory")
     ]
     static var summary: String {
         var s = "Both brokers: listener PORT 127.0.0.1, "
@@ -58,8 +61,13 @@ final class BrokerProcess: @unchecked Sendable {
 
     /// Starts a broker; `extraConfig` lines are appended (bridge scenarios).
     static func start(
-        kind: BrokerKind, sluicePath: String, group: EventLoopGroup, port givenPort: Int? = nil,
-        extraConfig: [String] = [], dir givenDir: String? = nil, startTimeout: Double = 15
+        kind: BrokerKind,
+        sluicePath: String,
+        group: EventLoopGroup,
+        port givenPort: Int? = nil,
+        extraConfig: [String] = [],
+        dir givenDir: String? = nil,
+        startTimeout: Double = 15
     ) async throws -> BrokerProcess {
         let port: Int
         if let givenPort { port = givenPort } else { port = try await Net.freePort(group: group) }
@@ -95,7 +103,9 @@ final class BrokerProcess: @unchecked Sendable {
             try await Task.sleep(nanoseconds: 5_000_000)
         }
         broker.stop()
-        throw BenchError("\(kind.rawValue) did not listen on \(port) within \(Int(startTimeout)) s; log:\n\(broker.logTail())")
+        throw BenchError(
+            "\(kind.rawValue) did not listen on \(port) within \(Int(startTimeout)) s; log:\n\(broker.logTail())"
+        )
     }
 
     static func mosquittoPath() -> String {
@@ -156,7 +166,9 @@ final class BrokerProcess: @unchecked Sendable {
                 while process.isRunning { usleep(10_000) }
             }
         }
-        if removeDir && ProcessInfo.processInfo.environment["SLUICE_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: dir) }
+        if removeDir && ProcessInfo.processInfo.environment["SLUICE_BENCH_KEEP"] == nil {
+            try? FileManager.default.removeItem(atPath: dir)
+        }
     }
 }
 

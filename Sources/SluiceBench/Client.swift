@@ -73,7 +73,11 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         self.context = context
         out = context.channel.allocator.buffer(capacity: 64 * 1024)
         let connect = ConnectPacket(
-            protocolVersion: .v3_1_1, clientIdentifier: clientID, cleanStart: cleanSession, keepAlive: keepAlive)
+            protocolVersion: .v3_1_1,
+            clientIdentifier: clientID,
+            cleanStart: cleanSession,
+            keepAlive: keepAlive
+        )
         MQTTCodec.encode(.connect(connect), version: .v3_1_1, into: &out)
         flushOut()
     }
@@ -101,7 +105,10 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
             cumulation!.writeBuffer(&incoming)
         }
         do {
-            while let frame = try MQTTCodec.readFrame(from: &cumulation!, maximumPacketSize: MQTTCodec.maximumPacketSize) {
+            while let frame = try MQTTCodec.readFrame(
+                from: &cumulation!,
+                maximumPacketSize: MQTTCodec.maximumPacketSize
+            ) {
                 // Fast path for PUBLISH received by subscribers: QoS from the flags, packet id and
                 // timestamp read directly, to keep the generator lean (the decoder is exercised too
                 // for everything else).
@@ -179,11 +186,19 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         case .pubAck(let ack):
             ackOne(ack.packetIdentifier)
         case .pubRec(let ack):
-            MQTTCodec.encode(.pubRel(PubAckPacket(packetIdentifier: ack.packetIdentifier)), version: .v3_1_1, into: &out)
+            MQTTCodec.encode(
+                .pubRel(PubAckPacket(packetIdentifier: ack.packetIdentifier)),
+                version: .v3_1_1,
+                into: &out
+            )
         case .pubComp(let ack):
             ackOne(ack.packetIdentifier)
         case .pubRel(let ack):
-            MQTTCodec.encode(.pubComp(PubAckPacket(packetIdentifier: ack.packetIdentifier)), version: .v3_1_1, into: &out)
+            MQTTCodec.encode(
+                .pubComp(PubAckPacket(packetIdentifier: ack.packetIdentifier)),
+                version: .v3_1_1,
+                into: &out
+            )
         default:
             break
         }
@@ -203,7 +218,9 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         let p = loop.makePromise(of: Void.self)
         subAck = p
         let sub = SubscribePacket(
-            packetIdentifier: 1, subscriptions: [TopicSubscription(filter: filter, options: SubscriptionOptions(qos: qos))])
+            packetIdentifier: 1,
+            subscriptions: [TopicSubscription(filter: filter, options: SubscriptionOptions(qos: qos))]
+        )
         MQTTCodec.encode(.subscribe(sub), version: .v3_1_1, into: &out)
         flushOut()
         return p.futureResult
@@ -216,7 +233,8 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         subAck = p
         let sub = SubscribePacket(
             packetIdentifier: 1,
-            subscriptions: filters.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) })
+            subscriptions: filters.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) }
+        )
         MQTTCodec.encode(.subscribe(sub), version: .v3_1_1, into: &out)
         flushOut()
         return p.futureResult
@@ -226,7 +244,12 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     /// allows, in bursts with one flush each. QoS 1/2: keeps `window` messages in flight.
     /// `rate` > 0 paces the messages (checked every millisecond) instead.
     func startPublishing(
-        topic: String, qos: QoS, payloadSize: Int, count: Int, window: Int, rate: Double = 0
+        topic: String,
+        qos: QoS,
+        payloadSize: Int,
+        count: Int,
+        window: Int,
+        rate: Double = 0
     ) -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
         let p = loop.makePromise(of: Void.self)
@@ -291,7 +314,9 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
             }
             MQTTCodec.encode(
                 .publish(PublishPacket(topic: topic, payload: payload, qos: qos, packetIdentifier: id)),
-                version: .v3_1_1, into: &out)
+                version: .v3_1_1,
+                into: &out
+            )
             sent += 1
             burst += 1
             if out.readableBytes >= 60 * 1024 { flushOut() }
@@ -314,14 +339,19 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         MQTTCodec.encode(.disconnect(DisconnectPacket()), version: .v3_1_1, into: &out)
         let chunk = out
         out = context.channel.allocator.buffer(capacity: 0)
-        context.writeAndFlush(wrapOutboundOut(chunk)).whenComplete { _ in context.close(promise: nil) }
+        let channel = context.channel  // Sendable, unlike the context
+        context.writeAndFlush(wrapOutboundOut(chunk)).whenComplete { _ in channel.close(promise: nil) }
     }
 }
 
 enum Net {
     /// Opens a TCP connection and completes when CONNACK arrives.
     static func connect(
-        group: EventLoopGroup, port: Int, clientID: String, cleanSession: Bool = true, keepAlive: UInt16 = 600
+        group: EventLoopGroup,
+        port: Int,
+        clientID: String,
+        cleanSession: Bool = true,
+        keepAlive: UInt16 = 600
     ) -> EventLoopFuture<(Channel, BenchConnection)> {
         let loop = group.next()
         let conn = BenchConnection(loop: loop, clientID: clientID, cleanSession: cleanSession, keepAlive: keepAlive)

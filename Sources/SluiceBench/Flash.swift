@@ -165,7 +165,12 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
             ),
             MetricSpec(key: "flushes", label: "\(tag): device flushes per msg", unit: "1", better: .lower),
             MetricSpec(key: "commits", label: "\(tag): LMDB commits per msg", unit: "1", better: .info),
-            MetricSpec(key: "floorBytes", label: "\(tag): floor: 4 KiB per commit, per msg (B)", unit: "B", better: .info),
+            MetricSpec(
+                key: "floorBytes",
+                label: "\(tag): floor: 4 KiB per commit, per msg (B)",
+                unit: "B",
+                better: .info
+            ),
             MetricSpec(key: "p50", label: "\(tag): PUBACK latency p50 (ms)", unit: "ms", better: .lower),
             MetricSpec(key: "p99", label: "\(tag): PUBACK latency p99 (ms)", unit: "ms", better: .lower),
             MetricSpec(key: "gbPerDay", label: "\(tag): GB written per day at this rate", unit: "GB", better: .lower),

@@ -13,12 +13,18 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
     let perSubscribe = 500
     return Scenario(
         name: "memory-return",
-        description: "subscription churn: \(rounds) × \(filters) distinct filters subscribed by one clean-session client that"
+        description:
+            "subscription churn: \(rounds) × \(filters) distinct filters subscribed by one clean-session client that"
             + " then disconnects, broker RssAnon 6 s after each round; after a burst: \(burst) QoS 1 msgs of 64 B"
             + " (10 pubs → 1 sub), all clients gone, RssAnon 10 s later against RssAnon 1 s after start",
         metrics: [
             MetricSpec(key: "churnBefore", label: "churn: RssAnon before (MiB)", unit: "MiB", better: .lower),
-            MetricSpec(key: "churnKept", label: "churn: RssAnon after \(rounds) rounds − before (MiB)", unit: "MiB", better: .lower),
+            MetricSpec(
+                key: "churnKept",
+                label: "churn: RssAnon after \(rounds) rounds − before (MiB)",
+                unit: "MiB",
+                better: .lower
+            ),
             MetricSpec(key: "idleAnon", label: "burst: idle RssAnon (MiB)", unit: "MiB", better: .lower),
             MetricSpec(key: "burstKept", label: "burst: RssAnon 10 s after − idle (MiB)", unit: "MiB", better: .lower),
         ]
@@ -31,7 +37,9 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
             let m = try await measured(broker) {
                 for round in 0..<rounds {
                     let (channel, connection) = try await Net.connect(
-                        group: ctx.group, port: broker.port, clientID: "churn-\(round)"
+                        group: ctx.group,
+                        port: broker.port,
+                        clientID: "churn-\(round)"
                     ).get()
                     var index = 0
                     while index < filters {
@@ -49,7 +57,8 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
             }
             out.values["churnBefore"] = before
             out.values["churnKept"] = (samples.last ?? before) - before
-            out.note = "churn RssAnon per round (MiB): " + samples.map { String(Int($0.rounded())) }.joined(separator: " ")
+            out.note =
+                "churn RssAnon per round (MiB): " + samples.map { String(Int($0.rounded())) }.joined(separator: " ")
             out.generatorCPU = m.gen
             out.brokerCPU = m.broker
             out.wall = m.wall
@@ -59,8 +68,14 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
             try await Task.sleep(nanoseconds: 1_000_000_000)
             let idle = Double(broker.anonymousBytes() ?? 0)
             let flow = try await runFlow(
-                ctx: ctx, port: broker.port, publishers: 10, subscribers: 1, qos: .atLeastOnce, payload: 64,
-                perPublisher: burst / 10, hardTimeout: 120
+                ctx: ctx,
+                port: broker.port,
+                publishers: 10,
+                subscribers: 1,
+                qos: .atLeastOnce,
+                payload: 64,
+                perPublisher: burst / 10,
+                hardTimeout: 120
             )
             // runFlow closed every client on return.
             try await Task.sleep(nanoseconds: 10_000_000_000)

@@ -48,7 +48,9 @@ final class SharedFlag: @unchecked Sendable {
 }
 
 /// Measures CPU of generator and broker around `body`.
-func measured(_ broker: BrokerProcess?, _ body: () async throws -> Void) async rethrows -> (gen: Double, broker: Double?, wall: Double) {
+func measured(_ broker: BrokerProcess?, _ body: () async throws -> Void) async rethrows -> (
+    gen: Double, broker: Double?, wall: Double
+) {
     let g0 = generatorCPUSeconds()
     let b0 = broker?.cpuSeconds()
     let t0 = nowNanos()
@@ -74,9 +76,19 @@ struct FlowResult {
 /// N publishers → M subscribers on one topic. Every subscriber receives every message.
 /// `perPublisher` messages each; returns counts and the first-publish → last-receive span.
 func runFlow(
-    ctx: BenchContext, port: Int, subscriberPort: Int? = nil, publishers: Int, subscribers: Int, qos: QoS, payload: Int,
-    perPublisher: Int, window: Int = 100, rate: Double = 0, recordLatency: Bool = false,
-    stallTimeout: Double = 5, hardTimeout: Double
+    ctx: BenchContext,
+    port: Int,
+    subscriberPort: Int? = nil,
+    publishers: Int,
+    subscribers: Int,
+    qos: QoS,
+    payload: Int,
+    perPublisher: Int,
+    window: Int = 100,
+    rate: Double = 0,
+    recordLatency: Bool = false,
+    stallTimeout: Double = 5,
+    hardTimeout: Double
 ) async throws -> FlowResult {
     let group = ctx.group
     var channels: [Channel] = []
@@ -85,7 +97,8 @@ func runFlow(
     let topic = "bench/t\(tag)"
     var subs: [BenchConnection] = []
     for i in 0..<subscribers {
-        let (ch, conn) = try await Net.connect(group: group, port: subscriberPort ?? port, clientID: "bs\(tag)-\(i)").get()
+        let (ch, conn) = try await Net.connect(group: group, port: subscriberPort ?? port, clientID: "bs\(tag)-\(i)")
+            .get()
         channels.append(ch)
         try await conn.loop.flatSubmit { conn.subscribe(topic, qos: qos) }.get()
         subs.append(conn)
@@ -109,7 +122,14 @@ func runFlow(
     result.start = nowNanos()
     let futures = pubs.map { p in
         p.loop.flatSubmit {
-            p.startPublishing(topic: topic, qos: qos, payloadSize: payload, count: perPublisher, window: window, rate: rate)
+            p.startPublishing(
+                topic: topic,
+                qos: qos,
+                payloadSize: payload,
+                count: perPublisher,
+                window: window,
+                rate: rate
+            )
         }
     }
     EventLoopFuture.whenAllComplete(futures, on: group.next()).whenSuccess { results in
@@ -136,7 +156,8 @@ func runFlow(
     var end: UInt64 = 0
     var received = 0
     for s in subs {
-        let (r, last, lat) = try await s.loop.submit { (s.received, s.lastReceive, recordLatency ? s.latencies : []) }.get()
+        let (r, last, lat) = try await s.loop.submit { (s.received, s.lastReceive, recordLatency ? s.latencies : []) }
+            .get()
         received += r
         end = max(end, last)
         result.latencies += lat
@@ -164,7 +185,9 @@ enum Shape: String {
 }
 
 func withBroker<T>(
-    _ kind: BrokerKind, _ ctx: BenchContext, _ body: (BrokerProcess) async throws -> T
+    _ kind: BrokerKind,
+    _ ctx: BenchContext,
+    _ body: (BrokerProcess) async throws -> T
 ) async throws -> T {
     let broker = try await BrokerProcess.start(kind: kind, sluicePath: ctx.sluicePath, group: ctx.group)
     do {
@@ -193,12 +216,19 @@ func throughputScenario(shape: Shape, qos: QoS, payload: Int, quick: Bool) -> Sc
             let perPublisher = shape == .fanOut ? delivered / 10 : delivered / shape.publishers
             let m = try await measured(broker) {
                 flow = try await runFlow(
-                    ctx: ctx, port: broker.port, publishers: shape.publishers, subscribers: shape.subscribers,
-                    qos: qos, payload: payload, perPublisher: perPublisher,
+                    ctx: ctx,
+                    port: broker.port,
+                    publishers: shape.publishers,
+                    subscribers: shape.subscribers,
+                    qos: qos,
+                    payload: payload,
+                    perPublisher: perPublisher,
                     // QoS 2: Mosquitto counts unreleased incoming QoS 2 messages against
                     // max_inflight_messages (20 by default on both brokers) and disconnects a
                     // client that exceeds it, so the publisher window is 20 there.
-                    window: qos == .exactlyOnce ? 20 : 100, hardTimeout: quick ? 30 : 45)
+                    window: qos == .exactlyOnce ? 20 : 100,
+                    hardTimeout: quick ? 30 : 45
+                )
             }
             out.values["rate"] = flow.rate
             out.loss = max(0, flow.expected - flow.received)
@@ -222,7 +252,8 @@ func latencyScenario(quick: Bool) -> Scenario {
     let seconds = quick ? 3.0 : 10.0
     return Scenario(
         name: "latency",
-        description: "1 pub → 1 sub, QoS 1, 64 B, paced at \(Int(rate)) msg/s for \(Int(seconds)) s; timestamp in payload",
+        description:
+            "1 pub → 1 sub, QoS 1, 64 B, paced at \(Int(rate)) msg/s for \(Int(seconds)) s; timestamp in payload",
         metrics: [
             MetricSpec(key: "p50", label: "latency p50 (ms)", unit: "ms", better: .lower),
             MetricSpec(key: "p99", label: "latency p99 (ms)", unit: "ms", better: .lower),
@@ -234,8 +265,17 @@ func latencyScenario(quick: Bool) -> Scenario {
             var flow = FlowResult()
             let m = try await measured(broker) {
                 flow = try await runFlow(
-                    ctx: ctx, port: broker.port, publishers: 1, subscribers: 1, qos: .atLeastOnce, payload: 64,
-                    perPublisher: Int(rate * seconds), rate: rate, recordLatency: true, hardTimeout: seconds + 30)
+                    ctx: ctx,
+                    port: broker.port,
+                    publishers: 1,
+                    subscribers: 1,
+                    qos: .atLeastOnce,
+                    payload: 64,
+                    perPublisher: Int(rate * seconds),
+                    rate: rate,
+                    recordLatency: true,
+                    hardTimeout: seconds + 30
+                )
             }
             let sorted = flow.latencies.sorted()
             out.values["p50"] = percentile(sorted, 0.50) / 1e6
@@ -306,7 +346,12 @@ func memoryScenario(quick: Bool, fileLimit: Int) -> Scenario {
                 out.values["per1k"] = (rss1k - idle) / 1000 / 1024
                 if big {
                     channels += try await openIdle(
-                        ctx: ctx, port: broker.port, count: 9000, concurrency: 100, prefix: "m2")
+                        ctx: ctx,
+                        port: broker.port,
+                        count: 9000,
+                        concurrency: 100,
+                        prefix: "m2"
+                    )
                     try await Task.sleep(nanoseconds: 1_000_000_000)
                     let rss10k = Double(broker.rssBytes() ?? 0)
                     out.values["rss10k"] = rss10k / 1_048_576
@@ -364,7 +409,9 @@ func connectionRateScenario(quick: Bool) -> Scenario {
                             for i in 0..<(total / concurrency) {
                                 do {
                                     let (ch, conn) = try await Net.connect(
-                                        group: ctx.group, port: port, clientID: "c\(w)-\(i)"
+                                        group: ctx.group,
+                                        port: port,
+                                        clientID: "c\(w)-\(i)"
                                     ).get()
                                     conn.loop.execute { conn.disconnect() }
                                     try await ch.closeFuture.get()

@@ -194,8 +194,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     /// The queue holds `count` messages: a lazy link that waits starts at its threshold.
     public mutating func queued(count: Int) -> [BridgeAction] {
-        guard case .lazy(let threshold, _) = configuration.startType, awaitsThreshold, count >= threshold else { return [] }
-        return [.log(.info, "bridge \(configuration.name): \(count) messages queued (threshold \(threshold)): connecting")] + start()
+        guard case .lazy(let threshold, _) = configuration.startType, awaitsThreshold, count >= threshold else {
+            return []
+        }
+        return [
+            .log(.info, "bridge \(configuration.name): \(count) messages queued (threshold \(threshold)): connecting")
+        ] + start()
     }
 
     /// Start connecting, to the first address.
@@ -238,7 +242,10 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             }
             if connAck.reasonCode.isFailure {
-                noteConnectFailure("connack_\(connAck.reasonCode.hexLabel)", "CONNACK refused: \(connAck.reasonCode) (\(connAck.reasonCode.name))")
+                noteConnectFailure(
+                    "connack_\(connAck.reasonCode.hexLabel)",
+                    "CONNACK refused: \(connAck.reasonCode) (\(connAck.reasonCode.name))"
+                )
                 var actions: [BridgeAction] = []
                 if attempt.usedBridgeBit && connAck.reasonCode == .unsupportedProtocolVersion {
                     bridgeBitRejected = true
@@ -597,7 +604,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 !online.fetchOutstanding, online.awaitingLocal.isEmpty, online.notificationId == nil,
                 let last = online.lastMessage, last.duration(to: now) >= idleTimeout
             {
-                return [.log(.info, "bridge \(configuration.name): idle for \(idleTimeout) (start_type lazy): disconnecting")]
+                return [
+                    .log(
+                        .info,
+                        "bridge \(configuration.name): idle for \(idleTimeout) (start_type lazy): disconnecting"
+                    )
+                ]
                     + disconnect(online, .idle, then: .idle)
             }
             if !online.stable, let since = online.since, since.duration(to: now) >= configuration.stablePeriod {
@@ -703,7 +715,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         )
         statistics.connections += 1
         statistics.lastError = nil
-        let version = configuration.protocolVersion == .v5 ? "MQTT 5.0" : configuration.protocolVersion == .v3_1 ? "MQTT 3.1" : "MQTT 3.1.1"
+        let version =
+            configuration.protocolVersion == .v5
+            ? "MQTT 5.0" : configuration.protocolVersion == .v3_1 ? "MQTT 3.1" : "MQTT 3.1.1"
         var actions: [BridgeAction] = [
             .log(
                 .info,
@@ -828,7 +842,10 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             // The retry line names the reason code; the remote's own words, if any, come first.
             if let text = disconnect.properties.reasonString {
                 actions.append(
-                    .log(.warning, "bridge \(configuration.named(address: online.addressIndex)): the remote's DISCONNECT says: \(text)")
+                    .log(
+                        .warning,
+                        "bridge \(configuration.named(address: online.addressIndex)): the remote's DISCONNECT says: \(text)"
+                    )
                 )
             }
             return .remoteDisconnected(disconnect.reasonCode)
@@ -960,7 +977,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     }
 
     /// A clean end of an online connection: the remote notification "0", DISCONNECT, close.
-    private mutating func disconnect(_ online: Online, _ reason: BridgeCloseReason, then next: State) -> [BridgeAction] {
+    private mutating func disconnect(_ online: Online, _ reason: BridgeCloseReason, then next: State) -> [BridgeAction]
+    {
         var online = online
         var actions: [BridgeAction] = []
         if let topic = configuration.notificationTopic {
@@ -1092,7 +1110,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         if let code, [0x84, 0x85, 0x86, 0x88, 0x89, 0x8A, 0x8C, 0x9C, 0x9D, 0x9F].contains(code.rawValue) {
             return nil
         }
-        return "bridge \(configuration.name): hint: the remote may refuse the will on '\(topic)' (the link-state notification); set notification_topic to a topic it accepts, or notifications false"
+        return
+            "bridge \(configuration.name): hint: the remote may refuse the will on '\(topic)' (the link-state notification); set notification_topic to a topic it accepts, or notifications false"
     }
 
     /// Pick the next address (Mosquitto's `round_robin`) and wait out the backoff.
@@ -1113,7 +1132,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         return [.scheduleReconnect(after: delay)]
     }
 }
-
 
 /// What the log says about a message in flight.
 struct SentMessage: Sendable, Hashable {

@@ -40,7 +40,7 @@ public struct DrainProgress<Instant: InstantProtocol>: Sendable where Instant.Du
         if depth == 0 {
             current = nil
             return
-                "bridge \(name): drain finished: \(sent) messages in \(elapsed.logText) (\(Self.rate(sent, elapsed)) msg/s)"
+                "bridge \(name): drain finished: \(sent) messages in \(elapsed.logText) (\(Self.rate(from: drain.startDelivered, to: delivered, elapsed)) msg/s)"
         }
         if !connected {
             current = nil
@@ -49,18 +49,17 @@ public struct DrainProgress<Instant: InstantProtocol>: Sendable where Instant.Du
         }
         let span = drain.lastReport.duration(to: now)
         guard span >= interval else { return nil }
-        let recent = delivered &- drain.lastDelivered
+        let rate = Self.rate(from: drain.lastDelivered, to: delivered, span)
         drain.lastReport = now
         drain.lastDelivered = delivered
         current = drain
-        let rate = Self.rate(recent, span)
         let left = rate > 0 ? "about \(Duration.seconds(Double(depth) / Double(rate)).logText) to go" : "not moving"
         return "bridge \(name): draining: \(sent) sent, \(depth) left, \(rate) msg/s; \(left)"
     }
 
     /// Whole messages per second.
-    static func rate(_ count: UInt64, _ span: Duration) -> Int {
+    static func rate(from earlier: UInt64, to later: UInt64, _ span: Duration) -> Int {
         let seconds = Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18
-        return seconds > 0 ? Int((Double(count) / seconds).rounded()) : 0
+        return Int((CounterRate.perSecond(from: earlier, to: later, seconds: seconds) ?? 0).rounded())
     }
 }

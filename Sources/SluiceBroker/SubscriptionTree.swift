@@ -235,7 +235,9 @@ struct TopicLevel: Hashable, Sendable {
     static func == (lhs: TopicLevel, rhs: TopicLevel) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
 
     func hash(into hasher: inout Hasher) {
-        let hashed = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        let hashed: Void? = text.utf8.withContiguousStorageIfAvailable {
+            hasher.combine(bytes: UnsafeRawBufferPointer($0))
+        }
         if hashed == nil { for byte in text.utf8 { hasher.combine(byte) } }
     }
 }

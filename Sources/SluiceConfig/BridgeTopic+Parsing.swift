@@ -1,3 +1,5 @@
+import MQTTCore
+
 // Note on `topic` lines (Mosquitto's rules):
 //   topic PATTERN [[[out|in|both] QOS] LOCAL_PREFIX REMOTE_PREFIX]
 // Direction defaults to out, QoS to 0. `""` is an empty token (a prefix, or the pattern when
@@ -39,7 +41,7 @@ extension BridgeTopic {
             localPrefix = words[3]
             remotePrefix = words[4]
             for (which, prefix) in [("local", localPrefix), ("remote", remotePrefix)]
-            where prefix.contains("+") || prefix.contains("#") {
+            where Topic.hasWildcard(prefix) {
                 throw bad("the \(which) prefix must not contain '+' or '#', got '\(prefix)'")
             }
         }
@@ -47,11 +49,11 @@ extension BridgeTopic {
             guard !localPrefix.isEmpty, !remotePrefix.isEmpty else {
                 throw bad("an empty pattern (\"\") needs a local and a remote prefix, which are then the full topics")
             }
-        } else if let problem = TopicSyntax.filterProblem(pattern) {
+        } else if let problem = Topic.filterProblem(pattern) {
             throw bad("'\(pattern)' is not a valid topic filter: \(problem)")
         }
         for (which, topic) in [("local", localTopic), ("remote", remoteTopic)] {
-            if let problem = TopicSyntax.filterProblem(topic) {
+            if let problem = Topic.filterProblem(topic) {
                 throw bad("the \(which) topic '\(topic)' (prefix + pattern) is not a valid topic filter: \(problem)")
             }
         }

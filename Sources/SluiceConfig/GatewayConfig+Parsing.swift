@@ -238,7 +238,9 @@ private struct Builder {
         }
         if result.listeners.count > 1 && !result.perListenerSettings {
             for (d, index) in securityKeysInListeners {
-                let others = result.listeners.enumerated().filter { $0.offset != index + offset }.map { $0.element.name }
+                let others = result.listeners.enumerated().filter { $0.offset != index + offset }.map {
+                    $0.element.name
+                }
                 result.notices.append(
                     ConfigNotice(
                         file: d.file,
@@ -306,34 +308,58 @@ extension GatewayConfig {
 extension KeyRule {
     /// Key families Mosquitto documents with a wildcard.
     static let prefixRules: [(prefix: String, rule: KeyRule)] = [
-        ("auth_opt_", .unsupported("options of an authentication plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)")),
-        ("plugin_opt_", .unsupported("options of a plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)")),
+        (
+            "auth_opt_",
+            .unsupported(
+                "options of an authentication plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)"
+            )
+        ),
+        (
+            "plugin_opt_",
+            .unsupported(
+                "options of a plugin, and Sluice cannot load Mosquitto's C plugins (use password_file and acl_file)"
+            )
+        ),
     ]
 
     /// Honoured keys whose values Sluice restricts: shown in the key list beside "honoured".
     static let notes: [String: String] = [
-        "psk_hint": "a listener is either certificate or PSK TLS (TLS 1.2 PSK suites); use_identity_as_username does not apply to PSK",
-        "crlfile": "each list's signature must verify against a CA of cafile/capath; intermediates are checked too when their issuer has a list",
-        "local_username": "checked against acl_file as client id local_clientid; a denied in message is acknowledged to the central and dropped",
+        "psk_hint":
+            "a listener is either certificate or PSK TLS (TLS 1.2 PSK suites); use_identity_as_username does not apply to PSK",
+        "crlfile":
+            "each list's signature must verify against a CA of cafile/capath; intermediates are checked too when their issuer has a list",
+        "local_username":
+            "checked against acl_file as client id local_clientid; a denied in message is acknowledged to the central and dropped",
         "start_type": "lazy counts the messages in the bridge's disk queue against threshold",
-        "bridge_outgoing_retain": "false also clears the retain flag of the remote notification \"1\", as Mosquitto does; its will \"0\" stays retained",
-        "bridge_attempt_unsubscribe": "at each connect one UNSUBSCRIBE for the remote topics of out rules that no in/both rule subscribes",
-        "bridge_bind_address": "an IPv4 or IPv6 address, not a host name; the remote is reached in the same address family",
-        "local_clientid": "the bridge's local side's client id: for acl_file %c patterns (with local_username) and its log lines; default local.<remote_clientid>",
-        "local_password": "checked with local_username against password_file by sluice check, at start and on SIGHUP: a wrong one is a warning (Mosquitto 2.0 does not check it)",
-        "local_cleansession": "false is what Sluice does (its queue is durable); true is accepted with a notice saying so",
-        "upgrade_outgoing_qos": "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
+        "bridge_outgoing_retain":
+            "false also clears the retain flag of the remote notification \"1\", as Mosquitto does; its will \"0\" stays retained",
+        "bridge_attempt_unsubscribe":
+            "at each connect one UNSUBSCRIBE for the remote topics of out rules that no in/both rule subscribes",
+        "bridge_bind_address":
+            "an IPv4 or IPv6 address, not a host name; the remote is reached in the same address family",
+        "local_clientid":
+            "the bridge's local side's client id: for acl_file %c patterns (with local_username) and its log lines; default local.<remote_clientid>",
+        "local_password":
+            "checked with local_username against password_file by sluice check, at start and on SIGHUP: a wrong one is a warning (Mosquitto 2.0 does not check it)",
+        "local_cleansession":
+            "false is what Sluice does (its queue is durable); true is accepted with a notice saying so",
+        "upgrade_outgoing_qos":
+            "global, as in Mosquitto 2.0 (valid anywhere, also in a connection section); local subscribers only: bridge queues stay QoS 1",
         "notifications_local_only": "false (the default) only",
         "bridge_require_ocsp": "false (the default) only",
-        "check_retain_source": "default false, as Mosquitto 2.0.11 behaves (its man page says true); needs acl_file; retained messages saved before their publisher was kept (record version 2) are not checked",
+        "check_retain_source":
+            "default false, as Mosquitto 2.0.11 behaves (its man page says true); needs acl_file; retained messages saved before their publisher was kept (record version 2) are not checked",
         "memory_limit": "0 (the default, no bound) only",
         "tls_keyform": "pem (the default) only",
         "per_listener_settings": "true makes allow_anonymous and password_file per listener; acl_file stays global",
         "log_timestamp": "never on stderr under systemd (the journal stamps each line); default stamp ISO 8601 UTC",
-        "log_timestamp_format": "strftime(3) in local time, then ': ' as Mosquitto; applied at start (SIGHUP does not change it)",
+        "log_timestamp_format":
+            "strftime(3) in local time, then ': ' as Mosquitto; applied at start (SIGHUP does not change it)",
         "set_tcp_nodelay": "Sluice always sets TCP_NODELAY: true is honoured, false draws a notice",
-        "use_subject_as_username": "the subject as `openssl x509 -nameopt RFC2253` prints it (Mosquitto's form); needs require_certificate",
-        "use_username_as_clientid": "per listener, as in Mosquitto (before the first listener: the port/bind_address listener's)",
+        "use_subject_as_username":
+            "the subject as `openssl x509 -nameopt RFC2253` prints it (Mosquitto's form); needs require_certificate",
+        "use_username_as_clientid":
+            "per listener, as in Mosquitto (before the first listener: the port/bind_address listener's)",
     ]
 
     static func rule(for key: String) -> KeyRule? {

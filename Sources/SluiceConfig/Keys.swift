@@ -1,3 +1,5 @@
+import MQTTCore
+
 // Note on the key table: every key Sluice accepts is in `KeyRule.table`, with the section it
 // belongs to and the one function that reads its value. A key that is not there is an error,
 // so this table is the full list of what gateway.conf understands. Keys Mosquitto has and that
@@ -76,7 +78,9 @@ enum KeyRule: Sendable {
         "allow_zero_length_clientid": .global { c, d throws(ConfigError) in c.allowZeroLengthClientID = try d.bool() },
         "auto_id_prefix": .global { c, d throws(ConfigError) in
             let prefix = try d.singleToken()
-            guard prefix.utf8.count <= 50 else { throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)") }
+            guard prefix.utf8.count <= 50 else {
+                throw d.error(.badValue, "at most 50 bytes, got \(prefix.utf8.count)")
+            }
             c.autoIDPrefix = prefix
         },
         "check_retain_source": .global { c, d throws(ConfigError) in c.checkRetainSource = try d.bool() },
@@ -140,14 +144,16 @@ enum KeyRule: Sendable {
         "ciphers": .listener { l, d throws(ConfigError) in l.ciphers = try d.singleString() },
         "mount_point": .listener { l, d throws(ConfigError) in
             let prefix = try d.singleString()
-            guard !prefix.isEmpty, !prefix.contains("+"), !prefix.contains("#"), !prefix.contains("\u{0}") else {
+            guard Topic.nameProblem(prefix) == nil else {
                 throw d.error(.badValue, "a mount point is a topic prefix without wildcards, got '\(prefix)'")
             }
             l.listener.mountPoint = prefix
         },
         "bind_interface": .listener { l, d throws(ConfigError) in
             let name = try d.singleToken()
-            guard (1...15).contains(name.utf8.count) else { throw d.error(.badValue, "an interface name is 1 to 15 bytes") }
+            guard (1...15).contains(name.utf8.count) else {
+                throw d.error(.badValue, "an interface name is 1 to 15 bytes")
+            }
             l.listener.bindInterface = name
         },
         "socket_domain": .listener { l, d throws(ConfigError) in
@@ -176,7 +182,7 @@ enum KeyRule: Sendable {
         "notifications": .bridge { b, d throws(ConfigError) in b.notifications = try d.bool() },
         "notification_topic": .bridge { b, d throws(ConfigError) in
             let topic = try d.singleToken()
-            if let problem = TopicSyntax.nameProblem(topic) { throw d.error(.badValue, "\(problem), got '\(topic)'") }
+            if let problem = Topic.nameProblem(topic) { throw d.error(.badValue, "\(problem), got '\(topic)'") }
             b.notificationTopic = topic
         },
         "try_private": .bridge { b, d throws(ConfigError) in b.tryPrivate = try d.bool() },
@@ -227,10 +233,17 @@ enum KeyRule: Sendable {
             case ("file", _): throw d.error(.missingValue, "log_dest file needs a path")
             case ("syslog", 1), ("topic", 1), ("dlt", 1):
                 c.notices.append(
-                    .notHonoured(d, reason: "Sluice does not log to \(words[0]); it logs to the other log_dest lines, or stderr (the journal under systemd)")
+                    .notHonoured(
+                        d,
+                        reason:
+                            "Sluice does not log to \(words[0]); it logs to the other log_dest lines, or stderr (the journal under systemd)"
+                    )
                 )
             default:
-                throw d.error(.badValue, "expected stderr, stdout, file PATH, syslog, topic, dlt or none, got '\(d.rest)'")
+                throw d.error(
+                    .badValue,
+                    "expected stderr, stdout, file PATH, syslog, topic, dlt or none, got '\(d.rest)'"
+                )
             }
         },
         "log_timestamp": .global { c, d throws(ConfigError) in c.logTimestamp = try d.bool() },
@@ -258,7 +271,10 @@ enum KeyRule: Sendable {
         "set_tcp_nodelay": .global { c, d throws(ConfigError) in
             if !(try d.bool()) {
                 c.notices.append(
-                    .notHonoured(d, reason: "Sluice always sets TCP_NODELAY, so small messages leave at once (Nagle off)")
+                    .notHonoured(
+                        d,
+                        reason: "Sluice always sets TCP_NODELAY, so small messages leave at once (Nagle off)"
+                    )
                 )
             }
         },
@@ -275,7 +291,9 @@ enum KeyRule: Sendable {
         "idle_timeout": .bridge { b, d throws(ConfigError) in b.idleTimeout = try d.int(1...86_400 * 365) },
         "threshold": .bridge { b, d throws(ConfigError) in b.threshold = try d.int(1...Int(Int32.max)) },
         "auth_plugin_deny_special_chars": .ignored("only affects authentication plugins, which Sluice does not load"),
-        "dhparamfile": .ignored("SwiftNIO SSL (BoringSSL) offers no DHE cipher suites, only ECDHE: no DH parameters are used"),
+        "dhparamfile": .ignored(
+            "SwiftNIO SSL (BoringSSL) offers no DHE cipher suites, only ECDHE: no DH parameters are used"
+        ),
         "websockets_headers_size": .ignored("the websockets listener uses SwiftNIO's HTTP header size limit"),
         "websockets_log_level": .ignored("websockets events are logged by 'log_type websockets'"),
 
@@ -286,7 +304,10 @@ enum KeyRule: Sendable {
         "bridge_outgoing_retain": .bridge { b, d throws(ConfigError) in b.outgoingRetain = try d.bool() },
         "bridge_attempt_unsubscribe": .bridge { b, d throws(ConfigError) in b.attemptUnsubscribe = try d.bool() },
         "notifications_local_only": .bridge { _, d throws(ConfigError) in
-            try d.requireDefault(false, "notifications go to the remote broker too (set notifications false to send none)")
+            try d.requireDefault(
+                false,
+                "notifications go to the remote broker too (set notifications false to send none)"
+            )
         },
         "bridge_require_ocsp": .bridge { _, d throws(ConfigError) in
             try d.requireDefault(false, "OCSP stapling is not checked (remove the line)")
@@ -338,7 +359,9 @@ enum KeyRule: Sendable {
         },
         "bridge_alpn": .bridge { b, d throws(ConfigError) in
             let name = try d.singleToken()
-            guard (1...255).contains(name.utf8.count) else { throw d.error(.badValue, "an ALPN protocol name is 1 to 255 bytes") }
+            guard (1...255).contains(name.utf8.count) else {
+                throw d.error(.badValue, "an ALPN protocol name is 1 to 255 bytes")
+            }
             b.bridgeALPN = name
         },
         "bridge_bind_address": .bridge { b, d throws(ConfigError) in b.bindAddress = try d.ipAddress() },

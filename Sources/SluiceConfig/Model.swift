@@ -475,7 +475,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `per_listener_settings true`, else the global ones. Anonymous access not written anywhere
     /// follows Mosquitto 2's rule, per listener when settings are per listener.
     public func authentication(forListener index: Int) -> (allowAnonymous: Bool, passwordFile: String?) {
-        guard perListenerSettings, listeners.indices.contains(index) else { return (effectiveAllowAnonymous, passwordFile) }
+        guard perListenerSettings, listeners.indices.contains(index) else {
+            return (effectiveAllowAnonymous, passwordFile)
+        }
         let listener = listeners[index]
         return (
             listener.allowAnonymous ?? allowAnonymous ?? listener.isLoopbackOnly,

@@ -188,28 +188,3 @@ extension Directive {
 extension Character {
     var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
-
-/// Topic syntax checks ([MQTT-4.7]).
-enum TopicSyntax {
-    /// Nil when `filter` is a valid subscription filter, else the reason.
-    static func filterProblem(_ filter: String) -> String? {
-        if filter.isEmpty { return "a topic filter must not be empty" }
-        if filter.utf8.count > 65535 { return "a topic filter is at most 65535 bytes" }
-        if filter.contains("\u{0}") { return "a topic filter must not contain NUL" }
-        let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
-        for (index, level) in levels.enumerated() {
-            // [MQTT-4.7.1-1] '#' alone in the last level; [MQTT-4.7.1-2] '+' alone in its level.
-            if level.contains("#") && (level != "#" || index != levels.count - 1) {
-                return "'#' may only be a whole last level"
-            }
-            if level.contains("+") && level != "+" { return "'+' must be a whole level" }
-        }
-        return nil
-    }
-
-    /// Nil when `name` is a valid topic name (no wildcards), else the reason.
-    static func nameProblem(_ name: String) -> String? {
-        if name.contains("+") || name.contains("#") { return "a topic name must not contain '+' or '#'" }
-        return filterProblem(name)
-    }
-}

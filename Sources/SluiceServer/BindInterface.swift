@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `bind_interface`: a listening socket bound to one network interface by name (SO_BINDTODEVICE,
 /// set before the bind), so connections arriving on any other interface are refused, as in Mosquitto.
@@ -29,7 +30,10 @@ enum BindInterface {
             name: NIOBSDSocket.Option(rawValue: SO_BINDTODEVICE),
             value: name
         ).flatMapErrorThrowing { error in
-            throw Failure(description: "bind_interface \(interface): \(error) (is it the name of a network interface here? see 'ip link')")
+            throw Failure(
+                description:
+                    "bind_interface \(interface): \(error) (is it the name of a network interface here? see 'ip link')"
+            )
         }
     }
 }

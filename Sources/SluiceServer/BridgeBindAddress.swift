@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import NIOCore
 import NIOPosix
 import SluiceConfig
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `bridge_bind_address`: an address that is not (or no longer) one of this machine's makes every connect
 /// fail with EADDRNOTAVAIL. Mosquitto just retries; Sluice retries too, but says which key is the cause,

@@ -1,11 +1,3 @@
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
@@ -16,6 +8,15 @@ import SluiceBridge
 import SluiceBroker
 import SluiceConfig
 import SluiceStore
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Drives one bridge: carries out what the pure `BridgeLink` asks (connect, send, fetch from the
 /// durable queue, remove acknowledged messages, publish `in` messages locally, back off) and feeds
@@ -203,7 +204,8 @@ final class BridgeRunner: @unchecked Sendable {
 
     func start() {
         loop.execute {
-            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.tickInterval, delay: self.tickInterval) { _ in
+            self.ticker = self.loop.scheduleRepeatedTask(initialDelay: self.tickInterval, delay: self.tickInterval) {
+                _ in
                 self.run(self.link.tick(now: .now))
                 self.expireOldMessages()
                 self.queues.reportExpired()
@@ -365,7 +367,9 @@ final class BridgeRunner: @unchecked Sendable {
             case .deadLetter(let seqs, let reason):
                 deadLettering.formUnion(seqs)
                 queues.deadLetter(seqs, code: reason.code) { [logger] result in
-                    if case .failure(let error) = result { logger.error("moving messages to the dead letters failed: \(error)") }
+                    if case .failure(let error) = result {
+                        logger.error("moving messages to the dead letters failed: \(error)")
+                    }
                     self.loop.execute {
                         self.deadLettering.subtract(seqs)
                         self.run(self.link.queueHasMore())
@@ -402,8 +406,11 @@ final class BridgeRunner: @unchecked Sendable {
                             // otherwise the link is closed and the central sends it again.
                             guard outcome.isCommitted else {
                                 // Like a dropped link: the central resends what it did not get a PUBACK for.
-                                guard let channel = self.channel, channel.isActive else { return }  // said once per link
-                                self.logger.warning("closing bridge connection: an in message could not be kept: \(outcome)")
+                                // Said once per link: a closed link has nothing left to close.
+                                guard let channel = self.channel, channel.isActive else { return }
+                                self.logger.warning(
+                                    "closing bridge connection: an in message could not be kept: \(outcome)"
+                                )
                                 channel.close(promise: nil)
                                 return
                             }
@@ -423,7 +430,11 @@ final class BridgeRunner: @unchecked Sendable {
                 guard !stopped else { break }
                 let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
                 logger.debug("reconnecting in \((seconds * 10).rounded() / 10) s")  // said by the link's retry line
-                reconnect = loop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)) {
+                reconnect = loop.scheduleTask(
+                    in: .nanoseconds(
+                        Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+                    )
+                ) {
                     self.run(self.link.reconnectTimerFired())
                 }
             case .stateChanged(let connected):
@@ -461,7 +472,9 @@ final class BridgeRunner: @unchecked Sendable {
         if statistics.connections > 0, statistics.connections != lastConnectedAt?.connections {
             lastConnectedAt = (Date(), statistics.connections)
         }
-        if let text = statistics.lastError, statistics.failedAttempts != lastErrorAt?.failures || text != lastErrorAt?.text {
+        if let text = statistics.lastError,
+            statistics.failedAttempts != lastErrorAt?.failures || text != lastErrorAt?.text
+        {
             lastErrorAt = (Date(), statistics.failedAttempts, text)
         }
     }
@@ -536,9 +549,13 @@ final class BridgeRunner: @unchecked Sendable {
                             )
                         )
                     }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTPacketDecoder(version: version)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(MQTTPacketDecoder(version: version))
+                    )
                     // Made here, on the channel's loop (the runner's), so the handler never crosses threads.
-                    try channel.pipeline.syncOperations.addHandler(BridgeInboundHandler(runner: self, host: address.host))
+                    try channel.pipeline.syncOperations.addHandler(
+                        BridgeInboundHandler(runner: self, host: address.host)
+                    )
                 }
             }
             .connect(host: address.host, port: address.port)

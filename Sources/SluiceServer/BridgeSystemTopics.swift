@@ -1,7 +1,8 @@
 import FoundationEssentials
 import NIOCore
-import SluiceStore
+import SluiceBridge
 import SluiceBroker
+import SluiceStore
 
 /// `$SYS/broker/sluice/bridges/<name>/...`: each bridge's link and queue, published (retained) with the
 /// other `$SYS` topics every `sys_interval`. A central that bridges `$SYS/#` home from every gateway
@@ -41,10 +42,12 @@ struct BridgeSystemTopics {
             let base = "sluice/bridges/\(Self.topicLevel(bridge.name))/"
             var sentRate = 0.0
             var receivedRate = 0.0
-            if let last = previous[bridge.name], seconds > last.seconds {
-                let elapsed = seconds - last.seconds
-                sentRate = Double(bridge.acknowledged &- min(bridge.acknowledged, last.acknowledged)) / elapsed
-                receivedRate = Double(bridge.received &- min(bridge.received, last.received)) / elapsed
+            if let last = previous[bridge.name] {
+                let rate = { (earlier: UInt64, later: UInt64) in
+                    CounterRate.perSecond(from: earlier, to: later, seconds: seconds - last.seconds) ?? 0
+                }
+                sentRate = rate(last.acknowledged, bridge.acknowledged)
+                receivedRate = rate(last.received, bridge.received)
             }
             if previous[bridge.name].map({ seconds > $0.seconds }) ?? true {
                 previous[bridge.name] = (seconds, bridge.acknowledged, bridge.received)

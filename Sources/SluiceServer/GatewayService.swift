@@ -1,11 +1,3 @@
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
@@ -19,6 +11,15 @@ import SluiceBroker
 import SluiceConfig
 import SluiceStore
 import UnixSignals
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The whole gateway: builds its parts and hands them to `sluice run` as services for one
 /// `ServiceGroup`, which turns SIGTERM/SIGINT into a graceful shutdown in reverse start-up order.
@@ -253,7 +254,9 @@ public final class GatewayService: Sendable {
             var files: [Int: PasswordFile?] = [:]
             if config.perListenerSettings {
                 for index in config.listeners.indices {
-                    files[index] = try fresh.authentication(forListener: index).passwordFile.map { try PasswordFile.load(path: $0) }
+                    files[index] = try fresh.authentication(forListener: index).passwordFile.map {
+                        try PasswordFile.load(path: $0)
+                    }
                 }
             }
             host.authenticator?.replacePasswords(security.passwords)
@@ -329,7 +332,8 @@ public final class GatewayService: Sendable {
     private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner], store: Store?) -> RepeatedTask {
         let bridgeTopics = NIOLockedValueBox(BridgeSystemTopics())
         let started = ContinuousClock.now
-        return host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) { _ in
+        return host.loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(Int64(config.sysInterval))) {
+            _ in
             let figures = bridges.map { $0.systemFigures(store: store) }
             return EventLoopFuture.whenAllSucceed(figures, on: host.loop).map { figures in
                 let elapsed = (ContinuousClock.now - started) / .milliseconds(1) / 1000
@@ -360,7 +364,10 @@ public final class GatewayService: Sendable {
             onEvent: { alarm.event($0) }
         )
         if store.startedFromEmptyFile {
-            logger.warning("the store file was empty (zero bytes): started a new, empty store", metadata: ["path": "\(path)"])
+            logger.warning(
+                "the store file was empty (zero bytes): started a new, empty store",
+                metadata: ["path": "\(path)"]
+            )
         }
         logger.info("store \(path) opened")
         return store
@@ -375,79 +382,86 @@ public final class GatewayService: Sendable {
         host.durableSink = { token, message in batcher.add(token: token, message: message) }
     }
 
-    private func bind(_ listener: Listener, index: Int, host: BrokerHost, group: MultiThreadedEventLoopGroup) async throws -> any Channel {
+    private func bind(_ listener: Listener, index: Int, host: BrokerHost, group: MultiThreadedEventLoopGroup)
+        async throws -> any Channel
+    {
         let maximumPacketSize = BrokerSettings(config).maximumPacketSize
         let connectTimeout = TimeAmount.seconds(Int64(config.connectTimeout))
         let logger = self.logger
-        let tls = try listener.tls.map { settings in
-            ListenerTLS(
-                context: try TLSContexts.server(settings),
-                revocation: try settings.crlFile.map {
-                    let list = try RevocationList(path: $0, caFile: settings.caFile, caPath: settings.caPath)
-                    revocationLists.withLockedValue { $0.append(list) }
-                    return list
-                },
-                logger: logger
-            )
-        } ?? listener.pskHint.map { hint in
-            ListenerTLS(
-                context: try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile),
-                revocation: nil,
-                logger: logger
-            )
-        }
+        let tls =
+            try listener.tls.map { settings in
+                ListenerTLS(
+                    context: try TLSContexts.server(settings),
+                    revocation: try settings.crlFile.map {
+                        let list = try RevocationList(path: $0, caFile: settings.caFile, caPath: settings.caPath)
+                        revocationLists.withLockedValue { $0.append(list) }
+                        return list
+                    },
+                    logger: logger
+                )
+            }
+            ?? listener.pskHint.map { hint in
+                ListenerTLS(
+                    context: try TLSContexts.pskServer(hint: hint, keysFile: config.pskFile),
+                    revocation: nil,
+                    logger: logger
+                )
+            }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         let useSubject = listener.tls?.useSubjectAsUsername ?? false
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
         // fallback needs a fresh bootstrap.
         @Sendable func bootstrap() -> ServerBootstrap {
             ServerBootstrap(group: group)
-            .serverChannelInitializer { BindInterface.apply(listener.bindInterface, to: $0) }
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            // Past the high-water mark a subscriber's messages wait in its bounded session queue
-            // (the kernel's socket buffer is already full by then): 256 KiB keeps a stalled
-            // subscriber's cost small (it was ~1.2 MiB each with a 1 MiB mark).
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 << 10, high: 256 << 10))
-            // Each connection keeps its last receive buffer for reuse. Starting small (a sensor's
-            // CONNECT and PUBLISHes fit in 256 bytes) keeps idle connections cheap; a busy one grows
-            // the buffer by doubling up to 64 KiB within a few reads.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let makeMQTTHandler: @Sendable () -> MQTTConnectionHandler = {
-                        MQTTConnectionHandler(
-                            host: host,
-                            listener: index,
-                            useIdentityAsUsername: useIdentity,
-                            useSubjectAsUsername: useSubject,
-                            maximumPacketSize: maximumPacketSize,
-                            connectTimeout: connectTimeout,
-                            logger: logger
-                        )
-                    }
-                    switch listener.protocolKind {
-                    case .mqtt:
-                        if let tls {
-                            try channel.pipeline.syncOperations.addHandler(TLSAlertRecorder())
-                            try channel.pipeline.syncOperations.addHandler(
-                                tls.serverHandler(remote: channel.remoteAddress.map { "\($0)" } ?? "?")
+                .serverChannelInitializer { BindInterface.apply(listener.bindInterface, to: $0) }
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                // Past the high-water mark a subscriber's messages wait in its bounded session queue
+                // (the kernel's socket buffer is already full by then): 256 KiB keeps a stalled
+                // subscriber's cost small (it was ~1.2 MiB each with a 1 MiB mark).
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 << 10, high: 256 << 10))
+                // Each connection keeps its last receive buffer for reuse. Starting small (a sensor's
+                // CONNECT and PUBLISHes fit in 256 bytes) keeps idle connections cheap; a busy one grows
+                // the buffer by doubling up to 64 KiB within a few reads.
+                .childChannelOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
+                )
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let makeMQTTHandler: @Sendable () -> MQTTConnectionHandler = {
+                            MQTTConnectionHandler(
+                                host: host,
+                                listener: index,
+                                useIdentityAsUsername: useIdentity,
+                                useSubjectAsUsername: useSubject,
+                                maximumPacketSize: maximumPacketSize,
+                                connectTimeout: connectTimeout,
+                                logger: logger
                             )
                         }
-                        try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
-                    case .websockets:
-                        try WebSocketListener.configure(
-                            channel,
-                            tls: tls,
-                            maximumPacketSize: maximumPacketSize,
-                            connectTimeout: connectTimeout,
-                            logger: logger,
-                            makeMQTTHandler: makeMQTTHandler
-                        )
+                        switch listener.protocolKind {
+                        case .mqtt:
+                            if let tls {
+                                try channel.pipeline.syncOperations.addHandler(TLSAlertRecorder())
+                                try channel.pipeline.syncOperations.addHandler(
+                                    tls.serverHandler(remote: channel.remoteAddress.map { "\($0)" } ?? "?")
+                                )
+                            }
+                            try channel.pipeline.syncOperations.addHandler(makeMQTTHandler())
+                        case .websockets:
+                            try WebSocketListener.configure(
+                                channel,
+                                tls: tls,
+                                maximumPacketSize: maximumPacketSize,
+                                connectTimeout: connectTimeout,
+                                logger: logger,
+                                makeMQTTHandler: makeMQTTHandler
+                            )
+                        }
                     }
                 }
-            }
         }
         let address: String
         let channel: any Channel
@@ -460,7 +474,10 @@ public final class GatewayService: Sendable {
             channel = try await bootstrap().bind(host: address, port: listener.port).get()
         } else if listener.socketDomain == .ipv6 {
             address = "::"
-            channel = try await bootstrap().serverChannelOption(v6Only, value: 1).bind(host: address, port: listener.port).get()
+            channel = try await bootstrap().serverChannelOption(v6Only, value: 1).bind(
+                host: address,
+                port: listener.port
+            ).get()
         } else {
             // No address: every interface, IPv4 and IPv6, as Mosquitto opens both. One IPv6 socket
             // with IPV6_V6ONLY off takes both families (IPv4 clients appear as ::ffff:a.b.c.d); a
@@ -471,7 +488,9 @@ public final class GatewayService: Sendable {
                     .bind(host: "::", port: listener.port).get()
                 address = "::"
             } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
-                logger.notice("IPv6 is not available (\(NetworkErrorText.describe(error))): port \(listener.port) listens on IPv4 only")
+                logger.notice(
+                    "IPv6 is not available (\(NetworkErrorText.describe(error))): port \(listener.port) listens on IPv4 only"
+                )
                 channel = try await bootstrap().bind(host: "0.0.0.0", port: listener.port).get()
                 address = "0.0.0.0"
             }
@@ -583,11 +602,13 @@ final class DurableBatcher: @unchecked Sendable {
         for position in bridges.indices where !messages[position].isEmpty {
             var byQueue: [String: Int] = [:]
             for (offset, queue) in queueNames[position].enumerated() {
-                let slot = byQueue[queue] ?? {
-                    byQueue[queue] = appends.count
-                    appends.append((bridges[position], queue, [], []))
-                    return appends.count - 1
-                }()
+                let slot =
+                    byQueue[queue]
+                    ?? {
+                        byQueue[queue] = appends.count
+                        appends.append((bridges[position], queue, [], []))
+                        return appends.count - 1
+                    }()
                 appends[slot].messages.append(messages[position][offset])
                 appends[slot].owners.append(owners[position][offset])
             }

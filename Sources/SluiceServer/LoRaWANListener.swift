@@ -1,11 +1,3 @@
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
-#if canImport(Glibc)
-    import Glibc
-#endif
 import GWMPCore
 import Logging
 import MQTTCore
@@ -14,6 +6,15 @@ import NIOCore
 import NIOPosix
 import SluiceBroker
 import SluiceConfig
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `lorawan_udp_listener`: Semtech UDP packet forwarders in, ChirpStack-style MQTT messages out.
 ///
@@ -78,7 +79,9 @@ final class LoRaWANListener: @unchecked Sendable {
             }
         }.get()
         let bound = HostPort(host: address.host, port: channel.localAddress?.port ?? address.port)
-        logger.info("LoRaWAN UDP listening on \(bound) (Semtech packet forwarder; events on \(topics.prefix)/gateway/…)")
+        logger.info(
+            "LoRaWAN UDP listening on \(bound) (Semtech packet forwarder; events on \(topics.prefix)/gateway/…)"
+        )
         return channel
     }
 

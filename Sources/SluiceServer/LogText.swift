@@ -1,3 +1,8 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SluiceConfig
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,10 +11,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import NIOCore
-import NIOPosix
-import NIOSSL
-import SluiceConfig
 
 // Note on log words: every log line and CLI message names a peer as `127.0.0.1:49380` or `[::1]:1883`
 // (`SocketAddress.logText`, which is `HostPort`'s form), and a network failure by its cause in plain

@@ -27,7 +27,8 @@ public struct MQTTClient: Sendable {
                 "cannot connect to \(HostPort(host: host, port: port)): \(cause)"
             case .connectRefused(let code): "the broker refused the connection: \(code.named)"
             case .publishRefused(let topic, let code): "the broker refused the message on '\(topic)': \(code.named)"
-            case .subscribeRefused(let filter, let code): "the broker refused the subscription '\(filter)': \(code.named)"
+            case .subscribeRefused(let filter, let code):
+                "the broker refused the subscription '\(filter)': \(code.named)"
             case .disconnected(let code): "the broker disconnected: \(code.named)"
             case .closed: "the broker closed the connection"
             case .unexpected(let packet): "unexpected packet from the broker: \(packet.type)"
@@ -42,20 +43,27 @@ public struct MQTTClient: Sendable {
         port: Int,
         connect: ConnectPacket,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        _ body: (ConnAckPacket, inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator, NIOAsyncChannelOutboundWriter<Packet>) async throws -> Result
+        _ body: (
+            ConnAckPacket, inout NIOAsyncChannelInboundStream<Packet>.AsyncIterator,
+            NIOAsyncChannelOutboundWriter<Packet>
+        ) async throws -> Result
     ) async throws -> Result {
         let version = connect.protocolVersion
         let channel: NIOAsyncChannel<Packet, Packet>
         do {
             channel = try await ClientBootstrap(group: group)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connect(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MQTTPacketDecoder(version: version)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MQTTPacketEncoder(version: version)))
-                    return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(MQTTPacketDecoder(version: version))
+                        )
+                        try channel.pipeline.syncOperations.addHandler(
+                            MessageToByteHandler(MQTTPacketEncoder(version: version))
+                        )
+                        return try NIOAsyncChannel<Packet, Packet>(wrappingChannelSynchronously: channel)
+                    }
                 }
-            }
         } catch {
             throw ClientError.cannotConnect(host: host, port: port, cause: NetworkErrorText.describe(error))
         }

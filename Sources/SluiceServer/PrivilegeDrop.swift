@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import SluiceConfig
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Mosquitto's `user`: a gateway started as root gives root up once its listeners are bound and its
 /// store and log files are open (those keep working through their open descriptors).
@@ -25,7 +26,10 @@ public enum PrivilegeDrop {
     /// The account's uid and primary gid, or a failure that names the missing user.
     public static func account(_ user: String) throws(Failure) -> (uid: uid_t, gid: gid_t) {
         guard let entry = getpwnam(user) else {
-            throw Failure(description: "user \(user): no such user on this system; cannot drop privileges to it (create it, or name another user)")
+            throw Failure(
+                description:
+                    "user \(user): no such user on this system; cannot drop privileges to it (create it, or name another user)"
+            )
         }
         return (entry.pointee.pw_uid, entry.pointee.pw_gid)
     }
@@ -36,14 +40,21 @@ public enum PrivilegeDrop {
         if initgroups(user, gid) != 0 { throw failure("initgroups", user) }
         if setgid(gid) != 0 { throw failure("setgid", user) }
         if setuid(uid) != 0 { throw failure("setuid", user) }
-        if setuid(0) == 0 { throw Failure(description: "user \(user): root could be regained after dropping privileges") }
+        if setuid(0) == 0 {
+            throw Failure(description: "user \(user): root could be regained after dropping privileges")
+        }
         let stillPrivileged = threadsNotRunningAs(uid: uid, gid: gid)
         guard stillPrivileged.isEmpty else {
-            throw Failure(description: "user \(user): threads \(stillPrivileged) still run with other ids after dropping privileges")
+            throw Failure(
+                description:
+                    "user \(user): threads \(stillPrivileged) still run with other ids after dropping privileges"
+            )
         }
         logger.notice("dropped privileges to user \(user) (uid \(uid), gid \(gid))")
         for path in Set(rereadOnReload).sorted() where access(path, R_OK) != 0 {
-            logger.warning("user \(user) cannot read \(path): a SIGHUP reload will fail until it can (chown or chmod it)")
+            logger.warning(
+                "user \(user) cannot read \(path): a SIGHUP reload will fail until it can (chown or chmod it)"
+            )
         }
     }
 
@@ -57,13 +68,19 @@ public enum PrivilegeDrop {
         defer { closedir(tasks) }
         var offenders: [String] = []
         while let entry = readdir(tasks) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard name.first?.isNumber == true else { continue }
             guard let status = readSmallFile("/proc/self/task/\(name)/status") else { continue }  // the thread ended
             let ids = Self.ids(inStatus: status)
-            if ids.uids != Array(repeating: UInt32(uid), count: 4) || ids.gids != Array(repeating: UInt32(gid), count: 4) {
+            if ids.uids != Array(repeating: UInt32(uid), count: 4)
+                || ids.gids != Array(repeating: UInt32(gid), count: 4)
+            {
                 let threadName = status.split(separator: "\n").first { $0.hasPrefix("Name:") }?.dropFirst(5)
-                offenders.append("\(name) (\(threadName.map { $0.trimmingBlanks() } ?? "?"), uid \(ids.uids), gid \(ids.gids))")
+                offenders.append(
+                    "\(name) (\(threadName.map { $0.trimmingBlanks() } ?? "?"), uid \(ids.uids), gid \(ids.gids))"
+                )
             }
         }
         return offenders

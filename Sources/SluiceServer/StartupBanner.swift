@@ -1,3 +1,8 @@
+import Logging
+import SluiceBridge
+import SluiceConfig
+import SluiceStore
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,10 +11,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import SluiceBridge
-import SluiceConfig
-import SluiceStore
 
 /// The start-up banner: what a person checks first in a gateway's log — which version runs with which
 /// configuration, where the store is and what backlog it brought back, what listens where.

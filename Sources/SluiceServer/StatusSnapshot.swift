@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SluiceBridge
 import SluiceConfig
 import SluiceStore
 
@@ -192,8 +193,8 @@ public enum StatusArithmetic {
 
     /// Per second between two readings of a counter that only goes up; nil without a usable interval.
     public static func rate(from earlier: UInt64, to later: UInt64, seconds: Double) -> Double? {
-        guard seconds >= 0.5, seconds.isFinite else { return nil }
-        return later >= earlier ? Double(later - earlier) / seconds : 0
+        guard seconds >= 0.5 else { return nil }
+        return CounterRate.perSecond(from: earlier, to: later, seconds: seconds)
     }
 
     /// Seconds until `depth` reaches zero falling at `drainRate` per second: 0 when already empty, nil

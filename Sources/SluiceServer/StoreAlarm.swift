@@ -1,3 +1,9 @@
+import Logging
+import NIOConcurrencyHelpers
+import SluiceBroker
+import SluiceConfig
+import SluiceStore
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,11 +12,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import NIOConcurrencyHelpers
-import SluiceBroker
-import SluiceConfig
-import SluiceStore
 
 extension CommitOutcome {
     /// A failed store write as the broker sees it: out of space is a policy refusal (MQTT 5 0x97),

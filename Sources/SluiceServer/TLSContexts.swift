@@ -1,3 +1,8 @@
+import Logging
+import NIOCore
+import NIOSSL
+import SluiceConfig
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,10 +11,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import NIOCore
-import NIOSSL
-import SluiceConfig
 
 /// Builds swift-nio-ssl contexts from `gateway.conf`'s TLS options, with Mosquitto's meaning.
 ///
@@ -55,14 +56,21 @@ enum TLSContexts {
         } else {
             configuration.certificateVerification = .none
         }
-        return try makeContext(configuration, certFile: settings.certFile, keyFile: settings.keyFile, ciphers: settings.ciphers)
+        return try makeContext(
+            configuration,
+            certFile: settings.certFile,
+            keyFile: settings.keyFile,
+            ciphers: settings.ciphers
+        )
     }
 
     /// The certificates a listener sends: the certfile's, then — when the certfile holds only the leaf, as
     /// OpenSSL's automatic chain building does for Mosquitto — each CA certificate that issued the previous
     /// one, up to a self-issued root or as far as `caCertificates` reach. Issuers are matched by subject
     /// name (DER bytes); the client verifies the signatures.
-    static func servedChain(_ certificates: [NIOSSLCertificate], caCertificates: [NIOSSLCertificate]) -> [NIOSSLCertificate] {
+    static func servedChain(_ certificates: [NIOSSLCertificate], caCertificates: [NIOSSLCertificate])
+        -> [NIOSSLCertificate]
+    {
         guard certificates.count == 1, let leaf = certificates.first else { return certificates }
         var chain = [leaf]
         var unused = caCertificates.compactMap { certificate in
@@ -115,7 +123,9 @@ enum TLSContexts {
         var configuration = TLSConfiguration.makePreSharedKeyConfiguration()
         configuration.pskHint = hint
         configuration.pskServerProvider = { context in
-            guard let key = keys[context.clientIdentity] else { throw TLSContextError(file: keysFile, "unknown PSK identity") }
+            guard let key = keys[context.clientIdentity] else {
+                throw TLSContextError(file: keysFile, "unknown PSK identity")
+            }
             return PSKServerIdentityResponse(key: NIOSSLSecureBytes(key))
         }
         configuration.minimumTLSVersion = .tlsv12
@@ -138,7 +148,8 @@ enum TLSContexts {
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingBlanks()
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            guard let colon = trimmed.lastIndex(of: ":"), let key = hexBytes(String(trimmed[trimmed.index(after: colon)...])),
+            guard let colon = trimmed.lastIndex(of: ":"),
+                let key = hexBytes(String(trimmed[trimmed.index(after: colon)...])),
                 !key.isEmpty, colon != trimmed.startIndex
             else {
                 throw TLSContextError(file: path, "line \(index + 1): expected identity:hexkey")

@@ -179,7 +179,9 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
             if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
                 logger.debug(
                     "WebSocket connection error",
-                    metadata: ["remote": "\(remote)", "error": "\(NetworkErrorText.describe(error))", "log_type": "websockets"]
+                    metadata: [
+                        "remote": "\(remote)", "error": "\(NetworkErrorText.describe(error))", "log_type": "websockets",
+                    ]
                 )
             }
         }

@@ -1,4 +1,5 @@
 import CLMDB
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else

@@ -138,7 +138,9 @@ public final class Store: Sendable {
             if format == [1] {
                 // Read-only tools cannot move a layout 1 store; the gateway does so at its next start.
                 guard !readOnly else {
-                    throw StoreError.invalid("\(path) has store layout 1: start `sluice run` once to move it to layout 2")
+                    throw StoreError.invalid(
+                        "\(path) has store layout 1: start `sluice run` once to move it to layout 2"
+                    )
                 }
                 try Store.migrateLayout1(environment, dbs)
             }
@@ -212,7 +214,7 @@ public final class Store: Sendable {
                     try txn.put(dbs.meta, Keys.format, [Store.formatVersion])
                     return true
                 }
-            } catch where error.code == .lmdb(.mapFull) {
+            } catch  where error.code == .lmdb(.mapFull) {
                 guard try environment.grow() else { throw error }
             }
         }
@@ -836,7 +838,9 @@ final class Writer: @unchecked Sendable {
             eager -= batch.count(where: { !$0.lazy })
             if commitWindow == .zero {
                 holds = HoldDeadline()
-                for operation in pending where !operation.lazy { holds.add(hold: operation.hold, at: operation.submittedAt) }
+                for operation in pending where !operation.lazy {
+                    holds.add(hold: operation.hold, at: operation.submittedAt)
+                }
             }
             condition.unlock()
             runBatch(batch)

@@ -205,7 +205,9 @@ extension Store {
                     }
                     continue
                 case .queueMeta(let queue):
-                    if let decoded = entry.value.withUnsafeBytes({ try? QueueMeta.decode($0) }) { oldMetas[queue] = decoded }
+                    if let decoded = entry.value.withUnsafeBytes({ try? QueueMeta.decode($0) }) {
+                        oldMetas[queue] = decoded
+                    }
                     continue
                 case .record(let queue, let number):
                     name = queue
@@ -286,7 +288,9 @@ enum MainKey: Equatable {
 
     init<Key: Collection<UInt8>>(_ key: Key, valueCount: Int) where Key.Index == Int {
         let bytes = Array(key)
-        if valueCount == 48, ["meta", "tables", "quarantine", "queues"].contains(String(decoding: bytes, as: UTF8.self)) {
+        if valueCount == 48,
+            ["meta", "tables", "quarantine", "queues"].contains(String(decoding: bytes, as: UTF8.self))
+        {
             self = .database
             return
         }

@@ -54,7 +54,9 @@ public final class ConditionMutex: @unchecked Sendable {
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)
             var relative = timespec(
-                tv_sec: max(0, deadline.tv_sec - now.tv_sec), tv_nsec: deadline.tv_nsec - now.tv_nsec)
+                tv_sec: max(0, deadline.tv_sec - now.tv_sec),
+                tv_nsec: deadline.tv_nsec - now.tv_nsec
+            )
             if relative.tv_nsec < 0 {
                 relative.tv_sec -= 1
                 relative.tv_nsec += 1_000_000_000
@@ -94,13 +96,16 @@ public final class NamedThread: @unchecked Sendable {
         let box = Unmanaged.passRetained(ThreadBody(name: name, body: body)).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(
-            &thread, nil,
+            &thread,
+            nil,
             { raw in
                 let start = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
                 NamedThread.nameCurrentThread(start.name)
                 start.body()
                 return nil
-            }, box)
+            },
+            box
+        )
         precondition(result == 0, "pthread_create failed: \(result)")
         pthread_detach(thread)
         lock.withLock { handle = thread }

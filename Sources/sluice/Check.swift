@@ -37,7 +37,9 @@ struct Check: ParsableCommand {
         if !crlProblems.isEmpty { throw failure(crlProblems.joined(separator: "\n")) }
         print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
         if let user = parsed.user, user != "root" {
-            do { _ = try PrivilegeDrop.account(user) } catch { print("warning: \(error) (sluice run refuses to start as root)") }
+            do { _ = try PrivilegeDrop.account(user) } catch {
+                print("warning: \(error) (sluice run refuses to start as root)")
+            }
         }
         for warning in StoreSpaceCheck.warnings(parsed, configPath: config) { print("warning: \(warning)") }
         for warning in BridgeBindAddress.warnings(parsed) { print("warning: \(warning)") }

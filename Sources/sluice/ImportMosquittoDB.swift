@@ -1,14 +1,15 @@
 import ArgumentParser
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 import Logging
 import SluiceBroker
 import SluiceConfig
 import SluiceServer
 import SluiceStore
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `sluice import-mosquitto-db FILE`: brings Mosquitto's retained messages and persistent sessions
 /// over at the switch, so they do not vanish with the old broker.

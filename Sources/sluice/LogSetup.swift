@@ -1,3 +1,6 @@
+import Logging
+import SluiceConfig
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,8 +9,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import SluiceConfig
 
 /// Logs to stderr, one line per event. Under systemd (JOURNAL_STREAM set) each line starts with a
 /// syslog priority such as `<4>` and carries no timestamp, so journald files it at the right level;

@@ -1,4 +1,7 @@
 import ArgumentParser
+import SluiceAuth
+import SluiceConfig
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,8 +10,6 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import SluiceAuth
-import SluiceConfig
 
 /// `sluice passwd`: manage a password file the way `mosquitto_passwd` (2.0) does, writing `$7$` PBKDF2-SHA512 lines
 /// that Mosquitto reads too.

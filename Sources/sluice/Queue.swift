@@ -1,4 +1,8 @@
 import ArgumentParser
+import Dispatch
+import SluiceConfig
+import SluiceStore
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,9 +11,6 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import Dispatch
-import SluiceConfig
-import SluiceStore
 
 /// `sluice queue stats|peek|purge`: inspect the bridges' durable queues, also while the gateway runs
 /// (LMDB lets a second process read and write the same store).
@@ -20,7 +21,10 @@ struct Queue: ParsableCommand {
     )
 
     struct StoreOptions: ParsableArguments {
-        @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf (the store lives under persistence_location).")
+        @Option(
+            name: [.short, .customLong("config")],
+            help: "Path to gateway.conf (the store lives under persistence_location)."
+        )
         var config: String = "/etc/sluice/gateway.conf"
 
         /// Writable by default (purge, requeue, drop, pause…); `stats` and `peek` open read-only.
@@ -37,7 +41,9 @@ struct Queue: ParsableCommand {
             }
             do {
                 // Read-only (MDB_RDONLY) for stats and peek: works beside a running gateway, writes nothing.
-                return (gatewayConfig, try Store(path: path, maxMapSize: gatewayConfig.storeMapSizeMax, readOnly: readOnly))
+                return (
+                    gatewayConfig, try Store(path: path, maxMapSize: gatewayConfig.storeMapSizeMax, readOnly: readOnly)
+                )
             } catch {
                 throw failure("cannot open \(path): \(error.message)")
             }
@@ -45,7 +51,9 @@ struct Queue: ParsableCommand {
     }
 
     struct Stats: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Depth, bytes, oldest age and drop counts per bridge.")
+        static let configuration = CommandConfiguration(
+            abstract: "Depth, bytes, oldest age and drop counts per bridge."
+        )
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name; all bridges when omitted.") var bridge: String?
 
@@ -53,7 +61,9 @@ struct Queue: ParsableCommand {
             let (config, store) = try options.open(readOnly: true)
             defer { store.close() }
             if let bridge { try checkBridge(config.bridges.map(\.name), store, bridge) }
-            let names = bridge.map { [$0] } ?? Array(Set(config.bridges.map(\.name) + ((try? store.bridgeNames()) ?? []))).sorted()
+            let names =
+                bridge.map { [$0] }
+                ?? Array(Set(config.bridges.map(\.name) + ((try? store.bridgeNames()) ?? []))).sorted()
             let now = Store.wallClockMilliseconds()
             for name in names {
                 // The bridge as a whole (its classes summed), then one line per class when it has several.

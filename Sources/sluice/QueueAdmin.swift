@@ -1,4 +1,8 @@
 import ArgumentParser
+import Dispatch
+import SluiceBridge
+import SluiceStore
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,9 +11,6 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import Dispatch
-import SluiceBridge
-import SluiceStore
 
 // `sluice queue dead|requeue|drop|pause|resume`: the operator's tools to steer a drain. They write
 // the store beside a running gateway (LMDB serialises writers across processes) and bump the
@@ -23,7 +24,8 @@ extension Queue.Stats {
         guard let counts = try? store.bridgeDeadLetterCounts(bridge: name) else { return "" }
         let reasons = counts.byReason.sorted { $0.key < $1.key }.map { "\(DeadLetterCodes.label($0.key))=\($0.value)" }
         let paused = (try? store.bridgeControl(queue: name).paused) == true ? " paused" : ""
-        return " dead=\(counts.current) dead_by_reason=\(reasons.isEmpty ? "0" : reasons.joined(separator: ","))\(paused)"
+        return
+            " dead=\(counts.current) dead_by_reason=\(reasons.isEmpty ? "0" : reasons.joined(separator: ","))\(paused)"
     }
 }
 
@@ -58,7 +60,9 @@ func checkBridge(_ names: [String], _ store: Store, _ bridge: String) throws {
 
 extension Queue {
     struct Dead: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a bridge's dead letters (messages the remote never took).")
+        static let configuration = CommandConfiguration(
+            abstract: "List a bridge's dead letters (messages the remote never took)."
+        )
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name.") var bridge: String
         @Option(name: .customShort("n"), help: "At most this many.") var count = 100
@@ -118,13 +122,16 @@ extension Queue {
                 print("\(bridge): requeued \(newSeqs.count) of \(seq.count): the others are not dead letters")
                 throw ExitCode(1)
             }
-            print("\(bridge): requeued \(newSeqs.count) message(s)\(newSeqs.isEmpty ? "" : " as seq \(newSeqs.map(String.init).joined(separator: ","))")")
+            print(
+                "\(bridge): requeued \(newSeqs.count) message(s)\(newSeqs.isEmpty ? "" : " as seq \(newSeqs.map(String.init).joined(separator: ","))")"
+            )
         }
     }
 
     struct Drop: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Take one message out of the queue (it becomes a dead letter); on a dead letter, delete it for good."
+            abstract:
+                "Take one message out of the queue (it becomes a dead letter); on a dead letter, delete it for good."
         )
         @OptionGroup var options: StoreOptions
         @Argument(help: "Bridge (connection) name.") var bridge: String
@@ -140,7 +147,9 @@ extension Queue {
             case .movedToDeadLetters:
                 try signalGateway(store, bridge)
                 let priority = classOption.priority.map { " --priority \($0)" } ?? ""
-                print("\(bridge): message \(seq) moved to the dead letters (requeue with 'sluice queue requeue \(bridge) --seq \(seq)\(priority)')")
+                print(
+                    "\(bridge): message \(seq) moved to the dead letters (requeue with 'sluice queue requeue \(bridge) --seq \(seq)\(priority)')"
+                )
             case .deletedDeadLetter:
                 print("\(bridge): dead letter \(seq) deleted for good")
             case .notFound:

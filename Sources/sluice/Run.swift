@@ -1,4 +1,9 @@
 import ArgumentParser
+import Logging
+import ServiceLifecycle
+import SluiceConfig
+import SluiceServer
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,18 +12,20 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import ServiceLifecycle
-import SluiceConfig
-import SluiceServer
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the gateway.")
 
-    @Option(name: [.short, .customLong("config")], help: "Path to gateway.conf. Without one: a broker on 127.0.0.1:1883 only.")
+    @Option(
+        name: [.short, .customLong("config")],
+        help: "Path to gateway.conf. Without one: a broker on 127.0.0.1:1883 only."
+    )
     var config: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: from log_type, else info).")
+    @Option(
+        name: .long,
+        help: "Log level: trace, debug, info, notice, warning, error, critical (default: from log_type, else info)."
+    )
     var logLevel: Logger.Level?
 
     func run() async throws {

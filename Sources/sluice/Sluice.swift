@@ -1,4 +1,6 @@
 import ArgumentParser
+import SluiceServer
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,14 +9,16 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import SluiceServer
 
 struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "MQTT edge gateway: a local broker plus durable store-and-forward bridges.",
         version: SluiceVersion.current,
-        subcommands: [Run.self, Check.self, Status.self, Pub.self, Sub.self, Queue.self, StoreCommand.self, ImportMosquittoDB.self, Passwd.self, Version.self],
+        subcommands: [
+            Run.self, Check.self, Status.self, Pub.self, Sub.self, Queue.self, StoreCommand.self,
+            ImportMosquittoDB.self, Passwd.self, Version.self,
+        ],
         defaultSubcommand: nil
     )
 }

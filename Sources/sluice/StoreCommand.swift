@@ -1,4 +1,7 @@
 import ArgumentParser
+import SluiceConfig
+import SluiceStore
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,8 +10,6 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import SluiceConfig
-import SluiceStore
 
 /// `sluice store check|salvage|quarantine`: verify a store, copy what is readable out of a damaged one,
 /// list and export the records moved aside. All read-only on the store they inspect, so they work

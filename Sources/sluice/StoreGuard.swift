@@ -1,4 +1,8 @@
 import ArgumentParser
+import Logging
+import SluiceConfig
+import SluiceStore
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -7,9 +11,6 @@ import ArgumentParser
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import SluiceConfig
-import SluiceStore
 
 /// What `sluice run` does about its store before the gateway opens it: one process per store, and a
 /// damaged file refused with a message instead of a signal.

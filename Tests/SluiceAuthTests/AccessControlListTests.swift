@@ -209,6 +209,8 @@ import Testing
         ("topic a b", 3, "not an access type"),
         ("topic read a/#/b", 3, "'#' must be"),
         ("pattern read a/b+", 3, "'+' must be"),
+        // MQTTCore's filter check, as SUBSCRIBE gets: a shared subscription's group carries no wildcard.
+        ("topic read $share/g+/a", 3, "shared subscription group contains a wildcard"),
         ("topics read a", 3, "unknown keyword 'topics'"),
     ])
     func badLines(line: String, number: Int, expected: String) {

@@ -73,7 +73,9 @@ import Testing
         #expect(!file.verify(username: "frank", password: Array("fr@nk unicode".utf8)))
 
         // Fresh salt every time.
-        #expect(PasswordFile.hashLine(username: "a", password: "p") != PasswordFile.hashLine(username: "a", password: "p"))
+        #expect(
+            PasswordFile.hashLine(username: "a", password: "p") != PasswordFile.hashLine(username: "a", password: "p")
+        )
         #expect(PasswordFile.hashLine(username: "a", password: "p").hasPrefix("a:$7$101$"))
     }
 
@@ -106,16 +108,37 @@ import Testing
     @Test(arguments: [
         ("plain:text-password", "not hashed"),
         ("nocolon", "no ':'"),
-        (":$7$101$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==", "empty username"),
-        ("u:$7$0$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==", "iteration"),
-        ("u:$7$abc$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==", "iteration"),
-        ("u:$7$101$MDEy!!!1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==", "salt is not valid base64"),
-        ("u:$7$101$MDEyMzQ1$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==", "salt is 6 bytes"),
+        (
+            ":$7$101$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==",
+            "empty username"
+        ),
+        (
+            "u:$7$0$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==",
+            "iteration"
+        ),
+        (
+            "u:$7$abc$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==",
+            "iteration"
+        ),
+        (
+            "u:$7$101$MDEy!!!1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==",
+            "salt is not valid base64"
+        ),
+        (
+            "u:$7$101$MDEyMzQ1$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==",
+            "salt is 6 bytes"
+        ),
         ("u:$7$101$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ", "hash is 40 bytes"),
-        ("u:$7$101$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqU%==", "hash is not valid base64"),
+        (
+            "u:$7$101$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqU%==",
+            "hash is not valid base64"
+        ),
         ("u:$7$101$MDEyMzQ1Njc4OWFi", "needs 4 fields"),
         ("u:$6$MDEyMzQ1Njc4OWFi", "needs 3 fields"),
-        ("u:$5$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==", "unknown hash type"),
+        (
+            "u:$5$MDEyMzQ1Njc4OWFi$ZJEeM8haE9d5XdQRkROfY+VNm95TyLII2wMF7gvAreqXSheCQReksJ+3flNZrfPrV1dYquIBGQmTU89cHgTqUg==",
+            "unknown hash type"
+        ),
         ("u:$argon2id$v=19$m=47104,t=1,p=1$c2FsdA$aGFzaA", "argon2id"),
         ("u:", "missing password hash"),
     ])

@@ -87,7 +87,11 @@ private struct Boom: Error, CustomStringConvertible {
         _ = h.connect()
         _ = h.link.fetched(items(1...2))
         let refused = h.link.received(puback(1, notAuthorized))
-        #expect(refused.withoutLogs == [.deadLetter(seqs: [1], reason: .refused(notAuthorized)), .fetch(after: 2, limit: 1)])
+        #expect(
+            refused.withoutLogs == [
+                .deadLetter(seqs: [1], reason: .refused(notAuthorized)), .fetch(after: 2, limit: 1),
+            ]
+        )
         #expect(refused.logs.filter { $0.contains("queued message 1 on 'r/t'") && $0.contains("0x87") }.count == 1)
         #expect(h.link.fetched([item(3)]) == [sent(3, id: 3)])
         #expect(h.link.statistics.deadLettered == 1)
@@ -115,7 +119,11 @@ private struct Boom: Error, CustomStringConvertible {
                 #expect(reconnect(&h).withoutLogs.last == .fetch(after: nil, limit: 2))
             } else {
                 #expect(closed.contains(.deadLetter(seqs: [2], reason: .maxAttempts)))
-                #expect(closed.logs.contains { $0.contains("queued message 2 on 'r/t'") && $0.contains("3 connection losses") })
+                #expect(
+                    closed.logs.contains {
+                        $0.contains("queued message 2 on 'r/t'") && $0.contains("3 connection losses")
+                    }
+                )
             }
         }
         // The store moved 2; the drain goes on with 3.

@@ -84,7 +84,11 @@ private let notification = "$SYS/broker/connection/gw-1/state"
             #expect(refused.withoutLogs == [.close(.connAckRefused(.badUserNameOrPassword))])
             let closed = h.link.connectionClosed()
             if delays.isEmpty {  // later ones within the minute are summed, not repeated
-                #expect(closed.logs.contains { $0.contains("0x86") && $0.contains("bad user name or password") && $0.contains("retrying in") })
+                #expect(
+                    closed.logs.contains {
+                        $0.contains("0x86") && $0.contains("bad user name or password") && $0.contains("retrying in")
+                    }
+                )
             }
             #expect(closed.withoutLogs.count == 1)
             let delay = try! #require(closed.scheduledDelay)
@@ -489,7 +493,12 @@ private let notification = "$SYS/broker/connection/gw-1/state"
     @Test func aMessageKeptAfterTheConnectionChangedIsNotAcknowledgedOnTheNewOne() {
         var h = Harness(config(rules: rules()))
         _ = h.connect()
-        let remote = PublishPacket(topic: "gw1/cmd/v", payload: .init(string: "1"), qos: .atLeastOnce, packetIdentifier: 3)
+        let remote = PublishPacket(
+            topic: "gw1/cmd/v",
+            payload: .init(string: "1"),
+            qos: .atLeastOnce,
+            packetIdentifier: 3
+        )
         #expect(h.link.received(.publish(remote)).count == 1)
         _ = h.link.connectionClosed()
         _ = h.link.reconnectTimerFired()

@@ -30,13 +30,21 @@ import Testing
         var h = Harness(lazy(threshold: 2, idle: .seconds(60)))
         _ = h.link.queued(count: 2)
         _ = h.link.connected()
-        #expect(h.link.received(.connAck(ConnAckPacket())).withoutLogs == [.stateChanged(connected: true), .fetch(after: nil, limit: 3)])
+        #expect(
+            h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 3),
+            ]
+        )
         #expect(h.link.fetched(items(1...2)).withoutLogs == [sent(1, id: 1), sent(2, id: 2)])  // short: drained
         _ = h.link.received(puback(1))
         _ = h.advance(.seconds(30))
         #expect(h.advance(.seconds(40)).withoutLogs.isEmpty, "a message still in flight keeps the link up")
         _ = h.link.received(puback(2))
-        #expect(h.advance(.seconds(1)).withoutLogs == [.send(.disconnect(DisconnectPacket())), .stateChanged(connected: false), .close(.idle)])
+        #expect(
+            h.advance(.seconds(1)).withoutLogs == [
+                .send(.disconnect(DisconnectPacket())), .stateChanged(connected: false), .close(.idle),
+            ]
+        )
         #expect(h.link.awaitsThreshold)
         #expect(h.link.connectionClosed().isEmpty)  // the close it asked for: no reconnect
         #expect(h.link.queued(count: 1).isEmpty)
@@ -57,7 +65,9 @@ import Testing
         #expect(actions.contains(.send(.disconnect(DisconnectPacket()))))
         #expect(actions.contains(.stateChanged(connected: false)))
         #expect(actions.last == .close(.idle))
-        #expect(actions.contains { if case .send(.publish(let p)) = $0 { String(buffer: p.payload) == "0" } else { false } })
+        #expect(
+            actions.contains { if case .send(.publish(let p)) = $0 { String(buffer: p.payload) == "0" } else { false } }
+        )
     }
 
     @Test func aLostLazyConnectionWithMessagesIsRetried() {

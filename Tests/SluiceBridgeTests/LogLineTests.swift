@@ -85,7 +85,8 @@ private func at(_ seconds: Int64) -> TestInstant { TestInstant(seconds * 1_000_0
             drain.update(now: at(1), depth: 20_000, delivered: 0, connected: true)
                 == "bridge central: draining 20000 queued messages"
         )
-        #expect(drain.update(now: at(5), depth: 12_000, delivered: 8_000, connected: true) == nil)  // before the interval
+        // Before the interval: nothing said.
+        #expect(drain.update(now: at(5), depth: 12_000, delivered: 8_000, connected: true) == nil)
         #expect(
             drain.update(now: at(11), depth: 10_000, delivered: 10_000, connected: true)
                 == "bridge central: draining: 10000 sent, 10000 left, 1000 msg/s; about 10.0 s to go"

@@ -368,7 +368,7 @@ func reason(_ text: String) -> Properties {
         h.subscribe(1, "t", qos: .atLeastOnce)
         h.connect(2, "pub")
         #expect(h.publish(2, "t", "a", qos: .atLeastOnce, packetID: 1).publishes(to: 1).count == 1)
-        h.broker.writabilityChanged(ConnectionID(1), writable: false, now: h.now)
+        _ = h.broker.writabilityChanged(ConnectionID(1), writable: false, now: h.now)
         h.publish(2, "t", "b", qos: .atLeastOnce, packetID: 2)
         h.publish(2, "t", "c")
         // "b" waits for the window (receive maximum 1), and the QoS 0 "c" waits behind it.

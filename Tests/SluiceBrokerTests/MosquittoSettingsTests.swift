@@ -24,7 +24,7 @@ import Testing
         guard case .connAck(let other)? = h.connect(2, "").packets(to: 2).first else { return #expect(Bool(false)) }
         #expect(other.properties.assignedClientIdentifier != ack.properties.assignedClientIdentifier)
         // Not the ids of an earlier run: its persistent sessions may be restored from disk.
-        guard case .connAck(let nextRun)? = Harness { $0.autoIDPrefix = "gw7-" }.connect(1, "").packets(to: 1).first
+        guard case .connAck(let nextRun)? = Harness({ $0.autoIDPrefix = "gw7-" }).connect(1, "").packets(to: 1).first
         else { return #expect(Bool(false)) }
         #expect(nextRun.properties.assignedClientIdentifier != ack.properties.assignedClientIdentifier)
         // Mosquitto's default prefix.

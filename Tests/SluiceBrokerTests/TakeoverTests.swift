@@ -10,6 +10,7 @@ import Testing
 
     /// Connection 1 watches the will topic; connection 2 is client "a" with a will; connection 3
     /// sends a CONNECT for "a", handled directly (not through the harness, which completes takeovers).
+    @discardableResult
     func takeoverPending(_ h: Harness, version: ProtocolVersion = .v5, clean: Bool = true) -> [Seen] {
         h.connect(1, "watcher")
         h.subscribe(1, "wills/#", qos: .atMostOnce)

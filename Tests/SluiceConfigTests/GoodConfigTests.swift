@@ -81,9 +81,11 @@ let goodCases: [GoodCase] = [
         $0.user = "mosquitto"
         $0.notices = [
             ConfigNotice(
-                file: "gateway.conf", line: 2, key: "allow_duplicate_messages",
+                file: "gateway.conf",
+                line: 2,
+                key: "allow_duplicate_messages",
                 message: "accepted but not honoured: " + GatewayConfig.ignoredKeys["allow_duplicate_messages"]!
-            ),
+            )
         ]
     },
     GoodCase(text: "log_timestamp false") { $0.logTimestamp = false },
@@ -102,7 +104,8 @@ let goodCases: [GoodCase] = [
     },
     GoodCase(text: "max_inflight_bytes 0\nmemory_limit 0\ncheck_retain_source false") { _ in },
     GoodCase(text: "check_retain_source true") { $0.checkRetainSource = true },
-    GoodCase(text: minimalBridgeText + "start_type automatic\nbridge_outgoing_retain true\nupgrade_outgoing_qos false") {
+    GoodCase(text: minimalBridgeText + "start_type automatic\nbridge_outgoing_retain true\nupgrade_outgoing_qos false")
+    {
         $0.bridges = [minimalBridge()]
     },
     // A global key, valid in a connection section too (Mosquitto 2.0 reads it anywhere).

@@ -128,7 +128,11 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(config.allowAnonymous == false)
     #expect(config.notices.map(\.key) == ["allow_anonymous", "password_file"])
     #expect(config.notices.map(\.line) == [3, 4])
-    #expect(config.notices[0].message.contains("listener all interfaces:8883 but applies to every listener, also 127.0.0.1:1883"))
+    #expect(
+        config.notices[0].message.contains(
+            "listener all interfaces:8883 but applies to every listener, also 127.0.0.1:1883"
+        )
+    )
     // Written above the listeners, or with a single listener, it is plain: no notice.
     #expect(try parse("allow_anonymous false\nlistener 1883 127.0.0.1\nlistener 8883\n").notices.isEmpty)
     #expect(try parse("listener 8883\nallow_anonymous false\n").notices.isEmpty)
@@ -194,7 +198,10 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
     let config = try parse(bridge + "bridge_cafile \(ca)\nbridge_alpn x-amzn-mqtt-ca\n")
     #expect(config.bridges.first?.bridgeALPN == "x-amzn-mqtt-ca")
-    #expect(parseError(bridge + "bridge_cafile \(ca)\nbridge_alpn " + String(repeating: "a", count: 256) + "\n")?.kind == .badValue)
+    #expect(
+        parseError(bridge + "bridge_cafile \(ca)\nbridge_alpn " + String(repeating: "a", count: 256) + "\n")?.kind
+            == .badValue
+    )
 }
 
 @Test func bindInterfaceIsPerListener() throws {
@@ -207,6 +214,8 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(try parse("listener 1883\nmount_point site7/\n").listeners.first?.mountPoint == "site7/")
     #expect(parseError("listener 1883\nmount_point site/+/\n")?.kind == .badValue)
     #expect(parseError("listener 1883\nmount_point a/#\n")?.kind == .badValue)
+    // MQTTCore's topic name check: at most 65,535 bytes.
+    #expect(parseError("listener 1883\nmount_point \(String(repeating: "a", count: 65_536))\n")?.kind == .badValue)
 }
 
 @Test func bridgePSKNeedsBothKeysHexAndNoCertificates() throws {
@@ -218,14 +227,22 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
     #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0g\n")?.kind == .badValue)
     #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk abc\n")?.kind == .badValue)
     let ca = FileManager.default.currentDirectoryPath + "/fixtures/tls/ca.pem"
-    #expect(parseError(bridge + "bridge_identity gw1\nbridge_psk 0a\nbridge_cafile \(ca)\n")?.kind == .incompleteSection)
+    #expect(
+        parseError(bridge + "bridge_identity gw1\nbridge_psk 0a\nbridge_cafile \(ca)\n")?.kind == .incompleteSection
+    )
 }
 
 @Test func pskHintIsPerListenerAndNotWithCertificates() throws {
     #expect(try parse("listener 8883\npsk_hint gw\n").listeners.first?.pskHint == "gw")
     let dir = FileManager.default.currentDirectoryPath + "/fixtures/tls/"
-    #expect(parseError("listener 8883\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\npsk_hint gw\n")?.kind == .unsupportedKey)
-    #expect(parseError("listener 8883\npsk_hint gw\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\n")?.kind == .incompleteSection)
+    #expect(
+        parseError("listener 8883\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\npsk_hint gw\n")?.kind
+            == .unsupportedKey
+    )
+    #expect(
+        parseError("listener 8883\npsk_hint gw\ncertfile \(dir)server.pem\nkeyfile \(dir)server.key.pem\n")?.kind
+            == .incompleteSection
+    )
     #expect(parseError("psk_file /nonexistent/psk\n") != nil)
 }
 
@@ -237,5 +254,8 @@ func bridgeKeysBeyondSluiceAreRefused(_ text: String) throws {
 }
 
 @Test func crlfileNeedsAFileThatExists() throws {
-    #expect(parseError("listener 8883\ncertfile /etc/hostname\nkeyfile /etc/hostname\ncrlfile /nonexistent/crl.pem\n") != nil)
+    #expect(
+        parseError("listener 8883\ncertfile /etc/hostname\nkeyfile /etc/hostname\ncrlfile /nonexistent/crl.pem\n")
+            != nil
+    )
 }

@@ -35,10 +35,14 @@ import Testing
     }
 
     @Test func agreesWithFoundation() {
-        let pieces = [" ", "\t", "\n", "\r", "\u{00A0}", "\u{2028}", "\u{85}", "\u{200B}", "a", "é", "e\u{301}", "\u{3000}", "#"]
+        let pieces = [
+            " ", "\t", "\n", "\r", "\u{00A0}", "\u{2028}", "\u{85}", "\u{200B}", "a", "é", "e\u{301}", "\u{3000}", "#",
+        ]
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<2_000 {
-            let text = (0..<Int.random(in: 0...8, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            let text = (0..<Int.random(in: 0...8, using: &generator)).map { _ in
+                pieces.randomElement(using: &generator)!
+            }.joined()
             #expect(text.trimmingBlanks() == text.trimmingCharacters(in: .whitespaces))
             #expect(text.trimmingBlanksAndNewlines() == text.trimmingCharacters(in: .whitespacesAndNewlines))
         }

@@ -14,7 +14,9 @@ import Testing
     }
 
     @Test func longKeysRoundTripThroughLMDB() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-keys-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "sluice-keys-\(UUID().uuidString)"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try Store(path: directory.appendingPathComponent("sluice.db").path)
@@ -28,14 +30,33 @@ import Testing
         let topics = ["long/" + String(repeating: "x", count: 595), "r/" + String(repeating: "y", count: 65_533)]
         _ = broker.connect(
             ConnectionID(1),
-            ConnectPacket(protocolVersion: .v5, clientIdentifier: clientID, cleanStart: true, keepAlive: 0, properties: persistent),
+            ConnectPacket(
+                protocolVersion: .v5,
+                clientIdentifier: clientID,
+                cleanStart: true,
+                keepAlive: 0,
+                properties: persistent
+            ),
             now: 1
         )
-        let subscribe = SubscribePacket(packetIdentifier: 1, subscriptions: [TopicSubscription(filter: "q/#", options: SubscriptionOptions(qos: .atLeastOnce))])
+        let subscribe = SubscribePacket(
+            packetIdentifier: 1,
+            subscriptions: [TopicSubscription(filter: "q/#", options: SubscriptionOptions(qos: .atLeastOnce))]
+        )
         _ = broker.receive(.subscribe(subscribe), from: ConnectionID(1), now: 1)
         _ = broker.closed(ConnectionID(1), now: 1)
-        for topic in topics { _ = broker.publish(Message(topic: topic, payload: ByteBuffer(string: "kept"), qos: .atLeastOnce, retain: true), now: 2) }
-        for n in 1...50 { _ = broker.publish(Message(topic: "q/\(n)", payload: ByteBuffer(string: "m\(n)"), qos: .atLeastOnce), now: 2) }
+        for topic in topics {
+            _ = broker.publish(
+                Message(topic: topic, payload: ByteBuffer(string: "kept"), qos: .atLeastOnce, retain: true),
+                now: 2
+            )
+        }
+        for n in 1...50 {
+            _ = broker.publish(
+                Message(topic: "q/\(n)", payload: ByteBuffer(string: "m\(n)"), qos: .atLeastOnce),
+                now: 2
+            )
+        }
 
         let writes = broker.takeChanges(wallClockOffset: 0).map { write -> TableWrite in
             switch write {

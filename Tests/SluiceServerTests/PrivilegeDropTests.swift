@@ -1,13 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Testing
 
 @testable import SluiceServer
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite struct PrivilegeDropTests {
     @Test func readsTheFourIdsOfAProcStatusFile() {
-        let status = "Name:\tsluice\nState:\tS (sleeping)\nUid:\t0\t998\t998\t998\nGid:\t0\t997\t997\t997\nGroups:\t997 \n"
+        let status =
+            "Name:\tsluice\nState:\tS (sleeping)\nUid:\t0\t998\t998\t998\nGid:\t0\t997\t997\t997\nGroups:\t997 \n"
         let ids = PrivilegeDrop.ids(inStatus: status)
         #expect(ids.uids == [0, 998, 998, 998])
         #expect(ids.gids == [0, 997, 997, 997])

@@ -24,7 +24,9 @@ import Testing
         #expect(alert == "unknown_ca")
         #expect(passed == Self.clientHello + Self.plaintextUnknownCA)  // every byte still reaches NIOSSL
         // Several records in one read.
-        #expect(try Self.feed([Self.clientHello + [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 42]]).alert == "bad_certificate")
+        #expect(
+            try Self.feed([Self.clientHello + [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 42]]).alert == "bad_certificate"
+        )
     }
 
     @Test func encryptedTrafficStopsTheLookout() throws {

@@ -221,7 +221,12 @@ import Testing
         let store = try Store(path: dir.storePath)
         defer { store.close() }
         let start = ContinuousClock.now
-        let results = try await store.append(queue: "q", messages: [message(1)], limits: .unlimited, hold: .milliseconds(400))
+        let results = try await store.append(
+            queue: "q",
+            messages: [message(1)],
+            limits: .unlimited,
+            hold: .milliseconds(400)
+        )
         let elapsed = ContinuousClock.now - start
         #expect(elapsed >= .milliseconds(390))
         #expect(results.compactMap(\.seq) == [1])

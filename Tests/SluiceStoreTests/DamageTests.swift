@@ -31,8 +31,6 @@ private func flipByte(in path: String, after needle: String, offset: Int = 10) t
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
-
-
 private func truncate(_ path: String, to size: Int) throws {
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
     try handle.truncate(atOffset: UInt64(size))
@@ -183,7 +181,7 @@ private final class QuarantineEventLog: @unchecked Sendable {
     @Test func zeroLengthFileIsANewStoreWithAWarningFlag() throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        FileManager.default.createFile(atPath: dir.storePath, contents: Data())
+        try #require(FileManager.default.createFile(atPath: dir.storePath, contents: Data()))
         #expect(try StoreFileCheck.inspect(path: dir.storePath) == .empty)
         let store = try Store(path: dir.storePath)
         defer { store.close() }

@@ -75,6 +75,8 @@ private func message(_ n: Int) -> QueuedMessage {
         // A version-1 byte with the version-2 length (or the reverse) is damage, not a guess.
         var mixed = current
         mixed[0] = 1
-        #expect(throws: StoreError.self) { try mixed.withUnsafeBytes { bytes throws(StoreError) in try QueueMeta.decode(bytes) } }
+        #expect(throws: StoreError.self) {
+            try mixed.withUnsafeBytes { bytes throws(StoreError) in try QueueMeta.decode(bytes) }
+        }
     }
 }

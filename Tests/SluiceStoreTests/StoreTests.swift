@@ -206,7 +206,11 @@ import Testing
         #expect(try store.read(queue: "q", after: nil, limit: 2).map(\.seq) == [1, 2])
         #expect(try store.read(queue: "q", after: UInt64(n - 2), limit: 10).map(\.seq) == [UInt64(n - 1), UInt64(n)])
         #expect(try store.read(queue: "q", after: 5, limit: 1).first?.message == message(6))
-        #expect(try await store.append(queue: "q", messages: [message(0)], limits: .unlimited) == [.stored(seq: UInt64(n + 1))])
+        #expect(
+            try await store.append(queue: "q", messages: [message(0)], limits: .unlimited) == [
+                .stored(seq: UInt64(n + 1))
+            ]
+        )
         #expect(try await store.purge(queue: "q") == n + 1)
         #expect(try store.stats(queue: "q").depth == 0)
     }
