@@ -438,18 +438,10 @@ final class BrokerHost: @unchecked Sendable {
         }
     }
 
-    /// True while `run` hands packets to connections and in-process clients. A connection handler on
-    /// this loop that gets input then (TLS may pass on buffered input during a write; an in-process
-    /// client answers at once) queues it as a task instead of entering the host in the middle of a run.
-    private(set) var isDelivering = false
-
     private func run(_ actions: [BrokerAction]) {
         defer { saveSoonIfAcknowledgementsWait() }
         logDepartures()
         guard !actions.isEmpty else { return }
-        let wasDelivering = isDelivering
-        isDelivering = true
-        defer { isDelivering = wasDelivering }
         // Packets for one connection go out in one hop and one flush, in order.
         var outbox: [ConnectionID: [Packet]] = [:]
         for action in actions {

@@ -198,13 +198,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 if !packets.isEmpty { host.receive(id, packets) }
                 done()
             }
-        } else if context.eventLoop === host.loop && !host.isDelivering
-            && flow.pending.load(ordering: .sequentiallyConsistent) == 0
-        {
-            // This connection lives on the broker's loop, nothing of it is queued there and the host is
-            // not in the middle of a run: hand the packets over now, in order, without a task, a closure
-            // and the read-flow bookkeeping (a quarter to a half of the connections, one loop per core).
-            host.receive(id, packets)
         } else {
             let done = batchStarted(context: context)
             host.loop.execute {

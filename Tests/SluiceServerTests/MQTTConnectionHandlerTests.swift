@@ -27,10 +27,8 @@ final class EmbeddedBroker {
         )
     }
 
-    /// `ownLoop`: the connection lives on a loop of its own, as a connection accepted by another thread
-    /// does, and its packets reach the broker as tasks on the broker's loop; otherwise it shares that loop.
-    func client(_ version: ProtocolVersion, readCounter: ReadCounter? = nil, ownLoop: EmbeddedEventLoop? = nil) throws -> TestClient {
-        let channel = EmbeddedChannel(loop: ownLoop ?? loop)
+    func client(_ version: ProtocolVersion, readCounter: ReadCounter? = nil) throws -> TestClient {
+        let channel = EmbeddedChannel(loop: loop)
         if let readCounter { try channel.pipeline.syncOperations.addHandler(readCounter) }
         let handler = MQTTConnectionHandler(
             host: host,
@@ -90,8 +88,6 @@ struct TestClient {
     /// Everything the handler wrote since the last call, decoded as `version`.
     func received() throws -> [Packet] {
         loop.run()
-        // A connection on a loop of its own gets the broker's packets as tasks on that loop.
-        if channel.embeddedEventLoop !== loop { channel.embeddedEventLoop.run() }
         var bytes = ByteBuffer()
         while var chunk = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&chunk) }
         var packets: [Packet] = []
@@ -450,20 +446,17 @@ struct MQTTConnectionHandlerTests {
         #expect(partial.modifyIfUniquelyOwned { _ in true } == nil)
     }
 
-    @Test(arguments: [true, false])
-    func goodPacketsBeforeABadOneInTheSameReadAreStillHandled(onBrokerLoop: Bool) throws {
+    @Test func goodPacketsBeforeABadOneInTheSameReadAreStillHandled() throws {
         let broker = EmbeddedBroker()
-        let client = try broker.client(.v5, ownLoop: onBrokerLoop ? nil : EmbeddedEventLoop())
+        let client = try broker.client(.v5)
         _ = try client.connect("mixed")
         var bytes = ByteBuffer()
         MQTTCodec.encode(TestClient.publish("m", "kept", .atLeastOnce, id: 4), version: .v5, into: &bytes)
         bytes.writeBytes([0xC0, 0x01, 0x00])  // malformed PINGREQ
         try client.sendBytes(bytes)
-        // The PUBLISH reaches the broker. On the broker's loop it is handled within the read, so its PUBACK
-        // goes out before the DISCONNECT; from another loop the DISCONNECT closes the socket before the
-        // PUBACK comes back, and the client sends the message again on its next connection (at least once).
-        let expected: [PacketType] = onBrokerLoop ? [.pubAck, .disconnect] : [.disconnect]
-        #expect(try client.received().map(\.type) == expected)
+        // The PUBLISH reaches the broker, but the DISCONNECT closes the socket before its PUBACK comes
+        // back: the client sends it again on its next connection (at least once).
+        #expect(try client.received().map(\.type) == [.disconnect])
         #expect(broker.host.stats.publishReceived == 1)
         #expect(!client.isOpen)
     }
@@ -485,9 +478,8 @@ struct MQTTConnectionHandlerTests {
     @Test func readingWaitsWhileFourBatchesWaitForTheBrokerLoop() throws {
         let broker = EmbeddedBroker()
         let counter = ReadCounter()
-        let connectionLoop = EmbeddedEventLoop()
-        let client = try broker.client(.v3_1_1, readCounter: counter, ownLoop: connectionLoop)
-        #expect(try client.connect("flood")?.reasonCode == .success)
+        let client = try broker.client(.v3_1_1, readCounter: counter)
+        _ = try client.connect("flood")
         client.channel.read()
         #expect(counter.reads == 1)
         // Four reads decoded and handed over; the broker loop has not run them yet.
@@ -498,35 +490,11 @@ struct MQTTConnectionHandlerTests {
         }
         client.channel.read()
         #expect(counter.reads == 1, "read while four batches wait")
-        #expect(broker.host.stats.publishReceived == 0)
         broker.loop.run()
-        connectionLoop.run()  // the broker loop's hop back that resumes reading
         #expect(counter.reads == 2, "reading resumed once the broker caught up")
         #expect(broker.host.stats.publishReceived == 4)
         client.channel.read()
         #expect(counter.reads == 3)
-    }
-
-    /// A connection on the broker's own loop hands its packets over within the read: no task, and no
-    /// read hold however many reads come in before the loop runs its tasks.
-    @Test func aConnectionOnTheBrokerLoopIsHandledWithinTheRead() throws {
-        let broker = EmbeddedBroker()
-        let counter = ReadCounter()
-        let client = try broker.client(.v3_1_1, readCounter: counter)
-        _ = try client.connect("local")
-        client.channel.read()
-        for index in 0..<6 {
-            var bytes = ByteBuffer()
-            MQTTCodec.encode(TestClient.publish("f", "\(index)", .atLeastOnce, id: UInt16(index + 1)), version: .v3_1_1, into: &bytes)
-            try client.channel.writeInbound(bytes)
-            // Handled before the loop runs any task: the PUBACK is already written.
-            #expect(broker.host.stats.publishReceived == index + 1)
-            var written = ByteBuffer()
-            while var chunk = try client.channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&chunk) }
-            #expect(try MQTTCodec.decodePacket(from: &written, version: .v3_1_1) == .pubAck(PubAckPacket(packetIdentifier: UInt16(index + 1))))
-        }
-        client.channel.read()
-        #expect(counter.reads == 2, "never held")
     }
 
     @Test func sessionTakeoverClosesTheOldConnectionWith0x8EAndAcceptsTheNewOne() throws {
