@@ -163,7 +163,7 @@ public struct Broker: Sendable {
             awaitingTakeover[connection]!.packets.append(packet)
             return
         }
-        guard var client = connections[connection] else {
+        guard let slot = connections.index(forKey: connection) else {
             // Not (or no longer) connected: only a CONNECT is acceptable [MQTT-3.1.0-1].
             if case .connect(let connect) = packet {
                 handleConnect(connection, connect, listener: 0, now: now)
@@ -172,8 +172,8 @@ public struct Broker: Sendable {
             }
             return
         }
-        client.lastActivity = now
-        connections[connection] = client
+        // In place: one lookup and no copy of the connection's state for every packet.
+        connections.values[slot].lastActivity = now
         stats.messagesReceived += 1
         switch packet {
         case .publish(let publish): handlePublish(publish, from: connection, now: now)
@@ -1009,7 +1009,9 @@ public struct Broker: Sendable {
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
     /// in-flight window has room.
     private mutating func pump(_ clientID: String, now: BrokerTime) {
-        guard let connection = sessions[clientID]?.connection, connections[connection]?.backedUp == false,
+        // Most PUBACKs find nothing queued: one lookup then, not the session taken out and put back.
+        guard sessions.hasQueued(clientID), let connection = sessions[clientID]?.connection,
+            connections[connection]?.backedUp == false,
             var session = sessions.removeValue(forKey: clientID)
         else {
             return

@@ -151,6 +151,9 @@ struct SessionTable: Sendable {
 
     var count: Int { all.count }
 
+    /// Whether the session has messages waiting beyond its in-flight window.
+    func hasQueued(_ clientID: String) -> Bool { all[clientID]?.queue.isEmpty == false }
+
     /// `delivery` (numbered) now waits in, or is in flight for, `session`.
     mutating func noteStored(_ delivery: Delivery, in session: Session) {
         guard tracksChanges && session.isPersistent else { return }

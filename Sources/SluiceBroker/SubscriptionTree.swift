@@ -39,14 +39,44 @@ struct SharedGroup: Sendable {
 /// starts with `$` [MQTT-4.7.2-1], so matching skips the `+` and `#` children of the root then.
 struct SubscriptionTree: Sendable {
     struct Node: Sendable {
-        var children: [TopicLevel: Int] = [:]
+        /// Children by literal level; the `+` and `#` children are kept apart so that matching, which
+        /// asks for both at every level of every published topic, does not hash a level for them.
+        private var literalChildren: [TopicLevel: Int] = [:]
+        private(set) var plusChild: Int? = nil
+        private(set) var hashChild: Int? = nil
         var subscribers: [String: Subscription] = [:]
         var shared: [String: SharedGroup] = [:]
         /// Where this node hangs: the parent's slot and the level keying it there (none for the root).
         var parent = 0
         var level: TopicLevel? = nil
 
-        var isUnused: Bool { children.isEmpty && subscribers.isEmpty && shared.isEmpty }
+        init(parent: Int = 0, level: TopicLevel? = nil) {
+            self.parent = parent
+            self.level = level
+        }
+
+        var isUnused: Bool {
+            literalChildren.isEmpty && plusChild == nil && hashChild == nil && subscribers.isEmpty && shared.isEmpty
+        }
+
+        func child(_ level: TopicLevel) -> Int? {
+            if level == .plus { return plusChild }
+            if level == .hash { return hashChild }
+            return literalChildren[level]
+        }
+
+        /// The child at a literal topic level (a published topic's level: `+` and `#` are only literal there).
+        func literalChild(_ level: TopicLevel) -> Int? { literalChildren[level] }
+
+        mutating func setChild(_ level: TopicLevel, _ index: Int?) {
+            if level == .plus {
+                plusChild = index
+            } else if level == .hash {
+                hashChild = index
+            } else {
+                literalChildren[level] = index
+            }
+        }
     }
 
     private(set) var nodes: [Node] = [Node()]
@@ -67,7 +97,7 @@ struct SubscriptionTree: Sendable {
     private mutating func node(for filter: String) -> Int {
         var index = 0
         for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
-            if let child = nodes[index].children[TopicLevel(level)] {
+            if let child = nodes[index].child(TopicLevel(level)) {
                 index = child
             } else {
                 let node = Node(parent: index, level: TopicLevel(level))
@@ -79,7 +109,7 @@ struct SubscriptionTree: Sendable {
                     nodes.append(node)
                     child = nodes.count - 1
                 }
-                nodes[index].children[TopicLevel(level)] = child
+                nodes[index].setChild(TopicLevel(level), child)
                 index = child
             }
         }
@@ -89,7 +119,7 @@ struct SubscriptionTree: Sendable {
     private func existingNode(for filter: String) -> Int? {
         var index = 0
         for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let child = nodes[index].children[TopicLevel(level)] else { return nil }
+            guard let child = nodes[index].child(TopicLevel(level)) else { return nil }
             index = child
         }
         return index
@@ -146,7 +176,7 @@ struct SubscriptionTree: Sendable {
         var index = start
         while index != 0, nodes[index].isUnused, let level = nodes[index].level {
             let parent = nodes[index].parent
-            nodes[parent].children[level] = nil
+            nodes[parent].setChild(level, nil)
             nodes[index] = Node()
             freeSlots.append(index)
             index = parent
@@ -171,9 +201,8 @@ struct SubscriptionTree: Sendable {
         // of 65,535 levels must not run the event loop's stack out (issue 13, case 7).
         var pending: [(node: Int, depth: Int)] = [(0, 0)]
         while let (index, depth) = pending.popLast() {
-            let node = nodes[index]
             let wildcardsAllowed = !(depth == 0 && isDollar)
-            if wildcardsAllowed, let hash = node.children[TopicLevel.hash] {
+            if wildcardsAllowed, let hash = nodes[index].hashChild {
                 // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
                 add(node: hash, into: &result)
             }
@@ -182,8 +211,8 @@ struct SubscriptionTree: Sendable {
                 continue
             }
             // Pushed in reverse so the exact branch is visited first, as the recursive walk did.
-            if wildcardsAllowed, let plus = node.children[TopicLevel.plus] { pending.append((plus, depth + 1)) }
-            if let exact = node.children[TopicLevel(levels[depth])] { pending.append((exact, depth + 1)) }
+            if wildcardsAllowed, let plus = nodes[index].plusChild { pending.append((plus, depth + 1)) }
+            if let exact = nodes[index].literalChild(TopicLevel(levels[depth])) { pending.append((exact, depth + 1)) }
         }
         return result
     }
