@@ -12,10 +12,8 @@ if grep -rln '^import Foundation$' Sources --include=*.swift | grep -v '^Sources
     echo "the files above import full Foundation: use FoundationEssentials (see BENCHMARKS.md, binary size)" >&2
     exit 1
 fi
-# Style: swift format lint (about 3 s). The broker's files wait for the branch now changing them;
-# format them (`swift format format -i`) once it is merged and drop this exclusion.
-lint_pending='^(Sources/SluiceBroker/|Tests/SluiceBrokerTests/|Sources/SluiceServer/(BrokerHost|MQTTConnectionHandler)\.swift$)'
-git ls-files 'Sources/*.swift' 'Tests/*.swift' | grep -Ev "$lint_pending" | xargs swift format lint --strict
+# Style: swift format lint (about 3 s).
+git ls-files 'Sources/*.swift' 'Tests/*.swift' | xargs swift format lint --strict
 # Warnings are errors (Package.swift, strictWarnings), deprecations excepted.
 swift build --build-tests --explicit-target-dependency-import-check error
 swift test --skip-build

@@ -208,7 +208,9 @@ public struct Broker: Sendable {
     /// drained below the low one. While backed up, messages for the client wait in its session
     /// queue, within `max_queued_messages`/`max_queued_bytes`, instead of piling up in the socket
     /// buffer: a reader that stops reading costs bounded memory and its drops are counted.
-    public mutating func writabilityChanged(_ connection: ConnectionID, writable: Bool, now: BrokerTime) -> [BrokerAction] {
+    public mutating func writabilityChanged(_ connection: ConnectionID, writable: Bool, now: BrokerTime)
+        -> [BrokerAction]
+    {
         guard let client = connections[connection], client.backedUp == writable else { return [] }
         connections[connection]?.backedUp = !writable
         if writable { pump(client.clientID, now: now) }
@@ -240,7 +242,11 @@ public struct Broker: Sendable {
     /// The durable append or the state save for `token` committed (`accepted`), or was refused by
     /// the queue's policy. Kept for callers that only know yes or no; see `persisted(token:outcome:now:)`.
     public mutating func persisted(token: UInt64, accepted: Bool, now: BrokerTime) -> [BrokerAction] {
-        persisted(token: token, outcome: accepted ? .committed : .refused("the bridge queue refused the message"), now: now)
+        persisted(
+            token: token,
+            outcome: accepted ? .committed : .refused("the bridge queue refused the message"),
+            now: now
+        )
     }
 
     /// How a commit that should hold the message of `token` ended: its durable append, or the save of
@@ -301,7 +307,9 @@ public struct Broker: Sendable {
     /// `publish`, and when the message changed saved state (a QoS 1/2 message that set a retained
     /// message or was kept for a persistent session), the token `takeChanges()` hands back among
     /// its acknowledgements once the save that holds it is taken.
-    public mutating func publishAwaitingSave(_ message: Message, now: BrokerTime) -> (actions: [BrokerAction], token: UInt64?) {
+    public mutating func publishAwaitingSave(_ message: Message, now: BrokerTime) -> (
+        actions: [BrokerAction], token: UInt64?
+    ) {
         var token: UInt64? = nil
         if retainAndRoute(message, now: now) {
             token = makeToken()
@@ -317,7 +325,8 @@ public struct Broker: Sendable {
         let storedBefore = sessions.storedMessages
         if message.retain { storeRetained(message) }
         route(message, now: now)
-        return tracksChanges && message.qos != .atMostOnce && (message.retain || sessions.storedMessages != storedBefore)
+        return tracksChanges && message.qos != .atMostOnce
+            && (message.retain || sessions.storedMessages != storedBefore)
     }
 
     private mutating func makeToken() -> UInt64 {
@@ -382,7 +391,9 @@ public struct Broker: Sendable {
         let isTakeover = tookOver || sessions[clientID]?.connection != nil
         if !isTakeover {
             if let limit = settings.maxConnections, connections.count >= limit { return refuse(.quotaExceeded) }
-            if let limit = settings.listenerConnectionLimits[listener], connectionsPerListener[listener, default: 0] >= limit {
+            if let limit = settings.listenerConnectionLimits[listener],
+                connectionsPerListener[listener, default: 0] >= limit
+            {
                 return refuse(.quotaExceeded)
             }
         }
@@ -473,7 +484,9 @@ public struct Broker: Sendable {
         stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
 
         send(
-            .connAck(ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)),
+            .connAck(
+                ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)
+            ),
             to: connection
         )
 
@@ -606,7 +619,12 @@ public struct Broker: Sendable {
             if durable { actions.append(.persist(token: token, message: message)) }
             if packet.qos != .atMostOnce {
                 let awaiting = (durable ? 1 : 0) + (changedSavedState ? 1 : 0)
-                pendingAcks[token] = PendingAck(connection: connection, packetID: packetID, qos: packet.qos, awaiting: awaiting)
+                pendingAcks[token] = PendingAck(
+                    connection: connection,
+                    packetID: packetID,
+                    qos: packet.qos,
+                    awaiting: awaiting
+                )
                 if changedSavedState { acknowledgementsAwaitingSave.append(token) }
                 if packet.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
                 return
@@ -656,8 +674,14 @@ public struct Broker: Sendable {
     }
 
     /// PUBACK, PUBCOMP (and a refusing PUBREC) end an outgoing flow and make room in the window.
-    private mutating func finishOutgoing(_ packetID: UInt16, _ state: Outgoing.State, from connection: ConnectionID, now: BrokerTime) {
-        guard let clientID = connections[connection]?.clientID, let index = inflightIndex(clientID, packetID, state) else {
+    private mutating func finishOutgoing(
+        _ packetID: UInt16,
+        _ state: Outgoing.State,
+        from connection: ConnectionID,
+        now: BrokerTime
+    ) {
+        guard let clientID = connections[connection]?.clientID, let index = inflightIndex(clientID, packetID, state)
+        else {
             return  // unknown identifiers are ignored [MQTT-4.3.2]
         }
         let finished = sessions[clientID]?.inflight.remove(at: index)
@@ -727,7 +751,11 @@ public struct Broker: Sendable {
                 options.retainAsPublished = true
             }
             let subscription = Subscription(options: options, identifier: identifier)
-            let existed = subscriptions.insert(filter: request.filter, clientID: client.clientID, subscription: subscription)
+            let existed = subscriptions.insert(
+                filter: request.filter,
+                clientID: client.clientID,
+                subscription: subscription
+            )
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
             codes.append(ReasonCode(rawValue: options.qos.rawValue))
             let isShared = Topic.sharedSubscription(request.filter) != nil
@@ -738,7 +766,10 @@ public struct Broker: Sendable {
                 break
             }
         }
-        replyAfterSave(.subAck(SubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+        replyAfterSave(
+            .subAck(SubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)),
+            to: connection
+        )
         // Retained messages come with the new subscription [MQTT-3.3.1-9]: after the SUBACK, or
         // before it while the SUBACK waits for a save.
         for (filter, subscription) in retainedToSend {
@@ -772,7 +803,10 @@ public struct Broker: Sendable {
             sessions[clientID]?.subscriptions[filter] = nil
             return subscriptions.remove(filter: filter, clientID: clientID) ? .success : .noSubscriptionExisted
         }
-        replyAfterSave(.unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)), to: connection)
+        replyAfterSave(
+            .unsubAck(UnsubAckPacket(packetIdentifier: packet.packetIdentifier, reasonCodes: codes)),
+            to: connection
+        )
     }
 
     /// `mount_point`: a client's filter under its listener's prefix; a shared subscription keeps its
@@ -790,7 +824,13 @@ public struct Broker: Sendable {
             return send(reply, to: connection)
         }
         let token = makeToken()
-        pendingAcks[token] = PendingAck(connection: connection, packetID: 0, qos: .atMostOnce, awaiting: 1, reply: reply)
+        pendingAcks[token] = PendingAck(
+            connection: connection,
+            packetID: 0,
+            qos: .atMostOnce,
+            awaiting: 1,
+            reply: reply
+        )
         acknowledgementsAwaitingSave.append(token)
     }
 
@@ -801,7 +841,12 @@ public struct Broker: Sendable {
         if let newExpiry = packet.properties.sessionExpiryInterval, let session = sessions[client.clientID] {
             // A session that was to end at disconnect cannot be made persistent now [MQTT-3.14.2-2].
             if session.expiryInterval == 0 && newExpiry != 0 {
-                return protocolViolation(connection, .protocolError, "session expiry raised from 0 at DISCONNECT", now: now)
+                return protocolViolation(
+                    connection,
+                    .protocolError,
+                    "session expiry raised from 0 at DISCONNECT",
+                    now: now
+                )
             }
             sessions[client.clientID]?.expiryInterval = newExpiry
         }
@@ -817,7 +862,12 @@ public struct Broker: Sendable {
     private mutating func detach(_ connection: ConnectionID, now: BrokerTime, reason: DepartureReason) {
         guard let client = connections.removeValue(forKey: connection) else { return }
         departures.append(
-            Departure(connection: connection, clientID: client.clientID, protocolVersion: client.version, reason: reason)
+            Departure(
+                connection: connection,
+                clientID: client.clientID,
+                protocolVersion: client.version,
+                reason: reason
+            )
         )
         defer { admitAfterTakeover(of: connection, now: now) }
         connectionsPerListener[client.listener, default: 1] -= 1
@@ -842,7 +892,9 @@ public struct Broker: Sendable {
     /// The connections that waited for `previous` to be gone connect now, in the order they came.
     private mutating func admitAfterTakeover(of previous: ConnectionID, now: BrokerTime) {
         guard !awaitingTakeover.isEmpty else { return }
-        let waiting = awaitingTakeover.filter { $0.value.previous == previous }.sorted { $0.key.rawValue < $1.key.rawValue }
+        let waiting = awaitingTakeover.filter { $0.value.previous == previous }.sorted {
+            $0.key.rawValue < $1.key.rawValue
+        }
         for (connection, pending) in waiting {
             awaitingTakeover[connection] = nil
             // A second waiter finds the first connected and waits again, for it.
@@ -938,7 +990,12 @@ public struct Broker: Sendable {
         }
     }
 
-    private mutating func deliver(_ message: Message, to clientID: String, subscriptions matched: [Subscription], now: BrokerTime) {
+    private mutating func deliver(
+        _ message: Message,
+        to clientID: String,
+        subscriptions matched: [Subscription],
+        now: BrokerTime
+    ) {
         var qos = QoS.atMostOnce
         var retainAsPublished = false
         var identifiers: [UInt32] = []
@@ -984,7 +1041,11 @@ public struct Broker: Sendable {
                 if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
                     let stored = session.numbered(delivery)
                     session.inflight.append(
-                        Outgoing(packetID: packetID, delivery: stored, state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
+                        Outgoing(
+                            packetID: packetID,
+                            delivery: stored,
+                            state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
+                        )
                     )
                     sessions.noteStored(stored, in: session)
                 }
@@ -1030,7 +1091,11 @@ public struct Broker: Sendable {
             let packetID = session.nextPacketID()
             if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
                 session.inflight.append(
-                    Outgoing(packetID: packetID, delivery: delivery, state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec)
+                    Outgoing(
+                        packetID: packetID,
+                        delivery: delivery,
+                        state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
+                    )
                 )
             } else {
                 sessions.noteReleased(delivery, in: session)
@@ -1087,7 +1152,9 @@ public struct Broker: Sendable {
             packetIdentifier: packetID,
             properties: properties
         )
-        if client.version >= .v5 && MQTTCodec.encodedSize(.publish(packet), version: client.version) > client.maximumPacketSize {
+        if client.version >= .v5
+            && MQTTCodec.encodedSize(.publish(packet), version: client.version) > client.maximumPacketSize
+        {
             // Never send more than the client accepts: drop it for this client only [MQTT-3.1.2-25].
             stats.drop(.tooLargeForClient)
             return false

@@ -61,7 +61,10 @@ public enum DecimalText {
             var buffer = [CChar](repeating: 0, count: 400)
             let written = vsnprintf(&buffer, buffer.count, "%.\(digits)f", arguments)
             guard written >= 0 else { return "\(value)" }
-            return String(decoding: buffer.prefix(min(Int(written), buffer.count - 1)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return String(
+                decoding: buffer.prefix(min(Int(written), buffer.count - 1)).map { UInt8(bitPattern: $0) },
+                as: UTF8.self
+            )
         }
     }
 }

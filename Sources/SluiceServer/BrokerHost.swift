@@ -43,10 +43,12 @@ final class BrokerHost: @unchecked Sendable {
 
     /// Connection identifiers are handed out on any loop at accept time (not on the publish path).
     func makeConnectionID() -> ConnectionID {
-        ConnectionID(nextID.withLockedValue { value in
-            value += 1
-            return value
-        })
+        ConnectionID(
+            nextID.withLockedValue { value in
+                value += 1
+                return value
+            }
+        )
     }
 
     // MARK: Events (on `loop`)
@@ -83,7 +85,10 @@ final class BrokerHost: @unchecked Sendable {
                 self.admit(id, packet, handle: handle)
                 if !queued.isEmpty { self.receive(id, queued) }
             case .success(.refuse(let reason)):
-                self.authenticationFailures[reason == .badUserNameOrPassword ? "bad_username_or_password" : "not_authorized", default: 0] += 1
+                self.authenticationFailures[
+                    reason == .badUserNameOrPassword ? "bad_username_or_password" : "not_authorized",
+                    default: 0
+                ] += 1
                 self.logger.notice(
                     "authentication failed",
                     metadata: [
@@ -104,9 +109,15 @@ final class BrokerHost: @unchecked Sendable {
         if let clientID = core.clientID(of: id) {
             clientLog.connected(clientID: clientID, remote: handle.remoteAddress, packet: packet)
         } else if core.awaitsTakeover(id) {
-            connectLogsAwaitingTakeover[id] = (handle.remoteAddress, packet)  // logged with its CONNACK, once the old connection is gone
+            // Logged with its CONNACK, once the old connection is gone.
+            connectLogsAwaitingTakeover[id] = (handle.remoteAddress, packet)
         } else if let code = Self.connAckFailure(actions, for: id) {
-            clientLog.refused(clientID: packet.clientIdentifier, remote: handle.remoteAddress, packet: packet, code: code)
+            clientLog.refused(
+                clientID: packet.clientIdentifier,
+                remote: handle.remoteAddress,
+                packet: packet,
+                code: code
+            )
         }
         run(actions)
     }
@@ -167,7 +178,11 @@ final class BrokerHost: @unchecked Sendable {
     private var heapMaximum = 0
 
     /// Publishes Mosquitto's `$SYS/broker/...` topics (retained), as Mosquitto does every `sys_interval`.
-    func publishSystemTopics(version: String, bridges: [(name: String, connected: Bool)], more: [(topic: String, value: String)] = []) {
+    func publishSystemTopics(
+        version: String,
+        bridges: [(name: String, connected: Bool)],
+        more: [(topic: String, value: String)] = []
+    ) {
         loop.preconditionInEventLoop()
         let stats = core.stats
         var values: [(String, String)] = [
@@ -219,7 +234,12 @@ final class BrokerHost: @unchecked Sendable {
         values += more
         var actions: [BrokerAction] = []
         for (name, value) in values {
-            let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce, retain: true)
+            let message = Message(
+                topic: "$SYS/broker/\(name)",
+                payload: ByteBuffer(string: value),
+                qos: .atMostOnce,
+                retain: true
+            )
             actions += core.publishSystem(message, now: now)
         }
         run(actions)
@@ -342,7 +362,8 @@ final class BrokerHost: @unchecked Sendable {
     static func tableWrite(_ write: StateWrite, logger: Logger) -> TableWrite? {
         let (table, key): (PersistenceTable, [UInt8]) =
             switch write {
-            case .put(let table, let key, _), .delete(let table, let key), .deletePrefix(let table, let key): (table, key)
+            case .put(let table, let key, _), .delete(let table, let key), .deletePrefix(let table, let key):
+                (table, key)
             }
         guard key.count <= Store.maxKeyLength(table: table.rawValue) else {
             logger.error("not saved: a \(table.rawValue) key of \(key.count) bytes is longer than the store allows")
@@ -431,8 +452,11 @@ final class BrokerHost: @unchecked Sendable {
     /// handle is already gone, with its address.
     private func logDepartures(closed: (ConnectionID, String)? = nil, cause: DepartureReason? = nil) {
         for var departure in core.takeDepartures() where !departure.clientID.hasPrefix(Self.inProcessClientPrefix) {
-            if let cause, departure.reason == .socketClosed, departure.connection == closed?.0 { departure.reason = cause }
-            let remote = connections[departure.connection]?.remoteAddress
+            if let cause, departure.reason == .socketClosed, departure.connection == closed?.0 {
+                departure.reason = cause
+            }
+            let remote =
+                connections[departure.connection]?.remoteAddress
                 ?? (closed?.0 == departure.connection ? closed?.1 : nil) ?? "?"
             clientLog.departed(departure, remote: remote)
         }

@@ -228,7 +228,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func read(context: ChannelHandlerContext) {
-        guard takeoverClose == nil, flow.pending.load(ordering: .sequentiallyConsistent) >= Self.maxPendingBatches else {
+        guard takeoverClose == nil, flow.pending.load(ordering: .sequentiallyConsistent) >= Self.maxPendingBatches
+        else {
             return context.read()
         }
         flow.held.store(true, ordering: .sequentiallyConsistent)

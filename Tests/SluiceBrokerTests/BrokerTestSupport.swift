@@ -79,22 +79,49 @@ final class Harness {
     }
 
     @discardableResult
-    func subscribe(_ id: UInt64, _ filter: String, qos: QoS = .atLeastOnce, options: (inout SubscriptionOptions) -> Void = { _ in }, identifier: UInt32? = nil) -> [Seen] {
+    func subscribe(
+        _ id: UInt64,
+        _ filter: String,
+        qos: QoS = .atLeastOnce,
+        options: (inout SubscriptionOptions) -> Void = { _ in },
+        identifier: UInt32? = nil
+    ) -> [Seen] {
         var subscriptionOptions = SubscriptionOptions(qos: qos)
         options(&subscriptionOptions)
         var properties = Properties()
         if let identifier { properties.subscriptionIdentifiers = [identifier] }
         return receive(
-            .subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: [TopicSubscription(filter: filter, options: subscriptionOptions)], properties: properties)),
+            .subscribe(
+                SubscribePacket(
+                    packetIdentifier: 1,
+                    subscriptions: [TopicSubscription(filter: filter, options: subscriptionOptions)],
+                    properties: properties
+                )
+            ),
             from: id
         )
     }
 
     @discardableResult
-    func publish(_ id: UInt64, _ topic: String, _ payload: String, qos: QoS = .atMostOnce, packetID: UInt16? = nil, retain: Bool = false, properties: Properties = .none) -> [Seen] {
+    func publish(
+        _ id: UInt64,
+        _ topic: String,
+        _ payload: String,
+        qos: QoS = .atMostOnce,
+        packetID: UInt16? = nil,
+        retain: Bool = false,
+        properties: Properties = .none
+    ) -> [Seen] {
         receive(
             .publish(
-                PublishPacket(topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, packetIdentifier: qos == .atMostOnce ? nil : (packetID ?? 1), properties: properties)
+                PublishPacket(
+                    topic: topic,
+                    payload: ByteBuffer(string: payload),
+                    qos: qos,
+                    retain: retain,
+                    packetIdentifier: qos == .atMostOnce ? nil : (packetID ?? 1),
+                    properties: properties
+                )
             ),
             from: id
         )
@@ -120,7 +147,9 @@ extension Array where Element == Seen {
     func closes(_ id: UInt64) -> DisconnectPacket?? {
         for seen in self {
             if case .close(let target, let disconnect) = seen, target == ConnectionID(id) { return .some(disconnect) }
-            if case .takeOver(let target, let disconnect) = seen, target == ConnectionID(id) { return .some(disconnect) }
+            if case .takeOver(let target, let disconnect) = seen, target == ConnectionID(id) {
+                return .some(disconnect)
+            }
         }
         return nil
     }

@@ -48,7 +48,10 @@ import Testing
         let refused = h.connect(2, "b")
         #expect(refused.packets(to: 2) == [.connAck(ConnAckPacket(reasonCode: .quotaExceeded))])
         // A takeover of an existing client id is not a new connection.
-        #expect(h.connect(3, "a").packets(to: 3).first == .connAck(ConnAckPacket(reasonCode: .success, properties: h.connAckProperties)))
+        #expect(
+            h.connect(3, "a").packets(to: 3).first
+                == .connAck(ConnAckPacket(reasonCode: .success, properties: h.connAckProperties))
+        )
     }
 
     @Test func secondConnectAndAuthAreProtocolErrors() {
@@ -59,7 +62,10 @@ import Testing
         #expect(!h.broker.isConnected(ConnectionID(1)))
 
         h.connect(2, "b", version: .v3_1_1)
-        #expect(h.receive(.connect(ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: "b")), from: 2).closes(2) == .some(nil))
+        #expect(
+            h.receive(.connect(ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: "b")), from: 2).closes(2)
+                == .some(nil)
+        )
     }
 
     @Test func packetBeforeConnectCloses() {
@@ -240,7 +246,11 @@ extension Harness {
         #expect(first.publishes(to: 1).count == 1)
         let again = h.publish(2, "t", "x", qos: .exactlyOnce, packetID: 5)
         #expect(again.publishes(to: 1).isEmpty)
-        #expect(h.receive(.pubRel(PubAckPacket(packetIdentifier: 5)), from: 2).packets(to: 2) == [.pubComp(PubAckPacket(packetIdentifier: 5))])
+        #expect(
+            h.receive(.pubRel(PubAckPacket(packetIdentifier: 5)), from: 2).packets(to: 2) == [
+                .pubComp(PubAckPacket(packetIdentifier: 5))
+            ]
+        )
         // An unknown PUBREL is answered with 0x92 in MQTT 5.
         #expect(
             h.receive(.pubRel(PubAckPacket(packetIdentifier: 5)), from: 2).packets(to: 2)
@@ -256,7 +266,11 @@ extension Harness {
         let id = h.publish(2, "t", "a", qos: .exactlyOnce, packetID: 1).publishes(to: 1)[0].packetIdentifier!
         h.receive(.pubRel(PubAckPacket(packetIdentifier: 1)), from: 2)  // the publisher's own flow ends
         #expect(h.publish(2, "t", "b", qos: .exactlyOnce, packetID: 2).publishes(to: 1).isEmpty)
-        #expect(h.receive(.pubRec(PubAckPacket(packetIdentifier: id)), from: 1).packets(to: 1) == [.pubRel(PubAckPacket(packetIdentifier: id))])
+        #expect(
+            h.receive(.pubRec(PubAckPacket(packetIdentifier: id)), from: 1).packets(to: 1) == [
+                .pubRel(PubAckPacket(packetIdentifier: id))
+            ]
+        )
         #expect(h.receive(.pubComp(PubAckPacket(packetIdentifier: id)), from: 1).publishes(to: 1).map(\.text) == ["b"])
     }
 
@@ -269,7 +283,15 @@ extension Harness {
         h.publish(1, "t/1", "a", qos: .atLeastOnce, packetID: 1)
         h.publish(1, "t/1", "b", qos: .atLeastOnce, packetID: 2)
         let seen = h.publish(1, "t/1", "c", qos: .atLeastOnce, packetID: 3)
-        #expect(seen.closes(1) == .some(DisconnectPacket(reasonCode: .receiveMaximumExceeded, properties: reason("receive maximum exceeded"))))
+        #expect(
+            seen.closes(1)
+                == .some(
+                    DisconnectPacket(
+                        reasonCode: .receiveMaximumExceeded,
+                        properties: reason("receive maximum exceeded")
+                    )
+                )
+        )
     }
 }
 
@@ -360,11 +382,15 @@ func reason(_ text: String) -> Properties {
 
     @Test func queuedMessagesKeepTheirOrderBehindAFullWindow() {
         let h = Harness()
-        h.connect(1, "sub", properties: {
-            var p = Properties()
-            p.receiveMaximum = 1
-            return p
-        }())
+        h.connect(
+            1,
+            "sub",
+            properties: {
+                var p = Properties()
+                p.receiveMaximum = 1
+                return p
+            }()
+        )
         h.subscribe(1, "t", qos: .atLeastOnce)
         h.connect(2, "pub")
         #expect(h.publish(2, "t", "a", qos: .atLeastOnce, packetID: 1).publishes(to: 1).count == 1)
@@ -380,7 +406,15 @@ func reason(_ text: String) -> Properties {
 
     @Test func queuedMessagesExpireAndForwardTheRemainingTime() {
         let h = Harness()
-        h.connect(1, "sub", version: .v5, clean: false, properties: { var p = Properties(); p.sessionExpiryInterval = 60; return p }())
+        h.connect(
+            1,
+            "sub",
+            version: .v5,
+            clean: false,
+            properties: {
+                var p = Properties(); p.sessionExpiryInterval = 60; return p
+            }()
+        )
         h.subscribe(1, "t")
         h.closed(1)
         h.connect(2, "pub")
@@ -391,7 +425,14 @@ func reason(_ text: String) -> Properties {
         h.publish(2, "t", "short", qos: .atLeastOnce, packetID: 1, properties: short)
         h.publish(2, "t", "long", qos: .atLeastOnce, packetID: 2, properties: long)
         h.advance(seconds: 3)
-        let delivered = h.connect(3, "sub", clean: false, properties: { var p = Properties(); p.sessionExpiryInterval = 60; return p }()).publishes(to: 3)
+        let delivered = h.connect(
+            3,
+            "sub",
+            clean: false,
+            properties: {
+                var p = Properties(); p.sessionExpiryInterval = 60; return p
+            }()
+        ).publishes(to: 3)
         #expect(delivered.map(\.text) == ["long"])
         #expect(delivered.first?.properties.messageExpiryInterval == 7)
     }
@@ -401,7 +442,13 @@ func reason(_ text: String) -> Properties {
     func will(delay: UInt32? = nil, retain: Bool = false) -> Will {
         var properties = Properties()
         properties.willDelayInterval = delay
-        return Will(topic: "wills/a", payload: ByteBuffer(string: "gone"), qos: .atMostOnce, retain: retain, properties: properties)
+        return Will(
+            topic: "wills/a",
+            payload: ByteBuffer(string: "gone"),
+            qos: .atMostOnce,
+            retain: retain,
+            properties: properties
+        )
     }
 
     @Test func abnormalCloseSendsTheWillAndDisconnectDoesNot() {
@@ -415,7 +462,10 @@ func reason(_ text: String) -> Properties {
         #expect(h.receive(.disconnect(DisconnectPacket()), from: 3).publishes(to: 1).isEmpty)
 
         h.connect(4, "a", will: will())
-        #expect(h.receive(.disconnect(DisconnectPacket(reasonCode: .disconnectWithWillMessage)), from: 4).publishes(to: 1).count == 1)
+        #expect(
+            h.receive(.disconnect(DisconnectPacket(reasonCode: .disconnectWithWillMessage)), from: 4).publishes(to: 1)
+                .count == 1
+        )
     }
 
     @Test func willDelayWaitsAndReconnectingCancelsIt() {
@@ -478,9 +528,15 @@ func reason(_ text: String) -> Properties {
         h.publish(1, "r", "1", retain: true)
         h.connect(2, "sub")
         #expect(h.subscribe(2, "r", qos: .atMostOnce) { $0.retainHandling = .doNotSend }.publishes(to: 2).isEmpty)
-        #expect(h.subscribe(2, "r", qos: .atMostOnce) { $0.retainHandling = .sendOnSubscribeIfNew }.publishes(to: 2).isEmpty)
-        #expect(h.subscribe(2, "q", qos: .atMostOnce) { $0.retainHandling = .sendOnSubscribeIfNew }.publishes(to: 2).isEmpty)
-        #expect(h.subscribe(2, "r", qos: .atMostOnce) { $0.retainHandling = .sendOnSubscribe }.publishes(to: 2).count == 1)
+        #expect(
+            h.subscribe(2, "r", qos: .atMostOnce) { $0.retainHandling = .sendOnSubscribeIfNew }.publishes(to: 2).isEmpty
+        )
+        #expect(
+            h.subscribe(2, "q", qos: .atMostOnce) { $0.retainHandling = .sendOnSubscribeIfNew }.publishes(to: 2).isEmpty
+        )
+        #expect(
+            h.subscribe(2, "r", qos: .atMostOnce) { $0.retainHandling = .sendOnSubscribe }.publishes(to: 2).count == 1
+        )
         // Live retained messages keep retain=1 only with retain-as-published.
         #expect(h.publish(1, "r", "2", retain: true).publishes(to: 2).first?.retain == false)
         h.subscribe(2, "r", qos: .atMostOnce) { $0.retainAsPublished = true }
@@ -550,7 +606,11 @@ func reason(_ text: String) -> Properties {
         let h = Harness { $0.durableFilters = ["sensors/#"] }
         h.connect(1, "pub")
         #expect(h.publish(1, "sensors/t", "x", qos: .exactlyOnce, packetID: 3) == [.persist(1, "sensors/t")])
-        #expect(h.broker.persisted(token: 1, accepted: true, now: h.now).map(Seen.init) == [.send(ConnectionID(1), .pubRec(PubAckPacket(packetIdentifier: 3)))])
+        #expect(
+            h.broker.persisted(token: 1, accepted: true, now: h.now).map(Seen.init) == [
+                .send(ConnectionID(1), .pubRec(PubAckPacket(packetIdentifier: 3)))
+            ]
+        )
     }
 
     @Test func rejectedAppendIsQuotaExceededForV5AndNoPubAckFor311() {
@@ -561,8 +621,17 @@ func reason(_ text: String) -> Properties {
         h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1)
         var because = Properties()
         because.reasonString = "the bridge queue refused the message"
-        #expect(h.broker.persisted(token: 1, accepted: false, now: h.now).map(Seen.init) == [.send(ConnectionID(1), .pubAck(PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded, properties: because)))])
-        #expect(h.broker.persisted(token: 2, accepted: false, now: h.now).map(Seen.init) == [.close(ConnectionID(2), nil)])
+        #expect(
+            h.broker.persisted(token: 1, accepted: false, now: h.now).map(Seen.init) == [
+                .send(
+                    ConnectionID(1),
+                    .pubAck(PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded, properties: because))
+                )
+            ]
+        )
+        #expect(
+            h.broker.persisted(token: 2, accepted: false, now: h.now).map(Seen.init) == [.close(ConnectionID(2), nil)]
+        )
         #expect(h.broker.stats.publishRefused == 2)
     }
 
@@ -576,7 +645,11 @@ func reason(_ text: String) -> Properties {
     @Test func nonMatchingTopicsAreAcknowledgedAtOnce() {
         let h = Harness { $0.durableFilters = ["sensors/#"] }
         h.connect(1, "pub")
-        #expect(h.publish(1, "other", "x", qos: .atLeastOnce, packetID: 2) == [.send(ConnectionID(1), .pubAck(PubAckPacket(packetIdentifier: 2)))])
+        #expect(
+            h.publish(1, "other", "x", qos: .atLeastOnce, packetID: 2) == [
+                .send(ConnectionID(1), .pubAck(PubAckPacket(packetIdentifier: 2)))
+            ]
+        )
     }
 }
 
@@ -588,7 +661,11 @@ func reason(_ text: String) -> Properties {
     ])
     func matching(filter: String, topic: String, expected: Bool) {
         var tree = SubscriptionTree()
-        tree.insert(filter: filter, clientID: "c", subscription: Subscription(options: SubscriptionOptions(qos: .atMostOnce)))
+        tree.insert(
+            filter: filter,
+            clientID: "c",
+            subscription: Subscription(options: SubscriptionOptions(qos: .atMostOnce))
+        )
         #expect(!tree.match(topic: topic).subscribers.isEmpty == expected)
         #expect(Topic.matches(filter: filter, topic: topic) == expected)
     }
@@ -614,7 +691,11 @@ func reason(_ text: String) -> Properties {
     /// Topics are compared byte for byte, never Unicode-normalised [MQTT-4.7.3-4].
     @Test func canonicallyEquivalentTopicsAreDifferentTopics() {
         var tree = SubscriptionTree()
-        tree.insert(filter: "caf\u{E9}", clientID: "c", subscription: Subscription(options: SubscriptionOptions(qos: .atMostOnce)))
+        tree.insert(
+            filter: "caf\u{E9}",
+            clientID: "c",
+            subscription: Subscription(options: SubscriptionOptions(qos: .atMostOnce))
+        )
         #expect(tree.match(topic: "cafe\u{301}").subscribers.isEmpty)
         #expect(tree.match(topic: "caf\u{E9}").subscribers.count == 1)
     }
@@ -630,7 +711,9 @@ func reason(_ text: String) -> Properties {
         // 600 messages in 10 s is 3,600 a minute; after one interval the 1-minute average has moved
         // (1 − e^(−10/60)) of the way there.
         let values = Dictionary(
-            uniqueKeysWithValues: load.update(seconds: 10, counters: ["messages/received": 600]).map { ($0.topic, $0.value) }
+            uniqueKeysWithValues: load.update(seconds: 10, counters: ["messages/received": 600]).map {
+                ($0.topic, $0.value)
+            }
         )
         #expect(values["load/messages/received/1min"] == String(format: "%.2f", 3600 * (1 - exp(-10.0 / 60))))
         #expect(values["load/messages/received/15min"] == String(format: "%.2f", 3600 * (1 - exp(-10.0 / 900))))

@@ -66,7 +66,10 @@ private func pubAck(_ seen: [Seen], to id: UInt64) -> PubAckPacket? {
                     subscriptions: [
                         TopicSubscription(filter: deep(202), options: SubscriptionOptions(qos: .atLeastOnce)),
                         TopicSubscription(filter: deep(201), options: SubscriptionOptions(qos: .atLeastOnce)),
-                        TopicSubscription(filter: "$share/g/" + deep(202), options: SubscriptionOptions(qos: .atLeastOnce)),
+                        TopicSubscription(
+                            filter: "$share/g/" + deep(202),
+                            options: SubscriptionOptions(qos: .atLeastOnce)
+                        ),
                     ]
                 )
             ),
@@ -98,7 +101,9 @@ private func pubAck(_ seen: [Seen], to id: UInt64) -> PubAckPacket? {
         #expect(seen.packets(to: 2) == [.pubRec(PubAckPacket(packetIdentifier: 4, reasonCode: .topicNameInvalid))])
         // PUBREL for it is unknown: the flow ended with the refusal.
         let rel = h.receive(.pubRel(PubAckPacket(packetIdentifier: 4)), from: 2)
-        #expect(rel.packets(to: 2) == [.pubComp(PubAckPacket(packetIdentifier: 4, reasonCode: .packetIdentifierNotFound))])
+        #expect(
+            rel.packets(to: 2) == [.pubComp(PubAckPacket(packetIdentifier: 4, reasonCode: .packetIdentifierNotFound))]
+        )
     }
 
     @Test(arguments: [(ProtocolVersion.v3_1_1, QoS.atLeastOnce), (.v3_1_1, .atMostOnce), (.v5, .atMostOnce)])

@@ -35,7 +35,9 @@ extension [(key: [UInt8], value: [UInt8])] {
     }
 
     @Test func sha256MatchesTheStandardVector() {
-        let hex = sha256(Array("abc".utf8)).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+        let hex = sha256(Array("abc".utf8)).map {
+            String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16)
+        }
         #expect(hex.joined() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
@@ -57,7 +59,8 @@ extension [(key: [UInt8], value: [UInt8])] {
         h.save(into: &saved)
         for n in 1...50 {
             // Saved as it goes: each PUBACK waits for its save (and Receive Maximum bounds the wait).
-            let acks = h.publish(2, "q/\(n)", "m\(n)", qos: .atLeastOnce, packetID: UInt16(2 + n)) + h.save(into: &saved)
+            let acks =
+                h.publish(2, "q/\(n)", "m\(n)", qos: .atLeastOnce, packetID: UInt16(2 + n)) + h.save(into: &saved)
             #expect(acks.packets(to: 2) == [.pubAck(PubAckPacket(packetIdentifier: UInt16(2 + n)))])
         }
         for table in PersistenceTable.allCases {

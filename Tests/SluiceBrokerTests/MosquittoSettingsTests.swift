@@ -13,7 +13,9 @@ import Testing
         #expect(v5.closes(1) != nil)
         let v311 = h.connect(2, "", version: .v3_1_1, clean: true)
         #expect(v311.packets(to: 2) == [.connAck(ConnAckPacket(reasonCode: .clientIdentifierNotValid))])
-        guard case .connAck(let named)? = h.connect(3, "named").packets(to: 3).first else { return #expect(Bool(false)) }
+        guard case .connAck(let named)? = h.connect(3, "named").packets(to: 3).first else {
+            return #expect(Bool(false))
+        }
         #expect(named.reasonCode == .success)
     }
 
@@ -28,7 +30,9 @@ import Testing
         else { return #expect(Bool(false)) }
         #expect(nextRun.properties.assignedClientIdentifier != ack.properties.assignedClientIdentifier)
         // Mosquitto's default prefix.
-        guard case .connAck(let plain)? = Harness().connect(1, "").packets(to: 1).first else { return #expect(Bool(false)) }
+        guard case .connAck(let plain)? = Harness().connect(1, "").packets(to: 1).first else {
+            return #expect(Bool(false))
+        }
         #expect(plain.properties.assignedClientIdentifier?.hasPrefix("auto-") == true)
     }
 
@@ -43,7 +47,9 @@ import Testing
         let seen = h.publish(2, "t/x", "one", qos: .atLeastOnce)
         #expect(seen.publishes(to: 1).map(\.qos) == [.atLeastOnce])
         // The default announces nothing (2 is the protocol's own maximum).
-        guard case .connAck(let plain)? = Harness().connect(1, "a").packets(to: 1).first else { return #expect(Bool(false)) }
+        guard case .connAck(let plain)? = Harness().connect(1, "a").packets(to: 1).first else {
+            return #expect(Bool(false))
+        }
         #expect(plain.properties.maximumQoS == nil)
     }
 
@@ -51,11 +57,19 @@ import Testing
         let h = Harness { $0.maxQoS = 1 }
         h.connect(1, "a")
         let seen = h.publish(1, "t", "x", qos: .exactlyOnce)
-        #expect(seen.closes(1) == .some(DisconnectPacket(reasonCode: .qosNotSupported, properties: {
-            var p = Properties()
-            p.reasonString = "QoS 2 above max_qos"
-            return p
-        }())))
+        #expect(
+            seen.closes(1)
+                == .some(
+                    DisconnectPacket(
+                        reasonCode: .qosNotSupported,
+                        properties: {
+                            var p = Properties()
+                            p.reasonString = "QoS 2 above max_qos"
+                            return p
+                        }()
+                    )
+                )
+        )
         h.connect(2, "old", version: .v3_1_1)
         #expect(h.publish(2, "t", "x", qos: .exactlyOnce).closes(2) == .some(nil))
     }

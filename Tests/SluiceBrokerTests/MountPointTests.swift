@@ -34,7 +34,9 @@ import Testing
         let h = harness()
         h.subscribe(2, "a/#", qos: .atMostOnce)
         let unsubscribed = h.receive(.unsubscribe(UnsubscribePacket(packetIdentifier: 2, filters: ["a/#"])), from: 2)
-        #expect(unsubscribed.packets(to: 2) == [.unsubAck(UnsubAckPacket(packetIdentifier: 2, reasonCodes: [.success]))])
+        #expect(
+            unsubscribed.packets(to: 2) == [.unsubAck(UnsubAckPacket(packetIdentifier: 2, reasonCodes: [.success]))]
+        )
         #expect(h.publish(1, "site7/a/b", "x").publishes(to: 2).isEmpty)
     }
 
@@ -52,7 +54,9 @@ import Testing
     @Test func theACLSeesMountedTopics() {
         struct OnlySite7: AccessPolicy {
             func mayPublish(clientID: String, username: String?, topic: String) -> Bool { topic.hasPrefix("site7/") }
-            func maySubscribe(clientID: String, username: String?, filter: String) -> Bool { filter.hasPrefix("site7/") }
+            func maySubscribe(clientID: String, username: String?, filter: String) -> Bool {
+                filter.hasPrefix("site7/")
+            }
             func mayReceive(clientID: String, username: String?, topic: String) -> Bool { true }
         }
         let h = harness()

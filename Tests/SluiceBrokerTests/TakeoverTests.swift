@@ -67,7 +67,9 @@ import Testing
         #expect(h.receive(.pingReq, from: 3).isEmpty)
         let packets = h.closed(2).packets(to: 3)
         #expect(packets.count == 3)
-        guard packets.count == 3, case .connAck = packets[0], case .subAck = packets[1] else { return #expect(Bool(false)) }
+        guard packets.count == 3, case .connAck = packets[0], case .subAck = packets[1] else {
+            return #expect(Bool(false))
+        }
         #expect(packets[2] == .pingResp)
     }
 
@@ -83,7 +85,11 @@ import Testing
     @Test func aSecondWaiterTakesOverFromTheFirstOnceItIsAdmitted() {
         let h = Harness()
         takeoverPending(h)
-        let second = h.broker.connect(ConnectionID(4), ConnectPacket(protocolVersion: .v5, clientIdentifier: "a"), now: h.now)
+        let second = h.broker.connect(
+            ConnectionID(4),
+            ConnectPacket(protocolVersion: .v5, clientIdentifier: "a"),
+            now: h.now
+        )
         #expect(second.isEmpty)  // the old connection was already asked to close
         let seen = h.closed(2)
         #expect(seen.packets(to: 3).count == 1)
