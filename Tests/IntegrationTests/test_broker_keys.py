@@ -232,14 +232,19 @@ def test_without_upgrade_outgoing_qos_the_lower_qos_wins(start_broker):
 
 # --------------------------------------------------------------------------- max_inflight_bytes
 
+def connect_qos1_pair(sub, pub, topic: str) -> None:
+    """Connects `sub`, subscribed to `topic` at QoS 1, then `pub`."""
+    assert sub.connect(uid("mibs")).reason == 0
+    sub.send(mqttraw.subscribe([(topic, 1)]))
+    sub.expect(mqttraw.SUBACK)
+    assert pub.connect(uid("mibp")).reason == 0
+
+
 def test_max_inflight_bytes_holds_messages_until_acknowledged(start_broker):
     b = start_broker("max_inflight_bytes 100\n", persistence=False)
     topic = f"mib/{uid()}"
     with mqttraw.RawClient(b.host, b.port) as sub, mqttraw.RawClient(b.host, b.port) as pub:
-        assert sub.connect(uid("mibs")).reason == 0
-        sub.send(mqttraw.subscribe([(topic, 1)]))
-        sub.expect(mqttraw.SUBACK)
-        assert pub.connect(uid("mibp")).reason == 0
+        connect_qos1_pair(sub, pub, topic)
         for i in range(1, 4):
             pub.send(mqttraw.publish(topic, b"%d" % i * 60, qos=1, packet_id=i))
             pub.expect(mqttraw.PUBACK)
@@ -257,10 +262,7 @@ def test_max_inflight_bytes_lets_a_larger_message_go_alone(start_broker):
     b = start_broker("max_inflight_bytes 100\n", persistence=False)
     topic = f"mib/{uid()}"
     with mqttraw.RawClient(b.host, b.port) as sub, mqttraw.RawClient(b.host, b.port) as pub:
-        assert sub.connect(uid("mibs")).reason == 0
-        sub.send(mqttraw.subscribe([(topic, 1)]))
-        sub.expect(mqttraw.SUBACK)
-        assert pub.connect(uid("mibp")).reason == 0
+        connect_qos1_pair(sub, pub, topic)
         pub.send(mqttraw.publish(topic, b"B" * 500, qos=1, packet_id=1))
         pub.send(mqttraw.publish(topic, b"s", qos=1, packet_id=2))
         big = sub.expect(mqttraw.PUBLISH)
