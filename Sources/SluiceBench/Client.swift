@@ -28,6 +28,9 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     private var out: ByteBuffer
     private var subAck: EventLoopPromise<Void>?
     private(set) var closed = false
+    /// Packet ids, the QoS 1/2 window and the acknowledgement flows (MQTTCore's client session). A
+    /// subscriber's PUBLISHes take the fast path below instead, answered without it.
+    private var session = MQTTClientSession<ContinuousClock.Instant>()
 
     // Subscriber side.
     var expected = 0
@@ -50,8 +53,6 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     private(set) var sent = 0
     private(set) var completed = 0  // PUBACK / PUBCOMP received (QoS 0: written)
     private var window = 100
-    private var inflight = 0
-    private var nextID: UInt16 = 0
     private var publisherDone: EventLoopPromise<Void>?
     private var rate: Double = 0  // msg/s; 0 = as fast as flow control allows
     private var pubStart: UInt64 = 0
@@ -78,7 +79,8 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
             cleanStart: cleanSession,
             keepAlive: keepAlive
         )
-        MQTTCodec.encode(.connect(connect), version: .v3_1_1, into: &out)
+        guard let packet = try? session.connect(connect, now: .now) else { return }
+        MQTTCodec.encode(packet, version: .v3_1_1, into: &out)
         flushOut()
     }
 
@@ -170,43 +172,34 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func handle(_ packet: Packet) {
-        switch packet {
-        case .connAck(let ack):
-            if ack.reasonCode == .success {
-                connAck.succeed(())
-            } else {
-                connAck.fail(BenchError("CONNACK \(ack.reasonCode)"))
-            }
-        case .subAck(let ack):
-            if ack.reasonCodes.allSatisfy({ !$0.isFailure }) {
+        let reaction: MQTTClientSession<ContinuousClock.Instant>.Reaction
+        do {
+            reaction = try session.received(packet, now: .now)
+        } catch {
+            context?.close(promise: nil)  // the broker broke the protocol: this run's figures are void
+            return
+        }
+        if let reply = reaction.reply { MQTTCodec.encode(reply, version: .v3_1_1, into: &out) }
+        switch reaction.event {
+        case .connected:
+            connAck.succeed(())
+        case .connectionRefused(let ack):
+            connAck.fail(BenchError("CONNACK \(ack.reasonCode)"))
+        case .subscribed(_, let results):
+            if results.allSatisfy({ !$0.reasonCode.isFailure }) {
                 subAck?.succeed(())
             } else {
-                subAck?.fail(BenchError("SUBACK \(ack.reasonCodes)"))
+                subAck?.fail(BenchError("SUBACK \(results.map(\.reasonCode))"))
             }
-        case .pubAck(let ack):
-            ackOne(ack.packetIdentifier)
-        case .pubRec(let ack):
-            MQTTCodec.encode(
-                .pubRel(PubAckPacket(packetIdentifier: ack.packetIdentifier)),
-                version: .v3_1_1,
-                into: &out
-            )
-        case .pubComp(let ack):
-            ackOne(ack.packetIdentifier)
-        case .pubRel(let ack):
-            MQTTCodec.encode(
-                .pubComp(PubAckPacket(packetIdentifier: ack.packetIdentifier)),
-                version: .v3_1_1,
-                into: &out
-            )
-        default:
+        case .published(let id, _):
+            ackOne(id)
+        case .message, .unsubscribed, .disconnected, nil:
             break
         }
     }
 
     private func ackOne(_ packetID: UInt16) {
         if recordAckLatency, let sent = sentAt.removeValue(forKey: packetID) { ackLatencies.append(nowNanos() - sent) }
-        inflight -= 1
         completed += 1
         if completed == total { publisherDone?.succeed(()) }
     }
@@ -214,16 +207,7 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Commands (call on `loop`)
 
     func subscribe(_ filter: String, qos: QoS) -> EventLoopFuture<Void> {
-        loop.preconditionInEventLoop()
-        let p = loop.makePromise(of: Void.self)
-        subAck = p
-        let sub = SubscribePacket(
-            packetIdentifier: 1,
-            subscriptions: [TopicSubscription(filter: filter, options: SubscriptionOptions(qos: qos))]
-        )
-        MQTTCodec.encode(.subscribe(sub), version: .v3_1_1, into: &out)
-        flushOut()
-        return p.futureResult
+        subscribe(filters: [filter], qos: qos)
     }
 
     /// One SUBSCRIBE carrying every filter of `filters`; completes on its SUBACK.
@@ -231,11 +215,15 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
         loop.preconditionInEventLoop()
         let p = loop.makePromise(of: Void.self)
         subAck = p
-        let sub = SubscribePacket(
-            packetIdentifier: 1,
-            subscriptions: filters.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) }
-        )
-        MQTTCodec.encode(.subscribe(sub), version: .v3_1_1, into: &out)
+        do {
+            let sub = try session.subscribe(
+                filters.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) },
+                now: .now
+            )
+            MQTTCodec.encode(.subscribe(sub), version: .v3_1_1, into: &out)
+        } catch {
+            p.fail(BenchError("\(clientID): cannot subscribe: \(error)"))
+        }
         flushOut()
         return p.futureResult
     }
@@ -283,6 +271,7 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
     private func sendMore(upTo limit: Int? = nil) {
         guard let context, !closed else { return }
         let target = limit ?? total
+        let now = ContinuousClock.now  // for the session's keep-alive only: one reading per burst
         var burst = 0
         while sent < target {
             if qos == .atMostOnce {
@@ -299,24 +288,16 @@ final class BenchConnection: ChannelInboundHandler, @unchecked Sendable {
                     }
                     break
                 }
-            } else if inflight >= window {
+            } else if session.inFlightCount >= window || !session.canPublish {
                 break
             }
             var payload = context.channel.allocator.buffer(capacity: payloadSize)
             payload.writeInteger(nowNanos())
             payload.writeRepeatingByte(0x61, count: payloadSize - 8)
-            var id: UInt16? = nil
-            if qos != .atMostOnce {
-                nextID = nextID == UInt16.max ? 1 : nextID + 1
-                id = nextID
-                inflight += 1
-                if recordAckLatency { sentAt[nextID] = nowNanos() }
-            }
-            MQTTCodec.encode(
-                .publish(PublishPacket(topic: topic, payload: payload, qos: qos, packetIdentifier: id)),
-                version: .v3_1_1,
-                into: &out
-            )
+            guard let publish = try? session.publish(PublishPacket(topic: topic, payload: payload, qos: qos), now: now)
+            else { break }
+            if recordAckLatency, let id = publish.packetIdentifier { sentAt[id] = nowNanos() }
+            MQTTCodec.encode(.publish(publish), version: .v3_1_1, into: &out)
             sent += 1
             burst += 1
             if out.readableBytes >= 60 * 1024 { flushOut() }

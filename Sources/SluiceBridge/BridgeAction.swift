@@ -58,10 +58,9 @@ public enum BridgeLogLevel: Sendable, Hashable {
 public enum BridgeAction: Sendable, Hashable {
     /// Open TCP (and TLS) to `addresses[addressIndex]`; then call `connected()` or `connectionClosed(error:)`.
     case connect(addressIndex: Int)
-    /// Send this CONNECT. When `bridgeProtocolBit` is true (3.1.1 with `try_private`), the codec must
-    /// write the protocol level byte with the bridge bit set (0x80 | level, e.g. 0x84): the packet model's
-    /// `ProtocolVersion` cannot express it.
-    case sendConnect(ConnectPacket, bridgeProtocolBit: Bool)
+    /// Send this CONNECT. With `try_private` (3.1/3.1.1) its `isBridge` is set, which the codec writes as
+    /// the bridge bit in the protocol level (0x80 | level, e.g. 0x84).
+    case sendConnect(ConnectPacket)
     /// Write one packet to the remote.
     case send(Packet)
     /// Ask the queue for up to `limit` messages with seq > `after` (nil: from the head), in seq order;

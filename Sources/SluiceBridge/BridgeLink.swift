@@ -36,7 +36,6 @@ import MQTTCore
 ///   `reconnectTimerFired()` when the delay has passed (cancel the timer on shutdown).
 /// - Call `tick(now:)` about once a second (timers have the tick's granularity); call `queueHasMore()`
 ///   after new messages for this bridge are committed.
-/// - Encode `.sendConnect(_, bridgeProtocolBit: true)` with protocol level 0x80 | level.
 public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
     private struct Attempt {
         var addressIndex: Int
@@ -223,7 +222,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             attempt.usedBridgeBit = bridgeBit
             attempt.startedAt = now
             state = .awaitingConnAck(attempt)
-            return [.sendConnect(makeConnect(), bridgeProtocolBit: bridgeBit)]
+            var connect = makeConnect()
+            connect.isBridge = bridgeBit
+            return [.sendConnect(connect)]
         case .idle, .awaitingConnAck, .online, .closing, .waitingToReconnect, .stopped:
             return [.log(.warning, "bridge \(configuration.name): unexpected connected() event ignored")]
         case .modifying:

@@ -349,8 +349,8 @@ final class BridgeRunner: @unchecked Sendable {
             case .connect(let index):
                 lastAddress = addresses[index % addresses.count]
                 open(addresses[index % addresses.count])
-            case .sendConnect(let connect, let bridgeBit):
-                write(.connect(connect), bridgeBit: bridgeBit)
+            case .sendConnect(let connect):
+                write(.connect(connect))
                 wrote = true
             case .send(let packet):
                 write(packet)
@@ -506,20 +506,10 @@ final class BridgeRunner: @unchecked Sendable {
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of
     /// PUBLISHes is one buffer and one write.
-    private func write(_ packet: Packet, bridgeBit: Bool = false) {
+    private func write(_ packet: Packet) {
         guard let channel else { return }
         if outbound == nil { outbound = channel.allocator.buffer(capacity: 4096) }
-        let start = outbound!.writerIndex
         MQTTCodec.encode(packet, version: link.configuration.protocolVersion, into: &outbound!)
-        if bridgeBit, case .connect = packet {
-            // Mosquitto's bridge bit: protocol level | 0x80, after the fixed header and "MQTT".
-            var levelIndex = start + 1
-            while let byte: UInt8 = outbound!.getInteger(at: levelIndex), byte & 0x80 != 0 { levelIndex += 1 }
-            levelIndex += 1 + 6  // past the last length byte, then the length-prefixed "MQTT"
-            if let level: UInt8 = outbound!.getInteger(at: levelIndex) {
-                outbound!.setInteger(level | 0x80, at: levelIndex)
-            }
-        }
     }
 
     private func flushOutbound() {

@@ -518,24 +518,26 @@ final class BrokerHost: @unchecked Sendable {
     /// Where packets for in-process clients go (on `loop`); the flag says the broker closed it.
     private var inProcessClients: [ConnectionID: (_ packets: [Packet], _ closed: Bool) -> Void] = [:]
 
+    /// The CONNECT of an in-process client: clean, no keep-alive (it lives as long as the host).
+    static func inProcessConnect(clientID: String) -> ConnectPacket {
+        ConnectPacket(protocolVersion: .v3_1_1, clientIdentifier: clientID, cleanStart: true, keepAlive: 0)
+    }
+
     /// Connects a client that lives in this process (the LoRaWAN listener) as MQTT 3.1.1 with a
     /// clean session. It is trusted: no password check, and the ACL file does not apply to it. Its
     /// packets go in through `receive(_:_:)` like a network client's, so its QoS 1 publishes take
     /// the durable path of bridge `out` rules; the broker's packets for it reach `deliver` on `loop`.
     func connectInProcess(
-        clientID: String,
+        _ connect: ConnectPacket,
         deliver: @escaping (_ packets: [Packet], _ closed: Bool) -> Void
     ) -> ConnectionID {
         loop.preconditionInEventLoop()
-        precondition(clientID.hasPrefix(Self.inProcessClientPrefix), "in-process client IDs take the reserved prefix")
+        precondition(
+            connect.clientIdentifier.hasPrefix(Self.inProcessClientPrefix),
+            "in-process client IDs take the reserved prefix"
+        )
         let id = makeConnectionID()
         inProcessClients[id] = deliver
-        let connect = ConnectPacket(
-            protocolVersion: .v3_1_1,
-            clientIdentifier: clientID,
-            cleanStart: true,
-            keepAlive: 0
-        )
         // Listener -1: no `listener` section's connection limit applies.
         run(core.connect(id, connect, listener: -1, now: now))
         return id

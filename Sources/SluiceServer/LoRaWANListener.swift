@@ -34,11 +34,10 @@ final class LoRaWANListener: @unchecked Sendable {
     private var client: ConnectionID?
     private var ticker: RepeatedTask?
     private let started = NIODeadline.now()
-    /// Our QoS 1 publishes the broker has not acknowledged yet (it waits for the durable queues).
-    private var unacknowledged: Set<UInt16> = []
-    private var lastPacketID: UInt16 = 0
-    /// Bounds what a stalled store can make us hold; events beyond it are dropped and counted.
-    static let maximumUnacknowledged = 4096
+    /// The in-process client's packet identifiers and QoS flows. Its window bounds our QoS 1 publishes
+    /// the broker has not acknowledged yet (it waits for the durable queues), so a stalled store holds
+    /// at most that many; events beyond it are dropped and counted.
+    private var session = MQTTClientSession<ContinuousClock.Instant>(configuration: .init(maximumInFlight: 4096))
     let counters = LoRaWANCounters()
     private var lastDropLog: NIODeadline?
     private var dropsSinceLog = 0
@@ -101,41 +100,51 @@ final class LoRaWANListener: @unchecked Sendable {
     // MARK: Broker side
 
     private func connectClient() {
-        client = host.connectInProcess(clientID: "\(BrokerHost.inProcessClientPrefix)lorawan") {
-            [weak self] packets, closed in
+        let connect = BrokerHost.inProcessConnect(clientID: "\(BrokerHost.inProcessClientPrefix)lorawan")
+        do {
+            _ = try session.connect(connect, now: .now)  // the host sends the CONNECT itself
+        } catch {
+            logger.error("LoRaWAN listener: \(error)")
+            return
+        }
+        client = host.connectInProcess(connect) { [weak self] packets, closed in
             guard let self else { return }
             // Called from inside the host's action loop: answer on the next turn, never re-entrantly.
             self.loop.execute { self.fromBroker(packets, closed: closed) }
         }
-        let subscribe = SubscribePacket(
-            packetIdentifier: nextPacketID(),
-            subscriptions: [
-                TopicSubscription(filter: topics.commandFilter, options: SubscriptionOptions(qos: .atLeastOnce))
-            ]
-        )
-        send(.subscribe(subscribe))
     }
 
     private func fromBroker(_ packets: [Packet], closed: Bool) {
         for packet in packets {
-            switch packet {
-            case .connAck(let ack) where ack.reasonCode != .success:
-                logger.error("LoRaWAN listener: the broker refused its client: \(ack.reasonCode)")
-            case .publish(let publish):
-                if let id = publish.packetIdentifier, publish.qos != .atMostOnce {
-                    send(.pubAck(PubAckPacket(packetIdentifier: id)))
-                }
+            let reaction: MQTTClientSession<ContinuousClock.Instant>.Reaction
+            do {
+                reaction = try session.received(packet, now: .now)
+            } catch {
+                logger.warning("LoRaWAN listener: ignored from the broker: \(error)")
+                continue
+            }
+            if let reply = reaction.reply { send(reply) }
+            switch reaction.event {
+            case .connected:
+                subscribeToCommands()
+            case .connectionRefused(let ack):
+                logger.error("LoRaWAN listener: the broker refused its client: \(ack.reasonCode.named)")
+            case .message(let publish):
                 downlink(publish)
-            case .pubAck(let ack):
-                unacknowledged.remove(ack.packetIdentifier)
-            default:
-                break  // CONNACK, SUBACK, PINGRESP
+            case .subscribed(_, let results):
+                for refused in results where refused.reasonCode.isFailure {
+                    logger.error(
+                        "LoRaWAN listener: the broker refused the subscription '\(refused.filter)': \(refused.reasonCode.named)"
+                    )
+                }
+            case .published, .unsubscribed, .disconnected, nil:
+                break
             }
         }
         if closed {
             logger.error("LoRaWAN listener: the broker closed its client; connecting again in a second")
             client = nil
-            unacknowledged = []
+            _ = session.connectionClosed()  // clean session: unacknowledged events are the broker's loss, counted by it
             loop.scheduleTask(in: .seconds(1)) { if self.client == nil && self.ticker != nil { self.connectClient() } }
         }
     }
@@ -155,32 +164,34 @@ final class LoRaWANListener: @unchecked Sendable {
         host.receive(client, [packet])
     }
 
-    private func nextPacketID() -> UInt16 {
-        repeat {
-            lastPacketID = lastPacketID == .max ? 1 : lastPacketID + 1
-        } while unacknowledged.contains(lastPacketID)
-        return lastPacketID
+    private func subscribeToCommands() {
+        let commands = TopicSubscription(filter: topics.commandFilter, options: SubscriptionOptions(qos: .atLeastOnce))
+        do {
+            send(.subscribe(try session.subscribe([commands], now: .now)))
+        } catch {
+            logger.error("LoRaWAN listener: cannot subscribe to \(topics.commandFilter): \(error)")
+        }
     }
 
     private func publish(_ event: GatewayEvent, gateway: GatewayEUI) {
-        guard client != nil, unacknowledged.count < Self.maximumUnacknowledged else {
-            return dropped(
-                "broker_backlog",
-                gateway: gateway,
-                detail: "\(unacknowledged.count) events await the broker"
-            )
+        guard client != nil, session.canPublish else {
+            let detail =
+                session.state == .connected
+                ? "\(session.inFlightCount) events await the broker" : "the broker has not accepted its client yet"
+            return dropped("broker_backlog", gateway: gateway, detail: detail)
         }
-        let id = nextPacketID()
-        unacknowledged.insert(id)
         let retain = if case .conn = event { true } else { false }
-        let packet = PublishPacket(
+        let message = PublishPacket(
             topic: topics.topic(for: event, gateway: gateway),
             payload: ByteBuffer(bytes: encoding.encode(event)),
             qos: .atLeastOnce,
-            retain: retain,
-            packetIdentifier: id
+            retain: retain
         )
-        send(.publish(packet))
+        do {
+            send(.publish(try session.publish(message, now: .now)))
+        } catch {
+            return dropped("broker_backlog", gateway: gateway, detail: "\(error)")
+        }
         counters.add(event.name, to: .events)
     }
 

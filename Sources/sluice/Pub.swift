@@ -45,43 +45,12 @@ struct Pub: AsyncParsableCommand {
         let connect = try client.connectPacket(prefix: "sluice-pub")
         try await client.reportingFailures {
             try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) {
-                _,
-                inbound,
-                outbound in
-                var packetID: UInt16 = 0
+                connection in
+                // One message at a time, each waiting for its acknowledgement: simple and ordered.
                 func send(_ payload: [UInt8]) async throws {
-                    var publish = PublishPacket(
-                        topic: topic,
-                        payload: ByteBuffer(bytes: payload),
-                        qos: qos,
-                        retain: retain
+                    try await connection.publish(
+                        PublishPacket(topic: topic, payload: ByteBuffer(bytes: payload), qos: qos, retain: retain)
                     )
-                    if qos != .atMostOnce {
-                        packetID = packetID == UInt16.max ? 1 : packetID + 1
-                        publish.packetIdentifier = packetID
-                    }
-                    try await outbound.write(.publish(publish))
-                    // Wait for each acknowledgement: simple, ordered, and enough for a test client.
-                    guard qos != .atMostOnce else { return }
-                    while let packet = try await inbound.next() {
-                        switch packet {
-                        case .pubAck(let ack) where ack.packetIdentifier == packetID:
-                            if ack.reasonCode.isFailure {
-                                throw MQTTClient.ClientError.publishRefused(topic: topic, ack.reasonCode)
-                            }
-                            return
-                        case .pubRec(let rec) where rec.packetIdentifier == packetID:
-                            if rec.reasonCode.isFailure {
-                                throw MQTTClient.ClientError.publishRefused(topic: topic, rec.reasonCode)
-                            }
-                            try await outbound.write(.pubRel(PubAckPacket(packetIdentifier: packetID)))
-                        case .pubComp(let comp) where comp.packetIdentifier == packetID:
-                            return
-                        default:
-                            continue
-                        }
-                    }
-                    throw MQTTClient.ClientError.closed
                 }
                 if lines {
                     while let line = readLine() { try await send(Array(line.utf8)) }
@@ -89,7 +58,7 @@ struct Pub: AsyncParsableCommand {
                     let payload = nullMessage ? [] : Array((message ?? "").utf8)
                     for _ in 0..<count { try await send(payload) }
                 }
-                try await outbound.write(.disconnect(DisconnectPacket()))
+                try await connection.disconnect()
             }
         }
     }

@@ -36,40 +36,22 @@ struct Sub: AsyncParsableCommand {
         )
         try await client.reportingFailures {
             try await MQTTClient.withConnection(host: client.host, port: client.port, connect: connect) {
-                _,
-                inbound,
-                outbound in
-                let subscriptions = topics.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) }
-                try await outbound.write(.subscribe(SubscribePacket(packetIdentifier: 1, subscriptions: subscriptions)))
+                connection in
+                try await connection.subscribe(
+                    topics.map { TopicSubscription(filter: $0, options: SubscriptionOptions(qos: qos)) }
+                )
                 var received = 0
-                while let packet = try await inbound.next() {
-                    switch packet {
-                    case .subAck(let ack):
-                        if let index = ack.reasonCodes.firstIndex(where: \.isFailure) {
-                            let filter = index < topics.count ? topics[index] : topics.joined(separator: " ")
-                            throw MQTTClient.ClientError.subscribeRefused(filter: filter, ack.reasonCodes[index])
-                        }
-                    case .publish(let publish):
-                        let payload = String(decoding: publish.payload.readableBytesView, as: UTF8.self)
-                        print(verbose ? "\(publish.topic) \(payload)" : payload)
-                        if let id = publish.packetIdentifier {
-                            let ack = PubAckPacket(packetIdentifier: id)
-                            try await outbound.write(publish.qos == .atLeastOnce ? .pubAck(ack) : .pubRec(ack))
-                        }
-                        received += 1
-                        if let count, received >= count {
-                            try await outbound.write(.disconnect(DisconnectPacket()))
-                            return
-                        }
-                    case .pubRel(let rel):
-                        try await outbound.write(.pubComp(PubAckPacket(packetIdentifier: rel.packetIdentifier)))
-                    case .disconnect(let disconnect):
-                        throw MQTTClient.ClientError.disconnected(disconnect.reasonCode)
-                    default:
-                        continue
+                // Ends at -C messages, or with an error when the broker ends the connection.
+                while true {
+                    let publish = try await connection.nextMessage()
+                    let payload = String(decoding: publish.payload.readableBytesView, as: UTF8.self)
+                    print(verbose ? "\(publish.topic) \(payload)" : payload)
+                    received += 1
+                    if let count, received >= count {
+                        try await connection.disconnect()
+                        return
                     }
                 }
-                throw MQTTClient.ClientError.closed  // the broker ended the connection before -C was reached
             }
         }
     }

@@ -45,6 +45,18 @@ def test_retained_message_and_repeat(broker):
     assert out.splitlines() == ["kept"] + ["again"] * 3  # the retained message comes first
 
 
+def test_idle_sub_pings_and_stays_connected(broker):
+    # Keep-alive 2 s: without PINGREQs the broker closes the connection after 3 s of silence.
+    topic = f"cli/{uid()}"
+    sub = start_sub(broker, "-t", topic, "-k", "2", "-C", "1", "-q", "1")
+    time.sleep(5)
+    assert sub.poll() is None, sub.communicate()[1]
+    assert sluice("pub", "-p", str(broker.port), "-t", topic, "-m", "late", "-q", "1").returncode == 0
+    out, err = sub.communicate(timeout=15)
+    assert sub.returncode == 0, err
+    assert out.splitlines() == ["late"]
+
+
 @pytest.mark.sluice_only(reason="checks the sluice CLI's own argument errors")
 def test_bad_arguments_are_reported(broker):
     bad_version = sluice("pub", "-p", str(broker.port), "-t", "t", "-m", "x", "-V", "4")

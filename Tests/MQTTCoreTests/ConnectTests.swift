@@ -36,6 +36,21 @@ struct ConnectTests {
         var buffer = ByteBuffer()
         MQTTCodec.encode(.connect(bridge311), version: .v3_1_1, into: &buffer)
         #expect(Array(buffer.readableBytesView) == connect(level: 0x84))
+        var buffer31 = ByteBuffer()
+        MQTTCodec.encode(.connect(bridge31), version: .v3_1, into: &buffer31)
+        #expect(Array(buffer31.readableBytesView) == connect(name: "MQIsdp", level: 0x83))
+    }
+
+    /// MQTT 5 has no-local and retain-as-published itself: the bit is never written there (0x85 is refused).
+    @Test func bridgeFlagIsNotWrittenInMQTT5() throws {
+        var bridge5 = ConnectPacket(protocolVersion: .v5, clientIdentifier: "c")
+        bridge5.isBridge = true
+        var buffer = ByteBuffer()
+        MQTTCodec.encode(.connect(bridge5), version: .v5, into: &buffer)
+        #expect(Array(buffer.readableBytesView) == connect(level: 5))
+        #expect(
+            try decode(connect(level: 5), nil) == .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "c"))
+        )
     }
 
     @Test(arguments: ["MQTX", "mqtt", "", "MQIsdpX", "MQ"])

@@ -29,7 +29,7 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         var h = Harness(configuration)
         _ = h.link.start()
         // The will "0" stays retained, as Mosquitto sets it (will__set(..., retain true)).
-        guard case .sendConnect(let connect, _) = h.link.connected().first else {
+        guard case .sendConnect(let connect) = h.link.connected().first else {
             Issue.record("no CONNECT")
             return
         }

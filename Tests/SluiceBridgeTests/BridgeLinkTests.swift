@@ -16,9 +16,10 @@ private let notification = "$SYS/broker/connection/gw-1/state"
             keepAlive: 30,
             username: "gw",
             password: Array("secret".utf8),
-            will: Will(topic: notification, payload: .init(string: "0"), qos: .atLeastOnce, retain: true)
+            will: Will(topic: notification, payload: .init(string: "0"), qos: .atLeastOnce, retain: true),
+            isBridge: true
         )
-        #expect(h.link.connected() == [.sendConnect(expected, bridgeProtocolBit: true)])
+        #expect(h.link.connected() == [.sendConnect(expected)])
         #expect(
             h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
                 .stateChanged(connected: true),
@@ -55,13 +56,16 @@ private let notification = "$SYS/broker/connection/gw-1/state"
             password: Array("secret".utf8),
             properties: properties
         )
-        #expect(h.link.connected() == [.sendConnect(expected, bridgeProtocolBit: false)])
+        #expect(h.link.connected() == [.sendConnect(expected)])
     }
 
     @Test func tryPrivateRefusedIsDroppedOnTheNextAttempt() {
         var h = Harness(config(tryPrivate: true))
         _ = h.link.start()
-        guard case .sendConnect(_, true) = h.link.connected().first else { Issue.record("no bridge bit"); return }
+        guard case .sendConnect(let first) = h.link.connected().first, first.isBridge else {
+            Issue.record("no bridge bit")
+            return
+        }
         #expect(
             h.link.received(.connAck(ConnAckPacket(reasonCode: .unsupportedProtocolVersion))).withoutLogs == [
                 .close(.connAckRefused(.unsupportedProtocolVersion))
@@ -69,7 +73,10 @@ private let notification = "$SYS/broker/connection/gw-1/state"
         )
         _ = h.link.connectionClosed()
         #expect(h.link.reconnectTimerFired() == [.connect(addressIndex: 0)])
-        guard case .sendConnect(_, false) = h.link.connected().first else { Issue.record("bridge bit again"); return }
+        guard case .sendConnect(let second) = h.link.connected().first, !second.isBridge else {
+            Issue.record("bridge bit again")
+            return
+        }
     }
 
     @Test func refusedConnAckClosesLogsAndBacksOff() {
