@@ -21,9 +21,7 @@ public struct Broker: Sendable {
     private var connections: [ConnectionID: ClientConnection] = [:]
     private var connectionsPerListener: [Int: Int] = [:]
     var subscriptions = SubscriptionTree()
-    var retained: [String: Message] = [:]
-    /// Retained topics changed since the last `takeChanges()` (for persistence).
-    var dirtyRetained: Set<String> = []
+    var retained = RetainedStore()
     /// Persistent sessions whose records are in the store (so that ending one deletes them).
     var savedSessions: Set<String> = []
 
@@ -33,8 +31,8 @@ public struct Broker: Sendable {
         get { sessions.tracksChanges }
         set {
             sessions.tracksChanges = newValue
+            retained.tracksChanges = newValue
             if !newValue {
-                dirtyRetained.removeAll()
                 savedSessions.removeAll()
             }
         }
@@ -95,7 +93,7 @@ public struct Broker: Sendable {
     /// `$SYS/broker/store/messages/{count,bytes}`. Walks every session: call at `sys_interval`, not per message.
     public var storedMessages: (count: Int, bytes: Int) {
         var count = retained.count
-        var bytes = retained.values.reduce(0) { $0 + $1.payload.readableBytes }
+        var bytes = retained.payloadBytes
         for session in sessions.all.values {
             count += session.queue.count + session.inflight.count
             bytes += session.queue.reduce(0) { $0 + $1.message.payload.readableBytes }
@@ -323,7 +321,7 @@ public struct Broker: Sendable {
     /// session), so that its acknowledgement must wait for the save.
     private mutating func retainAndRoute(_ message: Message, now: BrokerTime) -> Bool {
         let storedBefore = sessions.storedMessages
-        if message.retain { storeRetained(message) }
+        if message.retain { retained.store(message) }
         route(message, now: now)
         return tracksChanges && message.qos != .atMostOnce
             && (message.retain || sessions.storedMessages != storedBefore)
@@ -652,20 +650,6 @@ public struct Broker: Sendable {
         settings.durableFilters.contains { Topic.matches(filter: $0, topic: topic) }
     }
 
-    private mutating func storeRetained(_ message: Message) {
-        // `$SYS` state is regenerated every interval: not worth saving.
-        defer { if message.topic.hasPrefix("$SYS/") { dirtyRetained.remove(message.topic) } }
-        if message.payload.readableBytes == 0 {
-            retained[message.topic] = nil  // an empty retained message clears the topic [MQTT-3.3.1-6]
-            if tracksChanges { dirtyRetained.insert(message.topic) }
-        } else {
-            var kept = message
-            kept.retain = true
-            retained[message.topic] = kept
-            if tracksChanges { dirtyRetained.insert(message.topic) }
-        }
-    }
-
     // MARK: Acknowledgements from a client
 
     /// Index of the in-flight message with this packet identifier in this state, if any.
@@ -758,12 +742,9 @@ public struct Broker: Sendable {
             )
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
             codes.append(ReasonCode(rawValue: options.qos.rawValue))
-            let isShared = Topic.sharedSubscription(request.filter) != nil
-            switch request.options.retainHandling {
-            case .sendOnSubscribe where !isShared, .sendOnSubscribeIfNew where !existed && !isShared:
+            let handling = request.options.retainHandling
+            if RetainedStore.sendsOnSubscribe(handling, filter: request.filter, existed: existed) {
                 retainedToSend.append((request.filter, subscription))
-            default:
-                break
             }
         }
         replyAfterSave(
@@ -773,24 +754,16 @@ public struct Broker: Sendable {
         // Retained messages come with the new subscription [MQTT-3.3.1-9]: after the SUBACK, or
         // before it while the SUBACK waits for a save.
         for (filter, subscription) in retainedToSend {
-            for (topic, message) in retained.sorted(by: { $0.key < $1.key })
-            where Topic.matches(filter: filter, topic: topic) {
-                if let expiresAt = message.expiresAt, expiresAt <= now {
-                    retained[topic] = nil
-                    if tracksChanges { dirtyRetained.insert(topic) }
-                    continue
-                }
-                guard mayReceive(client.clientID, username: client.username, topic: topic),
-                    retainSourceMayStillWrite(message)
-                else { continue }
-                let delivery = Delivery(
-                    message: message,
-                    qos: settings.deliveredQoS(message.qos, subscription: subscription.options.qos),
-                    retain: true,
-                    subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? []
-                )
-                enqueue(delivery, for: client.clientID, now: now)
-            }
+            let deliveries = retained.deliveries(
+                for: filter,
+                subscription: subscription,
+                clientID: client.clientID,
+                username: client.username,
+                settings: settings,
+                accessPolicy: accessPolicy,
+                now: now
+            )
+            for delivery in deliveries { enqueue(delivery, for: client.clientID, now: now) }
         }
     }
 
@@ -881,7 +854,7 @@ public struct Broker: Sendable {
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
             if delay == 0 || session.expiryInterval == 0 {
                 route(message, now: now)
-                if message.retain { storeRetained(message) }
+                if message.retain { retained.store(message) }
             } else {
                 sessions[client.clientID]?.delayedWill = (message, now + delay)
             }
@@ -925,7 +898,7 @@ public struct Broker: Sendable {
             subscriptions.remove(filter: filter, clientID: clientID)
         }
         if publishWill, let will = session.delayedWill {
-            if will.message.retain { storeRetained(will.message) }
+            if will.message.retain { retained.store(will.message) }
             route(will.message, now: now)
         }
     }
@@ -958,13 +931,6 @@ public struct Broker: Sendable {
     }
 
     // MARK: Routing and delivery
-
-    /// `check_retain_source`: the publisher of a retained message must still be allowed to write its topic
-    /// (checked against the ACL in force now, so a reload that takes the right away hides the message).
-    private func retainSourceMayStillWrite(_ message: Message) -> Bool {
-        guard settings.checkRetainSource, let publisher = message.publisher, let accessPolicy else { return true }
-        return accessPolicy.mayPublish(clientID: publisher.clientID, username: publisher.username, topic: message.topic)
-    }
 
     private func mayReceive(_ clientID: String, username: String?, topic: String) -> Bool {
         accessPolicy?.mayReceive(clientID: clientID, username: username, topic: topic) ?? true

@@ -58,10 +58,7 @@ extension Broker {
                 report.skipped.append("retained message on \(message.topic): the Sluice store already has one")
                 continue
             }
-            var kept = message
-            kept.retain = true
-            retained[message.topic] = kept
-            dirtyRetained.insert(message.topic)
+            retained.importMessage(message)
             report.retained += 1
         }
 
