@@ -22,6 +22,7 @@ public struct Broker: Sendable {
     private var connectionsPerListener: [Int: Int] = [:]
     var subscriptions = SubscriptionTree()
     var retained = RetainedStore()
+    var timers = WillAndExpiryTimers()
     /// Persistent sessions whose records are in the store (so that ending one deletes them).
     var savedSessions: Set<String> = []
 
@@ -224,14 +225,20 @@ public struct Broker: Sendable {
                 detach(id, now: now, reason: .keepAliveTimeout)
             }
         }
-        for (clientID, session) in sessions.all where !session.isConnected {
-            if let will = session.delayedWill, will.dueAt <= now {
-                sessions[clientID]?.delayedWill = nil
-                route(will.message, now: now)
-            }
-            if let expiresAt = session.expiresAt(), expiresAt <= now {
-                stats.clientsExpired += 1
-                endSession(clientID, now: now)
+        for due in timers.takeDue(now: now) {
+            // The session is the truth; a timer only says when to look.
+            guard let session = sessions[due.clientID], !session.isConnected else { continue }
+            switch due.kind {
+            case .will:
+                if let will = session.delayedWill, will.dueAt <= now {
+                    sessions[due.clientID]?.delayedWill = nil
+                    route(will.message, now: now)
+                }
+            case .sessionExpiry:
+                if let expiresAt = session.expiresAt(), expiresAt <= now {
+                    stats.clientsExpired += 1
+                    endSession(due.clientID, now: now)
+                }
             }
         }
         return takeActions()
@@ -458,6 +465,7 @@ public struct Broker: Sendable {
         session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
         sessions[clientID] = session
+        timers.cancel(clientID)
         if session.isPersistent && !(sessionPresent && wasPersistent) {
             // New, replaced, or persistent only from now on: whatever was saved under this
             // identifier goes, and the session is saved whole.
@@ -857,9 +865,11 @@ public struct Broker: Sendable {
                 if message.retain { retained.store(message) }
             } else {
                 sessions[client.clientID]?.delayedWill = (message, now + delay)
+                timers.setWill(client.clientID, at: now + delay)
             }
         }
         if session.expiryInterval == 0 { endSession(client.clientID, now: now) }
+        timers.setExpiry(client.clientID, at: sessions[client.clientID]?.expiresAt())
     }
 
     /// The connections that waited for `previous` to be gone connect now, in the order they came.
@@ -894,6 +904,7 @@ public struct Broker: Sendable {
     /// Removes a session and its subscriptions; a delayed will is sent now if the session ends first.
     private mutating func endSession(_ clientID: String, now: BrokerTime, publishWill: Bool = true) {
         guard let session = sessions.removeValue(forKey: clientID) else { return }
+        timers.cancel(clientID)
         for filter in session.subscriptions.keys {
             subscriptions.remove(filter: filter, clientID: clientID)
         }

@@ -181,6 +181,7 @@ extension Broker {
                 subscriptions.insert(filter: filter, clientID: clientID, subscription: subscription)
             }
             sessions[clientID] = session
+            timers.setExpiry(clientID, at: session.expiresAt())
             report.sessions += 1
         }
         return report

@@ -340,6 +340,7 @@ extension Broker {
                     self.subscriptions.insert(filter: filter, clientID: session.clientID, subscription: subscription)
                 }
                 self.sessions[session.clientID] = session
+                timers.setExpiry(session.clientID, at: session.expiresAt())
                 savedSessions.insert(session.clientID)
             } catch {
                 problems.append("\(error)")
