@@ -49,19 +49,9 @@ public struct Broker: Sendable {
     private var actions: [BrokerAction] = []
     /// Connections that ended, not yet taken by the owner (`takeDepartures()`).
     private var departures: [Departure] = []
-    /// CONNECTs whose client identifier another connection still holds, by their own connection:
-    /// they are admitted once that connection is gone (see `handleConnect`'s takeover).
-    private var awaitingTakeover: [ConnectionID: AwaitingTakeover] = [:]
-
-    private struct AwaitingTakeover {
-        var previous: ConnectionID
-        var packet: ConnectPacket
-        var listener: Int
-        /// What the new connection sent after its CONNECT meanwhile, handled once it is admitted.
-        var packets: [Packet] = []
-    }
-    /// A client that floods while it waits for its takeover is closed rather than buffered.
-    private static let maxPacketsAwaitingTakeover = 1000
+    /// Connections on their way in: authenticating, or waiting for the connection that holds their
+    /// client identifier to be gone (`ConnectionAdmission`).
+    private var admissions: [ConnectionID: ConnectionAdmission] = [:]
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
     /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
@@ -105,7 +95,13 @@ public struct Broker: Sendable {
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
     /// Its CONNECT waits until the connection holding its client identifier is gone.
-    public func awaitsTakeover(_ connection: ConnectionID) -> Bool { awaitingTakeover[connection] != nil }
+    public func awaitsTakeover(_ connection: ConnectionID) -> Bool {
+        if case .awaitingTakeover = admissions[connection]?.state { true } else { false }
+    }
+    /// Its CONNECT waits for the owner's `authenticated`.
+    public func awaitsAuthentication(_ connection: ConnectionID) -> Bool {
+        admissions[connection]?.state == .awaitingAuthentication
+    }
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
     public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
     public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }
@@ -124,15 +120,57 @@ public struct Broker: Sendable {
 
     // MARK: Events
 
-    /// A decoded CONNECT on a new connection. Authentication has already been done by the caller.
+    /// A decoded CONNECT on a new connection. With `authenticate`, the owner checks the credentials
+    /// first (`BrokerAction.authenticate`) and answers with `authenticated`; what the client sends
+    /// meanwhile is handled once it is admitted.
     public mutating func connect(
         _ connection: ConnectionID,
         _ packet: ConnectPacket,
         listener: Int = 0,
+        authenticate: Bool = false,
         now: BrokerTime
     ) -> [BrokerAction] {
-        handleConnect(connection, packet, listener: listener, now: now)
+        if authenticate {
+            admissions[connection] = ConnectionAdmission(packet, listener: listener)
+            actions.append(.authenticate(connection, packet))
+        } else {
+            handleConnect(connection, packet, listener: listener, now: now)
+        }
         return takeActions()
+    }
+
+    /// The owner's answer to `.authenticate`. Nothing when the connection closed meanwhile.
+    public mutating func authenticated(
+        _ connection: ConnectionID,
+        _ decision: AuthenticationDecision,
+        now: BrokerTime
+    ) -> [BrokerAction] {
+        if let admission = admissions[connection] {
+            advance(connection, admission, to: admission.authenticated(decision), now: now)
+        }
+        return takeActions()
+    }
+
+    /// Carries out what a connection's admission decided.
+    private mutating func advance(
+        _ connection: ConnectionID,
+        _ admission: ConnectionAdmission,
+        to next: ConnectionAdmission.Next,
+        now: BrokerTime
+    ) {
+        switch next {
+        case .wait:
+            return
+        case .refuse(let reason):
+            admissions[connection] = nil
+            refuse(connection, reason)
+        case .applyRules:
+            admissions[connection] = nil
+            let tookOver = if case .awaitingTakeover = admission.state { true } else { false }
+            handleConnect(connection, admission.packet, listener: admission.listener, now: now, tookOver: tookOver)
+            // Kept anew if it waits again (for a takeover).
+            for packet in admission.buffered { handle(packet, from: connection, now: now) }
+        }
     }
 
     /// Authentication failed before the broker rules were consulted: CONNACK with `reason`
@@ -154,13 +192,9 @@ public struct Broker: Sendable {
     }
 
     private mutating func handle(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) {
-        if awaitingTakeover[connection] != nil {
-            guard awaitingTakeover[connection]!.packets.count < Self.maxPacketsAwaitingTakeover else {
-                awaitingTakeover[connection] = nil
-                return refuse(connection, .serverBusy)
-            }
-            awaitingTakeover[connection]!.packets.append(packet)
-            return
+        if admissions[connection] != nil {
+            let next = admissions[connection]!.received(packet)
+            return advance(connection, admissions[connection]!, to: next, now: now)
         }
         guard let slot = connections.index(forKey: connection) else {
             // Not (or no longer) connected: only a CONNECT is acceptable [MQTT-3.1.0-1].
@@ -196,8 +230,8 @@ public struct Broker: Sendable {
 
     /// The connection's socket closed (by the peer, by us, or by an error).
     public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
-        if awaitingTakeover.removeValue(forKey: connection) == nil {
-            let takenOver = awaitingTakeover.values.contains { $0.previous == connection }
+        if admissions.removeValue(forKey: connection) == nil {
+            let takenOver = admissions.values.contains { $0.awaits(connection) }
             detach(connection, now: now, reason: takenOver ? .takenOver : .socketClosed)
         }
         return takeActions()
@@ -434,10 +468,14 @@ public struct Broker: Sendable {
         // at once can have the new CONNECT handled first, and its will must still not be published
         // [MQTT-3.1.2-10]. This connection waits until the old one is gone (`admitAfterTakeover`).
         if let existing = sessions[clientID]?.connection {
-            if !awaitingTakeover.values.contains(where: { $0.previous == existing }) {
+            if !admissions.values.contains(where: { $0.awaits(existing) }) {
                 close(existing, reason: .sessionTakenOver, afterReading: true)
             }
-            awaitingTakeover[connection] = AwaitingTakeover(previous: existing, packet: packet, listener: listener)
+            admissions[connection] = ConnectionAdmission(
+                packet,
+                listener: listener,
+                state: .awaitingTakeover(previous: existing)
+            )
             return
         }
 
@@ -874,15 +912,10 @@ public struct Broker: Sendable {
 
     /// The connections that waited for `previous` to be gone connect now, in the order they came.
     private mutating func admitAfterTakeover(of previous: ConnectionID, now: BrokerTime) {
-        guard !awaitingTakeover.isEmpty else { return }
-        let waiting = awaitingTakeover.filter { $0.value.previous == previous }.sorted {
-            $0.key.rawValue < $1.key.rawValue
-        }
-        for (connection, pending) in waiting {
-            awaitingTakeover[connection] = nil
-            // A second waiter finds the first connected and waits again, for it.
-            handleConnect(connection, pending.packet, listener: pending.listener, now: now, tookOver: true)
-            for packet in pending.packets { handle(packet, from: connection, now: now) }
+        guard !admissions.isEmpty else { return }
+        let waiting = admissions.filter { $0.value.awaits(previous) }.sorted { $0.key.rawValue < $1.key.rawValue }
+        for (connection, admission) in waiting {
+            advance(connection, admission, to: admission.previousGone(previous), now: now)
         }
     }
 
