@@ -42,10 +42,10 @@ public struct Broker: Sendable {
     /// Acknowledgements held until the next save of broker state has committed (`takeChanges()`).
     var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
-    private var assignedIDCounter: UInt64 = 0
+    var assignedIDCounter: UInt64 = 0
     /// Random per broker instance, so an assigned id never names a session restored from disk
     /// (the counter starts again at every start; Mosquitto uses a random UUID).
-    private let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var actions: [BrokerAction] = []
     /// Connections that ended, not yet taken by the owner (`takeDepartures()`).
     private var departures: [Departure] = []
@@ -382,103 +382,105 @@ public struct Broker: Sendable {
         now: BrokerTime,
         tookOver: Bool = false
     ) {
-        let version = packet.protocolVersion
-        func refuse(_ code: ReasonCode) { self.refuse(connection, code) }
-        if packet.properties.authenticationMethod != nil {
-            return refuse(.badAuthenticationMethod)  // no enhanced authentication methods are offered
+        let identity: ConnectIdentity
+        do {
+            identity = try connectIdentity(packet, listener: listener)
+            let isTakeover = tookOver || sessions[identity.clientID]?.connection != nil
+            if !isTakeover { try checkConnectionLimits(listener: listener) }
+        } catch {
+            return refuse(connection, error.reason)
         }
-        if let will = packet.will, will.retain && !settings.retainAvailable {
-            return refuse(.retainNotSupported)
-        }
-        if let will = packet.will, let limit = settings.messageSizeLimit, will.payload.readableBytes > limit {
-            // `message_size_limit` covers the will's payload too; Mosquitto answers 0x95, or 5 in 3.1/3.1.1.
-            return refuse(version >= .v5 ? .packetTooLarge : .notAuthorized)
-        }
-        if let will = packet.will, will.qos.rawValue > settings.maxQoS {
-            return refuse(.qosNotSupported)
-        }
-        var clientID = packet.clientIdentifier
-        var assigned: String? = nil
-        if clientID.isEmpty {
-            // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-8].
-            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) || !settings.allowZeroLengthClientID {
-                return refuse(.clientIdentifierNotValid)
-            }
-            assignedIDCounter += 1
-            clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
-            assigned = clientID
-        }
-        if settings.listenersUsingUsernameAsClientID.contains(listener) {
-            // Mosquitto's `use_username_as_clientid`: after authentication the username is the client id
-            // (an assigned one included), so sessions and takeovers go by user.
-            guard let username = packet.username, !username.isEmpty else { return refuse(.notAuthorized) }
-            clientID = username
-            if assigned != nil { assigned = username }
-        }
-        // `mount_point`: the will is published under the listener's prefix, and checked there.
-        let will = packet.will.map { will in
-            var mounted = will
-            mounted.topic = (settings.listenerMountPoints[listener] ?? "") + will.topic
-            return mounted
-        }
-        if let will, let policy = accessPolicy,
-            !policy.mayPublish(clientID: clientID, username: packet.username, topic: will.topic)
-        {
-            return refuse(.notAuthorized)
-        }
-
-        let isTakeover = tookOver || sessions[clientID]?.connection != nil
-        if !isTakeover {
-            if let limit = settings.maxConnections, connections.count >= limit { return refuse(.quotaExceeded) }
-            if let limit = settings.listenerConnectionLimits[listener],
-                connectionsPerListener[listener, default: 0] >= limit
-            {
-                return refuse(.quotaExceeded)
-            }
-        }
-        var keepAlive = packet.keepAlive
-        var serverKeepAlive: UInt16? = nil
-        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
-            keepAlive = settings.maxKeepalive
-            serverKeepAlive = keepAlive
-        }
+        let (keepAlive, serverKeepAlive) = settings.keepAlive(asked: packet.keepAlive)
         var connAckProperties = Properties()
-        if version >= .v5 {
-            if settings.receiveMaximum < 65535 { connAckProperties.receiveMaximum = UInt16(settings.receiveMaximum) }
-            if settings.maximumPacketSize < 268_435_460 {
-                connAckProperties.maximumPacketSize = UInt32(settings.maximumPacketSize)
-            }
-            connAckProperties.topicAliasMaximum = settings.topicAliasMaximum
-            if !settings.retainAvailable { connAckProperties.retainAvailable = 0 }
-            if settings.maxQoS < 2 { connAckProperties.maximumQoS = settings.maxQoS }
-            connAckProperties.assignedClientIdentifier = assigned
-            connAckProperties.serverKeepAlive = serverKeepAlive
+        if packet.protocolVersion >= .v5 {
+            connAckProperties = settings.connAckProperties(
+                assigned: identity.assigned,
+                serverKeepAlive: serverKeepAlive
+            )
             // [MQTT-3.1.2-24]: nothing larger than the client's Maximum Packet Size, the CONNACK included. As
             // Mosquitto does, a client whose limit cannot hold it is closed without one, before anything changes.
-            let limit = Int(packet.properties.maximumPacketSize ?? 268_435_460)
-            let connAck = Packet.connAck(ConnAckPacket(sessionPresent: true, properties: connAckProperties))
-            if MQTTCodec.encodedSize(connAck, version: version) > limit {
-                actions.append(.close(connection, nil))
-                return
+            guard Self.connAck(with: connAckProperties, fits: packet) else {
+                return actions.append(.close(connection, nil))
             }
         }
-
-        // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3], but only
-        // once what its client sent before has been read: a client that sends DISCONNECT and reconnects
-        // at once can have the new CONNECT handled first, and its will must still not be published
-        // [MQTT-3.1.2-10]. This connection waits until the old one is gone (`admitAfterTakeover`).
-        if let existing = sessions[clientID]?.connection {
-            if !admissions.values.contains(where: { $0.awaits(existing) }) {
-                close(existing, reason: .sessionTakenOver, afterReading: true)
-            }
-            admissions[connection] = ConnectionAdmission(
-                packet,
-                listener: listener,
-                state: .awaitingTakeover(previous: existing)
-            )
-            return
+        if let existing = sessions[identity.clientID]?.connection {
+            return awaitTakeover(of: existing, connection, packet, listener: listener)
         }
+        let sessionPresent = attachSession(identity.clientID, packet, to: connection, now: now)
+        register(connection, identity, packet, listener: listener, keepAlive: keepAlive, now: now)
+        let connAck = ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)
+        send(.connAck(connAck), to: connection)
+        if sessionPresent { resume(identity.clientID, now: now) }
+    }
 
+    /// `max_connections` and the listener's `max_connections` (a takeover does not count: it replaces one).
+    private func checkConnectionLimits(listener: Int) throws(ConnectRefusal) {
+        if let limit = settings.maxConnections, connections.count >= limit {
+            throw ConnectRefusal(reason: .quotaExceeded)
+        }
+        if let limit = settings.listenerConnectionLimits[listener],
+            connectionsPerListener[listener, default: 0] >= limit
+        {
+            throw ConnectRefusal(reason: .quotaExceeded)
+        }
+    }
+
+    /// Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3], but only
+    /// once what its client sent before has been read: a client that sends DISCONNECT and reconnects
+    /// at once can have the new CONNECT handled first, and its will must still not be published
+    /// [MQTT-3.1.2-10]. This connection waits until the old one is gone (`admitAfterTakeover`).
+    private mutating func awaitTakeover(
+        of existing: ConnectionID,
+        _ connection: ConnectionID,
+        _ packet: ConnectPacket,
+        listener: Int
+    ) {
+        if !admissions.values.contains(where: { $0.awaits(existing) }) {
+            close(existing, reason: .sessionTakenOver, afterReading: true)
+        }
+        admissions[connection] = ConnectionAdmission(
+            packet,
+            listener: listener,
+            state: .awaitingTakeover(previous: existing)
+        )
+    }
+
+    /// The admitted connection's own state (the session holds what outlives it).
+    private mutating func register(
+        _ connection: ConnectionID,
+        _ identity: ConnectIdentity,
+        _ packet: ConnectPacket,
+        listener: Int,
+        keepAlive: UInt16,
+        now: BrokerTime
+    ) {
+        connections[connection] = ClientConnection(
+            clientID: identity.clientID,
+            username: packet.username,
+            version: packet.protocolVersion,
+            listener: listener,
+            keepAlive: keepAlive,
+            lastActivity: now,
+            receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
+            maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
+            topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
+            will: identity.will
+        )
+        connections[connection]?.isBridge = packet.isBridge
+        connectionsPerListener[listener, default: 0] += 1
+        stats.connectionsTotal += 1
+        stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
+    }
+
+    /// Binds the connection to its client's session: the one present, resumed, or a new one (a clean
+    /// start, or an expired session, ends the old one first). Returns whether a session was present.
+    private mutating func attachSession(
+        _ clientID: String,
+        _ packet: ConnectPacket,
+        to connection: ConnectionID,
+        now: BrokerTime
+    ) -> Bool {
+        let version = packet.protocolVersion
         let expiry: UInt32
         if version >= .v5 {
             expiry = packet.properties.sessionExpiryInterval ?? 0
@@ -509,32 +511,7 @@ public struct Broker: Sendable {
             // identifier goes, and the session is saved whole.
             sessions.noteRewrite(clientID)
         }
-
-        connections[connection] = ClientConnection(
-            clientID: clientID,
-            username: packet.username,
-            version: version,
-            listener: listener,
-            keepAlive: keepAlive,
-            lastActivity: now,
-            receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
-            maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
-            topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
-            will: will
-        )
-        connections[connection]?.isBridge = packet.isBridge
-        connectionsPerListener[listener, default: 0] += 1
-        stats.connectionsTotal += 1
-        stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
-
-        send(
-            .connAck(
-                ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)
-            ),
-            to: connection
-        )
-
-        if sessionPresent { resume(clientID, now: now) }
+        return sessionPresent
     }
 
     /// Sends again what the client had not acknowledged, then what was queued [MQTT-4.4.0-1].
