@@ -535,26 +535,14 @@ public struct Broker: Sendable {
         stats.publishReceived += 1
         stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
         stats.publishBytesReceived += packet.payload.readableBytes
-        var topic = packet.topic
-        if client.version >= .v5, let alias = packet.properties.topicAlias {
-            guard alias != 0, alias <= settings.topicAliasMaximum else {
-                return protocolViolation(connection, .topicAliasInvalid, "topic alias \(alias) out of range", now: now)
+        let topic: String
+        do {
+            topic = try Self.publishTopic(packet, from: &client, settings: settings)
+        } catch {
+            if case .protocolViolation(let code, let reason) = error {
+                return protocolViolation(connection, code, reason, now: now)
             }
-            if topic.isEmpty {
-                guard let known = client.inboundAliases[alias] else {
-                    return protocolViolation(connection, .protocolError, "unknown topic alias \(alias)", now: now)
-                }
-                topic = known
-            } else {
-                client.inboundAliases[alias] = topic
-            }
-        }
-        if topic.isEmpty {
-            return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
-        }
-        if let mount = settings.listenerMountPoints[client.listener] { topic = mount + topic }
-        if Topic.exceedsLevels(topic, limit: settings.maxTopicLevels) {
-            // MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
+            // Too deep. MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
             // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
             // and 3.1/3.1.1 cannot refuse a PUBLISH at all: the connection is closed, as Mosquitto
             // 2.0.11 closes it for every version (measured: 0x82 for MQTT 5).
@@ -565,19 +553,6 @@ public struct Broker: Sendable {
             }
             let reason = "topic deeper than \(settings.maxTopicLevels) levels"
             return protocolViolation(connection, .topicNameInvalid, reason, now: now)
-        }
-        if packet.retain && !settings.retainAvailable {
-            return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
-        }
-        if packet.qos.rawValue > settings.maxQoS {
-            // As Mosquitto: MQTT 5 gets DISCONNECT 0x9B, 3.x cannot be told and is closed.
-            return protocolViolation(connection, .qosNotSupported, "QoS \(packet.qos.rawValue) above max_qos", now: now)
-        }
-        if packet.qos != .atMostOnce && client.version >= .v5 {
-            // Our Receive Maximum bounds the client's unacknowledged QoS 1/2 publishes [MQTT-3.3.4-9].
-            if client.inboundUnacknowledged >= settings.receiveMaximum {
-                return protocolViolation(connection, .receiveMaximumExceeded, "receive maximum exceeded", now: now)
-            }
         }
         connections[connection] = client
         guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
