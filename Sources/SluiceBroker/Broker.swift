@@ -21,9 +21,8 @@ public struct Broker: Sendable {
     private var connections: [ConnectionID: ClientConnection] = [:]
     private var connectionsPerListener: [Int: Int] = [:]
     var subscriptions = SubscriptionTree()
-    var retained: [String: Message] = [:]
-    /// Retained topics changed since the last `takeChanges()` (for persistence).
-    var dirtyRetained: Set<String> = []
+    var retained = RetainedStore()
+    var timers = WillAndExpiryTimers()
     /// Persistent sessions whose records are in the store (so that ending one deletes them).
     var savedSessions: Set<String> = []
 
@@ -33,8 +32,8 @@ public struct Broker: Sendable {
         get { sessions.tracksChanges }
         set {
             sessions.tracksChanges = newValue
+            retained.tracksChanges = newValue
             if !newValue {
-                dirtyRetained.removeAll()
                 savedSessions.removeAll()
             }
         }
@@ -43,26 +42,16 @@ public struct Broker: Sendable {
     /// Acknowledgements held until the next save of broker state has committed (`takeChanges()`).
     var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
-    private var assignedIDCounter: UInt64 = 0
+    var assignedIDCounter: UInt64 = 0
     /// Random per broker instance, so an assigned id never names a session restored from disk
     /// (the counter starts again at every start; Mosquitto uses a random UUID).
-    private let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var actions: [BrokerAction] = []
     /// Connections that ended, not yet taken by the owner (`takeDepartures()`).
     private var departures: [Departure] = []
-    /// CONNECTs whose client identifier another connection still holds, by their own connection:
-    /// they are admitted once that connection is gone (see `handleConnect`'s takeover).
-    private var awaitingTakeover: [ConnectionID: AwaitingTakeover] = [:]
-
-    private struct AwaitingTakeover {
-        var previous: ConnectionID
-        var packet: ConnectPacket
-        var listener: Int
-        /// What the new connection sent after its CONNECT meanwhile, handled once it is admitted.
-        var packets: [Packet] = []
-    }
-    /// A client that floods while it waits for its takeover is closed rather than buffered.
-    private static let maxPacketsAwaitingTakeover = 1000
+    /// Connections on their way in: authenticating, or waiting for the connection that holds their
+    /// client identifier to be gone (`ConnectionAdmission`).
+    private var admissions: [ConnectionID: ConnectionAdmission] = [:]
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
     /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
@@ -95,7 +84,7 @@ public struct Broker: Sendable {
     /// `$SYS/broker/store/messages/{count,bytes}`. Walks every session: call at `sys_interval`, not per message.
     public var storedMessages: (count: Int, bytes: Int) {
         var count = retained.count
-        var bytes = retained.values.reduce(0) { $0 + $1.payload.readableBytes }
+        var bytes = retained.payloadBytes
         for session in sessions.all.values {
             count += session.queue.count + session.inflight.count
             bytes += session.queue.reduce(0) { $0 + $1.message.payload.readableBytes }
@@ -106,7 +95,13 @@ public struct Broker: Sendable {
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
     /// Its CONNECT waits until the connection holding its client identifier is gone.
-    public func awaitsTakeover(_ connection: ConnectionID) -> Bool { awaitingTakeover[connection] != nil }
+    public func awaitsTakeover(_ connection: ConnectionID) -> Bool {
+        if case .awaitingTakeover = admissions[connection]?.state { true } else { false }
+    }
+    /// Its CONNECT waits for the owner's `authenticated`.
+    public func awaitsAuthentication(_ connection: ConnectionID) -> Bool {
+        admissions[connection]?.state == .awaitingAuthentication
+    }
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
     public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
     public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }
@@ -125,15 +120,57 @@ public struct Broker: Sendable {
 
     // MARK: Events
 
-    /// A decoded CONNECT on a new connection. Authentication has already been done by the caller.
+    /// A decoded CONNECT on a new connection. With `authenticate`, the owner checks the credentials
+    /// first (`BrokerAction.authenticate`) and answers with `authenticated`; what the client sends
+    /// meanwhile is handled once it is admitted.
     public mutating func connect(
         _ connection: ConnectionID,
         _ packet: ConnectPacket,
         listener: Int = 0,
+        authenticate: Bool = false,
         now: BrokerTime
     ) -> [BrokerAction] {
-        handleConnect(connection, packet, listener: listener, now: now)
+        if authenticate {
+            admissions[connection] = ConnectionAdmission(packet, listener: listener)
+            actions.append(.authenticate(connection, packet))
+        } else {
+            handleConnect(connection, packet, listener: listener, now: now)
+        }
         return takeActions()
+    }
+
+    /// The owner's answer to `.authenticate`. Nothing when the connection closed meanwhile.
+    public mutating func authenticated(
+        _ connection: ConnectionID,
+        _ decision: AuthenticationDecision,
+        now: BrokerTime
+    ) -> [BrokerAction] {
+        if let admission = admissions[connection] {
+            advance(connection, admission, to: admission.authenticated(decision), now: now)
+        }
+        return takeActions()
+    }
+
+    /// Carries out what a connection's admission decided.
+    private mutating func advance(
+        _ connection: ConnectionID,
+        _ admission: ConnectionAdmission,
+        to next: ConnectionAdmission.Next,
+        now: BrokerTime
+    ) {
+        switch next {
+        case .wait:
+            return
+        case .refuse(let reason):
+            admissions[connection] = nil
+            refuse(connection, reason)
+        case .applyRules:
+            admissions[connection] = nil
+            let tookOver = if case .awaitingTakeover = admission.state { true } else { false }
+            handleConnect(connection, admission.packet, listener: admission.listener, now: now, tookOver: tookOver)
+            // Kept anew if it waits again (for a takeover).
+            for packet in admission.buffered { handle(packet, from: connection, now: now) }
+        }
     }
 
     /// Authentication failed before the broker rules were consulted: CONNACK with `reason`
@@ -155,13 +192,9 @@ public struct Broker: Sendable {
     }
 
     private mutating func handle(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) {
-        if awaitingTakeover[connection] != nil {
-            guard awaitingTakeover[connection]!.packets.count < Self.maxPacketsAwaitingTakeover else {
-                awaitingTakeover[connection] = nil
-                return refuse(connection, .serverBusy)
-            }
-            awaitingTakeover[connection]!.packets.append(packet)
-            return
+        if admissions[connection] != nil {
+            let next = admissions[connection]!.received(packet)
+            return advance(connection, admissions[connection]!, to: next, now: now)
         }
         guard let slot = connections.index(forKey: connection) else {
             // Not (or no longer) connected: only a CONNECT is acceptable [MQTT-3.1.0-1].
@@ -197,8 +230,8 @@ public struct Broker: Sendable {
 
     /// The connection's socket closed (by the peer, by us, or by an error).
     public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
-        if awaitingTakeover.removeValue(forKey: connection) == nil {
-            let takenOver = awaitingTakeover.values.contains { $0.previous == connection }
+        if admissions.removeValue(forKey: connection) == nil {
+            let takenOver = admissions.values.contains { $0.awaits(connection) }
             detach(connection, now: now, reason: takenOver ? .takenOver : .socketClosed)
         }
         return takeActions()
@@ -226,14 +259,20 @@ public struct Broker: Sendable {
                 detach(id, now: now, reason: .keepAliveTimeout)
             }
         }
-        for (clientID, session) in sessions.all where !session.isConnected {
-            if let will = session.delayedWill, will.dueAt <= now {
-                sessions[clientID]?.delayedWill = nil
-                route(will.message, now: now)
-            }
-            if let expiresAt = session.expiresAt(), expiresAt <= now {
-                stats.clientsExpired += 1
-                endSession(clientID, now: now)
+        for due in timers.takeDue(now: now) {
+            // The session is the truth; a timer only says when to look.
+            guard let session = sessions[due.clientID], !session.isConnected else { continue }
+            switch due.kind {
+            case .will:
+                if let will = session.delayedWill, will.dueAt <= now {
+                    sessions[due.clientID]?.delayedWill = nil
+                    route(will.message, now: now)
+                }
+            case .sessionExpiry:
+                if let expiresAt = session.expiresAt(), expiresAt <= now {
+                    stats.clientsExpired += 1
+                    endSession(due.clientID, now: now)
+                }
             }
         }
         return takeActions()
@@ -323,7 +362,7 @@ public struct Broker: Sendable {
     /// session), so that its acknowledgement must wait for the save.
     private mutating func retainAndRoute(_ message: Message, now: BrokerTime) -> Bool {
         let storedBefore = sessions.storedMessages
-        if message.retain { storeRetained(message) }
+        if message.retain { retained.store(message) }
         route(message, now: now)
         return tracksChanges && message.qos != .atMostOnce
             && (message.retain || sessions.storedMessages != storedBefore)
@@ -343,99 +382,105 @@ public struct Broker: Sendable {
         now: BrokerTime,
         tookOver: Bool = false
     ) {
-        let version = packet.protocolVersion
-        func refuse(_ code: ReasonCode) { self.refuse(connection, code) }
-        if packet.properties.authenticationMethod != nil {
-            return refuse(.badAuthenticationMethod)  // no enhanced authentication methods are offered
+        let identity: ConnectIdentity
+        do {
+            identity = try connectIdentity(packet, listener: listener)
+            let isTakeover = tookOver || sessions[identity.clientID]?.connection != nil
+            if !isTakeover { try checkConnectionLimits(listener: listener) }
+        } catch {
+            return refuse(connection, error.reason)
         }
-        if let will = packet.will, will.retain && !settings.retainAvailable {
-            return refuse(.retainNotSupported)
-        }
-        if let will = packet.will, let limit = settings.messageSizeLimit, will.payload.readableBytes > limit {
-            // `message_size_limit` covers the will's payload too; Mosquitto answers 0x95, or 5 in 3.1/3.1.1.
-            return refuse(version >= .v5 ? .packetTooLarge : .notAuthorized)
-        }
-        if let will = packet.will, will.qos.rawValue > settings.maxQoS {
-            return refuse(.qosNotSupported)
-        }
-        var clientID = packet.clientIdentifier
-        var assigned: String? = nil
-        if clientID.isEmpty {
-            // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-8].
-            if version == .v3_1 || (version == .v3_1_1 && !packet.cleanStart) || !settings.allowZeroLengthClientID {
-                return refuse(.clientIdentifierNotValid)
-            }
-            assignedIDCounter += 1
-            clientID = "\(settings.autoIDPrefix)\(assignedIDEpoch)-\(assignedIDCounter)"
-            assigned = clientID
-        }
-        if settings.listenersUsingUsernameAsClientID.contains(listener) {
-            // Mosquitto's `use_username_as_clientid`: after authentication the username is the client id
-            // (an assigned one included), so sessions and takeovers go by user.
-            guard let username = packet.username, !username.isEmpty else { return refuse(.notAuthorized) }
-            clientID = username
-            if assigned != nil { assigned = username }
-        }
-        // `mount_point`: the will is published under the listener's prefix, and checked there.
-        let will = packet.will.map { will in
-            var mounted = will
-            mounted.topic = (settings.listenerMountPoints[listener] ?? "") + will.topic
-            return mounted
-        }
-        if let will, let policy = accessPolicy,
-            !policy.mayPublish(clientID: clientID, username: packet.username, topic: will.topic)
-        {
-            return refuse(.notAuthorized)
-        }
-
-        let isTakeover = tookOver || sessions[clientID]?.connection != nil
-        if !isTakeover {
-            if let limit = settings.maxConnections, connections.count >= limit { return refuse(.quotaExceeded) }
-            if let limit = settings.listenerConnectionLimits[listener],
-                connectionsPerListener[listener, default: 0] >= limit
-            {
-                return refuse(.quotaExceeded)
-            }
-        }
-        var keepAlive = packet.keepAlive
-        var serverKeepAlive: UInt16? = nil
-        if settings.maxKeepalive < 65535 && (keepAlive == 0 || keepAlive > settings.maxKeepalive) {
-            keepAlive = settings.maxKeepalive
-            serverKeepAlive = keepAlive
-        }
+        let (keepAlive, serverKeepAlive) = settings.keepAlive(asked: packet.keepAlive)
         var connAckProperties = Properties()
-        if version >= .v5 {
-            if settings.receiveMaximum < 65535 { connAckProperties.receiveMaximum = UInt16(settings.receiveMaximum) }
-            if settings.maximumPacketSize < 268_435_460 {
-                connAckProperties.maximumPacketSize = UInt32(settings.maximumPacketSize)
-            }
-            connAckProperties.topicAliasMaximum = settings.topicAliasMaximum
-            if !settings.retainAvailable { connAckProperties.retainAvailable = 0 }
-            if settings.maxQoS < 2 { connAckProperties.maximumQoS = settings.maxQoS }
-            connAckProperties.assignedClientIdentifier = assigned
-            connAckProperties.serverKeepAlive = serverKeepAlive
+        if packet.protocolVersion >= .v5 {
+            connAckProperties = settings.connAckProperties(
+                assigned: identity.assigned,
+                serverKeepAlive: serverKeepAlive
+            )
             // [MQTT-3.1.2-24]: nothing larger than the client's Maximum Packet Size, the CONNACK included. As
             // Mosquitto does, a client whose limit cannot hold it is closed without one, before anything changes.
-            let limit = Int(packet.properties.maximumPacketSize ?? 268_435_460)
-            let connAck = Packet.connAck(ConnAckPacket(sessionPresent: true, properties: connAckProperties))
-            if MQTTCodec.encodedSize(connAck, version: version) > limit {
-                actions.append(.close(connection, nil))
-                return
+            guard Self.connAck(with: connAckProperties, fits: packet) else {
+                return actions.append(.close(connection, nil))
             }
         }
-
-        // Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3], but only
-        // once what its client sent before has been read: a client that sends DISCONNECT and reconnects
-        // at once can have the new CONNECT handled first, and its will must still not be published
-        // [MQTT-3.1.2-10]. This connection waits until the old one is gone (`admitAfterTakeover`).
-        if let existing = sessions[clientID]?.connection {
-            if !awaitingTakeover.values.contains(where: { $0.previous == existing }) {
-                close(existing, reason: .sessionTakenOver, afterReading: true)
-            }
-            awaitingTakeover[connection] = AwaitingTakeover(previous: existing, packet: packet, listener: listener)
-            return
+        if let existing = sessions[identity.clientID]?.connection {
+            return awaitTakeover(of: existing, connection, packet, listener: listener)
         }
+        let sessionPresent = attachSession(identity.clientID, packet, to: connection, now: now)
+        register(connection, identity, packet, listener: listener, keepAlive: keepAlive, now: now)
+        let connAck = ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)
+        send(.connAck(connAck), to: connection)
+        if sessionPresent { resume(identity.clientID, now: now) }
+    }
 
+    /// `max_connections` and the listener's `max_connections` (a takeover does not count: it replaces one).
+    private func checkConnectionLimits(listener: Int) throws(ConnectRefusal) {
+        if let limit = settings.maxConnections, connections.count >= limit {
+            throw ConnectRefusal(reason: .quotaExceeded)
+        }
+        if let limit = settings.listenerConnectionLimits[listener],
+            connectionsPerListener[listener, default: 0] >= limit
+        {
+            throw ConnectRefusal(reason: .quotaExceeded)
+        }
+    }
+
+    /// Session takeover: the existing connection is told 0x8E and closed [MQTT-3.1.4-3], but only
+    /// once what its client sent before has been read: a client that sends DISCONNECT and reconnects
+    /// at once can have the new CONNECT handled first, and its will must still not be published
+    /// [MQTT-3.1.2-10]. This connection waits until the old one is gone (`admitAfterTakeover`).
+    private mutating func awaitTakeover(
+        of existing: ConnectionID,
+        _ connection: ConnectionID,
+        _ packet: ConnectPacket,
+        listener: Int
+    ) {
+        if !admissions.values.contains(where: { $0.awaits(existing) }) {
+            close(existing, reason: .sessionTakenOver, afterReading: true)
+        }
+        admissions[connection] = ConnectionAdmission(
+            packet,
+            listener: listener,
+            state: .awaitingTakeover(previous: existing)
+        )
+    }
+
+    /// The admitted connection's own state (the session holds what outlives it).
+    private mutating func register(
+        _ connection: ConnectionID,
+        _ identity: ConnectIdentity,
+        _ packet: ConnectPacket,
+        listener: Int,
+        keepAlive: UInt16,
+        now: BrokerTime
+    ) {
+        connections[connection] = ClientConnection(
+            clientID: identity.clientID,
+            username: packet.username,
+            version: packet.protocolVersion,
+            listener: listener,
+            keepAlive: keepAlive,
+            lastActivity: now,
+            receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
+            maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
+            topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
+            will: identity.will
+        )
+        connections[connection]?.isBridge = packet.isBridge
+        connectionsPerListener[listener, default: 0] += 1
+        stats.connectionsTotal += 1
+        stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
+    }
+
+    /// Binds the connection to its client's session: the one present, resumed, or a new one (a clean
+    /// start, or an expired session, ends the old one first). Returns whether a session was present.
+    private mutating func attachSession(
+        _ clientID: String,
+        _ packet: ConnectPacket,
+        to connection: ConnectionID,
+        now: BrokerTime
+    ) -> Bool {
+        let version = packet.protocolVersion
         let expiry: UInt32
         if version >= .v5 {
             expiry = packet.properties.sessionExpiryInterval ?? 0
@@ -460,37 +505,13 @@ public struct Broker: Sendable {
         session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
         sessions[clientID] = session
+        timers.cancel(clientID)
         if session.isPersistent && !(sessionPresent && wasPersistent) {
             // New, replaced, or persistent only from now on: whatever was saved under this
             // identifier goes, and the session is saved whole.
             sessions.noteRewrite(clientID)
         }
-
-        connections[connection] = ClientConnection(
-            clientID: clientID,
-            username: packet.username,
-            version: version,
-            listener: listener,
-            keepAlive: keepAlive,
-            lastActivity: now,
-            receiveMaximum: Int(packet.properties.receiveMaximum ?? 65535),
-            maximumPacketSize: Int(packet.properties.maximumPacketSize ?? 268_435_460),
-            topicAliasMaximum: packet.properties.topicAliasMaximum ?? 0,
-            will: will
-        )
-        connections[connection]?.isBridge = packet.isBridge
-        connectionsPerListener[listener, default: 0] += 1
-        stats.connectionsTotal += 1
-        stats.clientsMaximum = max(stats.clientsMaximum, connections.count)
-
-        send(
-            .connAck(
-                ConnAckPacket(sessionPresent: sessionPresent, reasonCode: .success, properties: connAckProperties)
-            ),
-            to: connection
-        )
-
-        if sessionPresent { resume(clientID, now: now) }
+        return sessionPresent
     }
 
     /// Sends again what the client had not acknowledged, then what was queued [MQTT-4.4.0-1].
@@ -514,26 +535,14 @@ public struct Broker: Sendable {
         stats.publishReceived += 1
         stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
         stats.publishBytesReceived += packet.payload.readableBytes
-        var topic = packet.topic
-        if client.version >= .v5, let alias = packet.properties.topicAlias {
-            guard alias != 0, alias <= settings.topicAliasMaximum else {
-                return protocolViolation(connection, .topicAliasInvalid, "topic alias \(alias) out of range", now: now)
+        let topic: String
+        do {
+            topic = try Self.publishTopic(packet, from: &client, settings: settings)
+        } catch {
+            if case .protocolViolation(let code, let reason) = error {
+                return protocolViolation(connection, code, reason, now: now)
             }
-            if topic.isEmpty {
-                guard let known = client.inboundAliases[alias] else {
-                    return protocolViolation(connection, .protocolError, "unknown topic alias \(alias)", now: now)
-                }
-                topic = known
-            } else {
-                client.inboundAliases[alias] = topic
-            }
-        }
-        if topic.isEmpty {
-            return protocolViolation(connection, .topicNameInvalid, "empty topic", now: now)
-        }
-        if let mount = settings.listenerMountPoints[client.listener] { topic = mount + topic }
-        if Topic.exceedsLevels(topic, limit: settings.maxTopicLevels) {
-            // MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
+            // Too deep. MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
             // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
             // and 3.1/3.1.1 cannot refuse a PUBLISH at all: the connection is closed, as Mosquitto
             // 2.0.11 closes it for every version (measured: 0x82 for MQTT 5).
@@ -544,19 +553,6 @@ public struct Broker: Sendable {
             }
             let reason = "topic deeper than \(settings.maxTopicLevels) levels"
             return protocolViolation(connection, .topicNameInvalid, reason, now: now)
-        }
-        if packet.retain && !settings.retainAvailable {
-            return protocolViolation(connection, .retainNotSupported, "retain not supported", now: now)
-        }
-        if packet.qos.rawValue > settings.maxQoS {
-            // As Mosquitto: MQTT 5 gets DISCONNECT 0x9B, 3.x cannot be told and is closed.
-            return protocolViolation(connection, .qosNotSupported, "QoS \(packet.qos.rawValue) above max_qos", now: now)
-        }
-        if packet.qos != .atMostOnce && client.version >= .v5 {
-            // Our Receive Maximum bounds the client's unacknowledged QoS 1/2 publishes [MQTT-3.3.4-9].
-            if client.inboundUnacknowledged >= settings.receiveMaximum {
-                return protocolViolation(connection, .receiveMaximumExceeded, "receive maximum exceeded", now: now)
-            }
         }
         connections[connection] = client
         guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
@@ -652,20 +648,6 @@ public struct Broker: Sendable {
         settings.durableFilters.contains { Topic.matches(filter: $0, topic: topic) }
     }
 
-    private mutating func storeRetained(_ message: Message) {
-        // `$SYS` state is regenerated every interval: not worth saving.
-        defer { if message.topic.hasPrefix("$SYS/") { dirtyRetained.remove(message.topic) } }
-        if message.payload.readableBytes == 0 {
-            retained[message.topic] = nil  // an empty retained message clears the topic [MQTT-3.3.1-6]
-            if tracksChanges { dirtyRetained.insert(message.topic) }
-        } else {
-            var kept = message
-            kept.retain = true
-            retained[message.topic] = kept
-            if tracksChanges { dirtyRetained.insert(message.topic) }
-        }
-    }
-
     // MARK: Acknowledgements from a client
 
     /// Index of the in-flight message with this packet identifier in this state, if any.
@@ -758,12 +740,9 @@ public struct Broker: Sendable {
             )
             sessions[client.clientID]?.subscriptions[request.filter] = subscription
             codes.append(ReasonCode(rawValue: options.qos.rawValue))
-            let isShared = Topic.sharedSubscription(request.filter) != nil
-            switch request.options.retainHandling {
-            case .sendOnSubscribe where !isShared, .sendOnSubscribeIfNew where !existed && !isShared:
+            let handling = request.options.retainHandling
+            if RetainedStore.sendsOnSubscribe(handling, filter: request.filter, existed: existed) {
                 retainedToSend.append((request.filter, subscription))
-            default:
-                break
             }
         }
         replyAfterSave(
@@ -773,24 +752,16 @@ public struct Broker: Sendable {
         // Retained messages come with the new subscription [MQTT-3.3.1-9]: after the SUBACK, or
         // before it while the SUBACK waits for a save.
         for (filter, subscription) in retainedToSend {
-            for (topic, message) in retained.sorted(by: { $0.key < $1.key })
-            where Topic.matches(filter: filter, topic: topic) {
-                if let expiresAt = message.expiresAt, expiresAt <= now {
-                    retained[topic] = nil
-                    if tracksChanges { dirtyRetained.insert(topic) }
-                    continue
-                }
-                guard mayReceive(client.clientID, username: client.username, topic: topic),
-                    retainSourceMayStillWrite(message)
-                else { continue }
-                let delivery = Delivery(
-                    message: message,
-                    qos: settings.deliveredQoS(message.qos, subscription: subscription.options.qos),
-                    retain: true,
-                    subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? []
-                )
-                enqueue(delivery, for: client.clientID, now: now)
-            }
+            let deliveries = retained.deliveries(
+                for: filter,
+                subscription: subscription,
+                clientID: client.clientID,
+                username: client.username,
+                settings: settings,
+                accessPolicy: accessPolicy,
+                now: now
+            )
+            for delivery in deliveries { enqueue(delivery, for: client.clientID, now: now) }
         }
     }
 
@@ -881,25 +852,22 @@ public struct Broker: Sendable {
             let delay = BrokerTime(will.properties.willDelayInterval ?? 0) * 1000
             if delay == 0 || session.expiryInterval == 0 {
                 route(message, now: now)
-                if message.retain { storeRetained(message) }
+                if message.retain { retained.store(message) }
             } else {
                 sessions[client.clientID]?.delayedWill = (message, now + delay)
+                timers.setWill(client.clientID, at: now + delay)
             }
         }
         if session.expiryInterval == 0 { endSession(client.clientID, now: now) }
+        timers.setExpiry(client.clientID, at: sessions[client.clientID]?.expiresAt())
     }
 
     /// The connections that waited for `previous` to be gone connect now, in the order they came.
     private mutating func admitAfterTakeover(of previous: ConnectionID, now: BrokerTime) {
-        guard !awaitingTakeover.isEmpty else { return }
-        let waiting = awaitingTakeover.filter { $0.value.previous == previous }.sorted {
-            $0.key.rawValue < $1.key.rawValue
-        }
-        for (connection, pending) in waiting {
-            awaitingTakeover[connection] = nil
-            // A second waiter finds the first connected and waits again, for it.
-            handleConnect(connection, pending.packet, listener: pending.listener, now: now, tookOver: true)
-            for packet in pending.packets { handle(packet, from: connection, now: now) }
+        guard !admissions.isEmpty else { return }
+        let waiting = admissions.filter { $0.value.awaits(previous) }.sorted { $0.key.rawValue < $1.key.rawValue }
+        for (connection, admission) in waiting {
+            advance(connection, admission, to: admission.previousGone(previous), now: now)
         }
     }
 
@@ -921,11 +889,12 @@ public struct Broker: Sendable {
     /// Removes a session and its subscriptions; a delayed will is sent now if the session ends first.
     private mutating func endSession(_ clientID: String, now: BrokerTime, publishWill: Bool = true) {
         guard let session = sessions.removeValue(forKey: clientID) else { return }
+        timers.cancel(clientID)
         for filter in session.subscriptions.keys {
             subscriptions.remove(filter: filter, clientID: clientID)
         }
         if publishWill, let will = session.delayedWill {
-            if will.message.retain { storeRetained(will.message) }
+            if will.message.retain { retained.store(will.message) }
             route(will.message, now: now)
         }
     }
@@ -958,13 +927,6 @@ public struct Broker: Sendable {
     }
 
     // MARK: Routing and delivery
-
-    /// `check_retain_source`: the publisher of a retained message must still be allowed to write its topic
-    /// (checked against the ACL in force now, so a reload that takes the right away hides the message).
-    private func retainSourceMayStillWrite(_ message: Message) -> Bool {
-        guard settings.checkRetainSource, let publisher = message.publisher, let accessPolicy else { return true }
-        return accessPolicy.mayPublish(clientID: publisher.clientID, username: publisher.username, topic: message.topic)
-    }
 
     private func mayReceive(_ clientID: String, username: String?, topic: String) -> Bool {
         accessPolicy?.mayReceive(clientID: clientID, username: username, topic: topic) ?? true

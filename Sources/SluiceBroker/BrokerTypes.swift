@@ -185,4 +185,6 @@ public enum BrokerAction: Sendable {
     /// Append the message to the durable queues, then answer with `Broker.persisted(token:accepted:now:)`.
     /// The publisher's PUBACK/PUBREC waits for that answer.
     case persist(token: UInt64, message: Message)
+    /// Check the credentials of this CONNECT, then answer with `Broker.authenticated`.
+    case authenticate(ConnectionID, ConnectPacket)
 }

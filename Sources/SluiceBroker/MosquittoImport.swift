@@ -58,10 +58,7 @@ extension Broker {
                 report.skipped.append("retained message on \(message.topic): the Sluice store already has one")
                 continue
             }
-            var kept = message
-            kept.retain = true
-            retained[message.topic] = kept
-            dirtyRetained.insert(message.topic)
+            retained.importMessage(message)
             report.retained += 1
         }
 
@@ -184,6 +181,7 @@ extension Broker {
                 subscriptions.insert(filter: filter, clientID: clientID, subscription: subscription)
             }
             sessions[clientID] = session
+            timers.setExpiry(clientID, at: session.expiresAt())
             report.sessions += 1
         }
         return report

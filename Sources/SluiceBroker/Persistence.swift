@@ -237,8 +237,7 @@ extension Broker {
                 )
             )
         }
-        for topic in dirtyRetained { changes.retained.append((topic, retained[topic])) }
-        dirtyRetained.removeAll(keepingCapacity: true)
+        changes.retained = retained.takeChanges()
         changes.acknowledgements = acknowledgementsAwaitingSave
         acknowledgementsAwaitingSave.removeAll(keepingCapacity: true)
         return changes
@@ -271,7 +270,7 @@ extension Broker {
                 var message = try buffer.readMessage(offset: wallClockOffset)
                 if version >= 3 { message.publisher = try buffer.readPublisher() }
                 if let expiresAt = message.expiresAt, expiresAt <= now { continue }
-                self.retained[message.topic] = message
+                self.retained.restore(message)
             } catch {
                 problems.append("\(error)")
             }
@@ -341,13 +340,14 @@ extension Broker {
                     self.subscriptions.insert(filter: filter, clientID: session.clientID, subscription: subscription)
                 }
                 self.sessions[session.clientID] = session
+                timers.setExpiry(session.clientID, at: session.expiresAt())
                 savedSessions.insert(session.clientID)
             } catch {
                 problems.append("\(error)")
             }
         }
         _ = self.sessions.takeChanged()  // what was just loaded is already on disk
-        dirtyRetained.removeAll()
+        _ = self.retained.takeChanges()
         for clientID in migrated { self.sessions.noteRewrite(clientID) }
         for (clientID, subscriptions) in trimmed { self.sessions[clientID]?.subscriptions = subscriptions }
         for clientID in messages.keys {

@@ -58,8 +58,6 @@ final class BrokerHost: @unchecked Sendable {
     /// With `per_listener_settings true`: the authenticator of each listener (by index), used
     /// instead of `authenticator` for connections on that listener.
     var listenerAuthenticators: [Int: Authenticator] = [:]
-    /// Packets that arrived while their connection's CONNECT was being authenticated.
-    private var awaitingAuthentication: [ConnectionID: [Packet]] = [:]
     /// CONNECTs the authenticator refused, by reason label (`sluice_auth_failures_total`).
     private(set) var authenticationFailures: [String: Int] = [:]
 
@@ -72,18 +70,27 @@ final class BrokerHost: @unchecked Sendable {
             // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
             return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
         }
+        let authenticates = (listenerAuthenticators[handle.listener] ?? authenticator) != nil
+        admit(
+            id,
+            packet,
+            handle: handle,
+            core.connect(id, packet, listener: handle.listener, authenticate: authenticates, now: now)
+        )
+    }
+
+    /// Carries out `.authenticate`: the authenticator decides (hashing off the loop) and the broker
+    /// hears it here; the packets that came meanwhile wait in the broker.
+    private func authenticate(_ id: ConnectionID, _ packet: ConnectPacket) {
+        guard let handle = connections[id] else { return }
         guard let authenticator = listenerAuthenticators[handle.listener] ?? authenticator else {
-            return admit(id, packet, handle: handle)
+            return run(core.authenticated(id, .accept, now: now))
         }
-        awaitingAuthentication[id] = []
         authenticator.authenticate(packet, identityVerified: handle.identityVerified, on: loop).whenComplete { result in
-            guard let queued = self.awaitingAuthentication.removeValue(forKey: id), self.connections[id] != nil else {
-                return  // the socket closed meanwhile
-            }
+            guard self.connections[id] != nil else { return }  // the socket closed meanwhile
             switch result {
             case .success(.accept):
-                self.admit(id, packet, handle: handle)
-                if !queued.isEmpty { self.receive(id, queued) }
+                self.admit(id, packet, handle: handle, self.core.authenticated(id, .accept, now: self.now))
             case .success(.refuse(let reason)):
                 self.authenticationFailures[
                     reason == .badUserNameOrPassword ? "bad_username_or_password" : "not_authorized",
@@ -96,16 +103,21 @@ final class BrokerHost: @unchecked Sendable {
                         "remote": "\(handle.remoteAddress)", "reason": "\(reason)",
                     ]
                 )
-                self.run(self.core.refuseConnect(id, reason: reason))
+                self.run(self.core.authenticated(id, .refuse(reason), now: self.now))
             case .failure(let error):
                 self.logger.error("authentication could not run: \(error)")
-                self.run(self.core.refuseConnect(id, reason: .serverUnavailable))
+                self.run(self.core.authenticated(id, .refuse(.serverUnavailable), now: self.now))
             }
         }
     }
 
-    private func admit(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
-        let actions = core.connect(id, packet, listener: handle.listener, now: now)
+    /// Logs how the broker answered a CONNECT (`connection_messages`), then carries out its actions.
+    private func admit(
+        _ id: ConnectionID,
+        _ packet: ConnectPacket,
+        handle: ConnectionHandle,
+        _ actions: [BrokerAction]
+    ) {
         if let clientID = core.clientID(of: id) {
             clientLog.connected(clientID: clientID, remote: handle.remoteAddress, packet: packet)
         } else if core.awaitsTakeover(id) {
@@ -118,6 +130,10 @@ final class BrokerHost: @unchecked Sendable {
                 packet: packet,
                 code: code
             )
+        } else if let ack = Self.connAck(actions, for: id) {
+            // Admitted, then gone at once: what it sent while it authenticated closed it (a DISCONNECT).
+            let clientID = ack.properties.assignedClientIdentifier ?? packet.clientIdentifier
+            clientLog.connected(clientID: clientID, remote: handle.remoteAddress, packet: packet)
         }
         run(actions)
     }
@@ -127,10 +143,6 @@ final class BrokerHost: @unchecked Sendable {
 
     func receive(_ id: ConnectionID, _ packets: [Packet]) {
         loop.preconditionInEventLoop()
-        if awaitingAuthentication[id] != nil {
-            awaitingAuthentication[id]! += packets
-            return
-        }
         var actions: [BrokerAction] = []
         for packet in packets {
             if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
@@ -144,7 +156,6 @@ final class BrokerHost: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard let handle = connections.removeValue(forKey: id) else { return }
         connectionsClosed += 1
-        awaitingAuthentication[id] = nil
         connectLogsAwaitingTakeover[id] = nil
         let actions = core.closed(id, now: now)
         logDepartures(closed: (id, handle.remoteAddress), cause: cause)
@@ -448,6 +459,12 @@ final class BrokerHost: @unchecked Sendable {
         return nil
     }
 
+    /// The CONNACK the broker answered `id` with, if any.
+    private static func connAck(_ actions: [BrokerAction], for id: ConnectionID) -> ConnAckPacket? {
+        for case .send(id, .connAck(let ack)) in actions { return ack }
+        return nil
+    }
+
     /// One line per connection the broker ended (or saw end), with why. `closed`: a connection whose
     /// handle is already gone, with its address.
     private func logDepartures(closed: (ConnectionID, String)? = nil, cause: DepartureReason? = nil) {
@@ -494,6 +511,8 @@ final class BrokerHost: @unchecked Sendable {
                     // Gone already: the connection that waits for it must not wait for a `closed` that never comes.
                     loop.execute { self.run(self.core.closed(id, now: self.now)) }
                 }
+            case .authenticate(let id, let packet):
+                authenticate(id, packet)
             case .persist(let token, let message):
                 if let durableSink {
                     durableSink(token, message)

@@ -10,6 +10,7 @@ enum Seen: Equatable {
     /// A takeover's close, after the old connection's pending input was read.
     case takeOver(ConnectionID, DisconnectPacket?)
     case persist(UInt64, String)
+    case authenticate(ConnectionID)
 
     init(_ action: BrokerAction) {
         switch action {
@@ -17,6 +18,7 @@ enum Seen: Equatable {
         case .close(let id, let disconnect): self = .close(id, disconnect)
         case .takeOver(let id, let disconnect): self = .takeOver(id, disconnect)
         case .persist(let token, let message): self = .persist(token, message.topic)
+        case .authenticate(let id, _): self = .authenticate(id)
         }
     }
 }
