@@ -183,7 +183,8 @@ struct SubscriptionTree: Sendable {
         let previous = durableNodes
         durableNodes = []
         for index in previous { nodes[index].durable = [] }
-        for index in previous { prune(from: index) }
+        // A prune may free (or, emptying the tree, drop) nodes that are later in `previous`: those are done.
+        for index in previous where nodes.indices.contains(index) { prune(from: index) }
         for (filter, subscriber) in entries {
             let index = node(for: filter)
             nodes[index].durable.append(subscriber)

@@ -132,6 +132,16 @@ import Testing
         #expect(h.broker.subscriptions.nodeCount == nodesBefore)
     }
 
+    @Test func aReloadTakesOutNestedFiltersWhateverTheOrderTheirNodesAreFreedIn() {
+        let h = Harness()
+        for round in 0..<32 {
+            let filters = ["n\(round)", "n\(round)/#", "n\(round)/+/x", "n\(round)/a", "#"]
+            h.broker.setBridgeOutbound([Self.outbound(filters.map { Self.rule($0) })])
+            h.broker.setBridgeOutbound([])
+            #expect(h.broker.subscriptions.nodeCount == 1)
+        }
+    }
+
     @Test func aReloadKeepsClientSubscriptionsOnSharedNodes() {
         let h = Harness()
         h.connect(2, "sub")
@@ -166,6 +176,41 @@ import Testing
                 now: h.now
             ).isEmpty
         )
+    }
+
+    @Test func sharedGroupsAndNoLocalSubscribersOnTheSameFilterAreServedAsBeforeAndTheBridgeStillGetsIt() {
+        let h = Harness()
+        h.broker.setBridgeOutbound([Self.outbound([Self.rule("jobs/#")])])
+        h.connect(2, "worker-a")
+        h.connect(3, "worker-b")
+        h.subscribe(2, "$share/g/jobs/#", qos: .atMostOnce)
+        h.subscribe(3, "$share/g/jobs/#", qos: .atMostOnce)
+        h.connect(1, "pub")
+        h.subscribe(1, "jobs/#", qos: .atMostOnce) { $0.noLocal = true }
+        var members: [UInt64] = []
+        for number in 1...4 {
+            let actions = h.broker.receive(
+                .publish(
+                    PublishPacket(
+                        topic: "jobs/\(number)",
+                        payload: ByteBuffer(string: "x"),
+                        qos: .atLeastOnce,
+                        retain: false,
+                        packetIdentifier: UInt16(number)
+                    )
+                ),
+                from: ConnectionID(1),
+                now: h.now
+            )
+            let seen = actions.map(Seen.init)
+            members += [2, 3].filter { !seen.publishes(to: $0).isEmpty }
+            #expect(seen.publishes(to: 1).isEmpty)  // no-local still keeps the publisher's own copy away
+            let appends = actions.compactMap { if case .persist(_, _, let a) = $0 { a } else { nil } }
+            #expect(appends.map { $0.map(\.topic) } == [["jobs/\(number)"]])
+        }
+        #expect(members == [2, 3, 2, 3])  // the group's turn is not taken by the bridge
+        #expect(h.broker.sharedSubscriptionCount == 2)
+        #expect(h.broker.subscriptionCount == 3)
     }
 
     @Test func aRemappingThatGivesNoValidTopicFallsToTheNextRuleOrToNone() {
