@@ -39,7 +39,10 @@ let package = Package(
         .target(
             name: "SluiceBroker",
             // libcrypto for SHA-256: the store key of a topic or client id too long for an LMDB key.
-            dependencies: ["MQTTCore", "CLibcrypto", .product(name: "DequeModule", package: "swift-collections")]
+            // SluiceBridge for the bridges' `out` rules, routed as internal durable subscribers.
+            dependencies: [
+                "MQTTCore", "SluiceBridge", "CLibcrypto", .product(name: "DequeModule", package: "swift-collections"),
+            ]
         ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
@@ -91,7 +94,7 @@ let package = Package(
             name: "MQTTCoreTests",
             dependencies: ["MQTTCore", .product(name: "NIOTestUtils", package: "swift-nio")]
         ),
-        .testTarget(name: "SluiceBrokerTests", dependencies: ["SluiceBroker", "MQTTCore"]),
+        .testTarget(name: "SluiceBrokerTests", dependencies: ["SluiceBroker", "SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
         .testTarget(

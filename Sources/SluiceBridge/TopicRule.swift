@@ -117,8 +117,18 @@ public struct TopicRule: Sendable, Hashable {
         Self.remap(topic, filter: remoteFilter, from: remotePrefix, to: localPrefix)
     }
 
+    /// `remoteTopic(forLocal:)` for a topic already known to match `localFilter` (the broker's subscription
+    /// trie matched it): the prefix swap alone, without matching again.
+    public func remoteTopic(forMatchedLocal topic: String) -> String? {
+        Self.swapPrefix(topic, from: localPrefix, to: remotePrefix)
+    }
+
     private static func remap(_ topic: String, filter: String, from: String, to: String) -> String? {
         guard Topic.matches(filter: filter, topic: topic) else { return nil }
+        return swapPrefix(topic, from: from, to: to)
+    }
+
+    private static func swapPrefix(_ topic: String, from: String, to: String) -> String? {
         let result: String
         if topic.utf8.starts(with: from.utf8) {
             // The prefix is valid UTF-8 matched byte-wise, so the cut falls on a scalar boundary.

@@ -6,8 +6,9 @@ import MQTTCore
 //   (`connect`, `receive`, `closed`, `tick`, `persisted`, `publish`) with the current time and
 //   carries out the returned actions in order.
 // - Sessions outlive connections; a connection belongs to at most one session.
-// - Durability: a QoS 1/2 PUBLISH matching a durable filter yields `.persist`; the PUBACK/PUBREC
-//   is produced only by the `persisted` event for that token (the durability contract).
+// - Durability: a PUBLISH matching a bridge's `out` rule (an internal durable subscriber, see
+//   DurableRoutes.swift) yields `.persist` with its remapped appends; the PUBACK/PUBREC is produced only
+//   by the `persisted` event for that token (the durability contract).
 // - Protocol violations close the connection, with a DISCONNECT reason code for MQTT 5
 //   [MQTT-4.13.1-1]; 3.1/3.1.1 connections are simply closed.
 
@@ -21,6 +22,8 @@ public struct Broker: Sendable {
     private var connections: [ConnectionID: ClientConnection] = [:]
     private var connectionsPerListener: [Int: Int] = [:]
     var subscriptions = SubscriptionTree()
+    /// The bridges' outbound rules, subscribed in `subscriptions` as internal durable subscribers.
+    var outboundTable: [BridgeOutbound] = []
     var retained = RetainedStore()
     var timers = WillAndExpiryTimers()
     /// Persistent sessions whose records are in the store (so that ending one deletes them).
@@ -338,8 +341,8 @@ public struct Broker: Sendable {
     /// Mosquitto does, so that bridging `$SYS/#` home shows the central each gateway's own view. Other
     /// internal messages stay local: a bridge's `in` messages must not go back out.
     public mutating func publishSystem(_ message: Message, now: BrokerTime) -> [BrokerAction] {
-        _ = retainAndRoute(message, now: now)
-        if isDurable(message.topic) { actions.append(.persist(token: makeToken(), message: message)) }
+        let appends = retainAndRoute(message, now: now).appends
+        if !appends.isEmpty { actions.append(.persist(token: makeToken(), message: message, appends: appends)) }
         return takeActions()
     }
 
@@ -350,7 +353,7 @@ public struct Broker: Sendable {
         actions: [BrokerAction], token: UInt64?
     ) {
         var token: UInt64? = nil
-        if retainAndRoute(message, now: now) {
+        if retainAndRoute(message, now: now).changedSavedState {
             token = makeToken()
             acknowledgementsAwaitingSave.append(token!)
         }
@@ -359,13 +362,17 @@ public struct Broker: Sendable {
 
     /// Keeps a retained message and routes the message to its subscribers. Returns whether a
     /// QoS 1/2 message changed saved state (set a retained message, or was kept for a persistent
-    /// session), so that its acknowledgement must wait for the save.
-    private mutating func retainAndRoute(_ message: Message, now: BrokerTime) -> Bool {
+    /// session), so that its acknowledgement must wait for the save, and the bridges' durable appends.
+    private mutating func retainAndRoute(_ message: Message, now: BrokerTime) -> (
+        changedSavedState: Bool, appends: [DurableAppend]
+    ) {
         let storedBefore = sessions.storedMessages
         if message.retain { retained.store(message) }
-        route(message, now: now)
-        return tracksChanges && message.qos != .atMostOnce
+        let appends = route(message, now: now)
+        let changed =
+            tracksChanges && message.qos != .atMostOnce
             && (message.retain || sessions.storedMessages != storedBefore)
+        return (changed, appends)
     }
 
     private mutating func makeToken() -> UInt64 {
@@ -605,14 +612,14 @@ public struct Broker: Sendable {
             origin: client.clientID,
             publisher: Publisher(clientID: client.clientID, username: client.username)
         )
-        let changedSavedState = retainAndRoute(message, now: now)
+        let (changedSavedState, appends) = retainAndRoute(message, now: now)
 
         // Acknowledged only once on disk: a bridge queue append, and the saved broker state when
         // the message changed it [design: durability].
-        let durable = isDurable(topic)
+        let durable = !appends.isEmpty
         if durable || changedSavedState {
             let token = makeToken()
-            if durable { actions.append(.persist(token: token, message: message)) }
+            if durable { actions.append(.persist(token: token, message: message, appends: appends)) }
             if packet.qos != .atMostOnce {
                 let awaiting = (durable ? 1 : 0) + (changedSavedState ? 1 : 0)
                 pendingAcks[token] = PendingAck(
@@ -642,10 +649,6 @@ public struct Broker: Sendable {
                 connections[connection]?.inboundUnacknowledged -= 1
             }
         }
-    }
-
-    private func isDurable(_ topic: String) -> Bool {
-        settings.durableFilters.contains { Topic.matches(filter: $0, topic: topic) }
     }
 
     // MARK: Acknowledgements from a client
@@ -933,8 +936,11 @@ public struct Broker: Sendable {
     }
 
     /// Delivers a message to every matching subscription: one copy per client, at the highest
-    /// granted QoS of its matching subscriptions [MQTT-3.3.5-1], with all their identifiers.
-    private mutating func route(_ message: Message, now: BrokerTime) {
+    /// granted QoS of its matching subscriptions [MQTT-3.3.5-1], with all their identifiers. Returns
+    /// the durable appends of the bridges' `out` rules the same trie walk found (the caller decides
+    /// whether the message is one that goes out: wills and bridge `in` messages do not).
+    @discardableResult
+    private mutating func route(_ message: Message, now: BrokerTime) -> [DurableAppend] {
         let match = subscriptions.match(topic: message.topic)
         if match.subscribers.count == 1, let only = match.subscribers.first {
             deliver(message, to: only.clientID, subscriptions: [only.subscription], now: now)
@@ -950,6 +956,7 @@ public struct Broker: Sendable {
             }
             if let picked { deliver(message, to: picked.clientID, subscriptions: [picked.subscription], now: now) }
         }
+        return BridgeOutbound.appends(for: message.topic, matched: match.durable, in: outboundTable)
     }
 
     private mutating func deliver(

@@ -58,10 +58,6 @@ public struct BrokerSettings: Sendable {
     public var maxQoS: UInt8 = 2
     /// `auto_id_prefix`: prefix of assigned client ids (Mosquitto's default `auto-`).
     public var autoIDPrefix = "auto-"
-    /// Topic filters whose messages must be on disk before a QoS 1/2 publisher is acknowledged
-    /// (the bridges' `out` rules). Matching messages produce `BrokerAction.persist`.
-    public var durableFilters: [String] = []
-
     /// `upgrade_outgoing_qos` (Mosquitto, non-standard): deliver at the subscription's QoS even when the
     /// message was published lower. Default false: the lower of the two [MQTT-3.8.4-8].
     public var upgradeOutgoingQoS = false
@@ -182,9 +178,9 @@ public enum BrokerAction: Sendable {
     /// Close a connection whose session a new connection takes over, as `close`, but only after reading
     /// what its client had already sent (a DISCONNECT there cancels the will), then report `closed`.
     case takeOver(ConnectionID, DisconnectPacket?)
-    /// Append the message to the durable queues, then answer with `Broker.persisted(token:accepted:now:)`.
-    /// The publisher's PUBACK/PUBREC waits for that answer.
-    case persist(token: UInt64, message: Message)
+    /// Append the message to the durable queues `appends` name (one per bridge, topic remapped), then answer
+    /// once with `Broker.persisted(token:outcome:now:)`. The publisher's PUBACK/PUBREC waits for that answer.
+    case persist(token: UInt64, message: Message, appends: [DurableAppend])
     /// Check the credentials of this CONNECT, then answer with `Broker.authenticated`.
     case authenticate(ConnectionID, ConnectPacket)
 }

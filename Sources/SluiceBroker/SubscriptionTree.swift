@@ -46,6 +46,9 @@ struct SubscriptionTree: Sendable {
         private(set) var hashChild: Int? = nil
         var subscribers: [String: Subscription] = [:]
         var shared: [String: SharedGroup] = [:]
+        /// Bridges' `out` rules subscribed here (DurableRoutes.swift): not clients, so never counted,
+        /// shared, checked against the ACL or subject to no-local.
+        var durable: [DurableSubscriber] = []
         /// Where this node hangs: the parent's slot and the level keying it there (none for the root).
         var parent = 0
         var level: TopicLevel? = nil
@@ -57,6 +60,7 @@ struct SubscriptionTree: Sendable {
 
         var isUnused: Bool {
             literalChildren.isEmpty && plusChild == nil && hashChild == nil && subscribers.isEmpty && shared.isEmpty
+                && durable.isEmpty
         }
 
         func child(_ level: TopicLevel) -> Int? {
@@ -88,10 +92,14 @@ struct SubscriptionTree: Sendable {
     /// Of `count`, the `$share/GROUP/FILTER` subscriptions (`$SYS/broker/shared_subscriptions/count`).
     private(set) var sharedCount = 0
 
-    /// A match: ordinary subscribers, and per shared group the group's state.
+    /// Nodes holding internal durable subscribers, so that a reload can take them all out.
+    private var durableNodes: Set<Int> = []
+
+    /// A match: ordinary subscribers, per shared group the group's state, and the bridges' `out` rules.
     struct Match {
         var subscribers: [(clientID: String, subscription: Subscription)] = []
         var sharedGroups: [(node: Int, group: String)] = []
+        var durable: [DurableSubscriber] = []
     }
 
     private mutating func node(for filter: String) -> Int {
@@ -170,6 +178,20 @@ struct SubscriptionTree: Sendable {
         return true
     }
 
+    /// Replaces every internal durable subscriber with `entries` (a bridge rule set, or a SIGHUP's new one).
+    mutating func replaceDurable(_ entries: [(filter: String, subscriber: DurableSubscriber)]) {
+        let previous = durableNodes
+        durableNodes = []
+        for index in previous { nodes[index].durable = [] }
+        // A prune may free (or, emptying the tree, drop) nodes that are later in `previous`: those are done.
+        for index in previous where nodes.indices.contains(index) { prune(from: index) }
+        for (filter, subscriber) in entries {
+            let index = node(for: filter)
+            nodes[index].durable.append(subscriber)
+            durableNodes.insert(index)
+        }
+    }
+
     /// Unlinks `start` and then each ancestor while it is unused (a loop, not recursion: a filter may
     /// have 65,535 levels). An empty tree gives its storage back.
     private mutating func prune(from start: Int) {
@@ -218,6 +240,7 @@ struct SubscriptionTree: Sendable {
     }
 
     private func add(node index: Int, into result: inout Match) {
+        result.durable.append(contentsOf: nodes[index].durable)
         for (clientID, subscription) in nodes[index].subscribers {
             result.subscribers.append((clientID, subscription))
         }

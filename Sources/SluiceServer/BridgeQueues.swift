@@ -24,15 +24,13 @@ struct RuleClass: Sendable, Hashable {
 }
 
 /// A bridge's per-class durable queues (see PriorityQueues.swift and PriorityFeed.swift): where a message
-/// is appended, what the link is fed, and how link seqs go back to the store. All but `queue(forRule:)`
-/// and `updateRules` run on the bridge's loop.
+/// is appended (the broker's routing table names the queue, see DurableRouting.swift), what the link is fed,
+/// and how link seqs go back to the store. All but `updateRules` run on the bridge's loop.
 final class BridgeQueues: @unchecked Sendable {
     let bridge: String
     private let store: Store
     private let loop: any EventLoop
     private let logger: Logger
-    /// Per rule index (as in `BridgeRules`): read by the broker loop when queueing, replaced on SIGHUP.
-    private let ruleClasses: NIOLockedValueBox<[RuleClass]>
     private var feed: PriorityFeed
     /// TTL drops not yet logged: one line per `reportInterval`, not one per message.
     private var expiredUnreported = 0
@@ -45,22 +43,13 @@ final class BridgeQueues: @unchecked Sendable {
         self.loop = loop
         self.logger = logger
         let rules = RuleClass.all(from: config)
-        self.ruleClasses = NIOLockedValueBox(rules)
         // Classes left in the store by an earlier rule set drain too.
         let stored = (try? store.priorityClasses(bridge: config.name)) ?? [PriorityQueues.defaultClass]
         self.feed = PriorityFeed(classes: rules.map(\.priority) + stored + [PriorityQueues.defaultClass])
     }
 
-    /// Any thread: the queue and TTL for a message that matched rule `index`.
-    func queue(forRule index: Int) -> (name: String, ttl: UInt32?) {
-        let rule = ruleClasses.withLockedValue { $0.indices.contains(index) ? $0[index] : nil }
-        let priority = rule?.priority ?? PriorityQueues.defaultClass
-        return (PriorityQueues.queueName(bridge: bridge, priority: priority), rule?.ttl)
-    }
-
-    /// Any thread: SIGHUP's rule set.
+    /// Any thread: SIGHUP's rule set (its new classes drain too).
     func updateRules(_ rules: [RuleClass]) {
-        ruleClasses.withLockedValue { $0 = rules }
         loop.execute { self.feed.addClasses(rules.map(\.priority)) }
     }
 

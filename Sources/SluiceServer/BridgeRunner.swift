@@ -23,10 +23,9 @@ import SluiceStore
 /// it what happens on the socket. All state lives on `loop`.
 final class BridgeRunner: @unchecked Sendable {
     let name: String
-    /// Read by the broker loop when queueing, replaced on SIGHUP: the lock is per bridge and
-    /// uncontended in practice.
-    private let outboundRules: NIOLockedValueBox<BridgeRules>
-    var rules: BridgeRules { outboundRules.withLockedValue { $0 } }
+    /// The `out` rules and their class queues at start, for the broker's routing table (DurableRouting.swift);
+    /// the broker holds the ones in force.
+    let initialOutbound: BridgeOutbound
     let limits: QueueLimits
     private let loop: any EventLoop
     private let addresses: [HostPort]
@@ -96,7 +95,7 @@ final class BridgeRunner: @unchecked Sendable {
         self.logger = logger
         self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
         let rules = try Self.rules(from: config)
-        self.outboundRules = NIOLockedValueBox(rules)
+        self.initialOutbound = Self.outbound(rules: rules, config: config)
         self.limits = QueueLimits(
             maxMessages: config.queueMaxMessages == 0 ? .max : config.queueMaxMessages,
             maxBytes: config.queueMaxBytes == 0 ? .max : config.queueMaxBytes,
@@ -157,26 +156,23 @@ final class BridgeRunner: @unchecked Sendable {
         self.drain = DrainProgress(name: config.name)
     }
 
-    /// The queued form of a local message that matched an `out` rule (topic already remapped), and the
-    /// queue of the rule's priority class.
-    func queuedMessage(for message: SluiceBroker.Message) -> (message: QueuedMessage, queue: String)? {
-        guard let mapping = outboundRules.withLockedValue({ $0.outbound(forLocal: message.topic) }) else { return nil }
+    /// The queued form of a local message the broker routed to this bridge (`append`: topic already remapped,
+    /// class queue chosen), or nil when `local_username`'s ACL keeps it from the bridge. On the broker loop.
+    func queuedMessage(for message: SluiceBroker.Message, append: DurableAppend) -> QueuedMessage? {
         if let localAccess, !localAccess.allows(.outbound, topic: message.topic, policy: host.accessPolicy) {
             return nil
         }
-        let queue = queues.queue(forRule: mapping.ruleIndex)
         var properties = message.properties
         // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
-        properties.messageExpiryInterval = queue.ttl
-        let queued = QueuedMessage(
-            topic: mapping.topic,
+        properties.messageExpiryInterval = append.queue.ttl
+        return QueuedMessage(
+            topic: append.topic,
             payload: Array(message.payload.readableBytesView),
-            qos: mapping.qos.rawValue,
+            qos: append.qos.rawValue,
             retain: message.retain,
             properties: properties.storageBytes(),
             enqueuedAt: Store.wallClockMilliseconds()
         )
-        return (queued, queue.name)
     }
 
     static func rules(from config: BridgeConfig) throws -> BridgeRules {
@@ -193,10 +189,10 @@ final class BridgeRunner: @unchecked Sendable {
         )
     }
 
-    /// SIGHUP: new topic rules (and their classes); remote subscriptions follow while connected.
+    /// SIGHUP: new topic rules (and their classes); remote subscriptions follow while connected. The broker's
+    /// routing table gets the `out` side separately, in one step for every bridge (`BrokerHost.replaceBridgeOutbound`).
     func updateRules(_ rules: BridgeRules, classes: [RuleClass]) {
         queues.updateRules(classes)
-        outboundRules.withLockedValue { $0 = rules }
         loop.execute { self.run(self.link.updateRules(rules)) }
     }
 

@@ -20,7 +20,7 @@ final class BrokerHost: @unchecked Sendable {
     let traffic = TrafficCounters()
 
     /// Receives messages for the durable bridge queues; must call `persisted(_:)` later.
-    var durableSink: (@Sendable (_ token: UInt64, _ message: Message) -> Void)?
+    var durableSink: (@Sendable (_ token: UInt64, _ message: Message, _ appends: [DurableAppend]) -> Void)?
 
     /// `connection_messages`: log client connects and disconnects. Set before the listeners open.
     var connectionMessages: Bool {
@@ -420,8 +420,16 @@ final class BrokerHost: @unchecked Sendable {
     /// Callbacks of internal publishes waiting for a save, by the token the save releases.
     private var keptCallbacks: [UInt64: (CommitOutcome) -> Void] = [:]
 
-    func setDurableFilters(_ filters: [String]) {
-        core.settings.durableFilters = filters
+    /// The bridges' `out` rules as the broker routes them (on `loop`); a SIGHUP replaces the whole table at once.
+    func setBridgeOutbound(_ table: [BridgeOutbound]) {
+        core.setBridgeOutbound(table)
+    }
+
+    /// On `loop`: SIGHUP's new rules for the bridges at `changes`' indices; the others keep theirs.
+    func replaceBridgeOutbound(_ changes: [Int: BridgeOutbound]) {
+        var table = core.bridgeOutbound
+        for (index, outbound) in changes where table.indices.contains(index) { table[index] = outbound }
+        core.setBridgeOutbound(table)
     }
 
     /// The ACL in force (nil without acl_file), for the bridges' `local_username` checks. On `loop`.
@@ -513,9 +521,9 @@ final class BrokerHost: @unchecked Sendable {
                 }
             case .authenticate(let id, let packet):
                 authenticate(id, packet)
-            case .persist(let token, let message):
+            case .persist(let token, let message, let appends):
                 if let durableSink {
-                    durableSink(token, message)
+                    durableSink(token, message, appends)
                 } else {
                     persisted(CollectionOfOne((token: token, outcome: CommitOutcome.committed)))
                 }

@@ -274,13 +274,16 @@ public final class GatewayService: Sendable {
                 }
             }
             var rules: [(BridgeRunner, BridgeRules, [RuleClass])] = []
-            for bridge in bridges {
+            var outbound: [Int: BridgeOutbound] = [:]
+            for (index, bridge) in bridges.enumerated() {
                 guard let section = fresh.bridges.first(where: { $0.name == bridge.name }) else { continue }
-                rules.append((bridge, try BridgeRunner.rules(from: section), RuleClass.all(from: section)))
+                let newRules = try BridgeRunner.rules(from: section)
+                rules.append((bridge, newRules, RuleClass.all(from: section)))
+                outbound[index] = BridgeRunner.outbound(rules: newRules, config: section)
             }
+            // The bridges first (their feeds learn new classes), then the broker's one routing table in one step.
             for (bridge, newRules, classes) in rules { bridge.updateRules(newRules, classes: classes) }
-            let filters = rules.flatMap { $0.1.rules.filter(\.direction.isOutbound).map(\.localFilter) }
-            host.loop.execute { host.setDurableFilters(filters) }
+            host.loop.execute { [outbound] in host.replaceBridgeOutbound(outbound) }
             let report = ReloadReport(running: config, fresh: fresh).lines
             logger.notice("\(report.applied)")
             if let restart = report.needsRestart { logger.warning("\(restart)") }
@@ -376,10 +379,10 @@ public final class GatewayService: Sendable {
     /// Local messages matching a bridge's `out` rules go to that bridge's queue; the publisher's
     /// PUBACK waits until every queue holding the message has committed it (see `DurableBatcher`).
     private func connectDurableQueues(host: BrokerHost, store: Store, bridges: [BridgeRunner]) {
-        host.setDurableFilters(bridges.flatMap { $0.rules.rules.filter(\.direction.isOutbound).map(\.localFilter) })
+        host.setBridgeOutbound(bridges.map(\.initialOutbound))
         let pacing = config.queueCommitWindow == .auto ? CommitPacing() : nil
         let batcher = DurableBatcher(host: host, store: store, bridges: bridges, alarm: alarm, pacing: pacing)
-        host.durableSink = { token, message in batcher.add(token: token, message: message) }
+        host.durableSink = { token, message, appends in batcher.add(token: token, message: message, appends: appends) }
     }
 
     private func bind(_ listener: Listener, index: Int, host: BrokerHost, group: MultiThreadedEventLoopGroup)
@@ -570,14 +573,15 @@ final class DurableBatcher: @unchecked Sendable {
         self.queueNames = Array(repeating: [], count: bridges.count)
     }
 
-    /// On the broker loop: queue `message` for every bridge whose `out` rules match it.
-    func add(token: UInt64, message: SluiceBroker.Message) {
+    /// On the broker loop: queue `message` on every bridge its routing found (`appends`, one per bridge).
+    func add(token: UInt64, message: SluiceBroker.Message, appends: [DurableAppend]) {
         let index = tokens.count
         var count = 0
-        for (position, bridge) in bridges.enumerated() {
-            guard let queued = bridge.queuedMessage(for: message) else { continue }
-            messages[position].append(queued.message)
-            queueNames[position].append(queued.queue)
+        for append in appends where bridges.indices.contains(append.bridge) {
+            let position = append.bridge
+            guard let queued = bridges[position].queuedMessage(for: message, append: append) else { continue }
+            messages[position].append(queued)
+            queueNames[position].append(append.queue.queue)
             owners[position].append(index)
             count += 1
         }

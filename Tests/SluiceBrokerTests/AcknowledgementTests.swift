@@ -104,7 +104,7 @@ private func because(_ text: String) -> Properties {
     // MARK: Traces through the broker, one per path
 
     @Test func bridgeAppendFailedFor311ClosesTheConnectionAndTheResendIsKeptAnew() {
-        let h = Harness { $0.durableFilters = ["#"] }
+        let h = Harness(durable: ["#"])
         h.connect(1, "v311", version: .v3_1_1, clean: false)
         #expect(h.publish(1, "t", "x", qos: .exactlyOnce, packetID: 5) == [.persist(1, "t")])
         #expect(
@@ -125,7 +125,7 @@ private func because(_ text: String) -> Properties {
     }
 
     @Test func bridgeAppendRefusedForMQTT5IsQuotaExceededAndTheConnectionStays() {
-        let h = Harness { $0.durableFilters = ["#"] }
+        let h = Harness(durable: ["#"])
         h.connect(1, "v5")
         h.publish(1, "t", "x", qos: .atLeastOnce, packetID: 3)
         #expect(
@@ -185,7 +185,7 @@ private func because(_ text: String) -> Properties {
     }
 
     @Test func aMessageHeldByTwoCommitsIsNotAcknowledgedWhenOneFails() {
-        let h = Harness { $0.durableFilters = ["t"] }
+        let h = Harness(durable: ["t"])
         h.broker.tracksChanges = true
         h.connect(1, "pub", version: .v3_1_1)
         #expect(h.publish(1, "t", "x", qos: .atLeastOnce, packetID: 1, retain: true) == [.persist(1, "t")])

@@ -1,4 +1,5 @@
 import MQTTCore
+import SluiceBridge
 import Testing
 
 @testable import SluiceBroker
@@ -17,7 +18,7 @@ enum Seen: Equatable {
         case .send(let id, let packet): self = .send(id, packet)
         case .close(let id, let disconnect): self = .close(id, disconnect)
         case .takeOver(let id, let disconnect): self = .takeOver(id, disconnect)
-        case .persist(let token, let message): self = .persist(token, message.topic)
+        case .persist(let token, let message, _): self = .persist(token, message.topic)
         case .authenticate(let id, _): self = .authenticate(id)
         }
     }
@@ -28,10 +29,16 @@ final class Harness {
     var broker: Broker
     var now: BrokerTime = 1_000
 
-    init(_ configure: (inout BrokerSettings) -> Void = { _ in }) {
+    /// `durable`: filters of one bridge's `out` rules (QoS 1, no remapping), routed as internal durable subscribers.
+    init(durable: [String] = [], _ configure: (inout BrokerSettings) -> Void = { _ in }) {
         var settings = BrokerSettings()
         configure(&settings)
         broker = Broker(settings: settings)
+        if !durable.isEmpty {
+            let rules = BridgeRules(durable.map { try! TopicRule(pattern: $0, direction: .out, qos: .atLeastOnce) })
+            let queue = DurableQueueClass(queue: "q", ttl: nil)
+            broker.setBridgeOutbound([BridgeOutbound(rules: rules, classes: [], defaultQueue: queue)])
+        }
     }
 
     @discardableResult

@@ -275,10 +275,7 @@ extension Harness {
     }
 
     @Test func receiveMaximumExceededDisconnectsWith0x93() {
-        let h = Harness {
-            $0.maxInflightMessages = 2
-            $0.durableFilters = ["t/#"]
-        }
+        let h = Harness(durable: ["t/#"]) { $0.maxInflightMessages = 2 }
         h.connect(1, "pub")
         h.publish(1, "t/1", "a", qos: .atLeastOnce, packetID: 1)
         h.publish(1, "t/1", "b", qos: .atLeastOnce, packetID: 2)
@@ -594,7 +591,7 @@ func reason(_ text: String) -> Properties {
 
 @Suite struct DurabilityTests {
     @Test func pubAckWaitsForTheCommit() {
-        let h = Harness { $0.durableFilters = ["sensors/#"] }
+        let h = Harness(durable: ["sensors/#"])
         h.connect(1, "pub")
         let seen = h.publish(1, "sensors/t", "21.5", qos: .atLeastOnce, packetID: 7)
         #expect(seen == [.persist(1, "sensors/t")])  // no PUBACK yet
@@ -603,7 +600,7 @@ func reason(_ text: String) -> Properties {
     }
 
     @Test func pubRecWaitsForTheCommitForQoS2() {
-        let h = Harness { $0.durableFilters = ["sensors/#"] }
+        let h = Harness(durable: ["sensors/#"])
         h.connect(1, "pub")
         #expect(h.publish(1, "sensors/t", "x", qos: .exactlyOnce, packetID: 3) == [.persist(1, "sensors/t")])
         #expect(
@@ -614,7 +611,7 @@ func reason(_ text: String) -> Properties {
     }
 
     @Test func rejectedAppendIsQuotaExceededForV5AndNoPubAckFor311() {
-        let h = Harness { $0.durableFilters = ["#"] }
+        let h = Harness(durable: ["#"])
         h.connect(1, "v5")
         h.connect(2, "v311", version: .v3_1_1)
         h.publish(1, "t", "x", qos: .atLeastOnce, packetID: 1)
@@ -636,14 +633,14 @@ func reason(_ text: String) -> Properties {
     }
 
     @Test func qos0DurableMessagesArePersistedWithoutHoldingAnyone() {
-        let h = Harness { $0.durableFilters = ["#"] }
+        let h = Harness(durable: ["#"])
         h.connect(1, "pub")
         #expect(h.publish(1, "t", "x") == [.persist(1, "t")])
         #expect(h.broker.persisted(token: 1, accepted: true, now: h.now).isEmpty)
     }
 
     @Test func nonMatchingTopicsAreAcknowledgedAtOnce() {
-        let h = Harness { $0.durableFilters = ["sensors/#"] }
+        let h = Harness(durable: ["sensors/#"])
         h.connect(1, "pub")
         #expect(
             h.publish(1, "other", "x", qos: .atLeastOnce, packetID: 2) == [

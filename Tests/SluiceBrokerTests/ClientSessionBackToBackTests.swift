@@ -84,6 +84,8 @@ struct ClientSessionBackToBackTests {
                     closed.insert(connection)
                 case .persist:
                     throw Failure("nothing is configured durable here")
+                case .authenticate:
+                    throw Failure("connections are admitted without authentication here")
                 }
             }
         }

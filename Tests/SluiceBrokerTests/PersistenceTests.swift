@@ -228,7 +228,7 @@ extension Harness {
     }
 
     @Test func aDurableAndSavedMessageWaitsForBothCommits() {
-        let h = Harness { $0.durableFilters = ["t"] }
+        let h = Harness(durable: ["t"])
         h.broker.tracksChanges = true
         h.offlinePersistentSubscriber("t")  // its SUBACK took token 1
         #expect(h.publish(2, "t", "x", qos: .atLeastOnce, packetID: 1) == [.persist(2, "t")])

@@ -10,7 +10,7 @@ import Testing
     }
 
     @Test func aSysMessageMatchingAnOutRuleIsQueuedForTheBridgeAndStillReachesSubscribers() {
-        let h = Harness { $0.durableFilters = ["$SYS/broker/sluice/bridges/#"] }
+        let h = Harness(durable: ["$SYS/broker/sluice/bridges/#"])
         h.connect(1, "watcher")
         h.subscribe(1, "$SYS/#")
         let seen = h.broker.publishSystem(message("$SYS/broker/sluice/bridges/central/queue/depth"), now: h.now).map(
@@ -25,14 +25,14 @@ import Testing
     }
 
     @Test func aSysMessageNoRuleMatchesStaysLocal() {
-        let h = Harness { $0.durableFilters = ["sensors/#"] }
+        let h = Harness(durable: ["sensors/#"])
         let seen = h.broker.publishSystem(message("$SYS/broker/uptime"), now: h.now).map(Seen.init)
         #expect(!seen.contains { if case .persist = $0 { true } else { false } })
     }
 
     @Test func otherInternalMessagesNeverGoBackOut() {
         // A bridge's `in` message published locally matches the `out` rule of a `both` topic: it must not loop.
-        let h = Harness { $0.durableFilters = ["cmd/#"] }
+        let h = Harness(durable: ["cmd/#"])
         let seen = h.broker.publish(message("cmd/valve"), now: h.now).map(Seen.init)
         #expect(!seen.contains { if case .persist = $0 { true } else { false } })
     }

@@ -133,11 +133,37 @@ private struct RunnerUnderTest {
         let loop = group.next()
         let host = BrokerHost(loop: loop, settings: BrokerSettings(), logger: quiet)
         runner = try BridgeRunner(config: config, loop: loop, store: store, host: host, logger: quiet)
-        // Queued as the broker's durable path queues them: through the runner's own rules.
+        // Queued as the broker's durable path queues them: routed by a broker holding the runner's `out` rules.
+        var broker = Broker()
+        broker.setBridgeOutbound([runner.initialOutbound])
+        let publisher = ConnectionID(1)
+        let connect = ConnectPacket(
+            protocolVersion: .v5,
+            clientIdentifier: "pub",
+            cleanStart: true,
+            keepAlive: 60,
+            will: nil,
+            properties: .none
+        )
+        _ = broker.connect(publisher, connect, now: 0)
         for index in 0..<messages {
-            let message = Message(topic: "t/\(index)", payload: ByteBuffer(string: "m\(index)"), qos: .atLeastOnce)
-            let (queued, queue) = try #require(runner.queuedMessage(for: message))
-            _ = try await store.append(queue: queue, messages: [queued], limits: runner.limits)
+            let packet = PublishPacket(
+                topic: "t/\(index)",
+                payload: ByteBuffer(string: "m\(index)"),
+                qos: .atLeastOnce,
+                retain: false,
+                packetIdentifier: UInt16(index % 60_000 + 1)
+            )
+            let actions = broker.receive(.publish(packet), from: publisher, now: 0)
+            let routed = actions.lazy.compactMap { action -> (UInt64, Message, [DurableAppend])? in
+                if case .persist(let token, let message, let appends) = action { return (token, message, appends) }
+                return nil
+            }.first
+            let (token, message, appends) = try #require(routed)
+            let append = try #require(appends.first)
+            let queued = try #require(runner.queuedMessage(for: message, append: append))
+            _ = try await store.append(queue: append.queue.queue, messages: [queued], limits: runner.limits)
+            _ = broker.persisted(token: token, accepted: true, now: 0)
         }
     }
 
