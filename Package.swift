@@ -52,7 +52,7 @@ let package = Package(
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
-        .target(name: "SluiceStore", dependencies: ["CLMDB"]),
+        .target(name: "SluiceStore", dependencies: ["CLMDB", "SluicePOSIX"]),
         // The only module with sockets: listeners, thin handlers, services.
         .target(
             name: "SluiceServer",
