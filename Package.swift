@@ -50,10 +50,12 @@ let package = Package(
         .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
         .target(name: "GWMPCore"),
+        // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.
+        .target(name: "SluicePOSIX"),
         // gateway.conf lexer and validation into Sendable structs.
-        .target(name: "SluiceConfig", dependencies: ["MQTTCore"]),
+        .target(name: "SluiceConfig", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
-        .target(name: "SluiceStore", dependencies: ["CLMDB"]),
+        .target(name: "SluiceStore", dependencies: ["CLMDB", "SluicePOSIX"]),
         // The only module with sockets: listeners, thin handlers, services.
         .target(
             name: "SluiceServer",
@@ -75,6 +77,7 @@ let package = Package(
             name: "sluice",
             dependencies: [
                 "SluiceServer", "SluiceConfig", "SluiceStore", "SluiceAuth", "MQTTCore", "SluiceBridge", "SluiceBroker",
+                "SluicePOSIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -97,6 +100,7 @@ let package = Package(
         .testTarget(name: "SluiceBrokerTests", dependencies: ["SluiceBroker", "SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
+        .testTarget(name: "SluicePOSIXTests", dependencies: ["SluicePOSIX"]),
         .testTarget(
             name: "SluiceAuthTests",
             dependencies: [

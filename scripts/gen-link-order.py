@@ -10,7 +10,8 @@ A stale list only costs RSS: names no longer in the binary are ignored (--no-war
     python3 scripts/gen-link-order.py [SLUICE_BINARY]   # default .build-release/release/sluice
 
 The binary must be a release build made with build-deb.sh's flags (function sections) and keep
-its symbol table (the unstripped build output). Needs valgrind (callgrind), mosquitto_pub and
+its symbol table (the unstripped build output; valgrind cannot read Swift 6.3's DWARF 5, so pass a
+copy made with `strip --strip-debug`, which keeps the symbols). Needs valgrind (callgrind), mosquitto_pub and
 mosquitto_sub. Runs the broker under callgrind on a free loopback port with a temporary store:
 phase 1 is start-up and 3 s idle; phase 2 is one subscriber and a few QoS 0/1/2 publishes, then
 SIGTERM. The list is phase 1's functions, then those only phase 2 ran (idle code first).

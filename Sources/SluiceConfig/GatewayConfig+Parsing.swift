@@ -2,11 +2,6 @@
 // through `KeyRule.table` to the section it belongs to, and `finish` validates whole sections and
 // fills in defaults. Nothing is half-applied: a parse either returns a whole config or throws.
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -5,11 +5,7 @@
 // Mosquitto does. `include_dir DIR` is expanded here, in place, with the `*.conf` files of DIR
 // in sorted order, so sections carry on across files exactly as in Mosquitto.
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -70,13 +66,12 @@ enum Lexer {
     /// The directives of every `*.conf` file in the directory, files in sorted order.
     private static func included(by directive: Directive) throws(ConfigError) -> [Directive] {
         let dir = try directive.singleString()
-        var isDirectory = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory else {
+        guard FileSystem.kind(dir) == .directory else {
             throw directive.error(.missingFile, "directory '\(dir)' does not exist")
         }
         let names: [String]
         do {
-            names = try FileManager.default.contentsOfDirectory(atPath: dir)
+            names = try FileSystem.directoryEntries(dir)
         } catch {
             throw directive.error(.unreadableFile, "cannot read directory '\(dir)': \(fileErrorText(error))")
         }
@@ -92,9 +87,9 @@ enum Lexer {
     /// Reads a UTF-8 file; `directive` (if any) is the line that named it.
     static func readFile(_ path: String, from directive: Directive?) throws(ConfigError) -> String {
         do {
-            return try String(contentsOfFile: path, encoding: .utf8)
+            return try FileSystem.readText(path)
         } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"
+            let reason = FileSystem.exists(path) ? "cannot read it" : "no such file"
             if let directive {
                 throw directive.error(.unreadableFile, "cannot read '\(path)': \(reason)")
             }

@@ -1,11 +1,7 @@
 // The time stamp at the start of a log line: Sluice's ISO 8601 UTC stamp by default, none with
 // `log_timestamp false`, or Mosquitto's strftime(3) stamp in local time with `log_timestamp_format`.
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -25,7 +21,7 @@ public enum LogTimestamp: Sendable, Equatable {
     public func prefix(at time: time_t) -> String {
         switch self {
         case .none: return ""
-        case .iso8601: return Date(timeIntervalSince1970: Double(time)).formatted(.iso8601) + " "
+        case .iso8601: return ISO8601Text.utc(Int64(time)) + " "
         case .strftime(let format): return (Self.format(format, at: time) ?? "Time error") + ": "
         }
     }

@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -40,11 +36,7 @@ extension StringProtocol {
     }
 }
 
-/// A file error as one short phrase ("Permission denied"): the errno text behind a `CocoaError` from
-/// FoundationEssentials, which has no `localizedDescription`.
+/// A file error as one short phrase ("Permission denied"): the errno text of a `FileFailure`.
 public func fileErrorText(_ error: any Error) -> String {
-    if let posix = (error as? CocoaError)?.underlying as? POSIXError ?? error as? POSIXError {
-        return String(cString: strerror(posix.code.rawValue))
-    }
-    return "\(error)"
+    (error as? FileFailure)?.reason ?? "\(error)"
 }

@@ -1,11 +1,7 @@
 // Value readers: each turns a directive's text into one typed value or throws an error that
 // names the file, line and key and quotes what was written.
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -175,10 +171,7 @@ extension Directive {
     /// A path that must name an existing file (or, with `directory`, an existing directory).
     func existingPath(directory: Bool = false) throws(ConfigError) -> String {
         let path = try singleString()
-        var isDirectory = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
-            isDirectory == directory
-        else {
+        guard let kind = FileSystem.kind(path), (kind == .directory) == directory else {
             throw error(.missingFile, "\(directory ? "directory" : "file") '\(path)' does not exist")
         }
         return path

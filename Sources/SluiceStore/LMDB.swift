@@ -1,10 +1,6 @@
 import CLMDB
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -102,7 +98,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private static let registryLock = ConditionMutex()
 
     static func canonicalPath(_ path: String) -> String {
-        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        FileSystem.canonicalPath(path)
     }
 
     /// Returns the process-wide environment for `path`, opening it on first use. Balance with `release()`.

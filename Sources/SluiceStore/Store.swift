@@ -49,11 +49,7 @@
 
 import CLMDB
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -228,7 +224,7 @@ public final class Store: Sendable {
 
     /// The wall clock in milliseconds since the Unix epoch.
     @Sendable public static func wallClockMilliseconds() -> UInt64 {
-        UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        UInt64(max(0, WallClock.secondsSince1970() * 1000))
     }
 
     /// Whether the last write committed, and if not, why (for `/healthz` and a gauge).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import SluiceAuth
 import SluiceConfig
+import SluicePOSIX
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -62,12 +63,12 @@ struct Passwd: ParsableCommand {
         do {
             var lines: [String] = []
             if !create {
-                guard FileManager.default.fileExists(atPath: file) else {
+                guard FileSystem.exists(file) else {
                     throw PasswdError("\(file): no such file (use -c to create it)")
                 }
                 let text: String
                 do {
-                    text = try String(contentsOfFile: file, encoding: .utf8)
+                    text = try FileSystem.readText(file)
                 } catch {
                     throw PasswdError("\(file): cannot read: \(fileErrorText(error))")
                 }

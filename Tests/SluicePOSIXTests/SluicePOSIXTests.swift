@@ -1,0 +1,144 @@
+import Glibc
+import Testing
+
+@testable import SluicePOSIX
+
+@Suite struct ISO8601TextTests {
+    @Test func knownInstants() {
+        #expect(ISO8601Text.utc(0) == "1970-01-01T00:00:00Z")
+        #expect(ISO8601Text.utc(1_796_501_250) == "2026-12-05T20:07:30Z")
+        #expect(ISO8601Text.utc(951_782_400) == "2000-02-29T00:00:00Z")  // leap day of a 400-year leap year
+        #expect(ISO8601Text.utc(4_107_542_399) == "2100-02-28T23:59:59Z")  // 2100 is not a leap year
+        #expect(ISO8601Text.utc(4_107_542_400) == "2100-03-01T00:00:00Z")
+        #expect(ISO8601Text.utc(-1) == "1969-12-31T23:59:59Z")
+        #expect(ISO8601Text.utc(-86_400) == "1969-12-31T00:00:00Z")
+    }
+
+    @Test func outOfRangeYearsAreClamped() {
+        #expect(ISO8601Text.utc(.max) == "9999-12-31T23:59:59Z")
+        #expect(ISO8601Text.utc(.min) == "0001-01-01T00:00:00Z")
+    }
+
+    /// Against glibc's gmtime_r + strftime over a spread of instants from 1901 to 2400.
+    @Test func agreesWithGmtime() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<20_000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let seconds = Int64(state >> 24) % 15_000_000_000 - 2_147_483_648
+            var time = time_t(seconds)
+            var parts = tm()
+            #expect(gmtime_r(&time, &parts) != nil)
+            var buffer = [CChar](repeating: 0, count: 32)
+            let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+            let expected = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            #expect(ISO8601Text.utc(seconds) == expected, "\(seconds)")
+        }
+    }
+}
+
+@Suite struct FileSystemTests {
+    /// A fresh directory under /tmp, removed with its files by `cleanUp`.
+    private func temporaryDirectory() -> String {
+        var template = Array("/tmp/sluice-posix-XXXXXX".utf8CString)
+        let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        return path
+    }
+
+    private func write(_ bytes: [UInt8], to path: String) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        precondition(descriptor >= 0)
+        _ = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        close(descriptor)
+    }
+
+    private func cleanUp(_ directory: String, files: [String]) {
+        for file in files { unlink(directory + "/" + file) }
+        rmdir(directory)
+    }
+
+    @Test func readsTextAndBytes() throws {
+        let directory = temporaryDirectory()
+        defer { cleanUp(directory, files: ["a.conf", "big"]) }
+        write(Array("listener 1883\nπ\n".utf8), to: directory + "/a.conf")
+        #expect(try FileSystem.readText(directory + "/a.conf") == "listener 1883\nπ\n")
+        // Larger than one read chunk: every byte arrives, in order.
+        let big = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        write(big, to: directory + "/big")
+        #expect(try FileSystem.readBytes(directory + "/big") == big)
+    }
+
+    @Test func procFilesAreReadToTheEnd() throws {
+        // st_size is 0 for /proc files; the reader must not trust it.
+        let stat = try FileSystem.readText("/proc/self/stat")
+        #expect(stat.contains(")"))
+        #expect(stat.hasSuffix("\n"))
+    }
+
+    @Test func invalidUTF8IsAnErrorNotReplaced() {
+        let directory = temporaryDirectory()
+        defer { cleanUp(directory, files: ["bad"]) }
+        write([0x6C, 0x69, 0xFF, 0xFE, 0x0A], to: directory + "/bad")
+        #expect(throws: FileFailure(path: directory + "/bad", code: 0)) { try FileSystem.readText(directory + "/bad") }
+        #expect(FileFailure(path: "x", code: 0).reason == "not UTF-8 text")
+        // A truncated multi-byte sequence at the end of the file.
+        write([0x61, 0xCF], to: directory + "/bad")
+        #expect(throws: FileFailure.self) { try FileSystem.readText(directory + "/bad") }
+    }
+
+    @Test func missingFilesAndDirectoriesCarryErrno() {
+        #expect(throws: FileFailure(path: "/nonexistent/x", code: ENOENT)) {
+            try FileSystem.readBytes("/nonexistent/x")
+        }
+        #expect(throws: FileFailure(path: "/nonexistent", code: ENOENT)) {
+            try FileSystem.directoryEntries("/nonexistent")
+        }
+        let missing = FileFailure(path: "/nonexistent", code: ENOENT)
+        #expect(missing.description == "/nonexistent: No such file or directory")
+        // A directory read as a file.
+        #expect(throws: FileFailure(path: "/tmp", code: EISDIR)) { try FileSystem.readBytes("/tmp") }
+    }
+
+    @Test func kindsAndEntries() throws {
+        let directory = temporaryDirectory()
+        defer { cleanUp(directory, files: ["one.conf", ".hidden", "link"]) }
+        #expect(try FileSystem.directoryEntries(directory) == [])
+        write([], to: directory + "/one.conf")
+        write([], to: directory + "/.hidden")
+        symlink(directory + "/gone", directory + "/link")
+        #expect(try FileSystem.directoryEntries(directory).sorted() == [".hidden", "link", "one.conf"])
+        #expect(FileSystem.kind(directory) == .directory)
+        #expect(FileSystem.kind(directory + "/one.conf") == .file)
+        #expect(FileSystem.kind("/dev/null") == .other)
+        #expect(FileSystem.kind(directory + "/link") == nil)  // dangling
+        #expect(FileSystem.exists(directory + "/missing") == false)
+    }
+
+    @Test func canonicalPathsResolveLinksAndMissingNames() {
+        let directory = temporaryDirectory()
+        defer {
+            rmdir(directory + "/store")
+            cleanUp(directory, files: ["alias"])
+        }
+        mkdir(directory + "/store", 0o700)
+        symlink(directory + "/store", directory + "/alias")
+        let real = FileSystem.canonicalPath(directory)  // /tmp itself may be a link
+        #expect(FileSystem.canonicalPath(directory + "/alias") == real + "/store")
+        #expect(FileSystem.canonicalPath(directory + "/alias/") == real + "/store")
+        #expect(FileSystem.canonicalPath(directory + "/./store/../alias") == real + "/store")
+        // Not created yet: the name stays behind its resolved directory.
+        #expect(FileSystem.canonicalPath(directory + "/alias/sluice.db") == real + "/store/sluice.db")
+        #expect(FileSystem.canonicalPath(directory + "/alias/new/sluice.db") == real + "/store/new/sluice.db")
+        #expect(FileSystem.canonicalPath("/") == "/")
+        // Relative to the working directory.
+        let current = realpath(".", nil)!
+        defer { free(current) }
+        let base = String(cString: current)
+        #expect(FileSystem.canonicalPath("no-such-file-here") == (base == "/" ? "" : base) + "/no-such-file-here")
+    }
+
+    @Test func wallClockIsTheRealtimeClock() {
+        let before = Double(time(nil))
+        let now = WallClock.secondsSince1970()
+        #expect(now >= before && now < before + 2)
+    }
+}
