@@ -261,7 +261,6 @@ func latencyScenario(quick: Bool) -> Scenario {
         ]
     ) { kind, ctx in
         try await withBroker(kind, ctx) { broker in
-            var out = RunOutcome()
             var flow = FlowResult()
             let m = try await measured(broker) {
                 flow = try await runFlow(
@@ -277,19 +276,31 @@ func latencyScenario(quick: Bool) -> Scenario {
                     hardTimeout: seconds + 30
                 )
             }
-            let sorted = flow.latencies.sorted()
-            out.values["p50"] = percentile(sorted, 0.50) / 1e6
-            out.values["p99"] = percentile(sorted, 0.99) / 1e6
-            out.values["max"] = Double(sorted.last ?? 0) / 1e6
-            out.loss = max(0, flow.expected - flow.received)
-            out.duplicates = max(0, flow.received - flow.expected)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            var out = latencyOutcome(flow, measured: m, scale: 1e6)
             out.note = String(format: "achieved %.0f msg/s", flow.rate)
             return out
         }
     }
+}
+
+/// p50, p99 and max of receive time − payload timestamp (nanoseconds / `scale`: 1e6 for ms, 1e3 for
+/// µs), with loss, duplicates and the CPU and wall time `measured` took.
+func latencyOutcome(
+    _ flow: FlowResult,
+    measured m: (gen: Double, broker: Double?, wall: Double),
+    scale: Double
+) -> RunOutcome {
+    var out = RunOutcome()
+    let sorted = flow.latencies.sorted()
+    out.values["p50"] = percentile(sorted, 0.50) / scale
+    out.values["p99"] = percentile(sorted, 0.99) / scale
+    out.values["max"] = Double(sorted.last ?? 0) / scale
+    out.loss = max(0, flow.expected - flow.received)
+    out.duplicates = max(0, flow.received - flow.expected)
+    out.generatorCPU = m.gen
+    out.brokerCPU = m.broker
+    out.wall = m.wall
+    return out
 }
 
 /// Opens `count` connections, `concurrency` at a time; returns the channels.
@@ -447,6 +458,9 @@ func allScenarios(quick: Bool, fileLimit: Int, bridge: Bool) -> [Scenario] {
         }
     }
     list.append(latencyScenario(quick: quick))
+    list.append(pacedScenario(shape: .fanIn, qos: .atLeastOnce, rate: 20_000, quick: quick))
+    list.append(pacedScenario(shape: .fanIn, qos: .atMostOnce, rate: 20_000, quick: quick))
+    list.append(pacedScenario(shape: .oneToOne, qos: .exactlyOnce, rate: 10_000, quick: quick))
     list.append(memoryScenario(quick: quick, fileLimit: fileLimit))
     list.append(memoryReturnScenario(quick: quick))
     list.append(connectionRateScenario(quick: quick))

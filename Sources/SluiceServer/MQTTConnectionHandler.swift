@@ -59,6 +59,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
     private static let noBytes = ByteBuffer()
     private var context: ChannelHandlerContext?
+    /// This loop's way to the broker loop (set in `handlerAdded`).
+    private var handoff: LoopHandoff?
     private var connectTimer: Scheduled<Void>?
     private var closing = false
     /// Why this side closed the socket, when the broker core cannot know (bad input, a socket error).
@@ -100,6 +102,12 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        handoff = host.handoffs.handoff(on: context.eventLoop)
+    }
+
+    /// Runs `work` on the broker loop, after what this connection handed over before.
+    private func toBroker(_ work: @escaping @Sendable () -> Void) {
+        if let handoff { handoff.send(work) } else { host.loop.execute(work) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -126,7 +134,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let host = self.host
         let id = self.id
         let cause = closeCause
-        host.loop.execute { host.closed(id, cause: cause) }
+        toBroker { host.closed(id, cause: cause) }
         context.fireChannelInactive()
     }
 
@@ -136,7 +144,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let host = self.host
         let id = self.id
         let writable = context.channel.isWritable
-        host.loop.execute { host.writabilityChanged(id, writable: writable) }
+        toBroker { host.writabilityChanged(id, writable: writable) }
         context.fireChannelWritabilityChanged()
     }
 
@@ -193,14 +201,14 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             )
             let done = batchStarted(context: context)
             let connect = connect
-            host.loop.execute {
+            toBroker {
                 host.connect(id, connect, handle: handle)
                 if !packets.isEmpty { host.receive(id, packets) }
                 done()
             }
         } else {
             let done = batchStarted(context: context)
-            host.loop.execute {
+            toBroker {
                 host.receive(id, packets)
                 done()
             }

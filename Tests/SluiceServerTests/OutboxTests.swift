@@ -1,0 +1,79 @@
+import MQTTCore
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SluiceServer
+
+/// The broker host queues what it sends over a loop turn and writes it once per connection.
+@Suite("Broker host outbox (EmbeddedChannel)")
+struct OutboxTests {
+    /// Everything `client`'s handler wrote since the last read, as the writes it made.
+    static func writes(_ client: TestClient) throws -> [ByteBuffer] {
+        var chunks: [ByteBuffer] = []
+        while let chunk = try client.channel.readOutbound(as: ByteBuffer.self) { chunks.append(chunk) }
+        return chunks
+    }
+
+    static func decode(_ chunks: [ByteBuffer], _ version: ProtocolVersion) throws -> [Packet] {
+        var bytes = ByteBuffer()
+        for var chunk in chunks { bytes.writeBuffer(&chunk) }
+        var packets: [Packet] = []
+        while let packet = try MQTTCodec.decodePacket(from: &bytes, version: version) { packets.append(packet) }
+        #expect(bytes.readableBytes == 0)
+        return packets
+    }
+
+    @Test func twoPublishersReadInOneTurnReachTheSubscriberInOneWrite() throws {
+        let broker = EmbeddedBroker()
+        let subscriber = try broker.client(.v3_1_1)
+        _ = try subscriber.connect("sub")
+        try subscriber.send(TestClient.subscribe(1, "t/#", .atMostOnce))
+        _ = try subscriber.received()
+        let first = try broker.client(.v3_1_1)
+        _ = try first.connect("p1")
+        let second = try broker.client(.v3_1_1)
+        _ = try second.connect("p2")
+
+        // Both reads happen before the loop runs: one turn.
+        for (client, payload) in [(first, "one"), (second, "two")] {
+            var bytes = ByteBuffer()
+            MQTTCodec.encode(TestClient.publish("t/x", payload, .atMostOnce), version: .v3_1_1, into: &bytes)
+            try client.channel.writeInbound(bytes)
+        }
+        broker.loop.run()
+
+        let chunks = try Self.writes(subscriber)
+        #expect(chunks.count == 1, "one write for the turn, not one per publisher")
+        #expect(
+            try Self.decode(chunks, .v3_1_1) == [
+                TestClient.publish("t/x", "one", .atMostOnce), TestClient.publish("t/x", "two", .atMostOnce),
+            ]
+        )
+    }
+
+    /// A PUBACK queued in the turn goes out before the DISCONNECT of a close decided later in it.
+    @Test func queuedPacketsGoBeforeAClose() throws {
+        let broker = EmbeddedBroker()
+        let client = try broker.client(.v5)
+        _ = try client.connect("c")
+        // A QoS 1 publish, then in a second read of the same turn a second CONNECT (a protocol violation).
+        for packet in [
+            TestClient.publish("t/x", "kept", .atLeastOnce, id: 9),
+            .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "c")),
+        ] {
+            var bytes = ByteBuffer()
+            MQTTCodec.encode(packet, version: .v5, into: &bytes)
+            try client.channel.writeInbound(bytes)
+        }
+        let answer = try client.received()
+        #expect(answer.first == .pubAck(PubAckPacket(packetIdentifier: 9)))
+        #expect(answer.count == 2)
+        guard case .disconnect(let disconnect)? = answer.last else {
+            Issue.record("no DISCONNECT after the PUBACK: \(answer)")
+            return
+        }
+        #expect(disconnect.reasonCode == .protocolError)
+        #expect(!client.isOpen)
+    }
+}
