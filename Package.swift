@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "GWMPCore"),
         // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.
         .target(name: "SluicePOSIX"),
+        // Strict RFC 8259 JSON values, parsed and written without Foundation.
+        .target(name: "SluiceJSON"),
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
@@ -101,6 +103,7 @@ let package = Package(
         .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
         .testTarget(name: "SluicePOSIXTests", dependencies: ["SluicePOSIX"]),
+        .testTarget(name: "SluiceJSONTests", dependencies: ["SluiceJSON"]),
         .testTarget(
             name: "SluiceAuthTests",
             dependencies: [
