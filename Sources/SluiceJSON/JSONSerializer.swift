@@ -21,8 +21,11 @@ extension JSONValue {
         case .int(let number): output.append(contentsOf: String(number).utf8)
         case .double(let number):
             guard number.isFinite else { throw .nonFiniteNumber(number) }
-            // Swift's shortest round-trip spelling ("0.1", "1e-07", "5e+20", "3.0") is valid JSON as it is.
-            output.append(contentsOf: number.description.utf8)
+            // Swift's shortest round-trip spelling ("0.1", "1e-07", "5e+20") less a trailing ".0": byte for
+            // byte what Foundation's JSONEncoder writes, so moving an encoder onto this changes no output.
+            // An integral Double therefore reads back as `.int` ("3"), the same number.
+            let text = number.description
+            output.append(contentsOf: (text.hasSuffix(".0") ? text.dropLast(2) : text[...]).utf8)
         case .string(let text): Self.writeString(text, into: &output, escapingSlashes: escapingSlashes)
         case .array(let elements):
             output.append(UInt8(ascii: "["))

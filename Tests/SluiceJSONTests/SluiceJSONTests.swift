@@ -199,7 +199,14 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
     @Test func numbers() throws {
         #expect(try JSONValue.int(.min).serialized() == "-9223372036854775808")
         #expect(try JSONValue.double(0.1).serialized() == "0.1")
-        #expect(try JSONValue.double(3).serialized() == "3.0")
+        // As Foundation's JSONEncoder spells them (measured): no ".0", no exponent below 2^53.
+        #expect(try JSONValue.double(3).serialized() == "3")
+        #expect(try JSONValue.double(-0.0).serialized() == "-0")
+        #expect(try JSONValue.double(868.1).serialized() == "868.1")
+        #expect(try JSONValue.double(1e15).serialized() == "1000000000000000")
+        #expect(try JSONValue.double(1e16).serialized() == "1e+16")
+        #expect(try JSONValue.double(1e300).serialized() == "1e+300")
+        #expect(try JSONValue(parsing: JSONValue.double(3).serialized()) == .int(3))
         #expect(try JSONValue.double(1e-7).serialized() == "1e-07")
         #expect(try JSONValue.double(5e20).serialized() == "5e+20")
         #expect(throws: JSONSerializationError.nonFiniteNumber(.infinity)) { try JSONValue.double(.infinity).serialized() }
