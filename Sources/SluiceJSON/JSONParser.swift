@@ -333,6 +333,7 @@ struct JSONParser {
         // The grammar is checked above, so the standard library only converts (it would also take "nan").
         let text = String(decoding: bytes[start..<position], as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .int(integer) }
+        if isInteger, let integer = UInt64(text) { return .unsigned(integer) }
         guard let number = Double(text), number.isFinite else {
             throw JSONParseError(.numberOutOfRange, at: start)
         }

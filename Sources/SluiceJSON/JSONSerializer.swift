@@ -19,6 +19,7 @@ extension JSONValue {
         case .null: output.append(contentsOf: "null".utf8)
         case .bool(let flag): output.append(contentsOf: (flag ? "true" : "false").utf8)
         case .int(let number): output.append(contentsOf: String(number).utf8)
+        case .unsigned(let number): output.append(contentsOf: String(number).utf8)
         case .double(let number):
             guard number.isFinite else { throw .nonFiniteNumber(number) }
             // Swift's shortest round-trip spelling ("0.1", "1e-07", "5e+20") less a trailing ".0": byte for

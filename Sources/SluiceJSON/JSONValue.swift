@@ -1,10 +1,13 @@
 /// A JSON document as a value (RFC 8259), without Foundation. Integers that fit Int64 stay `.int`, so a
-/// 64-bit counter or a GPS time in milliseconds keeps every digit; anything with a fraction or exponent, or
-/// an integer outside Int64, is `.double`. Objects keep their members in the order they were parsed or built.
+/// 64-bit counter or a GPS time in milliseconds keeps every digit; integers above Int64.max up to UInt64.max
+/// are `.unsigned` (as JSONDecoder reads them into a UInt64); anything with a fraction or exponent, or an
+/// integer outside both, is `.double`. Objects keep their members in the order they were parsed or built.
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
+    /// Only for integers above Int64.max: every other integer is `.int`.
+    case unsigned(UInt64)
     case double(Double)
     case string(String)
     case array([JSONValue])
@@ -30,6 +33,7 @@ public enum JSONValue: Sendable, Equatable {
     public var double: Double? {
         switch self {
         case .int(let number): return Double(number)
+        case .unsigned(let number): return Double(number)
         case .double(let number): return number
         default: return nil
         }

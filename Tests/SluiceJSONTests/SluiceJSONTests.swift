@@ -28,8 +28,12 @@ private func parseError(bytes: [UInt8], maxDepth: Int = JSONValue.defaultMaxDept
     @Test func integersAndDoublesStayApart() throws {
         #expect(try JSONValue(parsing: "9223372036854775807") == .int(.max))
         #expect(try JSONValue(parsing: "-9223372036854775808") == .int(.min))
-        // Past Int64 it is still a valid number, carried as a Double.
-        #expect(try JSONValue(parsing: "9223372036854775808") == .double(9_223_372_036_854_775_808))
+        // Past Int64 up to UInt64.max it is `.unsigned`; past that still a valid number, carried as a Double.
+        #expect(try JSONValue(parsing: "9223372036854775808") == .unsigned(9_223_372_036_854_775_808))
+        #expect(try JSONValue(parsing: "18446744073709551615") == .unsigned(.max))
+        #expect(try JSONValue(parsing: "18446744073709551616") == .double(18_446_744_073_709_551_616))
+        #expect(try JSONValue(parsing: "-9223372036854775809") == .double(-9_223_372_036_854_775_808))
+        #expect(try JSONValue.unsigned(.max).serialized() == "18446744073709551615")
         #expect(try JSONValue(parsing: "1.0") == .double(1))
         #expect(try JSONValue(parsing: "1.0").int64 == nil)
         #expect(try JSONValue(parsing: "1.0").double == 1)
