@@ -49,7 +49,7 @@ let package = Package(
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
         .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
-        .target(name: "GWMPCore"),
+        .target(name: "GWMPCore", dependencies: ["SluiceJSON"]),
         // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.
         .target(name: "SluicePOSIX"),
         // Strict RFC 8259 JSON values, parsed and written without Foundation.
