@@ -52,3 +52,18 @@ import Testing
         }
     }
 }
+
+/// The log line of a refused body says why and where, without echoing the body.
+@Suite struct JSONRefusalTextTests {
+    @Test func parseErrorsNameTheOffset() {
+        #expect(throws: ConversionError("downlink command: not valid JSON (invalid JSON at byte 1: unexpectedEnd)")) {
+            try ChirpStackJSONEncoding().decodeDownlink(Array("{".utf8))
+        }
+        #expect(throws: ConversionError("downlink command: missing downlinkId")) {
+            try ChirpStackJSONEncoding().decodeDownlink(Array(#"{"items":[]}"#.utf8))
+        }
+        #expect(throws: ConversionError("downlink command: wrong type at downlinkId")) {
+            try ChirpStackJSONEncoding().decodeDownlink(Array(#"{"downlinkId":"x","items":[]}"#.utf8))
+        }
+    }
+}
