@@ -49,9 +49,11 @@ let package = Package(
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
         .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
-        .target(name: "GWMPCore"),
+        .target(name: "GWMPCore", dependencies: ["SluiceJSON"]),
         // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.
         .target(name: "SluicePOSIX"),
+        // Strict RFC 8259 JSON values, parsed and written without Foundation.
+        .target(name: "SluiceJSON"),
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
@@ -101,6 +103,7 @@ let package = Package(
         .testTarget(name: "SluiceBridgeTests", dependencies: ["SluiceBridge", "MQTTCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
         .testTarget(name: "SluicePOSIXTests", dependencies: ["SluicePOSIX"]),
+        .testTarget(name: "SluiceJSONTests", dependencies: ["SluiceJSON"]),
         .testTarget(
             name: "SluiceAuthTests",
             dependencies: [

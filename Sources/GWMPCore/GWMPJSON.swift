@@ -1,8 +1,5 @@
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluiceJSON
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -276,23 +273,24 @@ enum GWMPJSON {
         while let last = json.last, last == 0 { json.removeLast() }
         guard !json.isEmpty else { throw GWMPError(.badJSON, "\(identifier) without a JSON body") }
         do {
-            return try JSONDecoder().decode(Body.self, from: Data(json))
+            return try JSONValueDecoder().decode(Body.self, from: json)
         } catch {
             throw GWMPError(.badJSON, "\(identifier): \(Self.summary(error))")
         }
     }
 
     static func encode(_ body: some Encodable) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding these plain structs cannot fail (no non-finite numbers: they come from JSON or from
-        // `TXPK` values built by `DownlinkFrame.txpk`, which rejects them).
-        return Array((try? encoder.encode(body)) ?? Data("{}".utf8))
+        // Sorted keys, slashes unescaped: the bytes Foundation's JSONEncoder wrote with `.sortedKeys` and
+        // `.withoutEscapingSlashes` (SluiceJSON's tests compare the two). Encoding these plain structs cannot
+        // fail (no non-finite numbers: they come from JSON or from `TXPK` values built by
+        // `DownlinkFrame.txpk`, which rejects them).
+        return (try? JSONValueEncoder(sortingKeys: true).encodeText(body)) ?? Array("{}".utf8)
     }
 
     /// A one-line reason that does not echo the whole input back into the log.
     static func summary(_ error: any Error) -> String {
         switch error {
+        case let error as JSONParseError: "not valid JSON (\(error.description.prefix(80)))"
         case DecodingError.dataCorrupted(let context): "not valid JSON (\(context.debugDescription.prefix(80)))"
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             "wrong type at \(context.codingPath.map(\.stringValue).joined(separator: "."))"

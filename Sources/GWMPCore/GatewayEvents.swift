@@ -3,6 +3,8 @@
 #else
     import Foundation
 #endif
+import SluiceJSON
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -37,7 +39,7 @@ public struct ChirpStackJSONEncoding: GatewayEventEncoding {
 
     public func decodeDownlink(_ payload: [UInt8]) throws(ConversionError) -> DownlinkFrame {
         do {
-            return try JSONDecoder().decode(DownlinkFrame.self, from: Data(payload))
+            return try JSONValueDecoder().decode(DownlinkFrame.self, from: payload)
         } catch {
             throw ConversionError("downlink command: \(GWMPJSON.summary(error))")
         }
