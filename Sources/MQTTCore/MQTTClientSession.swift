@@ -124,6 +124,9 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
     /// True when a QoS 1/2 `publish` would be accepted now.
     public var canPublish: Bool { state == .connected && inFlight.count < sendWindow }
 
+    /// Inbound QoS 1/2 messages delivered and not yet acknowledged by the caller (`acknowledge(_:now:)`).
+    public var unacknowledgedDeliveryCount: Int { awaitingAcknowledgement.count }
+
     /// SUBSCRIBEs and UNSUBSCRIBEs awaiting their acknowledgement.
     public var pendingRequestCount: Int { pendingSubscribes.count + pendingUnsubscribes.count }
 
@@ -185,6 +188,30 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
         guard inFlight.count < sendWindow else { throw .sendWindowFull(sendWindow) }
         let id = allocatePacketIdentifier()
         message.packetIdentifier = id
+        return record(message, id, now: now)
+    }
+
+    /// For a caller that keeps its own copies of what it sends (a bridge reads them back from its
+    /// queue) instead of the session's `resend`: a QoS 1/2 message from an earlier connection of a
+    /// session the server kept, sent again with DUP and its old `packetIdentifier` [MQTT-4.4.0-1].
+    /// When that identifier is taken on this connection, a fresh one without DUP. Throws as `publish`.
+    public mutating func publish(
+        _ message: PublishPacket,
+        resending packetIdentifier: UInt16,
+        now: Instant
+    ) throws(MQTTClientSessionError) -> PublishPacket {
+        guard packetIdentifier != 0, message.qos != .atMostOnce, !isInUse(packetIdentifier) else {
+            return try publish(message, now: now)
+        }
+        guard state == .connected else { throw .notConnected }
+        guard inFlight.count < sendWindow else { throw .sendWindowFull(sendWindow) }
+        var message = message
+        message.dup = true
+        message.packetIdentifier = packetIdentifier
+        return record(message, packetIdentifier, now: now)
+    }
+
+    private mutating func record(_ message: PublishPacket, _ id: UInt16, now: Instant) -> PublishPacket {
         sendOrder += 1
         inFlight[id] = InFlight(order: sendOrder, step: .awaitingAcknowledgement(message))
         lastSent = now
@@ -423,9 +450,12 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
     private mutating func allocatePacketIdentifier() -> UInt16 {
         repeat {
             lastPacketIdentifier = lastPacketIdentifier == .max ? 1 : lastPacketIdentifier + 1
-        } while inFlight[lastPacketIdentifier] != nil || pendingSubscribes[lastPacketIdentifier] != nil
-            || pendingUnsubscribes[lastPacketIdentifier] != nil
+        } while isInUse(lastPacketIdentifier)
         return lastPacketIdentifier
+    }
+
+    private func isInUse(_ id: UInt16) -> Bool {
+        inFlight[id] != nil || pendingSubscribes[id] != nil || pendingUnsubscribes[id] != nil
     }
 }
 

@@ -45,8 +45,14 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     private struct Online {
         var addressIndex: Int
+        /// This connection's MQTT client session: packet ids, the QoS 1 window (queue messages and the
+        /// notification), SUBSCRIBE/UNSUBSCRIBE bookkeeping and inbound QoS 1/2 acknowledgement. One per
+        /// connection: after a reconnect the link re-fetches from the queue head instead of resending
+        /// the session's copies.
+        var session: MQTTClientSession<Instant>
+        /// The latest tick, for the session's bookkeeping.
+        var clock: Instant
         var since: Instant?
-        var window: Int
         var keepAlive: Duration?
         var sessionPresent: Bool
         var retainAvailable: Bool
@@ -54,7 +60,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var remoteAllowsQoS1: Bool
         /// The smaller of `bridge_max_packet_size` and the remote's Maximum Packet Size.
         var maxPacketSize: Int?
-        /// packet id → queue seq, for QoS 1 messages sent and not yet acknowledged.
+        /// packet id → queue seq, for QoS 1 queue messages the session has in flight.
         var inflight: [UInt16: UInt64] = [:]
         /// The highest seq sent (or passed over) on this connection; fetches continue after it.
         var cursor: UInt64? = nil
@@ -64,16 +70,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var moreSignalled = false
         /// The last fetch came back short: nothing more until `queueHasMore()`.
         var drained = false
-        var nextPacketId: UInt16 = 1
-        /// SUBSCRIBE packet id → its filters, until the SUBACK.
-        var pendingSubscribes: [UInt16: [String]] = [:]
-        var pendingUnsubscribes: Set<UInt16> = []
+        /// The packet id of the link-state notification "1" while it awaits its PUBACK.
         var notificationId: UInt16? = nil
-        /// Inbound QoS 2 ids between PUBREC and PUBREL.
-        var incomingQoS2: Set<UInt16> = []
-        /// Inbound QoS 1/2 messages handed to the local broker and not yet kept there: their
-        /// PUBACK/PUBREC waits (`publishedLocally`).
-        var awaitingLocal: [UInt16: QoS] = [:]
         var lastSent: Instant?
         var lastReceived: Instant?
         var lastProgress: Instant?
@@ -92,22 +90,10 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         /// The pacer ran out of tokens: top up at the next tick.
         var paced = false
 
+        /// min(`maxInflight`, the remote's Receive Maximum).
+        var window: Int { session.sendWindow }
         /// QoS 1 PUBLISHes awaiting their PUBACK: queue messages and the notification.
-        var used: Int { inflight.count + (notificationId == nil ? 0 : 1) }
-
-        func inUse(_ id: UInt16) -> Bool {
-            inflight[id] != nil || pendingSubscribes[id] != nil || pendingUnsubscribes.contains(id)
-                || notificationId == id
-        }
-
-        mutating func allocatePacketId() -> UInt16 {
-            // The window is capped below 65535, so a free id always exists.
-            while true {
-                let id = nextPacketId
-                nextPacketId = nextPacketId == UInt16.max ? 1 : nextPacketId + 1  // never 0 [MQTT-2.2.1-3]
-                if !inUse(id) { return id }
-            }
-        }
+        var used: Int { session.inFlightCount }
     }
 
     private struct Closing {
@@ -367,17 +353,29 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     stoppedEarly = true
                     break
                 }
+                let sending: PublishPacket
+                do throws(MQTTClientSessionError) {
+                    if online.sessionPresent, let id = resendIds[item.seq] {
+                        sending = try online.session.publish(message, resending: id, now: online.clock)
+                    } else {
+                        sending = try online.session.publish(message, now: online.clock)
+                    }
+                } catch {
+                    // Not expected (connected, window checked above); the message stays queued.
+                    actions.append(.log(.error, "bridge \(configuration.name): queued message \(item.seq) not sent: \(error)"))
+                    stoppedEarly = true
+                    break
+                }
+                guard let id = sending.packetIdentifier else {  // QoS 1: always set
+                    stoppedEarly = true
+                    break
+                }
+                message = sending
                 pacer?.spend(size: size)
                 online.retry.remove(item.seq)
-                if online.sessionPresent, let id = resendIds[item.seq], !online.inUse(id) {
-                    message.packetIdentifier = id
-                    message.dup = true
-                } else {
-                    message.packetIdentifier = online.allocatePacketId()
-                }
                 resendIds[item.seq] = nil
                 if online.inflight.isEmpty { online.lastProgress = now }
-                online.inflight[message.packetIdentifier!] = item.seq
+                online.inflight[id] = item.seq
                 online.sent[item.seq] = SentMessage(topic: message.topic, size: message.payload.readableBytes)
                 online.cursor = item.seq
                 online.lastMessage = now
@@ -411,10 +409,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         guard case .online(var online) = state, delivery.connection == statistics.connections else { return [] }
         state = .modifying
         var actions: [BridgeAction] = []
-        switch online.awaitingLocal.removeValue(forKey: delivery.packetID) {
-        case .atLeastOnce: send(.pubAck(PubAckPacket(packetIdentifier: delivery.packetID)), &online, &actions)
-        case .exactlyOnce: send(.pubRec(PubAckPacket(packetIdentifier: delivery.packetID)), &online, &actions)
-        case .atMostOnce, nil: break
+        if let acknowledgement = online.session.acknowledge(delivery.packetID, now: online.clock) {
+            send(acknowledgement, &online, &actions)  // PUBACK or PUBREC
         }
         state = .online(online)
         return actions
@@ -596,13 +592,14 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         case .online(var online):
             state = .modifying
             var actions: [BridgeAction] = []
+            online.clock = now
             if online.since == nil { online.since = now }
             if online.lastSent == nil { online.lastSent = now }
             if online.lastReceived == nil { online.lastReceived = now }
             if online.lastProgress == nil { online.lastProgress = now }
             if online.lastMessage == nil { online.lastMessage = now }
             if case .lazy(_, let idleTimeout) = configuration.startType, online.inflight.isEmpty, online.drained,
-                !online.fetchOutstanding, online.awaitingLocal.isEmpty, online.notificationId == nil,
+                !online.fetchOutstanding, online.session.unacknowledgedDeliveryCount == 0, online.notificationId == nil,
                 let last = online.lastMessage, last.duration(to: now) >= idleTimeout
             {
                 return [
@@ -697,11 +694,33 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         let window = max(1, min(configuration.maxInflight, receiveMaximum, Self.maximumWindow))
         let keepAliveSeconds = connAck.properties.serverKeepAlive ?? configuration.keepAliveSeconds
         let sessionPresent = connAck.sessionPresent && !configuration.cleanSession
+        guard let now else {
+            // The I/O layer ticks before it connects; without a time the session cannot start.
+            return close(
+                Closing(addressIndex: attempt.addressIndex, established: false),
+                .protocolError("CONNACK before the first tick")
+            )
+        }
+        var session = MQTTClientSession<Instant>(
+            configuration: .init(maximumInFlight: window, acknowledgesOnDelivery: false)
+        )
+        // The session sees the CONNACK as the link reads it: the window above already holds the
+        // Receive Maximum (0 leniently ignored), and a session present after a clean start is ignored.
+        var accepted = connAck
+        accepted.sessionPresent = sessionPresent
+        accepted.properties.receiveMaximum = nil
+        do throws(MQTTClientSessionError) {
+            _ = try session.connect(makeConnect(), now: now)
+            _ = try session.received(.connAck(accepted), now: now)
+        } catch {
+            return close(Closing(addressIndex: attempt.addressIndex, established: false), .protocolError("\(error)"))
+        }
         if !sessionPresent { resendIds.removeAll() }
         var online = Online(
             addressIndex: attempt.addressIndex,
+            session: session,
+            clock: now,
             since: now,
-            window: window,
             keepAlive: keepAliveSeconds == 0 ? nil : .seconds(Int(keepAliveSeconds)),
             sessionPresent: sessionPresent,
             retainAvailable: connAck.properties.retainAvailable != 0,
@@ -743,17 +762,20 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             unsubscribe(configuration.rules.remoteOutboundOnlyFilters, &online, &actions)
         }
         if let topic = configuration.notificationTopic {
-            let id = online.allocatePacketId()
-            online.notificationId = id
             let notification = PublishPacket(
                 topic: topic,
                 payload: .init(string: "1"),
                 qos: .atLeastOnce,
-                retain: configuration.outgoingRetain && online.retainAvailable,
-                packetIdentifier: id
+                retain: configuration.outgoingRetain && online.retainAvailable
             )
-            pacer?.spend(size: topic.utf8.count + 1)  // a PUBLISH like any other for a rate-limited central
-            send(.publish(notification), &online, &actions)
+            do throws(MQTTClientSessionError) {
+                let sending = try online.session.publish(notification, now: now)
+                online.notificationId = sending.packetIdentifier
+                pacer?.spend(size: topic.utf8.count + 1)  // a PUBLISH like any other for a rate-limited central
+                send(.publish(sending), &online, &actions)
+            } catch {
+                actions.append(.log(.error, "bridge \(configuration.name): notification not sent: \(error)"))
+            }
         }
         topUp(&online, &actions)
         state = .online(online)
@@ -767,78 +789,15 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         _ actions: inout [BridgeAction]
     ) -> BridgeCloseReason? {
         switch packet {
-        case .pubAck(let ack):
-            let id = ack.packetIdentifier
-            if id == online.notificationId {
-                online.notificationId = nil
-                topUp(&online, &actions)  // its slot in the window is free
-                return nil
-            }
-            guard let seq = online.inflight.removeValue(forKey: id) else {
-                warn(
-                    "unknown-puback",
-                    first: "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored",
-                    summary: "PUBACKs for unknown packet ids ignored",
-                    &actions
-                )
-                return nil
-            }
-            online.lastProgress = now
-            let sentMessage = online.sent.removeValue(forKey: seq)
-            if ack.reasonCode.isFailure {
-                refused(seq, ack.reasonCode, sentMessage, &online, &actions)
-            } else {
-                statistics.acknowledged += 1
-                attempts[seq] = nil
-                refusalStrikes[seq] = nil
-                holdsWithoutProgress = 0
-                backoff.reset()  // the connection makes progress: the next reconnect starts quick
-                actions.append(.remove(seqs: [seq]))
-            }
-            topUp(&online, &actions)
-            return nil
-
-        case .subAck(let subAck):
-            guard let filters = online.pendingSubscribes.removeValue(forKey: subAck.packetIdentifier) else {
-                actions.append(
-                    .log(
-                        .warning,
-                        "bridge \(configuration.name): SUBACK for unknown packet id \(subAck.packetIdentifier) ignored"
-                    )
-                )
-                return nil
-            }
-            for (index, code) in subAck.reasonCodes.enumerated() where code.isFailure {
-                let filter = index < filters.count ? filters[index] : "#\(index)"
-                actions.append(
-                    .log(
-                        .error,
-                        "bridge \(configuration.name): remote refused subscription '\(filter)' with reason \(code) (\(code.name))"
-                    )
-                )
-            }
-            return nil
-
         case .publish(let publish):
             if publish.properties.topicAlias != nil {
                 // The link's CONNECT allows no topic aliases [MQTT-3.3.2-9].
                 return .protocolError("topic alias from the remote, none allowed")
             }
             online.lastMessage = now
-            handleInbound(publish, &online, &actions)
-            return nil
-
-        case .pubRel(let rel):
-            let known = online.incomingQoS2.remove(rel.packetIdentifier) != nil
-            let code: ReasonCode =
-                known || configuration.protocolVersion != .v5 ? .success : .packetIdentifierNotFound
-            send(.pubComp(PubAckPacket(packetIdentifier: rel.packetIdentifier, reasonCode: code)), &online, &actions)
-            return nil
-
+            statistics.received += 1
         case .pingResp:
             online.pingOutstanding = false
-            return nil
-
         case .disconnect(let disconnect):
             // The retry line names the reason code; the remote's own words, if any, come first.
             if let text = disconnect.properties.reasonString {
@@ -850,63 +809,121 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             }
             return .remoteDisconnected(disconnect.reasonCode)
-
-        case .unsubAck(let unsubAck):
-            online.pendingUnsubscribes.remove(unsubAck.packetIdentifier)
-            return nil
-
         case .connect, .connAck, .pubRec, .pubComp, .subscribe, .unsubscribe, .pingReq, .auth:
+            // The link sends no QoS 2: a PUBREC or PUBCOMP is as unexpected as a SUBSCRIBE.
             return .protocolError("unexpected \(packet.type) from the remote")
+        case .pubAck, .pubRel, .subAck, .unsubAck:
+            break
+        }
+        let reaction: MQTTClientSession<Instant>.Reaction
+        do throws(MQTTClientSessionError) {
+            reaction = try online.session.received(packet, now: online.clock)
+        } catch {
+            return tolerate(error, &actions)
+        }
+        if let reply = reaction.reply { send(reply, &online, &actions) }  // PUBCOMP, or PUBREC for a QoS 2 resend
+        switch reaction.event {
+        case .published(let id, let code):
+            acknowledged(id, code, &online, &actions)
+        case .subscribed(_, let results):
+            for result in results where result.reasonCode.isFailure {
+                actions.append(
+                    .log(
+                        .error,
+                        "bridge \(configuration.name): remote refused subscription '\(result.filter)' with reason \(result.reasonCode) (\(result.reasonCode.name))"
+                    )
+                )
+            }
+        case .message(let publish):
+            handleInbound(publish, &online, &actions)
+        case .unsubscribed, .connected, .connectionRefused, .disconnected, nil:
+            break
+        }
+        return nil
+    }
+
+    /// The remote acknowledged `id`: the notification, or a queue message (removed on success,
+    /// held or dead-lettered on a refusal).
+    private mutating func acknowledged(
+        _ id: UInt16,
+        _ code: ReasonCode,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) {
+        if id == online.notificationId {
+            online.notificationId = nil
+            topUp(&online, &actions)  // its slot in the window is free
+            return
+        }
+        guard let seq = online.inflight.removeValue(forKey: id) else { return }  // the session knew it: not reached
+        online.lastProgress = now
+        let sentMessage = online.sent.removeValue(forKey: seq)
+        if code.isFailure {
+            refused(seq, code, sentMessage, &online, &actions)
+        } else {
+            statistics.acknowledged += 1
+            attempts[seq] = nil
+            refusalStrikes[seq] = nil
+            holdsWithoutProgress = 0
+            backoff.reset()  // the connection makes progress: the next reconnect starts quick
+            actions.append(.remove(seqs: [seq]))
+        }
+        topUp(&online, &actions)
+    }
+
+    /// Where the link is lenient with a remote's slip (an acknowledgement for nothing in flight):
+    /// warn and go on; any other violation ends the connection.
+    private mutating func tolerate(_ error: MQTTClientSessionError, _ actions: inout [BridgeAction]) -> BridgeCloseReason?
+    {
+        switch error {
+        case .unknownPacketIdentifier(.pubAck, let id), .wrongAcknowledgement(.pubAck, let id):
+            warn(
+                "unknown-puback",
+                first: "bridge \(configuration.name): PUBACK for unknown packet id \(id) ignored",
+                summary: "PUBACKs for unknown packet ids ignored",
+                &actions
+            )
+            return nil
+        case .unknownPacketIdentifier(.subAck, _), .reasonCodeCount(.subAck, _, _, _):
+            actions.append(.log(.warning, "bridge \(configuration.name): \(error); ignored"))
+            return nil
+        case .unknownPacketIdentifier(.unsubAck, _), .reasonCodeCount(.unsubAck, _, _, _):
+            return nil  // nothing rides on an UNSUBACK
+        default:
+            return .protocolError(error.description)
         }
     }
 
+    /// A message from the remote (once per QoS 2 flow): to the local broker through its `in` rule,
+    /// acknowledged once kept there [design: nothing lost]; without a rule, dropped and acknowledged.
     private mutating func handleInbound(
         _ publish: PublishPacket,
         _ online: inout Online,
         _ actions: inout [BridgeAction]
     ) {
-        statistics.received += 1
-        let duplicateQoS2 =
-            publish.qos == .exactlyOnce && publish.packetIdentifier.map { online.incomingQoS2.contains($0) } == true
-        if !duplicateQoS2 {
-            if let mapping = configuration.rules.inbound(forRemote: publish.topic) {
-                var local = publish
-                local.topic = mapping.topic
-                local.qos = min(publish.qos, mapping.qos)
-                local.dup = false
-                local.packetIdentifier = nil
-                // Per-connection properties do not travel.
-                local.properties.topicAlias = nil
-                local.properties.subscriptionIdentifiers = []
-                if let id = publish.packetIdentifier, publish.qos != .atMostOnce {
-                    // Acknowledged once the local broker has kept it [design: nothing lost].
-                    if publish.qos == .exactlyOnce { online.incomingQoS2.insert(id) }
-                    online.awaitingLocal[id] = publish.qos
-                    let delivery = LocalDelivery(packetID: id, connection: statistics.connections)
-                    actions.append(.publishLocally(local, acknowledge: delivery))
-                    return
-                }
-                actions.append(.publishLocally(local, acknowledge: nil))
-            } else {
-                actions.append(
-                    .log(
-                        .warning,
-                        "bridge \(configuration.name): remote message on '\(publish.topic)' matches no in rule; dropped"
-                    )
+        let acknowledgedId = publish.qos == .atMostOnce ? nil : publish.packetIdentifier
+        guard let mapping = configuration.rules.inbound(forRemote: publish.topic) else {
+            actions.append(
+                .log(
+                    .warning,
+                    "bridge \(configuration.name): remote message on '\(publish.topic)' matches no in rule; dropped"
                 )
+            )
+            if let id = acknowledgedId, let acknowledgement = online.session.acknowledge(id, now: online.clock) {
+                send(acknowledgement, &online, &actions)
             }
+            return
         }
-        // A resend of a message the local broker is still keeping is acknowledged when it is kept.
-        guard let id = publish.packetIdentifier, online.awaitingLocal[id] == nil else { return }
-        switch publish.qos {
-        case .atMostOnce:
-            break
-        case .atLeastOnce:
-            send(.pubAck(PubAckPacket(packetIdentifier: id)), &online, &actions)
-        case .exactlyOnce:
-            online.incomingQoS2.insert(id)
-            send(.pubRec(PubAckPacket(packetIdentifier: id)), &online, &actions)
-        }
+        var local = publish
+        local.topic = mapping.topic
+        local.qos = min(publish.qos, mapping.qos)
+        local.dup = false
+        local.packetIdentifier = nil
+        // Per-connection properties do not travel.
+        local.properties.topicAlias = nil
+        local.properties.subscriptionIdentifiers = []
+        let delivery = acknowledgedId.map { LocalDelivery(packetID: $0, connection: statistics.connections) }
+        actions.append(.publishLocally(local, acknowledge: delivery))
     }
 
     private mutating func subscribe(
@@ -915,16 +932,22 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         _ actions: inout [BridgeAction]
     ) {
         guard !subscriptions.isEmpty else { return }
-        let id = online.allocatePacketId()
-        online.pendingSubscribes[id] = subscriptions.map(\.filter)
-        send(.subscribe(SubscribePacket(packetIdentifier: id, subscriptions: subscriptions)), &online, &actions)
+        do throws(MQTTClientSessionError) {
+            let packet = try online.session.subscribe(subscriptions, now: online.clock)
+            send(.subscribe(packet), &online, &actions)
+        } catch {
+            actions.append(.log(.error, "bridge \(configuration.name): SUBSCRIBE not sent: \(error)"))
+        }
     }
 
     private mutating func unsubscribe(_ filters: [String], _ online: inout Online, _ actions: inout [BridgeAction]) {
         guard !filters.isEmpty else { return }
-        let id = online.allocatePacketId()
-        online.pendingUnsubscribes.insert(id)
-        send(.unsubscribe(UnsubscribePacket(packetIdentifier: id, filters: filters)), &online, &actions)
+        do throws(MQTTClientSessionError) {
+            let packet = try online.session.unsubscribe(filters, now: online.clock)
+            send(.unsubscribe(packet), &online, &actions)
+        } catch {
+            actions.append(.log(.error, "bridge \(configuration.name): UNSUBSCRIBE not sent: \(error)"))
+        }
     }
 
     private mutating func send(_ packet: Packet, _ online: inout Online, _ actions: inout [BridgeAction]) {

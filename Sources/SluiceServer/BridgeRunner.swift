@@ -210,6 +210,7 @@ final class BridgeRunner: @unchecked Sendable {
                 self.localAccess?.flushWarnings()
             }
             self.pollControl(force: true)
+            self.run(self.link.tick(now: .now))  // the link's time before its first connection
             if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
         }
     }

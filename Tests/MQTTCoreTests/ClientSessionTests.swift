@@ -58,6 +58,52 @@ struct ClientSessionTests {
 
     // MARK: Packet identifiers
 
+    @Test func aCallerKeptMessageIsResentWithDupAndItsOldIdentifier() throws {
+        // A bridge keeps its messages in its queue, not in the session: after a session-present
+        // CONNACK it resends them itself, each with the identifier it had [MQTT-4.4.0-1].
+        var session = try online(
+            .init(maximumInFlight: 3),
+            cleanStart: false,
+            connAck: ConnAckPacket(sessionPresent: true)
+        )
+        let resent = try session.publish(message(.atLeastOnce), resending: 7, now: t0)
+        #expect(resent.packetIdentifier == 7 && resent.dup)
+        // Taken now (in flight): a fresh identifier without DUP; 0 is never an identifier.
+        let again = try session.publish(message(.atLeastOnce), resending: 7, now: t0)
+        #expect(again.packetIdentifier == 1 && !again.dup)
+        let zero = try session.publish(message(.atLeastOnce), resending: 0, now: t0)
+        #expect(zero.packetIdentifier == 2 && !zero.dup)
+        #expect(session.inFlightCount == 3)
+        expectError(.sendWindowFull(3), code: .receiveMaximumExceeded) { () throws(MQTTClientSessionError) in
+            _ = try session.publish(message(.atLeastOnce), resending: 9, now: t0)
+        }
+        // The resent identifier is in flight like any other: its PUBACK completes it.
+        let reaction = try session.received(.pubAck(PubAckPacket(packetIdentifier: 7)), now: t0)
+        #expect(reaction.event == .published(packetIdentifier: 7, reasonCode: .success))
+        #expect(session.inFlightCount == 2)
+        // Fresh identifiers skip a resent one: 3 is taken by a resend, so 4 follows 2.
+        #expect(try session.publish(message(.atLeastOnce), resending: 3, now: t0).packetIdentifier == 3)
+        _ = try session.received(.pubAck(PubAckPacket(packetIdentifier: 1)), now: t0)
+        #expect(try session.publish(message(.atLeastOnce), now: t0).packetIdentifier == 4)
+    }
+
+    @Test func resendingBeforeConnectingIsRefused() {
+        var session = Session()
+        expectError(.notConnected, code: .implementationSpecificError) { () throws(MQTTClientSessionError) in
+            _ = try session.publish(message(.atLeastOnce), resending: 5, now: t0)
+        }
+    }
+
+    @Test func deliveriesAwaitingTheCallersAcknowledgementAreCounted() throws {
+        var session = try online(.init(acknowledgesOnDelivery: false))
+        var inbound = message(.atLeastOnce)
+        inbound.packetIdentifier = 4
+        #expect(try session.received(.publish(inbound), now: t0).reply == nil)
+        #expect(session.unacknowledgedDeliveryCount == 1)
+        #expect(session.acknowledge(4, now: t0) == .pubAck(PubAckPacket(packetIdentifier: 4)))
+        #expect(session.unacknowledgedDeliveryCount == 0)
+    }
+
     @Test func packetIdentifiersStartAtOneAndSkipThoseInFlight() throws {
         var session = try online()
         let first = try session.publish(message(.atLeastOnce), now: t0)
