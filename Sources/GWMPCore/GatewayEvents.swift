@@ -1,9 +1,10 @@
+import SluiceJSON
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
     import Foundation
 #endif
-import SluiceJSON
 
 #if canImport(Glibc)
     import Glibc

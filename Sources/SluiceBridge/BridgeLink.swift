@@ -362,7 +362,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     }
                 } catch {
                     // Not expected (connected, window checked above); the message stays queued.
-                    actions.append(.log(.error, "bridge \(configuration.name): queued message \(item.seq) not sent: \(error)"))
+                    actions.append(
+                        .log(.error, "bridge \(configuration.name): queued message \(item.seq) not sent: \(error)")
+                    )
                     stoppedEarly = true
                     break
                 }
@@ -873,7 +875,8 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
     /// Where the link is lenient with a remote's slip (an acknowledgement for nothing in flight):
     /// warn and go on; any other violation ends the connection.
-    private mutating func tolerate(_ error: MQTTClientSessionError, _ actions: inout [BridgeAction]) -> BridgeCloseReason?
+    private mutating func tolerate(_ error: MQTTClientSessionError, _ actions: inout [BridgeAction])
+        -> BridgeCloseReason?
     {
         switch error {
         case .unknownPacketIdentifier(.pubAck, let id), .wrongAcknowledgement(.pubAck, let id):

@@ -39,7 +39,9 @@ private struct ValueDecoder: Decoder {
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .object(let object) = value else {
             throw DecodingError.typeMismatch(
-                JSONObject.self, .init(codingPath: codingPath, debugDescription: "expected an object, found \(value.kindName)"))
+                JSONObject.self,
+                .init(codingPath: codingPath, debugDescription: "expected an object, found \(value.kindName)")
+            )
         }
         return KeyedDecodingContainer(KeyedContainer<Key>(object: object, codingPath: codingPath))
     }
@@ -47,7 +49,9 @@ private struct ValueDecoder: Decoder {
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
         guard case .array(let elements) = value else {
             throw DecodingError.typeMismatch(
-                [JSONValue].self, .init(codingPath: codingPath, debugDescription: "expected an array, found \(value.kindName)"))
+                [JSONValue].self,
+                .init(codingPath: codingPath, debugDescription: "expected an array, found \(value.kindName)")
+            )
         }
         return UnkeyedContainer(elements: elements, codingPath: codingPath)
     }
@@ -106,14 +110,18 @@ private enum Scalars {
             throw mismatch(type, value, path)
         }
         throw DecodingError.dataCorrupted(
-            .init(codingPath: path, debugDescription: "number does not fit \(type)"))
+            .init(codingPath: path, debugDescription: "number does not fit \(type)")
+        )
     }
 
     static func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: [any CodingKey]) -> DecodingError {
         if value.isNull {
             return .valueNotFound(type, .init(codingPath: path, debugDescription: "null"))
         }
-        return .typeMismatch(type, .init(codingPath: path, debugDescription: "expected \(type), found \(value.kindName)"))
+        return .typeMismatch(
+            type,
+            .init(codingPath: path, debugDescription: "expected \(type), found \(value.kindName)")
+        )
     }
 }
 

@@ -53,7 +53,12 @@ struct BridgeLinkSessionTests {
     @Test func aQoS1ResendWhileTheFirstCopyIsKeptLocallyIsAcknowledgedOnce() {
         var h = Harness(config(rules: inRules()))
         _ = h.connect()
-        let remote = PublishPacket(topic: "gw1/cmd/v", payload: .init(string: "1"), qos: .atLeastOnce, packetIdentifier: 5)
+        let remote = PublishPacket(
+            topic: "gw1/cmd/v",
+            payload: .init(string: "1"),
+            qos: .atLeastOnce,
+            packetIdentifier: 5
+        )
         let delivery = LocalDelivery(packetID: 5, connection: 1)
         let local = PublishPacket(topic: "devices/cmd/v", payload: .init(string: "1"), qos: .atLeastOnce)
         #expect(h.link.received(.publish(remote)) == [.publishLocally(local, acknowledge: delivery)])

@@ -1,11 +1,12 @@
+import Testing
+
+@testable import SluiceJSON
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
     import Foundation
 #endif
-import Testing
-
-@testable import SluiceJSON
 
 // Shaped like the GWMP and ChirpStack bodies: optionals, nested structs and arrays, a custom
 // single-value enum, a string dictionary, snake_case coding keys.
@@ -63,8 +64,16 @@ private struct Ack: Codable, Equatable {
 private let sample = Body(
     rxpk: [
         Packet(
-            time: "2013-03-31T16:21:17.528002Z", tmms: 1_048_576_000_123, tmst: 3_512_348_611, freq: 868.0, stat: -1,
-            datr: .lora("SF7BW125"), lsnr: -5.25, ipol: true, data: "-DS4CGaD/dG+48eJ"),
+            time: "2013-03-31T16:21:17.528002Z",
+            tmms: 1_048_576_000_123,
+            tmst: 3_512_348_611,
+            freq: 868.0,
+            stat: -1,
+            datr: .lora("SF7BW125"),
+            lsnr: -5.25,
+            ipol: true,
+            data: "-DS4CGaD/dG+48eJ"
+        ),
         Packet(freq: 866.349812, datr: .fsk(50_000), lsnr: 1e-7),
         Packet(tmms: .max),
     ],

@@ -180,8 +180,12 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 @Suite struct JSONSerializeTests {
     @Test func compactInTheCallersKeyOrder() throws {
-        let value: JSONValue = ["rxpk": [["tmst": 3_512_348_611, "freq": 866.349812, "ok": true]], "stat": nil, "a": "b"]
-        #expect(try value.serialized() == #"{"rxpk":[{"tmst":3512348611,"freq":866.349812,"ok":true}],"stat":null,"a":"b"}"#)
+        let value: JSONValue = [
+            "rxpk": [["tmst": 3_512_348_611, "freq": 866.349812, "ok": true]], "stat": nil, "a": "b",
+        ]
+        #expect(
+            try value.serialized() == #"{"rxpk":[{"tmst":3512348611,"freq":866.349812,"ok":true}],"stat":null,"a":"b"}"#
+        )
         var object = JSONObject()
         object["z"] = 1
         object["a"] = 2
@@ -213,7 +217,9 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         #expect(try JSONValue(parsing: JSONValue.double(3).serialized()) == .int(3))
         #expect(try JSONValue.double(1e-7).serialized() == "1e-07")
         #expect(try JSONValue.double(5e20).serialized() == "5e+20")
-        #expect(throws: JSONSerializationError.nonFiniteNumber(.infinity)) { try JSONValue.double(.infinity).serialized() }
+        #expect(throws: JSONSerializationError.nonFiniteNumber(.infinity)) {
+            try JSONValue.double(.infinity).serialized()
+        }
         #expect(throws: JSONSerializationError.self) { try JSONValue.array([.double(.nan)]).serialized() }
     }
 
