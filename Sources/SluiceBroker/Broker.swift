@@ -26,8 +26,8 @@ public struct Broker: Sendable {
     var outboundTable: [BridgeOutbound] = []
     var retained = RetainedStore()
     var timers = WillAndExpiryTimers()
-    /// Persistent sessions whose records are in the store (so that ending one deletes them).
-    var savedSessions: Set<String> = []
+    /// What the next save writes and which acknowledgements wait for it.
+    var saveJournal = SaveJournal()
 
     /// Whether changes are recorded for `takeChanges()`. Only persistence drains them, so without
     /// it they must not accumulate (every client identifier and retained topic ever seen would).
@@ -37,13 +37,11 @@ public struct Broker: Sendable {
             sessions.tracksChanges = newValue
             retained.tracksChanges = newValue
             if !newValue {
-                savedSessions.removeAll()
+                saveJournal.forgetSaved()
             }
         }
     }
     private var pendingAcks: [UInt64: PendingAck] = [:]
-    /// Acknowledgements held until the next save of broker state has committed (`takeChanges()`).
-    var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
     var assignedIDCounter: UInt64 = 0
     /// Random per broker instance, so an assigned id never names a session restored from disk
@@ -70,7 +68,7 @@ public struct Broker: Sendable {
     }
 
     /// Whether acknowledgements wait for a save: the owner should save soon rather than at its interval.
-    public var hasAcknowledgementsAwaitingSave: Bool { !acknowledgementsAwaitingSave.isEmpty }
+    public var hasAcknowledgementsAwaitingSave: Bool { saveJournal.hasAcknowledgementsAwaitingSave }
 
     public init(settings: BrokerSettings = BrokerSettings()) {
         self.settings = settings
@@ -355,7 +353,7 @@ public struct Broker: Sendable {
         var token: UInt64? = nil
         if retainAndRoute(message, now: now).changedSavedState {
             token = makeToken()
-            acknowledgementsAwaitingSave.append(token!)
+            saveJournal.holdUntilSaved(token!)
         }
         return (takeActions(), token)
     }
@@ -628,7 +626,7 @@ public struct Broker: Sendable {
                     qos: packet.qos,
                     awaiting: awaiting
                 )
-                if changedSavedState { acknowledgementsAwaitingSave.append(token) }
+                if changedSavedState { saveJournal.holdUntilSaved(token) }
                 if packet.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
                 return
             }
@@ -805,7 +803,7 @@ public struct Broker: Sendable {
             awaiting: 1,
             reply: reply
         )
-        acknowledgementsAwaitingSave.append(token)
+        saveJournal.holdUntilSaved(token)
     }
 
     // MARK: DISCONNECT and connection loss
