@@ -588,7 +588,11 @@ public struct Broker: Sendable {
 
     /// Records an inbound QoS 2 packet identifier; false for a resent PUBLISH already recorded, which is
     /// acknowledged again and not delivered again [MQTT-4.3.3-9].
-    private mutating func beginInboundQoS2(_ packetID: UInt16, clientID: String, from connection: ConnectionID) -> Bool {
+    private mutating func beginInboundQoS2(
+        _ packetID: UInt16,
+        clientID: String,
+        from connection: ConnectionID
+    ) -> Bool {
         if sessions[clientID]?.inboundQoS2.contains(packetID) == true {
             send(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
             return false
