@@ -1070,7 +1070,9 @@ public struct Broker: Sendable {
             return
         }
         let size = delivery.message.payload.readableBytes
-        if !OutboundWindow.queueAccepts(session, size: size, settings: settings) {
+        if (settings.maxQueuedMessages > 0 && session.queue.count >= settings.maxQueuedMessages)
+            || (settings.maxQueuedBytes > 0 && session.queuedBytes + size > settings.maxQueuedBytes)
+        {
             stats.drop(.queueFull)
             return
         }
@@ -1116,11 +1118,16 @@ public struct Broker: Sendable {
         }
     }
 
-    /// Room for one more QoS 1/2 message in flight to the connection (`OutboundWindow`).
+    private func window(for connection: ConnectionID) -> Int {
+        min(connections[connection]?.receiveMaximum ?? 65535, settings.receiveMaximum)
+    }
+
+    /// Room for one more QoS 1/2 message in flight: the count window, and `max_inflight_bytes` as
+    /// Mosquitto counts it (one more while the bytes in flight are below the bound, so a larger
+    /// message still goes, alone).
     private func hasRoomInFlight(_ session: Session, connection: ConnectionID) -> Bool {
-        let clientReceiveMaximum = connections[connection]?.receiveMaximum
-        let window = OutboundWindow.size(clientReceiveMaximum: clientReceiveMaximum, settings: settings)
-        return OutboundWindow.hasRoomInFlight(session, window: window, settings: settings)
+        guard session.inflight.count < window(for: connection) else { return false }
+        return settings.maxInflightBytes == 0 || session.inflightPayloadBytes < settings.maxInflightBytes
     }
 
     /// Builds and sends one PUBLISH; false when it was dropped (expired, or too large for the client).
