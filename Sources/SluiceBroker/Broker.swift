@@ -26,8 +26,8 @@ public struct Broker: Sendable {
     var outboundTable: [BridgeOutbound] = []
     var retained = RetainedStore()
     var timers = WillAndExpiryTimers()
-    /// Persistent sessions whose records are in the store (so that ending one deletes them).
-    var savedSessions: Set<String> = []
+    /// What the next save writes and which acknowledgements wait for it.
+    var saveJournal = SaveJournal()
 
     /// Whether changes are recorded for `takeChanges()`. Only persistence drains them, so without
     /// it they must not accumulate (every client identifier and retained topic ever seen would).
@@ -37,13 +37,11 @@ public struct Broker: Sendable {
             sessions.tracksChanges = newValue
             retained.tracksChanges = newValue
             if !newValue {
-                savedSessions.removeAll()
+                saveJournal.forgetSaved()
             }
         }
     }
     private var pendingAcks: [UInt64: PendingAck] = [:]
-    /// Acknowledgements held until the next save of broker state has committed (`takeChanges()`).
-    var acknowledgementsAwaitingSave: [UInt64] = []
     private var nextToken: UInt64 = 1
     var assignedIDCounter: UInt64 = 0
     /// Random per broker instance, so an assigned id never names a session restored from disk
@@ -70,7 +68,7 @@ public struct Broker: Sendable {
     }
 
     /// Whether acknowledgements wait for a save: the owner should save soon rather than at its interval.
-    public var hasAcknowledgementsAwaitingSave: Bool { !acknowledgementsAwaitingSave.isEmpty }
+    public var hasAcknowledgementsAwaitingSave: Bool { saveJournal.hasAcknowledgementsAwaitingSave }
 
     public init(settings: BrokerSettings = BrokerSettings()) {
         self.settings = settings
@@ -355,7 +353,7 @@ public struct Broker: Sendable {
         var token: UInt64? = nil
         if retainAndRoute(message, now: now).changedSavedState {
             token = makeToken()
-            acknowledgementsAwaitingSave.append(token!)
+            saveJournal.holdUntilSaved(token!)
         }
         return (takeActions(), token)
     }
@@ -542,12 +540,35 @@ public struct Broker: Sendable {
         stats.publishReceived += 1
         stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
         stats.publishBytesReceived += packet.payload.readableBytes
-        let topic: String
+        guard let topic = inboundTopic(packet, client: &client, from: connection, now: now) else { return }
+        connections[connection] = client
+        guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
+        if packet.qos == .exactlyOnce && !beginInboundQoS2(packetID, clientID: client.clientID, from: connection) {
+            return
+        }
+        if let refused = refusal(packet, topic: topic, from: client) {
+            stats.drop(refused.reason)
+            acknowledge(packet.qos, packetID, refused.code, to: connection)
+            return
+        }
+        let message = Self.inboundMessage(packet, topic: topic, from: client, now: now)
+        routeAndAcknowledge(message, packetID: packetID, from: connection, now: now)
+    }
+
+    /// The topic a client's PUBLISH is published on (`publishTopic`), or nil when the PUBLISH was
+    /// refused or closed the connection.
+    private mutating func inboundTopic(
+        _ packet: PublishPacket,
+        client: inout ClientConnection,
+        from connection: ConnectionID,
+        now: BrokerTime
+    ) -> String? {
         do {
-            topic = try Self.publishTopic(packet, from: &client, settings: settings)
+            return try Self.publishTopic(packet, from: &client, settings: settings)
         } catch {
             if case .protocolViolation(let code, let reason) = error {
-                return protocolViolation(connection, code, reason, now: now)
+                protocolViolation(connection, code, reason, now: now)
+                return nil
             }
             // Too deep. MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
             // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
@@ -556,43 +577,59 @@ public struct Broker: Sendable {
             connections[connection] = client
             stats.drop(.topicTooDeep)
             if client.version >= .v5 && packet.qos != .atMostOnce, let packetID = packet.packetIdentifier {
-                return acknowledge(packet.qos, packetID, .topicNameInvalid, to: connection)
+                acknowledge(packet.qos, packetID, .topicNameInvalid, to: connection)
+                return nil
             }
             let reason = "topic deeper than \(settings.maxTopicLevels) levels"
-            return protocolViolation(connection, .topicNameInvalid, reason, now: now)
+            protocolViolation(connection, .topicNameInvalid, reason, now: now)
+            return nil
         }
-        connections[connection] = client
-        guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
+    }
 
-        if packet.qos == .exactlyOnce {
-            if sessions[client.clientID]?.inboundQoS2.contains(packetID) == true {
-                // A resent QoS 2 PUBLISH we already have: acknowledge again, deliver once [MQTT-4.3.3-9].
-                send(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
-                return
-            }
-            sessions[client.clientID]?.inboundQoS2.insert(packetID)
-            connections[connection]?.inboundUnacknowledged += 1
+    /// Records an inbound QoS 2 packet identifier; false for a resent PUBLISH already recorded, which is
+    /// acknowledged again and not delivered again [MQTT-4.3.3-9].
+    private mutating func beginInboundQoS2(
+        _ packetID: UInt16,
+        clientID: String,
+        from connection: ConnectionID
+    ) -> Bool {
+        if sessions[clientID]?.inboundQoS2.contains(packetID) == true {
+            send(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
+            return false
         }
+        sessions[clientID]?.inboundQoS2.insert(packetID)
+        connections[connection]?.inboundUnacknowledged += 1
+        return true
+    }
 
+    /// Why a PUBLISH is not routed, and the reason code its acknowledgement carries; nil when it is routed.
+    private func refusal(_ packet: PublishPacket, topic: String, from client: ClientConnection) -> (
+        reason: DropReason, code: ReasonCode
+    )? {
         if let limit = settings.messageSizeLimit, packet.payload.readableBytes > limit {
             // `message_size_limit` (Mosquitto's meaning): the payload is refused, the QoS flow completes and the
             // client stays connected; MQTT 5 hears 0x95 Packet too large, 3.1/3.1.1 a plain acknowledgement.
-            stats.drop(.payloadTooLarge)
-            acknowledge(packet.qos, packetID, client.version >= .v5 ? .packetTooLarge : .success, to: connection)
-            return
+            return (.payloadTooLarge, client.version >= .v5 ? .packetTooLarge : .success)
         }
         let allowed =
             !topic.hasPrefix("$SYS/")
             && accessPolicy.map { $0.mayPublish(clientID: client.clientID, username: client.username, topic: topic) }
                 ?? true
         if !allowed {
-            stats.drop(.notAuthorized)
             // MQTT 5 says 0x87; 3.1.1 acknowledges and drops, as Mosquitto does.
-            let code: ReasonCode = client.version >= .v5 ? .notAuthorized : .success
-            acknowledge(packet.qos, packetID, code, to: connection)
-            return
+            return (.notAuthorized, client.version >= .v5 ? .notAuthorized : .success)
         }
+        return nil
+    }
 
+    /// The message a client's PUBLISH carries, as the broker routes it: no topic alias or subscription
+    /// identifiers of the publisher's, its expiry interval as a due time.
+    private static func inboundMessage(
+        _ packet: PublishPacket,
+        topic: String,
+        from client: ClientConnection,
+        now: BrokerTime
+    ) -> Message {
         var properties = packet.properties
         if !properties.isEmpty {
             properties.topicAlias = nil
@@ -602,7 +639,7 @@ public struct Broker: Sendable {
         if let expiry = properties.messageExpiryInterval {
             expiresAt = now + BrokerTime(expiry) * 1000
         }
-        let message = Message(
+        return Message(
             topic: topic,
             payload: packet.payload,
             qos: packet.qos,
@@ -612,6 +649,15 @@ public struct Broker: Sendable {
             origin: client.clientID,
             publisher: Publisher(clientID: client.clientID, username: client.username)
         )
+    }
+
+    /// Routes a client's message and acknowledges it, at once or once what it changed is on disk.
+    private mutating func routeAndAcknowledge(
+        _ message: Message,
+        packetID: UInt16,
+        from connection: ConnectionID,
+        now: BrokerTime
+    ) {
         let (changedSavedState, appends) = retainAndRoute(message, now: now)
 
         // Acknowledged only once on disk: a bridge queue append, and the saved broker state when
@@ -620,20 +666,20 @@ public struct Broker: Sendable {
         if durable || changedSavedState {
             let token = makeToken()
             if durable { actions.append(.persist(token: token, message: message, appends: appends)) }
-            if packet.qos != .atMostOnce {
+            if message.qos != .atMostOnce {
                 let awaiting = (durable ? 1 : 0) + (changedSavedState ? 1 : 0)
                 pendingAcks[token] = PendingAck(
                     connection: connection,
                     packetID: packetID,
-                    qos: packet.qos,
+                    qos: message.qos,
                     awaiting: awaiting
                 )
-                if changedSavedState { acknowledgementsAwaitingSave.append(token) }
-                if packet.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
+                if changedSavedState { saveJournal.holdUntilSaved(token) }
+                if message.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
                 return
             }
         }
-        acknowledge(packet.qos, packetID, .success, to: connection)
+        acknowledge(message.qos, packetID, .success, to: connection)
     }
 
     private mutating func acknowledge(_ qos: QoS, _ packetID: UInt16, _ code: ReasonCode, to connection: ConnectionID) {
@@ -805,7 +851,7 @@ public struct Broker: Sendable {
             awaiting: 1,
             reply: reply
         )
-        acknowledgementsAwaitingSave.append(token)
+        saveJournal.holdUntilSaved(token)
     }
 
     // MARK: DISCONNECT and connection loss

@@ -73,14 +73,14 @@ public enum StateWrite: Sendable, Equatable {
 /// copies, and per persistent session only the messages that came and went), so the broker's loop
 /// never pays for encoding; `encoded(wallClockOffset:)` can run on any thread.
 public struct PendingChanges: Sendable {
-    fileprivate enum SessionChange: Sendable {
+    enum SessionChange: Sendable {
         /// Saves the session record; `all` replaces every saved message, else `added`/`removed`.
         case save(SessionSnapshot, all: [Delivery]?, added: [Delivery], removed: [UInt64])
         case delete(clientID: String)
     }
-    fileprivate var sessions: [SessionChange] = []
+    var sessions: [SessionChange] = []
     /// Per topic the retained message to save, or nil to delete its record.
-    fileprivate var retained: [(topic: String, message: Message?)] = []
+    var retained: [(topic: String, message: Message?)] = []
     /// Acknowledgements to release with `Broker.persisted(token:accepted:now:)` once these changes
     /// have committed.
     public var acknowledgements: [UInt64] = []
@@ -218,29 +218,7 @@ extension Broker {
     /// What changed since the last call, with the acknowledgements that wait for it. Sessions
     /// without an expiry interval are not kept (their records, if any, are deleted).
     public mutating func takeChanges() -> PendingChanges {
-        var changes = PendingChanges()
-        let (changed, journals) = sessions.takeChanged()
-        for clientID in changed {
-            guard let session = sessions.all[clientID], session.isPersistent else {
-                if savedSessions.remove(clientID) != nil { changes.sessions.append(.delete(clientID: clientID)) }
-                continue
-            }
-            let journal = journals[clientID] ?? MessageJournal()
-            let rewrite = journal.rewrite || !savedSessions.contains(clientID)
-            savedSessions.insert(clientID)
-            changes.sessions.append(
-                .save(
-                    SessionSnapshot(session),
-                    all: rewrite ? session.inflight.map(\.delivery) + session.queue : nil,
-                    added: rewrite ? [] : journal.added.values.sorted { $0.seq < $1.seq },
-                    removed: rewrite ? [] : journal.removed.sorted()
-                )
-            )
-        }
-        changes.retained = retained.takeChanges()
-        changes.acknowledgements = acknowledgementsAwaitingSave
-        acknowledgementsAwaitingSave.removeAll(keepingCapacity: true)
-        return changes
+        saveJournal.take(from: &sessions, retained: &retained)
     }
 
     /// `takeChanges()` encoded at once (tests and tools).
@@ -341,7 +319,7 @@ extension Broker {
                 }
                 self.sessions[session.clientID] = session
                 timers.setExpiry(session.clientID, at: session.expiresAt())
-                savedSessions.insert(session.clientID)
+                saveJournal.noteOnDisk(session.clientID)
             } catch {
                 problems.append("\(error)")
             }
@@ -353,7 +331,7 @@ extension Broker {
         for clientID in messages.keys {
             // Messages whose session record is gone: deleted by the next save.
             problems.append("\(messages[clientID]!.count) saved message(s) for \(clientID) without a session")
-            savedSessions.insert(clientID)
+            saveJournal.noteOnDisk(clientID)
             self.sessions.noteRewrite(clientID)
         }
         return problems
