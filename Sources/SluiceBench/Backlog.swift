@@ -129,9 +129,7 @@ func bridgeEnqueueScenario(quick: Bool) -> Scenario {
             }
             out.values["rate"] = result.rate
             out.loss = max(0, count - result.acknowledged)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.record(m)
             if result.acknowledged < count { out.note = "only \(result.acknowledged) of \(count) PUBACKed" }
             return out
         } catch {
@@ -260,9 +258,7 @@ func backlogMemoryScenario(quick: Bool) -> Scenario {
             out.values["perMsg"] = result.acknowledged > 0 ? (after - before) / Double(result.acknowledged) : .nan
             out.values["rate"] = result.rate
             out.loss = max(0, count - result.acknowledged)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.record(m)
             out.note = String(format: "RSS before the backlog %.1f MiB", before / 1_048_576)
             if result.acknowledged < count { out.note! += "; only \(result.acknowledged) of \(count) PUBACKed" }
             return out

@@ -209,11 +209,8 @@ func bridgeForwardScenario(quick: Bool, publishers: Int) -> Scenario {
             let c1 = metricsPort.flatMap { StoreCounters.scrape(metricsPort: $0) }
             out.values["rate"] = flow.rate
             recordBridgeContext(&out, from: s0, to: s1, commits: (c0, c1), messages: flow.received, fdatasync: disk)
-            out.loss = max(0, flow.expected - flow.received)
-            out.duplicates = max(0, flow.received - flow.expected)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.count(expected: flow.expected, received: flow.received)
+            out.record(m)
             return out
         } catch {
             throw BenchError("\(error)\nedge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())")
@@ -348,11 +345,8 @@ func bridgeDrainScenario(quick: Bool, window: Int? = nil) -> Scenario {
                     fdatasync: disk
                 )
             }
-            out.loss = max(0, count - received)
-            out.duplicates = max(0, received - count)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.count(expected: count, received: received)
+            out.record(m)
             if received < count {
                 out.note = "incomplete drain; edge log:\n\(edge.logTail())\ncentral log:\n\(central.logTail())"
             } else {

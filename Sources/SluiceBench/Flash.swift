@@ -216,9 +216,7 @@ func flashScenario(_ c: FlashCase, quick: Bool) -> Scenario {
             out.values["p50"] = percentile(sorted, 0.50) / 1e6
             out.values["p99"] = percentile(sorted, 0.99) / 1e6
             if let perMessage = out.values["ioBytes"] { out.values["gbPerDay"] = perMessage * c.rate * 86_400 / 1e9 }
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.record(m)
 
             // Pass 2, under strace: bytes handed to the store file and device flushes.
             let syncFDs = syncDescriptors(edge.pid)

@@ -59,9 +59,7 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
             out.values["churnKept"] = (samples.last ?? before) - before
             out.note =
                 "churn RssAnon per round (MiB): " + samples.map { String(Int($0.rounded())) }.joined(separator: " ")
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.record(m)
             return out
         }
         let (idle, kept, flow) = try await withBroker(kind, ctx) { broker in
@@ -83,8 +81,7 @@ func memoryReturnScenario(quick: Bool) -> Scenario {
         }
         out.values["idleAnon"] = idle / 1_048_576
         out.values["burstKept"] = (kept - idle) / 1_048_576
-        out.loss = max(0, flow.expected - flow.received)
-        out.duplicates = max(0, flow.received - flow.expected)
+        out.count(expected: flow.expected, received: flow.received)
         return out
     }
 }

@@ -139,9 +139,7 @@ func rateLimitedDrainScenario(quick: Bool) -> Scenario {
         out.values["seconds"] = seconds
         out.loss = max(0, count - last.distinct)
         out.duplicates = max(0, last.accepted - last.distinct)
-        out.generatorCPU = m.gen
-        out.brokerCPU = m.broker
-        out.wall = m.wall
+        out.record(m)
         out.note =
             "\(last.distinct) of \(count) delivered in \(String(format: "%.1f", seconds)) s, \(last.cuts) cuts, \(last.connections) connections"
         return out

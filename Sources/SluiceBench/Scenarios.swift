@@ -22,7 +22,22 @@ struct RunOutcome {
     var wall = 0.0  // seconds of the measurement
     var brokerCPU: Double?  // seconds of the broker's CPU during the measurement
     var note: String?
+
+    /// Loss and duplicates of a flow that should deliver `expected` messages.
+    mutating func count(expected: Int, received: Int) {
+        loss = max(0, expected - received)
+        duplicates = max(0, received - expected)
+    }
+
+    mutating func record(_ m: Measured) {
+        generatorCPU = m.gen
+        brokerCPU = m.broker
+        wall = m.wall
+    }
 }
+
+/// CPU seconds of the generator and the broker, and wall seconds, around a measured body.
+typealias Measured = (gen: Double, broker: Double?, wall: Double)
 
 struct BenchContext: Sendable {
     var group: MultiThreadedEventLoopGroup
@@ -48,9 +63,7 @@ final class SharedFlag: @unchecked Sendable {
 }
 
 /// Measures CPU of generator and broker around `body`.
-func measured(_ broker: BrokerProcess?, _ body: () async throws -> Void) async rethrows -> (
-    gen: Double, broker: Double?, wall: Double
-) {
+func measured(_ broker: BrokerProcess?, _ body: () async throws -> Void) async rethrows -> Measured {
     let g0 = generatorCPUSeconds()
     let b0 = broker?.cpuSeconds()
     let t0 = nowNanos()
@@ -231,11 +244,8 @@ func throughputScenario(shape: Shape, qos: QoS, payload: Int, quick: Bool) -> Sc
                 )
             }
             out.values["rate"] = flow.rate
-            out.loss = max(0, flow.expected - flow.received)
-            out.duplicates = max(0, flow.received - flow.expected)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.count(expected: flow.expected, received: flow.received)
+            out.record(m)
             return out
         }
     }
@@ -287,7 +297,7 @@ func latencyScenario(quick: Bool) -> Scenario {
 /// µs), with loss, duplicates and the CPU and wall time `measured` took.
 func latencyOutcome(
     _ flow: FlowResult,
-    measured m: (gen: Double, broker: Double?, wall: Double),
+    measured m: Measured,
     scale: Double
 ) -> RunOutcome {
     var out = RunOutcome()
@@ -295,11 +305,8 @@ func latencyOutcome(
     out.values["p50"] = percentile(sorted, 0.50) / scale
     out.values["p99"] = percentile(sorted, 0.99) / scale
     out.values["max"] = Double(sorted.last ?? 0) / scale
-    out.loss = max(0, flow.expected - flow.received)
-    out.duplicates = max(0, flow.received - flow.expected)
-    out.generatorCPU = m.gen
-    out.brokerCPU = m.broker
-    out.wall = m.wall
+    out.count(expected: flow.expected, received: flow.received)
+    out.record(m)
     return out
 }
 
@@ -370,9 +377,7 @@ func memoryScenario(quick: Bool, fileLimit: Int) -> Scenario {
                 }
             }
             await Net.closeAll(channels)
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.record(m)
             return out
         }
         // Idle RSS right after start-up is not the running working set (Sluice releases its
@@ -395,8 +400,7 @@ func memoryScenario(quick: Bool, fileLimit: Int) -> Scenario {
             return (Double(broker.rssBytes() ?? 0), flow)
         }
         out.values["traffic"] = traffic / 1_048_576
-        out.loss = max(0, flow.expected - flow.received)
-        out.duplicates = max(0, flow.received - flow.expected)
+        out.count(expected: flow.expected, received: flow.received)
         return out
     }
 }
@@ -436,9 +440,7 @@ func connectionRateScenario(quick: Bool) -> Scenario {
                 }
             }
             out.values["rate"] = Double(total) / m.wall
-            out.generatorCPU = m.gen
-            out.brokerCPU = m.broker
-            out.wall = m.wall
+            out.record(m)
             if failures.value { out.note = "some connections failed" }
             return out
         }
