@@ -20,16 +20,13 @@ struct Outgoing: Sendable {
 }
 
 /// MQTT session state: what survives the network connection (MQTT 5 §4.1).
+/// Word-sized fields first, the small ones packed after them: a session is a dictionary value,
+/// whose empty slots cost its stride too (120 bytes, it was 136 in declaration order).
 struct Session: Sendable {
     let clientID: String
-    var connection: ConnectionID?
-    var protocolVersion: ProtocolVersion
     /// The username the session was last authenticated with (nil = anonymous): messages that
     /// arrive while it is offline are checked against the ACL as this user, as Mosquitto does.
     var username: String?
-    /// Seconds; `UInt32.max` never expires.
-    var expiryInterval: UInt32
-    var disconnectedAt: BrokerTime?
     var subscriptions: [String: Subscription] = [:]
     /// In send order, so redelivery on reconnect keeps it [MQTT-4.6.0-1].
     var inflight: Deque<Outgoing> = []
@@ -38,11 +35,16 @@ struct Session: Sendable {
     var queuedBytes = 0
     /// QoS 2 packet identifiers received and not yet released by PUBREL.
     var inboundQoS2: Set<UInt16> = []
-    var lastPacketID: UInt16 = 0
     /// The `seq` the next stored delivery gets.
     var nextSeq: UInt64 = 1
     /// A will waiting for its delay to pass (MQTT 5 will delay interval).
     @Indirect var delayedWill: (message: Message, dueAt: BrokerTime)? = nil
+    var connection: ConnectionID?
+    var protocolVersion: ProtocolVersion
+    var lastPacketID: UInt16 = 0
+    /// Seconds; `UInt32.max` never expires.
+    var expiryInterval: UInt32
+    var disconnectedAt: BrokerTime?
 
     init(clientID: String, protocolVersion: ProtocolVersion, expiryInterval: UInt32) {
         self.clientID = clientID
@@ -79,32 +81,58 @@ struct Session: Sendable {
     }
 }
 
-/// Per-connection state that ends with the socket.
+/// Per-connection state that ends with the socket. Word-sized fields first, the small ones packed
+/// after them: it is a dictionary value, whose empty slots cost its stride too (104 bytes, it was
+/// 128 in the order of the initializer's parameters).
 struct ClientConnection: Sendable {
     let clientID: String
     let username: String?
-    let version: ProtocolVersion
-    /// Another broker's bridge (Mosquitto's `try_private`, protocol level 0x83/0x84).
-    var isBridge = false
     /// Which listener accepted the connection (for per-listener limits).
     let listener: Int
-    /// Effective keep alive in seconds (0 = none).
-    var keepAlive: UInt16
     var lastActivity: BrokerTime
     /// The client's Receive Maximum: our outgoing window towards it.
     var receiveMaximum: Int
     /// The client's Maximum Packet Size.
     var maximumPacketSize: Int
-    var topicAliasMaximum: UInt16
     var outgoingAliases: [String: UInt16] = [:]
     var inboundAliases: [UInt16: String] = [:]
     /// QoS 1 publishes whose PUBACK waits for the disk, and QoS 2 ones awaiting PUBREL.
     var inboundUnacknowledged = 0
     @Indirect var will: Will? = nil
+    /// Effective keep alive in seconds (0 = none).
+    var keepAlive: UInt16
+    var topicAliasMaximum: UInt16
+    let version: ProtocolVersion
+    /// Another broker's bridge (Mosquitto's `try_private`, protocol level 0x83/0x84).
+    var isBridge = false
     /// The socket's send buffer is above its high-water mark: deliveries wait in the session queue.
     var backedUp = false
     /// Set once DISCONNECT arrived: the will is then not sent (unless reason 0x04).
     var disconnectedCleanly = false
+
+    init(
+        clientID: String,
+        username: String?,
+        version: ProtocolVersion,
+        listener: Int,
+        keepAlive: UInt16,
+        lastActivity: BrokerTime,
+        receiveMaximum: Int,
+        maximumPacketSize: Int,
+        topicAliasMaximum: UInt16,
+        will: Will? = nil
+    ) {
+        self.clientID = clientID
+        self.username = username
+        self.version = version
+        self.listener = listener
+        self.keepAlive = keepAlive
+        self.lastActivity = lastActivity
+        self.receiveMaximum = receiveMaximum
+        self.maximumPacketSize = maximumPacketSize
+        self.topicAliasMaximum = topicAliasMaximum
+        self.will = will
+    }
 }
 
 /// What happened to one persistent session's stored messages since the last save, so a save

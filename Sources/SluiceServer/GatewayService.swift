@@ -412,6 +412,15 @@ public final class GatewayService: Sendable {
             }
         let useIdentity = listener.tls?.useIdentityAsUsername ?? false
         let useSubject = listener.tls?.useSubjectAsUsername ?? false
+        let shared = MQTTListenerContext(
+            host: host,
+            listener: index,
+            useIdentityAsUsername: useIdentity,
+            useSubjectAsUsername: useSubject,
+            maximumPacketSize: maximumPacketSize,
+            connectTimeout: connectTimeout,
+            logger: logger
+        )
         // A function, not a value: the dual-stack attempt sets an IPv6-only option, so the IPv4
         // fallback needs a fresh bootstrap.
         @Sendable func bootstrap() -> ServerBootstrap {
@@ -424,26 +433,10 @@ public final class GatewayService: Sendable {
                 // (the kernel's socket buffer is already full by then): 256 KiB keeps a stalled
                 // subscriber's cost small (it was ~1.2 MiB each with a 1 MiB mark).
                 .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 << 10, high: 256 << 10))
-                // Each connection keeps its last receive buffer for reuse. Starting small (a sensor's
-                // CONNECT and PUBLISHes fit in 256 bytes) keeps idle connections cheap; a busy one grows
-                // the buffer by doubling up to 64 KiB within a few reads.
-                .childChannelOption(
-                    .recvAllocator,
-                    value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
-                )
+                .childChannelOption(.recvAllocator, value: MQTTConnectionHandler.receiveBuffers)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let makeMQTTHandler: @Sendable () -> MQTTConnectionHandler = {
-                            MQTTConnectionHandler(
-                                host: host,
-                                listener: index,
-                                useIdentityAsUsername: useIdentity,
-                                useSubjectAsUsername: useSubject,
-                                maximumPacketSize: maximumPacketSize,
-                                connectTimeout: connectTimeout,
-                                logger: logger
-                            )
-                        }
+                        let makeMQTTHandler: @Sendable () -> MQTTConnectionHandler = { MQTTConnectionHandler(shared) }
                         switch listener.protocolKind {
                         case .mqtt:
                             if let tls {

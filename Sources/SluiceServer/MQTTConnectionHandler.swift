@@ -44,15 +44,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let host: BrokerHost
+    /// What every connection of one listener shares: one object per listener, not per connection
+    /// (an idle connection's cost is mostly such per-connection copies).
+    private let shared: MQTTListenerContext
+    private var host: BrokerHost { shared.host }
+    private var logger: Logger { shared.logger }
+    private var maximumPacketSize: Int { shared.maximumPacketSize }
     private let id: ConnectionID
-    private let listener: Int
-    private let useIdentityAsUsername: Bool
-    /// `use_subject_as_username`: the certificate's whole subject (RFC 2253) is the username.
-    private let useSubjectAsUsername: Bool
-    private let maximumPacketSize: Int
-    private let connectTimeout: TimeAmount
-    private let logger: Logger
     private var version: ProtocolVersion?
     /// Frames and decodes with the verified (fuzzed) decoder; the buffer it keeps holds at most one
     /// partial packet, whose size the decoder checked against the maximum from its fixed header.
@@ -77,7 +75,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let flow = ReadFlow()
     private static let maxPendingBatches = 4
 
-    init(
+    /// Receive buffer sizes for MQTT connections. Each connection keeps its last receive buffer (NIO
+    /// has no way to hand it back while idle), so it starts at 64 bytes: a sensor's CONNECT, SUBSCRIBE
+    /// and small PUBLISHes fit, and an idle connection keeps 64 bytes instead of 256. A busy one
+    /// doubles it on every full read, up to 64 KiB within ten reads.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 64, maximum: 65536)
+
+    convenience init(
         host: BrokerHost,
         listener: Int,
         useIdentityAsUsername: Bool,
@@ -86,18 +90,26 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         connectTimeout: TimeAmount,
         logger: Logger
     ) {
-        self.host = host
-        self.listener = listener
-        self.useIdentityAsUsername = useIdentityAsUsername
-        self.useSubjectAsUsername = useSubjectAsUsername
-        self.id = host.makeConnectionID()
-        self.maximumPacketSize = maximumPacketSize
-        self.decoder = NIOSingleStepByteToMessageProcessor(
-            MQTTPacketDecoder(maximumPacketSize: maximumPacketSize),
-            maximumBufferSize: maximumPacketSize
+        self.init(
+            MQTTListenerContext(
+                host: host,
+                listener: listener,
+                useIdentityAsUsername: useIdentityAsUsername,
+                useSubjectAsUsername: useSubjectAsUsername,
+                maximumPacketSize: maximumPacketSize,
+                connectTimeout: connectTimeout,
+                logger: logger
+            )
         )
-        self.connectTimeout = connectTimeout
-        self.logger = logger
+    }
+
+    init(_ shared: MQTTListenerContext) {
+        self.shared = shared
+        self.id = shared.host.makeConnectionID()
+        self.decoder = NIOSingleStepByteToMessageProcessor(
+            MQTTPacketDecoder(maximumPacketSize: shared.maximumPacketSize),
+            maximumBufferSize: shared.maximumPacketSize
+        )
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -120,7 +132,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let remote = context.remoteAddress.logText
-        connectTimer = context.eventLoop.scheduleTask(in: connectTimeout) { [logger] in
+        connectTimer = context.eventLoop.scheduleTask(in: shared.connectTimeout) { [logger] in
             logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(remote)"])
             loopBoundContext.value.close(promise: nil)
         }
@@ -159,6 +171,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 if version == nil, case .connect(let first) = packet {
                     version = first.protocolVersion
                     connectTimer?.cancel()
+                    connectTimer = nil  // a kept `Scheduled` holds its promise and task for the connection's life
                     connect = first
                 } else {
                     packets.append(packet)
@@ -182,7 +195,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let id = self.id
         if var connect {
             var identityVerified = false
-            if useIdentityAsUsername || useSubjectAsUsername {
+            let useIdentityAsUsername = shared.useIdentityAsUsername
+            if useIdentityAsUsername || shared.useSubjectAsUsername {
                 // The certificate's CN (or, with use_subject_as_username, its whole subject) is the username;
                 // the password is not checked (Mosquitto's rule; the CN wins when both are set, as there).
                 let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
@@ -196,7 +210,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
                 remoteAddress: context.remoteAddress.logText,
-                listener: listener,
+                listener: shared.listener,
                 identityVerified: identityVerified
             )
             let done = batchStarted(context: context)
@@ -218,32 +232,32 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Counts a batch handed to the broker loop; the returned closure (run there) counts it done
     /// and, only if reading was held for it, resumes reading on this connection's loop.
     private func batchStarted(context: ChannelHandlerContext) -> @Sendable () -> Void {
-        flow.pending.wrappingIncrement(ordering: .sequentiallyConsistent)
+        flow.started()
         let flow = self.flow
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let loop = context.eventLoop
         return {
-            let left = flow.pending.wrappingDecrementThenLoad(ordering: .sequentiallyConsistent)
-            if left < Self.maxPendingBatches, flow.held.load(ordering: .sequentiallyConsistent) {
+            let left = flow.finished()
+            if left.pending < Self.maxPendingBatches, left.held {
                 loop.execute { handler.value.resumeReading() }
             }
         }
     }
 
     private func resumeReading() {
-        guard flow.held.exchange(false, ordering: .sequentiallyConsistent), let context else { return }
+        guard flow.resume(), let context else { return }
         context.read()
     }
 
     func read(context: ChannelHandlerContext) {
-        guard takeoverClose == nil, flow.pending.load(ordering: .sequentiallyConsistent) >= Self.maxPendingBatches
+        guard takeoverClose == nil, flow.pending >= Self.maxPendingBatches
         else {
             return context.read()
         }
-        flow.held.store(true, ordering: .sequentiallyConsistent)
+        flow.hold()
         // The broker may have finished a batch between the check and the store without seeing
         // `held`: check again, or reading would stay held with nobody to resume it.
-        if flow.pending.load(ordering: .sequentiallyConsistent) < Self.maxPendingBatches {
+        if flow.pending < Self.maxPendingBatches {
             resumeReading()
         }
     }
@@ -331,8 +345,57 @@ extension MQTTError {
     }
 }
 
-/// Batches in flight to the broker loop, and whether reading waits for them.
-private final class ReadFlow: Sendable {
-    let pending = ManagedAtomic<Int>(0)
-    let held = ManagedAtomic<Bool>(false)
+/// Batches in flight to the broker loop, and whether reading waits for them, in one atomic word (the
+/// count below `heldBit`): one allocation per connection where two atomics and their box were three.
+private struct ReadFlow: Sendable {
+    private let state = ManagedAtomic<Int>(0)
+    private static let heldBit = 1 << 62
+
+    var pending: Int { state.load(ordering: .sequentiallyConsistent) & (Self.heldBit - 1) }
+
+    func started() { state.wrappingIncrement(ordering: .sequentiallyConsistent) }
+
+    /// Counts a batch done; returns the batches still pending and whether reading is held.
+    func finished() -> (pending: Int, held: Bool) {
+        let now = state.wrappingDecrementThenLoad(ordering: .sequentiallyConsistent)
+        return (now & (Self.heldBit - 1), now & Self.heldBit != 0)
+    }
+
+    func hold() { _ = state.loadThenBitwiseOr(with: Self.heldBit, ordering: .sequentiallyConsistent) }
+
+    /// Clears the hold; true when reading was held (the caller resumes it).
+    func resume() -> Bool {
+        state.loadThenBitwiseAnd(with: ~Self.heldBit, ordering: .sequentiallyConsistent) & Self.heldBit != 0
+    }
+}
+
+/// The settings every connection of one listener shares, and the broker host they talk to.
+final class MQTTListenerContext: Sendable {
+    let host: BrokerHost
+    /// Index of the listener that accepted the connection.
+    let listener: Int
+    let useIdentityAsUsername: Bool
+    /// `use_subject_as_username`: the certificate's whole subject (RFC 2253) is the username.
+    let useSubjectAsUsername: Bool
+    let maximumPacketSize: Int
+    let connectTimeout: TimeAmount
+    let logger: Logger
+
+    init(
+        host: BrokerHost,
+        listener: Int,
+        useIdentityAsUsername: Bool,
+        useSubjectAsUsername: Bool,
+        maximumPacketSize: Int,
+        connectTimeout: TimeAmount,
+        logger: Logger
+    ) {
+        self.host = host
+        self.listener = listener
+        self.useIdentityAsUsername = useIdentityAsUsername
+        self.useSubjectAsUsername = useSubjectAsUsername
+        self.maximumPacketSize = maximumPacketSize
+        self.connectTimeout = connectTimeout
+        self.logger = logger
+    }
 }

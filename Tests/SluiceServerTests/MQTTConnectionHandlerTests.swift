@@ -407,6 +407,76 @@ struct MQTTConnectionHandlerTests {
         }
     }
 
+    /// Connections start with a 64-byte receive buffer (idle ones keep theirs): a larger packet
+    /// arrives in several reads and is decoded whole.
+    @Test func aPacketLargerThanTheFirstReceiveBufferArrivesInSeveralReads() throws {
+        let broker = EmbeddedBroker()
+        let subscriber = try broker.client(.v5)
+        _ = try subscriber.connect("reader")
+        try subscriber.send(TestClient.subscribe(1, "big/#", .atLeastOnce))
+        #expect(try subscriber.received().map(\.type) == [.subAck])
+        let publisher = try broker.client(.v5)
+        var stream = ByteBuffer()
+        MQTTCodec.encode(
+            .connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "writer")),
+            version: .v5,
+            into: &stream
+        )
+        let payload = String(repeating: "x", count: 300)
+        MQTTCodec.encode(TestClient.publish("big/one", payload, .atLeastOnce, id: 3), version: .v5, into: &stream)
+        let first = MQTTConnectionHandler.receiveBuffers.nextBufferSize() ?? 0
+        #expect(first == 64)
+        while stream.readableBytes > 0 {
+            try publisher.sendBytes(stream.readSlice(length: min(first, stream.readableBytes))!)
+        }
+        #expect(try publisher.received().map(\.type) == [.connAck, .pubAck])
+        guard case .publish(let message)? = try subscriber.received().first else {
+            Issue.record("no PUBLISH delivered")
+            return
+        }
+        #expect(String(buffer: message.payload) == payload)
+    }
+
+    /// The receive buffer starts small and doubles on full reads up to 64 KiB, so a busy publisher
+    /// reaches large reads within a few; small reads shrink it again.
+    @Test func receiveBuffersStartSmallAndGrowForBusyConnections() {
+        var sizes = MQTTConnectionHandler.receiveBuffers
+        var seen = [sizes.nextBufferSize() ?? 0]
+        while let size = sizes.nextBufferSize(), size < 65536, seen.count < 20 {
+            _ = sizes.record(actualReadBytes: size)
+            seen.append(sizes.nextBufferSize() ?? 0)
+        }
+        #expect(seen == [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536])
+        _ = sizes.record(actualReadBytes: 10)
+        _ = sizes.record(actualReadBytes: 10)
+        #expect(sizes.nextBufferSize() == 32768)
+    }
+
+    /// The handlers of one listener share one settings object; each connection still has its own id.
+    @Test func connectionsOfOneListenerShareItsSettings() throws {
+        let broker = EmbeddedBroker()
+        let shared = MQTTListenerContext(
+            host: broker.host,
+            listener: 0,
+            useIdentityAsUsername: false,
+            useSubjectAsUsername: false,
+            maximumPacketSize: broker.maximumPacketSize,
+            connectTimeout: EmbeddedBroker.connectTimeout,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        var clients: [TestClient] = []
+        for _ in 0..<2 {
+            let channel = EmbeddedChannel(loop: broker.loop)
+            try channel.pipeline.syncOperations.addHandler(MQTTConnectionHandler(shared))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
+            clients.append(TestClient(channel: channel, loop: broker.loop, version: .v3_1_1))
+        }
+        #expect(try clients[0].connect("one")?.reasonCode == .success)
+        #expect(try clients[1].connect("two")?.reasonCode == .success)
+        #expect(clients[0].isOpen && clients[1].isOpen)
+        #expect(broker.host.stats.connectionsTotal == 2)
+    }
+
     @Test func severalPacketsInOneReadAreHandledInOrder() throws {
         let broker = EmbeddedBroker()
         let client = try broker.client(.v5)
