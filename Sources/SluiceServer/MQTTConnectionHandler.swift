@@ -81,28 +81,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// doubles it on every full read, up to 64 KiB within ten reads.
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 64, maximum: 65536)
 
-    convenience init(
-        host: BrokerHost,
-        listener: Int,
-        useIdentityAsUsername: Bool,
-        useSubjectAsUsername: Bool = false,
-        maximumPacketSize: Int,
-        connectTimeout: TimeAmount,
-        logger: Logger
-    ) {
-        self.init(
-            MQTTListenerContext(
-                host: host,
-                listener: listener,
-                useIdentityAsUsername: useIdentityAsUsername,
-                useSubjectAsUsername: useSubjectAsUsername,
-                maximumPacketSize: maximumPacketSize,
-                connectTimeout: connectTimeout,
-                logger: logger
-            )
-        )
-    }
-
     init(_ shared: MQTTListenerContext) {
         self.shared = shared
         self.id = shared.host.makeConnectionID()

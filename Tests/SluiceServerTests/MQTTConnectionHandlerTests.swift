@@ -30,17 +30,22 @@ final class EmbeddedBroker {
     func client(_ version: ProtocolVersion, readCounter: ReadCounter? = nil) throws -> TestClient {
         let channel = EmbeddedChannel(loop: loop)
         if let readCounter { try channel.pipeline.syncOperations.addHandler(readCounter) }
-        let handler = MQTTConnectionHandler(
+        try channel.pipeline.syncOperations.addHandler(MQTTConnectionHandler(listenerContext()))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
+        return TestClient(channel: channel, loop: loop, version: version)
+    }
+
+    /// What the gateway shares among the connections of one plain TCP listener.
+    func listenerContext() -> MQTTListenerContext {
+        MQTTListenerContext(
             host: host,
             listener: 0,
             useIdentityAsUsername: false,
+            useSubjectAsUsername: false,
             maximumPacketSize: maximumPacketSize,
             connectTimeout: Self.connectTimeout,
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
-        try channel.pipeline.syncOperations.addHandler(handler)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
-        return TestClient(channel: channel, loop: loop, version: version)
     }
 
     /// Lets time pass on the loop (timers fire) and runs the broker's periodic tick, as the gateway does.
@@ -455,15 +460,7 @@ struct MQTTConnectionHandlerTests {
     /// The handlers of one listener share one settings object; each connection still has its own id.
     @Test func connectionsOfOneListenerShareItsSettings() throws {
         let broker = EmbeddedBroker()
-        let shared = MQTTListenerContext(
-            host: broker.host,
-            listener: 0,
-            useIdentityAsUsername: false,
-            useSubjectAsUsername: false,
-            maximumPacketSize: broker.maximumPacketSize,
-            connectTimeout: EmbeddedBroker.connectTimeout,
-            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        )
+        let shared = broker.listenerContext()
         var clients: [TestClient] = []
         for _ in 0..<2 {
             let channel = EmbeddedChannel(loop: broker.loop)
