@@ -46,9 +46,9 @@ let package = Package(
             ]
         ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
-        .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
+        .target(name: "SluiceBridge", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
-        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker", "SluiceBase64"]),
+        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker", "SluiceBase64", "SluicePOSIX"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
         .target(name: "GWMPCore", dependencies: ["SluiceJSON", "SluiceBase64", "SluicePOSIX"]),
         // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.

@@ -253,9 +253,9 @@ enum CodeRate {
         guard let legacy else { return "CR_UNDEFINED" }
         let upper = legacy.uppercased()
         if upper.hasSuffix("LI") {
-            return "CR_LI_" + upper.dropLast(2).replacing("/", with: "_")
+            return "CR_LI_" + upper.dropLast(2).replacingText("/", with: "_")
         }
-        let name = "CR_" + upper.replacing("/", with: "_")
+        let name = "CR_" + upper.replacingText("/", with: "_")
         return ["CR_4_5", "CR_4_6", "CR_4_7", "CR_4_8"].contains(name) ? name : "CR_UNDEFINED"
     }
 
@@ -277,7 +277,7 @@ enum CodeRate {
 /// URL-safe alphabet and missing or partial padding.
 enum PayloadBase64 {
     static func decode(_ text: String) -> [UInt8]? {
-        var normalized = text.replacing("-", with: "+").replacing("_", with: "/")
+        var normalized = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         let remainder = normalized.utf8.count % 4
         if remainder == 1 { return nil }
         if remainder > 0 { normalized += String(repeating: "=", count: 4 - remainder) }

@@ -29,8 +29,8 @@ public struct WallInstant: Sendable, Equatable, Comparable, CustomStringConverti
 
     /// `2026-12-05 20:07:30 +0000`, the second rounded down: what `Date.description` wrote.
     public var description: String {
-        let text = iso8601
-        return text.dropLast().replacing("T", with: " ") + " +0000"
+        let text = iso8601  // YYYY-MM-DDTHH:MM:SSZ
+        return text.prefix(10) + " " + text.dropFirst(11).dropLast() + " +0000"
     }
 
     public static func < (lhs: WallInstant, rhs: WallInstant) -> Bool {

@@ -338,7 +338,7 @@ enum TLSFailure {
             }
         }
         let marker = "OPENSSL_internal:"
-        if let range = description.ranges(of: marker).last {
+        if let range = description.lastRange(ofText: marker) {
             let code = description[range.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
             if !code.isEmpty { return code.lowercased() }
         }

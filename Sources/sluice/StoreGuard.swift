@@ -60,7 +60,7 @@ enum StoreGuard {
             throw failure(
                 outcome.errors.isEmpty
                     ? "cannot open the store \(path)"
-                    : outcome.errors.replacing("sluice: ", with: "").trimmingBlanksAndNewlines()
+                    : outcome.errors.replacingText("sluice: ", with: "").trimmingBlanksAndNewlines()
             )
         }
         return lock

@@ -212,3 +212,28 @@ import Testing
         #expect(now >= before && now < before + 2)
     }
 }
+
+@Suite struct TextSearchTests {
+    @Test func findsAsTheStandardLibraryDoes() {
+        let texts = ["", "a", "abcabc", "peer sent TLS alert handshake failure", "café résumé", "aaa", "SF7BW125"]
+        let needles = ["", "a", "bc", "abc", "alert ", "é", "aa", "BW", "x", "abcabcd"]
+        for text in texts {
+            for needle in needles {
+                #expect(text.containsText(needle) == text.contains(needle), "\(text) \(needle)")
+                #expect(text.firstRange(ofText: needle) == text.firstRange(of: needle), "\(text) \(needle)")
+                if !(text == "aaa" && needle == "aa") {  // overlapping: see below
+                    #expect(text.lastRange(ofText: needle) == text.ranges(of: needle).last, "\(text) \(needle)")
+                }
+                if !needle.isEmpty {
+                    #expect(text.replacingText(needle, with: "<>") == text.replacing(needle, with: "<>"))
+                }
+            }
+        }
+        #expect("a|b||c".replacingText("|", with: "\\|") == "a\\|b\\|\\|c")
+        #expect("aaaa".replacingText("aa", with: "a") == "aa")  // not overlapping, left to right
+        #expect("x".replacingText("", with: "y") == "x")
+        // The occurrence that starts last, where ranges(of:) gives the last of non-overlapping ones.
+        let aaa = "aaa"
+        #expect(aaa.lastRange(ofText: "aa") == aaa.index(after: aaa.startIndex)..<aaa.endIndex)
+    }
+}
