@@ -51,7 +51,8 @@ let package = Package(
         .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker", "SluiceBase64", "SluicePOSIX"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
         .target(name: "GWMPCore", dependencies: ["SluiceJSON", "SluiceBase64", "SluicePOSIX"]),
-        // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.
+        // Files, directories, the wall clock, ISO 8601 time stamps, host name and environment over Glibc, and
+        // substring search: what the shipped binary used Foundation and _StringProcessing for.
         .target(name: "SluicePOSIX"),
         // Strict RFC 8259 JSON values, parsed and written without Foundation.
         .target(name: "SluiceJSON"),
