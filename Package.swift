@@ -21,7 +21,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // Vendored 1.8.2 without its FoundationEssentials import (6.2 MB of the binary): Vendor/swift-argument-parser/SLUICE-PATCH.md.
+        .package(path: "Vendor/swift-argument-parser"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
@@ -45,15 +46,18 @@ let package = Package(
             ]
         ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
-        .target(name: "SluiceBridge", dependencies: ["MQTTCore"]),
+        .target(name: "SluiceBridge", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
-        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker"]),
+        .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker", "SluiceBase64", "SluicePOSIX"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
-        .target(name: "GWMPCore", dependencies: ["SluiceJSON"]),
-        // Files, directories, the wall clock and ISO 8601 time stamps over Glibc, without Foundation.
+        .target(name: "GWMPCore", dependencies: ["SluiceJSON", "SluiceBase64", "SluicePOSIX"]),
+        // Files, directories, the wall clock, ISO 8601 time stamps, host name and environment over Glibc, and
+        // substring search: what the shipped binary used Foundation and _StringProcessing for.
         .target(name: "SluicePOSIX"),
         // Strict RFC 8259 JSON values, parsed and written without Foundation.
         .target(name: "SluiceJSON"),
+        // Standard base64 for password files (SluiceAuth) and LoRaWAN payloads (GWMPCore).
+        .target(name: "SluiceBase64"),
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
@@ -63,6 +67,7 @@ let package = Package(
             name: "SluiceServer",
             dependencies: [
                 "CLibcrypto", "GWMPCore", "MQTTCore", "SluiceAuth", "SluiceBroker", "SluiceBridge", "SluiceConfig", "SluiceStore",
+                "SluiceJSON", "SluicePOSIX",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -104,10 +109,12 @@ let package = Package(
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
         .testTarget(name: "SluicePOSIXTests", dependencies: ["SluicePOSIX"]),
         .testTarget(name: "SluiceJSONTests", dependencies: ["SluiceJSON"]),
+        .testTarget(name: "SluiceBase64Tests", dependencies: ["SluiceBase64"]),
         .testTarget(
             name: "SluiceAuthTests",
             dependencies: [
-                "SluiceAuth", "SluiceServer", "SluiceConfig", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                "SluiceAuth", "SluiceServer", "SluiceConfig", "SluiceBase64",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),

@@ -1,4 +1,5 @@
 import SluiceJSON
+import SluicePOSIX
 
 #if canImport(Glibc)
     import Glibc
@@ -61,7 +62,7 @@ public enum DataRate: Codable, Sendable, Equatable {
     public var loraParameters: (spreadingFactor: UInt32, bandwidth: UInt32)? {
         guard case .lora(let text) = self else { return nil }
         let upper = text.uppercased()
-        guard upper.hasPrefix("SF"), let bw = upper.firstRange(of: "BW") else { return nil }
+        guard upper.hasPrefix("SF"), let bw = upper.firstRange(ofText: "BW") else { return nil }
         guard let sf = UInt32(upper[upper.index(upper.startIndex, offsetBy: 2)..<bw.lowerBound]),
             let khz = UInt32(upper[bw.upperBound...]), (5...12).contains(sf), khz > 0, khz <= 1625
         else { return nil }

@@ -1,10 +1,6 @@
+import SluiceBase64
 import SluiceJSON
-
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
+import SluicePOSIX
 
 #if canImport(Glibc)
     import Glibc
@@ -87,14 +83,15 @@ public struct ConversionError: Error, Sendable, Equatable, CustomStringConvertib
 // MARK: rxpk → UplinkFrame
 
 extension UplinkFrame {
-    /// Converts one `rxpk`. Needs the payload, the frequency and a data rate it understands.
+    /// Converts one `rxpk` received at `receivedAt` (Unix milliseconds). Needs the payload, the frequency
+    /// and a data rate it understands.
     public init(
         _ rxpk: RXPK,
         gateway: GatewayEUI,
         uplinkID: UInt32,
-        receivedAt: Date
+        receivedAt: Int64
     ) throws(ConversionError) {
-        guard let data = rxpk.data, let payload = Base64.decode(data) else {
+        guard let data = rxpk.data, let payload = PayloadBase64.decode(data) else {
             throw ConversionError("rxpk without a base64 data field")
         }
         guard let freq = rxpk.freq, let hertz = UInt32(megahertz: freq) else {
@@ -151,7 +148,7 @@ extension UplinkFrame {
 // MARK: stat → GatewayStats
 
 extension GatewayStats {
-    public init(_ stat: Stat, gateway: GatewayEUI, receivedAt: Date) {
+    public init(_ stat: Stat, gateway: GatewayEUI, receivedAt: Int64) {
         var location: Location? = nil
         if let latitude = stat.lati, let longitude = stat.long, latitude.isFinite, longitude.isFinite,
             latitude != 0 || longitude != 0
@@ -184,7 +181,7 @@ extension GatewayStats {
 extension DownlinkFrameItem {
     /// The `txpk` for this item. Delay timing needs the uplink's context (its 4-byte `tmst`).
     public func txpk() throws(ConversionError) -> TXPK {
-        guard let payload = Base64.decode(phyPayload), !payload.isEmpty, payload.count <= 255 else {
+        guard let payload = PayloadBase64.decode(phyPayload), !payload.isEmpty, payload.count <= 255 else {
             throw ConversionError("phyPayload is not base64 of 1 to 255 bytes")
         }
         var txpk = TXPK(
@@ -222,7 +219,7 @@ extension DownlinkFrameItem {
             guard let micros = Timestamps.microseconds(duration: delay.delay) else {
                 throw ConversionError("timing.delay.delay is not a duration: \(delay.delay)")
             }
-            guard let context = txInfo.context.flatMap(Base64.decode), context.count >= 4 else {
+            guard let context = txInfo.context.flatMap(PayloadBase64.decode), context.count >= 4 else {
                 throw ConversionError("delay timing needs the uplink's 4-byte context")
             }
             let tmst = context.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
@@ -256,9 +253,9 @@ enum CodeRate {
         guard let legacy else { return "CR_UNDEFINED" }
         let upper = legacy.uppercased()
         if upper.hasSuffix("LI") {
-            return "CR_LI_" + upper.dropLast(2).replacing("/", with: "_")
+            return "CR_LI_" + upper.dropLast(2).replacingText("/", with: "_")
         }
-        let name = "CR_" + upper.replacing("/", with: "_")
+        let name = "CR_" + upper.replacingText("/", with: "_")
         return ["CR_4_5", "CR_4_6", "CR_4_7", "CR_4_8"].contains(name) ? name : "CR_UNDEFINED"
     }
 
@@ -276,28 +273,22 @@ enum CodeRate {
     }
 }
 
-/// Base64 as both sides write it: standard alphabet with padding out; in, also the URL-safe
-/// alphabet and missing padding.
-enum Base64 {
+/// Base64 as both sides write it: standard alphabet with padding out (`Base64.encode`); in, also the
+/// URL-safe alphabet and missing or partial padding.
+enum PayloadBase64 {
     static func decode(_ text: String) -> [UInt8]? {
-        var normalized = text.replacing("-", with: "+").replacing("_", with: "/")
+        var normalized = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         let remainder = normalized.utf8.count % 4
         if remainder == 1 { return nil }
         if remainder > 0 { normalized += String(repeating: "=", count: 4 - remainder) }
-        return Data(base64Encoded: normalized).map(Array.init)
+        return Base64.decode(normalized)
     }
-
-    static func encode(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 }
 
 enum Timestamps {
-    /// RFC 3339 UTC with milliseconds, as protobuf JSON writes a Timestamp. (`.gmt`: without ICU,
-    /// FoundationEssentials knows no "UTC" identifier, and `TimeZone(identifier: "UTC")` is nil.)
-    static func rfc3339(_ date: Date) -> String {
-        date.formatted(
-            Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
-        )
-    }
+    /// RFC 3339 UTC with milliseconds (`milliseconds` since the Unix epoch), as protobuf JSON writes a
+    /// Timestamp.
+    static func rfc3339(_ milliseconds: Int64) -> String { ISO8601Text.utc(milliseconds: milliseconds) }
 
     /// `stat.time` is `2014-01-12 08:59:28 GMT`; returns `2014-01-12T08:59:28Z`, or nil if it is not that shape.
     static func fromStatTime(_ text: String) -> String? {

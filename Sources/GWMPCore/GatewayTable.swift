@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -91,8 +86,9 @@ public struct GatewayTable<Address: Hashable & Sendable, Random: RandomNumberGen
 
     // MARK: Events
 
-    /// A decoded datagram from `address`. `now` is monotonic milliseconds; `wallClock` dates events.
-    public mutating func received(_ packet: GWMPPacket, from address: Address, now: Int64, wallClock: Date) -> [Action]
+    /// A decoded datagram from `address`. `now` is monotonic milliseconds; `wallClock` (Unix milliseconds)
+    /// dates events.
+    public mutating func received(_ packet: GWMPPacket, from address: Address, now: Int64, wallClock: Int64) -> [Action]
     {
         switch packet {
         case .pushData(let token, let gateway, let body):

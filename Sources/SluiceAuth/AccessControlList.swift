@@ -1,5 +1,6 @@
 import MQTTCore
 import SluiceBroker
+import SluicePOSIX
 
 // A note on Mosquitto's ACL file (`acl_file`), as Mosquitto 2.0 reads it (`src/security_default.c`):
 //
@@ -172,11 +173,11 @@ public struct AccessControlList: AccessPolicy, Sendable {
     private func expandedPatterns(clientID: String, username: String?) -> [(Access, String)] {
         if patterns.isEmpty { return [] }
         // Mosquitto 2.0: a username or client id with a wildcard would widen every pattern; no patterns apply.
-        let dangerous = { (value: String) in value.contains("+") || value.contains("#") }
+        let dangerous = { (value: String) in value.contains { $0 == "+" || $0 == "#" } }
         if dangerous(clientID) || (username.map(dangerous) ?? false) { return [] }
         var result: [(Access, String)] = []
         for entry in patterns {
-            if username == nil && entry.topic.contains("%u") { continue }
+            if username == nil && entry.topic.containsText("%u") { continue }
             result.append((entry.access, Self.substitute(entry.topic, clientID: clientID, username: username ?? "")))
         }
         return result

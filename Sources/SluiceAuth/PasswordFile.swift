@@ -1,4 +1,5 @@
 import CLibcrypto
+import SluiceBase64
 
 // A note on compatibility with Mosquitto 2.0 (`src/security_default.c`, `common/password_mosq.c`),
 // checked against Debian's mosquitto 2.0.11 and its `mosquitto_passwd`:

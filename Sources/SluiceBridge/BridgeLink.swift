@@ -1,4 +1,5 @@
 import MQTTCore
+import SluicePOSIX
 
 // Note on the bridge link (the durability contract, seen from the link):
 // - Messages leave the queue only through `.remove(seqs:)` or `.deadLetter(seqs:reason:)`. For QoS 1
@@ -1119,12 +1120,11 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     /// A connect failure's cause, for `sluice_bridge_connect_failures_total{reason}`.
     static func failureLabel(_ error: (any Error)?, awaitingConnAck: Bool) -> String {
         let text = error.map { "\(type(of: $0)) \($0)".lowercased() } ?? ""
-        if text.contains("ssl") || text.contains("tls") || text.contains("certificate") || text.contains("handshake") {
-            return "tls"
-        }
-        if text.contains("refused") { return "refused" }
-        if text.contains("reset") || text.contains("broken pipe") { return "reset" }
-        if text.contains("timeout") || text.contains("timed out") { return "timeout" }
+        let says = { (words: String...) in words.contains { text.containsText($0) } }
+        if says("ssl", "tls", "certificate", "handshake") { return "tls" }
+        if says("refused") { return "refused" }
+        if says("reset", "broken pipe") { return "reset" }
+        if says("timeout", "timed out") { return "timeout" }
         if awaitingConnAck { return text.isEmpty ? "closed_before_connack" : "bad_connack" }
         return "other"
     }

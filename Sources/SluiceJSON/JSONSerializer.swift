@@ -14,6 +14,49 @@ extension JSONValue {
         return String(decoding: output, as: UTF8.self)
     }
 
+    /// JSONEncoder's `.prettyPrinted` layout: two-space indents, `"key" : value`, and an empty array or
+    /// object written open over two lines (`[` newline newline `]`), as Foundation writes it.
+    public func prettySerialized(escapingSlashes: Bool = false) throws(JSONSerializationError) -> String {
+        var output: [UInt8] = []
+        try writePretty(into: &output, depth: 0, escapingSlashes: escapingSlashes)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    private func writePretty(into output: inout [UInt8], depth: Int, escapingSlashes: Bool)
+        throws(JSONSerializationError)
+    {
+        func newline(_ level: Int) {
+            output.append(UInt8(ascii: "\n"))
+            output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 2 * level))
+        }
+        switch self {
+        case .array(let elements):
+            output.append(UInt8(ascii: "["))
+            if elements.isEmpty { output.append(UInt8(ascii: "\n")) }
+            for (index, element) in elements.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                newline(depth + 1)
+                try element.writePretty(into: &output, depth: depth + 1, escapingSlashes: escapingSlashes)
+            }
+            newline(depth)
+            output.append(UInt8(ascii: "]"))
+        case .object(let object):
+            output.append(UInt8(ascii: "{"))
+            if object.isEmpty { output.append(UInt8(ascii: "\n")) }
+            for (index, member) in object.members.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                newline(depth + 1)
+                Self.writeString(member.key, into: &output, escapingSlashes: escapingSlashes)
+                output.append(contentsOf: " : ".utf8)
+                try member.value.writePretty(into: &output, depth: depth + 1, escapingSlashes: escapingSlashes)
+            }
+            newline(depth)
+            output.append(UInt8(ascii: "}"))
+        default:
+            try write(into: &output, escapingSlashes: escapingSlashes)
+        }
+    }
+
     func write(into output: inout [UInt8], escapingSlashes: Bool) throws(JSONSerializationError) {
         switch self {
         case .null: output.append(contentsOf: "null".utf8)

@@ -3,10 +3,15 @@
 /// takes `7`, `7.0` or `7e0` but not `7.5` or a value outside its type; a missing key of a non-optional
 /// property is `keyNotFound`, `null` there is `valueNotFound`.
 public struct JSONValueDecoder: Sendable {
-    public init() {}
+    /// Reads snake_case keys into camelCase properties (JSONDecoder's `.convertFromSnakeCase`, see
+    /// `JSONKeyCase.camel`).
+    public var snakeCaseKeys: Bool
+
+    public init(snakeCaseKeys: Bool = false) { self.snakeCaseKeys = snakeCaseKeys }
 
     public func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
-        try T(from: ValueDecoder(value: value, codingPath: []))
+        let keyed = snakeCaseKeys ? value.mappingKeys { JSONKeyCase.camel(fromSnake: $0) } : value
+        return try T(from: ValueDecoder(value: keyed, codingPath: []))
     }
 
     /// Parses and decodes in one step; parse errors are thrown as `JSONParseError`.

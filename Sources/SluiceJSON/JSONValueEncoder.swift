@@ -4,13 +4,22 @@
 /// they stay in the order `encode(to:)` wrote them.
 public struct JSONValueEncoder: Sendable {
     public var sortingKeys: Bool
+    /// Writes every key in snake_case (JSONEncoder's `.convertToSnakeCase`, see `JSONKeyCase.snake`);
+    /// keys are sorted after the conversion, as JSONEncoder sorts them. Unlike JSONEncoder it converts the
+    /// keys of `[String: T]` dictionaries too: keep this off for documents that carry dictionaries.
+    public var snakeCaseKeys: Bool
 
-    public init(sortingKeys: Bool = false) { self.sortingKeys = sortingKeys }
+    public init(sortingKeys: Bool = false, snakeCaseKeys: Bool = false) {
+        self.sortingKeys = sortingKeys
+        self.snakeCaseKeys = snakeCaseKeys
+    }
 
     public func encode(_ value: some Encodable) throws -> JSONValue {
         let root = EncodingNode()
         try encodeValue(value, into: root, codingPath: [])
-        return root.finished(sortingKeys: sortingKeys)
+        guard snakeCaseKeys else { return root.finished(sortingKeys: sortingKeys) }
+        let snake = root.finished(sortingKeys: false).mappingKeys(JSONKeyCase.snake)
+        return sortingKeys ? snake.sortingKeys() : snake
     }
 
     /// Compact JSON text, slashes unescaped.

@@ -103,6 +103,68 @@ public enum FileSystem {
         }
         return names
     }
+
+    /// Makes `path` and any missing parents (mode 0777 less the umask, as `mkdir -p`); an existing
+    /// directory is fine, an existing file in the way is an error.
+    public static func createDirectory(_ path: String) throws(FileFailure) {
+        if kind(path) == .directory { return }
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        if let slash = trimmed.lastIndex(of: "/"), slash != trimmed.startIndex {
+            do {
+                try createDirectory(String(trimmed[..<slash]))
+            } catch {
+                // A file where a parent directory should be: say so about the path asked for, as mkdir -p.
+                throw FileFailure(path: path, code: error.code == EEXIST ? ENOTDIR : error.code)
+            }
+        }
+        if mkdir(String(trimmed), 0o777) != 0 {
+            let code = errno
+            if code == EEXIST && kind(path) == .directory { return }  // made by someone else meanwhile
+            throw FileFailure(path: path, code: code)
+        }
+    }
+
+    /// Replaces the file at `path` with `bytes` (created with mode 0666 less the umask): written to a
+    /// temporary file beside it and renamed over it, so a reader sees the old or the new file, never a
+    /// part, as FileManager.createFile wrote it.
+    public static func writeFile(_ path: String, _ bytes: some Collection<UInt8>) throws(FileFailure) {
+        let temporary = path + ".tmp-\(getpid())"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        guard descriptor >= 0 else { throw FileFailure(path: path, code: errno) }
+        let contents = Array(bytes)
+        var written = 0
+        while written < contents.count {
+            let count = contents.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                close(descriptor)
+                unlink(temporary)
+                throw FileFailure(path: path, code: code)
+            }
+            written += count
+        }
+        close(descriptor)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw FileFailure(path: path, code: code)
+        }
+    }
+
+    /// Deletes the file at `path`.
+    public static func removeFile(_ path: String) throws(FileFailure) {
+        guard unlink(path) == 0 else { throw FileFailure(path: path, code: errno) }
+    }
+
+    /// Where the symbolic link at `path` points (readlink(2)), nil if it is no link or cannot be read.
+    public static func linkDestination(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBufferPointer { readlink(path, $0.baseAddress!, $0.count) }
+        guard count > 0, count < buffer.count else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
 
 public enum WallClock {
@@ -111,5 +173,12 @@ public enum WallClock {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    /// Whole milliseconds since the Unix epoch (CLOCK_REALTIME), rounded down.
+    public static func millisecondsSince1970() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 }

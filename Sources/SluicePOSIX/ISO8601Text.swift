@@ -15,6 +15,17 @@ public enum ISO8601Text {
             + digits(secondOfDay % 60, 2) + "Z"
     }
 
+    /// `milliseconds` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.sssZ`, always three fraction digits
+    /// (Foundation's `ISO8601FormatStyle(includingFractionalSeconds: true)`, which truncates as this does).
+    public static func utc(milliseconds: Int64) -> String {
+        var (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        if fraction < 0 {  // before 1970: the fraction counts forward from the earlier second
+            seconds -= 1
+            fraction += 1000
+        }
+        return utc(seconds).dropLast() + "." + digits(fraction, 3) + "Z"
+    }
+
     /// The proleptic Gregorian date of a day count from 1970-01-01 (H. Hinnant's `civil_from_days`).
     static func civil(daysSince1970 days: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let shifted = days + 719_468  // from 0000-03-01, so that leap days end each 400-year era's years

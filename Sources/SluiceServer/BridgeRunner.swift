@@ -7,13 +7,9 @@ import NIOSSL
 import SluiceBridge
 import SluiceBroker
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -66,15 +62,15 @@ final class BridgeRunner: @unchecked Sendable {
     private var controlGeneration: UInt64?
     private var lastControlPoll = ContinuousClock.now
     /// The wall-clock time the current run of failures began (nil while healthy), for /healthz.
-    private var failingSince: Date?
+    private var failingSince: WallInstant?
     /// When the link last came up or went down (the start until it first does), and the address it
     /// uses or last tried: for `sluice status`.
-    private var stateSince = Date()
+    private var stateSince = WallInstant()
     private var lastAddress: HostPort?
     /// Wall-clock times of the last CONNACK and the last failure, for metrics and `$SYS`; the counts
     /// they were taken at tell a new event from the same one seen again.
-    private var lastConnectedAt: (at: Date, connections: UInt64)?
-    private var lastErrorAt: (at: Date, failures: UInt64, text: String)?
+    private var lastConnectedAt: (at: WallInstant, connections: UInt64)?
+    private var lastErrorAt: (at: WallInstant, failures: UInt64, text: String)?
     private let tickInterval: TimeAmount
     /// The per-class queues (`topic … priority N ttl D`) the link is fed from.
     let queues: BridgeQueues
@@ -102,7 +98,7 @@ final class BridgeRunner: @unchecked Sendable {
             maxAge: config.queueMaxAge.map { UInt64($0.components.seconds) * 1000 },
             policy: config.queueOverflow == .rejectNew ? .rejectNew : .dropOldest
         )
-        let hostName = ProcessInfo.processInfo.hostName
+        let hostName = SystemInfo.hostName()
         self.localNotificationTopic = config.notifications ? config.effectiveNotificationTopic(hostName: hostName) : nil
         self.localAccess = config.localUsername.map {
             BridgeLocalAccess(username: $0, clientID: config.effectiveLocalClientID(hostName: hostName), logger: logger)
@@ -258,11 +254,11 @@ final class BridgeRunner: @unchecked Sendable {
         var rejectedByReason: [UInt8: UInt64]
         var connectFailuresByReason: [String: UInt64]
         var lastError: String?
-        var failingSince: Date?
-        var stateSince: Date
+        var failingSince: WallInstant?
+        var stateSince: WallInstant
         var address: HostPort?
-        var lastConnectedAt: Date?
-        var lastErrorAt: Date?
+        var lastConnectedAt: WallInstant?
+        var lastErrorAt: WallInstant?
         /// `local_username`: messages the ACL kept from the local side, by direction ("in", "out").
         var localDenied: [String: UInt64] = [:]
     }
@@ -435,7 +431,7 @@ final class BridgeRunner: @unchecked Sendable {
                     self.run(self.link.reconnectTimerFired())
                 }
             case .stateChanged(let connected):
-                stateSince = Date()
+                stateSince = WallInstant()
                 logger.debug(connected ? "bridge link up" : "bridge link down")  // the link's own lines say why
                 if connected { sampleDrain(force: true) }
                 if let topic = localNotificationTopic {
@@ -463,16 +459,16 @@ final class BridgeRunner: @unchecked Sendable {
         if link.statistics.lastError == nil {
             failingSince = nil
         } else if failingSince == nil {
-            failingSince = Date()
+            failingSince = WallInstant()
         }
         let statistics = link.statistics
         if statistics.connections > 0, statistics.connections != lastConnectedAt?.connections {
-            lastConnectedAt = (Date(), statistics.connections)
+            lastConnectedAt = (WallInstant(), statistics.connections)
         }
         if let text = statistics.lastError,
             statistics.failedAttempts != lastErrorAt?.failures || text != lastErrorAt?.text
         {
-            lastErrorAt = (Date(), statistics.failedAttempts, text)
+            lastErrorAt = (WallInstant(), statistics.failedAttempts, text)
         }
     }
 

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SluiceBroker
+import SluicePOSIX
 import SluiceStore
 
 /// The one serial owner of the broker core. Every method runs on `loop`; connections on other
@@ -653,7 +654,7 @@ private struct TrustingInProcessClients: AccessPolicy {
 
 /// `RssAnon` of /proc/self/status in bytes: the process's anonymous resident memory (heap, stacks).
 private func anonymousResidentBytes() -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    guard let text = try? FileSystem.readText("/proc/self/status") else { return nil }
     let line = text.split(separator: "\n").first { $0.hasPrefix("RssAnon:") }
     let kilobytes = line?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
     return kilobytes.map { $0 * 1024 }

@@ -9,14 +9,10 @@ import SluiceAuth
 import SluiceBridge
 import SluiceBroker
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 import UnixSignals
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -355,7 +351,7 @@ public final class GatewayService: Sendable {
     /// The LMDB store under `persistence_location`, created if missing.
     private func openStore() throws -> Store {
         let directory = config.persistenceLocation
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileSystem.createDirectory(directory)
         let path = PathText.appending("sluice.db", to: directory)
         for warning in StoreSpaceCheck.warnings(config, configPath: configPath) { logger.warning("\(warning)") }
         let alarm = self.alarm

@@ -1,7 +1,7 @@
-import FoundationEssentials
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
 /// Gathers the status snapshot from the running gateway (broker, bridges, store) and samples its
@@ -16,7 +16,7 @@ final class GatewayStatus: Sendable {
     private let store: Store?
     private let config: GatewayConfig
     private let loop: any EventLoop
-    private let startedAt = Date()
+    private let startedAt = WallInstant()
     private let sampler = NIOLockedValueBox(StatusSampler())
     private let sampling = NIOLockedValueBox<RepeatedTask?>(nil)
 
@@ -66,7 +66,7 @@ final class GatewayStatus: Sendable {
             }
             let reading = StatusReading(
                 at: Double(NIODeadline.now().uptimeNanoseconds) / 1e9,
-                wallClock: Date().timeIntervalSince1970,
+                wallClock: WallInstant().timeIntervalSince1970,
                 clients: clients,
                 bridges: readings
             )
@@ -76,7 +76,7 @@ final class GatewayStatus: Sendable {
 
     func snapshot() -> EventLoopFuture<GatewayStatusSnapshot> {
         read().map { live in
-            let now = Date()
+            let now = WallInstant()
             // When each link last changed, on the readings' monotonic clock.
             let linkChangedAt = live.links.map { live.reading.at - now.timeIntervalSince($0.stateSince) }
             let (rates, history) = self.sampler.withLockedValue {

@@ -6,12 +6,8 @@ import NIOCore
 import NIOPosix
 import SluiceBroker
 import SluiceConfig
+import SluicePOSIX
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -202,7 +198,8 @@ final class LoRaWANListener: @unchecked Sendable {
         do {
             let packet = try GWMPCodec.decode(Array(envelope.data.readableBytesView))
             counters.add(packet.identifier.name, to: .datagrams)
-            run(table.received(packet, from: envelope.remoteAddress, now: now, wallClock: Date()))
+            let wallClock = WallClock.millisecondsSince1970()
+            run(table.received(packet, from: envelope.remoteAddress, now: now, wallClock: wallClock))
         } catch {
             dropped(error.code.rawValue, gateway: nil, detail: "from \(envelope.remoteAddress): \(error)")
         }

@@ -3,11 +3,6 @@ import NIOPosix
 import NIOSSL
 import SluiceConfig
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif

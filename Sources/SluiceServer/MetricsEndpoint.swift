@@ -5,13 +5,9 @@ import NIOPosix
 import SluiceBridge
 import SluiceBroker
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -460,7 +456,7 @@ final class MetricsEndpoint: Sendable {
                 body +=
                     "bridge \(bridge.name): \(link.connected ? "connected" : "disconnected")\(link.paused ? " (paused)" : "")\n"
                 if let error = link.lastError {
-                    let since = link.failingSince.map { " since \($0.formatted(.iso8601))" } ?? ""
+                    let since = link.failingSince.map { " since \($0.iso8601)" } ?? ""
                     body += "bridge \(bridge.name) last error\(since): \(error)\n"
                 }
             }
@@ -517,7 +513,7 @@ extension MetricsHTTPHandler: Sendable {}
 
 /// `write_bytes` of /proc/self/io: what this process made the kernel write to storage (not the page cache).
 private func processWriteBytes() -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
+    guard let text = try? FileSystem.readText("/proc/self/io") else { return nil }
     let line = text.split(separator: "\n").first { $0.hasPrefix("write_bytes:") }
     return line.flatMap { Int($0.dropFirst("write_bytes:".count).trimmingBlanks()) }
 }

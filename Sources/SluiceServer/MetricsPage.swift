@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 // The Prometheus text exposition format (0.0.4), written here rather than through swift-prometheus's
 // registry: version 2.4 emits families in dictionary order (a different order on every run), prints
 // every gauge as a Double (`0.0`) and keeps counters it can only increment, so absolute values read at

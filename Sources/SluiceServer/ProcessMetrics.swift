@@ -1,5 +1,5 @@
-import FoundationEssentials
 import SluiceConfig
+import SluicePOSIX
 
 #if canImport(Glibc)
     import Glibc
@@ -17,8 +17,8 @@ struct ProcessMetrics: Equatable {
 
     /// This process, or nil where /proc is not mounted.
     static func current() -> ProcessMetrics? {
-        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-            let system = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+        guard let stat = try? FileSystem.readText("/proc/self/stat"),
+            let system = try? FileSystem.readText("/proc/stat"),
             let bootTime = bootTime(procStat: system)
         else { return nil }
         let ticks = max(1, sysconf(Int32(_SC_CLK_TCK)))
@@ -32,9 +32,7 @@ struct ProcessMetrics: Equatable {
         else {
             return nil
         }
-        metrics.openFileDescriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map {
-            $0.count
-        }
+        metrics.openFileDescriptors = (try? FileSystem.directoryEntries("/proc/self/fd")).map { $0.count }
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
             metrics.maxFileDescriptors = Int(clamping: limit.rlim_cur)

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluicePOSIX
 
 /// What a SIGHUP does with a reloaded configuration, in words: what took effect at once (password and
 /// ACL files, bridge topic rules) and what only a restart applies (new or removed bridges, listeners,
@@ -58,7 +59,7 @@ struct ReloadReport: Equatable {
     /// `maxConnections` → `max_connections`, `upgradeOutgoingQoS` → `upgrade_outgoing_qos`.
     static func snakeCase(_ name: String) -> String {
         var out = ""
-        for character in name.replacing("QoS", with: "Qos") {
+        for character in name.replacingText("QoS", with: "Qos") {
             if character.isUppercase {
                 out += "_" + character.lowercased()
             } else {

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOSSL
 import SluiceConfig
+import SluicePOSIX
 
 #if canImport(Glibc)
     import Glibc
@@ -94,14 +95,8 @@ final class RevocationList: Sendable {
 
     fileprivate static func loadCertificates(caFile: String?, caPath: String?) -> [OpaquePointer] {
         var files: [String] = caFile.map { [$0] } ?? []
-        if let caPath, let directory = opendir(caPath) {
-            defer { closedir(directory) }
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if !name.hasPrefix(".") { files.append(caPath + "/" + name) }
-            }
+        if let caPath, let names = try? FileSystem.directoryEntries(caPath) {
+            files += names.filter { !$0.hasPrefix(".") }.map { caPath + "/" + $0 }
         }
         var certificates: [OpaquePointer] = []
         for file in files {

@@ -3,11 +3,6 @@ import SluiceBridge
 import SluiceConfig
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif

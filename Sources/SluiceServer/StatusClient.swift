@@ -1,4 +1,3 @@
-import FoundationEssentials
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -29,7 +28,7 @@ public enum StatusClient {
             throw Failure(description: describe(error, timeout: timeout))
         }
         do {
-            return try GatewayStatusSnapshot(json: Data(body))
+            return try GatewayStatusSnapshot(json: body)
         } catch {
             throw Failure(description: "\(address) answered /status.json with something that is not a status snapshot")
         }

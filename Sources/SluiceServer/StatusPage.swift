@@ -1,4 +1,3 @@
-import FoundationEssentials
 import SluiceBroker
 
 /// The status page at `/` on the metrics listener: the snapshot as HTML with inline SVG graphs of the

@@ -1,6 +1,7 @@
-import FoundationEssentials
 import SluiceBridge
 import SluiceConfig
+import SluiceJSON
+import SluicePOSIX
 import SluiceStore
 
 // Note on the status snapshot (`sluice status`, `/status.json`, the page at `/`):
@@ -257,18 +258,16 @@ extension BridgeStatus {
 }
 
 extension GatewayStatusSnapshot {
-    /// snake_case keys, sorted, so scripts and diffs see a stable document.
-    public func jsonData(pretty: Bool = false) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
-        return try encoder.encode(self)
+    /// snake_case keys, sorted, so scripts and diffs see a stable document. Byte for byte what Foundation's
+    /// JSONEncoder (`.convertToSnakeCase`, `.sortedKeys`, slashes escaped) wrote before.
+    public func jsonData(pretty: Bool = false) throws -> [UInt8] {
+        let tree = try JSONValueEncoder(sortingKeys: true, snakeCaseKeys: true).encode(self)
+        let text = try pretty ? tree.prettySerialized(escapingSlashes: true) : tree.serialized(escapingSlashes: true)
+        return Array(text.utf8)
     }
 
-    public init(json: Data) throws {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        self = try decoder.decode(Self.self, from: json)
+    public init(json: some Collection<UInt8>) throws {
+        self = try JSONValueDecoder(snakeCaseKeys: true).decode(Self.self, from: json)
     }
 
     /// What `sluice status` shows when the gateway does not answer: the store's queues, read-only.
@@ -276,9 +275,9 @@ extension GatewayStatusSnapshot {
         _ store: Store,
         config: GatewayConfig,
         unreachable: String?,
-        now: Date = Date()
+        now: Double = WallClock.secondsSince1970()
     ) throws(StoreError) -> GatewayStatusSnapshot {
-        let nowMilliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        let nowMilliseconds = UInt64(max(0, now * 1000))
         var names = config.bridges.map(\.name)
         for name in try store.bridgeNames() where !names.contains(name) { names.append(name) }
         var bridges: [BridgeStatus] = []
@@ -296,7 +295,7 @@ extension GatewayStatusSnapshot {
         }
         return GatewayStatusSnapshot(
             source: .store,
-            generatedAt: now.timeIntervalSince1970,
+            generatedAt: now,
             store: StoreUsage(path: store.path, config: config),
             bridges: bridges,
             gatewayUnreachable: unreachable

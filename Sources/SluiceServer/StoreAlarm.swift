@@ -2,13 +2,9 @@ import Logging
 import NIOConcurrencyHelpers
 import SluiceBroker
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -38,8 +34,8 @@ public enum StoreSpaceCheck {
     public static func warnings(_ config: GatewayConfig, configPath: String?) -> [String] {
         guard config.persistence || !config.bridges.isEmpty else { return [] }
         // The folder may not exist yet: ask the nearest one that does.
-        var directory = URL(fileURLWithPath: config.persistenceLocation).standardizedFileURL.path
-        while !FileManager.default.fileExists(atPath: directory), directory != "/" {
+        var directory = FileSystem.canonicalPath(config.persistenceLocation)
+        while !FileSystem.exists(directory), directory != "/" {
             directory = PathText.parent(of: directory)
         }
         guard let space = FilesystemSpace.of(directory) else { return [] }

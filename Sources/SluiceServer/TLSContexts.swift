@@ -2,12 +2,8 @@ import Logging
 import NIOCore
 import NIOSSL
 import SluiceConfig
+import SluicePOSIX
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -141,7 +137,7 @@ enum TLSContexts {
 
     /// Mosquitto's psk_file: `identity:key` per line, the key in hexadecimal; `#` comments and blank lines.
     static func preSharedKeys(_ path: String) throws -> [String: [UInt8]] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let text = try? FileSystem.readText(path) else {
             throw TLSContextError(file: path, "psk_file cannot be read")
         }
         var keys: [String: [UInt8]] = [:]
@@ -342,7 +338,7 @@ enum TLSFailure {
             }
         }
         let marker = "OPENSSL_internal:"
-        if let range = description.ranges(of: marker).last {
+        if let range = description.lastRange(ofText: marker) {
             let code = description[range.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
             if !code.isEmpty { return code.lowercased() }
         }

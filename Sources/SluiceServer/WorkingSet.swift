@@ -8,13 +8,14 @@ import Logging
 
 /// Note on releasing the start-up code pages.
 ///
-/// The release binary carries ~23 MB of code, unwind tables and Swift metadata (static Swift stdlib,
-/// FoundationEssentials, NIO, BoringSSL) in its read-only, executable PT_LOAD segment. Start-up
+/// The release binary carries ~18 MB of code, unwind tables and Swift metadata (static Swift stdlib,
+/// NIO, BoringSSL) in its read-only, executable PT_LOAD segment. Start-up
 /// (argument parsing, configuration, TLS initialisation, opening the store) touches code all over
 /// that segment and the kernel maps it in 64 KiB fault-around chunks, so ~14 MiB of it stays
 /// resident although most of it never runs again (measured without ICU, issue 17: idle VmRSS
 /// 22.5 MB without this release, 12.6–16.3 MB with it; since build-deb.sh links with a symbol-ordering
-/// file, 14.1 MB without and 11.7 MB with it, so it stays). Those pages are clean and file-backed: the
+/// file, 14.1 MB without and 11.7 MB with it; without Foundation, 13.1–13.4 MB without and 10.9–11.2 MB
+/// with it, BENCHMARKS.md, so it stays). Those pages are clean and file-backed: the
 /// kernel would drop them under memory pressure anyway, and a page that is used again comes back
 /// from the page cache on the next access. Dropping our mappings of them once start-up is done
 /// makes RSS show the broker's running working set instead of its start-up history.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceConfig
+import SluicePOSIX
 import SluiceServer
 
 struct Check: ParsableCommand {
@@ -63,7 +64,7 @@ struct Check: ParsableCommand {
 
             """
         for answer in GatewayConfig.keyAnswers {
-            let note = answer.note.replacing("|", with: "\\|")
+            let note = answer.note.replacingText("|", with: "\\|")
             text += "| `\(answer.key)` | \(answer.status.rawValue) | \(note) |\n"
         }
         return text

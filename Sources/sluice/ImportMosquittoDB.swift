@@ -2,14 +2,9 @@ import ArgumentParser
 import Logging
 import SluiceBroker
 import SluiceConfig
+import SluicePOSIX
 import SluiceServer
 import SluiceStore
-
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 
 /// `sluice import-mosquitto-db FILE`: brings Mosquitto's retained messages and persistent sessions
 /// over at the switch, so they do not vanish with the old broker.
@@ -50,19 +45,19 @@ struct ImportMosquittoDB: AsyncParsableCommand {
                 "\(config) has no `persistence true`: sluice run would not load imported sessions; set it first"
             )
         }
-        guard let data = FileManager.default.contents(atPath: file) else {
-            let reason = FileManager.default.fileExists(atPath: file) ? "cannot be read" : "does not exist"
+        guard let data = try? FileSystem.readBytes(file) else {
+            let reason = FileSystem.exists(file) ? "cannot be read" : "does not exist"
             throw failure("\(file) \(reason)")
         }
         let db: MosquittoDB
         do {
-            db = try MosquittoDB.decode(Array(data))
+            db = try MosquittoDB.decode(data)
         } catch {
             throw failure("\(file) is not a usable mosquitto.db: \(error)")
         }
         let directory = gatewayConfig.persistenceLocation
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileSystem.createDirectory(directory)
         } catch {
             throw failure("cannot create persistence_location \(directory): \(error)")
         }

@@ -1,11 +1,7 @@
 import Logging
 import SluiceConfig
+import SluicePOSIX
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -28,7 +24,7 @@ struct GatewayLogHandler: LogHandler {
         label: String,
         level: Logger.Level,
         outputs: LogOutputs = .standardError,
-        journald: Bool = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        journald: Bool = SystemInfo.environment("JOURNAL_STREAM") != nil
     ) {
         self.label = label
         self.logLevel = level

@@ -3,11 +3,6 @@ import SluiceAuth
 import SluiceConfig
 import SluicePOSIX
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -1,13 +1,9 @@
 import ArgumentParser
 import Dispatch
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -36,7 +32,7 @@ struct Queue: ParsableCommand {
                 throw failure("\(error)")
             }
             let path = PathText.appending("sluice.db", to: gatewayConfig.persistenceLocation)
-            guard FileManager.default.fileExists(atPath: path) else {
+            guard FileSystem.exists(path) else {
                 throw failure("no store at \(path) (has the gateway run with this configuration?)")
             }
             do {

@@ -1,13 +1,9 @@
 import ArgumentParser
 import Dispatch
 import SluiceBridge
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -80,7 +76,7 @@ extension Queue {
                 for letter in letters where shown < count {
                     let message = letter.message
                     let payload = String(decoding: message.payload.prefix(60), as: UTF8.self)
-                    let when = Date(timeIntervalSince1970: Double(letter.deadAt) / 1000).formatted(.iso8601)
+                    let when = WallInstant(timeIntervalSince1970: Double(letter.deadAt) / 1000).iso8601
                     print(
                         "#\(letter.seq)\(classMarker(priority, of: classes)) reason=\(DeadLetterCodes.label(letter.code))"
                             + " at=\(when) qos=\(message.qos) size=\(message.payload.count) \(message.topic) \(payload)"

@@ -2,13 +2,9 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import SluiceConfig
+import SluicePOSIX
 import SluiceServer
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -106,7 +102,7 @@ struct PIDFile {
 
     init?(path: String, logger: Logger) {
         self.path = path
-        guard FileManager.default.createFile(atPath: path, contents: Data("\(pid)\n".utf8)) else {
+        guard (try? FileSystem.writeFile(path, Array("\(pid)\n".utf8))) != nil else {
             logger.warning("pid_file: cannot write \(path); running without it")
             return nil
         }
@@ -114,9 +110,9 @@ struct PIDFile {
 
     /// Removes the file if it still holds this PID (another instance may have taken it over).
     func remove() {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+        guard let text = try? FileSystem.readText(path),
             text.trimmingBlanksAndNewlines() == "\(pid)"
         else { return }
-        try? FileManager.default.removeItem(atPath: path)
+        try? FileSystem.removeFile(path)
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
-import FoundationEssentials
 import Glibc
 import SluiceConfig
+import SluicePOSIX
 import SluiceServer
 import SluiceStore
 
@@ -75,7 +75,7 @@ struct Status: AsyncParsableCommand {
             unreachable = "no metrics_listener in \(options.config)"
         }
         let path = PathText.appending("sluice.db", to: config.persistenceLocation)
-        guard FileManager.default.fileExists(atPath: path) else {
+        guard FileSystem.exists(path) else {
             throw failure("gateway not answering (\(unreachable)) and no store at \(path)")
         }
         let (_, store) = try options.open(readOnly: true)
@@ -89,7 +89,7 @@ struct Status: AsyncParsableCommand {
 
     private func show(_ snapshot: GatewayStatusSnapshot, first: Bool) {
         if json {
-            var data = (try? snapshot.jsonData(pretty: !watch)) ?? Data("{}".utf8)
+            var data = (try? snapshot.jsonData(pretty: !watch)) ?? Array("{}".utf8)
             data.append(UInt8(ascii: "\n"))
             OutputFile.standardOutput.write(String(decoding: data, as: UTF8.self))
             return

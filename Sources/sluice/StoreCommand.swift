@@ -1,12 +1,8 @@
 import ArgumentParser
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -45,7 +41,7 @@ struct StoreCommand: ParsableCommand {
         /// Opens the store read-only; exit status 2 when it cannot be opened.
         func openReadOnly() throws -> Store {
             let (path, mapSize) = try storePath()
-            guard FileManager.default.fileExists(atPath: path) else { throw failure("no store at \(path)", code: 2) }
+            guard FileSystem.exists(path) else { throw failure("no store at \(path)", code: 2) }
             do {
                 return try Store(path: path, maxMapSize: mapSize, readOnly: true)
             } catch {
@@ -146,7 +142,7 @@ struct StoreCommand: ParsableCommand {
 
         func run() throws {
             let (sourcePath, _) = try location.storePath()
-            guard FileManager.default.fileExists(atPath: sourcePath) else {
+            guard FileSystem.exists(sourcePath) else {
                 throw failure("no store at \(sourcePath)", code: 2)
             }
             let target = PathText.appending("sluice.db", to: to)
@@ -154,7 +150,7 @@ struct StoreCommand: ParsableCommand {
                 throw failure("\(target) exists: salvage writes into a new store only", code: 2)
             }
             do {
-                try FileManager.default.createDirectory(atPath: to, withIntermediateDirectories: true)
+                try FileSystem.createDirectory(to)
             } catch {
                 throw failure("cannot create \(to): \(error)", code: 2)
             }
@@ -196,18 +192,20 @@ struct StoreCommand: ParsableCommand {
             }
             if let export {
                 do {
-                    try FileManager.default.createDirectory(atPath: export, withIntermediateDirectories: true)
+                    try FileSystem.createDirectory(export)
                 } catch {
                     throw failure("cannot create \(export): \(error)")
                 }
             }
             for record in records {
-                let when = Date(timeIntervalSince1970: Double(record.quarantinedAt) / 1000)
+                let when = WallInstant(timeIntervalSince1970: Double(record.quarantinedAt) / 1000)
                 print("\(record.queue) #\(record.seq) \(record.bytes.count) bytes, at \(when): \(record.reason)")
                 if let export {
                     let safeName = record.queue.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }
                     let file = PathText.appending("\(String(safeName))-\(record.seq).bin", to: export)
-                    guard FileManager.default.createFile(atPath: file, contents: Data(record.bytes)) else {
+                    do {
+                        try FileSystem.writeFile(file, record.bytes)
+                    } catch {
                         throw failure("cannot write \(file)")
                     }
                 }
@@ -236,9 +234,8 @@ enum StoreWalkChild {
 
     static func run(path: String, pagesOnly: Bool = false) throws -> (status: Status, output: String, errors: String) {
         let executable =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments[0]
-        var environment = ProcessInfo.processInfo.environment
+            FileSystem.linkDestination("/proc/self/exe") ?? CommandLine.arguments[0]
+        var environment = SystemInfo.environment()
         environment["SWIFT_BACKTRACE"] = "enable=no"  // a crash here is an expected verdict, not a bug report
         let child: (termination: ChildProcess.Termination, output: [UInt8], errors: [UInt8])
         do {

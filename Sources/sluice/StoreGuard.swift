@@ -1,13 +1,9 @@
 import ArgumentParser
 import Logging
 import SluiceConfig
+import SluicePOSIX
 import SluiceStore
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -22,7 +18,7 @@ enum StoreGuard {
         let directory = config.persistenceLocation
         let path = StoreFiles.path(config)
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileSystem.createDirectory(directory)
         } catch {
             throw failure("cannot create persistence_location \(directory): \(error)")
         }
@@ -64,7 +60,7 @@ enum StoreGuard {
             throw failure(
                 outcome.errors.isEmpty
                     ? "cannot open the store \(path)"
-                    : outcome.errors.replacing("sluice: ", with: "").trimmingBlanksAndNewlines()
+                    : outcome.errors.replacingText("sluice: ", with: "").trimmingBlanksAndNewlines()
             )
         }
         return lock

@@ -4,7 +4,7 @@ import Testing
 @testable import GWMPCore
 
 @Suite struct ConversionTests {
-    let receivedAt = Date(timeIntervalSince1970: 1_715_677_964.5)
+    let receivedAt: Int64 = 1_715_677_964_500  // Unix milliseconds
 
     private func pushData(_ fixture: String) throws -> PushDataBody {
         guard case .pushData(_, _, let body) = try GWMPCodec.decode(Fixtures.bytes(fixture)) else {
@@ -56,7 +56,7 @@ import Testing
     @Test func fskUplinkAndProtocolTxtPayload() throws {
         let rxpk = try #require(try pushData("push_data_rxpk_protocol_txt.bin").rxpk)
         let lora = try UplinkFrame(rxpk[0], gateway: sampleGateway, uplinkID: 1, receivedAt: receivedAt)
-        #expect(Base64.decode(lora.phyPayload)?.count == 32)
+        #expect(PayloadBase64.decode(lora.phyPayload)?.count == 32)
         #expect(lora.txInfo.frequency == 866_349_812)
         #expect(lora.txInfo.modulation.lora?.codeRate == "CR_4_6")
         let fsk = try UplinkFrame(rxpk[1], gateway: sampleGateway, uplinkID: 2, receivedAt: receivedAt)
@@ -246,5 +246,16 @@ import Testing
             #expect(Timestamps.microseconds(duration: bad) == nil, "\(bad)")
         }
         #expect(Timestamps.duration(milliseconds: 1_005) == "1.005s")
+    }
+
+    @Test func payloadBase64TakesURLSafeAndMissingPadding() {
+        #expect(PayloadBase64.decode("j8VAiw==") == [0x8F, 0xC5, 0x40, 0x8B])
+        #expect(PayloadBase64.decode("j8VAiw") == [0x8F, 0xC5, 0x40, 0x8B])
+        #expect(PayloadBase64.decode("j8VAiw=") == [0x8F, 0xC5, 0x40, 0x8B])
+        #expect(PayloadBase64.decode("__-_") == [0xFF, 0xFF, 0xBF])
+        #expect(PayloadBase64.decode("//+/") == [0xFF, 0xFF, 0xBF])
+        for bad in ["j", "j8VAi", "j8V=Aiw=", "not base64!", "j8VA iw=="] {
+            #expect(PayloadBase64.decode(bad) == nil, "\(bad)")
+        }
     }
 }

@@ -6,7 +6,7 @@ import Testing
 /// GWMPCore writes its JSON with SluiceJSON; these pin that every body it sends is byte for byte what
 /// Foundation's JSONEncoder (`.sortedKeys`, `.withoutEscapingSlashes`), which it used before, writes.
 @Suite struct FoundationParityTests {
-    let receivedAt = Date(timeIntervalSince1970: 1_715_677_964.5)
+    let receivedAt: Int64 = 1_715_677_964_500  // Unix milliseconds
 
     private func foundation(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()

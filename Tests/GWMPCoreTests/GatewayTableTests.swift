@@ -6,7 +6,7 @@ import Testing
 /// Protocol traces: one event, the actions it must produce. Addresses are strings here.
 @Suite struct GatewayTableTests {
     typealias Table = GatewayTable<String, SeededRandom>
-    let wallClock = Date(timeIntervalSince1970: 1_715_677_964)
+    let wallClock: Int64 = 1_715_677_964_000  // Unix milliseconds
     let other = GatewayEUI(0x0016_c001_ff10_a235)
 
     private func table(timeout: Int64 = 30_000) -> Table {

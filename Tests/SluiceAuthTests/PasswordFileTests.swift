@@ -1,4 +1,5 @@
 import Foundation
+import SluiceBase64
 import Testing
 
 @testable import SluiceAuth
@@ -172,16 +173,5 @@ import Testing
             #expect(error.kind == .unreadableFile)
             #expect(error.description.contains("/nonexistent/sluice/passwd"))
         }
-    }
-
-    @Test func base64RoundTrip() {
-        for length in 0..<70 {
-            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
-            let encoded = Base64.encode(bytes)
-            #expect(Base64.decode(encoded[...]) == bytes)
-        }
-        #expect(Base64.decode("MDEyMzQ1Njc4OWFi") == Array("0123456789ab".utf8))
-        #expect(Base64.decode("A") == nil)
-        #expect(Base64.decode("AA=A") == nil)
     }
 }

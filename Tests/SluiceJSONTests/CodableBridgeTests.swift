@@ -151,4 +151,84 @@ private func foundationText(_ value: some Encodable) throws -> String {
         #expect(throws: EncodingError.self) { try JSONValueEncoder().encode(Packet(freq: .nan)) }
         #expect(throws: EncodingError.self) { try JSONValueEncoder().encode([Double.infinity]) }
     }
+
+    /// Keys that exercise Foundation's snake_case word split: digits, underscores at either end, one-letter
+    /// words. (A capital run such as `uRLValue` does not come back: JSONDecoder reads `u_rl_value` as
+    /// `uRlValue`; the one-key loops below check both directions of that.)
+    struct Keys: Codable, Equatable {
+        var oldestAgeSeconds: Double
+        var urlValue: Int
+        var p99Value: Int?
+        var h2OKey: [Int]
+        var _lead: Int
+        var trail_: Int
+        var a: [Keys]
+        var empty: [String]
+        var nested: Inner
+        struct Inner: Codable, Equatable { var storeMaxBytes: UInt64; var nothingHere: [Inner] }
+    }
+
+    /// An object of one member whose key is chosen at run time.
+    struct OneKey: Codable {
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        var key: String
+        init(key: String) { self.key = key }
+        init(from decoder: any Decoder) throws {
+            key = try decoder.container(keyedBy: Key.self).allKeys.first?.stringValue ?? ""
+        }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(1, forKey: Key(stringValue: key))
+        }
+    }
+
+    @Test func snakeCaseAndPrettyMatchJSONEncoder() throws {
+        let leaf = Keys(
+            oldestAgeSeconds: 0.1,
+            urlValue: 3,
+            p99Value: nil,
+            h2OKey: [1, 2],
+            _lead: 1,
+            trail_: 2,
+            a: [],
+            empty: [],
+            nested: .init(storeMaxBytes: 1 << 40, nothingHere: [])
+        )
+        var value = leaf
+        value.p99Value = 99
+        value.oldestAgeSeconds = 1.5e20
+        value.a = [leaf, leaf]
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        for pretty in [false, true] {
+            encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
+            let foundation = String(decoding: try encoder.encode(value), as: UTF8.self)
+            let tree = try JSONValueEncoder(sortingKeys: true, snakeCaseKeys: true).encode(value)
+            let ours = pretty ? try tree.prettySerialized() : try tree.serialized()
+            #expect(ours == foundation)
+            #expect(try JSONValueDecoder(snakeCaseKeys: true).decode(Keys.self, from: Array(ours.utf8)) == value)
+        }
+        // One key at a time through a keyed container: JSONEncoder converts keys of containers, not of
+        // dictionaries, so a dictionary would not show its conversion.
+        for key in ["oldest_age_seconds", "u_rl_value", "_lead", "trail_", "x", "__a_b__", "a__b", "_", "A_B"] {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let foundation = try decoder.decode(OneKey.self, from: Data("{\"\(key)\":1}".utf8)).key
+            #expect(JSONKeyCase.camel(fromSnake: key) == foundation, "\(key)")
+            let ours = try JSONValueDecoder(snakeCaseKeys: true).decode(OneKey.self, from: Array("{\"\(key)\":1}".utf8))
+            #expect(ours.key == foundation, "\(key)")
+        }
+        for key in ["a", "aB", "ABC", "abcDEF", "abcDEFgh", "x1Y2", "already_snake", "URL", "aBC", "Xy"] {
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            let foundation = String(decoding: try encoder.encode(OneKey(key: key)), as: UTF8.self)
+            #expect(#"{"\#(JSONKeyCase.snake(key))":1}"# == foundation, "\(key)")
+        }
+        #expect(try JSONValue.array([]).prettySerialized() == "[\n\n]")
+    }
 }

@@ -14,6 +14,43 @@ import Testing
         #expect(ISO8601Text.utc(-86_400) == "1969-12-31T00:00:00Z")
     }
 
+    @Test func milliseconds() {
+        // Values checked against Foundation's ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt).
+        #expect(ISO8601Text.utc(milliseconds: 1_733_450_000_123) == "2024-12-06T01:53:20.123Z")
+        #expect(ISO8601Text.utc(milliseconds: 1_733_450_000_999) == "2024-12-06T01:53:20.999Z")
+        #expect(ISO8601Text.utc(milliseconds: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(ISO8601Text.utc(milliseconds: 7) == "1970-01-01T00:00:00.007Z")
+        #expect(ISO8601Text.utc(milliseconds: -1) == "1969-12-31T23:59:59.999Z")
+        #expect(ISO8601Text.utc(milliseconds: .min).hasPrefix("0001-01-01T00:00:00."))
+        #expect(ISO8601Text.utc(milliseconds: .max).hasPrefix("9999-12-31T23:59:59."))
+        let now = WallClock.millisecondsSince1970()
+        #expect(abs(Double(now) / 1000 - WallClock.secondsSince1970()) < 5)
+    }
+
+    @Test func wallInstant() {
+        // Foundation's Date(timeIntervalSince1970: 1733450000.9999).formatted(.iso8601) is this: rounded down.
+        #expect(WallInstant(timeIntervalSince1970: 1_733_450_000.9999).iso8601 == "2024-12-06T01:53:20Z")
+        #expect(WallInstant(timeIntervalSince1970: -0.5).iso8601 == "1969-12-31T23:59:59Z")
+        #expect(WallInstant(timeIntervalSince1970: .infinity).iso8601 == "1970-01-01T00:00:00Z")
+        #expect(WallInstant(timeIntervalSince1970: 1e300).iso8601 == "9999-12-31T23:59:59Z")
+        let earlier = WallInstant(timeIntervalSince1970: 10)
+        let later = WallInstant(timeIntervalSince1970: 12.5)
+        #expect(later.timeIntervalSince(earlier) == 2.5)
+        #expect(earlier < later)
+        #expect(abs(WallInstant().timeIntervalSince1970 - WallClock.secondsSince1970()) < 5)
+        #expect(WallInstant(timeIntervalSince1970: 1_733_450_000.9999).description == "2024-12-06 01:53:20 +0000")
+        #expect(!SystemInfo.hostName().isEmpty)
+        setenv("SLUICE_POSIX_TEST", "a=b", 1)
+        #expect(SystemInfo.environment()["SLUICE_POSIX_TEST"] == "a=b")
+        #expect(SystemInfo.environment("SLUICE_POSIX_TEST") == "a=b")
+        unsetenv("SLUICE_POSIX_TEST")
+        #expect(SystemInfo.environment("SLUICE_POSIX_TEST") == nil)
+        #expect(SystemInfo.environment()["SLUICE_POSIX_TEST"] == nil)
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, 255)
+        #expect(SystemInfo.hostName() == String(cString: name))
+    }
+
     @Test func outOfRangeYearsAreClamped() {
         #expect(ISO8601Text.utc(.max) == "9999-12-31T23:59:59Z")
         #expect(ISO8601Text.utc(.min) == "0001-01-01T00:00:00Z")
@@ -65,6 +102,39 @@ import Testing
         let big = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         write(big, to: directory + "/big")
         #expect(try FileSystem.readBytes(directory + "/big") == big)
+    }
+
+    @Test func createsWritesAndRemoves() throws {
+        let directory = temporaryDirectory()
+        defer {
+            unlink(directory + "/a/b/c/file")
+            rmdir(directory + "/a/b/c")
+            rmdir(directory + "/a/b")
+            rmdir(directory + "/a")
+            rmdir(directory)
+        }
+        try FileSystem.createDirectory(directory + "/a/b/c/")
+        try FileSystem.createDirectory(directory + "/a/b/c")  // already there: fine
+        #expect(FileSystem.kind(directory + "/a/b/c") == .directory)
+        try FileSystem.writeFile(directory + "/a/b/c/file", Array("one\n".utf8))
+        try FileSystem.writeFile(directory + "/a/b/c/file", Array("two".utf8))  // replaced whole
+        #expect(try FileSystem.readText(directory + "/a/b/c/file") == "two")
+        #expect(try FileSystem.directoryEntries(directory + "/a/b/c") == ["file"])  // no temporary left
+        // A file in the way of a directory, a directory in the way of a file, a missing parent.
+        #expect(throws: FileFailure(path: directory + "/a/b/c/file/d", code: ENOTDIR)) {
+            try FileSystem.createDirectory(directory + "/a/b/c/file/d")
+        }
+        #expect(throws: FileFailure.self) { try FileSystem.writeFile(directory + "/a/b", [1]) }
+        #expect(throws: FileFailure(path: directory + "/none/x", code: ENOENT)) {
+            try FileSystem.writeFile(directory + "/none/x", [1])
+        }
+        try FileSystem.removeFile(directory + "/a/b/c/file")
+        #expect(!FileSystem.exists(directory + "/a/b/c/file"))
+        #expect(throws: FileFailure(path: directory + "/a/b/c/file", code: ENOENT)) {
+            try FileSystem.removeFile(directory + "/a/b/c/file")
+        }
+        #expect(FileSystem.linkDestination("/proc/self/exe")?.hasPrefix("/") == true)
+        #expect(FileSystem.linkDestination(directory) == nil)
     }
 
     @Test func procFilesAreReadToTheEnd() throws {
@@ -140,5 +210,30 @@ import Testing
         let before = Double(time(nil))
         let now = WallClock.secondsSince1970()
         #expect(now >= before && now < before + 2)
+    }
+}
+
+@Suite struct TextSearchTests {
+    @Test func findsAsTheStandardLibraryDoes() {
+        let texts = ["", "a", "abcabc", "peer sent TLS alert handshake failure", "café résumé", "aaa", "SF7BW125"]
+        let needles = ["", "a", "bc", "abc", "alert ", "é", "aa", "BW", "x", "abcabcd"]
+        for text in texts {
+            for needle in needles {
+                #expect(text.containsText(needle) == text.contains(needle), "\(text) \(needle)")
+                #expect(text.firstRange(ofText: needle) == text.firstRange(of: needle), "\(text) \(needle)")
+                if !(text == "aaa" && needle == "aa") {  // overlapping: see below
+                    #expect(text.lastRange(ofText: needle) == text.ranges(of: needle).last, "\(text) \(needle)")
+                }
+                if !needle.isEmpty {
+                    #expect(text.replacingText(needle, with: "<>") == text.replacing(needle, with: "<>"))
+                }
+            }
+        }
+        #expect("a|b||c".replacingText("|", with: "\\|") == "a\\|b\\|\\|c")
+        #expect("aaaa".replacingText("aa", with: "a") == "aa")  // not overlapping, left to right
+        #expect("x".replacingText("", with: "y") == "x")
+        // The occurrence that starts last, where ranges(of:) gives the last of non-overlapping ones.
+        let aaa = "aaa"
+        #expect(aaa.lastRange(ofText: "aa") == aaa.index(after: aaa.startIndex)..<aaa.endIndex)
     }
 }

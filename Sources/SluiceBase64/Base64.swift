@@ -1,8 +1,10 @@
-/// Standard base64 (RFC 4648 §4, with `=` padding), as OpenSSL's BIO_f_base64 writes it for Mosquitto.
-enum Base64 {
+/// Standard base64 (RFC 4648 §4, with `=` padding): as OpenSSL's BIO_f_base64 writes it for Mosquitto's
+/// password files, and as the packet forwarder and ChirpStack write payloads. One implementation for
+/// SluiceAuth and GWMPCore, without Foundation (issue 17).
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    static func encode(_ bytes: [UInt8]) -> String {
+    public static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
         var index = 0
@@ -27,8 +29,9 @@ enum Base64 {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Decodes padded or unpadded base64; nil for any other character or an impossible length.
-    static func decode(_ text: Substring) -> [UInt8]? {
+    /// Decodes padded or unpadded base64; nil for any other character or an impossible length. Bits
+    /// below the last whole byte are ignored, as Foundation's `Data(base64Encoded:)` ignores them.
+    public static func decode(_ text: some StringProtocol) -> [UInt8]? {
         var values: [UInt8] = []
         values.reserveCapacity(text.utf8.count)
         var padding = 0
