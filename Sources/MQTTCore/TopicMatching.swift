@@ -26,6 +26,8 @@ extension Topic {
 
     /// Whether `topicOrFilter` has more than `limit` levels ("a/b" has two, "/" has two). Counts
     /// separators and stops at the first one past the limit, so a 65,535-level topic costs little.
+    /// Inlinable: the broker checks every PUBLISH with it, and unspecialised it walks the generic view.
+    @inlinable
     public static func exceedsLevels(_ topicOrFilter: some StringProtocol, limit: Int) -> Bool {
         var separators = 0
         for byte in topicOrFilter.utf8 where byte == UInt8(ascii: "/") {

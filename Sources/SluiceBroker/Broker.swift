@@ -631,13 +631,14 @@ public struct Broker: Sendable {
         now: BrokerTime
     ) -> Message {
         var properties = packet.properties
+        var expiresAt: BrokerTime? = nil
+        // Only a PUBLISH with properties reads them: each read by name is a key-path lookup.
         if !properties.isEmpty {
             properties.topicAlias = nil
             properties.subscriptionIdentifiers = []
-        }
-        var expiresAt: BrokerTime? = nil
-        if let expiry = properties.messageExpiryInterval {
-            expiresAt = now + BrokerTime(expiry) * 1000
+            if let expiry = properties.messageExpiryInterval {
+                expiresAt = now + BrokerTime(expiry) * 1000
+            }
         }
         return Message(
             topic: topic,
@@ -711,13 +712,13 @@ public struct Broker: Sendable {
         from connection: ConnectionID,
         now: BrokerTime
     ) {
-        guard let clientID = connections[connection]?.clientID, let index = inflightIndex(clientID, packetID, state)
+        guard let clientID = connections[connection]?.clientID,
+            let finished = sessions.removeInflight(clientID, packetID: packetID, state: state)
         else {
             return  // unknown identifiers are ignored [MQTT-4.3.2]
         }
-        let finished = sessions[clientID]?.inflight.remove(at: index)
         // Only persistence needs to hear of it: no session copy on every PUBACK otherwise.
-        if tracksChanges, let finished, let session = sessions[clientID] {
+        if tracksChanges, let session = sessions[clientID] {
             sessions.noteReleased(finished.delivery, in: session)
         }
         pump(clientID, now: now)
@@ -1043,14 +1044,18 @@ public struct Broker: Sendable {
 
     /// Sends at once when the window allows, otherwise queues within the client's bounds.
     private mutating func enqueue(_ delivery: Delivery, for clientID: String, now: BrokerTime) {
+        // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its
+        // session: looked at, not taken out and put back (two hash lookups of the client id).
+        if delivery.qos == .atMostOnce, let connection = sessions.connection(of: clientID),
+            connections[connection]?.backedUp == false
+        {
+            sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
+            return
+        }
         // Taken out and put back so the queue is mutated in place, never copied.
         guard var session = sessions.removeValue(forKey: clientID) else { return }
         defer { sessions[clientID] = session }
         if let connection = session.connection, connections[connection]?.backedUp == false {
-            if delivery.qos == .atMostOnce {
-                sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
-                return
-            }
             if session.queue.isEmpty && hasRoomInFlight(session, connection: connection) {
                 let packetID = session.nextPacketID()
                 if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
@@ -1149,7 +1154,9 @@ public struct Broker: Sendable {
             // The forwarded expiry is the time that remains [MQTT-3.3.2-6].
             properties.messageExpiryInterval = UInt32((expiresAt - now + 999) / 1000)
         }
-        if !delivery.subscriptionIdentifiers.isEmpty || !properties.subscriptionIdentifiers.isEmpty {
+        if !delivery.subscriptionIdentifiers.isEmpty
+            || (!properties.isEmpty && !properties.subscriptionIdentifiers.isEmpty)
+        {
             properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
         }
         var topic = delivery.message.topic

@@ -179,6 +179,19 @@ struct SessionTable: Sendable {
 
     var count: Int { all.count }
 
+    /// The connection the session is attached to, if it is connected.
+    func connection(of clientID: String) -> ConnectionID? { all[clientID]?.connection }
+
+    /// Takes the in-flight message with this packet identifier in this state out of the session, if
+    /// there is one: one lookup of the client id, and the session is changed in place.
+    mutating func removeInflight(_ clientID: String, packetID: UInt16, state: Outgoing.State) -> Outgoing? {
+        guard let slot = all.index(forKey: clientID),
+            let index = all.values[slot].inflight.firstIndex(where: { $0.packetID == packetID && $0.state == state })
+        else { return nil }
+        if tracksChanges { changed.insert(clientID) }
+        return all.values[slot].inflight.remove(at: index)
+    }
+
     /// Whether the session has messages waiting beyond its in-flight window.
     func hasQueued(_ clientID: String) -> Bool { all[clientID]?.queue.isEmpty == false }
 

@@ -104,7 +104,7 @@ struct SubscriptionTree: Sendable {
 
     private mutating func node(for filter: String) -> Int {
         var index = 0
-        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+        for level in Self.levels(of: filter) {
             if let child = nodes[index].child(TopicLevel(level)) {
                 index = child
             } else {
@@ -126,7 +126,7 @@ struct SubscriptionTree: Sendable {
 
     private func existingNode(for filter: String) -> Int? {
         var index = 0
-        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+        for level in Self.levels(of: filter) {
             guard let child = nodes[index].child(TopicLevel(level)) else { return nil }
             index = child
         }
@@ -215,9 +215,15 @@ struct SubscriptionTree: Sendable {
         Topic.exceedsLevels(Topic.sharedSubscription(filter)?.filter ?? filter[...], limit: limit)
     }
 
+    /// The levels of a topic or filter, split on the `/` byte. Splitting the String instead walks it
+    /// Character by Character (grapheme breaking), which cost more than the rest of a match.
+    static func levels(of topicOrFilter: String) -> [Substring.UTF8View] {
+        topicOrFilter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+    }
+
     func match(topic: String) -> Match {
         var result = Match()
-        let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        let levels = Self.levels(of: topic)
         let isDollar = topic.utf8.first == UInt8(ascii: "$")
         // Depth first with an explicit stack of (node, levels consumed), never recursion: a topic
         // of 65,535 levels must not run the event loop's stack out (issue 13, case 7).
@@ -280,6 +286,8 @@ struct TopicLevel: Hashable, Sendable {
     let text: Substring
 
     init(_ text: Substring) { self.text = text }
+
+    init(_ bytes: Substring.UTF8View) { self.text = Substring(bytes) }
 
     static let plus = TopicLevel("+")
     static let hash = TopicLevel("#")

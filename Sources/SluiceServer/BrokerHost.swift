@@ -496,7 +496,8 @@ final class BrokerHost: @unchecked Sendable {
         defer { saveSoonIfAcknowledgementsWait() }
         logDepartures()
         guard !actions.isEmpty else { return }
-        // Packets for one connection are queued in order; they go out with its close, or at the turn's end.
+        // Packets for a network connection join its queue for the turn's end (or go with its close,
+        // after what was queued before); packets for in-process clients are gathered in `outbox`.
         var outbox: [ConnectionID: [Packet]] = [:]
         for action in actions {
             switch action {
@@ -507,7 +508,11 @@ final class BrokerHost: @unchecked Sendable {
                     let clientID = core.clientID(of: id) ?? waited.packet.clientIdentifier
                     clientLog.connected(clientID: clientID, remote: waited.remote, packet: waited.packet)
                 }
-                outbox[id, default: []].append(packet)
+                if connections[id] != nil {
+                    queued[id, default: []].append(packet)
+                } else {
+                    outbox[id, default: []].append(packet)
+                }
             case .close(let id, let disconnect):
                 if let handle = connections[id] {
                     let close: CloseRequest = disconnect.map { .after($0) } ?? .silently
@@ -537,13 +542,7 @@ final class BrokerHost: @unchecked Sendable {
                 }
             }
         }
-        for (id, packets) in outbox {
-            if connections[id] != nil {
-                queued[id, default: []] += packets
-            } else {
-                inProcessClients[id]?(packets, false)
-            }
-        }
+        for (id, packets) in outbox { inProcessClients[id]?(packets, false) }
         if !queued.isEmpty && !outboxFlushScheduled {
             outboxFlushScheduled = true
             loop.execute { self.flushOutbox() }
@@ -567,20 +566,21 @@ final class BrokerHost: @unchecked Sendable {
     private func flushOutbox() {
         outboxFlushScheduled = false
         guard !queued.isEmpty else { return }
-        var otherLoops: [ObjectIdentifier: (loop: any EventLoop, writes: [(ConnectionHandle, [Packet])])] = [:]
+        // A list, not a dictionary: there are as many event loops as cores, so a linear search is cheaper than hashing.
+        var otherLoops: [(loop: any EventLoop, writes: [(ConnectionHandle, [Packet])])] = []
         for (id, packets) in queued {
             guard let handle = connections[id] else { continue }  // closed meanwhile: nobody to send to
             let connectionLoop = handle.channel.eventLoop
             if connectionLoop === loop {
                 handle.deliver(packets, close: nil)
+            } else if let index = otherLoops.firstIndex(where: { $0.loop === connectionLoop }) {
+                otherLoops[index].writes.append((handle, packets))
             } else {
-                otherLoops[ObjectIdentifier(connectionLoop), default: (connectionLoop, [])].writes.append(
-                    (handle, packets)
-                )
+                otherLoops.append((connectionLoop, [(handle, packets)]))
             }
         }
         queued.removeAll(keepingCapacity: true)
-        for (_, batch) in otherLoops {
+        for batch in otherLoops {
             let writes = batch.writes
             batch.loop.execute {
                 for (handle, packets) in writes { handle.handler.value.write(packets, close: nil) }

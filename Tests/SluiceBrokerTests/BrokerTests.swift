@@ -696,6 +696,22 @@ func reason(_ text: String) -> Properties {
         #expect(tree.match(topic: "cafe\u{301}").subscribers.isEmpty)
         #expect(tree.match(topic: "caf\u{E9}").subscribers.count == 1)
     }
+
+    /// Levels are split at every `/` byte, also where a combining mark follows it (as one Character
+    /// "/\u{301}" is no "/"): topic and filter split alike, so "a/+" matches "a/\u{301}" and
+    /// "a/\u{301}" matches itself.
+    @Test func aSlashBeforeACombiningMarkSeparatesLevels() {
+        var tree = SubscriptionTree()
+        let options = Subscription(options: SubscriptionOptions(qos: .atMostOnce))
+        tree.insert(filter: "a/+", clientID: "wildcard", subscription: options)
+        tree.insert(filter: "a/\u{301}", clientID: "exact", subscription: options)
+        let matched = tree.match(topic: "a/\u{301}").subscribers.map(\.clientID).sorted()
+        #expect(matched == ["exact", "wildcard"])
+        #expect(tree.match(topic: "a\u{301}").subscribers.isEmpty)
+        let removed = tree.remove(filter: "a/\u{301}", clientID: "exact")
+        #expect(removed)
+        #expect(tree.match(topic: "a/\u{301}").subscribers.map(\.clientID) == ["wildcard"])
+    }
 }
 
 /// `$SYS/broker/load/...` (issue 16): Mosquitto's moving averages of per-minute rates.
