@@ -245,7 +245,7 @@ final class BridgeRunner: @unchecked Sendable {
             self.reconnect?.cancel()
             self.run(self.link.stop())
             self.channel?.close(promise: nil)
-        }
+        }.flatMap { self.queues.shutdown() }
     }
 
     /// The link's state and counters, for metrics.
@@ -357,7 +357,7 @@ final class BridgeRunner: @unchecked Sendable {
                 // those in flight they stay within `ResendBound`. (`limit` may be smaller than the room, e.g. a
                 // rate limit's allowance.)
                 let room = ResendBound(window: link.window).room(inflight: link.inflightCount, unremoved: unremoved)
-                next = link.fetched(fetch(after: after, limit: max(0, min(limit, room))))
+                next = fetch(after: after, limit: max(0, min(limit, room)))
             case .remove(let seqs):
                 removing.formUnion(seqs)
                 pendingRemovals += seqs
@@ -494,11 +494,16 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
-    private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
-        guard limit > 0 else { return [] }
+    /// Reads off the loop (BridgeQueues) and answers the link when the read is back; nothing to read is
+    /// answered at once.
+    private func fetch(after: UInt64?, limit: Int) -> [BridgeAction] {
+        guard limit > 0 else { return link.fetched([]) }
         // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
         // fetches from the head, and the remote has them already).
-        return queues.fetch(after: after, limit: limit) { removing.contains($0) || deadLettering.contains($0) }
+        queues.fetch(after: after, limit: limit, skip: removing.union(deadLettering)) { items in
+            self.run(self.link.fetched(items))
+        }
+        return []
     }
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of
