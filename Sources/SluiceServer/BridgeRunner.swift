@@ -93,7 +93,6 @@ final class BridgeRunner: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "bridge"] = "\(config.name)"
         self.logger = logger
-        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
         let rules = try Self.rules(from: config)
         self.initialOutbound = Self.outbound(rules: rules, config: config)
         self.limits = QueueLimits(
@@ -154,6 +153,8 @@ final class BridgeRunner: @unchecked Sendable {
         self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(25)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
         self.drain = DrainProgress(name: config.name)
+        // Last: it starts its reader thread, which only `stop()` ends.
+        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
     }
 
     /// The queued form of a local message the broker routed to this bridge (`append`: topic already remapped,
