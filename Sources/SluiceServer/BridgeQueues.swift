@@ -101,6 +101,15 @@ final class BridgeQueues: @unchecked Sendable {
             }
     }
 
+    /// Another store read for the runner (control record, depth), on `reader` after the fetches asked before
+    /// it; `then` runs on the loop (with an error if `reader` was shut down).
+    func readOffLoop<T: Sendable>(
+        _ body: @escaping @Sendable () throws -> T,
+        then: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        reader.runIfActive(eventLoop: loop, body).whenComplete(then)
+    }
+
     private struct Read: Sendable {
         var items: [QueuedItem]
         var locations: [(UInt64, PriorityLocation)]

@@ -210,9 +210,12 @@ final class BridgeRunner: @unchecked Sendable {
                 self.sampleDrain()
                 self.localAccess?.flushWarnings()
             }
-            self.pollControl(force: true)
-            self.run(self.link.tick(now: .now))  // the link's time before its first connection
-            if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
+            // A bridge paused by `sluice queue pause` stays paused from its first connection.
+            self.pollControl(force: true) {
+                guard !self.stopped else { return }
+                self.run(self.link.tick(now: .now))  // the link's time before its first connection
+                if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
+            }
         }
     }
 
@@ -232,10 +235,13 @@ final class BridgeRunner: @unchecked Sendable {
 
     /// `start_type lazy`: the queue's depth decides whether the idle link connects.
     private func checkThreshold() {
-        do {
-            run(link.queued(count: Int(clamping: try store.bridgeStats(bridge: name).depth)))
-        } catch {
-            logger.error("cannot count the queue for start_type lazy: \(error)")
+        let (store, name) = (self.store, self.name)
+        queues.readOffLoop({ Int(clamping: try store.bridgeStats(bridge: name).depth) }) { result in
+            switch result {
+            case .success(let depth): self.run(self.link.queued(count: depth))
+            case .failure(let error):
+                if !self.stopped { self.logger.error("cannot count the queue for start_type lazy: \(error)") }
+            }
         }
     }
 
@@ -291,21 +297,24 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     /// Picks up `sluice queue pause|resume|requeue|drop` from another process: they bump the bridge's
-    /// control generation in the store; a read transaction a second notices it.
-    private func pollControl(force: Bool = false) {
+    /// control generation in the store; a read transaction a second (off the loop) notices it. `then` runs
+    /// on the loop once it is applied.
+    private func pollControl(force: Bool = false, then: (@Sendable () -> Void)? = nil) {
         guard force || ContinuousClock.now - lastControlPoll >= .seconds(1) else { return }
         lastControlPoll = .now
-        let control: (paused: Bool, generation: UInt64)
-        do {
-            control = try store.bridgeControl(queue: name)
-        } catch {
-            logger.error("reading the bridge control record failed: \(error)")
-            return
+        let (store, name) = (self.store, self.name)
+        queues.readOffLoop({ try store.bridgeControl(queue: name) }) { result in
+            switch result {
+            case .success(let control) where control.generation != self.controlGeneration:
+                self.controlGeneration = control.generation
+                self.run(self.link.setPaused(control.paused))
+                self.run(self.link.queueHasMore())  // a requeue appended messages
+            case .success: break
+            case .failure(let error):
+                if !self.stopped { self.logger.error("reading the bridge control record failed: \(error)") }
+            }
+            then?()
         }
-        guard control.generation != controlGeneration else { return }
-        controlGeneration = control.generation
-        run(link.setPaused(control.paused))
-        run(link.queueHasMore())  // a requeue appended messages
     }
 
     /// `force`: at the link's connect, so a drain starts with the whole backlog and counts from the first send.
@@ -317,13 +326,17 @@ final class BridgeRunner: @unchecked Sendable {
             _ = drain.update(now: now, depth: 0, delivered: 0, connected: false)  // link down: nothing to read
             return
         }
-        guard let depth = try? store.bridgeStats(bridge: name).depth else { return }
-        let statistics = link.statistics
-        let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
-        // Delivered messages whose removal has not committed yet are not left to send.
-        let left = max(0, Int(depth) - unremoved)
-        if let line = drain.update(now: now, depth: left, delivered: delivered, connected: link.isConnected) {
-            linkLogger.info("\(line)")
+        let (store, name) = (self.store, self.name)
+        queues.readOffLoop({ try store.bridgeStats(bridge: name).depth }) { result in
+            guard case .success(let depth) = result else { return }
+            let statistics = self.link.statistics
+            let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
+            // Delivered messages whose removal has not committed yet are not left to send.
+            let left = max(0, Int(depth) - self.unremoved)
+            let connected = self.link.isConnected
+            if let line = self.drain.update(now: now, depth: left, delivered: delivered, connected: connected) {
+                self.linkLogger.info("\(line)")
+            }
         }
     }
 
