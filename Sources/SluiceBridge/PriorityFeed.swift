@@ -37,6 +37,8 @@ public struct PriorityFeed: Sendable {
     /// Link seqs in ascending order, as handed out; forgotten ones are compacted away lazily.
     private var order: [UInt64] = []
     private var nextLinkSeq: UInt64 = 1
+    /// Link seqs a fetch let go of (gone from the store, or expired on a replay), until `takeReleased`.
+    private var released: [UInt64] = []
 
     public init(classes: some Sequence<Int>) {
         self.classes = Array(Set(classes)).sorted()
@@ -58,6 +60,13 @@ public struct PriorityFeed: Sendable {
         if order.count > 64 && handed.count * 2 < order.count {
             order.removeAll { handed[$0] == nil }
         }
+    }
+
+    /// The link seqs fetches have let go of since the last call (their messages left the store outside the
+    /// link's removals), so a caller keeping its own map of handed-out seqs can drop them too.
+    public mutating func takeReleased() -> [UInt64] {
+        defer { released = [] }
+        return released
     }
 
     /// The link's `.fetch(after:limit:)`: up to `limit` messages with link seqs above `after`, ascending.
@@ -98,6 +107,7 @@ public struct PriorityFeed: Sendable {
             items.append((linkSeq, message))
         }
         forget(gone)
+        released += gone
         // New messages, class by class.
         for priority in classes where items.count < limit {
             while items.count < limit {

@@ -2,6 +2,7 @@ import Logging
 import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import SluiceBridge
 import SluiceConfig
 import SluiceStore
@@ -24,13 +25,26 @@ struct RuleClass: Sendable, Hashable {
 
 /// A bridge's per-class durable queues (see PriorityQueues.swift and PriorityFeed.swift): where a message
 /// is appended (the broker's routing table names the queue, see DurableRouting.swift), what the link is fed,
-/// and how link seqs go back to the store. All but `updateRules` run on the bridge's loop.
+/// and how link seqs go back to the store.
+///
+/// Store reads never run on the bridge's loop (issue 17): the feed lives on `reader`, a one-thread pool
+/// that runs each fetch (LMDB read transactions, decoding) in the order asked and completes it on the
+/// loop, so the link gets its answers in order, exactly once each (a late answer to a fetch asked on a
+/// closed connection is dropped by the link itself). `classes` and `locations` are the loop's copies of
+/// what removal needs; everything else marked "on the loop" runs there.
 final class BridgeQueues: @unchecked Sendable {
     let bridge: String
     private let store: Store
     private let loop: any EventLoop
     private let logger: Logger
+    /// One thread, so fetches and the feed's other changes run one at a time, in submission order.
+    private let reader = NIOThreadPool(numberOfThreads: 1)
+    /// On `reader` only.
     private var feed: PriorityFeed
+    /// On the loop: the classes read, highest priority first (the feed's, as last told).
+    private var classes: [Int]
+    /// On the loop: where each link seq handed out lives, for removal and dead-lettering.
+    private var locations: [UInt64: PriorityLocation] = [:]
     /// TTL drops not yet logged: one line per `reportInterval`, not one per message.
     private var expiredUnreported = 0
     private var lastReport = ContinuousClock.now - BridgeQueues.reportInterval  // the first drops are told at once
@@ -45,20 +59,65 @@ final class BridgeQueues: @unchecked Sendable {
         // Classes left in the store by an earlier rule set drain too.
         let stored = (try? store.priorityClasses(bridge: config.name)) ?? [PriorityQueues.defaultClass]
         self.feed = PriorityFeed(classes: rules.map(\.priority) + stored + [PriorityQueues.defaultClass])
+        self.classes = feed.classes
+        reader.start()
     }
 
     /// Any thread: SIGHUP's rule set (its new classes drain too).
     func updateRules(_ rules: [RuleClass]) {
-        loop.execute { self.feed.addClasses(rules.map(\.priority)) }
+        let more = rules.map(\.priority)
+        reader.submit { state in if state == .active { self.feed.addClasses(more) } }
+        loop.execute { self.classes = Array(Set(self.classes).union(more)).sorted() }
     }
 
-    /// Every class queue the bridge reads, highest priority first.
-    var queueNames: [String] { feed.classes.map { PriorityQueues.queueName(bridge: bridge, priority: $0) } }
+    /// Finishes the fetch under way (the store must not close under a read transaction) and stops `reader`;
+    /// later fetches are never answered.
+    func shutdown() -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        reader.shutdownGracefully { _ in promise.succeed() }
+        return promise.futureResult
+    }
+
+    /// Every class queue the bridge reads, highest priority first. On the loop.
+    var queueNames: [String] { classes.map { PriorityQueues.queueName(bridge: bridge, priority: $0) } }
 
     // MARK: On the loop
 
-    /// The link's `.fetch(after:limit:)`; `skip` are link seqs whose removal has not committed.
-    func fetch(after: UInt64?, limit: Int, skip: (UInt64) -> Bool) -> [QueuedItem] {
+    /// The link's `.fetch(after:limit:)`, read on `reader`; `answer` runs on the loop, in the order fetches
+    /// were asked. `skip`: link seqs whose removal has not committed (their removal is submitted, and the
+    /// feed forgets them, before they leave the caller's sets, so a snapshot is enough).
+    func fetch(after: UInt64?, limit: Int, skip: Set<UInt64>, answer: @escaping @Sendable ([QueuedItem]) -> Void) {
+        reader.runIfActive(eventLoop: loop) { self.read(after: after, limit: limit, skip: skip) }
+            .whenComplete { result in
+                switch result {
+                case .success(let read):
+                    for (seq, location) in read.locations { self.locations[seq] = location }
+                    for seq in read.released { self.locations[seq] = nil }
+                    answer(read.items)
+                case .failure:
+                    answer([])  // `reader` was shut down: the runner is stopping
+                }
+            }
+    }
+
+    /// Another store read for the runner (control record, depth), on `reader` after the fetches asked before
+    /// it; `then` runs on the loop (with an error if `reader` was shut down).
+    func readOffLoop<T: Sendable>(
+        _ body: @escaping @Sendable () throws -> T,
+        then: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        reader.runIfActive(eventLoop: loop, body).whenComplete(then)
+    }
+
+    private struct Read: Sendable {
+        var items: [QueuedItem]
+        var locations: [(UInt64, PriorityLocation)]
+        /// Link seqs the feed let go of in this fetch (gone from the store, or expired).
+        var released: [UInt64]
+    }
+
+    /// On `reader`: the feed's fetch with its store reads.
+    private func read(after: UInt64?, limit: Int, skip: Set<UInt64>) -> Read {
         let now = Store.wallClockMilliseconds()
         let store = self.store
         let bridge = self.bridge
@@ -66,7 +125,7 @@ final class BridgeQueues: @unchecked Sendable {
             let (items, expired) = try feed.fetch(
                 after: after,
                 limit: limit,
-                skip: skip,
+                skip: { skip.contains($0) },
                 reread: { location throws(StoreError) -> QueuedMessage? in
                     let name = PriorityQueues.queueName(bridge: bridge, priority: location.priority)
                     let found = try store.read(queue: name, after: location.seq == 0 ? nil : location.seq - 1, limit: 1)
@@ -79,7 +138,7 @@ final class BridgeQueues: @unchecked Sendable {
                 isExpired: { Self.remainingLifetime($0, now: now).map { $0 == 0 } ?? false }
             )
             if !expired.isEmpty { dropExpired(expired) }
-            return items.map { seq, message in
+            let queued = items.map { seq, message in
                 var properties = (try? Properties(storageBytes: message.properties)) ?? .none
                 if let remaining = Self.remainingLifetime(message, now: now) {
                     properties.messageExpiryInterval = remaining  // [MQTT-3.3.2-6]: what is left of it
@@ -95,9 +154,11 @@ final class BridgeQueues: @unchecked Sendable {
                     )
                 )
             }
+            let locations = items.compactMap { seq, _ in feed.location(of: seq).map { (seq, $0) } }
+            return Read(items: queued, locations: locations, released: feed.takeReleased())
         } catch {
             logger.error("reading the queue failed: \(error)")
-            return []
+            return Read(items: [], locations: [], released: feed.takeReleased())
         }
     }
 
@@ -133,7 +194,7 @@ final class BridgeQueues: @unchecked Sendable {
     ) {
         var byClass: [Int: [UInt64]] = [:]
         for seq in seqs {
-            guard let location = feed.location(of: seq) else { continue }  // already gone
+            guard let location = locations[seq] else { continue }  // already gone
             byClass[location.priority, default: []].append(location.seq)
         }
         guard !byClass.isEmpty else { return completion(.success(0)) }
@@ -150,8 +211,9 @@ final class BridgeQueues: @unchecked Sendable {
                     return state.error.map { .failure($0) } ?? .success(state.total)
                 }
                 guard let finished else { return }
-                // Forgotten before the runner's own completion hop: a fetch after it never replays them.
-                self.loop.execute { self.feed.forget(seqs) }
+                // Forgotten before the runner's own completion hop: a fetch asked after it runs after this.
+                self.reader.submit { state in if state == .active { self.feed.forget(seqs) } }
+                self.loop.execute { for seq in seqs { self.locations[seq] = nil } }
                 completion(finished)
             }
         }

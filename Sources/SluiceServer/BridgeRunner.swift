@@ -89,7 +89,6 @@ final class BridgeRunner: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "bridge"] = "\(config.name)"
         self.logger = logger
-        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
         let rules = try Self.rules(from: config)
         self.initialOutbound = Self.outbound(rules: rules, config: config)
         self.limits = QueueLimits(
@@ -150,6 +149,8 @@ final class BridgeRunner: @unchecked Sendable {
         self.tickInterval = config.maxRate == nil ? .milliseconds(250) : .milliseconds(25)
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
         self.drain = DrainProgress(name: config.name)
+        // Last: it starts its reader thread, which only `stop()` ends.
+        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
     }
 
     /// The queued form of a local message the broker routed to this bridge (`append`: topic already remapped,
@@ -205,9 +206,12 @@ final class BridgeRunner: @unchecked Sendable {
                 self.sampleDrain()
                 self.localAccess?.flushWarnings()
             }
-            self.pollControl(force: true)
-            self.run(self.link.tick(now: .now))  // the link's time before its first connection
-            if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
+            // A bridge paused by `sluice queue pause` stays paused from its first connection.
+            self.pollControl(force: true) {
+                guard !self.stopped else { return }
+                self.run(self.link.tick(now: .now))  // the link's time before its first connection
+                if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.start()) }
+            }
         }
     }
 
@@ -227,10 +231,13 @@ final class BridgeRunner: @unchecked Sendable {
 
     /// `start_type lazy`: the queue's depth decides whether the idle link connects.
     private func checkThreshold() {
-        do {
-            run(link.queued(count: Int(clamping: try store.bridgeStats(bridge: name).depth)))
-        } catch {
-            logger.error("cannot count the queue for start_type lazy: \(error)")
+        let (store, name) = (self.store, self.name)
+        queues.readOffLoop({ Int(clamping: try store.bridgeStats(bridge: name).depth) }) { result in
+            switch result {
+            case .success(let depth): self.run(self.link.queued(count: depth))
+            case .failure(let error):
+                if !self.stopped { self.logger.error("cannot count the queue for start_type lazy: \(error)") }
+            }
         }
     }
 
@@ -241,7 +248,7 @@ final class BridgeRunner: @unchecked Sendable {
             self.reconnect?.cancel()
             self.run(self.link.stop())
             self.channel?.close(promise: nil)
-        }
+        }.flatMap { self.queues.shutdown() }
     }
 
     /// The link's state and counters, for metrics.
@@ -286,21 +293,24 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     /// Picks up `sluice queue pause|resume|requeue|drop` from another process: they bump the bridge's
-    /// control generation in the store; a read transaction a second notices it.
-    private func pollControl(force: Bool = false) {
+    /// control generation in the store; a read transaction a second (off the loop) notices it. `then` runs
+    /// on the loop once it is applied.
+    private func pollControl(force: Bool = false, then: (@Sendable () -> Void)? = nil) {
         guard force || ContinuousClock.now - lastControlPoll >= .seconds(1) else { return }
         lastControlPoll = .now
-        let control: (paused: Bool, generation: UInt64)
-        do {
-            control = try store.bridgeControl(queue: name)
-        } catch {
-            logger.error("reading the bridge control record failed: \(error)")
-            return
+        let (store, name) = (self.store, self.name)
+        queues.readOffLoop({ try store.bridgeControl(queue: name) }) { result in
+            switch result {
+            case .success(let control) where control.generation != self.controlGeneration:
+                self.controlGeneration = control.generation
+                self.run(self.link.setPaused(control.paused))
+                self.run(self.link.queueHasMore())  // a requeue appended messages
+            case .success: break
+            case .failure(let error):
+                if !self.stopped { self.logger.error("reading the bridge control record failed: \(error)") }
+            }
+            then?()
         }
-        guard control.generation != controlGeneration else { return }
-        controlGeneration = control.generation
-        run(link.setPaused(control.paused))
-        run(link.queueHasMore())  // a requeue appended messages
     }
 
     /// `force`: at the link's connect, so a drain starts with the whole backlog and counts from the first send.
@@ -312,13 +322,17 @@ final class BridgeRunner: @unchecked Sendable {
             _ = drain.update(now: now, depth: 0, delivered: 0, connected: false)  // link down: nothing to read
             return
         }
-        guard let depth = try? store.bridgeStats(bridge: name).depth else { return }
-        let statistics = link.statistics
-        let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
-        // Delivered messages whose removal has not committed yet are not left to send.
-        let left = max(0, Int(depth) - unremoved)
-        if let line = drain.update(now: now, depth: left, delivered: delivered, connected: link.isConnected) {
-            linkLogger.info("\(line)")
+        let (store, name) = (self.store, self.name)
+        queues.readOffLoop({ try store.bridgeStats(bridge: name).depth }) { result in
+            guard case .success(let depth) = result else { return }
+            let statistics = self.link.statistics
+            let delivered = statistics.acknowledged + statistics.sentAtMostOnce + statistics.deadLettered
+            // Delivered messages whose removal has not committed yet are not left to send.
+            let left = max(0, Int(depth) - self.unremoved)
+            let connected = self.link.isConnected
+            if let line = self.drain.update(now: now, depth: left, delivered: delivered, connected: connected) {
+                self.linkLogger.info("\(line)")
+            }
         }
     }
 
@@ -353,7 +367,7 @@ final class BridgeRunner: @unchecked Sendable {
                 // those in flight they stay within `ResendBound`. (`limit` may be smaller than the room, e.g. a
                 // rate limit's allowance.)
                 let room = ResendBound(window: link.window).room(inflight: link.inflightCount, unremoved: unremoved)
-                next = link.fetched(fetch(after: after, limit: max(0, min(limit, room))))
+                next = fetch(after: after, limit: max(0, min(limit, room)))
             case .remove(let seqs):
                 removing.formUnion(seqs)
                 pendingRemovals += seqs
@@ -490,11 +504,16 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
-    private func fetch(after: UInt64?, limit: Int) -> [QueuedItem] {
-        guard limit > 0 else { return [] }
+    /// Reads off the loop (BridgeQueues) and answers the link when the read is back; nothing to read is
+    /// answered at once.
+    private func fetch(after: UInt64?, limit: Int) -> [BridgeAction] {
+        guard limit > 0 else { return link.fetched([]) }
         // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
         // fetches from the head, and the remote has them already).
-        return queues.fetch(after: after, limit: limit) { removing.contains($0) || deadLettering.contains($0) }
+        queues.fetch(after: after, limit: limit, skip: removing.union(deadLettering)) { items in
+            self.run(self.link.fetched(items))
+        }
+        return []
     }
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of

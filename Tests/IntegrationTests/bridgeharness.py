@@ -376,15 +376,17 @@ class Counter(Client):
         self.subscribe(self.topic, 1)
         return self
 
-    def seqs(self) -> list[int]:
-        """Sequence numbers in arrival order, leaving out the central's own redeliveries to
-        this subscriber (DUP set on a message already seen: central -> subscriber resend,
-        not a gateway duplicate)."""
+    def seqs(self, topic: str | None = None) -> list[int]:
+        """Sequence numbers in arrival order (only those on `topic`, if given), leaving out the
+        central's own redeliveries to this subscriber (DUP set on a message already seen:
+        central -> subscriber resend, not a gateway duplicate)."""
         out: list[int] = []
         seen: set[int] = set()
         with self.lock:
             msgs = list(self.received)
-        for _topic, payload, dup, _retain in msgs:
+        for msg_topic, payload, dup, _retain in msgs:
+            if topic is not None and msg_topic != topic:
+                continue
             try:
                 n = int(payload)
             except ValueError:
@@ -498,8 +500,8 @@ class Delivery:
 
 
 def assert_delivery(counter: Counter, expected: list[int], *, max_duplicates: int,
-                    context: str = "") -> Delivery:
-    d = Delivery(expected, counter.seqs())
+                    context: str = "", topic: str | None = None) -> Delivery:
+    d = Delivery(expected, counter.seqs(topic))
     msg = d.summary() + (f"\n{context}" if context else "")
     assert not d.missing, "LOST messages: " + msg
     assert not d.unexpected, "unexpected messages: " + msg

@@ -107,30 +107,54 @@ def test_graceful_restart_with_backlog(bridge_env):
 
 
 def test_live_traffic_during_drain_keeps_fifo(bridge_env):
-    """Live messages published while a backlog drains come after it, nothing lost or doubled."""
+    """A backlog built while the central is down; the central comes back while two live QoS 1 streams
+    (the default class and priority 0) keep publishing. Every PUBACKed message arrives once, in order
+    within its class: the bridge reads the backlog off its loop while live appends keep committing."""
     env = bridge_env
-    backlog, live = 4_000, 1_000
-    central, counter, gw = start_link(env, max_inflight=WINDOW)
+    backlog, live, alarms = 4_000, 1_000, 200
+    central, counter, gw = start_link(
+        env, max_inflight=WINDOW,
+        topics=['sensors/live out 1 "" gw1/', 'sensors/alarm out 1 "" gw1/ priority 0'])
     central.stop()
     publish_numbered(gw.port, "sensors/live", 1, backlog)
-    central.start()
     errors: list[BaseException] = []
+    live_started = threading.Event()
 
     def live_publisher():
         try:
             for start in range(backlog + 1, backlog + live + 1, 100):
                 publish_numbered(gw.port, "sensors/live", start, start + 99, timeout=60)
+                live_started.set()
+        except BaseException as e:  # reported below
+            errors.append(e)
+        finally:
+            live_started.set()
+
+    def alarm_publisher():
+        try:
+            for start in range(1, alarms + 1, 20):
+                publish_numbered(gw.port, "sensors/alarm", start, start + 19, timeout=60)
+                time.sleep(0.05)
         except BaseException as e:  # reported below
             errors.append(e)
 
-    t = threading.Thread(target=live_publisher, daemon=True)
-    t.start()
-    t.join(90)
-    assert not t.is_alive() and not errors, f"live publisher: {errors}\n{env.logs()}"
-    arrived = counter.wait_distinct(backlog + live, 60)
+    threads = [threading.Thread(target=f, daemon=True) for f in (live_publisher, alarm_publisher)]
+    for t in threads:
+        t.start()
+    assert live_started.wait(60), env.logs()
+    central.start()  # while both streams are still publishing
+    for t in threads:
+        t.join(90)
+    assert not any(t.is_alive() for t in threads) and not errors, f"publishers: {errors}\n{env.logs()}"
+    arrived = wait_until(lambda: len(set(counter.seqs("gw1/sensors/live"))) >= backlog + live
+                         and len(set(counter.seqs("gw1/sensors/alarm"))) >= alarms, 60, 0.1)
     counter.settle(1.0)
-    assert_delivery(counter, list(range(1, backlog + live + 1)), max_duplicates=0,
-                    context=f"complete: {arrived}\n{env.logs()}")
+    ctx = f"complete: {arrived}\n{env.logs()}"
+    # The central stays up once back: no resend is expected at all.
+    assert_delivery(counter, list(range(1, backlog + live + 1)), max_duplicates=0, context=ctx,
+                    topic="gw1/sensors/live")
+    assert_delivery(counter, list(range(1, alarms + 1)), max_duplicates=0, context=ctx,
+                    topic="gw1/sensors/alarm")
 
 
 def test_kill9_with_commit_window_loses_no_acknowledged_message(bridge_env):

@@ -110,6 +110,25 @@ import Testing
         #expect(h.link.fetched(items(1...2)) == [sent(1, id: 1), sent(2, id: 2)])
     }
 
+    /// Store reads run off the loop (BridgeQueues), so the answer to the old connection's fetch can arrive
+    /// after the new connection asked its own: it must be dropped, and the new one's answer used.
+    @Test func lateFetchAnswerAfterReconnectIsDropped() {
+        var h = Harness(config(maxInflight: 2))
+        _ = h.connect()  // fetch(nil, 2) is out on connection 1
+        _ = h.link.connectionClosed()
+        _ = h.link.reconnectTimerFired()
+        _ = h.link.connected()
+        #expect(
+            h.link.received(.connAck(ConnAckPacket())).withoutLogs == [
+                .stateChanged(connected: true), .fetch(after: nil, limit: 2),
+            ]
+        )
+        // Connection 1's answer, read before the reconnect: stale, nothing is sent from it.
+        #expect(h.link.fetched([item(7), item(8)]) == [])
+        #expect(h.link.fetched(items(1...2)) == [sent(1, id: 1), sent(2, id: 2)])
+        #expect(h.link.fetched(items(3...4)).withoutLogs == [])  // no fetch is out any more
+    }
+
     @Test func bothRuleSubscribesRemotelyAndMapsBothWays() throws {
         let rules = BridgeRules([
             try TopicRule(pattern: "sync/#", direction: .both, qos: .atMostOnce, localPrefix: "l/", remotePrefix: "r/")

@@ -129,6 +129,22 @@ private struct FakeQueues {
     store.remove(PriorityLocation(priority: 9, seq: 1))  // dropped by a bound, or purged
     #expect(store.fetch(&feed, after: nil, limit: 5).items.map(\.message) == ["t2"])
     #expect(feed.location(of: 1) == nil && feed.handedCount == 1)
+    // Told once to a caller mirroring the handed-out seqs (BridgeQueues' loop-side map).
+    #expect(feed.takeReleased() == [1])
+    #expect(feed.takeReleased() == [])
+}
+
+@Test func linkSeqsForgottenByTheLinkAreNotReleasedAgain() {
+    var store = FakeQueues()
+    store.append(9, "t1", "t2")
+    var feed = PriorityFeed(classes: [9])
+    _ = store.fetch(&feed, after: nil, limit: 2)
+    feed.forget([1])  // removed after the central's PUBACK: the caller forgets it itself
+    store.remove(PriorityLocation(priority: 9, seq: 1))
+    store.expired = ["t2"]
+    let reconnect = store.fetch(&feed, after: nil, limit: 5)
+    #expect(reconnect.items.isEmpty && reconnect.expired == [PriorityLocation(priority: 9, seq: 2)])
+    #expect(feed.takeReleased() == [2])
 }
 
 @Test func classesAddedLaterAreRead() {

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SluiceBridge
+import SluiceConfig
+import SluiceStore
+import Testing
+
+@testable import SluiceServer
+
+/// A bridge's class queues on a real store in a temporary folder and a real event loop; no sockets.
+private struct QueuesUnderTest {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let folder: URL
+    let store: Store
+    let queues: BridgeQueues
+    var loop: any EventLoop { group.next() }
+
+    init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-queues-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        store = try Store(path: folder.appendingPathComponent("store.lmdb").path)
+        let text = """
+            connection edge
+            address 127.0.0.1:1883
+            topic telemetry/# out 1
+            topic alarms/# out 1 "" "" priority 0
+            """
+        let config = try GatewayConfig.parse(text, fileName: "queues.conf").bridges[0]
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        queues = BridgeQueues(config: config, store: store, loop: group.next(), logger: quiet)
+    }
+
+    func append(_ topics: [String], priority: Int) async throws {
+        let messages = topics.map {
+            QueuedMessage(topic: $0, payload: Array($0.utf8), qos: 1, retain: false, properties: [], enqueuedAt: 0)
+        }
+        let limits = QueueLimits(maxMessages: .max, maxBytes: .max, maxAge: nil, policy: .dropOldest)
+        let queue = PriorityQueues.queueName(bridge: "edge", priority: priority)
+        _ = try await store.append(queue: queue, messages: messages, limits: limits)
+    }
+
+    /// Asks fetches on the loop, back to back; returns each answer (topics) in the order it came, and
+    /// whether every answer ran on the loop.
+    func fetch(_ asks: [(after: UInt64?, limit: Int)], skip: Set<UInt64> = []) async throws -> (
+        answers: [[String]], seqs: [[UInt64]], onLoop: Bool
+    ) {
+        let answers = NIOLockedValueBox<(topics: [[String]], seqs: [[UInt64]], onLoop: Bool)>(([], [], true))
+        let loop = self.loop
+        let done = loop.makePromise(of: Void.self)
+        let queues = self.queues
+        loop.execute {
+            for ask in asks {
+                queues.fetch(after: ask.after, limit: ask.limit, skip: skip) { items in
+                    let finished = answers.withLockedValue { state in
+                        state.topics.append(items.map(\.message.topic))
+                        state.seqs.append(items.map(\.seq))
+                        state.onLoop = state.onLoop && loop.inEventLoop
+                        return state.topics.count == asks.count
+                    }
+                    if finished { done.succeed() }
+                }
+            }
+        }
+        try await done.futureResult.get()
+        return answers.withLockedValue { ($0.topics, $0.seqs, $0.onLoop) }
+    }
+
+    func finish() async throws {
+        try await queues.shutdown().get()
+        store.close()
+        try await group.shutdownGracefully()
+        try? FileManager.default.removeItem(at: folder)
+    }
+}
+
+@Suite("Bridge class queues: fetches read off the loop")
+struct BridgeQueuesTests {
+    @Test func fetchAnswersOnTheLoopHighestClassFirstInSeqOrder() async throws {
+        let test = try QueuesUnderTest()
+        try await test.append(["telemetry/1", "telemetry/2"], priority: PriorityQueues.defaultClass)
+        try await test.append(["alarms/1", "alarms/2"], priority: 0)
+        let result = try await test.fetch([(nil, 10)])
+        try await test.finish()
+        #expect(result.answers == [["alarms/1", "alarms/2", "telemetry/1", "telemetry/2"]])
+        #expect(result.seqs == [[1, 2, 3, 4]])
+        #expect(result.onLoop)
+    }
+
+    @Test func answersComeInTheOrderFetchesWereAsked() async throws {
+        let test = try QueuesUnderTest()
+        try await test.append((1...6).map { "telemetry/\($0)" }, priority: PriorityQueues.defaultClass)
+        // The second ask continues after the first's link seqs; the third finds nothing more.
+        let result = try await test.fetch([(nil, 2), (2, 3), (5, 5), (6, 5)])
+        try await test.finish()
+        #expect(result.seqs == [[1, 2], [3, 4, 5], [6], []])
+        #expect(result.answers[2] == ["telemetry/6"])
+    }
+
+    @Test func aReplayFromTheHeadSkipsSeqsWhoseRemovalIsPending() async throws {
+        let test = try QueuesUnderTest()
+        try await test.append((1...4).map { "telemetry/\($0)" }, priority: PriorityQueues.defaultClass)
+        _ = try await test.fetch([(nil, 4)])
+        // A new connection asks from the head while 1 and 3 are acknowledged, removal not committed.
+        let replay = try await test.fetch([(nil, 4)], skip: [1, 3])
+        try await test.finish()
+        #expect(replay.answers == [["telemetry/2", "telemetry/4"]])
+    }
+
+    @Test func aFetchAskedAfterShutdownIsAnsweredEmpty() async throws {
+        let test = try QueuesUnderTest()
+        try await test.append(["telemetry/1"], priority: PriorityQueues.defaultClass)
+        try await test.queues.shutdown().get()
+        let result = try await test.fetch([(nil, 4)])
+        try await test.finish()
+        #expect(result.answers == [[]])
+    }
+}
