@@ -14,7 +14,7 @@ public struct Subscription: Sendable, Hashable {
 
 /// Subscribers of one `$share/GROUP/FILTER`: each message goes to one member, in turn.
 struct SharedGroup: Sendable {
-    var members: [String: Subscription] = [:]
+    var members: SubscriptionMap = [:]
     var order: [String] = []
     var next = 0
 
@@ -44,7 +44,8 @@ struct SubscriptionTree: Sendable {
         private var literalChildren: [TopicLevel: Int] = [:]
         private(set) var plusChild: Int? = nil
         private(set) var hashChild: Int? = nil
-        var subscribers: [String: Subscription] = [:]
+        /// By client id; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
+        var subscribers: SubscriptionMap = [:]
         var shared: [String: SharedGroup] = [:]
         /// Bridges' `out` rules subscribed here (DurableRoutes.swift): not clients, so never counted,
         /// shared, checked against the ACL or subject to no-local.
