@@ -149,7 +149,7 @@ struct SessionSnapshot: Sendable {
     var disconnectedAt: BrokerTime?
     var lastPacketID: UInt16
     var nextSeq: UInt64
-    var subscriptions: [String: Subscription]
+    var subscriptions: SubscriptionMap
     var inboundQoS2: Set<UInt16>
     /// In send order.
     var inflight: [(seq: UInt64, packetID: UInt16, state: Outgoing.State)]
@@ -290,7 +290,7 @@ extension Broker {
             }
         }
         var migrated: [String] = []
-        var trimmed: [String: [String: Subscription]] = [:]
+        var trimmed: [String: SubscriptionMap] = [:]
         for bytes in sessionRecords {
             var buffer = ByteBuffer(bytes: bytes)
             do {
@@ -447,7 +447,7 @@ extension ByteBuffer {
         )
     }
 
-    fileprivate mutating func writeSubscriptions(_ subscriptions: [String: Subscription]) {
+    fileprivate mutating func writeSubscriptions(_ subscriptions: SubscriptionMap) {
         writeInteger(UInt32(subscriptions.count))
         for (filter, subscription) in subscriptions.sorted(by: { $0.key < $1.key }) {
             let options = subscription.options
@@ -460,8 +460,8 @@ extension ByteBuffer {
         }
     }
 
-    fileprivate mutating func readSubscriptions(of clientID: String) throws -> [String: Subscription] {
-        var subscriptions: [String: Subscription] = [:]
+    fileprivate mutating func readSubscriptions(of clientID: String) throws -> SubscriptionMap {
+        var subscriptions: SubscriptionMap = [:]
         for _ in 0..<(try readCount()) {
             let filter = try readString16()
             let bits = try read(UInt8.self)

@@ -27,7 +27,8 @@ struct Session: Sendable {
     /// The username the session was last authenticated with (nil = anonymous): messages that
     /// arrive while it is offline are checked against the ACL as this user, as Mosquitto does.
     var username: String?
-    var subscriptions: [String: Subscription] = [:]
+    /// By filter; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
+    var subscriptions: SubscriptionMap = [:]
     /// In send order, so redelivery on reconnect keeps it [MQTT-4.6.0-1].
     var inflight: Deque<Outgoing> = []
     /// Waiting for room in the in-flight window, or for the client to come back.

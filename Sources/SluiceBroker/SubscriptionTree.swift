@@ -14,7 +14,7 @@ public struct Subscription: Sendable, Hashable {
 
 /// Subscribers of one `$share/GROUP/FILTER`: each message goes to one member, in turn.
 struct SharedGroup: Sendable {
-    var members: [String: Subscription] = [:]
+    var members: SubscriptionMap = [:]
     var order: [String] = []
     var next = 0
 
@@ -42,21 +42,30 @@ struct SubscriptionTree: Sendable {
         /// Children by literal level; the `+` and `#` children are kept apart so that matching, which
         /// asks for both at every level of every published topic, does not hash a level for them.
         private var literalChildren: [TopicLevel: Int] = [:]
-        private(set) var plusChild: Int? = nil
-        private(set) var hashChild: Int? = nil
-        var subscribers: [String: Subscription] = [:]
+        /// By client id; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
+        var subscribers: SubscriptionMap = [:]
         var shared: [String: SharedGroup] = [:]
         /// Bridges' `out` rules subscribed here (DurableRoutes.swift): not clients, so never counted,
         /// shared, checked against the ACL or subject to no-local.
         var durable: [DurableSubscriber] = []
-        /// Where this node hangs: the parent's slot and the level keying it there (none for the root).
-        var parent = 0
+        /// The level keying this node in its parent (none for the root).
         var level: TopicLevel? = nil
+        /// The `+` and `#` children's slots and the parent's, 0 for none: slot 0 is the root, nobody's
+        /// child. 32 bits each, packed last: three `Int?`/`Int` fields made the node 104 bytes, it is 80
+        /// (two nodes per subscription of `a/b/+`, issue 17). A tree of 2^32 nodes would not fit in memory.
+        private var plusSlot: UInt32 = 0
+        private var hashSlot: UInt32 = 0
+        private let parentSlot: UInt32
 
         init(parent: Int = 0, level: TopicLevel? = nil) {
-            self.parent = parent
+            self.parentSlot = UInt32(parent)
             self.level = level
         }
+
+        /// Where this node hangs: the parent's slot (0 for the root).
+        var parent: Int { Int(parentSlot) }
+        var plusChild: Int? { plusSlot == 0 ? nil : Int(plusSlot) }
+        var hashChild: Int? { hashSlot == 0 ? nil : Int(hashSlot) }
 
         var isUnused: Bool {
             literalChildren.isEmpty && plusChild == nil && hashChild == nil && subscribers.isEmpty && shared.isEmpty
@@ -74,9 +83,9 @@ struct SubscriptionTree: Sendable {
 
         mutating func setChild(_ level: TopicLevel, _ index: Int?) {
             if level == .plus {
-                plusChild = index
+                plusSlot = UInt32(index ?? 0)
             } else if level == .hash {
-                hashChild = index
+                hashSlot = UInt32(index ?? 0)
             } else {
                 literalChildren[level] = index
             }

@@ -13,6 +13,11 @@ import Testing
         #expect(MemoryLayout<Session>.stride <= 120)
     }
 
+    @Test func aTreeNodePacksItsSlotsIntoThirtyTwoBits() {
+        // Two nodes per subscription of `a/b/+`; the node array's spare capacity costs the stride too.
+        #expect(MemoryLayout<SubscriptionTree.Node>.stride <= 80)
+    }
+
     @Test func reorderedFieldsKeepTheirValues() {
         var client = ClientConnection(
             clientID: "c",
