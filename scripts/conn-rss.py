@@ -4,7 +4,7 @@ reads its VmRSS 2 s after start, opens N raw-socket clients that each CONNECT (M
 and SUBSCRIBE perconn/I/+ at QoS 1, reads VmRSS 2 s later, and prints (that - idle) / N.
 
 usage: conn-rss.py sluice|mosquitto BINARY [N] [--noop-madvise]
-  --noop-madvise  preload /tmp/mem/noop_madvise.so (madvise does nothing: WorkingSet releases nothing)
+  --noop-madvise  preload a madvise(2) that does nothing (compiled with cc): WorkingSet releases nothing
   env WRAP="valgrind --tool=massif ..." runs the broker under a wrapper; HOLD=S keeps the clients S s."""
 import os, socket, subprocess, sys, tempfile, time, struct, resource, selectors
 kind, binary = sys.argv[1], sys.argv[2]
@@ -24,7 +24,11 @@ with open(conf, "w") as f:
         f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {tmp}/\nlog_type error\nmax_connections -1\n")
         cmd = [binary, "-c", conf]
 env = dict(os.environ)
-if noop: env["LD_PRELOAD"] = "/tmp/mem/noop_madvise.so"
+if noop:
+    with open(os.path.join(tmp, "noop.c"), "w") as f:
+        f.write("#include <sys/mman.h>\nint madvise(void *a, size_t l, int d) { (void)a; (void)l; (void)d; return 0; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(tmp, "noop.so"), os.path.join(tmp, "noop.c")], check=True)
+    env["LD_PRELOAD"] = os.path.join(tmp, "noop.so")
 wrap = os.environ.get("WRAP", "")
 if wrap: cmd = wrap.split() + cmd
 p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if not os.environ.get("SHOWERR") else None)
