@@ -51,7 +51,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var logger: Logger { shared.logger }
     private var maximumPacketSize: Int { shared.maximumPacketSize }
     private let id: ConnectionID
-    private var version: ProtocolVersion?
     /// Frames and decodes with the verified (fuzzed) decoder; the buffer it keeps holds at most one
     /// partial packet, whose size the decoder checked against the maximum from its fixed header.
     private let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
@@ -59,12 +58,30 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var context: ChannelHandlerContext?
     /// This loop's way to the broker loop (set in `handlerAdded`).
     private var handoff: LoopHandoff?
-    private var connectTimer: Scheduled<Void>?
-    private var closing = false
+    private let flow = ReadFlow()
+    /// The connect timeout until CONNECT, later the takeover read window: one slot, never both
+    /// (a `Scheduled` is 24 bytes; the fields are ordered words first, so the object fits in 128 bytes).
+    private var timer: PendingTimer?
     /// Why this side closed the socket, when the broker core cannot know (bad input, a socket error).
     private var closeCause: DepartureReason?
-    /// Set while a taken-over connection reads what its client sent before it is closed.
-    private var takeoverClose: Scheduled<Void>?
+    private var version: ProtocolVersion?
+    private var closing = false
+
+    private enum PendingTimer {
+        case connect(Scheduled<Void>)
+        /// A taken-over connection reads what its client sent before it is closed.
+        case takeoverClose(Scheduled<Void>)
+
+        func cancel() {
+            switch self {
+            case .connect(let scheduled), .takeoverClose(let scheduled): scheduled.cancel()
+            }
+        }
+    }
+
+    private var closingAfterTakeover: Bool {
+        if case .takeoverClose? = timer { true } else { false }
+    }
     /// How long a taken-over connection is read before it is closed. The client's bytes sent before
     /// its new CONNECT are already in the socket: they are read at the loop's next poll, well within this.
     static let takeoverReadWindow = TimeAmount.milliseconds(100)
@@ -72,7 +89,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// processed there. At `maxPendingBatches` the socket is not read until the broker catches up,
     /// so a flood waits in the kernel and in TCP instead of in the broker loop's task queue. Both
     /// are atomics so the broker loop only hops back here when reading is actually held.
-    private let flow = ReadFlow()
     private static let maxPendingBatches = 4
 
     /// Receive buffer sizes for MQTT connections. Each connection keeps its last receive buffer (NIO
@@ -110,16 +126,16 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let remote = context.remoteAddress.logText
-        connectTimer = context.eventLoop.scheduleTask(in: shared.connectTimeout) { [logger] in
+        let connectTimer = context.eventLoop.scheduleTask(in: shared.connectTimeout) { [logger] in
             logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(remote)"])
             loopBoundContext.value.close(promise: nil)
         }
+        timer = .connect(connectTimer)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connectTimer?.cancel()
-        takeoverClose?.cancel()
+        timer?.cancel()
         closing = true
         let host = self.host
         let id = self.id
@@ -148,8 +164,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             try decoder.process(buffer: input) { packet in
                 if version == nil, case .connect(let first) = packet {
                     version = first.protocolVersion
-                    connectTimer?.cancel()
-                    connectTimer = nil  // a kept `Scheduled` holds its promise and task for the connection's life
+                    if case .connect(let connectTimer)? = timer {
+                        connectTimer.cancel()
+                        timer = nil  // a kept `Scheduled` holds its promise and task for the connection's life
+                    }
                     connect = first
                 } else {
                     packets.append(packet)
@@ -228,7 +246,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func read(context: ChannelHandlerContext) {
-        guard takeoverClose == nil, flow.pending >= Self.maxPendingBatches
+        guard !closingAfterTakeover, flow.pending >= Self.maxPendingBatches
         else {
             return context.read()
         }
@@ -288,11 +306,13 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Keeps reading (past any read hold, so a DISCONNECT queued behind a flood is seen), and closes at
     /// the end of the window unless the client's DISCONNECT or end of stream closed it first.
     private func closeAfterReading(_ disconnect: DisconnectPacket?, context: ChannelHandlerContext) {
-        guard takeoverClose == nil else { return }
+        guard !closingAfterTakeover else { return }
+        timer?.cancel()  // a connect timer is gone by now: only a connection past CONNECT is taken over
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        takeoverClose = context.eventLoop.scheduleTask(in: Self.takeoverReadWindow) {
+        let takeoverClose = context.eventLoop.scheduleTask(in: Self.takeoverReadWindow) {
             handler.value.write([], close: disconnect.map { .after($0) } ?? .silently)
         }
+        timer = .takeoverClose(takeoverClose)
         context.read()
     }
 
