@@ -7,7 +7,8 @@
 ///   caller's window and the server's Receive Maximum, resent with DUP after reconnecting to a session
 ///   the server kept [MQTT-4.4.0-1];
 /// - the QoS 1/2 receiver: PUBACK, PUBREC, PUBCOMP, and QoS 2 messages delivered once until their PUBREL;
-/// - keep-alive: PINGREQ when nothing was sent for the keep-alive, close when its PINGRESP is overdue;
+/// - keep-alive: PINGREQ when nothing was sent for the keep-alive, close when its PINGRESP is overdue
+///   (or, for a link that mostly sends, when the server has been silent too long: `KeepAliveCheck`);
 /// - SUBSCRIBE and UNSUBSCRIBE: each acknowledgement matched to its request, one reason code per filter;
 /// - the server's protocol violations, as `MQTTClientSessionError`s carrying the reason code a DISCONNECT
 ///   should give.
@@ -19,17 +20,31 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
         /// QoS 1/2 messages in flight at most (the server's Receive Maximum may lower it). Capped below
         /// 65535 so a free packet identifier always exists for SUBSCRIBE and UNSUBSCRIBE.
         public var maximumInFlight: Int
-        /// How long a PINGRESP may take before the connection counts as dead; nil: the keep-alive.
-        public var pingTimeout: Duration?
+        /// How keep-alive decides that the server is gone.
+        public var keepAliveCheck: KeepAliveCheck
         /// False: an inbound QoS 1/2 message is acknowledged only when the caller says it was kept
         /// (`acknowledge(_:now:)`): a bridge acknowledges once the local broker has the message.
         public var acknowledgesOnDelivery: Bool
 
-        public init(maximumInFlight: Int = 65_000, pingTimeout: Duration? = nil, acknowledgesOnDelivery: Bool = true) {
+        public init(
+            maximumInFlight: Int = 65_000,
+            keepAliveCheck: KeepAliveCheck = .pingResponse(timeout: nil),
+            acknowledgesOnDelivery: Bool = true
+        ) {
             self.maximumInFlight = max(1, min(maximumInFlight, 65_000))
-            self.pingTimeout = pingTimeout
+            self.keepAliveCheck = keepAliveCheck
             self.acknowledgesOnDelivery = acknowledgesOnDelivery
         }
+    }
+
+    public enum KeepAliveCheck: Sendable, Hashable {
+        /// The spec's client: PINGREQ when nothing was sent for the keep-alive [MQTT-3.1.2-23]; gone when
+        /// its PINGRESP is later than `timeout` (nil: the keep-alive).
+        case pingResponse(timeout: Duration?)
+        /// For a link that mostly sends (a bridge), whose sending alone never triggers a PINGREQ: PINGREQ
+        /// also when nothing was received for the keep-alive; gone when nothing at all arrived for one and
+        /// a half keep-alives, the rule a server applies to its clients [MQTT-3.1.2-24].
+        case silence
     }
 
     /// What a packet from the server means to the application. The packet to write back, if any,
@@ -111,6 +126,7 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
     /// Inbound QoS 1/2 messages delivered and not yet acknowledged by the caller (manual acknowledgement).
     private var awaitingAcknowledgement: [UInt16: QoS] = [:]
     private var lastSent: Instant?
+    private var lastReceived: Instant?
     private var pingSentAt: Instant?
 
     public init(configuration: Configuration = Configuration()) {
@@ -141,6 +157,7 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
         keepAlive = connect.keepAlive == 0 ? nil : .seconds(Int(connect.keepAlive))
         state = .connecting
         lastSent = now
+        lastReceived = now
         pingSentAt = nil
         return .connect(connect)
     }
@@ -257,15 +274,23 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
     }
 
     /// Keep-alive: call at least once a second while connected (or at `nextDeadline`). Returns a
-    /// PINGREQ to write when nothing was sent for the keep-alive; throws `.keepAliveTimeout` when a
-    /// PINGRESP is overdue (close the connection, MQTT 5 with reason 0x8D in DISCONNECT).
+    /// PINGREQ to write when one is due (`KeepAliveCheck`); throws `.keepAliveTimeout` when the server
+    /// counts as gone (close the connection, MQTT 5 with reason 0x8D in DISCONNECT).
     public mutating func tick(now: Instant) throws(MQTTClientSessionError) -> Packet? {
-        guard state == .connected, let keepAlive else { return nil }
-        if let pingSentAt {
-            if pingSentAt.duration(to: now) >= configuration.pingTimeout ?? keepAlive { throw .keepAliveTimeout }
-            return nil
+        guard state == .connected, let keepAlive, let lastSent, let lastReceived else { return nil }
+        let idle = lastSent.duration(to: now) >= keepAlive
+        switch configuration.keepAliveCheck {
+        case .pingResponse(let timeout):
+            if let pingSentAt {
+                if pingSentAt.duration(to: now) >= timeout ?? keepAlive { throw .keepAliveTimeout }
+                return nil
+            }
+            guard idle else { return nil }
+        case .silence:
+            let silence = lastReceived.duration(to: now)
+            if silence >= keepAlive * 1.5 { throw .keepAliveTimeout }
+            guard pingSentAt == nil, idle || silence >= keepAlive else { return nil }
         }
-        guard let lastSent, lastSent.duration(to: now) >= keepAlive else { return nil }
         pingSentAt = now
         self.lastSent = now
         return .pingReq
@@ -273,16 +298,25 @@ public struct MQTTClientSession<Instant: InstantProtocol>: Sendable where Instan
 
     /// When `tick` next has something to do; nil: nothing (no keep-alive, or not connected).
     public var nextDeadline: Instant? {
-        guard state == .connected, let keepAlive else { return nil }
-        if let pingSentAt { return pingSentAt.advanced(by: configuration.pingTimeout ?? keepAlive) }
-        return lastSent?.advanced(by: keepAlive)
+        guard state == .connected, let keepAlive, let lastSent, let lastReceived else { return nil }
+        switch configuration.keepAliveCheck {
+        case .pingResponse(let timeout):
+            if let pingSentAt { return pingSentAt.advanced(by: timeout ?? keepAlive) }
+            return lastSent.advanced(by: keepAlive)
+        case .silence:
+            let gone = lastReceived.advanced(by: keepAlive * 1.5)
+            guard pingSentAt == nil else { return gone }
+            return min(gone, lastSent.advanced(by: keepAlive), lastReceived.advanced(by: keepAlive))
+        }
     }
 
     // MARK: From the server
 
-    /// One packet from the server. A violation throws and leaves the session as it was: close the
-    /// connection (MQTT 5: DISCONNECT with `error.reasonCode`), or log and go on where the caller is lenient.
+    /// One packet from the server. A violation throws and leaves the session as it was but for the time
+    /// the server was last heard from: close the connection (MQTT 5: DISCONNECT with `error.reasonCode`),
+    /// or log and go on where the caller is lenient.
     public mutating func received(_ packet: Packet, now: Instant) throws(MQTTClientSessionError) -> Reaction {
+        lastReceived = now
         switch state {
         case .disconnected, .closed:
             throw .unexpectedPacket(packet.type, state)
@@ -472,7 +506,8 @@ public enum MQTTClientSessionError: Error, Sendable, Hashable, CustomStringConve
     case reasonCodeCount(PacketType, UInt16, expected: Int, got: Int)
     /// CONNACK says session present although the CONNECT asked for a clean start.
     case sessionPresentOnCleanStart
-    /// No PINGRESP within the ping timeout.
+    /// No PINGRESP within the ping timeout, or (`KeepAliveCheck.silence`) nothing from the server for 1.5
+    /// keep-alives.
     case keepAliveTimeout
     /// The caller: QoS 1/2 while the window (this many) is full; wait for `Event.published`.
     case sendWindowFull(Int)
@@ -504,7 +539,7 @@ public enum MQTTClientSessionError: Error, Sendable, Hashable, CustomStringConve
             case .reasonCodeCount(let type, let id, let expected, let got):
                 "\(name(type)) \(id) carries \(got) reason codes for \(expected) filters"
             case .sessionPresentOnCleanStart: "CONNACK says session present after a clean start"
-            case .keepAliveTimeout: "no PINGRESP within the keep-alive"
+            case .keepAliveTimeout: "no answer from the server within the keep-alive"
             case .sendWindowFull(let window): "\(window) messages in flight already"
             case .notConnected: "not connected"
             case .notDisconnected: "already connected"

@@ -54,7 +54,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         /// The latest tick, for the session's bookkeeping.
         var clock: Instant
         var since: Instant?
-        var keepAlive: Duration?
         var sessionPresent: Bool
         var retainAvailable: Bool
         /// False when the remote's CONNACK says Maximum QoS 0: everything goes at QoS 0.
@@ -73,12 +72,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         var drained = false
         /// The packet id of the link-state notification "1" while it awaits its PUBACK.
         var notificationId: UInt16? = nil
-        var lastSent: Instant?
-        var lastReceived: Instant?
         var lastProgress: Instant?
         /// The last PUBLISH sent or received (`start_type lazy`'s idle timeout).
         var lastMessage: Instant?
-        var pingOutstanding = false
         var stable = false
         /// seq → topic and size of QoS 1 messages in flight, for the log when one goes bad.
         var sent: [UInt64: SentMessage] = [:]
@@ -262,7 +258,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
 
         case .online(var online):
             state = .modifying
-            online.lastReceived = now
             var actions: [BridgeAction] = []
             if let reason = handleOnline(packet, &online, &actions) {
                 return actions + closeOnline(online, reason)
@@ -341,9 +336,13 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 }
                 if atMostOnce {
                     message.packetIdentifier = nil
+                    guard let sending = publishing(message, seq: item.seq, &online, &actions) else {
+                        stoppedEarly = true
+                        break
+                    }
                     pacer?.spend(size: size)
                     online.retry.remove(item.seq)
-                    send(.publish(message), &online, &actions)
+                    actions.append(.send(.publish(sending)))
                     statistics.published += 1
                     statistics.sentAtMostOnce += 1
                     removable.append(item.seq)
@@ -354,22 +353,9 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                     stoppedEarly = true
                     break
                 }
-                let sending: PublishPacket
-                do throws(MQTTClientSessionError) {
-                    if online.sessionPresent, let id = resendIds[item.seq] {
-                        sending = try online.session.publish(message, resending: id, now: online.clock)
-                    } else {
-                        sending = try online.session.publish(message, now: online.clock)
-                    }
-                } catch {
-                    // Not expected (connected, window checked above); the message stays queued.
-                    actions.append(
-                        .log(.error, "bridge \(configuration.name): queued message \(item.seq) not sent: \(error)")
-                    )
-                    stoppedEarly = true
-                    break
-                }
-                guard let id = sending.packetIdentifier else {  // QoS 1: always set
+                guard let sending = publishing(message, seq: item.seq, &online, &actions),
+                    let id = sending.packetIdentifier  // QoS 1: always set
+                else {
                     stoppedEarly = true
                     break
                 }
@@ -382,7 +368,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 online.sent[item.seq] = SentMessage(topic: message.topic, size: message.payload.readableBytes)
                 online.cursor = item.seq
                 online.lastMessage = now
-                send(.publish(message), &online, &actions)
+                actions.append(.send(.publish(message)))
                 statistics.published += 1
             }
             if !removable.isEmpty {
@@ -413,7 +399,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         state = .modifying
         var actions: [BridgeAction] = []
         if let acknowledgement = online.session.acknowledge(delivery.packetID, now: online.clock) {
-            send(acknowledgement, &online, &actions)  // PUBACK or PUBREC
+            actions.append(.send(acknowledgement))  // PUBACK or PUBREC
         }
         state = .online(online)
         return actions
@@ -597,8 +583,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             var actions: [BridgeAction] = []
             online.clock = now
             if online.since == nil { online.since = now }
-            if online.lastSent == nil { online.lastSent = now }
-            if online.lastReceived == nil { online.lastReceived = now }
             if online.lastProgress == nil { online.lastProgress = now }
             if online.lastMessage == nil { online.lastMessage = now }
             if case .lazy(_, let idleTimeout) = configuration.startType, online.inflight.isEmpty, online.drained,
@@ -617,16 +601,10 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 online.stable = true
                 backoff.reset()
             }
-            if let keepAlive = online.keepAlive, let lastReceived = online.lastReceived, let lastSent = online.lastSent
-            {
-                let silence = lastReceived.duration(to: now)
-                if silence >= keepAlive * 1.5 {
-                    return closeOnline(online, .keepAliveTimeout)
-                }
-                if !online.pingOutstanding && (lastSent.duration(to: now) >= keepAlive || silence >= keepAlive) {
-                    online.pingOutstanding = true
-                    send(.pingReq, &online, &actions)
-                }
+            do throws(MQTTClientSessionError) {
+                if let ping = try online.session.tick(now: now) { actions.append(.send(ping)) }
+            } catch {
+                return closeOnline(online, .keepAliveTimeout)  // the only error `tick` throws
             }
             if let timeout = configuration.progressTimeout, !online.inflight.isEmpty,
                 let lastProgress = online.lastProgress, lastProgress.duration(to: now) >= timeout
@@ -695,7 +673,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         // 0 is a protocol error [MQTT-3.2.2.3.3]; be lenient.
         if receiveMaximum == 0 { receiveMaximum = Int(UInt16.max) }
         let window = max(1, min(configuration.maxInflight, receiveMaximum, Self.maximumWindow))
-        let keepAliveSeconds = connAck.properties.serverKeepAlive ?? configuration.keepAliveSeconds
         let sessionPresent = connAck.sessionPresent && !configuration.cleanSession
         guard let now else {
             // The I/O layer ticks before it connects; without a time the session cannot start.
@@ -705,7 +682,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             )
         }
         var session = MQTTClientSession<Instant>(
-            configuration: .init(maximumInFlight: window, acknowledgesOnDelivery: false)
+            configuration: .init(maximumInFlight: window, keepAliveCheck: .silence, acknowledgesOnDelivery: false)
         )
         // The session sees the CONNACK as the link reads it: the window above already holds the
         // Receive Maximum (0 leniently ignored), and a session present after a clean start is ignored.
@@ -724,15 +701,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             session: session,
             clock: now,
             since: now,
-            keepAlive: keepAliveSeconds == 0 ? nil : .seconds(Int(keepAliveSeconds)),
             sessionPresent: sessionPresent,
             retainAvailable: connAck.properties.retainAvailable != 0,
             remoteAllowsQoS1: connAck.properties.maximumQoS != 0,
             maxPacketSize: [configuration.maxPacketSize, connAck.properties.maximumPacketSize].compactMap {
                 $0.map(Int.init)
             }.min(),
-            lastSent: now,
-            lastReceived: now,
             lastProgress: now,
             lastMessage: now
         )
@@ -775,7 +749,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 let sending = try online.session.publish(notification, now: now)
                 online.notificationId = sending.packetIdentifier
                 pacer?.spend(size: topic.utf8.count + 1)  // a PUBLISH like any other for a rate-limited central
-                send(.publish(sending), &online, &actions)
+                actions.append(.send(.publish(sending)))
             } catch {
                 actions.append(.log(.error, "bridge \(configuration.name): notification not sent: \(error)"))
             }
@@ -799,8 +773,6 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
             }
             online.lastMessage = now
             statistics.received += 1
-        case .pingResp:
-            online.pingOutstanding = false
         case .disconnect(let disconnect):
             // The retry line names the reason code; the remote's own words, if any, come first.
             if let text = disconnect.properties.reasonString {
@@ -815,7 +787,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         case .connect, .connAck, .pubRec, .pubComp, .subscribe, .unsubscribe, .pingReq, .auth:
             // The link sends no QoS 2: a PUBREC or PUBCOMP is as unexpected as a SUBSCRIBE.
             return .protocolError("unexpected \(packet.type) from the remote")
-        case .pubAck, .pubRel, .subAck, .unsubAck:
+        case .pubAck, .pubRel, .subAck, .unsubAck, .pingResp:
             break
         }
         let reaction: MQTTClientSession<Instant>.Reaction
@@ -824,7 +796,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         } catch {
             return tolerate(error, &actions)
         }
-        if let reply = reaction.reply { send(reply, &online, &actions) }  // PUBCOMP, or PUBREC for a QoS 2 resend
+        if let reply = reaction.reply { actions.append(.send(reply)) }  // PUBCOMP, or PUBREC for a QoS 2 resend
         switch reaction.event {
         case .published(let id, let code):
             acknowledged(id, code, &online, &actions)
@@ -914,7 +886,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
                 )
             )
             if let id = acknowledgedId, let acknowledgement = online.session.acknowledge(id, now: online.clock) {
-                send(acknowledgement, &online, &actions)
+                actions.append(.send(acknowledgement))
             }
             return
         }
@@ -938,7 +910,7 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         guard !subscriptions.isEmpty else { return }
         do throws(MQTTClientSessionError) {
             let packet = try online.session.subscribe(subscriptions, now: online.clock)
-            send(.subscribe(packet), &online, &actions)
+            actions.append(.send(.subscribe(packet)))
         } catch {
             actions.append(.log(.error, "bridge \(configuration.name): SUBSCRIBE not sent: \(error)"))
         }
@@ -948,15 +920,30 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
         guard !filters.isEmpty else { return }
         do throws(MQTTClientSessionError) {
             let packet = try online.session.unsubscribe(filters, now: online.clock)
-            send(.unsubscribe(packet), &online, &actions)
+            actions.append(.send(.unsubscribe(packet)))
         } catch {
             actions.append(.log(.error, "bridge \(configuration.name): UNSUBSCRIBE not sent: \(error)"))
         }
     }
 
-    private mutating func send(_ packet: Packet, _ online: inout Online, _ actions: inout [BridgeAction]) {
-        online.lastSent = now
-        actions.append(.send(packet))
+    /// A queued message through the session (packet identifier, window, activity for the keep-alive),
+    /// again with its old identifier where the remote kept the session; nil, logged, when it refuses.
+    private func publishing(
+        _ message: PublishPacket,
+        seq: UInt64,
+        _ online: inout Online,
+        _ actions: inout [BridgeAction]
+    ) -> PublishPacket? {
+        do throws(MQTTClientSessionError) {
+            if online.sessionPresent, let id = resendIds[seq] {
+                return try online.session.publish(message, resending: id, now: online.clock)
+            }
+            return try online.session.publish(message, now: online.clock)
+        } catch {
+            // Not expected (connected, window checked); the message stays queued.
+            actions.append(.log(.error, "bridge \(configuration.name): queued message \(seq) not sent: \(error)"))
+            return nil
+        }
     }
 
     /// Fill the window: fetch what it has room for, unless a fetch is out or the queue is drained.
@@ -1007,13 +994,12 @@ public struct BridgeLink<Instant: InstantProtocol>: Sendable where Instant.Durat
     /// A clean end of an online connection: the remote notification "0", DISCONNECT, close.
     private mutating func disconnect(_ online: Online, _ reason: BridgeCloseReason, then next: State) -> [BridgeAction]
     {
-        var online = online
         var actions: [BridgeAction] = []
         if let topic = configuration.notificationTopic {
             // A normal DISCONNECT discards the will, so say "0" ourselves.
-            send(.publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true)), &online, &actions)
+            actions.append(.send(.publish(PublishPacket(topic: topic, payload: .init(string: "0"), retain: true))))
         }
-        send(.disconnect(DisconnectPacket()), &online, &actions)
+        actions.append(.send(.disconnect(DisconnectPacket())))
         actions += leaveOnline(online, countAttempt: false)
         actions.append(.close(reason))
         state = next

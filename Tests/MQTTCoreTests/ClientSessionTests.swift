@@ -368,7 +368,10 @@ struct ClientSessionTests {
     }
 
     @Test func pingTimeoutAndServerKeepAliveAreHonoured() throws {
-        var short = try online(Session.Configuration(pingTimeout: .seconds(2)), keepAlive: 10)
+        var short = try online(
+            Session.Configuration(keepAliveCheck: .pingResponse(timeout: .seconds(2))),
+            keepAlive: 10
+        )
         #expect(try short.tick(now: at(10)) == .pingReq)
         expectError(.keepAliveTimeout, code: .keepAliveTimeout) { () throws(MQTTClientSessionError) in
             _ = try short.tick(now: at(12))
@@ -380,6 +383,43 @@ struct ClientSessionTests {
         var none = try online(keepAlive: 0)
         #expect(try none.tick(now: at(1_000)) == nil)
         #expect(none.nextDeadline == nil)
+    }
+
+    @Test func silenceCheckPingsALinkThatOnlySendsAndClosesAfterOneAndAHalfKeepAlives() throws {
+        var session = try online(Session.Configuration(keepAliveCheck: .silence), keepAlive: 10)
+        // Sending every second keeps the spec's check quiet, not this one: 10 s without a word is a ping.
+        for second in 1...9 { _ = try session.publish(message(.atMostOnce), now: at(second)) }
+        #expect(session.nextDeadline == at(10))
+        #expect(try session.tick(now: at(9)) == nil)
+        #expect(try session.tick(now: at(10)) == .pingReq)
+        #expect(try session.tick(now: at(12)) == nil)  // one ping at a time
+        #expect(session.nextDeadline == at(15))
+        // Anything from the server counts as a sign of life, not only a PINGRESP; the ping stays out.
+        let sent = try session.publish(message(.atLeastOnce), now: at(12))
+        _ = try session.received(.pubAck(PubAckPacket(packetIdentifier: sent.packetIdentifier!)), now: at(13))
+        #expect(try session.tick(now: at(27)) == nil)
+        #expect(session.nextDeadline == at(28))
+        expectError(.keepAliveTimeout, code: .keepAliveTimeout) { () throws(MQTTClientSessionError) in
+            _ = try session.tick(now: at(28))
+        }
+    }
+
+    @Test func silenceCheckPingsAgainOnceAnsweredAndWhenNothingWasSent() throws {
+        var session = try online(Session.Configuration(keepAliveCheck: .silence), keepAlive: 10)
+        #expect(try session.tick(now: at(10)) == .pingReq)
+        _ = try session.received(.pingResp, now: at(11))
+        #expect(session.nextDeadline == at(20))  // sent at 10: idle again at 20
+        #expect(try session.tick(now: at(19)) == nil)
+        #expect(try session.tick(now: at(20)) == .pingReq)
+        // A violation from the server is still a sign of life.
+        expectError(.unknownPacketIdentifier(.pubComp, 9), code: .packetIdentifierNotFound) {
+            () throws(MQTTClientSessionError) in
+            _ = try session.received(.pubComp(PubAckPacket(packetIdentifier: 9)), now: at(29))
+        }
+        #expect(try session.tick(now: at(36)) == nil)
+        expectError(.keepAliveTimeout, code: .keepAliveTimeout) { () throws(MQTTClientSessionError) in
+            _ = try session.tick(now: at(44))
+        }
     }
 
     // MARK: SUBSCRIBE and UNSUBSCRIBE
