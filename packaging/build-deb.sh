@@ -25,7 +25,7 @@
 # (scripts/gen-link-order.py) packs the code a running gateway executes into few pages;
 # packaging/unnamed-code.ld puts the symbol-less helpers (closure destroyers) next to it.
 # libstdc++ is linked statically (only the Swift runtime uses it: ~70 KB of it instead of
-# mapping and relocating the 2 MB shared library, 0.8 MB of idle RSS; GCC runtime exception).
+# mapping and relocating the 2 MB shared library, ~1 MB of idle RSS; GCC runtime exception).
 # Depends comes from dpkg-shlibdeps (+ adduser for the maintainer scripts).
 # The shipped /etc/sluice/gateway.conf is validated with the built binary's `sluice check`.
 # Needs: swift, dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip. Run as any user
