@@ -15,6 +15,8 @@ copy made with `strip --strip-debug`, which keeps the symbols). Needs valgrind (
 mosquitto_sub. Runs the broker under callgrind on a free loopback port with a temporary store:
 phase 1 is start-up and 3 s idle; phase 2 is one subscriber and a few QoS 0/1/2 publishes, then
 SIGTERM. The list is phase 1's functions, then those only phase 2 ran (idle code first).
+Functions without a symbol (callgrind's `0x...` names: closure destroyers and other private
+helpers) cannot be listed; packaging/unnamed-code.ld gathers them instead.
 Takes about a minute.
 """
 import os
@@ -72,6 +74,8 @@ def functions_run(dump: pathlib.Path, binary_name: str) -> list[str]:
             current_object = objects.get(ident, "")
         elif kind == "fn" and os.path.basename(current_object) == binary_name:
             symbol = re.sub(r"'\d+$", "", names.get(ident, ""))
+            # Valgrind calls the executable's entry point "(below main)"; the linker knows it as _start.
+            symbol = "_start" if symbol == "(below main)" else symbol
             if symbol and symbol not in seen and not symbol.startswith("0x"):
                 seen.add(symbol)
                 ordered.append(symbol)

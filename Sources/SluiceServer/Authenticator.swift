@@ -17,15 +17,17 @@ final class Authenticator: Sendable {
 
     private let passwords: NIOLockedValueBox<PasswordFile?>
     private let allowAnonymous: Bool
-    private let pool: NIOThreadPool
+    private let pool: HashingPool
 
-    init(passwords: PasswordFile?, allowAnonymous: Bool, pool: NIOThreadPool) {
+    init(passwords: PasswordFile?, allowAnonymous: Bool, pool: HashingPool) {
         self.passwords = NIOLockedValueBox(passwords)
         self.allowAnonymous = allowAnonymous
         self.pool = pool
+        if passwords != nil { pool.startIfNeeded() }
     }
 
     func replacePasswords(_ file: PasswordFile?) {
+        if file != nil { pool.startIfNeeded() }
         passwords.withLockedValue { $0 = file }
     }
 
@@ -44,7 +46,7 @@ final class Authenticator: Sendable {
             return loop.makeSucceededFuture(allowAnonymous ? .accept : .refuse(.notAuthorized))
         }
         let password = connect.password ?? []
-        return pool.runIfActive(eventLoop: loop) {
+        return pool.run(on: loop) {
             file.verify(username: username, password: password) ? .accept : .refuse(.badUserNameOrPassword)
         }
     }

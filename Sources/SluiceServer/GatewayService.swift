@@ -46,14 +46,13 @@ public final class GatewayService: Sendable {
         // action is to end the process) must not kill it; it waits for the reloader.
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let hashingPool = NIOThreadPool(numberOfThreads: 1)
-        hashingPool.start()
+        let hashingPool = HashingPool()  // its thread starts with the first password file
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)
         host.connectionMessages = config.connectionMessages
         do {
             try await installSecurity(on: host, hashingPool: hashingPool)
         } catch {
-            try? await hashingPool.shutdownGracefully()
+            await hashingPool.shutdown()
             try? await group.shutdownGracefully()
             throw error
         }
@@ -128,11 +127,11 @@ public final class GatewayService: Sendable {
     }
 
     /// First up, last down: everything else runs on these threads.
-    private func eventLoopsStage(_ group: MultiThreadedEventLoopGroup, _ hashingPool: NIOThreadPool) -> ServiceStage {
+    private func eventLoopsStage(_ group: MultiThreadedEventLoopGroup, _ hashingPool: HashingPool) -> ServiceStage {
         let logger = self.logger
         return ServiceStage("event loops") {
             return {
-                try? await hashingPool.shutdownGracefully()
+                await hashingPool.shutdown()
                 try? await group.shutdownGracefully()
                 logger.info("stopped")
             }
@@ -289,7 +288,7 @@ public final class GatewayService: Sendable {
     }
 
     /// Reads the password and ACL files (errors name the file and line) and gives them to the broker.
-    private func installSecurity(on host: BrokerHost, hashingPool: NIOThreadPool) async throws {
+    private func installSecurity(on host: BrokerHost, hashingPool: HashingPool) async throws {
         let security = try Self.loadSecurity(config, logger: logger)
         let authenticator = Authenticator(
             passwords: security.passwords,
