@@ -4,7 +4,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    liblmdb-dev lmdb-utils libssl-dev pkg-config \
+    liblmdb-dev lmdb-utils libssl-dev pkg-config libstdc++-12-dev \
     mosquitto mosquitto-clients \
     iproute2 nftables \
     prometheus man-db groff-base \
