@@ -163,15 +163,24 @@ public struct Broker: Sendable {
         case .wait:
             return
         case .refuse(let reason):
-            admissions[connection] = nil
+            endAdmission(connection)
             refuse(connection, reason)
         case .applyRules:
-            admissions[connection] = nil
+            endAdmission(connection)
             let tookOver = if case .awaitingTakeover = admission.state { true } else { false }
             handleConnect(connection, admission.packet, listener: admission.listener, now: now, tookOver: tookOver)
             // Kept anew if it waits again (for a takeover).
             for packet in admission.buffered { handle(packet, from: connection, now: now) }
         }
+    }
+
+    /// The connection's admission is over; an empty table lets its storage go (a connect storm grows
+    /// it, and a dictionary keeps its peak capacity after removals).
+    @discardableResult
+    private mutating func endAdmission(_ connection: ConnectionID) -> ConnectionAdmission? {
+        let admission = admissions.removeValue(forKey: connection)
+        if admissions.isEmpty { admissions = [:] }
+        return admission
     }
 
     /// Authentication failed before the broker rules were consulted: CONNACK with `reason`
@@ -231,7 +240,7 @@ public struct Broker: Sendable {
 
     /// The connection's socket closed (by the peer, by us, or by an error).
     public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
-        if admissions.removeValue(forKey: connection) == nil {
+        if endAdmission(connection) == nil {
             let takenOver = admissions.values.contains { $0.awaits(connection) }
             detach(connection, now: now, reason: takenOver ? .takenOver : .socketClosed)
         }
@@ -503,11 +512,10 @@ public struct Broker: Sendable {
         var session =
             sessions.removeValue(forKey: clientID)
             ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
-        session.connection = connection
+        session.presence = .connected(connection)
         session.protocolVersion = version
         session.username = packet.username
         session.expiryInterval = expiry
-        session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
         sessions[clientID] = session
         timers.cancel(clientID)
@@ -894,8 +902,7 @@ public struct Broker: Sendable {
         connectionsPerListener[client.listener, default: 1] -= 1
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
-        sessions[client.clientID]?.connection = nil
-        sessions[client.clientID]?.disconnectedAt = now
+        sessions[client.clientID]?.presence = .offline(since: now)
         if !client.disconnectedCleanly, let will = client.will {
             let publisher = Publisher(clientID: client.clientID, username: client.username)
             let message = willMessage(will, from: publisher, now: now)

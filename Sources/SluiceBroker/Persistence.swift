@@ -302,7 +302,7 @@ extension Broker {
                     session = try buffer.readSession(offset: wallClockOffset, messages: messages)
                 }
                 messages[session.clientID] = nil
-                session.disconnectedAt = min(session.disconnectedAt ?? now, now)
+                session.presence = .offline(since: min(session.disconnectedAt ?? now, now))
                 // Saved before `max_topic_levels` was lowered (or by a build without it): skipped
                 // rather than matched, and dropped from the record by the next save.
                 for filter in session.subscriptions.keys
@@ -535,7 +535,7 @@ extension ByteBuffer {
             expiryInterval: try read(UInt32.self)
         )
         let offlineSince = try read(UInt64.self)
-        session.disconnectedAt = offlineSince == 0 ? nil : BrokerTime(max(0, Int64(offlineSince) - offset))
+        if offlineSince != 0 { session.presence = .offline(since: BrokerTime(max(0, Int64(offlineSince) - offset))) }
         session.lastPacketID = try read(UInt16.self)
         return session
     }
