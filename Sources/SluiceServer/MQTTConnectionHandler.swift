@@ -20,11 +20,33 @@ enum CloseRequest: Sendable {
 struct ConnectionHandle: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<MQTTConnectionHandler>
-    let remoteAddress: String
-    /// Index of the listener that accepted the connection.
-    let listener: Int
+    /// The peer's address, formatted only when a log line names it: the channel's own (shared)
+    /// value is one pointer where a formatted `String` is two words and, past 15 bytes, a heap
+    /// allocation (issue 17, RSS per connection: the host keeps a handle per connection in a
+    /// dictionary, whose every slot costs the stride).
+    let remote: SocketAddress?
+    /// Index of the listener that accepted the connection, in 32 bits (listeners are a config
+    /// file's few): with the flag below it fits one word, 56 bytes of stride instead of 72.
+    private let listenerIndex: Int32
     /// The username came from a verified TLS client certificate (`use_identity_as_username`).
     let identityVerified: Bool
+
+    init(
+        channel: any Channel,
+        handler: NIOLoopBound<MQTTConnectionHandler>,
+        remote: SocketAddress?,
+        listener: Int,
+        identityVerified: Bool
+    ) {
+        self.channel = channel
+        self.handler = handler
+        self.remote = remote
+        self.listenerIndex = Int32(clamping: listener)
+        self.identityVerified = identityVerified
+    }
+
+    var listener: Int { Int(listenerIndex) }
+    var remoteAddress: String { remote.logText }
 
     func deliver(_ packets: [Packet], close: CloseRequest?) {
         if channel.eventLoop.inEventLoop {
@@ -205,7 +227,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             let handle = ConnectionHandle(
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-                remoteAddress: context.remoteAddress.logText,
+                // The channel's cached address is shared; the context's is read anew (a copy to keep).
+                remote: context.channel.remoteAddress ?? context.remoteAddress,
                 listener: shared.listener,
                 identityVerified: identityVerified
             )
