@@ -511,7 +511,7 @@ public struct Broker: Sendable {
         }
         var session =
             sessions.removeValue(forKey: clientID)
-            ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
+            ?? Session(protocolVersion: version, expiryInterval: expiry)
         session.presence = .connected(connection)
         session.protocolVersion = version
         session.username = packet.username
@@ -727,7 +727,7 @@ public struct Broker: Sendable {
         }
         // Only persistence needs to hear of it: no session copy on every PUBACK otherwise.
         if tracksChanges, let session = sessions[clientID] {
-            sessions.noteReleased(finished.delivery, in: session)
+            sessions.noteReleased(finished.delivery, in: session, of: clientID)
         }
         pump(clientID, now: now)
     }
@@ -1074,7 +1074,7 @@ public struct Broker: Sendable {
                             state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
                         )
                     )
-                    sessions.noteStored(stored, in: session)
+                    sessions.noteStored(stored, in: session, of: clientID)
                 }
                 return
             }
@@ -1091,7 +1091,7 @@ public struct Broker: Sendable {
         let stored = session.numbered(delivery)
         session.queue.append(stored)
         session.queuedBytes += size
-        sessions.noteStored(stored, in: session)
+        sessions.noteStored(stored, in: session, of: clientID)
     }
 
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
@@ -1112,7 +1112,7 @@ public struct Broker: Sendable {
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
-                sessions.noteReleased(delivery, in: session)
+                sessions.noteReleased(delivery, in: session, of: clientID)
                 continue
             }
             let packetID = session.nextPacketID()
@@ -1125,7 +1125,7 @@ public struct Broker: Sendable {
                     )
                 )
             } else {
-                sessions.noteReleased(delivery, in: session)
+                sessions.noteReleased(delivery, in: session, of: clientID)
             }
         }
     }

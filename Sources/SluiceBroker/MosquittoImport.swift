@@ -75,7 +75,6 @@ extension Broker {
                 continue
             }
             var session = Session(
-                clientID: client.clientID,
                 protocolVersion: client.sessionExpiryInterval == UInt32.max ? .v3_1_1 : .v5,
                 expiryInterval: client.sessionExpiryInterval
             )

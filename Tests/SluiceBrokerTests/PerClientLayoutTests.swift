@@ -12,7 +12,7 @@ import Testing
     }
 
     @Test func sessionPacksItsSmallFieldsAfterTheWords() {
-        #expect(MemoryLayout<Session>.stride <= 104)
+        #expect(MemoryLayout<Session>.stride <= 88)
     }
 
     @Test func aTreeNodePacksItsSlotsIntoThirtyTwoBits() {
@@ -37,8 +37,8 @@ import Testing
         #expect(client.listener == 3 && client.keepAlive == 60 && client.lastActivity == 7)
         #expect(client.receiveMaximum == 20 && client.maximumPacketSize == 1 << 20 && client.topicAliasMaximum == 5)
         #expect(client.isBridge && !client.backedUp && !client.disconnectedCleanly && client.will == nil)
-        let session = Session(clientID: "s", protocolVersion: .v3_1_1, expiryInterval: 30)
-        #expect(session.clientID == "s" && session.protocolVersion == .v3_1_1 && session.expiryInterval == 30)
+        let session = Session(protocolVersion: .v3_1_1, expiryInterval: 30)
+        #expect(session.protocolVersion == .v3_1_1 && session.expiryInterval == 30)
         #expect(session.connection == nil && session.disconnectedAt == nil && session.nextSeq == 1)
     }
 
@@ -88,7 +88,7 @@ import Testing
     }
 
     @Test func presenceIsConnectedOrOfflineSinceNeverBoth() {
-        var session = Session(clientID: "s", protocolVersion: .v5, expiryInterval: 10)
+        var session = Session(protocolVersion: .v5, expiryInterval: 10)
         #expect(session.presence == .detached && session.expiresAt() == nil)
         session.presence = .connected(ConnectionID(7))
         #expect(session.connection == ConnectionID(7) && session.isConnected && session.disconnectedAt == nil)
@@ -104,7 +104,7 @@ import Testing
         var table = SessionTable()
         table.tracksChanges = true
         for index in 0..<1000 {
-            table[String(index)] = Session(clientID: String(index), protocolVersion: .v3_1_1, expiryInterval: 60)
+            table[String(index)] = Session(protocolVersion: .v3_1_1, expiryInterval: 60)
         }
         table.noteRewrite("7")
         let taken = table.takeChanged()
