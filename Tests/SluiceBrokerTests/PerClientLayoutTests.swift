@@ -15,6 +15,19 @@ import Testing
         #expect(MemoryLayout<Session>.stride <= 88)
     }
 
+    @Test func aSubscriptionIsEightBytesAndKeepsItsIdentifier() {
+        // A one-entry SubscriptionMap's array: 32 bytes of header + one (filter or client id, subscription).
+        #expect(MemoryLayout<Subscription>.stride == 8)
+        #expect(MemoryLayout<SubscriptionMap.Element>.stride == 24)
+        var subscription = Subscription(options: SubscriptionOptions(qos: .exactlyOnce, noLocal: true))
+        #expect(subscription.identifier == nil)
+        subscription.identifier = 268_435_455
+        #expect(subscription.identifier == 268_435_455 && subscription.options.noLocal)
+        #expect(subscription != Subscription(options: subscription.options))
+        subscription.identifier = nil
+        #expect(subscription == Subscription(options: subscription.options, identifier: nil))
+    }
+
     @Test func aTreeNodePacksItsSlotsIntoThirtyTwoBits() {
         // Two nodes per subscription of `a/b/+`; the node array's spare capacity costs the stride too.
         #expect(MemoryLayout<SubscriptionTree.Node>.stride <= 80)
