@@ -95,6 +95,10 @@ public struct Broker: Sendable {
     }
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+    /// The index of the listener that accepted the connection, from its CONNECT on.
+    public func listener(of connection: ConnectionID) -> Int? {
+        admissions[connection]?.listener ?? connections[connection]?.listener
+    }
     /// Its CONNECT waits until the connection holding its client identifier is gone.
     public func awaitsTakeover(_ connection: ConnectionID) -> Bool {
         if case .awaitingTakeover = admissions[connection]?.state { true } else { false }

@@ -25,27 +25,7 @@ struct ConnectionHandle: Sendable {
     /// allocation (issue 17, RSS per connection: the host keeps a handle per connection in a
     /// dictionary, whose every slot costs the stride).
     let remote: SocketAddress?
-    /// Index of the listener that accepted the connection, in 32 bits (listeners are a config
-    /// file's few): with the flag below it fits one word, 56 bytes of stride instead of 72.
-    private let listenerIndex: Int32
-    /// The username came from a verified TLS client certificate (`use_identity_as_username`).
-    let identityVerified: Bool
 
-    init(
-        channel: any Channel,
-        handler: NIOLoopBound<MQTTConnectionHandler>,
-        remote: SocketAddress?,
-        listener: Int,
-        identityVerified: Bool
-    ) {
-        self.channel = channel
-        self.handler = handler
-        self.remote = remote
-        self.listenerIndex = Int32(clamping: listener)
-        self.identityVerified = identityVerified
-    }
-
-    var listener: Int { Int(listenerIndex) }
     var remoteAddress: String { remote.logText }
 
     func deliver(_ packets: [Packet], close: CloseRequest?) {
@@ -228,14 +208,14 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
                 // The channel's cached address is shared; the context's is read anew (a copy to keep).
-                remote: context.channel.remoteAddress ?? context.remoteAddress,
-                listener: shared.listener,
-                identityVerified: identityVerified
+                remote: context.channel.remoteAddress ?? context.remoteAddress
             )
+            let listener = shared.listener
+            let verified = identityVerified
             let done = batchStarted(context: context)
             let connect = connect
             toBroker {
-                host.connect(id, connect, handle: handle)
+                host.connect(id, connect, handle: handle, listener: listener, identityVerified: verified)
                 if !packets.isEmpty { host.receive(id, packets) }
                 done()
             }
