@@ -95,6 +95,10 @@ public struct Broker: Sendable {
     }
     public func clientID(of connection: ConnectionID) -> String? { connections[connection]?.clientID }
     public func isConnected(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+    /// The index of the listener that accepted the connection, from its CONNECT on.
+    public func listener(of connection: ConnectionID) -> Int? {
+        admissions[connection]?.listener ?? connections[connection]?.listener
+    }
     /// Its CONNECT waits until the connection holding its client identifier is gone.
     public func awaitsTakeover(_ connection: ConnectionID) -> Bool {
         if case .awaitingTakeover = admissions[connection]?.state { true } else { false }
@@ -163,15 +167,24 @@ public struct Broker: Sendable {
         case .wait:
             return
         case .refuse(let reason):
-            admissions[connection] = nil
+            endAdmission(connection)
             refuse(connection, reason)
         case .applyRules:
-            admissions[connection] = nil
+            endAdmission(connection)
             let tookOver = if case .awaitingTakeover = admission.state { true } else { false }
             handleConnect(connection, admission.packet, listener: admission.listener, now: now, tookOver: tookOver)
             // Kept anew if it waits again (for a takeover).
             for packet in admission.buffered { handle(packet, from: connection, now: now) }
         }
+    }
+
+    /// The connection's admission is over; an empty table lets its storage go (a connect storm grows
+    /// it, and a dictionary keeps its peak capacity after removals).
+    @discardableResult
+    private mutating func endAdmission(_ connection: ConnectionID) -> ConnectionAdmission? {
+        let admission = admissions.removeValue(forKey: connection)
+        if admissions.isEmpty { admissions = [:] }
+        return admission
     }
 
     /// Authentication failed before the broker rules were consulted: CONNACK with `reason`
@@ -231,7 +244,7 @@ public struct Broker: Sendable {
 
     /// The connection's socket closed (by the peer, by us, or by an error).
     public mutating func closed(_ connection: ConnectionID, now: BrokerTime) -> [BrokerAction] {
-        if admissions.removeValue(forKey: connection) == nil {
+        if endAdmission(connection) == nil {
             let takenOver = admissions.values.contains { $0.awaits(connection) }
             detach(connection, now: now, reason: takenOver ? .takenOver : .socketClosed)
         }
@@ -502,12 +515,11 @@ public struct Broker: Sendable {
         }
         var session =
             sessions.removeValue(forKey: clientID)
-            ?? Session(clientID: clientID, protocolVersion: version, expiryInterval: expiry)
-        session.connection = connection
+            ?? Session(protocolVersion: version, expiryInterval: expiry)
+        session.presence = .connected(connection)
         session.protocolVersion = version
         session.username = packet.username
         session.expiryInterval = expiry
-        session.disconnectedAt = nil
         session.delayedWill = nil  // reconnecting cancels a delayed will [MQTT-3.1.3-9]
         sessions[clientID] = session
         timers.cancel(clientID)
@@ -719,7 +731,7 @@ public struct Broker: Sendable {
         }
         // Only persistence needs to hear of it: no session copy on every PUBACK otherwise.
         if tracksChanges, let session = sessions[clientID] {
-            sessions.noteReleased(finished.delivery, in: session)
+            sessions.noteReleased(finished.delivery, in: session, of: clientID)
         }
         pump(clientID, now: now)
     }
@@ -894,8 +906,7 @@ public struct Broker: Sendable {
         connectionsPerListener[client.listener, default: 1] -= 1
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
-        sessions[client.clientID]?.connection = nil
-        sessions[client.clientID]?.disconnectedAt = now
+        sessions[client.clientID]?.presence = .offline(since: now)
         if !client.disconnectedCleanly, let will = client.will {
             let publisher = Publisher(clientID: client.clientID, username: client.username)
             let message = willMessage(will, from: publisher, now: now)
@@ -1067,7 +1078,7 @@ public struct Broker: Sendable {
                             state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
                         )
                     )
-                    sessions.noteStored(stored, in: session)
+                    sessions.noteStored(stored, in: session, of: clientID)
                 }
                 return
             }
@@ -1084,7 +1095,7 @@ public struct Broker: Sendable {
         let stored = session.numbered(delivery)
         session.queue.append(stored)
         session.queuedBytes += size
-        sessions.noteStored(stored, in: session)
+        sessions.noteStored(stored, in: session, of: clientID)
     }
 
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
@@ -1105,7 +1116,7 @@ public struct Broker: Sendable {
             session.queuedBytes -= delivery.message.payload.readableBytes
             if delivery.qos == .atMostOnce {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
-                sessions.noteReleased(delivery, in: session)
+                sessions.noteReleased(delivery, in: session, of: clientID)
                 continue
             }
             let packetID = session.nextPacketID()
@@ -1118,7 +1129,7 @@ public struct Broker: Sendable {
                     )
                 )
             } else {
-                sessions.noteReleased(delivery, in: session)
+                sessions.noteReleased(delivery, in: session, of: clientID)
             }
         }
     }

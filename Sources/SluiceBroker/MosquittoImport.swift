@@ -75,7 +75,6 @@ extension Broker {
                 continue
             }
             var session = Session(
-                clientID: client.clientID,
                 protocolVersion: client.sessionExpiryInterval == UInt32.max ? .v3_1_1 : .v5,
                 expiryInterval: client.sessionExpiryInterval
             )
@@ -90,9 +89,9 @@ extension Broker {
                     continue
                 }
                 let offlineSinceWall = expiresAtWall - Int64(client.sessionExpiryInterval) * 1000
-                session.disconnectedAt = BrokerTime(max(0, min(offlineSinceWall - offset, Int64(now))))
+                session.presence = .offline(since: BrokerTime(max(0, min(offlineSinceWall - offset, Int64(now)))))
             } else {
-                session.disconnectedAt = now
+                session.presence = .offline(since: now)
             }
             imported[client.clientID] = session
             order.append(client.clientID)

@@ -154,8 +154,8 @@ struct SessionSnapshot: Sendable {
     /// In send order.
     var inflight: [(seq: UInt64, packetID: UInt16, state: Outgoing.State)]
 
-    init(_ session: Session) {
-        clientID = session.clientID
+    init(_ session: Session, clientID: String) {
+        self.clientID = clientID
         username = session.username
         protocolVersion = session.protocolVersion
         expiryInterval = session.expiryInterval
@@ -294,32 +294,31 @@ extension Broker {
         for bytes in sessionRecords {
             var buffer = ByteBuffer(bytes: bytes)
             do {
-                var session: Session
-                if bytes.first == 1 {
-                    session = try buffer.readSessionVersion1(offset: wallClockOffset)
-                    migrated.append(session.clientID)
-                } else {
-                    session = try buffer.readSession(offset: wallClockOffset, messages: messages)
-                }
-                messages[session.clientID] = nil
-                session.disconnectedAt = min(session.disconnectedAt ?? now, now)
+                let (clientID, record) =
+                    bytes.first == 1
+                    ? try buffer.readSessionVersion1(offset: wallClockOffset)
+                    : try buffer.readSession(offset: wallClockOffset, messages: messages)
+                var session = record
+                if bytes.first == 1 { migrated.append(clientID) }
+                messages[clientID] = nil
+                session.presence = .offline(since: min(session.disconnectedAt ?? now, now))
                 // Saved before `max_topic_levels` was lowered (or by a build without it): skipped
                 // rather than matched, and dropped from the record by the next save.
                 for filter in session.subscriptions.keys
                 where SubscriptionTree.exceedsLevels(filter: filter, limit: settings.maxTopicLevels) {
                     session.subscriptions[filter] = nil
-                    trimmed[session.clientID] = session.subscriptions
+                    trimmed[clientID] = session.subscriptions
                     problems.append(
-                        "session \(session.clientID): subscription of \(filter.utf8.count) bytes deeper than"
+                        "session \(clientID): subscription of \(filter.utf8.count) bytes deeper than"
                             + " \(settings.maxTopicLevels) levels skipped"
                     )
                 }
                 for (filter, subscription) in session.subscriptions {
-                    self.subscriptions.insert(filter: filter, clientID: session.clientID, subscription: subscription)
+                    self.subscriptions.insert(filter: filter, clientID: clientID, subscription: subscription)
                 }
-                self.sessions[session.clientID] = session
-                timers.setExpiry(session.clientID, at: session.expiresAt())
-                saveJournal.noteOnDisk(session.clientID)
+                self.sessions[clientID] = session
+                timers.setExpiry(clientID, at: session.expiresAt())
+                saveJournal.noteOnDisk(clientID)
             } catch {
                 problems.append("\(error)")
             }
@@ -521,7 +520,10 @@ extension ByteBuffer {
     }
 
     /// The fields both session record versions start with.
-    fileprivate mutating func readSessionHeader(versions: ClosedRange<UInt8>, offset: Int64) throws -> Session {
+    fileprivate mutating func readSessionHeader(
+        versions: ClosedRange<UInt8>,
+        offset: Int64
+    ) throws -> (clientID: String, session: Session) {
         guard versions.contains(try read(UInt8.self)) else {
             throw PersistenceError(description: "session record of an unknown version")
         }
@@ -530,14 +532,13 @@ extension ByteBuffer {
             throw PersistenceError(description: "session \(clientID): bad protocol level")
         }
         var session = Session(
-            clientID: clientID,
             protocolVersion: protocolVersion,
             expiryInterval: try read(UInt32.self)
         )
         let offlineSince = try read(UInt64.self)
-        session.disconnectedAt = offlineSince == 0 ? nil : BrokerTime(max(0, Int64(offlineSince) - offset))
+        if offlineSince != 0 { session.presence = .offline(since: BrokerTime(max(0, Int64(offlineSince) - offset))) }
         session.lastPacketID = try read(UInt16.self)
-        return session
+        return (clientID, session)
     }
 
     /// A version 2 session record, with its messages from `messages` (by seq, in order): those
@@ -545,10 +546,10 @@ extension ByteBuffer {
     fileprivate mutating func readSession(
         offset: Int64,
         messages: [String: [(seq: UInt64, delivery: Delivery)]]
-    ) throws -> Session {
+    ) throws -> (clientID: String, session: Session) {
         let version = getInteger(at: readerIndex, as: UInt8.self)
-        var session = try readSessionHeader(versions: 2...PersistenceFormat.sessionVersion, offset: offset)
-        let clientID = session.clientID
+        let (clientID, header) = try readSessionHeader(versions: 2...PersistenceFormat.sessionVersion, offset: offset)
+        var session = header
         session.nextSeq = try read(UInt64.self)
         session.subscriptions = try readSubscriptions(of: clientID)
         for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }
@@ -576,13 +577,13 @@ extension ByteBuffer {
             session.nextSeq = max(session.nextSeq, seq + 1)
         }
         for outgoing in session.inflight { session.nextSeq = max(session.nextSeq, outgoing.delivery.seq + 1) }
-        return session
+        return (clientID, session)
     }
 
     /// A version 1 record: the whole session, messages included. Its messages are numbered here.
-    fileprivate mutating func readSessionVersion1(offset: Int64) throws -> Session {
-        var session = try readSessionHeader(versions: 1...1, offset: offset)
-        let clientID = session.clientID
+    fileprivate mutating func readSessionVersion1(offset: Int64) throws -> (clientID: String, session: Session) {
+        let (clientID, header) = try readSessionHeader(versions: 1...1, offset: offset)
+        var session = header
         session.subscriptions = try readSubscriptions(of: clientID)
         for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }
         for _ in 0..<(try readCount()) {
@@ -597,6 +598,6 @@ extension ByteBuffer {
             session.queuedBytes += delivery.message.payload.readableBytes
         }
         guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }
-        return session
+        return (clientID, session)
     }
 }

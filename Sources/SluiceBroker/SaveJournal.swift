@@ -46,7 +46,7 @@ struct SaveJournal: Sendable {
             savedSessions.insert(clientID)
             changes.sessions.append(
                 .save(
-                    SessionSnapshot(session),
+                    SessionSnapshot(session, clientID: clientID),
                     all: rewrite ? session.inflight.map(\.delivery) + session.queue : nil,
                     added: rewrite ? [] : journal.added.values.sorted { $0.seq < $1.seq },
                     removed: rewrite ? [] : journal.removed.sorted()

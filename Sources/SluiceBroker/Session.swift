@@ -21,9 +21,18 @@ struct Outgoing: Sendable {
 
 /// MQTT session state: what survives the network connection (MQTT 5 §4.1).
 /// Word-sized fields first, the small ones packed after them: a session is a dictionary value,
-/// whose empty slots cost its stride too (120 bytes, it was 136 in declaration order).
+/// whose empty slots cost its stride too (88 bytes; 104 with its own copy of the client id, the
+/// table's key, and 120 with the connection and the time it ended as two optionals).
 struct Session: Sendable {
-    let clientID: String
+    /// Whether a connection holds the session, or since when none has: one field, since a session
+    /// is never both (an optional each would cost a byte and its padding twice).
+    enum Presence: Sendable, Equatable {
+        /// Never attached: a session being built (loaded, imported) that did not say since when.
+        case detached
+        case connected(ConnectionID)
+        case offline(since: BrokerTime)
+    }
+
     /// The username the session was last authenticated with (nil = anonymous): messages that
     /// arrive while it is offline are checked against the ACL as this user, as Mosquitto does.
     var username: String?
@@ -40,19 +49,23 @@ struct Session: Sendable {
     var nextSeq: UInt64 = 1
     /// A will waiting for its delay to pass (MQTT 5 will delay interval).
     @Indirect var delayedWill: (message: Message, dueAt: BrokerTime)? = nil
-    var connection: ConnectionID?
+    var presence = Presence.detached
     var protocolVersion: ProtocolVersion
     var lastPacketID: UInt16 = 0
     /// Seconds; `UInt32.max` never expires.
     var expiryInterval: UInt32
-    var disconnectedAt: BrokerTime?
 
-    init(clientID: String, protocolVersion: ProtocolVersion, expiryInterval: UInt32) {
-        self.clientID = clientID
+    init(protocolVersion: ProtocolVersion, expiryInterval: UInt32) {
         self.protocolVersion = protocolVersion
         self.expiryInterval = expiryInterval
     }
 
+    var connection: ConnectionID? {
+        if case .connected(let connection) = presence { connection } else { nil }
+    }
+    var disconnectedAt: BrokerTime? {
+        if case .offline(let since) = presence { since } else { nil }
+    }
     var isConnected: Bool { connection != nil }
     /// Payload bytes of the QoS 1/2 messages in flight (`max_inflight_bytes`); summed when asked, since
     /// the window is small and only that option asks.
@@ -83,23 +96,30 @@ struct Session: Sendable {
 }
 
 /// Per-connection state that ends with the socket. Word-sized fields first, the small ones packed
-/// after them: it is a dictionary value, whose empty slots cost its stride too (104 bytes, it was
-/// 128 in the order of the initializer's parameters).
+/// after them, and what few clients use (a will, topic aliases) out of line: it is a dictionary
+/// value, whose empty slots cost its stride too (72 bytes; it was 104, and 128 in the order of the
+/// initializer's parameters).
 struct ClientConnection: Sendable {
+    /// What few connections carry: one pointer in every slot, a box only for a client that has one.
+    struct Rare: Sendable {
+        var will: Will? = nil
+        var outgoingAliases: [String: UInt16] = [:]
+        var inboundAliases: [UInt16: String] = [:]
+    }
+
     let clientID: String
     let username: String?
-    /// Which listener accepted the connection (for per-listener limits).
-    let listener: Int
     var lastActivity: BrokerTime
-    /// The client's Receive Maximum: our outgoing window towards it.
-    var receiveMaximum: Int
-    /// The client's Maximum Packet Size.
-    var maximumPacketSize: Int
-    var outgoingAliases: [String: UInt16] = [:]
-    var inboundAliases: [UInt16: String] = [:]
-    /// QoS 1 publishes whose PUBACK waits for the disk, and QoS 2 ones awaiting PUBREL.
-    var inboundUnacknowledged = 0
-    @Indirect var will: Will? = nil
+    @Indirect private var rare: Rare? = nil
+    /// The client's Maximum Packet Size (at most 268,435,460: 32 bits hold it).
+    private let maximumPacketSizeBits: UInt32
+    /// Which listener accepted the connection, in 32 bits (listeners are a config file's few).
+    private let listenerIndex: Int32
+    /// QoS 1 publishes whose PUBACK waits for the disk, and QoS 2 ones awaiting PUBREL: at most the
+    /// Receive Maximum we announce (65,535) before the client is closed, so 32 bits hold it.
+    private var inboundUnacknowledgedCount: Int32 = 0
+    /// The client's Receive Maximum, our outgoing window towards it (1...65,535 by the protocol).
+    private let receiveMaximumBits: UInt16
     /// Effective keep alive in seconds (0 = none).
     var keepAlive: UInt16
     var topicAliasMaximum: UInt16
@@ -126,13 +146,44 @@ struct ClientConnection: Sendable {
         self.clientID = clientID
         self.username = username
         self.version = version
-        self.listener = listener
+        self.listenerIndex = Int32(clamping: listener)
         self.keepAlive = keepAlive
         self.lastActivity = lastActivity
-        self.receiveMaximum = receiveMaximum
-        self.maximumPacketSize = maximumPacketSize
+        self.receiveMaximumBits = UInt16(clamping: receiveMaximum)
+        self.maximumPacketSizeBits = UInt32(clamping: maximumPacketSize)
         self.topicAliasMaximum = topicAliasMaximum
-        self.will = will
+        if let will { self.rare = Rare(will: will) }
+    }
+
+    var listener: Int { Int(listenerIndex) }
+    var receiveMaximum: Int { Int(receiveMaximumBits) }
+    var maximumPacketSize: Int { Int(maximumPacketSizeBits) }
+    var inboundUnacknowledged: Int {
+        get { Int(inboundUnacknowledgedCount) }
+        set { inboundUnacknowledgedCount = Int32(clamping: newValue) }
+    }
+
+    var will: Will? {
+        get { rare?.will }
+        set {
+            guard newValue != nil || rare != nil else { return }
+            changeRare { $0.will = newValue }
+        }
+    }
+    /// Set once per alias (at most Topic Alias Maximum times), each set a new box.
+    var outgoingAliases: [String: UInt16] {
+        get { rare?.outgoingAliases ?? [:] }
+        set { changeRare { $0.outgoingAliases = newValue } }
+    }
+    var inboundAliases: [UInt16: String] {
+        get { rare?.inboundAliases ?? [:] }
+        set { changeRare { $0.inboundAliases = newValue } }
+    }
+
+    private mutating func changeRare(_ change: (inout Rare) -> Void) {
+        var value = rare ?? Rare()
+        change(&value)
+        rare = value
     }
 }
 
@@ -196,18 +247,18 @@ struct SessionTable: Sendable {
     /// Whether the session has messages waiting beyond its in-flight window.
     func hasQueued(_ clientID: String) -> Bool { all[clientID]?.queue.isEmpty == false }
 
-    /// `delivery` (numbered) now waits in, or is in flight for, `session`.
-    mutating func noteStored(_ delivery: Delivery, in session: Session) {
+    /// `delivery` (numbered) now waits in, or is in flight for, `session` (the one of `clientID`).
+    mutating func noteStored(_ delivery: Delivery, in session: Session, of clientID: String) {
         guard tracksChanges && session.isPersistent else { return }
-        journals[session.clientID, default: MessageJournal()].added[delivery.seq] = delivery
+        journals[clientID, default: MessageJournal()].added[delivery.seq] = delivery
         storedMessages += 1
     }
 
-    /// `delivery` left `session` (acknowledged, expired, dropped).
-    mutating func noteReleased(_ delivery: Delivery, in session: Session) {
+    /// `delivery` left `session` (the one of `clientID`: acknowledged, expired, dropped).
+    mutating func noteReleased(_ delivery: Delivery, in session: Session, of clientID: String) {
         guard tracksChanges && session.isPersistent else { return }
-        if journals[session.clientID, default: MessageJournal()].added.removeValue(forKey: delivery.seq) == nil {
-            journals[session.clientID]!.removed.insert(delivery.seq)
+        if journals[clientID, default: MessageJournal()].added.removeValue(forKey: delivery.seq) == nil {
+            journals[clientID]!.removed.insert(delivery.seq)
         }
     }
 
@@ -218,10 +269,13 @@ struct SessionTable: Sendable {
         journals[clientID] = MessageJournal(rewrite: true)
     }
 
+    /// Hands the changes over and starts empty: keeping the capacity would keep a connect storm's
+    /// peak (a slot per client changed in one save interval) for good, and the caller's copy would
+    /// make `removeAll(keepingCapacity:)` allocate that much anew on every save.
     mutating func takeChanged() -> (sessions: Set<String>, journals: [String: MessageJournal]) {
         defer {
-            changed.removeAll(keepingCapacity: true)
-            journals.removeAll(keepingCapacity: true)
+            changed = []
+            journals = [:]
         }
         return (changed, journals)
     }

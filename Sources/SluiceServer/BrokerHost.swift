@@ -65,32 +65,46 @@ final class BrokerHost: @unchecked Sendable {
     /// CONNECTs the authenticator refused, by reason label (`sluice_auth_failures_total`).
     private(set) var authenticationFailures: [String: Int] = [:]
 
-    func connect(_ id: ConnectionID, _ packet: ConnectPacket, handle: ConnectionHandle) {
+    /// `listener`: the index of the listener that accepted it; `identityVerified`: the username came
+    /// from a verified TLS client certificate (`use_identity_as_username`). Neither is kept in the
+    /// handle, one per connection: the broker's admission holds the listener until authentication.
+    func connect(
+        _ id: ConnectionID,
+        _ packet: ConnectPacket,
+        handle: ConnectionHandle,
+        listener: Int,
+        identityVerified: Bool
+    ) {
         loop.preconditionInEventLoop()
         connections[id] = handle
-        let usernameIsClientID = core.settings.listenersUsingUsernameAsClientID.contains(handle.listener)
+        if identityVerified { identityVerifiedConnections.insert(id) }
+        let usernameIsClientID = core.settings.listenersUsingUsernameAsClientID.contains(listener)
         let effectiveClientID = usernameIsClientID ? packet.username ?? "" : packet.clientIdentifier
         if effectiveClientID.hasPrefix(Self.inProcessClientPrefix) {
             // Reserved for in-process clients, which the ACL trusts: a network client must not take one over.
             return run(core.refuseConnect(id, reason: .clientIdentifierNotValid))
         }
-        let authenticates = (listenerAuthenticators[handle.listener] ?? authenticator) != nil
+        let authenticates = (listenerAuthenticators[listener] ?? authenticator) != nil
         admit(
             id,
             packet,
             handle: handle,
-            core.connect(id, packet, listener: handle.listener, authenticate: authenticates, now: now)
+            core.connect(id, packet, listener: listener, authenticate: authenticates, now: now)
         )
     }
+
+    /// Connections whose username a verified client certificate gave, until they are authenticated.
+    private var identityVerifiedConnections: Set<ConnectionID> = []
 
     /// Carries out `.authenticate`: the authenticator decides (hashing off the loop) and the broker
     /// hears it here; the packets that came meanwhile wait in the broker.
     private func authenticate(_ id: ConnectionID, _ packet: ConnectPacket) {
-        guard let handle = connections[id] else { return }
-        guard let authenticator = listenerAuthenticators[handle.listener] ?? authenticator else {
+        let identityVerified = identityVerifiedConnections.remove(id) != nil
+        guard let handle = connections[id], let listener = core.listener(of: id) else { return }
+        guard let authenticator = listenerAuthenticators[listener] ?? authenticator else {
             return run(core.authenticated(id, .accept, now: now))
         }
-        authenticator.authenticate(packet, identityVerified: handle.identityVerified, on: loop).whenComplete { result in
+        authenticator.authenticate(packet, identityVerified: identityVerified, on: loop).whenComplete { result in
             guard self.connections[id] != nil else { return }  // the socket closed meanwhile
             switch result {
             case .success(.accept):
@@ -159,6 +173,7 @@ final class BrokerHost: @unchecked Sendable {
     func closed(_ id: ConnectionID, cause: DepartureReason? = nil) {
         loop.preconditionInEventLoop()
         guard let handle = connections.removeValue(forKey: id) else { return }
+        identityVerifiedConnections.remove(id)
         connectionsClosed += 1
         connectLogsAwaitingTakeover[id] = nil
         let actions = core.closed(id, now: now)

@@ -20,11 +20,13 @@ enum CloseRequest: Sendable {
 struct ConnectionHandle: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<MQTTConnectionHandler>
-    let remoteAddress: String
-    /// Index of the listener that accepted the connection.
-    let listener: Int
-    /// The username came from a verified TLS client certificate (`use_identity_as_username`).
-    let identityVerified: Bool
+    /// The peer's address, formatted only when a log line names it: the channel's own (shared)
+    /// value is one pointer where a formatted `String` is two words and, past 15 bytes, a heap
+    /// allocation (issue 17, RSS per connection: the host keeps a handle per connection in a
+    /// dictionary, whose every slot costs the stride).
+    let remote: SocketAddress?
+
+    var remoteAddress: String { remote.logText }
 
     func deliver(_ packets: [Packet], close: CloseRequest?) {
         if channel.eventLoop.inEventLoop {
@@ -205,14 +207,15 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             let handle = ConnectionHandle(
                 channel: context.channel,
                 handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-                remoteAddress: context.remoteAddress.logText,
-                listener: shared.listener,
-                identityVerified: identityVerified
+                // The channel's cached address is shared; the context's is read anew (a copy to keep).
+                remote: context.channel.remoteAddress ?? context.remoteAddress
             )
+            let listener = shared.listener
+            let verified = identityVerified
             let done = batchStarted(context: context)
             let connect = connect
             toBroker {
-                host.connect(id, connect, handle: handle)
+                host.connect(id, connect, handle: handle, listener: listener, identityVerified: verified)
                 if !packets.isEmpty { host.receive(id, packets) }
                 done()
             }

@@ -382,6 +382,7 @@ def test_connection_messages(tmp_path, enabled):
     try:
         client = uid("cm")
         with mqttraw.RawClient(b.host, b.port) as c:
+            remote = "%s:%d" % c.sock.getsockname()[:2]
             assert c.connect(client).reason == 0
             c.send(mqttraw.disconnect())
         # Bounded wait for the disconnect line (or for nothing to appear).
@@ -391,6 +392,10 @@ def test_connection_messages(tmp_path, enabled):
         lines = [line for line in b.log().splitlines() if client in line]
         if enabled:
             assert len(lines) >= 1, b.log()  # connected (Mosquitto also logs the disconnect)
+            if IS_SLUICE:
+                # Both lines name the peer, the second after its socket closed (the address is kept).
+                assert any(f"connected from {remote} " in line for line in lines), lines
+                assert any(f"disconnected from {remote} " in line for line in lines), lines
         else:
             assert lines == [], lines
     finally:

@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func sessionDelayedWillRoundTrips() {
-        var session = Session(clientID: "s", protocolVersion: .v5, expiryInterval: 0)
+        var session = Session(protocolVersion: .v5, expiryInterval: 0)
         #expect(session.delayedWill == nil)
         let message = Message(topic: "t", payload: ByteBuffer(string: "w"), qos: .atMostOnce)
         session.delayedWill = (message, 42)

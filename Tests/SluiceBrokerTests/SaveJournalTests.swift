@@ -17,8 +17,8 @@ private func delivery(_ text: String) -> Delivery {
 }
 
 /// A session kept for an hour after its connection ends (persistent) or ended with it (not).
-private func session(_ clientID: String, persistent: Bool = true) -> Session {
-    Session(clientID: clientID, protocolVersion: .v5, expiryInterval: persistent ? 3600 : 0)
+private func session(persistent: Bool = true) -> Session {
+    Session(protocolVersion: .v5, expiryInterval: persistent ? 3600 : 0)
 }
 
 /// One session change, readable: "save c all=[1,2]", "save c added=[3] removed=[1]", "delete c".
@@ -37,10 +37,10 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
     func table(_ clientID: String, messages count: Int) -> SessionTable {
         var sessions = SessionTable()
         sessions.tracksChanges = true
-        var stored = session(clientID)
+        var stored = session()
         for index in 0..<count { stored.queue.append(stored.numbered(delivery("m\(index)"))) }
         sessions[clientID] = stored
-        for queued in stored.queue { sessions.noteStored(queued, in: stored) }
+        for queued in stored.queue { sessions.noteStored(queued, in: stored, of: clientID) }
         return sessions
     }
 
@@ -64,8 +64,8 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         let third = stored.numbered(delivery("m2"))
         stored.queue.append(third)
         sessions["c"] = stored
-        sessions.noteReleased(first, in: stored)
-        sessions.noteStored(third, in: stored)
+        sessions.noteReleased(first, in: stored, of: "c")
+        sessions.noteStored(third, in: stored, of: "c")
         let changes = journal.take(from: &sessions, retained: &retained)
         #expect(changes.sessions.map(describe) == ["save c added=[3] removed=[1]"])
     }
@@ -79,8 +79,8 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         var stored = sessions["c"]!
         let passing = stored.numbered(delivery("m"))
         sessions["c"] = stored
-        sessions.noteStored(passing, in: stored)
-        sessions.noteReleased(passing, in: stored)
+        sessions.noteStored(passing, in: stored, of: "c")
+        sessions.noteReleased(passing, in: stored, of: "c")
         let changes = journal.take(from: &sessions, retained: &retained)
         #expect(changes.sessions.map(describe) == ["save c added=[] removed=[]"])
     }
@@ -114,7 +114,7 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         var sessions = SessionTable()
         sessions.tracksChanges = true
         var retained = RetainedStore()
-        sessions["c"] = session("c")
+        sessions["c"] = session()
         _ = sessions.removeValue(forKey: "c")
         #expect(journal.take(from: &sessions, retained: &retained).sessions.isEmpty)
     }
@@ -134,7 +134,7 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         var sessions = SessionTable()
         sessions.tracksChanges = true
         var retained = RetainedStore()
-        sessions["c"] = session("c", persistent: false)
+        sessions["c"] = session(persistent: false)
         #expect(journal.take(from: &sessions, retained: &retained).sessions.isEmpty)
         #expect(journal.savedSessions.isEmpty)
     }
