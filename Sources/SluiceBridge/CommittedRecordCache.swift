@@ -1,0 +1,193 @@
+// Note on the committed-record cache (issue 17, "the bridge sends what it appended from memory"):
+// - The records a bridge's class queues just committed are handed to the bridge with the commit's
+//   `queueHasMore`; a fetch that needs exactly those seqs next takes them from here instead of reading
+//   LMDB on the bridge's reader thread (two thread hops and a read transaction per live batch).
+// - A class's lane *vouches* for every stored record of its class from seq `coveredFrom` on: each one is
+//   either in the lane or not delivered yet (its commit's notification is on its way). Only then may a
+//   fetch be served from the lane; otherwise it reads the store, as before. A lane starts vouching when a
+//   store read finds its class drained (nothing more after what it read) and nothing delivered since
+//   then was lost; it stops when anything may have changed the store outside the normal append and
+//   acknowledgement path (`invalidateAll`), when a delivery does not continue its seqs (a record appended
+//   out of band), and, for the evicted seqs, when the bound evicts unread records.
+// - Bounded in records and bytes: while the remote is down the lane keeps only the newest records up to
+//   the bound (the store is the buffer); the backlog before them drains from the store, in order, and the
+//   lane takes over once the reads reach its first seq.
+// - `generation` changes with every invalidation: a store read asked before it must not make a lane vouch.
+
+/// The committed records of one bridge's class queues, kept for the next fetch (see the note above). Pure.
+public struct CommittedRecordCache<Message: Sendable>: Sendable {
+    public struct Record: Sendable {
+        public var seq: UInt64
+        public var message: Message
+        /// What the record counts against the byte bound.
+        public var bytes: Int
+
+        public init(seq: UInt64, message: Message, bytes: Int) {
+            self.seq = seq
+            self.message = message
+            self.bytes = bytes
+        }
+    }
+
+    /// What the cache did, for metrics and the bridge's status.
+    public struct Counters: Sendable, Equatable {
+        /// Records handed to the link from memory.
+        public var served: UInt64 = 0
+        /// Unread records dropped to keep the bound (they are read from the store instead).
+        public var evicted: UInt64 = 0
+        /// `invalidateAll` calls and out-of-order deliveries.
+        public var invalidations: UInt64 = 0
+
+        public init() {}
+    }
+
+    private struct Lane: Sendable {
+        /// Ascending, contiguous seqs from `head` on (the ones before `head` are spent).
+        var records: [Record] = []
+        var head = 0
+        /// The lane vouches for every stored record of its class with a seq at or above this; nil: none.
+        var coveredFrom: UInt64?
+        /// The highest seq ever delivered: a drained store read below it may have missed a lost record.
+        var lastDelivered: UInt64?
+
+        var isEmpty: Bool { head == records.count }
+        var first: Record? { isEmpty ? nil : records[head] }
+        var last: Record? { isEmpty ? nil : records[records.count - 1] }
+
+        mutating func popFirst() -> Record {
+            let record = records[head]
+            head += 1
+            if head == records.count {
+                records.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 64 && head * 2 >= records.count {
+                records.removeFirst(head)
+                head = 0
+            }
+            return record
+        }
+    }
+
+    public let maxRecords: Int
+    public let maxBytes: Int
+    private var lanes: [Int: Lane] = [:]
+    /// Records held and their bytes, over every class.
+    public private(set) var count = 0
+    public private(set) var bytes = 0
+    public private(set) var counters = Counters()
+    /// Changes with every invalidation (see the note above).
+    public private(set) var generation: UInt64 = 0
+
+    public init(maxRecords: Int, maxBytes: Int) {
+        self.maxRecords = max(1, maxRecords)
+        self.maxBytes = max(1, maxBytes)
+    }
+
+    /// Records just committed to class `priority`, ascending, in commit order.
+    public mutating func committed(priority: Int, _ delivered: some Sequence<Record>) {
+        var lane = lanes[priority] ?? Lane()
+        for record in delivered {
+            lane.lastDelivered = max(lane.lastDelivered ?? record.seq, record.seq)
+            if let from = lane.coveredFrom, record.seq < from { continue }  // already read from the store
+            let expected = lane.last.map { $0.seq + 1 } ?? lane.coveredFrom
+            if let expected, record.seq != expected {
+                // Not the next seq: something appended out of band. Restart from this record, vouching for nothing.
+                clear(&lane)
+                counters.invalidations += 1
+                generation &+= 1
+            }
+            lane.records.append(record)
+            count += 1
+            bytes += record.bytes
+        }
+        lanes[priority] = lane
+        evictOverBound()
+    }
+
+    /// A store read of class `priority` found nothing after what it read: `next` is the first seq it did not
+    /// see. The lane vouches from `next` on if it holds every record delivered since (see the note above).
+    public mutating func storeDrained(priority: Int, next: UInt64) {
+        var lane = lanes[priority] ?? Lane()
+        defer { lanes[priority] = lane }
+        discard(&lane, below: next)
+        if let first = lane.first {
+            lane.coveredFrom = first.seq == next ? next : nil
+        } else {
+            lane.coveredFrom = lane.lastDelivered.map { $0 < next } ?? true ? next : nil
+        }
+    }
+
+    /// Whether the next read of class `priority` after `after` (nil: from the head) can come from memory.
+    public func canServe(priority: Int, after: UInt64?) -> Bool {
+        guard let from = lanes[priority]?.coveredFrom else { return false }
+        return from <= after.map { $0 &+ 1 } ?? 0
+    }
+
+    /// Up to `limit` records of class `priority` after `after`, ascending; nil when `canServe` is false. The
+    /// records returned (and any before them) leave the cache.
+    public mutating func read(priority: Int, after: UInt64?, limit: Int) -> [Record]? {
+        guard canServe(priority: priority, after: after), var lane = lanes[priority] else { return nil }
+        let next = after.map { $0 &+ 1 } ?? 0
+        discard(&lane, below: next)
+        var out: [Record] = []
+        while out.count < limit, !lane.isEmpty {
+            let record = lane.popFirst()
+            count -= 1
+            bytes -= record.bytes
+            out.append(record)
+        }
+        lane.coveredFrom = max(lane.coveredFrom ?? next, (out.last?.seq).map { $0 + 1 } ?? next)
+        counters.served += UInt64(out.count)
+        lanes[priority] = lane
+        return out
+    }
+
+    /// The store may have lost or reordered records outside the normal path: every lane stops vouching
+    /// and lets its records go; fetches read the store until a drained read makes a lane vouch again.
+    public mutating func invalidateAll() {
+        for priority in Array(lanes.keys) {
+            var lane = lanes[priority]!
+            clear(&lane)
+            lanes[priority] = lane
+        }
+        counters.invalidations += 1
+        generation &+= 1
+    }
+
+    private mutating func clear(_ lane: inout Lane) {
+        for record in lane.records[lane.head...] {
+            count -= 1
+            bytes -= record.bytes
+        }
+        lane.records.removeAll()
+        lane.head = 0
+        lane.coveredFrom = nil
+    }
+
+    /// Drops records below `next` (read from the store already).
+    private mutating func discard(_ lane: inout Lane, below next: UInt64) {
+        while let first = lane.first, first.seq < next {
+            _ = lane.popFirst()
+            count -= 1
+            bytes -= first.bytes
+        }
+    }
+
+    /// Evicts the oldest unread records, lowest priority class first, until within the bound; a lane no longer
+    /// vouches for the seqs it evicted.
+    private mutating func evictOverBound() {
+        guard count > maxRecords || bytes > maxBytes else { return }
+        for key in lanes.keys.sorted(by: >) {
+            guard var lane = lanes[key] else { continue }
+            while count > maxRecords || bytes > maxBytes, !lane.isEmpty {
+                let record = lane.popFirst()
+                count -= 1
+                bytes -= record.bytes
+                counters.evicted += 1
+                lane.coveredFrom = lane.coveredFrom.map { max($0, record.seq + 1) }
+            }
+            lanes[key] = lane
+            if count <= maxRecords && bytes <= maxBytes { return }
+        }
+    }
+}
