@@ -277,7 +277,9 @@ final class BridgeQueues: @unchecked Sendable {
                     // first: a commit between the two reads is found by the second.
                     let nextAppend = after == nil ? try store.stats(queue: name).nextSeq : nil
                     let found = try store.read(queue: name, after: after, limit: limit)
-                    if found.count < limit, let next = found.last.map({ $0.seq + 1 }) ?? after.map({ $0 + 1 }) ?? nextAppend {
+                    if found.count < limit,
+                        let next = found.last.map({ $0.seq + 1 }) ?? after.map({ $0 + 1 }) ?? nextAppend
+                    {
                         drained[priority] = next
                         if found.isEmpty, after == nil { emptyFromHead.append((priority, next)) }
                     }

@@ -30,7 +30,13 @@ private struct QueuesUnderTest {
             """
         let config = try GatewayConfig.parse(text, fileName: "queues.conf").bridges[0]
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        queues = BridgeQueues(config: config, store: store, loop: group.next(), logger: quiet, storeChanges: storeChanges)
+        queues = BridgeQueues(
+            config: config,
+            store: store,
+            loop: group.next(),
+            logger: quiet,
+            storeChanges: storeChanges
+        )
     }
 
     func append(_ topics: [String], priority: Int) async throws {
