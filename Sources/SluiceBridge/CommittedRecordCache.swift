@@ -66,6 +66,27 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
             }
             return record
         }
+
+        /// Drops every record and stops vouching; returns what was dropped.
+        mutating func clear() -> (count: Int, bytes: Int) {
+            let dropped = records[head...].reduce(0) { $0 + $1.bytes }
+            let count = records.count - head
+            records.removeAll(keepingCapacity: true)
+            head = 0
+            coveredFrom = nil
+            return (count, dropped)
+        }
+
+        /// Drops the records below `next` (read from the store already); returns what was dropped.
+        mutating func discard(below next: UInt64) -> (count: Int, bytes: Int) {
+            var dropped = (count: 0, bytes: 0)
+            while let first, first.seq < next {
+                _ = popFirst()
+                dropped.count += 1
+                dropped.bytes += first.bytes
+            }
+            return dropped
+        }
     }
 
     public let maxRecords: Int
@@ -85,36 +106,49 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
 
     /// Records just committed to class `priority`, ascending, in commit order.
     public mutating func committed(priority: Int, _ delivered: some Sequence<Record>) {
-        var lane = lanes[priority] ?? Lane()
+        // In place (`lanes[_, default:]`): a copy of the lane would copy its records on every change.
+        let (added, addedBytes, restarts) = Self.deliver(delivered, into: &lanes[priority, default: Lane()])
+        count += added
+        bytes += addedBytes
+        if restarts > 0 {
+            counters.invalidations += UInt64(restarts)
+            generation &+= 1
+        }
+        evictOverBound()
+    }
+
+    /// Appends `delivered` to `lane`; returns the change in records and bytes and how often the lane restarted.
+    private static func deliver(
+        _ delivered: some Sequence<Record>,
+        into lane: inout Lane
+    ) -> (count: Int, bytes: Int, restarts: Int) {
+        var change = (count: 0, bytes: 0, restarts: 0)
         for record in delivered {
             lane.lastDelivered = max(lane.lastDelivered ?? record.seq, record.seq)
             if let from = lane.coveredFrom, record.seq < from { continue }  // already read from the store
-            let expected = lane.last.map { $0.seq + 1 } ?? lane.coveredFrom
-            if let expected, record.seq != expected {
+            if let expected = lane.last.map({ $0.seq + 1 }) ?? lane.coveredFrom, record.seq != expected {
                 // Not the next seq: something appended out of band. Restart from this record, vouching for nothing.
-                clear(&lane)
-                counters.invalidations += 1
-                generation &+= 1
+                let dropped = lane.clear()
+                change.count -= dropped.count
+                change.bytes -= dropped.bytes
+                change.restarts += 1
             }
             lane.records.append(record)
-            count += 1
-            bytes += record.bytes
+            change.count += 1
+            change.bytes += record.bytes
         }
-        lanes[priority] = lane
-        evictOverBound()
+        return change
     }
 
     /// A store read of class `priority` found nothing after what it read: `next` is the first seq it did not
     /// see. The lane vouches from `next` on if it holds every record delivered since (see the note above).
     public mutating func storeDrained(priority: Int, next: UInt64) {
-        var lane = lanes[priority] ?? Lane()
-        defer { lanes[priority] = lane }
-        discard(&lane, below: next)
-        if let first = lane.first {
-            lane.coveredFrom = first.seq == next ? next : nil
-        } else {
-            lane.coveredFrom = lane.lastDelivered.map { $0 < next } ?? true ? next : nil
-        }
+        let dropped = lanes[priority, default: Lane()].discard(below: next)
+        count -= dropped.count
+        bytes -= dropped.bytes
+        let lane = lanes[priority]!
+        let vouches = lane.first.map { $0.seq == next } ?? lane.lastDelivered.map { $0 < next } ?? true
+        lanes[priority]!.coveredFrom = vouches ? next : nil
     }
 
     /// Whether the next read of class `priority` after `after` (nil: from the head) can come from memory.
@@ -126,51 +160,37 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
     /// Up to `limit` records of class `priority` after `after`, ascending; nil when `canServe` is false. The
     /// records returned (and any before them) leave the cache.
     public mutating func read(priority: Int, after: UInt64?, limit: Int) -> [Record]? {
-        guard canServe(priority: priority, after: after), var lane = lanes[priority] else { return nil }
+        guard canServe(priority: priority, after: after) else { return nil }
         let next = after.map { $0 &+ 1 } ?? 0
-        discard(&lane, below: next)
-        var out: [Record] = []
-        while out.count < limit, !lane.isEmpty {
-            let record = lane.popFirst()
-            count -= 1
-            bytes -= record.bytes
-            out.append(record)
-        }
-        lane.coveredFrom = max(lane.coveredFrom ?? next, (out.last?.seq).map { $0 + 1 } ?? next)
+        let (out, dropped) = Self.take(from: &lanes[priority, default: Lane()], next: next, limit: limit)
+        count -= dropped.count + out.count
+        bytes -= dropped.bytes + out.reduce(0) { $0 + $1.bytes }
         counters.served += UInt64(out.count)
-        lanes[priority] = lane
         return out
+    }
+
+    private static func take(
+        from lane: inout Lane,
+        next: UInt64,
+        limit: Int
+    ) -> (records: [Record], dropped: (count: Int, bytes: Int)) {
+        let dropped = lane.discard(below: next)
+        var out: [Record] = []
+        while out.count < limit, !lane.isEmpty { out.append(lane.popFirst()) }
+        lane.coveredFrom = max(lane.coveredFrom ?? next, (out.last?.seq).map { $0 + 1 } ?? next)
+        return (out, dropped)
     }
 
     /// The store may have lost or reordered records outside the normal path: every lane stops vouching
     /// and lets its records go; fetches read the store until a drained read makes a lane vouch again.
     public mutating func invalidateAll() {
         for priority in Array(lanes.keys) {
-            var lane = lanes[priority]!
-            clear(&lane)
-            lanes[priority] = lane
+            let dropped = lanes[priority, default: Lane()].clear()
+            count -= dropped.count
+            bytes -= dropped.bytes
         }
         counters.invalidations += 1
         generation &+= 1
-    }
-
-    private mutating func clear(_ lane: inout Lane) {
-        for record in lane.records[lane.head...] {
-            count -= 1
-            bytes -= record.bytes
-        }
-        lane.records.removeAll()
-        lane.head = 0
-        lane.coveredFrom = nil
-    }
-
-    /// Drops records below `next` (read from the store already).
-    private mutating func discard(_ lane: inout Lane, below next: UInt64) {
-        while let first = lane.first, first.seq < next {
-            _ = lane.popFirst()
-            count -= 1
-            bytes -= first.bytes
-        }
     }
 
     /// Evicts the oldest unread records, lowest priority class first, until within the bound; a lane no longer
@@ -178,16 +198,27 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
     private mutating func evictOverBound() {
         guard count > maxRecords || bytes > maxBytes else { return }
         for key in lanes.keys.sorted(by: >) {
-            guard var lane = lanes[key] else { continue }
-            while count > maxRecords || bytes > maxBytes, !lane.isEmpty {
-                let record = lane.popFirst()
-                count -= 1
-                bytes -= record.bytes
-                counters.evicted += 1
-                lane.coveredFrom = lane.coveredFrom.map { max($0, record.seq + 1) }
-            }
-            lanes[key] = lane
+            let evicted = Self.evict(
+                from: &lanes[key, default: Lane()],
+                records: count - maxRecords,
+                bytes: bytes - maxBytes
+            )
+            count -= evicted.count
+            bytes -= evicted.bytes
+            counters.evicted += UInt64(evicted.count)
             if count <= maxRecords && bytes <= maxBytes { return }
         }
+    }
+
+    /// Evicts from the front of `lane` until at least `records` records and `bytes` bytes are gone (or it is empty).
+    private static func evict(from lane: inout Lane, records: Int, bytes: Int) -> (count: Int, bytes: Int) {
+        var evicted = (count: 0, bytes: 0)
+        while evicted.count < records || evicted.bytes < bytes, !lane.isEmpty {
+            let record = lane.popFirst()
+            evicted.count += 1
+            evicted.bytes += record.bytes
+            lane.coveredFrom = lane.coveredFrom.map { max($0, record.seq + 1) }
+        }
+        return evicted
     }
 }
