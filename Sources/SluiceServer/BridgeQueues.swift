@@ -49,7 +49,7 @@ final class BridgeQueues: @unchecked Sendable {
     /// On the loop: tasks using the feed submitted to `reader` and not completed yet.
     private var feedTasks = 0
     /// On the loop: the records committed lately, for fetches of live traffic.
-    private var cache: CommittedRecordCache<QueuedMessage>
+    private var cache: CommittedRecordCache
     /// Commits (and failures) the writer thread reported, for the loop to take into `cache` in order.
     private let delivered = NIOLockedValueBox<[Delivery]>([])
     /// Store events that may drop records the cache holds, and the count last seen (on the loop).
@@ -70,7 +70,7 @@ final class BridgeQueues: @unchecked Sendable {
     }
 
     private enum Delivery: Sendable {
-        case committed(priority: Int, [CommittedRecordCache<QueuedMessage>.Record])
+        case committed(priority: Int, [CommittedRecordCache.Record])
         /// An append failed: what it may have rolled back is unknown.
         case failed
     }
@@ -125,7 +125,7 @@ final class BridgeQueues: @unchecked Sendable {
     /// An append to `queue` committed: its stored records go to the cache. Before the `queueHasMore` hop.
     func committed(queue: String, messages: [QueuedMessage], results: [AppendResult]) {
         let priority = PriorityQueues.parse(queue: queue).priority
-        var records: [CommittedRecordCache<QueuedMessage>.Record] = []
+        var records: [CommittedRecordCache.Record] = []
         records.reserveCapacity(messages.count)
         for (message, result) in zip(messages, results) {
             guard let seq = result.seq else { continue }
@@ -164,7 +164,7 @@ final class BridgeQueues: @unchecked Sendable {
     }
 
     /// The cache's size and counters, for the bridge's status and metrics.
-    var cacheStatus: (records: Int, bytes: Int, counters: CommittedRecordCache<QueuedMessage>.Counters) {
+    var cacheStatus: (records: Int, bytes: Int, counters: CommittedRecordCache.Counters) {
         (cache.count, cache.bytes, cache.counters)
     }
 

@@ -1,10 +1,15 @@
-import SluiceBridge
+import SluiceStore
 import Testing
 
-private typealias Cache = CommittedRecordCache<String>
+@testable import SluiceServer
+
+private typealias Cache = CommittedRecordCache
 
 private func records(_ seqs: ClosedRange<UInt64>, bytes: Int = 10) -> [Cache.Record] {
-    seqs.map { Cache.Record(seq: $0, message: "m\($0)", bytes: bytes) }
+    seqs.map {
+        let message = QueuedMessage(topic: "m\($0)", payload: [], qos: 1, retain: false, properties: [], enqueuedAt: 0)
+        return Cache.Record(seq: $0, message: message, bytes: bytes)
+    }
 }
 
 @Suite("Committed-record cache: what a fetch may take from memory")
@@ -119,52 +124,5 @@ struct CommittedRecordCacheTests {
         cache.storeDrained(priority: 9, next: 0)
         cache.committed(priority: 9, records(0...1))
         #expect(cache.read(priority: 9, after: nil, limit: 10)?.map(\.seq) == [0, 1])
-    }
-}
-
-@Suite("Priority feed: what the cache needs to know")
-struct PriorityFeedCacheTests {
-    @Test func noteEmptyMovesAnUnreadClassToTheNextAppend() throws {
-        var feed = PriorityFeed(classes: [0, 9])
-        feed.noteEmpty(priority: 9, next: 7)
-        #expect(feed.frontier(of: 9) == 6)
-        #expect(feed.frontier(of: 0) == nil)
-        // Only for a class not read yet.
-        feed.noteEmpty(priority: 9, next: 3)
-        #expect(feed.frontier(of: 9) == 6)
-        var asked: [UInt64?] = []
-        _ = feed.fetch(
-            after: nil,
-            limit: 10,
-            skip: { _ in false },
-            reread: { _ in nil as String? },
-            read: { priority, after, _ in
-                if priority == 9 { asked.append(after) }
-                return []
-            },
-            isExpired: { _ in false }
-        )
-        #expect(asked == [6])
-    }
-
-    @Test func replaysTellsWhetherAFetchWouldSendAgain() {
-        var feed = PriorityFeed(classes: [9])
-        _ = feed.fetch(
-            after: nil,
-            limit: 3,
-            skip: { _ in false },
-            reread: { _ in nil as String? },
-            read: { _, after, limit in
-                let start = (after ?? 0) + 1
-                return (start..<start + UInt64(limit)).map { ($0, "m\($0)") }
-            },
-            isExpired: { _ in false }
-        )
-        #expect(feed.replays(after: nil, skip: { _ in false }))
-        #expect(feed.replays(after: 2, skip: { _ in false }))
-        #expect(!feed.replays(after: 3, skip: { _ in false }))
-        #expect(!feed.replays(after: 1, skip: { $0 > 1 }))  // 2 and 3 acknowledged, removal pending
-        feed.forget([1, 2, 3])
-        #expect(!feed.replays(after: nil, skip: { _ in false }))
     }
 }

@@ -1,3 +1,5 @@
+import SluiceStore
+
 // Note on the committed-record cache (issue 17, "the bridge sends what it appended from memory"):
 // - The records a bridge's class queues just committed are handed to the bridge with the commit's
 //   `queueHasMore`; a fetch that needs exactly those seqs next takes them from here instead of reading
@@ -14,15 +16,19 @@
 //   lane takes over once the reads reach its first seq.
 // - `generation` changes with every invalidation: a store read asked before it must not make a lane vouch.
 
-/// The committed records of one bridge's class queues, kept for the next fetch (see the note above). Pure.
-public struct CommittedRecordCache<Message: Sendable>: Sendable {
-    public struct Record: Sendable {
-        public var seq: UInt64
-        public var message: Message
-        /// What the record counts against the byte bound.
-        public var bytes: Int
+/// The committed records of one bridge's class queues, kept for the next fetch (see the note above). Pure; not
+/// generic, so that it compiles to specialized code (a generic type from another module costs a metadata lookup
+/// per record copy).
+struct CommittedRecordCache: Sendable {
+    typealias Message = QueuedMessage
 
-        public init(seq: UInt64, message: Message, bytes: Int) {
+    struct Record: Sendable {
+        var seq: UInt64
+        var message: Message
+        /// What the record counts against the byte bound.
+        var bytes: Int
+
+        init(seq: UInt64, message: Message, bytes: Int) {
             self.seq = seq
             self.message = message
             self.bytes = bytes
@@ -30,15 +36,15 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
     }
 
     /// What the cache did, for metrics and the bridge's status.
-    public struct Counters: Sendable, Equatable {
+    struct Counters: Sendable, Equatable {
         /// Records handed to the link from memory.
-        public var served: UInt64 = 0
+        var served: UInt64 = 0
         /// Unread records dropped to keep the bound (they are read from the store instead).
-        public var evicted: UInt64 = 0
+        var evicted: UInt64 = 0
         /// `invalidateAll` calls and out-of-order deliveries.
-        public var invalidations: UInt64 = 0
+        var invalidations: UInt64 = 0
 
-        public init() {}
+        init() {}
     }
 
     private struct Lane: Sendable {
@@ -89,23 +95,23 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
         }
     }
 
-    public let maxRecords: Int
-    public let maxBytes: Int
+    let maxRecords: Int
+    let maxBytes: Int
     private var lanes: [Int: Lane] = [:]
     /// Records held and their bytes, over every class.
-    public private(set) var count = 0
-    public private(set) var bytes = 0
-    public private(set) var counters = Counters()
+    private(set) var count = 0
+    private(set) var bytes = 0
+    private(set) var counters = Counters()
     /// Changes with every invalidation (see the note above).
-    public private(set) var generation: UInt64 = 0
+    private(set) var generation: UInt64 = 0
 
-    public init(maxRecords: Int, maxBytes: Int) {
+    init(maxRecords: Int, maxBytes: Int) {
         self.maxRecords = max(1, maxRecords)
         self.maxBytes = max(1, maxBytes)
     }
 
     /// Records just committed to class `priority`, ascending, in commit order.
-    public mutating func committed(priority: Int, _ delivered: some Sequence<Record>) {
+    mutating func committed(priority: Int, _ delivered: some Sequence<Record>) {
         // In place (`lanes[_, default:]`): a copy of the lane would copy its records on every change.
         let (added, addedBytes, restarts) = Self.deliver(delivered, into: &lanes[priority, default: Lane()])
         count += added
@@ -142,7 +148,7 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
 
     /// A store read of class `priority` found nothing after what it read: `next` is the first seq it did not
     /// see. The lane vouches from `next` on if it holds every record delivered since (see the note above).
-    public mutating func storeDrained(priority: Int, next: UInt64) {
+    mutating func storeDrained(priority: Int, next: UInt64) {
         let dropped = lanes[priority, default: Lane()].discard(below: next)
         count -= dropped.count
         bytes -= dropped.bytes
@@ -152,14 +158,14 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
     }
 
     /// Whether the next read of class `priority` after `after` (nil: from the head) can come from memory.
-    public func canServe(priority: Int, after: UInt64?) -> Bool {
+    func canServe(priority: Int, after: UInt64?) -> Bool {
         guard let from = lanes[priority]?.coveredFrom else { return false }
         return from <= after.map { $0 &+ 1 } ?? 0
     }
 
     /// Up to `limit` records of class `priority` after `after`, ascending; nil when `canServe` is false. The
     /// records returned (and any before them) leave the cache.
-    public mutating func read(priority: Int, after: UInt64?, limit: Int) -> [Record]? {
+    mutating func read(priority: Int, after: UInt64?, limit: Int) -> [Record]? {
         guard canServe(priority: priority, after: after) else { return nil }
         let next = after.map { $0 &+ 1 } ?? 0
         let (out, dropped) = Self.take(from: &lanes[priority, default: Lane()], next: next, limit: limit)
@@ -183,7 +189,7 @@ public struct CommittedRecordCache<Message: Sendable>: Sendable {
 
     /// The store may have lost or reordered records outside the normal path: every lane stops vouching
     /// and lets its records go; fetches read the store until a drained read makes a lane vouch again.
-    public mutating func invalidateAll() {
+    mutating func invalidateAll() {
         for priority in Array(lanes.keys) {
             let dropped = lanes[priority, default: Lane()].clear()
             count -= dropped.count
