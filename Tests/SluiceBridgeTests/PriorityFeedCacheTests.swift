@@ -1,6 +1,22 @@
 import SluiceBridge
 import Testing
 
+/// A fetch of new messages only (nothing handed out is reread, nothing expires), reading with `read`.
+private func fetchNew(
+    _ feed: inout PriorityFeed,
+    limit: Int,
+    read: (_ priority: Int, _ after: UInt64?, _ limit: Int) -> [(seq: UInt64, message: String)]
+) {
+    _ = feed.fetch(
+        after: nil,
+        limit: limit,
+        skip: { _ in false },
+        reread: { _ in nil as String? },
+        read: read,
+        isExpired: { _ in false }
+    )
+}
+
 @Suite("Priority feed: what the cache needs to know")
 struct PriorityFeedCacheTests {
     @Test func noteEmptyMovesAnUnreadClassToTheNextAppend() throws {
@@ -12,33 +28,19 @@ struct PriorityFeedCacheTests {
         feed.noteEmpty(priority: 9, next: 3)
         #expect(feed.frontier(of: 9) == 6)
         var asked: [UInt64?] = []
-        _ = feed.fetch(
-            after: nil,
-            limit: 10,
-            skip: { _ in false },
-            reread: { _ in nil as String? },
-            read: { priority, after, _ in
-                if priority == 9 { asked.append(after) }
-                return []
-            },
-            isExpired: { _ in false }
-        )
+        fetchNew(&feed, limit: 10) { priority, after, _ in
+            if priority == 9 { asked.append(after) }
+            return []
+        }
         #expect(asked == [6])
     }
 
     @Test func replaysTellsWhetherAFetchWouldSendAgain() {
         var feed = PriorityFeed(classes: [9])
-        _ = feed.fetch(
-            after: nil,
-            limit: 3,
-            skip: { _ in false },
-            reread: { _ in nil as String? },
-            read: { _, after, limit in
-                let start = (after ?? 0) + 1
-                return (start..<start + UInt64(limit)).map { ($0, "m\($0)") }
-            },
-            isExpired: { _ in false }
-        )
+        fetchNew(&feed, limit: 3) { _, after, limit in
+            let start = (after ?? 0) + 1
+            return (start..<start + UInt64(limit)).map { ($0, "m\($0)") }
+        }
         #expect(feed.replays(after: nil, skip: { _ in false }))
         #expect(feed.replays(after: 2, skip: { _ in false }))
         #expect(!feed.replays(after: 3, skip: { _ in false }))
