@@ -54,6 +54,21 @@ public struct PriorityFeed: Sendable {
 
     public func location(of linkSeq: UInt64) -> PriorityLocation? { handed[linkSeq] }
 
+    /// The last queue seq read of class `priority` (nil: none yet): a fetch reads that class after it.
+    public func frontier(of priority: Int) -> UInt64? { frontier[priority] }
+
+    /// A read from the head found class `priority` empty and the next append to it gets queue seq `next`:
+    /// later reads start there (so a cache of what is appended next can tell it holds what comes next).
+    public mutating func noteEmpty(priority: Int, next: UInt64) {
+        guard frontier[priority] == nil, next > 0 else { return }
+        frontier[priority] = next - 1
+    }
+
+    /// Whether a fetch after `after` would hand out a message again (the replay part of `fetch`).
+    public func replays(after: UInt64?, skip: (UInt64) -> Bool) -> Bool {
+        order[firstIndex(above: after ?? 0)...].contains { handed[$0] != nil && !skip($0) }
+    }
+
     /// The message left the queue (removed, dead-lettered, gone): its link seq is not replayed again.
     public mutating func forget(_ linkSeqs: some Sequence<UInt64>) {
         for seq in linkSeqs { handed[seq] = nil }

@@ -27,11 +27,16 @@ struct RuleClass: Sendable, Hashable {
 /// is appended (the broker's routing table names the queue, see DurableRouting.swift), what the link is fed,
 /// and how link seqs go back to the store.
 ///
-/// Store reads never run on the bridge's loop (issue 17): the feed lives on `reader`, a one-thread pool
-/// that runs each fetch (LMDB read transactions, decoding) in the order asked and completes it on the
-/// loop, so the link gets its answers in order, exactly once each (a late answer to a fetch asked on a
-/// closed connection is dropped by the link itself). `classes` and `locations` are the loop's copies of
-/// what removal needs; everything else marked "on the loop" runs there.
+/// Live records come from memory (issue 17): the appends' completions hand the records they committed to
+/// `committed` (CommittedRecordCache.swift), and a fetch that needs exactly those next is answered on the
+/// loop at once, with no store read and no thread hop. Everything else — a backlog, a replay on a new
+/// connection, anything after the store changed outside the normal path — reads the store, never on the
+/// bridge's loop: on `reader`, a one-thread pool that runs each fetch (LMDB read transactions, decoding) in
+/// the order asked and completes it on the loop, so the link gets its answers in order, exactly once each (a
+/// late answer to a fetch asked on a closed connection is dropped by the link itself). The feed is the
+/// loop's while no store read is out, and `reader`'s from the first one submitted until the last completes;
+/// changes to it follow it. `classes` and `locations` are the loop's copies of what removal needs; everything
+/// else marked "on the loop" runs there.
 final class BridgeQueues: @unchecked Sendable {
     let bridge: String
     private let store: Store
@@ -39,8 +44,17 @@ final class BridgeQueues: @unchecked Sendable {
     private let logger: Logger
     /// One thread, so fetches and the feed's other changes run one at a time, in submission order.
     private let reader = NIOThreadPool(numberOfThreads: 1)
-    /// On `reader` only.
-    private var feed: PriorityFeed
+    /// The feed: on the loop while `feedTasks` is 0, else on `reader`.
+    private let feed: FeedBox
+    /// On the loop: tasks using the feed submitted to `reader` and not completed yet.
+    private var feedTasks = 0
+    /// On the loop: the records committed lately, for fetches of live traffic.
+    private var cache: CommittedRecordCache
+    /// Commits (and failures) the writer thread reported, for the loop to take into `cache` in order.
+    private let delivered = NIOLockedValueBox<[Delivery]>([])
+    /// Store events that may drop records the cache holds, and the count last seen (on the loop).
+    private let storeChanges: StoreChangeSignal
+    private var storeChangesSeen: UInt64
     /// On the loop: the classes read, highest priority first (the feed's, as last told).
     private var classes: [Int]
     /// On the loop: where each link seq handed out lives, for removal and dead-lettering.
@@ -50,24 +64,49 @@ final class BridgeQueues: @unchecked Sendable {
     private var lastReport = ContinuousClock.now - BridgeQueues.reportInterval  // the first drops are told at once
     private static let reportInterval: Duration = .seconds(10)
 
-    init(config: BridgeConfig, store: Store, loop: any EventLoop, logger: Logger) {
+    private final class FeedBox: @unchecked Sendable {
+        var feed: PriorityFeed
+        init(_ feed: PriorityFeed) { self.feed = feed }
+    }
+
+    private enum Delivery: Sendable {
+        case committed(priority: Int, [CommittedRecordCache.Record])
+        /// An append failed: what it may have rolled back is unknown.
+        case failed
+    }
+
+    init(
+        config: BridgeConfig,
+        store: Store,
+        loop: any EventLoop,
+        logger: Logger,
+        storeChanges: StoreChangeSignal = StoreChangeSignal()
+    ) {
         self.bridge = config.name
         self.store = store
         self.loop = loop
         self.logger = logger
+        self.storeChanges = storeChanges
+        self.storeChangesSeen = storeChanges.value
+        // A few windows' worth, at most 1 MiB: live traffic between two fetches, not a buffer.
+        self.cache = CommittedRecordCache(maxRecords: max(1024, 4 * config.maxInflight), maxBytes: 1 << 20)
         let rules = RuleClass.all(from: config)
         // Classes left in the store by an earlier rule set drain too.
         let stored = (try? store.priorityClasses(bridge: config.name)) ?? [PriorityQueues.defaultClass]
-        self.feed = PriorityFeed(classes: rules.map(\.priority) + stored + [PriorityQueues.defaultClass])
+        let feed = PriorityFeed(classes: rules.map(\.priority) + stored + [PriorityQueues.defaultClass])
         self.classes = feed.classes
+        self.feed = FeedBox(feed)
         reader.start()
     }
 
     /// Any thread: SIGHUP's rule set (its new classes drain too).
     func updateRules(_ rules: [RuleClass]) {
         let more = rules.map(\.priority)
-        reader.submit { state in if state == .active { self.feed.addClasses(more) } }
-        loop.execute { self.classes = Array(Set(self.classes).union(more)).sorted() }
+        loop.execute {
+            self.classes = Array(Set(self.classes).union(more)).sorted()
+            self.cache.invalidateAll()
+            self.withFeed { $0.addClasses(more) }
+        }
     }
 
     /// Finishes the fetch under way (the store must not close under a read transaction) and stops `reader`;
@@ -81,23 +120,120 @@ final class BridgeQueues: @unchecked Sendable {
     /// Every class queue the bridge reads, highest priority first. On the loop.
     var queueNames: [String] { classes.map { PriorityQueues.queueName(bridge: bridge, priority: $0) } }
 
+    // MARK: Committed records (any thread)
+
+    /// An append to `queue` committed: its stored records go to the cache. Before the `queueHasMore` hop.
+    func committed(queue: String, messages: [QueuedMessage], results: [AppendResult]) {
+        let priority = PriorityQueues.parse(queue: queue).priority
+        var records: [CommittedRecordCache.Record] = []
+        records.reserveCapacity(messages.count)
+        for (message, result) in zip(messages, results) {
+            guard let seq = result.seq else { continue }
+            let bytes = 64 + message.payload.count + message.topic.utf8.count + message.properties.count
+            records.append(.init(seq: seq, message: message, bytes: bytes))
+        }
+        guard !records.isEmpty else { return }
+        delivered.withLockedValue { $0.append(.committed(priority: priority, records)) }
+    }
+
+    /// An append failed (a store fault may have rolled back more than it): the cache starts over.
+    func appendFailed() {
+        delivered.withLockedValue { $0.append(.failed) }
+    }
+
     // MARK: On the loop
 
-    /// The link's `.fetch(after:limit:)`, read on `reader`; `answer` runs on the loop, in the order fetches
-    /// were asked. `skip`: link seqs whose removal has not committed (their removal is submitted, and the
-    /// feed forgets them, before they leave the caller's sets, so a snapshot is enough).
-    func fetch(after: UInt64?, limit: Int, skip: Set<UInt64>, answer: @escaping @Sendable ([QueuedItem]) -> Void) {
+    /// Takes the commits reported so far into the cache, in order; any store change that may have dropped
+    /// records (or `invalidate`) empties it. Before every fetch and on every `queueHasMore`.
+    func takeCommitted(invalidate: Bool = false) {
+        let deliveries = delivered.withLockedValue { pending in
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        for delivery in deliveries {
+            switch delivery {
+            case .committed(let priority, let records): cache.committed(priority: priority, records)
+            case .failed: cache.invalidateAll()
+            }
+        }
+        let changes = storeChanges.value
+        if invalidate || changes != storeChangesSeen {
+            storeChangesSeen = changes
+            cache.invalidateAll()
+        }
+    }
+
+    /// The cache's size and counters, for the bridge's status and metrics.
+    var cacheStatus: (records: Int, bytes: Int, counters: CommittedRecordCache.Counters) {
+        (cache.count, cache.bytes, cache.counters)
+    }
+
+    /// The link's `.fetch(after:limit:)`. Answered at once from memory when the cache holds what comes next
+    /// (returned; `answer` is not called); else read on `reader` and `answer` runs on the loop, in the order
+    /// fetches were asked (nil returned). `skip`: link seqs whose removal has not committed (their removal is
+    /// submitted, and the feed forgets them, before they leave the caller's sets, so a snapshot is enough).
+    func fetch(
+        after: UInt64?,
+        limit: Int,
+        skip: Set<UInt64>,
+        answer: @escaping @Sendable ([QueuedItem]) -> Void
+    ) -> [QueuedItem]? {
+        // A new connection replays what was in flight from the store; so does a refusal's replay. The cache
+        // starts over then (it holds unread records only, but a resend is where doubt is cheap).
+        let feedHere = feedTasks == 0
+        let replays = feedHere && feed.feed.replays(after: after, skip: { skip.contains($0) })
+        takeCommitted(invalidate: after == nil || replays)
+        if feedHere, !replays, let items = fetchFromMemory(after: after, limit: limit, skip: skip) { return items }
+        let generation = cache.generation
+        feedTasks += 1
         reader.runIfActive(eventLoop: loop) { self.read(after: after, limit: limit, skip: skip) }
             .whenComplete { result in
+                self.feedTasks -= 1
                 switch result {
                 case .success(let read):
                     for (seq, location) in read.locations { self.locations[seq] = location }
                     for seq in read.released { self.locations[seq] = nil }
+                    self.takeCommitted()
+                    if self.cache.generation == generation {  // else the store changed since the read
+                        for (priority, next) in read.drained { self.cache.storeDrained(priority: priority, next: next) }
+                    }
                     answer(read.items)
                 case .failure:
                     answer([])  // `reader` was shut down: the runner is stopping
                 }
             }
+        return nil
+    }
+
+    /// Runs `change` on the feed where it is: here, or on `reader` after the fetches submitted before it.
+    private func withFeed(_ change: @escaping @Sendable (inout PriorityFeed) -> Void) {
+        let feed = self.feed
+        guard feedTasks > 0 else { return change(&feed.feed) }
+        feedTasks += 1
+        reader.runIfActive(eventLoop: loop) { change(&feed.feed) }.whenComplete { _ in self.feedTasks -= 1 }
+    }
+
+    /// The fetch from the cache, if every class can be served from it; nil otherwise (nothing changed).
+    private func fetchFromMemory(after: UInt64?, limit: Int, skip: Set<UInt64>) -> [QueuedItem]? {
+        for priority in feed.feed.classes
+        where !cache.canServe(priority: priority, after: feed.feed.frontier(of: priority)) {
+            return nil
+        }
+        let now = Store.wallClockMilliseconds()
+        let (items, expired) = feed.feed.fetch(
+            after: after,
+            limit: limit,
+            skip: { skip.contains($0) },
+            reread: { _ in nil },  // never called: no replay (checked by the caller)
+            read: { priority, after, limit in
+                (self.cache.read(priority: priority, after: after, limit: limit) ?? []).map { ($0.seq, $0.message) }
+            },
+            isExpired: { Self.remainingLifetime($0, now: now).map { $0 == 0 } ?? false }
+        )
+        if !expired.isEmpty { dropExpired(expired) }
+        for (seq, _) in items { locations[seq] = feed.feed.location(of: seq) }
+        for seq in feed.feed.takeReleased() { locations[seq] = nil }
+        return items.map { Self.item(seq: $0, message: $1, now: now) }
     }
 
     /// Another store read for the runner (control record, depth), on `reader` after the fetches asked before
@@ -114,6 +250,8 @@ final class BridgeQueues: @unchecked Sendable {
         var locations: [(UInt64, PriorityLocation)]
         /// Link seqs the feed let go of in this fetch (gone from the store, or expired).
         var released: [UInt64]
+        /// Classes read to their end: the first seq the read did not find, per class.
+        var drained: [(Int, UInt64)] = []
     }
 
     /// On `reader`: the feed's fetch with its store reads.
@@ -121,8 +259,10 @@ final class BridgeQueues: @unchecked Sendable {
         let now = Store.wallClockMilliseconds()
         let store = self.store
         let bridge = self.bridge
+        var drained: [Int: UInt64] = [:]
+        var emptyFromHead: [(Int, UInt64)] = []
         do {
-            let (items, expired) = try feed.fetch(
+            let (items, expired) = try feed.feed.fetch(
                 after: after,
                 limit: limit,
                 skip: { skip.contains($0) },
@@ -133,33 +273,52 @@ final class BridgeQueues: @unchecked Sendable {
                 },
                 read: { priority, after, limit throws(StoreError) in
                     let name = PriorityQueues.queueName(bridge: bridge, priority: priority)
-                    return try store.read(queue: name, after: after, limit: limit).map { ($0.seq, $0.message) }
+                    // From the head, the seq the next append gets is only known from the queue's record, read
+                    // first: a commit between the two reads is found by the second.
+                    let nextAppend = after == nil ? try store.stats(queue: name).nextSeq : nil
+                    let found = try store.read(queue: name, after: after, limit: limit)
+                    if found.count < limit,
+                        let next = found.last.map({ $0.seq + 1 }) ?? after.map({ $0 + 1 }) ?? nextAppend
+                    {
+                        drained[priority] = next
+                        if found.isEmpty, after == nil { emptyFromHead.append((priority, next)) }
+                    }
+                    return found.map { ($0.seq, $0.message) }
                 },
                 isExpired: { Self.remainingLifetime($0, now: now).map { $0 == 0 } ?? false }
             )
+            for (priority, next) in emptyFromHead { feed.feed.noteEmpty(priority: priority, next: next) }
             if !expired.isEmpty { dropExpired(expired) }
-            let queued = items.map { seq, message in
-                var properties = (try? Properties(storageBytes: message.properties)) ?? .none
-                if let remaining = Self.remainingLifetime(message, now: now) {
-                    properties.messageExpiryInterval = remaining  // [MQTT-3.3.2-6]: what is left of it
-                }
-                return QueuedItem(
-                    seq: seq,
-                    message: PublishPacket(
-                        topic: message.topic,
-                        payload: ByteBuffer(bytes: message.payload),
-                        qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
-                        retain: message.retain,
-                        properties: properties
-                    )
-                )
-            }
-            let locations = items.compactMap { seq, _ in feed.location(of: seq).map { (seq, $0) } }
-            return Read(items: queued, locations: locations, released: feed.takeReleased())
+            let queued = items.map { Self.item(seq: $0, message: $1, now: now) }
+            let locations = items.compactMap { seq, _ in feed.feed.location(of: seq).map { (seq, $0) } }
+            return Read(
+                items: queued,
+                locations: locations,
+                released: feed.feed.takeReleased(),
+                drained: drained.map { ($0, $1) }
+            )
         } catch {
             logger.error("reading the queue failed: \(error)")
-            return Read(items: [], locations: [], released: feed.takeReleased())
+            return Read(items: [], locations: [], released: feed.feed.takeReleased())
         }
+    }
+
+    /// A stored message as the link sends it.
+    private static func item(seq: UInt64, message: QueuedMessage, now: UInt64) -> QueuedItem {
+        var properties = (try? Properties(storageBytes: message.properties)) ?? .none
+        if let remaining = remainingLifetime(message, now: now) {
+            properties.messageExpiryInterval = remaining  // [MQTT-3.3.2-6]: what is left of it
+        }
+        return QueuedItem(
+            seq: seq,
+            message: PublishPacket(
+                topic: message.topic,
+                payload: ByteBuffer(bytes: message.payload),
+                qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
+                retain: message.retain,
+                properties: properties
+            )
+        )
     }
 
     /// Seconds a TTL'd message has left (0 = expired); nil without a TTL. The TTL rides in the stored
@@ -212,8 +371,10 @@ final class BridgeQueues: @unchecked Sendable {
                 }
                 guard let finished else { return }
                 // Forgotten before the runner's own completion hop: a fetch asked after it runs after this.
-                self.reader.submit { state in if state == .active { self.feed.forget(seqs) } }
-                self.loop.execute { for seq in seqs { self.locations[seq] = nil } }
+                self.loop.execute {
+                    self.withFeed { $0.forget(seqs) }
+                    for seq in seqs { self.locations[seq] = nil }
+                }
                 completion(finished)
             }
         }

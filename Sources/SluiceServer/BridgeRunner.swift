@@ -78,7 +78,14 @@ final class BridgeRunner: @unchecked Sendable {
     private var drain: DrainProgress<ContinuousClock.Instant>
     private var lastDrainSample = ContinuousClock.now
 
-    init(config: BridgeConfig, loop: any EventLoop, store: Store, host: BrokerHost, logger: Logger) throws {
+    init(
+        config: BridgeConfig,
+        loop: any EventLoop,
+        store: Store,
+        host: BrokerHost,
+        logger: Logger,
+        storeChanges: StoreChangeSignal = StoreChangeSignal()
+    ) throws {
         self.name = config.name
         self.loop = loop
         self.addresses = config.addresses
@@ -150,7 +157,7 @@ final class BridgeRunner: @unchecked Sendable {
         self.link = BridgeLink(configuration: configuration, random: SystemRandomNumberGenerator())
         self.drain = DrainProgress(name: config.name)
         // Last: it starts its reader thread, which only `stop()` ends.
-        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger)
+        self.queues = BridgeQueues(config: config, store: store, loop: loop, logger: logger, storeChanges: storeChanges)
     }
 
     /// The queued form of a local message the broker routed to this bridge (`append`: topic already remapped,
@@ -225,6 +232,7 @@ final class BridgeRunner: @unchecked Sendable {
         loop.execute {
             // Cleared before the link looks: a commit after this point queues a new hop.
             self.moreQueued.withLockedValue { $0 = false }
+            self.queues.takeCommitted()  // the commits' records, for the fetch this may start
             if self.link.awaitsThreshold { self.checkThreshold() } else { self.run(self.link.queueHasMore()) }
         }
     }
@@ -268,11 +276,16 @@ final class BridgeRunner: @unchecked Sendable {
         var lastErrorAt: WallInstant?
         /// `local_username`: messages the ACL kept from the local side, by direction ("in", "out").
         var localDenied: [String: UInt64] = [:]
+        /// The committed-record cache (BridgeQueues): records and bytes held, records sent from memory.
+        var cacheRecords = 0
+        var cacheBytes = 0
+        var cacheServed: UInt64 = 0
     }
 
     func snapshot() -> EventLoopFuture<Snapshot> {
         loop.submit {
             let statistics = self.link.statistics
+            let cache = self.queues.cacheStatus
             return Snapshot(
                 connected: self.link.isConnected,
                 paused: self.link.paused,
@@ -287,7 +300,10 @@ final class BridgeRunner: @unchecked Sendable {
                 address: self.lastAddress,
                 lastConnectedAt: self.lastConnectedAt?.at,
                 lastErrorAt: self.lastErrorAt?.at,
-                localDenied: self.localAccess?.denied ?? [:]
+                localDenied: self.localAccess?.denied ?? [:],
+                cacheRecords: cache.records,
+                cacheBytes: cache.bytes,
+                cacheServed: cache.counters.served
             )
         }
     }
@@ -303,6 +319,7 @@ final class BridgeRunner: @unchecked Sendable {
             switch result {
             case .success(let control) where control.generation != self.controlGeneration:
                 self.controlGeneration = control.generation
+                self.queues.takeCommitted(invalidate: true)  // another process changed the queue (requeue, drop, purge)
                 self.run(self.link.setPaused(control.paused))
                 self.run(self.link.queueHasMore())  // a requeue appended messages
             case .success: break
@@ -504,16 +521,16 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
-    /// Reads off the loop (BridgeQueues) and answers the link when the read is back; nothing to read is
-    /// answered at once.
+    /// Answers from the records just committed when they are what comes next, else reads off the loop
+    /// (BridgeQueues) and answers the link when the read is back; nothing to read is answered at once.
     private func fetch(after: UInt64?, limit: Int) -> [BridgeAction] {
         guard limit > 0 else { return link.fetched([]) }
         // Seqs acknowledged or dead-lettered whose removal has not committed are skipped (a new connection
         // fetches from the head, and the remote has them already).
-        queues.fetch(after: after, limit: limit, skip: removing.union(deadLettering)) { items in
+        let fromMemory = queues.fetch(after: after, limit: limit, skip: removing.union(deadLettering)) { items in
             self.run(self.link.fetched(items))
         }
-        return []
+        return fromMemory.map { link.fetched($0) } ?? []
     }
 
     /// Encodes `packet` into `outbound`; `run` writes and flushes it once at the end, so a burst of

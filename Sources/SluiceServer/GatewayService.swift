@@ -26,6 +26,8 @@ public final class GatewayService: Sendable {
     private let logger: Logger
     /// Store pressure, logged once per change and summed every few seconds.
     private let alarm: StoreAlarm
+    /// Store events that may drop records a bridge holds in memory (see `StoreChangeSignal`).
+    private let storeChanges = StoreChangeSignal()
     /// The listeners' `crlfile` lists, read again on SIGHUP.
     private let revocationLists = NIOLockedValueBox<[RevocationList]>([])
 
@@ -113,7 +115,14 @@ public final class GatewayService: Sendable {
             let store = try self.openStore()
             do {
                 let bridges = try self.config.bridges.map {
-                    try BridgeRunner(config: $0, loop: group.next(), store: store, host: host, logger: self.logger)
+                    try BridgeRunner(
+                        config: $0,
+                        loop: group.next(),
+                        store: store,
+                        host: host,
+                        logger: self.logger,
+                        storeChanges: self.storeChanges
+                    )
                 }
                 self.connectDurableQueues(host: host, store: store, bridges: bridges)
                 StartupBanner.restoredBacklog(self.config.bridges, store: store, logger: self.logger)
@@ -359,7 +368,10 @@ public final class GatewayService: Sendable {
             maxMapSize: config.storeMapSizeMax,
             commitWindow: config.queueCommitWindow.fixedWindow,
             freeSpaceGuard: FreeSpaceGuard(config.storeMinFree),
-            onEvent: { alarm.event($0) }
+            onEvent: { [storeChanges] in
+                storeChanges.note($0)
+                alarm.event($0)
+            }
         )
         if store.startedFromEmptyFile {
             logger.warning(
@@ -624,9 +636,12 @@ final class DurableBatcher: @unchecked Sendable {
                             outcomes[offset] = .refused("bridge \(bridge.name): queue refused the message (\(reason))")
                         }
                     }
+                    // Rides the notification's hop below: the bridge sends these from memory.
+                    bridge.queues.committed(queue: queue, messages: batchMessages, results: results)
                 case .failure(let error):
                     outcomes = Array(repeating: CommitOutcome(error), count: owners.count)
                     alarm.appendFailed(bridge: bridge.name, count: owners.count, error: error)
+                    bridge.queues.appendFailed()
                 }
                 if outcomes.contains(.committed) { bridge.queueHasMore() }
                 guard let outcome = batch.finish(owners: owners, outcomes: outcomes) else { return }

@@ -215,6 +215,24 @@ final class MetricsEndpoint: Sendable {
                     link.paused ? 1 : 0,
                     labels: labels
                 )
+                page.gauge(
+                    "sluice_bridge_memory_records",
+                    "Committed queue records held in memory to send without a store read (bounded; the store keeps them all)",
+                    link.cacheRecords,
+                    labels: labels
+                )
+                page.gauge(
+                    "sluice_bridge_memory_bytes",
+                    "Bytes of the committed queue records held in memory (at most 1 MiB per bridge)",
+                    link.cacheBytes,
+                    labels: labels
+                )
+                page.counter(
+                    "sluice_bridge_sent_from_memory_total",
+                    "Queued messages handed to the link from memory right after their commit, without a store read",
+                    link.cacheServed,
+                    labels: labels
+                )
                 let rejectedHelp = "PUBACKs refusing a queued message, by reason code (transient ones are retried)"
                 page.declare("sluice_bridge_rejected_total", .counter, rejectedHelp)
                 for (code, count) in link.rejectedByReason {

@@ -865,8 +865,10 @@ final class Writer: @unchecked Sendable {
                 }
                 count(transactions: 1, operations: batch.count)
                 noteCommitted()
-                for operation in batch { operation.finish() }
+                // Before the completions: a bridge serving appends from memory must see a commit's drops
+                // no later than the appends it committed with them (StoreChangeSignal).
                 emit(events)
+                for operation in batch { operation.finish() }
                 return
             } catch {
                 failure = error

@@ -142,6 +142,7 @@ struct Queue: ParsableCommand {
                 done.wait()
                 purged += try outcome.get()
             }
+            try signalGateway(store, bridge)  // a running gateway drops what it holds of the queue in memory
             print("\(bridge): purged \(purged) message(s)")
         }
     }

@@ -41,7 +41,7 @@ private func waitFor<R: Sendable>(_ submit: (@escaping @Sendable (Result<R, Stor
 }
 
 /// Tells a running gateway to look again (pause flag, queue); `paused` nil leaves the flag as is.
-private func signalGateway(_ store: Store, _ bridge: String, paused: Bool? = nil) throws {
+func signalGateway(_ store: Store, _ bridge: String, paused: Bool? = nil) throws {
     try waitFor { store.updateBridgeControl(queue: bridge, paused: paused, completion: $0) }
 }
 

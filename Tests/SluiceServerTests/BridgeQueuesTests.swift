@@ -18,7 +18,7 @@ private struct QueuesUnderTest {
     let queues: BridgeQueues
     var loop: any EventLoop { group.next() }
 
-    init() throws {
+    init(storeChanges: StoreChangeSignal = StoreChangeSignal()) throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-queues-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         store = try Store(path: folder.appendingPathComponent("store.lmdb").path)
@@ -30,7 +30,13 @@ private struct QueuesUnderTest {
             """
         let config = try GatewayConfig.parse(text, fileName: "queues.conf").bridges[0]
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        queues = BridgeQueues(config: config, store: store, loop: group.next(), logger: quiet)
+        queues = BridgeQueues(
+            config: config,
+            store: store,
+            loop: group.next(),
+            logger: quiet,
+            storeChanges: storeChanges
+        )
     }
 
     func append(_ topics: [String], priority: Int) async throws {
@@ -52,20 +58,40 @@ private struct QueuesUnderTest {
         let done = loop.makePromise(of: Void.self)
         let queues = self.queues
         loop.execute {
+            @Sendable func record(_ items: [QueuedItem]) {
+                let finished = answers.withLockedValue { state in
+                    state.topics.append(items.map(\.message.topic))
+                    state.seqs.append(items.map(\.seq))
+                    state.onLoop = state.onLoop && loop.inEventLoop
+                    return state.topics.count == asks.count
+                }
+                if finished { done.succeed() }
+            }
             for ask in asks {
-                queues.fetch(after: ask.after, limit: ask.limit, skip: skip) { items in
-                    let finished = answers.withLockedValue { state in
-                        state.topics.append(items.map(\.message.topic))
-                        state.seqs.append(items.map(\.seq))
-                        state.onLoop = state.onLoop && loop.inEventLoop
-                        return state.topics.count == asks.count
-                    }
-                    if finished { done.succeed() }
+                // Answered at once from memory, or later from the store.
+                if let items = queues.fetch(after: ask.after, limit: ask.limit, skip: skip, answer: record) {
+                    record(items)
                 }
             }
         }
         try await done.futureResult.get()
         return answers.withLockedValue { ($0.topics, $0.seqs, $0.onLoop) }
+    }
+
+    /// Appends as the gateway's `DurableBatcher` does: the committed records go to the cache too.
+    func appendLive(_ topics: [String], priority: Int, limits: QueueLimits = .unlimited) async throws {
+        let messages = topics.map {
+            QueuedMessage(topic: $0, payload: Array($0.utf8), qos: 1, retain: false, properties: [], enqueuedAt: 0)
+        }
+        let queue = PriorityQueues.queueName(bridge: "edge", priority: priority)
+        let results = try await store.append(queue: queue, messages: messages, limits: limits)
+        queues.committed(queue: queue, messages: messages, results: results)
+    }
+
+    /// Records sent from memory so far.
+    func servedFromMemory() async throws -> UInt64 {
+        let queues = self.queues
+        return try await loop.submit { queues.cacheStatus.counters.served }.get()
     }
 
     func finish() async throws {
@@ -116,5 +142,92 @@ struct BridgeQueuesTests {
         let result = try await test.fetch([(nil, 4)])
         try await test.finish()
         #expect(result.answers == [[]])
+    }
+
+    @Test func liveRecordsAfterADrainedReadComeFromMemoryInOrder() async throws {
+        let test = try QueuesUnderTest()
+        try await test.append(["telemetry/old"], priority: PriorityQueues.defaultClass)
+        let first = try await test.fetch([(nil, 10)])  // the backlog, from the store: every class drained
+        try await test.appendLive(["telemetry/1", "telemetry/2"], priority: PriorityQueues.defaultClass)
+        try await test.appendLive(["alarms/1"], priority: 0)
+        let live = try await test.fetch([(1, 10)])
+        let served = try await test.servedFromMemory()
+        try await test.finish()
+        #expect(first.answers == [["telemetry/old"]])
+        #expect(live.answers == [["alarms/1", "telemetry/1", "telemetry/2"]])
+        #expect(live.seqs == [[2, 3, 4]])
+        #expect(live.onLoop)
+        #expect(served == 3)
+    }
+
+    @Test func aBacklogDrainsFromTheStoreBeforeLiveRecordsFromMemory() async throws {
+        let test = try QueuesUnderTest()
+        try await test.append((1...3).map { "telemetry/old\($0)" }, priority: PriorityQueues.defaultClass)
+        // Live records arrive before the backlog is read: they wait their turn behind it.
+        try await test.appendLive(["telemetry/live1", "telemetry/live2"], priority: PriorityQueues.defaultClass)
+        let result = try await test.fetch([(nil, 2), (2, 2), (4, 2), (5, 2)])
+        try await test.finish()
+        #expect(
+            result.answers == [
+                ["telemetry/old1", "telemetry/old2"], ["telemetry/old3", "telemetry/live1"], ["telemetry/live2"], [],
+            ]
+        )
+    }
+
+    @Test func aRecordAppendedOutOfBandIsNotJumped() async throws {
+        let test = try QueuesUnderTest()
+        _ = try await test.fetch([(nil, 10)])  // empty: every class drained
+        try await test.append(["telemetry/requeued"], priority: PriorityQueues.defaultClass)  // no notification
+        try await test.appendLive(["telemetry/live"], priority: PriorityQueues.defaultClass)
+        let result = try await test.fetch([(0, 10)])
+        let served = try await test.servedFromMemory()
+        try await test.finish()
+        #expect(result.answers == [["telemetry/requeued", "telemetry/live"]])
+        #expect(served == 0)
+    }
+
+    @Test func aStoreChangeSendsTheNextFetchToTheStore() async throws {
+        let changes = StoreChangeSignal()
+        let test = try QueuesUnderTest(storeChanges: changes)
+        _ = try await test.fetch([(nil, 10)])
+        // drop_oldest at a bound of 1: the second append drops the first record in its own commit.
+        let limits = QueueLimits(maxMessages: 1, maxBytes: .max, maxAge: nil, policy: .dropOldest)
+        try await test.appendLive(["telemetry/1"], priority: PriorityQueues.defaultClass, limits: limits)
+        changes.note(.dropped(queue: "edge", reason: .maxMessages, count: 1))  // as the store reports it
+        try await test.appendLive(["telemetry/2"], priority: PriorityQueues.defaultClass, limits: limits)
+        let result = try await test.fetch([(0, 10)])
+        let served = try await test.servedFromMemory()
+        try await test.finish()
+        #expect(result.answers == [["telemetry/2"]])  // not the dropped one from memory
+        #expect(served == 0)
+    }
+
+    @Test func aFailedAppendEmptiesTheCache() async throws {
+        let test = try QueuesUnderTest()
+        _ = try await test.fetch([(nil, 10)])
+        try await test.appendLive(["telemetry/1"], priority: PriorityQueues.defaultClass)
+        test.queues.appendFailed()
+        let result = try await test.fetch([(0, 10)])
+        let served = try await test.servedFromMemory()
+        try await test.finish()
+        #expect(result.answers == [["telemetry/1"]])
+        #expect(served == 0)
+    }
+
+    @Test func aNewConnectionReplaysFromTheStoreAndTheCacheTakesOverAfterIt() async throws {
+        let test = try QueuesUnderTest()
+        _ = try await test.fetch([(nil, 10)])
+        try await test.appendLive(["telemetry/1", "telemetry/2"], priority: PriorityQueues.defaultClass)
+        let sent = try await test.fetch([(0, 10)])
+        // Reconnect: 1 and 2 go again from the store; the drained read lets 3 come from memory.
+        let replay = try await test.fetch([(nil, 10)])
+        try await test.appendLive(["telemetry/3"], priority: PriorityQueues.defaultClass)
+        let live = try await test.fetch([(2, 10)])
+        let served = try await test.servedFromMemory()
+        try await test.finish()
+        #expect(sent.answers == [["telemetry/1", "telemetry/2"]])
+        #expect(replay.answers == [["telemetry/1", "telemetry/2"]])
+        #expect(live.answers == [["telemetry/3"]])
+        #expect(served == 3)
     }
 }
