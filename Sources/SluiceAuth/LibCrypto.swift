@@ -13,7 +13,10 @@ public struct LibCrypto: @unchecked Sendable {
     /// or the same error.
     public static func load() throws(LibCryptoUnavailable) -> LibCrypto {
         guard let table = sluice_crypto_load() else {
-            throw LibCryptoUnavailable(soname: SLUICE_CRYPTO_SONAME, reason: String(cString: sluice_crypto_load_error()))
+            throw LibCryptoUnavailable(
+                soname: SLUICE_CRYPTO_SONAME,
+                reason: String(cString: sluice_crypto_load_error())
+            )
         }
         return LibCrypto(table: table)
     }

@@ -14,9 +14,10 @@ import SluicePOSIX
 /// checked against, as Mosquitto's `crlfile` does.
 ///
 /// NIOSSL's BoringSSL has no way to take a CRL into its verifier, so the lists are parsed with the system's
-/// libcrypto (loaded on the first crlfile, ``LibCrypto``) and consulted from NIOSSL's per-certificate verification callback: a certificate whose issuer
-/// has a list here and whose serial is on it is refused during the handshake. As in OpenSSL (and so
-/// Mosquitto), a list past its nextUpdate or before its lastUpdate refuses every certificate it covers.
+/// libcrypto (dlopen'd for the first crlfile: ``LibCrypto``) and consulted from NIOSSL's per-certificate
+/// verification callback: a certificate whose issuer has a list here and whose serial is on it is refused
+/// during the handshake. As in OpenSSL (and so Mosquitto), a list past its nextUpdate or before its
+/// lastUpdate refuses every certificate it covers.
 /// Each list's signature is verified at load against the CA certificates of `cafile`/`capath`.
 ///
 /// As with OpenSSL's `X509_V_FLAG_CRL_CHECK`, an end-entity certificate whose issuer has no list in the file is
@@ -50,7 +51,9 @@ final class RevocationList: Sendable {
         return withExtendedLifetime(loaded) { Self.refusal(of: certificate, lists: loaded.lists, loaded.crypto) }
     }
 
-    private static func refusal(of certificate: NIOSSLCertificate, lists: [OpaquePointer], _ crypto: LibCrypto) -> String? {
+    private static func refusal(of certificate: NIOSSLCertificate, lists: [OpaquePointer], _ crypto: LibCrypto)
+        -> String?
+    {
         guard let der = try? certificate.toDERBytes() else { return "the certificate cannot be encoded" }
         let parsed: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
@@ -62,21 +65,23 @@ final class RevocationList: Sendable {
         }
         defer { crypto.X509_free(x509) }
         let issuer = crypto.X509_get_issuer_name(x509)
+        let subject = { Self.text(crypto.X509_get_subject_name(x509), crypto) }
+        let issuerText = { Self.text(issuer, crypto) }
+        let isIssuers = { (crl: OpaquePointer) in crypto.X509_NAME_cmp(crypto.X509_CRL_get_issuer(crl), issuer) == 0 }
         // X509_check_ca: 0 for an end-entity certificate, which must be covered by its issuer's list.
-        if crypto.X509_check_ca(x509) == 0, !lists.contains(where: { crypto.X509_NAME_cmp(crypto.X509_CRL_get_issuer($0), issuer) == 0 }) {
-            let subject = Self.text(crypto.X509_get_subject_name(x509), crypto)
-            return "certificate \(subject) has no revocation list of its issuer \(Self.text(issuer, crypto)) in the crlfile"
+        if crypto.X509_check_ca(x509) == 0, !lists.contains(where: isIssuers) {
+            return "certificate \(subject()) has no revocation list of its issuer \(issuerText()) in the crlfile"
         }
-        for crl in lists where crypto.X509_NAME_cmp(crypto.X509_CRL_get_issuer(crl), issuer) == 0 {
+        for crl in lists where isIssuers(crl) {
             if let next = crypto.X509_CRL_get0_nextUpdate(crl), crypto.X509_cmp_current_time(next) < 0 {
-                return "the revocation list of \(Self.text(issuer, crypto)) has expired (its nextUpdate has passed)"
+                return "the revocation list of \(issuerText()) has expired (its nextUpdate has passed)"
             }
             if let last = crypto.X509_CRL_get0_lastUpdate(crl), crypto.X509_cmp_current_time(last) > 0 {
-                return "the revocation list of \(Self.text(issuer, crypto)) is not valid yet (its lastUpdate is ahead)"
+                return "the revocation list of \(issuerText()) is not valid yet (its lastUpdate is ahead)"
             }
             var entry: OpaquePointer?
             if crypto.X509_CRL_get0_by_cert(crl, &entry, x509) == 1 {
-                return "certificate \(Self.text(crypto.X509_get_subject_name(x509), crypto)) serial \(Self.serial(x509, crypto)) is revoked"
+                return "certificate \(subject()) serial \(Self.serial(x509, crypto)) is revoked"
             }
         }
         return nil

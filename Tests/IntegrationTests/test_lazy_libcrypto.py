@@ -13,7 +13,7 @@ import pytest
 import mqttraw
 from mqttraw import PUBLISH, SUBACK
 from conftest import free_port, require_sluice_binary, uid
-from test_crlfile import listener_conf, pki, tls_pub  # noqa: F401 (pki is a fixture)
+from test_crlfile import listener_conf, pki, start_tls, tls_pub  # noqa: F401 (pki is a fixture)
 
 pytestmark = pytest.mark.sluice_only(reason="how Sluice loads libcrypto")
 
@@ -80,7 +80,7 @@ def test_password_file_loads_libcrypto_and_authenticates(start_broker, tmp_path)
 
 def test_crlfile_loads_libcrypto_and_refuses_the_revoked(start_broker, pki):  # noqa: F811
     port = free_port()
-    b = start_broker(listener_conf(port, pki, pki["crl"]))
+    b = start_tls(start_broker, port, listener_conf(port, pki, pki["crl"]))
     assert maps_libcrypto(b.proc.pid)
     assert tls_pub(port, pki, pki["good"]).returncode == 0
     assert tls_pub(port, pki, pki["revoked"]).returncode != 0
@@ -93,10 +93,9 @@ def test_without_crypto_settings_a_broken_libcrypto_does_not_matter(start_broker
     assert b.alive()
 
 
-def run_and_check(conf: Path) -> list[subprocess.CompletedProcess]:
-    sluice = str(require_sluice_binary())
-    return [subprocess.run([sluice, command, "-c", str(conf)], capture_output=True, text=True, timeout=20)
-            for command in ("check", "run")]
+def sluice(*commands: str, conf: Path) -> list[subprocess.CompletedProcess]:
+    return [subprocess.run([str(require_sluice_binary()), command, "-c", str(conf)], capture_output=True, text=True,
+                           timeout=20) for command in commands]
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, path: Path) -> None:
@@ -112,7 +111,8 @@ def test_password_file_with_a_broken_libcrypto_is_a_configuration_error(tmp_path
     break_libcrypto()
     conf = tmp_path / "gw.conf"
     conf.write_text(f"listener {free_port()} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n")
-    for result in run_and_check(conf):
+    # `sluice check` reads the password file only for a bridge's local_password (BridgeLocalCredentials).
+    for result in sluice("run", conf=conf):
         assert_clean_failure(result, passwd)
     made = subprocess.run([str(require_sluice_binary()), "passwd", "-b", str(passwd), "bob", "pw"],
                           capture_output=True, text=True, timeout=30)
@@ -123,5 +123,5 @@ def test_crlfile_with_a_broken_libcrypto_is_a_configuration_error(tmp_path, pki,
     break_libcrypto()
     conf = tmp_path / "gw.conf"
     conf.write_text(listener_conf(free_port(), pki, pki["crl"]) + "\n")
-    for result in run_and_check(conf):
+    for result in sluice("check", "run", conf=conf):
         assert_clean_failure(result, pki["crl"])

@@ -36,7 +36,8 @@ import Testing
         // SHA-512 of "abc" (FIPS 180-4), through the table.
         var digest = [UInt8](repeating: 0, count: 64)
         var length: UInt32 = 0
-        let ok = crypto.EVP_Digest([0x61, 0x62, 0x63], 3, &digest, &length, crypto.EVP_sha512(), nil)
+        let abc = Array("abc".utf8)
+        let ok = crypto.EVP_Digest(abc, abc.count, &digest, &length, crypto.EVP_sha512(), nil)
         #expect(ok == 1 && length == 64)
         #expect(digest.prefix(4) == [0xdd, 0xaf, 0x35, 0xa1])
     }

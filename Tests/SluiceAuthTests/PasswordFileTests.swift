@@ -75,7 +75,8 @@ import Testing
 
         // Fresh salt every time.
         #expect(
-            try PasswordFile.hashLine(username: "a", password: "p") != PasswordFile.hashLine(username: "a", password: "p")
+            try PasswordFile.hashLine(username: "a", password: "p")
+                != PasswordFile.hashLine(username: "a", password: "p")
         )
         #expect(try PasswordFile.hashLine(username: "a", password: "p").hasPrefix("a:$7$101$"))
     }

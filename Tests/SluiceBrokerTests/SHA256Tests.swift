@@ -42,7 +42,9 @@ import Testing
     /// The keys a store already holds: an over-long retained topic and client id, as libcrypto keyed them.
     @Test func storeKeysMatchTheOnesOnDisk() {
         let topic = String(repeating: "t", count: PersistenceTable.retained.maxKeyLength + 1)
-        #expect(hex(storeKey(.retained, topic)) == "00" + "76c6366013571865f1b9e879f69217346266ffec2d1281c0b88ce216afaa51dc")
+        #expect(
+            hex(storeKey(.retained, topic)) == "00" + "76c6366013571865f1b9e879f69217346266ffec2d1281c0b88ce216afaa51dc"
+        )
         #expect(
             hex(messageKeyPrefix(String(repeating: "c", count: 600)))
                 == "ffff" + "8a88f9e43d03b7d9108742e08073a17ed8a36b1eb9326195938374ffeb14a16e"
