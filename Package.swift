@@ -32,22 +32,25 @@ let package = Package(
     targets: [
         // System libraries: a module map and a shim header, nothing else.
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
-        .systemLibrary(name: "CLibcrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libcrypto (OpenSSL 3) through dlopen on first use (a crlfile, a password file), not linked: OpenSSL's
+        // headers (Debian's libssl-dev) for types and constants, a table of functions filled by dlsym.
+        // The .deb Depends on libssl3 (packaging/build-deb.sh), which dpkg-shlibdeps cannot see.
+        .target(name: "CLibcrypto"),
 
         // Wire format of MQTT 3.1 / 3.1.1 / 5.0. No I/O: imports NIOCore only.
         .target(name: "MQTTCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         // Pure broker rules: sessions, QoS flows, subscriptions, retained messages, wills.
         .target(
             name: "SluiceBroker",
-            // libcrypto for SHA-256: the store key of a topic or client id too long for an LMDB key.
             // SluiceBridge for the bridges' `out` rules, routed as internal durable subscribers.
             dependencies: [
-                "MQTTCore", "SluiceBridge", "CLibcrypto", .product(name: "DequeModule", package: "swift-collections"),
+                "MQTTCore", "SluiceBridge", .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // Pure bridge rules: link state machine, in-flight window, topic rules, backoff.
         .target(name: "SluiceBridge", dependencies: ["MQTTCore", "SluicePOSIX"]),
-        // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files.
+        // Password files (mosquitto_passwd compatible, PBKDF2 via libcrypto) and ACL files; LibCrypto, the
+        // dlopen'd libcrypto for this module and SluiceServer's crlfile.
         .target(name: "SluiceAuth", dependencies: ["CLibcrypto", "MQTTCore", "SluiceBroker", "SluiceBase64", "SluicePOSIX"]),
         // Semtech UDP packet-forwarder protocol (GWMP v2), per-gateway state and ChirpStack events. No I/O.
         .target(name: "GWMPCore", dependencies: ["SluiceJSON", "SluiceBase64", "SluicePOSIX"]),

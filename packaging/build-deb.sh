@@ -26,7 +26,7 @@
 # packaging/unnamed-code.ld puts the symbol-less helpers (closure destroyers) next to it.
 # libstdc++ is linked statically (only the Swift runtime uses it: ~70 KB of it instead of
 # mapping and relocating the 2 MB shared library, ~1 MB of idle RSS; GCC runtime exception).
-# Depends comes from dpkg-shlibdeps (+ adduser for the maintainer scripts).
+# Depends comes from dpkg-shlibdeps (+ libssl3, dlopen'd, and adduser for the maintainer scripts).
 # The shipped /etc/sluice/gateway.conf is validated with the built binary's `sluice check`.
 # Needs: swift, dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip. Run as any user
 # (dpkg-deb --root-owner-group makes every file root:root). The last line printed is the
@@ -136,7 +136,12 @@ if readelf -d "$stage/usr/bin/sluice" | grep -q '(RELR)'; then
         shlibs="$(printf '%s\n' "$shlibs" | sed 's/libc6 (>= [^)]*)/libc6 (>= 2.36)/')"
     fi
 fi
-depends="$shlibs, adduser"
+# libcrypto is dlopen'd on first use (Sources/CLibcrypto), so dpkg-shlibdeps cannot see it: libssl3 is named
+# here, at the version dpkg-shlibdeps wrote when it was linked. A NEEDED entry would mean it is linked again.
+if readelf -d "$stage/usr/bin/sluice" | grep -q 'NEEDED.*libcrypto'; then
+    log "the binary links libcrypto: it must be loaded with dlopen (Sources/CLibcrypto)"; exit 1
+fi
+depends="$shlibs, libssl3 (>= 3.0.0), adduser"
 log "Depends: $depends"
 
 # DEBIAN/: control, conffiles, maintainer scripts, md5sums.

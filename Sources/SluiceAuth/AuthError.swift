@@ -17,6 +17,8 @@ public struct AuthError: Error, Sendable, Equatable, CustomStringConvertible {
         case badPasswordLine
         /// An ACL file line that breaks Mosquitto's ACL syntax.
         case badACLLine
+        /// libcrypto, which hashes the passwords, could not be loaded (``LibCryptoUnavailable``).
+        case libcryptoUnavailable
     }
 
     public var kind: Kind

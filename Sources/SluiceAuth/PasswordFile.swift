@@ -1,4 +1,3 @@
-import CLibcrypto
 import SluiceBase64
 
 // A note on compatibility with Mosquitto 2.0 (`src/security_default.c`, `common/password_mosq.c`),
@@ -44,6 +43,8 @@ public struct PasswordFile: Sendable {
     private var entries: [String: Entry]
     /// Used for unknown users so that a lookup costs about one hash whether or not the user exists.
     private var decoy: Entry
+    /// Loaded by ``parse(_:fileName:)``: a file that parsed can always be verified against.
+    private let crypto: LibCrypto
 
     /// The usernames in the file, sorted.
     public var usernames: [String] { entries.keys.sorted() }
@@ -55,6 +56,7 @@ public struct PasswordFile: Sendable {
 
     /// Parses password file text; `fileName` is used in error messages.
     public static func parse(_ text: String, fileName: String) throws(AuthError) -> PasswordFile {
+        let crypto = try loadLibCrypto(fileName: fileName)
         var entries: [String: Entry] = [:]
         var iterationCounts: [Int: Int] = [:]
         for (number, raw) in numberedLines(text) {
@@ -82,10 +84,10 @@ public struct PasswordFile: Sendable {
         let typical = iterationCounts.max { $0.value < $1.value || ($0.value == $1.value && $0.key < $1.key) }?.key
         let decoy = Entry(
             scheme: .pbkdf2SHA512(iterations: typical ?? defaultIterations),
-            salt: randomBytes(saltLength),
-            hash: randomBytes(hashLength)
+            salt: randomBytes(saltLength, crypto),
+            hash: randomBytes(hashLength, crypto)
         )
-        return PasswordFile(entries: entries, decoy: decoy)
+        return PasswordFile(entries: entries, decoy: decoy, crypto: crypto)
     }
 
     /// Whether `password` is the password of `username`.
@@ -95,22 +97,32 @@ public struct PasswordFile: Sendable {
     public func verify(username: String, password: [UInt8]) -> Bool {
         let known = entries[username]
         let entry = known ?? decoy
-        let computed = Self.digest(password: password, scheme: entry.scheme, salt: entry.salt)
+        let computed = Self.digest(password: password, scheme: entry.scheme, salt: entry.salt, crypto)
         let same =
             computed.count == entry.hash.count
             && computed.withUnsafeBytes { a in
-                entry.hash.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 }
+                entry.hash.withUnsafeBytes { b in crypto.CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 }
             }
         // Mosquitto hashes the password as a C string; one with a NUL byte never matches here.
         return known != nil && same && !password.contains(0)
     }
 
     /// A password file line `username:$7$ITERATIONS$SALT$HASH` with a fresh random 12-byte salt, as
-    /// `mosquitto_passwd` 2.0 writes it. Slow for large `iterations`.
-    public static func hashLine(username: String, password: String, iterations: Int = defaultIterations) -> String {
+    /// `mosquitto_passwd` 2.0 writes it. Slow for large `iterations`. Throws only when libcrypto cannot be loaded.
+    public static func hashLine(
+        username: String,
+        password: String,
+        iterations: Int = defaultIterations
+    ) throws(LibCryptoUnavailable) -> String {
         precondition(iterations >= 1, "PBKDF2 needs at least one iteration")
-        let salt = randomBytes(saltLength)
-        let hash = digest(password: Array(password.utf8), scheme: .pbkdf2SHA512(iterations: iterations), salt: salt)
+        let crypto = try LibCrypto.load()
+        let salt = randomBytes(saltLength, crypto)
+        let hash = digest(
+            password: Array(password.utf8),
+            scheme: .pbkdf2SHA512(iterations: iterations),
+            salt: salt,
+            crypto
+        )
         return "\(username):$7$\(iterations)$\(Base64.encode(salt))$\(Base64.encode(hash))"
     }
 
@@ -170,7 +182,16 @@ public struct PasswordFile: Sendable {
         return Entry(scheme: scheme, salt: salt, hash: hash)
     }
 
-    static func digest(password: [UInt8], scheme: Entry.Scheme, salt: [UInt8]) -> [UInt8] {
+    /// libcrypto, or an error naming `fileName` and saying which package to install.
+    static func loadLibCrypto(fileName: String) throws(AuthError) -> LibCrypto {
+        do {
+            return try LibCrypto.load()
+        } catch {
+            throw AuthError(.libcryptoUnavailable, file: fileName, line: nil, "cannot hash passwords: \(error)")
+        }
+    }
+
+    static func digest(password: [UInt8], scheme: Entry.Scheme, salt: [UInt8], _ crypto: LibCrypto) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: hashLength)
         switch scheme {
         case .pbkdf2SHA512(let iterations):
@@ -178,13 +199,13 @@ public struct PasswordFile: Sendable {
                 salt.withUnsafeBufferPointer { s in
                     out.withUnsafeMutableBufferPointer { o in
                         pw.withMemoryRebound(to: CChar.self) { pwChars in
-                            PKCS5_PBKDF2_HMAC(
+                            crypto.PKCS5_PBKDF2_HMAC(
                                 pwChars.baseAddress,
                                 Int32(pw.count),
                                 s.baseAddress,
                                 Int32(s.count),
                                 Int32(iterations),
-                                EVP_sha512(),
+                                crypto.EVP_sha512(),
                                 Int32(o.count),
                                 o.baseAddress
                             )
@@ -198,7 +219,7 @@ public struct PasswordFile: Sendable {
             var length: UInt32 = 0
             let ok = input.withUnsafeBytes { i in
                 out.withUnsafeMutableBufferPointer { o in
-                    EVP_Digest(i.baseAddress, i.count, o.baseAddress, &length, EVP_sha512(), nil)
+                    crypto.EVP_Digest(i.baseAddress, i.count, o.baseAddress, &length, crypto.EVP_sha512(), nil)
                 }
             }
             precondition(ok == 1 && length == UInt32(hashLength), "EVP_Digest(SHA-512) failed")
@@ -206,9 +227,9 @@ public struct PasswordFile: Sendable {
         return out
     }
 
-    static func randomBytes(_ count: Int) -> [UInt8] {
+    static func randomBytes(_ count: Int, _ crypto: LibCrypto) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        let ok = bytes.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32($0.count)) }
+        let ok = bytes.withUnsafeMutableBufferPointer { crypto.RAND_bytes($0.baseAddress, Int32($0.count)) }
         precondition(ok == 1, "RAND_bytes failed: no secure randomness available")
         return bytes
     }

@@ -1,4 +1,3 @@
-import CLibcrypto
 import DequeModule
 import MQTTCore
 
@@ -189,18 +188,8 @@ func storeKey(_ table: PersistenceTable, _ name: String) -> [UInt8] {
     return bytes.count <= table.maxKeyLength ? bytes : [0] + sha256(bytes)
 }
 
-func sha256(_ bytes: [UInt8]) -> [UInt8] {
-    var digest = [UInt8](repeating: 0, count: 32)
-    var length: UInt32 = 0
-    let ok = bytes.withUnsafeBytes { input in
-        digest.withUnsafeMutableBufferPointer { output in
-            EVP_Digest(input.baseAddress, input.count, output.baseAddress, &length, EVP_sha256(), nil)
-        }
-    }
-    // EVP_Digest fails only when libcrypto cannot allocate: nothing sensible remains to be done.
-    precondition(ok == 1 && length == 32, "SHA-256 failed")
-    return digest
-}
+/// The same digests libcrypto's EVP_sha256 wrote in earlier versions (SHA256.swift says why not libcrypto).
+func sha256(_ bytes: [UInt8]) -> [UInt8] { SHA256.digest(bytes) }
 
 extension PersistenceTable {
     /// The longest key the store holds for this table: LMDB's 511 bytes less the store's table

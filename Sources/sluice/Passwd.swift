@@ -86,7 +86,7 @@ struct Passwd: ParsableCommand {
             }
 
             let secret = try password ?? promptTwice()
-            let newLine = PasswordFile.hashLine(username: username, password: secret)
+            let newLine = try PasswordFile.hashLine(username: username, password: secret)
             var replaced = false
             var updated: [String] = []
             for line in lines {
@@ -102,6 +102,8 @@ struct Passwd: ParsableCommand {
         } catch let error as PasswdError {
             throw failure(error.message)
         } catch let error as AuthError {
+            throw failure("\(error)")
+        } catch let error as LibCryptoUnavailable {
             throw failure("\(error)")
         }
     }

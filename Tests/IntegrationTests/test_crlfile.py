@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IS_SLUICE, free_port, require_sluice_binary
+from conftest import IS_SLUICE, free_port, port_listening, require_sluice_binary
 
 CA_CONF = """[ca]
 default_ca = test_ca
@@ -99,6 +99,17 @@ def tls_pub(port: int, pki: dict, client: tuple[Path, Path]) -> subprocess.Compl
         capture_output=True, text=True, timeout=15)
 
 
+def start_tls(start_broker, port: int, conf: str):
+    """start_broker waits for the plain listener only; the TLS listener binds after it (its crlfile loaded
+    first, and with it libcrypto), so wait for that port too."""
+    b = start_broker(conf)
+    deadline = time.monotonic() + 10
+    while not port_listening(port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert port_listening(port), b.log()
+    return b
+
+
 def logged(b, text: str, timeout: float = 5) -> bool:
     """The refusal may be logged just after the client has given up: wait for it."""
     deadline = time.monotonic() + timeout
@@ -109,7 +120,7 @@ def logged(b, text: str, timeout: float = 5) -> bool:
 
 def test_revoked_client_certificate_is_refused(start_broker, pki):
     port = free_port()
-    b = start_broker(listener_conf(port, pki, pki["crl"]))
+    b = start_tls(start_broker, port, listener_conf(port, pki, pki["crl"]))
     good = tls_pub(port, pki, pki["good"])
     assert good.returncode == 0, good.stderr
     refused = tls_pub(port, pki, pki["revoked"])
@@ -125,7 +136,7 @@ def test_crl_without_revocations_refuses_no_one(start_broker, tmp_path, pki):
     other = CertificateAuthority(tmp_path / "fresh", "Sluice Test CRL CA 2")
     server, client = other.issue("localhost", server=True), other.issue("device")
     port = free_port()
-    start_broker(listener_conf(port, {"ca": other, "server": server}, other.crl()))
+    start_tls(start_broker, port, listener_conf(port, {"ca": other, "server": server}, other.crl()))
     assert tls_pub(port, {"ca": other}, client).returncode == 0
 
 
@@ -175,7 +186,8 @@ def two_ca_listener(tmp_path, pki, start_broker):
     both = tmp_path / "both-cas.pem"
     both.write_text(pki["ca"].pem.read_text() + second.pem.read_text())
     port = free_port()
-    b = start_broker(listener_conf(port, pki, pki["crl"]).replace(f"cafile {pki['ca'].pem}", f"cafile {both}"))
+    conf = listener_conf(port, pki, pki["crl"]).replace(f"cafile {pki['ca'].pem}", f"cafile {both}")
+    b = start_tls(start_broker, port, conf)
     return b, port, {"ca": pki["ca"]}, client
 
 
@@ -195,7 +207,7 @@ def test_expired_or_future_crl_refuses_every_certificate(start_broker, pki, last
     openssl("ca", "-config", str(ca.conf), "-gencrl", "-crl_lastupdate", last, "-crl_nextupdate", next_,
             "-out", str(path), cwd=ca.dir)
     port = free_port()
-    b = start_broker(listener_conf(port, pki, path))
+    b = start_tls(start_broker, port, listener_conf(port, pki, path))
     assert tls_pub(port, pki, pki["good"]).returncode != 0, "a certificate passed a CRL outside its validity"
     if IS_SLUICE:
         assert logged(b, "has expired" if last.startswith("2020") else "is not valid yet"), b.log()
@@ -203,7 +215,7 @@ def test_expired_or_future_crl_refuses_every_certificate(start_broker, pki, last
 
 def test_sighup_reads_the_crl_again(start_broker, pki):
     port = free_port()
-    b = start_broker(listener_conf(port, pki, pki["crl"]))
+    b = start_tls(start_broker, port, listener_conf(port, pki, pki["crl"]))
     assert tls_pub(port, pki, pki["good"]).returncode == 0
     ca = pki["ca"]
     ca.revoke(pki["good"][0])

@@ -18,7 +18,7 @@ import Testing
     }
 
     private func passwords() throws -> PasswordFile {
-        try PasswordFile.parse(PasswordFile.hashLine(username: "alice", password: "secret"), fileName: "pw")
+        try PasswordFile.parse(try PasswordFile.hashLine(username: "alice", password: "secret"), fileName: "pw")
     }
 
     @Test func withoutPasswordFileNoThreadStartsAndUsernamesNeedNoHashing() async throws {
