@@ -24,6 +24,13 @@
 # --gc-sections drops unused functions and --symbol-ordering-file=packaging/sluice.order
 # (scripts/gen-link-order.py) packs the code a running gateway executes into few pages;
 # packaging/unnamed-code.ld puts the symbol-less helpers (closure destroyers) next to it.
+# Dynamic exclusivity checks are off (-enforce-exclusivity=unchecked, for SwiftNIO and every other
+# dependency too): Swift 5 and later check overlapping accesses to class properties, globals and
+# escaping captures at run time in release builds, a swift_beginAccess call per access, and on the
+# publish path they were the largest single cost (issue 17; BENCHMARKS.md, "Publish path in
+# instructions, session 7"). The trade: an exclusivity violation the compiler cannot see becomes
+# undefined behaviour in the shipped binary instead of a trap. Static checks stay, and debug builds
+# and the tests (swift build / swift test) keep the run-time checks.
 # libstdc++ is linked statically (only the Swift runtime uses it: ~70 KB of it instead of
 # mapping and relocating the 2 MB shared library, ~1 MB of idle RSS; GCC runtime exception).
 # Depends comes from dpkg-shlibdeps (+ libssl3, dlopen'd, and adduser for the maintainer scripts).
@@ -56,6 +63,7 @@ else
         ln -sf "$static_cxx" "$build_dir/static-libstdc++/libstdc++.a"
         log "swift build -c release (static Swift stdlib and libstdc++) into $build_dir"
         swift build -c release --static-swift-stdlib --disable-local-rpath \
+            -Xswiftc -enforce-exclusivity=unchecked \
             -Xswiftc -use-ld=lld -Xswiftc -Xfrontend -Xswiftc -function-sections \
             -Xswiftc -L"$(cd "$build_dir/static-libstdc++" && pwd)" \
             -Xlinker -z -Xlinker now -Xlinker --no-export-dynamic \

@@ -161,6 +161,11 @@ final class BrokerHost: @unchecked Sendable {
 
     func receive(_ id: ConnectionID, _ packets: [Packet]) {
         loop.preconditionInEventLoop()
+        if packets.count == 1, !packets[0].isSubscription {
+            // The common batch, a PUBLISH or an acknowledgement alone: its actions as the broker made them,
+            // not copied into a new array.
+            return run(core.receive(packets[0], from: id, now: now))
+        }
         var actions: [BrokerAction] = []
         for packet in packets {
             if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
@@ -587,7 +592,7 @@ final class BrokerHost: @unchecked Sendable {
             guard let handle = connections[id] else { continue }  // closed meanwhile: nobody to send to
             let connectionLoop = handle.channel.eventLoop
             if connectionLoop === loop {
-                handle.deliver(packets, close: nil)
+                handle.handler.value.write(packets, close: nil)
             } else if let index = otherLoops.firstIndex(where: { $0.loop === connectionLoop }) {
                 otherLoops[index].writes.append((handle, packets))
             } else {

@@ -9,11 +9,14 @@ import NIOCore
 final class LoopHandoff {
     private let loop: any EventLoop
     private let target: any EventLoop
+    /// This loop is the broker's: items are already where they run.
+    private let onTarget: Bool
     private var items: [@Sendable () -> Void] = []
 
     init(loop: any EventLoop, target: any EventLoop) {
         self.loop = loop
         self.target = target
+        self.onTarget = loop === target
     }
 
     func send(_ item: @escaping @Sendable () -> Void) {
@@ -25,7 +28,13 @@ final class LoopHandoff {
     private func handOver() {
         let batch = items
         items = []
-        target.execute { for item in batch { item() } }
+        // Connections on the broker's own loop are already there, in a task of their own (not inside a
+        // read): run the batch now instead of queueing a second task (issue 17, instructions per message).
+        if onTarget {
+            for item in batch { item() }
+        } else {
+            target.execute { for item in batch { item() } }
+        }
     }
 }
 

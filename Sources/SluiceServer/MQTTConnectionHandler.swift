@@ -212,33 +212,41 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             )
             let listener = shared.listener
             let verified = identityVerified
-            let done = batchStarted(context: context)
             let connect = connect
+            let batch = batchStarted(context: context)
             toBroker {
                 host.connect(id, connect, handle: handle, listener: listener, identityVerified: verified)
                 if !packets.isEmpty { host.receive(id, packets) }
-                done()
+                batch.finished()
             }
         } else {
-            let done = batchStarted(context: context)
+            // One closure per batch (not a second one for its completion): a PUBLISH is often a batch alone.
+            let batch = batchStarted(context: context)
             toBroker {
                 host.receive(id, packets)
-                done()
+                batch.finished()
             }
         }
     }
 
-    /// Counts a batch handed to the broker loop; the returned closure (run there) counts it done
-    /// and, only if reading was held for it, resumes reading on this connection's loop.
-    private func batchStarted(context: ChannelHandlerContext) -> @Sendable () -> Void {
+    /// Counts a batch handed to the broker loop; `finished()` on the result, run there, counts it done.
+    private func batchStarted(context: ChannelHandlerContext) -> BatchInFlight {
         flow.started()
-        let flow = self.flow
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let loop = context.eventLoop
-        return {
+        return BatchInFlight(flow: flow, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+    }
+
+    /// A batch on its way to the broker loop, and how to resume this connection's reading after it.
+    private struct BatchInFlight: Sendable {
+        let flow: ReadFlow
+        let handler: NIOLoopBound<MQTTConnectionHandler>
+
+        /// On the broker loop: counts the batch done and, only if reading was held for it, resumes
+        /// reading on the connection's loop.
+        func finished() {
             let left = flow.finished()
-            if left.pending < Self.maxPendingBatches, left.held {
-                loop.execute { handler.value.resumeReading() }
+            if left.pending < MQTTConnectionHandler.maxPendingBatches, left.held {
+                let handler = self.handler
+                handler.eventLoop.execute { handler.value.resumeReading() }
             }
         }
     }
