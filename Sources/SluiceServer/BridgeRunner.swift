@@ -171,7 +171,7 @@ final class BridgeRunner: @unchecked Sendable {
         properties.messageExpiryInterval = append.queue.ttl
         return QueuedMessage(
             topic: append.topic,
-            payload: Array(message.payload.readableBytesView),
+            payload: message.payload,  // the received slice: LMDB gets the only copy
             qos: append.qos.rawValue,
             retain: message.retain,
             properties: properties.storageBytes(),
