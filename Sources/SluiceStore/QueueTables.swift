@@ -141,7 +141,8 @@ enum Keys {
     static func validate(message: QueuedMessage) throws(StoreError) {
         guard message.qos <= 2 else { throw StoreError.invalid("qos \(message.qos) is not 0, 1 or 2") }
         let limit = Int(UInt32.max)
-        guard message.topic.utf8.count <= limit, message.payload.readableBytes <= limit, message.properties.count <= limit
+        guard message.topic.utf8.count <= limit, message.payload.readableBytes <= limit,
+            message.properties.count <= limit
         else { throw StoreError.invalid("message field longer than 4 GiB") }
     }
 }

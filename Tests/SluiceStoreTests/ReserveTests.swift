@@ -122,7 +122,11 @@ private func edgeMessages() -> [QueuedMessage] {
         _ = try await store.append(queue: "q", messages: [message(7, payloadSize: 3_000)], limits: .unlimited)
         let read = try store.read(queue: "q", after: nil, limit: 1)
         try await store.remove(queue: "q", seqs: [1])
-        _ = try await store.append(queue: "q", messages: (8...40).map { message($0, payloadSize: 3_000) }, limits: .unlimited)
+        _ = try await store.append(
+            queue: "q",
+            messages: (8...40).map { message($0, payloadSize: 3_000) },
+            limits: .unlimited
+        )
         #expect(read.first?.message.payload == ByteBuffer(bytes: Array(repeating: UInt8(7), count: 3_000)))
     }
 
