@@ -64,7 +64,12 @@ let package = Package(
         // gateway.conf lexer and validation into Sendable structs.
         .target(name: "SluiceConfig", dependencies: ["MQTTCore", "SluicePOSIX"]),
         // LMDB: environment, transactions, group commit, bridge queues, broker persistence.
-        .target(name: "SluiceStore", dependencies: ["CLMDB", "SluicePOSIX"]),
+        // NIOCore for ByteBuffer only: a queued payload stays the broker's received buffer until it is encoded
+        // into LMDB's page, and the bridge sends the same buffer (no copy to and from [UInt8]).
+        .target(
+            name: "SluiceStore",
+            dependencies: ["CLMDB", "SluicePOSIX", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // The only module with sockets: listeners, thin handlers, services.
         .target(
             name: "SluiceServer",
@@ -90,6 +95,7 @@ let package = Package(
                 "SluicePOSIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // Benchmark program (not part of the test suite): Sluice against Mosquitto in one run.
@@ -120,7 +126,10 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
-        .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore"]),
+        .testTarget(
+            name: "SluiceStoreTests",
+            dependencies: ["SluiceStore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "GWMPCoreTests", dependencies: ["GWMPCore"], exclude: ["fixtures"]),
         .testTarget(
             name: "SluiceServerTests",

@@ -129,7 +129,7 @@ final class BridgeQueues: @unchecked Sendable {
         records.reserveCapacity(messages.count)
         for (message, result) in zip(messages, results) {
             guard let seq = result.seq else { continue }
-            let bytes = 64 + message.payload.count + message.topic.utf8.count + message.properties.count
+            let bytes = 64 + message.payload.readableBytes + message.topic.utf8.count + message.properties.count
             records.append(.init(seq: seq, message: message, bytes: bytes))
         }
         guard !records.isEmpty else { return }
@@ -313,7 +313,7 @@ final class BridgeQueues: @unchecked Sendable {
             seq: seq,
             message: PublishPacket(
                 topic: message.topic,
-                payload: ByteBuffer(bytes: message.payload),
+                payload: message.payload,
                 qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
                 retain: message.retain,
                 properties: properties

@@ -166,15 +166,21 @@ final class BridgeRunner: @unchecked Sendable {
         if let localAccess, !localAccess.allows(.outbound, topic: message.topic, policy: host.accessPolicy) {
             return nil
         }
-        var properties = message.properties
-        // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
-        properties.messageExpiryInterval = append.queue.ttl
+        // No properties and no rule TTL: stored as no bytes (read back as none, by older builds too), so
+        // neither the append nor the send encodes or parses an empty list.
+        var stored: [UInt8] = []
+        if !message.properties.isEmpty || append.queue.ttl != nil {
+            var properties = message.properties
+            // The queue's own age bound governs queued messages; a rule's `ttl` rides here (BridgeQueues).
+            properties.messageExpiryInterval = append.queue.ttl
+            stored = properties.storageBytes()
+        }
         return QueuedMessage(
             topic: append.topic,
-            payload: Array(message.payload.readableBytesView),
+            payload: message.payload,  // the received slice: LMDB gets the only copy
             qos: append.qos.rawValue,
             retain: message.retain,
-            properties: properties.storageBytes(),
+            properties: stored,
             enqueuedAt: Store.wallClockMilliseconds()
         )
     }

@@ -297,6 +297,28 @@ public struct Transaction {
         try check(rc, "mdb_put")
     }
 
+    /// Stores a value of `size` bytes under `key` that `body` writes straight into the database page
+    /// (`MDB_RESERVE`), saving the value's own buffer and mdb_put's copy of it. `body` must write all `size`
+    /// bytes: LMDB does not initialise them, and the commit stores whatever is there. The pointer is valid only
+    /// until the next write in the transaction (a later put may split or move the page): use it inside `body`.
+    public func reserve<T>(
+        _ db: LMDBDatabase,
+        _ key: [UInt8],
+        size: Int,
+        body: (UnsafeMutableRawBufferPointer) -> T
+    ) throws(StoreError) -> T {
+        var v = MDB_val(mv_size: size, mv_data: nil)
+        let rc = key.withUnsafeBytes { keyBytes in
+            var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            return mdb_put(txn, db.dbi, &k, &v, UInt32(MDB_RESERVE))
+        }
+        try check(rc, "mdb_put(reserve)")
+        guard let data = v.mv_data, v.mv_size == size else {
+            throw StoreError.invalid("mdb_put(MDB_RESERVE) gave no space for \(size) bytes")
+        }
+        return body(UnsafeMutableRawBufferPointer(start: data, count: size))
+    }
+
     /// Deletes `key`; returns false if it was absent.
     @discardableResult
     public func delete(_ db: LMDBDatabase, _ key: [UInt8]) throws(StoreError) -> Bool {

@@ -141,7 +141,8 @@ enum Keys {
     static func validate(message: QueuedMessage) throws(StoreError) {
         guard message.qos <= 2 else { throw StoreError.invalid("qos \(message.qos) is not 0, 1 or 2") }
         let limit = Int(UInt32.max)
-        guard message.topic.utf8.count <= limit, message.payload.count <= limit, message.properties.count <= limit
+        guard message.topic.utf8.count <= limit, message.payload.readableBytes <= limit,
+            message.properties.count <= limit
         else { throw StoreError.invalid("message field longer than 4 GiB") }
     }
 }
@@ -285,8 +286,7 @@ final class WriteContext {
         var results: [AppendResult] = []
         results.reserveCapacity(messages.count)
         for message in messages {
-            let record = RecordCodec.encode(message)
-            let size = UInt64(record.count)
+            let size = UInt64(RecordCodec.encodedSize(message))
             var refusal: DropReason?
             if let maxAge = limits.maxAge, isExpired(message.enqueuedAt, maxAge: maxAge) {
                 refusal = .maxAge
@@ -322,7 +322,10 @@ final class WriteContext {
                 continue
             }
             let seq = meta.nextSeq
-            try txn.put(dbs.queues, Keys.queueKey(prefix, seq), record)
+            // Encoded straight into the page: no record array, no copy by mdb_put.
+            try txn.reserve(dbs.queues, Keys.queueKey(prefix, seq), size: Int(size)) { record in
+                RecordCodec.encode(message, into: record)
+            }
             meta.nextSeq += 1
             meta.count += 1
             meta.bytes += size

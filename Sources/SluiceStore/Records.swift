@@ -1,17 +1,22 @@
+import NIOCore
+
 /// One outbound message held in a bridge queue.
 public struct QueuedMessage: Sendable, Hashable {
     public var topic: String
-    public var payload: [UInt8]
+    /// The bytes the publisher sent: the broker's slice of the received buffer on the way in (no copy until
+    /// LMDB's page), one buffer made from the page when read back from the store.
+    public var payload: ByteBuffer
     public var qos: UInt8
     public var retain: Bool
-    /// MQTT 5 properties, already encoded by the caller; the store keeps them opaque.
+    /// MQTT 5 properties, already encoded by the caller; the store keeps them opaque. Bytes, not a buffer:
+    /// usually empty (no allocation), and the bridge parses them when it sends.
     public var properties: [UInt8]
     /// When the gateway accepted the message, in milliseconds since the Unix epoch (drives `maxAge`).
     public var enqueuedAt: UInt64
 
     public init(
         topic: String,
-        payload: [UInt8],
+        payload: ByteBuffer,
         qos: UInt8 = 1,
         retain: Bool = false,
         properties: [UInt8] = [],
@@ -23,6 +28,25 @@ public struct QueuedMessage: Sendable, Hashable {
         self.retain = retain
         self.properties = properties
         self.enqueuedAt = enqueuedAt
+    }
+
+    /// A message with a payload given as bytes (copied into a buffer): for tests and tools.
+    public init(
+        topic: String,
+        payload: [UInt8],
+        qos: UInt8 = 1,
+        retain: Bool = false,
+        properties: [UInt8] = [],
+        enqueuedAt: UInt64
+    ) {
+        self.init(
+            topic: topic,
+            payload: ByteBuffer(bytes: payload),
+            qos: qos,
+            retain: retain,
+            properties: properties,
+            enqueuedAt: enqueuedAt
+        )
     }
 }
 
@@ -57,22 +81,39 @@ enum RecordCodec {
     static let version: UInt8 = 2
     static let checksumSize = 4
 
+    /// Bytes before the topic: version, flags, qos, enqueuedAt, topic length.
+    private static let headerSize = 15
+
+    /// The size of `message`'s record: what `encode(_:into:)` writes.
+    static func encodedSize(_ message: QueuedMessage) -> Int {
+        headerSize + message.topic.utf8.count + 4 + message.properties.count + 4 + message.payload.readableBytes
+            + checksumSize
+    }
+
+    /// Writes `message`'s record into `record`, which must hold exactly `encodedSize(message)` bytes (LMDB's
+    /// reserved space in the page, so the record is built once, where it is kept); the checksum is computed
+    /// over the bytes just written.
+    static func encode(_ message: QueuedMessage, into record: UnsafeMutableRawBufferPointer) {
+        precondition(record.count == encodedSize(message), "record buffer does not fit the message")
+        var writer = RecordWriter(record)
+        writer.write(version)
+        writer.write(message.retain ? UInt8(1) : 0)
+        writer.write(message.qos)
+        writer.write(message.enqueuedAt)
+        var topic = message.topic
+        topic.withUTF8 { writer.writeLengthPrefixed(UnsafeRawBufferPointer($0)) }
+        message.properties.withUnsafeBytes { writer.writeLengthPrefixed($0) }
+        message.payload.withUnsafeReadableBytes { writer.writeLengthPrefixed($0) }
+        let checksum = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: record[..<writer.offset]))
+        writer.write(checksum)
+    }
+
+    /// The record as an array (tests, and `encodeVersion1`); the store writes records with `encode(_:into:)`.
     static func encode(_ message: QueuedMessage) -> [UInt8] {
-        let topic = Array(message.topic.utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(27 + topic.count + message.properties.count + message.payload.count)
-        out.append(version)
-        out.append(message.retain ? 1 : 0)
-        out.append(message.qos)
-        out.appendBigEndian(message.enqueuedAt)
-        out.appendBigEndian(UInt32(topic.count))
-        out.append(contentsOf: topic)
-        out.appendBigEndian(UInt32(message.properties.count))
-        out.append(contentsOf: message.properties)
-        out.appendBigEndian(UInt32(message.payload.count))
-        out.append(contentsOf: message.payload)
-        out.appendBigEndian(CRC32C.checksum(out))
-        return out
+        [UInt8](unsafeUninitializedCapacity: encodedSize(message)) { buffer, count in
+            encode(message, into: UnsafeMutableRawBufferPointer(buffer))
+            count = buffer.count
+        }
     }
 
     /// Encodes in the version 1 layout (no checksum): for tests of old stores only.
@@ -113,7 +154,7 @@ enum RecordCodec {
             throw StoreError.corrupt("unknown flags 0x\(String(flags, radix: 16)) in queue record")
         }
         guard qos <= 2 else { throw StoreError.corrupt("invalid qos \(qos) in queue record") }
-        guard let topicBytes = reader.readLengthPrefixed() else {
+        guard let topicBytes = reader.readLengthPrefixedBytes() else {
             throw StoreError.corrupt("truncated topic in queue record")
         }
         guard let topic = String(validating: topicBytes, as: UTF8.self) else {
@@ -122,13 +163,13 @@ enum RecordCodec {
         guard let properties = reader.readLengthPrefixed() else {
             throw StoreError.corrupt("truncated properties in queue record")
         }
-        guard let payload = reader.readLengthPrefixed() else {
+        guard let payload = reader.readLengthPrefixedBytes() else {
             throw StoreError.corrupt("truncated payload in queue record")
         }
         guard reader.isAtEnd else { throw StoreError.corrupt("\(reader.remaining) trailing bytes in queue record") }
         return QueuedMessage(
             topic: topic,
-            payload: payload,
+            payload: ByteBuffer(bytes: payload),
             qos: qos,
             retain: flags & 1 == 1,
             properties: properties,
@@ -272,15 +313,48 @@ struct ByteReader {
         return value
     }
 
-    /// A 4-byte big-endian length and that many bytes; nil (not a trap) if the length overruns.
+    /// A 4-byte big-endian length and that many bytes, copied; nil (not a trap) if the length overruns.
     mutating func readLengthPrefixed() -> [UInt8]? {
+        readLengthPrefixedBytes().map { Array($0) }
+    }
+
+    /// A 4-byte big-endian length and that many bytes, in place; nil (not a trap) if the length overruns.
+    mutating func readLengthPrefixedBytes() -> UnsafeRawBufferPointer? {
         let start = index
         guard let length = readUInt32(), Int(length) <= remaining else {
             index = start
             return nil
         }
         defer { index += Int(length) }
-        return Array(bytes[index..<index + Int(length)])
+        return UnsafeRawBufferPointer(rebasing: bytes[index..<index + Int(length)])
+    }
+}
+
+/// Writes big-endian integers and length-prefixed bytes into a buffer sized for them (a record's reserved
+/// space); running past its end traps.
+struct RecordWriter {
+    let buffer: UnsafeMutableRawBufferPointer
+    private(set) var offset = 0
+
+    init(_ buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
+
+    mutating func write(_ byte: UInt8) {
+        buffer[offset] = byte
+        offset += 1
+    }
+
+    mutating func write<Value: FixedWidthInteger>(_ value: Value) {
+        let size = MemoryLayout<Value>.size
+        precondition(offset + size <= buffer.count, "record writer overrun")
+        buffer.storeBytes(of: value.bigEndian, toByteOffset: offset, as: Value.self)
+        offset += size
+    }
+
+    /// A 4-byte big-endian length, then the bytes.
+    mutating func writeLengthPrefixed(_ bytes: UnsafeRawBufferPointer) {
+        write(UInt32(bytes.count))
+        UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + bytes.count]).copyMemory(from: bytes)
+        offset += bytes.count
     }
 }
 

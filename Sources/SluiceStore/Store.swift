@@ -258,7 +258,9 @@ public final class Store: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        let weight = messages.reduce(0) { $0 + 64 + $1.payload.count + $1.topic.utf8.count + $1.properties.count }
+        let weight = messages.reduce(0) {
+            $0 + 64 + $1.payload.readableBytes + $1.topic.utf8.count + $1.properties.count
+        }
         let operation = WriteOperation<[AppendResult]>(weight: weight, completion: completion) {
             context throws(StoreError) in
             try context.append(queue, messages, limits)

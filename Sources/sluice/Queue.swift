@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import NIOCore
 import SluiceConfig
 import SluicePOSIX
 import SluiceStore
@@ -108,7 +109,7 @@ struct Queue: ParsableCommand {
             for (priority, queue) in classes where left > 0 {
                 for stored in try store.read(queue: queue, after: nil, limit: left) {
                     let message = stored.message
-                    let payload = String(decoding: message.payload.prefix(80), as: UTF8.self)
+                    let payload = String(decoding: message.payload.readableBytesView.prefix(80), as: UTF8.self)
                     print(
                         "#\(stored.seq)\(classMarker(priority, of: classes)) qos=\(message.qos) retain=\(message.retain)"
                             + " \(message.topic) \(payload)"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import NIOCore
 import SluiceBridge
 import SluicePOSIX
 import SluiceStore
@@ -75,11 +76,11 @@ extension Queue {
                 let letters = try store.deadLetters(queue: queue, limit: max(1, count - shown))
                 for letter in letters where shown < count {
                     let message = letter.message
-                    let payload = String(decoding: message.payload.prefix(60), as: UTF8.self)
+                    let payload = String(decoding: message.payload.readableBytesView.prefix(60), as: UTF8.self)
                     let when = WallInstant(timeIntervalSince1970: Double(letter.deadAt) / 1000).iso8601
                     print(
                         "#\(letter.seq)\(classMarker(priority, of: classes)) reason=\(DeadLetterCodes.label(letter.code))"
-                            + " at=\(when) qos=\(message.qos) size=\(message.payload.count) \(message.topic) \(payload)"
+                            + " at=\(when) qos=\(message.qos) size=\(message.payload.readableBytes) \(message.topic) \(payload)"
                     )
                     shown += 1
                 }

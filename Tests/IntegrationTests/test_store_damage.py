@@ -42,12 +42,15 @@ def queued_store(env: BridgeEnv, *, metrics_port: int | None = None):
     return central, gw, gw.data_dir / "sluice.db"
 
 
-def record_pattern(n: int) -> bytes:
-    """The bytes of message n's record from the end of its topic (…sensors/x) to the end of its payload.
+# The end of the topic and the properties field of the bridge's records: no property bytes for a message
+# without properties and without a rule TTL (an older build stored the empty MQTT 5 list, one byte 0).
+RECORD_PREFIX = b"sensors/x" + b"\0\0\0\0"
 
-    The properties field holds one byte, 0: the empty MQTT 5 property list the bridge stores."""
+
+def record_pattern(n: int) -> bytes:
+    """The bytes of message n's record from the end of its topic (…sensors/x) to the end of its payload."""
     payload = str(n).encode()
-    return b"sensors/x" + b"\0\0\0\x01\0" + len(payload).to_bytes(4, "big") + payload
+    return RECORD_PREFIX + len(payload).to_bytes(4, "big") + payload
 
 
 def flip_records(path: Path, seqs: list[int], how: str) -> int:
@@ -64,7 +67,7 @@ def flip_records(path: Path, seqs: list[int], how: str) -> int:
             if how == "payload":
                 data[m.end() - 1] ^= 0x01  # '7' -> '6': still a number, still decodes
             else:
-                data[m.start() + 14] = 0x7F  # payload length ~2 GB: overruns the record
+                data[m.start() + len(RECORD_PREFIX)] = 0x7F  # payload length ~2 GB: overruns the record
             changed += 1
     path.write_bytes(bytes(data))
     return changed

@@ -222,4 +222,36 @@ struct BridgeRunnerScriptedRemoteTests {
         #expect(Set(unacknowledged).isSubset(of: Set(second)))
         #expect(remote.connections.withLockedValue { $0 } == 2)
     }
+
+    /// The queued form keeps the payload buffer as received, and property bytes only when there is something
+    /// to keep: none for a message without properties and without a rule TTL (nothing to encode on append
+    /// or to parse on send), the TTL and the publisher's properties otherwise.
+    @Test func queuedMessagesKeepThePayloadAndPropertiesOnlyWhenThereAreAny() async throws {
+        let test = try await RunnerUnderTest(remote: ScriptedRemote(), messages: 0)
+        var received = ByteBuffer(string: "header|payload|next")
+        received.moveReaderIndex(forwardBy: 7)
+        let payload = received.getSlice(at: received.readerIndex, length: 7)!
+        let plain = Message(topic: "t", payload: payload, qos: .atLeastOnce)
+        var withUser = plain
+        withUser.properties.userProperties = [UserProperty("k", "v")]
+        let append = { (ttl: UInt32?) in
+            DurableAppend(
+                bridge: 0,
+                rule: 0,
+                topic: "central/t",
+                qos: .atLeastOnce,
+                queue: DurableQueueClass(queue: "edge", ttl: ttl)
+            )
+        }
+        let bare = test.runner.queuedMessage(for: plain, append: append(nil))
+        let timed = test.runner.queuedMessage(for: plain, append: append(30))
+        let user = test.runner.queuedMessage(for: withUser, append: append(nil))
+        try await test.finish()
+        #expect(bare?.payload == payload)
+        #expect(bare?.properties == [])
+        #expect(try Properties(storageBytes: try #require(timed?.properties)).messageExpiryInterval == 30)
+        let userProperties = try Properties(storageBytes: try #require(user?.properties))
+        #expect(userProperties.userProperties == [UserProperty("k", "v")])
+        #expect(userProperties.messageExpiryInterval == nil)
+    }
 }
