@@ -71,8 +71,11 @@ def test_records_dropped_by_drop_oldest_are_not_sent_from_memory(bridge_env):
     arrived = wait_until(lambda: set(kept) <= set(counter.seqs()), 30, 0.1)
     counter.settle(1.0)
     got = counter.seqs("gw1/sensors/burst")
-    dropped_sent = sorted(n for n in set(got) if 111 <= n <= 550)
+    early = sorted(n for n in set(got) if n < kept[0])
     ctx = f"burst arrivals {len(got)}: first {got[:12]}, last {got[-5:]}\n{env.logs()}"
     assert arrived, "kept messages missing: " + ctx
-    # 101..110 may have been in flight when the central stopped; everything after them up to 550 was dropped.
-    assert not dropped_sent, f"{len(dropped_sent)} dropped messages sent (first {dropped_sent[:5]}): " + ctx
+    # What the link had in flight when the central stopped reads may arrive: at most the window of 10, in order.
+    # Which ten depends on how far the burst was when the link fetched (101 and then 132..140 is as right as
+    # 101..110: the store had dropped 102..131 by then). Everything else before 551 was dropped; the cache held
+    # all of it, so a stale send from memory would bring far more than ten.
+    assert len(early) <= 10, f"{len(early)} messages before {kept[0]} arrived (first {early[:12]}): " + ctx
