@@ -87,9 +87,8 @@ public struct Broker: Sendable {
         var count = retained.count
         var bytes = retained.payloadBytes
         for session in sessions.all.values {
-            count += session.queue.count + session.inflight.count
-            bytes += session.queue.reduce(0) { $0 + $1.message.payload.readableBytes }
-            bytes += session.inflight.reduce(0) { $0 + $1.delivery.message.payload.readableBytes }
+            count += session.outbound.queue.count + session.outbound.inflight.count
+            bytes += session.outbound.queuedBytes + session.outbound.inflightPayloadBytes
         }
         return (count, bytes)
     }
@@ -108,8 +107,8 @@ public struct Broker: Sendable {
         admissions[connection]?.state == .awaitingAuthentication
     }
     /// Messages waiting for a client beyond its in-flight window (for tests and metrics).
-    public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.queue.count ?? 0 }
-    public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.inflight.count ?? 0 }
+    public func queuedMessageCount(clientID: String) -> Int { sessions[clientID]?.outbound.queue.count ?? 0 }
+    public func inflightMessageCount(clientID: String) -> Int { sessions[clientID]?.outbound.inflight.count ?? 0 }
 
     /// Connections that ended since the last call, each with why (for the disconnect log line).
     public mutating func takeDepartures() -> [Departure] {
@@ -534,12 +533,12 @@ public struct Broker: Sendable {
     /// Sends again what the client had not acknowledged, then what was queued [MQTT-4.4.0-1].
     private mutating func resume(_ clientID: String, now: BrokerTime) {
         guard let session = sessions[clientID], let connection = session.connection else { return }
-        for outgoing in session.inflight {
-            switch outgoing.state {
-            case .awaitingPubAck, .awaitingPubRec:
-                sendPublish(outgoing.delivery, packetID: outgoing.packetID, dup: true, to: connection, now: now)
-            case .awaitingPubComp:
-                send(.pubRel(PubAckPacket(packetIdentifier: outgoing.packetID)), to: connection)
+        for resend in session.outbound.resend() {
+            switch resend {
+            case .publish(let delivery, let packetID):
+                sendPublish(delivery, packetID: packetID, dup: true, to: connection, now: now)
+            case .pubRel(let packetID):
+                send(.pubRel(PubAckPacket(packetIdentifier: packetID)), to: connection)
             }
         }
         pump(clientID, now: now)
@@ -712,43 +711,41 @@ public struct Broker: Sendable {
 
     // MARK: Acknowledgements from a client
 
-    /// Index of the in-flight message with this packet identifier in this state, if any.
-    private func inflightIndex(_ clientID: String, _ packetID: UInt16, _ state: Outgoing.State) -> Int? {
-        sessions[clientID]?.inflight.firstIndex { $0.packetID == packetID && $0.state == state }
-    }
-
-    /// PUBACK, PUBCOMP (and a refusing PUBREC) end an outgoing flow and make room in the window.
+    /// PUBACK, PUBCOMP (and a refusing PUBREC) end an outgoing flow and make room in the window. False
+    /// when no flow awaited it.
+    @discardableResult
     private mutating func finishOutgoing(
         _ packetID: UInt16,
         _ state: Outgoing.State,
         from connection: ConnectionID,
         now: BrokerTime
-    ) {
+    ) -> Bool {
         guard let clientID = connections[connection]?.clientID,
-            let finished = sessions.removeInflight(clientID, packetID: packetID, state: state)
+            let finished = sessions.acknowledge(clientID, packetID: packetID, state: state)
         else {
-            return  // unknown identifiers are ignored [MQTT-4.3.2]
+            return false  // unknown identifiers are ignored [MQTT-4.3.2]
         }
         // Only persistence needs to hear of it: no session copy on every PUBACK otherwise.
         if tracksChanges, let session = sessions[clientID] {
             sessions.noteReleased(finished.delivery, in: session, of: clientID)
         }
         pump(clientID, now: now)
+        return true
     }
 
     private mutating func handlePubRec(_ rec: PubAckPacket, from connection: ConnectionID, now: BrokerTime) {
         guard let client = connections[connection] else { return }
-        guard let index = inflightIndex(client.clientID, rec.packetIdentifier, .awaitingPubRec) else {
+        let known =
+            rec.reasonCode.isFailure
+            // The receiver refused the message: the flow ends here [MQTT-4.3.3-4].
+            ? finishOutgoing(rec.packetIdentifier, .awaitingPubRec, from: connection, now: now)
+            : sessions.received(pubRec: rec.packetIdentifier, for: client.clientID)
+        if !known {
             let code: ReasonCode = client.version >= .v5 ? .packetIdentifierNotFound : .success
             send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier, reasonCode: code)), to: connection)
-            return
+        } else if !rec.reasonCode.isFailure {
+            send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier)), to: connection)
         }
-        if rec.reasonCode.isFailure {
-            // The receiver refused the message: the flow ends here [MQTT-4.3.3-4].
-            return finishOutgoing(rec.packetIdentifier, .awaitingPubRec, from: connection, now: now)
-        }
-        sessions[client.clientID]?.inflight[index].state = .awaitingPubComp
-        send(.pubRel(PubAckPacket(packetIdentifier: rec.packetIdentifier)), to: connection)
     }
 
     private mutating func handlePubRel(_ rel: PubAckPacket, from connection: ConnectionID) {
@@ -1063,39 +1060,30 @@ public struct Broker: Sendable {
             sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
             return
         }
-        // Taken out and put back so the queue is mutated in place, never copied.
+        // Taken out and put back so the window is mutated in place, never copied.
         guard var session = sessions.removeValue(forKey: clientID) else { return }
         defer { sessions[clientID] = session }
-        if let connection = session.connection, connections[connection]?.backedUp == false {
-            if session.queue.isEmpty && hasRoomInFlight(session, connection: connection) {
-                let packetID = session.nextPacketID()
-                if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
-                    let stored = session.numbered(delivery)
-                    session.inflight.append(
-                        Outgoing(
-                            packetID: packetID,
-                            delivery: stored,
-                            state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
-                        )
-                    )
-                    sessions.noteStored(stored, in: session, of: clientID)
-                }
-                return
+        let connection = session.connection
+        var deliverable = false
+        var clientReceiveMaximum: Int?
+        if let connection, let slot = connections.index(forKey: connection) {
+            deliverable = !connections.values[slot].backedUp
+            clientReceiveMaximum = connections.values[slot].receiveMaximum
+        }
+        let limits = settings.outboundLimits(clientReceiveMaximum: clientReceiveMaximum)
+        switch session.outbound.offer(delivery, deliverable: deliverable, connected: connection != nil, limits) {
+        case .send(let packetID):
+            if let connection, sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
+                let stored = session.outbound.sent(delivery, packetID: packetID)
+                sessions.noteStored(stored, in: session, of: clientID)
             }
-        } else if session.connection == nil && delivery.qos == .atMostOnce && !settings.queueQoS0Messages {
-            return
+        case .sendUnacknowledged:
+            if let connection { sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now) }
+        case .queued(let stored):
+            sessions.noteStored(stored, in: session, of: clientID)
+        case .refused(let reason):
+            if let reason { stats.drop(reason) }
         }
-        let size = delivery.message.payload.readableBytes
-        if (settings.maxQueuedMessages > 0 && session.queue.count >= settings.maxQueuedMessages)
-            || (settings.maxQueuedBytes > 0 && session.queuedBytes + size > settings.maxQueuedBytes)
-        {
-            stats.drop(.queueFull)
-            return
-        }
-        let stored = session.numbered(delivery)
-        session.queue.append(stored)
-        session.queuedBytes += size
-        sessions.noteStored(stored, in: session, of: clientID)
     }
 
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
@@ -1103,47 +1091,25 @@ public struct Broker: Sendable {
     private mutating func pump(_ clientID: String, now: BrokerTime) {
         // Most PUBACKs find nothing queued: one lookup then, not the session taken out and put back.
         guard sessions.hasQueued(clientID), let connection = sessions[clientID]?.connection,
-            connections[connection]?.backedUp == false,
+            let slot = connections.index(forKey: connection), !connections.values[slot].backedUp,
             var session = sessions.removeValue(forKey: clientID)
         else {
             return
         }
         defer { sessions[clientID] = session }
-        while let next = session.queue.first,
-            next.qos == .atMostOnce || hasRoomInFlight(session, connection: connection)
-        {
-            let delivery = session.queue.removeFirst()
-            session.queuedBytes -= delivery.message.payload.readableBytes
-            if delivery.qos == .atMostOnce {
+        let limits = settings.outboundLimits(clientReceiveMaximum: connections.values[slot].receiveMaximum)
+        while let (delivery, packetID) = session.outbound.next(limits) {
+            guard let packetID else {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
                 sessions.noteReleased(delivery, in: session, of: clientID)
                 continue
             }
-            let packetID = session.nextPacketID()
             if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
-                session.inflight.append(
-                    Outgoing(
-                        packetID: packetID,
-                        delivery: delivery,
-                        state: delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
-                    )
-                )
+                session.outbound.sent(delivery, packetID: packetID)
             } else {
                 sessions.noteReleased(delivery, in: session, of: clientID)
             }
         }
-    }
-
-    private func window(for connection: ConnectionID) -> Int {
-        min(connections[connection]?.receiveMaximum ?? 65535, settings.receiveMaximum)
-    }
-
-    /// Room for one more QoS 1/2 message in flight: the count window, and `max_inflight_bytes` as
-    /// Mosquitto counts it (one more while the bytes in flight are below the bound, so a larger
-    /// message still goes, alone).
-    private func hasRoomInFlight(_ session: Session, connection: ConnectionID) -> Bool {
-        guard session.inflight.count < window(for: connection) else { return false }
-        return settings.maxInflightBytes == 0 || session.inflightPayloadBytes < settings.maxInflightBytes
     }
 
     /// Builds and sends one PUBLISH; false when it was dropped (expired, or too large for the client).

@@ -79,7 +79,7 @@ extension Broker {
                 expiryInterval: client.sessionExpiryInterval
             )
             session.username = client.username
-            session.lastPacketID = client.lastMid
+            session.outbound.lastPacketID = client.lastMid
             // Offline since the expiry time less the interval; a session Mosquitto saved while it
             // was connected (expiry time 0) counts from now, as Sluice's own restore does.
             if client.sessionExpiryTime > 0, client.sessionExpiryInterval != UInt32.max {
@@ -144,7 +144,7 @@ extension Broker {
             }
             guard let message = lookup(held.storeID, what), let qos = QoS(rawValue: held.qos) else { continue }
             var session = imported[held.clientID]!
-            let delivery = session.numbered(
+            let delivery = session.outbound.numbered(
                 Delivery(
                     message: message,
                     qos: qos,
@@ -161,14 +161,13 @@ extension Broker {
                 }
             // Messages already sent keep their packet identifier; only the first ones can be in
             // flight, so one sent after a queued one is queued too (order is kept either way).
-            if let sentState, qos != .atMostOnce, session.queue.isEmpty,
-                !session.inflight.contains(where: { $0.packetID == held.mid })
+            if let sentState, qos != .atMostOnce, !session.outbound.hasQueued,
+                !session.outbound.isInFlight(held.mid)
             {
-                session.inflight.append(Outgoing(packetID: held.mid, delivery: delivery, state: sentState))
+                session.outbound.restoreInflight(Outgoing(packetID: held.mid, delivery: delivery, state: sentState))
                 report.inflightMessages += 1
             } else {
-                session.queue.append(delivery)
-                session.queuedBytes += delivery.message.payload.readableBytes
+                session.outbound.restoreQueued(delivery)
                 report.queuedMessages += 1
             }
             imported[held.clientID] = session

@@ -159,11 +159,11 @@ struct SessionSnapshot: Sendable {
         protocolVersion = session.protocolVersion
         expiryInterval = session.expiryInterval
         disconnectedAt = session.disconnectedAt
-        lastPacketID = session.lastPacketID
-        nextSeq = session.nextSeq
+        lastPacketID = session.outbound.lastPacketID
+        nextSeq = session.outbound.nextSeq
         subscriptions = session.subscriptions
         inboundQoS2 = session.inboundQoS2
-        inflight = session.inflight.map { ($0.delivery.seq, $0.packetID, $0.state) }
+        inflight = session.outbound.inflight.map { ($0.delivery.seq, $0.packetID, $0.state) }
     }
 }
 
@@ -526,7 +526,7 @@ extension ByteBuffer {
         )
         let offlineSince = try read(UInt64.self)
         if offlineSince != 0 { session.presence = .offline(since: BrokerTime(max(0, Int64(offlineSince) - offset))) }
-        session.lastPacketID = try read(UInt16.self)
+        session.outbound.lastPacketID = try read(UInt16.self)
         return (clientID, session)
     }
 
@@ -539,7 +539,7 @@ extension ByteBuffer {
         let version = getInteger(at: readerIndex, as: UInt8.self)
         let (clientID, header) = try readSessionHeader(versions: 2...PersistenceFormat.sessionVersion, offset: offset)
         var session = header
-        session.nextSeq = try read(UInt64.self)
+        session.outbound.nextSeq = try read(UInt64.self)
         session.subscriptions = try readSubscriptions(of: clientID)
         for _ in 0..<(try readCount()) { session.inboundQoS2.insert(try read(UInt16.self)) }
         var held = Dictionary(messages[clientID] ?? [], uniquingKeysWith: { first, _ in first })
@@ -549,7 +549,7 @@ extension ByteBuffer {
             let state = try readState(of: clientID)
             // A message saved as in flight but whose record is missing was never acknowledged as kept.
             guard let delivery = held.removeValue(forKey: seq) else { continue }
-            session.inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
+            session.outbound.restoreInflight(Outgoing(packetID: packetID, delivery: delivery, state: state))
         }
         if version ?? 0 >= 3 {
             let hasUsername = try read(UInt8.self)
@@ -561,11 +561,12 @@ extension ByteBuffer {
         }
         guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }
         for (seq, delivery) in messages[clientID] ?? [] where held[seq] != nil {
-            session.queue.append(delivery)
-            session.queuedBytes += delivery.message.payload.readableBytes
-            session.nextSeq = max(session.nextSeq, seq + 1)
+            session.outbound.restoreQueued(delivery)
+            session.outbound.nextSeq = max(session.outbound.nextSeq, seq + 1)
         }
-        for outgoing in session.inflight { session.nextSeq = max(session.nextSeq, outgoing.delivery.seq + 1) }
+        for outgoing in session.outbound.inflight {
+            session.outbound.nextSeq = max(session.outbound.nextSeq, outgoing.delivery.seq + 1)
+        }
         return (clientID, session)
     }
 
@@ -578,13 +579,12 @@ extension ByteBuffer {
         for _ in 0..<(try readCount()) {
             let packetID = try read(UInt16.self)
             let state = try readState(of: clientID)
-            let delivery = session.numbered(try readDelivery(offset: offset))
-            session.inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
+            let delivery = session.outbound.numbered(try readDelivery(offset: offset))
+            session.outbound.restoreInflight(Outgoing(packetID: packetID, delivery: delivery, state: state))
         }
         for _ in 0..<(try readCount()) {
-            let delivery = session.numbered(try readDelivery(offset: offset))
-            session.queue.append(delivery)
-            session.queuedBytes += delivery.message.payload.readableBytes
+            let delivery = session.outbound.numbered(try readDelivery(offset: offset))
+            session.outbound.restoreQueued(delivery)
         }
         guard readableBytes == 0 else { throw PersistenceError(description: "session \(clientID): trailing bytes") }
         return (clientID, session)

@@ -47,7 +47,7 @@ struct SaveJournal: Sendable {
             changes.sessions.append(
                 .save(
                     SessionSnapshot(session, clientID: clientID),
-                    all: rewrite ? session.inflight.map(\.delivery) + session.queue : nil,
+                    all: rewrite ? session.outbound.deliveries : nil,
                     added: rewrite ? [] : journal.added.values.sorted { $0.seq < $1.seq },
                     removed: rewrite ? [] : journal.removed.sorted()
                 )

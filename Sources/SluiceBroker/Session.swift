@@ -1,8 +1,7 @@
-import DequeModule
 import MQTTCore
 
 /// A message on its way to one subscriber: the QoS and retain flag it is delivered with.
-struct Delivery: Sendable {
+struct Delivery: Sendable, Equatable {
     var message: Message
     var qos: QoS
     var retain: Bool
@@ -38,20 +37,14 @@ struct Session: Sendable {
     var username: String?
     /// By filter; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
     var subscriptions: SubscriptionMap = [:]
-    /// In send order, so redelivery on reconnect keeps it [MQTT-4.6.0-1].
-    var inflight: Deque<Outgoing> = []
-    /// Waiting for room in the in-flight window, or for the client to come back.
-    var queue: Deque<Delivery> = []
-    var queuedBytes = 0
     /// QoS 2 packet identifiers received and not yet released by PUBREL.
     var inboundQoS2: Set<UInt16> = []
-    /// The `seq` the next stored delivery gets.
-    var nextSeq: UInt64 = 1
     /// A will waiting for its delay to pass (MQTT 5 will delay interval).
     @Indirect var delayedWill: (message: Message, dueAt: BrokerTime)? = nil
+    /// The messages on their way to the client: in flight, and waiting (four words, no padding).
+    var outbound = OutboundWindow()
     var presence = Presence.detached
     var protocolVersion: ProtocolVersion
-    var lastPacketID: UInt16 = 0
     /// Seconds; `UInt32.max` never expires.
     var expiryInterval: UInt32
 
@@ -67,31 +60,12 @@ struct Session: Sendable {
         if case .offline(let since) = presence { since } else { nil }
     }
     var isConnected: Bool { connection != nil }
-    /// Payload bytes of the QoS 1/2 messages in flight (`max_inflight_bytes`); summed when asked, since
-    /// the window is small and only that option asks.
-    var inflightPayloadBytes: Int { inflight.reduce(0) { $0 + $1.delivery.message.payload.readableBytes } }
     /// Whether the session outlives its connection, and so is saved by persistence.
     var isPersistent: Bool { expiryInterval > 0 }
-
-    /// Numbers `delivery` as the session's newest stored message.
-    mutating func numbered(_ delivery: Delivery) -> Delivery {
-        var delivery = delivery
-        delivery.seq = nextSeq
-        nextSeq += 1
-        return delivery
-    }
 
     func expiresAt() -> BrokerTime? {
         guard let disconnectedAt, expiryInterval != UInt32.max else { return nil }
         return disconnectedAt + BrokerTime(expiryInterval) * 1000
-    }
-
-    /// The next free packet identifier (1...65535, skipping ones in flight) [MQTT-2.2.1-3].
-    mutating func nextPacketID() -> UInt16 {
-        repeat {
-            lastPacketID = lastPacketID == UInt16.max ? 1 : lastPacketID + 1
-        } while inflight.contains(where: { $0.packetID == lastPacketID })
-        return lastPacketID
     }
 }
 
@@ -234,18 +208,27 @@ struct SessionTable: Sendable {
     /// The connection the session is attached to, if it is connected.
     func connection(of clientID: String) -> ConnectionID? { all[clientID]?.connection }
 
-    /// Takes the in-flight message with this packet identifier in this state out of the session, if
-    /// there is one: one lookup of the client id, and the session is changed in place.
-    mutating func removeInflight(_ clientID: String, packetID: UInt16, state: Outgoing.State) -> Outgoing? {
+    /// Ends the outgoing flow of `packetID` in `state` in the session of `clientID` (`OutboundWindow.acknowledge`):
+    /// one lookup of the client id, and the session changed in place, never copied.
+    mutating func acknowledge(_ clientID: String, packetID: UInt16, state: Outgoing.State) -> Outgoing? {
         guard let slot = all.index(forKey: clientID),
-            let index = all.values[slot].inflight.firstIndex(where: { $0.packetID == packetID && $0.state == state })
+            let finished = all.values[slot].outbound.acknowledge(packetID, state)
         else { return nil }
         if tracksChanges { changed.insert(clientID) }
-        return all.values[slot].inflight.remove(at: index)
+        return finished
+    }
+
+    /// A successful PUBREC for `packetID` in the session of `clientID` (`OutboundWindow.received(pubRec:)`), in place.
+    mutating func received(pubRec packetID: UInt16, for clientID: String) -> Bool {
+        guard let slot = all.index(forKey: clientID), all.values[slot].outbound.received(pubRec: packetID) else {
+            return false
+        }
+        if tracksChanges { changed.insert(clientID) }
+        return true
     }
 
     /// Whether the session has messages waiting beyond its in-flight window.
-    func hasQueued(_ clientID: String) -> Bool { all[clientID]?.queue.isEmpty == false }
+    func hasQueued(_ clientID: String) -> Bool { all[clientID]?.outbound.hasQueued == true }
 
     /// `delivery` (numbered) now waits in, or is in flight for, `session` (the one of `clientID`).
     mutating func noteStored(_ delivery: Delivery, in session: Session, of clientID: String) {

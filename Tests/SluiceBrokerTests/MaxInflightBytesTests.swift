@@ -3,9 +3,10 @@ import Testing
 
 @testable import SluiceBroker
 
-// `max_inflight_bytes`: one more QoS 1/2 message goes in flight while the payload bytes in flight are
-// below the bound (Mosquitto's rule: a larger message still goes, alone); the rest waits in the
-// client's queue, whose own bounds (max_queued_messages/bytes) still apply.
+// `max_inflight_bytes` reaching the window: one more QoS 1/2 message goes in flight while the payload
+// bytes in flight are below the bound; the rest waits in the client's queue, whose own bounds
+// (max_queued_messages/bytes) still apply. The rule itself (a larger message still goes, alone; the count
+// window still applies) is tested on `OutboundWindow` alone (OutboundWindowTests).
 
 @Suite struct MaxInflightBytesTests {
     static let sixty = String(repeating: "x", count: 60)
@@ -35,16 +36,6 @@ import Testing
         #expect(h.broker.queuedMessageCount(clientID: "sub") == 0)
     }
 
-    @Test func aMessageLargerThanTheBoundStillGoesAlone() throws {
-        let h = subscribed { _ in }
-        let big = String(repeating: "b", count: 500)
-        let first = h.publish(2, "t/big", big, qos: .atLeastOnce, packetID: 1).publishes(to: 1)
-        #expect(first.map(\.topic) == ["t/big"])
-        #expect(h.publish(2, "t/small", "s", qos: .atLeastOnce, packetID: 2).publishes(to: 1).isEmpty)
-        let after = h.receive(.pubAck(PubAckPacket(packetIdentifier: try #require(first[0].packetIdentifier))), from: 1)
-        #expect(after.publishes(to: 1).map(\.topic) == ["t/small"])
-    }
-
     @Test func qos0IsNotHeldAndTheQueueBoundStillDrops() {
         let h = subscribed { $0.maxQueuedMessages = 1 }
         for i in 1...2 { h.publish(2, "t/\(i)", Self.sixty, qos: .atLeastOnce, packetID: UInt16(i)) }
@@ -54,16 +45,5 @@ import Testing
         h.publish(2, "t/4", Self.sixty, qos: .atLeastOnce, packetID: 4)  // over max_queued_messages: dropped
         #expect(h.broker.queuedMessageCount(clientID: "sub") == 1)
         #expect(h.broker.stats.dropped[.queueFull] == 1)
-    }
-
-    @Test func theCountWindowStillApplies() {
-        let h = subscribed {
-            $0.maxInflightBytes = 1_000_000; $0.maxInflightMessages = 2
-        }
-        var topics: [String] = []
-        for i in 1...3 {
-            topics += h.publish(2, "t/\(i)", "x", qos: .atLeastOnce, packetID: UInt16(i)).publishes(to: 1).map(\.topic)
-        }
-        #expect(topics == ["t/1", "t/2"])
     }
 }

@@ -52,7 +52,7 @@ import Testing
         #expect(client.isBridge && !client.backedUp && !client.disconnectedCleanly && client.will == nil)
         let session = Session(protocolVersion: .v3_1_1, expiryInterval: 30)
         #expect(session.protocolVersion == .v3_1_1 && session.expiryInterval == 30)
-        #expect(session.connection == nil && session.disconnectedAt == nil && session.nextSeq == 1)
+        #expect(session.connection == nil && session.disconnectedAt == nil && session.outbound.nextSeq == 1)
     }
 
     @Test func narrowedFieldsKeepTheirFullRange() {

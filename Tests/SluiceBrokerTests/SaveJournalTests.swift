@@ -38,9 +38,9 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         var sessions = SessionTable()
         sessions.tracksChanges = true
         var stored = session()
-        for index in 0..<count { stored.queue.append(stored.numbered(delivery("m\(index)"))) }
+        for index in 0..<count { stored.outbound.restoreQueued(stored.outbound.numbered(delivery("m\(index)"))) }
         sessions[clientID] = stored
-        for queued in stored.queue { sessions.noteStored(queued, in: stored, of: clientID) }
+        for queued in stored.outbound.queue { sessions.noteStored(queued, in: stored, of: clientID) }
         return sessions
     }
 
@@ -53,16 +53,17 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         #expect(journal.savedSessions == ["c"])
     }
 
-    @Test func aSavedSessionIsSavedWithOnlyTheMessagesThatCameAndWent() {
+    @Test func aSavedSessionIsSavedWithOnlyTheMessagesThatCameAndWent() throws {
         var journal = SaveJournal()
         var sessions = table("c", messages: 2)
         var retained = RetainedStore()
         _ = journal.take(from: &sessions, retained: &retained)
 
         var stored = sessions["c"]!
-        let first = stored.queue.removeFirst()
-        let third = stored.numbered(delivery("m2"))
-        stored.queue.append(third)
+        let taken = stored.outbound.next(.bounds())
+        let first = try #require(taken).delivery
+        let third = stored.outbound.numbered(delivery("m2"))
+        stored.outbound.restoreQueued(third)
         sessions["c"] = stored
         sessions.noteReleased(first, in: stored, of: "c")
         sessions.noteStored(third, in: stored, of: "c")
@@ -77,7 +78,7 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         _ = journal.take(from: &sessions, retained: &retained)
 
         var stored = sessions["c"]!
-        let passing = stored.numbered(delivery("m"))
+        let passing = stored.outbound.numbered(delivery("m"))
         sessions["c"] = stored
         sessions.noteStored(passing, in: stored, of: "c")
         sessions.noteReleased(passing, in: stored, of: "c")
