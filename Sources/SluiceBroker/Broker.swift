@@ -118,8 +118,11 @@ public struct Broker: Sendable {
     }
 
     private mutating func takeActions() -> [BrokerAction] {
-        defer { actions.removeAll(keepingCapacity: true) }
-        return actions
+        // Handed over whole: the caller's copy shares the buffer, so keeping its capacity here would
+        // allocate one as large on every call (and keep a burst's size for good).
+        var taken: [BrokerAction] = []
+        swap(&taken, &actions)
+        return taken
     }
 
     // MARK: Events

@@ -127,8 +127,14 @@ final class BridgeQueues: @unchecked Sendable {
         let priority = PriorityQueues.parse(queue: queue).priority
         var records: [CommittedRecordCache.Record] = []
         records.reserveCapacity(messages.count)
-        for (message, result) in zip(messages, results) {
+        for (var message, result) in zip(messages, results) {
             guard let seq = result.seq else { continue }
+            // A payload is a slice of the buffer its PUBLISH was read into (up to 64 KiB, shared with the other
+            // packets of that read): cached as is, it would keep that whole buffer alive beyond what the byte
+            // bound counts, so the cache keeps a copy of its own (the store's append needed no copy).
+            if message.payload.storageCapacity > message.payload.readableBytes * 2 + 256 {
+                message.payload = ByteBuffer(bytes: message.payload.readableBytesView)
+            }
             let bytes = 64 + message.payload.readableBytes + message.topic.utf8.count + message.properties.count
             records.append(.init(seq: seq, message: message, bytes: bytes))
         }

@@ -144,6 +144,29 @@ struct BridgeQueuesTests {
         #expect(result.answers == [[]])
     }
 
+    @Test func aCachedPayloadDoesNotKeepTheBufferItWasReadInto() async throws {
+        let test = try QueuesUnderTest()
+        _ = try await test.fetch([(nil, 10)])  // drained: live records are served from memory from here on
+        // Two 64-byte payloads sliced out of one 4 KiB read buffer, as the broker hands them over.
+        var read = ByteBufferAllocator().buffer(capacity: 4096)
+        read.writeRepeatingByte(7, count: 4096)
+        let payloads = [read.getSlice(at: 0, length: 64)!, read.getSlice(at: 64, length: 64)!]
+        let messages = payloads.enumerated().map { index, payload in
+            QueuedMessage(topic: "telemetry/\(index)", payload: payload, enqueuedAt: 0)
+        }
+        let queue = PriorityQueues.queueName(bridge: "edge", priority: PriorityQueues.defaultClass)
+        let results = try await test.store.append(queue: queue, messages: messages, limits: .unlimited)
+        test.queues.committed(queue: queue, messages: messages, results: results)
+        let queues = test.queues
+        let served = try await test.loop.submit {
+            queues.fetch(after: 0, limit: 10, skip: []) { _ in }?.map(\.message.payload)
+        }.get()
+        try await test.finish()
+        #expect(served?.count == 2)
+        #expect(served?.allSatisfy { $0.readableBytes == 64 && $0.storageCapacity < 512 } == true)
+        #expect(served?.first.map { Array($0.readableBytesView) } == Array(repeating: 7, count: 64))
+    }
+
     @Test func liveRecordsAfterADrainedReadComeFromMemoryInOrder() async throws {
         let test = try QueuesUnderTest()
         try await test.append(["telemetry/old"], priority: PriorityQueues.defaultClass)
