@@ -7,9 +7,10 @@ import SluiceBroker
 import SluicePOSIX
 import SluiceStore
 
-/// The one serial owner of the broker core. Every method runs on `loop`; connections on other
-/// loops hop here with their decoded packets, and packets for them hop back in batches. No lock
-/// is taken on the publish path.
+/// The one serial owner of the broker core. Every method runs on `loop`. The gateway's client
+/// connections live on `loop` too (GatewayService's listeners); a connection on another loop (tests,
+/// in-process clients) hops here with its decoded packets, and packets for it hop back in batches.
+/// No lock is taken on the publish path.
 final class BrokerHost: @unchecked Sendable {
     let loop: any EventLoop
     let logger: Logger
