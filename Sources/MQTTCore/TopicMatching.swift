@@ -7,21 +7,55 @@
 
 extension Topic {
     /// Whether `topic` (a valid topic name) matches `filter` (a valid, non-shared topic filter).
+    /// Walks both byte by byte without splitting them into levels: the broker asks it for every
+    /// retained message a wildcard subscription might receive, and ACL patterns for every message.
     public static func matches(filter: String, topic: String) -> Bool {
-        var filterLevels = filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)[...]
-        var topicLevels = topic.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)[...]
-        if topic.utf8.first == UInt8(ascii: "$"), let first = filterLevels.first,
-            first.elementsEqual("+".utf8) || first.elementsEqual("#".utf8)
+        var filter = filter
+        var topic = topic
+        return filter.withUTF8 { filterBytes in
+            topic.withUTF8 { topicBytes in matches(filter: filterBytes, topic: topicBytes) }
+        }
+    }
+
+    private static func matches(filter: UnsafeBufferPointer<UInt8>, topic: UnsafeBufferPointer<UInt8>) -> Bool {
+        let slash = UInt8(ascii: "/")
+        let plus = UInt8(ascii: "+")
+        let hash = UInt8(ascii: "#")
+        /// The end of the level that starts at `start`: the next "/" or the end.
+        func levelEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+            var end = start
+            while end < bytes.count, bytes[end] != slash { end += 1 }
+            return end
+        }
+        /// Whether the filter level `start..<end` is exactly the wildcard `byte`.
+        func isWildcard(_ byte: UInt8, _ start: Int, _ end: Int) -> Bool {
+            end == start + 1 && filter[start] == byte
+        }
+        var filterStart = 0
+        var topicStart = 0
+        let firstFilterEnd = levelEnd(filter, from: 0)
+        if topic.first == UInt8(ascii: "$"), isWildcard(plus, 0, firstFilterEnd) || isWildcard(hash, 0, firstFilterEnd)
         {
             return false
         }
-        while let level = filterLevels.popFirst() {
-            if level.elementsEqual("#".utf8) { return true }
-            guard let topicLevel = topicLevels.popFirst() else { return false }
-            if level.elementsEqual("+".utf8) { continue }
-            if !level.elementsEqual(topicLevel) { return false }
+        var topicExhausted = false
+        while true {
+            let filterEnd = levelEnd(filter, from: filterStart)
+            if isWildcard(hash, filterStart, filterEnd) { return true }
+            if topicExhausted { return false }
+            let topicEnd = levelEnd(topic, from: topicStart)
+            if !isWildcard(plus, filterStart, filterEnd) {
+                guard filterEnd - filterStart == topicEnd - topicStart else { return false }
+                var offset = 0
+                while filterStart + offset < filterEnd {
+                    if filter[filterStart + offset] != topic[topicStart + offset] { return false }
+                    offset += 1
+                }
+            }
+            if topicEnd == topic.count { topicExhausted = true } else { topicStart = topicEnd + 1 }
+            if filterEnd == filter.count { return topicExhausted }
+            filterStart = filterEnd + 1
         }
-        return topicLevels.isEmpty
     }
 
     /// Whether `topicOrFilter` has more than `limit` levels ("a/b" has two, "/" has two). Counts

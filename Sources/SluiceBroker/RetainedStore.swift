@@ -75,8 +75,8 @@ struct RetainedStore: Sendable {
         now: BrokerTime
     ) -> [Delivery] {
         var deliveries: [Delivery] = []
-        for (topic, message) in messages.sorted(by: { $0.key < $1.key })
-        where Topic.matches(filter: filter, topic: topic) {
+        for topic in matchingTopics(filter).sorted() {
+            guard let message = messages[topic] else { continue }
             if let expiresAt = message.expiresAt, expiresAt <= now {
                 messages[topic] = nil
                 if tracksChanges { changed.insert(topic) }
@@ -97,6 +97,14 @@ struct RetainedStore: Sendable {
             )
         }
         return deliveries
+    }
+
+    /// The topics of the retained messages `filter` matches: one lookup for a filter without wildcards;
+    /// otherwise every topic is matched, and only the matches are sorted and copied. (Sorting the whole
+    /// store for every filter made a SUBSCRIBE of many filters cost each one a sort of every message.)
+    private func matchingTopics(_ filter: String) -> [String] {
+        guard Topic.hasWildcard(filter) else { return messages[filter] == nil ? [] : [filter] }
+        return messages.keys.filter { Topic.matches(filter: filter, topic: $0) }
     }
 
     /// `check_retain_source`: the publisher of a retained message must still be allowed to write its topic

@@ -44,4 +44,37 @@ struct TopicTests {
         #expect(Topic.sharedSubscription("sensors/#") == nil)
         #expect(Topic.isShared("$share/g/a") && !Topic.isShared("$SYS/a"))
     }
+
+    /// The matcher walks bytes; this reference splits into levels, as the rules are written. Every pair of
+    /// topics and filters built from a few levels (empty ones, `$`, wildcards, multi-byte) must agree.
+    @Test func matchingAgreesWithTheLevelByLevelRules() {
+        func reference(filter: String, topic: String) -> Bool {
+            var filterLevels = filter.split(separator: "/", omittingEmptySubsequences: false)[...]
+            var topicLevels = topic.split(separator: "/", omittingEmptySubsequences: false)[...]
+            if topic.hasPrefix("$"), filterLevels.first == "+" || filterLevels.first == "#" { return false }
+            while let level = filterLevels.popFirst() {
+                if level == "#" { return true }
+                guard let topicLevel = topicLevels.popFirst() else { return false }
+                if level != "+" && level != topicLevel { return false }
+            }
+            return topicLevels.isEmpty
+        }
+        let topicLevels = ["a", "b", "", "$x", "ab", "ü"]
+        let filterLevels = topicLevels + ["+", "#"]
+        var generator = SplitMix64(seed: 17)
+        func random(_ levels: [String], upTo depth: Int) -> String {
+            (0..<Int.random(in: 1...depth, using: &generator)).map { _ in levels.randomElement(using: &generator)! }
+                .joined(separator: "/")
+        }
+        var matched = 0
+        for _ in 0..<20_000 {
+            let topic = random(topicLevels, upTo: 4)
+            let filter = random(filterLevels, upTo: 4)
+            guard (try? Topic.validateFilter(filter)) != nil, (try? Topic.validateName(topic)) != nil else { continue }
+            let expected = reference(filter: filter, topic: topic)
+            #expect(Topic.matches(filter: filter, topic: topic) == expected, "\(filter) against \(topic)")
+            if expected { matched += 1 }
+        }
+        #expect(matched > 500)  // the cases are not all misses
+    }
 }
