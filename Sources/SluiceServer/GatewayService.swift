@@ -47,6 +47,7 @@ public final class GatewayService: Sendable {
         // Trapped before anything binds: a SIGHUP sent as soon as the gateway answers (its default
         // action is to end the process) must not kill it; it waits for the reloader.
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
+        IdleTrim.fixHeapThresholds()  // before the broker allocates: memory freed after a burst goes back
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let hashingPool = HashingPool()  // its thread starts with the first password file
         let host = BrokerHost(loop: group.next(), settings: BrokerSettings(config), logger: logger)

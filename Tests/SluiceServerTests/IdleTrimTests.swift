@@ -38,4 +38,9 @@ import Testing
     @Test func glibcsMallocTrimIsFound() {
         #expect(IdleTrim.releaseFreeHeap())
     }
+
+    /// Likewise `mallopt`, and glibc must accept both thresholds.
+    @Test func glibcTakesTheFixedHeapThresholds() {
+        #expect(IdleTrim.fixHeapThresholds())
+    }
 }
