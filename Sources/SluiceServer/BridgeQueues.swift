@@ -80,7 +80,7 @@ final class BridgeQueues: @unchecked Sendable {
         store: Store,
         loop: any EventLoop,
         logger: Logger,
-        storeChanges: StoreChangeSignal = StoreChangeSignal()
+        storeChanges: StoreChangeSignal
     ) {
         self.bridge = config.name
         self.store = store

@@ -16,12 +16,17 @@ private struct QueuesUnderTest {
     let folder: URL
     let store: Store
     let queues: BridgeQueues
+    /// Fed by the store's events, as GatewayService feeds the bridges'.
+    let storeChanges = StoreChangeSignal()
     var loop: any EventLoop { group.next() }
 
-    init(storeChanges: StoreChangeSignal = StoreChangeSignal()) throws {
+    init() throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-queues-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        store = try Store(path: folder.appendingPathComponent("store.lmdb").path)
+        store = try Store(
+            path: folder.appendingPathComponent("store.lmdb").path,
+            onEvent: { [storeChanges] in storeChanges.note($0) }
+        )
         let text = """
             connection edge
             address 127.0.0.1:1883
@@ -35,7 +40,7 @@ private struct QueuesUnderTest {
             store: store,
             loop: group.next(),
             logger: quiet,
-            storeChanges: storeChanges
+            storeChanges: self.storeChanges
         )
     }
 
@@ -210,13 +215,11 @@ struct BridgeQueuesTests {
     }
 
     @Test func aStoreChangeSendsTheNextFetchToTheStore() async throws {
-        let changes = StoreChangeSignal()
-        let test = try QueuesUnderTest(storeChanges: changes)
+        let test = try QueuesUnderTest()
         _ = try await test.fetch([(nil, 10)])
         // drop_oldest at a bound of 1: the second append drops the first record in its own commit.
         let limits = QueueLimits(maxMessages: 1, maxBytes: .max, maxAge: nil, policy: .dropOldest)
         try await test.appendLive(["telemetry/1"], priority: PriorityQueues.defaultClass, limits: limits)
-        changes.note(.dropped(queue: "edge", reason: .maxMessages, count: 1))  // as the store reports it
         try await test.appendLive(["telemetry/2"], priority: PriorityQueues.defaultClass, limits: limits)
         let result = try await test.fetch([(0, 10)])
         let served = try await test.servedFromMemory()
