@@ -103,7 +103,7 @@ final class BridgeQueues: @unchecked Sendable {
     func updateRules(_ rules: [RuleClass]) {
         let more = rules.map(\.priority)
         loop.execute {
-            self.classes = Array(Set(self.classes).union(more)).sorted()
+            self.classes = PriorityFeed.readingOrder(self.classes, more)
             self.cache.invalidateAll()
             self.withFeed { $0.addClasses(more) }
         }

@@ -120,6 +120,20 @@ struct BridgeQueuesTests {
         #expect(result.onLoop)
     }
 
+    @Test func reloadedRulesAddTheirClassesToTheQueuesRead() async throws {
+        let test = try QueuesUnderTest()
+        test.queues.updateRules([RuleClass(priority: 2, ttl: nil), RuleClass(priority: 0, ttl: nil)])
+        try await test.append(["telemetry/two"], priority: 2)
+        let result = try await test.fetch([(nil, 10)])
+        let queues = test.queues
+        let names = try await test.loop.submit { queues.queueNames }.get()
+        try await test.finish()
+        #expect(result.answers == [["telemetry/two"]])
+        #expect(
+            names == [0, 2, PriorityQueues.defaultClass].map { PriorityQueues.queueName(bridge: "edge", priority: $0) }
+        )
+    }
+
     @Test func answersComeInTheOrderFetchesWereAsked() async throws {
         let test = try QueuesUnderTest()
         try await test.append((1...6).map { "telemetry/\($0)" }, priority: PriorityQueues.defaultClass)
