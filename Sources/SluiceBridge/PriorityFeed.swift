@@ -41,12 +41,18 @@ public struct PriorityFeed: Sendable {
     private var released: [UInt64] = []
 
     public init(classes: some Sequence<Int>) {
-        self.classes = Array(Set(classes)).sorted()
+        self.classes = Self.readingOrder(classes, [])
     }
 
     /// Also read these classes from now on (a reloaded rule set may name new ones).
     public mutating func addClasses(_ more: some Sequence<Int>) {
-        classes = Array(Set(classes).union(more)).sorted()
+        classes = Self.readingOrder(classes, more)
+    }
+
+    /// The classes of both, once each, in the order a feed reads them (highest priority first): for a caller
+    /// that keeps its own copy of `classes` in step with `addClasses`.
+    public static func readingOrder(_ classes: some Sequence<Int>, _ more: some Sequence<Int>) -> [Int] {
+        Array(Set(classes).union(more)).sorted()
     }
 
     /// Messages handed out and not yet forgotten.

@@ -30,16 +30,4 @@ public enum BridgeLocalCredentials {
         }
         return refusals.map { "\($0) (Mosquitto does not check it either: the bridge still acts as that user)" }
     }
-
-    /// `sluice check`: reads the password file only when a bridge sets `local_password`.
-    public static func warnings(_ config: GatewayConfig) -> [String] {
-        guard config.bridges.contains(where: { $0.localPassword != nil }), let path = config.passwordFile else {
-            return []
-        }
-        do {
-            return warnings(config, passwords: try PasswordFile.load(path: path))
-        } catch {
-            return ["\(error)"]
-        }
-    }
 }

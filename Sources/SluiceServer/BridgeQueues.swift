@@ -80,7 +80,7 @@ final class BridgeQueues: @unchecked Sendable {
         store: Store,
         loop: any EventLoop,
         logger: Logger,
-        storeChanges: StoreChangeSignal = StoreChangeSignal()
+        storeChanges: StoreChangeSignal
     ) {
         self.bridge = config.name
         self.store = store
@@ -103,7 +103,7 @@ final class BridgeQueues: @unchecked Sendable {
     func updateRules(_ rules: [RuleClass]) {
         let more = rules.map(\.priority)
         loop.execute {
-            self.classes = Array(Set(self.classes).union(more)).sorted()
+            self.classes = PriorityFeed.readingOrder(self.classes, more)
             self.cache.invalidateAll()
             self.withFeed { $0.addClasses(more) }
         }
@@ -232,14 +232,16 @@ final class BridgeQueues: @unchecked Sendable {
             skip: { skip.contains($0) },
             reread: { _ in nil },  // never called: no replay (checked by the caller)
             read: { priority, after, limit in
-                (self.cache.read(priority: priority, after: after, limit: limit) ?? []).map { ($0.seq, $0.message) }
+                (self.cache.read(priority: priority, after: after, limit: limit) ?? []).map {
+                    ($0.seq, Self.publish($0.message, now: now))
+                }
             },
-            isExpired: { Self.remainingLifetime($0, now: now).map { $0 == 0 } ?? false }
+            isExpired: Self.isExpired
         )
         if !expired.isEmpty { dropExpired(expired) }
         for (seq, _) in items { locations[seq] = feed.feed.location(of: seq) }
         for seq in feed.feed.takeReleased() { locations[seq] = nil }
-        return items.map { Self.item(seq: $0, message: $1, now: now) }
+        return items.map { QueuedItem(seq: $0, message: $1) }
     }
 
     /// Another store read for the runner (control record, depth), on `reader` after the fetches asked before
@@ -272,10 +274,10 @@ final class BridgeQueues: @unchecked Sendable {
                 after: after,
                 limit: limit,
                 skip: { skip.contains($0) },
-                reread: { location throws(StoreError) -> QueuedMessage? in
+                reread: { location throws(StoreError) -> PublishPacket? in
                     let name = PriorityQueues.queueName(bridge: bridge, priority: location.priority)
                     let found = try store.read(queue: name, after: location.seq == 0 ? nil : location.seq - 1, limit: 1)
-                    return found.first.flatMap { $0.seq == location.seq ? $0.message : nil }
+                    return found.first.flatMap { $0.seq == location.seq ? Self.publish($0.message, now: now) : nil }
                 },
                 read: { priority, after, limit throws(StoreError) in
                     let name = PriorityQueues.queueName(bridge: bridge, priority: priority)
@@ -289,13 +291,13 @@ final class BridgeQueues: @unchecked Sendable {
                         drained[priority] = next
                         if found.isEmpty, after == nil { emptyFromHead.append((priority, next)) }
                     }
-                    return found.map { ($0.seq, $0.message) }
+                    return found.map { ($0.seq, Self.publish($0.message, now: now)) }
                 },
-                isExpired: { Self.remainingLifetime($0, now: now).map { $0 == 0 } ?? false }
+                isExpired: Self.isExpired
             )
             for (priority, next) in emptyFromHead { feed.feed.noteEmpty(priority: priority, next: next) }
             if !expired.isEmpty { dropExpired(expired) }
-            let queued = items.map { Self.item(seq: $0, message: $1, now: now) }
+            let queued = items.map { QueuedItem(seq: $0, message: $1) }
             let locations = items.compactMap { seq, _ in feed.feed.location(of: seq).map { (seq, $0) } }
             return Read(
                 items: queued,
@@ -309,32 +311,32 @@ final class BridgeQueues: @unchecked Sendable {
         }
     }
 
-    /// A stored message as the link sends it.
-    private static func item(seq: UInt64, message: QueuedMessage, now: UInt64) -> QueuedItem {
-        var properties = (try? Properties(storageBytes: message.properties)) ?? .none
-        if let remaining = remainingLifetime(message, now: now) {
-            properties.messageExpiryInterval = remaining  // [MQTT-3.3.2-6]: what is left of it
+    /// A stored message as the link sends it, its stored properties decoded once for both the TTL check and the
+    /// PUBLISH. The TTL rides in the stored Message Expiry Interval, set at queueing from the rule (the
+    /// publisher's own is not kept); the PUBLISH carries what is left of it [MQTT-3.3.2-6], 0 once it is up.
+    static func publish(_ message: QueuedMessage, now: UInt64) -> PublishPacket {
+        var properties = Properties.none
+        // Empty for a message without properties and without a rule TTL: nothing to parse.
+        if !message.properties.isEmpty, let stored = try? Properties(storageBytes: message.properties) {
+            properties = stored
+            if let interval = stored.messageExpiryInterval {
+                let age = now > message.enqueuedAt ? (now - message.enqueuedAt) / 1000 : 0
+                properties.messageExpiryInterval = age >= UInt64(interval) ? 0 : interval - UInt32(age)
+            }
         }
-        return QueuedItem(
-            seq: seq,
-            message: PublishPacket(
-                topic: message.topic,
-                payload: message.payload,
-                qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
-                retain: message.retain,
-                properties: properties
-            )
+        return PublishPacket(
+            topic: message.topic,
+            payload: message.payload,
+            qos: QoS(rawValue: message.qos) ?? .atLeastOnce,
+            retain: message.retain,
+            properties: properties
         )
     }
 
-    /// Seconds a TTL'd message has left (0 = expired); nil without a TTL. The TTL rides in the stored
-    /// Message Expiry Interval, set at queueing from the rule (the publisher's own is not kept).
-    static func remainingLifetime(_ message: QueuedMessage, now: UInt64) -> UInt32? {
-        guard !message.properties.isEmpty,
-            let interval = (try? Properties(storageBytes: message.properties))?.messageExpiryInterval
-        else { return nil }
-        let age = now > message.enqueuedAt ? (now - message.enqueuedAt) / 1000 : 0
-        return age >= UInt64(interval) ? 0 : interval - UInt32(age)
+    /// Whether `publish`'s message is past its rule's TTL: none of it left.
+    static func isExpired(_ message: PublishPacket) -> Bool {
+        // The empty check first: a bare message (most of them) skips the key-path read.
+        !message.properties.isEmpty && message.properties.messageExpiryInterval == 0
     }
 
     /// Removes acknowledged link seqs from their class queues (one store operation per class); the

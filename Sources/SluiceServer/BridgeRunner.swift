@@ -84,7 +84,7 @@ final class BridgeRunner: @unchecked Sendable {
         store: Store,
         host: BrokerHost,
         logger: Logger,
-        storeChanges: StoreChangeSignal = StoreChangeSignal()
+        storeChanges: StoreChangeSignal
     ) throws {
         self.name = config.name
         self.loop = loop

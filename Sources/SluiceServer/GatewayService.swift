@@ -254,16 +254,9 @@ public final class GatewayService: Sendable {
         defer { _ = SystemdNotifier.notify("READY=1") }
         do {
             let fresh = try GatewayConfig.load(path: configPath)
-            let security = try Self.loadSecurity(fresh, logger: logger)
-            // Each listener's file as the reloaded configuration names it (listeners change at restart).
-            var files: [Int: PasswordFile?] = [:]
-            if config.perListenerSettings {
-                for index in config.listeners.indices {
-                    files[index] = try fresh.authentication(forListener: index).passwordFile.map {
-                        try PasswordFile.load(path: $0)
-                    }
-                }
-            }
+            // Each running listener's file as the reloaded configuration names it (listeners change at restart).
+            let security = try Self.loadSecurity(fresh, listeners: SecurityFiles.ownListeners(config), logger: logger)
+            let files = security.listenerPasswords
             host.authenticator?.replacePasswords(security.passwords)
             if !files.isEmpty {
                 host.loop.execute { [files] in
@@ -299,7 +292,7 @@ public final class GatewayService: Sendable {
 
     /// Reads the password and ACL files (errors name the file and line) and gives them to the broker.
     private func installSecurity(on host: BrokerHost, hashingPool: HashingPool) async throws {
-        let security = try Self.loadSecurity(config, logger: logger)
+        let security = try Self.loadSecurity(config, listeners: SecurityFiles.ownListeners(config), logger: logger)
         let authenticator = Authenticator(
             passwords: security.passwords,
             allowAnonymous: config.effectiveAllowAnonymous,
@@ -313,7 +306,7 @@ public final class GatewayService: Sendable {
                     "per_listener_settings: listener \(config.listeners[index].name): anonymous clients \(own.allowAnonymous ? "allowed" : "refused"), password file \(own.passwordFile ?? "none")"
                 )
                 listenerAuthenticators[index] = Authenticator(
-                    passwords: try own.passwordFile.map { try PasswordFile.load(path: $0) },
+                    passwords: security.listenerPasswords[index] ?? nil,
                     allowAnonymous: own.allowAnonymous,
                     pool: hashingPool
                 )
@@ -329,12 +322,17 @@ public final class GatewayService: Sendable {
         }
     }
 
-    private static func loadSecurity(_ config: GatewayConfig, logger: Logger) throws
-        -> (passwords: PasswordFile?, acl: AccessControlList?)
-    {
-        let passwords = try config.passwordFile.map { try PasswordFile.load(path: $0) }
-        for warning in BridgeLocalCredentials.warnings(config, passwords: passwords) { logger.warning("\(warning)") }
-        return (passwords, try config.aclFile.map { try AccessControlList.load(path: $0) })
+    /// `SecurityFiles` with the warnings about bridges' `local_password` logged.
+    private static func loadSecurity(
+        _ config: GatewayConfig,
+        listeners: Range<Int>,
+        logger: Logger
+    ) throws -> SecurityFiles {
+        let security = try SecurityFiles(loading: config, listeners: listeners)
+        for warning in BridgeLocalCredentials.warnings(config, passwords: security.passwords) {
+            logger.warning("\(warning)")
+        }
+        return security
     }
 
     private func scheduleSystemTopics(host: BrokerHost, bridges: [BridgeRunner], store: Store?) -> RepeatedTask {

@@ -34,6 +34,13 @@ struct Check: ParsableCommand {
             let lines = diagnosis.errors.map(\.description)
             throw failure(lines.joined(separator: "\n") + (lines.count > 1 ? "\n\(lines.count) errors" : ""))
         }
+        // Every password file and the ACL file, as `run` reads them before anything opens: the same first error.
+        let security: SecurityFiles
+        do {
+            security = try SecurityFiles(loading: parsed, listeners: SecurityFiles.ownListeners(parsed))
+        } catch {
+            throw failure("\(error)")
+        }
         let crlProblems = parsed.listeners.compactMap { $0.tls.flatMap(RevocationListCheck.problem) }
         if !crlProblems.isEmpty { throw failure(crlProblems.joined(separator: "\n")) }
         print("\(config): OK (\(parsed.listeners.count) listener(s), \(parsed.bridges.count) bridge(s))")
@@ -44,7 +51,9 @@ struct Check: ParsableCommand {
         }
         for warning in StoreSpaceCheck.warnings(parsed, configPath: config) { print("warning: \(warning)") }
         for warning in BridgeBindAddress.warnings(parsed) { print("warning: \(warning)") }
-        for warning in BridgeLocalCredentials.warnings(parsed) { print("warning: \(warning)") }
+        for warning in BridgeLocalCredentials.warnings(parsed, passwords: security.passwords) {
+            print("warning: \(warning)")
+        }
     }
 
     /// docs/mosquitto-keys.md: generated from the key table, so it cannot drift from the code.

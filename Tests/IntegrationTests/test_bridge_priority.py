@@ -15,6 +15,9 @@ import subprocess
 import time
 import urllib.request
 
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from bridgeharness import (BridgeSpec, Counter, bridge_env, free_port, publish_numbered,  # noqa: F401
                            require_sluice_binary, start_link, wait_until)
 
@@ -254,8 +257,12 @@ def test_mqtt5_central_gets_what_is_left_of_the_ttl(bridge_env):
     central = env.central().start()
     sub = env.client(central.port, v5=True)
     expiry: list[tuple[str, int | None]] = []
-    sub.c.on_message = lambda _c, _u, msg: expiry.append(
-        (msg.topic, getattr(msg.properties, "MessageExpiryInterval", None)))
+    user: dict[str, list] = {}
+
+    def on_message(_c, _u, msg):
+        expiry.append((msg.topic, getattr(msg.properties, "MessageExpiryInterval", None)))
+        user[msg.topic] = getattr(msg.properties, "UserProperty", [])
+    sub.c.on_message = on_message
     sub.subscribe("gw1/#", 1)
     topics = ['alarms/# out 1 "" gw1/ ttl 1h', 'telemetry/# out 1 "" gw1/']
     gw = env.gateway([BridgeSpec([central.port], topics=topics, max_inflight=WINDOW,
@@ -263,7 +270,14 @@ def test_mqtt5_central_gets_what_is_left_of_the_ttl(bridge_env):
     gw.wait_connected()
     publish_numbered(gw.port, "alarms/a", 1, 1)
     publish_numbered(gw.port, "telemetry/t", 1, 1)
-    assert wait_until(lambda: len(expiry) >= 2, 15, 0.05), env.logs()
+    # An MQTT 5 publisher's own properties travel beside the rule's ttl (stored together, decoded once on send).
+    pub = env.client(gw.port, v5=True)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [("site", "north")]
+    pub.c.publish("alarms/u", b"x", 1, properties=properties).wait_for_publish(5)
+    assert wait_until(lambda: len(expiry) >= 3, 15, 0.05), env.logs()
     got = dict(expiry)
     assert got["gw1/telemetry/t"] is None, got  # no ttl: no expiry property
     assert 3590 <= got["gw1/alarms/a"] <= 3600, got
+    assert 3590 <= got["gw1/alarms/u"] <= 3600, got
+    assert user["gw1/alarms/u"] == [("site", "north")], user

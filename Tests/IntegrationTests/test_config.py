@@ -536,6 +536,34 @@ def test_per_listener_acl_file_is_refused_with_the_reason(tmp_path):
     assert "pl.conf:3: key 'acl_file': Mosquitto key 'acl_file' is not supported by Sluice: an ACL file per listener" in out, out
 
 
+@pytest.mark.sluice_only(reason="`sluice check` is a Sluice subcommand")
+@pytest.mark.parametrize("where", ["global", "per_listener", "acl"])
+def test_check_reads_every_password_and_acl_file_as_run_does(tmp_path, where):
+    """A password or ACL file `run` refuses fails `check` too, with `run`'s error (file and line): the global
+    password file, a listener's own (per_listener_settings true), the ACL file; no bridge's local_password about."""
+    good = tmp_path / "good-passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(good), "alice", "alicepass"], check=True)
+    bad = tmp_path / "bad-file"
+    if where == "acl":
+        bad.write_text("topic read a/#\nfrobnicate x\n")
+        error = f"{bad}:2: unknown keyword 'frobnicate'"
+        text = f"listener {free_port()} 127.0.0.1\nallow_anonymous true\nacl_file {bad}\n"
+    else:
+        bad.write_text(good.read_text() + "bob-without-a-hash\n")
+        error = f"{bad}:2: expected USERNAME:PASSWORD_HASH"
+        text = f"listener {free_port()} 127.0.0.1\nallow_anonymous false\npassword_file {bad}\n"
+    if where == "per_listener":
+        text = (f"per_listener_settings true\nlistener {free_port()} 127.0.0.1\npassword_file {good}\n"
+                f"listener {free_port()} 127.0.0.1\npassword_file {bad}\n")
+    conf = tmp_path / "pw.conf"
+    conf.write_text(text)
+    rc, out = run_cmd([str(broker_command(conf)[0]), "check", "-c", str(conf)])
+    assert rc != 0, out
+    assert error in out, out
+    run_rc, run_out = run_cmd(broker_command(conf))
+    assert run_rc != 0 and error in run_out, run_out
+
+
 # --------------------------------------------------------------------------- log_dest
 
 def test_log_dest_file_receives_the_log(tmp_path):

@@ -111,8 +111,7 @@ def test_password_file_with_a_broken_libcrypto_is_a_configuration_error(tmp_path
     break_libcrypto()
     conf = tmp_path / "gw.conf"
     conf.write_text(f"listener {free_port()} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n")
-    # `sluice check` reads the password file only for a bridge's local_password (BridgeLocalCredentials).
-    for result in sluice("run", conf=conf):
+    for result in sluice("check", "run", conf=conf):
         assert_clean_failure(result, passwd)
     made = subprocess.run([str(require_sluice_binary()), "passwd", "-b", str(passwd), "bob", "pw"],
                           capture_output=True, text=True, timeout=30)

@@ -152,8 +152,14 @@ private struct FakeQueues {
     store.append(3, "x")
     var feed = PriorityFeed(classes: [9])
     #expect(store.fetch(&feed, after: nil, limit: 5).items.isEmpty)
-    feed.addClasses([3])
+    feed.addClasses([3, 9])
+    #expect(feed.classes == [3, 9])
     #expect(store.fetch(&feed, after: nil, limit: 5).items.map(\.message) == ["x"])
+}
+
+@Test func readingOrderIsTheUnionHighestPriorityFirst() {
+    #expect(PriorityFeed.readingOrder([9, 3], [3, 0, 9]) == [0, 3, 9])
+    #expect(PriorityFeed(classes: [9, 0, 9]).classes == PriorityFeed.readingOrder([9, 0], []))
 }
 
 @Test func forgettingCompactsTheOrderAndKeepsTheRest() {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MQTTCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -16,12 +17,17 @@ private struct QueuesUnderTest {
     let folder: URL
     let store: Store
     let queues: BridgeQueues
+    /// Fed by the store's events, as GatewayService feeds the bridges'.
+    let storeChanges = StoreChangeSignal()
     var loop: any EventLoop { group.next() }
 
-    init(storeChanges: StoreChangeSignal = StoreChangeSignal()) throws {
+    init() throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-queues-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        store = try Store(path: folder.appendingPathComponent("store.lmdb").path)
+        store = try Store(
+            path: folder.appendingPathComponent("store.lmdb").path,
+            onEvent: { [storeChanges] in storeChanges.note($0) }
+        )
         let text = """
             connection edge
             address 127.0.0.1:1883
@@ -35,14 +41,15 @@ private struct QueuesUnderTest {
             store: store,
             loop: group.next(),
             logger: quiet,
-            storeChanges: storeChanges
+            storeChanges: self.storeChanges
         )
     }
 
     func append(_ topics: [String], priority: Int) async throws {
-        let messages = topics.map {
-            QueuedMessage(topic: $0, payload: Array($0.utf8), qos: 1, retain: false, properties: [], enqueuedAt: 0)
-        }
+        try await append(messages: topics.map(Self.message(topic:)), priority: priority)
+    }
+
+    func append(messages: [QueuedMessage], priority: Int) async throws {
         let limits = QueueLimits(maxMessages: .max, maxBytes: .max, maxAge: nil, policy: .dropOldest)
         let queue = PriorityQueues.queueName(bridge: "edge", priority: priority)
         _ = try await store.append(queue: queue, messages: messages, limits: limits)
@@ -53,17 +60,25 @@ private struct QueuesUnderTest {
     func fetch(_ asks: [(after: UInt64?, limit: Int)], skip: Set<UInt64> = []) async throws -> (
         answers: [[String]], seqs: [[UInt64]], onLoop: Bool
     ) {
-        let answers = NIOLockedValueBox<(topics: [[String]], seqs: [[UInt64]], onLoop: Bool)>(([], [], true))
+        let result = try await fetchItems(asks, skip: skip)
+        return (result.answers.map { $0.map(\.message.topic) }, result.answers.map { $0.map(\.seq) }, result.onLoop)
+    }
+
+    /// `fetch`, with the items as the link gets them.
+    func fetchItems(
+        _ asks: [(after: UInt64?, limit: Int)],
+        skip: Set<UInt64> = []
+    ) async throws -> (answers: [[QueuedItem]], onLoop: Bool) {
+        let answers = NIOLockedValueBox<(items: [[QueuedItem]], onLoop: Bool)>(([], true))
         let loop = self.loop
         let done = loop.makePromise(of: Void.self)
         let queues = self.queues
         loop.execute {
             @Sendable func record(_ items: [QueuedItem]) {
                 let finished = answers.withLockedValue { state in
-                    state.topics.append(items.map(\.message.topic))
-                    state.seqs.append(items.map(\.seq))
+                    state.items.append(items)
                     state.onLoop = state.onLoop && loop.inEventLoop
-                    return state.topics.count == asks.count
+                    return state.items.count == asks.count
                 }
                 if finished { done.succeed() }
             }
@@ -75,17 +90,23 @@ private struct QueuesUnderTest {
             }
         }
         try await done.futureResult.get()
-        return answers.withLockedValue { ($0.topics, $0.seqs, $0.onLoop) }
+        return answers.withLockedValue { ($0.items, $0.onLoop) }
     }
 
     /// Appends as the gateway's `DurableBatcher` does: the committed records go to the cache too.
     func appendLive(_ topics: [String], priority: Int, limits: QueueLimits = .unlimited) async throws {
-        let messages = topics.map {
-            QueuedMessage(topic: $0, payload: Array($0.utf8), qos: 1, retain: false, properties: [], enqueuedAt: 0)
-        }
+        try await appendLive(messages: topics.map(Self.message(topic:)), priority: priority, limits: limits)
+    }
+
+    func appendLive(messages: [QueuedMessage], priority: Int, limits: QueueLimits = .unlimited) async throws {
         let queue = PriorityQueues.queueName(bridge: "edge", priority: priority)
         let results = try await store.append(queue: queue, messages: messages, limits: limits)
         queues.committed(queue: queue, messages: messages, results: results)
+    }
+
+    /// A message without properties, its topic as payload.
+    static func message(topic: String) -> QueuedMessage {
+        QueuedMessage(topic: topic, payload: Array(topic.utf8), qos: 1, retain: false, properties: [], enqueuedAt: 0)
     }
 
     /// Records sent from memory so far.
@@ -113,6 +134,20 @@ struct BridgeQueuesTests {
         #expect(result.answers == [["alarms/1", "alarms/2", "telemetry/1", "telemetry/2"]])
         #expect(result.seqs == [[1, 2, 3, 4]])
         #expect(result.onLoop)
+    }
+
+    @Test func reloadedRulesAddTheirClassesToTheQueuesRead() async throws {
+        let test = try QueuesUnderTest()
+        test.queues.updateRules([RuleClass(priority: 2, ttl: nil), RuleClass(priority: 0, ttl: nil)])
+        try await test.append(["telemetry/two"], priority: 2)
+        let result = try await test.fetch([(nil, 10)])
+        let queues = test.queues
+        let names = try await test.loop.submit { queues.queueNames }.get()
+        try await test.finish()
+        #expect(result.answers == [["telemetry/two"]])
+        #expect(
+            names == [0, 2, PriorityQueues.defaultClass].map { PriorityQueues.queueName(bridge: "edge", priority: $0) }
+        )
     }
 
     @Test func answersComeInTheOrderFetchesWereAsked() async throws {
@@ -210,13 +245,11 @@ struct BridgeQueuesTests {
     }
 
     @Test func aStoreChangeSendsTheNextFetchToTheStore() async throws {
-        let changes = StoreChangeSignal()
-        let test = try QueuesUnderTest(storeChanges: changes)
+        let test = try QueuesUnderTest()
         _ = try await test.fetch([(nil, 10)])
         // drop_oldest at a bound of 1: the second append drops the first record in its own commit.
         let limits = QueueLimits(maxMessages: 1, maxBytes: .max, maxAge: nil, policy: .dropOldest)
         try await test.appendLive(["telemetry/1"], priority: PriorityQueues.defaultClass, limits: limits)
-        changes.note(.dropped(queue: "edge", reason: .maxMessages, count: 1))  // as the store reports it
         try await test.appendLive(["telemetry/2"], priority: PriorityQueues.defaultClass, limits: limits)
         let result = try await test.fetch([(0, 10)])
         let served = try await test.servedFromMemory()
@@ -252,5 +285,47 @@ struct BridgeQueuesTests {
         #expect(replay.answers == [["telemetry/1", "telemetry/2"]])
         #expect(live.answers == [["telemetry/3"]])
         #expect(served == 3)
+    }
+
+    /// A message carrying MQTT 5 properties and a rule TTL, from the store or from memory: the one past its TTL is
+    /// dropped and counted `expired`, the live one goes with its user property and what is left of its TTL.
+    @Test(arguments: [false, true])
+    func anExpiredMessageIsDroppedAndALiveOneKeepsItsProperties(fromMemory: Bool) async throws {
+        let test = try QueuesUnderTest()
+        let now = Store.wallClockMilliseconds()
+        func message(_ topic: String, ttl: UInt32, age: UInt64) -> QueuedMessage {
+            var properties = Properties()
+            properties.userProperties = [UserProperty("k", "v")]
+            properties.messageExpiryInterval = ttl
+            return QueuedMessage(
+                topic: topic,
+                payload: Array(topic.utf8),
+                properties: properties.storageBytes(),
+                enqueuedAt: now - age
+            )
+        }
+        let messages = [message("telemetry/old", ttl: 2, age: 5_000), message("telemetry/new", ttl: 60, age: 10_000)]
+        let result: (answers: [[QueuedItem]], onLoop: Bool)
+        if fromMemory {
+            _ = try await test.fetch([(nil, 10)])  // empty: every class drained, so live records come from memory
+            try await test.appendLive(messages: messages, priority: PriorityQueues.defaultClass)
+            result = try await test.fetchItems([(0, 10)])
+            #expect(try await test.servedFromMemory() == 2)
+        } else {
+            try await test.append(messages: messages, priority: PriorityQueues.defaultClass)
+            result = try await test.fetchItems([(nil, 10)])
+        }
+        let elapsed = Int((Store.wallClockMilliseconds() - now) / 1000)  // seconds, on a loaded machine too
+        var expired: UInt64 = 0
+        for _ in 0..<200 where expired == 0 {  // up to 10 s: the drop commits on the writer thread
+            expired = try test.store.stats(queue: "edge").dropped[.expired]
+            if expired == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try await test.finish()
+        let sent = try #require(result.answers.first?.first)
+        #expect(result.answers.map { $0.map(\.message.topic) } == [["telemetry/new"]])
+        #expect(sent.message.properties.userProperties == [UserProperty("k", "v")])
+        #expect((49 - elapsed...50).contains(Int(sent.message.properties.messageExpiryInterval ?? 0)))
+        #expect(expired == 1)
     }
 }

@@ -120,7 +120,12 @@ private struct RunnerUnderTest {
         let port = try await remote.start(group: group)
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-runner-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        store = try Store(path: folder.appendingPathComponent("store.lmdb").path)
+        // The store's events reach the runner's cache as in GatewayService.
+        let storeChanges = StoreChangeSignal()
+        store = try Store(
+            path: folder.appendingPathComponent("store.lmdb").path,
+            onEvent: { storeChanges.note($0) }
+        )
         let text = """
             connection edge
             address 127.0.0.1:\(port)
@@ -132,7 +137,14 @@ private struct RunnerUnderTest {
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let loop = group.next()
         let host = BrokerHost(loop: loop, settings: BrokerSettings(), logger: quiet)
-        runner = try BridgeRunner(config: config, loop: loop, store: store, host: host, logger: quiet)
+        runner = try BridgeRunner(
+            config: config,
+            loop: loop,
+            store: store,
+            host: host,
+            logger: quiet,
+            storeChanges: storeChanges
+        )
         // Queued as the broker's durable path queues them: routed by a broker holding the runner's `out` rules.
         var broker = Broker()
         broker.setBridgeOutbound([runner.initialOutbound])
