@@ -239,10 +239,9 @@ import Testing
         let store = try Store(path: dir.storePath)
         defer { store.close() }
         let before = store.transactionsCommitted
-        let start = ContinuousClock.now
+        // Each append commits before the next is made: five transactions. (No wall-clock bound: five
+        // fdatasyncs took 20 s on a loaded test machine; the hold itself is timed by the test above.)
         for i in 1...5 { _ = try await store.append(queue: "q", messages: [message(i)], limits: .unlimited) }
-        // Loose: a loaded test machine takes a while for five fdatasyncs, but nowhere near a held wait.
-        #expect(ContinuousClock.now - start < .seconds(10))
         #expect(store.transactionsCommitted == before + 5)
         #expect(try store.stats(queue: "q").depth == 5)
     }
