@@ -12,6 +12,9 @@
 # FairConfig): both get "listener PORT 127.0.0.1", "allow_anonymous true", "max_queued_messages 0";
 # Mosquitto also "user root" and "log_dest stderr", Sluice "persistence_location DIR/". Rounds alternate
 # the order (Mosquitto first in odd rounds, Sluice first in even ones); each run's 1-minute load is logged.
+# MOSQUITTO_EXTRA="set_tcp_nodelay true" adds a line to Mosquitto's config (its default leaves Nagle on its
+# client sockets; Sluice always sets TCP_NODELAY). LOADGEN_NICE=-10 runs broker and generator at that nice
+# level (root only), both brokers alike: on a machine busy with builds it keeps their share of the cores.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 LOADGEN="${LOADGEN:-/tmp/mqtt-loadgen}"
@@ -49,14 +52,16 @@ one() {
         if [ "$kind" = mosquitto ]; then
             echo "user root"
             echo "log_dest stderr"
+            if [ -n "${MOSQUITTO_EXTRA:-}" ]; then echo "$MOSQUITTO_EXTRA"; fi
         else
             echo "persistence_location $dir/"
         fi
     } > "$dir/broker.conf"
+    local nice=(nice -n "${LOADGEN_NICE:-0}")
     if [ "$kind" = mosquitto ]; then
-        "$MOSQUITTO" -c "$dir/broker.conf" > "$dir/broker.log" 2>&1 &
+        "${nice[@]}" "$MOSQUITTO" -c "$dir/broker.conf" > "$dir/broker.log" 2>&1 &
     else
-        "$sluice" run -c "$dir/broker.conf" --log-level warning > "$dir/broker.log" 2>&1 &
+        "${nice[@]}" "$sluice" run -c "$dir/broker.conf" --log-level warning > "$dir/broker.log" 2>&1 &
     fi
     pid=$!
     for _ in $(seq 300); do
@@ -64,7 +69,7 @@ one() {
         sleep 0.05
     done
     if kill -0 "$pid" 2> /dev/null; then
-        "$LOADGEN" "$@" --port "$port" --pid "$pid" || status=$?
+        "${nice[@]}" "$LOADGEN" "$@" --port "$port" --pid "$pid" || status=$?
     else
         echo "$kind did not start" >&2
         status=1

@@ -99,6 +99,7 @@ struct run {
     uint32_t per_pub;
     uint64_t interval_ns; /* paced: time between two messages of one publisher */
     uint64_t start_ns;
+    uint64_t acked_ns; /* when the last publisher's last message was acknowledged (QoS 0: written) */
     uint64_t *lateness; /* paced: send time - deadline of every message */
     long lateness_count;
     atomic_bool publishing_done, stop;
@@ -337,6 +338,7 @@ static void *pacer(void *arg) {
     atomic_store(&r->publishing_done, true);
     /* Collect the last acknowledgements (bounded: the receiver sets stop). */
     while (!all_acked(r) && !atomic_load(&r->stop) && now_ns() < hard) service(r->pubs, r->opt.pubs, fds, 10);
+    if (all_acked(r)) r->acked_ns = now_ns();
     free(fds);
     return NULL;
 }
@@ -394,12 +396,14 @@ static void run_closed(struct run *r, long expected) {
             sent_all &= r->pubs[i].lost || r->pubs[i].sent >= r->pubs[i].total;
         }
         atomic_store(&r->publishing_done, sent_all);
+        if (sent_all && !r->acked_ns && all_acked(r)) r->acked_ns = now_ns();
         if (receiver_finished(r, expected, &last_progress, &last_total, hard)) break;
         service(r->subs, count, fds, 20);
     }
     /* The last PUBACKs may still be on their way: collect them (bounded) so the publishers finish cleanly. */
     uint64_t t0 = now_ns();
     while (!all_acked(r) && !any_lost(r) && seconds_since(t0) < 2) service(r->pubs, r->opt.pubs, fds, 10);
+    if (!r->acked_ns && all_acked(r)) r->acked_ns = now_ns();
     free(fds);
 }
 
@@ -538,15 +542,18 @@ int main(int argc, char **argv) {
                percentile_us(r->lateness, r->lateness_count, .5), percentile_us(r->lateness, r->lateness_count, .99),
                (double)r->lateness[r->lateness_count - 1] / 1e3,
                o->tick_us ? " (ticks: lateness is by design)" : "");
+    double acked_s = r->acked_ns ? (double)(r->acked_ns - r->start_ns) / 1e9 : -1;
+    printf("publishers acknowledged by %.2f s, last delivery at %.2f s\n", acked_s, (double)last / 1e9);
     printf("broker CPU %.2f s = %.2f us/msg; generator CPU %.2f s (%.0f%% of one core)\n", broker,
            received ? broker / (double)received * 1e6 : 0, gen, wall > 0 ? gen / wall * 100 : 0);
     printf("RESULT mode=%s pubs=%d subs=%d qos=%d expected=%ld delivered=%ld missing=%ld duplicates=%ld foreign=%ld "
            "lost=%d rate=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f late_p99_us=%.1f broker_cpu_s=%.3f "
-           "cpu_us_per_msg=%.3f gen_cpu_s=%.3f gen_core=%.3f wall_s=%.3f\n",
+           "cpu_us_per_msg=%.3f gen_cpu_s=%.3f gen_core=%.3f wall_s=%.3f acked_s=%.3f last_s=%.3f\n",
            o->paced ? "paced" : "closed", o->pubs, o->subs, o->qos, expected, received, missing, duplicates, foreign,
            lost, rate, percentile_us(lat, nlat, .5), percentile_us(lat, nlat, .99),
            nlat ? (double)lat[nlat - 1] / 1e3 : -1, percentile_us(r->lateness, r->lateness_count, .99), broker,
-           received ? broker / (double)received * 1e6 : 0, gen, wall > 0 ? gen / wall : 0, wall);
+           received ? broker / (double)received * 1e6 : 0, gen, wall > 0 ? gen / wall : 0, wall, acked_s,
+           (double)last / 1e9);
 
     for (int i = 0; i < o->pubs; i++) {
         mosquitto_disconnect(r->pubs[i].mosq);
