@@ -13,8 +13,9 @@
 # Mosquitto also "user root" and "log_dest stderr", Sluice "persistence_location DIR/". Rounds alternate
 # the order (Mosquitto first in odd rounds, Sluice first in even ones); each run's 1-minute load is logged.
 # MOSQUITTO_EXTRA="set_tcp_nodelay true" adds a line to Mosquitto's config (its default leaves Nagle on its
-# client sockets; Sluice always sets TCP_NODELAY). LOADGEN_NICE=-10 runs broker and generator at that nice
+# client sockets; Sluice always sets TCP_NODELAY); BROKER_EXTRA adds a line to both configs. LOADGEN_NICE=-10 runs broker and generator at that nice
 # level (root only), both brokers alike: on a machine busy with builds it keeps their share of the cores.
+# LOADGEN_ARGS="--tick-us 1000" appends generator options to every row of a table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 LOADGEN="${LOADGEN:-/tmp/mqtt-loadgen}"
@@ -49,6 +50,7 @@ one() {
         echo "listener $port 127.0.0.1"
         echo "allow_anonymous true"
         echo "max_queued_messages 0"
+        if [ -n "${BROKER_EXTRA:-}" ]; then echo "$BROKER_EXTRA"; fi
         if [ "$kind" = mosquitto ]; then
             echo "user root"
             echo "log_dest stderr"
@@ -93,7 +95,7 @@ table() {
             [ $((round % 2)) = 0 ] && order="sluice mosquitto"
             for kind in $order; do
                 # shellcheck disable=SC2086 # ROWS hold word lists
-                out="$(one "$kind" "$sluice" ${ROWS[$row]} 2>&1)" || echo "$row $kind round $round FAILED" >&2
+                out="$(one "$kind" "$sluice" ${ROWS[$row]} ${LOADGEN_ARGS:-} 2>&1)" || echo "$row $kind round $round FAILED" >&2
                 echo "ROW $row $round $kind load=$(cut -d' ' -f1 /proc/loadavg) at=$(date -u +%H:%M:%S)" \
                     "$(grep '^RESULT' <<< "$out" | cut -d' ' -f2-)" | tee -a "$log"
             done
