@@ -503,7 +503,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "setup failed\n");
         return 1;
     }
-    if (o->paced) r->lateness = calloc((size_t)r->per_pub * o->pubs, sizeof *r->lateness);
+    if (o->paced) r->lateness = calloc((size_t)r->per_pub * (size_t)o->pubs, sizeof *r->lateness);
 
     double gen0 = generator_cpu_seconds(), broker0 = broker_cpu_seconds(o->broker_pid);
     r->start_ns = now_ns();
