@@ -140,5 +140,5 @@ build) build ;;
 one) shift; one "$@" ;;
 table) shift; table "$@" ;;
 summary) shift; summary "$@" ;;
-*) sed -n '2,15p' "$0"; exit 2 ;;
+*) sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -543,7 +543,9 @@ int main(int argc, char **argv) {
                (double)r->lateness[r->lateness_count - 1] / 1e3,
                o->tick_us ? " (ticks: lateness is by design)" : "");
     double acked_s = r->acked_ns ? (double)(r->acked_ns - r->start_ns) / 1e9 : -1;
-    printf("publishers acknowledged by %.2f s, last delivery at %.2f s\n", acked_s, (double)last / 1e9);
+    if (r->acked_ns) printf("publishers acknowledged by %.2f s, last delivery at %.2f s\n", acked_s, (double)last / 1e9);
+    else printf("publishers not all acknowledged when the subscribers finished (acked_s=-1), last delivery at %.2f s\n",
+                (double)last / 1e9);
     printf("broker CPU %.2f s = %.2f us/msg; generator CPU %.2f s (%.0f%% of one core)\n", broker,
            received ? broker / (double)received * 1e6 : 0, gen, wall > 0 ? gen / wall * 100 : 0);
     printf("RESULT mode=%s pubs=%d subs=%d qos=%d expected=%ld delivered=%ld missing=%ld duplicates=%ld foreign=%ld "
