@@ -432,7 +432,7 @@ final class BrokerHost: @unchecked Sendable {
         try? await persistenceEncoder.shutdownGracefully()
     }
 
-    /// Durable appends or a save finished: their PUBACKs/PUBRECs go out together, one hop per connection.
+    /// Durable appends or a save finished: their PUBACKs/PUBRECs go out together, one write per connection.
     func persisted(_ outcomes: some Sequence<(token: UInt64, outcome: CommitOutcome)>) {
         loop.preconditionInEventLoop()
         let now = self.now
