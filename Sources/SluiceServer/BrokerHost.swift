@@ -1,27 +1,25 @@
 import Logging
 import MQTTCore
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SluiceBroker
 import SluicePOSIX
 import SluiceStore
 
-/// The one serial owner of the broker core. Every method runs on `loop`. The gateway's client
-/// connections live on `loop` too (GatewayService's listeners); a connection on another loop (tests,
-/// in-process clients) hops here with its decoded packets, and packets for it hop back in batches.
-/// No lock is taken on the publish path.
+/// The one serial owner of the broker core. Every method runs on `loop`, and every client connection
+/// lives on `loop` too (GatewayService's listeners, the tests' embedded channels), as Mosquitto serves
+/// its clients from one thread: connections hand their packets over within the loop (`handOver`), and
+/// packets for them are written directly, once per connection and loop turn (`flushOutbox`). No lock
+/// is taken on the publish path.
 final class BrokerHost: @unchecked Sendable {
     let loop: any EventLoop
     let logger: Logger
     private var core: Broker
     private var connections: [ConnectionID: ConnectionHandle] = [:]
-    private let nextID = NIOLockedValueBox<UInt64>(0)
+    private var lastID: UInt64 = 0
     private let started: NIODeadline
-    /// Bytes over client connections (updated by the connection handlers on their own loops).
+    /// Bytes over client connections (counted on `loop`, read by the metrics endpoint on its own).
     let traffic = TrafficCounters()
-    /// How connection handlers hand their work to `loop`: one task per turn of their own loop.
-    let handoffs: LoopHandoffs
 
     /// Receives messages for the durable bridge queues; must call `persisted(_:)` later.
     var durableSink: (@Sendable (_ token: UInt64, _ message: Message, _ appends: [DurableAppend]) -> Void)?
@@ -35,7 +33,6 @@ final class BrokerHost: @unchecked Sendable {
 
     init(loop: any EventLoop, settings: BrokerSettings, logger: Logger) {
         self.loop = loop
-        self.handoffs = LoopHandoffs(target: loop)
         self.started = loop.now
         self.core = Broker(settings: settings)
         self.logger = logger
@@ -46,14 +43,32 @@ final class BrokerHost: @unchecked Sendable {
     /// `EmbeddedEventLoop` drives keep-alive and expiry in tests; a real loop's is `NIODeadline.now()`.
     var now: BrokerTime { BrokerTime((loop.now - started).nanoseconds / 1_000_000) }
 
-    /// Connection identifiers are handed out on any loop at accept time (not on the publish path).
+    /// A new connection's identifier, on `loop` (where connections are accepted).
     func makeConnectionID() -> ConnectionID {
-        ConnectionID(
-            nextID.withLockedValue { value in
-                value += 1
-                return value
-            }
-        )
+        loop.preconditionInEventLoop()
+        lastID += 1
+        return ConnectionID(lastID)
+    }
+
+    // MARK: Hand-off from the connections (on `loop`)
+
+    /// What the connections handed over in this loop turn, run at its end in the order it came: a
+    /// connection's packets reach the broker before its close.
+    private var handedOver: [() -> Void] = []
+
+    /// Runs `work` once this loop turn's reads are done, after the work handed over before it. Every
+    /// connection read in the turn then reaches the broker in one task, and what the broker sends them
+    /// goes out in `flushOutbox`'s one write per connection.
+    func handOver(_ work: @escaping () -> Void) {
+        handedOver.append(work)
+        // The first work of the turn schedules the run (checking, once per turn, that this is `loop`).
+        if handedOver.count == 1 { loop.assumeIsolated().execute { self.runHandedOver() } }
+    }
+
+    private func runHandedOver() {
+        let batch = handedOver
+        handedOver = []
+        for work in batch { work() }
     }
 
     // MARK: Events (on `loop`)
@@ -101,12 +116,12 @@ final class BrokerHost: @unchecked Sendable {
     /// hears it here; the packets that came meanwhile wait in the broker.
     private func authenticate(_ id: ConnectionID, _ packet: ConnectPacket) {
         let identityVerified = identityVerifiedConnections.remove(id) != nil
-        guard let handle = connections[id], let listener = core.listener(of: id) else { return }
+        guard connections[id] != nil, let listener = core.listener(of: id) else { return }
         guard let authenticator = listenerAuthenticators[listener] ?? authenticator else {
             return run(core.authenticated(id, .accept, now: now))
         }
         authenticator.authenticate(packet, identityVerified: identityVerified, on: loop).whenComplete { result in
-            guard self.connections[id] != nil else { return }  // the socket closed meanwhile
+            guard let handle = self.connections[id] else { return }  // the socket closed meanwhile
             switch result {
             case .success(.accept):
                 self.admit(id, packet, handle: handle, self.core.authenticated(id, .accept, now: self.now))
@@ -417,7 +432,7 @@ final class BrokerHost: @unchecked Sendable {
         try? await persistenceEncoder.shutdownGracefully()
     }
 
-    /// Durable appends or a save finished: their PUBACKs/PUBRECs go out together, one hop per connection.
+    /// Durable appends or a save finished: their PUBACKs/PUBRECs go out together, one write per connection.
     func persisted(_ outcomes: some Sequence<(token: UInt64, outcome: CommitOutcome)>) {
         loop.preconditionInEventLoop()
         let now = self.now
@@ -477,7 +492,7 @@ final class BrokerHost: @unchecked Sendable {
         clientLog.shuttingDown = true
         flushOutbox()
         for (_, handle) in connections {
-            handle.deliver([], close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
+            handle.handler.write([], close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
         }
         return savePersistentState(force: true)
     }
@@ -537,13 +552,13 @@ final class BrokerHost: @unchecked Sendable {
             case .close(let id, let disconnect):
                 if let handle = connections[id] {
                     let close: CloseRequest = disconnect.map { .after($0) } ?? .silently
-                    handle.deliver(takeQueued(id) + (outbox.removeValue(forKey: id) ?? []), close: close)
+                    handle.handler.write(takeQueued(id) + (outbox.removeValue(forKey: id) ?? []), close: close)
                 } else {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
                 }
             case .takeOver(let id, let disconnect):
                 if let handle = connections[id] {
-                    handle.deliver(
+                    handle.handler.write(
                         takeQueued(id) + (outbox.removeValue(forKey: id) ?? []),
                         close: .afterReading(disconnect)
                     )
@@ -574,7 +589,7 @@ final class BrokerHost: @unchecked Sendable {
 
     /// Packets for network connections gathered over this loop turn (every `run` of the turn adds to
     /// them), sent by `flushOutbox` at the turn's end: under a steady load each connection then gets
-    /// one write per turn instead of one per incoming batch, and each other event loop one hop.
+    /// one write per turn instead of one per incoming batch.
     private var queued: [ConnectionID: [Packet]] = [:]
     private var outboxFlushScheduled = false
 
@@ -583,30 +598,13 @@ final class BrokerHost: @unchecked Sendable {
         queued.isEmpty ? [] : queued.removeValue(forKey: id) ?? []
     }
 
-    /// Hands the queued packets over: at once to connections on this loop, and in one task per other loop.
+    /// Writes the queued packets, one write per connection.
     private func flushOutbox() {
         outboxFlushScheduled = false
-        guard !queued.isEmpty else { return }
-        // A list, not a dictionary: there are as many event loops as cores, so a linear search is cheaper than hashing.
-        var otherLoops: [(loop: any EventLoop, writes: [(ConnectionHandle, [Packet])])] = []
         for (id, packets) in queued {
-            guard let handle = connections[id] else { continue }  // closed meanwhile: nobody to send to
-            let connectionLoop = handle.channel.eventLoop
-            if connectionLoop === loop {
-                handle.handler.value.write(packets, close: nil)
-            } else if let index = otherLoops.firstIndex(where: { $0.loop === connectionLoop }) {
-                otherLoops[index].writes.append((handle, packets))
-            } else {
-                otherLoops.append((connectionLoop, [(handle, packets)]))
-            }
+            connections[id]?.handler.write(packets, close: nil)  // none: closed meanwhile, nobody to send to
         }
         queued.removeAll(keepingCapacity: true)
-        for batch in otherLoops {
-            let writes = batch.writes
-            batch.loop.execute {
-                for (handle, packets) in writes { handle.handler.value.write(packets, close: nil) }
-            }
-        }
     }
 
     // MARK: In-process clients

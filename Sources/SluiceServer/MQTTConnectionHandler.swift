@@ -1,4 +1,3 @@
-import Atomics
 import Logging
 import MQTTCore
 import NIOCore
@@ -16,10 +15,11 @@ enum CloseRequest: Sendable {
     case afterReading(DisconnectPacket?)
 }
 
-/// What the broker host holds for a connection: a way to hand packets to its event loop.
-struct ConnectionHandle: Sendable {
+/// What the broker host holds for a connection: its handler, which writes the host's packets (both
+/// live on the broker's loop).
+struct ConnectionHandle {
     let channel: any Channel
-    let handler: NIOLoopBound<MQTTConnectionHandler>
+    let handler: MQTTConnectionHandler
     /// The peer's address, formatted only when a log line names it: the channel's own (shared)
     /// value is one pointer where a formatted `String` is two words and, past 15 bytes, a heap
     /// allocation (issue 17, RSS per connection: the host keeps a handle per connection in a
@@ -27,20 +27,12 @@ struct ConnectionHandle: Sendable {
     let remote: SocketAddress?
 
     var remoteAddress: String { remote.logText }
-
-    func deliver(_ packets: [Packet], close: CloseRequest?) {
-        if channel.eventLoop.inEventLoop {
-            handler.value.write(packets, close: close)
-        } else {
-            let handler = self.handler
-            channel.eventLoop.execute { handler.value.write(packets, close: close) }
-        }
-    }
 }
 
 /// Frames and decodes bytes into packets, hands them to the broker host, and writes what the
 /// host sends back. It holds no broker rules: only framing, the connect timeout, and the
-/// spec's reaction to undecodable input.
+/// spec's reaction to undecodable input. It lives on the broker host's loop, as every client
+/// connection does (GatewayService's listeners).
 final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -58,9 +50,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
     private static let noBytes = ByteBuffer()
     private var context: ChannelHandlerContext?
-    /// This loop's way to the broker loop (set in `handlerAdded`).
-    private var handoff: LoopHandoff?
-    private let flow = ReadFlow()
     /// The connect timeout until CONNECT, later the takeover read window: one slot, never both
     /// (a `Scheduled` is 24 bytes; the fields are ordered words first, so the object fits in 128 bytes).
     private var timer: PendingTimer?
@@ -87,11 +76,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// How long a taken-over connection is read before it is closed. The client's bytes sent before
     /// its new CONNECT are already in the socket: they are read at the loop's next poll, well within this.
     static let takeoverReadWindow = TimeAmount.milliseconds(100)
-    /// Backpressure towards a fast publisher: decoded batches handed to the broker loop and not yet
-    /// processed there. At `maxPendingBatches` the socket is not read until the broker catches up,
-    /// so a flood waits in the kernel and in TCP instead of in the broker loop's task queue. Both
-    /// are atomics so the broker loop only hops back here when reading is actually held.
-    private static let maxPendingBatches = 4
 
     /// Receive buffer sizes for MQTT connections. Each connection keeps its last receive buffer (NIO
     /// has no way to hand it back while idle), so it starts at 64 bytes: a sensor's CONNECT, SUBSCRIBE
@@ -109,13 +93,9 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        // The host writes to this handler directly and runs what it hands over without a hop.
+        precondition(context.eventLoop === host.loop, "client connections live on the broker host's loop")
         self.context = context
-        handoff = host.handoffs.handoff(on: context.eventLoop)
-    }
-
-    /// Runs `work` on the broker loop, after what this connection handed over before.
-    private func toBroker(_ work: @escaping @Sendable () -> Void) {
-        if let handoff { handoff.send(work) } else { host.loop.execute(work) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -142,7 +122,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let host = self.host
         let id = self.id
         let cause = closeCause
-        toBroker { host.closed(id, cause: cause) }
+        host.handOver { host.closed(id, cause: cause) }
         context.fireChannelInactive()
     }
 
@@ -152,7 +132,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let host = self.host
         let id = self.id
         let writable = context.channel.isWritable
-        toBroker { host.writabilityChanged(id, writable: writable) }
+        host.handOver { host.writabilityChanged(id, writable: writable) }
         context.fireChannelWritabilityChanged()
     }
 
@@ -206,66 +186,19 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
             let handle = ConnectionHandle(
                 channel: context.channel,
-                handler: NIOLoopBound(self, eventLoop: context.eventLoop),
+                handler: self,
                 // The channel's cached address is shared; the context's is read anew (a copy to keep).
                 remote: context.channel.remoteAddress ?? context.remoteAddress
             )
             let listener = shared.listener
             let verified = identityVerified
             let connect = connect
-            let batch = batchStarted(context: context)
-            toBroker {
+            host.handOver {
                 host.connect(id, connect, handle: handle, listener: listener, identityVerified: verified)
                 if !packets.isEmpty { host.receive(id, packets) }
-                batch.finished()
             }
         } else {
-            // One closure per batch (not a second one for its completion): a PUBLISH is often a batch alone.
-            let batch = batchStarted(context: context)
-            toBroker {
-                host.receive(id, packets)
-                batch.finished()
-            }
-        }
-    }
-
-    /// Counts a batch handed to the broker loop; `finished()` on the result, run there, counts it done.
-    private func batchStarted(context: ChannelHandlerContext) -> BatchInFlight {
-        flow.started()
-        return BatchInFlight(flow: flow, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
-    }
-
-    /// A batch on its way to the broker loop, and how to resume this connection's reading after it.
-    private struct BatchInFlight: Sendable {
-        let flow: ReadFlow
-        let handler: NIOLoopBound<MQTTConnectionHandler>
-
-        /// On the broker loop: counts the batch done and, only if reading was held for it, resumes
-        /// reading on the connection's loop.
-        func finished() {
-            let left = flow.finished()
-            if left.pending < MQTTConnectionHandler.maxPendingBatches, left.held {
-                let handler = self.handler
-                handler.eventLoop.execute { handler.value.resumeReading() }
-            }
-        }
-    }
-
-    private func resumeReading() {
-        guard flow.resume(), let context else { return }
-        context.read()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        guard !closingAfterTakeover, flow.pending >= Self.maxPendingBatches
-        else {
-            return context.read()
-        }
-        flow.hold()
-        // The broker may have finished a batch between the check and the store without seeing
-        // `held`: check again, or reading would stay held with nobody to resume it.
-        if flow.pending < Self.maxPendingBatches {
-            resumeReading()
+            host.handOver { host.receive(id, packets) }
         }
     }
 
@@ -314,8 +247,8 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    /// Keeps reading (past any read hold, so a DISCONNECT queued behind a flood is seen), and closes at
-    /// the end of the window unless the client's DISCONNECT or end of stream closed it first.
+    /// Keeps reading, and closes at the end of the window unless the client's DISCONNECT or end of stream
+    /// closed it first.
     private func closeAfterReading(_ disconnect: DisconnectPacket?, context: ChannelHandlerContext) {
         guard !closingAfterTakeover else { return }
         timer?.cancel()  // a connect timer is gone by now: only a connection past CONNECT is taken over
@@ -324,7 +257,6 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             handler.value.write([], close: disconnect.map { .after($0) } ?? .silently)
         }
         timer = .takeoverClose(takeoverClose)
-        context.read()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -338,7 +270,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 }
 
-/// Loop-bound: other loops reach it only through `NIOLoopBound` (`ConnectionHandle`).
+/// Loop-bound: used on the broker host's loop only.
 @available(*, unavailable)
 extension MQTTConnectionHandler: Sendable {}
 
@@ -351,30 +283,6 @@ extension MQTTError {
         } else {
             self.init(.packetTooLarge, "more than \(maximumPacketSize) bytes buffered for one packet")
         }
-    }
-}
-
-/// Batches in flight to the broker loop, and whether reading waits for them, in one atomic word (the
-/// count below `heldBit`): one allocation per connection where two atomics and their box were three.
-private struct ReadFlow: Sendable {
-    private let state = ManagedAtomic<Int>(0)
-    private static let heldBit = 1 << 62
-
-    var pending: Int { state.load(ordering: .sequentiallyConsistent) & (Self.heldBit - 1) }
-
-    func started() { state.wrappingIncrement(ordering: .sequentiallyConsistent) }
-
-    /// Counts a batch done; returns the batches still pending and whether reading is held.
-    func finished() -> (pending: Int, held: Bool) {
-        let now = state.wrappingDecrementThenLoad(ordering: .sequentiallyConsistent)
-        return (now & (Self.heldBit - 1), now & Self.heldBit != 0)
-    }
-
-    func hold() { _ = state.loadThenBitwiseOr(with: Self.heldBit, ordering: .sequentiallyConsistent) }
-
-    /// Clears the hold; true when reading was held (the caller resumes it).
-    func resume() -> Bool {
-        state.loadThenBitwiseAnd(with: ~Self.heldBit, ordering: .sequentiallyConsistent) & Self.heldBit != 0
     }
 }
 

@@ -1,7 +1,7 @@
 import Atomics
 
-/// Bytes in and out over all client connections, for `$SYS` and metrics. Connections on every
-/// event loop add to them; relaxed atomics, no lock.
+/// Bytes in and out over all client connections, for `$SYS` and metrics. The connections add to
+/// them on the broker's loop and the metrics endpoint reads them on its own: relaxed atomics, no lock.
 final class TrafficCounters: Sendable {
     let bytesReceived = ManagedAtomic<Int>(0)
     let bytesSent = ManagedAtomic<Int>(0)

@@ -27,9 +27,8 @@ final class EmbeddedBroker {
         )
     }
 
-    func client(_ version: ProtocolVersion, readCounter: ReadCounter? = nil) throws -> TestClient {
+    func client(_ version: ProtocolVersion) throws -> TestClient {
         let channel = EmbeddedChannel(loop: loop)
-        if let readCounter { try channel.pipeline.syncOperations.addHandler(readCounter) }
         try channel.pipeline.syncOperations.addHandler(MQTTConnectionHandler(listenerContext()))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
         return TestClient(channel: channel, loop: loop, version: version)
@@ -53,17 +52,6 @@ final class EmbeddedBroker {
         loop.advanceTime(by: amount)
         host.tick()
         loop.run()
-    }
-}
-
-/// Counts the `read` requests that pass it towards the socket (it sits before the MQTT handler).
-final class ReadCounter: ChannelOutboundHandler {
-    typealias OutboundIn = Any
-    var reads = 0
-
-    func read(context: ChannelHandlerContext) {
-        reads += 1
-        context.read()
     }
 }
 
@@ -538,30 +526,6 @@ struct MQTTConnectionHandlerTests {
         // A read already in flight when the channel closed must not reach the broker.
         try? client.send(TestClient.publish("late", "x", .atMostOnce))
         #expect(broker.host.stats.publishReceived == 0)
-    }
-
-    /// A publisher that outruns the broker loop: with four decoded batches waiting there, the socket is
-    /// not read; when the broker catches up, reading resumes by itself.
-    @Test func readingWaitsWhileFourBatchesWaitForTheBrokerLoop() throws {
-        let broker = EmbeddedBroker()
-        let counter = ReadCounter()
-        let client = try broker.client(.v3_1_1, readCounter: counter)
-        _ = try client.connect("flood")
-        client.channel.read()
-        #expect(counter.reads == 1)
-        // Four reads decoded and handed over; the broker loop has not run them yet.
-        for index in 0..<4 {
-            var bytes = ByteBuffer()
-            MQTTCodec.encode(TestClient.publish("f", "\(index)", .atMostOnce), version: .v3_1_1, into: &bytes)
-            try client.channel.writeInbound(bytes)
-        }
-        client.channel.read()
-        #expect(counter.reads == 1, "read while four batches wait")
-        broker.loop.run()
-        #expect(counter.reads == 2, "reading resumed once the broker caught up")
-        #expect(broker.host.stats.publishReceived == 4)
-        client.channel.read()
-        #expect(counter.reads == 3)
     }
 
     @Test func sessionTakeoverClosesTheOldConnectionWith0x8EAndAcceptsTheNewOne() throws {
