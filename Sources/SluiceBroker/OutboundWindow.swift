@@ -138,7 +138,10 @@ struct OutboundWindow: Sendable {
         {
             return .refused(.queueFull)
         }
-        let stored = numbered(delivery)
+        // Queued, it may wait long (for an offline client, until it comes back): not with the buffer its
+        // payload was read into. Sent at once (above), it is not copied: in flight it waits for one round trip.
+        var stored = numbered(delivery)
+        stored.message.payload = stored.message.payload.compacted()
         queue.append(stored)
         queuedBytes += size
         return .queued(stored)
@@ -194,6 +197,15 @@ struct OutboundWindow: Sendable {
             case .awaitingPubAck, .awaitingPubRec: .publish(outgoing.delivery, packetID: outgoing.packetID)
             case .awaitingPubComp: .pubRel(packetID: outgoing.packetID)
             }
+        }
+    }
+
+    /// The client went away: what it had in flight now waits for it to come back, maybe long, so it is
+    /// kept compacted (`ByteBuffer.compacted()`), as queued messages are. At most the window's worth, once
+    /// per disconnection, rather than a copy of every message sent.
+    mutating func compactInflight() {
+        for index in inflight.indices {
+            inflight[index].delivery.message.payload = inflight[index].delivery.message.payload.compacted()
         }
     }
 
