@@ -128,18 +128,20 @@ public struct Broker: Sendable {
     // MARK: Events
 
     /// A decoded CONNECT on a new connection. With `authenticate`, the owner checks the credentials
-    /// first (`BrokerAction.authenticate`) and answers with `authenticated`; what the client sends
-    /// meanwhile is handled once it is admitted.
+    /// first (`BrokerAction.authenticate`, which carries `identityVerified`: the username came from a
+    /// verified client certificate) and answers with `authenticated`; what the client sends meanwhile
+    /// is handled once it is admitted.
     public mutating func connect(
         _ connection: ConnectionID,
         _ packet: ConnectPacket,
         listener: Int = 0,
         authenticate: Bool = false,
+        identityVerified: Bool = false,
         now: BrokerTime
     ) -> [BrokerAction] {
         if authenticate {
             admissions[connection] = ConnectionAdmission(packet, listener: listener)
-            actions.append(.authenticate(connection, packet))
+            actions.append(.authenticate(connection, packet, identityVerified: identityVerified))
         } else {
             handleConnect(connection, packet, listener: listener, now: now)
         }
