@@ -12,20 +12,12 @@ from __future__ import annotations
 import time
 
 import mqttraw
-from conftest import uid
+from conftest import rss_bytes, uid
 from mqttraw import PUBACK, SUBACK
 
 MIB = 1 << 20
 QUEUED = 1_000
 FILLER = 32_000
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def publish_among_filler(port: int, topic: str, count: int) -> None:
