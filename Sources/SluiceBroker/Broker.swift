@@ -1068,7 +1068,8 @@ public struct Broker: Sendable {
     /// Sends at once when the window allows, otherwise queues within the client's bounds. Returns the
     /// payload it queued (compacted), if it queued the message.
     @discardableResult
-    private mutating func enqueue(_ delivery: Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer? {
+    private mutating func enqueue(_ delivery: consuming Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer?
+    {
         // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its
         // session: looked at, not taken out and put back (two hash lookups of the client id).
         if delivery.qos == .atMostOnce, let connection = sessions.connection(of: clientID),
@@ -1091,8 +1092,8 @@ public struct Broker: Sendable {
         switch session.outbound.offer(delivery, deliverable: deliverable, connected: connection != nil, limits) {
         case .send(let packetID):
             if let connection, sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
-                let stored = session.outbound.sent(delivery, packetID: packetID)
-                sessions.noteStored(stored, in: session, of: clientID)
+                session.outbound.sent(delivery, packetID: packetID)
+                sessions.noteSent(in: session, of: clientID)
             }
         case .sendUnacknowledged:
             if let connection { sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now) }

@@ -148,18 +148,15 @@ struct OutboundWindow: Sendable {
     }
 
     /// The message `offer` or `next` said to send with `packetID` went out: it now awaits the client's
-    /// acknowledgement. Returns it as kept (numbered here if it was new, i.e. came from `offer`).
-    @discardableResult
-    mutating func sent(_ delivery: Delivery, packetID: UInt16) -> Delivery {
-        let stored = delivery.seq == 0 ? numbered(delivery) : delivery
-        inflight.append(
-            Outgoing(
-                packetID: packetID,
-                delivery: stored,
-                state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
-            )
-        )
-        return stored
+    /// acknowledgement, numbered here if it was new (came from `offer`). Moved into the window, not
+    /// copied: `inflight.last` is it as kept.
+    mutating func sent(_ delivery: consuming Delivery, packetID: UInt16) {
+        if delivery.seq == 0 {
+            delivery.seq = nextSeq
+            nextSeq += 1
+        }
+        let state: Outgoing.State = delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
+        inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
     }
 
     /// Takes the head of the queue when it may go now: QoS 0 at once (no packet identifier), QoS 1/2
