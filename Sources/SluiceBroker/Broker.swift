@@ -128,18 +128,20 @@ public struct Broker: Sendable {
     // MARK: Events
 
     /// A decoded CONNECT on a new connection. With `authenticate`, the owner checks the credentials
-    /// first (`BrokerAction.authenticate`) and answers with `authenticated`; what the client sends
-    /// meanwhile is handled once it is admitted.
+    /// first (`BrokerAction.authenticate`, which carries `identityVerified`: the username came from a
+    /// verified client certificate) and answers with `authenticated`; what the client sends meanwhile
+    /// is handled once it is admitted.
     public mutating func connect(
         _ connection: ConnectionID,
         _ packet: ConnectPacket,
         listener: Int = 0,
         authenticate: Bool = false,
+        identityVerified: Bool = false,
         now: BrokerTime
     ) -> [BrokerAction] {
         if authenticate {
             admissions[connection] = ConnectionAdmission(packet, listener: listener)
-            actions.append(.authenticate(connection, packet))
+            actions.append(.authenticate(connection, packet, identityVerified: identityVerified))
         } else {
             handleConnect(connection, packet, listener: listener, now: now)
         }
@@ -907,6 +909,7 @@ public struct Broker: Sendable {
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
         sessions[client.clientID]?.presence = .offline(since: now)
+        if session.expiryInterval > 0 { sessions[client.clientID]?.outbound.compactInflight() }
         if !client.disconnectedCleanly, let will = client.will {
             let publisher = Publisher(clientID: client.clientID, username: client.username)
             let message = willMessage(will, from: publisher, now: now)
@@ -1005,7 +1008,14 @@ public struct Broker: Sendable {
         } else if !match.subscribers.isEmpty {
             var byClient: [String: [Subscription]] = [:]
             for entry in match.subscribers { byClient[entry.clientID, default: []].append(entry.subscription) }
-            for (clientID, matched) in byClient { deliver(message, to: clientID, subscriptions: matched, now: now) }
+            // The first session that queues the message copies its payload (`OutboundWindow.offer`); the
+            // others queue that same copy, not one each.
+            var message = message
+            for (clientID, matched) in byClient {
+                if let kept = deliver(message, to: clientID, subscriptions: matched, now: now) {
+                    message.payload = kept
+                }
+            }
         }
         for shared in match.sharedGroups {
             let sessions = self.sessions
@@ -1017,12 +1027,14 @@ public struct Broker: Sendable {
         return BridgeOutbound.appends(for: message.topic, matched: match.durable, in: outboundTable)
     }
 
+    /// Returns the payload the session queued (compacted), if it queued the message.
+    @discardableResult
     private mutating func deliver(
         _ message: Message,
         to clientID: String,
         subscriptions matched: [Subscription],
         now: BrokerTime
-    ) {
+    ) -> ByteBuffer? {
         var qos = QoS.atMostOnce
         var retainAsPublished = false
         var identifiers: [UInt32] = []
@@ -1034,13 +1046,13 @@ public struct Broker: Sendable {
             retainAsPublished = retainAsPublished || subscription.options.retainAsPublished
             if let identifier = subscription.identifier { identifiers.append(identifier) }
         }
-        guard any else { return }
+        guard any else { return nil }
         if accessPolicy != nil {
             // The session's user, not the live connection's: an offline session is not anonymous.
             let username = sessions[clientID]?.username
             guard mayReceive(clientID, username: username, topic: message.topic) else {
                 stats.drop(.notAuthorized)
-                return
+                return nil
             }
         }
         let delivery = Delivery(
@@ -1050,21 +1062,24 @@ public struct Broker: Sendable {
             retain: retainAsPublished && message.retain,
             subscriptionIdentifiers: identifiers
         )
-        enqueue(delivery, for: clientID, now: now)
+        return enqueue(delivery, for: clientID, now: now)
     }
 
-    /// Sends at once when the window allows, otherwise queues within the client's bounds.
-    private mutating func enqueue(_ delivery: Delivery, for clientID: String, now: BrokerTime) {
+    /// Sends at once when the window allows, otherwise queues within the client's bounds. Returns the
+    /// payload it queued (compacted), if it queued the message.
+    @discardableResult
+    private mutating func enqueue(_ delivery: consuming Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer?
+    {
         // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its
         // session: looked at, not taken out and put back (two hash lookups of the client id).
         if delivery.qos == .atMostOnce, let connection = sessions.connection(of: clientID),
             connections[connection]?.backedUp == false
         {
             sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
-            return
+            return nil
         }
         // Taken out and put back so the window is mutated in place, never copied.
-        guard var session = sessions.removeValue(forKey: clientID) else { return }
+        guard var session = sessions.removeValue(forKey: clientID) else { return nil }
         defer { sessions[clientID] = session }
         let connection = session.connection
         var deliverable = false
@@ -1077,16 +1092,18 @@ public struct Broker: Sendable {
         switch session.outbound.offer(delivery, deliverable: deliverable, connected: connection != nil, limits) {
         case .send(let packetID):
             if let connection, sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
-                let stored = session.outbound.sent(delivery, packetID: packetID)
-                sessions.noteStored(stored, in: session, of: clientID)
+                session.outbound.sent(delivery, packetID: packetID)
+                sessions.noteSent(in: session, of: clientID)
             }
         case .sendUnacknowledged:
             if let connection { sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now) }
         case .queued(let stored):
             sessions.noteStored(stored, in: session, of: clientID)
+            return stored.message.payload
         case .refused(let reason):
             if let reason { stats.drop(reason) }
         }
+        return nil
     }
 
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the

@@ -181,6 +181,7 @@ public enum BrokerAction: Sendable {
     /// Append the message to the durable queues `appends` name (one per bridge, topic remapped), then answer
     /// once with `Broker.persisted(token:outcome:now:)`. The publisher's PUBACK/PUBREC waits for that answer.
     case persist(token: UInt64, message: Message, appends: [DurableAppend])
-    /// Check the credentials of this CONNECT, then answer with `Broker.authenticated`.
-    case authenticate(ConnectionID, ConnectPacket)
+    /// Check the credentials of this CONNECT, then answer with `Broker.authenticated`. `identityVerified`:
+    /// a verified TLS client certificate gave the username (`use_identity_as_username`), no password to check.
+    case authenticate(ConnectionID, ConnectPacket, identityVerified: Bool)
 }

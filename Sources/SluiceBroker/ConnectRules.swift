@@ -54,10 +54,12 @@ extension Broker {
             clientID = username
             if assigned != nil { assigned = username }
         }
-        // `mount_point`: the will is published under the listener's prefix, and checked there.
+        // `mount_point`: the will is published under the listener's prefix, and checked there. Kept as
+        // long as the connection lasts (and beyond, delayed): its payload must not keep the CONNECT's read.
         let will = packet.will.map { will in
             var mounted = will
             mounted.topic = (settings.listenerMountPoints[listener] ?? "") + will.topic
+            mounted.payload = will.payload.compacted()
             return mounted
         }
         if let will, let policy = accessPolicy,

@@ -138,25 +138,25 @@ struct OutboundWindow: Sendable {
         {
             return .refused(.queueFull)
         }
-        let stored = numbered(delivery)
+        // Queued, it may wait long (for an offline client, until it comes back): not with the buffer its
+        // payload was read into. Sent at once (above), it is not copied: in flight it waits for one round trip.
+        var stored = numbered(delivery)
+        stored.message.payload = stored.message.payload.compacted()
         queue.append(stored)
         queuedBytes += size
         return .queued(stored)
     }
 
     /// The message `offer` or `next` said to send with `packetID` went out: it now awaits the client's
-    /// acknowledgement. Returns it as kept (numbered here if it was new, i.e. came from `offer`).
-    @discardableResult
-    mutating func sent(_ delivery: Delivery, packetID: UInt16) -> Delivery {
-        let stored = delivery.seq == 0 ? numbered(delivery) : delivery
-        inflight.append(
-            Outgoing(
-                packetID: packetID,
-                delivery: stored,
-                state: stored.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
-            )
-        )
-        return stored
+    /// acknowledgement, numbered here if it was new (came from `offer`). Moved into the window, not
+    /// copied: `inflight.last` is it as kept.
+    mutating func sent(_ delivery: consuming Delivery, packetID: UInt16) {
+        if delivery.seq == 0 {
+            delivery.seq = nextSeq
+            nextSeq += 1
+        }
+        let state: Outgoing.State = delivery.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec
+        inflight.append(Outgoing(packetID: packetID, delivery: delivery, state: state))
     }
 
     /// Takes the head of the queue when it may go now: QoS 0 at once (no packet identifier), QoS 1/2
@@ -194,6 +194,15 @@ struct OutboundWindow: Sendable {
             case .awaitingPubAck, .awaitingPubRec: .publish(outgoing.delivery, packetID: outgoing.packetID)
             case .awaitingPubComp: .pubRel(packetID: outgoing.packetID)
             }
+        }
+    }
+
+    /// The client went away: what it had in flight now waits for it to come back, maybe long, so it is
+    /// kept compacted (`ByteBuffer.compacted()`), as queued messages are. At most the window's worth, once
+    /// per disconnection, rather than a copy of every message sent.
+    mutating func compactInflight() {
+        for index in inflight.indices {
+            inflight[index].delivery.message.payload = inflight[index].delivery.message.payload.compacted()
         }
     }
 

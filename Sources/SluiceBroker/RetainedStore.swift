@@ -26,6 +26,7 @@ struct RetainedStore: Sendable {
         } else {
             var kept = message
             kept.retain = true
+            kept.payload = message.payload.compacted()  // kept for good: not with the buffer it was read into
             messages[message.topic] = kept
         }
         if tracksChanges { changed.insert(message.topic) }

@@ -237,6 +237,12 @@ struct SessionTable: Sendable {
         storedMessages += 1
     }
 
+    /// The message just `sent` (`OutboundWindow.sent`, the window's last) is in flight for `session`.
+    mutating func noteSent(in session: Session, of clientID: String) {
+        guard tracksChanges && session.isPersistent, let sent = session.outbound.inflight.last else { return }
+        noteStored(sent.delivery, in: session, of: clientID)
+    }
+
     /// `delivery` left `session` (the one of `clientID`: acknowledged, expired, dropped).
     mutating func noteReleased(_ delivery: Delivery, in session: Session, of clientID: String) {
         guard tracksChanges && session.isPersistent else { return }

@@ -129,12 +129,9 @@ final class BridgeQueues: @unchecked Sendable {
         records.reserveCapacity(messages.count)
         for (var message, result) in zip(messages, results) {
             guard let seq = result.seq else { continue }
-            // A payload is a slice of the buffer its PUBLISH was read into (up to 64 KiB, shared with the other
-            // packets of that read): cached as is, it would keep that whole buffer alive beyond what the byte
-            // bound counts, so the cache keeps a copy of its own (the store's append needed no copy).
-            if message.payload.storageCapacity > message.payload.readableBytes * 2 + 256 {
-                message.payload = ByteBuffer(bytes: message.payload.readableBytesView)
-            }
+            // Cached as read, a payload would keep its whole read buffer alive beyond what the byte bound
+            // counts (the store's append needed no copy).
+            message.payload = message.payload.compacted()
             let bytes = 64 + message.payload.readableBytes + message.topic.utf8.count + message.properties.count
             records.append(.init(seq: seq, message: message, bytes: bytes))
         }

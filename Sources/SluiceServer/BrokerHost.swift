@@ -82,8 +82,8 @@ final class BrokerHost: @unchecked Sendable {
     private(set) var authenticationFailures: [String: Int] = [:]
 
     /// `listener`: the index of the listener that accepted it; `identityVerified`: the username came
-    /// from a verified TLS client certificate (`use_identity_as_username`). Neither is kept in the
-    /// handle, one per connection: the broker's admission holds the listener until authentication.
+    /// from a verified TLS client certificate (`use_identity_as_username`). Neither is kept here: the
+    /// broker's admission holds the listener until authentication, and its `.authenticate` carries the flag.
     func connect(
         _ id: ConnectionID,
         _ packet: ConnectPacket,
@@ -93,7 +93,6 @@ final class BrokerHost: @unchecked Sendable {
     ) {
         loop.preconditionInEventLoop()
         connections[id] = handle
-        if identityVerified { identityVerifiedConnections.insert(id) }
         let usernameIsClientID = core.settings.listenersUsingUsernameAsClientID.contains(listener)
         let effectiveClientID = usernameIsClientID ? packet.username ?? "" : packet.clientIdentifier
         if effectiveClientID.hasPrefix(Self.inProcessClientPrefix) {
@@ -105,17 +104,20 @@ final class BrokerHost: @unchecked Sendable {
             id,
             packet,
             handle: handle,
-            core.connect(id, packet, listener: listener, authenticate: authenticates, now: now)
+            core.connect(
+                id,
+                packet,
+                listener: listener,
+                authenticate: authenticates,
+                identityVerified: identityVerified,
+                now: now
+            )
         )
     }
 
-    /// Connections whose username a verified client certificate gave, until they are authenticated.
-    private var identityVerifiedConnections: Set<ConnectionID> = []
-
     /// Carries out `.authenticate`: the authenticator decides (hashing off the loop) and the broker
     /// hears it here; the packets that came meanwhile wait in the broker.
-    private func authenticate(_ id: ConnectionID, _ packet: ConnectPacket) {
-        let identityVerified = identityVerifiedConnections.remove(id) != nil
+    private func authenticate(_ id: ConnectionID, _ packet: ConnectPacket, identityVerified: Bool) {
         guard connections[id] != nil, let listener = core.listener(of: id) else { return }
         guard let authenticator = listenerAuthenticators[listener] ?? authenticator else {
             return run(core.authenticated(id, .accept, now: now))
@@ -194,7 +196,6 @@ final class BrokerHost: @unchecked Sendable {
     func closed(_ id: ConnectionID, cause: DepartureReason? = nil) {
         loop.preconditionInEventLoop()
         guard let handle = connections.removeValue(forKey: id) else { return }
-        identityVerifiedConnections.remove(id)
         connectionsClosed += 1
         connectLogsAwaitingTakeover[id] = nil
         let actions = core.closed(id, now: now)
@@ -568,8 +569,8 @@ final class BrokerHost: @unchecked Sendable {
                     // Gone already: the connection that waits for it must not wait for a `closed` that never comes.
                     loop.execute { self.run(self.core.closed(id, now: self.now)) }
                 }
-            case .authenticate(let id, let packet):
-                authenticate(id, packet)
+            case .authenticate(let id, let packet, let identityVerified):
+                authenticate(id, packet, identityVerified: identityVerified)
             case .persist(let token, let message, let appends):
                 if let durableSink {
                     durableSink(token, message, appends)

@@ -254,6 +254,15 @@ def uid(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def rss_bytes(pid: int) -> int:
+    """A process's resident set (VmRSS), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 class Collector:
     """Collects paho messages thread-safely, with bounded waits."""
 

@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import mqttraw
-from conftest import PahoClient, assert_serving, free_port, uid
+from conftest import PahoClient, assert_serving, free_port, rss_bytes, uid
 from mqttraw import CONNACK, SUBACK
 
 pytestmark = pytest.mark.sluice_only(reason="memory bounds, metrics and connect_timeout are "
@@ -31,14 +31,6 @@ pytestmark = pytest.mark.sluice_only(reason="memory bounds, metrics and connect_
 
 MIB = 1 << 20
 PAYLOAD = 1024
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def metric(port: int, name: str, **labels) -> float:

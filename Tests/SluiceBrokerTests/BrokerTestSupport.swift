@@ -11,7 +11,7 @@ enum Seen: Equatable {
     /// A takeover's close, after the old connection's pending input was read.
     case takeOver(ConnectionID, DisconnectPacket?)
     case persist(UInt64, String)
-    case authenticate(ConnectionID)
+    case authenticate(ConnectionID, identityVerified: Bool = false)
 
     init(_ action: BrokerAction) {
         switch action {
@@ -19,7 +19,8 @@ enum Seen: Equatable {
         case .close(let id, let disconnect): self = .close(id, disconnect)
         case .takeOver(let id, let disconnect): self = .takeOver(id, disconnect)
         case .persist(let token, let message, _): self = .persist(token, message.topic)
-        case .authenticate(let id, _): self = .authenticate(id)
+        case .authenticate(let id, _, let identityVerified):
+            self = .authenticate(id, identityVerified: identityVerified)
         }
     }
 }

@@ -68,6 +68,14 @@ import Testing
         #expect(h.broker.isConnected(ConnectionID(1)) && !h.broker.awaitsAuthentication(ConnectionID(1)))
     }
 
+    @Test func theAskCarriesWhetherACertificateGaveTheUsername() {
+        let h = Harness()
+        let packet = ConnectPacket(protocolVersion: .v5, clientIdentifier: "c", username: "device-7")
+        let seen = h.broker.connect(ConnectionID(1), packet, authenticate: true, identityVerified: true, now: h.now)
+        #expect(seen.map(Seen.init) == [.authenticate(ConnectionID(1), identityVerified: true)])
+        #expect(authenticating(h, 2, "d") == [.authenticate(ConnectionID(2), identityVerified: false)])
+    }
+
     @Test func refusalSendsTheReasonAndCloses() {
         let h = Harness()
         authenticating(h, 1)

@@ -303,12 +303,12 @@ extension OutboundWindow {
     @Test func sentNumbersANewMessageAndKeepsTheSeqOfAQueuedOne() {
         var window = OutboundWindow()
         window.nextSeq = 41
-        let fresh = window.sent(delivery("new"), packetID: 9)
-        #expect(fresh.seq == 41 && window.nextSeq == 42)
+        window.sent(delivery("new"), packetID: 9)
+        #expect(window.inflight.last?.delivery.seq == 41 && window.nextSeq == 42)
         var queued = delivery("old")
         queued.seq = 7
-        let kept1 = window.sent(queued, packetID: 10)
-        #expect(kept1.seq == 7 && window.nextSeq == 42)
+        window.sent(queued, packetID: 10)
+        #expect(window.inflight.last?.delivery.seq == 7 && window.nextSeq == 42)
         #expect(window.inflight.map(\.packetID) == [9, 10])
     }
 }
