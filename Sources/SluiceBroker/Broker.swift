@@ -20,6 +20,8 @@ public struct Broker: Sendable {
 
     var sessions = SessionTable()
     private var connections: [ConnectionID: ClientConnection] = [:]
+    /// Where a connection is in `connections`, for reads and changes in place; valid until one is added or removed.
+    private typealias ConnectionSlot = Dictionary<ConnectionID, ClientConnection>.Index
     private var connectionsPerListener: [Int: Int] = [:]
     var subscriptions = SubscriptionTree()
     /// The bridges' outbound rules, subscribed in `subscriptions` as internal durable subscribers.
@@ -227,11 +229,13 @@ public struct Broker: Sendable {
         connections.values[slot].lastActivity = now
         stats.messagesReceived += 1
         switch packet {
-        case .publish(let publish): handlePublish(publish, from: connection, now: now)
-        case .pubAck(let ack): finishOutgoing(ack.packetIdentifier, .awaitingPubAck, from: connection, now: now)
+        case .publish(let publish): handlePublish(publish, at: slot, now: now)
+        case .pubAck(let ack):
+            finishOutgoing(ack.packetIdentifier, .awaitingPubAck, of: connections.values[slot].clientID, now: now)
         case .pubRec(let rec): handlePubRec(rec, from: connection, now: now)
         case .pubRel(let rel): handlePubRel(rel, from: connection)
-        case .pubComp(let comp): finishOutgoing(comp.packetIdentifier, .awaitingPubComp, from: connection, now: now)
+        case .pubComp(let comp):
+            finishOutgoing(comp.packetIdentifier, .awaitingPubComp, of: connections.values[slot].clientID, now: now)
         case .subscribe(let subscribe): handleSubscribe(subscribe, from: connection, now: now)
         case .unsubscribe(let unsubscribe): handleUnsubscribe(unsubscribe, from: connection)
         case .pingReq: send(.pingResp, to: connection)
@@ -551,13 +555,13 @@ public struct Broker: Sendable {
 
     // MARK: PUBLISH from a client
 
-    private mutating func handlePublish(_ packet: PublishPacket, from connection: ConnectionID, now: BrokerTime) {
-        guard var client = connections[connection] else { return }
+    private mutating func handlePublish(_ packet: PublishPacket, at slot: ConnectionSlot, now: BrokerTime) {
+        let connection = connections.keys[slot]
         stats.publishReceived += 1
         stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
         stats.publishBytesReceived += packet.payload.readableBytes
-        guard let topic = inboundTopic(packet, client: &client, from: connection, now: now) else { return }
-        connections[connection] = client
+        guard let topic = inboundTopic(packet, at: slot, now: now) else { return }
+        let client = connections.values[slot]
         guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
         if packet.qos == .exactlyOnce && !beginInboundQoS2(packetID, clientID: client.clientID, from: connection) {
             return
@@ -571,35 +575,33 @@ public struct Broker: Sendable {
         routeAndAcknowledge(message, packetID: packetID, from: connection, now: now)
     }
 
-    /// The topic a client's PUBLISH is published on (`publishTopic`), or nil when the PUBLISH was
-    /// refused or closed the connection.
-    private mutating func inboundTopic(
-        _ packet: PublishPacket,
-        client: inout ClientConnection,
-        from connection: ConnectionID,
-        now: BrokerTime
-    ) -> String? {
+    /// The topic a client's PUBLISH is published on (`publishTopic`, which may learn a topic alias of the
+    /// connection at `slot`), or nil when the PUBLISH was refused or closed the connection.
+    private mutating func inboundTopic(_ packet: PublishPacket, at slot: ConnectionSlot, now: BrokerTime) -> String? {
+        let refusal: PublishRefusal
         do {
-            return try Self.publishTopic(packet, from: &client, settings: settings)
+            return try Self.publishTopic(packet, from: &connections.values[slot], settings: settings)
         } catch {
-            if case .protocolViolation(let code, let reason) = error {
-                protocolViolation(connection, code, reason, now: now)
-                return nil
-            }
-            // Too deep. MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
-            // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
-            // and 3.1/3.1.1 cannot refuse a PUBLISH at all: the connection is closed, as Mosquitto
-            // 2.0.11 closes it for every version (measured: 0x82 for MQTT 5).
-            connections[connection] = client
-            stats.drop(.topicTooDeep)
-            if client.version >= .v5 && packet.qos != .atMostOnce, let packetID = packet.packetIdentifier {
-                acknowledge(packet.qos, packetID, .topicNameInvalid, to: connection)
-                return nil
-            }
-            let reason = "topic deeper than \(settings.maxTopicLevels) levels"
-            protocolViolation(connection, .topicNameInvalid, reason, now: now)
+            refusal = error
+        }
+        let connection = connections.keys[slot]
+        if case .protocolViolation(let code, let reason) = refusal {
+            protocolViolation(connection, code, reason, now: now)
             return nil
         }
+        // Too deep. MQTT 5 refuses the message with 0x90 Topic Name invalid ("correctly formed, but not
+        // accepted", 3.4.2.1) and the client stays; a QoS 0 publish has no PUBACK to carry it,
+        // and 3.1/3.1.1 cannot refuse a PUBLISH at all: the connection is closed, as Mosquitto
+        // 2.0.11 closes it for every version (measured: 0x82 for MQTT 5).
+        stats.drop(.topicTooDeep)
+        if connections.values[slot].version >= .v5 && packet.qos != .atMostOnce, let packetID = packet.packetIdentifier
+        {
+            acknowledge(packet.qos, packetID, .topicNameInvalid, to: connection)
+            return nil
+        }
+        let reason = "topic deeper than \(settings.maxTopicLevels) levels"
+        protocolViolation(connection, .topicNameInvalid, reason, now: now)
+        return nil
     }
 
     /// Records an inbound QoS 2 packet identifier; false for a resent PUBLISH already recorded, which is
@@ -722,19 +724,16 @@ public struct Broker: Sendable {
     private mutating func finishOutgoing(
         _ packetID: UInt16,
         _ state: Outgoing.State,
-        from connection: ConnectionID,
+        of clientID: String,
         now: BrokerTime
     ) -> Bool {
-        guard let clientID = connections[connection]?.clientID,
-            let finished = sessions.acknowledge(clientID, packetID: packetID, state: state)
+        guard let slot = sessions.slot(of: clientID),
+            let finished = sessions[slot: slot].outbound.acknowledge(packetID, state)
         else {
             return false  // unknown identifiers are ignored [MQTT-4.3.2]
         }
-        // Only persistence needs to hear of it: no session copy on every PUBACK otherwise.
-        if tracksChanges, let session = sessions[clientID] {
-            sessions.noteReleased(finished.delivery, in: session, of: clientID)
-        }
-        pump(clientID, now: now)
+        sessions.noteReleased(finished.delivery, at: slot)
+        pump(at: slot, now: now)
         return true
     }
 
@@ -743,7 +742,7 @@ public struct Broker: Sendable {
         let known =
             rec.reasonCode.isFailure
             // The receiver refused the message: the flow ends here [MQTT-4.3.3-4].
-            ? finishOutgoing(rec.packetIdentifier, .awaitingPubRec, from: connection, now: now)
+            ? finishOutgoing(rec.packetIdentifier, .awaitingPubRec, of: client.clientID, now: now)
             : sessions.received(pubRec: rec.packetIdentifier, for: client.clientID)
         if !known {
             let code: ReasonCode = client.version >= .v5 ? .packetIdentifierNotFound : .success
@@ -1004,7 +1003,7 @@ public struct Broker: Sendable {
     private mutating func route(_ message: Message, now: BrokerTime) -> [DurableAppend] {
         let match = subscriptions.match(topic: message.topic)
         if match.subscribers.count == 1, let only = match.subscribers.first {
-            deliver(message, to: only.clientID, subscriptions: [only.subscription], now: now)
+            deliver(message, to: only.clientID, subscriptions: CollectionOfOne(only.subscription), now: now)
         } else if !match.subscribers.isEmpty {
             var byClient: [String: [Subscription]] = [:]
             for entry in match.subscribers { byClient[entry.clientID, default: []].append(entry.subscription) }
@@ -1022,7 +1021,9 @@ public struct Broker: Sendable {
             let picked = subscriptions.nextSharedMember(node: shared.node, group: shared.group) {
                 sessions[$0]?.isConnected == true
             }
-            if let picked { deliver(message, to: picked.clientID, subscriptions: [picked.subscription], now: now) }
+            if let picked {
+                deliver(message, to: picked.clientID, subscriptions: CollectionOfOne(picked.subscription), now: now)
+            }
         }
         return BridgeOutbound.appends(for: message.topic, matched: match.durable, in: outboundTable)
     }
@@ -1032,7 +1033,7 @@ public struct Broker: Sendable {
     private mutating func deliver(
         _ message: Message,
         to clientID: String,
-        subscriptions matched: [Subscription],
+        subscriptions matched: some Collection<Subscription>,
         now: BrokerTime
     ) -> ByteBuffer? {
         var qos = QoS.atMostOnce
@@ -1070,35 +1071,37 @@ public struct Broker: Sendable {
     @discardableResult
     private mutating func enqueue(_ delivery: consuming Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer?
     {
-        // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its
-        // session: looked at, not taken out and put back (two hash lookups of the client id).
-        if delivery.qos == .atMostOnce, let connection = sessions.connection(of: clientID),
-            connections[connection]?.backedUp == false
-        {
+        guard let slot = sessions.slot(of: clientID) else { return nil }
+        let connection = sessions[slot: slot].connection
+        var deliverable = false
+        var clientReceiveMaximum: Int?
+        if let connection, let client = connections.index(forKey: connection) {
+            deliverable = !connections.values[client].backedUp
+            clientReceiveMaximum = connections.values[client].receiveMaximum
+        }
+        // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its session.
+        if delivery.qos == .atMostOnce && deliverable, let connection {
             sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
             return nil
         }
-        // Taken out and put back so the window is mutated in place, never copied.
-        guard var session = sessions.removeValue(forKey: clientID) else { return nil }
-        defer { sessions[clientID] = session }
-        let connection = session.connection
-        var deliverable = false
-        var clientReceiveMaximum: Int?
-        if let connection, let slot = connections.index(forKey: connection) {
-            deliverable = !connections.values[slot].backedUp
-            clientReceiveMaximum = connections.values[slot].receiveMaximum
-        }
         let limits = settings.outboundLimits(clientReceiveMaximum: clientReceiveMaximum)
-        switch session.outbound.offer(delivery, deliverable: deliverable, connected: connection != nil, limits) {
+        let offer = sessions[slot: slot].outbound.offer(
+            delivery,
+            deliverable: deliverable,
+            connected: connection != nil,
+            limits
+        )
+        // `sendPublish` changes no session: the slot stays valid across it.
+        switch offer {
         case .send(let packetID):
             if let connection, sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
-                session.outbound.sent(delivery, packetID: packetID)
-                sessions.noteSent(in: session, of: clientID)
+                sessions[slot: slot].outbound.sent(delivery, packetID: packetID)
+                sessions.noteSent(at: slot)
             }
         case .sendUnacknowledged:
             if let connection { sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now) }
         case .queued(let stored):
-            sessions.noteStored(stored, in: session, of: clientID)
+            sessions.noteStored(stored, at: slot)
             return stored.message.payload
         case .refused(let reason):
             if let reason { stats.drop(reason) }
@@ -1109,25 +1112,27 @@ public struct Broker: Sendable {
     /// Sends queued messages while the socket takes them: QoS 0 at once, QoS 1/2 while the
     /// in-flight window has room.
     private mutating func pump(_ clientID: String, now: BrokerTime) {
-        // Most PUBACKs find nothing queued: one lookup then, not the session taken out and put back.
-        guard sessions.hasQueued(clientID), let connection = sessions[clientID]?.connection,
-            let slot = connections.index(forKey: connection), !connections.values[slot].backedUp,
-            var session = sessions.removeValue(forKey: clientID)
+        if let slot = sessions.slot(of: clientID) { pump(at: slot, now: now) }
+    }
+
+    private mutating func pump(at slot: SessionTable.Slot, now: BrokerTime) {
+        // Most PUBACKs find nothing queued.
+        guard sessions[slot: slot].outbound.hasQueued, let connection = sessions[slot: slot].connection,
+            let client = connections.index(forKey: connection), !connections.values[client].backedUp
         else {
             return
         }
-        defer { sessions[clientID] = session }
-        let limits = settings.outboundLimits(clientReceiveMaximum: connections.values[slot].receiveMaximum)
-        while let (delivery, packetID) = session.outbound.next(limits) {
+        let limits = settings.outboundLimits(clientReceiveMaximum: connections.values[client].receiveMaximum)
+        while let (delivery, packetID) = sessions[slot: slot].outbound.next(limits) {
             guard let packetID else {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
-                sessions.noteReleased(delivery, in: session, of: clientID)
+                sessions.noteReleased(delivery, at: slot)
                 continue
             }
             if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
-                session.outbound.sent(delivery, packetID: packetID)
+                sessions[slot: slot].outbound.sent(delivery, packetID: packetID)
             } else {
-                sessions.noteReleased(delivery, in: session, of: clientID)
+                sessions.noteReleased(delivery, at: slot)
             }
         }
     }
@@ -1141,7 +1146,7 @@ public struct Broker: Sendable {
         to connection: ConnectionID,
         now: BrokerTime
     ) -> Bool {
-        guard var client = connections[connection] else { return false }
+        guard let slot = connections.index(forKey: connection) else { return false }
         var properties = delivery.message.properties
         if let expiresAt = delivery.message.expiresAt {
             guard expiresAt > now else {
@@ -1157,7 +1162,7 @@ public struct Broker: Sendable {
             properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
         }
         var topic = delivery.message.topic
-        if let mount = settings.listenerMountPoints[client.listener] {
+        if let mount = settings.listenerMountPoints[connections.values[slot].listener] {
             // The client sees topics without its listener's prefix; one outside it never reaches it (Mosquitto).
             guard topic.hasPrefix(mount), topic.utf8.count > mount.utf8.count else { return false }
             topic.removeFirst(mount.count)
@@ -1171,22 +1176,24 @@ public struct Broker: Sendable {
             packetIdentifier: packetID,
             properties: properties
         )
-        if client.version >= .v5
-            && MQTTCodec.encodedSize(.publish(packet), version: client.version) > client.maximumPacketSize
+        let version = connections.values[slot].version
+        if version >= .v5
+            && MQTTCodec.encodedSize(.publish(packet), version: version) > connections.values[slot].maximumPacketSize
         {
             // Never send more than the client accepts: drop it for this client only [MQTT-3.1.2-25].
             stats.drop(.tooLargeForClient)
             return false
         }
-        if client.topicAliasMaximum > 0 {
-            if let alias = client.outgoingAliases[packet.topic] {
+        let topicAliasMaximum = Int(connections.values[slot].topicAliasMaximum)
+        if topicAliasMaximum > 0 {
+            let known = connections.values[slot].outgoingAliases
+            if let alias = known[packet.topic] {
                 packet.properties.topicAlias = alias
                 packet.topic = ""
-            } else if client.outgoingAliases.count < Int(client.topicAliasMaximum) {
-                let alias = UInt16(client.outgoingAliases.count + 1)
-                client.outgoingAliases[packet.topic] = alias
+            } else if known.count < topicAliasMaximum {
+                let alias = UInt16(known.count + 1)
+                connections.values[slot].outgoingAliases[packet.topic] = alias
                 packet.properties.topicAlias = alias
-                connections[connection] = client
             }
         }
         stats.publishSent += 1

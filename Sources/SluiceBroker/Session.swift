@@ -205,19 +205,6 @@ struct SessionTable: Sendable {
 
     var count: Int { all.count }
 
-    /// The connection the session is attached to, if it is connected.
-    func connection(of clientID: String) -> ConnectionID? { all[clientID]?.connection }
-
-    /// Ends the outgoing flow of `packetID` in `state` in the session of `clientID` (`OutboundWindow.acknowledge`):
-    /// one lookup of the client id, and the session changed in place, never copied.
-    mutating func acknowledge(_ clientID: String, packetID: UInt16, state: Outgoing.State) -> Outgoing? {
-        guard let slot = all.index(forKey: clientID),
-            let finished = all.values[slot].outbound.acknowledge(packetID, state)
-        else { return nil }
-        if tracksChanges { changed.insert(clientID) }
-        return finished
-    }
-
     /// A successful PUBREC for `packetID` in the session of `clientID` (`OutboundWindow.received(pubRec:)`), in place.
     mutating func received(pubRec packetID: UInt16, for clientID: String) -> Bool {
         guard let slot = all.index(forKey: clientID), all.values[slot].outbound.received(pubRec: packetID) else {
@@ -227,25 +214,41 @@ struct SessionTable: Sendable {
         return true
     }
 
-    /// Whether the session has messages waiting beyond its in-flight window.
-    func hasQueued(_ clientID: String) -> Bool { all[clientID]?.outbound.hasQueued == true }
+    /// Where a session is in the table: it is read and changed there, in place, never copied out and back
+    /// (a `Session` is a dozen references; copying one costs a retain and a release of each). A slot stays
+    /// valid until a session is added or removed.
+    typealias Slot = Dictionary<String, Session>.Index
 
-    /// `delivery` (numbered) now waits in, or is in flight for, `session` (the one of `clientID`).
-    mutating func noteStored(_ delivery: Delivery, in session: Session, of clientID: String) {
-        guard tracksChanges && session.isPersistent else { return }
-        journals[clientID, default: MessageJournal()].added[delivery.seq] = delivery
+    func slot(of clientID: String) -> Slot? { all.index(forKey: clientID) }
+
+    /// The session at `slot`. A change marks a persistent session for the next save.
+    subscript(slot slot: Slot) -> Session {
+        _read { yield all.values[slot] }
+        _modify {
+            if tracksChanges && all.values[slot].isPersistent { changed.insert(all.keys[slot]) }
+            yield &all.values[slot]
+        }
+    }
+
+    /// `delivery` (numbered) now waits in, or is in flight for, the session at `slot`.
+    mutating func noteStored(_ delivery: Delivery, at slot: Slot) {
+        guard tracksChanges && all.values[slot].isPersistent else { return }
+        journals[all.keys[slot], default: MessageJournal()].added[delivery.seq] = delivery
         storedMessages += 1
     }
 
-    /// The message just `sent` (`OutboundWindow.sent`, the window's last) is in flight for `session`.
-    mutating func noteSent(in session: Session, of clientID: String) {
-        guard tracksChanges && session.isPersistent, let sent = session.outbound.inflight.last else { return }
-        noteStored(sent.delivery, in: session, of: clientID)
+    /// The message just `sent` (`OutboundWindow.sent`, the window's last) is in flight for the session at `slot`.
+    mutating func noteSent(at slot: Slot) {
+        guard tracksChanges && all.values[slot].isPersistent, let sent = all.values[slot].outbound.inflight.last else {
+            return
+        }
+        noteStored(sent.delivery, at: slot)
     }
 
-    /// `delivery` left `session` (the one of `clientID`: acknowledged, expired, dropped).
-    mutating func noteReleased(_ delivery: Delivery, in session: Session, of clientID: String) {
-        guard tracksChanges && session.isPersistent else { return }
+    /// `delivery` left the session at `slot` (acknowledged, expired, dropped).
+    mutating func noteReleased(_ delivery: Delivery, at slot: Slot) {
+        guard tracksChanges && all.values[slot].isPersistent else { return }
+        let clientID = all.keys[slot]
         if journals[clientID, default: MessageJournal()].added.removeValue(forKey: delivery.seq) == nil {
             journals[clientID]!.removed.insert(delivery.seq)
         }

@@ -240,24 +240,31 @@ struct SubscriptionTree: Sendable {
 
     func match(topic: String) -> Match {
         var result = Match()
-        let levels = Self.levels(of: topic)
-        let isDollar = topic.utf8.first == UInt8(ascii: "$")
-        // Depth first with an explicit stack of (node, levels consumed), never recursion: a topic
-        // of 65,535 levels must not run the event loop's stack out (issue 13, case 7).
-        var pending: [(node: Int, depth: Int)] = [(0, 0)]
-        while let (index, depth) = pending.popLast() {
-            let wildcardsAllowed = !(depth == 0 && isDollar)
+        let bytes = topic.utf8
+        let isDollar = bytes.first == UInt8(ascii: "$")
+        // Depth first, never recursion (a topic of 65,535 levels must not run the event loop's stack out,
+        // issue 13, case 7), and without splitting the topic: a step is a node and where the topic's next
+        // level starts (nil: every level consumed). The exact branch is followed at once; a `+` branch
+        // waits on `pending` (empty, so never allocated, unless the tree has `+` filters on the way), which
+        // keeps the order of the recursive walk: exact subtree first.
+        var pending: [(node: Int, next: String.Index?)] = []
+        var step: (node: Int, next: String.Index?)? = (0, bytes.startIndex)
+        while let (index, next) = step ?? pending.popLast() {
+            step = nil
+            let wildcardsAllowed = !(isDollar && next == bytes.startIndex)
             if wildcardsAllowed, let hash = nodes[index].hashChild {
                 // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
                 add(node: hash, into: &result)
             }
-            guard depth < levels.count else {
+            guard let start = next else {
                 add(node: index, into: &result)
                 continue
             }
-            // Pushed in reverse so the exact branch is visited first, as the recursive walk did.
-            if wildcardsAllowed, let plus = nodes[index].plusChild { pending.append((plus, depth + 1)) }
-            if let exact = nodes[index].literalChild(TopicLevel(levels[depth])) { pending.append((exact, depth + 1)) }
+            let slash = bytes[start...].firstIndex(of: UInt8(ascii: "/"))
+            let after = slash.map { bytes.index(after: $0) }
+            if wildcardsAllowed, let plus = nodes[index].plusChild { pending.append((plus, after)) }
+            let level = TopicLevel(Substring(bytes[start..<(slash ?? bytes.endIndex)]))
+            if let exact = nodes[index].literalChild(level) { step = (exact, after) }
         }
         return result
     }

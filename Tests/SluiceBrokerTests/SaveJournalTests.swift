@@ -40,7 +40,8 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         var stored = session()
         for index in 0..<count { stored.outbound.restoreQueued(stored.outbound.numbered(delivery("m\(index)"))) }
         sessions[clientID] = stored
-        for queued in stored.outbound.queue { sessions.noteStored(queued, in: stored, of: clientID) }
+        let slot = sessions.slot(of: clientID)!
+        for queued in stored.outbound.queue { sessions.noteStored(queued, at: slot) }
         return sessions
     }
 
@@ -65,8 +66,8 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         let third = stored.outbound.numbered(delivery("m2"))
         stored.outbound.restoreQueued(third)
         sessions["c"] = stored
-        sessions.noteReleased(first, in: stored, of: "c")
-        sessions.noteStored(third, in: stored, of: "c")
+        sessions.noteReleased(first, at: sessions.slot(of: "c")!)
+        sessions.noteStored(third, at: sessions.slot(of: "c")!)
         let changes = journal.take(from: &sessions, retained: &retained)
         #expect(changes.sessions.map(describe) == ["save c added=[3] removed=[1]"])
     }
@@ -80,8 +81,8 @@ private func describe(_ change: PendingChanges.SessionChange) -> String {
         var stored = sessions["c"]!
         let passing = stored.outbound.numbered(delivery("m"))
         sessions["c"] = stored
-        sessions.noteStored(passing, in: stored, of: "c")
-        sessions.noteReleased(passing, in: stored, of: "c")
+        sessions.noteStored(passing, at: sessions.slot(of: "c")!)
+        sessions.noteReleased(passing, at: sessions.slot(of: "c")!)
         let changes = journal.take(from: &sessions, retained: &retained)
         #expect(changes.sessions.map(describe) == ["save c added=[] removed=[]"])
     }
