@@ -231,11 +231,17 @@ public struct Broker: Sendable {
         switch packet {
         case .publish(let publish): handlePublish(publish, at: slot, now: now)
         case .pubAck(let ack):
-            finishOutgoing(ack.packetIdentifier, .awaitingPubAck, of: connections.values[slot].clientID, now: now)
+            finishOutgoing(
+                ack.packetIdentifier,
+                .awaitingPubAck,
+                of: connections.read(at: slot) { $0.clientID },
+                now: now
+            )
         case .pubRec(let rec): handlePubRec(rec, from: connection, now: now)
         case .pubRel(let rel): handlePubRel(rel, from: connection)
         case .pubComp(let comp):
-            finishOutgoing(comp.packetIdentifier, .awaitingPubComp, of: connections.values[slot].clientID, now: now)
+            let clientID = connections.read(at: slot) { $0.clientID }
+            finishOutgoing(comp.packetIdentifier, .awaitingPubComp, of: clientID, now: now)
         case .subscribe(let subscribe): handleSubscribe(subscribe, from: connection, now: now)
         case .unsubscribe(let unsubscribe): handleUnsubscribe(unsubscribe, from: connection)
         case .pingReq: send(.pingResp, to: connection)
@@ -1072,12 +1078,11 @@ public struct Broker: Sendable {
     private mutating func enqueue(_ delivery: consuming Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer?
     {
         guard let slot = sessions.slot(of: clientID) else { return nil }
-        let connection = sessions[slot: slot].connection
+        let connection = sessions.read(at: slot) { $0.connection }
         var deliverable = false
         var clientReceiveMaximum: Int?
         if let connection, let client = connections.index(forKey: connection) {
-            deliverable = !connections.values[client].backedUp
-            clientReceiveMaximum = connections.values[client].receiveMaximum
+            (deliverable, clientReceiveMaximum) = connections.read(at: client) { (!$0.backedUp, $0.receiveMaximum) }
         }
         // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its session.
         if delivery.qos == .atMostOnce && deliverable, let connection {
@@ -1117,12 +1122,14 @@ public struct Broker: Sendable {
 
     private mutating func pump(at slot: SessionTable.Slot, now: BrokerTime) {
         // Most PUBACKs find nothing queued.
-        guard sessions[slot: slot].outbound.hasQueued, let connection = sessions[slot: slot].connection,
-            let client = connections.index(forKey: connection), !connections.values[client].backedUp
+        guard let connection = sessions.read(at: slot, { $0.outbound.hasQueued ? $0.connection : nil }),
+            let client = connections.index(forKey: connection)
         else {
             return
         }
-        let limits = settings.outboundLimits(clientReceiveMaximum: connections.values[client].receiveMaximum)
+        let (backedUp, receiveMaximum) = connections.read(at: client) { ($0.backedUp, $0.receiveMaximum) }
+        guard !backedUp else { return }
+        let limits = settings.outboundLimits(clientReceiveMaximum: receiveMaximum)
         while let (delivery, packetID) = sessions[slot: slot].outbound.next(limits) {
             guard let packetID else {
                 sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
@@ -1162,7 +1169,10 @@ public struct Broker: Sendable {
             properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
         }
         var topic = delivery.message.topic
-        if let mount = settings.listenerMountPoints[connections.values[slot].listener] {
+        let (listener, version, maximumPacketSize, topicAliasMaximum) = connections.read(at: slot) {
+            ($0.listener, $0.version, $0.maximumPacketSize, Int($0.topicAliasMaximum))
+        }
+        if let mount = settings.listenerMountPoints[listener] {
             // The client sees topics without its listener's prefix; one outside it never reaches it (Mosquitto).
             guard topic.hasPrefix(mount), topic.utf8.count > mount.utf8.count else { return false }
             topic.removeFirst(mount.count)
@@ -1176,15 +1186,11 @@ public struct Broker: Sendable {
             packetIdentifier: packetID,
             properties: properties
         )
-        let version = connections.values[slot].version
-        if version >= .v5
-            && MQTTCodec.encodedSize(.publish(packet), version: version) > connections.values[slot].maximumPacketSize
-        {
+        if version >= .v5 && MQTTCodec.encodedSize(.publish(packet), version: version) > maximumPacketSize {
             // Never send more than the client accepts: drop it for this client only [MQTT-3.1.2-25].
             stats.drop(.tooLargeForClient)
             return false
         }
-        let topicAliasMaximum = Int(connections.values[slot].topicAliasMaximum)
         if topicAliasMaximum > 0 {
             let known = connections.values[slot].outgoingAliases
             if let alias = known[packet.topic] {

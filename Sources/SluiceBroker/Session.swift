@@ -230,6 +230,9 @@ struct SessionTable: Sendable {
         }
     }
 
+    /// Reads the session at `slot` where it lies (`Dictionary.read(at:)`: the subscript's getter copies it).
+    mutating func read<Result>(at slot: Slot, _ body: (inout Session) -> Result) -> Result { all.read(at: slot, body) }
+
     /// `delivery` (numbered) now waits in, or is in flight for, the session at `slot`.
     mutating func noteStored(_ delivery: Delivery, at slot: Slot) {
         guard tracksChanges && all.values[slot].isPersistent else { return }
