@@ -547,11 +547,13 @@ public struct Broker: Sendable {
 
     /// Sends again what the client had not acknowledged, then what was queued [MQTT-4.4.0-1].
     private mutating func resume(_ clientID: String, now: BrokerTime) {
-        guard let session = sessions[clientID], let connection = session.connection else { return }
+        guard let session = sessions[clientID], let connection = session.connection,
+            let client = connections.index(forKey: connection)
+        else { return }
         for resend in session.outbound.resend() {
             switch resend {
             case .publish(let delivery, let packetID):
-                sendPublish(delivery, packetID: packetID, dup: true, to: connection, now: now)
+                sendPublish(delivery, packetID: packetID, dup: true, at: client, now: now)
             case .pubRel(let packetID):
                 send(.pubRel(PubAckPacket(packetIdentifier: packetID)), to: connection)
             }
@@ -1079,14 +1081,15 @@ public struct Broker: Sendable {
     {
         guard let slot = sessions.slot(of: clientID) else { return nil }
         let connection = sessions.read(at: slot) { $0.connection }
+        let client = connection.flatMap { connections.index(forKey: $0) }
         var deliverable = false
         var clientReceiveMaximum: Int?
-        if let connection, let client = connections.index(forKey: connection) {
+        if let client {
             (deliverable, clientReceiveMaximum) = connections.read(at: client) { (!$0.backedUp, $0.receiveMaximum) }
         }
         // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its session.
-        if delivery.qos == .atMostOnce && deliverable, let connection {
-            sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
+        if delivery.qos == .atMostOnce && deliverable, let client {
+            sendPublish(delivery, packetID: nil, dup: false, at: client, now: now)
             return nil
         }
         let limits = settings.outboundLimits(clientReceiveMaximum: clientReceiveMaximum)
@@ -1096,15 +1099,15 @@ public struct Broker: Sendable {
             connected: connection != nil,
             limits
         )
-        // `sendPublish` changes no session: the slot stays valid across it.
+        // `sendPublish` adds or removes no session or connection: the slots stay valid across it.
         switch offer {
         case .send(let packetID):
-            if let connection, sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
+            if let client, sendPublish(delivery, packetID: packetID, dup: false, at: client, now: now) {
                 sessions[slot: slot].outbound.sent(delivery, packetID: packetID)
                 sessions.noteSent(at: slot)
             }
         case .sendUnacknowledged:
-            if let connection { sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now) }
+            if let client { sendPublish(delivery, packetID: nil, dup: false, at: client, now: now) }
         case .queued(let stored):
             sessions.noteStored(stored, at: slot)
             return stored.message.payload
@@ -1132,11 +1135,11 @@ public struct Broker: Sendable {
         let limits = settings.outboundLimits(clientReceiveMaximum: receiveMaximum)
         while let (delivery, packetID) = sessions[slot: slot].outbound.next(limits) {
             guard let packetID else {
-                sendPublish(delivery, packetID: nil, dup: false, to: connection, now: now)
+                sendPublish(delivery, packetID: nil, dup: false, at: client, now: now)
                 sessions.noteReleased(delivery, at: slot)
                 continue
             }
-            if sendPublish(delivery, packetID: packetID, dup: false, to: connection, now: now) {
+            if sendPublish(delivery, packetID: packetID, dup: false, at: client, now: now) {
                 sessions[slot: slot].outbound.sent(delivery, packetID: packetID)
             } else {
                 sessions.noteReleased(delivery, at: slot)
@@ -1150,10 +1153,9 @@ public struct Broker: Sendable {
         _ delivery: Delivery,
         packetID: UInt16?,
         dup: Bool,
-        to connection: ConnectionID,
+        at slot: ConnectionSlot,
         now: BrokerTime
     ) -> Bool {
-        guard let slot = connections.index(forKey: connection) else { return false }
         var properties = delivery.message.properties
         if let expiresAt = delivery.message.expiresAt {
             guard expiresAt > now else {
@@ -1205,7 +1207,7 @@ public struct Broker: Sendable {
         stats.publishSent += 1
         stats.publishSentByQoS[Int(delivery.qos.rawValue)] += 1
         stats.publishBytesSent += packet.payload.readableBytes
-        send(.publish(packet), to: connection)
+        send(.publish(packet), to: connections.keys[slot])
         return true
     }
 

@@ -118,7 +118,7 @@ struct OutboundWindow: Sendable {
         var packetID = lastPacketID
         repeat {
             packetID = packetID == UInt16.max ? 1 : packetID + 1
-        } while inflight.contains(where: { $0.packetID == packetID })
+        } while isInFlight(packetID)
         lastPacketID = packetID
         return packetID
     }
@@ -171,19 +171,25 @@ struct OutboundWindow: Sendable {
     /// PUBACK, PUBCOMP, or a refusing PUBREC for `packetID` in `state`: the flow ends and leaves the window.
     /// Nil for an unknown identifier, or one in another state.
     mutating func acknowledge(_ packetID: UInt16, _ state: Outgoing.State) -> Outgoing? {
-        guard let index = inflight.firstIndex(where: { $0.packetID == packetID && $0.state == state }) else {
-            return nil
-        }
-        return inflight.remove(at: index)
+        guard let index = index(of: packetID, in: state) else { return nil }
+        // Nearly always the oldest: clients acknowledge in order.
+        return index == inflight.startIndex ? inflight.removeFirst() : inflight.remove(at: index)
     }
 
     /// A successful PUBREC: the QoS 2 message now awaits PUBCOMP. False when none awaited this PUBREC.
     mutating func received(pubRec packetID: UInt16) -> Bool {
-        guard let index = inflight.firstIndex(where: { $0.packetID == packetID && $0.state == .awaitingPubRec }) else {
-            return false
-        }
+        guard let index = index(of: packetID, in: .awaitingPubRec) else { return false }
         inflight[index].state = .awaitingPubComp
         return true
+    }
+
+    /// Where the flow of `packetID` in `state` is in the window. By index, not `firstIndex(where:)`, whose
+    /// closure gets a copy of each message it looks at.
+    private func index(of packetID: UInt16, in state: Outgoing.State) -> Int? {
+        for index in inflight.indices where inflight[index].packetID == packetID && inflight[index].state == state {
+            return index
+        }
+        return nil
     }
 
     /// What a reconnecting client gets again, in send order: the PUBLISH (with DUP) of messages it had
@@ -215,6 +221,8 @@ struct OutboundWindow: Sendable {
         queuedBytes += delivery.message.payload.readableBytes
     }
 
-    /// Whether `packetID` is in flight (an import keeps a message's identifier only once).
-    func isInFlight(_ packetID: UInt16) -> Bool { inflight.contains { $0.packetID == packetID } }
+    /// Whether `packetID` is in flight (a new identifier skips it; an import keeps a message's identifier only once).
+    func isInFlight(_ packetID: UInt16) -> Bool {
+        inflight.indices.contains { inflight[$0].packetID == packetID }  // by index: see `index(of:in:)`
+    }
 }
