@@ -40,6 +40,7 @@ struct ConnectionOutbox {
             connection.outboxSlot = 0
             if bytes.readableBytes > 0 { connection.writeQueued(bytes) }
         }
-        pending.removeAll(keepingCapacity: true)
+        // A fan-out's list is not kept for the turns that follow it.
+        pending.removeAll(keepingCapacity: pending.count <= 64)
     }
 }
