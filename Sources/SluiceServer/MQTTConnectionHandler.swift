@@ -33,9 +33,10 @@ struct ConnectionHandle {
 /// host sends back. It holds no broker rules: only framing, the connect timeout, and the
 /// spec's reaction to undecodable input. It lives on the broker host's loop, as every client
 /// connection does (GatewayService's listeners).
-final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
+    // Writes, but handles no outbound event: as an inbound handler it is not called to pass on the
+    // channel's read request after every read.
     typealias OutboundOut = ByteBuffer
 
     /// What every connection of one listener shares: one object per listener, not per connection
