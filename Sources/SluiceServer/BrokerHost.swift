@@ -67,21 +67,39 @@ final class BrokerHost: @unchecked Sendable {
         case closed(ConnectionID, cause: DepartureReason?)
     }
 
-    /// What the connections handed over in this loop turn. A list of values, not of closures: a
-    /// PUBLISH read costs one append, no closure context or packet array allocated for it.
+    /// What the connections handed over and the broker has not run yet. A list of values, not of
+    /// closures: a PUBLISH read costs one append, no closure context or packet array allocated for it.
     private var arrivals: [Arrival] = []
+    private var arrivalsScheduled = false
+    private var runningArrivals = false
 
-    /// Runs `arrival` once this loop turn's reads are done, after those handed over before it. Every
-    /// connection read in the turn then reaches the broker in one task, and what the broker sends them
-    /// goes out in `flushOutbox`'s one write per connection.
+    /// Keeps `arrival` to run after those handed over before it: when its connection's read completes
+    /// (`runArrivals`), or in this turn's task (`runArrivalsSoon`) for what comes outside a read.
     func handOver(_ arrival: Arrival) {
         arrivals.append(arrival)
-        // The first arrival of the turn schedules the run (checking, once per turn, that this is `loop`).
-        if arrivals.count == 1 { loop.assumeIsolated().execute { self.runArrivals() } }
     }
 
-    private func runArrivals() {
+    /// Runs the arrivals in a task of this loop turn: for a close or a change of writability, which can
+    /// come while the broker runs (a connection it closes), and for a read whose completion its
+    /// connection cannot count on being told.
+    func runArrivalsSoon() {
+        guard !arrivalsScheduled else { return }
+        arrivalsScheduled = true
+        // Checks, once per task, that this is `loop`.
+        loop.assumeIsolated().execute {
+            self.arrivalsScheduled = false
+            self.runArrivals()
+        }
+    }
+
+    /// Runs what was handed over, in the order it came: what a connection read reaches the broker at
+    /// the end of its read, without a task of its own, and goes out in `flushOutbox`'s one write per
+    /// connection at the turn's end.
+    func runArrivals() {
         // What is handed over while these run (the close of a connection the broker closed) runs after them.
+        guard !runningArrivals else { return }
+        runningArrivals = true
+        defer { runningArrivals = false }
         var next = 0
         while next < arrivals.count {
             let arrival = arrivals[next]

@@ -58,6 +58,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var closeCause: DepartureReason?
     private var version: ProtocolVersion?
     private var closing = false
+    /// The pipeline has told this handler a read completed: from then on what it reads runs then.
+    private var readsComplete = false
     /// Where the host's `ConnectionOutbox` keeps this connection's bytes for the turn (0: none).
     var outboxSlot: UInt32 = 0
 
@@ -123,6 +125,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         timer?.cancel()
         closing = true
         host.handOver(.closed(id, cause: closeCause))
+        host.runArrivalsSoon()
         context.fireChannelInactive()
     }
 
@@ -130,6 +133,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// messages in the session queue (bounded, drops counted) until the socket drains.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         host.handOver(.writabilityChanged(id, writable: context.channel.isWritable))
+        host.runArrivalsSoon()
         context.fireChannelWritabilityChanged()
     }
 
@@ -160,6 +164,14 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         } catch {
             reject(MQTTError(decoding: error, maximumPacketSize: maximumPacketSize), context: context)
         }
+        if !readsComplete { host.runArrivalsSoon() }
+    }
+
+    /// What the read handed over reaches the broker now, in the order of the turn's reads.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        readsComplete = true
+        host.runArrivals()
+        context.fireChannelReadComplete()
     }
 
     /// Hands the CONNECT over with what the TLS layer vouches for, and the handle the host writes through.
