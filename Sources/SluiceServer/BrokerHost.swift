@@ -52,7 +52,7 @@ final class BrokerHost: @unchecked Sendable {
 
     // MARK: Hand-off from the connections (on `loop`)
 
-    /// What a connection hands over to the broker: run at the turn's end, in the order it came, so a
+    /// What a connection hands over to the broker: run in the order it came (`runArrivals`), so a
     /// connection's packets reach the broker before its close.
     enum Arrival {
         indirect case connect(
