@@ -52,23 +52,68 @@ final class BrokerHost: @unchecked Sendable {
 
     // MARK: Hand-off from the connections (on `loop`)
 
-    /// What the connections handed over in this loop turn, run at its end in the order it came: a
+    /// What a connection hands over to the broker: run in the order it came (`runArrivals`), so a
     /// connection's packets reach the broker before its close.
-    private var handedOver: [() -> Void] = []
-
-    /// Runs `work` once this loop turn's reads are done, after the work handed over before it. Every
-    /// connection read in the turn then reaches the broker in one task, and what the broker sends them
-    /// goes out in `flushOutbox`'s one write per connection.
-    func handOver(_ work: @escaping () -> Void) {
-        handedOver.append(work)
-        // The first work of the turn schedules the run (checking, once per turn, that this is `loop`).
-        if handedOver.count == 1 { loop.assumeIsolated().execute { self.runHandedOver() } }
+    enum Arrival {
+        indirect case connect(
+            ConnectionID,
+            ConnectPacket,
+            handle: ConnectionHandle,
+            listener: Int,
+            identityVerified: Bool
+        )
+        case packet(ConnectionID, Packet)
+        case writabilityChanged(ConnectionID, writable: Bool)
+        case closed(ConnectionID, cause: DepartureReason?)
     }
 
-    private func runHandedOver() {
-        let batch = handedOver
-        handedOver = []
-        for work in batch { work() }
+    /// What the connections handed over and the broker has not run yet. A list of values, not of
+    /// closures: a PUBLISH read costs one append, no closure context or packet array allocated for it.
+    private var arrivals: [Arrival] = []
+    private var arrivalsScheduled = false
+    private var runningArrivals = false
+
+    /// Keeps `arrival` to run after those handed over before it: when its connection's read completes
+    /// (`runArrivals`), or in this turn's task (`runArrivalsSoon`) for what comes outside a read.
+    func handOver(_ arrival: Arrival) {
+        arrivals.append(arrival)
+    }
+
+    /// Runs the arrivals in a task of this loop turn: for a close or a change of writability, which can
+    /// come while the broker runs (a connection it closes), and for a read whose completion its
+    /// connection cannot count on being told.
+    func runArrivalsSoon() {
+        guard !arrivalsScheduled else { return }
+        arrivalsScheduled = true
+        // Checks, once per task, that this is `loop`.
+        loop.assumeIsolated().execute {
+            self.arrivalsScheduled = false
+            self.runArrivals()
+        }
+    }
+
+    /// Runs what was handed over, in the order it came: what a connection read reaches the broker at
+    /// the end of its read, without a task of its own, and goes out in `flushOutbox`'s one write per
+    /// connection at the turn's end.
+    func runArrivals() {
+        // What is handed over while these run (the close of a connection the broker closed) runs after them.
+        guard !runningArrivals else { return }
+        runningArrivals = true
+        defer { runningArrivals = false }
+        var next = 0
+        while next < arrivals.count {
+            let arrival = arrivals[next]
+            next += 1
+            switch arrival {
+            case .connect(let id, let packet, let handle, let listener, let identityVerified):
+                connect(id, packet, handle: handle, listener: listener, identityVerified: identityVerified)
+            case .packet(let id, let packet): deliver(packet, from: id)
+            case .writabilityChanged(let id, let writable): writabilityChanged(id, writable: writable)
+            case .closed(let id, let cause): closed(id, cause: cause)
+            }
+        }
+        // A burst's list is not kept for the idle connections that follow it.
+        arrivals.removeAll(keepingCapacity: arrivals.count <= 64)
     }
 
     // MARK: Events (on `loop`)
@@ -177,19 +222,15 @@ final class BrokerHost: @unchecked Sendable {
     /// `connection_messages` lines of connections waiting for a takeover, logged with their CONNACK.
     private var connectLogsAwaitingTakeover: [ConnectionID: (remote: String, packet: ConnectPacket)] = [:]
 
-    func receive(_ id: ConnectionID, _ packets: [Packet]) {
+    func receive(_ id: ConnectionID, _ packet: Packet) {
         loop.preconditionInEventLoop()
-        if packets.count == 1, !packets[0].isSubscription {
-            // The common batch, a PUBLISH or an acknowledgement alone: its actions as the broker made them,
-            // not copied into a new array.
-            return run(core.receive(packets[0], from: id, now: now))
-        }
-        var actions: [BrokerAction] = []
-        for packet in packets {
-            if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
-            actions += core.receive(packet, from: id, now: now)
-        }
-        run(actions)
+        deliver(packet, from: id)
+    }
+
+    /// `receive` without its check: `runArrivals` is on `loop` already.
+    private func deliver(_ packet: Packet, from id: ConnectionID) {
+        if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
+        run(core.receive(packet, from: id, now: now))
     }
 
     /// `cause`: why the connection's own handler closed it, to name in the disconnect line.
@@ -493,7 +534,7 @@ final class BrokerHost: @unchecked Sendable {
         clientLog.shuttingDown = true
         flushOutbox()
         for (_, handle) in connections {
-            handle.handler.write([], close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
+            handle.handler.write(close: .after(DisconnectPacket(reasonCode: .serverShuttingDown)))
         }
         return savePersistentState(force: true)
     }
@@ -545,24 +586,21 @@ final class BrokerHost: @unchecked Sendable {
                     let clientID = core.clientID(of: id) ?? waited.packet.clientIdentifier
                     clientLog.connected(clientID: clientID, remote: waited.remote, packet: waited.packet)
                 }
-                if connections[id] != nil {
-                    queued[id, default: []].append(packet)
+                if let handle = connections[id] {
+                    queued.add(packet, for: handle.handler)
                 } else {
                     outbox[id, default: []].append(packet)
                 }
             case .close(let id, let disconnect):
                 if let handle = connections[id] {
                     let close: CloseRequest = disconnect.map { .after($0) } ?? .silently
-                    handle.handler.write(takeQueued(id) + (outbox.removeValue(forKey: id) ?? []), close: close)
+                    handle.handler.write(after: queued.take(handle.handler), close: close)
                 } else {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
                 }
             case .takeOver(let id, let disconnect):
                 if let handle = connections[id] {
-                    handle.handler.write(
-                        takeQueued(id) + (outbox.removeValue(forKey: id) ?? []),
-                        close: .afterReading(disconnect)
-                    )
+                    handle.handler.write(after: queued.take(handle.handler), close: .afterReading(disconnect))
                 } else if inProcessClients[id] != nil {
                     closeInProcess(id, after: outbox.removeValue(forKey: id) ?? [])
                 } else {
@@ -591,21 +629,13 @@ final class BrokerHost: @unchecked Sendable {
     /// Packets for network connections gathered over this loop turn (every `run` of the turn adds to
     /// them), sent by `flushOutbox` at the turn's end: under a steady load each connection then gets
     /// one write per turn instead of one per incoming batch.
-    private var queued: [ConnectionID: [Packet]] = [:]
+    private var queued = ConnectionOutbox()
     private var outboxFlushScheduled = false
-
-    /// A connection's queued packets, which go before anything sent with its close.
-    private func takeQueued(_ id: ConnectionID) -> [Packet] {
-        queued.isEmpty ? [] : queued.removeValue(forKey: id) ?? []
-    }
 
     /// Writes the queued packets, one write per connection.
     private func flushOutbox() {
         outboxFlushScheduled = false
-        for (id, packets) in queued {
-            connections[id]?.handler.write(packets, close: nil)  // none: closed meanwhile, nobody to send to
-        }
-        queued.removeAll(keepingCapacity: true)
+        queued.flush()
     }
 
     // MARK: In-process clients

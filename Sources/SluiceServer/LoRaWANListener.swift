@@ -157,7 +157,7 @@ final class LoRaWANListener: @unchecked Sendable {
 
     private func send(_ packet: Packet) {
         guard let client else { return }
-        host.receive(client, [packet])
+        host.receive(client, packet)
     }
 
     private func subscribeToCommands() {

@@ -33,9 +33,10 @@ struct ConnectionHandle {
 /// host sends back. It holds no broker rules: only framing, the connect timeout, and the
 /// spec's reaction to undecodable input. It lives on the broker host's loop, as every client
 /// connection does (GatewayService's listeners).
-final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
+    // Writes, but handles no outbound event: as an inbound handler it is not called to pass on the
+    // channel's read request after every read.
     typealias OutboundOut = ByteBuffer
 
     /// What every connection of one listener shares: one object per listener, not per connection
@@ -57,6 +58,10 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var closeCause: DepartureReason?
     private var version: ProtocolVersion?
     private var closing = false
+    /// The pipeline has told this handler a read completed: from then on what it reads runs then.
+    private var readsComplete = false
+    /// Where the host's `ConnectionOutbox` keeps this connection's bytes for the turn (0: none).
+    var outboxSlot: UInt32 = 0
 
     private enum PendingTimer {
         case connect(Scheduled<Void>)
@@ -119,87 +124,80 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         closing = true
-        let host = self.host
-        let id = self.id
-        let cause = closeCause
-        host.handOver { host.closed(id, cause: cause) }
+        host.handOver(.closed(id, cause: closeCause))
+        host.runArrivalsSoon()
         context.fireChannelInactive()
     }
 
     /// A reader that stops reading must not make us buffer without bound: the broker holds its
     /// messages in the session queue (bounded, drops counted) until the socket drains.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let host = self.host
-        let id = self.id
-        let writable = context.channel.isWritable
-        host.handOver { host.writabilityChanged(id, writable: writable) }
+        host.handOver(.writabilityChanged(id, writable: context.channel.isWritable))
+        host.runArrivalsSoon()
         context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         let input = unwrapInboundIn(data)
+        let host = self.host
         host.traffic.received(input.readableBytes)
-        var packets: [Packet] = []
-        var connect: ConnectPacket? = nil
         do {
+            // Each packet is handed over as it decodes: what decoded before a bad packet is the client's
+            // too (a PUBLISH, then garbage).
             try decoder.process(buffer: input) { packet in
-                if version == nil, case .connect(let first) = packet {
-                    version = first.protocolVersion
+                if version == nil, case .connect(let connect) = packet {
+                    version = connect.protocolVersion
                     if case .connect(let connectTimer)? = timer {
                         connectTimer.cancel()
                         timer = nil  // a kept `Scheduled` holds its promise and task for the connection's life
                     }
-                    connect = first
+                    handOver(connect, context: context)
                 } else {
-                    packets.append(packet)
+                    host.handOver(.packet(id, packet))
                 }
             }
             // A read that ended on a packet boundary leaves nothing to keep, but the processor still holds
             // the consumed buffer: hand it an empty one so it lets go, and the channel's pooled receive
             // buffer is uniquely owned again and reused for the next read instead of a new allocation.
             if decoder.unprocessedBytes == 0 { try decoder.process(buffer: Self.noBytes) { _ in } }
-            dispatch(connect: connect, packets: packets, context: context)
         } catch {
-            // What decoded before the bad packet is the client's too (a PUBLISH, then garbage).
-            dispatch(connect: connect, packets: packets, context: context)
             reject(MQTTError(decoding: error, maximumPacketSize: maximumPacketSize), context: context)
         }
+        if !readsComplete { host.runArrivalsSoon() }
     }
 
-    private func dispatch(connect: ConnectPacket?, packets: [Packet], context: ChannelHandlerContext) {
-        guard connect != nil || !packets.isEmpty else { return }
-        let host = self.host
-        let id = self.id
-        if var connect {
-            var identityVerified = false
-            let useIdentityAsUsername = shared.useIdentityAsUsername
-            if useIdentityAsUsername || shared.useSubjectAsUsername {
-                // The certificate's CN (or, with use_subject_as_username, its whole subject) is the username;
-                // the password is not checked (Mosquitto's rule; the CN wins when both are set, as there).
-                let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
-                connect.username = peer.flatMap {
-                    useIdentityAsUsername ? TLSContexts.identity(of: $0) : TLSContexts.subject(of: $0)
-                }
-                connect.password = nil
-                identityVerified = connect.username != nil
+    /// What the read handed over reaches the broker now, in the order of the turn's reads.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        readsComplete = true
+        host.runArrivals()
+        context.fireChannelReadComplete()
+    }
+
+    /// Hands the CONNECT over with what the TLS layer vouches for, and the handle the host writes through.
+    private func handOver(_ connect: ConnectPacket, context: ChannelHandlerContext) {
+        var connect = connect
+        var identityVerified = false
+        let useIdentityAsUsername = shared.useIdentityAsUsername
+        if useIdentityAsUsername || shared.useSubjectAsUsername {
+            // The certificate's CN (or, with use_subject_as_username, its whole subject) is the username;
+            // the password is not checked (Mosquitto's rule; the CN wins when both are set, as there).
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+            connect.username = peer.flatMap {
+                useIdentityAsUsername ? TLSContexts.identity(of: $0) : TLSContexts.subject(of: $0)
             }
-            let handle = ConnectionHandle(
-                channel: context.channel,
-                handler: self,
-                // The channel's cached address is shared; the context's is read anew (a copy to keep).
-                remote: context.channel.remoteAddress ?? context.remoteAddress
-            )
-            let listener = shared.listener
-            let verified = identityVerified
-            let connect = connect
-            host.handOver {
-                host.connect(id, connect, handle: handle, listener: listener, identityVerified: verified)
-                if !packets.isEmpty { host.receive(id, packets) }
-            }
-        } else {
-            host.handOver { host.receive(id, packets) }
+            connect.password = nil
+            identityVerified = connect.username != nil
         }
+        let handle = ConnectionHandle(
+            channel: context.channel,
+            handler: self,
+            // The channel's cached address is shared; the context's is read anew (a copy to keep).
+            remote: context.channel.remoteAddress ?? context.remoteAddress
+        )
+        host.handOver(
+            .connect(id, connect, handle: handle, listener: shared.listener, identityVerified: identityVerified)
+        )
     }
 
     /// The spec's reaction to input that cannot be decoded [MQTT-4.13.1-1].
@@ -216,23 +214,41 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .v5?:
             var properties = Properties()
             properties.reasonString = error.message
-            write([], close: .after(DisconnectPacket(reasonCode: error.code, properties: properties)))
+            write(close: .after(DisconnectPacket(reasonCode: error.code, properties: properties)))
         default:
-            write([], close: .silently)
+            write(close: .silently)
         }
     }
 
-    /// Encodes and writes packets from the broker host in one flush; optionally closes after.
-    func write(_ packets: [Packet], close: CloseRequest?, as forcedVersion: ProtocolVersion? = nil) {
+    /// The version the host's packets are encoded for; nil once closing (nobody to send to).
+    var outgoingVersion: ProtocolVersion? {
+        context != nil && !closing ? version : nil
+    }
+
+    /// Writes packets the host encoded over the turn (`ConnectionOutbox`).
+    func writeQueued(_ bytes: ByteBuffer) {
+        guard let context, !closing else { return }
+        host.traffic.sent(bytes.readableBytes)
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Writes `queued` (what the host encoded for this turn), then `packets`, in one flush; optionally
+    /// closes after.
+    func write(
+        after queued: ByteBuffer? = nil,
+        _ packets: [Packet] = [],
+        close: CloseRequest?,
+        as forcedVersion: ProtocolVersion? = nil
+    ) {
         if case .afterReading(let disconnect)? = close, let context, !closing {
-            write(packets, close: nil)
+            write(after: queued, packets, close: nil)
             return closeAfterReading(disconnect, context: context)
         }
         guard let context, !closing, let version = forcedVersion ?? version else {
             if let context, close != nil { context.close(promise: nil) }
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: 256)
+        var buffer = queued ?? context.channel.allocator.buffer(capacity: 0)
         for packet in packets { MQTTCodec.encode(packet, version: version, into: &buffer) }
         if case .after(let disconnect)? = close, version >= .v5 {
             MQTTCodec.encode(.disconnect(disconnect), version: version, into: &buffer)
@@ -254,7 +270,7 @@ final class MQTTConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         timer?.cancel()  // a connect timer is gone by now: only a connection past CONNECT is taken over
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let takeoverClose = context.eventLoop.scheduleTask(in: Self.takeoverReadWindow) {
-            handler.value.write([], close: disconnect.map { .after($0) } ?? .silently)
+            handler.value.write(close: disconnect.map { .after($0) } ?? .silently)
         }
         timer = .takeoverClose(takeoverClose)
     }

@@ -5,11 +5,12 @@ import Testing
 
 @testable import SluiceServer
 
-/// Connections hand their packets and their close to the broker host at the end of the loop turn.
+/// Connections hand their packets to the broker host when a read completes, and their close in a task.
 @Suite("Broker host hand-off (EmbeddedChannel)")
 struct HandOverTests {
-    /// A PUBLISH and a DISCONNECT read in the turn the socket closes reach the broker before the close:
-    /// the message is routed, and the will is not published.
+    /// A PUBLISH and a DISCONNECT read just before the socket closes, with no read completion in between
+    /// (NIO's path for a read that ends in an error), reach the broker before the close: the message is
+    /// routed, and the will is not published.
     @Test func packetsReadInTheTurnOfTheCloseReachTheBrokerBeforeIt() throws {
         let broker = EmbeddedBroker()
         let watcher = try broker.client(.v5)
@@ -26,12 +27,27 @@ struct HandOverTests {
         for packet in [TestClient.publish("t/last", "last", .atMostOnce), .disconnect(DisconnectPacket())] {
             var bytes = ByteBuffer()
             MQTTCodec.encode(packet, version: .v5, into: &bytes)
-            try client.channel.writeInbound(bytes)
+            client.channel.pipeline.fireChannelRead(bytes)
         }
         try client.channel.close().wait()
         broker.loop.run()
 
         #expect(try watcher.received() == [TestClient.publish("t/last", "last", .atMostOnce)])
         #expect(broker.host.connectedClients == 1)
+    }
+
+    /// What a read hands over reaches the broker when the read completes, without a task of its own;
+    /// what the broker sends still goes out at the turn's end.
+    @Test func aReadReachesTheBrokerWhenItCompletes() throws {
+        let broker = EmbeddedBroker()
+        let client = try broker.client(.v5)
+        _ = try client.connect("reader")
+        var bytes = ByteBuffer()
+        MQTTCodec.encode(TestClient.publish("t/x", "now", .atLeastOnce, id: 3), version: .v5, into: &bytes)
+        try client.channel.writeInbound(bytes)
+        #expect(broker.host.stats.publishReceived == 1)
+        #expect(try client.channel.readOutbound(as: ByteBuffer.self) == nil, "the PUBACK waits for the turn's end")
+        broker.loop.run()
+        #expect(try client.received() == [.pubAck(PubAckPacket(packetIdentifier: 3))])
     }
 }

@@ -76,4 +76,38 @@ struct OutboxTests {
         #expect(disconnect.reasonCode == .protocolError)
         #expect(!client.isOpen)
     }
+
+    /// A connection closed in the turn takes its own queued packets with its close; the others queued
+    /// before and after it in the turn still get theirs, and the next turn queues afresh.
+    @Test func aCloseInTheTurnTakesOnlyItsOwnQueuedPackets() throws {
+        let broker = EmbeddedBroker()
+        var subscribers: [TestClient] = []
+        for name in ["a", "b", "c"] {
+            let subscriber = try broker.client(.v5)
+            _ = try subscriber.connect(name)
+            try subscriber.send(TestClient.subscribe(1, "t/#", .atMostOnce))
+            _ = try subscriber.received()
+            subscribers.append(subscriber)
+        }
+        let publisher = try broker.client(.v5)
+        _ = try publisher.connect("p")
+        let message = TestClient.publish("t/x", "one", .atMostOnce)
+        // The publish, then in a second read of the same turn a second CONNECT from "b" (a protocol violation).
+        let reconnect = Packet.connect(ConnectPacket(protocolVersion: .v5, clientIdentifier: "b"))
+        let reads: [(TestClient, Packet)] = [(publisher, message), (subscribers[1], reconnect)]
+        for (client, packet) in reads {
+            var bytes = ByteBuffer()
+            MQTTCodec.encode(packet, version: .v5, into: &bytes)
+            try client.channel.writeInbound(bytes)
+        }
+        broker.loop.run()
+
+        #expect(try subscribers[1].received().map(\.type) == [.publish, .disconnect])
+        #expect(!subscribers[1].isOpen)
+        #expect(try Self.decode(Self.writes(subscribers[0]), .v5) == [message])
+        #expect(try Self.decode(Self.writes(subscribers[2]), .v5) == [message])
+        try publisher.send(message)
+        #expect(try Self.decode(Self.writes(subscribers[0]), .v5) == [message])
+        #expect(try Self.decode(Self.writes(subscribers[2]), .v5) == [message])
+    }
 }
