@@ -50,6 +50,8 @@ public struct Broker: Sendable {
     /// (the counter starts again at every start; Mosquitto uses a random UUID).
     let assignedIDEpoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var actions: [BrokerAction] = []
+    /// `route`'s match, kept empty between publishes for its storage.
+    private var lastMatch = SubscriptionTree.Match()
     /// Connections that ended, not yet taken by the owner (`takeDepartures()`).
     private var departures: [Departure] = []
     /// Connections on their way in: authenticating, or waiting for the connection that holds their
@@ -210,6 +212,28 @@ public struct Broker: Sendable {
         handle(packet, from: connection, now: now)
         return takeActions()
     }
+
+    /// `receive` for an owner that keeps one buffer for the actions of every packet: its buffer (emptied)
+    /// and the broker's change places, so that in a steady flow neither allocates an array per packet.
+    public mutating func receive(
+        _ packet: Packet,
+        from connection: ConnectionID,
+        now: BrokerTime,
+        into actions: inout [BrokerAction]
+    ) {
+        handle(packet, from: connection, now: now)
+        // A burst's capacity is not kept for the quiet that follows it (nor handed back here).
+        if actions.capacity > Self.keptActionsCapacity {
+            actions = []
+        } else {
+            actions.removeAll(keepingCapacity: true)
+        }
+        swap(&actions, &self.actions)
+    }
+
+    /// Actions kept room for between packets by `receive(_:from:now:into:)`: a PUBLISH's fan-out to this many
+    /// clients, or their acknowledgements, allocate nothing.
+    static let keptActionsCapacity = 64
 
     private mutating func handle(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) {
         if admissions[connection] != nil {
@@ -1009,7 +1033,14 @@ public struct Broker: Sendable {
     /// whether the message is one that goes out: wills and bridge `in` messages do not).
     @discardableResult
     private mutating func route(_ message: Message, now: BrokerTime) -> [DurableAppend] {
-        let match = subscriptions.match(topic: message.topic)
+        // The match of the previous publish's storage, emptied: its arrays are not allocated anew every time.
+        var match = SubscriptionTree.Match()
+        swap(&match, &lastMatch)
+        defer {
+            match.clear()
+            swap(&match, &lastMatch)
+        }
+        subscriptions.match(topic: message.topic, into: &match)
         if match.subscribers.count == 1, let only = match.subscribers.first {
             deliver(message, to: only.clientID, subscriptions: CollectionOfOne(only.subscription), now: now)
         } else if !match.subscribers.isEmpty {

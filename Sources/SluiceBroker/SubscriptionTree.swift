@@ -117,6 +117,13 @@ struct SubscriptionTree: Sendable {
         var subscribers: [(clientID: String, subscription: Subscription)] = []
         var sharedGroups: [(node: Int, group: String)] = []
         var durable: [DurableSubscriber] = []
+
+        /// Empty, keeping its room for the next match unless a large fan-out made it large.
+        mutating func clear() {
+            if subscribers.capacity > 256 { subscribers = [] } else { subscribers.removeAll(keepingCapacity: true) }
+            sharedGroups.removeAll()
+            durable.removeAll(keepingCapacity: true)
+        }
     }
 
     private mutating func node(for filter: String) -> Int {
@@ -240,6 +247,12 @@ struct SubscriptionTree: Sendable {
 
     func match(topic: String) -> Match {
         var result = Match()
+        match(topic: topic, into: &result)
+        return result
+    }
+
+    /// `match(topic:)` into `result` (empty): a caller that keeps one allocates nothing per publish.
+    func match(topic: String, into result: inout Match) {
         let bytes = topic.utf8
         let isDollar = bytes.first == UInt8(ascii: "$")
         // Depth first, never recursion (a topic of 65,535 levels must not run the event loop's stack out,
@@ -266,7 +279,6 @@ struct SubscriptionTree: Sendable {
             let level = TopicLevel(Substring(bytes[start..<(slash ?? bytes.endIndex)]))
             if let exact = nodes[index].literalChild(level) { step = (exact, after) }
         }
-        return result
     }
 
     private func add(node index: Int, into result: inout Match) {

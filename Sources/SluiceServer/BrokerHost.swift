@@ -230,8 +230,15 @@ final class BrokerHost: @unchecked Sendable {
     /// `receive` without its check: `runArrivals` is on `loop` already.
     private func deliver(_ packet: Packet, from id: ConnectionID) {
         if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
-        run(core.receive(packet, from: id, now: now))
+        core.receive(packet, from: id, now: now, into: &receivedActions)
+        run(receivedActions)
+        // Run, they let go of their packets (a payload holds its receive buffer); the room stays.
+        receivedActions.removeAll(keepingCapacity: true)
     }
+
+    /// The actions of the packet received now: one buffer that the broker fills for every packet
+    /// (`Broker.receive(_:from:now:into:)`), not an array allocated per packet.
+    private var receivedActions: [BrokerAction] = []
 
     /// `cause`: why the connection's own handler closed it, to name in the disconnect line.
     func closed(_ id: ConnectionID, cause: DepartureReason? = nil) {
