@@ -225,24 +225,27 @@ struct SessionTable: Sendable {
     subscript(slot slot: Slot) -> Session {
         _read { yield all.values[slot] }
         _modify {
-            if tracksChanges && all.values[slot].isPersistent { changed.insert(all.keys[slot]) }
+            if tracksChanges && isPersistent(at: slot) { changed.insert(all.keys[slot]) }
             yield &all.values[slot]
         }
     }
+
+    /// Whether the session at `slot` is saved (read in place).
+    private mutating func isPersistent(at slot: Slot) -> Bool { all.read(at: slot) { $0.isPersistent } }
 
     /// Reads the session at `slot` where it lies (`Dictionary.read(at:)`: the subscript's getter copies it).
     mutating func read<Result>(at slot: Slot, _ body: (inout Session) -> Result) -> Result { all.read(at: slot, body) }
 
     /// `delivery` (numbered) now waits in, or is in flight for, the session at `slot`.
     mutating func noteStored(_ delivery: Delivery, at slot: Slot) {
-        guard tracksChanges && all.values[slot].isPersistent else { return }
+        guard tracksChanges && isPersistent(at: slot) else { return }
         journals[all.keys[slot], default: MessageJournal()].added[delivery.seq] = delivery
         storedMessages += 1
     }
 
     /// The message just `sent` (`OutboundWindow.sent`, the window's last) is in flight for the session at `slot`.
     mutating func noteSent(at slot: Slot) {
-        guard tracksChanges && all.values[slot].isPersistent, let sent = all.values[slot].outbound.inflight.last else {
+        guard tracksChanges, let sent = all.read(at: slot, { $0.isPersistent ? $0.outbound.inflight.last : nil }) else {
             return
         }
         noteStored(sent.delivery, at: slot)
@@ -250,7 +253,7 @@ struct SessionTable: Sendable {
 
     /// `delivery` left the session at `slot` (acknowledged, expired, dropped).
     mutating func noteReleased(_ delivery: Delivery, at slot: Slot) {
-        guard tracksChanges && all.values[slot].isPersistent else { return }
+        guard tracksChanges && isPersistent(at: slot) else { return }
         let clientID = all.keys[slot]
         if journals[clientID, default: MessageJournal()].added.removeValue(forKey: delivery.seq) == nil {
             journals[clientID]!.removed.insert(delivery.seq)
