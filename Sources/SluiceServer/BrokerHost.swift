@@ -642,7 +642,9 @@ final class BrokerHost: @unchecked Sendable {
     /// Writes the queued packets, one write per connection.
     private func flushOutbox() {
         outboxFlushScheduled = false
-        queued.flush()
+        var batch = queued.takeAll()
+        for (connection, bytes) in batch where bytes.readableBytes > 0 { connection.writeQueued(bytes) }
+        queued.recycle(&batch)
     }
 
     // MARK: In-process clients

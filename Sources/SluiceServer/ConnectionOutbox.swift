@@ -6,7 +6,12 @@ import NIOCore
 /// kept (or copied into a list) past its encoding. A connection finds its buffer by the slot it
 /// holds, so no dictionary is looked up per packet.
 struct ConnectionOutbox {
-    private var pending: [(connection: MQTTConnectionHandler, bytes: ByteBuffer)] = []
+    /// Each connection's bytes for the turn, in the order the connections got their first packet.
+    typealias Batch = [(connection: MQTTConnectionHandler, bytes: ByteBuffer)]
+
+    private var pending: Batch = []
+    /// The list of a batch written earlier, emptied: the room the next `takeAll` starts a turn in.
+    private var spare: Batch = []
     private static let allocator = ByteBufferAllocator()
     private static let noBytes = ByteBuffer()
 
@@ -34,13 +39,21 @@ struct ConnectionOutbox {
         return bytes
     }
 
-    /// Writes what was queued, one write per connection.
-    mutating func flush() {
-        for (connection, bytes) in pending {
-            connection.outboxSlot = 0
-            if bytes.readableBytes > 0 { connection.writeQueued(bytes) }
-        }
-        // A fan-out's list is not kept for the turns that follow it.
-        pending.removeAll(keepingCapacity: pending.count <= 64)
+    /// Hands over what was queued, one buffer per connection, and starts the next turn empty. The
+    /// caller writes it outside the outbox because a write can run the broker again (a failed write
+    /// reads what the peer sent last and hands it on at once): what that run sends joins the next turn.
+    mutating func takeAll() -> Batch {
+        for entry in pending { entry.connection.outboxSlot = 0 }
+        var taken = spare
+        swap(&taken, &pending)
+        spare = []
+        return taken
+    }
+
+    /// Takes a written batch back, so its room serves a later turn (a fan-out's large list is let go).
+    mutating func recycle(_ written: inout Batch) {
+        guard written.count <= 64 else { return }
+        written.removeAll(keepingCapacity: true)
+        swap(&spare, &written)
     }
 }

@@ -110,4 +110,53 @@ struct OutboxTests {
         #expect(try Self.decode(Self.writes(subscribers[0]), .v5) == [message])
         #expect(try Self.decode(Self.writes(subscribers[2]), .v5) == [message])
     }
+
+    /// A write that fails makes NIO read what the peer sent last and hand it on at once, in the middle
+    /// of the host's turn-end writes: what the broker sends for it joins the next turn, none of it
+    /// lost, and the writes under way carry on (here, before the fix, an exclusivity trap).
+    @Test func packetsSentWhileTheTurnIsWrittenGoOutNext() throws {
+        let broker = EmbeddedBroker()
+        let late = TestClient.publish("t/late", "two", .atMostOnce)
+        var subscribers: [TestClient] = []
+        for name in ["a", "b"] {
+            let subscriber = try broker.client(.v5)
+            _ = try subscriber.connect(name)
+            try subscriber.send(TestClient.subscribe(1, "t/#", .atMostOnce))
+            _ = try subscriber.received()
+            subscribers.append(subscriber)
+        }
+        var lateBytes = ByteBuffer()
+        MQTTCodec.encode(late, version: .v5, into: &lateBytes)
+        try subscribers[0].channel.pipeline.syncOperations.addHandler(ReadOnFirstWrite(lateBytes), position: .first)
+        let publisher = try broker.client(.v5)
+        _ = try publisher.connect("p")
+
+        let first = TestClient.publish("t/first", "one", .atMostOnce)
+        var bytes = ByteBuffer()
+        MQTTCodec.encode(first, version: .v5, into: &bytes)
+        try publisher.channel.writeInbound(bytes)
+        broker.loop.run()
+
+        for subscriber in subscribers {
+            #expect(try Self.decode(Self.writes(subscriber), .v5) == [first, late])
+        }
+    }
+}
+
+/// Stands in for NIO's failed-write path: on the first write it passes `bytes` inbound and completes
+/// the read, before the write goes on.
+private final class ReadOnFirstWrite: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    private var bytes: ByteBuffer?
+
+    init(_ bytes: ByteBuffer) { self.bytes = bytes }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if let bytes {
+            self.bytes = nil
+            context.fireChannelRead(NIOAny(bytes))
+            context.fireChannelReadComplete()
+        }
+        context.write(data, promise: promise)
+    }
 }
