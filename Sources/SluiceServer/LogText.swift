@@ -25,6 +25,12 @@ extension Optional where Wrapped == SocketAddress {
     var logText: String { map(\.logText) ?? "?" }
 }
 
+extension ChannelHandlerContext {
+    /// The peer's address for a log line. The channel keeps the one it read at accept, which a
+    /// socket already reset by its peer can no longer tell (the context asks the socket anew).
+    var peerLogText: String { (channel.remoteAddress ?? remoteAddress).logText }
+}
+
 /// A network failure in the product's words: `connection refused`, `host name 'x' not found`.
 public enum NetworkErrorText {
     public static func describe(_ error: any Error) -> String {

@@ -112,7 +112,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelActive(context: ChannelHandlerContext) {
         // A socket that never sends CONNECT is closed after the connect timeout (half-open sockets).
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let remote = context.remoteAddress.logText
+        let remote = context.peerLogText
         let connectTimer = context.eventLoop.scheduleTask(in: shared.connectTimeout) { [logger] in
             logger.info("closing connection that sent no CONNECT", metadata: ["remote": "\(remote)"])
             loopBoundContext.value.close(promise: nil)
@@ -204,7 +204,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private func reject(_ error: MQTTError, context: ChannelHandlerContext) {
         logger.notice(
             "closing connection after bad input",
-            metadata: ["remote": "\(context.remoteAddress.logText)", "error": "\(error)"]
+            metadata: ["remote": "\(context.peerLogText)", "error": "\(error)"]
         )
         closeCause = .protocolError(error.message)
         switch version {
@@ -276,7 +276,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let remote = context.remoteAddress.logText
+        let remote = context.peerLogText
         let alert = (try? context.pipeline.syncOperations.handler(type: TLSAlertRecorder.self))?.alert
         if !TLSFailure.log(error, remote: remote, alert: alert, to: logger) {
             logger.debug("connection error", metadata: ["remote": "\(remote)", "error": "\(error)"])

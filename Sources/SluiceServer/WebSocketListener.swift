@@ -91,7 +91,7 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
             let context = loopBoundContext.value
             logger.info(
                 "closing WebSocket connection that did not complete the upgrade",
-                metadata: ["remote": "\(context.remoteAddress.logText)", "log_type": "websockets"]
+                metadata: ["remote": "\(context.peerLogText)", "log_type": "websockets"]
             )
             context.close(promise: nil)
         }
@@ -140,7 +140,7 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
         logger.info(
             "refused WebSocket upgrade",
             metadata: [
-                "remote": "\(context.remoteAddress.logText)",
+                "remote": "\(context.peerLogText)",
                 "status": "\(rejection.status.code)", "reason": "\(rejection.reason)", "log_type": "websockets",
             ]
         )
@@ -159,7 +159,7 @@ final class WebSocketUpgradeGate: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let remote = context.remoteAddress.logText
+        let remote = context.peerLogText
         switch error {
         case is NIOWebSocketUpgradeError:
             // The upgrader refused; the request follows and gets its answer in `channelRead`.
