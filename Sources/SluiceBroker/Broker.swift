@@ -593,17 +593,20 @@ public struct Broker: Sendable {
         stats.publishReceivedByQoS[Int(packet.qos.rawValue)] += 1
         stats.publishBytesReceived += packet.payload.readableBytes
         guard let topic = inboundTopic(packet, at: slot, now: now) else { return }
-        let client = connections.values[slot]
+        // Read in place: `values[slot]` copies the whole connection (its every reference retained).
+        let (publisher, version) = connections.read(at: slot) {
+            (Publisher(clientID: $0.clientID, username: $0.username), $0.version)
+        }
         guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
-        if packet.qos == .exactlyOnce && !beginInboundQoS2(packetID, clientID: client.clientID, from: connection) {
+        if packet.qos == .exactlyOnce && !beginInboundQoS2(packetID, clientID: publisher.clientID, from: connection) {
             return
         }
-        if let refused = refusal(packet, topic: topic, from: client) {
+        if let refused = refusal(packet, topic: topic, from: publisher, version: version) {
             stats.drop(refused.reason)
             acknowledge(packet.qos, packetID, refused.code, to: connection)
             return
         }
-        let message = Self.inboundMessage(packet, topic: topic, from: client, now: now)
+        let message = Self.inboundMessage(packet, topic: topic, from: publisher, now: now)
         routeAndAcknowledge(message, packetID: packetID, from: connection, now: now)
     }
 
@@ -653,21 +656,26 @@ public struct Broker: Sendable {
     }
 
     /// Why a PUBLISH is not routed, and the reason code its acknowledgement carries; nil when it is routed.
-    private func refusal(_ packet: PublishPacket, topic: String, from client: ClientConnection) -> (
-        reason: DropReason, code: ReasonCode
-    )? {
+    private func refusal(
+        _ packet: PublishPacket,
+        topic: String,
+        from publisher: Publisher,
+        version: ProtocolVersion
+    ) -> (reason: DropReason, code: ReasonCode)? {
         if let limit = settings.messageSizeLimit, packet.payload.readableBytes > limit {
             // `message_size_limit` (Mosquitto's meaning): the payload is refused, the QoS flow completes and the
             // client stays connected; MQTT 5 hears 0x95 Packet too large, 3.1/3.1.1 a plain acknowledgement.
-            return (.payloadTooLarge, client.version >= .v5 ? .packetTooLarge : .success)
+            return (.payloadTooLarge, version >= .v5 ? .packetTooLarge : .success)
         }
         let allowed =
             !topic.hasPrefix("$SYS/")
-            && accessPolicy.map { $0.mayPublish(clientID: client.clientID, username: client.username, topic: topic) }
+            && accessPolicy.map {
+                $0.mayPublish(clientID: publisher.clientID, username: publisher.username, topic: topic)
+            }
                 ?? true
         if !allowed {
             // MQTT 5 says 0x87; 3.1.1 acknowledges and drops, as Mosquitto does.
-            return (.notAuthorized, client.version >= .v5 ? .notAuthorized : .success)
+            return (.notAuthorized, version >= .v5 ? .notAuthorized : .success)
         }
         return nil
     }
@@ -677,7 +685,7 @@ public struct Broker: Sendable {
     private static func inboundMessage(
         _ packet: PublishPacket,
         topic: String,
-        from client: ClientConnection,
+        from publisher: Publisher,
         now: BrokerTime
     ) -> Message {
         var properties = packet.properties
@@ -697,8 +705,8 @@ public struct Broker: Sendable {
             retain: packet.retain,
             properties: properties,
             expiresAt: expiresAt,
-            origin: client.clientID,
-            publisher: Publisher(clientID: client.clientID, username: client.username)
+            origin: publisher.clientID,
+            publisher: publisher
         )
     }
 

@@ -49,7 +49,7 @@ struct SubscriptionTree: Sendable {
     struct Node: Sendable {
         /// Children by literal level; the `+` and `#` children are kept apart so that matching, which
         /// asks for both at every level of every published topic, does not hash a level for them.
-        private var literalChildren: [TopicLevel: Int] = [:]
+        private(set) var literalChildren: [TopicLevel: Int] = [:]
         /// By client id; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
         var subscribers: SubscriptionMap = [:]
         var shared: [String: SharedGroup] = [:]
@@ -85,9 +85,6 @@ struct SubscriptionTree: Sendable {
             if level == .hash { return hashChild }
             return literalChildren[level]
         }
-
-        /// The child at a literal topic level (a published topic's level: `+` and `#` are only literal there).
-        func literalChild(_ level: TopicLevel) -> Int? { literalChildren[level] }
 
         mutating func setChild(_ level: TopicLevel, _ index: Int?) {
             if level == .plus {
@@ -277,12 +274,14 @@ struct SubscriptionTree: Sendable {
             let after = slash.map { bytes.index(after: $0) }
             if wildcardsAllowed, let plus = nodes[index].plusChild { pending.append((plus, after)) }
             let level = TopicLevel(Substring(bytes[start..<(slash ?? bytes.endIndex)]))
-            if let exact = nodes[index].literalChild(level) { step = (exact, after) }
+            // The field itself: a method called on `nodes[index]` would copy the whole node
+            // (a retain and a release of each of its references) where this copies one dictionary.
+            if let exact = nodes[index].literalChildren[level] { step = (exact, after) }
         }
     }
 
     private func add(node index: Int, into result: inout Match) {
-        result.durable.append(contentsOf: nodes[index].durable)
+        if !nodes[index].durable.isEmpty { result.durable.append(contentsOf: nodes[index].durable) }
         for (clientID, subscription) in nodes[index].subscribers {
             result.subscribers.append((clientID, subscription))
         }

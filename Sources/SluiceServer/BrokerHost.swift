@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import MQTTCore
 import NIOCore
@@ -69,7 +70,7 @@ final class BrokerHost: @unchecked Sendable {
 
     /// What the connections handed over and the broker has not run yet. A list of values, not of
     /// closures: a PUBLISH read costs one append, no closure context or packet array allocated for it.
-    private var arrivals: [Arrival] = []
+    private var arrivals: Deque<Arrival> = []
     private var arrivalsScheduled = false
     private var runningArrivals = false
 
@@ -100,10 +101,10 @@ final class BrokerHost: @unchecked Sendable {
         guard !runningArrivals else { return }
         runningArrivals = true
         defer { runningArrivals = false }
-        var next = 0
-        while next < arrivals.count {
-            let arrival = arrivals[next]
-            next += 1
+        // Each is moved out of the queue (an array's element is copied out, with every reference in its packet).
+        var ran = 0
+        while let arrival = arrivals.popFirst() {
+            ran += 1
             switch arrival {
             case .connect(let id, let packet, let handle, let listener, let identityVerified):
                 connect(id, packet, handle: handle, listener: listener, identityVerified: identityVerified)
@@ -112,8 +113,8 @@ final class BrokerHost: @unchecked Sendable {
             case .closed(let id, let cause): closed(id, cause: cause)
             }
         }
-        // A burst's list is not kept for the idle connections that follow it.
-        arrivals.removeAll(keepingCapacity: arrivals.count <= 64)
+        // A burst's room is not kept for the idle connections that follow it.
+        if ran > 64 { arrivals = [] }
     }
 
     // MARK: Events (on `loop`)
