@@ -12,6 +12,11 @@ struct ConnectionOutbox {
     private var pending: Batch = []
     /// The list of a batch written earlier, emptied: the room the next `takeAll` starts a turn in.
     private var spare: Batch = []
+    /// Buffers of written batches, emptied: a turn's buffers are not allocated and freed anew per
+    /// connection. A few small ones only, for an idle gateway's memory.
+    private var spareBuffers: [ByteBuffer] = []
+    private static let spareBufferCount = 16
+    private static let spareBufferCapacity = 4096
     private static let allocator = ByteBufferAllocator()
     private static let noBytes = ByteBuffer()
 
@@ -21,9 +26,12 @@ struct ConnectionOutbox {
     mutating func add(_ packet: Packet, for connection: MQTTConnectionHandler) {
         guard let version = connection.outgoingVersion else { return }
         if connection.outboxSlot == 0 {
-            // Sized for this packet: usually the only one of the turn (a PUBACK, a PUBLISH).
-            let capacity = MQTTCodec.encodedSize(packet, version: version)
-            pending.append((connection, Self.allocator.buffer(capacity: capacity)))
+            // A buffer written in an earlier turn (it grows if this turn needs more), or one sized for
+            // this packet: usually the only one of the turn (a PUBACK, a PUBLISH).
+            let bytes =
+                spareBuffers.popLast()
+                ?? Self.allocator.buffer(capacity: MQTTCodec.encodedSize(packet, version: version))
+            pending.append((connection, bytes))
             connection.outboxSlot = UInt32(pending.count)
         }
         MQTTCodec.encode(packet, version: version, into: &pending[Int(connection.outboxSlot) - 1].bytes)
@@ -50,10 +58,21 @@ struct ConnectionOutbox {
         return taken
     }
 
-    /// Takes a written batch back, so its room serves a later turn (a fan-out's large list is let go).
+    /// Takes a written batch back, so its room serves a later turn (a fan-out's large list is let go),
+    /// and keeps a few of its buffers, emptied, for the next turn's connections.
     mutating func recycle(_ written: inout Batch) {
         guard written.count <= 64 else { return }
-        written.removeAll(keepingCapacity: true)
+        // Popped, not `removeAll(keepingCapacity:)`: its generic range replacement costs more than the
+        // one or two entries of a turn.
+        while var entry = written.popLast() {
+            guard spareBuffers.count < Self.spareBufferCount, entry.bytes.capacity <= Self.spareBufferCapacity else {
+                continue
+            }
+            // Written, NIO has let it go and clearing keeps its memory (else clearing allocates afresh);
+            // in place, as a copy would share it.
+            entry.bytes.clear()
+            spareBuffers.append(entry.bytes)
+        }
         swap(&spare, &written)
     }
 }

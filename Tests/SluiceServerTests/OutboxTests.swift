@@ -111,6 +111,27 @@ struct OutboxTests {
         #expect(try Self.decode(Self.writes(subscribers[2]), .v5) == [message])
     }
 
+    /// A buffer kept from a written turn serves the next one emptied: it carries that turn's bytes only.
+    @Test func aKeptBufferCarriesOnlyTheNextTurnsBytes() throws {
+        let broker = EmbeddedBroker()
+        let client = try broker.client(.v5)
+        _ = try client.connect("c")
+        let handler = try client.channel.pipeline.syncOperations.handler(type: MQTTConnectionHandler.self)
+        let first = TestClient.publish("t/first", "one", .atMostOnce)
+        let second = TestClient.publish("t/second", "two", .atMostOnce)
+        var outbox = ConnectionOutbox()
+        outbox.add(first, for: handler)
+        var written = outbox.takeAll()
+        #expect(try Self.decode(written.map(\.bytes), .v5) == [first])
+        outbox.recycle(&written)
+        #expect(written.isEmpty)
+
+        outbox.add(second, for: handler)
+        let next = outbox.takeAll()
+        #expect(next.count == 1)
+        #expect(try Self.decode(next.map(\.bytes), .v5) == [second])
+    }
+
     /// A write that fails makes NIO read what the peer sent last and hand it on at once, in the middle
     /// of the host's turn-end writes: what the broker sends for it joins the next turn, none of it
     /// lost, and the writes under way carry on (here, before the fix, an exclusivity trap).
