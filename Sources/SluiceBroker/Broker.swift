@@ -225,7 +225,7 @@ public struct Broker: Sendable {
         // A burst's capacity is not kept for the quiet that follows it (nor handed back here).
         if actions.capacity > Self.keptActionsCapacity {
             actions = []
-        } else {
+        } else if !actions.isEmpty {  // an owner that empties it after running it pays nothing here
             actions.removeAll(keepingCapacity: true)
         }
         swap(&actions, &self.actions)

@@ -26,9 +26,12 @@ extension Optional where Wrapped == SocketAddress {
 }
 
 extension ChannelHandlerContext {
-    /// The peer's address for a log line. The channel keeps the one it read at accept, which a
-    /// socket already reset by its peer can no longer tell (the context asks the socket anew).
-    var peerLogText: String { (channel.remoteAddress ?? remoteAddress).logText }
+    /// The peer's address. The channel keeps the one it read at accept (shared, and still known once
+    /// the peer has reset the socket); the context asks the socket anew.
+    var peerAddress: SocketAddress? { channel.remoteAddress ?? remoteAddress }
+
+    /// `peerAddress` for a log line.
+    var peerLogText: String { peerAddress.logText }
 }
 
 /// A network failure in the product's words: `connection refused`, `host name 'x' not found`.

@@ -192,8 +192,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let handle = ConnectionHandle(
             channel: context.channel,
             handler: self,
-            // The channel's cached address is shared; the context's is read anew (a copy to keep).
-            remote: context.channel.remoteAddress ?? context.remoteAddress
+            remote: context.peerAddress
         )
         host.handOver(
             .connect(id, connect, handle: handle, listener: shared.listener, identityVerified: identityVerified)
