@@ -126,10 +126,10 @@ struct SubscriptionTree: Sendable {
     private mutating func node(for filter: String) -> Int {
         var index = 0
         for level in Self.levels(of: filter) {
-            if let child = nodes[index].child(TopicLevel(level)) {
+            if let child = nodes[index].child(level) {
                 index = child
             } else {
-                let node = Node(parent: index, level: TopicLevel(level))
+                let node = Node(parent: index, level: level)
                 let child: Int
                 if let free = freeSlots.popLast() {
                     nodes[free] = node
@@ -138,7 +138,7 @@ struct SubscriptionTree: Sendable {
                     nodes.append(node)
                     child = nodes.count - 1
                 }
-                nodes[index].setChild(TopicLevel(level), child)
+                nodes[index].setChild(level, child)
                 index = child
             }
         }
@@ -148,7 +148,7 @@ struct SubscriptionTree: Sendable {
     private func existingNode(for filter: String) -> Int? {
         var index = 0
         for level in Self.levels(of: filter) {
-            guard let child = nodes[index].child(TopicLevel(level)) else { return nil }
+            guard let child = nodes[index].child(level) else { return nil }
             index = child
         }
         return index
@@ -236,10 +236,20 @@ struct SubscriptionTree: Sendable {
         Topic.exceedsLevels(Topic.sharedSubscription(filter)?.filter ?? filter[...], limit: limit)
     }
 
-    /// The levels of a topic or filter, split on the `/` byte. Splitting the String instead walks it
-    /// Character by Character (grapheme breaking), which cost more than the rest of a match.
-    static func levels(of topicOrFilter: String) -> [Substring.UTF8View] {
-        topicOrFilter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+    /// The levels of a filter, split on the `/` byte (splitting the String instead walks it Character by
+    /// Character, grapheme breaking, which cost more than the rest of a match).
+    static func levels(of filter: String) -> [TopicLevel] {
+        var utf8 = filter  // `withUTF8` is mutating; on Linux every String is already contiguous UTF-8
+        return utf8.withUTF8 { bytes in
+            var levels: [TopicLevel] = []
+            var start = 0
+            while true {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
+                levels.append(TopicLevel(filter, bytes: start..<end))
+                guard end < bytes.count else { return levels }
+                start = end + 1
+            }
+        }
     }
 
     func match(topic: String) -> Match {
@@ -250,18 +260,24 @@ struct SubscriptionTree: Sendable {
 
     /// `match(topic:)` into `result` (empty): a caller that keeps one allocates nothing per publish.
     func match(topic: String, into result: inout Match) {
-        let bytes = topic.utf8
+        var utf8 = topic  // `withUTF8` is mutating; on Linux every String is already contiguous UTF-8
+        utf8.withUTF8 { match(topic, bytes: $0, into: &result) }
+    }
+
+    /// The walk over the topic's bytes: scanning a buffer for `/` costs a fraction of walking the
+    /// String's generic UTF-8 view.
+    private func match(_ topic: String, bytes: UnsafeBufferPointer<UInt8>, into result: inout Match) {
         let isDollar = bytes.first == UInt8(ascii: "$")
         // Depth first, never recursion (a topic of 65,535 levels must not run the event loop's stack out,
-        // issue 13, case 7), and without splitting the topic: a step is a node and where the topic's next
-        // level starts (nil: every level consumed). The exact branch is followed at once; a `+` branch
-        // waits on `pending` (empty, so never allocated, unless the tree has `+` filters on the way), which
-        // keeps the order of the recursive walk: exact subtree first.
-        var pending: [(node: Int, next: String.Index?)] = []
-        var step: (node: Int, next: String.Index?)? = (0, bytes.startIndex)
+        // issue 13, case 7), and without splitting the topic: a step is a node and the byte offset where the
+        // topic's next level starts (nil: every level consumed). The exact branch is followed at once; a `+`
+        // branch waits on `pending` (empty, so never allocated, unless the tree has `+` filters on the way),
+        // which keeps the order of the recursive walk: exact subtree first.
+        var pending: [(node: Int, next: Int?)] = []
+        var step: (node: Int, next: Int?)? = (0, 0)
         while let (index, next) = step ?? pending.popLast() {
             step = nil
-            let wildcardsAllowed = !(isDollar && next == bytes.startIndex)
+            let wildcardsAllowed = !(isDollar && next == 0)
             if wildcardsAllowed, let hash = nodes[index].hashChild {
                 // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
                 add(node: hash, into: &result)
@@ -270,10 +286,10 @@ struct SubscriptionTree: Sendable {
                 add(node: index, into: &result)
                 continue
             }
-            let slash = bytes[start...].firstIndex(of: UInt8(ascii: "/"))
-            let after = slash.map { bytes.index(after: $0) }
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
+            let after = end < bytes.count ? end + 1 : nil
             if wildcardsAllowed, let plus = nodes[index].plusChild { pending.append((plus, after)) }
-            let level = TopicLevel(Substring(bytes[start..<(slash ?? bytes.endIndex)]))
+            let level = TopicLevel(topic, bytes: start..<end)
             // The field itself: a method called on `nodes[index]` would copy the whole node
             // (a retain and a release of each of its references) where this copies one dictionary.
             if let exact = nodes[index].literalChildren[level] { step = (exact, after) }
@@ -315,24 +331,45 @@ struct SubscriptionTree: Sendable {
     }
 }
 
-/// A topic level compared byte for byte: MQTT topics are not Unicode-normalised [MQTT-4.7.3-4],
-/// while Swift's String equality is canonical equivalence ("é" == "e\u{301}").
+/// A topic level: bytes `start..<end` of a whole topic or filter, which its levels share, compared
+/// byte for byte: MQTT topics are not Unicode-normalised [MQTT-4.7.3-4], while Swift's String equality
+/// is canonical equivalence ("é" == "e\u{301}"). Offsets rather than a `Substring`: a match makes one
+/// per level of every published topic, and slicing the String's view cost as much as the lookup.
 struct TopicLevel: Hashable, Sendable {
-    let text: Substring
+    private let base: String
+    private let start: UInt32
+    private let end: UInt32
 
-    init(_ text: Substring) { self.text = text }
+    /// Bytes `range` of `base`, a topic or filter (at most 65,535 bytes on the wire).
+    init(_ base: String, bytes range: Range<Int>) {
+        self.base = base
+        self.start = UInt32(range.lowerBound)
+        self.end = UInt32(range.upperBound)
+    }
 
-    init(_ bytes: Substring.UTF8View) { self.text = Substring(bytes) }
+    init(_ text: String) { self.init(text, bytes: 0..<text.utf8.count) }
 
     static let plus = TopicLevel("+")
     static let hash = TopicLevel("#")
 
-    static func == (lhs: TopicLevel, rhs: TopicLevel) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+    private func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        var base = base  // `withUTF8` is mutating; on Linux every String is already contiguous UTF-8
+        return base.withUTF8 { body(UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
+    }
+
+    /// Byte by byte: `elementsEqual`, even on buffers, costs several times more (this runs on every
+    /// dictionary hit of a match).
+    static func == (lhs: TopicLevel, rhs: TopicLevel) -> Bool {
+        guard lhs.end - lhs.start == rhs.end - rhs.start else { return false }
+        return lhs.withBytes { left in
+            rhs.withBytes { right in
+                for i in 0..<left.count where left[i] != right[i] { return false }
+                return true
+            }
+        }
+    }
 
     func hash(into hasher: inout Hasher) {
-        let hashed: Void? = text.utf8.withContiguousStorageIfAvailable {
-            hasher.combine(bytes: UnsafeRawBufferPointer($0))
-        }
-        if hashed == nil { for byte in text.utf8 { hasher.combine(byte) } }
+        withBytes { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
