@@ -353,8 +353,10 @@ struct TopicLevel: Hashable, Sendable {
     static let hash = TopicLevel("#")
 
     private func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        var base = base  // `withUTF8` is mutating; on Linux every String is already contiguous UTF-8
-        return base.withUTF8 { body(UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
+        let slice = { (all: UnsafeBufferPointer<UInt8>) in body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(end)])) }
+        if let result = base.utf8.withContiguousStorageIfAvailable(slice) { return result }
+        var native = base  // never on Linux, where every String is contiguous UTF-8
+        return native.withUTF8(slice)
     }
 
     /// Byte by byte: `elementsEqual`, even on buffers, costs several times more (this runs on every
