@@ -353,7 +353,8 @@ struct TopicLevel: Hashable, Sendable {
     static let hash = TopicLevel("#")
 
     private func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        let slice = { (all: UnsafeBufferPointer<UInt8>) in body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(end)])) }
+        let range = Int(start)..<Int(end)
+        let slice = { (all: UnsafeBufferPointer<UInt8>) in body(UnsafeBufferPointer(rebasing: all[range])) }
         if let result = base.utf8.withContiguousStorageIfAvailable(slice) { return result }
         var native = base  // never on Linux, where every String is contiguous UTF-8
         return native.withUTF8(slice)
