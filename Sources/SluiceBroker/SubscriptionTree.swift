@@ -241,8 +241,8 @@ struct SubscriptionTree: Sendable {
     /// The levels of a filter, split on the `/` byte (splitting the String instead walks it Character by
     /// Character, grapheme breaking, which cost more than the rest of a match).
     static func levels(of filter: String) -> [TopicLevel] {
-        var utf8 = filter  // `withUTF8` is mutating; on Linux every String is already contiguous UTF-8
-        return utf8.withUTF8 { bytes in
+        var contiguous = filter  // `withUTF8` is mutating; on Linux every String is contiguous UTF-8 already
+        return contiguous.withUTF8 { bytes in
             var levels: [TopicLevel] = []
             var start = 0
             while true {
@@ -262,8 +262,8 @@ struct SubscriptionTree: Sendable {
 
     /// `match(topic:)` into `result` (empty): a caller that keeps one allocates nothing per publish.
     func match(topic: String, into result: inout Match) {
-        var utf8 = topic  // `withUTF8` is mutating; on Linux every String is already contiguous UTF-8
-        utf8.withUTF8 { match(topic, bytes: $0, into: &result) }
+        var contiguous = topic  // `withUTF8` is mutating; on Linux every String is contiguous UTF-8 already
+        contiguous.withUTF8 { match(topic, bytes: $0, into: &result) }
     }
 
     /// The walk over the topic's bytes: scanning a buffer for `/` costs a fraction of walking the
@@ -358,8 +358,8 @@ struct TopicLevel: Hashable, Sendable {
         let range = Int(start)..<Int(end)
         let slice = { (all: UnsafeBufferPointer<UInt8>) in body(UnsafeBufferPointer(rebasing: all[range])) }
         if let result = base.utf8.withContiguousStorageIfAvailable(slice) { return result }
-        var native = base  // never on Linux, where every String is contiguous UTF-8
-        return native.withUTF8(slice)
+        var contiguous = base  // never on Linux, where every String is contiguous UTF-8 already
+        return contiguous.withUTF8(slice)
     }
 
     /// Byte by byte: `elementsEqual`, even on buffers, costs several times more (this runs on every
