@@ -115,13 +115,11 @@ struct SubscriptionTree: Sendable {
         var sharedGroups: [(node: Int, group: String)] = []
         var durable: [DurableSubscriber] = []
 
-        /// Empty, keeping its room for the next match unless a large fan-out made it large. Popped: for
-        /// a match's usual one or two entries `removeAll(keepingCapacity:)`, a generic range
-        /// replacement, cost more than the rest of the match's bookkeeping.
+        /// Empty, keeping its room for the next match unless a large fan-out made it large.
         mutating func clear() {
-            if subscribers.capacity > 256 { subscribers = [] } else { while subscribers.popLast() != nil {} }
+            if subscribers.capacity > 256 { subscribers = [] } else { subscribers.emptyKeepingCapacity() }
             if !sharedGroups.isEmpty { sharedGroups = [] }
-            while durable.popLast() != nil {}
+            durable.emptyKeepingCapacity()
         }
     }
 
