@@ -35,7 +35,7 @@ struct Session: Sendable {
     /// The username the session was last authenticated with (nil = anonymous): messages that
     /// arrive while it is offline are checked against the ACL as this user, as Mosquitto does.
     var username: String?
-    /// By filter; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
+    /// By filter; nearly always one entry, so not a `Dictionary` (SmallMap.swift).
     var subscriptions: SubscriptionMap = [:]
     /// QoS 2 packet identifiers received and not yet released by PUBREL.
     var inboundQoS2: Set<UInt16> = []

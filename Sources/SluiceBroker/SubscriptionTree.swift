@@ -47,10 +47,11 @@ struct SharedGroup: Sendable {
 /// starts with `$` [MQTT-4.7.2-1], so matching skips the `+` and `#` children of the root then.
 struct SubscriptionTree: Sendable {
     struct Node: Sendable {
-        /// Children by literal level; the `+` and `#` children are kept apart so that matching, which
-        /// asks for both at every level of every published topic, does not hash a level for them.
-        private(set) var literalChildren: [TopicLevel: Int] = [:]
-        /// By client id; nearly always one entry, so not a `Dictionary` (SubscriptionMap.swift).
+        /// Children by literal level: a few, nearly always, found by comparing bytes rather than by hashing
+        /// the level (`SmallMap`). The `+` and `#` children are kept apart, as matching asks for both at
+        /// every level of every published topic.
+        private(set) var literalChildren: SmallMap<TopicLevel, Int> = [:]
+        /// By client id; nearly always one entry, so not a `Dictionary` (SmallMap.swift).
         var subscribers: SubscriptionMap = [:]
         var shared: [String: SharedGroup] = [:]
         /// Bridges' `out` rules subscribed here (DurableRoutes.swift): not clients, so never counted,
@@ -289,10 +290,13 @@ struct SubscriptionTree: Sendable {
             let end = bytes[start...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
             let after = end < bytes.count ? end + 1 : nil
             if wildcardsAllowed, let plus = nodes[index].plusChild { pending.append((plus, after)) }
-            let level = TopicLevel(topic, bytes: start..<end)
+            let level = UnsafeBufferPointer(rebasing: bytes[start..<end])
             // The field itself: a method called on `nodes[index]` would copy the whole node
-            // (a retain and a release of each of its references) where this copies one dictionary.
-            if let exact = nodes[index].literalChildren[level] { step = (exact, after) }
+            // (a retain and a release of each of its references) where this copies one map.
+            let exact = nodes[index].literalChildren.value(where: { $0.hasBytes(level) }) {
+                TopicLevel(topic, bytes: start..<end)
+            }
+            if let exact { step = (exact, after) }
         }
     }
 
@@ -364,11 +368,16 @@ struct TopicLevel: Hashable, Sendable {
     /// dictionary hit of a match).
     static func == (lhs: TopicLevel, rhs: TopicLevel) -> Bool {
         guard lhs.end - lhs.start == rhs.end - rhs.start else { return false }
-        return lhs.withBytes { left in
-            rhs.withBytes { right in
-                for i in 0..<left.count where left[i] != right[i] { return false }
-                return true
-            }
+        return rhs.withBytes { lhs.hasBytes($0) }
+    }
+
+    /// Whether this level is `bytes`: what a match asks of a node's children for each level of a topic,
+    /// whose bytes it holds already.
+    func hasBytes(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard Int(end - start) == bytes.count else { return false }
+        return withBytes { mine in
+            for i in 0..<mine.count where mine[i] != bytes[i] { return false }
+            return true
         }
     }
 

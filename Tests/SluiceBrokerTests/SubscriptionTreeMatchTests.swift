@@ -36,4 +36,32 @@ import Testing
         #expect(filters.count > 250 && topics.count == 155)
         #expect(matched > 1_000)  // pairs beyond the root's "#" match too
     }
+
+    /// A node's children move to a hash table past `SmallMap.pairLimit` and back to the array when they
+    /// shrink: the match finds each child, and no other, both ways (including levels that differ only in
+    /// their last byte, or are prefixes of one another).
+    @Test func aNodeWithManyChildrenMatchesInEitherStorage() {
+        let children = (0..<(3 * SubscriptionMap.pairLimit)).map { "level\($0)" } + ["level", "levels", "lével"]
+        var tree = SubscriptionTree()
+        let subscription = Subscription(options: SubscriptionOptions(qos: .atMostOnce))
+        func expectEachMatchesItself(_ present: [String]) {
+            for child in children {
+                let got = tree.match(topic: "root/\(child)").subscribers.map(\.clientID)
+                #expect(got == (present.contains(child) ? [child] : []), "topic root/\(child)")
+                let top = tree.match(topic: child).subscribers.map(\.clientID)
+                #expect(top == (present.contains(child) ? ["top " + child] : []), "topic \(child)")
+            }
+        }
+        for child in children {
+            tree.insert(filter: "root/\(child)", clientID: child, subscription: subscription)
+            tree.insert(filter: child, clientID: "top " + child, subscription: subscription)
+        }
+        expectEachMatchesItself(children)
+        let kept = Array(children.suffix(3))
+        for child in children.dropLast(3) {
+            tree.remove(filter: "root/\(child)", clientID: child)
+            tree.remove(filter: child, clientID: "top " + child)
+        }
+        expectEachMatchesItself(kept)
+    }
 }

@@ -1,19 +1,18 @@
-/// A map for the broker's per-subscription tables (a session's subscriptions by filter, a filter's
-/// subscribers by client id), which nearly always hold one entry. A one-entry `Dictionary` allocates a
-/// hash table of about 160 bytes; up to `pairLimit` entries are kept here in a plain array instead
-/// (one 64-byte allocation for one entry, none when empty), searched linearly, and beyond that in a
-/// `Dictionary`, so a filter with thousands of subscribers still finds one in constant time
-/// (issue 17, RSS per idle subscribed connection).
+/// A map for tables that nearly always hold a few entries: a session's subscriptions by filter, a
+/// filter's subscribers by client id, a subscription-tree node's children by topic level. A one-entry
+/// `Dictionary` allocates a hash table of about 160 bytes, and each lookup hashes its key with SipHash;
+/// up to `pairLimit` entries are kept here in a plain array instead (one small allocation, none when
+/// empty), searched linearly with `==`, and beyond that in a `Dictionary`, so a filter with thousands of
+/// subscribers still finds one in constant time, and a node that a client fills with children
+/// cannot make its lookups linear (issue 17: RSS per idle subscribed connection, CPU per message).
 ///
-/// One word, as the `Dictionary` it replaces: the tag sits in the references' spare bits. That takes a
-/// non-generic enum and a class around the dictionary (a `Dictionary` payload, or a generic enum,
-/// costs a tag byte, and `Session`'s stride 8 more). The class is copied before a change when shared.
+/// One word, as the `Dictionary` it replaces: the tag sits in the references' spare bits (a class around
+/// the dictionary; a `Dictionary` payload costs a tag byte, and `Session`'s stride 8 more). The class is
+/// copied before a change when shared.
 ///
-/// Keys compare with `String`'s `==`, as a `Dictionary` does. Iteration follows insertion order while
-/// the entries are in the array, and the dictionary's order beyond `pairLimit`: no caller may depend on it.
-struct SubscriptionMap {
-    typealias Key = String
-    typealias Value = Subscription
+/// Keys compare with their `==`, as a `Dictionary` does. Iteration follows insertion order while the
+/// entries are in the array, and the dictionary's order beyond `pairLimit`: no caller may depend on it.
+struct SmallMap<Key: Hashable & Sendable, Value: Sendable> {
     typealias Element = (key: Key, value: Value)
 
     /// The most entries kept in the array; a table that shrinks back to half of it returns to the array,
@@ -52,6 +51,19 @@ struct SubscriptionMap {
 
     /// The keys, copied: callers may change the map while they walk them.
     var keys: [Key] { map(\.key) }
+
+    /// The value of the key that `isKey` picks out while the entries are few, or of `key()` in the hash
+    /// table: a lookup that makes no key unless it hashes one (a match runs this at every topic level).
+    func value(where isKey: (Key) -> Bool, key: () -> Key) -> Value? {
+        switch storage {
+        case .pairs(let pairs):
+            pairs.withUnsafeBufferPointer { pairs in
+                for index in pairs.indices where isKey(pairs[index].key) { return pairs[index].value }
+                return nil
+            }
+        case .table(let table): table.entries[key()]
+        }
+    }
 
     subscript(key: Key) -> Value? {
         get {
@@ -126,7 +138,7 @@ struct SubscriptionMap {
     }
 }
 
-extension SubscriptionMap: Sequence {
+extension SmallMap: Sequence {
     struct Iterator: IteratorProtocol {
         fileprivate enum Source {
             case pairs(IndexingIterator<[Element]>)
@@ -157,17 +169,20 @@ extension SubscriptionMap: Sequence {
     var underestimatedCount: Int { count }
 }
 
-extension SubscriptionMap: ExpressibleByDictionaryLiteral {
+extension SmallMap: ExpressibleByDictionaryLiteral {
     init(dictionaryLiteral elements: (Key, Value)...) {
         for (key, value) in elements { updateValue(value, forKey: key) }
     }
 }
 
 /// Equal when they hold the same keys with equal values, in any order and either storage.
-extension SubscriptionMap: Equatable {
-    static func == (lhs: SubscriptionMap, rhs: SubscriptionMap) -> Bool {
+extension SmallMap: Equatable where Value: Equatable {
+    static func == (lhs: SmallMap, rhs: SmallMap) -> Bool {
         lhs.count == rhs.count && lhs.allSatisfy { rhs[$0.key] == $0.value }
     }
 }
 
-extension SubscriptionMap: Sendable {}
+extension SmallMap: Sendable {}
+
+/// A session's subscriptions by filter, or a filter's subscribers by client id.
+typealias SubscriptionMap = SmallMap<String, Subscription>
