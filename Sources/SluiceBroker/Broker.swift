@@ -667,8 +667,10 @@ public struct Broker: Sendable {
             // client stays connected; MQTT 5 hears 0x95 Packet too large, 3.1/3.1.1 a plain acknowledgement.
             return (.payloadTooLarge, version >= .v5 ? .packetTooLarge : .success)
         }
+        // Bytes, first one first: `hasPrefix` compares characters, on every PUBLISH.
+        let isSystemTopic = topic.utf8.first == UInt8(ascii: "$") && topic.utf8.starts(with: "$SYS/".utf8)
         let allowed =
-            !topic.hasPrefix("$SYS/")
+            !isSystemTopic
             && accessPolicy.map {
                 $0.mayPublish(clientID: publisher.clientID, username: publisher.username, topic: topic)
             }
