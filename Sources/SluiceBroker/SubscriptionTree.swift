@@ -60,8 +60,9 @@ struct SubscriptionTree: Sendable {
         /// The level keying this node in its parent (none for the root).
         var level: TopicLevel? = nil
         /// The `+` and `#` children's slots and the parent's, 0 for none: slot 0 is the root, nobody's
-        /// child. 32 bits each, packed last: three `Int?`/`Int` fields made the node 104 bytes, it is 80
-        /// (two nodes per subscription of `a/b/+`, issue 17). A tree of 2^32 nodes would not fit in memory.
+        /// child. 32 bits each, packed last: three `Int?`/`Int` fields made the node 104 bytes, it is 72 (with
+        /// the 24-byte `TopicLevel`; two nodes per subscription of `a/b/+`, issue 17). A tree of 2^32 nodes
+        /// would not fit in memory.
         private var plusSlot: UInt32 = 0
         private var hashSlot: UInt32 = 0
         private let parentSlot: UInt32

@@ -30,7 +30,7 @@ import Testing
 
     @Test func aTreeNodePacksItsSlotsIntoThirtyTwoBits() {
         // Two nodes per subscription of `a/b/+`; the node array's spare capacity costs the stride too.
-        #expect(MemoryLayout<SubscriptionTree.Node>.stride <= 80)
+        #expect(MemoryLayout<SubscriptionTree.Node>.stride <= 72)
     }
 
     @Test func reorderedFieldsKeepTheirValues() {
