@@ -80,6 +80,17 @@ public enum MQTTCodec {
     /// Decodes one framed packet. `version` is nil before CONNECT: then only CONNECT is accepted
     /// (anything else throws `.protocolError` [MQTT-3.1.0-1]) and the version is read from it.
     public static func decode(_ frame: MQTTFrame, version: ProtocolVersion?) throws(MQTTError) -> Packet {
+        var lastTopic = ""
+        return try decode(frame, version: version, lastTopic: &lastTopic)
+    }
+
+    /// `decode(_:version:)` for a connection's stream of packets: `lastTopic` is the topic of its previous
+    /// PUBLISH, kept by the caller; a PUBLISH on the same topic gets that string, not a new one.
+    public static func decode(
+        _ frame: MQTTFrame,
+        version: ProtocolVersion?,
+        lastTopic: inout String
+    ) throws(MQTTError) -> Packet {
         guard let type = frame.packetType else { throw .malformed("reserved packet type 0 [MQTT-2.1.2]") }
         let flags = frame.flags
         var body = frame.body
@@ -100,7 +111,9 @@ public enum MQTTCodec {
         case .connAck:
             packet = .connAck(try ConnAckPacket.decode(from: &body, version: version))
         case .publish:
-            packet = .publish(try PublishPacket.decode(from: &body, flags: flags, version: version))
+            packet = .publish(
+                try PublishPacket.decode(from: &body, flags: flags, version: version, lastTopic: &lastTopic)
+            )
         case .pubAck:
             packet = .pubAck(try PubAckPacket.decode(from: &body, type: type, version: version))
         case .pubRec:
@@ -178,15 +191,24 @@ public enum MQTTCodec {
     /// reason codes before 5.0, a password without a user name before 5.0; AUTH does not exist before
     /// 5.0 and writes nothing there. Strings must fit in 65,535 bytes (validate user input first).
     public static func encode(_ packet: Packet, version: ProtocolVersion, into buffer: inout ByteBuffer) {
+        if case .publish(let publish) = packet {
+            // Every message delivered is encoded here.
+            publish.encode(version: version, into: &buffer)
+            return
+        }
         if case .auth = packet, version < .v5 { return }
         let bodySize = bodySize(packet, version: version)
         buffer.reserveCapacity(minimumWritableBytes: 1 + VariableByteInteger.size(bodySize) + bodySize)
-        buffer.writeInteger(firstByte(packet))
-        buffer.writeMQTTVariableByteInteger(bodySize)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 5) { bytes in
+            var header = RawBytesWriter(bytes)
+            header.write(firstByte(packet))
+            header.writeVariableByteInteger(bodySize)
+            return header.count
+        }
         switch packet {
         case .connect(let connect): connect.encodeBody(into: &buffer, version: version)
         case .connAck(let connAck): connAck.encodeBody(into: &buffer, version: version)
-        case .publish(let publish): publish.encodeBody(into: &buffer, version: version)
+        case .publish: break  // written above
         case .pubAck(let ack), .pubRec(let ack), .pubRel(let ack), .pubComp(let ack):
             ack.encodeBody(into: &buffer, version: version)
         case .subscribe(let subscribe): subscribe.encodeBody(into: &buffer, version: version)
@@ -227,9 +249,7 @@ public enum MQTTCodec {
         let type = packet.type.rawValue << 4
         switch packet {
         case .publish(let publish):
-            // DUP is meaningless and forbidden at QoS 0 [MQTT-3.3.1-2].
-            let dup: UInt8 = publish.dup && publish.qos != .atMostOnce ? 0b1000 : 0
-            return type | dup | publish.qos.rawValue << 1 | (publish.retain ? 1 : 0)
+            return publish.firstByte
         case .pubRel, .subscribe, .unsubscribe:
             return type | 0b0010
         default:

@@ -17,6 +17,8 @@ public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
     public var version: ProtocolVersion?
     /// The largest whole packet (fixed header included) accepted.
     public var maximumPacketSize: Int
+    /// The topic of the last PUBLISH decoded, given again to the next one on the same topic.
+    private var lastTopic = ""
 
     public init(version: ProtocolVersion? = nil, maximumPacketSize: Int = 268_435_460) {
         self.version = version
@@ -27,7 +29,7 @@ public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
         guard let frame = try MQTTCodec.readFrame(from: &buffer, maximumPacketSize: maximumPacketSize) else {
             return nil
         }
-        let packet = try MQTTCodec.decode(frame, version: version)
+        let packet = try MQTTCodec.decode(frame, version: version, lastTopic: &lastTopic)
         if version == nil, case .connect(let connect) = packet {
             version = connect.protocolVersion
         }

@@ -45,6 +45,8 @@ public enum Topic {
     private static let hash = UInt8(ascii: "#")
     private static let slash = UInt8(ascii: "/")
 
+    static let wildcardInName = MQTTError.topicNameInvalid("topic name contains a wildcard [MQTT-3.3.2-2]")
+
     static func nameError(_ bytes: UnsafeBufferPointer<UInt8>) -> MQTTError? {
         guard !bytes.isEmpty else { return .topicNameInvalid("topic name is empty [MQTT-4.7.3-1]") }
         guard bytes.count <= maximumLength else {
@@ -53,7 +55,7 @@ public enum Topic {
         for byte in bytes {
             switch byte {
             case plus, hash:
-                return .topicNameInvalid("topic name contains a wildcard [MQTT-3.3.2-2]")
+                return wildcardInName
             case 0:
                 return .topicNameInvalid("topic name contains U+0000 [MQTT-4.7.3-2]")
             default:

@@ -63,6 +63,8 @@ extension Topic {
     /// Inlinable: the broker checks every PUBLISH with it, and unspecialised it walks the generic view.
     @inlinable
     public static func exceedsLevels(_ topicOrFilter: some StringProtocol, limit: Int) -> Bool {
+        // Fewer bytes than the limit cannot hold that many separators: a published topic is not walked.
+        if topicOrFilter.utf8.count < limit { return false }
         func exceeds(_ bytes: some Sequence<UInt8>) -> Bool {
             var separators = 0
             for byte in bytes where byte == UInt8(ascii: "/") {

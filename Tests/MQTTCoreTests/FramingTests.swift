@@ -139,6 +139,105 @@ struct FramingTests {
         expectError(.malformedPacket, "\(name)") { () throws(MQTTError) in _ = try input.readMQTTString("s") }
     }
 
+    /// A PUBLISH's topic name is checked for wildcards in the UTF-8 pass: in an eight-byte ASCII word, in
+    /// the bytes after the last whole word, and next to multi-byte characters.
+    @Test(arguments: [
+        "+", "#", "a/+", "sensors/#", "abcdefg+", "abcdefgh#", "abcdefgh/ijklmno+/p", "é+", "+é", "日本#語",
+        "abcdefghé/ijklmnop/#",
+    ])
+    func wildcardsInTopicNamesAreRefused(topic: String) {
+        var input = buffer(str(topic))
+        let error = expectError(.topicNameInvalid, "\(topic)") { () throws(MQTTError) in
+            _ = try input.readMQTTTopicName("t")
+        }
+        #expect(error?.message == "topic name contains a wildcard [MQTT-3.3.2-2]")
+        // The same bytes are a valid string elsewhere (a topic filter is one).
+        var plain = buffer(str(topic))
+        #expect((try? plain.readMQTTString("s")) == topic)
+    }
+
+    @Test(arguments: ["", "a", "a/b/c", "abcdefgh/ijklmnop/qrstuvwx", "héllo/✓/𝄞", "$SYS/broker", "a b/*/!"])
+    func topicNamesWithoutWildcardsAreRead(topic: String) throws {
+        var input = buffer(str(topic) + [0xAA])
+        #expect(try input.readMQTTTopicName("t") == topic)
+        #expect(input.readableBytes == 1)
+    }
+
+    /// The address of a (non-small) string's bytes: the same for one string, another for a new one.
+    static func storage(_ string: String) -> UnsafePointer<UInt8>? {
+        string.utf8.withContiguousStorageIfAvailable { $0.baseAddress } ?? nil
+    }
+
+    /// A topic like the last is that string again, not a new one; anything else is read and checked anew.
+    @Test func aTopicLikeTheLastIsReusedAndNothingElseIs() throws {
+        let topic = "site/12345/sensor/temperature"  // past 15 bytes: a string with storage of its own
+        var previous = ""
+        var first = buffer(str(topic) + [0xAA])
+        let read = try first.readMQTTTopicName("t", reusing: &previous)
+        #expect(read == topic && previous == topic && first.readableBytes == 1)
+        var again = buffer(str(topic) + [0xAA])
+        let reused = try again.readMQTTTopicName("t", reusing: &previous)
+        #expect(reused == topic && again.readableBytes == 1)
+        #expect(Self.storage(reused) != nil && Self.storage(reused) == Self.storage(read))
+
+        // Same length, other bytes (first, middle and last byte, and within the eight-byte words).
+        for position in [0, 7, 8, 15, topic.utf8.count - 1] {
+            var bytes = Array(topic.utf8)
+            bytes[position] = UInt8(ascii: "x")
+            var other = buffer(str(String(decoding: bytes, as: UTF8.self)))
+            var remembered = topic
+            let different = try other.readMQTTTopicName("t", reusing: &remembered)
+            #expect(Array(different.utf8) == bytes && Array(remembered.utf8) == bytes, "byte \(position)")
+        }
+        // Same length, but invalid: a wildcard, U+0000, malformed UTF-8; and a body too short for the length.
+        for bad: [UInt8] in [
+            Array("site/12345/sensor/temperatur#".utf8), Array("site/12345/sensor/temperatur\u{0}".utf8),
+            Array("site/12345/sensor/temperatur".utf8) + [0xC3],
+        ] {
+            var input = buffer([0, UInt8(bad.count)] + bad)
+            var remembered = topic
+            #expect(throws: MQTTError.self, "\(bad)") { try input.readMQTTTopicName("t", reusing: &remembered) }
+            #expect(remembered == topic)
+        }
+        var truncated = buffer([0, UInt8(topic.utf8.count)] + Array(topic.utf8).dropLast())
+        var remembered = topic
+        #expect(throws: MQTTError.self) { try truncated.readMQTTTopicName("t", reusing: &remembered) }
+        // An MQTT 5 topic alias's empty name is read and leaves the remembered topic.
+        var empty = buffer(str(""))
+        #expect(try empty.readMQTTTopicName("t", reusing: &remembered) == "" && remembered == topic)
+    }
+
+    /// Through the decoder a connection keeps: the second PUBLISH on a topic shares the first's string.
+    @Test func theDecoderGivesAPublishOnTheLastTopicThatString() throws {
+        var decoder = MQTTPacketDecoder(version: .v3_1_1)
+        let topic = "gateway/lorawan/0011223344556677/up"
+        var input = ByteBuffer()
+        for payload in ["a", "b"] {
+            MQTTCodec.encode(
+                .publish(PublishPacket(topic: topic, payload: ByteBuffer(string: payload), qos: .atMostOnce)),
+                version: .v3_1_1,
+                into: &input
+            )
+        }
+        guard case .publish(let first)? = try decoder.decode(buffer: &input),
+            case .publish(let second)? = try decoder.decode(buffer: &input)
+        else {
+            Issue.record("two PUBLISH packets expected")
+            return
+        }
+        #expect(first.topic == topic && second.topic == topic)
+        #expect(String(buffer: second.payload) == "b")
+        #expect(Self.storage(first.topic) == Self.storage(second.topic))
+    }
+
+    /// Malformed UTF-8 is malformed even with a wildcard before it: the packet is malformed, whatever else.
+    @Test func aMalformedTopicNameWithAWildcardIsMalformed() {
+        for bytes: [UInt8] in [Array("+bcdefgh\u{0}".utf8), [0x23, 0x61, 0x00], [0x2B, 0xC3, 0x41]] {
+            var input = buffer([0, UInt8(bytes.count)] + bytes)
+            expectError(.malformedPacket, "\(bytes)") { () throws(MQTTError) in _ = try input.readMQTTTopicName("t") }
+        }
+    }
+
     @Test func truncatedStringsAndBinaryAreMalformed() {
         for bytes: [UInt8] in [[], [0], [0, 3, 0x61, 0x62]] {
             var s = buffer(bytes)
