@@ -216,7 +216,7 @@ public struct Broker: Sendable {
     /// `receive` for an owner that keeps one buffer for the actions of every packet: its buffer (emptied)
     /// and the broker's change places, so that in a steady flow neither allocates an array per packet.
     public mutating func receive(
-        _ packet: Packet,
+        _ packet: consuming Packet,
         from connection: ConnectionID,
         now: BrokerTime,
         into actions: inout [BrokerAction]
@@ -235,7 +235,7 @@ public struct Broker: Sendable {
     /// clients, or their acknowledgements, allocate nothing.
     static let keptActionsCapacity = 64
 
-    private mutating func handle(_ packet: Packet, from connection: ConnectionID, now: BrokerTime) {
+    private mutating func handle(_ packet: consuming Packet, from connection: ConnectionID, now: BrokerTime) {
         if admissions[connection] != nil {
             let next = admissions[connection]!.received(packet)
             return advance(connection, admissions[connection]!, to: next, now: now)
@@ -252,7 +252,7 @@ public struct Broker: Sendable {
         // In place: one lookup and no copy of the connection's state for every packet.
         connections.values[slot].lastActivity = now
         stats.messagesReceived += 1
-        switch packet {
+        switch consume packet {
         case .publish(let publish): handlePublish(publish, at: slot, now: now)
         case .pubAck(let ack):
             finishOutgoing(
@@ -1105,21 +1105,41 @@ public struct Broker: Sendable {
                 return nil
             }
         }
-        let delivery = Delivery(
-            message: message,
+        return enqueue(
+            message,
             qos: settings.deliveredQoS(message.qos, subscription: qos),
             // Live messages carry retain=0 unless the subscription asks otherwise [MQTT-3.3.1-12].
             retain: retainAsPublished && message.retain,
-            subscriptionIdentifiers: identifiers
+            subscriptionIdentifiers: identifiers,
+            for: clientID,
+            now: now
         )
-        return enqueue(delivery, for: clientID, now: now)
+    }
+
+    /// `enqueue` of a delivery made already (a retained message for a new subscription).
+    @discardableResult
+    private mutating func enqueue(_ delivery: Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer? {
+        enqueue(
+            delivery.message,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscriptionIdentifiers: delivery.subscriptionIdentifiers,
+            for: clientID,
+            now: now
+        )
     }
 
     /// Sends at once when the window allows, otherwise queues within the client's bounds. Returns the
     /// payload it queued (compacted), if it queued the message.
     @discardableResult
-    private mutating func enqueue(_ delivery: consuming Delivery, for clientID: String, now: BrokerTime) -> ByteBuffer?
-    {
+    private mutating func enqueue(
+        _ message: Message,
+        qos: QoS,
+        retain: Bool,
+        subscriptionIdentifiers: [UInt32],
+        for clientID: String,
+        now: BrokerTime
+    ) -> ByteBuffer? {
         guard let slot = sessions.slot(of: clientID) else { return nil }
         let connection = sessions.read(at: slot) { $0.connection }
         let client = connection.flatMap { connections.index(forKey: $0) }
@@ -1128,11 +1148,27 @@ public struct Broker: Sendable {
         if let client {
             (deliverable, clientReceiveMaximum) = connections.read(at: client) { (!$0.backedUp, $0.receiveMaximum) }
         }
-        // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its session.
-        if delivery.qos == .atMostOnce && deliverable, let client {
-            sendPublish(delivery, packetID: nil, dup: false, at: client, now: now)
+        // QoS 0 for a connected client that keeps up goes out at once and changes nothing in its session:
+        // no `Delivery` is made for it (a copy of the message, released after).
+        if qos == .atMostOnce && deliverable, let client {
+            sendPublish(
+                message,
+                qos: qos,
+                retain: retain,
+                subscriptionIdentifiers: subscriptionIdentifiers,
+                packetID: nil,
+                dup: false,
+                at: client,
+                now: now
+            )
             return nil
         }
+        let delivery = Delivery(
+            message: message,
+            qos: qos,
+            retain: retain,
+            subscriptionIdentifiers: subscriptionIdentifiers
+        )
         let limits = settings.outboundLimits(clientReceiveMaximum: clientReceiveMaximum)
         let offer = sessions[slot: slot].outbound.offer(
             delivery,
@@ -1197,8 +1233,32 @@ public struct Broker: Sendable {
         at slot: ConnectionSlot,
         now: BrokerTime
     ) -> Bool {
-        var properties = delivery.message.properties
-        if let expiresAt = delivery.message.expiresAt {
+        sendPublish(
+            delivery.message,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscriptionIdentifiers: delivery.subscriptionIdentifiers,
+            packetID: packetID,
+            dup: dup,
+            at: slot,
+            now: now
+        )
+    }
+
+    /// `message` as one subscriber receives it: at `qos`, with `retain` and `subscriptionIdentifiers`.
+    @discardableResult
+    private mutating func sendPublish(
+        _ message: Message,
+        qos: QoS,
+        retain: Bool,
+        subscriptionIdentifiers: [UInt32],
+        packetID: UInt16?,
+        dup: Bool,
+        at slot: ConnectionSlot,
+        now: BrokerTime
+    ) -> Bool {
+        var properties = message.properties
+        if let expiresAt = message.expiresAt {
             guard expiresAt > now else {
                 stats.drop(.expired)
                 return false
@@ -1206,12 +1266,10 @@ public struct Broker: Sendable {
             // The forwarded expiry is the time that remains [MQTT-3.3.2-6].
             properties.messageExpiryInterval = UInt32((expiresAt - now + 999) / 1000)
         }
-        if !delivery.subscriptionIdentifiers.isEmpty
-            || (!properties.isEmpty && !properties.subscriptionIdentifiers.isEmpty)
-        {
-            properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
+        if !subscriptionIdentifiers.isEmpty || (!properties.isEmpty && !properties.subscriptionIdentifiers.isEmpty) {
+            properties.subscriptionIdentifiers = subscriptionIdentifiers
         }
-        var topic = delivery.message.topic
+        var topic = message.topic
         let (listener, version, maximumPacketSize, topicAliasMaximum) = connections.read(at: slot) {
             ($0.listener, $0.version, $0.maximumPacketSize, Int($0.topicAliasMaximum))
         }
@@ -1222,9 +1280,9 @@ public struct Broker: Sendable {
         }
         var packet = PublishPacket(
             topic: topic,
-            payload: delivery.message.payload,
-            qos: delivery.qos,
-            retain: delivery.retain,
+            payload: message.payload,
+            qos: qos,
+            retain: retain,
             dup: dup,
             packetIdentifier: packetID,
             properties: properties
@@ -1246,7 +1304,7 @@ public struct Broker: Sendable {
             }
         }
         stats.publishSent += 1
-        stats.publishSentByQoS[Int(delivery.qos.rawValue)] += 1
+        stats.publishSentByQoS[Int(qos.rawValue)] += 1
         stats.publishBytesSent += packet.payload.readableBytes
         send(.publish(packet), to: connections.keys[slot])
         return true

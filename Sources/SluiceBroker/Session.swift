@@ -194,12 +194,14 @@ struct SessionTable: Sendable {
         get { all[clientID] }
         _modify {
             if tracksChanges { changed.insert(clientID) }
+            lastLookup = nil  // may add or remove a session: every slot may move
             yield &all[clientID]
         }
     }
 
     mutating func removeValue(forKey clientID: String) -> Session? {
         if tracksChanges { changed.insert(clientID) }
+        lastLookup = nil
         return all.removeValue(forKey: clientID)
     }
 
@@ -219,7 +221,18 @@ struct SessionTable: Sendable {
     /// valid until a session is added or removed.
     typealias Slot = Dictionary<String, Session>.Index
 
-    func slot(of clientID: String) -> Slot? { all.index(forKey: clientID) }
+    /// The session of `clientID`, looked up by its id unless it was the last one looked up: a stream of
+    /// messages to one subscriber asks for the same session for each, and hashing the id cost more than
+    /// the rest of the delivery's bookkeeping. The two ids are usually one string, compared by identity.
+    mutating func slot(of clientID: String) -> Slot? {
+        if let lastLookup, lastLookup.clientID == clientID { return lastLookup.slot }
+        let slot = all.index(forKey: clientID)
+        lastLookup = slot.map { (clientID, $0) }
+        return slot
+    }
+
+    /// The last `slot(of:)` found, forgotten whenever a session may be added or removed.
+    private var lastLookup: (clientID: String, slot: Slot)?
 
     /// The session at `slot`. A change marks a persistent session for the next save.
     subscript(slot slot: Slot) -> Session {

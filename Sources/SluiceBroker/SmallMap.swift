@@ -66,12 +66,7 @@ struct SmallMap<Key: Hashable & Sendable, Value: Sendable> {
     }
 
     subscript(key: Key) -> Value? {
-        get {
-            switch storage {
-            case .pairs(let pairs): pairs.first { $0.key == key }?.value
-            case .table(let table): table.entries[key]
-            }
-        }
+        get { value(where: { $0 == key }, key: { key }) }
         set {
             if let newValue {
                 updateValue(newValue, forKey: key)

@@ -269,6 +269,16 @@ struct SubscriptionTree: Sendable {
     /// The walk over the topic's bytes: scanning a buffer for `/` costs a fraction of walking the
     /// String's generic UTF-8 view.
     private func match(_ topic: String, bytes: UnsafeBufferPointer<UInt8>, into result: inout Match) {
+        // Through the buffer: each `nodes[index]` of the array retained and released its storage.
+        nodes.withUnsafeBufferPointer { Self.match(topic, bytes: bytes, in: $0, into: &result) }
+    }
+
+    private static func match(
+        _ topic: String,
+        bytes: UnsafeBufferPointer<UInt8>,
+        in nodes: UnsafeBufferPointer<Node>,
+        into result: inout Match
+    ) {
         let isDollar = bytes.first == UInt8(ascii: "$")
         // Depth first, never recursion (a topic of 65,535 levels must not run the event loop's stack out,
         // issue 13, case 7), and without splitting the topic: a step is a node and the byte offset where the
@@ -282,10 +292,10 @@ struct SubscriptionTree: Sendable {
             let wildcardsAllowed = !(isDollar && next == 0)
             if wildcardsAllowed, let hash = nodes[index].hashChild {
                 // "a/#" matches "a" itself as well as everything below it [MQTT-4.7.1-2].
-                add(node: hash, into: &result)
+                add(node: hash, of: nodes, into: &result)
             }
             guard let start = next else {
-                add(node: index, into: &result)
+                add(node: index, of: nodes, into: &result)
                 continue
             }
             let end = bytes[start...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
@@ -301,7 +311,7 @@ struct SubscriptionTree: Sendable {
         }
     }
 
-    private func add(node index: Int, into result: inout Match) {
+    private static func add(node index: Int, of nodes: UnsafeBufferPointer<Node>, into result: inout Match) {
         if !nodes[index].durable.isEmpty { result.durable.append(contentsOf: nodes[index].durable) }
         for (clientID, subscription) in nodes[index].subscribers {
             result.subscribers.append((clientID, subscription))

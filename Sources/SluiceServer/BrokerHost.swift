@@ -105,7 +105,8 @@ final class BrokerHost: @unchecked Sendable {
         var ran = 0
         while let arrival = arrivals.popFirst() {
             ran += 1
-            switch arrival {
+            // Consumed: a bound packet is moved on, not copied (every reference in it retained) and released after.
+            switch consume arrival {
             case .connect(let id, let packet, let handle, let listener, let identityVerified):
                 connect(id, packet, handle: handle, listener: listener, identityVerified: identityVerified)
             case .packet(let id, let packet): deliver(packet, from: id)
@@ -229,16 +230,19 @@ final class BrokerHost: @unchecked Sendable {
     }
 
     /// `receive` without its check: `runArrivals` is on `loop` already.
-    private func deliver(_ packet: Packet, from id: ConnectionID) {
+    private func deliver(_ packet: consuming Packet, from id: ConnectionID) {
         if packet.isSubscription { clientLog.received(packet, clientID: core.clientID(of: id)) }
-        core.receive(packet, from: id, now: now, into: &receivedActions)
-        run(receivedActions)
-        // Run, they let go of their packets (a payload holds its receive buffer); the room stays.
-        receivedActions.emptyKeepingCapacity()
+        // Taken out while they run: running them can hand a connection's read on (a failed write reads
+        // what its peer sent last), and that packet's actions then fill a list of their own.
+        var actions: [BrokerAction] = []
+        swap(&actions, &receivedActions)
+        core.receive(packet, from: id, now: now, into: &actions)
+        run(taking: &actions)
+        swap(&actions, &receivedActions)
     }
 
     /// The actions of the packet received now: one buffer that the broker fills for every packet
-    /// (`Broker.receive(_:from:now:into:)`), not an array allocated per packet.
+    /// (`Broker.receive(_:from:now:into:)`) and `run(taking:)` empties, not an array allocated per packet.
     private var receivedActions: [BrokerAction] = []
 
     /// `cause`: why the connection's own handler closed it, to name in the disconnect line.
@@ -578,15 +582,25 @@ final class BrokerHost: @unchecked Sendable {
         }
     }
 
-    private func run(_ actions: [BrokerAction]) {
+    private func run(_ actions: consuming [BrokerAction]) {
+        var actions = actions
+        run(taking: &actions)
+    }
+
+    /// Runs `actions` in order and leaves the list empty, its room kept. Each is popped (moved) out of the
+    /// reversed list, not copied: a copy of a PUBLISH retains its topic, payload and properties, and releases
+    /// them after; and nothing is left behind in its place to destroy.
+    private func run(taking actions: inout [BrokerAction]) {
         defer { saveSoonIfAcknowledgementsWait() }
         logDepartures()
         guard !actions.isEmpty else { return }
         // Packets for a network connection join its queue for the turn's end (or go with its close,
         // after what was queued before); packets for in-process clients are gathered in `outbox`.
         var outbox: [ConnectionID: [Packet]] = [:]
-        for action in actions {
-            switch action {
+        // Reversed in the buffer, where a swap moves the two elements: `Array.reverse` copied them.
+        actions.withUnsafeMutableBufferPointer { $0.reverse() }
+        while let action = actions.popLast() {
+            switch consume action {
             case .send(let id, let packet):
                 if !connectLogsAwaitingTakeover.isEmpty, case .connAck(let ack) = packet,
                     let waited = connectLogsAwaitingTakeover.removeValue(forKey: id), ack.reasonCode == .success

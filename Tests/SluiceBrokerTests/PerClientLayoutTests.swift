@@ -113,6 +113,31 @@ import Testing
         #expect(session.expiresAt() == nil)
     }
 
+    /// `slot(of:)` remembers its last answer; a slot from before sessions were added or removed would
+    /// name another session (or trap), so every such change must forget it.
+    @Test func aRememberedSessionSlotNeverOutlivesAChangeOfTheTable() {
+        var table = SessionTable()
+        func expiry(of clientID: String) -> UInt32? {
+            table.slot(of: clientID).map { table[slot: $0].expiryInterval }
+        }
+        table["a"] = Session(protocolVersion: .v5, expiryInterval: 1)
+        #expect(expiry(of: "a") == 1)
+        // Enough new sessions to grow the table (rehashing every slot) while "a" is remembered.
+        for index in 0..<100 { table["n\(index)"] = Session(protocolVersion: .v5, expiryInterval: UInt32(index + 10)) }
+        #expect(expiry(of: "a") == 1 && expiry(of: "a") == 1)
+        #expect(expiry(of: "n42") == 52)
+        _ = table.removeValue(forKey: "n42")
+        #expect(expiry(of: "n42") == nil)
+        #expect(expiry(of: "a") == 1)
+        table["a"] = nil
+        #expect(expiry(of: "a") == nil)
+        table["a"] = Session(protocolVersion: .v5, expiryInterval: 3)
+        #expect(expiry(of: "a") == 3 && expiry(of: "n7") == 17)
+        // The same id as a different string object is the same session.
+        let rebuilt = String("a".utf8.map { Character(UnicodeScalar($0)) })
+        #expect(expiry(of: rebuilt) == 3)
+    }
+
     @Test func takingTheChangesLetsTheirStorageGo() {
         var table = SessionTable()
         table.tracksChanges = true
