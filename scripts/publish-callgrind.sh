@@ -12,33 +12,12 @@ set -u
 BROKER=$1; QOS=$2; PER=$3; OUT=${4:-$(mktemp -d ${TMPDIR:-/tmp}/publish-callgrind.XXXX)}
 PUBS=10; RATE=100
 mkdir -p "$OUT"
-total() { callgrind_annotate "$1" 2>/dev/null | grep -m1 'PROGRAM TOTALS' | awk '{gsub(",","",$1); print $1}'; }
+. "$(dirname "$0")/callgrind-broker.sh"
 
 run() {  # run NAME [--idle]
-    local name=$1 idle=${2:-} port conf=$OUT/$1.conf vpid attempt
-    # A free port can be taken by another process before the broker binds it: then the broker exits and
-    # this tries another port (connecting to someone else's listener would measure nothing).
-    for attempt in 1 2 3; do
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$port" > "$conf"
-        if [ "$BROKER" = mosquitto ]; then
-            echo 'user root' >> "$conf"  # stays root so it can write the profile
-            valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.cg" mosquitto -c "$conf" > "$OUT/$name.log" 2>&1 &
-        else
-            valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.cg" "$BROKER" run -c "$conf" > "$OUT/$name.log" 2>&1 &
-        fi
-        vpid=$!
-        for _ in $(seq 1 300); do
-            kill -0 $vpid 2>/dev/null || break
-            (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-            sleep 0.2
-        done
-        sleep 1
-        kill -0 $vpid 2>/dev/null && break
-        wait $vpid 2>/dev/null
-        echo "$name: broker exited at start (attempt $attempt): $(grep -v '^==' "$OUT/$name.log" | tail -n 1)" >&2
-        [ $attempt = 3 ] && return 1
-    done
+    local name=$1 idle=${2:-} port vpid
+    start_broker "$name" 'max_queued_messages 100000' || return 1
+    port=$PORT vpid=$VPID
     python3 - "$port" "$PUBS" "$PER" "$QOS" "$RATE" $idle <<'PY'
 import sys, time, threading
 import paho.mqtt.client as mqtt
