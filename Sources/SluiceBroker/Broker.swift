@@ -57,6 +57,10 @@ public struct Broker: Sendable {
     /// Connections on their way in: authenticating, or waiting for the connection that holds their
     /// client identifier to be gone (`ConnectionAdmission`).
     private var admissions: [ConnectionID: ConnectionAdmission] = [:]
+    /// Publishers' acknowledgements held while a subscriber they feed has a backlog (flow control).
+    private var ackHolds = AckHolds()
+    /// The first connected subscriber the message being routed left with a backlog (`enqueue`).
+    private var routeGate: String?
 
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
     /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
@@ -311,6 +315,7 @@ public struct Broker: Sendable {
                 detach(id, now: now, reason: .keepAliveTimeout)
             }
         }
+        if !ackHolds.isEmpty { sendReleased(ackHolds.releaseOverdue(now: now)) }
         for due in timers.takeDue(now: now) {
             // The session is the truth; a timer only says when to look.
             guard let session = sessions[due.clientID], !session.isConnected else { continue }
@@ -373,7 +378,7 @@ public struct Broker: Sendable {
         }
         switch decision.action {
         case .send(let packet):
-            send(packet, to: pending.connection)
+            sendAcknowledgement(packet, to: pending.connection)
         case .disconnect(let packet):
             actions.append(.close(pending.connection, packet))
             detach(pending.connection, now: now, reason: .notStored(packet?.reasonCode))
@@ -647,7 +652,7 @@ public struct Broker: Sendable {
         from connection: ConnectionID
     ) -> Bool {
         if sessions[clientID]?.inboundQoS2.contains(packetID) == true {
-            send(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
+            sendAcknowledgement(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
             return false
         }
         sessions[clientID]?.inboundQoS2.insert(packetID)
@@ -719,7 +724,10 @@ public struct Broker: Sendable {
         from connection: ConnectionID,
         now: BrokerTime
     ) {
+        routeGate = nil
         let (changedSavedState, appends) = retainAndRoute(message, now: now)
+        let gate = routeGate
+        routeGate = nil
 
         // Acknowledged only once on disk: a bridge queue append, and the saved broker state when
         // the message changed it [design: durability].
@@ -740,15 +748,54 @@ public struct Broker: Sendable {
                 return
             }
         }
+        if message.qos != .atMostOnce && (gate != nil || ackHolds.isHolding(connection)) {
+            // A subscriber it feeds has a backlog (or an earlier acknowledgement waits): this one waits.
+            let countsInbound = message.qos == .atLeastOnce
+            let ack = AckHolds.Held(
+                packet: Self.acknowledgement(message.qos, packetID, .success),
+                countsInbound: countsInbound
+            )
+            if ackHolds.hold(ack, for: connection, gate: gate, now: now) {
+                if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }
+                stats.acknowledgementsHeld += 1
+                return
+            }
+        }
         acknowledge(message.qos, packetID, .success, to: connection)
     }
 
+    private static func acknowledgement(_ qos: QoS, _ packetID: UInt16, _ code: ReasonCode) -> Packet {
+        let ack = PubAckPacket(packetIdentifier: packetID, reasonCode: code)
+        return qos == .exactlyOnce ? .pubRec(ack) : .pubAck(ack)
+    }
+
+    /// Sends a publisher its acknowledgement, or holds it behind the ones it waits for [MQTT-4.6.0-2].
+    private mutating func sendAcknowledgement(_ packet: Packet, to connection: ConnectionID) {
+        let ack = AckHolds.Held(packet: packet, countsInbound: false)
+        if !ackHolds.hold(ack, for: connection, gate: nil, now: 0) { send(packet, to: connection) }
+    }
+
+    /// Sends the acknowledgements a gate released, to the publishers still connected.
+    private mutating func sendReleased(_ released: [(ConnectionID, [AckHolds.Held])]) {
+        for (connection, acks) in released where connections[connection] != nil {
+            for ack in acks {
+                if ack.countsInbound { connections[connection]?.inboundUnacknowledged -= 1 }
+                send(ack.packet, to: connection)
+            }
+        }
+    }
+
+    /// Releases what the subscriber at `slot` held once its backlog is down to half the bound.
+    private mutating func releaseIfDrained(at slot: SessionTable.Slot) {
+        let queued = sessions.read(at: slot) { $0.outbound.queue.count }
+        guard queued <= AckHolds.backlog(settings) / 2 else { return }
+        sendReleased(ackHolds.release(gate: sessions.all.keys[slot]))
+    }
+
     private mutating func acknowledge(_ qos: QoS, _ packetID: UInt16, _ code: ReasonCode, to connection: ConnectionID) {
-        switch qos {
-        case .atMostOnce: break
-        case .atLeastOnce: send(.pubAck(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
-        case .exactlyOnce:
-            send(.pubRec(PubAckPacket(packetIdentifier: packetID, reasonCode: code)), to: connection)
+        guard qos != .atMostOnce else { return }
+        sendAcknowledgement(Self.acknowledgement(qos, packetID, code), to: connection)
+        if qos == .exactlyOnce {
             if code.isFailure, let client = connections[connection] {
                 // A PUBREC with a failure reason ends the exchange [MQTT-4.3.3]: no PUBREL follows, and the
                 // packet identifier is free for a new message.
@@ -775,6 +822,7 @@ public struct Broker: Sendable {
             return false  // unknown identifiers are ignored [MQTT-4.3.2]
         }
         sessions.noteReleased(finished.delivery, at: slot)
+        if !ackHolds.isEmpty { ackHolds.progressed(clientID) }
         pump(at: slot, now: now)
         return true
     }
@@ -948,6 +996,10 @@ public struct Broker: Sendable {
         defer { admitAfterTakeover(of: connection, now: now) }
         connectionsPerListener[client.listener, default: 1] -= 1
         pendingAcks = pendingAcks.filter { $0.value.connection != connection }
+        if !ackHolds.isEmpty {
+            ackHolds.forget(publisher: connection)
+            sendReleased(ackHolds.forget(subscriber: client.clientID))
+        }
         guard let session = sessions[client.clientID], session.connection == connection else { return }
         sessions[client.clientID]?.presence = .offline(since: now)
         if session.expiryInterval > 0 { sessions[client.clientID]?.outbound.compactInflight() }
@@ -995,6 +1047,7 @@ public struct Broker: Sendable {
     private mutating func endSession(_ clientID: String, now: BrokerTime, publishWill: Bool = true) {
         guard let session = sessions.removeValue(forKey: clientID) else { return }
         timers.cancel(clientID)
+        if !ackHolds.isEmpty { sendReleased(ackHolds.forget(subscriber: clientID)) }
         for filter in session.subscriptions.keys {
             subscriptions.remove(filter: filter, clientID: clientID)
         }
@@ -1187,6 +1240,12 @@ public struct Broker: Sendable {
             if let client { sendPublish(delivery, packetID: nil, dup: false, at: client, now: now) }
         case .queued(let stored):
             sessions.noteStored(stored, at: slot)
+            if routeGate == nil && connection != nil
+                && sessions.read(at: slot, { $0.outbound.queue.count }) >= AckHolds.backlog(settings)
+                && ackHolds.mayGate(clientID)
+            {
+                routeGate = clientID
+            }
             return stored.message.payload
         case .refused(let reason):
             if let reason { stats.drop(reason) }
@@ -1201,6 +1260,7 @@ public struct Broker: Sendable {
     }
 
     private mutating func pump(at slot: SessionTable.Slot, now: BrokerTime) {
+        defer { if ackHolds.holdsAny { releaseIfDrained(at: slot) } }
         // Most PUBACKs find nothing queued.
         guard let connection = sessions.read(at: slot, { $0.outbound.hasQueued ? $0.connection : nil }),
             let client = connections.index(forKey: connection)

@@ -130,6 +130,11 @@ final class MetricsEndpoint: Sendable {
                     labels: labels
                 )
             }
+            page.counter(
+                "sluice_publish_acks_held_total",
+                "QoS 1/2 PUBACKs/PUBRECs held back while a subscriber the message went to had a backlog (flow control)",
+                stats.acknowledgementsHeld
+            )
             for reason in ["bad_username_or_password", "not_authorized"] {
                 page.counter(
                     "sluice_auth_failures_total",

@@ -1,0 +1,210 @@
+import MQTTCore
+import Testing
+
+@testable import SluiceBroker
+
+// Flow control: a publisher's PUBACK/PUBREC waits while a connected subscriber it feeds has a backlog, in
+// the order the PUBLISHes came, for at most `AckHolds.holdLimit` of that subscriber taking nothing.
+
+@Suite struct AckHoldsTests {
+    static func ack(_ id: UInt16) -> AckHolds.Held {
+        AckHolds.Held(packet: .pubAck(PubAckPacket(packetIdentifier: id)), countsInbound: false)
+    }
+
+    static func ids(_ released: [(ConnectionID, [AckHolds.Held])]) -> [String] {
+        released.flatMap { connection, acks in
+            acks.map { ack in
+                guard case .pubAck(let p) = ack.packet else { return "?" }
+                return "\(connection.rawValue):\(p.packetIdentifier)"
+            }
+        }
+    }
+
+    @Test func nothingIsHeldWithoutAGateAndLaterAcknowledgementsWaitBehindAHeldOne() {
+        var holds = AckHolds()
+        let p = ConnectionID(1)
+        var held = holds.hold(Self.ack(1), for: p, gate: nil, now: 0)
+        #expect(!held)
+        held = holds.hold(Self.ack(2), for: p, gate: "sub", now: 0)
+        #expect(held)
+        held = holds.hold(Self.ack(3), for: p, gate: nil, now: 0)  // no gate of its own: waits behind 2
+        #expect(held)
+        held = holds.hold(Self.ack(4), for: ConnectionID(2), gate: "sub", now: 0)
+        #expect(held)
+        var released = holds.release(gate: "other")
+        #expect(released.isEmpty)
+        released = holds.release(gate: "sub")
+        #expect(Self.ids(released) == ["1:2", "1:3", "2:4"])
+        #expect(!holds.holdsAny)
+        held = holds.hold(Self.ack(5), for: p, gate: nil, now: 0)
+        #expect(!held)
+    }
+
+    @Test func aGateThatTakesNothingIsStalledUntilItTakesAMessage() {
+        var holds = AckHolds()
+        let held = holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 1_000)
+        #expect(held)
+        var released = holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit - 1)
+        #expect(released.isEmpty)
+        released = holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit)
+        #expect(Self.ids(released) == ["1:1"])
+        #expect(!holds.mayGate("sub"))
+        #expect(holds.mayGate("other"))
+        holds.progressed("sub")
+        #expect(holds.mayGate("sub"))
+        #expect(holds.isEmpty)
+    }
+
+    @Test func aPublisherThatLeftIsSkippedAndAForgottenSubscriberReleases() {
+        var holds = AckHolds()
+        var held = holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 0)
+        held = held && holds.hold(Self.ack(2), for: ConnectionID(2), gate: "sub", now: 0)
+        #expect(held)
+        holds.forget(publisher: ConnectionID(1))
+        let released = holds.forget(subscriber: "sub")
+        #expect(Self.ids(released) == ["2:2"])
+        #expect(holds.isEmpty)
+    }
+
+    @Test func theBacklogIsHalfTheQueueBound() {
+        var settings = BrokerSettings()
+        #expect(AckHolds.backlog(settings) == 500)  // max_queued_messages 1000
+        settings.maxQueuedMessages = 10
+        #expect(AckHolds.backlog(settings) == 5)
+        settings.maxQueuedMessages = 1
+        #expect(AckHolds.backlog(settings) == 1)
+        settings.maxQueuedMessages = 0  // unbounded
+        #expect(AckHolds.backlog(settings) == 1000)
+    }
+}
+
+/// The broker's side: a subscriber with a window of 2 and a queue bound of 10, so a backlog of 5 holds.
+@Suite struct FlowControlTests {
+    func subscribed(_ version: ProtocolVersion = .v3_1_1, clean: Bool = true) -> Harness {
+        let h = Harness {
+            $0.maxInflightMessages = 2
+            $0.maxQueuedMessages = 10
+        }
+        h.connect(1, "sub", version: version, clean: clean)
+        h.subscribe(1, "t/#", qos: .atLeastOnce)
+        h.connect(2, "pub", version: .v3_1_1)
+        return h
+    }
+
+    /// Publishes `ids` at QoS 1 from connection 2; returns the packet identifiers acknowledged to it.
+    func publish(_ h: Harness, _ ids: ClosedRange<UInt16>, qos: QoS = .atLeastOnce, topic: String = "t/x") -> [UInt16] {
+        ids.flatMap { id in h.publish(2, topic, "m\(id)", qos: qos, packetID: id).acknowledged(to: 2) }
+    }
+
+    /// The subscriber acknowledges every PUBLISH in `seen`; returns what that sent to the publisher.
+    func acknowledge(_ h: Harness, _ seen: [Seen]) -> [Seen] {
+        seen.publishes(to: 1).flatMap { p in
+            h.receive(.pubAck(PubAckPacket(packetIdentifier: p.packetIdentifier!)), from: 1)
+        }
+    }
+
+    @Test func aBackloggedSubscriberHoldsItsPublishersAcknowledgementsUntilItDrains() {
+        let h = subscribed()
+        // 2 in flight, then queued 1…5: the fifth queued (message 7) reaches the backlog of 5.
+        #expect(publish(h, 1...6) == [1, 2, 3, 4, 5, 6])
+        #expect(publish(h, 7...8).isEmpty)
+        #expect(h.broker.queuedMessageCount(clientID: "sub") == 6)
+        // Each PUBACK from the subscriber sends it one more; at 3 queued the holds go, in order.
+        var sent = h.receive(.pubAck(PubAckPacket(packetIdentifier: 1)), from: 1)
+        var released = sent.acknowledged(to: 2)
+        for id: UInt16 in 2...3 {
+            #expect(released.isEmpty)
+            sent = h.receive(.pubAck(PubAckPacket(packetIdentifier: id)), from: 1)
+            released = sent.acknowledged(to: 2)
+        }
+        #expect(h.broker.queuedMessageCount(clientID: "sub") == 3)
+        #expect(released.isEmpty)
+        released = h.receive(.pubAck(PubAckPacket(packetIdentifier: 4)), from: 1).acknowledged(to: 2)
+        #expect(h.broker.queuedMessageCount(clientID: "sub") == 2)
+        #expect(released == [7, 8])
+        // Nothing was dropped on the way, and the next publish is acknowledged at once.
+        #expect(h.broker.stats.dropped[.queueFull] == nil)
+        #expect(publish(h, 9...9) == [9])
+    }
+
+    @Test func anAcknowledgementBehindAHeldOneWaitsEvenForATopicNobodyReads() {
+        let h = subscribed()
+        _ = publish(h, 1...6)
+        #expect(publish(h, 7...7).isEmpty)
+        // Nobody subscribes to "other/x", but PUBACKs go in the order the PUBLISHes came [MQTT-4.6.0-2].
+        #expect(publish(h, 8...8, topic: "other/x").isEmpty)
+        #expect(publish(h, 9...9, qos: .exactlyOnce, topic: "other/x").isEmpty)
+        let released = (1...4).flatMap { id in
+            h.receive(.pubAck(PubAckPacket(packetIdentifier: UInt16(id))), from: 1).packets(to: 2)
+        }
+        #expect(
+            released == [
+                .pubAck(PubAckPacket(packetIdentifier: 7)), .pubAck(PubAckPacket(packetIdentifier: 8)),
+                .pubRec(PubAckPacket(packetIdentifier: 9)),
+            ]
+        )
+    }
+
+    @Test func aSubscriberThatTakesNothingReleasesAfterTheLimitAndHoldsNoMoreUntilItTakesOne() {
+        let h = subscribed()
+        _ = publish(h, 1...6)
+        #expect(publish(h, 7...7).isEmpty)
+        #expect(h.advance(seconds: 0.1).acknowledged(to: 2).isEmpty)
+        #expect(h.advance(seconds: 0.2).acknowledged(to: 2) == [7])
+        // Stalled: its backlog holds nothing, and the queue bound drops as without flow control.
+        #expect(publish(h, 8...13) == [8, 9, 10, 11, 12, 13])
+        #expect(h.broker.stats.dropped[.queueFull] == 1)
+        // It takes one: it holds again.
+        h.receive(.pubAck(PubAckPacket(packetIdentifier: 1)), from: 1)
+        #expect(publish(h, 14...14).isEmpty)
+    }
+
+    @Test func aSubscriberLeavingReleasesAndAPublisherLeavingIsSentNothing() {
+        let h = subscribed(clean: false)
+        _ = publish(h, 1...6)
+        #expect(publish(h, 7...7).isEmpty)
+        #expect(h.closed(1).acknowledged(to: 2) == [7])
+        // Offline, its backlog holds nothing: a persistent session fills its queue as before.
+        #expect(publish(h, 8...9) == [8, 9])
+        h.connect(3, "sub2", version: .v3_1_1)
+        h.subscribe(3, "u/#", qos: .atLeastOnce)
+        h.connect(4, "pub2", version: .v3_1_1)
+        for id: UInt16 in 1...7 { h.publish(4, "u/x", "m", qos: .atLeastOnce, packetID: id) }
+        #expect(h.closed(4).isEmpty)
+        let afterwards = (1...4).flatMap { id in
+            h.receive(.pubAck(PubAckPacket(packetIdentifier: UInt16(id))), from: 3)
+        }
+        #expect(afterwards.packets(to: 4).isEmpty)
+        #expect(afterwards.publishes(to: 3).count == 4)
+    }
+
+    @Test func aHeldQoS1AcknowledgementCountsAgainstOurReceiveMaximum() {
+        let h = Harness {
+            $0.maxInflightMessages = 2
+            $0.maxQueuedMessages = 10
+        }
+        h.connect(1, "sub", version: .v3_1_1)
+        h.subscribe(1, "t/#", qos: .atLeastOnce)
+        h.connect(2, "pub", version: .v5)
+        for id: UInt16 in 1...6 {
+            #expect(h.publish(2, "t/x", "m", qos: .atLeastOnce, packetID: id).acknowledged(to: 2) == [id])
+        }
+        #expect(h.publish(2, "t/x", "m", qos: .atLeastOnce, packetID: 7).acknowledged(to: 2).isEmpty)
+        #expect(h.publish(2, "t/x", "m", qos: .atLeastOnce, packetID: 8).acknowledged(to: 2).isEmpty)
+        // Two unacknowledged with a Receive Maximum of 2: a third is a protocol error [MQTT-3.3.4-9].
+        let third = h.publish(2, "t/x", "m", qos: .atLeastOnce, packetID: 9)
+        #expect(third.closes(2)??.reasonCode == .receiveMaximumExceeded)
+    }
+}
+
+extension Array where Element == Seen {
+    /// The packet identifiers of the PUBACKs and PUBRECs sent to one connection.
+    func acknowledged(to id: UInt64) -> [UInt16] {
+        packets(to: id).compactMap {
+            switch $0 {
+            case .pubAck(let ack), .pubRec(let ack): ack.packetIdentifier
+            default: nil
+            }
+        }
+    }
+}
