@@ -56,13 +56,17 @@ struct AckHolds: Sendable {
     /// Holds `ack` for `publisher` behind the ones it holds already, or else gated by `gate`; false (not
     /// held: send it) when it holds none and there is no gate.
     mutating func hold(_ ack: Held, for publisher: ConnectionID, gate: String?, now: BrokerTime) -> Bool {
-        if isHolding(publisher) {
-            byPublisher[publisher]!.acks.append(ack)
-            return true
-        }
+        if append(ack, for: publisher) { return true }
         guard let gate else { return false }
         byPublisher[publisher] = Holding(gate: gate, since: now, acks: [ack])
         publishersByGate[gate, default: []].append(publisher)
+        return true
+    }
+
+    /// Holds `ack` behind the ones `publisher` holds already; false (send it) when it holds none.
+    mutating func append(_ ack: @autoclosure () -> Held, for publisher: ConnectionID) -> Bool {
+        guard isHolding(publisher) else { return false }
+        byPublisher[publisher]!.acks.append(ack())
         return true
     }
 

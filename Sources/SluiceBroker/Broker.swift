@@ -771,8 +771,9 @@ public struct Broker: Sendable {
 
     /// Sends a publisher its acknowledgement, or holds it behind the ones it waits for [MQTT-4.6.0-2].
     private mutating func sendAcknowledgement(_ packet: Packet, to connection: ConnectionID) {
-        let ack = AckHolds.Held(packet: packet, countsInbound: false)
-        if !ackHolds.hold(ack, for: connection, gate: nil, now: 0) { send(packet, to: connection) }
+        if !ackHolds.append(AckHolds.Held(packet: packet, countsInbound: false), for: connection) {
+            send(packet, to: connection)
+        }
     }
 
     /// Sends the acknowledgements a gate released, to the publishers still connected.
