@@ -1,42 +1,61 @@
+import DequeModule
 import MQTTCore
 
-/// Flow control from subscribers back to publishers. A QoS 1/2 PUBLISH that leaves a connected subscriber
-/// with a backlog has its PUBACK/PUBREC held until that subscriber (the gate) drains, so a publisher that
-/// honours its in-flight window sends no faster than the slowest subscriber it feeds takes messages, instead
-/// of filling that subscriber's queue until it drops what was acknowledged. Nothing is read more slowly: a
-/// held connection's packets are still read, so no two clients can wait on each other.
+/// The one owner of when a publisher's PUBACK/PUBREC may go. Acknowledgements go out in the order the
+/// PUBLISHes came [MQTT-4.6.0-2, MQTT-4.6.0-3], and one waits for either of two things:
 ///
-/// - Order: once a publisher has a held acknowledgement, every later one to it waits behind it, since a
-///   server sends PUBACKs in the order the PUBLISHes came [MQTT-4.6.0-2].
-/// - Bounded: a gate that takes nothing for `holdLimit` is stalled: its holds go out and it holds no more
-///   until it acknowledges a message again. A client that stops reading slows its publishers for a moment,
-///   not for good; its queue then fills and drops, as without flow control.
+/// - **The disk.** A message bound for a bridge queue, or one that changed saved state, is acknowledged
+///   once its commits are in (`awaitCommit`, then `committed`). Its place in the order is kept meanwhile,
+///   so an acknowledgement that needs no disk does not overtake it.
+/// - **A subscriber's backlog (flow control).** A message that leaves a connected subscriber (the gate)
+///   with a backlog has its acknowledgement held until that subscriber drains, so a publisher that honours
+///   its in-flight window sends no faster than the slowest subscriber it feeds takes messages, instead of
+///   filling that subscriber's queue until it drops what was acknowledged. Nothing is read more slowly: a
+///   held connection's packets are still read, so no two clients can wait on each other. Bounded: a gate
+///   that takes nothing for `holdLimit` is stalled: its holds go out and it holds no more until it
+///   acknowledges a message again. A client that stops reading slows its publishers for a moment, not for
+///   good; its queue then fills and drops, as without flow control.
+///
+/// Every acknowledgement behind a waiting one waits too; what is ready at the head goes out.
 struct AckHolds: Sendable {
-    /// An acknowledgement that waits: the packet, and whether it counts in the publisher's unacknowledged
-    /// QoS 1 publishes (`ClientConnection.inboundUnacknowledged`) until it is sent.
+    /// An acknowledgement on its way out: the packet, and whether it counts in the publisher's
+    /// unacknowledged QoS 1 publishes (`ClientConnection.inboundUnacknowledged`) until it is sent.
     struct Held: Sendable {
         var packet: Packet
         var countsInbound: Bool
     }
 
-    private struct Holding: Sendable {
-        var gate: String
+    /// One acknowledgement in a publisher's order.
+    private struct Entry: Sendable {
+        /// Nil while the commits of `token` are out.
+        var packet: Packet?
+        var countsInbound: Bool
+        var token: UInt64? = nil
+        /// The subscriber whose backlog it waits for.
+        var gate: String? = nil
+
+        var isReady: Bool { packet != nil && gate == nil }
+    }
+
+    /// A subscriber holding acknowledgements: since when, and whose (a publisher that left stays listed
+    /// until the gate is released).
+    private struct Gate: Sendable {
         var since: BrokerTime
-        var acks: [Held]
+        var publishers: [ConnectionID]
     }
 
     /// How long a gate may take nothing before it is stalled (ms).
     static let holdLimit: BrokerTime = 250
 
-    private var byPublisher: [ConnectionID: Holding] = [:]
-    /// The publishers each gate holds. A publisher that left stays listed until its gate is released.
-    private var publishersByGate: [String: [ConnectionID]] = [:]
+    /// Each publisher's acknowledgements that wait, in PUBLISH order; no empty ones.
+    private var byPublisher: [ConnectionID: Deque<Entry>] = [:]
+    private var gates: [String: Gate] = [:]
     /// Gates that took nothing for `holdLimit`: no acknowledgement waits for them until they take one.
     private var stalled: Set<String> = []
 
-    var isEmpty: Bool { byPublisher.isEmpty && stalled.isEmpty }
-    /// Whether any acknowledgement waits.
-    var holdsAny: Bool { !byPublisher.isEmpty }
+    var isEmpty: Bool { byPublisher.isEmpty && gates.isEmpty && stalled.isEmpty }
+    /// Whether any acknowledgement waits for a subscriber's backlog.
+    var holdsAny: Bool { !gates.isEmpty }
 
     /// Whether acknowledgements to `publisher` wait: any new one must wait behind them.
     func isHolding(_ publisher: ConnectionID) -> Bool { !byPublisher.isEmpty && byPublisher[publisher] != nil }
@@ -56,18 +75,48 @@ struct AckHolds: Sendable {
     /// Holds `ack` for `publisher` behind the ones it holds already, or else gated by `gate`; false (not
     /// held: send it) when it holds none and there is no gate.
     mutating func hold(_ ack: Held, for publisher: ConnectionID, gate: String?, now: BrokerTime) -> Bool {
-        if append(ack, for: publisher) { return true }
-        guard let gate else { return false }
-        byPublisher[publisher] = Holding(gate: gate, since: now, acks: [ack])
-        publishersByGate[gate, default: []].append(publisher)
+        guard let gate else { return append(ack, for: publisher) }
+        add(Entry(packet: ack.packet, countsInbound: ack.countsInbound, gate: gate), for: publisher, now: now)
         return true
     }
 
     /// Holds `ack` behind the ones `publisher` holds already; false (send it) when it holds none.
     mutating func append(_ ack: @autoclosure () -> Held, for publisher: ConnectionID) -> Bool {
         guard isHolding(publisher) else { return false }
-        byPublisher[publisher]!.acks.append(ack())
+        let ack = ack()
+        byPublisher[publisher]!.append(Entry(packet: ack.packet, countsInbound: ack.countsInbound))
         return true
+    }
+
+    /// Keeps `publisher`'s next place in the order for the acknowledgement of `token`'s commits, which
+    /// also waits for `gate` when the message left that subscriber with a backlog.
+    mutating func awaitCommit(
+        token: UInt64,
+        for publisher: ConnectionID,
+        countsInbound: Bool,
+        gate: String?,
+        now: BrokerTime
+    ) {
+        add(Entry(packet: nil, countsInbound: countsInbound, token: token, gate: gate), for: publisher, now: now)
+    }
+
+    private mutating func add(_ entry: Entry, for publisher: ConnectionID, now: BrokerTime) {
+        if let gate = entry.gate {
+            if gates[gate] == nil {
+                gates[gate] = Gate(since: now, publishers: [publisher])
+            } else if gates[gate]!.publishers.last != publisher {
+                gates[gate]!.publishers.append(publisher)
+            }
+        }
+        byPublisher[publisher, default: []].append(entry)
+    }
+
+    /// `token`'s commits are in and `ack` answers them: what is now ready at the head of `publisher`'s order.
+    mutating func committed(token: UInt64, for publisher: ConnectionID, _ ack: Packet) -> [Held] {
+        guard let index = byPublisher[publisher]?.firstIndex(where: { $0.token == token }) else { return [] }
+        byPublisher[publisher]![index].packet = ack
+        byPublisher[publisher]![index].token = nil
+        return takeReady(publisher)
     }
 
     /// `subscriber` took a message: it may gate again.
@@ -75,22 +124,22 @@ struct AckHolds: Sendable {
         if !stalled.isEmpty { stalled.remove(subscriber) }
     }
 
-    /// The acknowledgements `gate` held, by publisher in the order they were first held, each in its order.
+    /// What `gate` held and may go now, by publisher in the order they were first held, each in its order.
     mutating func release(gate: String) -> [(ConnectionID, [Held])] {
-        guard let publishers = publishersByGate.removeValue(forKey: gate) else { return [] }
-        return publishers.compactMap { publisher in
-            byPublisher.removeValue(forKey: publisher).map { (publisher, $0.acks) }
+        guard let held = gates.removeValue(forKey: gate) else { return [] }
+        return held.publishers.compactMap { publisher in
+            guard var entries = byPublisher[publisher] else { return nil }
+            for index in entries.indices where entries[index].gate == gate { entries[index].gate = nil }
+            byPublisher[publisher] = entries
+            let ready = takeReady(publisher)
+            return ready.isEmpty ? nil : (publisher, ready)
         }
     }
 
     /// Releases the holds of every gate that held one for `holdLimit` or longer, and stalls those gates.
     mutating func releaseOverdue(now: BrokerTime) -> [(ConnectionID, [Held])] {
-        var overdue: Set<String> = []
-        for holding in byPublisher.values where holding.since + Self.holdLimit <= now {
-            overdue.insert(holding.gate)
-        }
         var released: [(ConnectionID, [Held])] = []
-        for gate in overdue.sorted() {
+        for (gate, held) in gates.sorted(by: { $0.key < $1.key }) where held.since + Self.holdLimit <= now {
             stalled.insert(gate)
             released += release(gate: gate)
         }
@@ -104,5 +153,18 @@ struct AckHolds: Sendable {
     mutating func forget(subscriber: String) -> [(ConnectionID, [Held])] {
         stalled.remove(subscriber)
         return release(gate: subscriber)
+    }
+
+    /// Takes the ready acknowledgements at the head of `publisher`'s order.
+    private mutating func takeReady(_ publisher: ConnectionID) -> [Held] {
+        guard let slot = byPublisher.index(forKey: publisher) else { return [] }
+        var ready: [Held] = []
+        // In place: the publisher's order is neither copied nor hashed again.
+        while let first = byPublisher.values[slot].first, first.isReady {
+            ready.append(Held(packet: first.packet!, countsInbound: first.countsInbound))
+            byPublisher.values[slot].removeFirst()
+        }
+        if byPublisher.values[slot].isEmpty { byPublisher.remove(at: slot) }
+        return ready
     }
 }

@@ -57,7 +57,8 @@ public struct Broker: Sendable {
     /// Connections on their way in: authenticating, or waiting for the connection that holds their
     /// client identifier to be gone (`ConnectionAdmission`).
     private var admissions: [ConnectionID: ConnectionAdmission] = [:]
-    /// Publishers' acknowledgements held while a subscriber they feed has a backlog (flow control).
+    /// When each publisher's PUBACK/PUBREC may go: in PUBLISH order, each once on disk (`pendingAcks`
+    /// decides what it says) and once the subscribers it fed have no backlog (flow control).
     private var ackHolds = AckHolds()
     /// The first connected subscriber the message being routed left with a backlog (`enqueue`).
     private var routeGate: String?
@@ -373,10 +374,10 @@ public struct Broker: Sendable {
                 connections[pending.connection]?.inboundUnacknowledged -= 1
             }
         }
-        if pending.reply == nil && pending.qos == .atLeastOnce {
-            connections[pending.connection]?.inboundUnacknowledged -= 1
-        }
         switch decision.action {
+        case .send(let packet) where pending.reply == nil:
+            // In its place in the publisher's order; a QoS 1 one counts as unacknowledged until it is sent.
+            sendReleased([(pending.connection, ackHolds.committed(token: token, for: pending.connection, packet))])
         case .send(let packet):
             sendAcknowledgement(packet, to: pending.connection)
         case .disconnect(let packet):
@@ -744,7 +745,9 @@ public struct Broker: Sendable {
                     awaiting: awaiting
                 )
                 if changedSavedState { saveJournal.holdUntilSaved(token) }
-                if message.qos == .atLeastOnce { connections[connection]?.inboundUnacknowledged += 1 }
+                let countsInbound = message.qos == .atLeastOnce
+                if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }
+                ackHolds.awaitCommit(token: token, for: connection, countsInbound: countsInbound, gate: gate, now: now)
                 return
             }
         }

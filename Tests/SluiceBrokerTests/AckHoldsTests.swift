@@ -66,6 +66,34 @@ import Testing
         #expect(holds.isEmpty)
     }
 
+    @Test func anAcknowledgementWaitsForTheCommitAheadOfItAndGoesWithIt() {
+        var holds = AckHolds()
+        let p = ConnectionID(1)
+        holds.awaitCommit(token: 7, for: p, countsInbound: true, gate: nil, now: 0)
+        let appended = holds.append(Self.ack(2), for: p)
+        #expect(appended)
+        #expect(holds.committed(token: 8, for: p, .pubAck(PubAckPacket(packetIdentifier: 9))).isEmpty)  // not its token
+        let released = holds.committed(token: 7, for: p, .pubAck(PubAckPacket(packetIdentifier: 1)))
+        #expect(Self.ids([(p, released)]) == ["1:1", "1:2"])
+        #expect(released.map(\.countsInbound) == [true, false])
+        #expect(holds.isEmpty)
+    }
+
+    @Test func aCommittedAcknowledgementStillWaitsForItsGateAndAGatedOneForTheCommitAhead() {
+        var holds = AckHolds()
+        let p = ConnectionID(1)
+        holds.awaitCommit(token: 1, for: p, countsInbound: false, gate: "sub", now: 0)
+        #expect(holds.committed(token: 1, for: p, .pubAck(PubAckPacket(packetIdentifier: 1))).isEmpty)
+        #expect(Self.ids(holds.release(gate: "sub")) == ["1:1"])
+        holds.awaitCommit(token: 2, for: p, countsInbound: false, gate: nil, now: 0)
+        let held = holds.hold(Self.ack(3), for: p, gate: "sub", now: 0)
+        #expect(held)
+        #expect(holds.release(gate: "sub").isEmpty)  // 3 is free of its gate, but 2 is not on disk yet
+        let released = holds.committed(token: 2, for: p, .pubAck(PubAckPacket(packetIdentifier: 2)))
+        #expect(Self.ids([(p, released)]) == ["1:2", "1:3"])
+        #expect(holds.isEmpty)
+    }
+
     @Test func theBacklogIsHalfTheQueueBound() {
         var settings = BrokerSettings()
         #expect(AckHolds.backlog(settings) == 500)  // max_queued_messages 1000
@@ -194,6 +222,60 @@ import Testing
         // Two unacknowledged with a Receive Maximum of 2: a third is a protocol error [MQTT-3.3.4-9].
         let third = h.publish(2, "t/x", "m", qos: .atLeastOnce, packetID: 9)
         #expect(third.closes(2)??.reasonCode == .receiveMaximumExceeded)
+    }
+}
+
+/// The durable path's acknowledgements keep their place in the publisher's order [MQTT-4.6.0-2, MQTT-4.6.0-3].
+@Suite struct DurableAcknowledgementOrderTests {
+    func bridged(_ version: ProtocolVersion = .v3_1_1) -> Harness {
+        let h = Harness(durable: ["b/#"])
+        h.connect(1, "pub", version: version)
+        return h
+    }
+
+    @Test func aLocalMessagesAcknowledgementWaitsForTheBridgedOneAheadOfIt() {
+        let h = bridged()
+        #expect(h.publish(1, "b/x", "1", qos: .atLeastOnce, packetID: 1) == [.persist(1, "b/x")])
+        #expect(h.publish(1, "l/x", "2", qos: .atLeastOnce, packetID: 2).acknowledged(to: 1).isEmpty)
+        #expect(h.publish(1, "l/x", "3", qos: .exactlyOnce, packetID: 3).acknowledged(to: 1).isEmpty)
+        #expect(h.publish(1, "b/x", "4", qos: .atLeastOnce, packetID: 4) == [.persist(2, "b/x")])
+        // The second commit lands first: still nothing, as the first is not on disk.
+        #expect(h.broker.persisted(token: 2, outcome: .committed, now: h.now).isEmpty)
+        let released = h.broker.persisted(token: 1, outcome: .committed, now: h.now).map(Seen.init)
+        #expect(
+            released.packets(to: 1) == [
+                .pubAck(PubAckPacket(packetIdentifier: 1)), .pubAck(PubAckPacket(packetIdentifier: 2)),
+                .pubRec(PubAckPacket(packetIdentifier: 3)), .pubAck(PubAckPacket(packetIdentifier: 4)),
+            ]
+        )
+        #expect(h.publish(1, "l/x", "5", qos: .atLeastOnce, packetID: 5).acknowledged(to: 1) == [5])
+    }
+
+    @Test func acknowledgementsWaitingBehindACommitCountAgainstOurReceiveMaximum() {
+        let h = Harness(durable: ["b/#"]) { $0.maxInflightMessages = 2 }
+        h.connect(1, "pub", version: .v5)
+        h.publish(1, "b/x", "1", qos: .atLeastOnce, packetID: 1)
+        #expect(h.publish(1, "l/x", "2", qos: .atLeastOnce, packetID: 2).acknowledged(to: 1).isEmpty)
+        // Two unacknowledged with a Receive Maximum of 2: a third is a protocol error [MQTT-3.3.4-9].
+        let third = h.publish(1, "l/x", "3", qos: .atLeastOnce, packetID: 3)
+        #expect(third.closes(1)??.reasonCode == .receiveMaximumExceeded)
+    }
+
+    @Test func afterTheCommitTheCountIsFreedAndAFailedCommitClosesWithoutWhatWaited() {
+        let h = Harness(durable: ["b/#"]) { $0.maxInflightMessages = 2 }
+        h.connect(1, "pub", version: .v5)
+        h.publish(1, "b/x", "1", qos: .atLeastOnce, packetID: 1)
+        h.publish(1, "l/x", "2", qos: .atLeastOnce, packetID: 2)
+        #expect(
+            h.broker.persisted(token: 1, outcome: .committed, now: h.now).map(Seen.init).acknowledged(to: 1) == [1, 2]
+        )
+        #expect(h.publish(1, "l/x", "3", qos: .atLeastOnce, packetID: 3).acknowledged(to: 1) == [3])
+        // MQTT 3.1.1 cannot refuse in a PUBACK: the connection closes, and what waited behind is not sent.
+        let old = bridged(.v3_1_1)
+        old.publish(1, "b/x", "1", qos: .atLeastOnce, packetID: 1)
+        old.publish(1, "l/x", "2", qos: .atLeastOnce, packetID: 2)
+        let failed = old.broker.persisted(token: 1, outcome: .failed("EIO"), now: old.now).map(Seen.init)
+        #expect(failed == [.close(ConnectionID(1), nil)])
     }
 }
 
