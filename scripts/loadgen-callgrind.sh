@@ -9,6 +9,8 @@
 # second run sends 2 msg/s for the same 6 s, so start-up, connections, keepalives and shutdown cancel:
 # Ir/msg = (Ir of the load run - Ir of the idle run) / (messages delivered in the load run - in the idle run).
 # The profiles stay in OUTDIR for `callgrind_annotate --inclusive=yes OUTDIR/load.cg`.
+# EXTRA_LINES adds config lines (newline-separated), e.g. a bridge to a central that is down, so every QoS 1
+# message takes the durable path: EXTRA_LINES=$'connection c\naddress 127.0.0.1:9\ntopic loadgen/# out 1'
 set -u
 BROKER=$1; QOS=${2:-0}; OUT=${3:-$(mktemp -d "${TMPDIR:-/tmp}"/loadgen-callgrind.XXXX)}
 LOADGEN="${LOADGEN:-/tmp/mqtt-loadgen}"
@@ -18,7 +20,8 @@ mkdir -p "$OUT"
 
 run() {  # run NAME RATE: prints the messages delivered
     local name=$1 rate=$2
-    start_broker "$name" 'max_queued_messages 0' || return 1
+    start_broker "$name" "max_queued_messages 0${EXTRA_LINES:+
+$EXTRA_LINES}" || return 1
     "$LOADGEN" paced --pubs 10 --subs 1 --qos "$QOS" --rate "$rate" --seconds 6 --tick-us 40000 \
         --port "$PORT" --pid $VPID > "$OUT/$name.gen" 2>&1
     kill $VPID

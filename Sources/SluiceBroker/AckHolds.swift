@@ -18,23 +18,32 @@ import MQTTCore
 ///
 /// Every acknowledgement behind a waiting one waits too; what is ready at the head goes out.
 struct AckHolds: Sendable {
-    /// An acknowledgement on its way out: the packet, and whether it counts in the publisher's
+    /// A PUBACK (QoS 1) or PUBREC (QoS 2) on its way out, and whether it counts in the publisher's
     /// unacknowledged QoS 1 publishes (`ClientConnection.inboundUnacknowledged`) until it is sent.
-    struct Held: Sendable {
-        var packet: Packet
+    /// Small and flat: the durable path keeps one per bridged message.
+    struct Ack: Sendable, Equatable {
+        var ack: PubAckPacket
+        var isPubRec: Bool
         var countsInbound: Bool
+
+        init(_ ack: PubAckPacket, qos: QoS, countsInbound: Bool) {
+            self.ack = ack
+            self.isPubRec = qos == .exactlyOnce
+            self.countsInbound = countsInbound
+        }
+
+        var packet: Packet { isPubRec ? .pubRec(ack) : .pubAck(ack) }
     }
 
     /// One acknowledgement in a publisher's order.
     private struct Entry: Sendable {
-        /// Nil while the commits of `token` are out.
-        var packet: Packet?
-        var countsInbound: Bool
-        var token: UInt64? = nil
+        var ack: Ack
+        /// The commits it waits for (0: none); its reason code is decided when they are in.
+        var token: UInt64 = 0
         /// The subscriber whose backlog it waits for.
         var gate: String? = nil
 
-        var isReady: Bool { packet != nil && gate == nil }
+        var isReady: Bool { token == 0 && gate == nil }
     }
 
     /// A subscriber holding acknowledgements: since when, and whose (a publisher that left stays listed
@@ -74,49 +83,51 @@ struct AckHolds: Sendable {
 
     /// Holds `ack` for `publisher` behind the ones it holds already, or else gated by `gate`; false (not
     /// held: send it) when it holds none and there is no gate.
-    mutating func hold(_ ack: Held, for publisher: ConnectionID, gate: String?, now: BrokerTime) -> Bool {
+    mutating func hold(_ ack: Ack, for publisher: ConnectionID, gate: String?, now: BrokerTime) -> Bool {
         guard let gate else { return append(ack, for: publisher) }
-        add(Entry(packet: ack.packet, countsInbound: ack.countsInbound, gate: gate), for: publisher, now: now)
+        add(Entry(ack: ack, gate: gate), for: publisher, now: now)
         return true
     }
 
     /// Holds `ack` behind the ones `publisher` holds already; false (send it) when it holds none.
-    mutating func append(_ ack: @autoclosure () -> Held, for publisher: ConnectionID) -> Bool {
+    mutating func append(_ ack: @autoclosure () -> Ack, for publisher: ConnectionID) -> Bool {
         guard isHolding(publisher) else { return false }
-        let ack = ack()
-        byPublisher[publisher]!.append(Entry(packet: ack.packet, countsInbound: ack.countsInbound))
+        byPublisher[publisher]!.append(Entry(ack: ack()))
         return true
     }
 
-    /// Keeps `publisher`'s next place in the order for the acknowledgement of `token`'s commits, which
-    /// also waits for `gate` when the message left that subscriber with a backlog.
-    mutating func awaitCommit(
-        token: UInt64,
-        for publisher: ConnectionID,
-        countsInbound: Bool,
-        gate: String?,
-        now: BrokerTime
-    ) {
-        add(Entry(packet: nil, countsInbound: countsInbound, token: token, gate: gate), for: publisher, now: now)
+    /// Keeps `publisher`'s next place in the order for `ack`, sent once `token`'s commits are in
+    /// (`committed`), and once `gate` drained when the message left that subscriber with a backlog.
+    mutating func awaitCommit(_ ack: Ack, token: UInt64, for publisher: ConnectionID, gate: String?, now: BrokerTime) {
+        precondition(token != 0, "tokens start at 1")
+        add(Entry(ack: ack, token: token, gate: gate), for: publisher, now: now)
     }
 
-    private mutating func add(_ entry: Entry, for publisher: ConnectionID, now: BrokerTime) {
-        if let gate = entry.gate {
-            if gates[gate] == nil {
-                gates[gate] = Gate(since: now, publishers: [publisher])
-            } else if gates[gate]!.publishers.last != publisher {
-                gates[gate]!.publishers.append(publisher)
-            }
+    /// `token`'s commits are in and `ack` (its reason code decided) answers them; `takeReady` has what may go.
+    mutating func committed(token: UInt64, for publisher: ConnectionID, _ ack: PubAckPacket) {
+        guard let slot = byPublisher.index(forKey: publisher) else { return }
+        // Commits land in order: nearly always the head's. Read in place (a copy would be copied again on write).
+        let index: Int
+        if byPublisher.values[slot].first!.token == token {
+            index = 0
+        } else if let found = byPublisher.values[slot].firstIndex(where: { $0.token == token }) {
+            index = found
+        } else {
+            return
         }
-        byPublisher[publisher, default: []].append(entry)
+        byPublisher.values[slot][index].ack.ack = ack
+        byPublisher.values[slot][index].token = 0
     }
 
-    /// `token`'s commits are in and `ack` answers them: what is now ready at the head of `publisher`'s order.
-    mutating func committed(token: UInt64, for publisher: ConnectionID, _ ack: Packet) -> [Held] {
-        guard let index = byPublisher[publisher]?.firstIndex(where: { $0.token == token }) else { return [] }
-        byPublisher[publisher]![index].packet = ack
-        byPublisher[publisher]![index].token = nil
-        return takeReady(publisher)
+    /// The next acknowledgement to `publisher` that may go now, if the head of its order is ready.
+    mutating func takeReady(_ publisher: ConnectionID) -> Ack? {
+        // In place: the publisher's order is neither copied nor hashed again.
+        guard let slot = byPublisher.index(forKey: publisher), byPublisher.values[slot].first!.isReady else {
+            return nil
+        }
+        let ack = byPublisher.values[slot].removeFirst().ack
+        if byPublisher.values[slot].isEmpty { byPublisher.remove(at: slot) }
+        return ack
     }
 
     /// `subscriber` took a message: it may gate again.
@@ -124,21 +135,22 @@ struct AckHolds: Sendable {
         if !stalled.isEmpty { stalled.remove(subscriber) }
     }
 
-    /// What `gate` held and may go now, by publisher in the order they were first held, each in its order.
-    mutating func release(gate: String) -> [(ConnectionID, [Held])] {
+    /// Frees what `gate` held; returns the publishers it held, in the order they were first held, for
+    /// `takeReady`.
+    mutating func release(gate: String) -> [ConnectionID] {
         guard let held = gates.removeValue(forKey: gate) else { return [] }
-        return held.publishers.compactMap { publisher in
-            guard var entries = byPublisher[publisher] else { return nil }
-            for index in entries.indices where entries[index].gate == gate { entries[index].gate = nil }
-            byPublisher[publisher] = entries
-            let ready = takeReady(publisher)
-            return ready.isEmpty ? nil : (publisher, ready)
+        for publisher in held.publishers {
+            guard let slot = byPublisher.index(forKey: publisher) else { continue }
+            for index in byPublisher.values[slot].indices where byPublisher.values[slot][index].gate == gate {
+                byPublisher.values[slot][index].gate = nil
+            }
         }
+        return held.publishers
     }
 
     /// Releases the holds of every gate that held one for `holdLimit` or longer, and stalls those gates.
-    mutating func releaseOverdue(now: BrokerTime) -> [(ConnectionID, [Held])] {
-        var released: [(ConnectionID, [Held])] = []
+    mutating func releaseOverdue(now: BrokerTime) -> [ConnectionID] {
+        var released: [ConnectionID] = []
         for (gate, held) in gates.sorted(by: { $0.key < $1.key }) where held.since + Self.holdLimit <= now {
             stalled.insert(gate)
             released += release(gate: gate)
@@ -150,21 +162,19 @@ struct AckHolds: Sendable {
     mutating func forget(publisher: ConnectionID) { byPublisher[publisher] = nil }
 
     /// `subscriber`'s session is gone: it neither gates nor is stalled any more.
-    mutating func forget(subscriber: String) -> [(ConnectionID, [Held])] {
+    mutating func forget(subscriber: String) -> [ConnectionID] {
         stalled.remove(subscriber)
         return release(gate: subscriber)
     }
 
-    /// Takes the ready acknowledgements at the head of `publisher`'s order.
-    private mutating func takeReady(_ publisher: ConnectionID) -> [Held] {
-        guard let slot = byPublisher.index(forKey: publisher) else { return [] }
-        var ready: [Held] = []
-        // In place: the publisher's order is neither copied nor hashed again.
-        while let first = byPublisher.values[slot].first, first.isReady {
-            ready.append(Held(packet: first.packet!, countsInbound: first.countsInbound))
-            byPublisher.values[slot].removeFirst()
+    private mutating func add(_ entry: Entry, for publisher: ConnectionID, now: BrokerTime) {
+        if let gate = entry.gate {
+            if gates[gate] == nil {
+                gates[gate] = Gate(since: now, publishers: [publisher])
+            } else if gates[gate]!.publishers.last != publisher {
+                gates[gate]!.publishers.append(publisher)
+            }
         }
-        if byPublisher.values[slot].isEmpty { byPublisher.remove(at: slot) }
-        return ready
+        byPublisher[publisher, default: []].append(entry)
     }
 }

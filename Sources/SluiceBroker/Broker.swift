@@ -375,11 +375,12 @@ public struct Broker: Sendable {
             }
         }
         switch decision.action {
-        case .send(let packet) where pending.reply == nil:
+        case .send(.pubAck(let ack)), .send(.pubRec(let ack)):
             // In its place in the publisher's order; a QoS 1 one counts as unacknowledged until it is sent.
-            sendReleased([(pending.connection, ackHolds.committed(token: token, for: pending.connection, packet))])
-        case .send(let packet):
-            sendAcknowledgement(packet, to: pending.connection)
+            ackHolds.committed(token: token, for: pending.connection, ack)
+            sendReady(pending.connection)
+        case .send(let reply):
+            send(reply, to: pending.connection)
         case .disconnect(let packet):
             actions.append(.close(pending.connection, packet))
             detach(pending.connection, now: now, reason: .notStored(packet?.reasonCode))
@@ -653,7 +654,7 @@ public struct Broker: Sendable {
         from connection: ConnectionID
     ) -> Bool {
         if sessions[clientID]?.inboundQoS2.contains(packetID) == true {
-            sendAcknowledgement(.pubRec(PubAckPacket(packetIdentifier: packetID)), to: connection)
+            sendAcknowledgement(PubAckPacket(packetIdentifier: packetID), qos: .exactlyOnce, to: connection)
             return false
         }
         sessions[clientID]?.inboundQoS2.insert(packetID)
@@ -747,15 +748,21 @@ public struct Broker: Sendable {
                 if changedSavedState { saveJournal.holdUntilSaved(token) }
                 let countsInbound = message.qos == .atLeastOnce
                 if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }
-                ackHolds.awaitCommit(token: token, for: connection, countsInbound: countsInbound, gate: gate, now: now)
+                let ack = AckHolds.Ack(
+                    PubAckPacket(packetIdentifier: packetID),
+                    qos: message.qos,
+                    countsInbound: countsInbound
+                )
+                ackHolds.awaitCommit(ack, token: token, for: connection, gate: gate, now: now)
                 return
             }
         }
         if message.qos != .atMostOnce && (gate != nil || ackHolds.isHolding(connection)) {
             // A subscriber it feeds has a backlog (or an earlier acknowledgement waits): this one waits.
             let countsInbound = message.qos == .atLeastOnce
-            let ack = AckHolds.Held(
-                packet: Self.acknowledgement(message.qos, packetID, .success),
+            let ack = AckHolds.Ack(
+                PubAckPacket(packetIdentifier: packetID),
+                qos: message.qos,
                 countsInbound: countsInbound
             )
             if ackHolds.hold(ack, for: connection, gate: gate, now: now) {
@@ -767,25 +774,23 @@ public struct Broker: Sendable {
         acknowledge(message.qos, packetID, .success, to: connection)
     }
 
-    private static func acknowledgement(_ qos: QoS, _ packetID: UInt16, _ code: ReasonCode) -> Packet {
-        let ack = PubAckPacket(packetIdentifier: packetID, reasonCode: code)
-        return qos == .exactlyOnce ? .pubRec(ack) : .pubAck(ack)
+    /// Sends a publisher its PUBACK (QoS 1) or PUBREC (QoS 2), or holds it behind the ones it waits for
+    /// [MQTT-4.6.0-2, MQTT-4.6.0-3].
+    private mutating func sendAcknowledgement(_ ack: PubAckPacket, qos: QoS, to connection: ConnectionID) {
+        let ack = AckHolds.Ack(ack, qos: qos, countsInbound: false)
+        if !ackHolds.append(ack, for: connection) { send(ack.packet, to: connection) }
     }
 
-    /// Sends a publisher its acknowledgement, or holds it behind the ones it waits for [MQTT-4.6.0-2].
-    private mutating func sendAcknowledgement(_ packet: Packet, to connection: ConnectionID) {
-        if !ackHolds.append(AckHolds.Held(packet: packet, countsInbound: false), for: connection) {
-            send(packet, to: connection)
-        }
+    /// Sends what is ready at the head of each publisher's order (a gate released them).
+    private mutating func sendReleased(_ publishers: [ConnectionID]) {
+        for publisher in publishers { sendReady(publisher) }
     }
 
-    /// Sends the acknowledgements a gate released, to the publishers still connected.
-    private mutating func sendReleased(_ released: [(ConnectionID, [AckHolds.Held])]) {
-        for (connection, acks) in released where connections[connection] != nil {
-            for ack in acks {
-                if ack.countsInbound { connections[connection]?.inboundUnacknowledged -= 1 }
-                send(ack.packet, to: connection)
-            }
+    /// Sends `publisher` the acknowledgements at the head of its order that wait for nothing any more.
+    private mutating func sendReady(_ publisher: ConnectionID) {
+        while let ack = ackHolds.takeReady(publisher) {
+            if ack.countsInbound { connections[publisher]?.inboundUnacknowledged -= 1 }
+            send(ack.packet, to: publisher)
         }
     }
 
@@ -798,7 +803,7 @@ public struct Broker: Sendable {
 
     private mutating func acknowledge(_ qos: QoS, _ packetID: UInt16, _ code: ReasonCode, to connection: ConnectionID) {
         guard qos != .atMostOnce else { return }
-        sendAcknowledgement(Self.acknowledgement(qos, packetID, code), to: connection)
+        sendAcknowledgement(PubAckPacket(packetIdentifier: packetID, reasonCode: code), qos: qos, to: connection)
         if qos == .exactlyOnce {
             if code.isFailure, let client = connections[connection] {
                 // A PUBREC with a failure reason ends the exchange [MQTT-4.3.3]: no PUBREL follows, and the

@@ -3,20 +3,23 @@ import Testing
 
 @testable import SluiceBroker
 
-// Flow control: a publisher's PUBACK/PUBREC waits while a connected subscriber it feeds has a backlog, in
-// the order the PUBLISHes came, for at most `AckHolds.holdLimit` of that subscriber taking nothing.
+// The one owner of when a PUBACK/PUBREC may go: in the order the PUBLISHes came, each once its commits are in,
+// and (flow control) while no connected subscriber it fed has a backlog, for at most `AckHolds.holdLimit` of
+// that subscriber taking nothing.
 
 @Suite struct AckHoldsTests {
-    static func ack(_ id: UInt16) -> AckHolds.Held {
-        AckHolds.Held(packet: .pubAck(PubAckPacket(packetIdentifier: id)), countsInbound: false)
+    static func ack(_ id: UInt16, countsInbound: Bool = false) -> AckHolds.Ack {
+        AckHolds.Ack(PubAckPacket(packetIdentifier: id), qos: .atLeastOnce, countsInbound: countsInbound)
     }
 
-    static func ids(_ released: [(ConnectionID, [AckHolds.Held])]) -> [String] {
-        released.flatMap { connection, acks in
-            acks.map { ack in
-                guard case .pubAck(let p) = ack.packet else { return "?" }
-                return "\(connection.rawValue):\(p.packetIdentifier)"
+    /// Takes what may go for each of `publishers`, as "publisher:packet identifier".
+    static func sent(_ holds: inout AckHolds, _ publishers: [ConnectionID]) -> [String] {
+        publishers.flatMap { publisher in
+            var out: [String] = []
+            while let ack = holds.takeReady(publisher) {
+                out.append("\(publisher.rawValue):\(ack.ack.packetIdentifier)")
             }
+            return out
         }
     }
 
@@ -31,11 +34,12 @@ import Testing
         #expect(held)
         held = holds.hold(Self.ack(4), for: ConnectionID(2), gate: "sub", now: 0)
         #expect(held)
-        var released = holds.release(gate: "other")
-        #expect(released.isEmpty)
-        released = holds.release(gate: "sub")
-        #expect(Self.ids(released) == ["1:2", "1:3", "2:4"])
+        #expect(Self.sent(&holds, [p, ConnectionID(2)]).isEmpty)
+        #expect(holds.release(gate: "other").isEmpty)
+        let released = holds.release(gate: "sub")
+        #expect(Self.sent(&holds, released) == ["1:2", "1:3", "2:4"])
         #expect(!holds.holdsAny)
+        #expect(holds.isEmpty)
         held = holds.hold(Self.ack(5), for: p, gate: nil, now: 0)
         #expect(!held)
     }
@@ -44,10 +48,9 @@ import Testing
         var holds = AckHolds()
         let held = holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 1_000)
         #expect(held)
-        var released = holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit - 1)
-        #expect(released.isEmpty)
-        released = holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit)
-        #expect(Self.ids(released) == ["1:1"])
+        #expect(holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit - 1).isEmpty)
+        let released = holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit)
+        #expect(Self.sent(&holds, released) == ["1:1"])
         #expect(!holds.mayGate("sub"))
         #expect(holds.mayGate("other"))
         holds.progressed("sub")
@@ -62,35 +65,40 @@ import Testing
         #expect(held)
         holds.forget(publisher: ConnectionID(1))
         let released = holds.forget(subscriber: "sub")
-        #expect(Self.ids(released) == ["2:2"])
+        #expect(Self.sent(&holds, released) == ["2:2"])
         #expect(holds.isEmpty)
     }
 
     @Test func anAcknowledgementWaitsForTheCommitAheadOfItAndGoesWithIt() {
         var holds = AckHolds()
         let p = ConnectionID(1)
-        holds.awaitCommit(token: 7, for: p, countsInbound: true, gate: nil, now: 0)
+        holds.awaitCommit(Self.ack(1, countsInbound: true), token: 7, for: p, gate: nil, now: 0)
         let appended = holds.append(Self.ack(2), for: p)
         #expect(appended)
-        #expect(holds.committed(token: 8, for: p, .pubAck(PubAckPacket(packetIdentifier: 9))).isEmpty)  // not its token
-        let released = holds.committed(token: 7, for: p, .pubAck(PubAckPacket(packetIdentifier: 1)))
-        #expect(Self.ids([(p, released)]) == ["1:1", "1:2"])
-        #expect(released.map(\.countsInbound) == [true, false])
+        holds.committed(token: 8, for: p, PubAckPacket(packetIdentifier: 9))  // not its token
+        #expect(Self.sent(&holds, [p]).isEmpty)
+        // The commit decides the reason code.
+        holds.committed(token: 7, for: p, PubAckPacket(packetIdentifier: 1, reasonCode: .quotaExceeded))
+        let first = holds.takeReady(p)
+        #expect(first?.ack.reasonCode == .quotaExceeded)
+        #expect(first?.countsInbound == true)
+        #expect(Self.sent(&holds, [p]) == ["1:2"])
         #expect(holds.isEmpty)
     }
 
     @Test func aCommittedAcknowledgementStillWaitsForItsGateAndAGatedOneForTheCommitAhead() {
         var holds = AckHolds()
         let p = ConnectionID(1)
-        holds.awaitCommit(token: 1, for: p, countsInbound: false, gate: "sub", now: 0)
-        #expect(holds.committed(token: 1, for: p, .pubAck(PubAckPacket(packetIdentifier: 1))).isEmpty)
-        #expect(Self.ids(holds.release(gate: "sub")) == ["1:1"])
-        holds.awaitCommit(token: 2, for: p, countsInbound: false, gate: nil, now: 0)
+        holds.awaitCommit(Self.ack(1), token: 1, for: p, gate: "sub", now: 0)
+        holds.committed(token: 1, for: p, PubAckPacket(packetIdentifier: 1))
+        #expect(Self.sent(&holds, [p]).isEmpty)
+        #expect(Self.sent(&holds, holds.release(gate: "sub")) == ["1:1"])
+        holds.awaitCommit(Self.ack(2), token: 2, for: p, gate: nil, now: 0)
         let held = holds.hold(Self.ack(3), for: p, gate: "sub", now: 0)
         #expect(held)
-        #expect(holds.release(gate: "sub").isEmpty)  // 3 is free of its gate, but 2 is not on disk yet
-        let released = holds.committed(token: 2, for: p, .pubAck(PubAckPacket(packetIdentifier: 2)))
-        #expect(Self.ids([(p, released)]) == ["1:2", "1:3"])
+        #expect(Self.sent(&holds, holds.release(gate: "sub")).isEmpty)  // 3 is free of its gate, but 2 is not on disk
+        holds.committed(token: 2, for: p, PubAckPacket(packetIdentifier: 2))
+        #expect(Self.sent(&holds, [p]) == ["1:2", "1:3"])
         #expect(holds.isEmpty)
     }
 
