@@ -66,9 +66,13 @@ public struct Broker: Sendable {
     /// A PUBACK/PUBREC held until everything the message changed is on disk: its durable append
     /// (bridge queues) and/or the save of the broker state it changed (retained, persistent sessions).
     private struct PendingAck {
+        /// A connection that is gone by the time the commits are in hears nothing.
         var connection: ConnectionID
         var packetID: UInt16
         var qos: QoS
+        /// A QoS 2 message's publisher: its commits outlive the connection, since the session keeps the
+        /// packet identifier and a resend on the next connection is answered from them.
+        var clientID: String? = nil
         /// Commits still to come (1 or 2).
         var awaiting: Int
         var outcome = CommitOutcome.committed
@@ -358,7 +362,15 @@ public struct Broker: Sendable {
             return []
         }
         pendingAcks[token] = nil
-        guard let client = connections[pending.connection] else { return [] }
+        guard let client = connections[pending.connection] else {
+            // The publisher left first. A QoS 2 message not kept is forgotten by its session, so the resend
+            // is kept anew [MQTT-4.3.3-4]; one kept is a duplicate when it comes again.
+            if let clientID = pending.clientID, !pending.outcome.isCommitted {
+                stats.notAcknowledged(pending.outcome)
+                sessions[clientID]?.inboundQoS2.remove(pending.packetID)
+            }
+            return []
+        }
         let decision = AcknowledgementDecision(
             outcome: pending.outcome,
             version: client.version,
@@ -605,7 +617,9 @@ public struct Broker: Sendable {
             (Publisher(clientID: $0.clientID, username: $0.username), $0.version)
         }
         guard let packetID = packet.packetIdentifier ?? (packet.qos == .atMostOnce ? 0 : nil) else { return }
-        if packet.qos == .exactlyOnce && !beginInboundQoS2(packetID, clientID: publisher.clientID, from: connection) {
+        if packet.qos == .exactlyOnce
+            && !beginInboundQoS2(packetID, clientID: publisher.clientID, from: connection, now: now)
+        {
             return
         }
         if let refused = refusal(packet, topic: topic, from: publisher, version: version) {
@@ -651,15 +665,31 @@ public struct Broker: Sendable {
     private mutating func beginInboundQoS2(
         _ packetID: UInt16,
         clientID: String,
-        from connection: ConnectionID
+        from connection: ConnectionID,
+        now: BrokerTime
     ) -> Bool {
         if sessions[clientID]?.inboundQoS2.contains(packetID) == true {
-            sendAcknowledgement(PubAckPacket(packetIdentifier: packetID), qos: .exactlyOnce, to: connection)
+            let ack = AckHolds.Ack(PubAckPacket(packetIdentifier: packetID), qos: .exactlyOnce, countsInbound: false)
+            if let token = pendingCommit(ofQoS2: packetID, clientID: clientID) {
+                // Its first copy's commits are not in yet (an earlier connection left them): no PUBREC before.
+                pendingAcks[token]!.connection = connection
+                connections[connection]?.inboundUnacknowledged += 1
+                ackHolds.awaitCommit(ack, token: token, for: connection, gate: nil, now: now)
+            } else if !ackHolds.append(ack, for: connection) {
+                send(ack.packet, to: connection)
+            }
             return false
         }
         sessions[clientID]?.inboundQoS2.insert(packetID)
         connections[connection]?.inboundUnacknowledged += 1
         return true
+    }
+
+    /// The token of the commits a QoS 2 message from `clientID` awaits, left by a connection that is gone.
+    private func pendingCommit(ofQoS2 packetID: UInt16, clientID: String) -> UInt64? {
+        pendingAcks.first { _, pending in
+            pending.packetID == packetID && pending.clientID == clientID && connections[pending.connection] == nil
+        }?.key
     }
 
     /// Why a PUBLISH is not routed, and the reason code its acknowledgement carries; nil when it is routed.
@@ -743,6 +773,7 @@ public struct Broker: Sendable {
                     connection: connection,
                     packetID: packetID,
                     qos: message.qos,
+                    clientID: message.qos == .exactlyOnce ? message.origin : nil,
                     awaiting: awaiting
                 )
                 if changedSavedState { saveJournal.holdUntilSaved(token) }
@@ -1004,7 +1035,8 @@ public struct Broker: Sendable {
         )
         defer { admitAfterTakeover(of: connection, now: now) }
         connectionsPerListener[client.listener, default: 1] -= 1
-        pendingAcks = pendingAcks.filter { $0.value.connection != connection }
+        // A QoS 2 message's commits stay: its session answers a resend from them.
+        pendingAcks = pendingAcks.filter { $0.value.connection != connection || $0.value.clientID != nil }
         if !ackHolds.isEmpty {
             ackHolds.forget(publisher: connection)
             sendReleased(ackHolds.forget(subscriber: client.clientID))
@@ -1056,6 +1088,12 @@ public struct Broker: Sendable {
     private mutating func endSession(_ clientID: String, now: BrokerTime, publishWill: Bool = true) {
         guard let session = sessions.removeValue(forKey: clientID) else { return }
         timers.cancel(clientID)
+        // Commits of QoS 2 messages its connections left: no session answers a resend from them now.
+        if !pendingAcks.isEmpty && !session.inboundQoS2.isEmpty {
+            pendingAcks = pendingAcks.filter {
+                $0.value.clientID != clientID || connections[$0.value.connection] != nil
+            }
+        }
         if !ackHolds.isEmpty { sendReleased(ackHolds.forget(subscriber: clientID)) }
         for filter in session.subscriptions.keys {
             subscriptions.remove(filter: filter, clientID: clientID)

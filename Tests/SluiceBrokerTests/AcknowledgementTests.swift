@@ -124,6 +124,65 @@ private func because(_ text: String) -> Properties {
         )
     }
 
+    @Test func aQoS2ResendOnTheNextConnectionWaitsForTheFirstCopysCommit() {
+        let h = Harness(durable: ["#"])
+        h.connect(1, "v311", version: .v3_1_1, clean: false)
+        #expect(h.publish(1, "t", "x", qos: .exactlyOnce, packetID: 5) == [.persist(1, "t")])
+        h.closed(1)  // the link drops before the commit is in
+        h.connect(2, "v311", version: .v3_1_1, clean: false)
+        // The resend: no PUBREC while the first copy is not on disk.
+        #expect(h.publish(2, "t", "x", qos: .exactlyOnce, packetID: 5).isEmpty)
+        #expect(
+            h.broker.persisted(token: 1, outcome: .committed, now: h.now).map(Seen.init) == [
+                .send(ConnectionID(2), .pubRec(PubAckPacket(packetIdentifier: 5)))
+            ]
+        )
+        #expect(
+            h.receive(.pubRel(PubAckPacket(packetIdentifier: 5)), from: 2).packets(to: 2) == [
+                .pubComp(PubAckPacket(packetIdentifier: 5))
+            ]
+        )
+    }
+
+    @Test func aQoS2MessageWhoseCommitFailedAfterItsConnectionLeftIsKeptAnewWhenResent() {
+        let h = Harness(durable: ["#"])
+        h.connect(1, "v311", version: .v3_1_1, clean: false)
+        h.publish(1, "t", "x", qos: .exactlyOnce, packetID: 5)
+        h.closed(1)
+        #expect(h.broker.persisted(token: 1, outcome: .refused("disk full"), now: h.now).isEmpty)
+        #expect(h.broker.stats.publishRefused == 1)
+        h.connect(2, "v311", version: .v3_1_1, clean: false)
+        // Not answered as a duplicate of a message that was never kept: kept anew.
+        #expect(h.publish(2, "t", "x", qos: .exactlyOnce, packetID: 5) == [.persist(2, "t")])
+        // And a resend that waited for a commit that then failed is refused like the first copy.
+        h.closed(2)
+        h.connect(3, "v311", version: .v3_1_1, clean: false)
+        #expect(h.publish(3, "t", "x", qos: .exactlyOnce, packetID: 5).isEmpty)
+        #expect(
+            h.broker.persisted(token: 2, outcome: .failed("EIO"), now: h.now).map(Seen.init) == [
+                .close(ConnectionID(3), nil)
+            ]
+        )
+        h.connect(4, "v311", version: .v3_1_1, clean: false)
+        #expect(h.publish(4, "t", "x", qos: .exactlyOnce, packetID: 5) == [.persist(3, "t")])
+    }
+
+    @Test func aFailedCommitOfAnEndedSessionLeavesTheNextSessionsQoS2FlowAlone() {
+        let h = Harness(durable: ["#"])
+        h.connect(1, "v5", version: .v5)  // session expiry 0: the session ends with the connection
+        h.publish(1, "t", "x", qos: .exactlyOnce, packetID: 5)
+        h.closed(1)
+        h.connect(2, "v5", version: .v5)
+        #expect(h.publish(2, "t", "y", qos: .exactlyOnce, packetID: 5) == [.persist(2, "t")])
+        #expect(h.broker.persisted(token: 1, outcome: .failed("EIO"), now: h.now).isEmpty)
+        _ = h.broker.persisted(token: 2, outcome: .committed, now: h.now)
+        #expect(
+            h.receive(.pubRel(PubAckPacket(packetIdentifier: 5)), from: 2).packets(to: 2) == [
+                .pubComp(PubAckPacket(packetIdentifier: 5))
+            ]
+        )
+    }
+
     @Test func bridgeAppendRefusedForMQTT5IsQuotaExceededAndTheConnectionStays() {
         let h = Harness(durable: ["#"])
         h.connect(1, "v5")
