@@ -438,3 +438,60 @@ def test_bridge_in_message_on_a_full_disk_is_not_acknowledged_to_the_central(tmp
     finally:
         gw.stop()
         central.stop()
+
+
+def test_qos2_resend_after_a_dropped_connection_is_kept_not_answered_as_a_duplicate(tmp_path, tmpfs):
+    """A QoS 2 PUBLISH for the bridge whose connection drops before its append fails (full disk) was
+    never kept: when the client resends it on its next connection it must not get a PUBREC (which
+    would end its flow with the message lost), but be kept anew once there is room."""
+    central, counter = start_dark_central(tmp_path)
+    # A commit waits up to 200 ms for company: the connection is surely gone before the append fails.
+    gw, _ = fill_gateway(tmp_path, tmpfs, central, "reject_new", ["store_min_free 0", "queue_commit_window 200"])
+    gw.start()
+    client_id, seq = uid("q2"), 777_777
+
+    def send_once(dup: bool) -> list:
+        """Connects, sends the PUBLISH, and returns what came back before the gateway closed or 3 s passed."""
+        c = raw.RawClient(HOST, gw.port, timeout=10)
+        assert c.connect(client_id, clean=False).reason == 0
+        c.send(raw.publish("sensors/q2", payload(seq), qos=2, packet_id=7, dup=dup))
+        got = []
+        deadline = time.monotonic() + 3
+        try:
+            while time.monotonic() < deadline:
+                got.append(c.read_packet(max(0.01, deadline - time.monotonic())))
+                if got[-1].ptype == raw.PUBREC:
+                    c.send(raw.ack(raw.PUBREL, 7))
+                    got.append(c.expect(raw.PUBCOMP, 5))
+                    break
+        except (raw.Closed, TimeoutError):
+            pass
+        c.close()
+        return got
+
+    try:
+        filler = gw.data_dir / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, timeout=60)
+        first = raw.RawClient(HOST, gw.port, timeout=10)
+        assert first.connect(client_id, clean=False).reason == 0
+        first.send(raw.publish("sensors/q2", payload(seq), qos=2, packet_id=7))
+        first.abort()  # gone before the append fails
+        assert wait_until(lambda: gw.count_log(r"store (full|writes fail)") > 0, 10, 0.1), gw.log_tail()
+        resent = send_once(dup=True)
+        assert not any(p.ptype == raw.PUBREC for p in resent), \
+            f"PUBREC for a message the full disk never kept: {resent}"
+
+        filler.unlink()
+        central.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(p.ptype == raw.PUBCOMP for p in send_once(dup=True)):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the resend was never acknowledged after the disk had room")
+        assert wait_until(lambda: seq in counter.seqs(), 60, 0.2), f"central got {counter.seqs()[:10]}"
+    finally:
+        gw.stop()
+        counter.close()
+        central.stop()
