@@ -5,7 +5,7 @@ import MQTTCore
 /// PUBLISHes came [MQTT-4.6.0-2, MQTT-4.6.0-3], and one waits for either of two things:
 ///
 /// - **The disk.** A message bound for a bridge queue, or one that changed saved state, is acknowledged
-///   once its commits are in (`awaitCommit`, then `committed`). Its place in the order is kept meanwhile,
+///   once its commits are in (`hold` with its token, then `committed`). Its place in the order is kept meanwhile,
 ///   so an acknowledgement that needs no disk does not overtake it.
 /// - **A subscriber's backlog (flow control).** A message that leaves a connected subscriber (the gate)
 ///   with a backlog has its acknowledgement held until that subscriber drains, so a publisher that honours
@@ -81,12 +81,18 @@ struct AckHolds: Sendable {
     /// Whether a backlog at `subscriber` may hold acknowledgements.
     func mayGate(_ subscriber: String) -> Bool { !stalled.contains(subscriber) }
 
-    /// Holds `ack` for `publisher` behind the ones it holds already, or else gated by `gate`; false (not
-    /// held: send it) when it holds none and there is no gate.
-    mutating func hold(_ ack: Ack, for publisher: ConnectionID, gate: String?, now: BrokerTime) -> Bool {
-        guard let gate else { return append(ack, for: publisher) }
-        add(Entry(ack: ack, gate: gate), for: publisher, now: now)
-        return true
+    /// Keeps `ack` in `publisher`'s order, to go after every acknowledgement ahead of it, once `token`'s
+    /// commits are in (`committed`; 0: no commits), and once `gate` drained when the message left that
+    /// subscriber with a backlog.
+    mutating func hold(_ ack: Ack, for publisher: ConnectionID, token: UInt64 = 0, gate: String?, now: BrokerTime) {
+        if let gate {
+            if gates[gate] == nil {
+                gates[gate] = Gate(since: now, publishers: [publisher])
+            } else if gates[gate]!.publishers.last != publisher {
+                gates[gate]!.publishers.append(publisher)
+            }
+        }
+        byPublisher[publisher, default: []].append(Entry(ack: ack, token: token, gate: gate))
     }
 
     /// Holds `ack` behind the ones `publisher` holds already; false (send it) when it holds none.
@@ -94,13 +100,6 @@ struct AckHolds: Sendable {
         guard isHolding(publisher) else { return false }
         byPublisher[publisher]!.append(Entry(ack: ack()))
         return true
-    }
-
-    /// Keeps `publisher`'s next place in the order for `ack`, sent once `token`'s commits are in
-    /// (`committed`), and once `gate` drained when the message left that subscriber with a backlog.
-    mutating func awaitCommit(_ ack: Ack, token: UInt64, for publisher: ConnectionID, gate: String?, now: BrokerTime) {
-        precondition(token != 0, "tokens start at 1")
-        add(Entry(ack: ack, token: token, gate: gate), for: publisher, now: now)
     }
 
     /// `token`'s commits are in and `ack` (its reason code decided) answers them; `takeReady` has what may go.
@@ -165,16 +164,5 @@ struct AckHolds: Sendable {
     mutating func forget(subscriber: String) -> [ConnectionID] {
         stalled.remove(subscriber)
         return release(gate: subscriber)
-    }
-
-    private mutating func add(_ entry: Entry, for publisher: ConnectionID, now: BrokerTime) {
-        if let gate = entry.gate {
-            if gates[gate] == nil {
-                gates[gate] = Gate(since: now, publishers: [publisher])
-            } else if gates[gate]!.publishers.last != publisher {
-                gates[gate]!.publishers.append(publisher)
-            }
-        }
-        byPublisher[publisher, default: []].append(entry)
     }
 }

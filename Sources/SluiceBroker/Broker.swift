@@ -674,7 +674,7 @@ public struct Broker: Sendable {
                 // Its first copy's commits are not in yet (an earlier connection left them): no PUBREC before.
                 pendingAcks[token]!.connection = connection
                 connections[connection]?.inboundUnacknowledged += 1
-                ackHolds.awaitCommit(ack, token: token, for: connection, gate: nil, now: now)
+                ackHolds.hold(ack, for: connection, token: token, gate: nil, now: now)
             } else if !ackHolds.append(ack, for: connection) {
                 send(ack.packet, to: connection)
             }
@@ -763,46 +763,31 @@ public struct Broker: Sendable {
 
         // Acknowledged only once on disk: a bridge queue append, and the saved broker state when
         // the message changed it [design: durability].
-        let durable = !appends.isEmpty
-        if durable || changedSavedState {
-            let token = makeToken()
-            if durable { actions.append(.persist(token: token, message: message, appends: appends)) }
-            if message.qos != .atMostOnce {
-                let awaiting = (durable ? 1 : 0) + (changedSavedState ? 1 : 0)
-                pendingAcks[token] = PendingAck(
-                    connection: connection,
-                    packetID: packetID,
-                    qos: message.qos,
-                    clientID: message.qos == .exactlyOnce ? message.origin : nil,
-                    awaiting: awaiting
-                )
-                if changedSavedState { saveJournal.holdUntilSaved(token) }
-                let countsInbound = message.qos == .atLeastOnce
-                if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }
-                let ack = AckHolds.Ack(
-                    PubAckPacket(packetIdentifier: packetID),
-                    qos: message.qos,
-                    countsInbound: countsInbound
-                )
-                ackHolds.awaitCommit(ack, token: token, for: connection, gate: gate, now: now)
-                return
-            }
+        var token: UInt64 = 0
+        if !appends.isEmpty || changedSavedState {
+            token = makeToken()
+            if !appends.isEmpty { actions.append(.persist(token: token, message: message, appends: appends)) }
         }
-        if message.qos != .atMostOnce && (gate != nil || ackHolds.isHolding(connection)) {
-            // A subscriber it feeds has a backlog (or an earlier acknowledgement waits): this one waits.
-            let countsInbound = message.qos == .atLeastOnce
-            let ack = AckHolds.Ack(
-                PubAckPacket(packetIdentifier: packetID),
+        guard message.qos != .atMostOnce else { return }
+        if token != 0 {
+            pendingAcks[token] = PendingAck(
+                connection: connection,
+                packetID: packetID,
                 qos: message.qos,
-                countsInbound: countsInbound
+                clientID: message.qos == .exactlyOnce ? message.origin : nil,
+                awaiting: (appends.isEmpty ? 0 : 1) + (changedSavedState ? 1 : 0)
             )
-            if ackHolds.hold(ack, for: connection, gate: gate, now: now) {
-                if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }
-                stats.acknowledgementsHeld += 1
-                return
-            }
+            if changedSavedState { saveJournal.holdUntilSaved(token) }
+        } else if gate == nil && !ackHolds.isHolding(connection) {
+            return acknowledge(message.qos, packetID, .success, to: connection)
+        } else {
+            stats.acknowledgementsHeld += 1
         }
-        acknowledge(message.qos, packetID, .success, to: connection)
+        // It waits: for its commits, for a subscriber it fed that has a backlog, or behind an earlier one.
+        let countsInbound = message.qos == .atLeastOnce
+        if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }
+        let ack = AckHolds.Ack(PubAckPacket(packetIdentifier: packetID), qos: message.qos, countsInbound: countsInbound)
+        ackHolds.hold(ack, for: connection, token: token, gate: gate, now: now)
     }
 
     /// Sends a publisher its PUBACK (QoS 1) or PUBREC (QoS 2), or holds it behind the ones it waits for

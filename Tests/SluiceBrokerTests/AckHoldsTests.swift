@@ -26,28 +26,25 @@ import Testing
     @Test func nothingIsHeldWithoutAGateAndLaterAcknowledgementsWaitBehindAHeldOne() {
         var holds = AckHolds()
         let p = ConnectionID(1)
-        var held = holds.hold(Self.ack(1), for: p, gate: nil, now: 0)
+        var held = holds.append(Self.ack(1), for: p)
         #expect(!held)
-        held = holds.hold(Self.ack(2), for: p, gate: "sub", now: 0)
+        holds.hold(Self.ack(2), for: p, gate: "sub", now: 0)
+        held = holds.append(Self.ack(3), for: p)  // no gate of its own: waits behind 2
         #expect(held)
-        held = holds.hold(Self.ack(3), for: p, gate: nil, now: 0)  // no gate of its own: waits behind 2
-        #expect(held)
-        held = holds.hold(Self.ack(4), for: ConnectionID(2), gate: "sub", now: 0)
-        #expect(held)
+        holds.hold(Self.ack(4), for: ConnectionID(2), gate: "sub", now: 0)
         #expect(Self.sent(&holds, [p, ConnectionID(2)]).isEmpty)
         #expect(holds.release(gate: "other").isEmpty)
         let released = holds.release(gate: "sub")
         #expect(Self.sent(&holds, released) == ["1:2", "1:3", "2:4"])
         #expect(!holds.holdsAny)
         #expect(holds.isEmpty)
-        held = holds.hold(Self.ack(5), for: p, gate: nil, now: 0)
+        held = holds.append(Self.ack(5), for: p)
         #expect(!held)
     }
 
     @Test func aGateThatTakesNothingIsStalledUntilItTakesAMessage() {
         var holds = AckHolds()
-        let held = holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 1_000)
-        #expect(held)
+        holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 1_000)
         #expect(holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit - 1).isEmpty)
         let released = holds.releaseOverdue(now: 1_000 + AckHolds.holdLimit)
         #expect(Self.sent(&holds, released) == ["1:1"])
@@ -60,9 +57,8 @@ import Testing
 
     @Test func aPublisherThatLeftIsSkippedAndAForgottenSubscriberReleases() {
         var holds = AckHolds()
-        var held = holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 0)
-        held = held && holds.hold(Self.ack(2), for: ConnectionID(2), gate: "sub", now: 0)
-        #expect(held)
+        holds.hold(Self.ack(1), for: ConnectionID(1), gate: "sub", now: 0)
+        holds.hold(Self.ack(2), for: ConnectionID(2), gate: "sub", now: 0)
         holds.forget(publisher: ConnectionID(1))
         let released = holds.forget(subscriber: "sub")
         #expect(Self.sent(&holds, released) == ["2:2"])
@@ -72,7 +68,7 @@ import Testing
     @Test func anAcknowledgementWaitsForTheCommitAheadOfItAndGoesWithIt() {
         var holds = AckHolds()
         let p = ConnectionID(1)
-        holds.awaitCommit(Self.ack(1, countsInbound: true), token: 7, for: p, gate: nil, now: 0)
+        holds.hold(Self.ack(1, countsInbound: true), for: p, token: 7, gate: nil, now: 0)
         let appended = holds.append(Self.ack(2), for: p)
         #expect(appended)
         holds.committed(token: 8, for: p, PubAckPacket(packetIdentifier: 9))  // not its token
@@ -89,13 +85,12 @@ import Testing
     @Test func aCommittedAcknowledgementStillWaitsForItsGateAndAGatedOneForTheCommitAhead() {
         var holds = AckHolds()
         let p = ConnectionID(1)
-        holds.awaitCommit(Self.ack(1), token: 1, for: p, gate: "sub", now: 0)
+        holds.hold(Self.ack(1), for: p, token: 1, gate: "sub", now: 0)
         holds.committed(token: 1, for: p, PubAckPacket(packetIdentifier: 1))
         #expect(Self.sent(&holds, [p]).isEmpty)
         #expect(Self.sent(&holds, holds.release(gate: "sub")) == ["1:1"])
-        holds.awaitCommit(Self.ack(2), token: 2, for: p, gate: nil, now: 0)
-        let held = holds.hold(Self.ack(3), for: p, gate: "sub", now: 0)
-        #expect(held)
+        holds.hold(Self.ack(2), for: p, token: 2, gate: nil, now: 0)
+        holds.hold(Self.ack(3), for: p, gate: "sub", now: 0)
         #expect(Self.sent(&holds, holds.release(gate: "sub")).isEmpty)  // 3 is free of its gate, but 2 is not on disk
         holds.committed(token: 2, for: p, PubAckPacket(packetIdentifier: 2))
         #expect(Self.sent(&holds, [p]) == ["1:2", "1:3"])
