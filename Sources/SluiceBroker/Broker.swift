@@ -780,9 +780,8 @@ public struct Broker: Sendable {
             if changedSavedState { saveJournal.holdUntilSaved(token) }
         } else if gate == nil && !ackHolds.isHolding(connection) {
             return acknowledge(message.qos, packetID, .success, to: connection)
-        } else {
-            stats.acknowledgementsHeld += 1
         }
+        if gate != nil { stats.acknowledgementsHeld += 1 }
         // It waits: for its commits, for a subscriber it fed that has a backlog, or behind an earlier one.
         let countsInbound = message.qos == .atLeastOnce
         if countsInbound { connections[connection]?.inboundUnacknowledged += 1 }

@@ -169,7 +169,8 @@ public struct BrokerStats: Sendable, Equatable {
     /// PUBLISH payload bytes received from clients and sent to them.
     public var publishBytesReceived = 0
     public var publishBytesSent = 0
-    /// QoS 1/2 acknowledgements held back while a subscriber the message went to had a backlog (`AckHolds`).
+    /// QoS 1/2 messages whose acknowledgement waited for a subscriber they went to to drain its backlog
+    /// (`AckHolds`); not those that only waited in line behind another.
     public var acknowledgementsHeld = 0
 
     mutating func drop(_ reason: DropReason, count: Int = 1) { dropped[reason, default: 0] += count }

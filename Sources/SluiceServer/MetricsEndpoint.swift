@@ -132,7 +132,7 @@ final class MetricsEndpoint: Sendable {
             }
             page.counter(
                 "sluice_publish_acks_held_total",
-                "QoS 1/2 PUBACKs/PUBRECs held back while a subscriber the message went to had a backlog (flow control)",
+                "QoS 1/2 messages whose PUBACK/PUBREC waited for a subscriber they went to to drain its backlog (flow control)",
                 stats.acknowledgementsHeld
             )
             for reason in ["bad_username_or_password", "not_authorized"] {
