@@ -111,13 +111,12 @@ static int handle(int fd, unsigned char type_flags, const unsigned char *body, s
         int qos = (type_flags >> 1) & 3;
         if (len < 2 || qos > 1) return -1;
         size_t tlen = (size_t)body[0] << 8 | body[1];
-        size_t payload_at = 2 + tlen + (qos ? 2 : 0);
-        if (payload_at > len) return -1;
-        size_t out_len = len;  // same topic, id (own numbering) and payload
+        if (2 + tlen + (qos ? 2 : 0) > len) return -1;
+        // The same topic, packet identifier (numbered per subscriber) and payload.
         static unsigned char out[IN_CAP + 8];
         size_t h = 0;
         out[h++] = (unsigned char)(0x30 | qos << 1);
-        size_t rl = out_len;
+        size_t rl = len;
         do {
             unsigned char b = rl & 0x7f;
             rl >>= 7;
@@ -131,7 +130,7 @@ static int handle(int fd, unsigned char type_flags, const unsigned char *body, s
                 out[h + 2 + tlen] = (unsigned char)(id >> 8);
                 out[h + 2 + tlen + 1] = (unsigned char)id;
             }
-            send_all(s, out, h + out_len);
+            send_all(s, out, h + len);
         }
         if (qos) {
             unsigned char puback[] = {0x40, 2, body[2 + tlen], body[2 + tlen + 1]};

@@ -104,14 +104,11 @@ struct AckHolds: Sendable {
 
     /// `token`'s commits are in and `ack` (its reason code decided) answers them; `takeReady` has what may go.
     mutating func committed(token: UInt64, for publisher: ConnectionID, _ ack: PubAckPacket) {
-        guard let slot = byPublisher.index(forKey: publisher) else { return }
-        // Commits land in order: nearly always the head's. Read in place (a copy would be copied again on write).
-        let index: Int
-        if byPublisher.values[slot].first!.token == token {
-            index = 0
-        } else if let found = byPublisher.values[slot].firstIndex(where: { $0.token == token }) {
-            index = found
-        } else {
+        // Commits land in order, so this is nearly always the head. Read in place (a copy would be copied again
+        // on write).
+        guard let slot = byPublisher.index(forKey: publisher),
+            let index = byPublisher.values[slot].firstIndex(where: { $0.token == token })
+        else {
             return
         }
         byPublisher.values[slot][index].ack.ack = ack
